@@ -1,0 +1,1 @@
+"""QGIS Processing provider of DeformCast: thin wrappers around the QGIS-free core."""

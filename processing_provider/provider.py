@@ -1,0 +1,60 @@
+"""The DeformCast Processing provider (id ``deformcast``).
+
+Algorithms are discovered from the ``alg_*.py`` modules of this package, so adding an
+algorithm means adding one module. The provider loads even when torch, optuna, scipy or
+statsmodels are missing: it logs which are missing and the command that installs them, and
+each algorithm that needs them says so in its help and refuses to run with that message.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import pkgutil
+
+from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from ..algorithms import deps
+from .base import ICON_PATH, DeformCastAlgorithm
+
+
+def algorithm_classes():
+    classes = []
+    pkg_dir = os.path.dirname(__file__)
+    for info in sorted(pkgutil.iter_modules([pkg_dir]), key=lambda m: m.name):
+        if not info.name.startswith("alg_"):
+            continue
+        mod = importlib.import_module(f"{__package__}.{info.name}")
+        for _, obj in inspect.getmembers(mod, inspect.isclass):
+            if issubclass(obj, DeformCastAlgorithm) and obj.ALG_ID and obj.__module__ == mod.__name__:
+                classes.append(obj)
+    return classes
+
+
+class DeformCastProvider(QgsProcessingProvider):
+    def id(self):
+        return "deformcast"
+
+    def name(self):
+        return "DeformCast"
+
+    def longName(self):  # noqa: N802
+        miss = deps.missing()
+        return "DeformCast" + (f" (missing: {', '.join(miss)})" if miss else "")
+
+    def icon(self):
+        return QIcon(ICON_PATH)
+
+    def load(self):
+        miss = deps.missing()
+        if miss:
+            QgsMessageLog.logMessage(
+                "DeformCast: missing Python packages " + ", ".join(miss)
+                + ". Install them with: " + deps.install_command(miss),
+                "DeformCast", Qgis.Warning)
+        return super().load()
+
+    def loadAlgorithms(self):  # noqa: N802
+        for cls in algorithm_classes():
+            self.addAlgorithm(cls())
