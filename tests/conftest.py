@@ -27,7 +27,7 @@ if str(_PKGROOT) not in sys.path:
     sys.path.insert(0, str(_PKGROOT))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture()
 def deformcast_provider(qgis_app, qgis_processing):
     """QgsApplication + Processing initialised, with the DeformCast provider registered."""
     from qgis.core import QgsApplication
@@ -37,8 +37,8 @@ def deformcast_provider(qgis_app, qgis_processing):
     reg = QgsApplication.processingRegistry()
     prov = reg.providerById("deformcast")
     if prov is None:
-        prov = DeformCastProvider()
-        reg.addProvider(prov)
+        reg.addProvider(DeformCastProvider())
+        prov = reg.providerById("deformcast")
     return prov
 
 

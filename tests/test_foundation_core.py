@@ -1,0 +1,145 @@
+"""Core foundation: imports without QGIS, dates, raster round trip, atomic writes, styles."""
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deformcast.algorithms import deps, raster, styles
+from deformcast.algorithms.errors import Cancelled, DeformCastError
+from deformcast.algorithms.progress import Progress
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_core_imports_without_qgis():
+    code = ("import sys, algorithms, algorithms.raster, algorithms.styles, algorithms.progress, algorithms.deps;"
+            "bad=[m for m in sys.modules if m.split('.')[0] in ('qgis','PyQt5','PyQt6')];"
+            "assert not bad, bad; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
+def test_core_sources_never_import_qgis():
+    offenders = []
+    for p in (ROOT / "algorithms").rglob("*.py"):
+        for line in p.read_text(encoding="utf-8").splitlines():
+            s = line.strip()
+            if s.startswith(("import qgis", "from qgis", "import PyQt", "from PyQt")):
+                offenders.append(f"{p.name}: {s}")
+    assert offenders == []
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("2020-03-05", "2020-03-05"), ("20200305", "2020-03-05"), ("D20200305", "2020-03-05"),
+    ("D_20200305", "2020-03-05"), ("2020-03-05T00:00:00", "2020-03-05"), ("banana", None), ("20201340", None)])
+def test_parse_date(text, expected):
+    d = raster.parse_date(text)
+    assert (None if d is None else str(d)) == expected
+
+
+def test_dates_param_list_and_file(tmp_path):
+    f = tmp_path / "dates.txt"
+    f.write_text("# acquisitions\n2020-01-01\n20200113\n")
+    assert [str(d) for d in raster.parse_dates_param(str(f))] == ["2020-01-01", "2020-01-13"]
+    assert [str(d) for d in raster.parse_dates_param("2020-01-01, 20200113")] == ["2020-01-01", "2020-01-13"]
+    with pytest.raises(DeformCastError, match="not a date"):
+        raster.parse_dates_param("2020-01-01,yesterday")
+
+
+def test_duplicate_and_unsorted_dates_refused():
+    d = np.array(["2020-01-01", "2020-01-13", "2020-01-13"], dtype="datetime64[D]")
+    with pytest.raises(DeformCastError, match="twice"):
+        raster.check_dates(d)
+    with pytest.raises(DeformCastError, match="not in time order"):
+        raster.check_dates(d[::-1][1:])
+
+
+def _grid(w=7, h=5):
+    return raster.make_grid(300000.0, 5650000.0, 50.0, w, h, epsg=25832)
+
+
+def test_stack_round_trip(tmp_path):
+    g = _grid()
+    rng = np.random.default_rng(0)
+    vals = rng.normal(size=(4, 5, 7)).astype(np.float32)
+    vals[:, 0, 0] = np.nan
+    dates = np.array(["2020-01-01", "2020-01-13", "2020-01-25", "2020-02-06"], dtype="datetime64[D]")
+    p = str(tmp_path / "s.tif")
+    raster.write_stack(p, vals, dates, g)
+    assert os.path.exists(p) and os.path.exists(str(tmp_path / "s.qml"))
+    assert not os.path.exists(p + ".part.tif")
+    info = raster.open_stack(p)
+    assert [str(d) for d in info.dates] == [str(d) for d in dates]
+    assert info.grid.same_as(g)
+    back = raster.read_stack(info)
+    np.testing.assert_array_equal(np.isnan(back), np.isnan(vals))
+    np.testing.assert_allclose(back[~np.isnan(back)], vals[~np.isnan(vals)])
+    np.testing.assert_allclose(raster.read_stack(info, rows=(2, 4)), back[:, 2:4])
+
+
+def test_stack_without_dates_refused_and_dates_param(tmp_path):
+    g = _grid()
+    p = str(tmp_path / "nodates.tif")
+    raster.write_raster(p, np.zeros((3, 5, 7), np.float32), g)
+    with pytest.raises(DeformCastError, match="DATES parameter"):
+        raster.open_stack(p)
+    info = raster.open_stack(p, dates="2021-01-01,2021-01-13,2021-01-25")
+    assert info.n_epochs == 3
+    with pytest.raises(DeformCastError, match="one date per band"):
+        raster.open_stack(p, dates="2021-01-01,2021-01-13")
+
+
+def test_failed_write_leaves_no_output(tmp_path):
+    g = _grid()
+    p = str(tmp_path / "out.tif")
+    with pytest.raises(Cancelled):
+        with raster.RasterWriter(p, g, 2, qml=styles.probability_style()) as w:
+            w.write(np.zeros((2, 2, 7), np.float32), 0)
+            raise Cancelled()
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_styles_are_valid_xml_with_class_names():
+    for q in (styles.pseudocolor(-5, 5, "deformation"), styles.probability_style(2),
+              styles.class_style(styles.class_labels(5)), styles.deformation_style(np.array([-3.0, 1.0]))):
+        root = ET.fromstring(q.split("\n", 1)[1])
+        assert root.tag == "qgis"
+    q = styles.class_style(["Very low", "Low", "Moderate", "High", "Very high"])
+    labels = [e.get("label") for e in ET.fromstring(q.split("\n", 1)[1]).iter("paletteEntry")]
+    assert labels == ["Very low", "Low", "Moderate", "High", "Very high"]
+
+
+def test_progress_maps_nested_ranges_and_cancels():
+    seen = []
+    flag = {"c": False}
+    p = Progress(seen.append, lambda: flag["c"])
+    child = p.sub(0.5, 1.0)
+    child.set(0.5)
+    assert seen[-1] == pytest.approx(75.0)
+    flag["c"] = True
+    with pytest.raises(Cancelled):
+        child.set(0.6)
+
+
+def test_dependency_report_names_install_command():
+    assert deps.missing(["numpy"]) == []
+    assert deps.missing(["surely_not_a_package_xyz"]) == ["surely_not_a_package_xyz"]
+    cmd = deps.install_command(["torch", "optuna"])
+    assert "torch==2.13.0" in cmd and "optuna" in cmd and "numpy<2" in cmd
+    with pytest.raises(DeformCastError, match="pip install"):
+        deps.REQUIRED["_fake_pkg_for_test"] = "_fake_pkg_for_test"
+        try:
+            deps.require("_fake_pkg_for_test")
+        finally:
+            deps.REQUIRED.pop("_fake_pkg_for_test")
+
+
+def test_gdal_array_imports_with_numpy_below_2():
+    from osgeo import gdal_array  # noqa: F401
+
+    assert int(np.__version__.split(".")[0]) < 2
