@@ -133,7 +133,7 @@ class DeformCastAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         try:
             deps.require(*self.REQUIRES)
-            return self.run(parameters, context, feedback, progress_from(feedback))
+            return self._wrapper_run(parameters, context, feedback, progress_from(feedback))
         except Cancelled as e:
             raise QgsProcessingException(str(e)) from None
         except DeformCastError as e:
@@ -142,7 +142,19 @@ class DeformCastAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(
                 "Out of memory. Use a smaller area or a smaller block size, or close other programs.") from None
 
-    def run(self, parameters, context, feedback, progress: Progress) -> dict:
+    # Wrappers implement ``run(parameters, context, feedback, progress)``. That name is also
+    # QgsProcessingAlgorithm.run(parameters, context, feedback, configuration, catchExceptions),
+    # which processing.run() calls; a Python override would shadow it and processing.run()
+    # would fail with a TypeError. So each subclass's own ``run`` is moved to ``_wrapper_run``
+    # when the class is created and QgsProcessingAlgorithm.run stays reachable.
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("run")
+        if own is not None:
+            cls._wrapper_run = own
+            delattr(cls, "run")
+
+    def _wrapper_run(self, parameters, context, feedback, progress: Progress) -> dict:
         raise QgsProcessingException(f"{self.ALG_ID}: run() is not implemented")
 
 
@@ -152,3 +164,19 @@ def output_path(alg: QgsProcessingAlgorithm, parameters, name: str, context) -> 
     if not p:
         p = alg.parameterAsFileOutput(parameters, name, context)
     return p
+
+
+def raster_source(alg: QgsProcessingAlgorithm, parameters, name: str, context) -> str:
+    """File path of a raster layer parameter (layer from the project, or a path)."""
+    lyr = alg.parameterAsRasterLayer(parameters, name, context)
+    if lyr is not None:
+        return lyr.source()
+    raw = parameters.get(name)
+    return str(raw) if raw is not None else ""
+
+
+def layer_sources(alg: QgsProcessingAlgorithm, parameters, name: str, context) -> List[str]:
+    """File paths of a multiple-layers parameter (empty list when not given)."""
+    if parameters.get(name) in (None, "", []):
+        return []
+    return [lyr.source() for lyr in alg.parameterAsLayerList(parameters, name, context)]

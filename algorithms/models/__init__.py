@@ -16,19 +16,17 @@ Registry API (QGIS-free; importing this module does not import torch)::
     model = build_model("tcn", n_features=F, window=W, horizon=H, hparams=hp)   # a torch.nn.Module
 
 ``TRAINING_DEFAULTS`` / ``TRAINING_SPACE`` hold the hyperparameters every architecture shares
-(learning rate, weight decay, batch size, dropout, gradient clipping, samples per epoch,
-anchoring); ``DATA_SPACE`` holds the window length range for tuners that also search the window.
+(learning rate, weight decay, batch size, dropout, gradient clipping, samples per epoch, loss);
+``DATA_SPACE`` holds the window length range for tuners that also search the window.
 ``Param.kind`` is ``"int"``, ``"float"`` or ``"categorical"``; for the numeric kinds ``low``/``high``
 are inclusive bounds and ``log`` asks for log-uniform sampling; for ``"categorical"`` the
 ``choices`` tuple lists the values. A tuner turns these into ``trial.suggest_*`` calls.
 
-Anchoring (a choice of ours; the paper is silent): with ``anchor_last=True`` (default) a model
-predicts the change from the last observed value of input channel 0, i.e. ``Y_hat = X[:, -1, 0]
-+ f(X)``. This needs channel 0 to be the target displacement scaled exactly like ``Y``, which is
-the convention of :mod:`algorithms.dataset`. Cumulative displacement is dominated by where a pixel
-already is; learning the increment lets small networks spend their capacity on the dynamics
-(trend, seasonality, acceleration) and starts training from the persistence forecast rather than
-from zero.
+Targets: the models are plain regressors. They learn whatever ``Y`` the data module hands them;
+:mod:`algorithms.dataset` makes that the increment from the last input epoch (or the residual to
+a classical forecast), scaled per horizon step, so no architecture has to learn where a pixel
+already is. Dropout, where an architecture has several places for it, uses the one shared
+``dropout`` value.
 """
 from __future__ import annotations
 
@@ -90,8 +88,7 @@ TRAINING_DEFAULTS: Dict[str, Any] = {
     "batch_size": 256,
     "dropout": 0.1,
     "grad_clip": 1.0,        # max global gradient norm
-    "samples_per_epoch": 16384,  # training windows drawn (without replacement) per epoch; 0 = all
-    "anchor_last": True,     # predict the change from the last observed value (see module doc)
+    "samples_per_epoch": 0,  # training windows drawn (without replacement) per epoch; 0 = all
     "loss": "mse",           # "mse" or "huber" (on normalised values)
 }
 
@@ -151,7 +148,7 @@ _register(ModelSpec(
     "Linear input embedding plus sinusoidal positional encoding, a Transformer encoder, and a "
     "head on the last token and the mean of all tokens.",
     "transformer",
-    {"d_model": 32, "nhead": 4, "layers": 2, "ff_mult": 2},
+    {"d_model": 32, "nhead": 2, "layers": 2, "ff_mult": 2},
     [Param("d_model", "categorical", choices=(16, 32, 64)), Param("nhead", "categorical", choices=(1, 2, 4)),
      Param("layers", "int", 1, 4), Param("ff_mult", "categorical", choices=(1, 2, 4))],
 ))
@@ -160,7 +157,7 @@ _register(ModelSpec(
     "Residual 1-D convolution stem (local, multi-scale temporal features) feeding a Transformer "
     "encoder (long-range dependencies); the paper's best architecture.",
     "resnet_transformer",
-    {"d_model": 32, "nhead": 4, "layers": 2, "ff_mult": 2, "res_blocks": 2, "kernel_size": 3},
+    {"d_model": 32, "nhead": 2, "layers": 2, "ff_mult": 2, "res_blocks": 2, "kernel_size": 3},
     [Param("d_model", "categorical", choices=(16, 32, 64)), Param("nhead", "categorical", choices=(1, 2, 4)),
      Param("layers", "int", 1, 4), Param("ff_mult", "categorical", choices=(1, 2, 4)),
      Param("res_blocks", "int", 1, 4), Param("kernel_size", "categorical", choices=(3, 5))],
@@ -257,10 +254,7 @@ def build_model(name: str, n_features: int, window: int, horizon: int,
             f"Cannot build {spec.name} for {n_features} input channels, window {window}, horizon "
             f"{horizon}: all must be at least 1.")
     mod = importlib.import_module(f"{__name__}.{spec.module}")
-    body = mod.build(spec.name, int(n_features), int(window), int(horizon), hp)
-    from .common import Forecaster
-
-    return Forecaster(body, anchor_last=bool(hp["anchor_last"]))
+    return mod.build(spec.name, int(n_features), int(window), int(horizon), hp)
 
 
 def count_parameters(model) -> int:

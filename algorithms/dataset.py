@@ -1,0 +1,732 @@
+"""Leak-free spatiotemporal training sets: windows, time splits, spatial hold-out, encodings.
+
+API (stable; the models/training code is written against it)
+-------------------------------------------------------------
+
+``prepare(stack, dates, grid, window, horizon, encodings=("none",), covariates=None,
+n_val=None, n_test=None, target="increment", baseline="trajectory_ensemble", max_samples=20000,
+max_eval_samples=None, stride=1, spatial_holdout=0.0, holdout_block=16, neighbourhood_k=3,
+fourier=0, seed=0, block_rows=None, progress=None) -> Prepared``
+
+* ``stack``: float32 ``(T, H, W)`` mm, NaN = nodata, **or** a :class:`raster.StackInfo` / path
+  (then it is read block-wise by rows, never whole). ``dates``: datetime64[D] ``(T,)`` (ignored
+  for a StackInfo, which knows its dates). ``grid``: :class:`raster.Grid`.
+* ``covariates``: ``{name: (H, W) array}`` static rasters already on the stack grid.
+
+``Prepared`` has
+
+* ``.train``, ``.val``, ``.test``: :class:`Samples`, each with
+  ``X`` float32 ``(N, window, F)`` network input, ``Y`` float32 ``(N, horizon)`` network target,
+  ``anchor`` float32 ``(N, horizon)`` mm, ``truth`` float32 ``(N, horizon)`` mm cumulative
+  displacement at the target epochs (``to_mm(Y, anchor, norm) == truth`` up to rounding),
+  ``pixel`` int64 ``(N,)`` flat pixel index ``row * W + col``, ``end`` int64 ``(N,)`` index of
+  the last input epoch, ``holdout`` bool ``(N,)`` (pixel lies in a spatial hold-out block).
+* ``.norm``: JSON-serialisable dict (fitted on training windows only).
+* ``.config``: JSON-serialisable dict (window, horizon, encodings, target, baseline, split
+  indices and dates, k, fourier, covariate names, grid shape...). Save ``config`` and ``norm``
+  with a model; they are all :func:`forecast_inputs` needs.
+* ``.feature_names``: list of F channel names; ``.n_features``.
+* ``.holdout_mask``: bool ``(H, W)`` or None.
+
+Forecasting (after the last epoch, or a backtest from an earlier epoch), block by block::
+
+    a0, a1 = read_rows(r0, r1, grid.height, config)        # rows to read incl. halo
+    block = read_stack(info, rows=(a0, a1))                 # (T, a1 - a0, W)
+    X, valid, anchor = forecast_inputs(block, dates, grid, a0, config, norm,
+                                       covariates_block=..., end_index=None, out_rows=(r0, r1))
+    y = model(X)                                            # (n, horizon), n = valid.sum()
+    mm = to_mm(y, anchor, norm)                             # (n, horizon) cumulative mm
+    out[:, valid] = mm.T                                    # valid: bool (r1 - r0, W), row-major
+
+``covariates_block``: ``{name: (a1 - a0, W)}`` rows a0..a1 of each covariate.
+``target_dates(dates, end_index, horizon)`` gives the forecast epochs' dates (beyond the last
+acquisition they continue at the median acquisition step).
+
+``validate_inputs(T, window, horizon, n_val=None, n_test=None) -> (n_val, n_test)`` raises
+:class:`DeformCastError` naming the fix when there are too few epochs.
+
+Constants: ``ENCODINGS`` (none, temporal, spatial, neighbourhood, covariates), ``TARGETS``
+(increment, residual).
+
+Science choices (where Liu et al. 2026 is silent)
+------------------------------------------------
+Split in time by TARGET epochs. The last ``n_test`` epochs are the test period, the ``n_val``
+before them validation, the rest training (defaults: ``max(horizon, ceil(10 % of T))`` each).
+A training window has its inputs AND all its targets inside the training period; a validation
+window has all targets in the validation period (its inputs may reach back into training); a
+test window has all targets in the test period. So no two splits share a target epoch, and
+nothing from the test period reaches training samples, normalisation, early stopping or tuning
+(the leakage test overwrites the test epochs with garbage and checks that training and
+validation arrays and ``norm`` are bit-identical).
+
+Spatial hold-out (optional): square blocks of ``holdout_block`` pixels, a fraction
+``spatial_holdout`` of them chosen at random (seeded), are removed from training and validation
+(their values are NaN for the neighbourhood features of training samples too). Test samples
+come from all pixels; ``Samples.holdout`` says which pixels are unseen ground (transfer score).
+
+Sampling. Training (and validation/test) windows are a uniform random sample without
+replacement of all valid (pixel, end epoch) pairs: each pair gets a pseudo-random key from a hash
+of (seed, split, pixel, end) and the ``max_samples`` smallest keys are kept while the stack is
+scanned block by block. Memory is bounded by one row block plus ``max_samples`` windows, so it
+does not grow with the area, and the sample does not depend on the block size. A window with a
+NaN anywhere in its inputs or targets is skipped.
+
+Targets. The network never sees absolute displacement (its reference is arbitrary):
+``target="increment"`` learns displacement at each horizon epoch relative to the last input
+epoch, divided by a robust per-step scale (1.4826 x median |increment| of the training windows);
+``target="residual"`` learns the difference between the truth and a classical forecast
+(``baseline``, default the trajectory ensemble of :mod:`baselines`, fitted per pixel on the
+history up to the last input epoch), divided by its robust per-step scale. The network thus
+learns the correction to the classical forecast. In both cases ``mm = y * target_scale + anchor``
+where ``anchor`` is the last input value (increment) or the classical forecast (residual).
+
+Encodings, per time step channels (combinable; ``none`` adds nothing):
+
+* always: ``disp`` = (displacement - displacement at the last input epoch) / disp_scale.
+* ``temporal``: ``t`` = years since the first epoch / length of the training period in years;
+  ``doy_sin``, ``doy_cos`` = sin/cos(2 pi day-of-year / 365.25).
+* ``spatial``: ``x``, ``y`` pixel-centre coordinates scaled to [-1, 1] over the grid extent
+  (from the grid, not the data, so no statistics are fitted); with ``fourier=n`` also
+  sin/cos(2^k pi x), sin/cos(2^k pi y) for k < n. Constant along time.
+* ``neighbourhood``: k x k patch (default k = 3) around the pixel, each neighbour relative to its
+  own value at the last input epoch: ``nb_mean`` = NaN-mean over the patch, ``nb_dx``/``nb_dy``
+  = (mean of the right minus left column) / (k - 1) and (top minus bottom row) / (k - 1), all
+  divided by disp_scale (0 where undefined). Mean + gradient (3 channels for any k) rather than
+  the flattened patch (k*k channels) keeps the input size fixed and tolerates NaN neighbours.
+  Patches are cut at the raster edge.
+* ``covariates``: each static covariate standardised with mean/std of the training pixels,
+  NaN -> 0 (the mean), constant along time.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .baselines import BASELINES, forecast_baselines, years_between
+from .errors import DeformCastError
+from .progress import Progress, silent
+from .raster import Grid, StackInfo, check_dates, iso, open_stack, read_stack, row_blocks
+
+ENCODINGS = ("none", "temporal", "spatial", "neighbourhood", "covariates")
+TARGETS = ("increment", "residual")
+SPLITS = ("train", "val", "test")
+_MIN_SCALE = 1e-3  # mm: floor of the robust scales (a perfectly flat training set stays finite)
+_BLOCK_VALUES = 1 << 23  # about 32 MB of float32 per row block read
+
+
+# --------------------------------------------------------------------------------------------
+# containers
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Samples:
+    """Windows of one split (see the module docstring for the meaning of each array)."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    anchor: np.ndarray
+    truth: np.ndarray
+    pixel: np.ndarray
+    end: np.ndarray
+    holdout: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    def subset(self, index) -> "Samples":
+        return Samples(self.X[index], self.Y[index], self.anchor[index], self.truth[index],
+                       self.pixel[index], self.end[index], self.holdout[index])
+
+    def rows_cols(self, width: int) -> Tuple[np.ndarray, np.ndarray]:
+        return self.pixel // int(width), self.pixel % int(width)
+
+
+@dataclass
+class Prepared:
+    train: Samples
+    val: Samples
+    test: Samples
+    norm: dict
+    config: dict
+    feature_names: List[str]
+    holdout_mask: Optional[np.ndarray] = None
+    dates: Optional[np.ndarray] = None
+    grid: Optional[Grid] = None
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+
+# --------------------------------------------------------------------------------------------
+# checks and small helpers
+# --------------------------------------------------------------------------------------------
+def parse_encodings(encodings) -> Tuple[str, ...]:
+    """``"temporal,spatial"`` or a list -> canonical tuple (ENCODINGS order, no ``none``)."""
+    if encodings is None:
+        items: List[str] = []
+    elif isinstance(encodings, str):
+        items = [s for s in (t.strip().lower() for t in encodings.replace(";", ",").split(",")) if s]
+    else:
+        items = [str(t).strip().lower() for t in encodings]
+    bad = [t for t in items if t not in ENCODINGS]
+    if bad:
+        raise DeformCastError(
+            f"Unknown ENCODING {', '.join(repr(b) for b in bad)}; valid names: {', '.join(ENCODINGS)} "
+            "(several may be combined).")
+    return tuple(e for e in ENCODINGS[1:] if e in items)
+
+
+def default_period(T: int, horizon: int) -> int:
+    return max(int(horizon), int(math.ceil(0.1 * T)))
+
+
+def validate_inputs(T: int, window: int, horizon: int, n_val: Optional[int] = None,
+                    n_test: Optional[int] = None, stack: Optional[np.ndarray] = None) -> Tuple[int, int]:
+    """Check that the series can be split; returns ``(n_val, n_test)`` with defaults resolved.
+
+    Defaults are ``max(horizon, ceil(0.1 T))`` each, shrunk to ``horizon`` when the series is
+    too short for 10 %. ``stack`` (optional, in memory) is also checked for being all nodata.
+    """
+    T, window, horizon = int(T), int(window), int(horizon)
+    if window < 1:
+        raise DeformCastError(f"WINDOW must be at least 1 epoch (got {window}).")
+    if horizon < 1:
+        raise DeformCastError(f"HORIZON must be at least 1 epoch (got {horizon}).")
+    for name, v in (("validation", n_val), ("test", n_test)):
+        if v is not None and int(v) < horizon:
+            raise DeformCastError(
+                f"The {name} period of {int(v)} epochs cannot hold one forecast of HORIZON {horizon} "
+                f"epochs; give at least {horizon} {name} epochs or lower HORIZON.")
+    nv = default_period(T, horizon) if n_val is None else int(n_val)
+    nt = default_period(T, horizon) if n_test is None else int(n_test)
+    if T - nv - nt < window + horizon:
+        if n_val is None:
+            nv = horizon
+        if n_test is None:
+            nt = horizon
+    need = window + horizon + nv + nt
+    if T < need:
+        raise DeformCastError(
+            f"Too few epochs: training needs at least {need} epochs (WINDOW {window} + HORIZON "
+            f"{horizon} for one training window, + {nv} validation + {nt} test epochs); the stack "
+            f"has {T}. Lower WINDOW or HORIZON, or use a longer time series.")
+    if stack is not None and not np.isfinite(np.asarray(stack)).any():
+        raise DeformCastError("The displacement stack is all nodata: every value is NaN or the "
+                              "nodata value. Check the input file and its nodata setting.")
+    return nv, nt
+
+
+def target_dates(dates, end_index: int, horizon: int) -> np.ndarray:
+    """Dates of epochs end_index+1 .. end_index+horizon; past the stack at the median step."""
+    dates = np.asarray(dates, dtype="datetime64[D]")
+    idx = np.arange(int(end_index) + 1, int(end_index) + 1 + int(horizon))
+    inside = idx < dates.size
+    out = np.empty(idx.size, dtype="datetime64[D]")
+    out[inside] = dates[idx[inside]]
+    if (~inside).any():
+        step = int(round(float(np.median(np.diff(dates).astype(np.int64))))) if dates.size > 1 else 12
+        step = max(step, 1)
+        k = idx[~inside] - (dates.size - 1)
+        out[~inside] = dates[-1] + (k * step).astype("timedelta64[D]")
+    return out
+
+
+def halo(config: dict) -> int:
+    return int(config["neighbourhood_k"]) // 2 if "neighbourhood" in config["encodings"] else 0
+
+
+def read_rows(r0: int, r1: int, height: int, config: dict) -> Tuple[int, int]:
+    """Rows to read (with the neighbourhood halo) to forecast rows ``r0..r1``."""
+    h = halo(config)
+    return max(0, int(r0) - h), min(int(height), int(r1) + h)
+
+
+def feature_names(config: dict) -> List[str]:
+    enc = config["encodings"]
+    names = ["disp"]
+    if "temporal" in enc:
+        names += ["t", "doy_sin", "doy_cos"]
+    if "spatial" in enc:
+        names += ["x", "y"]
+        for k in range(int(config.get("fourier", 0))):
+            names += [f"x_sin{k}", f"x_cos{k}", f"y_sin{k}", f"y_cos{k}"]
+    if "neighbourhood" in enc:
+        names += ["nb_mean", "nb_dx", "nb_dy"]
+    if "covariates" in enc:
+        names += [f"cov:{n}" for n in config["covariate_names"]]
+    return names
+
+
+_DISP_CHANNELS = ("disp", "nb_mean", "nb_dx", "nb_dy")
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser on uint64 arrays (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def _keys(seed: int, salt: int, pixel: np.ndarray, end: np.ndarray) -> np.ndarray:
+    base = _mix64(np.array([(int(seed) & 0xFFFFFFFF) * 8 + int(salt)], dtype=np.uint64))[0]
+    with np.errstate(over="ignore"):
+        x = pixel.astype(np.uint64) * np.uint64(1 << 20) + end.astype(np.uint64)
+        return _mix64(x ^ base)
+
+
+def holdout_mask(shape: Tuple[int, int], fraction: float, block: int, seed: int) -> Optional[np.ndarray]:
+    """Square blocks of ``block`` pixels, about ``fraction`` of them True (seeded)."""
+    if not fraction or fraction <= 0:
+        return None
+    if fraction >= 1:
+        raise DeformCastError("SPATIAL_HOLDOUT must be below 1 (a fraction of the area, e.g. 0.2).")
+    H, W = shape
+    b = max(1, int(block))
+    nby, nbx = -(-H // b), -(-W // b)
+    ids = np.arange(nby * nbx, dtype=np.uint64)
+    u = (_keys(seed, 7, ids, np.zeros_like(ids)) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    held = (u < fraction).reshape(nby, nbx)
+    if not held.any():  # a tiny raster: hold out at least one block
+        held.flat[int(np.argmin(u))] = True
+    if held.all():
+        held.flat[int(np.argmax(u))] = False
+    return np.repeat(np.repeat(held, b, 0), b, 1)[:H, :W]
+
+
+def _robust_scale(a: np.ndarray, axis=None):
+    a = np.abs(np.asarray(a, dtype=np.float64))
+    s = 1.4826 * np.median(a, axis=axis)
+    return np.maximum(np.nan_to_num(s, nan=_MIN_SCALE), _MIN_SCALE)
+
+
+# --------------------------------------------------------------------------------------------
+# features of windows (shared by prepare and forecast_inputs: one code path)
+# --------------------------------------------------------------------------------------------
+def _day_of_year(d: np.ndarray) -> np.ndarray:
+    d = np.asarray(d, dtype="datetime64[D]")
+    return (d - d.astype("datetime64[Y]").astype("datetime64[D]")).astype(np.int64)
+
+
+def _features(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, ends: np.ndarray,
+              dates: np.ndarray, grid_shape: Tuple[int, int], config: dict, norm: dict,
+              cov_block: Optional[Dict[str, np.ndarray]], mask_block: Optional[np.ndarray]) -> np.ndarray:
+    """X float32 (n, window, F) for pixels (rows, cols absolute) and last-input indices ``ends``.
+
+    ``block`` holds rows ``a0..`` of the stack (all epochs needed); ``mask_block`` (same rows)
+    True where neighbour values must be hidden (spatial hold-out during training).
+    """
+    window = int(config["window"])
+    enc = config["encodings"]
+    H, W = grid_shape
+    n = rows.size
+    tt = ends[:, None] - window + 1 + np.arange(window)[None, :]  # (n, window)
+    lr = rows - a0
+    win = block[tt, lr[:, None], cols[:, None]]  # (n, window)
+    ds = np.float32(norm["disp_scale"])
+    chans = [((win - win[:, -1:]) / ds)[..., None]]
+    if "temporal" in enc:
+        d = dates[tt]
+        t = (years_between(d, np.datetime64(norm["date0"])) / float(norm["time_scale_years"]))
+        ang = 2.0 * np.pi * _day_of_year(d) / 365.25
+        chans += [t[..., None], np.sin(ang)[..., None], np.cos(ang)[..., None]]
+    if "spatial" in enc:
+        xn = 2.0 * (cols + 0.5) / W - 1.0
+        yn = 1.0 - 2.0 * (rows + 0.5) / H
+        sp = [xn, yn]
+        for k in range(int(config.get("fourier", 0))):
+            f = np.pi * (2.0 ** k)
+            sp += [np.sin(f * xn), np.cos(f * xn), np.sin(f * yn), np.cos(f * yn)]
+        sp = np.stack(sp, axis=1)  # (n, S)
+        chans.append(np.broadcast_to(sp[:, None, :], (n, window, sp.shape[1])))
+    if "neighbourhood" in enc:
+        k = int(config["neighbourhood_k"])
+        r = k // 2
+        off = np.arange(-r, r + 1)
+        ra = rows[:, None] + off[None, :]  # absolute rows (n, k)
+        ca = cols[:, None] + off[None, :]
+        rin = (ra >= 0) & (ra < H) & (ra - a0 >= 0) & (ra - a0 < block.shape[1])
+        cin = (ca >= 0) & (ca < W)
+        rl = np.clip(ra - a0, 0, block.shape[1] - 1)
+        cl = np.clip(ca, 0, W - 1)
+        patch = block[tt[:, :, None, None], rl[:, None, :, None], cl[:, None, None, :]]  # (n, w, k, k)
+        hide = ~(rin[:, :, None] & cin[:, None, :])
+        if mask_block is not None:
+            hide = hide | mask_block[rl[:, :, None], cl[:, None, :]]
+        patch = np.where(hide[:, None, :, :], np.float32(np.nan), patch)
+        rel = patch - patch[:, -1:, :, :]
+
+        def _nm(a, axes):
+            ok = np.isfinite(a)
+            cnt = ok.sum(axis=axes)
+            tot = np.where(ok, a, 0.0).sum(axis=axes)
+            return np.where(cnt > 0, tot / np.maximum(cnt, 1), 0.0), cnt > 0
+
+        mean, _ = _nm(rel, (2, 3))
+        right, okr = _nm(rel[:, :, :, -1], (2,))
+        left, okl = _nm(rel[:, :, :, 0], (2,))
+        top, okt = _nm(rel[:, :, 0, :], (2,))
+        bot, okb = _nm(rel[:, :, -1, :], (2,))
+        dx = np.where(okr & okl, (right - left) / (k - 1), 0.0)
+        dy = np.where(okt & okb, (top - bot) / (k - 1), 0.0)
+        chans += [(mean / ds)[..., None], (dx / ds)[..., None], (dy / ds)[..., None]]
+    if "covariates" in enc:
+        cv = []
+        for name in config["covariate_names"]:
+            st = norm["covariates"][name]
+            v = cov_block[name][lr, cols].astype(np.float64)
+            v = (v - st["mean"]) / st["std"]
+            cv.append(np.where(np.isfinite(v), v, 0.0))
+        cv = np.stack(cv, axis=1)
+        chans.append(np.broadcast_to(cv[:, None, :], (n, window, cv.shape[1])))
+    return np.concatenate([np.asarray(c, dtype=np.float32) for c in chans], axis=2)
+
+
+def _anchors(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, ends: np.ndarray,
+             dates: np.ndarray, config: dict) -> np.ndarray:
+    """anchor (n, horizon) mm: last input value (increment) or the classical forecast (residual)."""
+    horizon = int(config["horizon"])
+    lr = rows - a0
+    if config["target"] == "increment":
+        last = block[ends, lr, cols]
+        return np.repeat(last[:, None], horizon, axis=1).astype(np.float32)
+    out = np.full((rows.size, horizon), np.nan, dtype=np.float32)
+    for e in np.unique(ends):
+        sel = np.flatnonzero(ends == e)
+        hist = block[: e + 1, lr[sel], cols[sel]]  # (e+1, n_e)
+        start = int(np.searchsorted(dates.astype(np.int64),
+                                    dates[e].astype(np.int64) - int(round(config["baseline_years"] * 365.25))))
+        f = forecast_baselines(hist, dates[: e + 1], int(e), target_dates(dates, e, horizon),
+                               names=[config["baseline"]], fit_start_index=start)[config["baseline"]]
+        out[sel] = f.T
+    return out
+
+
+def to_mm(y_net, anchor, norm: dict) -> np.ndarray:
+    """Network output (n, horizon) -> cumulative displacement in mm (n, horizon)."""
+    s = np.asarray(norm["target_scale"], dtype=np.float32)
+    return np.asarray(y_net, dtype=np.float32) * s[None, :] + np.asarray(anchor, dtype=np.float32)
+
+
+def to_net(truth_mm, anchor, norm: dict) -> np.ndarray:
+    """Inverse of :func:`to_mm`: mm at the target epochs -> network target."""
+    s = np.asarray(norm["target_scale"], dtype=np.float32)
+    return ((np.asarray(truth_mm, dtype=np.float32) - np.asarray(anchor, dtype=np.float32)) / s[None, :])
+
+
+# --------------------------------------------------------------------------------------------
+# prepare
+# --------------------------------------------------------------------------------------------
+class _Reservoir:
+    """Keeps the ``cap`` samples with the smallest keys seen so far."""
+
+    def __init__(self, cap: int):
+        self.cap = int(cap)
+        self.parts: List[dict] = []
+        self.n = 0
+        self.threshold = None  # key of the cap-th smallest, once full
+
+    def add(self, part: dict) -> None:
+        if part["key"].size == 0:
+            return
+        self.parts.append(part)
+        self.n += part["key"].size
+        if self.n > 2 * self.cap:
+            self.compact()
+
+    def compact(self) -> None:
+        if not self.parts:
+            return
+        merged = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]}
+        if merged["key"].size > self.cap:
+            keep = np.argpartition(merged["key"], self.cap - 1)[: self.cap]
+            merged = {k: v[keep] for k, v in merged.items()}
+            self.threshold = merged["key"].max()
+        elif merged["key"].size == self.cap:
+            self.threshold = merged["key"].max()
+        self.parts = [merged]
+        self.n = merged["key"].size
+
+    def result(self) -> Optional[dict]:
+        self.compact()
+        if not self.parts:
+            return None
+        m = self.parts[0]
+        order = np.argsort(m["key"], kind="stable")
+        return {k: v[order] for k, v in m.items()}
+
+
+def _as_source(stack, dates, grid):
+    if isinstance(stack, (str, StackInfo)):
+        info = open_stack(stack) if isinstance(stack, str) else stack
+        return info, info.dates, info.grid
+    a = np.asarray(stack)
+    if a.ndim != 3:
+        raise DeformCastError(f"The displacement stack must be (T, H, W); got shape {a.shape}.")
+    if dates is None:
+        raise DeformCastError("The stack's dates are missing; give one date per epoch.")
+    d = check_dates(np.asarray(dates, dtype="datetime64[D]"))
+    if d.size != a.shape[0]:
+        raise DeformCastError(f"The stack has {a.shape[0]} epochs but {d.size} dates were given.")
+    if grid is not None and tuple(grid.shape) != tuple(a.shape[1:]):
+        raise DeformCastError(f"The stack is {a.shape[1:]} pixels but its grid says {grid.shape}.")
+    return a, d, grid
+
+
+def _file_block_height(source) -> int:
+    if not isinstance(source, StackInfo):
+        return 1
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    ds = gdal.Open(source.path)
+    return int(ds.GetRasterBand(1).GetBlockSize()[1])
+
+
+def _read(source, a0, a1):
+    if isinstance(source, StackInfo):
+        return read_stack(source, rows=(a0, a1))
+    return source[:, a0:a1]
+
+
+def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encodings=("none",),
+            covariates: Optional[Dict[str, np.ndarray]] = None, n_val: Optional[int] = None,
+            n_test: Optional[int] = None, target: str = "increment",
+            baseline: str = "trajectory_ensemble", baseline_years: float = 3.0,
+            max_samples: int = 20000, max_eval_samples: Optional[int] = None, stride: int = 1,
+            spatial_holdout: float = 0.0, holdout_block: int = 16, neighbourhood_k: int = 3,
+            fourier: int = 0, seed: int = 0, block_rows: Optional[int] = None,
+            progress: Optional[Progress] = None) -> Prepared:
+    """Build the train/validation/test windows (see the module docstring)."""
+    progress = progress or silent()
+    source, dates, grid = _as_source(stack, dates, grid)
+    T = int(dates.size)
+    H, W = (grid.shape if grid is not None else source.shape[1:])
+    window, horizon = int(window), int(horizon)
+    if window < 2:
+        raise DeformCastError(f"WINDOW must be at least 2 epochs (got {window}): the network sees the "
+                              "motion over the window relative to its last epoch.")
+    nv, nt = validate_inputs(T, window, horizon, n_val, n_test)
+    enc = parse_encodings(encodings)
+    if target not in TARGETS:
+        raise DeformCastError(f"Unknown target '{target}'; valid: {', '.join(TARGETS)}.")
+    if baseline not in BASELINES:
+        raise DeformCastError(f"Unknown baseline '{baseline}'; valid: {', '.join(BASELINES)}.")
+    k = int(neighbourhood_k)
+    if "neighbourhood" in enc and (k < 3 or k % 2 == 0):
+        raise DeformCastError(f"The neighbourhood size must be an odd number >= 3 (got {k}).")
+    if int(stride) < 1:
+        raise DeformCastError(f"The window stride must be at least 1 (got {stride}).")
+    if int(max_samples) < 1:
+        raise DeformCastError(f"max_samples must be at least 1 (got {max_samples}).")
+    covariates = dict(covariates or {})
+    if "covariates" in enc and not covariates:
+        raise DeformCastError("ENCODING 'covariates' was chosen but no COVARIATES were given; add "
+                              "covariate rasters or drop 'covariates' from ENCODING.")
+    for name, c in covariates.items():
+        if np.shape(c) != (H, W):
+            raise DeformCastError(f"Covariate '{name}' is {np.shape(c)} pixels but the stack is "
+                                  f"{(H, W)}; align it to the stack grid first.")
+    cov_names = sorted(covariates) if "covariates" in enc else []
+    train_end = T - nv - nt
+    val_end = T - nt
+    max_eval = int(max_eval_samples or max_samples)
+    hmask = holdout_mask((H, W), float(spatial_holdout), holdout_block, seed)
+
+    config = {
+        "window": window, "horizon": horizon, "encodings": list(enc) or ["none"],
+        "target": target, "baseline": baseline, "baseline_years": float(baseline_years),
+        "neighbourhood_k": k, "fourier": int(fourier), "covariate_names": cov_names,
+        "n_epochs": T, "n_val": nv, "n_test": nt, "train_end": train_end, "val_end": val_end,
+        "test_start": val_end,
+        "split_dates": {"train": [iso(dates[0]), iso(dates[train_end - 1])],
+                        "val": [iso(dates[train_end]), iso(dates[val_end - 1])],
+                        "test": [iso(dates[val_end]), iso(dates[T - 1])]},
+        "stride": int(stride), "max_samples": int(max_samples), "max_eval_samples": max_eval,
+        "seed": int(seed), "spatial_holdout": float(spatial_holdout),
+        "holdout_block": int(holdout_block), "grid_shape": [int(H), int(W)],
+        "step_days": float(np.median(np.diff(dates).astype(np.int64))) if T > 1 else 0.0,
+    }
+    config["encodings"] = list(enc) if enc else ["none"]
+    # provisional norm (disp_scale 1, target_scale 1); the real scales come from training windows
+    cov_stats = {}
+    for name in cov_names:
+        v = np.asarray(covariates[name], dtype=np.float64)
+        ok = np.isfinite(v) if hmask is None else (np.isfinite(v) & ~hmask)
+        if not ok.any():
+            raise DeformCastError(f"Covariate '{name}' has no valid value on the training pixels; "
+                                  "check that it overlaps the stack.")
+        m, s = float(v[ok].mean()), float(v[ok].std())
+        cov_stats[name] = {"mean": m, "std": s if s > 1e-12 else 1.0}
+    span = float(years_between(dates[train_end - 1:train_end], dates[0])[0])
+    norm = {"disp_scale": 1.0, "target_scale": [1.0] * horizon, "date0": iso(dates[0]),
+            "time_scale_years": span if span > 0 else 1.0, "covariates": cov_stats}
+    config["feature_names"] = feature_names(config)
+
+    def _ends(lo, hi):
+        lo = max(lo, window - 1)
+        return np.arange(lo, hi + 1, int(stride), dtype=np.int64) if hi >= lo else np.zeros(0, np.int64)
+
+    plans = {  # split -> (ends, epochs visible, cap, salt)
+        "train": (_ends(window - 1, train_end - 1 - horizon), train_end, int(max_samples), 1),
+        "val": (_ends(train_end - 1, val_end - 1 - horizon), val_end, max_eval, 2),
+        "test": (_ends(val_end - 1, T - 1 - horizon), T, max_eval, 3),
+    }
+    res = {s: _Reservoir(plans[s][2]) for s in SPLITS}
+    h = halo(config)
+    if block_rows is None:
+        block_rows = max(1, _BLOCK_VALUES // max(1, T * W))
+        by = _file_block_height(source)
+        if by > 1:  # whole tiles/strips per read: GDAL decompresses each one once
+            block_rows = max(by, (block_rows // by) * by)
+    blocks = list(row_blocks(H, int(block_rows)))
+    for bi, (r0, r1) in enumerate(blocks):
+        a0, a1 = max(0, r0 - h), min(H, r1 + h)
+        blk = _read(source, a0, a1)
+        cov_blk = {n: np.asarray(covariates[n])[a0:a1] for n in cov_names}
+        hm_blk = None if hmask is None else hmask[a0:a1]
+        centre = blk[:, r0 - a0:r1 - a0]  # (T, h, W)
+        for split in SPLITS:
+            ends, t_vis, cap, salt = plans[split]
+            if ends.size == 0:
+                continue
+            sub = centre[:t_vis]
+            bad = np.concatenate([np.zeros((1,) + sub.shape[1:], np.int32),
+                                  np.cumsum(~np.isfinite(sub), axis=0, dtype=np.int32)])
+            excl = None
+            if hm_blk is not None and split != "test":
+                excl = hm_blk[r0 - a0:r1 - a0]
+            pix_base = np.arange(r0 * W, r1 * W, dtype=np.int64).reshape(r1 - r0, W)
+            sel_pix, sel_end, sel_key = [], [], []
+            for e in ends:
+                ok = (bad[e + horizon + 1] - bad[e - window + 1]) == 0
+                if excl is not None:
+                    ok &= ~excl
+                if not ok.any():
+                    continue
+                p = pix_base[ok]
+                kk = _keys(seed, salt, p, np.full(p.size, e, np.int64))
+                thr = res[split].threshold
+                if thr is not None:
+                    m = kk < thr
+                    p, kk = p[m], kk[m]
+                if kk.size > cap:
+                    keep = np.argpartition(kk, cap - 1)[:cap]
+                    p, kk = p[keep], kk[keep]
+                sel_pix.append(p)
+                sel_end.append(np.full(p.size, e, np.int64))
+                sel_key.append(kk)
+            if not sel_pix:
+                continue
+            p = np.concatenate(sel_pix)
+            e_ = np.concatenate(sel_end)
+            kk = np.concatenate(sel_key)
+            if kk.size > cap:
+                keep = np.argpartition(kk, cap - 1)[:cap]
+                p, e_, kk = p[keep], e_[keep], kk[keep]
+            rows, cols = p // W, p % W
+            vis = blk[:t_vis]
+            X = _features(vis, a0, rows, cols, e_, dates, (H, W), config, norm, cov_blk,
+                          None if split == "test" else hm_blk)
+            anchor = _anchors(vis, a0, rows, cols, e_, dates, config)
+            tt = e_[:, None] + 1 + np.arange(horizon)[None, :]
+            truth = vis[tt, (rows - a0)[:, None], cols[:, None]].astype(np.float32)
+            good = np.isfinite(anchor).all(axis=1)
+            held = np.zeros(p.size, bool) if hmask is None else hmask[rows, cols]
+            part = {"key": kk, "X": X, "anchor": anchor, "truth": truth, "pixel": p, "end": e_,
+                    "holdout": held}
+            res[split].add({k2: v[good] for k2, v in part.items()})
+        progress.set((bi + 1) / len(blocks))
+
+    got = {s: res[s].result() for s in SPLITS}
+    names = config["feature_names"]
+    if got["train"] is None:
+        raise DeformCastError(
+            f"No training window: no pixel has {window + horizon} consecutive valid epochs (WINDOW "
+            f"{window} + HORIZON {horizon}) in the training period {config['split_dates']['train'][0]}.."
+            f"{config['split_dates']['train'][1]}. The stack may be all nodata there; lower WINDOW or "
+            "HORIZON, or check the nodata value.")
+    for s in ("val", "test"):
+        if got[s] is None:
+            raise DeformCastError(
+                f"No {'validation' if s == 'val' else 'test'} window: no pixel has valid data for the "
+                f"WINDOW {window} epochs before and the HORIZON {horizon} epochs of the "
+                f"{'validation' if s == 'val' else 'test'} period. Check the nodata in the last "
+                "epochs, or lower WINDOW/HORIZON.")
+    tr = got["train"]
+    disp_idx = [i for i, n in enumerate(names) if n in _DISP_CHANNELS]
+    ds = float(_robust_scale(tr["X"][:, :-1, 0]))
+    raw = tr["truth"].astype(np.float64) - tr["anchor"].astype(np.float64)
+    ts = [float(v) for v in np.atleast_1d(_robust_scale(raw, axis=0))]
+    norm["disp_scale"] = ds
+    norm["target_scale"] = ts
+    out = {}
+    for s in SPLITS:
+        g = got[s]
+        X = g["X"]
+        X[:, :, disp_idx] = X[:, :, disp_idx] / np.float32(ds)
+        Y = to_net(g["truth"], g["anchor"], norm)
+        out[s] = Samples(X, Y.astype(np.float32), g["anchor"], g["truth"], g["pixel"], g["end"],
+                         g["holdout"])
+    return Prepared(out["train"], out["val"], out["test"], norm, config, list(names), hmask,
+                    dates, grid)
+
+
+# --------------------------------------------------------------------------------------------
+# forecasting inputs, block-wise
+# --------------------------------------------------------------------------------------------
+def forecast_inputs(stack_block: np.ndarray, dates, grid: Optional[Grid], row0: int, config: dict,
+                    norm: dict, covariates_block: Optional[Dict[str, np.ndarray]] = None,
+                    end_index: Optional[int] = None,
+                    out_rows: Optional[Tuple[int, int]] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Network inputs for every pixel of rows ``out_rows`` whose last WINDOW epochs are valid.
+
+    ``stack_block`` (T, h, W) holds rows ``row0..row0+h`` of the stack (read them with
+    :func:`read_rows` so the neighbourhood halo is included). ``end_index`` = index of the last
+    input epoch (default: the last epoch, i.e. a forecast into the future; ``config
+    ["test_start"] - 1`` for a backtest of the test period). Returns ``(X (n, window, F),
+    valid (r1 - r0, W) bool, anchor (n, horizon) mm)``, pixels in row-major order.
+    """
+    blk = np.asarray(stack_block)
+    dates = np.asarray(dates, dtype="datetime64[D]")
+    T = dates.size
+    if blk.ndim != 3 or blk.shape[0] != T:
+        raise DeformCastError(f"The stack block must be (T={T}, rows, cols); got {blk.shape}.")
+    window = int(config["window"])
+    e = T - 1 if end_index is None else int(end_index)
+    if not window - 1 <= e < T:
+        raise DeformCastError(f"Cannot forecast from epoch {e}: it needs {window} epochs of input "
+                              f"(WINDOW) up to it and the stack has {T}.")
+    H, W = (grid.shape if grid is not None else tuple(config["grid_shape"]))
+    if blk.shape[2] != W:
+        raise DeformCastError(f"The stack block is {blk.shape[2]} pixels wide but the grid {W}.")
+    if tuple(config["grid_shape"]) != (H, W) and ("spatial" in config["encodings"]):
+        raise DeformCastError("This model was trained on a grid of "
+                              f"{tuple(config['grid_shape'])} pixels with spatial encoding; the "
+                              f"stack is {(H, W)}. Use the same grid as for training.")
+    row0 = int(row0)
+    r0, r1 = (row0, row0 + blk.shape[1]) if out_rows is None else (int(out_rows[0]), int(out_rows[1]))
+    if r0 < row0 or r1 > row0 + blk.shape[1]:
+        raise DeformCastError("out_rows lie outside the rows of the stack block.")
+    names = list(config["covariate_names"]) if "covariates" in config["encodings"] else []
+    for n in names:
+        if covariates_block is None or n not in covariates_block:
+            raise DeformCastError(f"The model needs the covariate '{n}'; give it in COVARIATES.")
+    centre = blk[e - window + 1:e + 1, r0 - row0:r1 - row0]
+    valid = np.isfinite(centre).all(axis=0)
+    rr, cc = np.nonzero(valid)
+    rows = (rr + r0).astype(np.int64)
+    cols = cc.astype(np.int64)
+    ends = np.full(rows.size, e, np.int64)
+    vis = blk[: e + 1]
+    anchor = _anchors(vis, row0, rows, cols, ends, dates, config)
+    good = np.isfinite(anchor).all(axis=1)
+    if not good.all():
+        valid[rr[~good], cc[~good]] = False
+        rows, cols, ends, anchor = rows[good], cols[good], ends[good], anchor[good]
+    X = _features(vis, row0, rows, cols, ends, dates, (H, W), config, norm, covariates_block, None)
+    return X, valid, anchor

@@ -1,0 +1,671 @@
+"""Training one forecasting model, batched prediction, and the whole ``train`` job (QGIS-free).
+
+API (stable; tuning, comparison and ensemble prediction build on it)
+--------------------------------------------------------------------
+
+``train_model(train_X, train_Y, val_X, val_Y, architecture, hparams=None, device="auto", seed=0,
+max_epochs=60, patience=8, progress=None, epoch_callback=None, threads=None) -> TrainResult``
+
+* ``*_X`` float32 ``(N, window, F)``, ``*_Y`` float32 ``(N, horizon)`` (numpy or torch; finite).
+* ``hparams``: partial dict, completed by :func:`algorithms.models.resolve_hparams` (unknown keys
+  refused). Shared keys: ``lr``, ``weight_decay``, ``batch_size``, ``dropout``, ``grad_clip``,
+  ``samples_per_epoch``, ``loss``; plus the architecture's own (see ``get_spec(name).defaults``).
+* ``device``: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"`` (refused with a
+  clear message when no CUDA device is visible).
+* ``epoch_callback(epoch, val_loss)``: called after every epoch (0-based) with the validation
+  MSE; it may raise (e.g. ``optuna.TrialPruned``) to stop the run — the exception propagates.
+* ``progress``: :class:`algorithms.progress.Progress`; checked every batch, so Cancel stops within
+  one batch by raising :class:`Cancelled`.
+* ``threads``: torch CPU threads for the run (default ``min(2, cores)``); restored afterwards.
+
+``TrainResult``: ``model`` (on the CPU, eval mode, best weights restored), ``architecture``,
+``hparams`` (complete), ``history`` (list of ``{"epoch", "train_loss", "val_loss", "lr",
+"seconds"}``), ``best_val_loss``, ``best_epoch``, ``epochs_run``, ``stopped_early``, ``seconds``,
+``n_parameters``, ``device``, ``seed``, ``n_features``, ``window``, ``horizon``, ``n_train``,
+``n_val``.
+
+``predict_array(model, X, batch_size=8192, device="cpu", progress=None) -> float32 (N, horizon)``:
+batched inference under ``torch.inference_mode`` (no Python loop per pixel).
+
+``resolve_device(device) -> "cpu" | "cuda"``; ``default_threads() -> int``.
+
+``run_training_job(stack_path, output_folder, architecture, ...) -> dict``: the ``train``
+Processing algorithm without QGIS (data preparation, training, model folder, test-period forecast
+and residual rasters, metrics with the classical baselines, HTML report). See its docstring.
+
+Training choices (where Liu et al. 2026 is silent)
+--------------------------------------------------
+* Loss: mean squared error on the normalised targets (the metric the paper ranks by is RMSE);
+  ``loss="huber"`` (delta 1) is available for noisy data. Early stopping always watches the
+  validation MSE.
+* Optimiser AdamW (decoupled weight decay), learning rate warmed up linearly over the first
+  epoch, then cosine-annealed to 5 % of ``lr`` over ``max_epochs`` (per batch). Cosine needs no
+  extra hyperparameter and, unlike ReduceLROnPlateau, never reacts to validation noise.
+* Gradient norm clipped at ``grad_clip`` (recurrent nets on long windows otherwise spike).
+* Early stopping: stop after ``patience`` epochs without a validation improvement of at least
+  0.1 %; the weights of the best epoch are restored.
+* Repeatability: the seed fixes weight initialisation, dropout and the shuffling (a private
+  ``torch.Generator``); deterministic algorithms are switched on and the global RNG state is
+  restored afterwards (``torch.random.fork_rng``). On the CPU with the same thread count a run
+  repeats bit for bit. No DataLoader: the windows are indexed in memory, which is faster for
+  these small tensors and has no worker processes to seed.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from .errors import DeformCastError
+from .progress import Progress
+
+DEFAULT_MAX_EPOCHS = 60
+DEFAULT_PATIENCE = 8
+MIN_REL_IMPROVEMENT = 1e-3
+
+
+@dataclass
+class TrainResult:
+    model: Any
+    architecture: str
+    hparams: Dict[str, Any]
+    history: List[Dict[str, float]] = field(default_factory=list)
+    best_val_loss: float = float("inf")
+    best_epoch: int = -1
+    epochs_run: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+    n_parameters: int = 0
+    device: str = "cpu"
+    seed: int = 0
+    n_features: int = 0
+    window: int = 0
+    horizon: int = 0
+    n_train: int = 0
+    n_val: int = 0
+
+
+def default_threads() -> int:
+    """``min(2, cores)``: the machines this runs on are often small and shared."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def resolve_device(device: Optional[str] = "auto") -> str:
+    import torch
+
+    d = (device or "auto").strip().lower()
+    if d not in ("auto", "cpu", "cuda"):
+        raise DeformCastError(f"DEVICE: unknown value '{device}'. Valid values: auto, cpu, cuda.")
+    if d == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if d == "cuda" and not torch.cuda.is_available():
+        raise DeformCastError(
+            "DEVICE is 'cuda' but torch sees no CUDA GPU (the installed torch "
+            f"{torch.__version__} may be a CPU-only build, or no NVIDIA driver is loaded). "
+            "Choose DEVICE 'auto' or 'cpu', or install a CUDA build of torch.")
+    return d
+
+
+@contextlib.contextmanager
+def _torch_session(seed: int, threads: Optional[int], device: str):
+    """Seeded, deterministic, thread-limited scope that restores the global torch state."""
+    import torch
+
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(int(threads or default_threads()))
+    devices = [torch.cuda.current_device()] if device == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(seed))
+            if device == "cuda":
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=(device == "cuda"))
+            yield
+    finally:
+        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+        torch.set_num_threads(old_threads)
+
+
+def _as_tensor(a, name: str, ndim: int):
+    import torch
+
+    t = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    t = t.float()
+    if t.ndim != ndim:
+        raise DeformCastError(f"{name} must have {ndim} dimensions, got shape {tuple(t.shape)}.")
+    if t.shape[0] == 0:
+        raise DeformCastError(
+            f"{name} holds no samples. The stack has too few valid windows for this WINDOW/HORIZON "
+            "and split; use a shorter WINDOW or HORIZON, or a longer stack.")
+    if not bool(torch.isfinite(t).all()):
+        raise DeformCastError(f"{name} contains NaN or infinite values; drop windows with nodata first.")
+    return t
+
+
+def _lr_factor(step: int, steps_per_epoch: int, total_steps: int) -> float:
+    warm = max(1, steps_per_epoch)
+    if step < warm:
+        return (step + 1) / warm
+    frac = min(1.0, (step - warm) / max(1, total_steps - warm))
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def _evaluate(model, X, Y, batch_size: int) -> float:
+    import torch
+
+    model.eval()
+    total, n = 0.0, 0
+    with torch.inference_mode():
+        for i in range(0, X.shape[0], batch_size):
+            p = model(X[i:i + batch_size])
+            total += float(((p - Y[i:i + batch_size]) ** 2).sum())
+            n += p.numel()
+    return total / max(1, n)
+
+
+def train_model(train_X, train_Y, val_X, val_Y, architecture: str, hparams: Optional[Dict[str, Any]] = None,
+                device: str = "auto", seed: int = 0, max_epochs: int = DEFAULT_MAX_EPOCHS,
+                patience: int = DEFAULT_PATIENCE, progress: Optional[Progress] = None,
+                epoch_callback: Optional[Callable[[int, float], None]] = None,
+                threads: Optional[int] = None) -> TrainResult:
+    """Train one model with early stopping on the validation windows. See the module doc."""
+    import torch
+
+    from .models import build_model, count_parameters, get_spec, resolve_hparams
+
+    spec = get_spec(architecture)
+    hp = resolve_hparams(spec.name, hparams)
+    progress = progress or Progress()
+    if int(max_epochs) < 1:
+        raise DeformCastError(f"MAX_EPOCHS must be at least 1 (got {max_epochs}).")
+    patience = max(1, int(patience))
+    dev = resolve_device(device)
+    Xtr = _as_tensor(train_X, "Training inputs", 3)
+    Ytr = _as_tensor(train_Y, "Training targets", 2)
+    Xva = _as_tensor(val_X, "Validation inputs", 3)
+    Yva = _as_tensor(val_Y, "Validation targets", 2)
+    if Xtr.shape[0] != Ytr.shape[0] or Xva.shape[0] != Yva.shape[0]:
+        raise DeformCastError("Inputs and targets hold different numbers of samples.")
+    if Xtr.shape[1:] != Xva.shape[1:] or Ytr.shape[1] != Yva.shape[1]:
+        raise DeformCastError("Training and validation samples have different window/channel/horizon sizes.")
+    n, window, n_feat = (int(s) for s in Xtr.shape)
+    horizon = int(Ytr.shape[1])
+    bs = int(hp["batch_size"])
+    per_epoch = n if not hp["samples_per_epoch"] else min(n, int(hp["samples_per_epoch"]))
+    steps_per_epoch = max(1, math.ceil(per_epoch / bs))
+    total_steps = steps_per_epoch * int(max_epochs)
+    t0 = time.perf_counter()
+
+    with _torch_session(seed, threads, dev):
+        gen = torch.Generator().manual_seed(int(seed))
+        model = build_model(spec.name, n_feat, window, horizon, hp).to(dev)
+        Xtr, Ytr, Xva, Yva = (t.to(dev) for t in (Xtr, Ytr, Xva, Yva))
+        opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps_per_epoch, total_steps))
+        loss_fn = torch.nn.MSELoss() if hp["loss"] == "mse" else torch.nn.HuberLoss(delta=1.0)
+        res = TrainResult(model=None, architecture=spec.name, hparams=hp, device=dev, seed=int(seed),
+                          n_features=n_feat, window=window, horizon=horizon, n_train=n, n_val=int(Xva.shape[0]),
+                          n_parameters=count_parameters(model))
+        best_state = None
+        bad_epochs = 0
+        for epoch in range(int(max_epochs)):
+            te = time.perf_counter()
+            model.train()
+            perm = torch.randperm(n, generator=gen)[:per_epoch].to(dev)
+            run_loss, seen = 0.0, 0
+            for b in range(steps_per_epoch):
+                progress.check()
+                idx = perm[b * bs:(b + 1) * bs]
+                xb, yb = Xtr[idx], Ytr[idx]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(xb), yb)
+                if not bool(torch.isfinite(loss)):
+                    raise DeformCastError(
+                        f"Training of {spec.name} diverged (loss became {float(loss)}) in epoch {epoch + 1}. "
+                        "Lower the learning rate (hyperparameter 'lr') or 'grad_clip'.")
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
+                opt.step()
+                sched.step()
+                run_loss += float(loss.detach()) * idx.numel()
+                seen += idx.numel()
+                progress.set((epoch + (b + 1) / steps_per_epoch) / max_epochs)
+            progress.check()
+            val = _evaluate(model, Xva, Yva, max(bs, 4096))
+            res.history.append({"epoch": epoch, "train_loss": run_loss / max(1, seen), "val_loss": val,
+                                "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - te})
+            res.epochs_run = epoch + 1
+            progress.log(f"{spec.name} epoch {epoch + 1}/{max_epochs}: train loss {run_loss / max(1, seen):.4f}, "
+                         f"validation MSE {val:.4f}")
+            if val < res.best_val_loss * (1.0 - MIN_REL_IMPROVEMENT) or best_state is None:
+                res.best_val_loss, res.best_epoch, bad_epochs = val, epoch, 0
+                best_state = copy.deepcopy({k: v.detach().clone() for k, v in model.state_dict().items()})
+            else:
+                bad_epochs += 1
+            if epoch_callback is not None:
+                epoch_callback(epoch, val)
+            if bad_epochs >= patience:
+                res.stopped_early = True
+                break
+        model.load_state_dict(best_state)
+        model.to("cpu").eval()
+    res.model = model
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def predict_array(model, X, batch_size: int = 8192, device: str = "cpu",
+                  progress: Optional[Progress] = None) -> np.ndarray:
+    """``model`` applied to ``X`` (N, window, F) in batches -> float32 (N, horizon)."""
+    import torch
+
+    dev = resolve_device(device)
+    X = np.asarray(X, dtype=np.float32)
+    model = model.to(dev).eval()
+    n = X.shape[0]
+    out = None
+    with torch.inference_mode():
+        for i in range(0, n, int(batch_size)):
+            if progress is not None:
+                progress.set(i / max(1, n))
+            p = model(torch.from_numpy(np.ascontiguousarray(X[i:i + batch_size])).to(dev))
+            if out is None:
+                out = np.empty((n, p.shape[1]), dtype=np.float32)
+            out[i:i + p.shape[0]] = p.float().cpu().numpy()
+    if out is None:
+        out = np.empty((0, 0), dtype=np.float32)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# evaluation helpers
+# ------------------------------------------------------------------------------------------------
+
+def evaluate_samples(model, samples, norm: dict, batch_size: int = 8192) -> Dict[str, Any]:
+    """Scores in mm of ``model`` on a :class:`dataset.Samples` split (e.g. ``prepared.val``).
+
+    Returns :func:`metrics.evaluate` of the forecast in mm against ``samples.truth``. Tuners use
+    ``evaluate_samples(model, prepared.val, prepared.norm)["overall"]["rmse"]``.
+    """
+    from .dataset import to_mm
+    from .metrics import evaluate
+
+    pred = to_mm(predict_array(model, samples.X, batch_size), samples.anchor, norm)
+    return evaluate(pred, samples.truth)
+
+
+# ------------------------------------------------------------------------------------------------
+# the train job (what the Processing algorithm runs)
+# ------------------------------------------------------------------------------------------------
+
+MEMBER_FOLDER = "m01_{arch}"
+_METRIC_PIXELS = 250_000  # pixels kept for the test metrics (all of them below this many)
+
+
+def _parse_hparams(text) -> Dict[str, Any]:
+    import json
+
+    if text is None:
+        return {}
+    if isinstance(text, dict):
+        return dict(text)
+    s = str(text).strip()
+    if not s:
+        return {}
+    if os.path.isfile(s):
+        with open(s, encoding="utf-8") as fh:
+            s = fh.read()
+    try:
+        d = json.loads(s)
+    except ValueError as e:
+        raise DeformCastError(
+            f"HPARAMS is not valid JSON ({e}). Give an object such as "
+            '{"lr": 0.001, "batch_size": 128}, or leave it empty for the defaults.') from None
+    if not isinstance(d, dict):
+        raise DeformCastError('HPARAMS must be a JSON object such as {"lr": 0.001}, not a list or number.')
+    return d
+
+
+def _rolling_origins(test_start: int, T: int, horizon: int, window: int) -> List[int]:
+    """Forecast origins (index of the last input epoch) covering the test period without overlap."""
+    return [e for e in range(test_start - 1, T - 1, horizon) if e >= window - 1]
+
+
+def run_training_job(stack_path: str, output_folder: str, architecture: str = "resnet_transformer",
+                     horizon: int = 6, window: int = 12, encodings=("temporal",),
+                     covariate_paths: Optional[List[str]] = None, hparams=None, max_epochs: int = 40,
+                     patience: int = DEFAULT_PATIENCE, seed: int = 42, device: str = "auto", dates=None,
+                     forecast_path: Optional[str] = None, residuals_path: Optional[str] = None,
+                     report_path: Optional[str] = None, truth_path: Optional[str] = None,
+                     zones_path: Optional[str] = None, max_samples: int = 20000,
+                     threads: Optional[int] = None, block_rows: int = 256,
+                     progress: Optional[Progress] = None) -> Dict[str, Any]:
+    """Train one model on a displacement stack and evaluate it on the held-out test period.
+
+    Steps: read the stack (dates from the bands or ``dates``), align ``covariate_paths``, build
+    leak-free windows (:func:`dataset.prepare`; the last ``n_test`` epochs are never seen by
+    training, normalisation or early stopping), train (:func:`train_model`), then backtest the
+    test period block by block: forecasts start from rolling origins (the last input epoch before
+    the test period, then every ``horizon`` epochs), each origin forecasting the next ``horizon``
+    epochs from observations up to the origin only, so every test epoch gets exactly one forecast
+    (lead 1..horizon). The classical baselines (:mod:`baselines`) forecast from the very same
+    origins, and all methods are scored on the same pixels and epochs (where every method and the
+    observation are finite): RMSE, MAE, R² overall and per lead (horizon step), per zone when
+    ``zones_path`` is given, and against a noise-free ``truth_path`` stack (matched by date) when
+    given (the synthetic scene writes one).
+
+    Writes ``output_folder`` (replaced): ``m01_<arch>/`` (model, :mod:`modelio`), ``metrics.json``,
+    ``metrics.csv``, ``history.csv`` and ``manifest.json`` LAST (a cancelled or failed run leaves
+    no manifest); optionally the forecast and residual rasters (one band per test date, ISO
+    descriptions, styled) and the HTML report. Returns a dict with the paths, the metrics and the
+    :class:`TrainResult` (key ``result``).
+    """
+    import json
+    import shutil
+
+    from . import styles
+    from .baselines import BASELINES, forecast_baselines
+    from .dataset import forecast_inputs, prepare, read_rows, to_mm
+    from .metrics import evaluate
+    from .modelio import MANIFEST, DataFingerprint, grid_to_dict, save_model, write_manifest
+    from .models import get_spec, resolve_hparams
+    from .raster import RasterWriter, iso, open_stack, read_raster, read_stack, row_blocks
+
+    progress = progress or Progress()
+    t_start = time.perf_counter()
+    spec = get_spec(architecture)
+    hp_over = _parse_hparams(hparams)
+    hp = resolve_hparams(spec.name, hp_over)
+    dev = resolve_device(device)
+    if not output_folder:
+        raise DeformCastError("OUTPUT_FOLDER is empty; give a folder for the model.")
+    output_folder = os.path.abspath(str(output_folder))
+    if os.path.isfile(output_folder):
+        raise DeformCastError(f"OUTPUT_FOLDER '{output_folder}' is a file; give a folder path.")
+
+    info = open_stack(stack_path, dates)
+    grid, sdates = info.grid, info.dates
+    T = int(sdates.size)
+    covs = {}
+    if covariate_paths:
+        from .readers import align_covariates
+
+        covs = align_covariates(list(covariate_paths), grid, progress.sub(0.0, 0.02))
+    enc = list(encodings or ["none"])
+    prep = prepare(info, None, grid, window, horizon, enc, covariates=covs or None, max_samples=max_samples,
+                   seed=seed, progress=progress.sub(0.02, 0.1))
+    cfg, norm = prep.config, prep.norm
+    progress.log(f"{len(prep.train)} training, {len(prep.val)} validation, {len(prep.test)} test windows; "
+                 f"{prep.n_features} input channels ({', '.join(prep.feature_names)}).")
+
+    # nothing of an earlier run may look complete while this one works
+    os.makedirs(output_folder, exist_ok=True)
+    if os.path.exists(os.path.join(output_folder, MANIFEST)):
+        os.remove(os.path.join(output_folder, MANIFEST))
+
+    res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, spec.name, hp, device=dev, seed=seed,
+                      max_epochs=max_epochs, patience=patience, progress=progress.sub(0.1, 0.8),
+                      threads=threads)
+    model = res.model
+    val_scores = evaluate_samples(model, prep.val, norm)
+
+    # --- backtest of the test period, block by block ---------------------------------------
+    test_start = int(cfg["test_start"])
+    origins = _rolling_origins(test_start, T, horizon, window)
+    test_idx = np.arange(test_start, T)
+    lead = np.zeros(test_idx.size, np.int64)
+    origin_of = np.zeros(test_idx.size, np.int64)
+    for e in origins:
+        for k in range(1, horizon + 1):
+            if e + k < T:
+                lead[e + k - test_start] = k
+                origin_of[e + k - test_start] = e
+    n_b = test_idx.size
+    test_names = [iso(d) for d in sdates[test_idx]]
+
+    truth_info, truth_band = None, None
+    if truth_path:
+        truth_info = open_stack(truth_path)
+        if not truth_info.grid.same_as(grid):
+            raise DeformCastError("The TRUTH stack is on another grid than INPUT; give the noise-free stack "
+                                  "of the same scene.")
+        pos = {str(d): i for i, d in enumerate(truth_info.dates)}
+        missing = [n for n in test_names if n not in pos]
+        if missing:
+            raise DeformCastError(f"The TRUTH stack has no band for the test date(s) {', '.join(missing[:3])}.")
+        truth_band = [pos[n] for n in test_names]
+    zones = None
+    if zones_path:
+        z, zg, _ = read_raster(zones_path)
+        if not zg.same_as(grid):
+            raise DeformCastError("The ZONES raster must be on the grid of INPUT (same size, extent and CRS).")
+        zones = z[0]
+
+    rng = np.random.default_rng(seed)
+    n_pix = grid.width * grid.height
+    keep_mask = None if n_pix <= _METRIC_PIXELS else (rng.random(grid.shape) < _METRIC_PIXELS / n_pix)
+    methods = [spec.name] + list(BASELINES)
+    acc = {m: [] for m in methods}
+    acc_obs, acc_truth, acc_zone = [], [], []
+    fp = DataFingerprint((T, grid.height, grid.width), sdates, grid)
+    fc_w = rs_w = None
+    sample_fc, sample_rs = [], []
+    bp = progress.sub(0.8, 0.97)
+    blocks = list(row_blocks(grid.height, block_rows))
+    try:
+        if forecast_path:
+            fc_w = RasterWriter(forecast_path, grid, n_b, test_names, metadata={"CONTENT": "test-period forecast, mm"})
+        if residuals_path:
+            rs_w = RasterWriter(residuals_path, grid, n_b, test_names,
+                                metadata={"CONTENT": "forecast minus observed, mm"})
+        for bi, (r0, r1) in enumerate(blocks):
+            a0, a1 = read_rows(r0, r1, grid.height, cfg)
+            blk = read_stack(info, rows=(a0, a1))
+            centre = blk[:, r0 - a0:r1 - a0]
+            fp.add_rows(centre)
+            cov_blk = {n: covs[n][a0:a1] for n in cfg.get("covariate_names", [])}
+            h, w = centre.shape[1:]
+            pred = {m: np.full((n_b, h, w), np.nan, np.float32) for m in methods}
+            for e in origins:
+                ks = [k for k in range(1, horizon + 1) if e + k < T]
+                bands = [e + k - test_start for k in ks]
+                X, valid, anchor = forecast_inputs(blk, sdates, grid, a0, cfg, norm, cov_blk, end_index=e,
+                                                   out_rows=(r0, r1))
+                if X.shape[0]:
+                    y = to_mm(predict_array(model, X, device=dev), anchor, norm)  # (n, horizon)
+                    for j, k in enumerate(ks):
+                        pred[spec.name][bands[j]][valid] = y[:, k - 1]
+                tdates = sdates[[e + k for k in ks]]
+                fb = forecast_baselines(centre[: e + 1], sdates[: e + 1], e, tdates)
+                for name, f in fb.items():
+                    f = np.where(valid[None], f, np.nan)  # the same pixels as the model
+                    pred[name][bands] = f
+                bp.set((bi + (origins.index(e) + 1) / len(origins)) / len(blocks))
+            obs = centre[test_idx]
+            if fc_w is not None:
+                fc_w.write(pred[spec.name], r0)
+                sample_fc.append(pred[spec.name][:, ::7, ::7])
+            if rs_w is not None:
+                rs = pred[spec.name] - obs
+                rs_w.write(rs, r0)
+                sample_rs.append(rs[:, ::7, ::7])
+            km = np.ones((h, w), bool) if keep_mask is None else keep_mask[r0:r1]
+            for m in methods:
+                acc[m].append(pred[m][:, km])
+            acc_obs.append(obs[:, km])
+            if truth_info is not None:
+                tb = read_stack(truth_info, rows=(r0, r1), bands=truth_band)
+                acc_truth.append(tb[:, km])
+            if zones is not None:
+                acc_zone.append(zones[r0:r1][km])
+        if fc_w is not None:
+            fc_w.qml = styles.deformation_style(np.concatenate([s.ravel() for s in sample_fc]))
+            fc_w.close()
+            fc_w = None
+        if rs_w is not None:
+            rs_w.qml = styles.residual_style(np.concatenate([s.ravel() for s in sample_rs]))
+            rs_w.close()
+            rs_w = None
+    finally:
+        for wtr in (fc_w, rs_w):
+            if wtr is not None:
+                wtr.abort()
+
+    # --- metrics: same pixels and epochs for every method -----------------------------------
+    P = {m: np.concatenate(acc[m], axis=1) for m in methods}  # (n_b, n_pix_kept)
+    O = np.concatenate(acc_obs, axis=1)
+    common = np.isfinite(O)
+    for m in methods:
+        common &= np.isfinite(P[m])
+    refs = {"observed": O}
+    if acc_truth:
+        Tr = np.concatenate(acc_truth, axis=1)
+        common &= np.isfinite(Tr)
+        refs["truth"] = Tr
+    if not common.any():
+        raise DeformCastError("No test pixel has a forecast from the model and every baseline and an "
+                              "observation; the test period may be all nodata.")
+    Z = np.concatenate(acc_zone) if acc_zone else None
+    metrics: Dict[str, Any] = {}
+    for ref_name, R in refs.items():
+        metrics[ref_name] = {}
+        for m in methods:
+            pm = np.where(common, P[m], np.nan)
+            # per lead: regroup bands by lead -> columns of an (N, horizon) table
+            ev = evaluate(pm.ravel()[:, None], R.ravel()[:, None], None if Z is None else np.tile(Z, n_b))
+            ev["per_step"] = [evaluate(pm[lead == k].ravel()[:, None], R[lead == k].ravel()[:, None])["overall"]
+                              for k in range(1, horizon + 1)]
+            metrics[ref_name][m] = ev
+    n_pairs = int(common.sum())
+
+    # --- save the model, tables, report; manifest last ---------------------------------------
+    member = MEMBER_FOLDER.format(arch=spec.name)
+    meta = {
+        "architecture": spec.name, "hparams": res.hparams, "n_features": res.n_features, "window": res.window,
+        "horizon": res.horizon, "feature_names": prep.feature_names, "encodings": cfg["encodings"],
+        "normalisation": norm, "data_config": cfg, "grid": grid_to_dict(grid),
+        "data_fingerprint": fp.hexdigest(), "stack": os.path.abspath(info.path),
+        "dates": [iso(d) for d in sdates], "seed": int(seed), "device": dev,
+        "validation": {"val_loss": res.best_val_loss, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
+                       "val_rmse_mm": val_scores["overall"]["rmse"], "val_mae_mm": val_scores["overall"]["mae"]},
+        "test": {m: metrics["observed"][m]["overall"] for m in methods},
+        "train_seconds": res.seconds, "n_train": res.n_train, "n_val": res.n_val,
+    }
+    progress.check()
+    save_model(os.path.join(output_folder, member), model, meta)
+    rows = []
+    for ref_name in refs:
+        for m in methods:
+            o = metrics[ref_name][m]["overall"]
+            rows.append({"reference": ref_name, "method": m, "step": "all", "rmse": o["rmse"], "mae": o["mae"],
+                         "r2": o["r2"], "n": o["n"]})
+            for k, s in enumerate(metrics[ref_name][m]["per_step"], start=1):
+                rows.append({"reference": ref_name, "method": m, "step": k, "rmse": s["rmse"], "mae": s["mae"],
+                             "r2": s["r2"], "n": s["n"]})
+    with open(os.path.join(output_folder, "metrics.csv.part"), "w", encoding="utf-8") as fh:
+        fh.write("reference,method,step,rmse_mm,mae_mm,r2,n\n")
+        for r in rows:
+            fh.write(f"{r['reference']},{r['method']},{r['step']},{r['rmse']:.6g},{r['mae']:.6g},{r['r2']:.6g},{r['n']}\n")
+    os.replace(os.path.join(output_folder, "metrics.csv.part"), os.path.join(output_folder, "metrics.csv"))
+    with open(os.path.join(output_folder, "history.csv.part"), "w", encoding="utf-8") as fh:
+        fh.write("epoch,train_loss,val_loss,lr,seconds\n")
+        for hrow in res.history:
+            fh.write(f"{hrow['epoch'] + 1},{hrow['train_loss']:.6g},{hrow['val_loss']:.6g},{hrow['lr']:.6g},"
+                     f"{hrow['seconds']:.4g}\n")
+    os.replace(os.path.join(output_folder, "history.csv.part"), os.path.join(output_folder, "history.csv"))
+    from .modelio import _write_json
+
+    summary = {"architecture": spec.name, "metrics": metrics, "validation": meta["validation"],
+               "test_dates": test_names, "lead": lead.tolist(), "origins": [iso(sdates[e]) for e in origins],
+               "n_pairs": n_pairs, "split_dates": cfg["split_dates"]}
+    _write_json(os.path.join(output_folder, "metrics.json"), summary)
+    out = {"OUTPUT_FOLDER": output_folder, "model": os.path.join(output_folder, member), "metrics": metrics,
+           "result": res, "prepared_config": cfg, "test_dates": test_names}
+    if report_path:
+        out["OUTPUT_REPORT"] = _write_report(report_path, spec, res, prep, info, metrics, methods, horizon,
+                                             lead, origins, sdates, n_pairs, time.perf_counter() - t_start,
+                                             hp_over, zones is not None)
+    if forecast_path:
+        out["OUTPUT_FORECAST"] = forecast_path
+    if residuals_path:
+        out["OUTPUT_RESIDUALS"] = residuals_path
+    write_manifest(output_folder, [{"folder": member, "val_rmse_mm": meta["validation"]["val_rmse_mm"]}],
+                   extra={"created_by": "train", "stack": os.path.abspath(info.path)})
+    progress.set(1.0)
+    out["seconds"] = time.perf_counter() - t_start
+    return out
+
+
+def _write_report(path, spec, res, prep, info, metrics, methods, horizon, lead, origins, sdates, n_pairs,
+                  seconds, hp_over, with_zones):
+    from .raster import iso
+    from .report import Report, new_figure
+
+    cfg = prep.config
+    rep = Report(f"DeformCast training report: {spec.label}")
+    rep.paragraph(
+        f"Stack {os.path.basename(info.path)}: {info.grid.width} x {info.grid.height} pixels, {sdates.size} "
+        f"epochs {iso(sdates[0])} .. {iso(sdates[-1])}. WINDOW {cfg['window']} epochs, HORIZON {horizon} epochs, "
+        f"encodings: {', '.join(cfg['encodings'])}; input channels: {', '.join(prep.feature_names)}.")
+    sd = cfg["split_dates"]
+    rep.paragraph(f"Training period {sd['train'][0]} .. {sd['train'][1]} ({res.n_train} windows), validation "
+                  f"{sd['val'][0]} .. {sd['val'][1]} ({res.n_val} windows), test {sd['test'][0]} .. "
+                  f"{sd['test'][1]} (never seen by training, normalisation or early stopping).")
+    rep.heading("Test-period scores (mm)")
+    rep.paragraph(
+        f"Backtest: forecasts start from {len(origins)} origin(s) ({', '.join(iso(sdates[e]) for e in origins)}), "
+        f"each forecasting the next {horizon} epochs from observations up to the origin, so every test epoch has "
+        "one forecast. The classical baselines forecast from the same origins, fitted per pixel on the same "
+        f"history, and every method is scored on the same {n_pairs} pixel-epochs.")
+    for ref_name, label in (("observed", "against the observations"), ("truth", "against the noise-free truth")):
+        if ref_name not in metrics:
+            continue
+        rows = [[m] + [metrics[ref_name][m]["overall"][k] for k in ("rmse", "mae", "r2")] +
+                [metrics[ref_name][m]["overall"]["n"]] for m in methods]
+        best = int(np.nanargmin([r[1] for r in rows]))
+        rep.heading(f"Overall, {label}", 3)
+        rep.table(rows, ["method", "RMSE (mm)", "MAE (mm)", "R²", "n"], highlight=best)
+        rep.heading(f"RMSE (mm) per horizon step, {label}", 3)
+        rep.table([[m] + [s["rmse"] for s in metrics[ref_name][m]["per_step"]] for m in methods],
+                  ["method"] + [f"step {k}" for k in range(1, horizon + 1)])
+        if with_zones and metrics[ref_name][methods[0]]["per_zone"]:
+            zn = list(metrics[ref_name][methods[0]]["per_zone"])
+            rep.heading(f"RMSE (mm) per zone, {label}", 3)
+            rep.table([[m] + [metrics[ref_name][m]["per_zone"][z]["overall"]["rmse"] for z in zn] for m in methods],
+                      ["method"] + zn)
+    m0 = metrics["observed"]
+    better = [b for b in methods[1:] if m0[spec.name]["overall"]["rmse"] < m0[b]["overall"]["rmse"]]
+    if len(better) == len(methods) - 1:
+        rep.note(f"{spec.label} beats every classical baseline in test RMSE against the observations.")
+    else:
+        worse = [b for b in methods[1:] if b not in better]
+        rep.note(f"{spec.label} does NOT beat these baselines in test RMSE against the observations: "
+                 f"{', '.join(worse)}. Consider more epochs, other hyperparameters (tune), other encodings, "
+                 "or keep the classical forecast for this area.")
+    rep.heading("Training")
+    fig = new_figure(7, 3.6)
+    ax = fig.add_subplot(111)
+    ep = [h["epoch"] + 1 for h in res.history]
+    ax.plot(ep, [h["train_loss"] for h in res.history], label="training loss")
+    ax.plot(ep, [h["val_loss"] for h in res.history], label="validation MSE")
+    ax.axvline(res.best_epoch + 1, color="grey", ls="--", lw=1, label=f"best epoch ({res.best_epoch + 1})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (normalised units)")
+    ax.set_yscale("log")
+    ax.legend()
+    rep.figure(fig, "Loss curves; the weights of the best validation epoch are kept.")
+    rep.paragraph(f"{res.epochs_run} epochs ({'stopped early' if res.stopped_early else 'epoch limit'}), best "
+                  f"epoch {res.best_epoch + 1}, {res.n_parameters} parameters, {res.seconds:.1f} s on {res.device}; "
+                  f"whole run {seconds:.1f} s.")
+    rep.heading("Hyperparameters", 3)
+    rep.table([[k, v if not isinstance(v, bool) else str(v), "given" if k in hp_over else "default"]
+               for k, v in res.hparams.items()], ["name", "value", "source"], digits=6)
+    return rep.save(path)

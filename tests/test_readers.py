@@ -1,0 +1,550 @@
+"""Readers: every supported format, built from ONE known truth, must arrive at the same stack.
+
+The truth: a 4 x 5 grid of 100 m cells in EPSG:3035 (EGMS's CRS), 8 acquisitions sampled first
+every 12 then every 6 days, one interior cell with no data and one pixel with a gap. Point
+formats hold one point per cell centre, except one cell with two points whose mean is the truth.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import tracemalloc
+
+import numpy as np
+import pytest
+from osgeo import gdal, ogr, osr
+
+from deformcast.algorithms import readers
+from deformcast.algorithms.errors import DeformCastError
+from deformcast.algorithms.raster import Grid, crs_equal, open_stack, read_raster, read_stack, write_raster, write_stack
+
+gdal.UseExceptions()
+ogr.UseExceptions()
+
+X0, Y0, CELL, W, H = 4200000.0, 3100000.0, 100.0, 5, 4
+DATES = np.datetime64("2020-01-05") + np.array([0, 12, 24, 36, 42, 48, 54, 60])
+T = DATES.size
+HOLE = (1, 2)      # no point / NaN in every epoch
+GAP = (2, 1, 3)    # (row, col, epoch) without a value
+PAIR = (0, 0)      # two points, truth +- 1.5 mm
+
+
+def _srs(epsg):
+    s = osr.SpatialReference()
+    s.ImportFromEPSG(epsg)
+    s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return s
+
+
+def truth():
+    t = (DATES - DATES[0]).astype(int)
+    r, c = np.mgrid[0:H, 0:W]
+    v = (-0.25 * t[:, None, None] * (1 + r + 0.5 * c)[None] + 2.0 * np.sin(t / 20.0)[:, None, None]
+         + (r - c)[None] * 0.75)
+    v = np.round(v, 3).astype(np.float32)
+    v[:, HOLE[0], HOLE[1]] = np.nan
+    v[GAP[2], GAP[0], GAP[1]] = np.nan
+    return v
+
+
+def grid3035():
+    return Grid((X0, CELL, 0.0, Y0, 0.0, -CELL), _srs(3035).ExportToWkt(), W, H)
+
+
+def points():
+    """(xy (N,2) EPSG:3035, values (N,T) mm) reproducing the truth on the grid."""
+    v = truth()
+    xy, vals = [], []
+    for r in range(H):
+        for c in range(W):
+            if (r, c) == HOLE:
+                continue
+            x, y = X0 + (c + 0.5) * CELL, Y0 - (r + 0.5) * CELL
+            s = v[:, r, c]
+            if (r, c) == PAIR:
+                xy += [(x - 20, y + 20), (x + 20, y - 20)]
+                vals += [s - 1.5, s + 1.5]
+            else:
+                xy.append((x, y))
+                vals.append(s)
+    return np.array(xy), np.array(vals, dtype=np.float32)
+
+
+def _fmt(v):
+    return "" if not np.isfinite(v) else repr(round(float(v), 4))
+
+
+def write_egms_csv(path, level="L2", date_fmt="%Y%m%d", lonlat_only=False):
+    xy, vals = points()
+    ll = np.array(osr.CoordinateTransformation(_srs(3035), _srs(4326)).TransformPoints(xy))[:, :2]
+    dnames = [str(d).replace("-", "") for d in DATES]
+    if level == "L2":
+        head = ["pid", "mp_type", "latitude", "longitude", "easting", "northing", "height", "height_wgs84",
+                "line", "pixel", "rmse", "temporal_coherence", "amplitude_dispersion", "incidence_angle",
+                "track_angle", "los_east", "los_north", "los_up", "mean_velocity", "mean_velocity_std",
+                "acceleration", "acceleration_std", "seasonality", "seasonality_std"]
+        if lonlat_only:
+            head = [h for h in head if h not in ("easting", "northing")]
+    else:
+        head = ["pid", "easting", "northing", "height", "rmse", "mean_velocity", "mean_velocity_std",
+                "acceleration", "acceleration_std", "seasonality", "seasonality_std"]
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(head + dnames)
+        for i, ((x, y), (lon, lat), s) in enumerate(zip(xy, ll, vals)):
+            row = {"pid": f"PID{i:05d}", "mp_type": "PS", "latitude": repr(lat), "longitude": repr(lon),
+                   "easting": repr(x), "northing": repr(y)}
+            w.writerow([row.get(h, "1.5") for h in head] + [_fmt(v) for v in s])
+    return path
+
+
+def write_point_layer(path, driver, field_fmt, units_div, multipoint=False, layer="ps", extra_layer=False):
+    xy, vals = points()
+    drv = ogr.GetDriverByName(driver)
+    if os.path.exists(path):
+        drv.DeleteDataSource(path)
+    ds = drv.CreateDataSource(path)
+    gtype = ogr.wkbMultiPoint if multipoint else ogr.wkbPoint
+    if extra_layer:
+        other = ds.CreateLayer("other", _srs(3035), ogr.wkbPoint)
+        other.CreateField(ogr.FieldDefn("name", ogr.OFTString))
+    lyr = ds.CreateLayer(layer, _srs(3035), gtype)
+    lyr.CreateField(ogr.FieldDefn("CODE", ogr.OFTString))
+    lyr.CreateField(ogr.FieldDefn("VEL", ogr.OFTReal))
+    names = [field_fmt.format(str(d).replace("-", "")) for d in DATES]
+    for n in names:
+        fd = ogr.FieldDefn(n, ogr.OFTReal)
+        fd.SetWidth(18)
+        fd.SetPrecision(8)
+        lyr.CreateField(fd)
+    for i, ((x, y), s) in enumerate(zip(xy, vals)):
+        f = ogr.Feature(lyr.GetLayerDefn())
+        f.SetField("CODE", f"P{i}")
+        f.SetField("VEL", -3.0)
+        for n, v in zip(names, s):
+            if np.isfinite(v):
+                f.SetField(n, float(v) / units_div)
+            else:
+                f.SetFieldNull(n)
+        pt = ogr.Geometry(ogr.wkbPoint)
+        pt.AddPoint_2D(float(x), float(y))
+        if multipoint:
+            g = ogr.Geometry(ogr.wkbMultiPoint)
+            g.AddGeometry(pt)
+            pt = g
+        f.SetGeometry(pt)
+        lyr.CreateFeature(f)
+    ds = None
+    return path
+
+
+def write_mintpy(path, epsg=3035, grid=None, values=None, dates=None):
+    import h5py
+
+    grid = grid or grid3035()
+    v = truth() if values is None else values
+    d = DATES if dates is None else dates
+    gt = grid.geotransform
+    with h5py.File(path, "w") as f:
+        f.create_dataset("timeseries", data=(v / 1000.0).astype(np.float32))
+        f.create_dataset("date", data=np.array([str(x).replace("-", "").encode() for x in d]))
+        f.create_dataset("bperp", data=np.zeros(len(d), np.float32))
+        f.attrs.update({"FILE_TYPE": "timeseries", "UNIT": "m", "X_FIRST": str(gt[0]), "Y_FIRST": str(gt[3]),
+                        "X_STEP": str(gt[1]), "Y_STEP": str(gt[5]), "LENGTH": str(grid.height),
+                        "WIDTH": str(grid.width), "REF_DATE": str(d[0]).replace("-", "")})
+        if epsg:
+            f.attrs["EPSG"] = str(epsg)
+            f.attrs["X_UNIT"] = "meters"
+        else:
+            f.attrs["X_UNIT"] = "degrees"
+    return path
+
+
+def grid4326():
+    return Grid((6.0, 0.001, 0.0, 51.0, 0.0, -0.001), _srs(4326).ExportToWkt(), W, H)
+
+
+def write_licsbas(path):
+    import h5py
+
+    g = grid4326().geotransform
+    with h5py.File(path, "w") as f:
+        f.create_dataset("cum", data=truth())
+        f.create_dataset("imdates", data=np.array([int(str(x).replace("-", "")) for x in DATES], np.int32))
+        f.create_dataset("corner_lat", data=g[3] + g[5] / 2)
+        f.create_dataset("corner_lon", data=g[0] + g[1] / 2)
+        f.create_dataset("post_lat", data=g[5])
+        f.create_dataset("post_lon", data=g[1])
+        f.create_dataset("vel", data=np.zeros((H, W), np.float32))
+        f.create_dataset("refarea", data=b"2:3/2:3")
+    return path
+
+
+def write_tif(path, names=None, metadata_dates=False, dataset_dates=False, grid=None, values=None):
+    grid = grid or grid3035()
+    v = truth() if values is None else values
+    write_raster(path, v, grid, names, "float32", float("nan"), "<qgis/>")
+    if metadata_dates or dataset_dates:
+        ds = gdal.Open(path, gdal.GA_Update)
+        for i, d in enumerate(DATES):
+            if metadata_dates:
+                ds.GetRasterBand(i + 1).SetMetadataItem("DATE", str(d))
+        if dataset_dates:
+            ds.SetMetadataItem("DATES", ",".join(str(d) for d in DATES))
+        ds = None
+    return path
+
+
+def check_stack(path, grid=None, tol=1e-4):
+    grid = grid or grid3035()
+    info = open_stack(path)
+    assert np.array_equal(info.dates, DATES)
+    assert info.grid.width == grid.width and info.grid.height == grid.height
+    assert np.allclose(info.grid.geotransform, grid.geotransform, atol=1e-9 * max(1, abs(grid.geotransform[0])))
+    assert crs_equal(info.grid.crs_wkt, grid.crs_wkt)
+    v = read_stack(info)
+    np.testing.assert_allclose(v, truth(), atol=tol, equal_nan=True)
+    assert os.path.exists(os.path.splitext(path)[0] + ".qml")
+    ds = gdal.Open(path)
+    assert ds.GetRasterBand(1).DataType == gdal.GDT_Float32
+    assert np.isnan(ds.GetRasterBand(1).GetNoDataValue())
+    assert ds.GetRasterBand(1).GetDescription() == str(DATES[0])
+
+
+# ----------------------------------------------------------------------------------------
+# every format -> the same stack
+# ----------------------------------------------------------------------------------------
+def _imp(tmp_path, src, name, **kw):
+    out = str(tmp_path / f"{name}.tif")
+    summary = readers.import_timeseries(str(src), out, **kw)
+    assert summary["output"] == out and summary["n_epochs"] == T
+    return out, summary
+
+
+def test_egms_l2_csv(tmp_path):
+    src = write_egms_csv(tmp_path / "EGMS_L2a_088_0297_IW2_VV.csv", "L2")
+    out, s = _imp(tmp_path, src, "l2", cell_size=100)
+    assert s["format"] == "egms_l2" and s["n_points"] == H * W  # 19 cells, one with two points
+    check_stack(out)
+
+
+def test_egms_l3_csv_and_zip(tmp_path):
+    src = write_egms_csv(tmp_path / "EGMS_L3_E42N31_100km_U.csv", "L3")
+    out, s = _imp(tmp_path, src, "l3", cell_size=100)
+    assert s["format"] == "egms_l3"
+    check_stack(out)
+    import zipfile
+
+    z = tmp_path / "EGMS_L3_E42N31_100km_U.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.write(src, "EGMS_L3_E42N31_100km_U.csv")
+        zf.writestr("readme.txt", "metadata")
+    out2, _ = _imp(tmp_path, z, "l3zip", cell_size=100)
+    check_stack(out2)
+
+
+def test_lonlat_csv_reprojected_to_target_crs(tmp_path):
+    src = write_egms_csv(tmp_path / "lonlat.csv", "L2", lonlat_only=True)
+    out, s = _imp(tmp_path, src, "ll", cell_size=100, target_crs="EPSG:3035")
+    check_stack(out)
+    with pytest.raises(DeformCastError, match="TARGET_CRS"):
+        readers.import_timeseries(str(src), str(tmp_path / "deg.tif"), cell_size=100)
+
+
+def test_shapefile_multipoints_d_fields_in_cm(tmp_path):
+    src = write_point_layer(str(tmp_path / "ps_points.shp"), "ESRI Shapefile", "D{}", 10.0, multipoint=True)
+    ds = ogr.Open(src)
+    assert ogr.GT_Flatten(ds.GetLayer(0).GetGeomType()) == ogr.wkbMultiPoint
+    ds = None
+    out, s = _imp(tmp_path, src, "shp", cell_size=100, units="cm")
+    assert s["format"] == "vector"
+    check_stack(out)
+
+
+def test_geopackage_layername_d_underscore_in_m(tmp_path):
+    src = write_point_layer(str(tmp_path / "insar.gpkg"), "GPKG", "D_{}", 1000.0, extra_layer=True)
+    out, _ = _imp(tmp_path, f"{src}|layername=ps", "gpkg", cell_size=100, units="m")
+    check_stack(out)
+    out2, _ = _imp(tmp_path, src, "gpkg2", cell_size=100, units="m", layer="ps")
+    check_stack(out2)
+
+
+def test_mintpy_h5(tmp_path):
+    src = write_mintpy(str(tmp_path / "geo_timeseries.h5"))
+    gs = readers.read_mintpy_h5(src)
+    assert gs.kind == "mintpy" and gs.factor == 1000.0
+    out, s = _imp(tmp_path, src, "mintpy")
+    assert s["format"] == "mintpy"
+    check_stack(out)
+
+
+def test_geographic_group_licsbas_mintpy_tif(tmp_path):
+    """LiCSBAS is always EPSG:4326: it, a lat/lon MintPy file and a lat/lon GeoTIFF agree."""
+    g = grid4326()
+    out, s = _imp(tmp_path, write_licsbas(str(tmp_path / "cum.h5")), "licsbas")
+    assert s["format"] == "licsbas"
+    check_stack(out, g, tol=1e-5)
+    out2, _ = _imp(tmp_path, write_mintpy(str(tmp_path / "ts.h5"), epsg=None, grid=g), "mintpy_ll")
+    check_stack(out2, g)
+    out3, _ = _imp(tmp_path, write_tif(str(tmp_path / "ll.tif"), [str(d) for d in DATES], grid=g), "tif_ll")
+    check_stack(out3, g)
+
+
+@pytest.mark.parametrize("conv", ["iso", "yyyymmdd", "dyyyymmdd", "band_meta", "dataset_meta",
+                                  "dates_file", "dates_list"])
+def test_geotiff_date_conventions(tmp_path, conv):
+    names = {"iso": [str(d) for d in DATES],
+             "yyyymmdd": [str(d).replace("-", "") for d in DATES],
+             "dyyyymmdd": ["D" + str(d).replace("-", "") for d in DATES]}.get(conv)
+    src = write_tif(str(tmp_path / "in.tif"), names, metadata_dates=conv == "band_meta",
+                    dataset_dates=conv == "dataset_meta")
+    dates = None
+    if conv == "dates_file":
+        dates = str(tmp_path / "dates.txt")
+        with open(dates, "w") as fh:
+            fh.write("# acquisition dates\n" + "\n".join(str(d).replace("-", "") for d in DATES) + "\n")
+    elif conv == "dates_list":
+        dates = ",".join(str(d) for d in DATES)
+    out, s = _imp(tmp_path, src, "out", dates=dates)
+    assert s["format"] == "raster"
+    check_stack(out)
+
+
+def test_raster_units_and_vrt(tmp_path):
+    src = write_tif(str(tmp_path / "m.tif"), [str(d) for d in DATES], values=truth() / 1000.0)
+    out, _ = _imp(tmp_path, src, "m", units="m")
+    check_stack(out)
+    vrt = str(tmp_path / "stack.vrt")
+    gdal.BuildVRT(vrt, [write_tif(str(tmp_path / "mm.tif"), [str(d) for d in DATES])])
+    # BuildVRT does not keep band descriptions: the DATES parameter gives them
+    out2, _ = _imp(tmp_path, vrt, "vrt", dates=",".join(str(d) for d in DATES))
+    check_stack(out2)
+
+
+def test_gridded_target_crs_and_cell_size(tmp_path):
+    src = write_tif(str(tmp_path / "in.tif"), [str(d) for d in DATES])
+    out, s = _imp(tmp_path, src, "utm", target_crs="EPSG:25832")
+    info = open_stack(out)
+    assert crs_equal(info.grid.crs_wkt, _srs(25832).ExportToWkt())
+    assert np.array_equal(info.dates, DATES) and s["crs"] == "EPSG:25832"
+    out2, _ = _imp(tmp_path, src, "coarse", cell_size=200)
+    info2 = open_stack(out2)
+    assert info2.grid.cell_size == (200.0, 200.0)
+
+
+def test_points_to_grid_in_memory_equals_streaming(tmp_path):
+    xy, vals = points()
+    g = grid3035()
+    stack, grid = readers.points_to_grid(xy, vals, 100, g.crs_wkt)
+    assert grid.same_as(g)
+    np.testing.assert_allclose(stack, truth(), atol=1e-4, equal_nan=True)
+    src = readers.read_egms_csv(write_egms_csv(tmp_path / "a.csv"), chunk_rows=3)
+    stack2, grid2 = readers.grid_points(src, 100)
+    assert grid2.same_as(g)
+    np.testing.assert_allclose(stack2, stack, atol=1e-5, equal_nan=True)
+    xy2, vals2 = src.load()
+    assert xy2.shape == xy.shape and vals2.shape == vals.shape
+
+
+def test_results_back_on_points(tmp_path):
+    src = write_egms_csv(tmp_path / "pts.csv", "L2")
+    out, _ = _imp(tmp_path, src, "grid", cell_size=100)
+    xy, vals = points()
+    got = readers.sample_grid_at_points(out, xy, grid3035().crs_wkt)
+    assert got.shape == (xy.shape[0], T)
+    # single points get their own series back; the pair gets the mean of the two
+    np.testing.assert_allclose(got[2:], vals[2:], atol=1e-4, equal_nan=True)
+    np.testing.assert_allclose(got[0], vals[:2].mean(axis=0), atol=1e-4)
+    # the same points given in lon/lat land in the same cells; a point far away gets NaN
+    ll = np.array(osr.CoordinateTransformation(_srs(3035), _srs(4326)).TransformPoints(xy))[:, :2]
+    got_ll = readers.sample_grid_at_points(out, np.vstack([ll, [[0.0, 0.0]]]), _srs(4326).ExportToWkt())
+    np.testing.assert_allclose(got_ll[:-1], got, atol=1e-6, equal_nan=True)
+    assert np.all(np.isnan(got_ll[-1]))
+
+
+# ----------------------------------------------------------------------------------------
+# covariates
+# ----------------------------------------------------------------------------------------
+def test_align_covariates_resampling_by_type(tmp_path):
+    g = grid3035()
+    # continuous DEM in another CRS (EPSG:25832, 30 m): a plane in 3035 coordinates, bilinear
+    ct = osr.CoordinateTransformation(_srs(3035), _srs(25832))
+    c = np.array(ct.TransformPoints([(X0 - 300, Y0 + 300), (X0 + 800, Y0 - 700)]))[:, :2]
+    ex0, ey1 = c[:, 0].min(), c[:, 1].max()
+    dem_grid = Grid((float(ex0), 30.0, 0.0, float(ey1), 0.0, -30.0), _srs(25832).ExportToWkt(),
+                    int((c[:, 0].max() - ex0) / 30) + 2, int((ey1 - c[:, 1].min()) / 30) + 2)
+    xx, yy = dem_grid.pixel_centres()
+    back = np.array(osr.CoordinateTransformation(_srs(25832), _srs(3035)).TransformPoints(
+        np.c_[xx.ravel(), yy.ravel()]))[:, :2]
+    dem = (100.0 + 0.01 * (back[:, 0] - X0) - 0.02 * (back[:, 1] - Y0)).reshape(xx.shape)
+    write_raster(str(tmp_path / "dem.tif"), dem.astype(np.float32), dem_grid, qml="<qgis/>")
+    # classes (uint8) at 50 m in 3035, 2 x 2 sub-cells per stack cell, class = 1 + (row + col) % 3
+    cls_grid = Grid((X0 - 100, 50.0, 0.0, Y0 + 100, 0.0, -50.0), g.crs_wkt, 2 * W + 4, 2 * H + 4)
+    r, cc = np.mgrid[0:cls_grid.height, 0:cls_grid.width]
+    cls = (1 + ((r - 2) // 2 + (cc - 2) // 2) % 3).astype(np.uint8)
+    write_raster(str(tmp_path / "lithology.tif"), cls, cls_grid, dtype="uint8", nodata=0, qml="<qgis/>")
+    # a second file also named dem (other folder) and a two-band raster
+    os.makedirs(tmp_path / "b")
+    write_raster(str(tmp_path / "b" / "dem.tif"), np.stack([dem, dem + 1]).astype(np.float32), dem_grid,
+                 qml="<qgis/>")
+    cov = readers.align_covariates([str(tmp_path / "dem.tif"), str(tmp_path / "lithology.tif"),
+                                    str(tmp_path / "b" / "dem.tif")], g)
+    assert set(cov) == {"dem", "lithology", "dem_2", "dem_b2"}
+    assert all(a.shape == (H, W) and a.dtype == np.float32 for a in cov.values())
+    x, y = g.pixel_centres()
+    np.testing.assert_allclose(cov["dem"], 100 + 0.01 * (x - X0) - 0.02 * (y - Y0), atol=0.05)
+    rr, ccc = np.mgrid[0:H, 0:W]
+    np.testing.assert_array_equal(cov["lithology"], (1 + (rr + ccc) % 3).astype(np.float32))
+    np.testing.assert_allclose(cov["dem_b2"], cov["dem_2"] + 1, atol=1e-4)
+
+
+def test_covariate_without_overlap_is_refused(tmp_path):
+    far = Grid((X0 + 1e6, 100.0, 0.0, Y0, 0.0, -100.0), grid3035().crs_wkt, 3, 3)
+    p = write_raster(str(tmp_path / "far_away_mask.tif"), np.ones((3, 3), np.uint8), far, dtype="uint8",
+                     qml="<qgis/>")
+    with pytest.raises(DeformCastError, match="far_away_mask.tif.*does not overlap"):
+        readers.align_covariates([p], grid3035())
+
+
+# ----------------------------------------------------------------------------------------
+# streaming: memory does not grow with the number of rows
+# ----------------------------------------------------------------------------------------
+def _big_csv(path, n, t=24, side=20, seed=0):
+    rng = np.random.default_rng(seed)
+    x = X0 + rng.uniform(0, side * CELL, n)
+    y = Y0 - rng.uniform(0, side * CELL, n)
+    x[:2] = [X0 + 1, X0 + side * CELL - 1]
+    y[:2] = [Y0 - 1, Y0 - side * CELL + 1]
+    v = np.round(rng.normal(0, 5, (n, t)), 2)
+    dates = [str(np.datetime64("2019-01-01") + 6 * k).replace("-", "") for k in range(t)]
+    with open(path, "w") as fh:
+        fh.write("pid,easting,northing,height,rmse,mean_velocity," + ",".join(dates) + "\n")
+        body = np.column_stack([np.arange(n), x, y, np.zeros(n), np.ones(n), v.mean(axis=1), v])
+        np.savetxt(fh, body, delimiter=",", fmt=["%d", "%.2f", "%.2f", "%.1f", "%.1f", "%.3f"] + ["%.2f"] * t)
+    return path, v
+
+
+def _peak(src):
+    tracemalloc.start()
+    stack, grid = readers.grid_points(src, 100)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak, stack, grid
+
+
+def test_csv_streaming_memory_does_not_grow_with_rows(tmp_path):
+    small, _ = _big_csv(str(tmp_path / "small.csv"), 5_000)
+    big, vbig = _big_csv(str(tmp_path / "big.csv"), 50_000, seed=1)
+    assert os.path.getsize(big) > 8 * os.path.getsize(small)
+    p_small, _, g1 = _peak(readers.read_egms_csv(small, chunk_rows=2000))
+    p_big, stack, g2 = _peak(readers.read_egms_csv(big, chunk_rows=2000))
+    assert g1.same_as(g2) and g2.shape == (20, 20)
+    # a whole-file reader would need >= 50k x 24 x 4 bytes = 4.8 MB for the values alone
+    assert p_big < 1.3 * p_small + 200_000, (p_small, p_big)
+    assert p_big < 3_000_000, p_big
+    # and the streamed grid is right: overall mean of every point = mean over cells weighted by counts
+    assert np.isfinite(stack).all()
+    assert abs(float(np.nanmean(stack)) - float(vbig.mean())) < 0.1
+
+
+# ----------------------------------------------------------------------------------------
+# bad input -> messages that name the fix
+# ----------------------------------------------------------------------------------------
+def test_no_dates_found(tmp_path):
+    p = tmp_path / "nodates.csv"
+    p.write_text("pid,easting,northing,velocity\n1,4200050,3099950,3.0\n")
+    with pytest.raises(DeformCastError, match="No date columns.*YYYYMMDD"):
+        readers.import_timeseries(str(p), str(tmp_path / "o.tif"), cell_size=100)
+    src = write_tif(str(tmp_path / "plain.tif"))
+    with pytest.raises(DeformCastError, match="DATES parameter"):
+        readers.import_timeseries(src, str(tmp_path / "o.tif"))
+    assert not os.path.exists(tmp_path / "o.tif")
+
+
+def test_duplicated_and_unsorted_dates(tmp_path):
+    names = [str(d) for d in DATES]
+    dup = names[:]
+    dup[3] = dup[2]
+    with pytest.raises(DeformCastError, match="twice"):
+        readers.import_timeseries(write_tif(str(tmp_path / "dup.tif"), dup), str(tmp_path / "o.tif"))
+    uns = names[:]
+    uns[2], uns[5] = uns[5], uns[2]
+    with pytest.raises(DeformCastError, match="not in time order"):
+        readers.import_timeseries(write_tif(str(tmp_path / "uns.tif"), uns), str(tmp_path / "o.tif"))
+    with pytest.raises(DeformCastError, match="not in time order"):
+        readers.import_timeseries(write_mintpy(str(tmp_path / "u.h5"), dates=DATES[[0, 2, 1, 3, 4, 5, 6, 7]]),
+                                  str(tmp_path / "o.tif"))
+    p = tmp_path / "dupcols.csv"
+    p.write_text("pid,easting,northing,20200105,D20200105\n1,4200050,3099950,1,2\n")
+    with pytest.raises(DeformCastError, match="two columns for the date 2020-01-05"):
+        readers.read_egms_csv(str(p))
+    assert not os.path.exists(tmp_path / "o.tif")
+
+
+def test_all_nodata_leaves_no_output(tmp_path):
+    src = write_tif(str(tmp_path / "nan.tif"), [str(d) for d in DATES], values=np.full((T, H, W), np.nan, np.float32))
+    out = tmp_path / "o.tif"
+    with pytest.raises(DeformCastError, match="no valid displacement"):
+        readers.import_timeseries(src, str(out))
+    assert not os.path.exists(out) and not os.path.exists(str(out) + ".part.tif")
+
+
+def test_points_without_cell_size(tmp_path):
+    src = write_egms_csv(tmp_path / "p.csv", "L3")
+    with pytest.raises(DeformCastError, match="CELL_SIZE is required"):
+        readers.import_timeseries(str(src), str(tmp_path / "o.tif"))
+
+
+def test_unknown_format(tmp_path):
+    p = tmp_path / "notes.dat"
+    p.write_bytes(b"\x00\x01 this is not InSAR data")
+    with pytest.raises(DeformCastError, match="Unknown input format"):
+        readers.import_timeseries(str(p), str(tmp_path / "o.tif"))
+    import h5py
+
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("velocity", data=np.zeros((2, 2)))
+    with pytest.raises(DeformCastError, match="neither a MintPy.*LiCSBAS"):
+        readers.import_timeseries(str(tmp_path / "other.h5"), str(tmp_path / "o.tif"))
+
+
+def test_multipart_and_radar_coded_inputs(tmp_path):
+    p = str(tmp_path / "multi.gpkg")
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(p)
+    lyr = ds.CreateLayer("m", _srs(3035), ogr.wkbMultiPoint)
+    lyr.CreateField(ogr.FieldDefn("D20200105", ogr.OFTReal))
+    f = ogr.Feature(lyr.GetLayerDefn())
+    f.SetField("D20200105", 1.0)
+    f.SetGeometry(ogr.CreateGeometryFromWkt("MULTIPOINT ((4200050 3099950),(4200150 3099950))"))
+    lyr.CreateFeature(f)
+    ds = None
+    with pytest.raises(DeformCastError, match="Multipart to singleparts"):
+        readers.import_timeseries(p, str(tmp_path / "o.tif"), cell_size=100)
+    import h5py
+
+    h = str(tmp_path / "timeseries.h5")
+    with h5py.File(h, "w") as fh:
+        fh.create_dataset("timeseries", data=np.zeros((2, 2, 2), np.float32))
+        fh.create_dataset("date", data=np.array([b"20200101", b"20200113"]))
+    with pytest.raises(DeformCastError, match="geocode"):
+        readers.import_timeseries(h, str(tmp_path / "o.tif"))
+
+
+def test_unknown_units():
+    with pytest.raises(DeformCastError, match="mm, cm, m"):
+        readers.unit_factor("inch")
+
+
+def test_regularise_on_import(tmp_path):
+    src = write_tif(str(tmp_path / "in.tif"), [str(d) for d in DATES])
+    out = str(tmp_path / "reg.tif")
+    s = readers.import_timeseries(src, out, regularise=6)
+    info = open_stack(out)
+    assert np.all(np.diff(info.dates).astype(int) == 6) and info.dates[0] == DATES[0]
+    assert s["n_epochs"] == 11  # 60 days / 6 + 1
+    v = read_stack(info)
+    np.testing.assert_allclose(v[0], truth()[0], equal_nan=True)
+    # 2020-01-11 lies halfway between the first two acquisitions
+    np.testing.assert_allclose(v[1], (truth()[0] + truth()[1]) / 2, atol=1e-4, equal_nan=True)
+    arr, grid, names = read_raster(out)
+    assert names[1] == "2020-01-11"

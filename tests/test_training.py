@@ -1,0 +1,249 @@
+"""Training loop, prediction, model files (core, no QGIS): real torch training on tiny data."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from deformcast.algorithms.errors import Cancelled, DeformCastError
+from deformcast.algorithms.progress import Progress
+
+SIX = ["lstm", "gru", "tcn", "cnn_lstm", "transformer", "resnet_transformer"]
+
+
+def _series(n, window=8, horizon=3, seed=0):
+    """Trend + seasonal + noise windows, relative to the last input epoch (like dataset.prepare)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(window + horizon)[None].astype(np.float64)
+    v = rng.normal(0, 1, (n, 1))
+    ph = rng.uniform(0, 2 * np.pi, (n, 1))
+    s = v * t / 5 + np.sin(t * 0.8 + ph) + rng.normal(0, 0.05, (n, window + horizon))
+    s = s - s[:, window - 1:window]
+    X = np.stack([s[:, :window], np.cos(t[:, :window] * 0.8 + 0 * ph)], axis=-1).astype(np.float32)
+    return X, s[:, window:].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, Y = _series(384, seed=0)
+    Xv, Yv = _series(96, seed=1)
+    return X, Y, Xv, Yv
+
+
+def _small(name):
+    from deformcast.algorithms.models import get_spec
+
+    hp = {"batch_size": 32, "lr": 5e-3}
+    if "d_model" in get_spec(name).defaults:
+        hp.update(d_model=16, layers=1)
+    return hp
+
+
+@pytest.mark.parametrize("name", SIX)
+def test_each_architecture_learns(name, data):
+    from deformcast.algorithms.training import train_model
+
+    X, Y, Xv, Yv = data
+    # the loss of the untrained net (epoch 0 train loss is an average over the first epoch)
+    r = train_model(X, Y, Xv, Yv, name, _small(name), seed=3, max_epochs=6, patience=10, threads=1)
+    first, last = r.history[0], r.history[-1]
+    assert r.epochs_run == 6 and len(r.history) == 6
+    assert last["train_loss"] < 0.8 * first["train_loss"], r.history
+    assert r.best_val_loss < 0.8 * first["val_loss"] or r.best_val_loss < 0.8 * float(np.mean(Yv ** 2)), r.history
+    assert r.best_val_loss == min(h["val_loss"] for h in r.history)
+    assert r.n_parameters > 0 and r.window == 8 and r.horizon == 3 and r.n_features == 2
+
+
+def test_seeded_run_repeats_bit_for_bit(data):
+    import torch
+
+    from deformcast.algorithms.training import train_model
+
+    X, Y, Xv, Yv = data
+    runs = [train_model(X, Y, Xv, Yv, "resnet_transformer", _small("resnet_transformer"), seed=s,
+                        max_epochs=2, threads=1) for s in (7, 7, 8)]
+    a, b, c = (r.model.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["val_loss"] for h in runs[0].history] == [h["val_loss"] for h in runs[1].history]
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    # the global RNG and thread count are left as they were
+    torch.manual_seed(123)
+    expect = torch.rand(1)
+    torch.manual_seed(123)
+    train_model(X, Y, Xv, Yv, "gru", _small("gru"), seed=1, max_epochs=1, threads=1)
+    assert torch.equal(torch.rand(1), expect)
+    assert torch.get_num_threads() == 1
+
+
+def test_cancel_stops_within_one_batch(data):
+    from deformcast.algorithms.training import train_model
+
+    X, Y, Xv, Yv = data
+    calls = {"n": 0}
+
+    def on_progress(_):
+        calls["n"] += 1  # one call per finished batch
+
+    prog = Progress(on_progress, lambda: calls["n"] >= 5)
+    with pytest.raises(Cancelled):
+        train_model(X, Y, Xv, Yv, "lstm", _small("lstm"), max_epochs=50, progress=prog, threads=1)
+    assert calls["n"] == 5  # the batch after Cancel was pressed never ran
+
+
+def test_epoch_callback_sees_val_loss_and_may_stop(data):
+    from deformcast.algorithms.training import train_model
+
+    X, Y, Xv, Yv = data
+    seen = []
+
+    class Pruned(Exception):
+        pass
+
+    def cb(epoch, val):
+        seen.append((epoch, val))
+        if epoch == 1:
+            raise Pruned()
+
+    with pytest.raises(Pruned):
+        train_model(X, Y, Xv, Yv, "tcn", _small("tcn"), max_epochs=10, epoch_callback=cb, threads=1)
+    assert [e for e, _ in seen] == [0, 1] and all(np.isfinite(v) for _, v in seen)
+
+
+def test_early_stopping_restores_best_weights(data):
+    from deformcast.algorithms.training import _evaluate, train_model
+    import torch
+
+    X, Y, Xv, Yv = data
+    # a learning rate far too high makes validation worse after the first epochs
+    r = train_model(X, Y, Xv, Yv, "gru", {"lr": 0.2, "batch_size": 16, "grad_clip": 5.0}, max_epochs=40,
+                    patience=2, seed=0, threads=1)
+    val = _evaluate(r.model, torch.from_numpy(Xv), torch.from_numpy(Yv), 4096)
+    assert val == pytest.approx(r.best_val_loss, rel=1e-5)
+    if r.stopped_early:
+        assert r.epochs_run == r.best_epoch + 3
+
+
+def test_bad_inputs_are_refused(data):
+    from deformcast.algorithms.training import resolve_device, train_model
+
+    X, Y, Xv, Yv = data
+    Xn = X.copy()
+    Xn[0, 0, 0] = np.nan
+    with pytest.raises(DeformCastError, match="NaN"):
+        train_model(Xn, Y, Xv, Yv, "lstm", max_epochs=1)
+    with pytest.raises(DeformCastError, match="no samples"):
+        train_model(X[:0], Y[:0], Xv, Yv, "lstm", max_epochs=1)
+    with pytest.raises(DeformCastError, match="Valid architectures"):
+        train_model(X, Y, Xv, Yv, "rnn", max_epochs=1)
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(DeformCastError, match="no CUDA GPU"):
+            resolve_device("cuda")
+        assert resolve_device("auto") == "cpu"
+
+
+def test_predict_array_batches_agree(data):
+    from deformcast.algorithms.training import predict_array, train_model
+
+    X, Y, Xv, Yv = data
+    r = train_model(X, Y, Xv, Yv, "transformer", _small("transformer"), max_epochs=1, threads=1)
+    a = predict_array(r.model, Xv, batch_size=7)
+    b = predict_array(r.model, Xv, batch_size=4096)
+    assert a.shape == (96, 3) and a.dtype == np.float32
+    assert np.allclose(a, b, atol=1e-5)
+
+
+# --- model files ---------------------------------------------------------------------------
+
+def _grid(x0=500000.0, w=6, h=5, epsg=25832):
+    from deformcast.algorithms.raster import make_grid
+
+    return make_grid(x0, 5600000.0, 20.0, w, h, epsg)
+
+
+def _meta(r, grid):
+    from deformcast.algorithms.modelio import grid_to_dict
+
+    return {"architecture": r.architecture, "hparams": r.hparams, "n_features": r.n_features,
+            "window": r.window, "horizon": r.horizon, "encodings": ["temporal"], "grid": grid_to_dict(grid),
+            "validation": {"val_loss": r.best_val_loss, "best_epoch": r.best_epoch}}
+
+
+@pytest.mark.parametrize("name", ["cnn_lstm", "resnet_transformer"])
+def test_saved_model_reloads_and_predicts_the_same(tmp_path, data, name):
+    import torch
+
+    from deformcast.algorithms.modelio import load_model, save_model
+    from deformcast.algorithms.training import predict_array, train_model
+
+    X, Y, Xv, Yv = data
+    r = train_model(X, Y, Xv, Yv, name, _small(name), max_epochs=1, threads=1)
+    folder = save_model(tmp_path / "root" / "m01", r.model, _meta(r, _grid()))
+    assert sorted(os.listdir(folder)) == ["model.json", "weights.pt"]
+    assert os.listdir(tmp_path / "root") == ["m01"]  # no temporary folder left behind
+    # the weights file is a plain tensor dict: loadable with weights_only=True
+    state = torch.load(os.path.join(folder, "weights.pt"), weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    with open(os.path.join(folder, "model.json")) as fh:
+        meta = json.load(fh)
+    assert meta["versions"]["torch"] == torch.__version__ and meta["architecture"] == name
+    lm = load_model(folder)
+    assert np.array_equal(lm.predict(Xv), predict_array(r.model, Xv))
+
+
+def test_tampered_weights_are_refused(tmp_path, data):
+    from deformcast.algorithms.modelio import load_model, save_model
+    from deformcast.algorithms.training import train_model
+
+    X, Y, Xv, Yv = data
+    r = train_model(X, Y, Xv, Yv, "gru", _small("gru"), max_epochs=1, threads=1)
+    folder = save_model(tmp_path / "m", r.model, _meta(r, _grid()))
+    with open(os.path.join(folder, "weights.pt"), "ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(DeformCastError, match="checksum"):
+        load_model(folder)
+
+
+def test_incompatible_grid_and_encoding_refused():
+    from deformcast.algorithms.modelio import check_compatible, grid_to_dict
+
+    g = _grid()
+    meta = {"architecture": "tcn", "n_features": 4, "window": 8, "horizon": 3, "encodings": ["temporal"],
+            "grid": grid_to_dict(g), "feature_names": ["disp", "t", "doy_sin", "doy_cos"]}
+    check_compatible(meta, grid=_grid(), encodings=["temporal"], n_features=4, window=8)
+    with pytest.raises(DeformCastError, match="6 x 5 grid in EPSG:25832.*7 x 5 grid"):
+        check_compatible(meta, grid=_grid(w=7))
+    with pytest.raises(DeformCastError, match="EPSG:32632"):
+        check_compatible(meta, grid=_grid(epsg=32632))
+    with pytest.raises(DeformCastError, match="origin"):
+        check_compatible(meta, grid=_grid(x0=500100.0))
+    with pytest.raises(DeformCastError, match="encodings temporal but spatial"):
+        check_compatible(meta, encodings=["spatial"])
+    with pytest.raises(DeformCastError, match="4 input channels"):
+        check_compatible(meta, n_features=5)
+    with pytest.raises(DeformCastError, match="windows of 8"):
+        check_compatible(meta, window=12)
+
+
+def test_manifest_roundtrip_and_incomplete_folder(tmp_path, data):
+    from deformcast.algorithms.modelio import member_paths, read_manifest, save_model, write_manifest
+    from deformcast.algorithms.training import train_model
+
+    X, Y, Xv, Yv = data
+    root = tmp_path / "models"
+    for i, s in enumerate((1, 2)):
+        r = train_model(X, Y, Xv, Yv, "lstm", _small("lstm"), seed=s, max_epochs=1, threads=1)
+        save_model(root / f"m{i + 1:02d}", r.model, _meta(r, _grid()))
+    with pytest.raises(DeformCastError, match="manifest.json is missing"):
+        read_manifest(root)
+    write_manifest(root, ["m02", {"folder": "m01", "note": "second"}])
+    man = read_manifest(root)
+    assert [m["folder"] for m in man["members"]] == ["m02", "m01"]
+    assert [m["rank"] for m in man["members"]] == [1, 2] and man["members"][1]["note"] == "second"
+    assert man["horizon"] == 3 and man["window"] == 8
+    assert member_paths(root) == [str(root / "m02"), str(root / "m01")]
+    # a single model folder reads as a one-member manifest
+    assert read_manifest(root / "m01")["members"][0]["path"] == str(root / "m01")
+    with pytest.raises(DeformCastError, match="holds no model"):
+        write_manifest(root, ["nothing_here"])
