@@ -4,9 +4,12 @@ API (stable; the models/training code is written against it)
 -------------------------------------------------------------
 
 ``prepare(stack, dates, grid, window, horizon, encodings=("none",), covariates=None,
-n_val=None, n_test=None, target="increment", baseline="trajectory_ensemble", max_samples=20000,
-max_eval_samples=None, stride=1, spatial_holdout=0.0, holdout_block=16, neighbourhood_k=3,
-fourier=0, seed=0, block_rows=None, progress=None) -> Prepared``
+n_val=None, n_test=None, target="increment", baseline="trajectory_ensemble", baseline_years=3.0,
+max_samples=20000, max_eval_samples=None, stride=1, spatial_holdout=0.0, holdout_block=16,
+neighbourhood_k=3, fourier=0, seed=0, block_rows=None, progress=None) -> Prepared``
+
+* ``max_samples`` caps the training windows, ``max_eval_samples`` (default = ``max_samples``)
+  the validation and test windows; ``stride`` keeps every stride-th end epoch.
 
 * ``stack``: float32 ``(T, H, W)`` mm, NaN = nodata, **or** a :class:`raster.StackInfo` / path
   (then it is read block-wise by rows, never whole). ``dates``: datetime64[D] ``(T,)`` (ignored
@@ -40,7 +43,9 @@ Forecasting (after the last epoch, or a backtest from an earlier epoch), block b
 
 ``covariates_block``: ``{name: (a1 - a0, W)}`` rows a0..a1 of each covariate.
 ``target_dates(dates, end_index, horizon)`` gives the forecast epochs' dates (beyond the last
-acquisition they continue at the median acquisition step).
+acquisition they continue at the median acquisition step). With ``target="residual"`` the
+classical anchor is evaluated at these dates; ``dates`` must match the block's epochs, and when
+the block holds only the epochs up to ``end_index`` the later ones are placed at the median step.
 
 ``validate_inputs(T, window, horizon, n_val=None, n_test=None) -> (n_val, n_test)`` raises
 :class:`DeformCastError` naming the fix when there are too few epochs.
@@ -76,7 +81,8 @@ Targets. The network never sees absolute displacement (its reference is arbitrar
 epoch, divided by a robust per-step scale (1.4826 x median |increment| of the training windows);
 ``target="residual"`` learns the difference between the truth and a classical forecast
 (``baseline``, default the trajectory ensemble of :mod:`baselines`, fitted per pixel on the
-history up to the last input epoch), divided by its robust per-step scale. The network thus
+last ``baseline_years`` (3) years of history up to the last input epoch, so training, validation
+and forecasting anchors all use the same memory), divided by its robust per-step scale. The network thus
 learns the correction to the classical forecast. In both cases ``mm = y * target_scale + anchor``
 where ``anchor`` is the last input value (increment) or the classical forecast (residual).
 
@@ -100,8 +106,8 @@ Encodings, per time step channels (combinable; ``none`` adds nothing):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -115,6 +121,7 @@ TARGETS = ("increment", "residual")
 SPLITS = ("train", "val", "test")
 _MIN_SCALE = 1e-3  # mm: floor of the robust scales (a perfectly flat training set stays finite)
 _BLOCK_VALUES = 1 << 23  # about 32 MB of float32 per row block read
+_CHUNK = 4096  # samples whose features are built at once
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,13 +319,91 @@ def _day_of_year(d: np.ndarray) -> np.ndarray:
     return (d - d.astype("datetime64[Y]").astype("datetime64[D]")).astype(np.int64)
 
 
+def _neigh_gather(block, a0, rows, cols, tt, grid_shape, k, mask_block):
+    """Patch mean and gradients (n, window) by gathering each sample's k x k patch."""
+    H, W = grid_shape
+    r = k // 2
+    off = np.arange(-r, r + 1)
+    ra = rows[:, None] + off[None, :]  # absolute rows (n, k)
+    ca = cols[:, None] + off[None, :]
+    rin = (ra >= 0) & (ra < H) & (ra - a0 >= 0) & (ra - a0 < block.shape[1])
+    cin = (ca >= 0) & (ca < W)
+    rl = np.clip(ra - a0, 0, block.shape[1] - 1)
+    cl = np.clip(ca, 0, W - 1)
+    patch = block[tt[:, :, None, None], rl[:, None, :, None], cl[:, None, None, :]].astype(np.float32)
+    hide = ~(rin[:, :, None] & cin[:, None, :])
+    if mask_block is not None:
+        hide = hide | mask_block[rl[:, :, None], cl[:, None, :]]
+    patch[np.broadcast_to(hide[:, None, :, :], patch.shape)] = np.nan
+    rel = patch - patch[:, -1:, :, :]
+    ok = np.isfinite(rel)
+    relz = np.where(ok, rel, np.float32(0))
+    return _nb_from_sums(relz.sum(axis=(2, 3), dtype=np.float32), ok.sum(axis=(2, 3)),
+                         relz[:, :, :, -1].sum(axis=2, dtype=np.float32), ok[:, :, :, -1].sum(axis=2),
+                         relz[:, :, :, 0].sum(axis=2, dtype=np.float32), ok[:, :, :, 0].sum(axis=2),
+                         relz[:, :, 0, :].sum(axis=2, dtype=np.float32), ok[:, :, 0, :].sum(axis=2),
+                         relz[:, :, -1, :].sum(axis=2, dtype=np.float32), ok[:, :, -1, :].sum(axis=2), k)
+
+
+def _neigh_block(block, a0, rows, cols, e, window, k, mask_block):
+    """Same as :func:`_neigh_gather` for one end epoch, with shifted sums over the block."""
+    r = k // 2
+    wb = block[e - window + 1:e + 1].astype(np.float32, copy=True)  # (window, hb, W)
+    if mask_block is not None:
+        wb[:, mask_block] = np.nan
+    rel = wb - wb[-1:]
+    ok = np.isfinite(rel)
+    relz = np.zeros((rel.shape[0], rel.shape[1] + 2 * r, rel.shape[2] + 2 * r), np.float32)
+    okp = np.zeros(relz.shape, np.int16)
+    relz[:, r:r + rel.shape[1], r:r + rel.shape[2]] = np.where(ok, rel, np.float32(0))
+    okp[:, r:r + rel.shape[1], r:r + rel.shape[2]] = ok
+    hb, W = rel.shape[1], rel.shape[2]
+
+    def sh(a, dr, dc):  # a shifted so that [.., i, j] is the value at (i + dr, j + dc)
+        return a[:, r + dr:r + dr + hb, r + dc:r + dc + W]
+
+    def total(a, offsets):
+        out = None
+        for dr, dc in offsets:
+            out = sh(a, dr, dc).copy() if out is None else out.__iadd__(sh(a, dr, dc))
+        return out
+
+    offs = range(-r, r + 1)
+    groups = {"all": [(dr, dc) for dr in offs for dc in offs], "right": [(o, r) for o in offs],
+              "left": [(o, -r) for o in offs], "top": [(-r, o) for o in offs], "bot": [(r, o) for o in offs]}
+    lr, lc = rows - a0, cols
+    res = []
+    for g in ("all", "right", "left", "top", "bot"):
+        res.append(total(relz, groups[g])[:, lr, lc].T)
+        res.append(total(okp, groups[g])[:, lr, lc].T)
+    return _nb_from_sums(*res, k)
+
+
+def _nb_from_sums(s_all, c_all, s_r, c_r, s_l, c_l, s_t, c_t, s_b, c_b, k):
+    def mean(s, c):
+        return np.where(c > 0, s / np.maximum(c, 1).astype(np.float32), np.float32(0)), c > 0
+
+    m, _ = mean(s_all, c_all)
+    right, okr = mean(s_r, c_r)
+    left, okl = mean(s_l, c_l)
+    top, okt = mean(s_t, c_t)
+    bot, okb = mean(s_b, c_b)
+    dx = np.where(okr & okl, (right - left) / np.float32(k - 1), np.float32(0))
+    dy = np.where(okt & okb, (top - bot) / np.float32(k - 1), np.float32(0))
+    return m.astype(np.float32), dx.astype(np.float32), dy.astype(np.float32)
+
+
 def _features(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, ends: np.ndarray,
               dates: np.ndarray, grid_shape: Tuple[int, int], config: dict, norm: dict,
-              cov_block: Optional[Dict[str, np.ndarray]], mask_block: Optional[np.ndarray]) -> np.ndarray:
+              cov_block: Optional[Dict[str, np.ndarray]], mask_block: Optional[np.ndarray],
+              same_end: bool = False) -> np.ndarray:
     """X float32 (n, window, F) for pixels (rows, cols absolute) and last-input indices ``ends``.
 
     ``block`` holds rows ``a0..`` of the stack (all epochs needed); ``mask_block`` (same rows)
     True where neighbour values must be hidden (spatial hold-out during training).
+    ``same_end``: all ``ends`` are equal (forecasting a block): the neighbourhood is computed
+    with shifted sums over the whole block instead of a gather per pixel (same values up to
+    float32 summation order, much faster for many pixels).
     """
     window = int(config["window"])
     enc = config["encodings"]
@@ -330,10 +415,12 @@ def _features(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, en
     ds = np.float32(norm["disp_scale"])
     chans = [((win - win[:, -1:]) / ds)[..., None]]
     if "temporal" in enc:
-        d = dates[tt]
+        ue, inv = np.unique(ends, return_inverse=True)
+        d = dates[ue[:, None] - window + 1 + np.arange(window)[None, :]]  # (n_unique, window)
         t = (years_between(d, np.datetime64(norm["date0"])) / float(norm["time_scale_years"]))
         ang = 2.0 * np.pi * _day_of_year(d) / 365.25
-        chans += [t[..., None], np.sin(ang)[..., None], np.cos(ang)[..., None]]
+        tf = np.stack([t, np.sin(ang), np.cos(ang)], axis=2).astype(np.float32)
+        chans.append(tf[inv])
     if "spatial" in enc:
         xn = 2.0 * (cols + 0.5) / W - 1.0
         yn = 1.0 - 2.0 * (rows + 0.5) / H
@@ -345,34 +432,10 @@ def _features(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, en
         chans.append(np.broadcast_to(sp[:, None, :], (n, window, sp.shape[1])))
     if "neighbourhood" in enc:
         k = int(config["neighbourhood_k"])
-        r = k // 2
-        off = np.arange(-r, r + 1)
-        ra = rows[:, None] + off[None, :]  # absolute rows (n, k)
-        ca = cols[:, None] + off[None, :]
-        rin = (ra >= 0) & (ra < H) & (ra - a0 >= 0) & (ra - a0 < block.shape[1])
-        cin = (ca >= 0) & (ca < W)
-        rl = np.clip(ra - a0, 0, block.shape[1] - 1)
-        cl = np.clip(ca, 0, W - 1)
-        patch = block[tt[:, :, None, None], rl[:, None, :, None], cl[:, None, None, :]]  # (n, w, k, k)
-        hide = ~(rin[:, :, None] & cin[:, None, :])
-        if mask_block is not None:
-            hide = hide | mask_block[rl[:, :, None], cl[:, None, :]]
-        patch = np.where(hide[:, None, :, :], np.float32(np.nan), patch)
-        rel = patch - patch[:, -1:, :, :]
-
-        def _nm(a, axes):
-            ok = np.isfinite(a)
-            cnt = ok.sum(axis=axes)
-            tot = np.where(ok, a, 0.0).sum(axis=axes)
-            return np.where(cnt > 0, tot / np.maximum(cnt, 1), 0.0), cnt > 0
-
-        mean, _ = _nm(rel, (2, 3))
-        right, okr = _nm(rel[:, :, :, -1], (2,))
-        left, okl = _nm(rel[:, :, :, 0], (2,))
-        top, okt = _nm(rel[:, :, 0, :], (2,))
-        bot, okb = _nm(rel[:, :, -1, :], (2,))
-        dx = np.where(okr & okl, (right - left) / (k - 1), 0.0)
-        dy = np.where(okt & okb, (top - bot) / (k - 1), 0.0)
+        if same_end and n:
+            mean, dx, dy = _neigh_block(block, a0, rows, cols, int(ends[0]), window, k, mask_block)
+        else:
+            mean, dx, dy = _neigh_gather(block, a0, rows, cols, tt, grid_shape, k, mask_block)
         chans += [(mean / ds)[..., None], (dx / ds)[..., None], (dy / ds)[..., None]]
     if "covariates" in enc:
         cv = []
@@ -422,42 +485,54 @@ def to_net(truth_mm, anchor, norm: dict) -> np.ndarray:
 # prepare
 # --------------------------------------------------------------------------------------------
 class _Reservoir:
-    """Keeps the ``cap`` samples with the smallest keys seen so far."""
+    """Keeps the ``cap`` samples with the smallest keys seen so far (memory: at most 2 x cap)."""
 
     def __init__(self, cap: int):
         self.cap = int(cap)
         self.parts: List[dict] = []
         self.n = 0
-        self.threshold = None  # key of the cap-th smallest, once full
+        self.threshold = None  # largest kept key, once ``cap`` samples are held
 
     def add(self, part: dict) -> None:
         if part["key"].size == 0:
             return
         self.parts.append(part)
         self.n += part["key"].size
-        if self.n > 2 * self.cap:
-            self.compact()
+        if self.n >= self.cap:
+            self._compact()
 
-    def compact(self) -> None:
-        if not self.parts:
-            return
-        merged = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]}
-        if merged["key"].size > self.cap:
-            keep = np.argpartition(merged["key"], self.cap - 1)[: self.cap]
-            merged = {k: v[keep] for k, v in merged.items()}
-            self.threshold = merged["key"].max()
-        elif merged["key"].size == self.cap:
-            self.threshold = merged["key"].max()
+    def _compact(self) -> None:
+        keys = np.concatenate([p["key"] for p in self.parts])
+        if keys.size > self.cap:
+            keep = np.sort(np.argpartition(keys, self.cap - 1)[: self.cap])
+        else:
+            keep = np.arange(keys.size)
+        bounds = np.cumsum([0] + [p["key"].size for p in self.parts])
+        merged = {}
+        for k in self.parts[0]:
+            first = self.parts[0][k]
+            out = np.empty((keep.size,) + first.shape[1:], dtype=first.dtype)
+            for i, p in enumerate(self.parts):  # gather part by part: no full concatenation
+                lo, hi = np.searchsorted(keep, [bounds[i], bounds[i + 1]])
+                out[lo:hi] = p[k][keep[lo:hi] - bounds[i]]
+            merged[k] = out
+        for p in self.parts:
+            p.clear()
         self.parts = [merged]
-        self.n = merged["key"].size
+        self.n = keep.size
+        if self.n >= self.cap:
+            self.threshold = merged["key"].max()
 
     def result(self) -> Optional[dict]:
-        self.compact()
         if not self.parts:
             return None
+        self._compact()
         m = self.parts[0]
+        self.parts = []
         order = np.argsort(m["key"], kind="stable")
-        return {k: v[order] for k, v in m.items()}
+        for k in list(m):  # one array at a time: the unsorted copy is freed as we go
+            m[k] = m[k][order]
+        return m
 
 
 def _as_source(stack, dates, grid):
@@ -551,7 +626,6 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
         "holdout_block": int(holdout_block), "grid_shape": [int(H), int(W)],
         "step_days": float(np.median(np.diff(dates).astype(np.int64))) if T > 1 else 0.0,
     }
-    config["encodings"] = list(enc) if enc else ["none"]
     # provisional norm (disp_scale 1, target_scale 1); the real scales come from training windows
     cov_stats = {}
     for name in cov_names:
@@ -581,9 +655,10 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
     if block_rows is None:
         block_rows = max(1, _BLOCK_VALUES // max(1, T * W))
         by = _file_block_height(source)
-        if by > 1:  # whole tiles/strips per read: GDAL decompresses each one once
-            block_rows = max(by, (block_rows // by) * by)
+        if 1 < by <= block_rows:  # whole tiles/strips per read: GDAL decompresses each one once
+            block_rows = (block_rows // by) * by
     blocks = list(row_blocks(H, int(block_rows)))
+    seen_data = False
     for bi, (r0, r1) in enumerate(blocks):
         a0, a1 = max(0, r0 - h), min(H, r1 + h)
         blk = _read(source, a0, a1)
@@ -597,6 +672,7 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
             sub = centre[:t_vis]
             bad = np.concatenate([np.zeros((1,) + sub.shape[1:], np.int32),
                                   np.cumsum(~np.isfinite(sub), axis=0, dtype=np.int32)])
+            seen_data = seen_data or bool((bad[-1] < t_vis).any())
             excl = None
             if hm_blk is not None and split != "test":
                 excl = hm_blk[r0 - a0:r1 - a0]
@@ -628,22 +704,35 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
             if kk.size > cap:
                 keep = np.argpartition(kk, cap - 1)[:cap]
                 p, e_, kk = p[keep], e_[keep], kk[keep]
-            rows, cols = p // W, p % W
+            order = np.argsort(kk)  # smallest keys first: later chunks are cut by the threshold
+            p, e_, kk = p[order], e_[order], kk[order]
             vis = blk[:t_vis]
-            X = _features(vis, a0, rows, cols, e_, dates, (H, W), config, norm, cov_blk,
-                          None if split == "test" else hm_blk)
-            anchor = _anchors(vis, a0, rows, cols, e_, dates, config)
-            tt = e_[:, None] + 1 + np.arange(horizon)[None, :]
-            truth = vis[tt, (rows - a0)[:, None], cols[:, None]].astype(np.float32)
-            good = np.isfinite(anchor).all(axis=1)
-            held = np.zeros(p.size, bool) if hmask is None else hmask[rows, cols]
-            part = {"key": kk, "X": X, "anchor": anchor, "truth": truth, "pixel": p, "end": e_,
-                    "holdout": held}
-            res[split].add({k2: v[good] for k2, v in part.items()})
+            for c0 in range(0, p.size, _CHUNK):
+                pc, ec, kc = p[c0:c0 + _CHUNK], e_[c0:c0 + _CHUNK], kk[c0:c0 + _CHUNK]
+                thr = res[split].threshold
+                if thr is not None:
+                    m = kc < thr
+                    if not m.any():
+                        break
+                    pc, ec, kc = pc[m], ec[m], kc[m]
+                rows, cols = pc // W, pc % W
+                X = _features(vis, a0, rows, cols, ec, dates, (H, W), config, norm, cov_blk,
+                              None if split == "test" else hm_blk)
+                anchor = _anchors(vis, a0, rows, cols, ec, dates, config)
+                tt = ec[:, None] + 1 + np.arange(horizon)[None, :]
+                truth = vis[tt, (rows - a0)[:, None], cols[:, None]].astype(np.float32)
+                good = np.isfinite(anchor).all(axis=1)
+                held = np.zeros(pc.size, bool) if hmask is None else hmask[rows, cols]
+                part = {"key": kc, "X": X, "anchor": anchor, "truth": truth, "pixel": pc, "end": ec,
+                        "holdout": held}
+                res[split].add({k2: v[good] for k2, v in part.items()})
+                progress.check()
         progress.set((bi + 1) / len(blocks))
 
     got = {s: res[s].result() for s in SPLITS}
     names = config["feature_names"]
+    if not seen_data:
+        validate_inputs(T, window, horizon, nv, nt, stack=np.full(1, np.nan))  # all nodata
     if got["train"] is None:
         raise DeformCastError(
             f"No training window: no pixel has {window + horizon} consecutive valid epochs (WINDOW "
@@ -728,5 +817,6 @@ def forecast_inputs(stack_block: np.ndarray, dates, grid: Optional[Grid], row0: 
     if not good.all():
         valid[rr[~good], cc[~good]] = False
         rows, cols, ends, anchor = rows[good], cols[good], ends[good], anchor[good]
-    X = _features(vis, row0, rows, cols, ends, dates, (H, W), config, norm, covariates_block, None)
+    X = _features(vis, row0, rows, cols, ends, dates, (H, W), config, norm, covariates_block, None,
+                  same_end=True)
     return X, valid, anchor

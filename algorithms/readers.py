@@ -9,7 +9,7 @@ Supported inputs (see ``docs/README_data.md`` for the user-facing description):
   ``easting/northing`` are EPSG:3035 (ETRS89-LAEA) in every EGMS level and are preferred;
   a file with only ``latitude/longitude`` is read as EPSG:4326. Values are mm. A ``.zip`` holding
   one CSV (as EGMS downloads come) is read without unpacking. Files are **streamed**: read line
-  by line in chunks of ``chunk_rows`` rows, never whole, so files of hundreds of MB work; memory
+  by line in chunks of ``chunk_rows`` rows (default 2000), never whole, so files of hundreds of MB work; memory
   is set by the output grid, not by the number of points.
 * **Point layers** through OGR (shapefile, GeoPackage, any OGR source, also a QGIS source string
   ``path|layername=name``): date fields named as above, geometries Point or single-part
@@ -201,7 +201,7 @@ class PointSource:
 class _CountingLines:
     """Iterate decoded lines of a binary stream, counting bytes for progress."""
 
-    def __init__(self, fh, encoding="utf-8-sig"):
+    def __init__(self, fh):
         self.fh = fh
         self.nbytes = 0
         self.first = True
@@ -220,7 +220,7 @@ class CsvPointSource(PointSource):
     iy: int = -1
     date_idx: List[int] = field(default_factory=list)
     delimiter: str = ","
-    chunk_rows: int = 5000
+    chunk_rows: int = 2000
     member: Optional[str] = None
     size: int = 0
 
@@ -312,7 +312,7 @@ def _csv_member(path: str) -> Tuple[Optional[str], int]:
         return members[0].filename, members[0].file_size
 
 
-def read_egms_csv(path: str, progress=None, chunk_rows: int = 5000, units: str = "mm") -> CsvPointSource:
+def read_egms_csv(path: str, progress=None, chunk_rows: int = 2000, units: str = "mm") -> CsvPointSource:
     """Open an EGMS L2a/L2b/L3 CSV (or a zip holding one) for streaming.
 
     Reads only the header here; the rows are read chunk by chunk by ``.chunks()`` (and by
@@ -349,7 +349,12 @@ def read_egms_csv(path: str, progress=None, chunk_rows: int = 5000, units: str =
             f"'{os.path.basename(path)}' has no coordinate columns. An EGMS CSV has 'easting' and "
             "'northing' (EPSG:3035) and/or 'latitude' and 'longitude' (EPSG:4326); add them, or load "
             "the points as a layer in QGIS and give that layer instead.")
-    kind = "egms_l3" if "latitude" not in low and "easting" in low else "egms_l2"
+    if "easting" in low and "latitude" not in low:
+        kind = "egms_l3"
+    elif "easting" in low and "latitude" in low:
+        kind = "egms_l2"
+    else:
+        kind = "csv"
     return CsvPointSource(path=path, kind=kind, dates=dates, crs_wkt=crs, factor=unit_factor(units),
                           columns=names, ix=ix, iy=iy, date_idx=[c[0] for c in cols], delimiter=delim,
                           chunk_rows=max(1, int(chunk_rows)), member=member, size=size)
@@ -359,7 +364,7 @@ def read_egms_csv(path: str, progress=None, chunk_rows: int = 5000, units: str =
 class OgrPointSource(PointSource):
     layer_ref: object = None
     field_idx: List[int] = field(default_factory=list)
-    chunk_rows: int = 5000
+    chunk_rows: int = 2000
     n_features: int = 0
 
     def _layer(self):
@@ -428,7 +433,7 @@ def _split_source(path: str, layer=None):
     return p, layer
 
 
-def read_point_layer(path: str, units: str = "mm", layer=None, chunk_rows: int = 5000) -> OgrPointSource:
+def read_point_layer(path: str, units: str = "mm", layer=None, chunk_rows: int = 2000) -> OgrPointSource:
     """Open a point layer (any OGR source) whose date fields hold displacement in ``units``."""
     ogr = _ogr()
     p, layer = _split_source(path, layer)
@@ -509,7 +514,7 @@ class _Accumulator:
         cnt = np.add.reduceat(valid.astype(np.int32), starts, axis=0)
         uniq = cs[starts]
         self.sums[:, uniq] += agg.T.astype(np.float32)
-        self.counts[:, uniq] = np.minimum(self.counts[:, uniq].astype(np.int64) + cnt.T, 65535).astype(np.uint16)
+        self.counts[:, uniq] = np.minimum(self.counts[:, uniq] + cnt.T, 65535).astype(np.uint16)
 
     def result(self) -> np.ndarray:
         T = self.sums.shape[0]
@@ -981,7 +986,7 @@ def _warp_file(src_path: str, output_path: str, target_crs, cell_size, dates, pr
 
 def import_timeseries(input_path: str, output_path: str, cell_size: Optional[float] = None, units: str = "mm",
                       target_crs=None, dates=None, layer=None, regularise=False, max_gap_days=None,
-                      progress=None, chunk_rows: int = 5000) -> dict:
+                      progress=None, chunk_rows: int = 2000) -> dict:
     """Any supported InSAR product -> a contract displacement stack GeoTIFF (mm, ISO dates, NaN).
 
     ``cell_size`` is required for point inputs (CSV, point layers) and optional for gridded ones

@@ -307,10 +307,19 @@ def _check_args(seed, width, height, n_epochs, n_future, step_days, start, cell,
             f"A {width} x {height} px scene with {n_epochs} + {n_future} epochs needs about "
             f"{need / 2 ** 30:.1f} GiB of memory but only {avail / 2 ** 30:.1f} GiB is free. Make WIDTH, "
             "HEIGHT or N_EPOCHS smaller.")
-    return seed, width, height, n_epochs, n_future, step_days, d0, cell, int(epsg), gap_fraction
+    epsg = _as_int("EPSG", epsg, 1024, 999999, "an EPSG code of a projected CRS in metres, e.g. 25832")
+    return seed, width, height, n_epochs, n_future, step_days, d0, cell, epsg, gap_fraction
 
 
 def _available_memory() -> Optional[float]:
+    """Bytes of memory available to a new allocation (Linux MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return float(os.sysconf("SC_AVPHYS_PAGES")) * float(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):

@@ -93,6 +93,7 @@ from .errors import Cancelled, DeformCastError
 from .progress import Progress
 
 PRUNERS = ("median", "hyperband", "none")
+DEFAULT_WINDOW = 12  #: the hand-set window of ``train`` (used by default configurations)
 JOURNAL_NAME = "study.journal"
 MANIFEST = "manifest.json"
 TRIALS_DIR = "trials"
@@ -730,29 +731,16 @@ class DataCache:
         return max(2, self._T() - self.kw["n_val"] - self.kw["n_test"] - self.horizon)
 
 
-def predict_mm(model, samples, norm, device="cpu", batch: int = 4096) -> np.ndarray:
-    """Model forecasts of ``samples`` in cumulative mm, ``(N, horizon)``."""
-    import torch
+def split_scores(model, samples, norm) -> Dict[str, float]:
+    """Overall scores in mm (rmse, mae, r2, bias, n) of ``model`` on a split of windows."""
+    from .training import evaluate_samples
 
-    from . import dataset
-
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, samples.X.shape[0], batch):
-            x = torch.from_numpy(np.ascontiguousarray(samples.X[i:i + batch])).to(device)
-            out.append(model(x).float().cpu().numpy())
-    y = np.concatenate(out, axis=0) if out else np.zeros((0, samples.Y.shape[1]), np.float32)
-    return np.asarray(dataset.to_mm(y, samples.anchor, norm), dtype=np.float64)
+    return evaluate_samples(model, samples, norm)["overall"]
 
 
 def rmse_mm(model, samples, norm, device="cpu") -> float:
-    pred = predict_mm(model, samples, norm, device)
-    err = pred - samples.truth
-    ok = np.isfinite(err)
-    if not ok.any():
-        return float("nan")
-    return float(np.sqrt(np.mean(err[ok] ** 2)))
+    """RMSE in mm of ``model`` on ``samples`` (the objective on the validation windows)."""
+    return float(split_scores(model, samples, norm)["rmse"])
 
 
 def _read_pixels(stack, pixel: np.ndarray, width: int) -> np.ndarray:
@@ -976,7 +964,6 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
         top_rows: List[Dict[str, Any]] = []
         bscores: Dict[str, Dict[str, float]] = {}
         if evaluate_test:
-            from .metrics import scores
             from .modelio import load_model
 
             ref_prep = None
@@ -984,7 +971,7 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
                 fin.sub(0.5, 0.8).set(i / max(1, len(members)))
                 lm = load_model(os.path.join(output_folder, m["folder"]))
                 prep = data.get(int(lm.meta["window"]), _encoding_key(lm.meta.get("encodings")))
-                s = scores(predict_mm(lm.model, prep.test, prep.norm), prep.test.truth)
+                s = split_scores(lm.model, prep.test, prep.norm)
                 m.update({"test_rmse_mm": s["rmse"], "test_mae_mm": s["mae"], "test_r2": s["r2"]})
                 ref_prep = ref_prep or prep
             # baselines on the test samples of the best member's preparation

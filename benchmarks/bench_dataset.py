@@ -4,7 +4,7 @@ Writes two synthetic displacement stacks as GeoTIFF (uncompressed, band-interlea
 a large one (default 1000 x 1000 pixels x 150 epochs, 600 MB of float32) and one with a quarter
 of its area (500 x 500 x 150, 150 MB), then runs :func:`algorithms.dataset.prepare` on each from
 disk in a fresh process and reports wall time, the peak of Python/numpy allocations
-(tracemalloc) and the process's peak resident memory (ru_maxrss, includes the interpreter,
+(tracemalloc) and the process's peak resident memory (VmHWM, includes the interpreter,
 numpy and GDAL, whose block cache is capped at 64 MB here). Memory should be about the same for
 both sizes: the stack is read in row blocks and at most ``max_samples`` windows are kept.
 
@@ -73,9 +73,17 @@ def write_synthetic(path: str, size: int, epochs: int, seed: int = 0) -> None:
     ds = None
 
 
+def _vm(key: str) -> float:
+    """VmHWM / VmRSS of this process in MB (fresh after exec, unlike ru_maxrss)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
 def measure(path: str, max_samples: int, encodings: str, target: str) -> dict:
     """Run prepare() on ``path`` in this process and return the figures."""
-    import resource
     import tracemalloc
 
     from osgeo import gdal
@@ -84,7 +92,7 @@ def measure(path: str, max_samples: int, encodings: str, target: str) -> dict:
     from deformcast.algorithms import dataset
     from deformcast.algorithms.raster import open_stack
 
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    rss0 = _vm("VmHWM")
     info = open_stack(path)
     tracemalloc.start()
     t0 = time.perf_counter()
@@ -93,12 +101,12 @@ def measure(path: str, max_samples: int, encodings: str, target: str) -> dict:
     dt = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
     tracemalloc.stop()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    rss = _vm("VmHWM")
     H, W = info.grid.shape
     return {"pixels": H * W, "shape": [int(info.n_epochs), H, W],
             "file_MB": round(os.path.getsize(path) / 2 ** 20, 1), "seconds": round(dt, 2),
-            "tracemalloc_peak_MB": round(peak, 1), "maxrss_MB": round(rss, 1),
-            "rss_before_MB": round(rss0, 1), "n_train": len(p.train), "n_val": len(p.val),
+            "tracemalloc_peak_MB": round(peak, 1), "peak_rss_MB": round(rss, 1),
+            "peak_rss_before_MB": round(rss0, 1), "n_train": len(p.train), "n_val": len(p.val),
             "n_test": len(p.test), "features": p.n_features,
             "samples_MB": round(sum(getattr(p, s).X.nbytes for s in ("train", "val", "test")) / 2 ** 20, 1)}
 
@@ -140,7 +148,7 @@ def main(argv=None):
     small, large = results
     print(f"\narea x{large['pixels'] / small['pixels']:.0f}: time x{large['seconds'] / small['seconds']:.2f}, "
           f"tracemalloc peak {small['tracemalloc_peak_MB']} -> {large['tracemalloc_peak_MB']} MB, "
-          f"max RSS {small['maxrss_MB']} -> {large['maxrss_MB']} MB "
+          f"peak RSS {small['peak_rss_MB']} -> {large['peak_rss_MB']} MB "
           f"(stack on disk {small['file_MB']} -> {large['file_MB']} MB)")
 
 

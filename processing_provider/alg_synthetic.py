@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from qgis.core import (
+    QgsProcessingContext,
     QgsProcessingOutputMultipleLayers,
     QgsProcessingOutputRasterLayer,
     QgsProcessingParameterFolderDestination,
@@ -73,6 +74,10 @@ and the dates (written last: a folder without it is unfinished).</p>
             cell=num("CELL_SIZE", 50.0, integer=False),
             progress=progress,
         )
+        if context.project() is not None:  # desktop runs: open the stack and the zones, styled
+            for key, name in (("zones", "Synthetic zones"), ("stack", "Synthetic displacement stack")):
+                context.addLayerToLoadOnCompletion(
+                    files[key], QgsProcessingContext.LayerDetails(name, context.project(), key))
         return {
             "OUTPUT_FOLDER": folder,
             "OUTPUT_STACK": files["stack"],

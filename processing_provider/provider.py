@@ -12,11 +12,13 @@ import inspect
 import os
 import pkgutil
 
-from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider
+from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms import deps
-from .base import ICON_PATH, DeformCastAlgorithm
+from .base import ICON_PATH, PLUGIN_DIR, DeformCastAlgorithm
+
+MODELS_DIR = os.path.join(PLUGIN_DIR, "resources", "models")
 
 
 def algorithm_classes():
@@ -53,8 +55,38 @@ class DeformCastProvider(QgsProcessingProvider):
                 "DeformCast: missing Python packages " + ", ".join(miss)
                 + ". Install them with: " + deps.install_command(miss),
                 "DeformCast", Qgis.Warning)
+        # The shipped graphical models call this provider's algorithms, which the registry only
+        # resolves once the provider is registered: add them when that happens.
+        QgsApplication.processingRegistry().providerAdded.connect(self._provider_added)
         return super().load()
+
+    def unload(self):
+        try:
+            QgsApplication.processingRegistry().providerAdded.disconnect(self._provider_added)
+        except (TypeError, RuntimeError):
+            pass
+        super().unload()
 
     def loadAlgorithms(self):  # noqa: N802
         for cls in algorithm_classes():
             self.addAlgorithm(cls())
+        if QgsApplication.processingRegistry().providerById(self.id()) is not None:
+            self._add_models()
+
+    def _provider_added(self, provider_id):
+        if provider_id == self.id():
+            self._add_models()
+
+    def _add_models(self):
+        """Offer the graphical models of resources/models (.model3) in the toolbox."""
+        if not os.path.isdir(MODELS_DIR):
+            return
+        for name in sorted(os.listdir(MODELS_DIR)):
+            if not name.endswith(".model3"):
+                continue
+            model = QgsProcessingModelAlgorithm()
+            if model.fromFile(os.path.join(MODELS_DIR, name)):
+                if self.algorithm(model.name()) is None:
+                    self.addAlgorithm(model)
+            else:
+                QgsMessageLog.logMessage(f"DeformCast: cannot read the model {name}", "DeformCast", Qgis.Warning)

@@ -37,9 +37,15 @@ def deformcast_provider(qgis_app, qgis_processing):
     reg = QgsApplication.processingRegistry()
     prov = reg.providerById("deformcast")
     if prov is None:
-        reg.addProvider(DeformCastProvider())
+        # keep the Python object alive: a temporary would be garbage-collected, leaving QGIS a
+        # provider without its Python overrides (id() empty, algorithms 'not found' in later tests)
+        _KEEP_ALIVE.append(DeformCastProvider())
+        reg.addProvider(_KEEP_ALIVE[-1])
         prov = reg.providerById("deformcast")
     return prov
+
+
+_KEEP_ALIVE = []
 
 
 @pytest.fixture()

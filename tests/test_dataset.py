@@ -216,13 +216,18 @@ def test_bad_inputs_name_the_fix():
         D.prepare(st[:20], DATES[:20], None, 15, 4)
     with pytest.raises(DeformCastError, match="at least 4 validation epochs or lower HORIZON"):
         D.validate_inputs(30, 12, 4, n_val=2)
-    assert D.validate_inputs(20, 8, 2) == (2, 2)  # 10 % would leave no training window: falls back
+    assert D.validate_inputs(40, 20, 2) == (4, 4)  # 10 % of 40 epochs each
+    assert D.validate_inputs(40, 31, 2) == (2, 2)  # 10 % would leave no training window: one HORIZON each
     with pytest.raises(DeformCastError, match="valid names: none, temporal, spatial, neighbourhood, covariates"):
         D.prepare(st, DATES, GRID, 8, 2, encodings="temporal,wavelet")
     with pytest.raises(DeformCastError, match="all nodata"):
         D.validate_inputs(T, 8, 2, stack=np.full((T, 2, 2), np.nan))
-    with pytest.raises(DeformCastError, match="No training window"):
+    with pytest.raises(DeformCastError, match="all nodata"):
         D.prepare(np.full((T, 3, 3), np.nan, np.float32), DATES, None, 8, 2)
+    sparse = np.full((T, 3, 3), np.nan, np.float32)
+    sparse[::2] = 1.0  # data, but never WINDOW + HORIZON consecutive valid epochs
+    with pytest.raises(DeformCastError, match="No training window.*lower WINDOW"):
+        D.prepare(sparse, DATES, None, 8, 2)
     with pytest.raises(DeformCastError, match="no COVARIATES"):
         D.prepare(st, DATES, GRID, 8, 2, encodings="covariates")
     with pytest.raises(DeformCastError, match="align it"):

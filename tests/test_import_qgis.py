@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from test_readers import DATES, check_stack, grid3035, write_egms_csv, write_mintpy, write_tif  # noqa: E402
+from test_readers import (DATES, check_stack, grid3035, write_egms_csv, write_mintpy, write_point_layer,  # noqa: E402
+                          write_tif)
 
 
 def test_import_egms_csv_through_processing_run(tmp_path, run_alg):
@@ -17,6 +18,12 @@ def test_import_egms_csv_through_processing_run(tmp_path, run_alg):
                                         "TARGET_CRS": "EPSG:3035", "OUTPUT": out})
     assert res["OUTPUT"] == out
     check_stack(out)
+    # a QGIS vector source string (GeoPackage layer, D_YYYYMMDD fields in metres)
+    gpkg = write_point_layer(str(tmp_path / "insar.gpkg"), "GPKG", "D_{}", 1000.0, extra_layer=True)
+    out2 = str(tmp_path / "stack2.tif")
+    run_alg("import_timeseries", {"INPUT": f"{gpkg}|layername=ps", "CELL_SIZE": 100, "UNITS": "m",
+                                  "OUTPUT": out2})
+    check_stack(out2)
 
 
 def test_import_messages_through_processing(tmp_path, run_alg, deformcast_provider):

@@ -246,6 +246,7 @@ def test_egms_l3_csv_and_zip(tmp_path):
 def test_lonlat_csv_reprojected_to_target_crs(tmp_path):
     src = write_egms_csv(tmp_path / "lonlat.csv", "L2", lonlat_only=True)
     out, s = _imp(tmp_path, src, "ll", cell_size=100, target_crs="EPSG:3035")
+    assert s["format"] == "csv" and s["crs"] == "EPSG:3035"
     check_stack(out)
     with pytest.raises(DeformCastError, match="TARGET_CRS"):
         readers.import_timeseries(str(src), str(tmp_path / "deg.tif"), cell_size=100)
@@ -548,3 +549,25 @@ def test_regularise_on_import(tmp_path):
     np.testing.assert_allclose(v[1], (truth()[0] + truth()[1]) / 2, atol=1e-4, equal_nan=True)
     arr, grid, names = read_raster(out)
     assert names[1] == "2020-01-11"
+
+
+def test_cancel_leaves_no_output(tmp_path):
+    from deformcast.algorithms.errors import Cancelled
+    from deformcast.algorithms.progress import Progress
+
+    src = write_egms_csv(tmp_path / "p.csv", "L2")
+    calls = []
+
+    def cancelled():
+        calls.append(1)
+        return len(calls) > 2
+
+    out = tmp_path / "o.tif"
+    with pytest.raises(Cancelled):
+        readers.import_timeseries(str(src), str(out), cell_size=100, chunk_rows=4,
+                                  progress=Progress(is_cancelled=cancelled))
+    assert not os.path.exists(out) and not os.path.exists(str(out) + ".part.tif")
+    tif = write_tif(str(tmp_path / "in.tif"), [str(d) for d in DATES])
+    with pytest.raises(Cancelled):
+        readers.import_timeseries(tif, str(out), progress=Progress(is_cancelled=lambda: True))
+    assert not os.path.exists(out) and not os.path.exists(str(out) + ".part.tif")

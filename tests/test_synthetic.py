@@ -62,6 +62,13 @@ def test_referenced_to_first_epoch(scene):
     obs0 = scene.observed[0]
     assert np.all((obs0 == 0.0) | np.isnan(obs0))
     assert np.isfinite(obs0).mean() > 0.9
+    # the noise is referenced too: n(t) - n(t0) in every epoch, so all epochs share -n(t0) and
+    # their noise fields are positively correlated (independent fields would give ~0)
+    ok = np.isfinite(obs0)
+    noise = (scene.observed[1:21] - scene.truth[1:21])[:, ok]
+    c = np.corrcoef(noise)
+    mean_corr = c[np.triu_indices_from(c, 1)].mean()
+    assert 0.2 < mean_corr < 0.8
 
 
 def _truth_from_params(scene):
@@ -359,6 +366,7 @@ def test_write_scene_round_trip(tmp_path):
     assert "Groundwater-rebound uplift" in (folder / "zones.qml").read_text()
     arr, grid, names = read_raster(files["zones"])
     assert names == ["zone"] and set(np.unique(arr)) == {0, 1, 2, 3}
+    assert grid.same_as(ref.grid)
 
 
 def test_write_scene_cancel_leaves_no_complete_folder(tmp_path):

@@ -37,7 +37,7 @@ def test_processing_run(run_alg, tmp_path):
     assert res["OUTPUT_STACK"] == str(out / "stack.tif")
     stack, _ = _check_stack(res["OUTPUT_STACK"], 40)
     truth, descs = _check_stack(res["OUTPUT_TRUTH"], 45)
-    future, fdescs = _check_stack(res["OUTPUT_FUTURE"], 5, first_date=descs[40])
+    future, _ = _check_stack(res["OUTPUT_FUTURE"], 5, first_date=descs[40])
     assert stack.shape == (40, 30, 40)
     # value ranges: subsidence bowls of tens of mm, uplift, holes only in the observations
     assert -200 < np.nanmin(stack) < -30 and 10 < np.nanmax(stack) < 80
@@ -79,6 +79,16 @@ def test_layers_open_in_qgis_with_their_styles(run_alg, tmp_path):
     assert stack.isValid() and stack.bandCount() == 40 and stack.crs().authid() == "EPSG:25832"
 
 
+def test_desktop_run_opens_stack_and_zones(run_alg, tmp_path):
+    from qgis.core import QgsProcessingContext, QgsProject
+
+    ctx = QgsProcessingContext()
+    ctx.setProject(QgsProject.instance())
+    res = run_alg("synthetic_scenario", dict(SMALL, SEED=2, OUTPUT_FOLDER=str(tmp_path / "d")), context=ctx)
+    to_load = ctx.layersToLoadOnCompletion()
+    assert set(to_load) == {res["OUTPUT_STACK"], res["OUTPUT_ZONES"]}
+
+
 def test_bad_values_give_clear_errors(run_alg, tmp_path):
     from qgis.core import QgsProcessingException
 
@@ -113,6 +123,7 @@ def test_qgis_process_headless(qgis_process_run, tmp_path):
     assert 0.01 < np.isnan(stack[-1]).mean() < 0.2
     truth, tdescs = _check_stack(str(out / "truth.tif"), 72)
     assert tdescs[:60] == descs
+    assert np.all(truth[0] == 0) and np.all(np.isfinite(truth))
     for name in ("stack", "truth", "future_observed", "zones", "covariates/lithology", "covariates/dem",
                  "covariates/fault_distance", "covariates/mining_mask"):
         assert (out / f"{name}.qml").is_file(), name
@@ -124,3 +135,9 @@ def test_qgis_process_headless(qgis_process_run, tmp_path):
     ref = make_scene(seed=3, width=40, height=30, n_epochs=60)
     np.testing.assert_array_equal(np.isnan(stack), np.isnan(ref.observed))
     np.testing.assert_allclose(stack, ref.observed, atol=1e-4, equal_nan=True)  # BLAS rounding
+    # a bad value fails the run with the core's message, not a traceback
+    bad = qgis_process_run("run", "deformcast:synthetic_scenario", "--", f"OUTPUT_FOLDER={tmp_path / 'bad'}",
+                           "N_EPOCHS=10", timeout=300)
+    assert bad.returncode != 0
+    assert "N_EPOCHS = 10 is out of range" in bad.stdout + bad.stderr
+    assert "Traceback" not in bad.stdout + bad.stderr

@@ -247,3 +247,97 @@ def test_manifest_roundtrip_and_incomplete_folder(tmp_path, data):
     assert read_manifest(root / "m01")["members"][0]["path"] == str(root / "m01")
     with pytest.raises(DeformCastError, match="holds no model"):
         write_manifest(root, ["nothing_here"])
+
+
+# --- the train job on a tiny synthetic scene ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    from deformcast.algorithms.synthetic import write_scene
+
+    return write_scene(str(tmp_path_factory.mktemp("scene")), seed=3, width=16, height=16, n_epochs=48, n_future=4)
+
+
+_TINY = '{"d_model": 16, "layers": 1, "res_blocks": 1, "batch_size": 128}'
+
+
+def test_training_job_writes_a_complete_model_folder(tmp_path, scene):
+    from deformcast.algorithms.baselines import BASELINES
+    from deformcast.algorithms.dataset import forecast_inputs, to_mm
+    from deformcast.algorithms.modelio import check_compatible, load_model, read_manifest
+    from deformcast.algorithms.raster import open_stack, read_raster, read_stack
+    from deformcast.algorithms.training import run_training_job
+
+    out = run_training_job(scene["stack"], str(tmp_path / "model"), "resnet_transformer", horizon=3, window=6,
+                           encodings=["temporal", "neighbourhood"], hparams=_TINY, max_epochs=2, seed=5,
+                           forecast_path=str(tmp_path / "fc.tif"), residuals_path=str(tmp_path / "res.tif"),
+                           report_path=str(tmp_path / "report.html"), truth_path=scene["truth"],
+                           zones_path=scene["zones"], threads=1, block_rows=5)
+    man = read_manifest(out["OUTPUT_FOLDER"])
+    assert [m["folder"] for m in man["members"]] == ["m01_resnet_transformer"]
+    for f in ("metrics.csv", "metrics.json", "history.csv"):
+        assert (tmp_path / "model" / f).is_file()
+    # every method scored on the same pixel-epochs, against observations and truth
+    for ref in ("observed", "truth"):
+        ns = {m: v["overall"]["n"] for m, v in out["metrics"][ref].items()}
+        assert set(ns) == {"resnet_transformer", *BASELINES} and len(set(ns.values())) == 1, ns
+        assert all(np.isfinite(v["overall"]["rmse"]) for v in out["metrics"][ref].values())
+        assert len(out["metrics"][ref]["persistence"]["per_step"]) == 3
+    assert out["metrics"]["observed"]["linear"]["per_zone"]
+    # rasters: one band per test date, ISO descriptions, styled, residual = forecast - observed
+    info = open_stack(scene["stack"])
+    fc, grid, names = read_raster(str(tmp_path / "fc.tif"))
+    rs, _, names_r = read_raster(str(tmp_path / "res.tif"))
+    T = info.dates.size
+    n_test = len(out["test_dates"])
+    assert fc.shape == (n_test, 16, 16) and names == names_r == [str(d) for d in info.dates[T - n_test:]]
+    obs = read_stack(info)[T - n_test:]
+    assert np.allclose(rs, fc - obs, atol=1e-4, equal_nan=True)
+    assert np.isfinite(fc).mean() > 0.5
+    for p in ("fc.qml", "res.qml"):
+        assert "singlebandpseudocolor" in (tmp_path / p).read_text()
+    assert "#f7f7f7" in (tmp_path / "res.qml").read_text()  # diverging ramp centred on 0
+    html = (tmp_path / "report.html").read_text()
+    for b in BASELINES:
+        assert b in html
+    assert "data:image/png;base64," in html and "noise-free truth" in html
+    # the saved model reproduces the first forecast band from the stack alone
+    lm = load_model(out["model"])
+    check_compatible(lm.meta, grid=info.grid, encodings=["temporal", "neighbourhood"])
+    cfg, norm = lm.meta["data_config"], lm.meta["normalisation"]
+    e = cfg["test_start"] - 1
+    X, valid, anchor = forecast_inputs(read_stack(info), info.dates, info.grid, 0, cfg, norm, end_index=e)
+    mm = to_mm(lm.predict(X), anchor, norm)
+    assert np.allclose(fc[0][valid], mm[:, 0], atol=1e-4)
+
+
+def test_training_job_refuses_bad_hparams(tmp_path, scene):
+    from deformcast.algorithms.training import run_training_job
+
+    with pytest.raises(DeformCastError, match="not valid JSON"):
+        run_training_job(scene["stack"], str(tmp_path / "m"), "gru", hparams="{lr: 0.1", horizon=2, window=4)
+    with pytest.raises(DeformCastError, match="Unknown hyperparameter 'learning_rate'.*lr"):
+        run_training_job(scene["stack"], str(tmp_path / "m"), "gru", hparams='{"learning_rate": 0.1}')
+    with pytest.raises(DeformCastError, match="JSON object"):
+        run_training_job(scene["stack"], str(tmp_path / "m"), "gru", hparams="[1, 2]")
+    assert not (tmp_path / "m").exists()
+
+
+def test_cancelled_job_leaves_no_complete_looking_model(tmp_path, scene):
+    from deformcast.algorithms.training import run_training_job
+
+    folder = tmp_path / "model"
+    state = {"batches": 0}
+
+    def on_progress(p):
+        if p > 10.0:  # in training (after data preparation)
+            state["batches"] += 1
+
+    prog = Progress(on_progress, lambda: state["batches"] >= 3)
+    with pytest.raises(Cancelled):
+        run_training_job(scene["stack"], str(folder), "tcn", horizon=2, window=4, max_epochs=20,
+                         forecast_path=str(tmp_path / "fc.tif"), report_path=str(tmp_path / "r.html"),
+                         threads=1, progress=prog)
+    assert state["batches"] == 3
+    left = [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")]
+    assert not any(n.endswith(("manifest.json", "model.json", "weights.pt", "fc.tif", "r.html")) for n in left), left

@@ -164,7 +164,8 @@ def test_click_on_canvas_plots_the_rasters_values(qgis_new_project, qgis_iface, 
     png = dock.export_png(str(tmp_path / "pixel.png"))
     with open(png, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
-    rows = list(csv.DictReader(open(dock.export_csv(str(tmp_path / "pixel.csv")), encoding="utf-8")))
+    with open(dock.export_csv(str(tmp_path / "pixel.csv")), encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
     obs = [float(r["value"]) for r in rows if r["series"] == "observed"]
     np.testing.assert_allclose(obs, _gdal_pixel(paths["stack"], row, col), rtol=1e-5)
     assert sum(r["series"] == "member" for r in rows) == M * HOR

@@ -337,6 +337,7 @@ class DependencyDialog(QDialog):
         self._queue = []
         if self.process is not None:
             self.process.kill()
+            self.process.waitForFinished(5000)
         self._update_command()
 
     def wait(self, timeout_ms: int = 60000) -> str:

@@ -55,6 +55,7 @@ ARCHITECTURES = ["lstm", "gru", "tcn", "cnn_lstm", "transformer", "resnet_transf
 ENCODINGS = ["none", "temporal", "spatial", "neighbourhood", "covariates"]
 DEVICES = ["auto", "cpu", "cuda"]
 UNITS = ["mm", "cm", "m"]
+UNCERTAINTY_TYPES = ["ambiguity", "spread"]
 IMPORT_KINDS = ["EGMS CSV", "Point layer", "MintPy / LiCSBAS HDF5"]
 
 #: every key of a choices dict, with its default
@@ -73,7 +74,9 @@ DEFAULTS: Dict[str, object] = {
     "horizon": 3,
     "n_trials": 10,
     "top_k": 3,
+    "max_epochs": 30,           # training epochs per trial
     "thresholds": "10,20,40",  # mm over the horizon
+    "uncertainty_type": "ambiguity",  # zoning: "ambiguity" or "spread"
     "n_classes": 5,
     "seed": 42,
     "device": "auto",
@@ -217,6 +220,10 @@ def validate(choices: dict, check_algorithms: bool = True) -> Validation:
             v.add("error", "Thresholds are deformation magnitudes over the horizon in mm: use positive numbers.")
     except ValueError:
         v.add("error", f"Thresholds '{c['thresholds']}' are not numbers: write e.g. 10,20,40 (mm over the horizon).")
+    if c["uncertainty_type"] not in UNCERTAINTY_TYPES:
+        v.add("error", f"Zoning uncertainty must be one of {', '.join(UNCERTAINTY_TYPES)}.")
+    if int(c["max_epochs"]) < 1:
+        v.add("error", "Train at least 1 epoch per trial.")
     if int(c["n_classes"]) < 2:
         v.add("error", "Susceptibility needs at least 2 classes.")
     if c["compare"] and len(c["architectures"]) < 1:
@@ -359,11 +366,12 @@ def build_steps(choices: dict) -> List[Step]:
         steps.append(Step("tune", common("tune", dict(
             base, ARCHITECTURE=arch, HORIZON=int(c["horizon"]), WINDOW=int(c["window"]),
             ENCODING=list(c["encodings"]), N_TRIALS=int(c["n_trials"]), TOP_K=int(c["top_k"]),
+            MAX_EPOCHS=int(c["max_epochs"]),
             DEVICE=c["device"], OUTPUT_FOLDER=models,
             OUTPUT_REPORT=os.path.join(d, "tuning_report.html"))), f"TPE tuning ({arch})", d, arch))
         members = os.path.join(d, "forecast_members.tif")
         steps.append(Step("predict", common("predict", dict(
-            base, MODEL_FOLDER=models, HORIZON=int(c["horizon"]), DEVICE=c["device"],
+            {k: val for k, val in base.items() if k != "SEED"}, MODEL_FOLDER=models, HORIZON=int(c["horizon"]), DEVICE=c["device"],
             OUTPUT_MEDIAN=os.path.join(d, "forecast_median.tif"),
             OUTPUT_QUANTILES=os.path.join(d, "forecast_quantiles.tif"),
             OUTPUT_MEMBERS=members)), f"Ensemble forecast ({arch})", d, arch))
@@ -381,7 +389,9 @@ def build_steps(choices: dict) -> List[Step]:
             OUTPUT_DEFORMATION=os.path.join(d, "forecast_deformation.tif"),
             OUTPUT_REPORT=os.path.join(d, "uncertainty_report.html"))), f"Susceptibility and uncertainty ({arch})", d, arch))
         steps.append(Step("zoning", common("zoning", dict(
-            SUSCEPTIBILITY=susc, SPREAD=spread, EXCEEDANCE=exceed,
+            SUSCEPTIBILITY=susc, SPREAD=spread, AMBIGUITY=os.path.join(d, "ambiguity.tif"),
+            UNCERTAINTY_TYPE=c["uncertainty_type"], EXCEEDANCE=exceed,
+            FORECAST=os.path.join(d, "forecast_deformation.tif"),
             OUTPUT_TIERS=os.path.join(d, "tiers.tif"), OUTPUT_ZONES=os.path.join(d, "zones.gpkg"),
             OUTPUT_REPORT=os.path.join(d, "zoning_report.html"))), f"Tiered zoning ({arch})", d, arch))
     if c["compare"]:

@@ -299,6 +299,7 @@ class WorkflowDialog(QDialog):
         self.horizon = self._spin(1, 200, 3, " epochs")
         self.n_trials = self._spin(1, 10000, 10, " trials")
         self.top_k = self._spin(1, 100, 3, " models")
+        self.max_epochs = self._spin(1, 10000, 30, " epochs")
         self.seed = self._spin(0, 2 ** 31 - 1, 42)
         self.device = QComboBox()
         self.device.addItems(runner.DEVICES)
@@ -308,6 +309,7 @@ class WorkflowDialog(QDialog):
         ml.addRow("Horizon", self.horizon)
         ml.addRow("TPE budget", self.n_trials)
         ml.addRow("Ensemble (top-K)", self.top_k)
+        ml.addRow("Training epochs per trial", self.max_epochs)
         ml.addRow("Seed", self.seed)
         ml.addRow("Device", self.device)
         ml.addRow(self.compare)
@@ -320,10 +322,13 @@ class WorkflowDialog(QDialog):
         self.thresholds = QLineEdit("10,20,40")
         self.thresholds.setToolTip("Exceedance thresholds: deformation over the horizon in mm, comma separated")
         self.n_classes = self._spin(2, 9, 5, " classes")
+        self.uncertainty_type = QComboBox()
+        self.uncertainty_type.addItems(runner.UNCERTAINTY_TYPES)
         self.output = QgsFileWidget()
         self.output.setStorageMode(QgsFileWidget.GetDirectory)
         fl.addRow("Thresholds (mm)", self.thresholds)
         fl.addRow("Susceptibility", self.n_classes)
+        fl.addRow("Zoning uncertainty", self.uncertainty_type)
         fl.addRow("Output folder", self.output)
         form.addWidget(g)
         form.addStretch(1)
@@ -381,7 +386,8 @@ class WorkflowDialog(QDialog):
             w.fileChanged.connect(later)
         for w in (self.dates, self.thresholds):
             w.textChanged.connect(later)
-        for w in (self.window, self.horizon, self.n_trials, self.top_k, self.seed, self.n_classes, self.repeats):
+        for w in (self.window, self.horizon, self.n_trials, self.top_k, self.max_epochs, self.seed, self.n_classes,
+                  self.repeats):
             w.valueChanged.connect(later)
         self.cell_size.valueChanged.connect(later)
         for w in (self.rb_stack, self.rb_import, self.compare):
@@ -463,7 +469,9 @@ class WorkflowDialog(QDialog):
             "horizon": self.horizon.value(),
             "n_trials": self.n_trials.value(),
             "top_k": self.top_k.value(),
+            "max_epochs": self.max_epochs.value(),
             "thresholds": self.thresholds.text().strip(),
+            "uncertainty_type": self.uncertainty_type.currentText(),
             "n_classes": self.n_classes.value(),
             "seed": self.seed.value(),
             "device": self.device.currentText(),
@@ -493,7 +501,9 @@ class WorkflowDialog(QDialog):
         self.horizon.setValue(int(c["horizon"]))
         self.n_trials.setValue(int(c["n_trials"]))
         self.top_k.setValue(int(c["top_k"]))
+        self.max_epochs.setValue(int(c["max_epochs"]))
         self.thresholds.setText(str(c["thresholds"]))
+        self.uncertainty_type.setCurrentText(str(c["uncertainty_type"]))
         self.n_classes.setValue(int(c["n_classes"]))
         self.seed.setValue(int(c["seed"]))
         self.device.setCurrentText(str(c["device"]))

@@ -1,0 +1,121 @@
+"""Processing wrapper: ``deformcast:tune`` (Optuna TPE search keeping the top-K models)."""
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+)
+
+from .base import ARCHITECTURES, ENCODINGS, DeformCastAlgorithm, layer_sources, raster_source
+
+PRUNERS = ["median", "hyperband", "none"]
+
+
+class TuneAlgorithm(DeformCastAlgorithm):
+    ALG_ID = "tune"
+    DISPLAY_NAME = "Tune hyperparameters (Optuna TPE, top-K models)"
+    GROUP = "modelling"
+    REQUIRES = ("numpy", "torch", "optuna", "scipy")
+    HELP = """
+<p>Searches the hyperparameters of one architecture with Optuna's <b>TPE</b> sampler and keeps the
+<b>TOP_K</b> best models (ranked by <b>validation RMSE</b>; the test period is never used for
+tuning) as a model folder for <i>predict</i>. Unpromising trials are stopped early by a pruner fed
+with the per-epoch validation loss.</p>
+<p><b>Parameters</b>: INPUT displacement stack (mm, one band per date); ARCHITECTURE; HORIZON
+forecast epochs; N_TRIALS finished trials the study should have (all workers together); TOP_K
+models to keep (default 10); TIMEOUT seconds after which this worker starts no new trial (0 = none);
+STORAGE an Optuna storage URL (postgresql://user:pw@host/db, mysql+pymysql://..., sqlite:///file.db)
+or a journal file path, empty = <i>study.journal</i> in OUTPUT_FOLDER; STUDY_NAME (default
+deformcast-&lt;architecture&gt;-h&lt;horizon&gt;); SEARCH_SPACE JSON overrides of the ranges, e.g.
+<code>{"lr": {"low": 0.0001, "high": 0.003, "log": true}, "layers": 1, "batch_size": [64, 128]}</code>
+(a value fixes, a list chooses, an object is a range; "window" and "encoding" may be searched too);
+WINDOW input epochs (0 = searched); ENCODING coding strategies; COVARIATES rasters for the
+covariates encoding; MAX_EPOCHS per trial; PRUNER median / hyperband / none; RETRAIN the top-K on
+training + validation windows; SEED; DEVICE; DATES.</p>
+<p><b>Resume and several workers</b>: run the same command again with the same OUTPUT_FOLDER and
+STUDY_NAME to continue an interrupted or cancelled study (finished trials are kept). Start the same
+command in several terminals to work on one study in parallel (each process runs trials until the
+study has N_TRIALS finished ones); with a database STORAGE URL, workers may run on several machines.</p>
+<p><b>Outputs</b>: OUTPUT_FOLDER (study storage, <i>trials/&lt;n&gt;/</i> models of the top-K trials,
+<i>manifest.json</i> in rank order, <i>trials.csv</i>), OUTPUT_REPORT HTML (optimisation history,
+parameter importances, best parameters, top-K test metrics beside the classical baselines, wall
+time).</p>
+"""
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        N = QgsProcessingParameterNumber
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Displacement stack"))
+        self.add_enum("ARCHITECTURE", "Architecture", ARCHITECTURES, "lstm")
+        self.addParameter(N("HORIZON", "Forecast horizon (epochs)", N.Integer, 6, minValue=1))
+        self.addParameter(N("N_TRIALS", "Trials (finished, all workers together)", N.Integer, 30, minValue=1))
+        self.addParameter(N("TOP_K", "Models to keep", N.Integer, 10, minValue=1))
+        self.addParameter(N("TIMEOUT", "Time limit of this worker (s; 0 = none)", N.Double, 0.0, optional=True,
+                            minValue=0.0))
+        self.addParameter(QgsProcessingParameterString("STORAGE", "Optuna storage URL or journal file (default: "
+                                                       "study.journal in the output folder)", optional=True))
+        self.addParameter(QgsProcessingParameterString("STUDY_NAME", "Study name", optional=True))
+        self.addParameter(QgsProcessingParameterString("SEARCH_SPACE", "Search space overrides (JSON)",
+                                                       multiLine=True, optional=True))
+        self.addParameter(N("WINDOW", "Input window (epochs; 0 = searched)", N.Integer, 0, optional=True,
+                            minValue=0))
+        self.add_enum("ENCODING", "Spatiotemporal coding", ENCODINGS, ["temporal"], multiple=True, optional=True)
+        self.addParameter(QgsProcessingParameterMultipleLayers("COVARIATES", "Covariate rasters",
+                                                               QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(N("MAX_EPOCHS", "Maximum epochs per trial", N.Integer, 30, minValue=1))
+        self.addParameter(N("PATIENCE", "Early-stopping patience (epochs)", N.Integer, 6, optional=True,
+                            minValue=1))
+        self.addParameter(N("MAX_SAMPLES", "Training windows sampled from the stack", N.Integer, 20000,
+                            optional=True, minValue=100))
+        self.add_enum("PRUNER", "Pruner", PRUNERS, "median")
+        self.addParameter(QgsProcessingParameterBoolean("RETRAIN", "Retrain the top-K on training + validation",
+                                                        False, optional=True))
+        self.add_common_params(dates=True, seed=True, device=True)
+        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Model folder"))
+        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Report", "HTML files (*.html)",
+                                                                optional=True, createByDefault=False))
+        self.addOutput(QgsProcessingOutputFile("OUTPUT_TRIALS", "Trials table (CSV)"))
+        self.addOutput(QgsProcessingOutputNumber("BEST_VALUE", "Best validation RMSE (mm)"))
+
+    def run(self, parameters, context, feedback, progress):
+        from ..algorithms.tuning import tune_job
+
+        folder = self.parameterAsFileOutput(parameters, "OUTPUT_FOLDER", context)
+        report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
+        encodings = self.enum_values(parameters, "ENCODING", context) or ["temporal"]
+        res = tune_job(
+            raster_source(self, parameters, "INPUT", context), folder,
+            self.enum_value(parameters, "ARCHITECTURE", context),
+            self.parameterAsInt(parameters, "HORIZON", context),
+            dates=self.parameterAsString(parameters, "DATES", context) or None,
+            covariates=layer_sources(self, parameters, "COVARIATES", context),
+            report_path=report,
+            n_trials=self.parameterAsInt(parameters, "N_TRIALS", context),
+            top_k=self.parameterAsInt(parameters, "TOP_K", context),
+            timeout=self.parameterAsDouble(parameters, "TIMEOUT", context) or None,
+            storage=self.parameterAsString(parameters, "STORAGE", context) or None,
+            study_name=self.parameterAsString(parameters, "STUDY_NAME", context) or None,
+            search_space=self.parameterAsString(parameters, "SEARCH_SPACE", context) or None,
+            window=self.parameterAsInt(parameters, "WINDOW", context) or None,
+            encodings=encodings,
+            max_epochs=self.parameterAsInt(parameters, "MAX_EPOCHS", context),
+            patience=self.parameterAsInt(parameters, "PATIENCE", context) or 6,
+            max_samples=self.parameterAsInt(parameters, "MAX_SAMPLES", context) or 20000,
+            pruner=self.enum_value(parameters, "PRUNER", context) or "median",
+            retrain=self.parameterAsBool(parameters, "RETRAIN", context),
+            seed=self.parameterAsInt(parameters, "SEED", context),
+            device=self.enum_value(parameters, "DEVICE", context) or "auto",
+            progress=progress,
+        )
+        feedback.pushInfo(f"Study '{res.study_name}': {res.n_complete} complete, {res.n_pruned} pruned, "
+                          f"{res.n_failed} failed trials; best validation RMSE {res.best_value:.4g} mm "
+                          f"(trial {res.best_trial}); {len(res.top)} models in {folder}.")
+        return {"OUTPUT_FOLDER": folder, "OUTPUT_REPORT": res.report, "OUTPUT_TRIALS": res.trials_csv,
+                "BEST_VALUE": res.best_value}

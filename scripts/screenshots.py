@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Screenshots of the DeformCast desktop tools on the built-in demo scene, into docs/*.png.
+
+    .venv/bin/python scripts/screenshots.py [--out docs] [--work /tmp/deformcast-shots]
+
+Runs under a virtual X server: when DISPLAY is not set it starts ``Xvfb`` itself (install it
+with ``apt-get install -y xvfb``) and uses Qt's xcb platform, so the widgets are drawn as on a
+desktop. Steps: the demo scene (``deformcast:synthetic_scenario``), the workflow dialog filled
+in and run (tune -> predict -> uncertainty -> zoning, a small TPE budget) as the background
+task, then screenshots of the dialog, the result maps in their layer group, the time-series
+inspector on a pixel of a subsidence bowl, a report, the help and the dependency dialog.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _ensure_display():
+    if os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM", "xcb") == "xcb":
+        return None
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        sys.exit("Xvfb is not installed: apt-get install -y xvfb (or run with a DISPLAY).")
+    disp = ":%d" % (90 + os.getpid() % 9)
+    proc = subprocess.Popen([xvfb, disp, "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    os.environ["DISPLAY"] = disp
+    os.environ["QT_QPA_PLATFORM"] = "xcb"
+    return proc
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs"))
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "deformcast-shots"))
+    ap.add_argument("--trials", type=int, default=4)
+    args = ap.parse_args()
+    xvfb = _ensure_display()
+    os.environ.setdefault("QGIS_CUSTOM_CONFIG_PATH", tempfile.mkdtemp(prefix="dc-shots-profile"))
+    try:
+        return _shoot(args)
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+
+
+def _shoot(args):
+    pkgroot = os.path.join(ROOT, "build", "pkgroot")
+    os.makedirs(pkgroot, exist_ok=True)
+    link = os.path.join(pkgroot, "deformcast")
+    if not os.path.exists(link):
+        os.symlink(ROOT, link)
+    sys.path.insert(0, pkgroot)
+
+    from qgis.core import QgsApplication
+
+    app = QgsApplication([], True)
+    app.initQgis()
+    plugins = os.path.join(app.pkgDataPath(), "python", "plugins")
+    if plugins not in sys.path:
+        sys.path.append(plugins)
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    from deformcast.processing_provider.provider import DeformCastProvider
+
+    provider = DeformCastProvider()  # keep a reference: the registry does not own the Python object
+    QgsApplication.processingRegistry().addProvider(provider)
+
+    import numpy as np
+    import processing
+    from qgis.core import QgsCoordinateReferenceSystem, QgsLayerTreeModel, QgsPointXY, QgsProject
+    from qgis.gui import QgsLayerTreeMapCanvasBridge, QgsLayerTreeView, QgsMapCanvas, QgsVertexMarker
+    from qgis.PyQt.QtCore import QSize, Qt
+    from qgis.PyQt.QtGui import QColor
+    from qgis.PyQt.QtWidgets import QMainWindow, QSplitter
+
+    from deformcast.ui.deps_dialog import DependencyDialog
+    from deformcast.ui.inspector import InspectorDock
+    from deformcast.ui.workflow_dialog import HelpDialog, WorkflowDialog
+
+    os.makedirs(args.out, exist_ok=True)
+    shutil.rmtree(args.work, ignore_errors=True)
+    shots = []
+
+    def save(widget, name):
+        for _ in range(5):
+            app.processEvents()
+            time.sleep(0.05)
+        p = os.path.join(args.out, name)
+        widget.grab().save(p, "PNG")
+        shots.append(p)
+        print("wrote", p)
+
+    # --- the demo scene -------------------------------------------------------------------
+    t0 = time.time()
+    scene = processing.run("deformcast:synthetic_scenario", {
+        "SEED": 7, "OUTPUT_FOLDER": os.path.join(args.work, "scene"), "WIDTH": 64, "HEIGHT": 48,
+        "N_EPOCHS": 60, "N_FUTURE": 4, "CELL_SIZE": 50.0})
+    print(f"scene in {time.time() - t0:.0f} s")
+
+    # --- a QGIS-like main window: layer tree + canvas --------------------------------------
+    win = QMainWindow()
+    win.resize(1400, 820)
+    canvas = QgsMapCanvas()
+    canvas.setCanvasColor(QColor("white"))
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:25832"))
+    root = QgsProject.instance().layerTreeRoot()
+    bridge = QgsLayerTreeMapCanvasBridge(root, canvas)  # noqa: F841 - keeps canvas = tree
+    view = QgsLayerTreeView()
+    view.setModel(QgsLayerTreeModel(root))
+    split = QSplitter()
+    split.addWidget(view)
+    split.addWidget(canvas)
+    split.setSizes([330, 1070])
+    win.setCentralWidget(split)
+
+    class Iface:  # what the dialogs use of QgisInterface
+        def mapCanvas(self):
+            return canvas
+
+        def mainWindow(self):
+            return win
+
+        def messageBar(self):
+            class Bar:
+                def pushMessage(self, *a, **k):
+                    print("message:", a[:2])
+            return Bar()
+
+        def addDockWidget(self, area, dock):
+            win.addDockWidget(area, dock)
+
+    iface = Iface()
+    win.show()
+
+    # --- workflow dialog: validation message, then a run -----------------------------------
+    dlg = WorkflowDialog(iface, show_reports=False)
+    dlg.resize(780, 980)
+    dlg.show()
+    out = os.path.join(args.work, "run")
+    choices = {"stack": scene["OUTPUT_STACK"], "output_folder": out, "window": 8, "horizon": 3,
+               "n_trials": args.trials, "top_k": 3, "max_epochs": 4, "thresholds": "5,10,20",
+               "architectures": ["lstm"], "encodings": ["temporal", "spatial"],
+               "extra": {"tune": {"MAX_SAMPLES": 3000}}}
+    dlg.set_choices(dict(choices, window=60))
+    save(dlg, "ui_workflow_validation.png")
+    dlg.set_choices(choices)
+    t0 = time.time()
+    task = dlg.start()
+    if task is None:
+        print("workflow could not start:", dlg.validation.errors)
+        return 1
+    midway = False
+    while dlg.task is not None:
+        app.processEvents()
+        time.sleep(0.05)
+        if not midway and dlg.progress.value() >= 20:
+            save(dlg, "ui_workflow_running.png")
+            midway = True
+    print(f"workflow in {time.time() - t0:.0f} s; error: {dlg.last_error}")
+    if dlg.last_error:
+        save(dlg, "ui_workflow_dialog.png")
+        return 1
+    save(dlg, "ui_workflow_dialog.png")
+    dlg.hide()
+
+    group = dlg.last_group
+    layers = {n.name(): n for n in group.findLayers()}
+    canvas.setExtent(layers["Displacement stack"].layer().extent())
+    canvas.refresh()
+
+    def only(name):
+        for n, node in layers.items():
+            node.setItemVisibilityChecked(n == name)
+        canvas.refreshAllLayers()
+        t = time.time()
+        while canvas.isDrawing() or time.time() - t < 0.8:
+            app.processEvents()
+            time.sleep(0.05)
+
+    for name, fname in (("Control tiers", "ui_map_tiers.png"), ("Susceptibility", "ui_map_susceptibility.png"),
+                        ("Exceedance probability", "ui_map_exceedance.png"),
+                        ("Forecast median", "ui_map_forecast_median.png")):
+        if name in layers:
+            view.setCurrentLayer(layers[name].layer())
+            only(name)
+            save(win, fname)
+
+    # --- inspector on the pixel with the largest forecast subsidence -----------------------
+    only("Susceptibility")
+    dock = InspectorDock(iface, canvas, win)
+    iface.addDockWidget(Qt.RightDockWidgetArea, dock)
+    dock.auto_assign([n.layer() for n in layers.values()])
+    from osgeo import gdal
+
+    med = dock.layers()["median"]
+    a = gdal.Open(med.source()).GetRasterBand(med.bandCount()).ReadAsArray().astype(float)
+    a[~np.isfinite(a)] = np.inf
+    r, c = np.unravel_index(np.argmin(a), a.shape)
+    ext = med.extent()
+    pt = QgsPointXY(ext.xMinimum() + (c + 0.5) * med.rasterUnitsPerPixelX(),
+                    ext.yMaximum() - (r + 0.5) * med.rasterUnitsPerPixelY())
+    win.resize(1600, 900)
+    dock.setMinimumWidth(620)
+    dock.pick_btn.setChecked(True)
+    dock.inspect(pt)
+    marker = QgsVertexMarker(canvas)
+    marker.setCenter(pt)
+    marker.setColor(QColor("black"))
+    marker.setIconSize(16)
+    marker.setPenWidth(3)
+    marker.setIconType(QgsVertexMarker.ICON_CROSS)
+    save(win, "ui_inspector.png")
+    save(dock, "ui_inspector_dock.png")
+    dock.export_png(os.path.join(args.work, "pixel.png"))
+
+    # --- report, help, dependencies --------------------------------------------------------
+    from deformcast.ui.workflow_dialog import ReportViewer
+
+    rv = ReportViewer(dlg.last_result.reports())
+    rv.resize(1000, 760)
+    rv.show()
+    save(rv, "ui_report_viewer.png")
+    hd = HelpDialog(select="deformcast:tune")
+    hd.resize(1000, 640)
+    hd.show()
+    save(hd, "ui_help.png")
+    dd = DependencyDialog(target=os.path.join(args.work, "dependencies"))
+    dd.resize(900, 560)
+    dd.show()
+    if not dd.selected():
+        dd.set_selected(["torch"])  # show the command that would reinstall torch
+    save(dd, "ui_dependencies.png")
+    print("\n".join(["screenshots:"] + shots))
+    for w in (rv, hd, dd, dlg, win):
+        w.close()
+    QgsProject.instance().clear()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Optuna TPE tuning: search space, a tiny real study, kill-and-resume, two workers on one journal."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deformcast.algorithms import tuning
+from deformcast.algorithms.errors import DeformCastError
+
+PKGROOT = Path(__file__).resolve().parents[1] / "build" / "pkgroot"
+
+# tiny, fast settings: an LSTM of width 8, few windows, few epochs
+TINY_SPACE = {"samples_per_epoch": 128, "hidden": [4, 8], "layers": 1, "batch_size": 64,
+              "window": {"low": 4, "high": 8}}
+
+
+@pytest.fixture(scope="module")
+def scene():
+    from deformcast.algorithms import synthetic
+
+    return synthetic.make_scene(seed=3, width=16, height=16, n_epochs=40)
+
+
+def _optuna_study(folder, name):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    p = os.path.join(folder, tuning.JOURNAL_NAME)
+    st = JournalStorage(JournalFileBackend(p, lock_obj=JournalFileOpenLock(p)))
+    return optuna.load_study(study_name=name, storage=st)
+
+
+def _states(study):
+    from collections import Counter
+
+    return Counter(t.state.name for t in study.get_trials(deepcopy=False))
+
+
+# ---- search space --------------------------------------------------------------------------
+def test_search_space_from_registry_and_overrides():
+    from deformcast.algorithms.models import get_spec
+
+    sp = tuning.build_search_space("tcn", max_window=20)
+    spec = get_spec("tcn")
+    for p in spec.all_space():
+        assert p.name in sp
+    assert sp["window"].kind == "int" and sp["window"].high == 20
+    sp = tuning.build_search_space(
+        "tcn", '{"lr": {"low": 1e-4, "high": 1e-3, "log": true}, "levels": 2, "batch_size": [64, 128],'
+               ' "encoding": ["none", "temporal"]}', window=8)
+    assert sp["lr"].log and sp["lr"].high == 1e-3
+    assert sp["levels"].kind == "fixed" and sp["levels"].value == 2
+    assert sp["batch_size"].choices == (64, 128)
+    assert sp["window"].kind == "fixed" and sp["window"].value == 8
+    assert sp["encoding"].choices == ("none", "temporal")
+
+
+@pytest.mark.parametrize("bad, match", [
+    ('{"lr": ', "not valid JSON"),
+    ('{"nonsense": 3}', "Valid names"),
+    ('{"lr": {"low": 1, "high": 0.1}}', "low"),
+    ('[1, 2]', "JSON object"),
+])
+def test_search_space_bad_json_is_named(bad, match):
+    with pytest.raises(DeformCastError, match=match):
+        tuning.build_search_space("lstm", bad)
+
+
+def test_storage_url_checked(tmp_path):
+    with pytest.raises(DeformCastError, match="database URL"):
+        tuning.open_storage("ftp://host/x", str(tmp_path))
+    st, desc = tuning.open_storage("", str(tmp_path))
+    assert desc.endswith("study.journal")
+    assert tuning._mask("postgresql://me:secret@db.example/optuna") == "postgresql://me:***@db.example/optuna"
+
+
+# ---- a real tiny study ------------------------------------------------------------------------
+def test_tiny_study_end_to_end(scene, tmp_path):
+    from deformcast.algorithms.modelio import load_model, read_manifest
+
+    out = tmp_path / "study"
+    logs = []
+    from deformcast.algorithms.progress import Progress
+
+    res = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(out), n_trials=4, top_k=2,
+                           seed=5, search_space=TINY_SPACE, max_epochs=3, patience=2, max_samples=400,
+                           threads=1, pruner="median", progress=Progress(on_log=logs.append))
+    study = _optuna_study(str(out), res.study_name)
+    st = _states(study)
+    assert st["COMPLETE"] + st["PRUNED"] == 4
+    man = read_manifest(str(out))
+    assert [m["rank"] for m in man["members"]] == [1, 2]
+    vals = [m["val_rmse_mm"] for m in man["members"]]
+    assert vals == sorted(vals) and vals[0] == pytest.approx(res.best_value)
+    # the best member is the study's best trial
+    assert man["members"][0]["trial"] == study.best_trial.number
+    lm = load_model(man["members"][0]["path"])
+    assert lm.meta["validation"]["val_rmse_mm"] == pytest.approx(res.best_value)
+    # only the top-K trial folders are kept
+    assert len(os.listdir(out / "trials")) == 2
+    # test metrics and baselines on the same samples are reported
+    assert np.isfinite(res.top[0]["test_rmse_mm"])
+    assert set(res.baselines) >= {"persistence", "trajectory_ensemble"}
+    assert all(s["n"] == res.baselines["persistence"]["n"] for s in res.baselines.values())
+    html = (out / "tune_report.html").read_text()
+    for text in ("Optimisation history", "Parameter importances", "Best parameters", "baseline: persistence",
+                 "wall time"):
+        assert text in html
+    rows = (out / "trials.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("number,state,val_rmse_mm")
+    assert any("Trial 0" in m for m in logs)
+    # objective used validation only: the value equals the validation RMSE recomputed from the model
+    prep = tuning.DataCache(scene.observed, scene.dates, scene.grid, 2, seed=5, max_samples=400).get(
+        lm.meta["window"], "none")
+    assert tuning.rmse_mm(lm.model, prep.val, prep.norm) == pytest.approx(res.best_value, rel=1e-5)
+
+    # running again with the same N_TRIALS adds no trial and rebuilds the same folder
+    res2 = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(out), n_trials=4, top_k=2,
+                            seed=5, search_space=TINY_SPACE, max_epochs=3, patience=2, max_samples=400, threads=1)
+    assert res2.worker.trials_run == 0 and res2.best_value == res.best_value
+
+    # a study with other settings is refused, naming the fix
+    with pytest.raises(DeformCastError, match="STUDY_NAME"):
+        tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(out), n_trials=5,
+                         study_name=res.study_name, seed=5, search_space=TINY_SPACE, max_epochs=4,
+                         max_samples=400, threads=1)
+
+
+def test_retrain_option(scene, tmp_path):
+    from deformcast.algorithms.modelio import read_manifest, read_meta
+
+    out = tmp_path / "rt"
+    res = tuning.run_study(scene.observed, scene.dates, scene.grid, "gru", 2, str(out), n_trials=2, top_k=1,
+                           seed=2, search_space=TINY_SPACE, max_epochs=2, patience=2, max_samples=300,
+                           threads=1, pruner="none", retrain=True)
+    man = read_manifest(str(out))
+    m = man["members"][0]
+    assert m["folder"].startswith("retrained") and m["retrained"]
+    meta = read_meta(m["path"])
+    assert meta["retrained_on"] == "train+validation"
+    assert meta["epochs"] == read_meta(str(out / "trials" / f"{m['trial']:06d}"))["validation"]["best_epoch"] + 1
+    assert np.isfinite(res.top[0]["test_rmse_mm"])
+
+
+def test_cancel_keeps_finished_trials(scene, tmp_path):
+    from deformcast.algorithms.errors import Cancelled
+    from deformcast.algorithms.progress import Progress
+
+    out = tmp_path / "cancel"
+    state = {"cancel": False}
+
+    def on_log(msg):
+        if msg.startswith("Trial 0"):
+            state["cancel"] = True
+
+    with pytest.raises(Cancelled):
+        tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(out), n_trials=5, top_k=2,
+                         seed=1, search_space=TINY_SPACE, max_epochs=3, max_samples=300, threads=1,
+                         pruner="none", progress=Progress(on_log=on_log, is_cancelled=lambda: state["cancel"]))
+    assert not (out / "manifest.json").exists()
+    st = _states(_optuna_study(str(out), "deformcast-lstm-h2"))
+    assert st["COMPLETE"] == 1 and st.get("RUNNING", 0) == 0
+
+
+# ---- kill and resume; two workers -------------------------------------------------------------------
+WORKER = textwrap.dedent('''
+    import sys, torch
+    torch.set_num_threads(1)
+    from deformcast.algorithms import synthetic, tuning
+    out, n, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    sc = synthetic.make_scene(seed=3, width=16, height=16, n_epochs=40)
+    space = {"samples_per_epoch": 1024, "hidden": [4, 8], "layers": 1, "batch_size": 64,
+             "window": {"low": 4, "high": 8}}
+    r = tuning.run_study(sc.observed, sc.dates, sc.grid, "lstm", 2, out, n_trials=n, top_k=2, seed=7,
+                         search_space=space, max_epochs=epochs, patience=epochs, max_samples=1024, threads=1,
+                         pruner="none")
+    print("RAN", r.worker.trials_run, "SURPLUS", int(r.worker.surplus), flush=True)
+''')
+
+
+def _spawn(tmp_path, out, n, epochs):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = dict(os.environ, PYTHONPATH=str(PKGROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, str(script), str(out), str(n), str(epochs)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_complete(out, n, proc, timeout=240):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if (Path(out) / tuning.JOURNAL_NAME).exists():
+            try:
+                st = _states(_optuna_study(str(out), "deformcast-lstm-h2"))
+                if st["COMPLETE"] >= n:
+                    return st
+            except KeyError:
+                pass
+        if proc.poll() is not None:
+            raise AssertionError("worker ended early: " + proc.stderr.read()[-2000:])
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for a finished trial")
+
+
+def test_killed_worker_resumes_without_losing_trials(tmp_path):
+    out = tmp_path / "killed"
+    proc = _spawn(tmp_path, out, 5, 8)
+    try:
+        _wait_complete(out, 1, proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    study = _optuna_study(str(out), "deformcast-lstm-h2")
+    before = {t.number: t.value for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"}
+    st = _states(study)
+    assert 1 <= len(before) < 5, "the worker must be killed mid-study"
+    assert not (out / "manifest.json").exists()
+
+    proc2 = _spawn(tmp_path, out, 5, 8)
+    stdout, stderr = proc2.communicate(timeout=600)
+    assert proc2.returncode == 0, stderr[-3000:]
+    study = _optuna_study(str(out), "deformcast-lstm-h2")
+    after = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for num, val in before.items():  # no finished trial lost or changed
+        assert after[num].state.name == "COMPLETE" and after[num].value == val
+    st = _states(study)
+    assert st["COMPLETE"] + st["PRUNED"] == 5
+    assert st.get("RUNNING", 0) == 0  # the trial the killed worker left running was failed
+    if st.get("FAIL", 0):
+        assert any(t.user_attrs.get("failed_reason") == "worker process died"
+                   for t in after.values() if t.state.name == "FAIL")
+    assert (out / "manifest.json").exists()
+
+
+def test_two_workers_share_one_journal(tmp_path):
+    out = tmp_path / "two"
+    procs = [_spawn(tmp_path, out, 4, 3) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (so, se) in zip(procs, outs):
+        assert p.returncode == 0, se[-3000:]
+    study = _optuna_study(str(out), "deformcast-lstm-h2")
+    st = _states(study)
+    assert st["COMPLETE"] + st["PRUNED"] == 4  # exactly the requested number between them
+    assert st.get("RUNNING", 0) == 0
+    ran = sum(int(so.split("RAN ")[1].split()[0]) for so, _ in outs)
+    assert ran == 4
+    workers = {t.user_attrs.get("worker") for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"}
+    assert workers <= {f"{os.uname().nodename}:{p.pid}" for p in procs}
+    man = json.loads((out / "manifest.json").read_text())
+    assert len(man["members"]) == 2
