@@ -16,8 +16,11 @@ Baselines (``BASELINES``):
 * ``trajectory_recent``: the same on the last ``recent_years`` years only.
 * ``trajectory_ensemble``: the mean of trajectory fits on the last 1, 2 and 3 years (and all
   epochs); averaging fits with different memory cuts the variance of the extrapolated
-  acceleration and seasonal terms (the project brief measured this ensemble as the strongest
-  classical forecast).
+  acceleration and seasonal terms. On the built-in synthetic scene (seeds 0-2, the 12 epochs
+  after the last acquisition, RMSE against the noise-free truth) it scored 2.16 / 2.12 / 2.30 mm,
+  behind ``trajectory`` on all epochs (2.00 / 1.87 / 2.03 mm): that scene's motions follow
+  smooth laws over the whole record, where the longest fit wins. Real series with changes of
+  regime may favour the ensemble; both are always reported.
 
 Terms are dropped when the fit period is too short to determine them (our choice; MintPy
 leaves this to the user): a fit spanning < 0.95 years is linear only (annual terms alias with

@@ -4,7 +4,7 @@ API (stable; the models/training code is written against it)
 -------------------------------------------------------------
 
 ``prepare(stack, dates, grid, window, horizon, encodings=("none",), covariates=None,
-n_val=None, n_test=None, target="increment", baseline="trajectory_ensemble", baseline_years=3.0,
+n_val=None, n_test=None, target="increment", baseline="trajectory", baseline_years=None,
 max_samples=20000, max_eval_samples=None, stride=1, spatial_holdout=0.0, holdout_block=16,
 neighbourhood_k=3, fourier=0, seed=0, block_rows=None, progress=None) -> Prepared``
 
@@ -72,17 +72,22 @@ come from all pixels; ``Samples.holdout`` says which pixels are unseen ground (t
 Sampling. Training (and validation/test) windows are a uniform random sample without
 replacement of all valid (pixel, end epoch) pairs: each pair gets a pseudo-random key from a hash
 of (seed, split, pixel, end) and the ``max_samples`` smallest keys are kept while the stack is
-scanned block by block. Memory is bounded by one row block plus ``max_samples`` windows, so it
-does not grow with the area, and the sample does not depend on the block size. A window with a
-NaN anywhere in its inputs or targets is skipped.
+scanned block by block. Memory is bounded by one row block plus at most twice ``max_samples``
+windows per split, so it does not grow with the area, and the sample does not depend on the
+block size. A window with a NaN anywhere in its inputs or targets is skipped. ``disp_scale`` is
+1.4826 x median |disp| over the training windows.
 
 Targets. The network never sees absolute displacement (its reference is arbitrary):
 ``target="increment"`` learns displacement at each horizon epoch relative to the last input
 epoch, divided by a robust per-step scale (1.4826 x median |increment| of the training windows);
 ``target="residual"`` learns the difference between the truth and a classical forecast
-(``baseline``, default the trajectory ensemble of :mod:`baselines`, fitted per pixel on the
-last ``baseline_years`` (3) years of history up to the last input epoch, so training, validation
-and forecasting anchors all use the same memory), divided by its robust per-step scale. The network thus
+(``baseline``, default the MintPy-style ``trajectory`` of :mod:`baselines`, fitted per pixel on
+all history up to the last input epoch, or on the last ``baseline_years`` only), divided by its
+robust per-step scale. Default chosen by measurement: on the built-in synthetic scene (seeds
+0-2, 1500 pixels, 40 forecast origins, 12 steps ahead, RMSE against the noise-free truth) the
+all-history trajectory anchor scored 1.99 / 2.12 / 1.97 mm, a 3-year-capped one 2.19 / 2.27 /
+2.32 mm and the trajectory ensemble 2.36 / 2.35 / 2.38 mm. (Training anchors see a shorter
+history than test anchors; the fit is still the same model.) The network thus
 learns the correction to the classical forecast. In both cases ``mm = y * target_scale + anchor``
 where ``anchor`` is the last input value (increment) or the classical forecast (residual).
 
@@ -101,7 +106,8 @@ Encodings, per time step channels (combinable; ``none`` adds nothing):
   the flattened patch (k*k channels) keeps the input size fixed and tolerates NaN neighbours.
   Patches are cut at the raster edge.
 * ``covariates``: each static covariate standardised with mean/std of the training pixels,
-  NaN -> 0 (the mean), constant along time.
+  NaN -> 0 (the mean), constant along time. Class rasters (e.g. lithology codes) enter as
+  numbers like any other covariate; give one 0/1 mask per class when the codes have no order.
 """
 from __future__ import annotations
 
@@ -461,8 +467,9 @@ def _anchors(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, end
     for e in np.unique(ends):
         sel = np.flatnonzero(ends == e)
         hist = block[: e + 1, lr[sel], cols[sel]]  # (e+1, n_e)
-        start = int(np.searchsorted(dates.astype(np.int64),
-                                    dates[e].astype(np.int64) - int(round(config["baseline_years"] * 365.25))))
+        yrs = config.get("baseline_years")
+        start = 0 if yrs is None else int(np.searchsorted(
+            dates.astype(np.int64), dates[e].astype(np.int64) - int(round(float(yrs) * 365.25))))
         f = forecast_baselines(hist, dates[: e + 1], int(e), target_dates(dates, e, horizon),
                                names=[config["baseline"]], fit_start_index=start)[config["baseline"]]
         out[sel] = f.T
@@ -571,7 +578,7 @@ def _read(source, a0, a1):
 def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encodings=("none",),
             covariates: Optional[Dict[str, np.ndarray]] = None, n_val: Optional[int] = None,
             n_test: Optional[int] = None, target: str = "increment",
-            baseline: str = "trajectory_ensemble", baseline_years: float = 3.0,
+            baseline: str = "trajectory", baseline_years: Optional[float] = None,
             max_samples: int = 20000, max_eval_samples: Optional[int] = None, stride: int = 1,
             spatial_holdout: float = 0.0, holdout_block: int = 16, neighbourhood_k: int = 3,
             fourier: int = 0, seed: int = 0, block_rows: Optional[int] = None,
@@ -614,7 +621,8 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
 
     config = {
         "window": window, "horizon": horizon, "encodings": list(enc) or ["none"],
-        "target": target, "baseline": baseline, "baseline_years": float(baseline_years),
+        "target": target, "baseline": baseline,
+        "baseline_years": None if baseline_years is None else float(baseline_years),
         "neighbourhood_k": k, "fourier": int(fourier), "covariate_names": cov_names,
         "n_epochs": T, "n_val": nv, "n_test": nt, "train_end": train_end, "val_end": val_end,
         "test_start": val_end,

@@ -146,13 +146,15 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
         blocks = list(raster.row_blocks(Hh, block_rows))
         for bi, (r0, r1) in enumerate(blocks):
             a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
-            blk = raster.read_stack(info, rows=(a0, a1), bands=range(e + 1))
+            # all epochs: in a backtest the residual target's classical forecast needs the real dates of
+            # the forecast epochs (forecast_inputs reads values only up to end_index)
+            blk = raster.read_stack(info, rows=(a0, a1))
             cov_blk = {k: v[a0:a1] for k, v in cov.items()}
             out = np.full((M, H, r1 - r0, W), np.nan, np.float32)
             valid_all = np.ones((r1 - r0, W), bool)
             for k, (m, cfg) in enumerate(zip(loaded, configs)):
                 sub = progress.sub((bi + k / M) / len(blocks), (bi + (k + 1) / M) / len(blocks))
-                X, valid, anchor = dataset.forecast_inputs(blk, info.dates[: e + 1], info.grid, a0, cfg,
+                X, valid, anchor = dataset.forecast_inputs(blk, info.dates, info.grid, a0, cfg,
                                                            m.meta["normalisation"], cov_blk or None,
                                                            end_index=e, out_rows=(r0, r1))
                 if X.shape[0]:

@@ -66,6 +66,8 @@ UNITS = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
 EGMS_EPSG = 3035
 #: at most this many grid cells for a points-to-grid result (refused with a clear message beyond)
 MAX_GRID_CELLS = 50_000_000
+#: ... and at most this many bytes of sums and counts while gridding (epochs x cells x 6)
+MAX_GRID_BYTES = 8e9
 _NA_STRINGS = {"", "na", "nan", "null", "none", "-", "n/a"}
 
 
@@ -184,7 +186,10 @@ class PointSource:
     n_skipped: int = 0
     n_points: int = 0
 
-    def chunks(self, with_values: bool = True, progress=None) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    def chunks(self, with_values: bool = True, progress=None, with_ids: bool = False) -> Iterator[tuple]:
+        """Yield ``(xy, values)`` per chunk (``values`` None if not ``with_values``); with
+        ``with_ids`` ``(xy, values, ids)`` where ids are the points' identifiers (CSV ``pid``
+        column or row number; layer feature id)."""
         raise DeformCastError(f"{self.kind}: no reader")  # overridden by the concrete sources
 
     def load(self, progress=None) -> Tuple[np.ndarray, np.ndarray]:
@@ -231,8 +236,11 @@ class CsvPointSource(PointSource):
         fh = open(self.path, "rb")
         return None, fh
 
-    def chunks(self, with_values=True, progress=None):
+    def chunks(self, with_values=True, progress=None, with_ids=False):
         T = len(self.date_idx)
+        low = [c.lower() for c in self.columns]
+        ipid = low.index("pid") if "pid" in low else None
+        ids: List[str] = []
         get_vals = operator.itemgetter(*self.date_idx) if T > 1 else (lambda r, i=self.date_idx[0]: (r[i],))
         ix, iy = self.ix, self.iy
         ncol = len(self.columns)
@@ -258,6 +266,8 @@ class CsvPointSource(PointSource):
                 except ValueError:
                     skipped += 1
                     continue
+                if with_ids:
+                    ids.append(row[ipid] if ipid is not None else str(lineno - 1))
                 if with_values:
                     fields = get_vals(row)
                     try:
@@ -266,12 +276,12 @@ class CsvPointSource(PointSource):
                         vals[n] = [_to_float(s) for s in fields]
                 n += 1
                 if n == self.chunk_rows:
-                    yield self._emit(xy, vals, n)
-                    n = 0
+                    yield self._emit(xy, vals, n, ids if with_ids else None)
+                    n, ids = 0, []
                     if progress is not None and self.size:
                         progress.set(min(1.0, lines.nbytes / self.size))
             if n:
-                yield self._emit(xy, vals, n)
+                yield self._emit(xy, vals, n, ids if with_ids else None)
             self.n_skipped = skipped
             if progress is not None:
                 progress.set(1.0)
@@ -280,12 +290,14 @@ class CsvPointSource(PointSource):
             if zf is not None:
                 zf.close()
 
-    def _emit(self, xy, vals, n):
+    def _emit(self, xy, vals, n, ids=None):
         v = None
         if vals is not None:
             v = vals[:n].copy()
             if self.factor != 1.0:
                 v *= np.float32(self.factor)
+        if ids is not None:
+            return xy[:n].copy(), v, list(ids)
         return xy[:n].copy(), v
 
 
@@ -373,8 +385,9 @@ class OgrPointSource(PointSource):
         lyr = ds.GetLayerByName(self.layer_ref) if isinstance(self.layer_ref, str) else ds.GetLayer(int(self.layer_ref or 0))
         return ds, lyr
 
-    def chunks(self, with_values=True, progress=None):
+    def chunks(self, with_values=True, progress=None, with_ids=False):
         ogr = _ogr()
+        ids: List[str] = []
         ds, lyr = self._layer()
         T = len(self.field_idx)
         xy = np.empty((self.chunk_rows, 2), np.float64)
@@ -400,18 +413,20 @@ class OgrPointSource(PointSource):
                     f"'{os.path.basename(self.path)}' holds {ogr.GeometryTypeToName(gt)} geometries; "
                     "time-series points must be Points. Run 'Centroids' on the layer first.")
             xy[n, 0], xy[n, 1] = g.GetX(), g.GetY()
+            if with_ids:
+                ids.append(str(f.GetFID()))
             if with_values:
                 row = vals[n]
                 for k, i in enumerate(self.field_idx):
                     row[k] = f.GetFieldAsDouble(i) if f.IsFieldSetAndNotNull(i) else np.nan
             n += 1
             if n == self.chunk_rows:
-                yield self._emit(xy, vals, n)
-                n = 0
+                yield self._emit(xy, vals, n, ids if with_ids else None)
+                n, ids = 0, []
                 if progress is not None and self.n_features:
                     progress.set(done / self.n_features)
         if n:
-            yield self._emit(xy, vals, n)
+            yield self._emit(xy, vals, n, ids if with_ids else None)
         self.n_skipped = skipped
         ds = None
         if progress is not None:
@@ -487,7 +502,7 @@ class _Accumulator:
 
     def __init__(self, grid: Grid, T: int):
         cells = grid.width * grid.height
-        if cells > MAX_GRID_CELLS or cells * T * 6 > 24e9:
+        if cells > MAX_GRID_CELLS or cells * T * 6 > MAX_GRID_BYTES:
             raise DeformCastError(
                 f"CELL_SIZE {grid.cell_size[0]:g} gives a grid of {grid.width} x {grid.height} cells x {T} "
                 "epochs, too large to build. Give a larger CELL_SIZE (e.g. 100 m for EGMS L2, the EGMS "
@@ -498,12 +513,14 @@ class _Accumulator:
 
     def add(self, xy: np.ndarray, values: np.ndarray):
         gt = self.grid.geotransform
-        col = np.floor((xy[:, 0] - gt[0]) / gt[1]).astype(np.int64)
-        row = np.floor((xy[:, 1] - gt[3]) / gt[5]).astype(np.int64)
-        inside = (col >= 0) & (col < self.grid.width) & (row >= 0) & (row < self.grid.height)
+        with np.errstate(invalid="ignore"):
+            colf = np.floor((xy[:, 0] - gt[0]) / gt[1])
+            rowf = np.floor((xy[:, 1] - gt[3]) / gt[5])
+        inside = (np.isfinite(colf) & np.isfinite(rowf) & (colf >= 0) & (colf < self.grid.width)
+                  & (rowf >= 0) & (rowf < self.grid.height))
         if not np.any(inside):
             return
-        c = (row * self.grid.width + col)[inside]
+        c = (rowf[inside] * self.grid.width + colf[inside]).astype(np.int64)
         v = values[inside]
         order = np.argsort(c, kind="stable")
         cs = c[order]
@@ -604,36 +621,97 @@ def grid_points(source: PointSource, cell_size: float, target_crs=None, progress
     return stack, grid
 
 
+class _Sampler:
+    """Values of a raster at map coordinates; the raster is read once, band by band."""
+
+    def __init__(self, raster_path: str, bands: Optional[Sequence[int]] = None):
+        gdal = _gdal()
+        if not os.path.exists(str(raster_path)):
+            raise DeformCastError(f"The raster '{raster_path}' does not exist.")
+        ds = gdal.Open(str(raster_path))
+        self.gt = ds.GetGeoTransform()
+        self.wkt = ds.GetProjection()
+        self.W, self.H = ds.RasterXSize, ds.RasterYSize
+        idx = list(range(ds.RasterCount)) if bands is None else list(bands)
+        self.names = []
+        self.data = np.empty((len(idx), self.H, self.W), np.float32)
+        for k, b in enumerate(idx):
+            band = ds.GetRasterBand(int(b) + 1)
+            arr = band.ReadAsArray().astype(np.float32)
+            nod = band.GetNoDataValue()
+            if nod is not None and not np.isnan(nod):
+                arr[arr == nod] = np.nan
+            self.data[k] = arr
+            self.names.append(band.GetDescription() or f"band_{int(b) + 1}")
+        ds = None
+
+    def sample(self, xy: np.ndarray, crs_wkt: str) -> np.ndarray:
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        tr = _transformer(crs_wkt, self.wkt) if self.wkt and crs_wkt else None
+        if tr is not None:
+            xy = tr(xy)
+        gt = self.gt
+        with np.errstate(invalid="ignore"):
+            col = np.floor((xy[:, 0] - gt[0]) / gt[1])
+            row = np.floor((xy[:, 1] - gt[3]) / gt[5])
+        inside = np.isfinite(col) & np.isfinite(row) & (col >= 0) & (col < self.W) & (row >= 0) & (row < self.H)
+        out = np.full((xy.shape[0], self.data.shape[0]), np.nan, np.float32)
+        r, c = row[inside].astype(np.int64), col[inside].astype(np.int64)
+        out[inside] = self.data[:, r, c].T
+        return out
+
+
 def sample_grid_at_points(raster_path: str, xy: np.ndarray, crs_wkt: str, bands: Optional[Sequence[int]] = None) -> np.ndarray:
     """Values of a raster at points: (N, B) float32, NaN outside the raster or on nodata.
 
     Each point gets the value of the cell that contains it, i.e. the cell it was averaged into
     by :func:`points_to_grid` (same CRS transformation, same cell rule).
     """
-    gdal = _gdal()
-    if not os.path.exists(str(raster_path)):
-        raise DeformCastError(f"The raster '{raster_path}' does not exist.")
-    ds = gdal.Open(str(raster_path))
-    gt = ds.GetGeoTransform()
-    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    tr = _transformer(crs_wkt, ds.GetProjection()) if ds.GetProjection() else None
-    if tr is not None:
-        xy = tr(xy)
-    col = np.floor((xy[:, 0] - gt[0]) / gt[1]).astype(np.int64)
-    row = np.floor((xy[:, 1] - gt[3]) / gt[5]).astype(np.int64)
-    inside = (col >= 0) & (col < ds.RasterXSize) & (row >= 0) & (row < ds.RasterYSize)
-    idx = list(range(ds.RasterCount)) if bands is None else list(bands)
-    out = np.full((xy.shape[0], len(idx)), np.nan, np.float32)
-    if np.any(inside):
-        r0, r1 = int(row[inside].min()), int(row[inside].max()) + 1
-        for k, b in enumerate(idx):
-            band = ds.GetRasterBand(int(b) + 1)
-            arr = band.ReadAsArray(0, r0, ds.RasterXSize, r1 - r0).astype(np.float32)
-            nod = band.GetNoDataValue()
-            if nod is not None and not np.isnan(nod):
-                arr[arr == nod] = np.nan
-            out[inside, k] = arr[row[inside] - r0, col[inside]]
-    return out
+    return _Sampler(raster_path, bands).sample(xy, crs_wkt)
+
+
+def sample_points_to_csv(raster_path: str, points_input: str, output_csv: str, layer=None,
+                         progress=None) -> dict:
+    """Results back on the user's points: a CSV with ``id, x, y`` and one column per raster band.
+
+    ``points_input`` is the point file the stack was imported from (EGMS CSV or any point layer);
+    it is streamed. ``id`` is the CSV's ``pid`` (or the row number) or the layer's feature id;
+    ``x, y`` are in the points' own CRS; band columns are named by the band descriptions (dates
+    for forecasts) and hold the value of the cell containing the point (empty = no value).
+    Written to ``<output>.part`` and renamed when complete.
+    """
+    from .progress import Progress
+
+    progress = progress or Progress()
+    fmt = detect_format(str(points_input))
+    if fmt == "csv":
+        src = read_egms_csv(str(points_input))
+    elif fmt == "vector":
+        src = read_point_layer(str(points_input), layer=layer)
+    else:
+        raise DeformCastError(f"'{os.path.basename(str(points_input))}' is not a point file (EGMS CSV or a "
+                              "point layer); give the points the stack was imported from.")
+    sampler = _Sampler(raster_path)
+    output_csv = str(output_csv)
+    os.makedirs(os.path.dirname(os.path.abspath(output_csv)), exist_ok=True)
+    tmp = output_csv + ".part"
+    n = n_valid = 0
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["id", "x", "y"] + sampler.names)
+            for xy, _, ids in src.chunks(False, progress, with_ids=True):
+                vals = sampler.sample(xy, src.crs_wkt)
+                n += len(ids)
+                n_valid += int(np.count_nonzero(np.isfinite(vals).any(axis=1)))
+                for i, (x, y), row in zip(ids, xy, vals):
+                    w.writerow([i, repr(float(x)), repr(float(y))]
+                               + ["" if not np.isfinite(v) else f"{v:.3f}" for v in row])
+        os.replace(tmp, output_csv)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return {"output": output_csv, "n_points": n, "n_with_values": n_valid, "columns": sampler.names}
 
 
 # ------------------------------------------------------------------------------------------

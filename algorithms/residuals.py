@@ -133,7 +133,7 @@ def morans_i_permutation(x: np.ndarray, W, n_perm: int = 99, seed: int = 42,
     s0 = W.sum()
     zz = float(z @ z)
     rng = np.random.default_rng(seed)
-    batch = max(1, min(n_perm, int(4e7 // max(1, n))))  # ~ 320 MB of float64 at most
+    batch = max(1, min(n_perm, int(1.6e7 // max(1, n))))  # two (n, batch) float64 arrays of ~128 MB at most
     sims = []
     done = 0
     while done < n_perm:

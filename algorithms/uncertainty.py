@@ -38,10 +38,11 @@ A pixel is valid when every member and the stack's reference epoch are finite th
 Memory: the work runs block by block over rows, reading only the final horizon epoch of every
 member. Quantile class limits need the whole valid area, so a first pass collects ``v(median)``
 on a regular sample of the grid: every pixel whose row-major index is a multiple of
-``stride = ceil(H*W / MAX_SAMPLE)`` (``MAX_SAMPLE`` = 2 000 000). Up to 2 million pixels the
-limits are therefore exact; above, they are exact quantiles of a regular 1-in-``stride``
+``stride = ceil(H*W / MAX_SAMPLE)`` (``MAX_SAMPLE`` = 1 048 576 = 1024 x 1024). Up to that many
+pixels the limits are therefore exact; above, they are exact quantiles of a regular 1-in-``stride``
 sample, whose memory stays fixed (the sample's quantile error is of the order of 1/sqrt(sample
-size), i.e. < 0.1 % in probability). The sample does not depend on the block size, so the result
+size), i.e. about 0.1 % in probability; a regular sample could only be biased by a pattern that
+repeats exactly every ``stride`` pixels, which deformation fields do not). The sample does not depend on the block size, so the result
 is the same whatever ``BLOCK_ROWS``. The second pass classifies and writes every output.
 With ``BLOCK_ROWS`` = 0 the block height is chosen so a block holds about 262 144 pixels, which
 keeps peak memory independent of the raster's width and height.
@@ -62,7 +63,7 @@ from .raster import Grid, RasterWriter, crs_equal, iso, open_stack, parse_date
 from . import styles
 
 MODES = ["magnitude", "subsidence", "uplift"]
-MAX_SAMPLE = 2_000_000
+MAX_SAMPLE = 1_048_576
 BLOCK_PIXELS = 262_144
 
 _MEMBER_RE = re.compile(r"^\s*member\s*(\d+)\s+(.+?)\s*$", re.IGNORECASE)

@@ -51,7 +51,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -242,7 +241,10 @@ def run_zoning(susceptibility: str, uncertainty: str, exceedance: str, outputs: 
     layers = [("the uncertainty layer", ug), ("EXCEEDANCE", pg)]
     hz = None
     if hotspots:
-        hz, hg, _ = _read1(hotspots, 1, "HOTSPOTS")
+        hz, hg, hds = _read1(hotspots, 1, "HOTSPOTS")
+        if (hds.GetMetadata() or {}).get("DEFORMCAST_KIND") == "hotspot_classes":
+            raise DeformCastError("HOTSPOTS is the hot/cold-spot class raster of 'residuals'; give its Gi* z-score "
+                                  "raster (OUTPUT_HOTSPOTS) instead: the rule compares z with hotspot_z.")
         layers.append(("HOTSPOTS", hg))
     fc = None
     if forecast:
@@ -389,7 +391,11 @@ def _write_zones(path: str, labels: np.ndarray, keep: set, attrs: Dict[int, dict
                 return 0
             return 1
 
-        gdal.Polygonize(band, band, lyr, 0, opts, callback=cb)
+        try:
+            gdal.Polygonize(band, band, lyr, 0, opts, callback=cb)
+        except RuntimeError as e:
+            progress.check()  # a Cancel stops Polygonize through its callback: report it as Cancel
+            raise DeformCastError(f"GDAL could not turn the zones into polygons: {e}") from None
         progress.check()
         lyr.StartTransaction()
         lyr.ResetReading()

@@ -10,8 +10,9 @@ per-member scaling and noise, 1 % nodata pixels.
 Each size runs in a fresh process which reports wall time of ``run_uncertainty`` (every output:
 susceptibility, spread, ambiguity, confidence, 3 exceedance bands, median deformation, report),
 the peak of Python/numpy allocations during the run (tracemalloc) and the process's peak
-resident memory (``ru_maxrss``: interpreter, numpy, GDAL; GDAL's block cache is capped at
-64 MB here, as QGIS users may set it with GDAL_CACHEMAX).
+resident memory (``VmHWM`` of the fresh process — not ``ru_maxrss``, which Linux carries over
+from the parent across exec; it includes the interpreter, numpy and GDAL, whose block cache is
+capped at 64 MB here, as QGIS users may set it with GDAL_CACHEMAX).
 
 Usage::
 
@@ -88,8 +89,16 @@ def write_inputs(folder: str, size: int, seed: int = 0):
     return mp, sp
 
 
+def _vm_hwm_mb() -> float:
+    """Peak resident set size of this process (MB), from /proc/self/status."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def child(folder: str) -> None:
-    import resource
     import tracemalloc
 
     from osgeo import gdal
@@ -103,16 +112,16 @@ def child(folder: str) -> None:
             ["OUTPUT_SUSCEPTIBILITY", "OUTPUT_SPREAD", "OUTPUT_AMBIGUITY", "OUTPUT_CONFIDENCE",
              "OUTPUT_EXCEEDANCE", "OUTPUT_DEFORMATION"]}
     outs["OUTPUT_REPORT"] = os.path.join(out, "report.html")
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = _vm_hwm_mb()
     tracemalloc.start()
     t0 = time.perf_counter()
     res = run_uncertainty(mp, sp, outs, thresholds="10,20", extreme_quantiles="95", n_classes=5)
     wall = time.perf_counter() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"wall_s": wall, "tracemalloc_peak_mb": peak / 2**20, "rss_before_mb": rss0 / 1024,
-                      "peak_rss_mb": rss / 1024, "n_valid": res.n_valid,
+    rss = _vm_hwm_mb()
+    print(json.dumps({"wall_s": wall, "tracemalloc_peak_mb": peak / 2**20, "rss_before_mb": rss0,
+                      "peak_rss_mb": rss, "n_valid": res.n_valid,
                       "limits_mm": [round(float(x), 3) for x in res.limits]}))
 
 

@@ -1,16 +1,19 @@
-"""Processing wrapper: ``deformcast:import_timeseries`` (core: algorithms.readers.import_timeseries)."""
+"""Processing wrappers: ``deformcast:import_timeseries`` (core: algorithms.readers.import_timeseries)
+and ``deformcast:sample_at_points`` (core: algorithms.readers.sample_points_to_csv)."""
 from __future__ import annotations
 
 from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterCrs,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
 )
 
-from ..algorithms.readers import import_timeseries
-from .base import DeformCastAlgorithm, output_path
+from ..algorithms.readers import import_timeseries, sample_points_to_csv
+from .base import DeformCastAlgorithm, output_path, raster_source
 
 _FILTER = ("InSAR time series (*.csv *.zip *.shp *.gpkg *.geojson *.h5 *.he5 *.hdf5 *.tif *.tiff *.vrt);;"
            "EGMS CSV (*.csv *.zip);;Point layers (*.shp *.gpkg *.geojson *.fgb);;"
@@ -83,4 +86,40 @@ in time; gaps longer than the maximum gap (default 3 steps) stay empty.</p>
             dates=self.parameterAsString(parameters, "DATES", context) or None,
             regularise=(step if step > 0 else True) if regularise else False,
             max_gap_days=gap if gap > 0 else None, progress=progress)
+        return {"OUTPUT": summary["output"]}
+
+
+_POINTS_FILTER = ("Point time series (*.csv *.zip *.shp *.gpkg *.geojson *.fgb);;All files (*)")
+
+
+class SampleAtPoints(DeformCastAlgorithm):
+    ALG_ID = "sample_at_points"
+    DISPLAY_NAME = "Results back on the points"
+    GROUP = "data"
+    REQUIRES = ("numpy",)
+    HELP = """
+<p>Reads any DeformCast raster (displacement stack, forecast, susceptibility, exceedance probability ...)
+at the points a stack was imported from, so point-product users get results per point.</p>
+<p><b>Raster</b>: the raster to read. <b>Points</b>: the EGMS CSV or point layer given to
+<i>Import InSAR time series</i> (streamed; also <code>file.gpkg|layername=ps</code>).</p>
+<p>Each point gets the value of the grid cell it lies in, i.e. the cell it was averaged into on import.</p>
+<p><b>Output</b>: a CSV with <code>id</code> (EGMS pid, or the row number / feature id), <code>x, y</code>
+(the points' own CRS) and one column per raster band, named by the band description (dates for
+forecasts); empty = no value.</p>
+"""
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Raster to read (stack, forecast, map)"))
+        self.addParameter(QgsProcessingParameterFile(
+            "POINTS", "Points (EGMS CSV or point layer the stack was imported from)",
+            QgsProcessingParameterFile.File, fileFilter=_POINTS_FILTER))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            "OUTPUT", "Values at the points (CSV)", "CSV files (*.csv)"))
+
+    def run(self, parameters, context, feedback, progress):
+        out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        summary = sample_points_to_csv(raster_source(self, parameters, "INPUT", context),
+                                       self.parameterAsFile(parameters, "POINTS", context), out,
+                                       progress=progress)
+        feedback.pushInfo(f"{summary['n_with_values']} of {summary['n_points']} points have values.")
         return {"OUTPUT": summary["output"]}

@@ -27,7 +27,11 @@ def algorithm_classes():
     for info in sorted(pkgutil.iter_modules([pkg_dir]), key=lambda m: m.name):
         if not info.name.startswith("alg_"):
             continue
-        mod = importlib.import_module(f"{__package__}.{info.name}")
+        try:
+            mod = importlib.import_module(f"{__package__}.{info.name}")
+        except Exception as e:  # noqa: BLE001 - one broken module must not take the provider down
+            QgsMessageLog.logMessage(f"DeformCast: cannot load {info.name}: {e!r}", "DeformCast", Qgis.Critical)
+            continue
         for _, obj in inspect.getmembers(mod, inspect.isclass):
             if issubclass(obj, DeformCastAlgorithm) and obj.ALG_ID and obj.__module__ == mod.__name__:
                 classes.append(obj)

@@ -43,6 +43,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "docs"))
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "deformcast-shots"))
     ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the outputs of an earlier run in --work instead of running the chain again")
     args = ap.parse_args()
     xvfb = _ensure_display()
     os.environ.setdefault("QGIS_CUSTOM_CONFIG_PATH", tempfile.mkdtemp(prefix="dc-shots-profile"))
@@ -88,8 +90,13 @@ def _shoot(args):
     from deformcast.ui.inspector import InspectorDock
     from deformcast.ui.workflow_dialog import HelpDialog, WorkflowDialog
 
+    from deformcast.ui import runner
+
     os.makedirs(args.out, exist_ok=True)
-    shutil.rmtree(args.work, ignore_errors=True)
+    out = os.path.join(args.work, "run")
+    reuse = args.reuse and os.path.exists(os.path.join(out, "zoning_report.html"))
+    if not reuse:
+        shutil.rmtree(args.work, ignore_errors=True)
     shots = []
 
     def save(widget, name):
@@ -103,7 +110,9 @@ def _shoot(args):
 
     # --- the demo scene -------------------------------------------------------------------
     t0 = time.time()
-    scene = processing.run("deformcast:synthetic_scenario", {
+    scene_folder = os.path.join(args.work, "scene")
+    scene = {"OUTPUT_STACK": os.path.join(scene_folder, "stack.tif")} if reuse else processing.run(
+        "deformcast:synthetic_scenario", {
         "SEED": 7, "OUTPUT_FOLDER": os.path.join(args.work, "scene"), "WIDTH": 64, "HEIGHT": 48,
         "N_EPOCHS": 60, "N_FUTURE": 4, "CELL_SIZE": 50.0})
     print(f"scene in {time.time() - t0:.0f} s")
@@ -117,7 +126,8 @@ def _shoot(args):
     root = QgsProject.instance().layerTreeRoot()
     bridge = QgsLayerTreeMapCanvasBridge(root, canvas)  # noqa: F841 - keeps canvas = tree
     view = QgsLayerTreeView()
-    view.setModel(QgsLayerTreeModel(root))
+    model = QgsLayerTreeModel(root, view)  # parented: Python must not delete it under the view
+    view.setModel(model)
     split = QSplitter()
     split.addWidget(view)
     split.addWidget(canvas)
@@ -147,7 +157,6 @@ def _shoot(args):
     dlg = WorkflowDialog(iface, show_reports=False)
     dlg.resize(780, 980)
     dlg.show()
-    out = os.path.join(args.work, "run")
     choices = {"stack": scene["OUTPUT_STACK"], "output_folder": out, "window": 8, "horizon": 3,
                "n_trials": args.trials, "top_k": 3, "max_epochs": 4, "thresholds": "5,10,20",
                "architectures": ["lstm"], "encodings": ["temporal", "spatial"],
@@ -155,26 +164,31 @@ def _shoot(args):
     dlg.set_choices(dict(choices, window=60))
     save(dlg, "ui_workflow_validation.png")
     dlg.set_choices(choices)
-    t0 = time.time()
-    task = dlg.start()
-    if task is None:
-        print("workflow could not start:", dlg.validation.errors)
-        return 1
-    midway = False
-    while dlg.task is not None:
-        app.processEvents()
-        time.sleep(0.05)
-        if not midway and dlg.progress.value() >= 20:
-            save(dlg, "ui_workflow_running.png")
-            midway = True
-    print(f"workflow in {time.time() - t0:.0f} s; error: {dlg.last_error}")
-    if dlg.last_error:
+    if reuse:
+        result = runner.ChainResult([(st, {k: v for k, v in st.params.items()
+                                           if k.startswith("OUTPUT") and os.path.exists(str(v))})
+                                     for st in runner.build_steps(choices)])
+        group = runner.load_results(result, "DeformCast run", stack_path=scene["OUTPUT_STACK"])
+    else:
+        t0 = time.time()
+        task = dlg.start()
+        if task is None:
+            print("workflow could not start:", dlg.validation.errors)
+            return 1
+        midway = False
+        while dlg.task is not None:
+            app.processEvents()
+            time.sleep(0.05)
+            if not midway and dlg.progress.value() >= 20:
+                save(dlg, "ui_workflow_running.png")
+                midway = True
+        print(f"workflow in {time.time() - t0:.0f} s; error: {dlg.last_error}")
         save(dlg, "ui_workflow_dialog.png")
-        return 1
-    save(dlg, "ui_workflow_dialog.png")
+        if dlg.last_error:
+            return 1
+        result, group = dlg.last_result, dlg.last_group
     dlg.hide()
 
-    group = dlg.last_group
     layers = {n.name(): n for n in group.findLayers()}
     canvas.setExtent(layers["Displacement stack"].layer().extent())
     canvas.refresh()
@@ -227,7 +241,7 @@ def _shoot(args):
     # --- report, help, dependencies --------------------------------------------------------
     from deformcast.ui.workflow_dialog import ReportViewer
 
-    rv = ReportViewer(dlg.last_result.reports())
+    rv = ReportViewer(result.reports())
     rv.resize(1000, 760)
     rv.show()
     save(rv, "ui_report_viewer.png")

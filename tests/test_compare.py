@@ -39,7 +39,8 @@ def test_compare_end_to_end(scene, tmp_path):
         seeds[(r["architecture"], r["method"])].add(r["seed"])
     assert all(len(s) == 2 for s in seeds.values())
     # tests: TPE vs manual per architecture + between architectures per method = 4
-    rows = list(csv.DictReader(open(tmp_path / "tests.csv")))
+    with open(tmp_path / "tests.csv") as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 4
     fams = [r["family"] for r in rows]
     assert fams.count("TPE vs manual") == 2
@@ -61,7 +62,8 @@ def test_compare_end_to_end(scene, tmp_path):
     html = (tmp_path / "compare.html").read_text()
     assert "survive Benjamini" in html and "<img" in html and "baseline" in html
     assert len(res.sentences) == 4 and all("FDR" in s or "not testable" in s for s in res.sentences)
-    runs = list(csv.DictReader(open(tmp_path / "tests_runs.csv")))
+    with open(tmp_path / "tests_runs.csv") as fh:
+        runs = list(csv.DictReader(fh))
     assert len(runs) == 8 and json.loads(runs[0]["config"])
 
     # a second run reuses the finished runs (same numbers, no retraining)

@@ -156,15 +156,27 @@ def test_encoding_channels_content():
 
 def test_residual_target_is_truth_minus_classical_forecast():
     st, _ = _scene()
+    # default: MintPy-style trajectory on all history up to the last input epoch
     p = D.prepare(st, DATES, GRID, 10, 3, target="residual", max_samples=50, seed=2)
-    s = p.train
-    j = 0
+    for s in (p.train, p.test):
+        j = int(np.argmax(s.end))
+        e, r, c = int(s.end[j]), s.pixel[j] // W, s.pixel[j] % W
+        f = forecast_baselines(st[:e + 1, r, c][:, None], DATES[:e + 1], e, DATES[e + 1:e + 4],
+                               names=["trajectory"])["trajectory"][:, 0]
+        np.testing.assert_allclose(s.anchor[j], f, rtol=1e-6)
+        np.testing.assert_allclose(s.Y[j] * np.array(p.norm["target_scale"]) + f, s.truth[j], atol=1e-4)
+    # another baseline with a capped memory
+    q = D.prepare(st, DATES, GRID, 10, 3, target="residual", baseline="trajectory_ensemble", baseline_years=1.0,
+                  max_samples=50, seed=2)
+    s = q.train
+    j = int(np.argmax(s.end))
     e, r, c = int(s.end[j]), s.pixel[j] // W, s.pixel[j] % W
-    start = int(np.searchsorted(DATES, DATES[e] - int(round(3.0 * 365.25))))
+    start = int(np.searchsorted(DATES, DATES[e] - int(round(1.0 * 365.25))))
+    assert start > 0
     f = forecast_baselines(st[:e + 1, r, c][:, None], DATES[:e + 1], e, DATES[e + 1:e + 4],
                            names=["trajectory_ensemble"], fit_start_index=start)["trajectory_ensemble"][:, 0]
     np.testing.assert_allclose(s.anchor[j], f, rtol=1e-6)
-    np.testing.assert_allclose(s.Y[j] * np.array(p.norm["target_scale"]) + f, s.truth[j], atol=1e-4)
+    assert q.config["baseline_years"] == 1.0 and p.config["baseline_years"] is None
 
 
 def test_spatial_holdout_blocks():

@@ -1,7 +1,6 @@
 """deformcast:import_timeseries on the real QGIS: processing.run and qgis_process.bin."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -24,6 +23,12 @@ def test_import_egms_csv_through_processing_run(tmp_path, run_alg):
     run_alg("import_timeseries", {"INPUT": f"{gpkg}|layername=ps", "CELL_SIZE": 100, "UNITS": "m",
                                   "OUTPUT": out2})
     check_stack(out2)
+    # and the results back on the points
+    res = run_alg("sample_at_points", {"INPUT": out2, "POINTS": gpkg + "|layername=ps",
+                                       "OUTPUT": str(tmp_path / "pts.csv")})
+    with open(res["OUTPUT"]) as fh:
+        lines = fh.read().splitlines()
+    assert lines[0].startswith("id,x,y,2020-01-05,") and len(lines) == 1 + 20
 
 
 def test_import_messages_through_processing(tmp_path, run_alg, deformcast_provider):

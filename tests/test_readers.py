@@ -16,7 +16,7 @@ from osgeo import gdal, ogr, osr
 
 from deformcast.algorithms import readers
 from deformcast.algorithms.errors import DeformCastError
-from deformcast.algorithms.raster import Grid, crs_equal, open_stack, read_raster, read_stack, write_raster, write_stack
+from deformcast.algorithms.raster import Grid, crs_equal, open_stack, read_raster, read_stack, write_raster
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -410,7 +410,7 @@ def test_covariate_without_overlap_is_refused(tmp_path):
 # ----------------------------------------------------------------------------------------
 # streaming: memory does not grow with the number of rows
 # ----------------------------------------------------------------------------------------
-def _big_csv(path, n, t=24, side=20, seed=0):
+def _big_csv(path, n, t=16, side=20, seed=0):
     rng = np.random.default_rng(seed)
     x = X0 + rng.uniform(0, side * CELL, n)
     y = Y0 - rng.uniform(0, side * CELL, n)
@@ -440,7 +440,7 @@ def test_csv_streaming_memory_does_not_grow_with_rows(tmp_path):
     p_small, _, g1 = _peak(readers.read_egms_csv(small, chunk_rows=2000))
     p_big, stack, g2 = _peak(readers.read_egms_csv(big, chunk_rows=2000))
     assert g1.same_as(g2) and g2.shape == (20, 20)
-    # a whole-file reader would need >= 50k x 24 x 4 bytes = 4.8 MB for the values alone
+    # a whole-file reader would need >= 50k x 16 x 4 bytes = 3.2 MB for the values alone
     assert p_big < 1.3 * p_small + 200_000, (p_small, p_big)
     assert p_big < 3_000_000, p_big
     # and the streamed grid is right: overall mean of every point = mean over cells weighted by counts
@@ -571,3 +571,42 @@ def test_cancel_leaves_no_output(tmp_path):
     with pytest.raises(Cancelled):
         readers.import_timeseries(tif, str(out), progress=Progress(is_cancelled=lambda: True))
     assert not os.path.exists(out) and not os.path.exists(str(out) + ".part.tif")
+
+
+def test_sample_points_to_csv(tmp_path):
+    src = write_point_layer(str(tmp_path / "ps.shp"), "ESRI Shapefile", "D{}", 1.0, multipoint=True)
+    stack = str(tmp_path / "grid.tif")
+    readers.import_timeseries(src, stack, cell_size=100)
+    out = str(tmp_path / "at_points.csv")
+    s = readers.sample_points_to_csv(stack, src, out)
+    xy, vals = points()
+    assert s["n_points"] == xy.shape[0] and s["columns"] == [str(d) for d in DATES]
+    with open(out) as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["id", "x", "y"] + [str(d) for d in DATES]
+    got = np.array([[float(v) if v else np.nan for v in r[3:]] for r in rows[1:]])
+    np.testing.assert_allclose(np.array([[float(r[1]), float(r[2])] for r in rows[1:]]), xy)
+    np.testing.assert_allclose(got[2:], vals[2:], atol=1e-3, equal_nan=True)
+    np.testing.assert_allclose(got[0], vals[:2].mean(axis=0), atol=1e-3)
+    assert [r[0] for r in rows[1:4]] == ["0", "1", "2"]  # feature ids
+    # EGMS CSV: the pid column is the id
+    csv_src = write_egms_csv(tmp_path / "e.csv", "L3")
+    readers.sample_points_to_csv(stack, str(csv_src), out)
+    with open(out) as fh:
+        assert next(csv.reader(fh)) and next(csv.reader(fh))[0] == "PID00000"
+    with pytest.raises(DeformCastError, match="not a point file"):
+        readers.sample_points_to_csv(stack, stack, out)
+
+
+def test_mintpy_crs_from_utm_zone_and_missing_crs(tmp_path):
+    import h5py
+
+    p = write_mintpy(str(tmp_path / "utm.h5"), epsg=None)
+    with h5py.File(p, "a") as f:
+        f.attrs["X_UNIT"] = "meters"
+        f.attrs["UTM_ZONE"] = "32N"
+    assert crs_equal(readers.read_mintpy_h5(p).grid.crs_wkt, _srs(32632).ExportToWkt())
+    with h5py.File(p, "a") as f:
+        del f.attrs["UTM_ZONE"]
+    with pytest.raises(DeformCastError, match="EPSG"):
+        readers.read_mintpy_h5(p)

@@ -36,16 +36,21 @@ def test_tune_through_processing(run_alg, stack_path, tmp_path):
                            "OUTPUT_REPORT": str(tmp_path / "tune.html")}, feedback=FB())
     assert res["OUTPUT_FOLDER"] == str(out)
     man = json.loads((out / "manifest.json").read_text())
-    assert [m["rank"] for m in man["members"]] == [1, 2]
+    # hyperband may prune some of the 3 trials; every complete one (at most TOP_K) is kept in rank order
+    n = len(man["members"])
+    assert 1 <= n <= 2 and [m["rank"] for m in man["members"]] == list(range(1, n + 1))
     assert man["study_name"] == "deformcast-lstm-h2"
     assert os.path.isfile(res["OUTPUT_REPORT"]) and os.path.isfile(res["OUTPUT_TRIALS"])
     assert res["BEST_VALUE"] == pytest.approx(man["members"][0]["val_rmse_mm"])
-    assert len(list(csv.DictReader(open(res["OUTPUT_TRIALS"])))) == 3
+    with open(res["OUTPUT_TRIALS"]) as fh:
+        trials = list(csv.DictReader(fh))
+    assert len(trials) == 3 and {t["state"] for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert sum(t["state"] == "COMPLETE" for t in trials) == n
     assert any(m.startswith("Trial ") for m in msgs)
     # the model folder is what predict reads
     from deformcast.algorithms.modelio import member_paths
 
-    assert len(member_paths(str(out))) == 2
+    assert len(member_paths(str(out))) == n
 
 
 def test_tune_refuses_bad_input(run_alg, stack_path, tmp_path):
@@ -66,8 +71,10 @@ def test_compare_through_processing(run_alg, stack_path, tmp_path):
                               "MAX_EPOCHS": 1, "MAX_SAMPLES": 300, "SEED": 1, "DEVICE": "cpu",
                               "OUTPUT_TABLE": str(tmp_path / "tests.csv"),
                               "OUTPUT_REPORT": str(tmp_path / "compare.html")})
-    rows = list(csv.DictReader(open(res["OUTPUT_TABLE"])))
+    with open(res["OUTPUT_TABLE"]) as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 4 and {r["family"] for r in rows} == {"TPE vs manual", "between set-ups (TPE)",
                                                               "between set-ups (manual)"}
     assert os.path.isfile(res["OUTPUT_REPORT"]) and os.path.isfile(res["OUTPUT_RUNS"])
-    assert "alpha = 0.1" in open(res["OUTPUT_REPORT"]).read()
+    with open(res["OUTPUT_REPORT"]) as fh:
+        assert "alpha = 0.1" in fh.read()

@@ -256,3 +256,17 @@ def test_two_workers_share_one_journal(tmp_path):
     assert workers <= {f"{os.uname().nodename}:{p.pid}" for p in procs}
     man = json.loads((out / "manifest.json").read_text())
     assert len(man["members"]) == 2
+
+
+def test_database_storage_url(scene, tmp_path):
+    """STORAGE takes an Optuna RDB URL (sqlite here; PostgreSQL/MySQL work the same way)."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    res = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(tmp_path / "out"), n_trials=2,
+                           top_k=1, seed=1, storage=url, search_space=TINY_SPACE, max_epochs=1, max_samples=300,
+                           threads=1, pruner="none", evaluate_test=False, write_outputs=False)
+    assert res.storage == url and not (tmp_path / "out" / "study.journal").exists()
+    study = optuna.load_study(study_name=res.study_name, storage=url)
+    assert _states(study)["COMPLETE"] == 2
+    assert (tmp_path / "out" / "manifest.json").exists()

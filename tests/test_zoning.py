@@ -169,3 +169,32 @@ def test_bad_inputs(tmp_path):
         Z.run_zoning(paths["s"], paths["u"], paths["p"], {}, "entropy")
     with pytest.raises(DeformCastError, match="MIN_AREA"):
         Z.run_zoning(paths["s"], paths["u"], paths["p"], {}, min_area=-1)
+
+
+def test_hotspot_class_raster_refused(tmp_path):
+    s = np.full((2, 2), 5.0)
+    paths, grid = build(tmp_path, s, np.zeros((2, 2)), np.zeros((2, 2)))
+    cls = write_raster(str(tmp_path / "cls.tif"), np.full((2, 2), 7, np.uint8), grid, dtype="uint8", nodata=0,
+                       metadata={"DEFORMCAST_KIND": "hotspot_classes"})
+    with pytest.raises(DeformCastError, match="OUTPUT_HOTSPOTS"):
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], {}, hotspots=cls)
+
+
+def test_cancel_leaves_no_zones_file(tmp_path):
+    from deformcast.algorithms.errors import Cancelled
+    from deformcast.algorithms.progress import Progress
+
+    rng = np.random.default_rng(0)
+    s = rng.integers(1, 6, size=(30, 30)).astype(float)
+    paths, _ = build(tmp_path, s, rng.random((30, 30)), rng.random((30, 30)))
+    calls = {"n": 0}
+
+    def cancelled():
+        calls["n"] += 1
+        return calls["n"] > 8  # after the tier raster, during the polygons
+
+    out = str(tmp_path / "zones.gpkg")
+    with pytest.raises(Cancelled):
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_ZONES": out},
+                     progress=Progress(is_cancelled=cancelled))
+    assert not any(p.name.startswith("zones") for p in tmp_path.iterdir())
