@@ -37,6 +37,8 @@ Results back on the points: :func:`sample_grid_at_points` reads any output raste
 susceptibility, exceedance ...) at the points' coordinates, taking the value of **the cell the
 point was averaged into**. We chose sampling rather than per-point prediction because a cell's
 forecast already is the forecast for the points that defined it, and it needs no second model run.
+:func:`sample_points_to_csv` does this for a whole point file (streamed) and writes a CSV with the
+points' ids and coordinates and one column per band (Processing: ``deformcast:sample_at_points``).
 
 Covariates
 ----------
@@ -1013,9 +1015,10 @@ def _regularise_opts(regularise, dates):
 
 def _write_gridded(output_path: str, grid: Grid, dates: np.ndarray, read_block: Callable[[int, int], np.ndarray],
                    progress, what: str, regularise=None, max_gap_days=None, block_rows: Optional[int] = None,
-                   metadata: Optional[dict] = None) -> Tuple[np.ndarray, float]:
+                   metadata: Optional[dict] = None, rereference: bool = False) -> Tuple[np.ndarray, float]:
     """Block-wise: read rows, optionally regularise, write the contract stack. Refuses all-nodata."""
     from .series import regularise as _reg
+    from .series import rereference as _reref
     from .styles import deformation_style
 
     reg = _regularise_opts(regularise, dates)
@@ -1031,6 +1034,8 @@ def _write_gridded(output_path: str, grid: Grid, dates: np.ndarray, read_block: 
             block = read_block(r0, r1)
             if reg is not None:
                 block, _ = _reg(block, dates, step_days=reg[0], max_gap_days=max_gap_days)
+            if rereference:
+                block = _reref(block, 0)
             n_valid += int(np.count_nonzero(np.isfinite(block)))
             last[r0:r1] = block[-1]
             w.write(block, r0)
@@ -1064,7 +1069,7 @@ def _warp_file(src_path: str, output_path: str, target_crs, cell_size, dates, pr
 
 def import_timeseries(input_path: str, output_path: str, cell_size: Optional[float] = None, units: str = "mm",
                       target_crs=None, dates=None, layer=None, regularise=False, max_gap_days=None,
-                      progress=None, chunk_rows: int = 2000) -> dict:
+                      progress=None, chunk_rows: int = 2000, rereference: bool = False) -> dict:
     """Any supported InSAR product -> a contract displacement stack GeoTIFF (mm, ISO dates, NaN).
 
     ``cell_size`` is required for point inputs (CSV, point layers) and optional for gridded ones
@@ -1072,6 +1077,7 @@ def import_timeseries(input_path: str, output_path: str, cell_size: Optional[flo
     products carry their own (MintPy metres, LiCSBAS mm). ``target_crs`` reprojects (points exactly,
     grids bilinearly). ``dates`` (the DATES parameter) gives the dates of a raster stack.
     ``regularise``: False, True (median step) or a step in days (see :mod:`algorithms.series`).
+    ``rereference``: refer every pixel to its first (regularised) epoch, which becomes 0 mm.
     Returns a summary dict (output, format, dates, grid size, CRS, valid fraction ...).
     """
     from .progress import Progress
@@ -1096,7 +1102,7 @@ def import_timeseries(input_path: str, output_path: str, cell_size: Optional[flo
         summary["n_skipped"] = int(src.n_skipped)
         out_dates, frac = _write_gridded(output_path, grid, src.dates, lambda a, b: stack[:, a:b],
                                          progress.sub(0.8, 1.0), f"'{os.path.basename(src.path)}'",
-                                         regularise, max_gap_days, metadata=meta)
+                                         regularise, max_gap_days, metadata=meta, rereference=rereference)
     else:
         if fmt == "raster":
             info = open_stack(str(input_path), dates)
@@ -1124,7 +1130,7 @@ def import_timeseries(input_path: str, output_path: str, cell_size: Optional[flo
             tmp = output_path + ".src.tif"
             try:
                 out_dates, _ = _write_gridded(tmp, grid, src_dates, read_block, progress.sub(0.0, 0.6), what,
-                                              regularise, max_gap_days, metadata=meta)
+                                              regularise, max_gap_days, metadata=meta, rereference=rereference)
                 grid, frac = _warp_file(tmp, output_path, target_crs, cell_size, out_dates,
                                         progress.sub(0.6, 1.0), meta)
             finally:
@@ -1133,7 +1139,7 @@ def import_timeseries(input_path: str, output_path: str, cell_size: Optional[flo
                         os.remove(q)
         else:
             out_dates, frac = _write_gridded(output_path, grid, src_dates, read_block, progress, what,
-                                             regularise, max_gap_days, metadata=meta)
+                                             regularise, max_gap_days, metadata=meta, rereference=rereference)
     srs = srs_from(grid.crs_wkt) if grid.crs_wkt else None
     summary.update({
         "output": output_path,

@@ -16,13 +16,15 @@ max_epochs=60, patience=8, progress=None, epoch_callback=None, threads=None) -> 
   MSE; it may raise (e.g. ``optuna.TrialPruned``) to stop the run — the exception propagates.
 * ``progress``: :class:`algorithms.progress.Progress`; checked every batch, so Cancel stops within
   one batch by raising :class:`Cancelled`.
-* ``threads``: torch CPU threads for the run (default ``min(2, cores)``); restored afterwards.
+* ``threads``: torch CPU threads for the run (default :func:`default_threads`: the environment
+  variable ``DEFORMCAST_THREADS``, else ``min(2, cores)``); restored afterwards. Bit-for-bit
+  repeatability holds for the same thread count (recorded in the result).
 
 ``TrainResult``: ``model`` (on the CPU, eval mode, best weights restored), ``architecture``,
 ``hparams`` (complete), ``history`` (list of ``{"epoch", "train_loss", "val_loss", "lr",
 "seconds"}``), ``best_val_loss``, ``best_epoch``, ``epochs_run``, ``stopped_early``, ``seconds``,
 ``n_parameters``, ``device``, ``seed``, ``n_features``, ``window``, ``horizon``, ``n_train``,
-``n_val``.
+``n_val``, ``threads``.
 
 ``predict_array(model, X, batch_size=8192, device="cpu", progress=None) -> float32 (N, horizon)``:
 batched inference under ``torch.inference_mode`` (no Python loop per pixel).
@@ -89,11 +91,37 @@ class TrainResult:
     horizon: int = 0
     n_train: int = 0
     n_val: int = 0
+    threads: int = 1
 
 
 def default_threads() -> int:
-    """``min(2, cores)``: the machines this runs on are often small and shared."""
+    """Torch CPU threads: ``DEFORMCAST_THREADS`` when set, else ``min(2, cores)``.
+
+    Small machines are often shared: on an oversubscribed CPU, OpenMP threads wait on each other
+    and 2 threads can be many times slower than 1 — set ``DEFORMCAST_THREADS=1`` there. The count
+    is fixed (not derived from the current load) because results differ in the last bits between
+    thread counts, and a seeded run must repeat.
+    """
+    env = os.environ.get("DEFORMCAST_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise DeformCastError(f"DEFORMCAST_THREADS='{env}' is not a whole number of threads.") from None
     return max(1, min(2, os.cpu_count() or 1))
+
+
+@contextlib.contextmanager
+def torch_threads(threads: Optional[int] = None):
+    """Run a block with ``threads`` torch CPU threads (default :func:`default_threads`), then restore."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(threads or default_threads()))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def resolve_device(device: Optional[str] = "auto") -> str:
@@ -213,7 +241,7 @@ def train_model(train_X, train_Y, val_X, val_Y, architecture: str, hparams: Opti
         loss_fn = torch.nn.MSELoss() if hp["loss"] == "mse" else torch.nn.HuberLoss(delta=1.0)
         res = TrainResult(model=None, architecture=spec.name, hparams=hp, device=dev, seed=int(seed),
                           n_features=n_feat, window=window, horizon=horizon, n_train=n, n_val=int(Xva.shape[0]),
-                          n_parameters=count_parameters(model))
+                          n_parameters=count_parameters(model), threads=torch.get_num_threads())
         best_state = None
         bad_epochs = 0
         for epoch in range(int(max_epochs)):
@@ -308,6 +336,7 @@ def evaluate_samples(model, samples, norm: dict, batch_size: int = 8192) -> Dict
 
 MEMBER_FOLDER = "m01_{arch}"
 _METRIC_PIXELS = 250_000  # pixels kept for the test metrics (all of them below this many)
+_EVAL_SAMPLES = 10_000  # validation windows scored after every epoch
 
 
 def _parse_hparams(text) -> Dict[str, Any]:
@@ -345,7 +374,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
                      patience: int = DEFAULT_PATIENCE, seed: int = 42, device: str = "auto", dates=None,
                      forecast_path: Optional[str] = None, residuals_path: Optional[str] = None,
                      report_path: Optional[str] = None, truth_path: Optional[str] = None,
-                     zones_path: Optional[str] = None, max_samples: int = 20000,
+                     zones_path: Optional[str] = None, max_samples: int = 20000, target: str = "increment",
                      threads: Optional[int] = None, block_rows: int = 256,
                      progress: Optional[Progress] = None) -> Dict[str, Any]:
     """Train one model on a displacement stack and evaluate it on the held-out test period.
@@ -368,8 +397,6 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     descriptions, styled) and the HTML report. Returns a dict with the paths, the metrics and the
     :class:`TrainResult` (key ``result``).
     """
-    import json
-    import shutil
 
     from . import styles
     from .baselines import BASELINES, forecast_baselines
@@ -401,7 +428,8 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
         covs = align_covariates(list(covariate_paths), grid, progress.sub(0.0, 0.02))
     enc = list(encodings or ["none"])
     prep = prepare(info, None, grid, window, horizon, enc, covariates=covs or None, max_samples=max_samples,
-                   seed=seed, progress=progress.sub(0.02, 0.1))
+                   max_eval_samples=min(int(max_samples), _EVAL_SAMPLES), seed=seed, target=target,
+                   progress=progress.sub(0.02, 0.1))
     cfg, norm = prep.config, prep.norm
     progress.log(f"{len(prep.train)} training, {len(prep.val)} validation, {len(prep.test)} test windows; "
                  f"{prep.n_features} input channels ({', '.join(prep.feature_names)}).")
@@ -460,6 +488,8 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     sample_fc, sample_rs = [], []
     bp = progress.sub(0.8, 0.97)
     blocks = list(row_blocks(grid.height, block_rows))
+    thread_scope = torch_threads(threads)
+    thread_scope.__enter__()
     try:
         if forecast_path:
             fc_w = RasterWriter(forecast_path, grid, n_b, test_names, metadata={"CONTENT": "test-period forecast, mm"})
@@ -515,6 +545,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
             rs_w.close()
             rs_w = None
     finally:
+        thread_scope.__exit__(None, None, None)
         for wtr in (fc_w, rs_w):
             if wtr is not None:
                 wtr.abort()
@@ -557,7 +588,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
         "validation": {"val_loss": res.best_val_loss, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
                        "val_rmse_mm": val_scores["overall"]["rmse"], "val_mae_mm": val_scores["overall"]["mae"]},
         "test": {m: metrics["observed"][m]["overall"] for m in methods},
-        "train_seconds": res.seconds, "n_train": res.n_train, "n_val": res.n_val,
+        "train_seconds": res.seconds, "n_train": res.n_train, "n_val": res.n_val, "threads": res.threads,
     }
     progress.check()
     save_model(os.path.join(output_folder, member), model, meta)
@@ -614,7 +645,9 @@ def _write_report(path, spec, res, prep, info, metrics, methods, horizon, lead, 
     rep.paragraph(
         f"Stack {os.path.basename(info.path)}: {info.grid.width} x {info.grid.height} pixels, {sdates.size} "
         f"epochs {iso(sdates[0])} .. {iso(sdates[-1])}. WINDOW {cfg['window']} epochs, HORIZON {horizon} epochs, "
-        f"encodings: {', '.join(cfg['encodings'])}; input channels: {', '.join(prep.feature_names)}.")
+        f"encodings: {', '.join(cfg['encodings'])}; input channels: {', '.join(prep.feature_names)}. The network "
+        + ("learns the change from the last input epoch." if cfg["target"] == "increment" else
+           f"learns the correction to the classical {cfg['baseline']} forecast."))
     sd = cfg["split_dates"]
     rep.paragraph(f"Training period {sd['train'][0]} .. {sd['train'][1]} ({res.n_train} windows), validation "
                   f"{sd['val'][0]} .. {sd['val'][1]} ({res.n_val} windows), test {sd['test'][0]} .. "

@@ -46,6 +46,8 @@ cell size &gt; 0 resamples the grid (bilinear).</p>
 per line, or a comma list).</p>
 <p><b>Regularise</b>: resample onto a fixed time step (default: the median spacing) by linear interpolation
 in time; gaps longer than the maximum gap (default 3 steps) stay empty.</p>
+<p><b>Re-reference</b>: subtract each pixel's value at the first epoch, so every series starts at 0 mm
+(pixels without a value at the first epoch become empty).</p>
 <p><b>Output</b>: the displacement stack GeoTIFF (+ .qml style).</p>
 """
 
@@ -67,6 +69,8 @@ in time; gaps longer than the maximum gap (default 3 steps) stay empty.</p>
         self.addParameter(QgsProcessingParameterNumber(
             "MAX_GAP_DAYS", "Longest gap bridged by interpolation, days (0 = 3 x step)",
             QgsProcessingParameterNumber.Double, 0.0, minValue=0.0))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "REREFERENCE", "Re-reference every pixel to the first epoch (0 mm)", False))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Displacement stack"))
 
     def run(self, parameters, context, feedback, progress):
@@ -85,7 +89,8 @@ in time; gaps longer than the maximum gap (default 3 steps) stay empty.</p>
             units=self.enum_value(parameters, "UNITS", context), target_crs=target,
             dates=self.parameterAsString(parameters, "DATES", context) or None,
             regularise=(step if step > 0 else True) if regularise else False,
-            max_gap_days=gap if gap > 0 else None, progress=progress)
+            max_gap_days=gap if gap > 0 else None, progress=progress,
+            rereference=self.parameterAsBoolean(parameters, "REREFERENCE", context))
         return {"OUTPUT": summary["output"]}
 
 

@@ -70,10 +70,11 @@ def main():
     param(arch, 560, 60)
     param(N("HORIZON", "Forecast horizon (epochs)", N.Integer, 6, minValue=1), 780, 60)
     param(N("N_TRIALS", "TPE trials", N.Integer, 10, minValue=1), 1000, 60)
-    param(N("TOP_K", "Ensemble size", N.Integer, 10, minValue=1), 1220, 60)
+    param(N("TOP_K", "Ensemble size", N.Integer, 10, minValue=2), 1220, 60)
+    param(N("MAX_EPOCHS", "Maximum epochs per trial", N.Integer, 25, minValue=1), 1220, 140)
     param(QgsProcessingParameterString("THRESHOLDS", "Exceedance thresholds (mm over the horizon)", "10,20"), 1440, 60)
 
-    def child(alg_id, cid, desc, x, y, sources, statics=None, outputs=None):
+    def child(alg_id, cid, desc, x, y, sources, statics=None, outputs=None, mandatory=()):
         c = QgsProcessingModelChildAlgorithm(alg_id)
         c.setChildId(cid)
         c.setDescription(desc)
@@ -88,6 +89,9 @@ def main():
             o.setChildId(cid)
             o.setChildOutputName(child_out)
             o.setPosition(QPointF(x + 180, y + 40))
+            # intermediate layers the next step reads (members, ambiguity, exceedance) are not model
+            # outputs: a model output left unset in a headless run would not be written at all
+            o.setMandatory(label in mandatory)
             outs[label] = o
         c.setModelOutputs(outs)
         m.addChildAlgorithm(c)
@@ -95,24 +99,23 @@ def main():
     P, C = Src.fromModelParameter, Src.fromChildOutput
     child("deformcast:tune", "tune", "Tune (TPE)", 300, 260,
           {"INPUT": P("INPUT"), "COVARIATES": P("COVARIATES"), "ARCHITECTURE": P("ARCHITECTURE"),
-           "HORIZON": P("HORIZON"), "N_TRIALS": P("N_TRIALS"), "TOP_K": P("TOP_K")},
-          {"MAX_EPOCHS": 25, "ENCODING": ["none"], "PRUNER": "median", "SEED": 42, "DEVICE": "auto"}, {"OUTPUT_FOLDER": "Model folder"})
+           "HORIZON": P("HORIZON"), "N_TRIALS": P("N_TRIALS"), "TOP_K": P("TOP_K"),
+           "MAX_EPOCHS": P("MAX_EPOCHS")},
+          {"ENCODING": ["none"], "PRUNER": "median", "SEED": 42, "DEVICE": "auto"}, {"OUTPUT_FOLDER": "Model folder"})
     child("deformcast:predict", "predict", "Ensemble forecast", 300, 420,
           {"INPUT": P("INPUT"), "MODEL_FOLDER": C("tune", "OUTPUT_FOLDER"), "COVARIATES": P("COVARIATES")},
           {"QUANTILES": "10,50,90", "DEVICE": "auto"},
-          {"OUTPUT_MEDIAN": "Forecast (median)", "OUTPUT_QUANTILES": "Forecast quantiles",
-           "OUTPUT_MEMBERS": "Ensemble members"})
+          {"OUTPUT_MEDIAN": "Forecast (median)"})
     child("deformcast:uncertainty", "uncertainty", "Susceptibility and uncertainty", 300, 580,
           {"MEMBERS": C("predict", "OUTPUT_MEMBERS"), "INPUT": P("INPUT"), "THRESHOLDS": P("THRESHOLDS")},
           {"N_CLASSES": 5, "MODE": "magnitude", "BLOCK_ROWS": 0},
-          {"OUTPUT_SUSCEPTIBILITY": "Susceptibility", "OUTPUT_AMBIGUITY": "Class ambiguity",
-           "OUTPUT_EXCEEDANCE": "Exceedance probability", "OUTPUT_SPREAD": "Ensemble spread",
-           "OUTPUT_CONFIDENCE": "Classification confidence"})
+          {"OUTPUT_SUSCEPTIBILITY": "Susceptibility"})
     child("deformcast:zoning", "zoning", "Tiered control zones", 300, 740,
           {"SUSCEPTIBILITY": C("uncertainty", "OUTPUT_SUSCEPTIBILITY"), "AMBIGUITY": C("uncertainty", "OUTPUT_AMBIGUITY"),
            "EXCEEDANCE": C("uncertainty", "OUTPUT_EXCEEDANCE"), "FORECAST": C("predict", "OUTPUT_MEDIAN")},
           {"UNCERTAINTY_TYPE": "ambiguity", "EXCEEDANCE_BAND": 1, "MIN_AREA": 0.0, "EIGHT_CONNECTED": False},
-          {"OUTPUT_TIERS": "Control tiers", "OUTPUT_ZONES": "Control zones"})
+          {"OUTPUT_TIERS": "Control tiers", "OUTPUT_ZONES": "Control zones"},
+          mandatory=("Control tiers", "Control zones"))
     ok, issues = m.validate() if hasattr(m, "validate") else (True, [])
     if not ok:
         raise SystemExit("model invalid: " + "; ".join(issues))

@@ -82,7 +82,7 @@ def _shoot(args):
     import processing
     from qgis.core import QgsCoordinateReferenceSystem, QgsLayerTreeModel, QgsPointXY, QgsProject
     from qgis.gui import QgsLayerTreeMapCanvasBridge, QgsLayerTreeView, QgsMapCanvas, QgsVertexMarker
-    from qgis.PyQt.QtCore import QSize, Qt
+    from qgis.PyQt.QtCore import Qt
     from qgis.PyQt.QtGui import QColor
     from qgis.PyQt.QtWidgets import QMainWindow, QSplitter
 
@@ -218,7 +218,9 @@ def _shoot(args):
     from osgeo import gdal
 
     med = dock.layers()["median"]
-    a = gdal.Open(med.source()).GetRasterBand(med.bandCount()).ReadAsArray().astype(float)
+    ds = gdal.Open(med.source())
+    a = ds.GetRasterBand(med.bandCount()).ReadAsArray().astype(float)
+    ds = None
     a[~np.isfinite(a)] = np.inf
     r, c = np.unravel_index(np.argmin(a), a.shape)
     ext = med.extent()

@@ -549,6 +549,11 @@ def test_regularise_on_import(tmp_path):
     np.testing.assert_allclose(v[1], (truth()[0] + truth()[1]) / 2, atol=1e-4, equal_nan=True)
     arr, grid, names = read_raster(out)
     assert names[1] == "2020-01-11"
+    out2 = str(tmp_path / "reref.tif")
+    readers.import_timeseries(src, out2, regularise=6, rereference=True)
+    v2 = read_stack(open_stack(out2))
+    np.testing.assert_allclose(v2, v - v[0:1], atol=1e-5, equal_nan=True)
+    assert np.nanmax(np.abs(v2[0])) == 0.0
 
 
 def test_cancel_leaves_no_output(tmp_path):

@@ -45,11 +45,12 @@ def test_train_via_processing_run(run_alg, scene, tmp_path):
     res = run_alg("train", {
         "INPUT": scene["stack"], "ARCHITECTURE": "cnn_lstm", "HORIZON": 2, "WINDOW": 5,
         "ENCODING": ["temporal", "spatial"], "HPARAMS": '{"hidden": 16, "conv_channels": 16}',
-        "MAX_EPOCHS": 2, "SEED": 1, "DEVICE": "cpu", "ZONES": scene["zones"],
+        "MAX_EPOCHS": 2, "SEED": 1, "DEVICE": "cpu", "ZONES": scene["zones"], "TARGET": "residual",
         "OUTPUT_FOLDER": str(tmp_path / "model"), "OUTPUT_REPORT": str(tmp_path / "report.html"),
         "OUTPUT_FORECAST": str(tmp_path / "fc.tif"), "OUTPUT_RESIDUALS": str(tmp_path / "res.tif")})
     _check_outputs(res, "cnn_lstm")
-    assert "per zone" in _read(res["OUTPUT_REPORT"])
+    html = _read(res["OUTPUT_REPORT"])
+    assert "per zone" in html and "correction to the classical trajectory" in html
 
 
 def test_train_refuses_bad_input_cleanly(run_alg, scene, tmp_path):

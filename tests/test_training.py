@@ -341,3 +341,26 @@ def test_cancelled_job_leaves_no_complete_looking_model(tmp_path, scene):
     assert state["batches"] == 3
     left = [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")]
     assert not any(n.endswith(("manifest.json", "model.json", "weights.pt", "fc.tif", "r.html")) for n in left), left
+
+
+@pytest.fixture(scope="module")
+def tiny_prepared(scene):
+    from deformcast.algorithms.dataset import prepare
+    from deformcast.algorithms.raster import open_stack
+
+    return prepare(open_stack(scene["stack"]), None, None, 6, 3, ["temporal"], max_samples=2000, seed=0)
+
+
+@pytest.mark.parametrize("name", SIX)
+def test_each_architecture_learns_on_a_tiny_stack(name, tiny_prepared):
+    """A few epochs on windows of a real (tiny, synthetic) GeoTIFF stack: the losses fall."""
+    from deformcast.algorithms.training import evaluate_samples, train_model
+
+    p = tiny_prepared
+    r = train_model(p.train.X, p.train.Y, p.val.X, p.val.Y, name, dict(_small(name), batch_size=64), seed=0,
+                    max_epochs=4, patience=10, threads=1)
+    tl = [h["train_loss"] for h in r.history]
+    assert tl[-1] < 0.9 * tl[0], r.history
+    assert r.best_val_loss < r.history[0]["val_loss"], r.history
+    rmse = evaluate_samples(r.model, p.val, p.norm)["overall"]["rmse"]
+    assert np.isfinite(rmse) and rmse > 0

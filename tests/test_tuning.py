@@ -96,6 +96,14 @@ def test_tiny_study_end_to_end(scene, tmp_path):
     study = _optuna_study(str(out), res.study_name)
     st = _states(study)
     assert st["COMPLETE"] + st["PRUNED"] == 4
+    # trial 0 ran the hand-set defaults (those inside the overridden ranges)
+    t0 = study.trials[0]
+    assert t0.user_attrs.get("hand_set_defaults")
+    from deformcast.algorithms.models import get_spec
+
+    d = get_spec("lstm").all_defaults()
+    assert all(t0.params[k] == d[k] for k in ("lr", "weight_decay", "dropout", "grad_clip"))
+    assert 4 <= t0.params["window"] <= 8  # the default window 12 lies outside the tiny range: sampled
     man = read_manifest(str(out))
     assert [m["rank"] for m in man["members"]] == [1, 2]
     vals = [m["val_rmse_mm"] for m in man["members"]]
@@ -270,3 +278,10 @@ def test_database_storage_url(scene, tmp_path):
     study = optuna.load_study(study_name=res.study_name, storage=url)
     assert _states(study)["COMPLETE"] == 2
     assert (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_timeout_stops_starting_trials(scene, tmp_path):
+    res = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(tmp_path / "to"), n_trials=50,
+                           top_k=3, seed=1, timeout=1e-3, search_space=TINY_SPACE, max_epochs=1, max_samples=300,
+                           threads=1, pruner="none", evaluate_test=False, write_outputs=False)
+    assert res.worker.stopped_by_timeout and res.worker.trials_run == 1 and res.n_complete == 1

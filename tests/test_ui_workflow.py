@@ -134,6 +134,11 @@ def test_dialog_validates_while_typing(qgis_new_project, qgis_iface, tmp_path):
     assert not dlg.run_btn.isEnabled() and "Choose a displacement stack" in dlg.message.text()
     dlg.stack_layer.setLayer(lyr)  # picking the layer fills the file
     assert dlg.choices()["stack"] == stack
+    other, _ = _stack(tmp_path / "other.tif")
+    dlg.stack_file.setFilePath(other)  # a file chosen by hand clears the layer choice
+    assert dlg.stack_layer.currentLayer() is None and dlg.choices()["stack"] == other
+    dlg.stack_layer.setLayer(lyr)
+    assert dlg.choices()["stack"] == stack
     dlg.output.setFilePath(str(tmp_path / "out"))
     dlg.window.setValue(6)
     dlg.thresholds.clear()
@@ -155,8 +160,14 @@ def test_dialog_validates_while_typing(qgis_new_project, qgis_iface, tmp_path):
     dlg.close()
 
 
-def test_help_dialog_shows_algorithm_help(qgis_app, deformcast_provider):
-    from deformcast.ui.workflow_dialog import HelpDialog, WorkflowDialog
+def test_help_dialog_shows_algorithm_help(qgis_app, deformcast_provider, qgis_iface, monkeypatch):
+    from qgis.gui import QgsBrowserGuiModel
+
+    from deformcast.ui.workflow_dialog import WorkflowDialog
+
+    # Processing's dialogs ask QGIS's interface for its browser model; pytest-qgis's stub has none
+    model = QgsBrowserGuiModel()
+    monkeypatch.setattr(qgis_iface, "browserModel", lambda: model, raising=False)
 
     dlg = WorkflowDialog(None, show_reports=False)
     hd = dlg.show_help()
@@ -168,12 +179,16 @@ def test_help_dialog_shows_algorithm_help(qgis_app, deformcast_provider):
     hd.list.setCurrentRow(ids.index(syn.id()))
     text = hd.browser.toPlainText()
     assert "known physics" in text and "OUTPUT_FOLDER" in text
+    alg_dlg = hd.open_algorithm()  # the algorithm's own Processing dialog
+    assert alg_dlg is not None and alg_dlg.algorithm().id() == "deformcast:synthetic_scenario"
+    alg_dlg.close()
     hd.close()
     dlg.close()
 
 
-def test_gui_entries(qgis_new_project, qgis_iface):
+def test_gui_entries(qgis_new_project, qgis_iface, tmp_path):
     from deformcast.ui import gui_entries
+    from deformcast.ui.runner import ChainResult, Step, load_results
 
     class Plugin:
         iface = qgis_iface
@@ -185,6 +200,15 @@ def test_gui_entries(qgis_new_project, qgis_iface):
     assert entries["DeformCast workflow…"]() is dlg  # reopened with the same choices
     dock = entries["Time-series inspector"]()
     assert qgis_iface.mapCanvas().mapTool() is dock.tool
+    # a finished run hands its layers to the open inspector
+    g = make_grid(320000.0, 5650000.0, 100.0, 4, 3)
+    med = write_raster(str(tmp_path / "forecast_median.tif"), np.zeros((2, 3, 4)), g, ["2021-01-01", "2021-01-13"])
+    user_stack, _ = _stack(tmp_path / "my_series.tif")
+    group = load_results(ChainResult([(Step("predict", {}, "p", str(tmp_path)), {"OUTPUT_MEDIAN": med})]),
+                         "run", stack_path=user_stack)
+    dlg.resultsLoaded.emit(group, {"dates": ""})
+    assert dock.layers()["median"].source() == med
+    assert dock.layers()["stack"].source() == user_stack  # found by its layer name
     deps = entries["Install dependencies…"]()
     assert deps.table.rowCount() >= 4
     for w in (dlg, deps, entries["DeformCast help…"]()):
@@ -294,3 +318,54 @@ def test_workflow_cancel(qgis_new_project, qgis_iface, tiny_scene, tmp_path):
     assert QgsProject.instance().layerTreeRoot().findGroup("DeformCast cancelled") is None
     assert not os.path.exists(tmp_path / "cancelled" / "forecast_median.tif")
     assert dlg.run_btn.isEnabled()
+
+
+def test_import_step_runs_as_background_task(qgis_new_project, deformcast_provider, tmp_path):
+    """The 'import one first' branch: an EGMS L3 CSV becomes the stack the chain continues."""
+    from deformcast.algorithms.raster import open_stack
+    from deformcast.ui.runner import WorkflowTask, build_steps, validate
+
+    n_t, side = 40, 5
+    dates = [str(np.datetime64("2019-01-01") + 6 * k).replace("-", "") for k in range(n_t)]
+    xs, ys = np.meshgrid(4200050.0 + 100 * np.arange(side), 3099950.0 - 100 * np.arange(side))
+    vals = np.cumsum(np.random.default_rng(1).normal(-0.5, 1, (side * side, n_t)), axis=1)
+    csv_path = tmp_path / "egms_l3.csv"
+    with open(csv_path, "w", encoding="utf-8") as fh:
+        fh.write("pid,easting,northing,height,rmse,mean_velocity," + ",".join(dates) + "\n")
+        for i, (x, y) in enumerate(zip(xs.ravel(), ys.ravel())):
+            fh.write(f"{i},{x:.2f},{y:.2f},0,1,0," + ",".join(f"{v:.2f}" for v in vals[i]) + "\n")
+    choices = {"source": "import", "import_input": str(csv_path), "cell_size": 100,
+               "output_folder": str(tmp_path / "out"), "window": 6, "horizon": 2}
+    v = validate(choices)
+    assert v.ok, v.messages
+    steps = build_steps(choices)
+    assert steps[0].alg_id == "import_timeseries" and steps[1].params["INPUT"] == steps[0].params["OUTPUT"]
+    done = []
+    task = WorkflowTask(steps[:1], on_finished=done.append)
+    progress = []
+    task.progressChanged.connect(progress.append)
+    QgsApplication.taskManager().addTask(task)
+    _wait(lambda: bool(done), 120)
+    assert task.error is None, task.log
+    stack = task.result.outputs[0][1]["OUTPUT"]
+    assert stack == steps[0].params["OUTPUT"] and os.path.exists(os.path.splitext(stack)[0] + ".qml")
+    info = open_stack(stack)
+    assert info.n_epochs == n_t and (info.grid.width, info.grid.height) == (side, side)
+    assert progress and max(progress) == pytest.approx(100.0)
+    # the rest of the chain accepts it
+    assert validate(dict(choices, source="stack", stack=stack)).ok
+
+
+def test_failed_step_reports_the_algorithms_message(qgis_new_project, deformcast_provider, tmp_path):
+    from deformcast.ui.runner import Step, WorkflowTask
+
+    bad = tmp_path / "not_a_stack.tif"
+    g = make_grid(320000.0, 5650000.0, 100.0, 3, 3)
+    write_raster(str(bad), np.zeros((3, 3, 3), np.float32), g)  # no dates in the bands
+    done = []
+    task = WorkflowTask([Step("uncertainty", {"MEMBERS": str(bad), "INPUT": str(bad), "THRESHOLDS": "5"},
+                              "Uncertainty", str(tmp_path / "o"))], on_finished=done.append)
+    QgsApplication.taskManager().addTask(task)
+    _wait(lambda: bool(done), 60)
+    assert task.result is None and task.error.startswith("Uncertainty failed:")
+    assert "Traceback" not in task.error and len(task.error) > 30

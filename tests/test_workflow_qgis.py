@@ -53,8 +53,10 @@ def test_workflow_on_own_stack_writes_report_and_project(run_alg, tiny_scene, tm
 @pytest.mark.slow
 def test_graphical_model_runs_headless(qgis_process_run, tiny_scene, tmp_path):
     r = qgis_process_run("run", "deformcast:deformcast_workflow_model", "--", f"INPUT={tiny_scene['stack']}",
-                         "ARCHITECTURE=gru", "HORIZON=2", "N_TRIALS=1", "TOP_K=1", "THRESHOLDS=3",
+                         "ARCHITECTURE=gru", "HORIZON=2", "N_TRIALS=2", "TOP_K=2", "MAX_EPOCHS=2", "THRESHOLDS=3",
                          f"tune:Model folder={tmp_path / 'models'}",
+                         f"predict:Forecast (median)={tmp_path / 'median.tif'}",
+                         f"uncertainty:Susceptibility={tmp_path / 'susceptibility.tif'}",
                          f"zoning:Control tiers={tmp_path / 'tiers.tif'}",
                          f"zoning:Control zones={tmp_path / 'zones.gpkg'}", timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -63,3 +65,4 @@ def test_graphical_model_runs_headless(qgis_process_run, tiny_scene, tmp_path):
     assert vals and vals <= {1, 2, 3, 4}
     assert (tmp_path / "models" / "manifest.json").is_file()
     assert (tmp_path / "zones.gpkg").is_file()
+    assert (tmp_path / "median.qml").is_file() and (tmp_path / "susceptibility.qml").is_file()

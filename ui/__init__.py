@@ -14,12 +14,20 @@ def gui_entries(plugin):
     same dialog with the user's last choices.
     """
 
+    def results_loaded(group, choices):
+        """A finished run: the inspector (when open) reads the new layers."""
+        dock = getattr(plugin, "_dc_inspector", None)
+        if dock is not None:
+            dock.auto_assign([n.layer() for n in group.findLayers()])
+            dock.dates_param = choices.get("dates") or None
+
     def open_workflow():
         from .workflow_dialog import WorkflowDialog
 
         dlg = getattr(plugin, "_dc_workflow", None)
         if dlg is None:
             dlg = WorkflowDialog(plugin.iface)
+            dlg.resultsLoaded.connect(results_loaded)
             plugin._dc_workflow = dlg
         dlg.show()
         dlg.raise_()
@@ -34,8 +42,7 @@ def gui_entries(plugin):
         dock = getattr(plugin, "_dc_inspector", None)
         if dock is None:
             dock = InspectorDock(plugin.iface, parent=plugin.iface.mainWindow())
-            area = getattr(Qt, "RightDockWidgetArea", None) or Qt.DockWidgetArea.RightDockWidgetArea
-            plugin.iface.addDockWidget(area, dock)
+            plugin.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
             plugin._dc_inspector = dock
             dock.auto_assign()
         dock.show()

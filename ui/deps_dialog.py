@@ -46,12 +46,10 @@ TORCH_BUILDS: Dict[str, tuple] = {
     "cu128": ("NVIDIA CUDA 12.8", "https://download.pytorch.org/whl/cu128"),
 }
 
-try:
-    _CHECKED, _UNCHECKED = Qt.CheckState.Checked, Qt.CheckState.Unchecked
-    _ITEM_ENABLED = Qt.ItemFlag.ItemIsEnabled
-    _ITEM_CHECKABLE = Qt.ItemFlag.ItemIsUserCheckable
-except AttributeError:  # pragma: no cover
-    _CHECKED, _UNCHECKED, _ITEM_ENABLED, _ITEM_CHECKABLE = Qt.Checked, Qt.Unchecked, Qt.ItemIsEnabled, Qt.ItemIsUserCheckable
+# scoped enum names work with PyQt5 (5.15) and PyQt6 alike
+_CHECKED, _UNCHECKED = Qt.CheckState.Checked, Qt.CheckState.Unchecked
+_ITEM_ENABLED = Qt.ItemFlag.ItemIsEnabled
+_ITEM_CHECKABLE = Qt.ItemFlag.ItemIsUserCheckable
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,7 +173,7 @@ class DependencyDialog(QDialog):
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["Package", "Status", "Requirement"])
         self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.build = QComboBox()
         for key, (label, url) in TORCH_BUILDS.items():
@@ -300,7 +298,7 @@ class DependencyDialog(QDialog):
         cmd = self._queue.pop(0)
         self.log.appendPlainText("$ " + " ".join(shlex.quote(a) for a in cmd))
         p = QProcess(self)
-        p.setProcessChannelMode(QProcess.MergedChannels)
+        p.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         p.readyReadStandardOutput.connect(lambda p=p: self.log.appendPlainText(
             bytes(p.readAllStandardOutput()).decode("utf-8", "replace").rstrip()))
         p.finished.connect(self._process_finished)
@@ -309,7 +307,7 @@ class DependencyDialog(QDialog):
         p.start(cmd[0], cmd[1:])
 
     def _process_error(self, err):
-        if err == QProcess.FailedToStart and self.state == "running":
+        if err == QProcess.ProcessError.FailedToStart and self.state == "running":
             self.log.appendPlainText(f"Could not start {self.python}: is this QGIS's Python?")
             self._queue = []
             self.state = "failed"

@@ -63,10 +63,10 @@ ROLES = [
 ]
 
 #: file-name fragments used to pick the layers of a result group automatically
-_HINTS = {
-    "members": ("members",), "median": ("median",), "quantiles": ("quantile",),
-    "susceptibility": ("susceptibility",), "probabilities": ("probabilit",),
-    "exceedance": ("exceedance",), "stack": ("stack", "displacement"),
+_HINTS = {  # checked in this order (an exceedance probability layer is not a class probability)
+    "members": ("members",), "median": ("median",), "quantiles": ("quantile", "p10/p50/p90"),
+    "susceptibility": ("susceptibility",), "exceedance": ("exceedance",),
+    "probabilities": ("class_probabilit", "class probabilit"), "stack": ("stack", "displacement"),
 }
 
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -118,7 +118,7 @@ def sample_layer(layer: QgsRasterLayer, point: QgsPointXY, crs: QgsCoordinateRef
     row = col = None
     if ext.contains(pt):
         prov = layer.dataProvider()
-        res = prov.identify(pt, QgsRaster.IdentifyFormatValue).results()
+        res = prov.identify(pt, QgsRaster.IdentifyFormat.IdentifyFormatValue).results()
         for b in range(1, n + 1):
             v = res.get(b)
             try:
@@ -334,7 +334,7 @@ class InspectorMapTool(QgsMapToolEmitPoint):
     def __init__(self, canvas):
         super().__init__(canvas)
         try:
-            self.setCursor(Qt.CrossCursor)
+            self.setCursor(Qt.CursorShape.CrossCursor)
         except TypeError:  # pragma: no cover
             pass
 
@@ -366,7 +366,7 @@ class InspectorDock(QDockWidget):
         self.combos: Dict[str, QgsMapLayerComboBox] = {}
         for role, label in ROLES:
             cb = QgsMapLayerComboBox()
-            cb.setFilters(QgsMapLayerProxyModel.RasterLayer)
+            cb.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
             cb.setAllowEmptyLayer(True)
             cb.setLayer(None)
             self.combos[role] = cb
@@ -408,13 +408,13 @@ class InspectorDock(QDockWidget):
             self.combos[role].setLayer(lyr)
 
     def auto_assign(self, layers: Optional[Sequence] = None) -> Dict[str, QgsRasterLayer]:
-        """Pick each role's layer by its file name (the names the workflow writes)."""
+        """Pick each role's layer by its file or layer name (the names the workflow writes)."""
         cands = list(layers) if layers is not None else list(QgsProject.instance().mapLayers().values())
         found = {}
         for lyr in cands:
             if not isinstance(lyr, QgsRasterLayer):
                 continue
-            base = os.path.basename(lyr.source()).lower()
+            base = os.path.basename(lyr.source()).lower() + " | " + lyr.name().lower()
             for role, hints in _HINTS.items():
                 if role not in found and any(h in base for h in hints):
                     found[role] = lyr

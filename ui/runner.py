@@ -82,6 +82,7 @@ DEFAULTS: Dict[str, object] = {
     "device": "auto",
     "compare": False,           # also run deformcast:compare over the architectures
     "repeats": 3,
+    "alpha": 0.05,              # false discovery rate of the comparison (Benjamini-Hochberg)
     "output_folder": "",
     #: extra parameters per algorithm id, e.g. {"tune": {"MAX_EPOCHS": 2}} (scripts, tests)
     "extra": {},
@@ -226,8 +227,10 @@ def validate(choices: dict, check_algorithms: bool = True) -> Validation:
         v.add("error", "Train at least 1 epoch per trial.")
     if int(c["n_classes"]) < 2:
         v.add("error", "Susceptibility needs at least 2 classes.")
-    if c["compare"] and len(c["architectures"]) < 1:
-        v.add("error", "The comparison needs at least one architecture.")
+    if c["compare"] and int(c["repeats"]) < 2:
+        v.add("error", "The comparison needs at least 2 repeats per method (a t-test needs a variance).")
+    if c["compare"] and not 0 < float(c["alpha"]) < 1:
+        v.add("error", "The false discovery rate must be between 0 and 1, e.g. 0.05.")
 
     out = str(c["output_folder"] or "").strip()
     if not out:
@@ -396,8 +399,9 @@ def build_steps(choices: dict) -> List[Step]:
             OUTPUT_REPORT=os.path.join(d, "zoning_report.html"))), f"Tiered zoning ({arch})", d, arch))
     if c["compare"]:
         steps.append(Step("compare", common("compare", dict(
-            base, ARCHITECTURES=archs, REPEATS=int(c["repeats"]), HORIZON=int(c["horizon"]),
-            WINDOW=int(c["window"]), N_TRIALS=int(c["n_trials"]),
+            base, ARCHITECTURES=archs, REPEATS=int(c["repeats"]), ALPHA=float(c["alpha"]),
+            HORIZON=int(c["horizon"]), WINDOW=int(c["window"]), N_TRIALS=int(c["n_trials"]),
+            ENCODING=list(c["encodings"]), MAX_EPOCHS=int(c["max_epochs"]), DEVICE=c["device"],
             OUTPUT_TABLE=os.path.join(out, "comparison.csv"),
             OUTPUT_REPORT=os.path.join(out, "comparison_report.html"))), "TPE vs manual comparison", out))
     return steps
@@ -528,7 +532,7 @@ class WorkflowTask(QgsTask):
 
     def __init__(self, steps: Sequence[Step], description: str = "DeformCast workflow",
                  on_finished: Optional[Callable[["WorkflowTask"], None]] = None):
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.steps = list(steps)
         self.result: Optional[ChainResult] = None
         self.error: Optional[str] = None

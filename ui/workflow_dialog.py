@@ -14,7 +14,7 @@ from typing import List, Optional
 
 from qgis.core import Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsMapLayerProxyModel, QgsProject
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsProjectionSelectionWidget
-from qgis.PyQt.QtCore import Qt, QTimer, QUrl
+from qgis.PyQt.QtCore import Qt, QTimer, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices, QImage
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
@@ -45,20 +45,16 @@ from qgis.PyQt.QtWidgets import (
 
 from . import runner
 
-try:  # Qt6 moved the enums into scoped namespaces
-    _CHECKED, _UNCHECKED = Qt.CheckState.Checked, Qt.CheckState.Unchecked
-    _USER_ROLE = Qt.ItemDataRole.UserRole
-    _ITEM_CHECKABLE = Qt.ItemFlag.ItemIsUserCheckable
-except AttributeError:  # pragma: no cover - Qt5 without scoped enums
-    _CHECKED, _UNCHECKED, _USER_ROLE, _ITEM_CHECKABLE = Qt.Checked, Qt.Unchecked, Qt.UserRole, Qt.ItemIsUserCheckable
+# scoped enum names work with PyQt5 (5.15) and PyQt6 alike
+_USER_ROLE = Qt.ItemDataRole.UserRole
 
 
 def _raster_filter():
-    return getattr(QgsMapLayerProxyModel, "RasterLayer")
+    return QgsMapLayerProxyModel.Filter.RasterLayer
 
 
 def _point_filter():
-    return getattr(QgsMapLayerProxyModel, "PointLayer")
+    return QgsMapLayerProxyModel.Filter.PointLayer
 
 
 class DataUriBrowser(QTextBrowser):
@@ -191,7 +187,12 @@ class HelpDialog(QDialog):
 
 
 class WorkflowDialog(QDialog):
-    """The workflow dialog. ``choices()``/``set_choices()`` read and fill it (scripts, tests)."""
+    """The workflow dialog. ``choices()``/``set_choices()`` read and fill it (scripts, tests).
+
+    ``resultsLoaded(group, choices)`` is emitted when a run's layers are in the project.
+    """
+
+    resultsLoaded = pyqtSignal(object, dict)
 
     def __init__(self, iface=None, parent=None, show_reports: bool = True):
         super().__init__(parent if parent is not None else (iface.mainWindow() if iface else None))
@@ -245,7 +246,7 @@ class WorkflowDialog(QDialog):
         self.units = QComboBox()
         self.units.addItems(runner.UNITS)
         self.target_crs = QgsProjectionSelectionWidget()
-        self.target_crs.setOptionVisible(QgsProjectionSelectionWidget.CrsNotSet, True)
+        self.target_crs.setOptionVisible(QgsProjectionSelectionWidget.CrsOption.CrsNotSet, True)
         self.target_crs.setNotSetText("same as the input")
         self.target_crs.setCrs(QgsCoordinateReferenceSystem())
         r = 0
@@ -305,6 +306,11 @@ class WorkflowDialog(QDialog):
         self.device.addItems(runner.DEVICES)
         self.compare = QCheckBox("Also compare TPE with hand-set hyperparameters (Welch t-test + BH)")
         self.repeats = self._spin(2, 100, 3, " repeats")
+        self.alpha = QDoubleSpinBox()
+        self.alpha.setRange(0.001, 0.5)
+        self.alpha.setDecimals(3)
+        self.alpha.setSingleStep(0.01)
+        self.alpha.setValue(0.05)
         ml.addRow("Window", self.window)
         ml.addRow("Horizon", self.horizon)
         ml.addRow("TPE budget", self.n_trials)
@@ -314,6 +320,7 @@ class WorkflowDialog(QDialog):
         ml.addRow("Device", self.device)
         ml.addRow(self.compare)
         ml.addRow("Comparison repeats", self.repeats)
+        ml.addRow("False discovery rate", self.alpha)
         form.addWidget(g)
 
         # maps
@@ -325,7 +332,7 @@ class WorkflowDialog(QDialog):
         self.uncertainty_type = QComboBox()
         self.uncertainty_type.addItems(runner.UNCERTAINTY_TYPES)
         self.output = QgsFileWidget()
-        self.output.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         fl.addRow("Thresholds (mm)", self.thresholds)
         fl.addRow("Susceptibility", self.n_classes)
         fl.addRow("Zoning uncertainty", self.uncertainty_type)
@@ -339,7 +346,7 @@ class WorkflowDialog(QDialog):
 
         self.message = QLabel()
         self.message.setWordWrap(True)
-        self.message.setTextFormat(Qt.RichText)
+        self.message.setTextFormat(Qt.TextFormat.RichText)
         self.message.setObjectName("validation")
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
@@ -349,10 +356,10 @@ class WorkflowDialog(QDialog):
         self.log.setMaximumHeight(110)
         self.log.setPlaceholderText("Progress messages of the algorithms appear here.")
         self.buttons = QDialogButtonBox()
-        self.run_btn = self.buttons.addButton("Run", QDialogButtonBox.AcceptRole)
-        self.cancel_btn = self.buttons.addButton("Cancel run", QDialogButtonBox.ActionRole)
-        self.help_btn = self.buttons.addButton("Help", QDialogButtonBox.HelpRole)
-        self.close_btn = self.buttons.addButton("Close", QDialogButtonBox.RejectRole)
+        self.run_btn = self.buttons.addButton("Run", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.cancel_btn = self.buttons.addButton("Cancel run", QDialogButtonBox.ButtonRole.ActionRole)
+        self.help_btn = self.buttons.addButton("Help", QDialogButtonBox.ButtonRole.HelpRole)
+        self.close_btn = self.buttons.addButton("Close", QDialogButtonBox.ButtonRole.RejectRole)
         self.cancel_btn.setEnabled(False)
 
         lay = QVBoxLayout(self)
@@ -384,15 +391,19 @@ class WorkflowDialog(QDialog):
         self.import_layer.layerChanged.connect(self._import_layer_changed)
         for w in (self.stack_file, self.import_file, self.output):
             w.fileChanged.connect(later)
+        self.stack_file.fileChanged.connect(lambda p: self._file_changed(self.stack_layer, p))
+        self.import_file.fileChanged.connect(lambda p: self._file_changed(self.import_layer, p))
         for w in (self.dates, self.thresholds):
             w.textChanged.connect(later)
         for w in (self.window, self.horizon, self.n_trials, self.top_k, self.max_epochs, self.seed, self.n_classes,
                   self.repeats):
             w.valueChanged.connect(later)
         self.cell_size.valueChanged.connect(later)
+        self.alpha.valueChanged.connect(later)
         for w in (self.rb_stack, self.rb_import, self.compare):
             w.toggled.connect(later)
         self.rb_stack.toggled.connect(self._source_changed)
+        self.compare.toggled.connect(self._compare_changed)
         for cb in list(self.arch_boxes.values()) + list(self.enc_boxes.values()):
             cb.toggled.connect(later)
         self.cov_add.clicked.connect(self._add_cov_files)
@@ -403,6 +414,7 @@ class WorkflowDialog(QDialog):
         self.help_btn.clicked.connect(self.show_help)
         self.close_btn.clicked.connect(self.close)
         self._source_changed()
+        self._compare_changed()
 
     def _source_changed(self, *_):
         stack = self.rb_stack.isChecked()
@@ -410,6 +422,19 @@ class WorkflowDialog(QDialog):
             w.setEnabled(stack)
         for w in (self.import_layer, self.import_file, self.cell_size, self.units, self.target_crs):
             w.setEnabled(not stack)
+
+    def _compare_changed(self, *_):
+        for w in (self.repeats, self.alpha):
+            w.setEnabled(self.compare.isChecked())
+
+    @staticmethod
+    def _file_changed(combo, path):
+        """A file typed or browsed by hand: the layer combo no longer names it."""
+        lyr = combo.currentLayer()
+        if lyr is not None and lyr.source() != path:
+            combo.blockSignals(True)
+            combo.setLayer(None)
+            combo.blockSignals(False)
 
     def _stack_layer_changed(self, layer):
         if layer is not None:
@@ -477,6 +502,7 @@ class WorkflowDialog(QDialog):
             "device": self.device.currentText(),
             "compare": self.compare.isChecked(),
             "repeats": self.repeats.value(),
+            "alpha": float(self.alpha.value()),
             "output_folder": self.output.filePath().strip(),
             "extra": dict(getattr(self, "_extra", {}) or {}),
         }
@@ -509,6 +535,7 @@ class WorkflowDialog(QDialog):
         self.device.setCurrentText(str(c["device"]))
         self.compare.setChecked(bool(c["compare"]))
         self.repeats.setValue(int(c["repeats"]))
+        self.alpha.setValue(float(c["alpha"]))
         self.output.setFilePath(str(c["output_folder"]))
         self._extra = dict(c.get("extra") or {})
         self.validate_now()
@@ -570,6 +597,7 @@ class WorkflowDialog(QDialog):
             self.last_group = runner.load_results(task.result, name, stack_path=stack)
             self._log(f"Finished in {task.result.seconds:.0f} s; layers are in the group '{name}'.")
             self._bar("DeformCast", f"Workflow finished: layers in '{name}'.", Qgis.Success)
+            self.resultsLoaded.emit(self.last_group, c)
             reports = task.result.reports()
             if reports and self.show_reports:
                 self.viewer = ReportViewer(reports, self)

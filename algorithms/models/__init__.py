@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import DeformCastError
 
@@ -88,7 +88,7 @@ TRAINING_DEFAULTS: Dict[str, Any] = {
     "batch_size": 256,
     "dropout": 0.1,
     "grad_clip": 1.0,        # max global gradient norm
-    "samples_per_epoch": 0,  # training windows drawn (without replacement) per epoch; 0 = all
+    "samples_per_epoch": 8192,  # training windows drawn afresh (without replacement) each epoch; 0 = all
     "loss": "mse",           # "mse" or "huber" (on normalised values)
 }
 
