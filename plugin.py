@@ -17,6 +17,10 @@ class DeformCastPlugin:
 
     # qgis_process calls only this one
     def initProcessing(self):  # noqa: N802
+        from .ui.deps_dialog import add_dependency_path
+
+        # packages installed by the dependency dialog live in the profile; QGIS's own numpy wins
+        add_dependency_path()
         from .processing_provider.provider import DeformCastProvider
 
         if self.provider is None:
@@ -29,13 +33,9 @@ class DeformCastPlugin:
         from qgis.PyQt.QtWidgets import QAction
 
         icon = QIcon(os.path.join(PLUGIN_DIR, "resources", "icon.svg"))
-        entries = [("DeformCast toolbox…", self.open_toolbox), ("Check dependencies…", self.show_dependencies)]
-        try:
-            from .ui import gui_entries
+        from .ui import gui_entries
 
-            entries = gui_entries(self) + entries
-        except ImportError:
-            pass
+        entries = gui_entries(self)
         for text, slot in entries:
             action = QAction(icon, text, self.iface.mainWindow())
             action.triggered.connect(slot)
@@ -52,23 +52,3 @@ class DeformCastPlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
-
-    # --- GUI entries -------------------------------------------------------------------------
-    def open_toolbox(self):
-        try:
-            from processing import execAlgorithmDialog  # noqa: F401
-            self.iface.showProcessingToolbox() if hasattr(self.iface, "showProcessingToolbox") else None
-        except ImportError:
-            pass
-
-    def show_dependencies(self):
-        from qgis.PyQt.QtWidgets import QMessageBox
-
-        from .algorithms import deps
-
-        st = deps.status()
-        lines = [f"{'✔' if ok else '✘'} {name}" for name, ok in st.items()]
-        miss = deps.missing()
-        if miss:
-            lines += ["", "Install the missing packages with:", deps.install_command(miss)]
-        QMessageBox.information(self.iface.mainWindow(), "DeformCast dependencies", "\n".join(lines))

@@ -53,6 +53,7 @@ def main():
     finally:
         if xvfb is not None:
             xvfb.terminate()
+            xvfb.wait(10)
 
 
 def _shoot(args):
@@ -237,7 +238,8 @@ def _shoot(args):
     marker.setPenWidth(3)
     marker.setIconType(QgsVertexMarker.ICON_CROSS)
     save(win, "ui_inspector.png")
-    save(dock, "ui_inspector_dock.png")
+    dock.zoom_box.setChecked(True)
+    save(dock, "ui_inspector_zoom.png")
     dock.export_png(os.path.join(args.work, "pixel.png"))
 
     # --- report, help, dependencies --------------------------------------------------------

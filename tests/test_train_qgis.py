@@ -22,6 +22,12 @@ def _read(path):
         return fh.read()
 
 
+def open_names(path):
+    from deformcast.algorithms.raster import read_raster
+
+    return read_raster(path)[2]
+
+
 def _check_outputs(res, arch):
     from deformcast.algorithms.modelio import read_manifest
     from deformcast.algorithms.raster import read_raster
@@ -49,6 +55,15 @@ def test_train_via_processing_run(run_alg, scene, tmp_path):
         "OUTPUT_FOLDER": str(tmp_path / "model"), "OUTPUT_REPORT": str(tmp_path / "report.html"),
         "OUTPUT_FORECAST": str(tmp_path / "fc.tif"), "OUTPUT_RESIDUALS": str(tmp_path / "res.tif")})
     _check_outputs(res, "cnn_lstm")
+    # the outputs open in QGIS with their styles
+    from qgis.core import QgsRasterLayer
+
+    for key in ("OUTPUT_FORECAST", "OUTPUT_RESIDUALS"):
+        lyr = QgsRasterLayer(res[key], key)
+        assert lyr.isValid()
+        _msg, ok = lyr.loadDefaultStyle()
+        assert ok and lyr.renderer().type() == "singlebandpseudocolor"
+        assert lyr.bandName(1).endswith(open_names(res[key])[0])
     html = _read(res["OUTPUT_REPORT"])
     assert "per zone" in html and "correction to the classical trajectory" in html
 

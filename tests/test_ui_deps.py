@@ -121,3 +121,10 @@ def test_dialog_runs_commands_in_background(qgis_app, tmp_path):
     dlg.cancel()
     assert dlg.wait(10000) == "cancelled"
     assert not dlg.cancel_btn.isEnabled()
+
+
+def test_python_executable_is_a_python(qgis_app):
+    from deformcast.ui.deps_dialog import python_executable
+
+    exe = python_executable()
+    assert os.path.isfile(exe) and os.path.basename(exe).lower().startswith("python")

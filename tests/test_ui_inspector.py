@@ -160,6 +160,16 @@ def test_click_on_canvas_plots_the_rasters_values(qgis_new_project, qgis_iface, 
     probs = _gdal_pixel(paths["probabilities"], row, col)
     assert [bars[f"P(class {c + 1})"] for c in range(5)] == pytest.approx(list(probs), abs=1e-6)
 
+    # zoom on the forecast: same data, time axis from a few epochs before the forecast
+    full = ax.get_xlim()
+    dock.zoom_box.setChecked(True)
+    ax = dock.figure.axes[0]
+    assert ax.get_xlim()[0] > full[0] and ax.get_xlim()[1] <= full[1] + 2
+    zl = {ln.get_gid(): ln for ln in ax.get_lines() if ln.get_gid()}
+    np.testing.assert_allclose(zl["median"].get_ydata(), _gdal_pixel(paths["median"], row, col), atol=1e-5)
+    lo, hi = ax.get_ylim()
+    assert lo <= np.nanmin(mem) and hi >= np.nanmax(mem)
+
     # exports
     png = dock.export_png(str(tmp_path / "pixel.png"))
     with open(png, "rb") as fh:

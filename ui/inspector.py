@@ -41,6 +41,7 @@ from qgis.core import (
 from qgis.gui import QgsMapLayerComboBox, QgsMapToolEmitPoint
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
+    QCheckBox,
     QDockWidget,
     QFileDialog,
     QFormLayout,
@@ -246,9 +247,28 @@ def _as_dates(d: np.ndarray):
     return np.asarray(d, dtype="datetime64[D]").astype("datetime64[ms]").astype(object)
 
 
-def draw(fig, ps: Optional[PixelSeries], title: str = "") -> None:
+def _zoom_window(ps: PixelSeries):
+    """(start, end) dates showing the forecast and the epochs just before it, or None."""
+    fdates = [d for d, _ in ps.members.values()] + ([ps.median[0]] if ps.median is not None else [])
+    fdates = [np.asarray(d, dtype="datetime64[D]") for d in fdates if len(d)]
+    if not fdates:
+        return None
+    first = min(d.min() for d in fdates)
+    last = max(d.max() for d in fdates)
+    n_fc = max(len(d) for d in fdates)
+    start = first
+    if ps.observed is not None and len(ps.observed[0]):
+        before = ps.observed[0][ps.observed[0] < first]
+        if len(before):
+            start = before[-min(len(before), max(3 * n_fc, 6))]
+    pad = max(np.timedelta64(1, "D"), (last - start) // 20)
+    return start - pad, last + pad
+
+
+def draw(fig, ps: Optional[PixelSeries], title: str = "", zoom: bool = False) -> None:
     """Draw ``ps`` into a matplotlib Figure. Artists carry gids (``observed``, ``member<k>``,
-    ``median``, ``P10``..., ``band``) so a test can read back exactly what was plotted."""
+    ``median``, ``P10``..., ``band``) so a test can read back exactly what was plotted.
+    ``zoom`` limits the time axis to the forecast and the epochs just before it."""
     fig.clear()
     has_bars = ps is not None and (ps.class_probabilities or ps.exceedance)
     if has_bars:
@@ -285,6 +305,21 @@ def draw(fig, ps: Optional[PixelSeries], title: str = "") -> None:
     if ps.median is not None:
         ax.plot(_as_dates(ps.median[0]), ps.median[1], "s-", ms=3, lw=2, color="#d62728", label="ensemble median",
                 gid="median")
+    win = _zoom_window(ps) if zoom else None
+    if win is not None:
+        vals = []
+        for ln in ax.get_lines():
+            xd = np.asarray(ln.get_xdata()).astype("datetime64[D]")
+            yd = np.asarray(ln.get_ydata(), dtype=float)
+            keep = (xd >= win[0]) & (xd <= win[1]) & np.isfinite(yd)
+            vals.extend(yd[keep].tolist())
+        for q in ps.quantiles.values():
+            vals.extend([v for v in q[1] if np.isfinite(v)])
+        ax.set_xlim(_as_dates(np.array(win)))
+        if vals:
+            lo, hi = min(vals), max(vals)
+            m = max(0.5, 0.08 * (hi - lo))
+            ax.set_ylim(lo - m, hi + m)
     ax.set_ylabel("displacement (mm)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=7)
@@ -387,14 +422,16 @@ class InspectorDock(QDockWidget):
         self.pick_btn = QPushButton("Pick pixel")
         self.pick_btn.setCheckable(True)
         self.auto_btn = QPushButton("Find result layers")
+        self.zoom_box = QCheckBox("Zoom on the forecast")
         self.png_btn = QPushButton("Export PNG…")
         self.csv_btn = QPushButton("Export CSV…")
-        for b in (self.pick_btn, self.auto_btn, self.png_btn, self.csv_btn):
+        for b in (self.pick_btn, self.auto_btn, self.zoom_box, self.png_btn, self.csv_btn):
             row.addWidget(b)
         lay.addLayout(row)
         self.setWidget(w)
         self.pick_btn.toggled.connect(self.activate)
         self.auto_btn.clicked.connect(lambda: self.auto_assign())
+        self.zoom_box.toggled.connect(lambda _: self._redraw())
         self.png_btn.clicked.connect(lambda: self.export_png())
         self.csv_btn.clicked.connect(lambda: self.export_csv())
         self._redraw()
@@ -452,7 +489,7 @@ class InspectorDock(QDockWidget):
         return self.series
 
     def _redraw(self):
-        draw(self.figure, self.series)
+        draw(self.figure, self.series, zoom=self.zoom_box.isChecked())
         if self.plot_canvas is not None:
             self.plot_canvas.draw()
         else:
