@@ -90,7 +90,7 @@ def _end_index(dates: np.ndarray, end_date) -> int:
 def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_quantiles: Optional[str] = None,
                      out_members: Optional[str] = None, horizon: Optional[int] = None, members=None,
                      quantiles: Sequence[float] = (10, 50, 90), dates=None, covariates: Optional[Sequence[str]] = None,
-                     end_date=None, block_rows: int = 64, device: str = "auto", batch_size: int = 16384,
+                     end_date=None, block_rows: int = 64, device: str = "auto", batch_size: int = 2048,
                      progress: Optional[Progress] = None) -> Dict[str, object]:
     """Forecast with every member, write median / quantiles / members rasters; return a summary."""
     progress = progress or silent()

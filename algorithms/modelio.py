@@ -167,7 +167,7 @@ class LoadedModel:
     meta: Dict[str, Any]
     folder: str
 
-    def predict(self, X, batch_size: int = 8192, device: str = "cpu", progress=None) -> np.ndarray:
+    def predict(self, X, batch_size: int = 2048, device: str = "cpu", progress=None) -> np.ndarray:
         from .training import predict_array
 
         return predict_array(self.model, X, batch_size=batch_size, device=device, progress=progress)

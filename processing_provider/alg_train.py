@@ -36,9 +36,9 @@ HORIZON epochs forecast at once; WINDOW input epochs; ENCODING spatiotemporal co
 covariates encoding (any CRS/resolution, aligned automatically); HPARAMS a JSON object overriding
 the defaults, e.g. <code>{"lr": 0.001, "d_model": 64}</code> (unknown keys are refused with the
 valid list); MAX_EPOCHS (training stops earlier when the validation loss stops improving); SEED
-(same seed, same CPU model); TARGET what the network learns: <i>increment</i> (the change from the
-last input epoch) or <i>residual</i> (the correction to the classical trajectory forecast,
-fitted per pixel on the history before each forecast); DEVICE auto/cpu/cuda; DATES when the bands carry no dates; TRUTH an
+(same seed, same CPU model); TARGET what the network learns: <i>residual</i> (default: the correction to the classical
+trajectory forecast fitted per pixel on the history before each forecast, so the network starts from
+the best classical forecast) or <i>increment</i> (the change from the last input epoch); DEVICE auto/cpu/cuda; DATES when the bands carry no dates; TRUTH an
 optional noise-free stack of the same scene (e.g. the synthetic scene's truth.tif) to score
 against as well; ZONES an optional zone raster (integer labels, 0 = none) for per-zone scores.</p>
 <p>The last ~10 % of the epochs (at least HORIZON) are the test period and the ~10 % before them
@@ -63,7 +63,7 @@ forecast minus observed on the test period (diverging colours centred on 0).</p>
         self.addParameter(QgsProcessingParameterString("HPARAMS", "Hyperparameters (JSON, overrides the defaults)",
                                                        optional=True, multiLine=True))
         self.addParameter(Num("MAX_EPOCHS", "Maximum epochs", Num.Integer, 40, minValue=1))
-        self.add_enum("TARGET", "What the network learns", TARGETS, "increment")
+        self.add_enum("TARGET", "What the network learns", TARGETS, "residual")
         self.add_common_params(dates=True, seed=True, device=True)
         for name, label in (("TRUTH", "Noise-free truth stack (optional, for scoring)"),
                             ("ZONES", "Zone raster (optional, per-zone scores)")):
@@ -89,7 +89,7 @@ forecast minus observed on the test period (diverging colours centred on 0).</p>
             covariate_paths=layer_sources(self, parameters, "COVARIATES", context),
             hparams=self.parameterAsString(parameters, "HPARAMS", context),
             max_epochs=self.parameterAsInt(parameters, "MAX_EPOCHS", context),
-            target=self.enum_value(parameters, "TARGET", context) or "increment",
+            target=self.enum_value(parameters, "TARGET", context) or "residual",
             seed=self.parameterAsInt(parameters, "SEED", context),
             device=self.enum_value(parameters, "DEVICE", context) or "auto",
             dates=self.parameterAsString(parameters, "DATES", context) or None,

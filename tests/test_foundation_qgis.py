@@ -109,7 +109,15 @@ def test_provider_loads_without_torch(tmp_path):
     torch_algs = [a for a in ("train", "tune") if f"deformcast:{a}" in r.stdout]
     if not torch_algs:
         pytest.skip("no torch-based algorithm registered yet")
-    r = subprocess.run(["qgis_process.bin", "run", f"deformcast:{torch_algs[0]}", "--", "INPUT=/nonexistent.tif"],
+    stack = str(tmp_path / "stack.tif")
+    dates = np.datetime64("2020-01-01") + np.arange(40) * np.timedelta64(12, "D")
+    raster.write_stack(stack, np.zeros((40, 4, 5), np.float32), dates, raster.make_grid(0, 100, 10, 5, 4))
+    args = {"train": ["ARCHITECTURE=gru", "HORIZON=2", f"OUTPUT_FOLDER={tmp_path / 'm'}",
+                      f"OUTPUT_REPORT={tmp_path / 'r.html'}", f"OUTPUT_FORECAST={tmp_path / 'f.tif'}",
+                      f"OUTPUT_RESIDUALS={tmp_path / 'res.tif'}"],
+            "tune": ["ARCHITECTURE=gru", "HORIZON=2", "N_TRIALS=1", "TOP_K=1", f"OUTPUT_FOLDER={tmp_path / 'm'}",
+                     f"OUTPUT_REPORT={tmp_path / 'r.html'}"]}[torch_algs[0]]
+    r = subprocess.run(["qgis_process.bin", "run", f"deformcast:{torch_algs[0]}", "--", f"INPUT={stack}", *args],
                        capture_output=True, text=True, env=env, timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode != 0
