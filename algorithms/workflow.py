@@ -86,7 +86,8 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                  architectures: Sequence[str] = ("resnet_transformer",), horizon: int = 6, n_trials: int = 10,
                  top_k: int = 10, max_epochs: int = 25, window: Optional[int] = None, encodings=None,
                  thresholds: Sequence[float] = (10.0, 20.0), n_classes: int = 5, min_area: float = 0.0,
-                 device: str = "auto", max_samples: int = 6000, scene_kwargs: Optional[dict] = None,
+                 device: str = "auto", max_samples: int = 6000, target: str = "residual",
+                 scene_kwargs: Optional[dict] = None,
                  progress: Optional[Progress] = None) -> Dict[str, object]:
     """Run the whole chain into ``output_folder``; returns a dict of paths and headline figures."""
     from . import backtest as bt
@@ -142,7 +143,8 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
         r = tuning.tune_job(stack_path, folder, arch, horizon, dates=dates, covariates=covariates,
                             report_path=os.path.join(out, f"tuning_report_{arch}.html"), progress=sub,
                             n_trials=n_trials, top_k=top_k, seed=seed, max_epochs=max_epochs, window=window,
-                            encodings=encodings, device=device, max_samples=max_samples)
+                            encodings=encodings, device=device, max_samples=max_samples,
+                            prepare_kwargs={"target": target})
         tune_results[arch] = r
         study_folders.append(folder)
     model_root = os.path.join(out, "models")

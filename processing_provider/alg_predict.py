@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessing,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -29,7 +30,10 @@ in rank order); HORIZON how many epochs to forecast (default: the models' horizo
 the best members to use, or their folder names (default: all); QUANTILES percentages of the
 members' spread at the last forecast epoch (default 10,50,90); END_DATE forecast from the last
 acquisition on or before this date instead of the stack's end (a backtest to compare with later
-acquisitions); COVARIATES the covariate rasters used in training; DEVICE auto/cpu/cuda.</p>
+acquisitions); COVARIATES the covariate rasters used in training; CALIBRATE (default on) widens or
+narrows the members' spread per forecast step so that their P10-P90 band covers 80% of the
+observations of the models' validation period (spread inflation; the median is unchanged), which
+makes the quantiles and the exceedance probabilities of <i>uncertainty</i> calibrated; DEVICE auto/cpu/cuda.</p>
 <p><b>Outputs</b>: OUTPUT_MEDIAN (one band per forecast date, mm, cumulative on the stack's
 reference), OUTPUT_QUANTILES (P10/P50/P90 of the last forecast epoch), OUTPUT_MEMBERS (every member's
 forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all styled.</p>
@@ -50,6 +54,8 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
                                                        "the last acquisition)", optional=True))
         self.addParameter(QgsProcessingParameterMultipleLayers("COVARIATES", "Covariates (as in training)",
                                                                QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "CALIBRATE", "Calibrate the ensemble spread on the validation period", True, optional=True))
         self.add_common_params(dates=True, seed=False, device=True)
         self.addParameter(N("BLOCK_ROWS", "Rows per block", N.Integer, 64, optional=True, minValue=1))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MEDIAN", "Forecast (ensemble median)"))
@@ -81,6 +87,7 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
             end_date=self.parameterAsString(parameters, "END_DATE", context) or None,
             block_rows=self.parameterAsInt(parameters, "BLOCK_ROWS", context) or 64,
             device=self.enum_value(parameters, "DEVICE", context) or "auto",
+            calibrate=self.parameterAsBool(parameters, "CALIBRATE", context),
             progress=progress,
         )
         feedback.pushInfo(f"{len(res['members'])} members, {res['valid_pixels']} pixels forecast from "

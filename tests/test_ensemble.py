@@ -119,3 +119,35 @@ def test_cancel_leaves_no_outputs(tmp_path):
                                   progress=Progress(is_cancelled=cancelled))
     left = os.listdir(tmp_path / "o")
     assert not [f for f in left if f.endswith(".tif")], left
+
+
+def test_inflation_factor_reaches_target_coverage():
+    rng = np.random.default_rng(0)
+    n = 4000
+    centre = rng.normal(0, 5, n)
+    members = centre[None] + rng.normal(0, 0.2, (10, n))      # far too narrow
+    obs = centre + rng.normal(0, 2.0, n)
+    assert ensemble.coverage(members, obs, 1.0) < 0.3
+    c = ensemble.inflation_factor(members, obs, 0.8)
+    assert 3 < c < 50
+    assert ensemble.coverage(members, obs, c) == pytest.approx(0.8, abs=0.01)
+    wide = centre[None] + rng.normal(0, 20.0, (10, n))        # far too wide -> shrunk
+    assert ensemble.inflation_factor(wide, obs, 0.8) < 1.0
+
+
+def test_calibration_uses_validation_period_only(tmp_path):
+    p, vals, dates, g = _stack(tmp_path)
+    root, prep = _model_folder(tmp_path, vals, dates, g, n_members=3)
+    res = ensemble.predict_ensemble(p, root, str(tmp_path / "m.tif"), device="cpu")
+    cal = res["calibration"]
+    assert cal["calibrated"] and len(cal["factors"]) == 3
+    tr_end, val_end = prep.config["train_end"], prep.config["val_end"]
+    for o in cal["origins"]:
+        i = int(np.searchsorted(dates, np.datetime64(o)))
+        assert tr_end - 1 <= i and i + 3 <= val_end - 1   # targets inside the validation period
+    assert all(abs(c - 0.8) < 0.1 for c in cal["calibrated_coverage"])
+    # a backtest starting before the validation period has nothing to calibrate on: factors stay 1
+    early = ensemble.predict_ensemble(p, root, str(tmp_path / "e.tif"), end_date=str(dates[tr_end - 2]), device="cpu")
+    assert early["calibration"]["calibrated"] is False
+    off = ensemble.predict_ensemble(p, root, str(tmp_path / "o.tif"), calibrate=False, device="cpu")
+    assert off["calibration"]["calibrated"] is False
