@@ -14,16 +14,21 @@ members.
 
 Calibration (``calibrate=True``, the default). The spread of ten networks trained on the same
 data reflects model uncertainty only and is far narrower than the error of a forecast against a
-later, noisy acquisition (measured on the demo scene: the raw P10-P90 band covered about a quarter
-of later observations). Where the paper is silent we calibrate the ensemble by *spread inflation*,
-a standard post-processing of ensemble forecasts: every member is moved away from (or towards) the
-median by a factor ``c_h`` per horizon step, ``m' = median + c_h (m - median)``, with ``c_h`` chosen so
-that the members' P10-P90 band covers 80 % of the observations of the **validation** period (the
-members' own early-stopping period: never the test period, and never an epoch after the forecast
-start). The median is unchanged; the quantiles, the members raster and hence the exceedance
-probabilities and class ambiguity of ``uncertainty`` become calibrated. Forecast origins for the
-calibration are up to three epochs in the validation period whose targets are all observed; where
-there is none (a stack too short), no calibration is done and the factors are 1.
+later, noisy acquisition (measured on the demo scene: the raw P10-P90 band covered 6-11 % of
+later observations). Where the paper is silent we calibrate the ensemble by *dressing* it, a
+standard post-processing of ensemble forecasts: at each pixel and horizon step the members keep
+their order but are spread as normal quantiles around the median with the total standard deviation
+``sqrt(s_models² + σ_h²)``, where ``s_models`` is the members' own spread at that pixel and ``σ_h``
+is one number per horizon step for the error the models cannot see (observation noise, atmosphere).
+``σ_h`` is chosen so that the members' P10-P90 band covers 80 % of the observations of the
+**validation** period (the members' early-stopping period: never the test period, and never an
+epoch after the forecast start). The median is unchanged; the quantiles, the members raster and
+hence the exceedance probabilities and class ambiguity of ``uncertainty`` become calibrated, and
+pixels where the models disagree keep a wider band. (We first tried plain spread inflation,
+``median + c (member - median)``: calibrated, but it blew the models' tiny random disagreements up
+into noisy exceedance maps with a negative Brier skill.) Forecast origins for the calibration are up
+to three epochs in the validation period whose targets are all observed; where there is none (a
+stack too short, or a backtest from before the validation period), nothing is changed.
 
 Outputs (../shared/INTERFACE.md):
 - median: one band per forecast date (ISO description), mm, same reference as the stack;
@@ -118,25 +123,43 @@ def _forecast_block(blk, dates, grid, a0, r0, r1, loaded, configs, cov_blk, e, H
     return out, valid_all
 
 
-def coverage(members: np.ndarray, obs: np.ndarray, factor: float, lo: float = 10.0, hi: float = 90.0) -> float:
-    """Share of ``obs`` (n,) inside the P``lo``-P``hi`` band of members (M, n) inflated by ``factor``."""
-    med = np.median(members, axis=0)
-    m = med + factor * (members - med)
-    a, b = np.percentile(m, [lo, hi], axis=0)
+def _normal_scores(M: int) -> np.ndarray:
+    from statistics import NormalDist
+
+    nd = NormalDist()
+    return np.array([nd.inv_cdf((k + 0.5) / M) for k in range(M)], dtype=np.float64)
+
+
+def dress(members: np.ndarray, sigma: float) -> np.ndarray:
+    """Members (M, ...) -> dressed members: same order, normal scores x sqrt(s_models² + sigma²)
+    around the median (see the module doc)."""
+    m = np.asarray(members, dtype=np.float64)
+    M = m.shape[0]
+    with np.errstate(all="ignore"):
+        med = np.median(m, axis=0)
+        s2 = np.mean((m - med) ** 2, axis=0)
+    z = _normal_scores(M)
+    ranks = np.argsort(np.argsort(m, axis=0, kind="stable"), axis=0, kind="stable")
+    return (med + np.sqrt(s2 + float(sigma) ** 2) * z[ranks]).astype(np.float32)
+
+
+def coverage(members: np.ndarray, obs: np.ndarray, sigma: float, lo: float = 10.0, hi: float = 90.0) -> float:
+    """Share of ``obs`` (n,) inside the P``lo``-P``hi`` band of the members (M, n) dressed with ``sigma``."""
+    a, b = np.percentile(dress(members, sigma), [lo, hi], axis=0)
     return float(np.mean((obs >= a) & (obs <= b)))
 
 
-def inflation_factor(members: np.ndarray, obs: np.ndarray, target: float = 0.8) -> float:
-    """Smallest factor c in [0.05, 200] whose inflated P10-P90 band covers ``target`` of ``obs``."""
+def dressing_sigma(members: np.ndarray, obs: np.ndarray, target: float = 0.8, max_sigma: float = 500.0) -> float:
+    """Smallest sigma (mm) whose dressed P10-P90 band covers ``target`` of ``obs`` (0 if already)."""
     if obs.size == 0 or members.shape[0] < 2:
-        return 1.0
-    lo, hi = 0.05, 200.0
-    if coverage(members, obs, hi) < target:
-        return hi
-    if coverage(members, obs, lo) >= target:
-        return lo
+        return 0.0
+    if coverage(members, obs, 0.0) >= target:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while coverage(members, obs, hi) < target and hi < max_sigma:
+        lo, hi = hi, hi * 2
     for _ in range(40):
-        mid = np.sqrt(lo * hi)
+        mid = 0.5 * (lo + hi)
         if coverage(members, obs, mid) >= target:
             hi = mid
         else:
@@ -144,11 +167,11 @@ def inflation_factor(members: np.ndarray, obs: np.ndarray, target: float = 0.8) 
     return float(hi)
 
 
-def calibration_factors(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int,
+def calibration_sigmas(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int,
                         max_pixels: int = 20000, target: float = 0.8, progress: Optional[Progress] = None):
-    """Spread-inflation factors per horizon step from the validation period (see the module doc).
+    """Dressing sigma per horizon step (mm) from the validation period (see the module doc).
 
-    Returns ``(factors (H,), details dict)``.
+    Returns ``(sigmas (H,), details dict)``.
     """
     train_end = max(int(c.get("train_end", 0)) for c in configs)
     val_end = min(int(c.get("val_end", info.n_epochs)) for c in configs)
@@ -156,7 +179,7 @@ def calibration_factors(info, loaded, configs, cov, e: int, H: int, dev: str, ba
     last_origin = min(val_end - 1, e) - H          # targets o+1..o+H observed and not after the forecast start
     first_origin = max(train_end - 1, win - 1)      # targets after the training period
     if last_origin < first_origin:
-        return np.ones(H), {"calibrated": False, "reason": "no validation epochs to calibrate on"}
+        return np.zeros(H), {"calibrated": False, "reason": "no validation epochs to calibrate on"}
     origins = sorted(set(np.linspace(first_origin, last_origin, num=min(3, last_origin - first_origin + 1))
                          .round().astype(int).tolist()))
     Hh, W = info.grid.shape
@@ -181,16 +204,18 @@ def calibration_factors(info, loaded, configs, cov, e: int, H: int, dev: str, ba
                 obss[h].append(obs[h][ok])
         if progress is not None:
             progress.set((i + 1) / len(spans))
-    factors = np.ones(H)
+    sigmas = np.zeros(H)
     raw, cal = [], []
     for h in range(H):
         m = np.concatenate(mems[h], axis=1) if mems[h] else np.zeros((len(loaded), 0))
         o = np.concatenate(obss[h]) if obss[h] else np.zeros(0)
-        factors[h] = inflation_factor(m, o, target)
-        raw.append(coverage(m, o, 1.0) if o.size else float("nan"))
-        cal.append(coverage(m, o, factors[h]) if o.size else float("nan"))
-    return factors, {"calibrated": True, "origins": [raster.iso(info.dates[o]) for o in origins],
-                     "n_pixels_per_step": int(sum(len(x) for x in obss[0])), "factors": factors.tolist(),
+        sigmas[h] = dressing_sigma(m, o, target)
+        with np.errstate(all="ignore"):
+            a, b = np.percentile(m, [10, 90], axis=0) if o.size else (0, 0)
+        raw.append(float(np.mean((o >= a) & (o <= b))) if o.size else float("nan"))
+        cal.append(coverage(m, o, sigmas[h]) if o.size else float("nan"))
+    return sigmas, {"calibrated": True, "origins": [raster.iso(info.dates[o]) for o in origins],
+                     "n_pixels_per_step": int(sum(len(x) for x in obss[0])), "sigma_mm": sigmas.tolist(),
                      "raw_coverage": raw, "calibrated_coverage": cal, "target": target}
 
 
@@ -238,17 +263,17 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
         raise DeformCastError("QUANTILES must be percentages between 0 and 100, e.g. 10,50,90.")
     Hh, W = info.grid.shape
     if calibrate and M > 1:
-        factors, cal = calibration_factors(info, loaded, configs, cov, e, H, dev, batch_size,
+        sigmas, cal = calibration_sigmas(info, loaded, configs, cov, e, H, dev, batch_size,
                                            progress=progress.sub(0.0, 0.15))
         progress = progress.sub(0.15, 1.0)
         if cal["calibrated"]:
-            progress.log("Spread inflation per horizon step (validation period): "
-                         + ", ".join(f"{f:.2f}" for f in factors) + "; P10-P90 coverage "
+            progress.log("Ensemble dressing per horizon step (validation period): sigma "
+                         + ", ".join(f"{f:.2f}" for f in sigmas) + " mm; P10-P90 coverage "
                          + ", ".join(f"{a:.0%}->{b:.0%}" for a, b in zip(cal["raw_coverage"], cal["calibrated_coverage"])))
         else:
             progress.log(f"No calibration: {cal['reason']}.")
     else:
-        factors, cal = np.ones(H), {"calibrated": False, "reason": "switched off" if M > 1 else "one member"}
+        sigmas, cal = np.zeros(H), {"calibrated": False, "reason": "switched off" if M > 1 else "one member"}
     med_path, q_path, m_path = out_median, out_quantiles, out_members
     meta = {"DEFORMCAST_MODEL_FOLDER": os.path.abspath(model_folder), "DEFORMCAST_END_DATE": raster.iso(info.dates[e]),
             "DEFORMCAST_MEMBERS": json.dumps([os.path.basename(m.folder) for m in loaded]),
@@ -271,10 +296,9 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
             cov_blk = {k: v[a0:a1] for k, v in cov.items()}
             out, valid_all = _forecast_block(blk, info.dates, info.grid, a0, r0, r1, loaded, configs, cov_blk, e, H,
                                              dev, batch_size, progress.sub(bi / len(blocks), (bi + 1) / len(blocks)))
-            if M > 1 and np.any(factors != 1.0):
-                with np.errstate(all="ignore"):
-                    centre = np.median(out, axis=0)
-                out = centre[None] + factors[None, :, None, None].astype(np.float32) * (out - centre[None])
+            if cal["calibrated"]:
+                for h in range(H):
+                    out[:, h] = dress(out[:, h], sigmas[h])
             n_valid += int(valid_all.sum())
             with np.errstate(all="ignore"):
                 med = np.median(out, axis=0) if M > 1 else out[0]

@@ -86,7 +86,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                  architectures: Sequence[str] = ("resnet_transformer",), horizon: int = 6, n_trials: int = 10,
                  top_k: int = 10, max_epochs: int = 25, window: Optional[int] = None, encodings=None,
                  thresholds: Sequence[float] = (10.0, 20.0), n_classes: int = 5, min_area: float = 0.0,
-                 device: str = "auto", max_samples: int = 6000, target: str = "residual",
+                 device: str = "auto", max_samples: int = 6000, target: str = "residual", search_space=None,
                  scene_kwargs: Optional[dict] = None,
                  progress: Optional[Progress] = None) -> Dict[str, object]:
     """Run the whole chain into ``output_folder``; returns a dict of paths and headline figures."""
@@ -118,7 +118,9 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
         stack_path = files["stack"]
         truth_path = files["truth"]
         observed_path = observed_path or files["future_observed"]
-        covariates = list(covariates) or []
+        from .synthetic import COVARIATE_NAMES
+
+        covariates = list(covariates) or [files[n] for n in COVARIATE_NAMES]
         paths.update({"stack": stack_path, "truth": truth_path, "future_observed": files["future_observed"],
                       "zones": files["zones"]})
         with open(files["scene_json"], encoding="utf-8") as fh:
@@ -144,7 +146,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                             report_path=os.path.join(out, f"tuning_report_{arch}.html"), progress=sub,
                             n_trials=n_trials, top_k=top_k, seed=seed, max_epochs=max_epochs, window=window,
                             encodings=encodings, device=device, max_samples=max_samples,
-                            prepare_kwargs={"target": target})
+                            prepare_kwargs={"target": target}, search_space=search_space)
         tune_results[arch] = r
         study_folders.append(folder)
     model_root = os.path.join(out, "models")

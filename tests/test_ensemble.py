@@ -121,18 +121,26 @@ def test_cancel_leaves_no_outputs(tmp_path):
     assert not [f for f in left if f.endswith(".tif")], left
 
 
-def test_inflation_factor_reaches_target_coverage():
+def test_dressing_keeps_median_and_order_and_reaches_target_coverage():
     rng = np.random.default_rng(0)
     n = 4000
     centre = rng.normal(0, 5, n)
-    members = centre[None] + rng.normal(0, 0.2, (10, n))      # far too narrow
+    members = (centre[None] + rng.normal(0, 0.2, (10, n))).astype(np.float32)   # far too narrow
     obs = centre + rng.normal(0, 2.0, n)
-    assert ensemble.coverage(members, obs, 1.0) < 0.3
-    c = ensemble.inflation_factor(members, obs, 0.8)
-    assert 3 < c < 50
-    assert ensemble.coverage(members, obs, c) == pytest.approx(0.8, abs=0.01)
-    wide = centre[None] + rng.normal(0, 20.0, (10, n))        # far too wide -> shrunk
-    assert ensemble.inflation_factor(wide, obs, 0.8) < 1.0
+    assert ensemble.coverage(members, obs, 0.0) < 0.3
+    sigma = ensemble.dressing_sigma(members, obs, 0.8)
+    assert 1.0 < sigma < 4.0                       # the unseen noise is 2 mm
+    assert ensemble.coverage(members, obs, sigma) == pytest.approx(0.8, abs=0.01)
+    d = ensemble.dress(members, sigma)
+    np.testing.assert_allclose(np.median(d, axis=0), np.median(members, axis=0), atol=1e-4)
+    np.testing.assert_array_equal(np.argsort(d, axis=0), np.argsort(members, axis=0))
+    # total spread: sqrt(model spread^2 + sigma^2) as normal scores
+    s_models = np.sqrt(np.mean((members - np.median(members, axis=0)) ** 2, axis=0))
+    z = ensemble._normal_scores(10)
+    np.testing.assert_allclose(d.max(axis=0) - np.median(d, axis=0), np.sqrt(s_models ** 2 + sigma ** 2) * z[-1],
+                               rtol=1e-4)
+    wide = centre[None] + rng.normal(0, 20.0, (10, n))        # already wide enough -> no extra sigma
+    assert ensemble.dressing_sigma(wide, obs, 0.8) == 0.0
 
 
 def test_calibration_uses_validation_period_only(tmp_path):
@@ -140,7 +148,7 @@ def test_calibration_uses_validation_period_only(tmp_path):
     root, prep = _model_folder(tmp_path, vals, dates, g, n_members=3)
     res = ensemble.predict_ensemble(p, root, str(tmp_path / "m.tif"), device="cpu")
     cal = res["calibration"]
-    assert cal["calibrated"] and len(cal["factors"]) == 3
+    assert cal["calibrated"] and len(cal["sigma_mm"]) == 3
     tr_end, val_end = prep.config["train_end"], prep.config["val_end"]
     for o in cal["origins"]:
         i = int(np.searchsorted(dates, np.datetime64(o)))
