@@ -7,9 +7,13 @@ forecast epoch is an acquisition the models never saw, and scores on the same pi
 - the ensemble median, each member, and every classical baseline of :mod:`baselines` (fitted per
   pixel on the epochs up to the forecast start), against the observations and, where given
   (synthetic scene), against the noise-free truth;
-- the P10-P90 band of the members: share of later observations inside it (coverage);
-- exceedance probabilities (share of members whose deformation over the horizon reaches a
-  threshold): Brier score and Brier skill score against the area-wide base rate.
+- the P10-P90 band of the calibrated (dressed, see :mod:`ensemble`) members: share of later
+  observations inside it (coverage);
+- exceedance probabilities (share of calibrated members whose deformation over the horizon reaches
+  a threshold): Brier score and Brier skill score against the area-wide base rate.
+
+Point scores (median, members) use the raw members; coverage and Brier scores the calibrated ones,
+as ``predict`` writes them by default.
 
 "Deformation over the horizon" is the value at the last forecast epoch minus the value at the
 forecast start (observed), taken as magnitude ``|d|``, as in :mod:`uncertainty`.
@@ -62,10 +66,14 @@ def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path
     e = ts - 1
     os.makedirs(out_folder, exist_ok=True)
     med_p = os.path.join(out_folder, "backtest_median.tif")
-    mem_p = os.path.join(out_folder, "backtest_members.tif")
+    mem_p = os.path.join(out_folder, "backtest_members_raw.tif")
+    cal_p = os.path.join(out_folder, "backtest_members_calibrated.tif")
     res = predict_ensemble(stack_path, model_folder, med_p, None, mem_p, dates=dates, covariates=covariates,
-                           end_date=str(info.dates[e]), block_rows=block_rows, device=device,
-                           progress=progress.sub(0.0, 0.8))
+                           end_date=str(info.dates[e]), block_rows=block_rows, device=device, calibrate=False,
+                           progress=progress.sub(0.0, 0.4))
+    cal = predict_ensemble(stack_path, model_folder, os.path.join(out_folder, "backtest_median_calibrated.tif"),
+                           None, cal_p, dates=dates, covariates=covariates, end_date=str(info.dates[e]),
+                           block_rows=block_rows, device=device, calibrate=True, progress=progress.sub(0.4, 0.8))
     fdates = np.array(res["forecast_dates"], dtype="datetime64[D]")
     idx = [int(np.searchsorted(info.dates, d)) for d in fdates]
     inside = [i for i, d in zip(idx, fdates) if i < info.n_epochs and info.dates[i] == d]
@@ -78,6 +86,7 @@ def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path
     M = len(res["members"])
     Hm = len(fdates)
     mem = raster.read_raster(mem_p)[0].reshape(M, Hm, *info.grid.shape)[:, :H]
+    memc = raster.read_raster(cal_p)[0].reshape(M, Hm, *info.grid.shape)[:, :H]
     valid = np.isfinite(med).all(axis=0) & np.isfinite(obs).all(axis=0)
     truth = None
     if truth_path:
@@ -111,13 +120,13 @@ def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path
     for name, f in base.items():
         score(f"baseline: {name}", f)
     # coverage of the P10-P90 band, all steps
-    p10, p90 = np.percentile(mem, [10, 90], axis=0)
+    p10, p90 = np.percentile(memc, [10, 90], axis=0)
     inside_band = (obs >= p10) & (obs <= p90)
     coverage = float(inside_band[:, valid].mean())
     # exceedance: deformation over the horizon from the forecast start
     start = stack[e]
     d_obs = np.abs(obs[-1] - start)
-    d_mem = np.abs(mem[:, -1] - start[None])
+    d_mem = np.abs(memc[:, -1] - start[None])
     exceed = []
     for t in thresholds:
         prob = (d_mem >= float(t)).mean(axis=0)
@@ -131,4 +140,5 @@ def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path
     return {"rows": rows, "coverage_p10_p90": coverage, "exceedance": exceed, "n_pixels": int(valid.sum()),
             "forecast_start": str(info.dates[e]), "forecast_dates": [str(d) for d in fdates[:H]], "score_key": key,
             "ensemble": rows[0], "best_member": best_member, "best_baseline": best_baseline,
-            "median_path": med_p, "members_path": mem_p, "n_members": M}
+            "median_path": med_p, "members_path": mem_p, "calibrated_members_path": cal_p, "n_members": M,
+            "calibration": cal["calibration"]}

@@ -35,7 +35,9 @@ grouped and styled.</p>
 demo scene, generated with SEED); COVARIATES optional static rasters; OBSERVED optional later
 observations for the residual analysis; ARCHITECTURES one or more of lstm, gru, tcn, cnn_lstm,
 transformer, resnet_transformer; HORIZON forecast epochs; N_TRIALS TPE trials per architecture;
-TOP_K ensemble size; MAX_EPOCHS per trial (early stopping ends most trials sooner); THRESHOLDS
+TOP_K ensemble size; MAX_EPOCHS per trial (early stopping ends most trials sooner); SEARCH_SPACE
+JSON overrides of the tuning ranges (empty: a compact ResNet+Transformer space that keeps the demo
+under 10 minutes; <code>{}</code>: the full ranges of the model registry); THRESHOLDS
 deformation over the horizon (mm) for the exceedance probabilities (the first one drives the zoning);
 N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); DEVICE auto/cpu/cuda.</p>
 <p><b>Outputs</b>: OUTPUT_FOLDER with everything, OUTPUT_REPORT (report.html), OUTPUT_PROJECT
@@ -53,12 +55,15 @@ N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); DEVICE a
                                                             optional=True))
         self.add_enum("ARCHITECTURES", "Architectures", ARCHITECTURES, ["resnet_transformer"], multiple=True)
         self.addParameter(N("HORIZON", "Forecast horizon (epochs)", N.Integer, 6, minValue=1))
-        self.addParameter(N("N_TRIALS", "TPE trials per architecture", N.Integer, 10, minValue=1))
+        self.addParameter(N("N_TRIALS", "TPE trials per architecture", N.Integer, 20, minValue=1))
         self.addParameter(N("TOP_K", "Ensemble size (best models kept)", N.Integer, 10, minValue=1))
-        self.addParameter(N("MAX_EPOCHS", "Maximum epochs per trial", N.Integer, 25, minValue=1))
+        self.addParameter(N("MAX_EPOCHS", "Maximum epochs per trial", N.Integer, 20, minValue=1))
         self.addParameter(N("WINDOW", "Input window (epochs; 0 = tuned)", N.Integer, 0, optional=True, minValue=0))
+        self.addParameter(QgsProcessingParameterString(
+            "SEARCH_SPACE", "Search space overrides (JSON; empty = compact demo space, {} = full space)", "",
+            optional=True))
         self.addParameter(QgsProcessingParameterString("THRESHOLDS", "Exceedance thresholds (mm over the horizon)",
-                                                       "10,20"))
+                                                       "5,10"))
         self.addParameter(N("N_CLASSES", "Susceptibility classes", N.Integer, 5, minValue=2, maxValue=7))
         self.addParameter(N("MIN_AREA", "Smallest zone polygon (m²)", N.Double, 0.0, minValue=0.0))
         self.add_common_params(dates=True, seed=True, device=True)
@@ -90,6 +95,7 @@ N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); DEVICE a
             top_k=self.parameterAsInt(parameters, "TOP_K", context),
             max_epochs=self.parameterAsInt(parameters, "MAX_EPOCHS", context),
             window=self.parameterAsInt(parameters, "WINDOW", context) or None,
+            search_space=self.parameterAsString(parameters, "SEARCH_SPACE", context).strip() or "compact",
             thresholds=thresholds, n_classes=self.parameterAsInt(parameters, "N_CLASSES", context),
             min_area=self.parameterAsDouble(parameters, "MIN_AREA", context),
             device=self.enum_value(parameters, "DEVICE", context) or "auto", progress=progress)

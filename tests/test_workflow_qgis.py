@@ -66,3 +66,34 @@ def test_graphical_model_runs_headless(qgis_process_run, tiny_scene, tmp_path):
     assert (tmp_path / "models" / "manifest.json").is_file()
     assert (tmp_path / "zones.gpkg").is_file()
     assert (tmp_path / "median.qml").is_file() and (tmp_path / "susceptibility.qml").is_file()
+
+
+@pytest.mark.slow
+def test_chain_tune_predict_uncertainty_residuals_headless(qgis_process_run, tiny_scene, tmp_path):
+    """The issue's chain through qgis_process, step by step, as a server user would run it."""
+    t = tmp_path
+    steps = [
+        ["deformcast:tune", f"INPUT={tiny_scene['stack']}", "ARCHITECTURE=tcn", "HORIZON=4", "N_TRIALS=2", "TOP_K=2",
+         "MAX_EPOCHS=2", f"OUTPUT_FOLDER={t / 'models'}", f"OUTPUT_REPORT={t / 'tune.html'}"],
+        ["deformcast:predict", f"INPUT={tiny_scene['stack']}", f"MODEL_FOLDER={t / 'models'}",
+         f"OUTPUT_MEDIAN={t / 'median.tif'}", f"OUTPUT_QUANTILES={t / 'q.tif'}", f"OUTPUT_MEMBERS={t / 'members.tif'}"],
+        ["deformcast:uncertainty", f"MEMBERS={t / 'members.tif'}", f"INPUT={tiny_scene['stack']}", "THRESHOLDS=2,5",
+         f"OUTPUT_SUSCEPTIBILITY={t / 'susc.tif'}", f"OUTPUT_SPREAD={t / 'spread.tif'}",
+         f"OUTPUT_AMBIGUITY={t / 'amb.tif'}", f"OUTPUT_CONFIDENCE={t / 'conf.tif'}", f"OUTPUT_EXCEEDANCE={t / 'exc.tif'}"],
+        ["deformcast:residuals", f"FORECAST={t / 'median.tif'}", f"OBSERVED={tiny_scene['future_observed']}",
+         f"ZONES={tiny_scene['zones']}", f"UNCERTAINTY={t / 'spread.tif'}", f"OUTPUT_RESIDUALS={t / 'res.tif'}",
+         f"OUTPUT_HOTSPOTS={t / 'gi.tif'}", f"OUTPUT_REPORT={t / 'res.html'}"],
+    ]
+    for args in steps:
+        r = qgis_process_run("run", args[0], "--", *args[1:], timeout=900)
+        assert r.returncode == 0, args[0] + "\n" + r.stdout[-2000:] + r.stderr[-2000:]
+        assert "Traceback" not in r.stdout + r.stderr
+    med, _, names = raster.read_raster(str(t / "median.tif"))
+    res, _, rnames = raster.read_raster(str(t / "res.tif"))
+    obs, _, onames = raster.read_raster(tiny_scene["future_observed"])
+    assert med.shape[0] == 4 and rnames == names[: len(rnames)]
+    k = onames.index(rnames[0])
+    np.testing.assert_allclose(res[0], med[0] - obs[k], atol=1e-4, equal_nan=True)
+    for f in ("median", "susc", "exc", "res", "gi"):
+        assert (t / f"{f}.qml").is_file()
+    assert "Moran" in (t / "res.html").read_text()
