@@ -77,7 +77,7 @@ RULE_DOC = {
     "high_class_min": "susceptibility class >= this is high",
     "moderate_class_min": "susceptibility class >= this is moderate",
     "exceedance_high": "P(exceed) >= this is high",
-    "exceedance_moderate": "P(exceed) >= this counts for tier 3",
+    "exceedance_moderate": "P(exceed) >= this is needed for tiers 2 (uncertain) and 3",
     "uncertainty_max": "uncertainty <= this is confident",
     "hotspot_z": "Gi* z >= this is a residual hot spot",
 }
@@ -126,9 +126,12 @@ def assign_tiers(suscept, uncert, exceed, rules: dict, hot_z=None) -> np.ndarray
     moderate = s >= rules["moderate_class_min"]
     confident = u <= rules["uncertainty_max"]
     hot = np.zeros(s.shape, bool) if hot_z is None else np.nan_to_num(np.asarray(hot_z, np.float64), nan=-np.inf) >= rules["hotspot_z"]
+    # Susceptibility classes are relative (quantiles of the area), so every map has "high" classes,
+    # even where nothing moves. The exceedance probability is absolute evidence: tiers 1-3 need it.
+    likely = p >= rules["exceedance_moderate"]
     t1 = high & (p >= rules["exceedance_high"]) & confident
-    t2 = (high & ~confident) | hot
-    t3 = moderate | (p >= rules["exceedance_moderate"])
+    t2 = (high & ~confident & likely) | (hot & (moderate | likely))
+    t3 = likely
     tiers = np.select([t1, t2, t3], [1, 2, 3], default=4).astype(np.uint8)
     tiers[~valid] = 0
     return tiers

@@ -54,7 +54,7 @@ N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); DEVICE a
         self.addParameter(QgsProcessingParameterRasterLayer("OBSERVED", "Later observations (for residuals)",
                                                             optional=True))
         self.add_enum("ARCHITECTURES", "Architectures", ARCHITECTURES, ["resnet_transformer"], multiple=True)
-        self.addParameter(N("HORIZON", "Forecast horizon (epochs)", N.Integer, 6, minValue=1))
+        self.addParameter(N("HORIZON", "Forecast horizon (epochs; 30 = a year at 12 days)", N.Integer, 30, minValue=1))
         self.addParameter(N("N_TRIALS", "TPE trials per architecture", N.Integer, 20, minValue=1))
         self.addParameter(N("TOP_K", "Ensemble size (best models kept)", N.Integer, 10, minValue=1))
         self.addParameter(N("MAX_EPOCHS", "Maximum epochs per trial", N.Integer, 20, minValue=1))
@@ -63,7 +63,7 @@ N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); DEVICE a
             "SEARCH_SPACE", "Search space overrides (JSON; empty = compact demo space, {} = full space)", "",
             optional=True))
         self.addParameter(QgsProcessingParameterString("THRESHOLDS", "Exceedance thresholds (mm over the horizon)",
-                                                       "5,10"))
+                                                       "10,20"))
         self.addParameter(N("N_CLASSES", "Susceptibility classes", N.Integer, 5, minValue=2, maxValue=7))
         self.addParameter(N("MIN_AREA", "Smallest zone polygon (m²)", N.Double, 0.0, minValue=0.0))
         self.add_common_params(dates=True, seed=True, device=True)

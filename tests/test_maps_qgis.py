@@ -82,9 +82,8 @@ def test_chain_through_processing(run_alg, scene):
     assert os.path.exists(z["OUTPUT_ZONES"]) and _qml(z["OUTPUT_ZONES"])
     tiers = read_raster(z["OUTPUT_TIERS"])[0][0]
     assert tiers[4, 4] == 1 and tiers[7, 11] == 2
-    susc = read_raster(u["OUTPUT_SUSCEPTIBILITY"])[0][0]
-    quiet = tiers == 4  # quantile classes: the lower 40 % of the area is class 1-2
-    assert quiet.sum() > 0.2 * tiers.size and np.all(susc[quiet] <= 2) and np.all(exc[0][quiet] < 0.2)
+    quiet = tiers == 4  # routine where exceeding the threshold is unlikely, whatever the relative class
+    assert quiet.sum() > 0.2 * tiers.size and np.all(exc[0][quiet] < 0.2)
     from qgis.core import QgsVectorLayer
 
     vl = QgsVectorLayer(z["OUTPUT_ZONES"], "zones", "ogr")

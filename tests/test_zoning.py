@@ -18,27 +18,30 @@ RULES = {"high_class_min": 4, "moderate_class_min": 3, "exceedance_high": 0.5, "
 
 def test_each_tier_rule():
     # columns: one pixel per case
-    s = np.array([5, 4, 5, 5, 2, 3, 1, 1, 4, np.nan, 2])
-    u = np.array([0.1, 0.5, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, np.nan])
-    p = np.array([0.9, 0.5, 0.9, 0.3, 0.0, 0.0, 0.2, 0.1, 0.49, 0.9, 0.9])
-    hz = np.array([0, 0, 0, 0, 2.0, 0, 0, 1.9, 0, 3, 0])
+    s = np.array([5, 4, 5, 5, 2, 3, 1, 1, 4, np.nan, 2, 3, 5, 2])
+    u = np.array([0.1, 0.5, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, np.nan, 0.1, 0.9, 0.1])
+    p = np.array([0.9, 0.5, 0.9, 0.3, 0.0, 0.0, 0.2, 0.1, 0.49, 0.9, 0.9, 0.0, 0.19, 0.25])
+    hz = np.array([0, 0, 0, 0, 2.0, 0, 0, 1.9, 0, 3, 0, 1.96, 0, 2.5])
     t = Z.assign_tiers(s, u, p, RULES, hz)
     expected = [
         1,  # high, P >= 0.5, confident
         1,  # boundary values: class 4, P 0.5, u 0.5 all inclusive
-        2,  # high but uncertain
+        2,  # high but uncertain (and P >= exceedance_moderate)
         3,  # high, confident, P below high -> enhanced monitoring
-        2,  # low class but residual hot spot
-        3,  # moderate class
+        4,  # residual hot spot but low class and P small -> routine (atmosphere, not deformation)
+        4,  # moderate class alone is relative, no absolute evidence -> routine
         3,  # low class, P >= exceedance_moderate
         4,  # low, P small, z below hotspot_z -> routine
         3,  # high, confident, P just below 0.5
         0,  # no susceptibility -> nodata
         0,  # no uncertainty -> nodata
+        2,  # moderate class and residual hot spot (z on the limit) -> verify
+        4,  # high but uncertain with P just below exceedance_moderate -> routine
+        2,  # low class, P >= exceedance_moderate and hot spot -> verify
     ]
     np.testing.assert_array_equal(t, expected)
     # without hot spots the hot-spot pixel falls back to its other rules
-    assert Z.assign_tiers(s, u, p, RULES)[4] == 4
+    assert Z.assign_tiers(s, u, p, RULES)[11] == 4 and Z.assign_tiers(s, u, p, RULES)[13] == 3
 
 
 def test_tier1_beats_hotspot():
@@ -84,10 +87,13 @@ def test_run_zoning_rasters_polygons_report(tmp_path):
     s[1:4, 1:5] = 5
     p[1:4, 1:5] = 0.8          # tier 1 block: 12 pixels
     s[6:9, 1:3] = 5
-    u[6:9, 1:3] = 0.9          # tier 2 block (uncertain): 6 pixels
+    u[6:9, 1:3] = 0.9          # tier 2 block (uncertain, exceedance plausible): 6 pixels
+    p[6:9, 1:3] = 0.3
     hz = np.zeros((h, w))
-    hz[0:10, 11] = 3.0         # tier 2 strip (hot spot) on the east edge: 10 pixels
+    hz[0:10, 11] = 3.0         # tier 2 strip (hot spot, moderate class) on the east edge: 10 pixels
+    s[0:10, 11] = 3
     s[6, 6] = 3                # single tier-3 pixel, area 100 m² < MIN_AREA
+    p[6, 6] = 0.3
     fc = np.full((h, w), -1.0)
     fc[1:4, 1:5] = -30.0
     fc[2, 2] = -55.0
