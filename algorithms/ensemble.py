@@ -187,7 +187,7 @@ def calibration_sigmas(info, loaded, configs, cov, e: int, H: int, dev: str, bat
     if rows_needed >= Hh:   # small raster: every pixel, in row blocks
         spans = list(raster.row_blocks(Hh, 64))
     else:                   # large raster: evenly spread single rows, about max_pixels pixels
-        spans = [(r, r + 1) for r in np.linspace(0, Hh - 1, rows_needed).astype(int)]
+        spans = [(int(r), int(r) + 1) for r in np.linspace(0, Hh - 1, rows_needed).astype(int)]
     halo = max(dataset.halo(c) for c in configs)
     mems, obss = [[] for _ in range(H)], [[] for _ in range(H)]
     for i, (r0, r1) in enumerate(spans):

@@ -214,7 +214,7 @@ def read_stack(info, rows: Optional[Tuple[int, int]] = None, bands: Optional[Seq
     if isinstance(info, str):
         info = open_stack(info)
     ds = gdal.Open(info.path)
-    r0, r1 = (0, info.grid.height) if rows is None else rows
+    r0, r1 = (0, info.grid.height) if rows is None else (int(rows[0]), int(rows[1]))
     idx = range(ds.RasterCount) if bands is None else bands
     out = np.empty((len(idx), r1 - r0, info.grid.width), dtype=np.float32)
     for k, b in enumerate(idx):

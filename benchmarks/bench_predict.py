@@ -11,6 +11,7 @@ a bowl, written once as a tiled GeoTIFF. Each size runs ``predict`` (with calibr
 Usage::
 
     .venv/bin/python benchmarks/bench_predict.py [--size 1000] [--dir /tmp/dcbench_predict] [--skip-large]
+        [--members 10]
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def make_stack(path: str, size: int) -> str:
     return path
 
 
-def child(folder: str, size: int) -> None:
+def child(folder: str, size: int, members: int = N_MEMBERS) -> None:
     from osgeo import gdal
 
     gdal.SetCacheMax(64 * 1024 * 1024)
@@ -111,15 +112,16 @@ def child(folder: str, size: int) -> None:
     out = os.path.join(folder, f"out_{size}")
     t0 = time.perf_counter()
     res = predict_ensemble(stack, os.path.join(folder, "models"), os.path.join(out, "median.tif"),
-                           os.path.join(out, "quantiles.tif"), os.path.join(out, "members.tif"), device="cpu")
+                           os.path.join(out, "quantiles.tif"), os.path.join(out, "members.tif"), device="cpu",
+                           members=members)
     t1 = time.perf_counter()
     outs = {k: os.path.join(out, k.lower() + ".tif") for k in
             ["OUTPUT_SUSCEPTIBILITY", "OUTPUT_SPREAD", "OUTPUT_AMBIGUITY", "OUTPUT_CONFIDENCE", "OUTPUT_EXCEEDANCE"]}
     run_uncertainty(os.path.join(out, "members.tif"), stack, outs, thresholds="10,20")
     t2 = time.perf_counter()
-    print(json.dumps({"size": size, "pixels": size * size, "valid_pixels": res["valid_pixels"],
+    print(json.dumps({"size": size, "members": members, "pixels": size * size, "valid_pixels": res["valid_pixels"],
                       "predict_s": t1 - t0, "uncertainty_s": t2 - t1, "total_s": t2 - t0,
-                      "pixel_forecasts_per_s": res["valid_pixels"] * N_MEMBERS / (t1 - t0),
+                      "pixel_forecasts_per_s": res["valid_pixels"] * members / (t1 - t0),
                       "peak_rss_mb": _vm_hwm_mb(), "calibration_sigma_mm": res["calibration"].get("sigma_mm")}))
 
 
@@ -128,11 +130,13 @@ def main():
     ap.add_argument("--size", type=int, default=1000)
     ap.add_argument("--dir", default="/tmp/dcbench_predict")
     ap.add_argument("--skip-large", action="store_true")
-    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--members", type=int, default=N_MEMBERS,
+                    help="members used (fewer make the 4x-area memory check quicker; memory is per block)")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     _ensure_pkg()
     if a.child:
-        child(a.child[0], int(a.child[1]))
+        child(a.child[0], int(a.child[1]), int(a.child[2]))
         return
     os.makedirs(a.dir, exist_ok=True)
     make_models(a.dir)
@@ -141,7 +145,8 @@ def main():
         t = time.perf_counter()
         make_stack(os.path.join(a.dir, f"stack_{s}.tif"), s)
         print(f"# stack {s}x{s}x{T} written in {time.perf_counter() - t:.0f} s", flush=True)
-        r = subprocess.run([sys.executable, __file__, "--child", a.dir, str(s)], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, __file__, "--child", a.dir, str(s), str(a.members)],
+                           capture_output=True, text=True)
         print(r.stdout.strip() or r.stderr[-3000:], flush=True)
 
 

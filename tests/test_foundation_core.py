@@ -80,6 +80,7 @@ def test_stack_round_trip(tmp_path):
     np.testing.assert_array_equal(np.isnan(back), np.isnan(vals))
     np.testing.assert_allclose(back[~np.isnan(back)], vals[~np.isnan(vals)])
     np.testing.assert_allclose(raster.read_stack(info, rows=(2, 4)), back[:, 2:4])
+    np.testing.assert_allclose(raster.read_stack(info, rows=(np.int64(1), np.int64(3))), back[:, 1:3])
 
 
 def test_stack_without_dates_refused_and_dates_param(tmp_path):
