@@ -55,7 +55,7 @@ def brier(prob: np.ndarray, outcome: np.ndarray) -> Dict[str, float]:
 
 def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path: Optional[str] = None,
                  thresholds: Sequence[float] = (5.0, 10.0), dates=None, covariates=None, device: str = "auto",
-                 block_rows: int = 64, progress: Optional[Progress] = None) -> Dict[str, object]:
+                 block_rows: int = 0, progress: Optional[Progress] = None) -> Dict[str, object]:
     """Forecast the models' test period and score it; writes rasters into ``out_folder``."""
     progress = progress or silent()
     info = raster.open_stack(stack_path, dates)

@@ -48,6 +48,10 @@ from .errors import DeformCastError
 from .progress import Progress, silent
 
 
+#: pixels per block when ``block_rows`` is automatic (64 rows of a 1000-pixel-wide raster)
+BLOCK_PIXELS = 64000
+
+
 def member_band_names(n_members: int, dates: Sequence) -> List[str]:
     return [f"member{k} {raster.iso(d)}" for k in range(n_members) for d in dates]
 
@@ -185,7 +189,7 @@ def calibration_sigmas(info, loaded, configs, cov, e: int, H: int, dev: str, bat
     Hh, W = info.grid.shape
     rows_needed = max(1, int(np.ceil(max_pixels / max(1, W))))
     if rows_needed >= Hh:   # small raster: every pixel, in row blocks
-        spans = list(raster.row_blocks(Hh, 64))
+        spans = list(raster.row_blocks(Hh, max(1, BLOCK_PIXELS // max(1, W))))
     else:                   # large raster: evenly spread single rows, about max_pixels pixels
         spans = [(int(r), int(r) + 1) for r in np.linspace(0, Hh - 1, rows_needed).astype(int)]
     halo = max(dataset.halo(c) for c in configs)
@@ -222,9 +226,13 @@ def calibration_sigmas(info, loaded, configs, cov, e: int, H: int, dev: str, bat
 def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_quantiles: Optional[str] = None,
                      out_members: Optional[str] = None, horizon: Optional[int] = None, members=None,
                      quantiles: Sequence[float] = (10, 50, 90), dates=None, covariates: Optional[Sequence[str]] = None,
-                     end_date=None, block_rows: int = 64, device: str = "auto", batch_size: int = 2048,
+                     end_date=None, block_rows: int = 0, device: str = "auto", batch_size: int = 2048,
                      calibrate: bool = True, progress: Optional[Progress] = None) -> Dict[str, object]:
-    """Forecast with every member, write median / quantiles / members rasters; return a summary."""
+    """Forecast with every member, write median / quantiles / members rasters; return a summary.
+
+    ``block_rows`` 0 (default) = as many rows as make about ``BLOCK_PIXELS`` pixels, so the memory a
+    block needs is the same whatever the raster's width (and area).
+    """
     progress = progress or silent()
     info = raster.open_stack(stack_path, dates)
     from .training import resolve_device
@@ -286,6 +294,8 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
     halo = max(dataset.halo(c) for c in configs) if configs else 0
     n_valid = 0
     final_vals = []
+    if not block_rows or int(block_rows) <= 0:
+        block_rows = max(1, BLOCK_PIXELS // max(1, W))
     try:
         blocks = list(raster.row_blocks(Hh, block_rows))
         for bi, (r0, r1) in enumerate(blocks):

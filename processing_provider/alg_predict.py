@@ -57,7 +57,8 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
         self.addParameter(QgsProcessingParameterBoolean(
             "CALIBRATE", "Calibrate the ensemble spread on the validation period", True, optional=True))
         self.add_common_params(dates=True, seed=False, device=True)
-        self.addParameter(N("BLOCK_ROWS", "Rows per block", N.Integer, 64, optional=True, minValue=1))
+        self.addParameter(N("BLOCK_ROWS", "Rows per block (0 = automatic, about 64,000 pixels)", N.Integer, 0,
+                            optional=True, minValue=0))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MEDIAN", "Forecast (ensemble median)"))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_QUANTILES", "Forecast quantiles",
                                                                   optional=True))
@@ -85,7 +86,7 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
             dates=self.parameterAsString(parameters, "DATES", context) or None,
             covariates=layer_sources(self, parameters, "COVARIATES", context),
             end_date=self.parameterAsString(parameters, "END_DATE", context) or None,
-            block_rows=self.parameterAsInt(parameters, "BLOCK_ROWS", context) or 64,
+            block_rows=self.parameterAsInt(parameters, "BLOCK_ROWS", context),
             device=self.enum_value(parameters, "DEVICE", context) or "auto",
             calibrate=self.parameterAsBool(parameters, "CALIBRATE", context),
             progress=progress,
