@@ -102,6 +102,7 @@ MANIFEST = "manifest.json"
 TRIALS_DIR = "trials"
 RETRAINED_DIR = "retrained"
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+ORPHAN_SECONDS = 20.0  #: a RUNNING trial without a worker name older than this is an orphan
 
 
 # ------------------------------------------------------------------------------------------
@@ -438,9 +439,9 @@ def fail_dead_local_trials(study) -> List[int]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         w = str(t.user_attrs.get("worker", ""))
         if ":" not in w:
-            # a live worker names itself right after asking; a nameless trial older than a minute
-            # belongs to a worker killed between the two calls
-            dead = t.datetime_start is not None and (now - t.datetime_start).total_seconds() > 60
+            # a live worker names its trial right after asking; a nameless trial older than
+            # ORPHAN_SECONDS belongs to a worker killed between the two calls
+            dead = t.datetime_start is not None and (now - t.datetime_start).total_seconds() > ORPHAN_SECONDS
         else:
             h, pid = w.rsplit(":", 1)
             dead = h == host and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
@@ -494,16 +495,17 @@ class _Heartbeat:
             self._thread.join(timeout=5)
 
 
-def _counts(study) -> Tuple[int, List[int]]:
+def _counts(study) -> Tuple[int, list]:
+    """``(finished trials, RUNNING trials)`` of the study."""
     from optuna.trial import TrialState
 
     finished = 0
-    running: List[int] = []
+    running = []
     for t in study.get_trials(deepcopy=False):
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
             finished += 1
         elif t.state == TrialState.RUNNING:
-            running.append(t.number)
+            running.append(t)
     return finished, running
 
 
@@ -541,7 +543,14 @@ def run_worker(study, objective: Callable, n_trials: int, timeout: Optional[floa
         fail_dead_local_trials(study)
         finished, running = _counts(study)
         progress.set(min(1.0, finished / max(1, n_trials)))
-        if finished >= n_trials or finished + len(running) >= n_trials:
+        if finished >= n_trials:
+            break
+        if finished + len(running) >= n_trials:
+            if any(not t.user_attrs.get("worker") for t in running):
+                # a trial being named by its worker right now, or one orphaned by a worker killed
+                # between asking and naming it (failed after ORPHAN_SECONDS): look again shortly
+                time.sleep(1.0)
+                continue
             break
         if timeout and time.time() - t0 >= timeout:
             stats.stopped_by_timeout = True
@@ -549,7 +558,7 @@ def run_worker(study, objective: Callable, n_trials: int, timeout: Optional[floa
         trial = study.ask()
         trial.set_user_attr("worker", WORKER_ID)
         finished, running = _counts(study)
-        ahead = [n for n in running if n < trial.number]
+        ahead = [t for t in running if t.number < trial.number]
         if finished + len(ahead) >= n_trials:
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)

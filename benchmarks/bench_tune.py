@@ -100,7 +100,8 @@ def part_b(args, out):
         cfg["scene"] = {"width": 24, "height": 20, "n_epochs": 60}
     env = dict(os.environ, PYTHONPATH=str(PKGROOT))
     res = {}
-    for workers, threads in ((1, 1), (2, 1), (1, 2)):
+    configs = [tuple(int(v) for v in c.split("x")) for c in args.b_configs.split(",") if c]
+    for workers, threads in configs:
         folder = out / f"workers_{workers}x{threads}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -144,7 +145,9 @@ def main():
     ap.add_argument("--pruners", default="median,hyperband,none")
     ap.add_argument("--b-trials", type=int, default=12)
     ap.add_argument("--b-epochs", type=int, default=6)
+    ap.add_argument("--b-configs", default="1x1,2x1,1x2", help="workers x torch threads to time in (b)")
     ap.add_argument("--skip-b", action="store_true")
+    ap.add_argument("--only-b", action="store_true", help="run only (b), the worker timing")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     args.pruners = [p for p in args.pruners.split(",") if p]
@@ -166,9 +169,16 @@ def main():
                              max_samples=args.max_samples)
     results = {"settings": vars(args), "scene": list(scene.observed.shape), "cpu_count": os.cpu_count(),
                "load_avg_start": os.getloadavg()}
-    results.update(part_a_c(args, scene, cache, out))
+    if not args.only_b:
+        results.update(part_a_c(args, scene, cache, out))
     if not args.skip_b:
         results["workers"] = part_b(args, out)
+    if args.only_b:
+        with open(out / "bench_tune_b.json", "w") as fh:
+            json.dump(results, fh, indent=2, default=str)
+        for k, v in results["workers"].items():
+            print(f"| {k} | {v['wall_s']:.1f} | {v['study_s']:.1f} | {v['trials_per_worker']} |")
+        return
     results["load_avg_end"] = os.getloadavg()
     results["total_s"] = time.time() - t0
     with open(out / "bench_tune.json", "w") as fh:

@@ -39,7 +39,8 @@ deformcast-&lt;architecture&gt;-h&lt;horizon&gt;); SEARCH_SPACE JSON overrides o
 (a value fixes, a list chooses, an object is a range; "window" and "encoding" may be searched too);
 WINDOW input epochs (0 = searched); ENCODING coding strategies; COVARIATES rasters for the
 covariates encoding; MAX_EPOCHS per trial; PRUNER median / hyperband / none; RETRAIN the top-K on
-training + validation windows; SEED; DEVICE; DATES.</p>
+training + validation windows; THREADS torch CPU threads per worker (1 when several workers share a
+machine); SEED; DEVICE; DATES.</p>
 <p><b>Resume and several workers</b>: run the same command again with the same OUTPUT_FOLDER and
 STUDY_NAME to continue an interrupted or cancelled study (finished trials are kept). Start the same
 command in several terminals to work on one study in parallel (each process runs trials until the
@@ -75,6 +76,8 @@ time).</p>
         self.addParameter(N("MAX_SAMPLES", "Training windows sampled from the stack", N.Integer, 20000,
                             optional=True, minValue=100))
         self.add_enum("PRUNER", "Pruner", PRUNERS, "median")
+        self.addParameter(N("THREADS", "Torch CPU threads per worker (0 = default)", N.Integer, 0, optional=True,
+                            minValue=0))
         self.addParameter(QgsProcessingParameterBoolean("RETRAIN", "Retrain the top-K on training + validation",
                                                         False, optional=True))
         self.add_common_params(dates=True, seed=True, device=True)
@@ -112,6 +115,7 @@ time).</p>
             retrain=self.parameterAsBool(parameters, "RETRAIN", context),
             seed=self.parameterAsInt(parameters, "SEED", context),
             device=self.enum_value(parameters, "DEVICE", context) or "auto",
+            threads=self.parameterAsInt(parameters, "THREADS", context) or None,
             progress=progress,
         )
         feedback.pushInfo(f"Study '{res.study_name}': {res.n_complete} complete, {res.n_pruned} pruned, "

@@ -285,3 +285,21 @@ def test_timeout_stops_starting_trials(scene, tmp_path):
                            top_k=3, seed=1, timeout=1e-3, search_space=TINY_SPACE, max_epochs=1, max_samples=300,
                            threads=1, pruner="none", evaluate_test=False, write_outputs=False)
     assert res.worker.stopped_by_timeout and res.worker.trials_run == 1 and res.n_complete == 1
+
+
+def test_orphaned_trial_is_failed_not_waited_for(scene, tmp_path, monkeypatch):
+    """A worker killed between asking for a trial and naming it leaves a nameless RUNNING trial."""
+    import optuna
+
+    out = tmp_path / "orphan"
+    st, _ = tuning.open_storage("", str(out))
+    study = optuna.create_study(storage=st, study_name="deformcast-lstm-h2")
+    study.set_user_attr("deformcast_study", 1)
+    orphan = study.ask()
+    monkeypatch.setattr(tuning, "ORPHAN_SECONDS", 0.0)
+    res = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(out), n_trials=2, top_k=1,
+                           seed=1, search_space=TINY_SPACE, max_epochs=1, max_samples=300, threads=1,
+                           pruner="none", evaluate_test=False, write_outputs=False)
+    assert res.n_complete == 2
+    t = _optuna_study(str(out), "deformcast-lstm-h2").trials[orphan.number]
+    assert t.state.name == "FAIL" and t.user_attrs["failed_reason"] == "worker process died"
