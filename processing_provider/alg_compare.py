@@ -70,7 +70,7 @@ comparison.</p>
                                                                 optional=True))
         self.addOutput(QgsProcessingOutputFile("OUTPUT_RUNS", "Runs table (CSV)"))
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         from ..algorithms.compare import compare_job
 
         strategies = self.parameterAsString(parameters, "STRATEGIES", context) or None

@@ -73,7 +73,7 @@ in time; gaps longer than the maximum gap (default 3 steps) stay empty.</p>
             "REREFERENCE", "Re-reference every pixel to the first epoch (0 mm)", False))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Displacement stack"))
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         src = self.parameterAsFile(parameters, "INPUT", context)
         cell = self.parameterAsDouble(parameters, "CELL_SIZE", context)
         crs = self.parameterAsCrs(parameters, "TARGET_CRS", context)
@@ -121,7 +121,7 @@ forecasts); empty = no value.</p>
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT", "Values at the points (CSV)", "CSV files (*.csv)"))
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         summary = sample_points_to_csv(raster_source(self, parameters, "INPUT", context),
                                        self.parameterAsFile(parameters, "POINTS", context), out,

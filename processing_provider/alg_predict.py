@@ -65,7 +65,7 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MEMBERS", "Ensemble members",
                                                                   optional=True))
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         from ..algorithms.ensemble import predict_ensemble
         from ..algorithms.errors import DeformCastError
 

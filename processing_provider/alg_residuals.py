@@ -64,7 +64,7 @@ statistics, correlations).</p>
                                                                 "HTML files (*.html)", optional=True,
                                                                 createByDefault=True))
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         zones = None
         if parameters.get("ZONES"):
             lyr = self.parameterAsLayer(parameters, "ZONES", context)

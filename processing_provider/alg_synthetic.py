@@ -56,7 +56,7 @@ and the dates (written last: a folder without it is unfinished).</p>
         self.addOutput(QgsProcessingOutputRasterLayer("OUTPUT_ZONES", "Zones"))
         self.addOutput(QgsProcessingOutputMultipleLayers("OUTPUT_COVARIATES", "Covariates"))
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         def num(name, default, integer=True):
             if parameters.get(name) is None:
                 return default

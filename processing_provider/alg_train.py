@@ -76,7 +76,7 @@ forecast minus observed on the test period (diverging colours centred on 0).</p>
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_FORECAST", "Test-period forecast"))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_RESIDUALS", "Test-period residuals"))
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         truth = raster_source(self, parameters, "TRUTH", context) if parameters.get("TRUTH") else None
         zones = raster_source(self, parameters, "ZONES", context) if parameters.get("ZONES") else None
         out = run_training_job(

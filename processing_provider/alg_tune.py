@@ -87,7 +87,7 @@ time).</p>
         self.addOutput(QgsProcessingOutputFile("OUTPUT_TRIALS", "Trials table (CSV)"))
         self.addOutput(QgsProcessingOutputNumber("BEST_VALUE", "Best validation RMSE (mm)"))
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         from ..algorithms.tuning import tune_job
 
         folder = self.parameterAsFileOutput(parameters, "OUTPUT_FOLDER", context)

@@ -72,7 +72,7 @@ HTML report with the limits and histograms.</p>
                                                                 "HTML files (*.html)", optional=True,
                                                                 createByDefault=True))
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         members = self.parameterAsRasterLayer(parameters, "MEMBERS", context).source()
         stack = self.parameterAsRasterLayer(parameters, "INPUT", context).source()
         outputs = {name: output_path(self, parameters, name, context) for name, _, _ in RASTER_OUTPUTS}

@@ -74,7 +74,7 @@ N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); DEVICE a
         self.addOutput(QgsProcessingOutputRasterLayer("OUTPUT_TIERS", "Control tiers"))
         self.addOutput(QgsProcessingOutputVectorLayer("OUTPUT_ZONES", "Control zones"))
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         from ..algorithms.errors import DeformCastError
         from ..algorithms.uncertainty import parse_number_list
         from ..algorithms.workflow import run_workflow

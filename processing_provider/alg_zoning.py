@@ -67,7 +67,7 @@ uncertainty, action) and an HTML report with the area per tier and the rule tabl
         lyr = self.parameterAsRasterLayer(parameters, name, context) if parameters.get(name) else None
         return lyr.source() if lyr is not None else None
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         kind = self.enum_value(parameters, "UNCERTAINTY_TYPE", context)
         spread, amb = self._path(parameters, "SPREAD", context), self._path(parameters, "AMBIGUITY", context)
         if spread and not amb:

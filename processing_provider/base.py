@@ -46,7 +46,7 @@ def progress_from(feedback) -> Progress:
 
 
 class DeformCastAlgorithm(QgsProcessingAlgorithm):
-    """Subclasses set the class attributes and implement ``initAlgorithm`` and ``run``."""
+    """Subclasses set the class attributes and implement ``initAlgorithm`` and ``execute``."""
 
     ALG_ID: str = ""
     DISPLAY_NAME: str = ""
@@ -133,7 +133,7 @@ class DeformCastAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         try:
             deps.require(*self.REQUIRES)
-            return self._wrapper_run(parameters, context, feedback, progress_from(feedback))
+            return self.execute(parameters, context, feedback, progress_from(feedback))
         except Cancelled as e:
             raise QgsProcessingException(str(e)) from None
         except DeformCastError as e:
@@ -142,20 +142,10 @@ class DeformCastAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(
                 "Out of memory. Use a smaller area or a smaller block size, or close other programs.") from None
 
-    # Wrappers implement ``run(parameters, context, feedback, progress)``. That name is also
-    # QgsProcessingAlgorithm.run(parameters, context, feedback, configuration, catchExceptions),
-    # which processing.run() calls; a Python override would shadow it and processing.run()
-    # would fail with a TypeError. So each subclass's own ``run`` is moved to ``_wrapper_run``
-    # when the class is created and QgsProcessingAlgorithm.run stays reachable.
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        own = cls.__dict__.get("run")
-        if own is not None:
-            cls._wrapper_run = own
-            delattr(cls, "run")
-
-    def _wrapper_run(self, parameters, context, feedback, progress: Progress) -> dict:
-        raise QgsProcessingException(f"{self.ALG_ID}: run() is not implemented")
+    # Wrappers implement ``execute``. (Not ``run``: QgsProcessingAlgorithm.run is what
+    # processing.run() calls, and a Python method of that name would shadow it.)
+    def execute(self, parameters, context, feedback, progress: Progress) -> dict:
+        raise QgsProcessingException(f"{self.ALG_ID}: execute() is not implemented")
 
 
 def output_path(alg: QgsProcessingAlgorithm, parameters, name: str, context) -> str:
