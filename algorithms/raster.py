@@ -227,6 +227,18 @@ def read_stack(info, rows: Optional[Tuple[int, int]] = None, bands: Optional[Seq
     return out
 
 
+def open_raster(path: str, what: str = "The raster"):
+    """``(gdal.Dataset, Grid)`` of an existing raster, or DeformCastError naming ``what``."""
+    gdal = _gdal()
+    if not path or not os.path.exists(str(path)):
+        raise DeformCastError(f"{what} '{path}' does not exist.")
+    try:
+        ds = gdal.Open(str(path))
+    except RuntimeError as e:
+        raise DeformCastError(f"GDAL cannot open {what} '{path}' as a raster: {e}") from None
+    return ds, Grid(tuple(ds.GetGeoTransform()), ds.GetProjection() or "", ds.RasterXSize, ds.RasterYSize)
+
+
 def read_raster(path: str) -> Tuple[np.ndarray, Grid, List[str]]:
     """Any raster -> (float32 (B, H, W) with NaN nodata, grid, band descriptions)."""
     gdal = _gdal()

@@ -51,7 +51,7 @@ import numpy as np
 
 from .errors import DeformCastError
 from .progress import Progress, silent
-from .raster import Grid, RasterWriter, crs_equal, iso, parse_date
+from .raster import Grid, RasterWriter, crs_equal, iso, open_raster, parse_date
 from . import styles
 
 WEIGHTS = ["queen", "rook", "distance"]
@@ -181,17 +181,7 @@ def hotspot_classes(z: np.ndarray) -> np.ndarray:
 # inputs
 # --------------------------------------------------------------------------------------------
 def _open(path: str, what: str):
-    from osgeo import gdal
-
-    gdal.UseExceptions()
-    if not path or not os.path.exists(str(path)):
-        raise DeformCastError(f"{what} '{path}' does not exist.")
-    try:
-        ds = gdal.Open(str(path))
-    except RuntimeError as e:
-        raise DeformCastError(f"GDAL cannot open {what} '{path}' as a raster: {e}") from None
-    grid = Grid(tuple(ds.GetGeoTransform()), ds.GetProjection() or "", ds.RasterXSize, ds.RasterYSize)
-    return ds, grid
+    return open_raster(path, what)
 
 
 def _band_dates(ds, what: str, path: str) -> List[Optional[np.datetime64]]:

@@ -58,7 +58,7 @@ import numpy as np
 
 from .errors import DeformCastError
 from .progress import Progress, silent
-from .raster import Grid, crs_equal, write_raster
+from .raster import Grid, crs_equal, open_raster, write_raster
 from . import styles
 
 UNCERTAINTY_TYPES = ["ambiguity", "spread"]
@@ -138,15 +138,7 @@ def assign_tiers(suscept, uncert, exceed, rules: dict, hot_z=None) -> np.ndarray
 
 
 def _read1(path: str, band: int, what: str):
-    from osgeo import gdal
-
-    gdal.UseExceptions()
-    if not path or not os.path.exists(str(path)):
-        raise DeformCastError(f"{what} '{path}' does not exist.")
-    try:
-        ds = gdal.Open(str(path))
-    except RuntimeError as e:
-        raise DeformCastError(f"GDAL cannot open {what} '{path}': {e}") from None
+    ds, grid = open_raster(path, what)
     if band < 1 or band > ds.RasterCount:
         raise DeformCastError(f"{what} has {ds.RasterCount} band(s); band {band} does not exist. "
                               + ("Bands: " + "; ".join(f"{i + 1}: {ds.GetRasterBand(i + 1).GetDescription()}"
@@ -156,7 +148,6 @@ def _read1(path: str, band: int, what: str):
     nod = b.GetNoDataValue()
     if nod is not None and not np.isnan(nod):
         a[a == nod] = np.nan
-    grid = Grid(tuple(ds.GetGeoTransform()), ds.GetProjection() or "", ds.RasterXSize, ds.RasterYSize)
     return a, grid, ds
 
 

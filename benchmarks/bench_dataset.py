@@ -26,16 +26,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ensure_pkg, vm_mb  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-PKGROOT = ROOT / "build" / "pkgroot"
-
-
-def _ensure_pkg():
-    PKGROOT.mkdir(parents=True, exist_ok=True)
-    link = PKGROOT / "deformcast"
-    if not link.exists():
-        link.symlink_to(ROOT, target_is_directory=True)
-    sys.path.insert(0, str(PKGROOT))
 
 
 def write_synthetic(path: str, size: int, epochs: int, seed: int = 0) -> None:
@@ -73,15 +67,6 @@ def write_synthetic(path: str, size: int, epochs: int, seed: int = 0) -> None:
     ds = None
 
 
-def _vm(key: str) -> float:
-    """VmHWM / VmRSS of this process in MB (fresh after exec, unlike ru_maxrss)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
 def measure(path: str, max_samples: int, encodings: str, target: str) -> dict:
     """Run prepare() on ``path`` in this process and return the figures."""
     import tracemalloc
@@ -92,7 +77,7 @@ def measure(path: str, max_samples: int, encodings: str, target: str) -> dict:
     from deformcast.algorithms import dataset
     from deformcast.algorithms.raster import open_stack
 
-    rss0 = _vm("VmHWM")
+    rss0 = vm_mb("VmHWM")
     info = open_stack(path)
     tracemalloc.start()
     t0 = time.perf_counter()
@@ -101,7 +86,7 @@ def measure(path: str, max_samples: int, encodings: str, target: str) -> dict:
     dt = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
     tracemalloc.stop()
-    rss = _vm("VmHWM")
+    rss = vm_mb("VmHWM")
     H, W = info.grid.shape
     return {"pixels": H * W, "shape": [int(info.n_epochs), H, W],
             "file_MB": round(os.path.getsize(path) / 2 ** 20, 1), "seconds": round(dt, 2),
@@ -122,7 +107,7 @@ def main(argv=None):
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--measure", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    _ensure_pkg()
+    ensure_pkg()
     if a.measure:
         print(json.dumps(measure(a.measure, a.max_samples, a.encodings, a.target)))
         return

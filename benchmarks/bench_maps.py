@@ -31,17 +31,11 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ensure_pkg, vm_mb  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-PKGROOT = ROOT / "build" / "pkgroot"
 N_MEMBERS, HORIZON = 10, 6
-
-
-def _ensure_pkg():
-    PKGROOT.mkdir(parents=True, exist_ok=True)
-    link = PKGROOT / "deformcast"
-    if not link.exists():
-        link.symlink_to(ROOT, target_is_directory=True)
-    sys.path.insert(0, str(PKGROOT))
 
 
 def write_inputs(folder: str, size: int, seed: int = 0):
@@ -89,15 +83,6 @@ def write_inputs(folder: str, size: int, seed: int = 0):
     return mp, sp
 
 
-def _vm_hwm_mb() -> float:
-    """Peak resident set size of this process (MB), from /proc/self/status."""
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def child(folder: str) -> None:
     import tracemalloc
 
@@ -112,14 +97,14 @@ def child(folder: str) -> None:
             ["OUTPUT_SUSCEPTIBILITY", "OUTPUT_SPREAD", "OUTPUT_AMBIGUITY", "OUTPUT_CONFIDENCE",
              "OUTPUT_EXCEEDANCE", "OUTPUT_DEFORMATION"]}
     outs["OUTPUT_REPORT"] = os.path.join(out, "report.html")
-    rss0 = _vm_hwm_mb()
+    rss0 = vm_mb()
     tracemalloc.start()
     t0 = time.perf_counter()
     res = run_uncertainty(mp, sp, outs, thresholds="10,20", extreme_quantiles="95", n_classes=5)
     wall = time.perf_counter() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    rss = _vm_hwm_mb()
+    rss = vm_mb()
     print(json.dumps({"wall_s": wall, "tracemalloc_peak_mb": peak / 2**20, "rss_before_mb": rss0,
                       "peak_rss_mb": rss, "n_valid": res.n_valid,
                       "limits_mm": [round(float(x), 3) for x in res.limits]}))
@@ -132,7 +117,7 @@ def main():
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    _ensure_pkg()
+    ensure_pkg()
     if a.child:
         child(a.child)
         return

@@ -23,25 +23,11 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ensure_pkg, vm_mb  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-PKGROOT = ROOT / "build" / "pkgroot"
 N_MEMBERS, WINDOW, HORIZON, T = 10, 24, 6, 150
-
-
-def _ensure_pkg():
-    PKGROOT.mkdir(parents=True, exist_ok=True)
-    link = PKGROOT / "deformcast"
-    if not link.exists():
-        link.symlink_to(ROOT, target_is_directory=True)
-    sys.path.insert(0, str(PKGROOT))
-
-
-def _vm_hwm_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def make_models(folder: str) -> str:
@@ -122,7 +108,7 @@ def child(folder: str, size: int, members: int = N_MEMBERS) -> None:
     print(json.dumps({"size": size, "members": members, "pixels": size * size, "valid_pixels": res["valid_pixels"],
                       "predict_s": t1 - t0, "uncertainty_s": t2 - t1, "total_s": t2 - t0,
                       "pixel_forecasts_per_s": res["valid_pixels"] * members / (t1 - t0),
-                      "peak_rss_mb": _vm_hwm_mb(), "calibration_sigma_mm": res["calibration"].get("sigma_mm")}))
+                      "peak_rss_mb": vm_mb(), "calibration_sigma_mm": res["calibration"].get("sigma_mm")}))
 
 
 def main():
@@ -134,7 +120,7 @@ def main():
                     help="members used (fewer make the 4x-area memory check quicker; memory is per block)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    _ensure_pkg()
+    ensure_pkg()
     if a.child:
         child(a.child[0], int(a.child[1]), int(a.child[2]))
         return
