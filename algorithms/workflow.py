@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -318,7 +318,6 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
     progress.set(0.4)
     # forecast maps
     rep.heading("4. Forecast")
-    H = len(s["forecast"]["forecast_dates"])
     dpath = s["paths"].get("OUTPUT_DEFORMATION")
     if dpath and os.path.exists(dpath):
         dd = _band(dpath)

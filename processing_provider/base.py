@@ -8,7 +8,7 @@ QgsProcessingException with the core's message, never a traceback.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 from qgis.core import (
     QgsProcessingAlgorithm,

@@ -1,5 +1,4 @@
 """Ensemble prediction: members layout, median/quantiles, block-wise = whole, nodata, cancel, bad input."""
-import json
 import os
 
 import numpy as np

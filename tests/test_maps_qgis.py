@@ -99,7 +99,7 @@ def test_polygon_zones_through_processing(run_alg, scene, tmp_path):
 
     g = scene["grid"]
     x0, y0 = g.geotransform[0], g.geotransform[3]
-    vl = QgsVectorLayer(f"Polygon?crs=EPSG:25832&field=name:string", "fault", "memory")
+    vl = QgsVectorLayer("Polygon?crs=EPSG:25832&field=name:string", "fault", "memory")
     f = QgsFeature(vl.fields())
     f.setAttribute("name", "fault")
     f.setGeometry(QgsGeometry.fromWkt(
