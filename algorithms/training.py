@@ -343,27 +343,11 @@ _EVAL_SAMPLES = 10_000  # validation windows scored after every epoch
 
 
 def _parse_hparams(text) -> Dict[str, Any]:
-    import json
+    from .jsonparam import json_object_param
 
-    if text is None:
-        return {}
-    if isinstance(text, dict):
-        return dict(text)
-    s = str(text).strip()
-    if not s:
-        return {}
-    if os.path.isfile(s):
-        with open(s, encoding="utf-8") as fh:
-            s = fh.read()
-    try:
-        d = json.loads(s)
-    except ValueError as e:
-        raise DeformCastError(
-            f"HPARAMS is not valid JSON ({e}). Give an object such as "
-            '{"lr": 0.001, "batch_size": 128}, or leave it empty for the defaults.') from None
-    if not isinstance(d, dict):
-        raise DeformCastError('HPARAMS must be a JSON object such as {"lr": 0.001}, not a list or number.')
-    return d
+    return json_object_param(
+        text, "HPARAMS", 'Give an object such as {"lr": 0.001, "batch_size": 128}, or leave it empty for the defaults.',
+        'HPARAMS must be a JSON object such as {"lr": 0.001}, not a list or number.')
 
 
 def zone_names_from_style(raster_path: str) -> Dict[int, str]:

@@ -80,7 +80,6 @@ test metrics in the report are those of the models the manifest lists.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import shutil
@@ -201,25 +200,12 @@ def build_search_space(architecture: str, overrides=None, window: Optional[int] 
 
 
 def parse_search_space(value) -> Dict[str, Any]:
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        return dict(value)
-    text = str(value).strip()
-    if not text:
-        return {}
-    if os.path.isfile(text):
-        with open(text, encoding="utf-8") as fh:
-            text = fh.read()
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DeformCastError(
-            f"SEARCH_SPACE is not valid JSON ({e.msg} at character {e.pos}). Example: "
-            '{"lr": {"low": 0.0001, "high": 0.01, "log": true}, "layers": 1, "batch_size": [64, 128]}') from None
-    if not isinstance(obj, dict):
-        raise DeformCastError("SEARCH_SPACE must be a JSON object {name: value | [choices] | {low, high}}.")
-    return obj
+    from .jsonparam import json_object_param
+
+    return json_object_param(
+        value, "SEARCH_SPACE",
+        'Example: {"lr": {"low": 0.0001, "high": 0.01, "log": true}, "layers": 1, "batch_size": [64, 128]}',
+        "SEARCH_SPACE must be a JSON object {name: value | [choices] | {low, high}}.")
 
 
 def _dim_from_json(name: str, v, default) -> Dim:
