@@ -109,6 +109,48 @@ def fit_predict(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polyn
     return out
 
 
+def fit_stats(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polynomial: int = 2,
+              periods: Sequence[float] = (1.0, 0.5)):
+    """Least-squares fit per pixel with its statistics: ``(coef (p, N), se (p, N), sigma (N,),
+    pred (len(t_pred), N))``, float64. ``sigma`` is the residual standard deviation (n - p degrees
+    of freedom), ``se`` the coefficients' standard errors ``sigma sqrt(diag((A'WA)^-1))``. NaN for
+    pixels with fewer than ``p + 1`` valid epochs."""
+    y = np.asarray(values, dtype=np.float64)
+    A = design_matrix(t_fit, polynomial, periods)
+    P = design_matrix(t_pred, polynomial, periods)
+    p = A.shape[1]
+    n = y.shape[1]
+    coef = np.full((p, n), np.nan)
+    se = np.full((p, n), np.nan)
+    sigma = np.full(n, np.nan)
+    finite = np.isfinite(y)
+    full = finite.all(axis=0)
+    if full.any() and y.shape[0] > p:
+        inv = np.linalg.pinv(A.T @ A)
+        c = inv @ (A.T @ y[:, full])
+        r = y[:, full] - A @ c
+        sg = np.sqrt((r * r).sum(axis=0) / (y.shape[0] - p))
+        coef[:, full], sigma[full] = c, sg
+        se[:, full] = np.sqrt(np.clip(np.diag(inv), 0, None))[:, None] * sg[None]
+    part = np.flatnonzero(~full)
+    for s0 in range(0, part.size, _PIXEL_CHUNK):
+        idx = part[s0:s0 + _PIXEL_CHUNK]
+        w = finite[:, idx].astype(np.float64)
+        nv = w.sum(axis=0)
+        ok = nv > p
+        if not ok.any():
+            continue
+        idx, w, nv = idx[ok], w[:, ok], nv[ok]
+        yy = np.where(finite[:, idx], y[:, idx], 0.0)
+        inv = np.linalg.pinv(np.einsum("tp,tn,tq->npq", A, w, A))
+        c = np.einsum("npq,nq->np", inv, np.einsum("tp,tn->np", A, yy))  # (n, p)
+        r = (yy - (A @ c.T)) * w
+        sg = np.sqrt((r * r).sum(axis=0) / (nv - p))
+        coef[:, idx], sigma[idx] = c.T, sg
+        se[:, idx] = (np.sqrt(np.clip(np.einsum("npp->np", inv), 0, None)) * sg[:, None]).T
+    return coef, se, sigma, P @ coef
+
+
 def last_valid(values: np.ndarray) -> np.ndarray:
     """Last finite value along axis 0 of (T, N); NaN where none."""
     y = np.asarray(values)

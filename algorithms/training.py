@@ -333,6 +333,44 @@ def evaluate_samples(model, samples, norm: dict, batch_size: int = PREDICT_BATCH
     return evaluate(pred, samples.truth)
 
 
+def correction_weight(model, samples, norm: dict, config: Optional[dict] = None,
+                      batch_size: int = PREDICT_BATCH) -> Optional[List[float]]:
+    """Weight of a residual network's correction per horizon step, fitted on validation windows.
+
+    With ``target="residual"`` the forecast is ``anchor + c`` (``c`` = the network's correction to
+    the classical forecast, in mm). The weight ``w_h`` minimises the squared error of
+    ``anchor + w_h c`` over the validation windows ``samples`` at step ``h``:
+    ``w_h = sum(c r) / sum(c^2)`` with ``r = truth - anchor``, clipped to [0, 1]. A network whose
+    correction does not help on the validation period is thus switched off (``w`` = 0: the
+    forecast is its classical anchor) instead of adding its noise; one that helps keeps its
+    correction. Returns None for the increment target (nothing to fall back on).
+    Never fitted on test windows; the validation windows are the early-stopping ones.
+    """
+    if config is not None and config.get("target") != "residual":
+        return None
+    if len(samples) == 0:
+        return None
+    raw = {k: v for k, v in norm.items() if k != "correction_weight"}
+    from .dataset import to_mm
+
+    pred = to_mm(predict_array(model, samples.X, batch_size), samples.anchor, raw).astype(np.float64)
+    c = pred - samples.anchor.astype(np.float64)
+    r = samples.truth.astype(np.float64) - samples.anchor.astype(np.float64)
+    num = (c * r).sum(axis=0)
+    den = (c * c).sum(axis=0)
+    w = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return [round(float(v), 6) for v in np.clip(w, 0.0, 1.0)]
+
+
+def weighted_norm(model, samples, norm: dict, config: Optional[dict] = None) -> dict:
+    """A copy of ``norm`` with :func:`correction_weight` (unchanged for the increment target)."""
+    out = {k: v for k, v in norm.items() if k != "correction_weight"}
+    w = correction_weight(model, samples, out, config)
+    if w is not None:
+        out["correction_weight"] = w
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # the train job (what the Processing algorithm runs)
 # ------------------------------------------------------------------------------------------------
@@ -381,7 +419,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
                      forecast_path: Optional[str] = None, residuals_path: Optional[str] = None,
                      report_path: Optional[str] = None, truth_path: Optional[str] = None,
                      zones_path: Optional[str] = None, max_samples: int = 20000, target: str = "residual",
-                     threads: Optional[int] = None, block_rows: int = 256,
+                     threads: Optional[int] = None, block_rows: int = 256, validation: str = "time",
                      progress: Optional[Progress] = None) -> Dict[str, Any]:
     """Train one model on a displacement stack and evaluate it on the held-out test period.
 
@@ -438,7 +476,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     enc = list(encodings or ["none"])
     prep = prepare(info, None, grid, window, horizon, enc, covariates=covs or None, max_samples=max_samples,
                    max_eval_samples=min(int(max_samples), _EVAL_SAMPLES), seed=seed, target=target,
-                   progress=progress.sub(0.02, 0.1))
+                   validation=validation, progress=progress.sub(0.02, 0.1))
     cfg, norm = prep.config, prep.norm
     progress.log(f"{len(prep.train)} training, {len(prep.val)} validation, {len(prep.test)} test windows; "
                  f"{prep.n_features} input channels ({', '.join(prep.feature_names)}).")
@@ -452,6 +490,12 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
                       max_epochs=max_epochs, patience=patience, progress=progress.sub(0.1, 0.8),
                       threads=threads)
     model = res.model
+    norm = weighted_norm(model, prep.val, norm, cfg)
+    if "correction_weight" in norm:
+        cw = norm["correction_weight"]
+        progress.log(f"Weight of the network's correction to the {cfg['baseline']} forecast, fitted on the "
+                     f"validation windows: {min(cw):.2f}..{max(cw):.2f} over the horizon (mean {np.mean(cw):.2f}; "
+                     "0 = the classical forecast alone).")
     val_scores = evaluate_samples(model, prep.val, norm)
 
     # --- backtest of the test period, block by block ---------------------------------------

@@ -811,7 +811,7 @@ def baseline_scores(stack, dates, width: int, samples, names: Sequence[str] = No
 
 
 def _model_meta(res, prep, grid, encoding_key: str, cfg: Mapping[str, Any], val_rmse: float,
-                seed: int, extra: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+                seed: int, extra: Optional[Mapping[str, Any]] = None, norm: Optional[dict] = None) -> Dict[str, Any]:
     from .modelio import grid_to_dict
 
     meta = {
@@ -819,7 +819,7 @@ def _model_meta(res, prep, grid, encoding_key: str, cfg: Mapping[str, Any], val_
         "window": int(res.window), "horizon": int(res.horizon),
         "feature_names": list(getattr(prep, "feature_names", []) or []),
         "encodings": list(encoding_key.split(",")) if encoding_key != "none" else ["none"],
-        "normalisation": prep.norm, "data_config": prep.config, "grid": grid_to_dict(grid),
+        "normalisation": prep.norm if norm is None else norm, "data_config": prep.config, "grid": grid_to_dict(grid),
         "validation": {"val_loss": float(res.best_val_loss), "val_rmse_mm": float(val_rmse),
                        "best_epoch": int(res.best_epoch), "epochs_run": int(res.epochs_run)},
         "seed": int(seed), "search_config": {k: v for k, v in cfg.items()},
@@ -943,10 +943,17 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
         trial.set_user_attr("n_parameters", int(res.n_parameters))
         if math.isfinite(val_rmse):
             from .modelio import save_model
+            from .training import weighted_norm
 
+            # the saved member carries the weight of its correction fitted on the validation
+            # windows (see training.correction_weight); the objective stays the network's own RMSE
+            norm_m = weighted_norm(res.model, prep.val, prep.norm, prep.config)
+            extra = {"trial": trial.number, "study_name": study_name}
+            if "correction_weight" in norm_m:
+                trial.set_user_attr("correction_weight_mean", float(np.mean(norm_m["correction_weight"])))
             save_model(trial_dir(output_folder, trial.number), res.model,
-                       _model_meta(res, prep, grid, enc, cfg, val_rmse, int(seed) + trial.number,
-                                   {"trial": trial.number, "study_name": study_name}))
+                       _model_meta(res, prep, grid, enc, cfg, val_rmse, int(seed) + trial.number, extra,
+                                   norm=norm_m))
         sub.set(1.0)
         return val_rmse
 
@@ -992,7 +999,7 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
                 fin.sub(0.5, 0.8).set(i / max(1, len(members)))
                 lm = load_model(os.path.join(output_folder, m["folder"]))
                 prep = data.get(int(lm.meta["window"]), _encoding_key(lm.meta.get("encodings")))
-                s = split_scores(lm.model, prep.test, prep.norm)
+                s = split_scores(lm.model, prep.test, lm.meta.get("normalisation") or prep.norm)
                 m.update({"test_rmse_mm": s["rmse"], "test_mae_mm": s["mae"], "test_r2": s["r2"]})
                 ref_prep = ref_prep or prep
             # baselines on the test samples of the best member's preparation
@@ -1047,9 +1054,14 @@ def _retrain(t, data: DataCache, architecture: str, output_folder: str, grid, de
     # larger than the run, so it never stops early) and the run lasts the trial's best epoch count
     res = train_model(X, Y, prep.val.X, prep.val.Y, architecture, hp, device=device, seed=int(seed) + t.number,
                       max_epochs=epochs, patience=epochs + 1, progress=_no_log(progress), threads=threads)
+    # the validation windows are training data now: keep the correction weight the trial fitted
+    # on them while they were held out
+    norm = dict(prep.norm)
+    if "correction_weight" in (meta.get("normalisation") or {}):
+        norm["correction_weight"] = meta["normalisation"]["correction_weight"]
     save_model(dest, res.model, _model_meta(res, prep, grid, enc, cfg, float(t.value), int(seed) + t.number,
                                             {"trial": t.number, "study_name": study_name,
-                                             "retrained_on": "train+validation", "epochs": epochs}))
+                                             "retrained_on": "train+validation", "epochs": epochs}, norm=norm))
     return rel
 
 

@@ -103,6 +103,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                  top_k: int = 10, max_epochs: int = 20, window: Optional[int] = None, encodings=None,
                  thresholds: Sequence[float] = (10.0, 20.0), n_classes: int = 5, min_area: float = 0.0,
                  device: str = "auto", max_samples: int = 5000, target: str = "residual", search_space="compact",
+                 validation: str = "space",
                  scene_kwargs: Optional[dict] = None,
                  progress: Optional[Progress] = None) -> Dict[str, object]:
     """Run the whole chain into ``output_folder``; returns a dict of paths and headline figures."""
@@ -154,6 +155,16 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     archs = list(architectures)
     if not archs:
         raise DeformCastError("Choose at least one architecture.")
+    if encodings is None or (isinstance(encodings, str) and encodings.strip().lower() in ("", "auto")):
+        # the trajectory encoding where the series allows it (>= 10 training end epochs with 1.9
+        # years of history before them), else none
+        from .dataset import trajectory_ends
+
+        n_ends = trajectory_ends(info.dates, horizon, validation)
+        encodings = ["trajectory"] if n_ends >= 10 else ["none"]
+        progress.log(f"Coding strategy: {encodings[0]}" + (
+            "" if n_ends >= 10 else f" (the series is too short for 'trajectory': {n_ends} training end epochs "
+            "with 1.9 years of history)") + f"; validation: {validation}.")
     tune_results = {}
     study_folders = []
     for i, arch in enumerate(archs):
@@ -164,7 +175,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                             report_path=os.path.join(out, f"tuning_report_{arch}.html"), progress=sub,
                             n_trials=n_trials, top_k=top_k, seed=seed, max_epochs=max_epochs, window=window,
                             encodings=encodings, device=device, max_samples=max_samples,
-                            prepare_kwargs={"target": target}, search_space=search_space)
+                            prepare_kwargs={"target": target, "validation": validation}, search_space=search_space)
         tune_results[arch] = r
         study_folders.append(folder)
     model_root = os.path.join(out, "models")
@@ -225,9 +236,13 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     z_out = {"OUTPUT_TIERS": os.path.join(out, "tiers.tif"), "OUTPUT_ZONES": os.path.join(out, "zones.gpkg"),
              "OUTPUT_REPORT": os.path.join(out, "zoning_report.html")}
     zon = zoning.run_zoning(unc_out["OUTPUT_SUSCEPTIBILITY"], unc_out["OUTPUT_AMBIGUITY"],
-                            unc_out["OUTPUT_EXCEEDANCE"], z_out, uncertainty_type="ambiguity", exceedance_band=1,
+                            unc_out["OUTPUT_EXCEEDANCE"],
+                            dict(z_out, OUTPUT_DISCONTINUITY=os.path.join(out, "discontinuities.tif")),
+                            uncertainty_type="ambiguity", exceedance_band=1,
                             hotspots=(resid.outputs.get("OUTPUT_HOTSPOTS") if resid else None),
-                            forecast=paths["forecast_median"], min_area=min_area, progress=steps["zoning"])
+                            # deformation over the horizon: the zone attributes and the differential-
+                            # movement (step) rule both refer to the forecast period
+                            forecast=unc_out["OUTPUT_DEFORMATION"], min_area=min_area, progress=steps["zoning"])
     paths.update({("tier_zones" if k == "OUTPUT_ZONES" else k): v for k, v in zon.outputs.items()})
     paths["tiers"] = zon.outputs["OUTPUT_TIERS"]
     paths["zones_polygons"] = zon.outputs["OUTPUT_ZONES"]
@@ -358,6 +373,14 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
                           colours=[TIERS[k][1] for k in sorted(TIERS)]))
     rep.table([[k, zon.tier_pixels.get(k, 0), zon.tier_area_m2.get(k, 0.0) / 1e4] for k in sorted(TIERS)],
               ["tier", "pixels", "area (ha)"])
+    dsc = zon.discontinuity
+    if dsc.get("applied"):
+        ms = dsc.get("max_step_mm")
+        rep.paragraph(f"Differential movement: {dsc['trace_pixels']} pixel(s) on discontinuity traces (sharp, "
+                      f"significant steps in the forecast deformation, |step| >= {zon.rules['step_mm']:g} mm"
+                      + (f", largest {ms:+.1f} mm" if ms is not None else "") + f"); {dsc.get('buffer_pixels', 0)} "
+                      f"pixel(s) within {zon.rules['discontinuity_buffer_m']:g} m of them are at least tier 2 "
+                      "(discontinuities.tif: step, statistic, trace/buffer).")
     rep.paragraph("Rule table and zone polygons: zoning_report.html and zones.gpkg.")
     rep.heading("Files")
     rep.html("<ul>" + "".join(f"<li>{k}: <code>{os.path.relpath(v, s['output_folder'])}</code></li>"

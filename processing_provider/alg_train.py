@@ -15,7 +15,7 @@ from qgis.core import (
 
 from ..algorithms.dataset import TARGETS
 from ..algorithms.training import run_training_job
-from .base import ARCHITECTURES, ENCODINGS, DeformCastAlgorithm, layer_sources, output_path, raster_source
+from .base import ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, output_path, raster_source
 
 
 class TrainAlgorithm(DeformCastAlgorithm):
@@ -32,13 +32,21 @@ and their ensemble).</p>
 <p><b>Parameters</b>: INPUT displacement stack (mm, one band per date, band description = date);
 ARCHITECTURE lstm, gru, tcn, cnn_lstm, transformer or resnet_transformer (the paper's best);
 HORIZON epochs forecast at once; WINDOW input epochs; ENCODING spatiotemporal coding strategies
-(none, temporal, spatial, neighbourhood, covariates; several allowed); COVARIATES rasters for the
+(none, temporal, spatial, neighbourhood, covariates, trajectory; several allowed; <i>trajectory</i> gives
+the network the per-pixel classical fit — velocity, acceleration and seasonal terms with their
+t-values, what each term adds over the horizon, the residual scatter — and needs 1.9 years of
+history before a window ends); COVARIATES rasters for the
 covariates encoding (any CRS/resolution, aligned automatically); HPARAMS a JSON object overriding
 the defaults, e.g. <code>{"lr": 0.001, "d_model": 64}</code> (unknown keys are refused with the
 valid list); MAX_EPOCHS (training stops earlier when the validation loss stops improving); SEED
 (same seed, same CPU model); TARGET what the network learns: <i>residual</i> (default: the correction to the classical
 trajectory forecast fitted per pixel on the history before each forecast, so the network starts from
-the best classical forecast) or <i>increment</i> (the change from the last input epoch); DEVICE auto/cpu/cuda; DATES when the bands carry no dates; TRUTH an
+the best classical forecast) or <i>increment</i> (the change from the last input epoch); VALIDATION <i>time</i> (default: early stopping on the
+period before the test period) or <i>space</i> (on 20 % of the pixels, in blocks, over the same epochs
+as training, so that training windows may reach up to the test period: needed by <i>trajectory</i> on
+series of a few years with a long HORIZON; the test period stays unseen either way);
+the network's correction is weighted per horizon step by least squares on the validation windows
+(0 = the classical forecast alone, 1 = the full correction); DEVICE auto/cpu/cuda; DATES when the bands carry no dates; TRUTH an
 optional noise-free stack of the same scene (e.g. the synthetic scene's truth.tif) to score
 against as well; ZONES an optional zone raster (integer labels, 0 = none) for per-zone scores.</p>
 <p>The last ~10 % of the epochs (at least HORIZON) are the test period and the ~10 % before them
@@ -64,6 +72,7 @@ forecast minus observed on the test period (diverging colours centred on 0).</p>
                                                        optional=True, multiLine=True))
         self.addParameter(Num("MAX_EPOCHS", "Maximum epochs", Num.Integer, 40, minValue=1))
         self.add_enum("TARGET", "What the network learns", TARGETS, "residual")
+        self.add_enum("VALIDATION", "Validation (early stopping) windows", VALIDATIONS, "time")
         self.add_common_params(dates=True, seed=True, device=True)
         for name, label in (("TRUTH", "Noise-free truth stack (optional, for scoring)"),
                             ("ZONES", "Zone raster (optional, per-zone scores)")):
@@ -90,6 +99,7 @@ forecast minus observed on the test period (diverging colours centred on 0).</p>
             hparams=self.parameterAsString(parameters, "HPARAMS", context),
             max_epochs=self.parameterAsInt(parameters, "MAX_EPOCHS", context),
             target=self.enum_value(parameters, "TARGET", context) or "residual",
+            validation=self.enum_value(parameters, "VALIDATION", context) or "time",
             seed=self.parameterAsInt(parameters, "SEED", context),
             device=self.enum_value(parameters, "DEVICE", context) or "auto",
             dates=self.parameterAsString(parameters, "DATES", context) or None,

@@ -14,7 +14,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import ARCHITECTURES, ENCODINGS, DeformCastAlgorithm, layer_sources, raster_source
+from .base import ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, raster_source
+from ..algorithms.dataset import TARGETS
 
 PRUNERS = ["median", "hyperband", "none"]
 
@@ -37,8 +38,9 @@ or a journal file path, empty = <i>study.journal</i> in OUTPUT_FOLDER; STUDY_NAM
 deformcast-&lt;architecture&gt;-h&lt;horizon&gt;); SEARCH_SPACE JSON overrides of the ranges, e.g.
 <code>{"lr": {"low": 0.0001, "high": 0.003, "log": true}, "layers": 1, "batch_size": [64, 128]}</code>
 (a value fixes, a list chooses, an object is a range; "window" and "encoding" may be searched too);
-WINDOW input epochs (0 = searched); ENCODING coding strategies; COVARIATES rasters for the
-covariates encoding; MAX_EPOCHS per trial; PRUNER median / hyperband / none; RETRAIN the top-K on
+WINDOW input epochs (0 = searched); ENCODING coding strategies (see <i>train</i>); TARGET residual
+(default: the correction to the per-pixel trajectory forecast) or increment; VALIDATION time or
+space (see <i>train</i>); COVARIATES rasters for the covariates encoding; MAX_EPOCHS per trial; PRUNER median / hyperband / none; RETRAIN the top-K on
 training + validation windows; THREADS torch CPU threads per worker (1 when several workers share a
 machine); SEED; DEVICE; DATES.</p>
 <p><b>Resume and several workers</b>: run the same command again with the same OUTPUT_FOLDER and
@@ -68,6 +70,8 @@ time).</p>
         self.addParameter(N("WINDOW", "Input window (epochs; 0 = searched)", N.Integer, 0, optional=True,
                             minValue=0))
         self.add_enum("ENCODING", "Spatiotemporal coding", ENCODINGS, ["temporal"], multiple=True, optional=True)
+        self.add_enum("TARGET", "What the networks learn", TARGETS, "residual")
+        self.add_enum("VALIDATION", "Validation (early stopping, TPE objective) windows", VALIDATIONS, "time")
         self.addParameter(QgsProcessingParameterMultipleLayers("COVARIATES", "Covariate rasters",
                                                                QgsProcessing.TypeRaster, optional=True))
         self.addParameter(N("MAX_EPOCHS", "Maximum epochs per trial", N.Integer, 30, minValue=1))
@@ -108,6 +112,8 @@ time).</p>
             search_space=self.parameterAsString(parameters, "SEARCH_SPACE", context) or None,
             window=self.parameterAsInt(parameters, "WINDOW", context) or None,
             encodings=encodings,
+            prepare_kwargs={"target": self.enum_value(parameters, "TARGET", context) or "residual",
+                            "validation": self.enum_value(parameters, "VALIDATION", context) or "time"},
             max_epochs=self.parameterAsInt(parameters, "MAX_EPOCHS", context),
             patience=self.parameterAsInt(parameters, "PATIENCE", context) or 6,
             max_samples=self.parameterAsInt(parameters, "MAX_SAMPLES", context) or 20000,

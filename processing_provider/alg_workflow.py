@@ -15,7 +15,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import ARCHITECTURES, DeformCastAlgorithm, layer_sources, raster_source
+from .base import ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, raster_source
 from .project import build_project
 
 
@@ -35,7 +35,10 @@ grouped and styled.</p>
 demo scene, generated with SEED); COVARIATES optional static rasters; OBSERVED optional later
 observations for the residual analysis; ARCHITECTURES one or more of lstm, gru, tcn, cnn_lstm,
 transformer, resnet_transformer; HORIZON forecast epochs; N_TRIALS TPE trials per architecture;
-TOP_K ensemble size; MAX_EPOCHS per trial (early stopping ends most trials sooner); SEARCH_SPACE
+TOP_K ensemble size; MAX_EPOCHS per trial (early stopping ends most trials sooner); ENCODING coding
+strategies (empty: <i>trajectory</i>, the per-pixel classical fit as input to networks that learn its
+correction, when the series has enough history, else none); VALIDATION space (default: early stopping
+on 20 % of the pixels over the epochs before the test period) or time; SEARCH_SPACE
 JSON overrides of the tuning ranges (empty: a compact ResNet+Transformer space that keeps the demo
 under 10 minutes; <code>{}</code>: the full ranges of the model registry); THRESHOLDS
 deformation over the horizon (mm) for the exceedance probabilities (the first one drives the zoning);
@@ -59,6 +62,9 @@ N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); DEVICE a
         self.addParameter(N("TOP_K", "Ensemble size (best models kept)", N.Integer, 10, minValue=1))
         self.addParameter(N("MAX_EPOCHS", "Maximum epochs per trial", N.Integer, 20, minValue=1))
         self.addParameter(N("WINDOW", "Input window (epochs; 0 = tuned)", N.Integer, 0, optional=True, minValue=0))
+        self.add_enum("ENCODING", "Spatiotemporal coding (empty: trajectory where the series allows it)", ENCODINGS,
+                      [], multiple=True, optional=True)
+        self.add_enum("VALIDATION", "Validation (early stopping, TPE objective) windows", VALIDATIONS, "space")
         self.addParameter(QgsProcessingParameterString(
             "SEARCH_SPACE", "Search space overrides (JSON; empty = compact demo space, {} = full space)", "",
             optional=True))
@@ -95,6 +101,8 @@ N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); DEVICE a
             top_k=self.parameterAsInt(parameters, "TOP_K", context),
             max_epochs=self.parameterAsInt(parameters, "MAX_EPOCHS", context),
             window=self.parameterAsInt(parameters, "WINDOW", context) or None,
+            encodings=self.enum_values(parameters, "ENCODING", context) or None,
+            validation=self.enum_value(parameters, "VALIDATION", context) or "space",
             search_space=self.parameterAsString(parameters, "SEARCH_SPACE", context).strip() or "compact",
             thresholds=thresholds, n_classes=self.parameterAsInt(parameters, "N_CLASSES", context),
             min_area=self.parameterAsDouble(parameters, "MIN_AREA", context),

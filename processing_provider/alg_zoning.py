@@ -1,6 +1,8 @@
 """Processing wrapper: tiered control zones (core: algorithms.zoning)."""
 from __future__ import annotations
 
+import json
+
 from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFileDestination,
@@ -25,17 +27,33 @@ class ZoningAlgorithm(DeformCastAlgorithm):
     HELP = """
 <p>Turns susceptibility, uncertainty, exceedance probability and (optionally) residual hot spots
 into four action tiers: 1 immediate control (high susceptibility, high exceedance probability,
-confident), 2 verify &amp; densify monitoring (high susceptibility but uncertain, or residual hot
-spot), 3 enhanced monitoring (moderate class or some exceedance probability), 4 routine.</p>
+confident), 2 verify &amp; densify monitoring (high susceptibility but uncertain, residual hot
+spot, or near a differential-movement discontinuity), 3 enhanced monitoring (some exceedance
+probability), 4 routine.</p>
 <p><b>SUSCEPTIBILITY</b>, <b>SPREAD</b> or <b>AMBIGUITY</b> (give one; <b>UNCERTAINTY_TYPE</b> says
 which is used when both are given), <b>EXCEEDANCE</b> with <b>EXCEEDANCE_BAND</b> (the threshold's
 band): outputs of <i>uncertainty</i>. <b>HOTSPOTS</b>: Gi* z-scores of <i>residuals</i>.
-<b>FORECAST</b>: deformation raster for the zone attributes (last band; e.g. uncertainty's
-OUTPUT_DEFORMATION). <b>RULES</b>: JSON overriding high_class_min, moderate_class_min,
-exceedance_high (0.5), exceedance_moderate (0.2), uncertainty_max (ambiguity 0.5 / median spread),
-hotspot_z (1.96). <b>MIN_AREA</b>: smallest zone polygon (m²).</p>
+<b>FORECAST</b>: deformation over the horizon (last band; uncertainty's OUTPUT_DEFORMATION), for the
+zone attributes and the discontinuity rule. <b>RULES</b>: JSON overriding high_class_min,
+moderate_class_min, exceedance_high (0.5), exceedance_moderate (0.2), uncertainty_max (ambiguity 0.5 /
+median spread), hotspot_z (1.96), step_mm (1), step_z (5), step_link_z (4), discontinuity_buffer_m
+(150). <b>MIN_AREA</b>: smallest zone polygon (m²).</p>
+<p><b>Differential movement</b> (<b>DISCONTINUITIES</b>, on by default, needs FORECAST): a sharp step in
+the forecast deformation cracks buildings and breaks pipes and roads that cross it even when the
+deformation itself is small (e.g. a creeping fault). At every pixel a plane plus a step is fitted in
+an oriented 19 x 9 pixel window (30 orientations); the step must be significant against the local
+noise (calibrated t &ge; 5 to start a trace, &ge; 4 to continue it), sharper than a smooth cubic
+transition (so bowl flanks do not count), at least <b>STEP_MM</b> (default 1 mm: the crack width
+beyond "very slight" damage, Burland et al. 1977) and part of a trace of at least 10 linked pixels.
+Pixels within <b>DISCONTINUITY_BUFFER</b> (default 150 m: the Alquist-Priolo fault-zone width either
+side of major active faults, where site investigation is required before building) of a trace go to
+tier 2. <b>KNOWN_FAULTS</b> (optional): distance (m) to mapped faults; traces farther than the
+buffer from a mapped fault are dropped. STEP_MM and DISCONTINUITY_BUFFER empty = the RULES value or
+the default.</p>
 <p>Outputs: tier raster, zone polygons (GeoPackage: tier, area, deformation, exceedance,
-uncertainty, action) and an HTML report with the area per tier and the rule table.</p>
+uncertainty, largest step on a discontinuity trace, action) and an HTML report with the area per
+tier, the rule table and the discontinuity summary; optional <b>OUTPUT_DISCONTINUITY</b> (step in mm,
+calibrated statistic, 2 trace / 1 buffer / 0 none).</p>
 """
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -47,8 +65,18 @@ uncertainty, action) and an HTML report with the area per tier and the rule tabl
         self.addParameter(QgsProcessingParameterNumber("EXCEEDANCE_BAND", "Exceedance band (threshold)",
                                                        QgsProcessingParameterNumber.Integer, 1, False, 1))
         self.addParameter(QgsProcessingParameterRasterLayer("HOTSPOTS", "Residual hot spots (Gi* z)", optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer("FORECAST", "Forecast deformation (for attributes)",
-                                                            optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            "FORECAST", "Forecast deformation over the horizon (attributes, discontinuities)", optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "DISCONTINUITIES", "Flag differential-movement discontinuities (needs FORECAST)", True))
+        self.addParameter(QgsProcessingParameterNumber(
+            "STEP_MM", "Smallest step across a discontinuity (mm; empty = rule table, default 1)",
+            QgsProcessingParameterNumber.Double, None, True, 0.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            "DISCONTINUITY_BUFFER", "Buffer either side of a discontinuity trace (m; empty = rule table, default 150)",
+            QgsProcessingParameterNumber.Double, None, True, 0.0))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            "KNOWN_FAULTS", "Distance to mapped faults (m; restricts the discontinuities)", optional=True))
         self.addParameter(QgsProcessingParameterString("RULES", "Rule table (JSON; empty = defaults)", "",
                                                        multiLine=True, optional=True))
         self.addParameter(QgsProcessingParameterNumber("MIN_AREA", "Minimum zone area (m²)",
@@ -62,6 +90,9 @@ uncertainty, action) and an HTML report with the area per tier and the rule tabl
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Zoning report",
                                                                 "HTML files (*.html)", optional=True,
                                                                 createByDefault=True))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            "OUTPUT_DISCONTINUITY", "Discontinuities (step mm, statistic, trace/buffer)", optional=True,
+            createByDefault=False))
 
     def _path(self, parameters, name, context):
         lyr = self.parameterAsRasterLayer(parameters, name, context) if parameters.get(name) else None
@@ -79,14 +110,40 @@ uncertainty, action) and an HTML report with the area per tier and the rule tabl
         outputs = {"OUTPUT_TIERS": output_path(self, parameters, "OUTPUT_TIERS", context),
                    "OUTPUT_ZONES": self.parameterAsOutputLayer(parameters, "OUTPUT_ZONES", context),
                    "OUTPUT_REPORT": self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)}
+        if parameters.get("OUTPUT_DISCONTINUITY"):
+            outputs["OUTPUT_DISCONTINUITY"] = output_path(self, parameters, "OUTPUT_DISCONTINUITY", context)
+        rules = self._rules(parameters, context)
         res = run_zoning(
             self._path(parameters, "SUSCEPTIBILITY", context), spread if kind == "spread" else amb,
             self._path(parameters, "EXCEEDANCE", context), outputs, uncertainty_type=kind,
             exceedance_band=self.parameterAsInt(parameters, "EXCEEDANCE_BAND", context),
             hotspots=self._path(parameters, "HOTSPOTS", context),
             forecast=self._path(parameters, "FORECAST", context),
-            rules=self.parameterAsString(parameters, "RULES", context),
+            rules=rules,
             min_area=self.parameterAsDouble(parameters, "MIN_AREA", context),
             eight_connected=self.parameterAsBoolean(parameters, "EIGHT_CONNECTED", context),
-            progress=progress)
+            progress=progress,
+            discontinuities=self.parameterAsBoolean(parameters, "DISCONTINUITIES", context),
+            known_faults=self._path(parameters, "KNOWN_FAULTS", context))
         return dict(res.outputs)
+
+    def _rules(self, parameters, context):
+        """RULES text, with STEP_MM / DISCONTINUITY_BUFFER merged in when they are given."""
+        text = self.parameterAsString(parameters, "RULES", context)
+        extra = {key: self.parameterAsDouble(parameters, name, context)
+                 for name, key in (("STEP_MM", "step_mm"), ("DISCONTINUITY_BUFFER", "discontinuity_buffer_m"))
+                 if parameters.get(name) not in (None, "")}
+        if not extra:
+            return text
+        try:
+            given = json.loads(text) if text and text.strip() else {}
+        except json.JSONDecodeError:
+            return text  # the core reports the JSON error
+        if not isinstance(given, dict):
+            return text
+        for key, v in extra.items():
+            if key in given and given[key] != v:
+                raise DeformCastError(f"{key} is given twice, in RULES ({given[key]}) and as a parameter ({v}); "
+                                      "give it once.")
+            given[key] = v
+        return json.dumps(given)

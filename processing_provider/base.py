@@ -34,7 +34,8 @@ GROUPS = {
 }
 
 ARCHITECTURES = ["lstm", "gru", "tcn", "cnn_lstm", "transformer", "resnet_transformer"]
-ENCODINGS = ["none", "temporal", "spatial", "neighbourhood", "covariates"]
+ENCODINGS = ["none", "temporal", "spatial", "neighbourhood", "covariates", "trajectory"]
+VALIDATIONS = ["time", "space"]
 DEVICES = ["auto", "cpu", "cuda"]
 
 

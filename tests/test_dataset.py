@@ -252,3 +252,120 @@ def test_bad_inputs_name_the_fix():
         D.prepare(st, DATES, GRID, 8, 2, encodings="neighbourhood", neighbourhood_k=4)
     with pytest.raises(Cancelled):
         D.prepare(st, DATES, GRID, 8, 2, progress=Progress(is_cancelled=lambda: True))
+
+
+# ---- the trajectory encoding and spatial validation ---------------------------------------------
+T2 = 120  # ~3.9 years at 12 days: long enough for the full trajectory model before training windows
+DATES2 = np.datetime64("2018-01-03") + np.arange(T2) * 12
+
+
+def _long_scene(seed=0, h=12, w=13):
+    rng = np.random.default_rng(seed)
+    t = years_between(DATES2, DATES2[0])
+    vel = rng.normal(0, 8, (h, w))
+    vel[:4] = 0.0  # a quiet strip: only seasonal motion and noise
+    acc = rng.normal(0, 3, (h, w))
+    acc[:4] = 0.0
+    st = (vel[None] * t[:, None, None] + acc[None] * t[:, None, None] ** 2 / 2
+          + 3 * np.cos(2 * np.pi * t)[:, None, None] + rng.normal(0, 1.0, (T2, h, w)))
+    st = st.astype(np.float32)
+    st[30:33, 7, 8] = np.nan  # a gap
+    return st, make_grid(500000.0, 5700000.0, 20.0, w, h)
+
+
+def _hand_features(series, dates, end, horizon):
+    """The 20 trajectory channels computed independently with numpy's lstsq."""
+    ok = np.isfinite(series[:end + 1])
+    t = (dates[:end + 1] - dates[end]).astype(np.float64) / 365.25
+    tp = (D.target_dates(dates, end, horizon) - dates[end]).astype(np.float64) / 365.25
+
+    def cols(x):
+        return np.stack([np.ones_like(x), x, x ** 2 / 2, np.cos(2 * np.pi * x), np.sin(2 * np.pi * x),
+                         np.cos(4 * np.pi * x), np.sin(4 * np.pi * x)], axis=1)
+
+    A = cols(t)[ok]
+    y = series[:end + 1][ok].astype(np.float64)
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    r = y - A @ coef
+    sigma = np.sqrt(r @ r / (len(y) - 7))
+    se = np.sqrt(np.diag(np.linalg.inv(A.T @ A))) * sigma
+    a_e = cols(np.array([0.0]))[0]
+    mid = (horizon + 1) // 2 - 1
+    p_end, p_mid = cols(tp[[-1]])[0] - a_e, cols(tp[[mid]])[0] - a_e
+    f = np.concatenate([coef[1:] / se[1:], p_end[1:] * coef[1:], p_mid[1:] * coef[1:], [sigma],
+                        [series[end] - a_e @ coef]])
+    return np.arcsinh(f)
+
+
+def test_trajectory_encoding_is_the_classical_fit_and_needs_full_history():
+    st, grid = _long_scene()
+    p = D.prepare(st, DATES2, grid, 6, 8, encodings="trajectory", target="residual", max_samples=400,
+                  validation="space", seed=1)
+    names = p.feature_names
+    assert names[0] == "disp" and names[1:] == D.TRAJECTORY_FEATURES and p.n_features == 21
+    first = D.first_full_end(DATES2)
+    assert years_between(DATES2[first:first + 1], DATES2[0])[0] >= D.FULL_MODEL_YEARS
+    assert years_between(DATES2[first - 1:first], DATES2[0])[0] < D.FULL_MODEL_YEARS
+    for split in ("train", "val"):
+        assert getattr(p, split).end.min() >= first
+    s = p.train
+    rows, cols = s.rows_cols(grid.width)
+    for i in range(0, len(s), 37):
+        series = st[:, rows[i], cols[i]]
+        want = _hand_features(series, DATES2, int(s.end[i]), 8)
+        assert np.allclose(s.X[i, 0, 1:], want, rtol=1e-4, atol=1e-4), i
+        assert np.array_equal(s.X[i, 0, 1:], s.X[i, -1, 1:])  # static along the window
+    # quiet pixels (rows 0-3) have small velocity t-values, moving ones mostly large
+    zv = np.sinh(s.X[:, 0, 1])
+    assert np.median(np.abs(zv[rows < 4])) < 3 < np.median(np.abs(zv[rows >= 4]))
+    # the forecast inputs carry the same channels, block by block
+    e = p.config["test_start"] - 1
+    Xw, vw, _ = D.forecast_inputs(st, DATES2, grid, 0, p.config, p.norm, end_index=e)
+    parts = []
+    for r0 in range(0, grid.height, 5):
+        r1 = min(grid.height, r0 + 5)
+        Xb, vb, _ = D.forecast_inputs(st[:, r0:r1], DATES2, grid, r0, p.config, p.norm, end_index=e)
+        parts.append(Xb)
+    assert np.allclose(np.concatenate(parts), Xw, atol=1e-5)
+    r, c = np.argwhere(vw)[3]
+    assert np.allclose(Xw[3, 0, 1:], _hand_features(st[:, r, c], DATES2, e, 8), atol=1e-4)
+    # too little history for the first forecast origin: not forecast (nodata), no error
+    X0, v0, a0 = D.forecast_inputs(st, DATES2, grid, 0, p.config, p.norm, end_index=first - 5)
+    assert X0.shape[0] == 0 and not v0.any() and a0.shape[0] == 0
+
+
+def test_space_validation_pixels_disjoint_and_test_period_unseen():
+    st, grid = _long_scene(seed=2)
+    kw = dict(encodings="trajectory", target="residual", max_samples=500, validation="space", seed=4)
+    a = D.prepare(st, DATES2, grid, 6, 8, **kw)
+    ts = a.config["test_start"]
+    assert a.config["validation"] == "space"
+    for split in ("train", "val"):
+        s = getattr(a, split)
+        assert (s.end + 8 < ts).all()  # every target before the test period
+    assert a.train.end.max() > a.config["train_end"] - 1 - 8  # training reaches the validation epochs
+    vmask = D.validation_mask(grid.shape, 0.2, 16, 4)
+    assert 0.05 < vmask.mean() < 0.5
+    assert vmask.ravel()[a.val.pixel].all() and not vmask.ravel()[a.train.pixel].any()
+    # the test period as garbage changes nothing seen by training or validation
+    bad = st.copy()
+    bad[ts:] = np.random.default_rng(0).normal(0, 1e4, bad[ts:].shape).astype(np.float32)
+    b = D.prepare(bad, DATES2, grid, 6, 8, **kw)
+    for split in ("train", "val"):
+        for k, v in _arrays(getattr(a, split)).items():
+            assert v.tobytes() == _arrays(getattr(b, split))[k].tobytes(), (split, k)
+    assert json.dumps(a.norm, sort_keys=True) == json.dumps(b.norm, sort_keys=True)
+    # the test windows do not depend on the validation scheme
+    t = D.prepare(st, DATES2, grid, 6, 8, encodings="trajectory", target="residual", max_samples=500, seed=4)
+    for k in ("pixel", "end", "truth", "anchor"):
+        assert np.array_equal(getattr(t.test, k), getattr(a.test, k)), k
+    assert np.array_equal(t.test.X[:, :, 1:], a.test.X[:, :, 1:])  # disp is scaled by the training windows
+
+
+def test_trajectory_on_too_short_a_series_names_the_fix():
+    st, _ = _scene()  # 60 epochs, under two years
+    with pytest.raises(DeformCastError, match="VALIDATION 'space'.*shorter HORIZON"):
+        D.prepare(st, DATES, GRID, 6, 3, encodings="trajectory")
+    with pytest.raises(DeformCastError, match="Unknown VALIDATION 'spatial'; valid: time, space"):
+        D.prepare(st, DATES, GRID, 6, 3, validation="spatial")
+    assert D.trajectory_ends(DATES, 3) == 0 and D.trajectory_ends(DATES2, 8) > 10

@@ -365,3 +365,61 @@ def test_each_architecture_learns_on_a_tiny_stack(name, tiny_prepared):
     assert r.best_val_loss < r.history[0]["val_loss"], r.history
     rmse = evaluate_samples(r.model, p.val, p.norm)["overall"]["rmse"]
     assert np.isfinite(rmse) and rmse > 0
+
+
+class _Echo:
+    """A real torch module whose output is its input's channel 0 at the first ``horizon`` steps."""
+
+    def __new__(cls, horizon):
+        import torch
+
+        class Echo(torch.nn.Module):
+            def forward(self, x):
+                return x[:, :horizon, 0]
+
+        return Echo().eval()
+
+
+def _residual_samples(n=400, horizon=3, seed=0):
+    from deformcast.algorithms.dataset import Samples
+
+    rng = np.random.default_rng(seed)
+    anchor = rng.normal(0, 5, (n, horizon)).astype(np.float32)
+    corr = rng.normal(0, 2, (n, horizon)).astype(np.float32)  # the network's correction, mm
+    X = np.zeros((n, 4, 1), np.float32)
+    X[:, :horizon, 0] = corr / 2.0  # target_scale 2 below
+    z = np.zeros(n, np.int64)
+    return Samples(X, np.zeros((n, horizon), np.float32), anchor, anchor.copy(), z, z, z.astype(bool)), corr
+
+
+@pytest.mark.parametrize("factor, expected", [(1.0, 1.0), (0.5, 0.5), (-1.0, 0.0), (0.0, 0.0)])
+def test_correction_weight_least_squares_on_validation(factor, expected):
+    """truth = anchor + factor * correction -> w = factor, clipped to [0, 1]; a useless or harmful
+    correction is switched off; to_mm applies the weight."""
+    from deformcast.algorithms.dataset import to_mm
+    from deformcast.algorithms.training import correction_weight, weighted_norm
+
+    s, corr = _residual_samples()
+    s.truth[:] = s.anchor + factor * corr
+    norm = {"target_scale": [2.0, 2.0, 2.0]}
+    cfg = {"target": "residual"}
+    w = correction_weight(_Echo(3), s, norm, cfg)
+    assert w == pytest.approx([expected] * 3, abs=1e-5)
+    wn = weighted_norm(_Echo(3), s, norm, cfg)
+    assert "correction_weight" not in norm  # the input dict is not changed
+    y = s.X[:, :3, 0]
+    assert to_mm(y, s.anchor, wn) == pytest.approx(s.anchor + expected * corr, abs=1e-4)
+    # fitted again on a norm that already carries a weight: the same weight (not compounded)
+    assert correction_weight(_Echo(3), s, wn, cfg) == pytest.approx(w, abs=1e-6)
+
+
+def test_correction_weight_per_step_and_not_for_increment():
+    from deformcast.algorithms.training import correction_weight, weighted_norm
+
+    s, corr = _residual_samples(seed=1)
+    s.truth[:] = s.anchor + corr * np.array([1.0, 0.3, 0.0], np.float32)
+    norm = {"target_scale": [2.0, 2.0, 2.0]}
+    w = correction_weight(_Echo(3), s, norm, {"target": "residual"})
+    assert w == pytest.approx([1.0, 0.3, 0.0], abs=1e-5)
+    assert correction_weight(_Echo(3), s, norm, {"target": "increment"}) is None
+    assert weighted_norm(_Echo(3), s, norm, {"target": "increment"}) == norm

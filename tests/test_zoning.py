@@ -204,3 +204,215 @@ def test_cancel_leaves_no_zones_file(tmp_path):
         Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_ZONES": out},
                      progress=Progress(is_cancelled=cancelled))
     assert not any(p.name.startswith("zones") for p in tmp_path.iterdir())
+
+
+# ---- differential movement (discontinuities) ------------------------------------------------
+def _direct_step(d, r, c, half_length=Z.STEP_HALF_LENGTH, half_width=Z.STEP_HALF_WIDTH):
+    """Independent per-pixel least squares (plane + step) over every orientation: (step, |t| max)."""
+    n_or = Z.n_step_orientations(half_length)
+    best = (np.nan, 0.0)
+    rad = int(np.ceil(np.hypot(half_length + 0.5, half_width + 0.5)))
+    for k in range(n_or):
+        th = np.pi * k / n_or
+        rows, cols, us, vs = [], [], [], []
+        nominal = 0
+        for dy in range(-rad, rad + 1):
+            for dx in range(-rad, rad + 1):
+                x, y = dx, -dy
+                u, v = x * np.cos(th) + y * np.sin(th), -x * np.sin(th) + y * np.cos(th)
+                rr, cc = r + dy, c + dx
+                if abs(u) <= half_width + 0.5 and abs(v) <= half_length + 0.5:
+                    nominal += u >= 0.5
+                    if 0 <= rr < d.shape[0] and 0 <= cc < d.shape[1] and np.isfinite(d[rr, cc]):
+                        rows.append(rr), cols.append(cc), us.append(u), vs.append(v)
+        us, vs = np.array(us), np.array(vs)
+        hh = np.where(np.abs(us) < 0.5, 0.0, 0.5 * np.sign(us))
+        if min((hh > 0).sum(), (hh < 0).sum()) < 0.5 * nominal:  # a side with under half its pixels
+            continue
+        X = np.column_stack([np.ones_like(us), us, vs, hh])
+        y = d[rows, cols]
+        beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+        res = y - X @ beta
+        s2 = max(res @ res / (len(y) - 4), Z.STEP_NOISE_FLOOR_MM ** 2)
+        t = beta[3] / np.sqrt(s2 * np.linalg.inv(X.T @ X)[3, 3])
+        if abs(t) > abs(best[1]):
+            best = (beta[3], t)
+    return best
+
+
+def test_step_statistics_match_direct_least_squares():
+    rng = np.random.default_rng(3)
+    d = rng.normal(0, 1.5, (40, 45))
+    d[:, 20:] -= 4.0
+    d[5, 7] = d[30, 30] = np.nan
+    sf = Z.step_statistics(d)
+    for r, c in ((20, 20), (20, 19), (3, 5), (31, 30), (39, 44), (12, 33), (0, 0)):
+        s, t = _direct_step(d, r, c)
+        assert sf.t[r, c] == pytest.approx(t, rel=1e-6, abs=1e-9)
+        if np.isfinite(s):
+            assert sf.step[r, c] == pytest.approx(s, rel=1e-6, abs=1e-9)
+        else:  # no orientation with enough pixels on both sides (a corner): not tested
+            assert np.isnan(sf.step[r, c]) and sf.orient[r, c] == -1
+    assert sf.orient[5, 7] == -1 and sf.t[5, 7] == 0  # a hole is not tested
+
+
+def _step_scene(shape=(60, 60), step=-4.0, col=30, noise=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    d = rng.normal(0.0, noise, shape)
+    d[:, col:] += step  # east side down by |step| between columns col - 1 and col
+    return d
+
+
+def test_sharp_step_flagged_as_band_of_documented_width():
+    cell, buffer_m = 10.0, 50.0
+    d = _step_scene()
+    grid = make_grid(400000, 5500000, cell, 60, 60)
+    sf = Z.step_statistics(d)
+    tr = Z.discontinuity_traces(sf, 1.0, 5.0, link_z=4.0)
+    rows = slice(10, 50)
+    # the trace follows the step: pixels right beside it, along (almost) its whole length
+    assert set(np.nonzero(tr.any(axis=0))[0]) <= {29, 30}
+    assert tr[rows].any(axis=1).mean() >= 0.9
+    assert np.median(sf.step[tr]) == pytest.approx(-4.0, abs=0.5)
+    band = Z.discontinuity_band(tr, buffer_m, grid)
+    # the step lies at x = 300 m; trace pixel centres are 5 m from it, so every pixel centre within
+    # buffer - cell / 2 of the line is flagged and none beyond buffer + cell / 2
+    xc = (np.arange(60) + 0.5) * cell
+    dist = np.abs(xc - 300.0)
+    assert band[rows][:, dist <= buffer_m - cell / 2].all()
+    assert not band[:, dist > buffer_m + cell / 2].any()
+
+
+def test_oblique_step_found_along_its_line():
+    h = w = 70
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    # a line through the centre at 60 degrees from east; north-west side 3 mm higher
+    nx, ny = np.cos(np.radians(150)), np.sin(np.radians(150))  # normal, y up
+    dist = (xx - 35) * nx + (35 - yy) * ny
+    d = np.where(dist > 0, 3.0, 0.0) + np.random.default_rng(1).normal(0, 0.8, (h, w))
+    sf = Z.step_statistics(d)
+    tr = Z.discontinuity_traces(sf, 1.0, 5.0, link_z=4.0)
+    assert tr.sum() >= 40
+    assert np.all(np.abs(dist[tr]) <= 1.5)
+    assert np.median(np.abs(sf.step[tr])) == pytest.approx(3.0, abs=0.5)
+
+
+def test_smooth_bowl_and_tilt_are_not_discontinuities():
+    from deformcast.algorithms.synthetic import knothe_panel
+
+    h = w = 100
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    rng = np.random.default_rng(0)
+    # Knothe bowls with influence radii of 4-10 pixels (the demo scene: about 6): their flanks and
+    # toes are curved over the window, which a plain step test would call steps (these cases did
+    # before the sharpness test)
+    for s_max, r_px, noise in ((100.0, 6.0, 0.5), (20.0, 4.0, 0.5), (100.0, 10.0, 2.0), (40.0, 6.0, 0.0)):
+        bowl = -s_max * knothe_panel(xx - 50, yy - 50, 12.0, 8.0, r_px)
+        tilt = 0.3 * xx - 0.2 * yy  # a uniform tilt, 0.3 mm per pixel
+        d = bowl + tilt + noise * rng.standard_normal((h, w))
+        sf = Z.step_statistics(d)
+        assert not Z.discontinuity_traces(sf, 1.0, 5.0, link_z=4.0).any(), (s_max, r_px, noise)
+
+
+def test_noise_alone_makes_no_discontinuity():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    white = 2.0 * rng.standard_normal((200, 200))
+    sf = Z.step_statistics(white)
+    # the white-noise reference median of the statistic (documented constant)
+    assert np.median(np.abs(sf.t[sf.orient >= 0])) == pytest.approx(Z.STEP_NULL_MEDIAN_T, rel=0.03)
+    assert sf.inflation == pytest.approx(1.0, abs=0.03)
+    assert Z.discontinuity_traces(sf, 1.0, 5.0, link_z=4.0).mean() <= 1e-3
+    # spatially correlated noise inflates t; the calibration takes it back
+    corr = ndimage.gaussian_filter(rng.standard_normal((200, 200)), 1.0)
+    corr *= 2.0 / corr.std()
+    sfc = Z.step_statistics(corr)
+    assert sfc.inflation > 1.5
+    assert Z.discontinuity_traces(sfc, 1.0, 5.0, link_z=4.0).mean() <= 1e-3
+    raw = Z.StepField(sfc.step, sfc.t, sfc.orient, sfc.n_orient, 1.0, sfc.sharp)
+    assert Z.discontinuity_traces(raw, 1.0, 5.0, link_z=4.0).mean() > 1e-2  # without it: false traces
+
+
+def test_step_mm_limit():
+    d = _step_scene(step=-4.0, noise=0.3)
+    sf = Z.step_statistics(d)
+    assert Z.discontinuity_traces(sf, 1.0, 5.0, link_z=4.0).any()
+    assert not Z.discontinuity_traces(sf, 4.5, 5.0, link_z=4.0).any()  # significant, but under step_mm
+
+
+def test_trace_linking_rules():
+    def field(z_rows, col=10, shape=(40, 21)):
+        t = np.zeros(shape)
+        for r, z in z_rows.items():
+            t[r, col] = z
+        return Z.StepField(np.where(t != 0, 3.0 * np.sign(t), np.nan), t, np.zeros(shape, np.int16), 30)
+
+    long_ = {r: 6.0 for r in range(5, 17)}                   # 12 pixels, all strong
+    assert Z.discontinuity_traces(field(long_), 1.0, 5.0, link_z=4.0).sum() == 12
+    short = {r: 6.0 for r in range(5, 14)}                    # 9 pixels: below STEP_HALF_LENGTH + 1
+    assert not Z.discontinuity_traces(field(short), 1.0, 5.0, link_z=4.0).any()
+    weak = {r: 4.5 for r in range(5, 17)}                     # no anchor >= step_z
+    assert not Z.discontinuity_traces(field(weak), 1.0, 5.0, link_z=4.0).any()
+    weak[10] = 5.5                                            # one anchor carries the whole trace
+    assert Z.discontinuity_traces(field(weak), 1.0, 5.0, link_z=4.0).sum() == 12
+    gap = dict(long_)
+    del gap[10]                                               # a one-pixel gap (a hole) is bridged
+    assert Z.discontinuity_traces(field(gap), 1.0, 5.0, link_z=4.0).sum() == 11
+    flip = {r: 6.0 * (-1) ** (r // 6) for r in range(0, 24)}  # signs alternate every 6 pixels
+    assert not Z.discontinuity_traces(field(flip), 1.0, 5.0, link_z=4.0).any()
+
+
+def test_discontinuity_rule_in_zoning(tmp_path):
+    from osgeo import ogr
+
+    h, w = 60, 60
+    s = np.full((h, w), 2.0)          # quiet: low class, nothing exceeds
+    u = np.full((h, w), 0.1)
+    p = np.zeros((h, w))
+    fc = _step_scene()
+    paths, grid = build(tmp_path, s, u, p, fc=fc)
+    outs = {"OUTPUT_TIERS": str(tmp_path / "t.tif"), "OUTPUT_ZONES": str(tmp_path / "z.gpkg"),
+            "OUTPUT_DISCONTINUITY": str(tmp_path / "disc.tif"), "OUTPUT_REPORT": str(tmp_path / "z.html")}
+    res = Z.run_zoning(paths["s"], paths["u"], paths["p"], outs, forecast=paths["fc"],
+                       rules='{"discontinuity_buffer_m": 50}')
+    t = read_raster(outs["OUTPUT_TIERS"])[0][0]
+    dist = np.abs((np.arange(w) + 0.5) * 10.0 - 300.0)
+    assert np.all(t[10:50][:, dist <= 45.0] == 2) and np.all(t[:, dist > 55.0] == 4)
+    assert res.discontinuity["applied"] and res.discontinuity["trace_pixels"] >= 40
+    assert res.discontinuity["max_step_mm"] == pytest.approx(-4.0, abs=1.5)
+    disc, _, names = read_raster(outs["OUTPUT_DISCONTINUITY"])
+    assert disc.shape[0] == 3 and "step" in names[0]
+    assert np.array_equal(disc[2] > 0, (t == 2))
+    ds = ogr.Open(outs["OUTPUT_ZONES"])
+    f2 = [f for f in ds.GetLayer(0) if f.GetField("tier") == 2]
+    assert len(f2) == 1 and Z.DISCONTINUITY_ACTION in f2[0].GetField("action")
+    assert f2[0].GetField("max_step_mm") == pytest.approx(res.discontinuity["max_step_mm"])
+    ds = None
+    html = Path(outs["OUTPUT_REPORT"]).read_text()
+    assert "Differential movement" in html and "step_mm" in html and "discontinuity_buffer_m" in html
+    # switched off, or without FORECAST: no tier 2
+    for kw in ({"forecast": paths["fc"], "discontinuities": False}, {}):
+        out = str(tmp_path / f"off{len(kw)}.tif")
+        r = Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_TIERS": out}, **kw)
+        assert not r.discontinuity["applied"] and np.all(read_raster(out)[0][0] == 4)
+    # mapped faults: a fault mapped on the step keeps the trace, one mapped 200 m away drops it
+    xc = (np.arange(w) + 0.5) * 10.0
+    for fault_x, expect in ((300.0, True), (100.0, False)):
+        kf = write_raster(str(tmp_path / f"kf{int(fault_x)}.tif"),
+                          np.broadcast_to(xc - fault_x, (h, w)).astype(np.float32), grid)
+        out = str(tmp_path / f"kf{int(fault_x)}_t.tif")
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_TIERS": out}, forecast=paths["fc"],
+                     rules='{"discontinuity_buffer_m": 50}', known_faults=kf)
+        assert (read_raster(out)[0][0] == 2).any() == expect
+
+
+def test_discontinuity_rules_parsing():
+    r = Z.parse_rules("", 5)
+    assert (r["step_mm"], r["step_z"], r["step_link_z"], r["discontinuity_buffer_m"]) == (1.0, 5.0, 4.0, 150.0)
+    with pytest.raises(DeformCastError, match="must not exceed"):
+        Z.parse_rules('{"step_z": 3, "step_link_z": 4}', 5)
+    with pytest.raises(DeformCastError, match=">= 0"):
+        Z.parse_rules('{"discontinuity_buffer_m": -1}', 5)
+    with pytest.raises(DeformCastError, match="> 0"):
+        Z.parse_rules('{"step_z": 0}', 5)
