@@ -30,6 +30,15 @@ into noisy exceedance maps with a negative Brier skill.) Forecast origins for th
 to three epochs in the validation period whose targets are all observed; where there is none (a
 stack too short, or a backtest from before the validation period), nothing is changed.
 
+Speed (issue 6: ten members on a 1000 x 1000 x 150 stack in minutes on 2 CPU cores). The network
+calls dominate; around them, nothing is computed once per member that is the same for several:
+members on one data config share their inputs, and with the residual target the classical anchor
+(and the ``trajectory`` encoding's channels), per-pixel fits that do not depend on the window, are
+fitted once per block for all members (:class:`_Plan`). The calibration stacks all its sample rows
+and origins into one network call per member; the dressing sorts each step once (the median of the
+dressed members comes from that sort) and the sigma search evaluates the dressed band in closed form.
+``DEFORMCAST_THREADS`` sets the torch threads of the forecast (default: torch's own).
+
 Outputs (../shared/INTERFACE.md):
 - median: one band per forecast date (ISO description), mm, same reference as the stack;
 - quantiles: P10/P50/P90 (or the quantiles asked for) of the members at the last forecast epoch;
@@ -39,6 +48,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -109,22 +119,173 @@ def _end_index(dates: np.ndarray, end_date) -> int:
     return idx
 
 
-def _forecast_block(blk, dates, grid, a0, r0, r1, loaded, configs, cov_blk, e, H, dev, batch_size, progress=None):
-    """Every member's forecast for rows r0..r1 from epoch ``e``: (M, H, r1-r0, W) mm, NaN where not all can."""
-    M, W = len(loaded), blk.shape[2]
-    out = np.full((M, H, r1 - r0, W), np.nan, np.float32)
-    valid_all = np.ones((r1 - r0, W), bool)
-    for k, (m, cfg) in enumerate(zip(loaded, configs)):
-        sub = None if progress is None else progress.sub(k / M, (k + 1) / M)
-        X, valid, anchor = dataset.forecast_inputs(blk, dates, grid, a0, cfg, m.meta["normalisation"],
-                                                   cov_blk or None, end_index=e, out_rows=(r0, r1))
-        if X.shape[0]:
-            y = m.predict(X, batch_size=batch_size, device=dev, progress=sub)
-            mm = dataset.to_mm(y, anchor, m.meta["normalisation"])[:, :H]
-            out[k][:, valid] = mm.T
-        valid_all &= valid
-    out[:, :, ~valid_all] = np.nan
-    return out, valid_all
+#: normalisation entries that only turn the network output into mm (:func:`dataset.to_mm`), never
+#: enter the network inputs: members differing only in these share their inputs
+_OUTPUT_NORM_KEYS = ("target_scale", "correction_weight")
+#: data-config entries that shape the network inputs but not the classical anchor of the residual
+#: target (every other entry is part of the anchor's key, to be safe)
+_FEATURE_ONLY_KEYS = ("window", "encodings", "neighbourhood_k", "fourier", "covariate_names", "feature_names",
+                      "max_samples", "max_eval_samples", "stride", "seed", "spatial_holdout", "holdout_block",
+                      "min_end_index", "validation", "val_fraction")
+
+
+class _Group:
+    """Members whose network inputs are identical (same data config and input normalisation)."""
+
+    def __init__(self, cfg: dict, norm: dict, akey: Optional[str]):
+        self.cfg, self.norm, self.akey = cfg, norm, akey
+        self.skey: Optional[tuple] = None   # key of the inputs shared with other groups (see _Plan)
+        self.split = None                   # (config without trajectory, n channels) when those are shared
+        self.members: List[int] = []
+
+
+class _Plan:
+    """How a block's inputs are shared among the members (the speed-up of issue 6).
+
+    * Members of one :class:`_Group` get their inputs built once per block (``dataset.forecast_inputs``).
+    * Only pixels every member can forecast get a forecast (the others are nodata), so no member's
+      network runs on any other: each group's inputs are cut to the pixels whose last ``max window``
+      epochs (the longest window of all members) are valid and which have every shared part below.
+    * With the residual target, the classical anchor (the per-pixel trajectory fit on the whole
+      history, the costly part of the inputs) does not depend on the window or the encodings: it is
+      fitted once per block for every anchor key (target, baseline, horizon, ...) and each group takes
+      its pixels from it. The group's own features are built with the cheap ``increment`` anchor (the
+      target does not enter the features).
+    * Likewise the static channels of the ``trajectory`` encoding (a per-pixel fit too, the same for
+      every window): computed once per block with the anchor, and appended to each group's other
+      channels in the order of its ``feature_names``. A group whose channel names do not fit this
+      layout is served by ``forecast_inputs`` directly.
+
+    ``tests/test_ensemble.py`` checks that the result equals each member's own ``forecast_inputs``.
+    """
+
+    def __init__(self, loaded, configs):
+        groups: Dict[str, _Group] = {}
+        for k, (m, cfg) in enumerate(zip(loaded, configs)):
+            norm = m.meta["normalisation"]
+            key = json.dumps([cfg, {a: b for a, b in norm.items() if a not in _OUTPUT_NORM_KEYS}], sort_keys=True,
+                             default=str)
+            if key not in groups:
+                akey = None
+                if cfg.get("target", "increment") != "increment" and "window" in cfg:
+                    akey = json.dumps({a: b for a, b in cfg.items() if a not in _FEATURE_ONLY_KEYS}, sort_keys=True,
+                                      default=str)
+                groups[key] = _Group(cfg, norm, akey)
+            groups[key].members.append(k)
+        self.groups = list(groups.values())
+        self.max_window = max(int(m.meta["window"]) for m in loaded)
+        # shared key (anchor key, with trajectory channels?) -> (config, norm) that computes them
+        self.shared_inputs: Dict[tuple, tuple] = {}
+        for g in self.groups:
+            if g.akey is None:
+                continue
+            g.split = _split_trajectory(g.cfg)
+            g.skey = (g.akey, g.split is not None)
+            if g.skey not in self.shared_inputs:
+                enc = ["trajectory"] if g.skey[1] else ["none"]
+                self.shared_inputs[g.skey] = (dict(g.cfg, window=self.max_window, encodings=enc), g.norm)
+
+    @property
+    def anchor_keys(self) -> set:
+        return {k[0] for k in self.shared_inputs}
+
+
+def _split_trajectory(cfg: dict):
+    """``(config without the trajectory encoding, number of its channels)`` where a group's trajectory
+    channels can be shared (they come last in its ``feature_names``), else None."""
+    traj = list(getattr(dataset, "TRAJECTORY_FEATURES", ()) or ())
+    enc = list(cfg.get("encodings") or [])
+    if not traj or "trajectory" not in enc or "feature_names" not in cfg:
+        return None
+    base = dict(cfg, encodings=[e for e in enc if e != "trajectory"] or ["none"])
+    try:
+        names = dataset.feature_names(base)
+        own = dataset.feature_names(dict(cfg, encodings=["trajectory"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if list(cfg["feature_names"]) != names + traj or own != ["disp"] + traj:
+        return None
+    return base, len(traj)
+
+
+def _item_shared(item, dates, grid, plan: _Plan) -> dict:
+    """The per-item parts shared by the groups: ``pre`` (pixels every member may forecast, a superset of
+    the final ones) and, per shared key, ``(valid, position in its pixel list, anchor, trajectory
+    channels or None)``."""
+    blk, a0, r0, r1, _, e = item
+    pre = np.isfinite(blk[max(0, e - plan.max_window + 1):e + 1, r0 - a0:r1 - a0]).all(axis=0)
+    out = {"pre": pre}
+    for skey, (scfg, snorm) in plan.shared_inputs.items():
+        Xs, uvalid, uanchor = dataset.forecast_inputs(blk, dates, grid, a0, scfg, snorm, None, end_index=e,
+                                                      out_rows=(r0, r1))
+        static = np.ascontiguousarray(Xs[:, -1, 1:]) if skey[1] else None   # trajectory channels (n, S)
+        del Xs
+        out[skey] = (uvalid, np.cumsum(uvalid.ravel()) - 1, uanchor, static)
+        pre &= uvalid
+    return out
+
+
+def _group_inputs(item, dates, grid, g: _Group, shared: dict):
+    """``(X, valid, anchor)`` of group ``g`` for one item, as :func:`dataset.forecast_inputs` gives them,
+    cut to the pixels ``shared["pre"]`` (see :class:`_Plan`)."""
+    blk, a0, r0, r1, cov_blk, e = item
+    if g.akey is None:
+        cfg = g.cfg
+    else:
+        cfg = dict(g.split[0] if g.split else g.cfg, target="increment")
+    X, valid, anchor = dataset.forecast_inputs(blk, dates, grid, a0, cfg, g.norm, cov_blk or None, end_index=e,
+                                               out_rows=(r0, r1))
+    pre = shared["pre"]
+    keep = pre[valid]             # row-major, like X
+    if not keep.all():
+        X, anchor = X[keep], anchor[keep]
+        valid = valid & pre
+    if g.akey is None:
+        return X, valid, anchor
+    _, pos, uanchor, static = shared[g.skey]
+    idx = pos[valid.ravel()]      # valid lies inside the shared pixels (pre does)
+    if g.split:
+        st = static[idx]
+        X = np.concatenate([X, np.broadcast_to(st[:, None, :], (st.shape[0], X.shape[1], st.shape[1]))], axis=2)
+    return X, valid, uanchor[idx]
+
+
+def _forecast_items(items, dates, grid, loaded, plan: _Plan, H, dev, batch_size, progress=None, timer=None):
+    """Every member's forecast for each item ``(blk, a0, r0, r1, cov_blk, e)`` (rows r0..r1 of a block
+    read from row a0, forecast from epoch e) -> list of ``(out (M, H, r1-r0, W) mm, valid_all)``, NaN
+    where not every member can forecast. The inputs of all items are stacked: one network call per
+    member for all of them."""
+    M = len(loaded)
+    outs = [np.full((M, H, it[3] - it[2], it[0].shape[2]), np.nan, np.float32) for it in items]
+    valid_all = [np.ones((it[3] - it[2], it[0].shape[2]), bool) for it in items]
+    timer = {} if timer is None else timer
+    t0 = time.perf_counter()
+    shared = [_item_shared(it, dates, grid, plan) for it in items]
+    timer["inputs"] = timer.get("inputs", 0.0) + time.perf_counter() - t0
+    done = 0
+    for g in plan.groups:
+        t0 = time.perf_counter()
+        parts = [_group_inputs(it, dates, grid, g, sh) for it, sh in zip(items, shared)]
+        X = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+        anchor = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
+        bounds = np.cumsum([0] + [p[0].shape[0] for p in parts])
+        t1 = time.perf_counter()
+        timer["inputs"] = timer.get("inputs", 0.0) + t1 - t0
+        for k in g.members:
+            sub = None if progress is None else progress.sub(done / M, (done + 1) / M)
+            if X.shape[0]:
+                y = loaded[k].predict(X, batch_size=batch_size, device=dev, progress=sub)
+                mm = dataset.to_mm(y, anchor, loaded[k].meta["normalisation"])[:, :H]
+                for i, p in enumerate(parts):
+                    outs[i][k][:, p[1]] = mm[bounds[i]:bounds[i + 1]].T
+            done += 1
+        timer["inference"] = timer.get("inference", 0.0) + time.perf_counter() - t1
+        for i, p in enumerate(parts):
+            valid_all[i] &= p[1]
+        del X, anchor, parts
+    for out, va in zip(outs, valid_all):
+        out[:, :, ~va] = np.nan
+    return list(zip(outs, valid_all))
 
 
 def _normal_scores(M: int) -> np.ndarray:
@@ -134,37 +295,91 @@ def _normal_scores(M: int) -> np.ndarray:
     return np.array([nd.inv_cdf((k + 0.5) / M) for k in range(M)], dtype=np.float64)
 
 
+def _dress_sorted(members: np.ndarray, sigma: float):
+    """``(order, values)``: the dressed members sorted (float32, (M, ...)) and where each goes
+    (``order`` = the stable argsort of the members along axis 0)."""
+    m = np.asarray(members, dtype=np.float64)
+    M = m.shape[0]
+    order = np.argsort(m, axis=0, kind="stable")
+    srt = np.take_along_axis(m, order, axis=0)
+    with np.errstate(all="ignore"):
+        med = _median_sorted(srt)
+        s2 = np.mean((m - med) ** 2, axis=0)
+        z = _normal_scores(M).reshape((M,) + (1,) * (m.ndim - 1))
+        # member of rank k -> med + S z_k: in increasing order, as z is
+        return order, (med + np.sqrt(s2 + float(sigma) ** 2) * z).astype(np.float32)
+
+
+def _median_sorted(srt: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=0)`` from ``srt`` = ``a`` sorted along axis 0 (NaN last): the same numbers."""
+    M = srt.shape[0]
+    if M == 0:
+        return np.full(srt.shape[1:], np.nan, srt.dtype)
+    med = srt[M // 2] if M % 2 else (srt[M // 2 - 1] + srt[M // 2]) / 2
+    return np.where(np.isnan(srt[-1]), np.nan, med).astype(srt.dtype, copy=False)
+
+
 def dress(members: np.ndarray, sigma: float) -> np.ndarray:
     """Members (M, ...) -> dressed members: same order, normal scores x sqrt(s_models² + sigma²)
     around the median (see the module doc)."""
-    m = np.asarray(members, dtype=np.float64)
-    M = m.shape[0]
-    with np.errstate(all="ignore"):
-        med = np.median(m, axis=0)
-        s2 = np.mean((m - med) ** 2, axis=0)
-    z = _normal_scores(M)
-    ranks = np.argsort(np.argsort(m, axis=0, kind="stable"), axis=0, kind="stable")
-    return (med + np.sqrt(s2 + float(sigma) ** 2) * z[ranks]).astype(np.float32)
+    order, vals = _dress_sorted(members, sigma)
+    out = np.empty_like(vals)
+    np.put_along_axis(out, order, vals, axis=0)
+    return out
+
+
+def _dress_inplace(out: np.ndarray, sigmas) -> np.ndarray:
+    """Dress ``out`` (M, H, ...) in place step by step; return the median of the dressed members
+    (H, ...), the same numbers as ``np.median(out, axis=0)`` afterwards, without a second sort."""
+    med = np.empty(out.shape[1:], np.float32)
+    for h in range(out.shape[1]):
+        order, vals = _dress_sorted(out[:, h], sigmas[h])
+        np.put_along_axis(out[:, h], order, vals, axis=0)
+        med[h] = _median_sorted(vals)
+    return med
+
+
+class _Coverage:
+    """``coverage(members, obs, sigma)`` for many sigmas: the median, model spread and band offsets
+    are computed once. The dressed members at a pixel are ``med + S z_k`` (``S = sqrt(s_models² +
+    sigma²)``, ``z_k`` increasing), so their P``lo``/P``hi`` (linear interpolation, numpy's default)
+    are ``med + S P(z)``: no sort per sigma (equal to percentiles of :func:`dress` up to its float32
+    rounding)."""
+
+    def __init__(self, members: np.ndarray, obs: np.ndarray, lo: float = 10.0, hi: float = 90.0):
+        m = np.asarray(members, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            self.med = np.median(m, axis=0)
+            self.s2 = np.mean((m - self.med) ** 2, axis=0)
+        self.obs = np.asarray(obs, dtype=np.float64)
+        self.zlo, self.zhi = np.percentile(_normal_scores(m.shape[0]), [lo, hi]) if m.shape[0] else (np.nan, np.nan)
+
+    def __call__(self, sigma: float) -> float:
+        if self.obs.size == 0:
+            return float("nan")
+        with np.errstate(all="ignore"):
+            S = np.sqrt(self.s2 + float(sigma) ** 2)
+            return float(np.mean((self.obs >= self.med + S * self.zlo) & (self.obs <= self.med + S * self.zhi)))
 
 
 def coverage(members: np.ndarray, obs: np.ndarray, sigma: float, lo: float = 10.0, hi: float = 90.0) -> float:
     """Share of ``obs`` (n,) inside the P``lo``-P``hi`` band of the members (M, n) dressed with ``sigma``."""
-    a, b = np.percentile(dress(members, sigma), [lo, hi], axis=0)
-    return float(np.mean((obs >= a) & (obs <= b)))
+    return _Coverage(members, obs, lo, hi)(sigma)
 
 
 def dressing_sigma(members: np.ndarray, obs: np.ndarray, target: float = 0.8, max_sigma: float = 500.0) -> float:
     """Smallest sigma (mm) whose dressed P10-P90 band covers ``target`` of ``obs`` (0 if already)."""
     if obs.size == 0 or members.shape[0] < 2:
         return 0.0
-    if coverage(members, obs, 0.0) >= target:
+    cov = _Coverage(members, obs)
+    if cov(0.0) >= target:
         return 0.0
     lo, hi = 0.0, 1.0
-    while coverage(members, obs, hi) < target and hi < max_sigma:
+    while cov(hi) < target and hi < max_sigma:
         lo, hi = hi, hi * 2
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        if coverage(members, obs, mid) >= target:
+        if cov(mid) >= target:
             hi = mid
         else:
             lo = mid
@@ -193,21 +408,36 @@ def calibration_sigmas(info, loaded, configs, cov, e: int, H: int, dev: str, bat
     else:                   # large raster: evenly spread single rows, about max_pixels pixels
         spans = [(int(r), int(r) + 1) for r in np.linspace(0, Hh - 1, rows_needed).astype(int)]
     halo = max(dataset.halo(c) for c in configs)
+    plan = _Plan(loaded, configs)
     mems, obss = [[] for _ in range(H)], [[] for _ in range(H)]
-    for i, (r0, r1) in enumerate(spans):
-        a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
-        blk = raster.read_stack(info, rows=(a0, a1))
-        cov_blk = {k: v[a0:a1] for k, v in cov.items()}
-        for o in origins:
-            out, valid = _forecast_block(blk, info.dates, info.grid, a0, r0, r1, loaded, configs, cov_blk, o, H,
-                                         dev, batch_size)
+    # items (one span, one origin) are forecast together, about BLOCK_PIXELS pixels at a time: one
+    # network call per member for all of them instead of one per span, origin and member
+    chunk, n_pix = [], 0
+
+    def flush():
+        for (blk, a0, r0, r1, _, o), (out, valid) in zip(chunk, _forecast_items(
+                chunk, info.dates, info.grid, loaded, plan, H, dev, batch_size)):
             obs = blk[o + 1:o + 1 + H, r0 - a0:r1 - a0]
             for h in range(H):
                 ok = valid & np.isfinite(obs[h])
                 mems[h].append(out[:, h][:, ok])
                 obss[h].append(obs[h][ok])
+        chunk.clear()
+
+    for i, (r0, r1) in enumerate(spans):
+        a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
+        blk = raster.read_stack(info, rows=(a0, a1))   # all epochs: the anchor needs the real target dates
+        cov_blk = {k: v[a0:a1] for k, v in cov.items()}
+        for o in origins:
+            if chunk and n_pix + (r1 - r0) * W > BLOCK_PIXELS:
+                flush()
+                n_pix = 0
+            chunk.append((blk, a0, r0, r1, cov_blk, o))
+            n_pix += (r1 - r0) * W
         if progress is not None:
             progress.set((i + 1) / len(spans))
+    if chunk:
+        flush()
     sigmas = np.zeros(H)
     raw, cal = [], []
     for h in range(H):
@@ -231,8 +461,32 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
     """Forecast with every member, write median / quantiles / members rasters; return a summary.
 
     ``block_rows`` 0 (default) = as many rows as make about ``BLOCK_PIXELS`` pixels, so the memory a
-    block needs is the same whatever the raster's width (and area).
+    block needs is the same whatever the raster's width (and area). The summary's ``timings_s`` gives
+    the seconds spent per phase (calibration, read, inputs, inference, dress_median, quantiles, write,
+    total; inputs and inference of the calibration are inside its own figure).
     """
+    with _inference_threads():
+        return _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon, members,
+                                 quantiles, dates, covariates, end_date, block_rows, device, batch_size, calibrate,
+                                 progress)
+
+
+def _inference_threads():
+    """Torch CPU threads for the forecast: ``DEFORMCAST_THREADS`` when set (e.g. 1 on an oversubscribed
+    machine, where 2 OpenMP threads can wait on each other), else torch's own default (all cores)."""
+    import contextlib
+
+    if os.environ.get("DEFORMCAST_THREADS", "").strip():
+        from .training import default_threads, torch_threads
+
+        return torch_threads(default_threads())
+    return contextlib.nullcontext()
+
+
+def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon, members, quantiles,
+                      dates, covariates, end_date, block_rows, device, batch_size, calibrate, progress):
+    t_start = time.perf_counter()
+    timer = {"read": 0.0, "inputs": 0.0, "inference": 0.0, "dress_median": 0.0, "quantiles": 0.0, "write": 0.0}
     progress = progress or silent()
     info = raster.open_stack(stack_path, dates)
     from .training import resolve_device
@@ -270,6 +524,7 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
     if any(not 0 <= q <= 100 for q in qs):
         raise DeformCastError("QUANTILES must be percentages between 0 and 100, e.g. 10,50,90.")
     Hh, W = info.grid.shape
+    t_cal = time.perf_counter()
     if calibrate and M > 1:
         sigmas, cal = calibration_sigmas(info, loaded, configs, cov, e, H, dev, batch_size,
                                            progress=progress.sub(0.0, 0.15))
@@ -282,6 +537,8 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
             progress.log(f"No calibration: {cal['reason']}.")
     else:
         sigmas, cal = np.zeros(H), {"calibrated": False, "reason": "switched off" if M > 1 else "one member"}
+    timer["calibration"] = time.perf_counter() - t_cal
+    plan = _Plan(loaded, configs)
     med_path, q_path, m_path = out_median, out_quantiles, out_members
     meta = {"DEFORMCAST_MODEL_FOLDER": os.path.abspath(model_folder), "DEFORMCAST_END_DATE": raster.iso(info.dates[e]),
             "DEFORMCAST_MEMBERS": json.dumps([os.path.basename(m.folder) for m in loaded]),
@@ -299,28 +556,39 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
     try:
         blocks = list(raster.row_blocks(Hh, block_rows))
         for bi, (r0, r1) in enumerate(blocks):
+            t0 = time.perf_counter()
             a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
             # all epochs: in a backtest the residual target's classical forecast needs the real dates of
             # the forecast epochs (forecast_inputs reads values only up to end_index)
             blk = raster.read_stack(info, rows=(a0, a1))
             cov_blk = {k: v[a0:a1] for k, v in cov.items()}
-            out, valid_all = _forecast_block(blk, info.dates, info.grid, a0, r0, r1, loaded, configs, cov_blk, e, H,
-                                             dev, batch_size, progress.sub(bi / len(blocks), (bi + 1) / len(blocks)))
-            if cal["calibrated"]:
-                for h in range(H):
-                    out[:, h] = dress(out[:, h], sigmas[h])
+            timer["read"] += time.perf_counter() - t0
+            ((out, valid_all),) = _forecast_items([(blk, a0, r0, r1, cov_blk, e)], info.dates, info.grid, loaded, plan,
+                                                  H, dev, batch_size,
+                                                  progress.sub(bi / len(blocks), (bi + 1) / len(blocks)), timer)
+            del blk
+            t0 = time.perf_counter()
             n_valid += int(valid_all.sum())
             with np.errstate(all="ignore"):
-                med = np.median(out, axis=0) if M > 1 else out[0]
-            w_med.write(med, r0)
+                if cal["calibrated"]:
+                    med = _dress_inplace(out, sigmas)      # = np.median of the dressed members
+                else:
+                    med = np.median(out, axis=0) if M > 1 else out[0]
+            t1 = time.perf_counter()
+            timer["dress_median"] += t1 - t0
             if w_q is not None:
                 with np.errstate(all="ignore"):
                     qv = np.percentile(out[:, -1], qs, axis=0).astype(np.float32) if valid_all.any() else \
                         np.full((len(qs), r1 - r0, W), np.nan, np.float32)
                 qv[:, ~valid_all] = np.nan
+            t2 = time.perf_counter()
+            timer["quantiles"] += t2 - t1
+            w_med.write(med, r0)
+            if w_q is not None:
                 w_q.write(qv, r0)
             if w_m is not None:
                 w_m.write(out.reshape(M * H, r1 - r0, W), r0)
+            timer["write"] += time.perf_counter() - t2
             if len(final_vals) < 20:
                 final_vals.append(med[-1][valid_all][:5000])
             progress.set((bi + 1) / len(blocks))
@@ -333,8 +601,10 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
             w_q.qml = styles.deformation_style(sample, band=len(qs))
         if w_m is not None:
             w_m.qml = styles.deformation_style(sample, band=H)
+        t0 = time.perf_counter()
         for w in writers:
             w.close()
+        timer["write"] += time.perf_counter() - t0
     except BaseException:
         for w in writers:
             if w.ds is not None:
@@ -342,4 +612,5 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
         raise
     return {"OUTPUT_MEDIAN": med_path, "OUTPUT_QUANTILES": q_path, "OUTPUT_MEMBERS": m_path,
             "members": [os.path.basename(m.folder) for m in loaded], "forecast_dates": [raster.iso(d) for d in fdates],
-            "end_date": raster.iso(info.dates[e]), "valid_pixels": n_valid, "device": dev, "calibration": cal}
+            "end_date": raster.iso(info.dates[e]), "valid_pixels": n_valid, "device": dev, "calibration": cal,
+            "timings_s": dict(timer, total=time.perf_counter() - t_start)}

@@ -158,3 +158,207 @@ def test_calibration_uses_validation_period_only(tmp_path):
     assert early["calibration"]["calibrated"] is False
     off = ensemble.predict_ensemble(p, root, str(tmp_path / "o.tif"), calibrate=False, device="cpu")
     assert off["calibration"]["calibrated"] is False
+
+
+def _gappy_stack():
+    """The test stack with gaps that make the shared-input logic matter: sparse NaNs, and pixels whose
+    only valid epochs are the last 6 or 7 (too few for the 7-parameter trajectory anchor with 6)."""
+    rng = np.random.default_rng(5)
+    g = raster.make_grid(300000.0, 5650000.0, 50.0, W_, H_)
+    dates = np.datetime64("2020-01-01") + np.arange(T_) * np.timedelta64(12, "D")
+    t = np.arange(T_, dtype=np.float32)[:, None, None]
+    vals = (rng.uniform(-0.8, 0.2, size=(1, H_, W_)) * t + 2.0 * np.sin(2 * np.pi * t * 12 / 365.25)
+            + rng.normal(0, 0.3, (T_, H_, W_))).astype(np.float32)
+    vals[rng.random(vals.shape) < 0.02] = np.nan
+    vals[:-6, 1, 1] = np.nan      # 6 valid epochs: window 6 sees it, the trajectory fit (7 terms) cannot
+    vals[-6:, 1, 1] = 1.0
+    vals[:-7, 2, 2] = np.nan      # 7 valid epochs: window 6 forecasts it, window 8 cannot
+    vals[-7:, 2, 2] = 1.0
+    return vals, dates, g
+
+
+def _mixed_members(tmp_path, vals, dates, g, horizon=3):
+    """Five residual-target members: two on one data config (they share their inputs), others with
+    other windows / encodings (they share only the trajectory anchor)."""
+    specs = [(6, ("temporal",), 0), (6, ("temporal",), 1), (8, ("neighbourhood",), 2), (10, ("none",), 3),
+             (6, ("none",), 4)]
+    root = tmp_path / "mixed"
+    preps, names = {}, []
+    for window, enc, seed in specs:
+        key = (window, enc)
+        if key not in preps:
+            preps[key] = dataset.prepare(vals, dates, g, window, horizon, encodings=enc, target="residual",
+                                         max_samples=300, seed=0)
+        prep = preps[key]
+        res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, "gru", {"hidden": 8}, device="cpu",
+                          seed=seed, max_epochs=1)
+        meta = {"architecture": "gru", "hparams": res.hparams, "n_features": prep.n_features, "window": window,
+                "horizon": horizon, "feature_names": prep.feature_names, "encodings": list(enc),
+                "normalisation": prep.norm, "data_config": prep.config, "grid": modelio.grid_to_dict(g),
+                "validation": {"val_loss": res.best_val_loss}, "seed": seed}
+        name = f"m{seed:02d}_gru"
+        modelio.save_model(str(root / name), res.model, meta)
+        names.append(name)
+    modelio.write_manifest(str(root), names)
+    return str(root)
+
+
+def _per_member_reference(blk, dates, g, a0, r0, r1, loaded, e, H):
+    """The forecast as each member alone makes it (the original algorithm): its own forecast_inputs."""
+    out = np.full((len(loaded), H, r1 - r0, blk.shape[2]), np.nan, np.float32)
+    valid_all = np.ones((r1 - r0, blk.shape[2]), bool)
+    for k, m in enumerate(loaded):
+        X, valid, anchor = dataset.forecast_inputs(blk, dates, g, a0, m.meta["data_config"], m.meta["normalisation"],
+                                                   end_index=e, out_rows=(r0, r1))
+        if X.shape[0]:
+            out[k][:, valid] = dataset.to_mm(m.predict(X), anchor, m.meta["normalisation"])[:, :H].T
+        valid_all &= valid
+    out[:, :, ~valid_all] = np.nan
+    return out, valid_all
+
+
+def test_shared_inputs_equal_each_members_own_inputs(tmp_path):
+    vals, dates, g = _gappy_stack()
+    root = _mixed_members(tmp_path, vals, dates, g)
+    loaded = ensemble.load_members(root)
+    configs = [m.meta["data_config"] for m in loaded]
+    plan = ensemble._Plan(loaded, configs)
+    assert sorted(len(gr.members) for gr in plan.groups) == [1, 1, 1, 2]   # the two window-6 temporal members
+    assert len(plan.anchor_keys) == 1                                      # one trajectory anchor for all
+    for e, (a0, r0, r1) in [(T_ - 1, (0, 0, H_)), (T_ - 1, (0, 1, 4)), (45, (1, 2, 6))]:
+        blk = vals[:, a0:min(H_, r1 + 1)]
+        ref, ref_valid = _per_member_reference(blk, dates, g, a0, r0, r1, loaded, e, 3)
+        ((out, valid),) = ensemble._forecast_items([(blk, a0, r0, r1, {}, e)], dates, g, loaded, plan, 3, "cpu", 2048)
+        np.testing.assert_array_equal(valid, ref_valid)
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+        np.testing.assert_allclose(np.nan_to_num(out), np.nan_to_num(ref), rtol=1e-6, atol=1e-5)
+    # the gap pixels: (1, 1) has no anchor, so nobody forecasts it; (2, 2) is too short for window 8
+    ((out, valid),) = ensemble._forecast_items([(vals, 0, 0, H_, {}, T_ - 1)], dates, g, loaded, plan, 3, "cpu", 2048)
+    assert not valid[1, 1] and not valid[2, 2] and valid.sum() > 0.5 * valid.size
+    # the window-6 members alone: (1, 1) is inside all their windows but has no anchor, (2, 2) has one
+    six = [loaded[i] for i in (0, 1, 4)]
+    ref, ref_valid = _per_member_reference(vals, dates, g, 0, 0, H_, six, T_ - 1, 3)
+    ((out, valid),) = ensemble._forecast_items([(vals, 0, 0, H_, {}, T_ - 1)], dates, g, six,
+                                               ensemble._Plan(six, [m.meta["data_config"] for m in six]), 3, "cpu", 2048)
+    np.testing.assert_array_equal(valid, ref_valid)
+    np.testing.assert_allclose(np.nan_to_num(out), np.nan_to_num(ref), rtol=1e-6, atol=1e-5)
+    assert not valid[1, 1] and valid[2, 2]
+    # several items at once (the calibration's stacking) = each item alone
+    items = [(vals, 0, 0, 3, {}, 40), (vals, 0, 3, H_, {}, 40), (vals, 0, 0, H_, {}, 50)]
+    together = ensemble._forecast_items(items, dates, g, loaded, plan, 3, "cpu", 2048)
+    for it, (out, valid) in zip(items, together):
+        ((o1, v1),) = ensemble._forecast_items([it], dates, g, loaded, plan, 3, "cpu", 2048)
+        np.testing.assert_array_equal(valid, v1)
+        np.testing.assert_allclose(out, o1, rtol=1e-6, atol=1e-5)
+
+
+def test_calibration_independent_of_chunking(tmp_path, monkeypatch):
+    vals, dates, g = _gappy_stack()
+    p = str(tmp_path / "gappy.tif")
+    raster.write_stack(p, vals, dates, g)
+    root = _mixed_members(tmp_path, vals, dates, g)
+    loaded = ensemble.load_members(root)
+    configs = [m.meta["data_config"] for m in loaded]
+    info = raster.open_stack(p)
+    s_one, cal_one = ensemble.calibration_sigmas(info, loaded, configs, {}, T_ - 1, 3, "cpu", 2048)
+    monkeypatch.setattr(ensemble, "BLOCK_PIXELS", W_)       # one row per block and per chunk
+    s_many, cal_many = ensemble.calibration_sigmas(info, loaded, configs, {}, T_ - 1, 3, "cpu", 2048)
+    assert cal_one["calibrated"] and cal_one["n_pixels_per_step"] == cal_many["n_pixels_per_step"] > 20
+    np.testing.assert_allclose(s_many, s_one, rtol=1e-5, atol=1e-6)
+    assert np.all(s_one > 0)
+
+
+def _dress_reference(members, sigma):
+    """The dressing as first written: ranks by a double argsort (kept to check the faster one)."""
+    m = np.asarray(members, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        med = np.median(m, axis=0)
+        s2 = np.mean((m - med) ** 2, axis=0)
+    z = ensemble._normal_scores(m.shape[0])
+    ranks = np.argsort(np.argsort(m, axis=0, kind="stable"), axis=0, kind="stable")
+    return (med + np.sqrt(s2 + float(sigma) ** 2) * z[ranks]).astype(np.float32)
+
+
+@pytest.mark.parametrize("M", [2, 5, 10])
+def test_fast_dressing_equals_reference(M):
+    rng = np.random.default_rng(M)
+    members = rng.normal(0, 3, (M, 4, 500)).astype(np.float32)
+    members[:, 0, :50] = np.round(members[:, 0, :50])          # ties
+    members[:, 1, :40] = 7.0                                    # all equal
+    members[:, 2, :30] = np.nan                                 # nodata pixels
+    members[0, 3, :20] = np.nan                                 # one member missing
+    for sigma in (0.0, 0.7, 25.0):
+        ref = _dress_reference(members, sigma)
+        np.testing.assert_array_equal(ensemble.dress(members, sigma), ref)
+        out = members.copy()
+        med = ensemble._dress_inplace(out, np.full(4, sigma))
+        np.testing.assert_array_equal(out, ref)
+        with np.errstate(all="ignore"):
+            np.testing.assert_array_equal(med, np.median(ref, axis=0))
+
+
+def test_fast_coverage_equals_percentiles_of_dressed_members():
+    rng = np.random.default_rng(2)
+    n = 3000
+    centre = rng.normal(0, 5, n)
+    members = (centre[None] + rng.normal(0, rng.uniform(0.1, 2.0, n), (10, n))).astype(np.float32)
+    obs = centre + rng.normal(0, 2.0, n)
+    for sigma in (0.0, 0.5, 1.7, 4.0):
+        with np.errstate(all="ignore"):
+            a, b = np.percentile(_dress_reference(members, sigma), [10, 90], axis=0)
+        ref = float(np.mean((obs >= a) & (obs <= b)))
+        # equal but for observations within float32 rounding of a band edge
+        assert abs(ensemble.coverage(members, obs, sigma) - ref) <= 2.0 / n
+        assert 0.0 < ref < 1.0
+
+
+def test_inference_threads_follow_deformcast_threads(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("DEFORMCAST_THREADS", "1")
+    with ensemble._inference_threads():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    monkeypatch.delenv("DEFORMCAST_THREADS")
+    with ensemble._inference_threads():
+        assert torch.get_num_threads() == before
+
+
+@pytest.mark.skipif("trajectory" not in dataset.ENCODINGS, reason="no trajectory encoding in dataset.py")
+def test_shared_trajectory_channels_equal_each_members_own_inputs(tmp_path):
+    T = 110                                                     # 3.6 years: room for the 1.9-year history
+    rng = np.random.default_rng(8)
+    g = raster.make_grid(300000.0, 5650000.0, 50.0, W_, H_)
+    dates = np.datetime64("2019-01-01") + np.arange(T) * np.timedelta64(12, "D")
+    t = np.arange(T, dtype=np.float32)[:, None, None]
+    vals = (rng.uniform(-0.8, 0.2, size=(1, H_, W_)) * t + 2.0 * np.sin(2 * np.pi * t * 12 / 365.25)
+            + rng.normal(0, 0.3, (T, H_, W_))).astype(np.float32)
+    vals[rng.random(vals.shape) < 0.02] = np.nan
+    vals[:-7, 1, 1] = np.nan      # 7 valid epochs: an anchor (7 terms) but no trajectory statistics (needs 8)
+    vals[-7:, 1, 1] = 1.0
+    specs = [(6, ("trajectory",)), (10, ("trajectory",)), (8, ("temporal", "trajectory")), (6, ("none",))]
+    root = tmp_path / "traj"
+    names = []
+    for seed, (window, enc) in enumerate(specs):
+        prep = dataset.prepare(vals, dates, g, window, 3, encodings=enc, target="residual", validation="space",
+                               max_samples=300, seed=0)
+        res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, "gru", {"hidden": 8}, device="cpu",
+                          seed=seed, max_epochs=1)
+        meta = {"architecture": "gru", "hparams": res.hparams, "n_features": prep.n_features, "window": window,
+                "horizon": 3, "feature_names": prep.feature_names, "encodings": list(enc), "normalisation": prep.norm,
+                "data_config": prep.config, "grid": modelio.grid_to_dict(g),
+                "validation": {"val_loss": res.best_val_loss}, "seed": seed}
+        modelio.save_model(str(root / f"m{seed}"), res.model, meta)
+        names.append(f"m{seed}")
+    modelio.write_manifest(str(root), names)
+    loaded = ensemble.load_members(str(root))
+    plan = ensemble._Plan(loaded, [m.meta["data_config"] for m in loaded])
+    assert len(plan.groups) == 4 and len(plan.anchor_keys) == 1
+    assert sorted(k[1] for k in plan.shared_inputs) == [False, True]   # trajectory channels computed once
+    for e in (T - 1, 95):
+        ref, ref_valid = _per_member_reference(vals, dates, g, 0, 0, H_, loaded, e, 3)
+        ((out, valid),) = ensemble._forecast_items([(vals, 0, 0, H_, {}, e)], dates, g, loaded, plan, 3, "cpu", 2048)
+        np.testing.assert_array_equal(valid, ref_valid)
+        np.testing.assert_allclose(np.nan_to_num(out), np.nan_to_num(ref), rtol=1e-5, atol=1e-5)
+        assert not valid[1, 1] and valid.sum() > 0.5 * valid.size
