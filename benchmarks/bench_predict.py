@@ -25,6 +25,12 @@ The big stack is a cheap random walk plus a bowl, written once as a tiled GeoTIF
 the time per phase of ``predict`` and VmHWM (peak resident memory). Timings on a shared machine
 are upper bounds.
 
+Measured (2 CPU cores shared with other work, so upper bounds; default members): 1000 x 1000,
+10 members: 188.6 s in all (predict 187.3 s, of which the networks 133 s and the GeoTIFF writes
+37 s; uncertainty 1.3 s), peak 907 MB; the code before the issue-6 speed-ups took 218 s for
+predict in the same quiet hour. Memory with area (2 members): 731 MB at 1000 x 1000, 733 MB at
+2000 x 2000.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_predict.py [--size 1000] [--dir /tmp/dcbench_predict] [--skip-large]
