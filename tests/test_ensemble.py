@@ -27,6 +27,17 @@ def _stack(tmp_path):
     return p, vals, dates, g
 
 
+def _save_member(root, res, prep, g, encodings, seed) -> str:
+    """Save a trained GRU as member ``m<seed>_gru`` of the folder ``root``; returns its name."""
+    meta = {"architecture": "gru", "hparams": res.hparams, "n_features": prep.n_features, "window": res.window,
+            "horizon": res.horizon, "feature_names": prep.feature_names, "encodings": list(encodings),
+            "normalisation": prep.norm, "data_config": prep.config, "grid": modelio.grid_to_dict(g),
+            "validation": {"val_loss": res.best_val_loss}, "seed": seed}
+    name = f"m{seed:02d}_gru"
+    modelio.save_model(str(root / name), res.model, meta)
+    return name
+
+
 def _model_folder(tmp_path, vals, dates, g, encodings=("temporal",), n_members=3, window=8, horizon=3):
     prep = dataset.prepare(vals, dates, g, window, horizon, encodings=encodings, max_samples=400, seed=0)
     root = tmp_path / "models"
@@ -34,13 +45,7 @@ def _model_folder(tmp_path, vals, dates, g, encodings=("temporal",), n_members=3
     for k in range(n_members):
         res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, "gru", {"hidden": 16}, device="cpu",
                           seed=k, max_epochs=2, patience=2)
-        meta = {"architecture": "gru", "hparams": res.hparams, "n_features": prep.n_features, "window": window,
-                "horizon": horizon, "feature_names": prep.feature_names, "encodings": list(encodings),
-                "normalisation": prep.norm, "data_config": prep.config, "grid": modelio.grid_to_dict(g),
-                "validation": {"val_loss": res.best_val_loss}, "seed": k}
-        name = f"m{k:02d}_gru"
-        modelio.save_model(str(root / name), res.model, meta)
-        names.append(name)
+        names.append(_save_member(root, res, prep, g, encodings, k))
     modelio.write_manifest(str(root), names)
     return str(root), prep
 
@@ -192,13 +197,7 @@ def _mixed_members(tmp_path, vals, dates, g, horizon=3):
         prep = preps[key]
         res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, "gru", {"hidden": 8}, device="cpu",
                           seed=seed, max_epochs=1)
-        meta = {"architecture": "gru", "hparams": res.hparams, "n_features": prep.n_features, "window": window,
-                "horizon": horizon, "feature_names": prep.feature_names, "encodings": list(enc),
-                "normalisation": prep.norm, "data_config": prep.config, "grid": modelio.grid_to_dict(g),
-                "validation": {"val_loss": res.best_val_loss}, "seed": seed}
-        name = f"m{seed:02d}_gru"
-        modelio.save_model(str(root / name), res.model, meta)
-        names.append(name)
+        names.append(_save_member(root, res, prep, g, enc, seed))
     modelio.write_manifest(str(root), names)
     return str(root)
 
