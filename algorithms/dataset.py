@@ -142,12 +142,15 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from . import anchors as anc
 from .baselines import BASELINES, design_matrix, fit_stats, forecast_baselines, years_between
 from .errors import DeformCastError
 from .progress import Progress, silent
 from .raster import Grid, StackInfo, check_dates, iso, open_stack, read_stack, row_blocks
 
-ENCODINGS = ("none", "temporal", "spatial", "neighbourhood", "covariates", "trajectory")
+ENCODINGS = ("none", "temporal", "spatial", "neighbourhood", "covariates", "trajectory", "regime")
+#: anchors of the residual target: a classical baseline, or ``adaptive`` (:mod:`anchors`)
+ANCHORS = BASELINES + ("adaptive",)
 VALIDATIONS = ("time", "space")
 #: history (years) the ``trajectory`` encoding needs before a window's last epoch: the span from
 #: which :func:`baselines.terms_for_span` fits the full model (acceleration + seasonal terms)
@@ -304,6 +307,8 @@ def feature_names(config: dict) -> List[str]:
         names += [f"cov:{n}" for n in config["covariate_names"]]
     if "trajectory" in enc:
         names += list(TRAJECTORY_FEATURES)
+    if "regime" in enc:
+        names += list(anc.REGIME_FEATURES)
     return names
 
 
@@ -444,7 +449,7 @@ def _nb_from_sums(s_all, c_all, s_r, c_r, s_l, c_l, s_t, c_t, s_b, c_b, k):
 def _features(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, ends: np.ndarray,
               dates: np.ndarray, grid_shape: Tuple[int, int], config: dict, norm: dict,
               cov_block: Optional[Dict[str, np.ndarray]], mask_block: Optional[np.ndarray],
-              same_end: bool = False) -> np.ndarray:
+              same_end: bool = False, family: Optional[np.ndarray] = None) -> np.ndarray:
     """X float32 (n, window, F) for pixels (rows, cols absolute) and last-input indices ``ends``.
 
     ``block`` holds rows ``a0..`` of the stack (all epochs needed); ``mask_block`` (same rows)
@@ -497,6 +502,9 @@ def _features(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, en
     if "trajectory" in enc:
         tf = _trajectory_features(block, a0, rows, cols, ends, dates, int(config["horizon"]))
         chans.append(np.broadcast_to(tf[:, None, :], (n, window, tf.shape[1])))
+    if "regime" in enc:
+        rf = _regime_features(block, a0, rows, cols, ends, dates, int(config["horizon"]), family)
+        chans.append(np.broadcast_to(rf[:, None, :], (n, window, rf.shape[1])))
     return np.concatenate([np.asarray(c, dtype=np.float32) for c in chans], axis=2)
 
 
@@ -548,14 +556,52 @@ def _trajectory_features(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.
     return out
 
 
+def _family(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, ends: np.ndarray,
+            dates: np.ndarray, horizon: int) -> np.ndarray:
+    """The classical family of :mod:`anchors` for each sample: float32 (n, C, horizon) mm."""
+    lr = rows - a0
+    out = np.full((rows.size, len(anc.FAMILY), int(horizon)), np.nan, dtype=np.float32)
+    for e in np.unique(ends):
+        sel = np.flatnonzero(ends == e)
+        hist = block[: e + 1, lr[sel], cols[sel]]
+        f = anc.family_forecasts(hist, dates[: e + 1], target_dates(dates, int(e), int(horizon)))
+        out[sel] = np.transpose(f, (2, 0, 1))
+    return out
+
+
+def _regime_features(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, ends: np.ndarray,
+                     dates: np.ndarray, horizon: int, family: Optional[np.ndarray] = None) -> np.ndarray:
+    """Channels of the ``regime`` encoding (n, len(anchors.REGIME_FEATURES)), asinh of mm (see
+    :func:`anchors.regime_features`)."""
+    if family is None:
+        family = _family(block, a0, rows, cols, ends, dates, horizon)
+    lr = rows - a0
+    out = np.full((rows.size, len(anc.REGIME_FEATURES)), np.nan, dtype=np.float32)
+    mid = max(0, (int(horizon) + 1) // 2 - 1)
+    for e in np.unique(ends):
+        sel = np.flatnonzero(ends == e)
+        hist = block[: e + 1, lr[sel], cols[sel]]
+        f = anc.regime_features(hist, dates[: e + 1], np.transpose(family[sel], (1, 2, 0)), mid)
+        out[sel] = np.arcsinh(f).astype(np.float32)
+    return out
+
+
 def _anchors(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, ends: np.ndarray,
-             dates: np.ndarray, config: dict) -> np.ndarray:
-    """anchor (n, horizon) mm: last input value (increment) or the classical forecast (residual)."""
+             dates: np.ndarray, config: dict, family: Optional[np.ndarray] = None) -> np.ndarray:
+    """anchor (n, horizon) mm: last input value (increment) or the classical forecast (residual):
+    a baseline of :mod:`baselines`, or the ``adaptive`` combination of :mod:`anchors` with the
+    weights of ``config["anchor_weights"]`` (equal weights while they are being fitted)."""
     horizon = int(config["horizon"])
     lr = rows - a0
     if config["target"] == "increment":
         last = block[ends, lr, cols]
         return np.repeat(last[:, None], horizon, axis=1).astype(np.float32)
+    if config["baseline"] == "adaptive":
+        if family is None:
+            family = _family(block, a0, rows, cols, ends, dates, horizon)
+        w = config.get("anchor_weights")
+        W = anc.default_weights(horizon) if w is None else anc.check_weights(w, horizon)
+        return np.einsum("ch,nch->nh", W, family.astype(np.float64)).astype(np.float32)
     out = np.full((rows.size, horizon), np.nan, dtype=np.float32)
     for e in np.unique(ends):
         sel = np.flatnonzero(ends == e)
@@ -699,8 +745,8 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
     enc = parse_encodings(encodings)
     if target not in TARGETS:
         raise DeformCastError(f"Unknown target '{target}'; valid: {', '.join(TARGETS)}.")
-    if baseline not in BASELINES:
-        raise DeformCastError(f"Unknown baseline '{baseline}'; valid: {', '.join(BASELINES)}.")
+    if baseline not in ANCHORS:
+        raise DeformCastError(f"Unknown baseline '{baseline}'; valid: {', '.join(ANCHORS)}.")
     k = int(neighbourhood_k)
     if "neighbourhood" in enc and (k < 3 or k % 2 == 0):
         raise DeformCastError(f"The neighbourhood size must be an odd number >= 3 (got {k}).")
@@ -734,6 +780,7 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
             if not vmask.any():
                 raise DeformCastError("No validation block is left outside the spatial hold-out; lower "
                                       "SPATIAL_HOLDOUT or use time validation.")
+    adaptive = target == "residual" and baseline == "adaptive"
     min_end = window - 1
     if "trajectory" in enc:
         min_end = max(min_end, first_full_end(dates))
@@ -860,15 +907,21 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
                         break
                     pc, ec, kc = pc[m], ec[m], kc[m]
                 rows, cols = pc // W, pc % W
+                fam = (_family(vis, a0, rows, cols, ec, dates, horizon)
+                       if adaptive or "regime" in enc else None)
                 X = _features(vis, a0, rows, cols, ec, dates, (H, W), config, norm, cov_blk,
-                              None if split == "test" else (hide_train if split == "train" else hm_blk))
-                anchor = _anchors(vis, a0, rows, cols, ec, dates, config)
+                              None if split == "test" else (hide_train if split == "train" else hm_blk),
+                              family=fam)
+                anchor = _anchors(vis, a0, rows, cols, ec, dates, config, family=fam)
                 tt = ec[:, None] + 1 + np.arange(horizon)[None, :]
                 truth = vis[tt, (rows - a0)[:, None], cols[:, None]].astype(np.float32)
                 good = np.isfinite(anchor).all(axis=1) & np.isfinite(X).all(axis=(1, 2))
                 held = np.zeros(pc.size, bool) if hmask is None else hmask[rows, cols]
                 part = {"key": kc, "X": X, "anchor": anchor, "truth": truth, "pixel": pc, "end": ec,
                         "holdout": held}
+                if adaptive:
+                    good &= np.isfinite(fam).all(axis=(1, 2))
+                    part["family"] = fam
                 res[split].add({k2: v[good] for k2, v in part.items()})
                 progress.check()
         progress.set((bi + 1) / len(blocks))
@@ -890,6 +943,13 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
                 f"WINDOW {window} epochs before and the HORIZON {horizon} epochs of the "
                 f"{'validation' if s == 'val' else 'test'} period. Check the nodata in the last "
                 "epochs, or lower WINDOW/HORIZON.")
+    if adaptive:  # the anchor's combination, fitted on the training windows only
+        W_a = anc.fit_weights(got["train"]["family"], got["train"]["truth"], seed=seed)
+        config["anchor_weights"] = [[round(float(v), 6) for v in row] for row in W_a]
+        W_a = np.asarray(config["anchor_weights"])
+        for s in SPLITS:
+            g = got[s]
+            g["anchor"] = np.einsum("ch,nch->nh", W_a, g.pop("family").astype(np.float64)).astype(np.float32)
     tr = got["train"]
     disp_idx = [i for i, n in enumerate(names) if n in _DISP_CHANNELS]
     ds = float(_robust_scale(tr["X"][:, :-1, 0]))
@@ -956,14 +1016,21 @@ def forecast_inputs(stack_block: np.ndarray, dates, grid: Optional[Grid], row0: 
     cols = cc.astype(np.int64)
     ends = np.full(rows.size, e, np.int64)
     vis = blk[: e + 1]
-    anchor = _anchors(vis, row0, rows, cols, ends, dates, config)
+    fam = None
+    if ("regime" in config["encodings"]
+            or (config.get("target") == "residual" and config.get("baseline") == "adaptive")):
+        fam = _family(vis, row0, rows, cols, ends, dates, int(config["horizon"]))
+    anchor = _anchors(vis, row0, rows, cols, ends, dates, config, family=fam)
     good = np.isfinite(anchor).all(axis=1)
+    if fam is not None:
+        good &= np.isfinite(fam).all(axis=(1, 2))
     if not good.all():
         valid[rr[~good], cc[~good]] = False
         rows, cols, ends, anchor = rows[good], cols[good], ends[good], anchor[good]
+        fam = None if fam is None else fam[good]
     X = _features(vis, row0, rows, cols, ends, dates, (H, W), config, norm, covariates_block, None,
-                  same_end=True)
-    if "trajectory" in config["encodings"]:  # too short or too gappy a history for the full fit
+                  same_end=True, family=fam)
+    if "trajectory" in config["encodings"] or "regime" in config["encodings"]:  # too short / gappy a history
         ok = np.isfinite(X).all(axis=(1, 2))
         if not ok.all():
             valid[rows[~ok] - r0, cols[~ok]] = False

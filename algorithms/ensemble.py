@@ -250,11 +250,13 @@ def _group_inputs(item, dates, grid, g: _Group, shared: dict):
     return X, valid, uanchor[idx]
 
 
-def _forecast_items(items, dates, grid, loaded, plan: _Plan, H, dev, batch_size, progress=None, timer=None):
+def _forecast_items(items, dates, grid, loaded, plan: _Plan, H, dev, batch_size, progress=None, timer=None,
+                    gate: Optional[dict] = None):
     """Every member's forecast for each item ``(blk, a0, r0, r1, cov_blk, e)`` (rows r0..r1 of a block
     read from row a0, forecast from epoch e) -> list of ``(out (M, H, r1-r0, W) mm, valid_all)``, NaN
     where not every member can forecast. The inputs of all items are stacked: one network call per
-    member for all of them."""
+    member for all of them. With a ``gate`` (:mod:`skill_gate`) the members are shifted towards its
+    classical reference forecast."""
     M = len(loaded)
     outs = [np.full((M, H, it[3] - it[2], it[0].shape[2]), np.nan, np.float32) for it in items]
     valid_all = [np.ones((it[3] - it[2], it[0].shape[2]), bool) for it in items]
@@ -285,6 +287,18 @@ def _forecast_items(items, dates, grid, loaded, plan: _Plan, H, dev, batch_size,
         del X, anchor, parts
     for out, va in zip(outs, valid_all):
         out[:, :, ~va] = np.nan
+    if gate:
+        from .skill_gate import apply_gate, gate_family
+
+        cfg0 = loaded[0].meta.get("data_config") or {}
+        for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
+            if not va.any():
+                continue
+            hist = blk[: e + 1, r0 - a0:r1 - a0][:, va]
+            fam = gate_family(hist, np.asarray(dates, dtype="datetime64[D]"), int(e), H, cfg0)
+            last = hist[-1].astype(np.float64)
+            sub = out[:, :, va].astype(np.float64)
+            out[:, :, va] = apply_gate(sub, fam, last, gate).astype(np.float32)
     return list(zip(outs, valid_all))
 
 
@@ -387,7 +401,8 @@ def dressing_sigma(members: np.ndarray, obs: np.ndarray, target: float = 0.8, ma
 
 
 def calibration_sigmas(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int,
-                        max_pixels: int = 20000, target: float = 0.8, progress: Optional[Progress] = None):
+                        max_pixels: int = 20000, target: float = 0.8, progress: Optional[Progress] = None,
+                        gate: Optional[dict] = None):
     """Dressing sigma per horizon step (mm) from the validation period (see the module doc).
 
     Returns ``(sigmas (H,), details dict)``.
@@ -416,7 +431,7 @@ def calibration_sigmas(info, loaded, configs, cov, e: int, H: int, dev: str, bat
 
     def flush():
         for (blk, a0, r0, r1, _, o), (out, valid) in zip(chunk, _forecast_items(
-                chunk, info.dates, info.grid, loaded, plan, H, dev, batch_size)):
+                chunk, info.dates, info.grid, loaded, plan, H, dev, batch_size, gate=gate)):
             obs = blk[o + 1:o + 1 + H, r0 - a0:r1 - a0]
             for h in range(H):
                 ok = valid & np.isfinite(obs[h])
@@ -457,18 +472,21 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
                      out_members: Optional[str] = None, horizon: Optional[int] = None, members=None,
                      quantiles: Sequence[float] = (10, 50, 90), dates=None, covariates: Optional[Sequence[str]] = None,
                      end_date=None, block_rows: int = 0, device: str = "auto", batch_size: int = 2048,
-                     calibrate: bool = True, progress: Optional[Progress] = None) -> Dict[str, object]:
+                     calibrate: bool = True, progress: Optional[Progress] = None, gate: bool = True) -> Dict[str, object]:
     """Forecast with every member, write median / quantiles / members rasters; return a summary.
 
     ``block_rows`` 0 (default) = as many rows as make about ``BLOCK_PIXELS`` pixels, so the memory a
     block needs is the same whatever the raster's width (and area). The summary's ``timings_s`` gives
     the seconds spent per phase (calibration, read, inputs, inference, dress_median, quantiles, write,
     total; inputs and inference of the calibration are inside its own figure).
+
+    ``gate``: apply the skill gate stored in the folder's manifest (:mod:`skill_gate`), when there is
+    one; False gives the raw ensemble (the rolling-origin evaluation compares both).
     """
     with _inference_threads():
         return _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon, members,
                                  quantiles, dates, covariates, end_date, block_rows, device, batch_size, calibrate,
-                                 progress)
+                                 progress, gate)
 
 
 def _inference_threads():
@@ -484,7 +502,7 @@ def _inference_threads():
 
 
 def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon, members, quantiles,
-                      dates, covariates, end_date, block_rows, device, batch_size, calibrate, progress):
+                      dates, covariates, end_date, block_rows, device, batch_size, calibrate, progress, use_gate=True):
     t_start = time.perf_counter()
     timer = {"read": 0.0, "inputs": 0.0, "inference": 0.0, "dress_median": 0.0, "quantiles": 0.0, "write": 0.0}
     progress = progress or silent()
@@ -514,6 +532,10 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
             raise DeformCastError("The models need the covariate(s) " + ", ".join(missing) + "; give them in "
                                   "COVARIATES (files named like those used in training).")
     e = _end_index(info.dates, end_date)
+    gate = (modelio.read_manifest(model_folder).get("gate") if use_gate and members is None else None) or None
+    if gate:
+        progress.log(f"Skill gate ({gate.get('action')}): reference {gate.get('reference')}, mean ensemble weight "
+                     f"{float(np.mean(gate.get('weights'))):.2f} (validation over rolling origins).")
     win_max = max(int(m.meta["window"]) for m in loaded)
     if e + 1 < win_max:
         raise DeformCastError(f"The members read {win_max} epochs (WINDOW) but only {e + 1} acquisitions lie up to the "
@@ -527,7 +549,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     t_cal = time.perf_counter()
     if calibrate and M > 1:
         sigmas, cal = calibration_sigmas(info, loaded, configs, cov, e, H, dev, batch_size,
-                                           progress=progress.sub(0.0, 0.15))
+                                           progress=progress.sub(0.0, 0.15), gate=gate)
         progress = progress.sub(0.15, 1.0)
         if cal["calibrated"]:
             progress.log("Ensemble dressing per horizon step (validation period): sigma "
@@ -542,7 +564,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     med_path, q_path, m_path = out_median, out_quantiles, out_members
     meta = {"DEFORMCAST_MODEL_FOLDER": os.path.abspath(model_folder), "DEFORMCAST_END_DATE": raster.iso(info.dates[e]),
             "DEFORMCAST_MEMBERS": json.dumps([os.path.basename(m.folder) for m in loaded]),
-            "DEFORMCAST_CALIBRATION": json.dumps(cal)}
+            "DEFORMCAST_CALIBRATION": json.dumps(cal), "DEFORMCAST_GATE": json.dumps(gate)}
     w_med = raster.RasterWriter(med_path, info.grid, H, [raster.iso(d) for d in fdates], metadata=meta)
     w_q = raster.RasterWriter(q_path, info.grid, len(qs), [f"P{q:g} {raster.iso(fdates[-1])}" for q in qs],
                               metadata=meta) if q_path else None
@@ -565,7 +587,8 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
             timer["read"] += time.perf_counter() - t0
             ((out, valid_all),) = _forecast_items([(blk, a0, r0, r1, cov_blk, e)], info.dates, info.grid, loaded, plan,
                                                   H, dev, batch_size,
-                                                  progress.sub(bi / len(blocks), (bi + 1) / len(blocks)), timer)
+                                                  progress.sub(bi / len(blocks), (bi + 1) / len(blocks)), timer,
+                                                  gate=gate)
             del blk
             t0 = time.perf_counter()
             n_valid += int(valid_all.sum())
@@ -613,4 +636,5 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     return {"OUTPUT_MEDIAN": med_path, "OUTPUT_QUANTILES": q_path, "OUTPUT_MEMBERS": m_path,
             "members": [os.path.basename(m.folder) for m in loaded], "forecast_dates": [raster.iso(d) for d in fdates],
             "end_date": raster.iso(info.dates[e]), "valid_pixels": n_valid, "device": dev, "calibration": cal,
+            "gate": gate,
             "timings_s": dict(timer, total=time.perf_counter() - t_start)}

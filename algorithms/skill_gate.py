@@ -1,0 +1,341 @@
+"""Rolling-origin evaluation and the skill gate: never hand out a forecast that validation shows
+to be worse than a classical one.
+
+Why (issue 12). A backtest from one forecast origin called the ensemble a win on a stack where the
+future said otherwise, and the main job delivered forecasts that its own backtest showed to lose
+against persistence, with no warning on the maps. One origin is one draw of the atmosphere.
+
+Rolling origins (:func:`rolling_origins`). Many forecast origins spread over the last
+``span_years`` (2) years before the models' test period, each forecasting the full horizon, whose
+targets all lie *before* the test period: the test period stays unseen (the leakage test writes
+garbage into it). With spatial validation the scored pixels are the validation pixels of the
+models (never a training window's target); with time validation the origins' targets lie in the
+validation period. Every origin scores the ensemble median, each member and every classical
+forecast of :data:`anchors.FAMILY` plus the members' own adaptive anchor, on the same pixels and
+epochs: mean and spread over origins of RMSE and MAE (a CSV beside the report).
+
+The gate (:func:`fit_gate`). The reference ``B`` is the classical forecast with the lowest
+rolling-origin RMSE. The delivered forecast is ``B + w (E - B)`` (``E`` the ensemble median; every
+member is shifted by the same amount, so the spread stays), with ``w`` per lead step in [0, 1]
+fitted by least squares over the rolling origins: ``w = 1`` keeps the ensemble, ``w = 0`` falls
+back to the classical forecast, in between blends them. The weights are fitted per class of
+pixels: the classes are the quiet half, the next 40 % and the fastest 10 % of the pixels by the
+movement that ``B`` forecasts over the horizon (limits fitted on the scored pixels, stored with
+the gate), because the networks may help where the ground keeps its regime and hurt where it moves
+fast, or the reverse; a class with fewer than ``MIN_CLASS_SAMPLES`` scored values takes the
+overall weights. The gate is written into the ensemble's manifest (``"gate"``) and applied by
+``predict`` (and so by every entrance); the report states the verdict and where the gate acted.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from . import anchors as anc
+from . import dataset, modelio, raster
+from .errors import DeformCastError
+from .progress import Progress, silent
+
+MIN_CLASS_SAMPLES = 300
+CLASS_QUANTILES = (50.0, 90.0)
+CLASS_NAMES = ("quiet half", "moving (50-90 %)", "fastest 10 %")
+ANCHOR = "anchor"   # the members' adaptive combination (their own classical anchor)
+_MANIFEST_OWN = ("format", "format_version", "created", "horizon", "window", "members", "gate")
+
+
+def rolling_origins(configs: Sequence[dict], n_epochs: int, horizon: int, window: int, dates,
+                    span_years: float = 2.0, max_origins: int = 12) -> List[int]:
+    """Origins (indices of the last input epoch) whose targets all lie before the test period."""
+    dates = np.asarray(dates, dtype="datetime64[D]")
+    test_start = min(int(c.get("test_start", n_epochs)) for c in configs)
+    last = test_start - 1 - int(horizon)
+    first = max(int(window) - 1, max(int(c.get("min_end_index", 0)) for c in configs))
+    if all(c.get("validation", "time") == "time" for c in configs):
+        first = max(first, max(int(c.get("train_end", 0)) for c in configs) - 1)
+    if last < 0:
+        return []
+    cutoff = dates[last].astype("int64") - int(round(span_years * 365.25))
+    first = max(first, int(np.searchsorted(dates.astype("int64"), cutoff, side="left")))
+    if last < first:
+        return []
+    n = min(int(max_origins), last - first + 1)
+    return sorted(set(np.linspace(first, last, num=n).round().astype(int).tolist()))
+
+
+def _score_mask(configs: Sequence[dict], shape) -> Optional[np.ndarray]:
+    """The validation pixels of spatially validated members (None: every pixel)."""
+    c = configs[0]
+    if c.get("validation") != "space":
+        return None
+    return dataset.validation_mask(tuple(shape), float(c.get("val_fraction") or 0.2), int(c.get("holdout_block", 16)),
+                                   int(c.get("seed", 0)))
+
+
+def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str, batch_size: int = 2048,
+            mask: Optional[np.ndarray] = None, max_pixels: int = 20000,
+            progress: Optional[Progress] = None) -> Dict[str, object]:
+    """Forecasts of the members and of the classical family from each origin, on scored pixels.
+
+    Returns ``{"members": [(M, H, n) per origin], "family": [(C+1, H, n)], "obs": [(H, n)],
+    "last": [(n,)], "origins": [...]}`` in mm; the family's last row is the members' own anchor.
+    """
+    from .ensemble import BLOCK_PIXELS, _forecast_items, _Plan
+
+    progress = progress or silent()
+    Hh, W = info.grid.shape
+    rows_needed = max(1, int(np.ceil(max_pixels / max(1, W)) * (5 if mask is not None else 1)))
+    if rows_needed >= Hh:
+        spans = list(raster.row_blocks(Hh, max(1, BLOCK_PIXELS // max(1, W))))
+    else:
+        spans = [(int(r), int(r) + 1) for r in np.linspace(0, Hh - 1, rows_needed).astype(int)]
+    halo = max(dataset.halo(c) for c in configs)
+    plan = _Plan(loaded, configs)
+    cfg0 = configs[0]
+    aw = cfg0.get("anchor_weights") if cfg0.get("baseline") == "adaptive" else None
+    res = {o: {"members": [], "family": [], "obs": [], "last": []} for o in origins}
+    for i, (r0, r1) in enumerate(spans):
+        a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
+        blk = raster.read_stack(info, rows=(a0, a1))
+        cov_blk = {k: v[a0:a1] for k, v in cov.items()}
+        items = [(blk, a0, r0, r1, cov_blk, o) for o in origins]
+        for o, (out, valid) in zip(origins, _forecast_items(items, info.dates, info.grid, loaded, plan, H, dev,
+                                                              batch_size)):
+            obs = blk[o + 1:o + 1 + H, r0 - a0:r1 - a0]
+            ok = valid & np.isfinite(obs).all(axis=0)
+            if mask is not None:
+                ok &= mask[r0:r1]
+            if not ok.any():
+                continue
+            hist = blk[:o + 1, r0 - a0:r1 - a0][:, ok]
+            fam = anc.family_forecasts(hist, info.dates[:o + 1], dataset.target_dates(info.dates, o, H)[:H])
+            if aw is not None:
+                full_h = len(aw[0])
+                fam_full = fam if full_h == H else anc.family_forecasts(
+                    hist, info.dates[:o + 1], dataset.target_dates(info.dates, o, full_h))
+                own = anc.combine(fam_full, aw)[:H]
+            else:
+                own = np.full(fam.shape[1:], np.nan)
+            keep = np.isfinite(fam).all(axis=(0, 1))
+            res[o]["members"].append(out[:, :, ok][:, :, keep])
+            res[o]["family"].append(np.concatenate([fam, own[None]], axis=0)[:, :, keep])
+            res[o]["obs"].append(obs[:, ok][:, keep])
+            res[o]["last"].append(hist[-1][keep])
+        progress.set((i + 1) / len(spans))
+    out = {"members": [], "family": [], "obs": [], "last": [], "origins": []}
+    for o in origins:
+        if not res[o]["obs"]:
+            continue
+        out["origins"].append(int(o))
+        out["members"].append(np.concatenate(res[o]["members"], axis=2))
+        out["family"].append(np.concatenate(res[o]["family"], axis=2))
+        out["obs"].append(np.concatenate(res[o]["obs"], axis=1))
+        out["last"].append(np.concatenate(res[o]["last"]))
+    return out
+
+
+def candidate_names(has_anchor: bool) -> List[str]:
+    return list(anc.FAMILY_NAMES) + ([ANCHOR] if has_anchor else [])
+
+
+def _rmse(a, b) -> float:
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return float(np.sqrt(np.mean(d * d))) if d.size else float("nan")
+
+
+def _mae(a, b) -> float:
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return float(np.mean(np.abs(d))) if d.size else float("nan")
+
+
+def classes_of(best: np.ndarray, last: np.ndarray, limits: Sequence[float]) -> np.ndarray:
+    """Class 0/1/2 of each pixel by the movement ``|best[-1] - last|`` (mm) the reference forecasts."""
+    mv = np.abs(np.asarray(best)[-1] - np.asarray(last))
+    return np.searchsorted(np.asarray(limits, np.float64), mv, side="right")
+
+
+def _lead_weights(E, B, Y) -> np.ndarray:
+    """Least-squares blend weight per lead of ``B + w (E - B)`` against ``Y``, clipped to [0, 1]."""
+    c = E - B
+    r = Y - B
+    num = (c * r).sum(axis=1)
+    den = (c * c).sum(axis=1)
+    w = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return np.clip(w, 0.0, 1.0)
+
+
+def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
+    """Scores per origin and the gate (see the module doc). ``data`` from :func:`collect`."""
+    if not data["origins"]:
+        raise DeformCastError("No rolling origin could be scored: the series is too short before the test period "
+                              "for the horizon. Lower HORIZON or give a longer stack.")
+    has_anchor = bool(np.isfinite(data["family"][0][-1]).any())
+    names = candidate_names(has_anchor)
+    n_c = len(names)
+    med = [np.median(m, axis=0) for m in data["members"]]
+    rows = []
+    per = {"ensemble median": [], **{f"member {k + 1}": [] for k in range(data["members"][0].shape[0])},
+           **{n: [] for n in names}}
+    for i, o in enumerate(data["origins"]):
+        Y = data["obs"][i]
+        per["ensemble median"].append((_rmse(med[i], Y), _mae(med[i], Y), Y.shape[1]))
+        for k in range(data["members"][i].shape[0]):
+            per[f"member {k + 1}"].append((_rmse(data["members"][i][k], Y), _mae(data["members"][i][k], Y), Y.shape[1]))
+        for c in range(n_c):
+            per[names[c]].append((_rmse(data["family"][i][c], Y), _mae(data["family"][i][c], Y), Y.shape[1]))
+    Ycat = np.concatenate(data["obs"], axis=1)
+    pooled = {}
+    for name, vals in per.items():
+        r = np.array([v[0] for v in vals])
+        pooled[name] = {"rmse_mean": float(r.mean()), "rmse_std": float(r.std(ddof=1)) if r.size > 1 else 0.0,
+                        "mae_mean": float(np.mean([v[1] for v in vals])), "per_origin": r.tolist()}
+    Ecat = np.concatenate(med, axis=1)
+    Fcat = np.concatenate(data["family"], axis=2)
+    for c in range(n_c):
+        pooled[names[c]]["rmse"] = _rmse(Fcat[c], Ycat)
+    pooled["ensemble median"]["rmse"] = _rmse(Ecat, Ycat)
+    Mcat = np.concatenate(data["members"], axis=2)
+    for k in range(Mcat.shape[0]):
+        pooled[f"member {k + 1}"]["rmse"] = _rmse(Mcat[k], Ycat)
+    best = min(names, key=lambda n: pooled[n]["rmse"])
+    bi = names.index(best)
+    Bcat = Fcat[bi]
+    Lcat = np.concatenate(data["last"])
+    mv = np.abs(Bcat[-1] - Lcat)
+    limits = [float(np.percentile(mv, q)) for q in CLASS_QUANTILES]
+    cls = classes_of(Bcat, Lcat, limits)
+    w_all = _lead_weights(Ecat, Bcat, Ycat)
+    weights, counts = [], []
+    for k in range(len(CLASS_NAMES)):
+        m = cls == k
+        counts.append(int(m.sum()))
+        weights.append((_lead_weights(Ecat[:, m], Bcat[:, m], Ycat[:, m]) if m.sum() >= MIN_CLASS_SAMPLES
+                        else w_all).tolist())
+    W = np.asarray(weights)
+    gated = Bcat + W[cls].T * (Ecat - Bcat)
+    # per origin score of the gated forecast
+    g_per, start = [], 0
+    for i in range(len(data["origins"])):
+        n = data["obs"][i].shape[1]
+        g_per.append(_rmse(gated[:, start:start + n], data["obs"][i]))
+        start += n
+    pooled["gated forecast"] = {"rmse": _rmse(gated, Ycat), "rmse_mean": float(np.mean(g_per)),
+                                "rmse_std": float(np.std(g_per, ddof=1)) if len(g_per) > 1 else 0.0,
+                                "mae_mean": _mae(gated, Ycat), "per_origin": g_per}
+    per_class = []
+    for k in range(len(CLASS_NAMES)):
+        m = cls == k
+        per_class.append({"class": CLASS_NAMES[k], "n": counts[k],
+                          "rmse_ensemble": _rmse(Ecat[:, m], Ycat[:, m]), "rmse_best_classical": _rmse(Bcat[:, m], Ycat[:, m]),
+                          "rmse_gated": _rmse(gated[:, m], Ycat[:, m]), "mean_weight": float(np.mean(weights[k]))})
+    ens, bb = pooled["ensemble median"]["rmse"], pooled[best]["rmse"]
+    wins = sum(1 for a, b in zip(pooled["ensemble median"]["per_origin"], pooled[best]["per_origin"]) if a < b)
+    verdict = "win" if ens < bb else "lose"
+    mean_w = float(W.mean())
+    action = ("ensemble kept" if W.min() >= 0.999 else "classical forecast" if W.max() <= 0.001 else "blended")
+    return {"reference": best, "weights": W.round(6).tolist(), "class_limits_mm": limits, "class_names": list(CLASS_NAMES),
+            "origins": data["origins"], "n_values": int(Ycat.shape[1]), "scores": pooled, "per_class": per_class,
+            "verdict": verdict, "origins_won": wins, "n_origins": len(data["origins"]), "mean_weight": mean_w,
+            "action": action, "ratio": ens / bb if bb > 0 else float("nan")}
+
+
+def apply_gate(out: np.ndarray, family_block: np.ndarray, last: np.ndarray, gate: dict) -> np.ndarray:
+    """Shift members ``out`` (M, H, n) in place towards the reference: ``B + w (median - B)``.
+
+    ``family_block`` (C+1, H, n) from the same origin (its row of ``gate["reference"]`` is ``B``),
+    ``last`` (n,) the last value. Pixels where ``B`` is NaN are left as they are.
+    """
+    names = candidate_names(True)
+    B = family_block[names.index(gate["reference"])]
+    W = np.asarray(gate["weights"], np.float64)
+    H = out.shape[1]
+    W = W[:, :H]
+    with np.errstate(all="ignore"):
+        med = np.median(out, axis=0)
+        cls = classes_of(B, last, gate["class_limits_mm"])
+        cls = np.clip(cls, 0, W.shape[0] - 1)
+        shift = (1.0 - W[cls].T) * (B - med)
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    out += shift[None].astype(out.dtype)
+    return out
+
+
+def gate_family(hist: np.ndarray, dates, e: int, H: int, config: dict) -> np.ndarray:
+    """(C+1, H, n) classical forecasts from origin ``e`` (``hist`` (e+1, n)), the anchor last."""
+    full_h = int(config.get("horizon", H))
+    fam = anc.family_forecasts(hist, dates[:e + 1], dataset.target_dates(dates, e, full_h))
+    aw = config.get("anchor_weights") if config.get("baseline") == "adaptive" else None
+    own = anc.combine(fam, aw) if aw is not None else np.full(fam.shape[1:], np.nan)
+    return np.concatenate([fam, own[None]], axis=0)[:, :H]
+
+
+def write_csv(gate: dict, path: str, dates=None) -> str:
+    """One row per (forecast, origin) with RMSE, plus the pooled rows; the gate's weights per class."""
+    d = None if dates is None else np.asarray(dates, dtype="datetime64[D]")
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["forecast", "origin", "origin_date", "rmse_mm"])
+        for name, s in gate["scores"].items():
+            for o, r in zip(gate["origins"], s["per_origin"]):
+                w.writerow([name, o, "" if d is None else raster.iso(d[o]), f"{r:.4f}"])
+        for name, s in gate["scores"].items():
+            w.writerow([name, "pooled", "", f"{s['rmse']:.4f}"])
+            w.writerow([name, "mean over origins", "", f"{s['rmse_mean']:.4f}"])
+            w.writerow([name, "std over origins", "", f"{s['rmse_std']:.4f}"])
+    return path
+
+
+def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequence[str] = (), device: str = "auto",
+             csv_path: Optional[str] = None, write: bool = True, progress: Optional[Progress] = None) -> dict:
+    """Rolling-origin evaluation of an ensemble folder, gate fitted and written into its manifest."""
+    from .ensemble import load_members
+    from .training import resolve_device
+
+    progress = progress or silent()
+    info = raster.open_stack(stack_path, dates)
+    dev = resolve_device(device)
+    loaded = load_members(model_folder, None, device=dev)
+    configs = [m.meta.get("data_config") or {} for m in loaded]
+    H = int(loaded[0].meta["horizon"])
+    need_cov = sorted({n for c in configs if "covariates" in c.get("encodings", ()) for n in c.get("covariate_names", [])})
+    cov = {}
+    if need_cov:
+        from .readers import align_covariates
+
+        cov = align_covariates(list(covariates or []), info.grid)
+    win = max(int(m.meta["window"]) for m in loaded)
+    origins = rolling_origins(configs, info.n_epochs, H, win, info.dates)
+    progress.log(f"Rolling-origin evaluation: {len(origins)} origins before the test period, horizon {H} ...")
+    data = collect(info, loaded, configs, cov, origins, H, dev, mask=_score_mask(configs, info.grid.shape),
+                   progress=progress.sub(0.0, 0.95))
+    gate = fit_gate(data)
+    gate["origin_dates"] = [raster.iso(info.dates[o]) for o in gate["origins"]]
+    if csv_path:
+        write_csv(gate, csv_path, info.dates)
+        gate["csv"] = csv_path
+    if write:
+        man = modelio.read_manifest(model_folder)
+        modelio.write_manifest(model_folder, [{k: v for k, v in m.items() if k != "path"} for m in man["members"]],
+                               extra={k: v for k, v in man.items() if k not in _MANIFEST_OWN} | {"gate": {
+                                   k: gate[k] for k in ("reference", "weights", "class_limits_mm", "class_names",
+                                                        "verdict", "action", "ratio", "origin_dates")}})
+    progress.log(gate_sentence(gate))
+    progress.set(1.0)
+    return gate
+
+
+def gate_sentence(gate: dict) -> str:
+    s = gate["scores"]
+    ens, ref = s["ensemble median"], s[gate["reference"]]
+    head = (f"Over {gate['n_origins']} rolling origins the ensemble median "
+            + ("beats" if gate["verdict"] == "win" else "does NOT beat")
+            + f" the best classical forecast ({gate['reference']}): RMSE {ens['rmse']:.2f} vs {ref['rmse']:.2f} mm "
+            f"(won {gate['origins_won']} of {gate['n_origins']} origins). ")
+    act = {"ensemble kept": "The forecast is the ensemble's.",
+           "classical forecast": f"The delivered forecast falls back to the classical {gate['reference']} forecast.",
+           "blended": f"The delivered forecast blends the ensemble with the classical {gate['reference']} forecast "
+                      f"(mean ensemble weight {gate['mean_weight']:.2f})."}[gate["action"]]
+    g = s["gated forecast"]["rmse"]
+    return head + act + f" Gated forecast: {g:.2f} mm over the same origins."
