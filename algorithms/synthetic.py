@@ -1,5 +1,7 @@
 """The built-in synthetic demo scene: a Rhineland-like lignite coalfield with known physics.
 
+(``physics="varied"`` draws other physics from the seed; see *Varied physics* below.)
+
 Every other part of DeformCast uses this scene for demos, tests and benchmarks, because its
 noise-free truth (including the future beyond the stack) is known exactly. The paper (Liu et al.
 2026, Remote Sensing 18(2):234) works on real Sentinel-1 data and does not describe a synthetic
@@ -84,6 +86,47 @@ one influence radius beyond), ``lithology`` class 1..4, ``dem`` metres above sea
 (regional slope from the SW ridge towards the NE, a fault scarp with the west side higher, a
 floodplain incision, the lake at water level, gentle random relief).
 
+Varied physics (``physics="varied"``)
+------------------------------------
+Everything above is the *demo* physics (``physics="demo"``, the default; bit-identical for a
+given seed). ``physics="varied"`` keeps the grid, the conventions, the lithology, the DEM, the
+lake, the forest and the noise model, but draws the physics from the seed (a ninth random
+stream, so the demo's eight streams are untouched), to evaluate forecasters on scenes unlike the
+demo. Every drawn value is recorded in ``params["physics"]`` (``mode``, ``bowls``, ``fault``,
+``uplift``, ``step``, ``seasonal_growth``, ``noise``); ``params["bowls"]``, ``["fault"]``,
+``["uplift"]`` and ``["noise"]`` hold the values used. ``T`` is the observed period in years.
+
+* **Bowls**: 1 to 3 (Knothe panel shape as above: half-sizes 0.06-0.12 L x 0.04-0.08 L, any
+  rotation, depth 0.07-0.12 L, tan(beta) 1.3-2.0), placed apart from each other, the fault, the
+  lake and the forest. ``S_max`` 30-200 mm is the subsidence over the record at full influence
+  (each time law is 1 at the last observed epoch). Each bowl gets its own law (no law twice in a
+  scene, :func:`bowl_time_law`): ``onset`` at 20-80 % of T, then linear or accelerating
+  (``alpha`` 0-0.4, ``power`` 1.5-2.5); ``stop``: subsiding from t0, extraction ends at 40-85 %
+  of T, then the rate decays as ``exp(-(t - t_stop) / tau)``, tau 0.1-0.5 yr (residual
+  subsidence); ``speedup``: the rate is multiplied by 2-4 from a break in the last 40 % of T on,
+  continuing into the future; ``saturating``: ``S_inf (1 - exp(-(t - t0) / tau))``, t0 0-30 %
+  and tau 15-60 % of T. A ``stop`` or ``speedup`` date is, with probability 0.6, drawn instead in
+  the *late* window from ``T - 1 yr`` to the last future epoch (``event_timing = "late"``):
+  regime changes near the forecast origin are what break classical trajectory fits. Each bowl
+  records ``event_years``, ``event_in_last_year_or_future`` and ``event_in_future``.
+* **Fault**: its trace moved (top at 55-85 % of the width, the bottom 5 % west to 20 % east of
+  it), the same sharp profile and ``fault_distance``; creep ``v0`` 1-8 mm/yr with a law drawn
+  among ``steady``, ``accelerating`` (``v = v0 (1 + k t)``, k 0.1-0.6 /yr) and ``creep_event``
+  (a step of 2-10 mm at 15-90 % of T on the same profile) (:func:`fault_time_law`).
+* **Uplift**: present in about 2/3 of the seeds: the rebound law with onset 0-60 % and tau
+  10-50 % of T, asymptote 10-40 mm, footprint 0.10-0.16 L x 0.06-0.10 L; else absent (no zone 3).
+* **Step area**: in about half of the seeds a step at 10-95 % of T in an ellipse (semi-axes
+  0.10-0.20 L, ratio 0.5-1), away from the bowls: ``coseismic`` (smooth footprint
+  ``exp(-rho^4)``, +-5-30 mm) or ``unwrapping`` (sharp ellipse, +-27.73 mm = half the Sentinel-1
+  C-band wavelength). It is part of the truth and stays in all later epochs (the stack and the
+  future observations carry it alike). Zone 4 "Step area" (on top of the others, footprint
+  > 0.25); scenes without a step keep zones 0-3.
+* **Seasonal**: the lithology amplitudes are multiplied by ``1 + g_c t`` (t years since the
+  first epoch), ``g_c`` drawn per class in ``[-g_max, g_max]``, ``g_max = min(0.3, 0.75 / t_end)``
+  so the factor stays within 0.25-1.75 up to the last future epoch.
+* **Noise**: atmospheric std 1.0-4.0 mm (before the summer and log-normal factors), white
+  noise 0.5-2.5 mm.
+
 Speed: everything but the noise is separable (space map x time function), so the truth is one
 matrix product; the noise is one inverse FFT per epoch, done in blocks of epochs with progress
 and cancel checks between blocks. Only numpy (and GDAL for the CRS) is needed.
@@ -108,7 +151,7 @@ ZONE_NAMES = {
     2: "Fault zone",
     3: "Groundwater-rebound uplift",
 }
-ZONE_COLOURS = {0: "#d9d9d9", 1: "#d7191c", 2: "#7b3294", 3: "#2c7bb6"}
+ZONE_COLOURS = {0: "#d9d9d9", 1: "#d7191c", 2: "#7b3294", 3: "#2c7bb6", 4: "#fdae61"}  # 4: varied only
 
 LITHOLOGY = {
     # class: name, annual amplitude mm, day of year of annual peak uplift,
@@ -134,7 +177,7 @@ class Scene:
     truth: np.ndarray  # float32 (n_epochs + n_future, H, W), noise-free, finite
     future_observed: np.ndarray  # float32 (n_future, H, W), noisy, same NaN holes
     covariates: Dict[str, np.ndarray]  # name -> float32 (H, W)
-    zones: np.ndarray  # int (H, W): 0 quiet, 1 bowls, 2 fault, 3 uplift
+    zones: np.ndarray  # int (H, W): 0 quiet, 1 bowls, 2 fault, 3 uplift (4 step area: varied only)
     params: dict  # JSON-serialisable, every physical parameter used
     zone_names: Dict[int, str] = field(default_factory=lambda: dict(ZONE_NAMES))
     lithology_names: Dict[int, str] = field(
@@ -437,16 +480,233 @@ def _ellipse_rho(x, y, centre, a, b, rot):
     return np.sqrt((xi / a) ** 2 + (eta / b) ** 2)
 
 
+# ----------------------------------------------------------------------------------------------
+# varied physics (physics="varied"): laws and the draws
+# ----------------------------------------------------------------------------------------------
+PHYSICS_MODES = ("demo", "varied")
+BOWL_LAWS = ("onset", "stop", "speedup", "saturating")
+STEP_ZONE = 4
+STEP_ZONE_NAME = "Step area (coseismic or unwrapping)"
+C_BAND_HALF_WAVELENGTH_MM = 27.73  # Sentinel-1 (5.405 GHz): lambda / 2 = 55.47 mm / 2
+
+
+def bowl_time_law(t_years: np.ndarray, law: dict, t_obs: float) -> np.ndarray:
+    """Time function of a varied-physics bowl, 1 at the last observed epoch ``t_obs``.
+
+    ``law`` is a bowl dict of ``params["physics"]["bowls"]``; its ``"law"`` key picks:
+
+    * ``onset``: ``alpha w + (1 - alpha) w**power``, ``w = max(0, t - t_on) / (t_obs - t_on)``
+      (``linear``: alpha = power = 1);
+    * ``stop``: rate 1 until ``t_stop``, then ``exp(-(t - t_stop) / tau)`` (residual
+      subsidence): ``min(t, t_stop) + tau (1 - exp(-max(0, t - t_stop) / tau))``;
+    * ``speedup``: the rate is multiplied by ``factor`` from ``t_break`` on:
+      ``t + (factor - 1) max(0, t - t_break)``;
+    * ``saturating``: ``1 - exp(-max(0, t - t0) / tau)``;
+
+    each divided by its value at ``t_obs``.
+    """
+    t = np.asarray(t_years, dtype=np.float64)
+
+    def raw(tt):
+        kind = law["law"]
+        if kind == "onset":
+            return accelerating_law(tt / t_obs, law["onset_years"] / t_obs, law["alpha_linear_share"], law["power"])
+        if kind == "stop":
+            ts, tau = law["stop_years"], law["tau_years"]
+            return np.minimum(tt, ts) + tau * (1.0 - np.exp(-np.maximum(0.0, tt - ts) / tau))
+        if kind == "speedup":
+            return tt + (law["factor"] - 1.0) * np.maximum(0.0, tt - law["break_years"])
+        if kind == "saturating":
+            return 1.0 - np.exp(-np.maximum(0.0, tt - law["t0_years"]) / law["tau_years"])
+        raise ValueError(f"unknown bowl law {kind!r}")
+
+    return raw(t) / float(raw(np.float64(t_obs)))
+
+
+def fault_time_law(t_years: np.ndarray, fault: dict) -> np.ndarray:
+    """Creep offset (mm) of a varied-physics fault: ``v0 (t + k t^2 / 2) + step H(t - t_event)``."""
+    t = np.asarray(t_years, dtype=np.float64)
+    out = fault["creep_rate_mm_per_year"] * (t + 0.5 * fault["acceleration_per_year"] * t * t)
+    if fault["creep_event_mm"]:
+        out = out + fault["creep_event_mm"] * (t >= fault["creep_event_years"])
+    return out
+
+
+def _place(rng, n_try, lo, hi, x0, y0, W, H, rules):
+    """First of ``n_try`` random positions (fractions ``lo..hi``) that keeps every distance rule
+    ``(distance_fn, minimum)``, else the one that violates them least (deterministic)."""
+    best, best_margin = None, -np.inf
+    for _ in range(n_try):
+        p = [float(x0 + rng.uniform(lo, hi) * W), float(y0 - rng.uniform(lo, hi) * H)]
+        margin = min([fn(p) - need for fn, need in rules], default=0.0)
+        if margin >= 0.0:
+            return p
+        if margin > best_margin:
+            best, best_margin = p, margin
+    return best
+
+
+def _check_physics(physics) -> str:
+    p = str(physics).strip().lower() if physics is not None else "demo"
+    if p not in PHYSICS_MODES:
+        raise DeformCastError(f"PHYSICS '{physics}' is unknown: give 'demo' (the documented Rhineland scene) "
+                              "or 'varied' (physics drawn from the seed).")
+    return p
+
+
+def _varied_physics(rng: np.random.Generator, lay: dict, width: int, height: int, cell: float,
+                    x0: float, y0: float, t_obs: float, t_last: float) -> dict:
+    """Draw the varied physics from ``rng`` (see the module docstring); JSON-ready."""
+    L = lay["scale_length_m"]
+    W, H = width * cell, height * cell
+    u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
+    late_lo = max(0.0, t_obs - 1.0)  # "late": the last year of the record or the future epochs
+
+    # fault: template position moved, its own creep law
+    top = [float(x0 + u(0.55, 0.85) * W), float(y0 + 0.02 * H * u(-1, 1))]
+    bottom = [float(top[0] + u(-0.05, 0.20) * W), float(y0 - H * (1.0 + 0.02 * u(-1, 1)))]
+    fault_law = ("steady", "accelerating", "creep_event")[int(rng.integers(3))]
+    fault = dict(lay["fault"])
+    fault.update({
+        "top_xy_m": top, "bottom_xy_m": bottom,
+        "strike_azimuth_deg": float(np.degrees(np.arctan2(bottom[0] - top[0], bottom[1] - top[1])) % 360.0),
+        "law": fault_law,
+        "creep_rate_mm_per_year": u(1.0, 8.0),
+        "acceleration_per_year": u(0.1, 0.6) if fault_law == "accelerating" else 0.0,
+        "creep_event_mm": u(2.0, 10.0) if fault_law == "creep_event" else 0.0,
+        "creep_event_years": u(0.15, 0.9) * t_obs if fault_law == "creep_event" else None,
+        "time_law": "v0*(t + k*t**2/2) + step*H(t - t_event) (v(t) = v0*(1 + k*t))",
+        "profile": "-s(t)*(0.5 + arctan(d/w)/pi)*exp(-max(d, 0)/D)",
+    })
+    tx, ty = top
+    dx, dy = bottom[0] - tx, bottom[1] - ty
+    nrm = np.hypot(dx, dy)
+
+    def fault_dist(p):
+        return abs((p[0] - tx) * (-dy / nrm) + (p[1] - ty) * (dx / nrm))
+
+    def dist_to(q):
+        return lambda p: float(np.hypot(p[0] - q[0], p[1] - q[1]))
+
+    lake_c, forest_c = lay["lake"]["centre_xy_m"], lay["forest"]["centre_xy_m"]
+
+    # bowls: 1-3, each its own law (no law twice in a scene)
+    n_bowls = int(rng.integers(1, 4))
+    laws = [BOWL_LAWS[i] for i in rng.permutation(len(BOWL_LAWS))[:n_bowls]]
+    bowls: List[dict] = []
+    for i, law in enumerate(laws):
+        rules = [(fault_dist, 0.2 * L), (dist_to(lake_c), 0.15 * L), (dist_to(forest_c), 0.12 * L)]
+        rules += [(dist_to(b["centre_xy_m"]), 0.4 * L) for b in bowls]
+        centre = _place(rng, 64, 0.15, 0.85, x0, y0, W, H, rules)
+        d_m = u(0.07, 0.12) * L
+        tb = u(1.3, 2.0)
+        b = {
+            "name": "ABC"[i],
+            "centre_xy_m": centre,
+            "half_length_m": u(0.06, 0.12) * L,
+            "half_width_m": u(0.04, 0.08) * L,
+            "rotation_deg": u(-90.0, 90.0),
+            "depth_m": d_m,
+            "tan_beta": tb,
+            "influence_radius_m": d_m / tb,
+            "s_max_mm": u(30.0, 200.0),
+            "law": law,
+            "event_timing": "record",
+        }
+        if law == "onset":
+            b["onset_years"] = u(0.2, 0.8) * t_obs
+            if rng.random() < 0.5:
+                b.update(style="linear", alpha_linear_share=1.0, power=1.0)
+            else:
+                b.update(style="accelerating", alpha_linear_share=u(0.0, 0.4), power=u(1.5, 2.5))
+            b["event_years"] = b["onset_years"]
+            b["time_law"] = ("alpha*w + (1-alpha)*w**power, w = max(0, t - onset_years)/(T_obs - onset_years)")
+        elif law == "stop":
+            late = bool(rng.random() < 0.6)
+            lo, hi = (max(0.4 * t_obs, late_lo), t_last) if late else (0.4 * t_obs, 0.85 * t_obs)
+            b.update(stop_years=u(lo, hi), tau_years=u(0.1, 0.5), event_timing="late" if late else "record")
+            b["event_years"] = b["stop_years"]
+            b["time_law"] = "min(t, stop_years) + tau*(1 - exp(-max(0, t - stop_years)/tau)), / its value at T_obs"
+        elif law == "speedup":
+            late = bool(rng.random() < 0.6)
+            lo, hi = (max(0.6 * t_obs, late_lo), t_last) if late else (0.6 * t_obs, t_obs)
+            b.update(break_years=u(lo, hi), factor=u(2.0, 4.0), event_timing="late" if late else "record")
+            b["event_years"] = b["break_years"]
+            b["time_law"] = "t + (factor - 1)*max(0, t - break_years), / its value at T_obs"
+        else:  # saturating
+            b.update(t0_years=u(0.0, 0.3) * t_obs, tau_years=u(0.15, 0.6) * t_obs)
+            b["event_years"] = b["t0_years"]
+            b["asymptote_mm"] = b["s_max_mm"] / float(1.0 - np.exp(-(t_obs - b["t0_years"]) / b["tau_years"]))
+            b["time_law"] = "S_inf*(1 - exp(-max(0, t - t0_years)/tau)), S_inf = asymptote_mm"
+        b["event_fraction"] = b["event_years"] / t_obs
+        b["event_in_last_year_or_future"] = bool(b["event_years"] >= late_lo)
+        b["event_in_future"] = bool(b["event_years"] > t_obs)
+        bowls.append(b)
+
+    # groundwater-rebound uplift, present in about two thirds of the seeds
+    uplift = {"present": bool(rng.random() < 2.0 / 3.0)}
+    if uplift["present"]:
+        rules = [(fault_dist, 0.2 * L)] + [(dist_to(b["centre_xy_m"]), 0.35 * L) for b in bowls]
+        on, tau = u(0.0, 0.6), u(0.1, 0.5)
+        uplift.update({
+            "centre_xy_m": _place(rng, 64, 0.12, 0.88, x0, y0, W, H, rules),
+            "semi_major_m": u(0.10, 0.16) * L,
+            "semi_minor_m": u(0.06, 0.10) * L,
+            "rotation_deg": u(-90.0, 90.0),
+            "asymptote_mm": u(10.0, 40.0),
+            "onset_fraction": on, "onset_years": on * t_obs,
+            "tau_fraction": tau, "tau_years": tau * t_obs,
+            "footprint": "G = exp(-rho**4), zone where G > 0.25",
+            "law": "U_inf*G*(1 - exp(-(t - t_on)/tau)) for t > t_on",
+        })
+
+    # a step in a sub-area in about half of the seeds
+    step = {"present": bool(rng.random() < 0.5)}
+    if step["present"]:
+        kind = "coseismic" if rng.random() < 0.5 else "unwrapping"
+        a = u(0.10, 0.20) * L
+        rules = [(dist_to(b["centre_xy_m"]), 0.3 * L) for b in bowls]
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        step.update({
+            "kind": kind,
+            "centre_xy_m": _place(rng, 64, 0.1, 0.9, x0, y0, W, H, rules),
+            "semi_major_m": a,
+            "semi_minor_m": a * u(0.5, 1.0),
+            "rotation_deg": u(-90.0, 90.0),
+            "amplitude_mm": sign * (u(5.0, 30.0) if kind == "coseismic" else C_BAND_HALF_WAVELENGTH_MM),
+            "step_years": u(0.1, 0.95) * t_obs,
+            "footprint": ("exp(-rho**4), zone where > 0.25" if kind == "coseismic"
+                          else "1 inside the ellipse (rho <= 1), else 0"),
+            "law": "amplitude*footprint*H(t - step_years); part of the truth, kept in all later epochs",
+        })
+        step["step_fraction"] = step["step_years"] / t_obs
+
+    # seasonal amplitude changing with time, one rate per lithology class
+    g_max = min(0.3, 0.75 / t_last)
+    seasonal = {
+        "law": "amplitude factor 1 + g*t (t years since the first epoch), per lithology class",
+        "g_max_per_year": g_max,
+        "growth_per_year": {str(c): u(-g_max, g_max) for c in LITHOLOGY},
+    }
+    noise = {"atmosphere_sigma_mm": u(1.0, 4.0), "white_sigma_mm": u(0.5, 2.5)}
+    return {"mode": "varied", "bowls": bowls, "fault": fault, "uplift": uplift, "step": step,
+            "seasonal_growth": seasonal, "noise": noise}
+
+
 def make_scene(seed=0, width=100, height=80, n_epochs=150, n_future=12, step_days=12,
                start="2017-01-06", cell=50.0, epsg=25832, gap_fraction=0.0,
-               progress: Optional[Progress] = None) -> Scene:
+               progress: Optional[Progress] = None, physics: str = "demo") -> Scene:
     """Build the synthetic scene in memory; deterministic for a given seed and arguments.
 
     See the module docstring for the physics. ``gap_fraction`` (default 0) additionally drops
     that fraction of single pixel-epochs (NaN) from ``observed`` and ``future_observed``.
-    ``progress`` reports and checks Cancel between blocks of epochs.
+    ``progress`` reports and checks Cancel between blocks of epochs. ``physics``: ``"demo"``
+    (the documented scene, unchanged) or ``"varied"`` (bowls, laws, fault creep, uplift, a step
+    area, seasonal change and noise levels drawn from the seed; every draw is recorded in
+    ``params["physics"]``).
     """
     progress = progress or Progress()
+    physics = _check_physics(physics)
     (seed, width, height, n_epochs, n_future, step_days, d0, cell, epsg,
      gap_fraction) = _check_args(seed, width, height, n_epochs, n_future, step_days, start, cell, epsg,
                                  gap_fraction)
@@ -464,6 +724,13 @@ def make_scene(seed=0, width=100, height=80, n_epochs=150, n_future=12, step_day
         np.random.default_rng(s) for s in ss.spawn(8))
     lay = _layout(r_layout, width, height, cell, x0, y0, t_obs)
     L = lay["scale_length_m"]
+    varied = physics == "varied"
+    phys: dict = {"mode": physics}
+    if varied:  # a ninth stream: the eight above (and so the demo scene) stay as they are
+        r_phys = np.random.default_rng(ss.spawn(1)[0])
+        phys = _varied_physics(r_phys, lay, width, height, cell, x0, y0, t_obs, float(t[-1]))
+        lay["bowls"], lay["fault"] = phys["bowls"], phys["fault"]
+        lay["uplift"] = phys["uplift"] if phys["uplift"]["present"] else None
     x, y = grid.pixel_centres()
     progress.set(0.02)
 
@@ -490,16 +757,34 @@ def make_scene(seed=0, width=100, height=80, n_epochs=150, n_future=12, step_day
         mining |= (np.abs(xi) <= b["half_length_m"]) & (np.abs(eta) <= b["half_width_m"])
         bowl_k = np.maximum(bowl_k, k)
         maps.append(-b["s_max_mm"] * k)
-        basis.append(accelerating_law(u, b["onset_fraction"], b["alpha_linear_share"], b["power"]))
+        if varied:
+            h = bowl_time_law(t, b, t_obs)
+            basis.append(h - h[0])
+        else:
+            basis.append(accelerating_law(u, b["onset_fraction"], b["alpha_linear_share"], b["power"]))
     w = f["profile_width_m"]
-    maps.append(-f["creep_rate_mm_per_year"] * (0.5 + np.arctan(fault_d / w) / np.pi)
-                * np.exp(-np.maximum(fault_d, 0.0) / f["decay_length_m"]))
-    basis.append(t.copy())
+    profile = (0.5 + np.arctan(fault_d / w) / np.pi) * np.exp(-np.maximum(fault_d, 0.0) / f["decay_length_m"])
+    if varied:
+        maps.append(-profile)
+        basis.append(fault_time_law(t, f))
+    else:
+        maps.append(-f["creep_rate_mm_per_year"] * profile)
+        basis.append(t.copy())
     up = lay["uplift"]
-    rho = _ellipse_rho(x, y, up["centre_xy_m"], up["semi_major_m"], up["semi_minor_m"], up["rotation_deg"])
-    g = np.exp(-rho ** 4)
-    maps.append(up["asymptote_mm"] * g)
-    basis.append(rebound_law(t, up["onset_years"], up["tau_years"]))
+    g = np.zeros(shape)
+    if up is not None:
+        rho = _ellipse_rho(x, y, up["centre_xy_m"], up["semi_major_m"], up["semi_minor_m"], up["rotation_deg"])
+        g = np.exp(-rho ** 4)
+        maps.append(up["asymptote_mm"] * g)
+        basis.append(rebound_law(t, up["onset_years"], up["tau_years"]))
+    step_zone = None
+    if varied and phys["step"]["present"]:
+        st = phys["step"]
+        rho = _ellipse_rho(x, y, st["centre_xy_m"], st["semi_major_m"], st["semi_minor_m"], st["rotation_deg"])
+        foot = np.exp(-rho ** 4) if st["kind"] == "coseismic" else (rho <= 1.0).astype(np.float64)
+        step_zone = foot > 0.25
+        maps.append(st["amplitude_mm"] * foot)
+        basis.append((t >= st["step_years"]).astype(np.float64))
 
     # --- lithology: smooth random field, fault juxtaposition, a floodplain along the fault ---
     lith_field = _smooth_field(r_lith, shape, 0.12 * L / cell) + 0.8 * np.tanh(fault_d / (0.1 * L))
@@ -513,13 +798,24 @@ def make_scene(seed=0, width=100, height=80, n_epochs=150, n_future=12, step_day
     yr = decimal_year(all_dates)
     seas_names = []
     for harmonic, amp_i, peak_i in ((1, 1, 2), (2, 3, 4)):
+        om = 2 * np.pi * harmonic * yr
+        if varied:  # amplitude factor (1 + g_c t) per class: one map and basis per class
+            for c, row in LITHOLOGY.items():
+                m = lithology == c
+                ph = 2 * np.pi * harmonic * row[peak_i] / _YEAR
+                fac = 1.0 + phys["seasonal_growth"]["growth_per_year"][str(c)] * t
+                maps.append(m * (row[amp_i] * np.cos(ph)))
+                basis.append(fac * np.cos(om) - np.cos(om[0]))
+                maps.append(m * (row[amp_i] * np.sin(ph)))
+                basis.append(fac * np.sin(om) - np.sin(om[0]))
+                seas_names += [f"class {c} h{harmonic}_cos", f"class {c} h{harmonic}_sin"]
+            continue
         amp = np.zeros(shape)
         phase = np.zeros(shape)
         for c, row in LITHOLOGY.items():
             m = lithology == c
             amp[m] = row[amp_i]
             phase[m] = 2 * np.pi * harmonic * row[peak_i] / _YEAR
-        om = 2 * np.pi * harmonic * yr
         # A cos(om - ph) = A cos(ph) cos(om) + A sin(ph) sin(om), referenced to the first epoch
         maps.append(amp * np.cos(phase))
         basis.append(np.cos(om) - np.cos(om[0]))
@@ -554,6 +850,10 @@ def make_scene(seed=0, width=100, height=80, n_epochs=150, n_future=12, step_day
     zones[g > 0.25] = 3
     zones[np.abs(fault_d) <= f["buffer_m"]] = 2
     zones[bowl_k > 0.1] = 1
+    zone_names = dict(ZONE_NAMES)
+    if step_zone is not None:  # on top: every pixel that carries the step
+        zones[step_zone] = STEP_ZONE
+        zone_names[STEP_ZONE] = STEP_ZONE_NAME
 
     # --- noise --------------------------------------------------------------------------------
     nz = {
@@ -567,6 +867,8 @@ def make_scene(seed=0, width=100, height=80, n_epochs=150, n_future=12, step_day
         "spectrum": "P(k) ~ (k^2 + k0^2)^(-beta/2), k0 = cell / outer_scale cycles per pixel",
         "referencing": "observed = truth + n(t) - n(t0)",
     }
+    if varied:
+        nz.update(phys["noise"])
     doy = (all_dates - all_dates.astype("datetime64[Y]")).astype(np.float64)
     sig_t = (nz["atmosphere_sigma_mm"] * (1.0 + nz["atmosphere_summer_boost"] * np.cos(2 * np.pi * (doy - 200) / _YEAR))
              * np.exp(nz["atmosphere_lognormal_sigma"] * r_epoch.standard_normal(n_all)))
@@ -636,7 +938,7 @@ def make_scene(seed=0, width=100, height=80, n_epochs=150, n_future=12, step_day
                                "[erf(sqrt(pi)(b-eta)/r) + erf(sqrt(pi)(b+eta)/r)], r = depth/tan(beta)"),
         "bowl_zone_threshold_k": 0.1,
         "fault": f,
-        "uplift": up,
+        "uplift": up if up is not None else phys["uplift"],
         "seasonal": {
             "model": "A1 cos(2 pi (year - peak1/365.2425)) + A2 cos(4 pi (year - peak2/365.2425)), referenced",
             "classes": {str(c): {"name": r[0], "annual_amplitude_mm": r[1], "annual_peak_doy": r[2],
@@ -658,20 +960,28 @@ def make_scene(seed=0, width=100, height=80, n_epochs=150, n_future=12, step_day
             "gap_fraction": gap_fraction,
             "nodata_pixel_fraction": float(dead.mean()),
         },
-        "zones": {str(k): v for k, v in ZONE_NAMES.items()},
-        "zone_fractions": {str(k): float(np.mean(zones == k)) for k in ZONE_NAMES},
+        "zones": {str(k): v for k, v in zone_names.items()},
+        "zone_fractions": {str(k): float(np.mean(zones == k)) for k in zone_names},
         "covariates": {
             "fault_distance": "signed distance to the fault trace, m, positive on the creeping east side",
             "mining_mask": "1 inside the extracted panels, else 0",
             "lithology": "class 1-4 (see seasonal.classes)",
             "dem": "elevation, m",
         },
-        "truth_components": ["bowl A", "bowl B", "fault creep", "rebound uplift"] + [f"seasonal {n}" for n in seas_names],
+        "truth_components": ([f"bowl {b['name']}" for b in lay["bowls"]] + ["fault creep"]
+                             + (["rebound uplift"] if up is not None else [])
+                             + (["step"] if step_zone is not None else [])
+                             + [f"seasonal {n}" for n in seas_names]),
+        "physics": phys,
     }
+    if varied:
+        params["seasonal"]["model"] = ("(1 + g_c t) [A1 cos(2 pi (year - peak1/365.2425)) + A2 cos(4 pi (year - "
+                                       "peak2/365.2425))], t years since the first epoch, referenced")
+        params["seasonal"]["growth_per_year"] = phys["seasonal_growth"]["growth_per_year"]
     progress.set(1.0)
     return Scene(grid=grid, dates=dates, future_dates=future_dates, observed=observed, truth=truth,
                  future_observed=future_observed, covariates=covariates, zones=zones.astype(np.int16),
-                 params=params)
+                 params=params, zone_names=zone_names)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -695,7 +1005,8 @@ def _covariate_style(name: str, arr: np.ndarray) -> str:
     return styles.pseudocolor(lo, hi, "viridis", unit="m")
 
 
-def write_scene(folder: str, seed=0, progress: Optional[Progress] = None, **kw) -> Dict[str, str]:
+def write_scene(folder: str, seed=0, progress: Optional[Progress] = None, physics: str = "demo",
+                **kw) -> Dict[str, str]:
     """Build the scene and write it into ``folder``; return ``name -> path``.
 
     Files: ``stack.tif`` (observed), ``truth.tif`` (observed + future epochs, noise-free),
@@ -703,6 +1014,7 @@ def write_scene(folder: str, seed=0, progress: Optional[Progress] = None, **kw) 
     style) and ``scene.json`` (parameters, dates, file list), which is written last as the
     completion marker: a folder without it is unfinished. Keys of the returned dict:
     ``stack``, ``truth``, ``future_observed``, ``zones``, the covariate names, ``scene_json``.
+    ``physics`` and the other keywords go to :func:`make_scene`.
     """
     from . import styles
     from .raster import iso, write_raster, write_stack
@@ -718,13 +1030,16 @@ def write_scene(folder: str, seed=0, progress: Optional[Progress] = None, **kw) 
     except OSError as e:
         raise DeformCastError(f"Cannot create the output folder '{folder}': {e.strerror}. "
                               "Choose a folder you can write to.") from None
-    scene = make_scene(seed=seed, progress=progress.sub(0.0, 0.6), **kw)
+    physics = _check_physics(physics)  # refused before anything is touched
+    scene = make_scene(seed=seed, progress=progress.sub(0.0, 0.6), physics=physics, **kw)
     marker = os.path.join(folder, SCENE_JSON)
     if os.path.exists(marker):
         os.remove(marker)  # from here on an interrupted rewrite must not look complete
     wp = progress.sub(0.6, 1.0)
     meta = {"DEFORMCAST_SCENE": "synthetic", "SEED": scene.params["seed"], "UNITS": "mm",
             "SIGN": "positive = uplift"}
+    if physics != "demo":
+        meta["PHYSICS"] = physics
     out: Dict[str, str] = {}
     out["stack"] = write_stack(os.path.join(folder, "stack.tif"), scene.observed, scene.dates, scene.grid,
                                metadata=dict(meta, CONTENT="observed displacement"))
@@ -739,8 +1054,8 @@ def write_scene(folder: str, seed=0, progress: Optional[Progress] = None, **kw) 
     wp.set(0.8)
     out["zones"] = write_raster(
         os.path.join(folder, "zones.tif"), scene.zones, scene.grid, ["zone"], "uint8", None,
-        styles.categorical([(k, v, ZONE_COLOURS[k]) for k, v in ZONE_NAMES.items()]),
-        metadata=dict(meta, CONTENT="zones: " + "; ".join(f"{k} {v}" for k, v in ZONE_NAMES.items())))
+        styles.categorical([(k, v, ZONE_COLOURS[k]) for k, v in scene.zone_names.items()]),
+        metadata=dict(meta, CONTENT="zones: " + "; ".join(f"{k} {v}" for k, v in scene.zone_names.items())))
     for name in COVARIATE_NAMES:
         arr = scene.covariates[name]
         is_class = name in ("lithology", "mining_mask")
@@ -785,7 +1100,8 @@ def read_scene(folder: str) -> Scene:
     fut = read_stack(open_stack(files["future_observed"]))
     zones = read_raster(files["zones"])[0][0].astype(np.int16)
     cov = {n: read_raster(files[n])[0][0] for n in doc["covariates"]}
+    zone_names = {int(k): v for k, v in doc["params"].get("zones", {}).items()} or dict(ZONE_NAMES)
     return Scene(grid=info.grid, dates=info.dates,
                  future_dates=np.array(doc["future_dates"], dtype="datetime64[D]"),
                  observed=observed, truth=truth, future_observed=fut, covariates=cov, zones=zones,
-                 params=doc["params"])
+                 params=doc["params"], zone_names=zone_names)

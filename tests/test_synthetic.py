@@ -399,3 +399,299 @@ def test_rewrite_keeps_or_invalidates_marker(tmp_path):
     assert not (folder / "scene.json").exists()
     with pytest.raises(DeformCastError, match="no complete synthetic scene"):
         syn.read_scene(str(folder))
+
+
+# ----------------------------------------------------------------------------------------------
+# physics="varied": the seed draws the physics
+# ----------------------------------------------------------------------------------------------
+VARIED = dict(width=40, height=32, n_epochs=120, n_future=30)  # ~3.9 yr observed + ~1 yr future
+
+
+@pytest.fixture(scope="module")
+def varied_scenes():
+    return {seed: syn.make_scene(seed=seed, physics="varied", **VARIED) for seed in range(10)}
+
+
+def _varied_components(scene):
+    """The documented varied physics, rebuilt from ``scene.params`` alone: name -> (T, H, W)."""
+    from math import erf
+
+    verf = np.vectorize(erf)
+    P = scene.params["physics"]
+    T_obs = scene.params["observed_period_years"]
+    x, y = scene.grid.pixel_centres()
+    t = _years(scene)
+    tt = t[:, None, None]
+
+    def frame(c, rot):
+        th = np.radians(rot)
+        dx, dy = x - c[0], y - c[1]
+        return dx * np.cos(th) + dy * np.sin(th), -dx * np.sin(th) + dy * np.cos(th)
+
+    def law(b, s):
+        if b["law"] == "onset":
+            w = np.clip(s - b["onset_years"], 0, None) / (T_obs - b["onset_years"])
+            return b["alpha_linear_share"] * w + (1 - b["alpha_linear_share"]) * w ** b["power"]
+        if b["law"] == "stop":
+            ts, tau = b["stop_years"], b["tau_years"]
+            return np.where(s < ts, s, ts + tau * (1 - np.exp(-(s - ts) / tau)))
+        if b["law"] == "speedup":
+            return np.where(s < b["break_years"], s, b["break_years"] + b["factor"] * (s - b["break_years"]))
+        return 1 - np.exp(-np.clip(s - b["t0_years"], 0, None) / b["tau_years"])
+
+    comps = {}
+    for b in P["bowls"]:
+        xi, eta = frame(b["centre_xy_m"], b["rotation_deg"])
+        c = np.sqrt(np.pi) / b["influence_radius_m"]
+        a, bb = b["half_length_m"], b["half_width_m"]
+        k = 0.25 * (verf(c * (a - xi)) + verf(c * (a + xi))) * (verf(c * (bb - eta)) + verf(c * (bb + eta)))
+        h = law(b, t) / law(b, np.array(T_obs))
+        comps["bowl " + b["name"]] = -b["s_max_mm"] * k * h[:, None, None]
+    f = P["fault"]
+    d = scene.covariates["fault_distance"].astype(float)
+    creep = f["creep_rate_mm_per_year"] * (t + 0.5 * f["acceleration_per_year"] * t * t)
+    if f["law"] == "creep_event":
+        creep = creep + f["creep_event_mm"] * (t >= f["creep_event_years"])
+    comps["fault"] = -creep[:, None, None] * ((0.5 + np.arctan(d / f["profile_width_m"]) / np.pi)
+                                             * np.exp(-np.clip(d, 0, None) / f["decay_length_m"]))
+    up = P["uplift"]
+    if up["present"]:
+        xi, eta = frame(up["centre_xy_m"], up["rotation_deg"])
+        g = np.exp(-np.hypot(xi / up["semi_major_m"], eta / up["semi_minor_m"]) ** 4)
+        rise = 1 - np.exp(-np.clip(tt - up["onset_years"], 0, None) / up["tau_years"])
+        comps["uplift"] = up["asymptote_mm"] * g * rise
+    st = P["step"]
+    if st["present"]:
+        xi, eta = frame(st["centre_xy_m"], st["rotation_deg"])
+        rho = np.sqrt((xi / st["semi_major_m"]) ** 2 + (eta / st["semi_minor_m"]) ** 2)
+        foot = np.exp(-rho ** 4) if st["kind"] == "coseismic" else (rho <= 1.0).astype(float)
+        comps["step"] = st["amplitude_mm"] * foot * (tt >= st["step_years"])
+    lith = scene.covariates["lithology"].astype(int)
+    seas = np.zeros((t.size,) + x.shape)
+    yr = syn.decimal_year(scene.all_dates)
+    for c in (1, 2, 3, 4):
+        row = scene.params["seasonal"]["classes"][str(c)]
+        s = (row["annual_amplitude_mm"] * np.cos(2 * np.pi * (yr - row["annual_peak_doy"] / 365.2425))
+             + row["semiannual_amplitude_mm"] * np.cos(4 * np.pi * (yr - row["semiannual_peak_doy"] / 365.2425)))
+        g_c = P["seasonal_growth"]["growth_per_year"][str(c)]
+        seas[:, lith == c] = ((1 + g_c * t) * s - s[0])[:, None]
+    comps["seasonal"] = seas
+    return comps
+
+
+def _bowl_series(scene, comps, b):
+    """Truth at the bowl's centre minus every other component: the bowl's own time series."""
+    r, c = _pixel(scene, b["centre_xy_m"])
+    others = sum(v[:, r, c] for k, v in comps.items() if k != "bowl " + b["name"])
+    return scene.truth[:, r, c].astype(float) - others
+
+
+def _slope(t, s, lo, hi):
+    m = (t >= lo) & (t <= hi)
+    assert m.sum() >= 5
+    return np.polyfit(t[m], s[m], 1)[0]
+
+
+def test_varied_is_deterministic_per_seed(varied_scenes):
+    a = varied_scenes[3]
+    b = syn.make_scene(seed=3, physics="varied", **VARIED)
+    np.testing.assert_array_equal(a.observed, b.observed)
+    np.testing.assert_array_equal(a.truth, b.truth)
+    np.testing.assert_array_equal(a.future_observed, b.future_observed)
+    np.testing.assert_array_equal(a.zones, b.zones)
+    assert a.params == b.params
+    json.dumps(a.params)  # JSON-serialisable, with every draw
+    assert a.params["physics"]["mode"] == "varied"
+    assert a.truth.shape == (150, 32, 40) and np.all(np.isfinite(a.truth))
+    # the same seed, demo physics: another scene, and the demo records its mode too
+    d = syn.make_scene(seed=3, **VARIED)
+    assert d.params["physics"] == {"mode": "demo"}
+    assert not np.allclose(a.truth, d.truth)
+    np.testing.assert_array_equal(d.truth, syn.make_scene(seed=3, physics="demo", **VARIED).truth)
+
+
+def test_varied_seeds_differ(varied_scenes):
+    phys = [json.dumps(s.params["physics"], sort_keys=True) for s in varied_scenes.values()]
+    assert len(set(phys)) == len(phys)
+    for s in range(9):
+        assert not np.allclose(varied_scenes[s].truth, varied_scenes[s + 1].truth)
+
+
+def test_varied_draws_cover_every_law_and_stay_in_range(varied_scenes):
+    laws, fault_laws, late, uplift, steps, kinds = [], set(), 0, set(), set(), set()
+    for s in varied_scenes.values():
+        P = s.params["physics"]
+        T = s.params["observed_period_years"]
+        t_end = float(_years(s)[-1])
+        assert 1 <= len(P["bowls"]) <= 3
+        assert len({b["law"] for b in P["bowls"]}) == len(P["bowls"])  # no law twice in a scene
+        for b in P["bowls"]:
+            laws.append(b["law"])
+            assert 30.0 <= b["s_max_mm"] <= 200.0
+            if b["law"] == "onset":
+                assert 0.2 * T <= b["onset_years"] <= 0.8 * T and b["style"] in ("linear", "accelerating")
+            elif b["law"] == "stop":
+                assert 0.1 <= b["tau_years"] <= 0.5
+                if b["event_timing"] == "record":
+                    assert 0.4 * T <= b["stop_years"] <= 0.85 * T
+                else:
+                    assert T - 1.0 <= b["stop_years"] <= t_end
+            elif b["law"] == "speedup":
+                assert 2.0 <= b["factor"] <= 4.0
+                lo = 0.6 * T if b["event_timing"] == "record" else T - 1.0
+                assert lo <= b["break_years"] <= (T if b["event_timing"] == "record" else t_end)
+            else:
+                assert b["asymptote_mm"] >= b["s_max_mm"]
+            late += b["event_in_last_year_or_future"]
+        fault_laws.add(P["fault"]["law"])
+        assert 1.0 <= P["fault"]["creep_rate_mm_per_year"] <= 8.0
+        if P["fault"]["law"] == "creep_event":
+            assert 2.0 <= P["fault"]["creep_event_mm"] <= 10.0 and 0 < P["fault"]["creep_event_years"] < T
+        uplift.add(P["uplift"]["present"])
+        steps.add(P["step"]["present"])
+        if P["step"]["present"]:
+            kinds.add(P["step"]["kind"])
+            assert 0 < P["step"]["step_years"] < T
+        assert 1.0 <= P["noise"]["atmosphere_sigma_mm"] <= 4.0
+        assert 0.5 <= P["noise"]["white_sigma_mm"] <= 2.5
+        assert s.params["noise"]["white_sigma_mm"] == P["noise"]["white_sigma_mm"]
+        g = P["seasonal_growth"]["growth_per_year"]
+        assert all(abs(v) <= min(0.3, 0.75 / t_end) for v in g.values()) and len(set(g.values())) == 4
+        # zones: 4 only with a step area, 3 only with an uplift area, each with its name
+        zs = set(np.unique(s.zones).tolist())
+        assert zs <= {0, 1, 2, 3, 4} and {0, 1, 2} <= zs
+        assert (4 in zs) == P["step"]["present"] == (4 in s.zone_names)
+        assert P["uplift"]["present"] or 3 not in zs
+        assert s.params["zones"] == {str(k): v for k, v in s.zone_names.items()}
+    assert set(laws) == set(syn.BOWL_LAWS)  # every kind of bowl law occurs in seeds 0..9
+    assert len(fault_laws) >= 2 and uplift == {True, False} and steps == {True, False}
+    assert late >= 2  # regime changes near the forecast origin
+
+
+def test_varied_truth_is_the_sum_of_its_components(varied_scenes):
+    for seed in (0, 3, 4, 7):
+        s = varied_scenes[seed]
+        comps = _varied_components(s)
+        assert set(comps) >= {"fault", "seasonal"}
+        np.testing.assert_allclose(s.truth, sum(comps.values()), atol=0.02)
+        assert np.all(s.truth[0] == 0.0)
+        # the step area (if any) jumps by its amplitude at its date, and only there
+        st = s.params["physics"]["step"]
+        if st["present"]:
+            e = int(np.searchsorted(_years(s), st["step_years"]))
+            jump = comps["step"][e] - comps["step"][e - 1]
+            assert np.abs(jump).max() == pytest.approx(abs(st["amplitude_mm"]), rel=0.02)
+            assert np.all(np.abs(jump[s.zones != 4]) < 0.25 * abs(st["amplitude_mm"]))
+
+
+def _lap(a):
+    return a[:, 1:-1, 1:-1] * 4 - a[:, :-2, 1:-1] - a[:, 2:, 1:-1] - a[:, 1:-1, :-2] - a[:, 1:-1, 2:]
+
+
+def test_varied_noise_has_the_drawn_levels(varied_scenes):
+    # referenced noise n(t) - n(t0): per pixel white variance 2 w^2, so its 5-point Laplacian
+    # has 40 w^2; the atmosphere (unit std fields) adds c times its variance, c from the filter
+    f = syn.powerlaw_noise(np.random.default_rng(1), 64, (32, 40), k0=50.0 / 50000.0)
+    c = float(np.mean(_lap(f) ** 2))
+    for seed in range(5):
+        s = varied_scenes[seed]
+        nz = s.params["physics"]["noise"]
+        obs0 = s.observed[0]
+        assert np.all((obs0 == 0.0) | np.isnan(obs0))
+        n = np.concatenate([s.observed[1:] - s.truth[1:120], s.future_observed - s.truth[120:]])
+        ok = np.all(np.isfinite(n), axis=0)
+        n = np.where(ok, n, 0.0)
+        okl = ok[1:-1, 1:-1] & ok[:-2, 1:-1] & ok[2:, 1:-1] & ok[1:-1, :-2] & ok[1:-1, 2:]
+        lap2 = float(np.mean(_lap(n)[:, okl] ** 2))
+        var = float(np.mean(np.var(n[:, ok], axis=1)))
+        white = np.sqrt((lap2 - c * var) / (40.0 - 2.0 * c))
+        assert white == pytest.approx(nz["white_sigma_mm"], rel=0.12)
+        # atmosphere: var(a_t - a_0) ~ E[sigma_t^2] + sigma_0^2 ~ 2.76 sigma^2 (summer boost and
+        # log-normal factor); loose, sigma_0 is a single draw
+        atm = np.sqrt((var - 2 * white ** 2) / 2.76)
+        assert 0.6 < atm / nz["atmosphere_sigma_mm"] < 1.5
+
+
+def test_varied_bowl_laws_behave(varied_scenes):
+    checked = set()
+    for s in varied_scenes.values():
+        comps = _varied_components(s)
+        t = _years(s)
+        t_end = float(t[-1])
+        for b in s.params["physics"]["bowls"]:
+            ser = _bowl_series(s, comps, b)
+            r, c = _pixel(s, b["centre_xy_m"])
+            assert s.zones[r, c] in (1, 4) and s.covariates["mining_mask"][r, c] == 1
+            # S_max over the record (at full influence K = 1); the pixel centre is off the panel's
+            assert ser[119] == pytest.approx(-b["s_max_mm"] * b["k_at_centre"], rel=0.2)
+            assert ser[119] == pytest.approx(comps["bowl " + b["name"]][119, r, c], abs=0.02)
+            if b["law"] == "stop" and b["stop_years"] + 3 * b["tau_years"] + 0.4 < t_end:
+                before = _slope(t, ser, 0.0, b["stop_years"])
+                after = _slope(t, ser, b["stop_years"] + 3 * b["tau_years"], t_end)
+                assert before < -5.0 and abs(after) < 0.08 * abs(before)
+                checked.add("stop")
+            elif b["law"] == "speedup" and 0.3 < b["break_years"] < t_end - 0.3:
+                before = _slope(t, ser, 0.0, b["break_years"])
+                after = _slope(t, ser, b["break_years"] + 0.05, t_end)
+                assert after / before == pytest.approx(b["factor"], rel=0.05)
+                checked.add("speedup")
+            elif b["law"] == "onset":
+                assert np.abs(ser[t <= b["onset_years"]]).max() < 0.05  # nothing before the onset
+                assert ser[-1] < ser[119] < -20.0  # and it goes on into the future
+                checked.add("onset")
+            elif b["law"] == "saturating":
+                rates = np.diff(ser) / np.diff(t)
+                after = t[1:] > b["t0_years"] + 0.1
+                assert np.all(np.diff(rates[after]) > -1e-3)  # the rate's magnitude only falls
+                assert abs(rates[-1]) < 0.6 * abs(rates[after][0])
+                checked.add("saturating")
+    assert checked == set(syn.BOWL_LAWS)
+
+
+def test_varied_stop_bowl_truth_rate_drops():
+    """The truth itself (not a component) flattens after extraction stops."""
+    for seed in range(10):
+        s = syn.make_scene(seed=seed, physics="varied", **VARIED)
+        t = _years(s)
+        for b in s.params["physics"]["bowls"]:
+            if b["law"] == "stop" and b["stop_years"] + 3 * b["tau_years"] + 0.9 < t[-1] and b["stop_years"] > 1.0:
+                r, c = _pixel(s, b["centre_xy_m"])
+                ser = s.truth[:, r, c].astype(float)
+                yr = syn.decimal_year(s.all_dates)
+
+                def rate(lo, hi):  # trend + (modulated) annual and semi-annual terms
+                    m = (t >= lo) & (t <= hi)
+                    hs = [f(2 * np.pi * k * yr[m]) for k in (1, 2) for f in (np.cos, np.sin)]
+                    X = np.column_stack([np.ones(m.sum()), t[m]] + hs + [t[m] * h for h in hs])
+                    return np.linalg.lstsq(X, ser[m], rcond=None)[0][1]
+
+                before = rate(0.0, b["stop_years"])
+                after = rate(b["stop_years"] + 3 * b["tau_years"], t[-1])
+                assert before < -5.0 and abs(after) < 0.25 * abs(before)
+                return
+    pytest.fail("no stop-law bowl with a long enough record after the stop in seeds 0..9")
+
+
+def test_bad_physics_refused(tmp_path):
+    with pytest.raises(DeformCastError, match="PHYSICS 'wild' is unknown"):
+        syn.make_scene(physics="wild", width=40, height=32, n_epochs=40)
+    with pytest.raises(DeformCastError, match="PHYSICS"):
+        syn.write_scene(str(tmp_path / "x"), physics="wild", width=40, height=32, n_epochs=40)
+    assert not (tmp_path / "x" / "scene.json").exists()
+
+
+def test_write_varied_scene_round_trip(tmp_path):
+    seed = next(s for s in range(10)
+                if syn.make_scene(seed=s, physics="varied", width=40, height=32, n_epochs=40,
+                                  n_future=4).params["physics"]["step"]["present"])
+    files = syn.write_scene(str(tmp_path / "v"), seed=seed, physics="varied", width=40, height=32,
+                            n_epochs=40, n_future=4)
+    back = syn.read_scene(str(tmp_path / "v"))
+    ref = syn.make_scene(seed=seed, physics="varied", width=40, height=32, n_epochs=40, n_future=4)
+    np.testing.assert_array_equal(back.truth, ref.truth)
+    np.testing.assert_array_equal(back.zones, ref.zones)
+    assert back.params["physics"] == json.loads(json.dumps(ref.params["physics"]))
+    assert back.zone_names == ref.zone_names and back.zone_names[4] == syn.STEP_ZONE_NAME
+    assert syn.STEP_ZONE_NAME in (tmp_path / "v" / "zones.qml").read_text()
+    arr = read_raster(files["zones"])[0][0]
+    assert 4 in np.unique(arr)

@@ -53,6 +53,28 @@ def test_processing_run(run_alg, tmp_path):
     assert len(doc["dates"]) == 40 and len(doc["future_dates"]) == 5
 
 
+def test_physics_parameter(run_alg, tmp_path, deformcast_provider):
+    from qgis.core import QgsProcessingException
+
+    from deformcast.algorithms.synthetic import make_scene
+
+    alg = deformcast_provider.algorithm("synthetic_scenario")
+    p = alg.parameterDefinition("PHYSICS")
+    assert p is not None and list(p.options()) == ["demo", "varied"]
+    assert p.flags() & p.FlagOptional and "varied" in alg.shortHelpString()
+    out = tmp_path / "v"
+    res = run_alg("synthetic_scenario", dict(SMALL, SEED=4, PHYSICS="varied", OUTPUT_FOLDER=str(out)))
+    doc = json.loads((out / "scene.json").read_text())
+    assert doc["params"]["physics"]["mode"] == "varied"
+    ref = make_scene(seed=4, width=40, height=30, n_epochs=40, n_future=5, physics="varied")
+    truth, _ = _check_stack(res["OUTPUT_TRUTH"], 45)
+    np.testing.assert_allclose(truth, ref.truth, atol=1e-4)
+    run_alg("synthetic_scenario", dict(SMALL, SEED=4, PHYSICS="demo", OUTPUT_FOLDER=str(tmp_path / "d")))
+    assert json.loads((tmp_path / "d" / "scene.json").read_text())["params"]["physics"] == {"mode": "demo"}
+    with pytest.raises(QgsProcessingException, match="PHYSICS"):
+        run_alg("synthetic_scenario", dict(SMALL, PHYSICS="wild", OUTPUT_FOLDER=str(tmp_path / "w")))
+
+
 def test_outputs_chain_in_the_modeler(deformcast_provider):
     alg = deformcast_provider.algorithm("synthetic_scenario")
     assert alg is not None and alg.group() == "Data"
