@@ -25,7 +25,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from . import baselines, metrics, modelio, raster
+from . import anchors, baselines, metrics, modelio, raster
 from .ensemble import predict_ensemble
 from .errors import DeformCastError
 from .progress import Progress, silent
@@ -70,7 +70,8 @@ def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path
     cal_p = os.path.join(out_folder, "backtest_members_calibrated.tif")
     res = predict_ensemble(stack_path, model_folder, med_p, None, mem_p, dates=dates, covariates=covariates,
                            end_date=str(info.dates[e]), block_rows=block_rows, device=device, calibrate=False,
-                           progress=progress.sub(0.0, 0.4))
+                           progress=progress.sub(0.0, 0.4), gate=False)
+    gated = bool(modelio.read_manifest(model_folder).get("gate"))
     cal = predict_ensemble(stack_path, model_folder, os.path.join(out_folder, "backtest_median_calibrated.tif"),
                            None, cal_p, dates=dates, covariates=covariates, end_date=str(info.dates[e]),
                            block_rows=block_rows, device=device, calibrate=True, progress=progress.sub(0.4, 0.8))
@@ -83,6 +84,7 @@ def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path
     stack = raster.read_stack(info)
     obs = stack[inside]                                                  # (H, rows, cols)
     med = raster.read_raster(med_p)[0][:H]
+    med_cal = raster.read_raster(os.path.join(out_folder, "backtest_median_calibrated.tif"))[0][:H]
     M = len(res["members"])
     Hm = len(fdates)
     mem = raster.read_raster(mem_p)[0].reshape(M, Hm, *info.grid.shape)[:, :H]
@@ -99,6 +101,10 @@ def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path
         valid &= np.isfinite(truth).all(axis=0)
     progress.set(0.85)
     base = baselines.forecast_baselines(stack, info.dates, e, fdates[:H])
+    fam = anchors.family_forecasts(stack[:e + 1].reshape(e + 1, -1), info.dates[:e + 1], fdates[:H])
+    for c, name in enumerate(anchors.FAMILY_NAMES):
+        if name not in base:
+            base[name] = fam[c].reshape((H,) + stack.shape[1:]).astype(np.float32)
     refs = {"observed": obs}
     if truth is not None:
         refs["truth"] = truth
@@ -112,6 +118,8 @@ def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path
             row[f"mae_{rname}"] = s["mae"]
         rows.append(row)
 
+    if gated:  # what predict delivers: the skill-gated, calibrated ensemble
+        score("delivered forecast (skill-gated ensemble)", med_cal)
     score("ensemble median", med)
     member_rmse = []
     for k in range(M):
@@ -139,6 +147,6 @@ def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path
     best_baseline = min((r for r in rows if r["model"].startswith("baseline")), key=lambda r: r[key])
     return {"rows": rows, "coverage_p10_p90": coverage, "exceedance": exceed, "n_pixels": int(valid.sum()),
             "forecast_start": str(info.dates[e]), "forecast_dates": [str(d) for d in fdates[:H]], "score_key": key,
-            "ensemble": rows[0], "best_member": best_member, "best_baseline": best_baseline,
+            "ensemble": rows[0], "raw_ensemble": rows[1] if gated else rows[0], "best_member": best_member, "best_baseline": best_baseline,
             "median_path": med_p, "members_path": mem_p, "calibrated_members_path": cal_p, "n_members": M,
             "calibration": cal["calibration"]}

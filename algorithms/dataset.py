@@ -508,6 +508,22 @@ def _features(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, en
     return np.concatenate([np.asarray(c, dtype=np.float32) for c in chans], axis=2)
 
 
+def auto_encodings(dates, horizon: int, validation: str = "space") -> List[str]:
+    """The measured-best coding strategy for a series (issue 12): ``trajectory`` + ``regime`` where
+    the series leaves at least 10 training end epochs with ``FULL_MODEL_YEARS`` of history, else
+    ``regime`` alone (its classical family needs no minimum history)."""
+    return ["trajectory", "regime"] if trajectory_ends(dates, horizon, validation) >= 10 else ["regime"]
+
+
+def is_auto(encodings) -> bool:
+    """True for an empty / ``auto`` encoding choice (the default of every entrance)."""
+    if encodings is None:
+        return True
+    if isinstance(encodings, str):
+        return encodings.strip().lower() in ("", "auto")
+    return len(list(encodings)) == 0
+
+
 def trajectory_ends(dates, horizon: int, validation: str = "space", n_val: Optional[int] = None,
                     n_test: Optional[int] = None) -> int:
     """How many training end epochs the ``trajectory`` encoding leaves (0: the series is too short)."""

@@ -413,14 +413,14 @@ def _rolling_origins(test_start: int, T: int, horizon: int, window: int) -> List
 
 
 def run_training_job(stack_path: str, output_folder: str, architecture: str = "resnet_transformer",
-                     horizon: int = 6, window: int = 12, encodings=("temporal",),
+                     horizon: int = 6, window: int = 12, encodings=None,
                      covariate_paths: Optional[List[str]] = None, hparams=None, max_epochs: int = 40,
                      patience: int = DEFAULT_PATIENCE, seed: int = 42, device: str = "auto", dates=None,
                      forecast_path: Optional[str] = None, residuals_path: Optional[str] = None,
                      report_path: Optional[str] = None, truth_path: Optional[str] = None,
                      zones_path: Optional[str] = None, max_samples: int = 20000, target: str = "residual",
-                     threads: Optional[int] = None, block_rows: int = 256, validation: str = "time",
-                     progress: Optional[Progress] = None) -> Dict[str, Any]:
+                     threads: Optional[int] = None, block_rows: int = 256, validation: str = "space",
+                     baseline: str = "adaptive", progress: Optional[Progress] = None) -> Dict[str, Any]:
     """Train one model on a displacement stack and evaluate it on the held-out test period.
 
     Steps: read the stack (dates from the bands or ``dates``), align ``covariate_paths``, build
@@ -473,10 +473,13 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
         from .readers import align_covariates
 
         covs = align_covariates(list(covariate_paths), grid, progress.sub(0.0, 0.02))
-    enc = list(encodings or ["none"])
+    from .dataset import auto_encodings, is_auto
+
+    enc = auto_encodings(sdates, horizon, validation) if is_auto(encodings) else list(encodings)
     prep = prepare(info, None, grid, window, horizon, enc, covariates=covs or None, max_samples=max_samples,
                    max_eval_samples=min(int(max_samples), _EVAL_SAMPLES), seed=seed, target=target,
-                   validation=validation, progress=progress.sub(0.02, 0.1))
+                   validation=validation, baseline=baseline if target == "residual" else "trajectory",
+                   progress=progress.sub(0.02, 0.1))
     cfg, norm = prep.config, prep.norm
     progress.log(f"{len(prep.train)} training, {len(prep.val)} validation, {len(prep.test)} test windows; "
                  f"{prep.n_features} input channels ({', '.join(prep.feature_names)}).")

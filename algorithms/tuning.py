@@ -852,6 +852,7 @@ class TuneResult:
     wall_seconds: float
     study_seconds: float
     default_val_rmse: Optional[float] = None
+    gate: Optional[Dict[str, Any]] = None  # rolling-origin evaluation and skill gate (skill_gate.run_gate)
 
 
 def default_study_name(architecture: str, horizon: int) -> str:
@@ -1247,10 +1248,37 @@ def load_inputs(stack_path: str, dates=None, covariate_paths: Sequence[str] = ()
 
 def tune_job(stack_path: str, output_folder: str, architecture: str, horizon: int, *, dates=None,
              covariates: Sequence[str] = (), report_path: Optional[str] = None,
-             progress: Optional[Progress] = None, **kw) -> TuneResult:
-    """The ``tune`` Processing algorithm without QGIS: read the inputs, run :func:`run_study`."""
+             progress: Optional[Progress] = None, gate: bool = True, **kw) -> TuneResult:
+    """The ``tune`` Processing algorithm without QGIS: read the inputs, run :func:`run_study`, then
+    (``gate``) the rolling-origin evaluation and skill gate of :mod:`skill_gate` on the top-K folder
+    (``rolling_origins.csv`` beside the manifest; ``predict`` applies the gate).
+
+    Defaults are the measured-best configuration (issue 12): empty ``encodings`` = trajectory +
+    regime where the series allows it, and ``prepare_kwargs`` default to the residual target, the
+    ``adaptive`` anchor and spatial validation."""
     progress = progress or Progress()
     info, cov = load_inputs(stack_path, dates, covariates, progress.sub(0.0, 0.02))
-    return run_study(info, info.dates, info.grid, architecture, horizon, output_folder, covariates=cov,
-                     report_path=report_path, progress=progress.sub(0.02, 1.0),
-                     input_label=os.path.basename(stack_path), **kw)
+    from . import dataset
+
+    pk = dict(MODEL_DEFAULTS)
+    pk.update(kw.pop("prepare_kwargs", None) or {})
+    if dataset.is_auto(kw.get("encodings")):
+        kw["encodings"] = dataset.auto_encodings(info.dates, horizon, pk["validation"])
+        progress.log(f"Coding strategy: {', '.join(kw['encodings'])}; anchor {pk['baseline']}; validation "
+                     f"{pk['validation']}.")
+    res = run_study(info, info.dates, info.grid, architecture, horizon, output_folder, covariates=cov,
+                    report_path=report_path, progress=progress.sub(0.02, 0.96 if gate else 1.0),
+                    input_label=os.path.basename(stack_path), prepare_kwargs=pk, **kw)
+    if gate and kw.get("write_outputs", True):
+        from . import skill_gate
+
+        res.gate = skill_gate.run_gate(stack_path, output_folder, dates=dates, covariates=covariates,
+                                       device=kw.get("device", "auto"),
+                                       csv_path=os.path.join(output_folder, "rolling_origins.csv"),
+                                       progress=progress.sub(0.96, 1.0))
+    return res
+
+
+#: The data preparation of every entrance (tune, train, workflow): the configuration measured best
+#: over varied physics (docs/skill.md). ``tune_job`` and ``run_training_job`` start from these.
+MODEL_DEFAULTS = {"target": "residual", "baseline": "adaptive", "validation": "space"}

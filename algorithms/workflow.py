@@ -32,7 +32,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from . import modelio, raster, styles
+from . import dataset, modelio, raster, styles
 from .errors import DeformCastError
 from .progress import Progress, silent
 from .report import Report, fmt, new_figure
@@ -44,7 +44,7 @@ COMPACT_SPACE = {"d_model": [16, 32], "layers": {"type": "int", "low": 1, "high"
                  "res_blocks": {"type": "int", "low": 1, "high": 3}, "batch_size": [128, 256, 512],
                  "window": {"type": "int", "low": 8, "high": 24}}
 
-STEPS = [("scene", 0.03), ("tune", 0.62), ("backtest", 0.10), ("predict", 0.08), ("uncertainty", 0.06),
+STEPS = [("scene", 0.03), ("tune", 0.58), ("gate", 0.04), ("backtest", 0.10), ("predict", 0.08), ("uncertainty", 0.06),
          ("residuals", 0.05), ("zoning", 0.03), ("report", 0.03)]
 
 
@@ -106,7 +106,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                  top_k: int = 10, max_epochs: int = 20, window: Optional[int] = None, encodings=None,
                  thresholds: Sequence[float] = (10.0, 20.0), n_classes: int = 5, min_area: float = 0.0,
                  device: str = "auto", max_samples: int = 5000, target: str = "residual", search_space="compact",
-                 validation: str = "space",
+                 validation: str = "space", baseline: str = "adaptive",
                  scene_kwargs: Optional[dict] = None,
                  progress: Optional[Progress] = None) -> Dict[str, object]:
     """Run the whole chain into ``output_folder``; returns a dict of paths and headline figures."""
@@ -158,27 +158,25 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     archs = list(architectures)
     if not archs:
         raise DeformCastError("Choose at least one architecture.")
-    if encodings is None or (isinstance(encodings, str) and encodings.strip().lower() in ("", "auto")):
-        # the trajectory encoding where the series allows it (>= 10 training end epochs with 1.9
-        # years of history before them), else none
-        from .dataset import trajectory_ends
-
-        n_ends = trajectory_ends(info.dates, horizon, validation)
-        encodings = ["trajectory"] if n_ends >= 10 else ["none"]
-        progress.log(f"Coding strategy: {encodings[0]}" + (
-            "" if n_ends >= 10 else f" (the series is too short for 'trajectory': {n_ends} training end epochs "
-            "with 1.9 years of history)") + f"; validation: {validation}.")
+    if dataset.is_auto(encodings):
+        # trajectory + regime where the series allows it (>= 10 training end epochs with 1.9 years of
+        # history before them), else regime alone
+        encodings = dataset.auto_encodings(info.dates, horizon, validation)
+        progress.log(f"Coding strategy: {', '.join(encodings)}" + (
+            "" if "trajectory" in encodings else " (the series is too short for 'trajectory': it needs 10 "
+            "training end epochs with 1.9 years of history)") + f"; validation: {validation}; anchor: {baseline}.")
     tune_results = {}
     study_folders = []
     for i, arch in enumerate(archs):
         sub = steps["tune"].sub(i / len(archs), (i + 1) / len(archs))
         folder = os.path.join(out, "models", arch) if len(archs) > 1 else os.path.join(out, "models")
         progress.log(f"TPE tuning of {arch}: {n_trials} trials ...")
-        r = tuning.tune_job(stack_path, folder, arch, horizon, dates=dates, covariates=covariates,
+        r = tuning.tune_job(stack_path, folder, arch, horizon, dates=dates, covariates=covariates, gate=False,
                             report_path=os.path.join(out, f"tuning_report_{arch}.html"), progress=sub,
                             n_trials=n_trials, top_k=top_k, seed=seed, max_epochs=max_epochs, window=window,
                             encodings=encodings, device=device, max_samples=max_samples,
-                            prepare_kwargs={"target": target, "validation": validation}, search_space=search_space)
+                            prepare_kwargs={"target": target, "validation": validation, "baseline": baseline},
+                            search_space=search_space)
         tune_results[arch] = r
         study_folders.append(folder)
     model_root = os.path.join(out, "models")
@@ -186,6 +184,15 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
         merge_members(model_root, study_folders, top_k)
     paths["models"] = model_root
     timings["tune"] = time.time() - ts
+
+    # 2b. rolling-origin evaluation and skill gate (written into the manifest, applied by predict)
+    ts = time.time()
+    from . import skill_gate
+
+    paths["rolling_origins_csv"] = os.path.join(out, "rolling_origins.csv")
+    gate = skill_gate.run_gate(stack_path, model_root, dates=dates, covariates=covariates, device=device,
+                               csv_path=paths["rolling_origins_csv"], progress=steps["gate"])
+    timings["gate"] = time.time() - ts
 
     # 3. backtest on the models' test period -------------------------------------------------
     ts = time.time()
@@ -257,7 +264,12 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                "backtest": {k: back[k] for k in ("rows", "coverage_p10_p90", "exceedance", "n_pixels",
                                                   "forecast_start", "forecast_dates", "score_key", "n_members")},
                "forecast": {k: fc[k] for k in ("members", "forecast_dates", "end_date", "valid_pixels")},
-               "modelling": {"encodings": list(encodings or ["none"]), "validation": validation, "target": target},
+               "modelling": {"encodings": list(encodings or ["none"]), "validation": validation, "target": target,
+                             "baseline": baseline},
+               "gate": {k: gate[k] for k in ("reference", "verdict", "action", "ratio", "mean_weight", "origin_dates",
+                                             "per_class", "weights", "class_limits_mm")}
+               | {"scores": {k: {a: b for a, b in v.items() if a != "per_origin"} for k, v in gate["scores"].items()},
+                  "sentence": skill_gate.gate_sentence(gate)},
                "tuning": {a: {"best_val_rmse": r.best_value, "default_val_rmse": r.default_val_rmse,
                               "n_complete": r.n_complete, "n_pruned": r.n_pruned, "best_params": r.best_params,
                               "report": r.report} for a, r in tune_results.items()},
@@ -266,7 +278,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                "residuals": ({"morans_i": resid.morans_i, "morans_p": resid.morans_p} if resid else None),
                "tier_area_m2": {int(k): float(v) for k, v in zon.tier_area_m2.items()},
                "scene": bool(scene)}
-    write_story(report_path, summary, info, scene, unc, zon, resid, tune_results, back, steps["report"])
+    write_story(report_path, summary, info, scene, unc, zon, resid, tune_results, back, steps["report"], gate)
     summary["timings_s"]["total"] = time.time() - t0
     tmp = marker + ".part"
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -280,7 +292,34 @@ def _band(path: str, band: int = 1) -> np.ndarray:
     return raster.read_raster(path)[0][band - 1]
 
 
-def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progress) -> str:
+def _gate_section(rep: Report, gate: dict) -> None:
+    """Rolling-origin skill and the skill gate (the report's verdict rests on these)."""
+    from .skill_gate import gate_sentence
+
+    sc = gate["scores"]
+    rep.paragraph(f"Forecasts from {gate['n_origins']} origins ({gate['origin_dates'][0]} .. {gate['origin_dates'][-1]}), "
+                  "each over the full horizon, with every target before the test period, scored on the validation "
+                  "pixels (never a training target). RMSE against the observations, mean and spread over the origins; "
+                  "every row on the same pixels and epochs (rolling_origins.csv).")
+    names = ["gated forecast", "ensemble median"] + sorted(
+        [k for k in sc if not k.startswith("member") and k not in ("gated forecast", "ensemble median")],
+        key=lambda k: sc[k]["rmse"])
+    rep.table([[("delivered forecast (after the gate)" if k == "gated forecast" else
+                 ("classical: " + k) if k not in ("ensemble median",) else k),
+                sc[k]["rmse"], sc[k]["rmse_mean"], sc[k]["rmse_std"], sc[k]["mae_mean"]] for k in names],
+              ["forecast", "RMSE pooled (mm)", "RMSE mean over origins (mm)", "spread over origins (mm)", "MAE (mm)"],
+              highlight=0)
+    rep.note(gate_sentence(gate))
+    if gate["verdict"] != "win":
+        rep.note(f"Warning: validation shows that the networks do not beat the classical {gate['reference']} "
+                 "forecast on this stack; the maps use the gated forecast above, not the raw ensemble.")
+    rep.table([[c["class"], c["n"], c["rmse_ensemble"], c["rmse_best_classical"], c["rmse_gated"], c["mean_weight"]]
+               for c in gate["per_class"]],
+              ["pixels by forecast movement", "values scored", "ensemble RMSE (mm)", f"{gate['reference']} RMSE (mm)",
+               "gated RMSE (mm)", "mean ensemble weight"])
+
+
+def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progress, gate=None) -> str:
     from .zoning import TIERS
 
     rep = Report("DeformCast: deformation forecast, uncertainty and control zones")
@@ -310,16 +349,24 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
                       f"trajectory forecast when 'residual'), coding <b>{', '.join(mo.get('encodings') or ['none'])}</b>, "
                       f"validation <b>{mo.get('validation')}</b> (early stopping, the TPE objective and each model's "
                       "correction weight; 'space' = 20 % of the pixels in blocks, over the epochs before the test period).")
+    if mo.get("baseline") == "adaptive":
+        rep.paragraph("The classical anchor the networks correct is the adaptive combination of classical forecasts "
+                      "(persistence, smoothed persistence, linear and trajectory fits over several windows) fitted on "
+                      "the training windows; see docs/skill.md.")
     progress.set(0.2)
+    if gate:
+        rep.heading("3. Skill over rolling origins and the skill gate")
+        _gate_section(rep, gate)
     # backtest
-    rep.heading("3. Skill on the held-out test period (backtest)")
+    rep.heading("3b. Skill on the held-out test period (one origin)")
     key = back["score_key"]
     rep.paragraph(f"Forecast from {back['forecast_start']} over {len(back['forecast_dates'])} epochs the models never "
                   f"saw in training, tuning or early stopping, on {back['n_pixels']} pixels. Every row is scored on "
                   "the same pixels and epochs. Classical per-pixel fits are strong on InSAR: they are the bar to clear.")
     cols = ["forecast", "RMSE vs observed (mm)", "MAE vs observed (mm)"] + (
         ["RMSE vs truth (mm)", "MAE vs truth (mm)"] if key == "rmse_truth" else [])
-    shown = [back["rows"][0], back["best_member"]] + [r for r in back["rows"] if r["model"].startswith("baseline")]
+    shown = [back["rows"][0]] + ([back["raw_ensemble"]] if back.get("raw_ensemble") is not back["rows"][0] else []) \
+        + [back["best_member"]] + [r for r in back["rows"] if r["model"].startswith("baseline")]
     trs = []
     for r in shown:
         name = r["model"] if r is not back["best_member"] else f"best single member: {r['model']}"
@@ -329,10 +376,11 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
         trs.append(row)
     rep.table(trs, cols, highlight=0)
     ens, bb, bm = back["ensemble"][key], back["best_baseline"][key], back["best_member"][key]
-    verdict = ("The ensemble median beats every classical baseline" if ens < bb else
-               "The ensemble median does NOT beat the best classical baseline") + \
+    verdict = ("From this one origin, the delivered forecast beats every classical baseline" if ens < bb else
+               "From this one origin, the delivered forecast does NOT beat the best classical baseline") + \
         f" ({fmt(ens)} vs {fmt(bb)} mm, {back['best_baseline']['model']}) and " + \
-        ("beats" if ens < bm else "does not beat") + f" its best single member ({fmt(bm)} mm)."
+        ("beats" if ens < bm else "does not beat") + f" the best single member ({fmt(bm)} mm). One origin is one " \
+        "draw of the atmosphere: the verdict is the rolling-origin one (section 3)."
     rep.note(verdict)
     rep.paragraph(f"The P10-P90 band of the calibrated members covers {back['coverage_p10_p90'] * 100:.1f}% of the "
                   "later observations (a calibrated 80% band would cover 80%; the members were dressed to cover 80% "

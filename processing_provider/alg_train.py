@@ -15,7 +15,8 @@ from qgis.core import (
 
 from ..algorithms.dataset import TARGETS
 from ..algorithms.training import run_training_job
-from .base import ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, output_path, raster_source
+from .base import (ANCHORS, ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, output_path,
+                   raster_source)
 
 
 class TrainAlgorithm(DeformCastAlgorithm):
@@ -63,16 +64,19 @@ forecast minus observed on the test period (diverging colours centred on 0).</p>
         Num = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Displacement stack"))
         self.add_enum("ARCHITECTURE", "Architecture", ARCHITECTURES, "resnet_transformer")
-        self.addParameter(Num("HORIZON", "Forecast horizon (epochs)", Num.Integer, 6, minValue=1))
+        self.addParameter(Num("HORIZON", "Forecast horizon (epochs; 30 = a year at 12 days)", Num.Integer, 30,
+                              minValue=1))
         self.addParameter(Num("WINDOW", "Input window (epochs)", Num.Integer, 12, minValue=2))
-        self.add_enum("ENCODING", "Spatiotemporal coding", ENCODINGS, ["temporal"], multiple=True, optional=True)
+        self.add_enum("ENCODING", "Spatiotemporal coding (empty: trajectory + regime where the series allows it)",
+                      ENCODINGS, [], multiple=True, optional=True)
         self.addParameter(QgsProcessingParameterMultipleLayers("COVARIATES", "Covariate rasters",
                                                                QgsProcessing.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterString("HPARAMS", "Hyperparameters (JSON, overrides the defaults)",
                                                        optional=True, multiLine=True))
         self.addParameter(Num("MAX_EPOCHS", "Maximum epochs", Num.Integer, 40, minValue=1))
         self.add_enum("TARGET", "What the network learns", TARGETS, "residual")
-        self.add_enum("VALIDATION", "Validation (early stopping) windows", VALIDATIONS, "time")
+        self.add_enum("ANCHOR", "Classical forecast the network corrects (residual target)", ANCHORS, "adaptive")
+        self.add_enum("VALIDATION", "Validation (early stopping) windows", VALIDATIONS, "space")
         self.add_common_params(dates=True, seed=True, device=True)
         for name, label in (("TRUTH", "Noise-free truth stack (optional, for scoring)"),
                             ("ZONES", "Zone raster (optional, per-zone scores)")):
@@ -94,12 +98,13 @@ forecast minus observed on the test period (diverging colours centred on 0).</p>
             architecture=self.enum_value(parameters, "ARCHITECTURE", context),
             horizon=self.parameterAsInt(parameters, "HORIZON", context),
             window=self.parameterAsInt(parameters, "WINDOW", context),
-            encodings=self.enum_values(parameters, "ENCODING", context) or ["none"],
+            encodings=self.enum_values(parameters, "ENCODING", context) or None,
             covariate_paths=layer_sources(self, parameters, "COVARIATES", context),
             hparams=self.parameterAsString(parameters, "HPARAMS", context),
             max_epochs=self.parameterAsInt(parameters, "MAX_EPOCHS", context),
             target=self.enum_value(parameters, "TARGET", context) or "residual",
-            validation=self.enum_value(parameters, "VALIDATION", context) or "time",
+            validation=self.enum_value(parameters, "VALIDATION", context) or "space",
+            baseline=self.enum_value(parameters, "ANCHOR", context) or "adaptive",
             seed=self.parameterAsInt(parameters, "SEED", context),
             device=self.enum_value(parameters, "DEVICE", context) or "auto",
             dates=self.parameterAsString(parameters, "DATES", context) or None,

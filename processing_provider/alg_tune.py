@@ -14,7 +14,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, raster_source
+from .base import ANCHORS, ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, raster_source
 from ..algorithms.dataset import TARGETS
 
 PRUNERS = ["median", "hyperband", "none"]
@@ -56,9 +56,9 @@ time).</p>
     def initAlgorithm(self, config=None):  # noqa: N802
         N = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Displacement stack"))
-        self.add_enum("ARCHITECTURE", "Architecture", ARCHITECTURES, "lstm")
-        self.addParameter(N("HORIZON", "Forecast horizon (epochs)", N.Integer, 6, minValue=1))
-        self.addParameter(N("N_TRIALS", "Trials (finished, all workers together)", N.Integer, 30, minValue=1))
+        self.add_enum("ARCHITECTURE", "Architecture", ARCHITECTURES, "resnet_transformer")
+        self.addParameter(N("HORIZON", "Forecast horizon (epochs; 30 = a year at 12 days)", N.Integer, 30, minValue=1))
+        self.addParameter(N("N_TRIALS", "Trials (finished, all workers together)", N.Integer, 20, minValue=1))
         self.addParameter(N("TOP_K", "Models to keep", N.Integer, 10, minValue=1))
         self.addParameter(N("TIMEOUT", "Time limit of this worker (s; 0 = none)", N.Double, 0.0, optional=True,
                             minValue=0.0))
@@ -69,15 +69,17 @@ time).</p>
                                                        multiLine=True, optional=True))
         self.addParameter(N("WINDOW", "Input window (epochs; 0 = searched)", N.Integer, 0, optional=True,
                             minValue=0))
-        self.add_enum("ENCODING", "Spatiotemporal coding", ENCODINGS, ["temporal"], multiple=True, optional=True)
+        self.add_enum("ENCODING", "Spatiotemporal coding (empty: trajectory + regime where the series allows it)",
+                      ENCODINGS, [], multiple=True, optional=True)
         self.add_enum("TARGET", "What the networks learn", TARGETS, "residual")
-        self.add_enum("VALIDATION", "Validation (early stopping, TPE objective) windows", VALIDATIONS, "time")
+        self.add_enum("ANCHOR", "Classical forecast the networks correct (residual target)", ANCHORS, "adaptive")
+        self.add_enum("VALIDATION", "Validation (early stopping, TPE objective) windows", VALIDATIONS, "space")
         self.addParameter(QgsProcessingParameterMultipleLayers("COVARIATES", "Covariate rasters",
                                                                QgsProcessing.TypeRaster, optional=True))
-        self.addParameter(N("MAX_EPOCHS", "Maximum epochs per trial", N.Integer, 30, minValue=1))
+        self.addParameter(N("MAX_EPOCHS", "Maximum epochs per trial", N.Integer, 20, minValue=1))
         self.addParameter(N("PATIENCE", "Early-stopping patience (epochs)", N.Integer, 6, optional=True,
                             minValue=1))
-        self.addParameter(N("MAX_SAMPLES", "Training windows sampled from the stack", N.Integer, 20000,
+        self.addParameter(N("MAX_SAMPLES", "Training windows sampled from the stack", N.Integer, 5000,
                             optional=True, minValue=100))
         self.add_enum("PRUNER", "Pruner", PRUNERS, "median")
         self.addParameter(N("THREADS", "Torch CPU threads per worker (0 = default)", N.Integer, 0, optional=True,
@@ -96,10 +98,15 @@ time).</p>
 
         folder = self.parameterAsFileOutput(parameters, "OUTPUT_FOLDER", context)
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
-        encodings = self.enum_values(parameters, "ENCODING", context) or ["temporal"]
+        from ..algorithms.workflow import COMPACT_SPACE
+
+        encodings = self.enum_values(parameters, "ENCODING", context) or None   # None: the measured default
+        arch = self.enum_value(parameters, "ARCHITECTURE", context)
+        space = self.parameterAsString(parameters, "SEARCH_SPACE", context).strip() or (
+            COMPACT_SPACE if arch == "resnet_transformer" else None)
         res = tune_job(
             raster_source(self, parameters, "INPUT", context), folder,
-            self.enum_value(parameters, "ARCHITECTURE", context),
+            arch,
             self.parameterAsInt(parameters, "HORIZON", context),
             dates=self.parameterAsString(parameters, "DATES", context) or None,
             covariates=layer_sources(self, parameters, "COVARIATES", context),
@@ -109,14 +116,15 @@ time).</p>
             timeout=self.parameterAsDouble(parameters, "TIMEOUT", context) or None,
             storage=self.parameterAsString(parameters, "STORAGE", context) or None,
             study_name=self.parameterAsString(parameters, "STUDY_NAME", context) or None,
-            search_space=self.parameterAsString(parameters, "SEARCH_SPACE", context) or None,
+            search_space=space,
             window=self.parameterAsInt(parameters, "WINDOW", context) or None,
             encodings=encodings,
             prepare_kwargs={"target": self.enum_value(parameters, "TARGET", context) or "residual",
-                            "validation": self.enum_value(parameters, "VALIDATION", context) or "time"},
+                            "baseline": self.enum_value(parameters, "ANCHOR", context) or "adaptive",
+                            "validation": self.enum_value(parameters, "VALIDATION", context) or "space"},
             max_epochs=self.parameterAsInt(parameters, "MAX_EPOCHS", context),
             patience=self.parameterAsInt(parameters, "PATIENCE", context) or 6,
-            max_samples=self.parameterAsInt(parameters, "MAX_SAMPLES", context) or 20000,
+            max_samples=self.parameterAsInt(parameters, "MAX_SAMPLES", context) or 5000,
             pruner=self.enum_value(parameters, "PRUNER", context) or "median",
             retrain=self.parameterAsBool(parameters, "RETRAIN", context),
             seed=self.parameterAsInt(parameters, "SEED", context),

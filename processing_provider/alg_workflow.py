@@ -15,7 +15,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, raster_source
+from .base import ANCHORS, ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, raster_source
 from .project import build_project
 
 
@@ -62,8 +62,9 @@ N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); DEVICE a
         self.addParameter(N("TOP_K", "Ensemble size (best models kept)", N.Integer, 10, minValue=1))
         self.addParameter(N("MAX_EPOCHS", "Maximum epochs per trial", N.Integer, 20, minValue=1))
         self.addParameter(N("WINDOW", "Input window (epochs; 0 = tuned)", N.Integer, 0, optional=True, minValue=0))
-        self.add_enum("ENCODING", "Spatiotemporal coding (empty: trajectory where the series allows it)", ENCODINGS,
-                      [], multiple=True, optional=True)
+        self.add_enum("ENCODING", "Spatiotemporal coding (empty: trajectory + regime where the series allows it)",
+                      ENCODINGS, [], multiple=True, optional=True)
+        self.add_enum("ANCHOR", "Classical forecast the networks correct", ANCHORS, "adaptive")
         self.add_enum("VALIDATION", "Validation (early stopping, TPE objective) windows", VALIDATIONS, "space")
         self.addParameter(QgsProcessingParameterString(
             "SEARCH_SPACE", "Search space overrides (JSON; empty = compact demo space, {} = full space)", "",
@@ -103,6 +104,7 @@ N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); DEVICE a
             window=self.parameterAsInt(parameters, "WINDOW", context) or None,
             encodings=self.enum_values(parameters, "ENCODING", context) or None,
             validation=self.enum_value(parameters, "VALIDATION", context) or "space",
+            baseline=self.enum_value(parameters, "ANCHOR", context) or "adaptive",
             search_space=self.parameterAsString(parameters, "SEARCH_SPACE", context).strip() or "compact",
             thresholds=thresholds, n_classes=self.parameterAsInt(parameters, "N_CLASSES", context),
             min_area=self.parameterAsDouble(parameters, "MIN_AREA", context),

@@ -34,8 +34,12 @@ GROUPS = {
 }
 
 ARCHITECTURES = ["lstm", "gru", "tcn", "cnn_lstm", "transformer", "resnet_transformer"]
-ENCODINGS = ["none", "temporal", "spatial", "neighbourhood", "covariates", "trajectory"]
-VALIDATIONS = ["time", "space"]
+# choice lists come from the core (defined once there)
+from ..algorithms.dataset import ANCHORS as _ANCHORS, ENCODINGS as _ENCODINGS, VALIDATIONS as _VALIDATIONS  # noqa: E402
+
+ENCODINGS = list(_ENCODINGS)
+VALIDATIONS = list(_VALIDATIONS)
+ANCHORS = list(_ANCHORS)
 DEVICES = ["auto", "cpu", "cuda"]
 
 
