@@ -24,7 +24,10 @@ from the history up to that origin only (no look-ahead):
 
 The anchor is the combination ``sum_c w[c, h] F_c[h]`` with one weight vector per lead step ``h``,
 non-negative and summing to 1 (so a constant offset of the series passes through), fitted by
-least squares on the *training* windows across pixels (:func:`fit_weights`). The weights are
+least squares on the *training* windows across pixels (:func:`fit_weights`) whose last input epoch
+lies in the last two years of the training windows (:func:`recent_rows`: the ground as it behaves
+now; on five varied-physics seeds this scored 2.68 / 3.08 / 2.67 / 2.74 / 2.46 mm against 2.79 /
+3.10 / 2.61 / 2.76 / 2.50 mm for weights fitted on every training window). The weights are
 stored in the data configuration of each model (``config["anchor_weights"]``), so a forecast uses
 exactly the combination that was fitted. On a scene where regimes change the fit leans on the
 recent windows; on a scene of steady motion on all history; on noise-dominated series on the
@@ -70,6 +73,8 @@ FAMILY = (
 )
 FAMILY_NAMES = tuple(f[0] for f in FAMILY)
 REGIME_EVIDENCE = ("res_6m", "res_1y", "dv_1y")
+#: the combination is fitted on training windows ending in the last RECENT_YEARS (see recent_rows)
+RECENT_YEARS = 2.0
 REGIME_FEATURES = ([f"reg:end_{n}" for n in FAMILY_NAMES] + [f"reg:mid_{n}" for n in FAMILY_NAMES]
                    + [f"reg:{n}" for n in REGIME_EVIDENCE])
 
@@ -135,6 +140,18 @@ def family_forecasts(hist: np.ndarray, dates, target_dates) -> np.ndarray:
 def default_weights(horizon: int) -> np.ndarray:
     """Equal weights (C, horizon): the combination before anything was fitted."""
     return np.full((len(FAMILY), int(horizon)), 1.0 / len(FAMILY))
+
+
+def recent_rows(ends: np.ndarray, dates, years: float = RECENT_YEARS, min_rows: int = 500) -> np.ndarray:
+    """Indices of the windows whose last input epoch lies in the last ``years`` before the latest
+    one (all windows when fewer than ``min_rows`` do): the combination is fitted where the ground
+    behaves as it does now, not as it did at the start of the record."""
+    e = np.asarray(ends, dtype=np.int64)
+    if e.size == 0:
+        return np.arange(0)
+    d = np.asarray(dates, dtype="datetime64[D]").astype("int64")
+    keep = np.flatnonzero(d[e] >= d[e.max()] - int(round(years * 365.25)))
+    return keep if keep.size >= min_rows else np.arange(e.size)
 
 
 def fit_weights(family: np.ndarray, truth: np.ndarray, max_rows: int = 20000, seed: int = 0) -> np.ndarray:

@@ -959,8 +959,10 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
                 f"WINDOW {window} epochs before and the HORIZON {horizon} epochs of the "
                 f"{'validation' if s == 'val' else 'test'} period. Check the nodata in the last "
                 "epochs, or lower WINDOW/HORIZON.")
-    if adaptive:  # the anchor's combination, fitted on the training windows only
-        W_a = anc.fit_weights(got["train"]["family"], got["train"]["truth"], seed=seed)
+    if adaptive:  # the anchor's combination, fitted on the training windows only (see anchors.recent_rows)
+        tr_ = got["train"]
+        rec = anc.recent_rows(tr_["end"], dates)
+        W_a = anc.fit_weights(tr_["family"][rec], tr_["truth"][rec], seed=seed)
         config["anchor_weights"] = [[round(float(v), 6) for v in row] for row in W_a]
         W_a = np.asarray(config["anchor_weights"])
         for s in SPLITS:
