@@ -698,6 +698,8 @@ def _write_report(path, spec, res, prep, info, metrics, methods, horizon, lead, 
     from .raster import iso
     from .report import Report, new_figure
 
+    from .anchors import describe as anchor_description
+
     cfg = prep.config
     rep = Report(f"DeformCast training report: {spec.label}")
     rep.paragraph(
@@ -705,7 +707,9 @@ def _write_report(path, spec, res, prep, info, metrics, methods, horizon, lead, 
         f"epochs {iso(sdates[0])} .. {iso(sdates[-1])}. WINDOW {cfg['window']} epochs, HORIZON {horizon} epochs, "
         f"encodings: {', '.join(cfg['encodings'])}; input channels: {', '.join(prep.feature_names)}. The network "
         + ("learns the change from the last input epoch." if cfg["target"] == "increment" else
-           f"learns the correction to the classical {cfg['baseline']} forecast."))
+           f"learns the correction to the classical {cfg['baseline']} forecast"
+           + (f" (a combination of classical forecasts fitted on the training windows: "
+              f"{anchor_description(cfg['anchor_weights'])})." if cfg.get("anchor_weights") else ".")))
     sd = cfg["split_dates"]
     rep.paragraph(f"Training period {sd['train'][0]} .. {sd['train'][1]} ({res.n_train} windows), validation "
                   f"{sd['val'][0]} .. {sd['val'][1]} ({res.n_val} windows), test {sd['test'][0]} .. "

@@ -65,7 +65,7 @@ def test_train_via_processing_run(run_alg, scene, tmp_path):
         assert ok and lyr.renderer().type() == "singlebandpseudocolor"
         assert lyr.bandName(1).endswith(open_names(res[key])[0])
     html = _read(res["OUTPUT_REPORT"])
-    assert "per zone" in html and "correction to the classical trajectory" in html
+    assert "per zone" in html and "correction to the classical adaptive forecast" in html
 
 
 def test_train_refuses_bad_input_cleanly(run_alg, scene, tmp_path):

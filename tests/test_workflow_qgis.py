@@ -30,10 +30,20 @@ def test_workflow_on_own_stack_writes_report_and_project(run_alg, tiny_scene, tm
     summary = json.loads((out / "workflow.json").read_text())
     # the backtest table holds the ensemble, members and every baseline on the same pixels
     names = [r["model"] for r in summary["backtest"]["rows"]]
-    assert names[0] == "ensemble median" and any(n.startswith("baseline: trajectory") for n in names)
+    assert names[0] == "delivered forecast (skill-gated ensemble)" and names[1] == "ensemble median"
+    assert any(n.startswith("baseline: trajectory") for n in names) and "baseline: mean_last_5" in names
+    # the verdict rests on rolling origins; the gate is in the manifest and its CSV beside the report
+    gate = summary["gate"]
+    assert gate["verdict"] in ("win", "lose") and len(gate["origin_dates"]) >= 2
+    assert gate["action"] in ("ensemble kept", "blended", "classical forecast")
+    assert (out / "rolling_origins.csv").is_file()
+    from deformcast.algorithms.modelio import read_manifest
+
+    assert read_manifest(str(out / "models"))["gate"]["reference"] == gate["reference"]
     assert all(np.isfinite(r["rmse_observed"]) for r in summary["backtest"]["rows"])
     html = Path(res["OUTPUT_REPORT"]).read_text()
-    for needle in ("TPE tuning", "baseline: persistence", "Susceptibility", "Tiered control zones", "data:image/png"):
+    for needle in ("TPE tuning", "baseline: persistence", "Susceptibility", "Tiered control zones", "data:image/png",
+                   "rolling origins"):
         assert needle in html
     # every raster output is styled
     for k in ("forecast_median", "tiers", "OUTPUT_SUSCEPTIBILITY", "OUTPUT_EXCEEDANCE"):
