@@ -23,7 +23,9 @@ pixels: the classes are the quiet half, the next 40 % and the fastest 10 % of th
 movement that ``B`` forecasts over the horizon (limits fitted on the scored pixels, stored with
 the gate), because the networks may help where the ground keeps its regime and hurt where it moves
 fast, or the reverse; a class with fewer than ``MIN_CLASS_SAMPLES`` scored values takes the
-overall weights. The gate is written into the ensemble's manifest (``"gate"``) and applied by
+overall weights. Where the blend gains less than ``MIN_GAIN`` (1 %) over the reference in a class,
+the class gets the classical forecast alone (a network that adds nothing measurable is not worth
+its variance on data it has not seen). The gate is written into the ensemble's manifest (``"gate"``) and applied by
 ``predict`` (and so by every entrance); the report states the verdict and where the gate acted.
 """
 from __future__ import annotations
@@ -40,6 +42,9 @@ from .errors import DeformCastError
 from .progress import Progress, silent
 
 MIN_CLASS_SAMPLES = 300
+#: the smallest relative RMSE gain over the classical reference (per class, over the rolling origins)
+#: for which the ensemble is kept at all: below it the simpler classical forecast is delivered
+MIN_GAIN = 0.01
 CLASS_QUANTILES = (50.0, 90.0)
 CLASS_NAMES = ("quiet half", "moving (50-90 %)", "fastest 10 %")
 ANCHOR = "anchor"   # the members' adaptive combination (their own classical anchor)
@@ -211,9 +216,15 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
     for k in range(len(CLASS_NAMES)):
         m = cls == k
         counts.append(int(m.sum()))
-        weights.append((_lead_weights(Ecat[:, m], Bcat[:, m], Ycat[:, m]) if m.sum() >= MIN_CLASS_SAMPLES
-                        else w_all).tolist())
+        weights.append(_lead_weights(Ecat[:, m], Bcat[:, m], Ycat[:, m]) if m.sum() >= MIN_CLASS_SAMPLES
+                       else w_all)
     W = np.asarray(weights)
+    for k in range(len(CLASS_NAMES)):  # the ensemble must earn its place: a gain under MIN_GAIN -> classical
+        m = cls == k
+        if m.any():
+            g_k = Bcat[:, m] + W[k][:, None] * (Ecat[:, m] - Bcat[:, m])
+            if _rmse(g_k, Ycat[:, m]) > (1.0 - MIN_GAIN) * _rmse(Bcat[:, m], Ycat[:, m]):
+                W[k] = 0.0
     gated = Bcat + W[cls].T * (Ecat - Bcat)
     # per origin score of the gated forecast
     g_per, start = [], 0
@@ -229,7 +240,7 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
         m = cls == k
         per_class.append({"class": CLASS_NAMES[k], "n": counts[k],
                           "rmse_ensemble": _rmse(Ecat[:, m], Ycat[:, m]), "rmse_best_classical": _rmse(Bcat[:, m], Ycat[:, m]),
-                          "rmse_gated": _rmse(gated[:, m], Ycat[:, m]), "mean_weight": float(np.mean(weights[k]))})
+                          "rmse_gated": _rmse(gated[:, m], Ycat[:, m]), "mean_weight": float(np.mean(W[k]))})
     ens, bb = pooled["ensemble median"]["rmse"], pooled[best]["rmse"]
     wins = sum(1 for a, b in zip(pooled["ensemble median"]["per_origin"], pooled[best]["per_origin"]) if a < b)
     verdict = "win" if ens < bb else "lose"

@@ -1,0 +1,132 @@
+"""The adaptive anchor (algorithms.anchors): each family member against an independent least-squares
+fit, the simplex weights, and no test epoch in what training sees."""
+import json
+
+import numpy as np
+import pytest
+from test_dataset import DATES2, _arrays, _long_scene
+
+from deformcast.algorithms import anchors as A
+from deformcast.algorithms import dataset as D
+from deformcast.algorithms.baselines import years_between
+
+DATES = np.datetime64("2018-01-03") + np.arange(130) * 12
+
+
+def _series(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    t = years_between(DATES, DATES[0])
+    y = (rng.normal(-10, 5, n)[None] * t[:, None] + rng.normal(0, 2, n)[None] * t[:, None] ** 2
+         + 3 * np.sin(2 * np.pi * t)[:, None] + rng.normal(0, 1.5, (t.size, n)))
+    return y
+
+
+def _lstsq_forecast(y, dates, start, end, tdates, full):
+    """Independent fit: hand-built columns, numpy lstsq, per pixel."""
+    t = (dates[start:end + 1] - dates[end]).astype(float) / 365.25
+    tp = (tdates - dates[end]).astype(float) / 365.25
+    span = t[-1] - t[0]
+
+    def cols(x):
+        c = [np.ones_like(x), x]
+        if full and span >= 1.9:
+            c.append(x * x / 2)
+        if full and span >= 0.95:
+            c += [np.cos(2 * np.pi * x), np.sin(2 * np.pi * x), np.cos(4 * np.pi * x), np.sin(4 * np.pi * x)]
+        return np.stack(c, 1)
+
+    out = np.empty((tp.size, y.shape[1]))
+    for i in range(y.shape[1]):
+        coef = np.linalg.lstsq(cols(t), y[start:end + 1, i], rcond=None)[0]
+        out[:, i] = cols(tp) @ coef
+    return out
+
+
+def test_each_family_member_matches_an_independent_fit():
+    y = _series()
+    e = 119
+    td = DATES[e] + np.arange(1, 16) * 12
+    fam = A.family_forecasts(y[:e + 1], DATES[:e + 1], td)
+    assert fam.shape == (len(A.FAMILY), 15, y.shape[1])
+    d = DATES[:e + 1]
+
+    def start(years):
+        return 0 if years is None else int(np.searchsorted(d.astype(int), d[e].astype(int) - round(years * 365.25)))
+
+    got = dict(zip(A.FAMILY_NAMES, fam))
+    np.testing.assert_allclose(got["persistence"], np.broadcast_to(y[e], (15, y.shape[1])))
+    np.testing.assert_allclose(got["mean_last_5"], np.broadcast_to(y[e - 4:e + 1].mean(0), (15, y.shape[1])))
+    for name, full, yrs in (("linear", False, None), ("linear_1y", False, 1.0), ("linear_2y", False, 2.0),
+                            ("trajectory_2y", True, 2.0), ("trajectory_3y", True, 3.0), ("trajectory", True, None)):
+        np.testing.assert_allclose(got[name], _lstsq_forecast(y, DATES, start(yrs), e, td, full), atol=1e-6,
+                                   err_msg=name)
+    for name, yrs in (("trajectory_windows", (1.3, 1.8, 2.3, 2.8)), ("trajectory_ensemble", (1.0, 2.0, 3.0, None))):
+        starts = sorted({start(v) for v in yrs})
+        ref = np.mean([_lstsq_forecast(y, DATES, s, e, td, True) for s in starts], axis=0)
+        np.testing.assert_allclose(got[name], ref, atol=1e-6, err_msg=name)
+
+
+def test_mean_last_skips_gaps_and_all_nan_pixels_stay_nan():
+    y = np.array([[1.0, np.nan, 5.0], [2.0, np.nan, np.nan], [3.0, np.nan, 7.0], [np.nan, np.nan, 9.0]])
+    np.testing.assert_allclose(A._mean_last(y, 2), [2.5, np.nan, 8.0])
+    fam = A.family_forecasts(np.column_stack([_series(1)[:, 0], np.full(130, np.nan)]), DATES, DATES[-1:] + 12)
+    assert np.isfinite(fam[:, :, 0]).all() and np.isnan(fam[:, :, 1]).all()
+
+
+def test_fit_weights_recover_a_known_combination_on_the_simplex():
+    rng = np.random.default_rng(1)
+    N, C, Hh = 3000, len(A.FAMILY), 6
+    F = rng.normal(0, 5, (N, C, Hh)) + rng.normal(0, 20, (N, 1, 1))  # a common level per window
+    w = np.zeros(C)
+    w[2], w[5] = 0.7, 0.3
+    Y = np.einsum("c,nch->nh", w, F) + rng.normal(0, 0.05, (N, Hh))
+    W = A.fit_weights(F, Y)
+    assert W.shape == (C, Hh) and (W >= 0).all()
+    np.testing.assert_allclose(W.sum(0), 1.0, atol=1e-6)
+    np.testing.assert_allclose(W, np.repeat(w[:, None], Hh, 1), atol=0.02)
+    # too few rows: equal weights, never a fit on noise
+    np.testing.assert_allclose(A.fit_weights(F[:5], Y[:5]), A.default_weights(Hh))
+    # recent_rows keeps the last two years of window ends
+    ends = np.arange(30, 130)
+    keep = A.recent_rows(ends, DATES, min_rows=10)
+    assert DATES[ends[keep]].min() >= DATES[129] - 731 and ends[keep].max() == 129
+
+
+def test_adaptive_prepare_and_forecast_inputs_agree_and_leave_the_test_period_unseen():
+    st, grid = _long_scene(seed=3)
+    kw = dict(encodings="trajectory,regime", target="residual", baseline="adaptive", max_samples=500,
+              validation="space", seed=2)
+    a = D.prepare(st, DATES2, grid, 6, 8, **kw)
+    W = np.asarray(a.config["anchor_weights"])
+    assert W.shape == (len(A.FAMILY), 8) and np.allclose(W.sum(0), 1.0, atol=1e-5)
+    assert a.feature_names[-len(A.REGIME_FEATURES):] == A.REGIME_FEATURES
+    # the training anchor is the combination of the family from each window's own history
+    i = 7
+    r, c = divmod(int(a.train.pixel[i]), grid.width)
+    e = int(a.train.end[i])
+    fam = A.family_forecasts(st[:e + 1, r, c][:, None], DATES2[:e + 1], D.target_dates(DATES2, e, 8))
+    np.testing.assert_allclose(a.train.anchor[i], A.combine(fam, W)[:, 0], rtol=1e-4, atol=1e-3)
+    # forecast_inputs gives the same anchor and channels for a test window
+    j = 3
+    r, c = divmod(int(a.test.pixel[j]), grid.width)
+    X, valid, anchor = D.forecast_inputs(st, DATES2, grid, 0, a.config, a.norm, end_index=int(a.test.end[j]))
+    k = int(np.cumsum(valid.ravel())[r * grid.width + c]) - 1
+    np.testing.assert_allclose(anchor[k], a.test.anchor[j], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(X[k], a.test.X[j], rtol=1e-5, atol=1e-4)
+    # garbage in the test period changes nothing training, validation or the anchor weights see
+    bad = st.copy()
+    ts = a.config["test_start"]
+    bad[ts:] = np.random.default_rng(0).normal(0, 1e4, bad[ts:].shape).astype(np.float32)
+    b = D.prepare(bad, DATES2, grid, 6, 8, **kw)
+    assert a.config["anchor_weights"] == b.config["anchor_weights"]
+    for split in ("train", "val"):
+        for key, v in _arrays(getattr(a, split)).items():
+            assert v.tobytes() == _arrays(getattr(b, split))[key].tobytes(), (split, key)
+    assert json.dumps(a.norm, sort_keys=True) == json.dumps(b.norm, sort_keys=True)
+
+
+def test_damaged_anchor_weights_are_refused():
+    from deformcast.algorithms.errors import DeformCastError
+
+    with pytest.raises(DeformCastError, match="retrain"):
+        A.check_weights([[0.5, 0.5]], 3)

@@ -1,0 +1,117 @@
+"""Rolling-origin evaluation and the skill gate (algorithms.skill_gate): the gate falls back to the
+classical forecast where the networks cannot help, keeps them where they do, is applied by predict
+exactly as fitted, and never reads the test period."""
+import json
+
+import numpy as np
+import pytest
+
+from deformcast.algorithms import anchors, dataset, modelio, raster, skill_gate
+from deformcast.algorithms.ensemble import predict_ensemble
+from deformcast.algorithms.synthetic import write_scene
+
+C1 = len(anchors.FAMILY) + 1
+
+
+def _data(n_origins=6, n=800, H=5, M=5, net_sigma=0.0, net_info=0.0, seed=0):
+    """Rolling-origin data where the reference ('trajectory') misses a signal ``s`` the networks
+    recover with weight ``net_info`` (0: they add pure noise to the classical forecast)."""
+    rng = np.random.default_rng(seed)
+    d = {"members": [], "family": [], "obs": [], "last": [], "origins": list(range(10, 10 + n_origins))}
+    ti = anchors.FAMILY_NAMES.index("trajectory")
+    for _ in range(n_origins):
+        last = rng.normal(0, 5, n)
+        s = rng.normal(0, 2, (H, n))                      # what the classical fits cannot know
+        fam = last[None, None] + rng.normal(0, 4, (C1, H, n))
+        fam[ti] = last[None] + rng.normal(0, 0.3, (H, n))
+        y = fam[ti] + s + rng.normal(0, 1, (H, n))
+        mem = fam[ti][None] + net_info * s[None] + rng.normal(0, net_sigma, (M, H, n))
+        d["members"].append(mem)
+        d["family"].append(fam)
+        d["obs"].append(y)
+        d["last"].append(last)
+    return d
+
+
+def test_gate_falls_back_where_the_networks_add_only_noise():
+    g = skill_gate.fit_gate(_data(net_sigma=2.0, net_info=0.0))
+    assert g["reference"] == "trajectory"
+    assert g["verdict"] == "lose" and g["action"] == "classical forecast"
+    assert np.allclose(g["weights"], 0.0)
+    sc = g["scores"]
+    assert sc["gated forecast"]["rmse"] == pytest.approx(sc["trajectory"]["rmse"])
+
+
+def test_gate_keeps_the_networks_where_they_help():
+    g = skill_gate.fit_gate(_data(net_sigma=0.3, net_info=1.0))
+    assert g["verdict"] == "win" and g["action"] == "ensemble kept" or min(map(min, g["weights"])) > 0.9
+    sc = g["scores"]
+    assert sc["gated forecast"]["rmse"] < 0.8 * sc["trajectory"]["rmse"]
+    assert g["origins_won"] == g["n_origins"]
+
+
+def test_apply_gate_moves_the_median_to_the_blend_and_keeps_the_spread():
+    rng = np.random.default_rng(3)
+    M, H, n = 5, 4, 50
+    out = rng.normal(0, 3, (M, H, n))
+    fam = rng.normal(0, 3, (C1, H, n))
+    last = rng.normal(0, 1, n)
+    gate = {"reference": "linear", "weights": [[0.0] * H, [0.5] * H, [1.0] * H], "class_limits_mm": [1.0, 3.0]}
+    B = fam[anchors.FAMILY_NAMES.index("linear")]
+    cls = np.searchsorted([1.0, 3.0], np.abs(B[-1] - last), side="right")
+    w = np.array([0.0, 0.5, 1.0])[cls]
+    med0, spread0 = np.median(out, 0), out.std(0)
+    skill_gate.apply_gate(out, fam, last, gate)
+    np.testing.assert_allclose(np.median(out, 0), B + w[None] * (med0 - B), atol=1e-9)
+    np.testing.assert_allclose(out.std(0), spread0, atol=1e-9)
+
+
+def test_rolling_origins_end_before_the_test_period():
+    dates = np.datetime64("2018-01-01") + np.arange(150) * 12
+    cfg = {"test_start": 135, "validation": "space", "min_end_index": 60, "train_end": 120}
+    o = skill_gate.rolling_origins([cfg], 150, 15, 12, dates)
+    assert 2 <= len(o) <= 12 and max(o) + 15 < 135 and min(o) >= 60
+    assert (dates[max(o)] - dates[min(o)]).astype(int) <= 2 * 365.25 + 1
+    t = skill_gate.rolling_origins([dict(cfg, validation="time", val_end=135)], 150, 15, 12, dates)
+    assert min(t) >= 119 and max(t) + 15 < 135
+
+
+@pytest.mark.slow
+def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path):
+    from deformcast.algorithms import tuning
+
+    files = write_scene(str(tmp_path / "scene"), seed=2, width=24, height=20, n_epochs=100, n_future=6)
+    folder = str(tmp_path / "models")
+    tuning.tune_job(files["stack"], folder, "gru", 6, n_trials=2, top_k=2, max_epochs=2, max_samples=600, seed=1,
+                    device="cpu", search_space={"hidden": 16, "layers": 1, "window": 8})
+    man = modelio.read_manifest(folder)
+    gate = man["gate"]
+    assert gate["action"] in ("ensemble kept", "blended", "classical forecast")
+    assert (tmp_path / "models" / "rolling_origins.csv").is_file()
+    cfg0 = modelio.read_meta(man["members"][0]["path"])["data_config"]
+    assert cfg0["baseline"] == "adaptive" and "regime" in cfg0["encodings"] and cfg0["validation"] == "space"
+    # predict delivers B + w (median - B), B the reference forecast, w the gate's weight of the pixel's class
+    raw_p, gated_p = str(tmp_path / "raw.tif"), str(tmp_path / "gated.tif")
+    predict_ensemble(files["stack"], folder, raw_p, calibrate=False, gate=False)
+    predict_ensemble(files["stack"], folder, gated_p, calibrate=False)
+    raw, gated = raster.read_raster(raw_p)[0], raster.read_raster(gated_p)[0]
+    info = raster.open_stack(files["stack"])
+    st = raster.read_stack(info).reshape(info.n_epochs, -1)
+    ok = np.isfinite(raw).all(0).ravel()
+    fam = skill_gate.gate_family(st[:, ok], info.dates, info.n_epochs - 1, 6, cfg0)
+    B = fam[skill_gate.candidate_names(True).index(gate["reference"])]
+    cls = np.clip(skill_gate.classes_of(B, st[-1, ok], gate["class_limits_mm"]), 0, 2)
+    w = np.asarray(gate["weights"])[cls].T
+    expect = B + w * (raw.reshape(6, -1)[:, ok] - B)
+    np.testing.assert_allclose(gated.reshape(6, -1)[:, ok], expect, atol=2e-3)
+    # the rolling origins never read the test period: garbage there gives the same gate
+    bad = raster.read_stack(info).copy()
+    ts = int(cfg0["test_start"])
+    bad[ts:] = np.random.default_rng(0).normal(0, 1e4, bad[ts:].shape).astype(np.float32)
+    bad_p = str(tmp_path / "bad.tif")
+    raster.write_stack(bad_p, bad, info.dates, info.grid)
+    g2 = skill_gate.run_gate(bad_p, folder, write=False)
+    g1 = skill_gate.run_gate(files["stack"], folder, write=False)
+    assert json.dumps(g1["weights"]) == json.dumps(g2["weights"])
+    assert g1["scores"]["ensemble median"]["rmse"] == g2["scores"]["ensemble median"]["rmse"]
+    assert g1["reference"] == g2["reference"]
