@@ -86,11 +86,11 @@ def _start(dates: np.ndarray, end: int, years: Optional[float]) -> int:
     return int(np.searchsorted(dates.astype("int64"), cutoff, side="left"))
 
 
-def _fit(y, dates, start, end, t_pred, full):
+def _fit(y, dates, start, end, t_pred, full, time_function=None):
     t_fit = years_between(dates[start:end + 1], dates[end])
     span = float(t_fit[-1] - t_fit[0]) if t_fit.size else 0.0
     deg, periods = terms_for_span(span, full)
-    return fit_predict(y[start:end + 1], t_fit, t_pred, deg, periods)
+    return fit_predict(y[start:end + 1], t_fit, t_pred, deg, periods, time_function=time_function, ref=dates[end])
 
 
 def _mean_last(y: np.ndarray, k: int) -> np.ndarray:
@@ -103,12 +103,18 @@ def _mean_last(y: np.ndarray, k: int) -> np.ndarray:
         return np.where(n > 0, np.where(use, y, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
 
 
-def family_forecasts(hist: np.ndarray, dates, target_dates) -> np.ndarray:
+def family_forecasts(hist: np.ndarray, dates, target_dates, time_function=None) -> np.ndarray:
     """Every member of :data:`FAMILY` from the origin ``hist[-1]``: float64 ``(C, h, n)``.
 
     ``hist`` (e + 1, n) mm with NaN gaps, the history up to and including the origin; ``dates``
     its e + 1 dates; ``target_dates`` the h forecast dates. NaN where a member cannot be fitted.
+    ``time_function``: known events (steps at dates, exponential / logarithmic terms after an
+    onset; :class:`baselines.TimeFunction`, e.g. from the STEPS parameter) added to every linear
+    and trajectory fit whose window holds data on both sides of the event.
     """
+    from .baselines import as_time_function
+
+    tf = as_time_function(time_function)
     y = np.asarray(hist, dtype=np.float64)
     d = np.asarray(dates, dtype="datetime64[D]")
     if y.ndim != 2 or y.shape[0] != d.size:
@@ -125,10 +131,10 @@ def family_forecasts(hist: np.ndarray, dates, target_dates) -> np.ndarray:
         elif kind == "mean_last":
             out[c] = _mean_last(y, int(arg))[None]
         elif kind in ("linear", "trajectory"):
-            out[c] = _fit(y, d, _start(d, end, arg), end, t_pred, kind == "trajectory")
+            out[c] = _fit(y, d, _start(d, end, arg), end, t_pred, kind == "trajectory", tf)
         else:  # windows
             starts = sorted({_start(d, end, yrs) for yrs in arg})
-            fits = np.stack([_fit(y, d, s, end, t_pred, True) for s in starts])
+            fits = np.stack([_fit(y, d, s, end, t_pred, True, tf) for s in starts])
             ok = np.isfinite(fits)
             cnt = ok.sum(axis=0)
             with np.errstate(invalid="ignore", divide="ignore"):

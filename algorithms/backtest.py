@@ -100,8 +100,9 @@ def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path
         truth = tr[[tmap[str(d)] for d in fdates[:H]]]
         valid &= np.isfinite(truth).all(axis=0)
     progress.set(0.85)
-    base = baselines.forecast_baselines(stack, info.dates, e, fdates[:H])
-    fam = anchors.family_forecasts(stack[:e + 1].reshape(e + 1, -1), info.dates[:e + 1], fdates[:H])
+    steps = (modelio.read_meta(modelio.member_paths(model_folder)[0]).get("data_config") or {}).get("steps") or None
+    base = baselines.forecast_baselines(stack, info.dates, e, fdates[:H], time_function=steps)
+    fam = anchors.family_forecasts(stack[:e + 1].reshape(e + 1, -1), info.dates[:e + 1], fdates[:H], steps)
     for c, name in enumerate(anchors.FAMILY_NAMES):
         if name not in base:
             base[name] = fam[c].reshape((H,) + stack.shape[1:]).astype(np.float32)

@@ -503,7 +503,7 @@ def _features(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, en
         tf = _trajectory_features(block, a0, rows, cols, ends, dates, int(config["horizon"]))
         chans.append(np.broadcast_to(tf[:, None, :], (n, window, tf.shape[1])))
     if "regime" in enc:
-        rf = _regime_features(block, a0, rows, cols, ends, dates, int(config["horizon"]), family)
+        rf = _regime_features(block, a0, rows, cols, ends, dates, int(config["horizon"]), family, config.get("steps"))
         chans.append(np.broadcast_to(rf[:, None, :], (n, window, rf.shape[1])))
     return np.concatenate([np.asarray(c, dtype=np.float32) for c in chans], axis=2)
 
@@ -573,24 +573,25 @@ def _trajectory_features(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.
 
 
 def _family(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, ends: np.ndarray,
-            dates: np.ndarray, horizon: int) -> np.ndarray:
-    """The classical family of :mod:`anchors` for each sample: float32 (n, C, horizon) mm."""
+            dates: np.ndarray, horizon: int, steps=None) -> np.ndarray:
+    """The classical family of :mod:`anchors` for each sample: float32 (n, C, horizon) mm; ``steps``
+    known step dates (ISO strings, ``config["steps"]``) added to its fits."""
     lr = rows - a0
     out = np.full((rows.size, len(anc.FAMILY), int(horizon)), np.nan, dtype=np.float32)
     for e in np.unique(ends):
         sel = np.flatnonzero(ends == e)
         hist = block[: e + 1, lr[sel], cols[sel]]
-        f = anc.family_forecasts(hist, dates[: e + 1], target_dates(dates, int(e), int(horizon)))
+        f = anc.family_forecasts(hist, dates[: e + 1], target_dates(dates, int(e), int(horizon)), steps or None)
         out[sel] = np.transpose(f, (2, 0, 1))
     return out
 
 
 def _regime_features(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, ends: np.ndarray,
-                     dates: np.ndarray, horizon: int, family: Optional[np.ndarray] = None) -> np.ndarray:
+                     dates: np.ndarray, horizon: int, family: Optional[np.ndarray] = None, steps=None) -> np.ndarray:
     """Channels of the ``regime`` encoding (n, len(anchors.REGIME_FEATURES)), asinh of mm (see
     :func:`anchors.regime_features`)."""
     if family is None:
-        family = _family(block, a0, rows, cols, ends, dates, horizon)
+        family = _family(block, a0, rows, cols, ends, dates, horizon, steps)
     lr = rows - a0
     out = np.full((rows.size, len(anc.REGIME_FEATURES)), np.nan, dtype=np.float32)
     mid = max(0, (int(horizon) + 1) // 2 - 1)
@@ -614,7 +615,7 @@ def _anchors(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, end
         return np.repeat(last[:, None], horizon, axis=1).astype(np.float32)
     if config["baseline"] == "adaptive":
         if family is None:
-            family = _family(block, a0, rows, cols, ends, dates, horizon)
+            family = _family(block, a0, rows, cols, ends, dates, horizon, config.get("steps"))
         w = config.get("anchor_weights")
         W = anc.default_weights(horizon) if w is None else anc.check_weights(w, horizon)
         return np.einsum("ch,nch->nh", W, family.astype(np.float64)).astype(np.float32)
@@ -629,6 +630,17 @@ def _anchors(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, end
                                names=[config["baseline"]], fit_start_index=start)[config["baseline"]]
         out[sel] = f.T
     return out
+
+
+def _steps(steps) -> np.ndarray:
+    """Known step dates (STEPS: comma list, a CSV/TXT file of dates, or a sequence) -> datetime64[D]."""
+    from .baselines import parse_steps
+
+    if steps is None or (isinstance(steps, str) and not steps.strip()):
+        return np.zeros(0, dtype="datetime64[D]")
+    if isinstance(steps, str) or hasattr(steps, "__fspath__"):
+        return parse_steps(steps)
+    return np.unique(np.asarray([np.datetime64(str(s)[:10], "D") for s in steps], dtype="datetime64[D]"))
 
 
 def to_mm(y_net, anchor, norm: dict) -> np.ndarray:
@@ -746,7 +758,7 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
             max_samples: int = 20000, max_eval_samples: Optional[int] = None, stride: int = 1,
             spatial_holdout: float = 0.0, holdout_block: int = 16, neighbourhood_k: int = 3,
             fourier: int = 0, seed: int = 0, block_rows: Optional[int] = None,
-            validation: str = "time", val_fraction: float = 0.2,
+            validation: str = "time", val_fraction: float = 0.2, steps=None,
             progress: Optional[Progress] = None) -> Prepared:
     """Build the train/validation/test windows (see the module docstring)."""
     progress = progress or silent()
@@ -805,6 +817,7 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
         "window": window, "horizon": horizon, "encodings": list(enc) or ["none"],
         "target": target, "baseline": baseline,
         "baseline_years": None if baseline_years is None else float(baseline_years),
+        "steps": [iso(d) for d in _steps(steps)],
         "neighbourhood_k": k, "fourier": int(fourier), "covariate_names": cov_names,
         "n_epochs": T, "n_val": nv, "n_test": nt, "train_end": train_end, "val_end": val_end,
         "test_start": val_end,
@@ -923,7 +936,7 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
                         break
                     pc, ec, kc = pc[m], ec[m], kc[m]
                 rows, cols = pc // W, pc % W
-                fam = (_family(vis, a0, rows, cols, ec, dates, horizon)
+                fam = (_family(vis, a0, rows, cols, ec, dates, horizon, config["steps"])
                        if adaptive or "regime" in enc else None)
                 X = _features(vis, a0, rows, cols, ec, dates, (H, W), config, norm, cov_blk,
                               None if split == "test" else (hide_train if split == "train" else hm_blk),
@@ -1037,7 +1050,7 @@ def forecast_inputs(stack_block: np.ndarray, dates, grid: Optional[Grid], row0: 
     fam = None
     if ("regime" in config["encodings"]
             or (config.get("target") == "residual" and config.get("baseline") == "adaptive")):
-        fam = _family(vis, row0, rows, cols, ends, dates, int(config["horizon"]))
+        fam = _family(vis, row0, rows, cols, ends, dates, int(config["horizon"]), config.get("steps"))
     anchor = _anchors(vis, row0, rows, cols, ends, dates, config, family=fam)
     good = np.isfinite(anchor).all(axis=1)
     if fam is not None:

@@ -100,6 +100,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
     plan = _Plan(loaded, configs)
     cfg0 = configs[0]
     aw = cfg0.get("anchor_weights") if cfg0.get("baseline") == "adaptive" else None
+    steps = cfg0.get("steps") or None
     res = {o: {"members": [], "family": [], "obs": [], "last": []} for o in origins}
     for i, (r0, r1) in enumerate(spans):
         a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
@@ -115,11 +116,12 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
             if not ok.any():
                 continue
             hist = blk[:o + 1, r0 - a0:r1 - a0][:, ok]
-            fam = anc.family_forecasts(hist, info.dates[:o + 1], dataset.target_dates(info.dates, o, H)[:H])
+            fam = anc.family_forecasts(hist, info.dates[:o + 1], dataset.target_dates(info.dates, o, H)[:H],
+                                       steps)
             if aw is not None:
                 full_h = len(aw[0])
                 fam_full = fam if full_h == H else anc.family_forecasts(
-                    hist, info.dates[:o + 1], dataset.target_dates(info.dates, o, full_h))
+                    hist, info.dates[:o + 1], dataset.target_dates(info.dates, o, full_h), steps)
                 own = anc.combine(fam_full, aw)[:H]
             else:
                 own = np.full(fam.shape[1:], np.nan)
@@ -276,7 +278,7 @@ def apply_gate(out: np.ndarray, family_block: np.ndarray, last: np.ndarray, gate
 def gate_family(hist: np.ndarray, dates, e: int, H: int, config: dict) -> np.ndarray:
     """(C+1, H, n) classical forecasts from origin ``e`` (``hist`` (e+1, n)), the anchor last."""
     full_h = int(config.get("horizon", H))
-    fam = anc.family_forecasts(hist, dates[:e + 1], dataset.target_dates(dates, e, full_h))
+    fam = anc.family_forecasts(hist, dates[:e + 1], dataset.target_dates(dates, e, full_h), config.get("steps") or None)
     aw = config.get("anchor_weights") if config.get("baseline") == "adaptive" else None
     own = anc.combine(fam, aw) if aw is not None else np.full(fam.shape[1:], np.nan)
     return np.concatenate([fam, own[None]], axis=0)[:, :H]

@@ -420,7 +420,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
                      report_path: Optional[str] = None, truth_path: Optional[str] = None,
                      zones_path: Optional[str] = None, max_samples: int = 20000, target: str = "residual",
                      threads: Optional[int] = None, block_rows: int = 256, validation: str = "space",
-                     baseline: str = "adaptive", progress: Optional[Progress] = None) -> Dict[str, Any]:
+                     baseline: str = "adaptive", steps=None, progress: Optional[Progress] = None) -> Dict[str, Any]:
     """Train one model on a displacement stack and evaluate it on the held-out test period.
 
     Steps: read the stack (dates from the bands or ``dates``), align ``covariate_paths``, build
@@ -478,7 +478,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     enc = auto_encodings(sdates, horizon, validation) if is_auto(encodings) else list(encodings)
     prep = prepare(info, None, grid, window, horizon, enc, covariates=covs or None, max_samples=max_samples,
                    max_eval_samples=min(int(max_samples), _EVAL_SAMPLES), seed=seed, target=target,
-                   validation=validation, baseline=baseline if target == "residual" else "trajectory",
+                   validation=validation, baseline=baseline if target == "residual" else "trajectory", steps=steps,
                    progress=progress.sub(0.02, 0.1))
     cfg, norm = prep.config, prep.norm
     progress.log(f"{len(prep.train)} training, {len(prep.val)} validation, {len(prep.test)} test windows; "

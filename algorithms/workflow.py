@@ -106,7 +106,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                  top_k: int = 10, max_epochs: int = 20, window: Optional[int] = None, encodings=None,
                  thresholds: Sequence[float] = (10.0, 20.0), n_classes: int = 5, min_area: float = 0.0,
                  device: str = "auto", max_samples: int = 5000, target: str = "residual", search_space="compact",
-                 validation: str = "space", baseline: str = "adaptive",
+                 validation: str = "space", baseline: str = "adaptive", steps=None,
                  scene_kwargs: Optional[dict] = None,
                  progress: Optional[Progress] = None) -> Dict[str, object]:
     """Run the whole chain into ``output_folder``; returns a dict of paths and headline figures."""
@@ -175,7 +175,8 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                             report_path=os.path.join(out, f"tuning_report_{arch}.html"), progress=sub,
                             n_trials=n_trials, top_k=top_k, seed=seed, max_epochs=max_epochs, window=window,
                             encodings=encodings, device=device, max_samples=max_samples,
-                            prepare_kwargs={"target": target, "validation": validation, "baseline": baseline},
+                            prepare_kwargs={"target": target, "validation": validation, "baseline": baseline,
+                                            "steps": steps},
                             search_space=search_space)
         tune_results[arch] = r
         study_folders.append(folder)

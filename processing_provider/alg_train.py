@@ -76,6 +76,9 @@ forecast minus observed on the test period (diverging colours centred on 0).</p>
         self.addParameter(Num("MAX_EPOCHS", "Maximum epochs", Num.Integer, 40, minValue=1))
         self.add_enum("TARGET", "What the network learns", TARGETS, "residual")
         self.add_enum("ANCHOR", "Classical forecast the network corrects (residual target)", ANCHORS, "adaptive")
+        self.addParameter(QgsProcessingParameterString(
+            "STEPS", "Known step dates (comma list or a CSV/TXT file of YYYY-MM-DD; added to the classical fits)",
+            optional=True))
         self.add_enum("VALIDATION", "Validation (early stopping) windows", VALIDATIONS, "space")
         self.add_common_params(dates=True, seed=True, device=True)
         for name, label in (("TRUTH", "Noise-free truth stack (optional, for scoring)"),
@@ -105,6 +108,7 @@ forecast minus observed on the test period (diverging colours centred on 0).</p>
             target=self.enum_value(parameters, "TARGET", context) or "residual",
             validation=self.enum_value(parameters, "VALIDATION", context) or "space",
             baseline=self.enum_value(parameters, "ANCHOR", context) or "adaptive",
+            steps=self.parameterAsString(parameters, "STEPS", context) or None,
             seed=self.parameterAsInt(parameters, "SEED", context),
             device=self.enum_value(parameters, "DEVICE", context) or "auto",
             dates=self.parameterAsString(parameters, "DATES", context) or None,

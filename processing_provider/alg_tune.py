@@ -73,6 +73,9 @@ time).</p>
                       ENCODINGS, [], multiple=True, optional=True)
         self.add_enum("TARGET", "What the networks learn", TARGETS, "residual")
         self.add_enum("ANCHOR", "Classical forecast the networks correct (residual target)", ANCHORS, "adaptive")
+        self.addParameter(QgsProcessingParameterString(
+            "STEPS", "Known step dates (comma list or a CSV/TXT file of YYYY-MM-DD; added to the classical fits)",
+            optional=True))
         self.add_enum("VALIDATION", "Validation (early stopping, TPE objective) windows", VALIDATIONS, "space")
         self.addParameter(QgsProcessingParameterMultipleLayers("COVARIATES", "Covariate rasters",
                                                                QgsProcessing.TypeRaster, optional=True))
@@ -121,6 +124,7 @@ time).</p>
             encodings=encodings,
             prepare_kwargs={"target": self.enum_value(parameters, "TARGET", context) or "residual",
                             "baseline": self.enum_value(parameters, "ANCHOR", context) or "adaptive",
+                            "steps": self.parameterAsString(parameters, "STEPS", context) or None,
                             "validation": self.enum_value(parameters, "VALIDATION", context) or "space"},
             max_epochs=self.parameterAsInt(parameters, "MAX_EPOCHS", context),
             patience=self.parameterAsInt(parameters, "PATIENCE", context) or 6,

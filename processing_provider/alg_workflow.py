@@ -65,6 +65,9 @@ N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); DEVICE a
         self.add_enum("ENCODING", "Spatiotemporal coding (empty: trajectory + regime where the series allows it)",
                       ENCODINGS, [], multiple=True, optional=True)
         self.add_enum("ANCHOR", "Classical forecast the networks correct", ANCHORS, "adaptive")
+        self.addParameter(QgsProcessingParameterString(
+            "STEPS", "Known step dates (comma list or a CSV/TXT file of YYYY-MM-DD; added to the classical fits)",
+            optional=True))
         self.add_enum("VALIDATION", "Validation (early stopping, TPE objective) windows", VALIDATIONS, "space")
         self.addParameter(QgsProcessingParameterString(
             "SEARCH_SPACE", "Search space overrides (JSON; empty = compact demo space, {} = full space)", "",
@@ -105,6 +108,7 @@ N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); DEVICE a
             encodings=self.enum_values(parameters, "ENCODING", context) or None,
             validation=self.enum_value(parameters, "VALIDATION", context) or "space",
             baseline=self.enum_value(parameters, "ANCHOR", context) or "adaptive",
+            steps=self.parameterAsString(parameters, "STEPS", context) or None,
             search_space=self.parameterAsString(parameters, "SEARCH_SPACE", context).strip() or "compact",
             thresholds=thresholds, n_classes=self.parameterAsInt(parameters, "N_CLASSES", context),
             min_area=self.parameterAsDouble(parameters, "MIN_AREA", context),

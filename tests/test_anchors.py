@@ -130,3 +130,23 @@ def test_damaged_anchor_weights_are_refused():
 
     with pytest.raises(DeformCastError, match="retrain"):
         A.check_weights([[0.5, 0.5]], 3)
+
+
+def test_known_steps_enter_every_fit_of_the_family():
+    t = years_between(DATES, DATES[0])
+    step_day = DATES[100]
+    y = (-8.0 * t + 2.0 * np.cos(2 * np.pi * t) + 7.0 * (DATES >= step_day))[:, None]
+    e = 119
+    td = DATES[e] + np.arange(1, 9) * 12
+    truth = (-8.0 * years_between(td, DATES[0]) + 2.0 * np.cos(2 * np.pi * years_between(td, DATES[0])) + 7.0)
+    with_steps = A.family_forecasts(y[:e + 1], DATES[:e + 1], td, [str(step_day)])
+    without = A.family_forecasts(y[:e + 1], DATES[:e + 1], td)
+    for name in ("trajectory", "trajectory_2y", "trajectory_windows"):
+        c = A.FAMILY_NAMES.index(name)
+        np.testing.assert_allclose(with_steps[c, :, 0], truth, atol=1e-6, err_msg=name)
+        assert np.abs(without[c, :, 0] - truth).max() > 0.3, name
+    # the dates reach the data configuration and its family
+    st, grid = _long_scene(seed=1)
+    p = D.prepare(st, DATES2, grid, 6, 4, encodings="regime", target="residual", baseline="adaptive",
+                  max_samples=200, validation="space", steps=f"{DATES2[40]}, {DATES2[70]}")
+    assert p.config["steps"] == [str(DATES2[40]), str(DATES2[70])]
