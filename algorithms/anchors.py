@@ -51,6 +51,7 @@ velocity of the last year minus the all-history velocity, in mm/yr.
 """
 from __future__ import annotations
 
+import warnings
 from typing import List, Optional
 
 import numpy as np
@@ -264,3 +265,65 @@ def check_weights(weights, horizon: int) -> np.ndarray:
                               "retrain the model.")
     return W
 
+
+
+#: the ``local`` classical forecast (:func:`local_forecast`): K earlier origins S epochs apart,
+#: errors pooled over a BOX x BOX neighbourhood, inverse-MSE^POWER weights
+LOCAL_ORIGINS, LOCAL_SPACING, LOCAL_BOX, LOCAL_POWER = 4, 5, 9, 2.0
+LOCAL_HALO = LOCAL_BOX // 2
+
+
+def _box_mean(a: np.ndarray, box: int) -> np.ndarray:
+    """NaN-aware mean over a box x box neighbourhood of the last two axes (edges: nearest)."""
+    from scipy.ndimage import uniform_filter
+
+    ok = np.isfinite(a)
+    size = (1,) * (a.ndim - 2) + (int(box), int(box))
+    num = uniform_filter(np.where(ok, a, 0.0), size, mode="nearest")
+    den = uniform_filter(ok.astype(np.float64), size, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)
+
+
+def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_function=None,
+                   family: Optional[np.ndarray] = None) -> np.ndarray:
+    """The ``local`` classical forecast of a block of pixels, float64 ``(h, rows, cols)``.
+
+    Each member of the family is scored by its own recent track record around each pixel: from
+    ``LOCAL_ORIGINS`` earlier origins (``e - lead - j LOCAL_SPACING``), forecasts over ``lead`` epochs
+    compared with what was then observed, squared errors averaged over the origins and over a
+    ``LOCAL_BOX`` x ``LOCAL_BOX`` neighbourhood (deformation regimes are spatially coherent: a
+    mining bowl's pixels share their law, one pixel's record is too noisy to choose from); the
+    forecast is the family weighted by inverse MSE^``LOCAL_POWER``. ``hist`` (e + 1, rows, cols) holds
+    the history up to the origin only. Where the history is too short for one earlier origin the
+    result is NaN. ``family``: the family at the origin if already computed, (C, h, rows*cols).
+    """
+    y = np.asarray(hist, dtype=np.float64)
+    d = np.asarray(dates, dtype="datetime64[D]")
+    T, R, Wd = y.shape
+    e = T - 1
+    flat = y.reshape(T, -1)
+    if family is None:
+        family = family_forecasts(flat, d, target_dates, time_function)
+    C, Hh, _ = family.shape
+    L = int(lead)
+    err, n = np.zeros((C, R * Wd)), 0
+    for j in range(LOCAL_ORIGINS):
+        o = e - L - j * LOCAL_SPACING
+        if o < 10:
+            break
+        f = family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # a pixel without later values: NaN
+            err += np.nanmean((f - flat[None, o + 1:o + L + 1]) ** 2, axis=1)
+        n += 1
+    if n == 0:
+        return np.full((Hh, R, Wd), np.nan)
+    pooled = _box_mean((err / n).reshape(C, R, Wd), LOCAL_BOX).reshape(C, -1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.maximum(pooled, 1e-6) ** -LOCAL_POWER
+        w = w / np.nansum(w, axis=0, keepdims=True)
+    out = np.einsum("cn,chn->hn", np.nan_to_num(w), np.nan_to_num(family))
+    bad = ~np.isfinite(pooled).all(axis=0) | ~np.isfinite(family).all(axis=(0, 1))
+    out[:, bad] = np.nan
+    return out.reshape(Hh, R, Wd)

@@ -288,17 +288,18 @@ def _forecast_items(items, dates, grid, loaded, plan: _Plan, H, dev, batch_size,
     for out, va in zip(outs, valid_all):
         out[:, :, ~va] = np.nan
     if gate:
-        from .skill_gate import apply_gate, gate_family
+        from .skill_gate import apply_gate, candidates
 
         cfg0 = loaded[0].meta.get("data_config") or {}
+        t0 = time.perf_counter()
         for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
             if not va.any():
                 continue
-            hist = blk[: e + 1, r0 - a0:r1 - a0][:, va]
-            fam = gate_family(hist, np.asarray(dates, dtype="datetime64[D]"), int(e), H, cfg0)
-            last = hist[-1].astype(np.float64)
+            cands = candidates(blk, a0, r0, r1, int(e), dates, H, cfg0, va)
+            last = blk[e, r0 - a0:r1 - a0][va].astype(np.float64)
             sub = out[:, :, va].astype(np.float64)
-            out[:, :, va] = apply_gate(sub, fam, last, gate).astype(np.float32)
+            out[:, :, va] = apply_gate(sub, cands, last, gate).astype(np.float32)
+        timer["gate"] = timer.get("gate", 0.0) + time.perf_counter() - t0
     return list(zip(outs, valid_all))
 
 
@@ -400,6 +401,13 @@ def dressing_sigma(members: np.ndarray, obs: np.ndarray, target: float = 0.8, ma
     return float(hi)
 
 
+def _gate_halo(gate) -> int:
+    """Rows of halo the skill gate's local classical forecast needs around a block (0 without a gate)."""
+    from .anchors import LOCAL_HALO
+
+    return LOCAL_HALO if gate else 0
+
+
 def calibration_sigmas(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int,
                         max_pixels: int = 20000, target: float = 0.8, progress: Optional[Progress] = None,
                         gate: Optional[dict] = None):
@@ -422,7 +430,7 @@ def calibration_sigmas(info, loaded, configs, cov, e: int, H: int, dev: str, bat
         spans = list(raster.row_blocks(Hh, max(1, BLOCK_PIXELS // max(1, W))))
     else:                   # large raster: evenly spread single rows, about max_pixels pixels
         spans = [(int(r), int(r) + 1) for r in np.linspace(0, Hh - 1, rows_needed).astype(int)]
-    halo = max(dataset.halo(c) for c in configs)
+    halo = max([dataset.halo(c) for c in configs] + [_gate_halo(gate)])
     plan = _Plan(loaded, configs)
     mems, obss = [[] for _ in range(H)], [[] for _ in range(H)]
     # items (one span, one origin) are forecast together, about BLOCK_PIXELS pixels at a time: one
@@ -570,7 +578,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
                               metadata=meta) if q_path else None
     w_m = raster.RasterWriter(m_path, info.grid, M * H, member_band_names(M, fdates), metadata=meta) if m_path else None
     writers = [w for w in (w_med, w_q, w_m) if w is not None]
-    halo = max(dataset.halo(c) for c in configs) if configs else 0
+    halo = max([dataset.halo(c) for c in configs] + [_gate_halo(gate)])
     n_valid = 0
     final_vals = []
     if not block_rows or int(block_rows) <= 0:

@@ -14,19 +14,22 @@ validation period. Every origin scores the ensemble median, each member and ever
 forecast of :data:`anchors.FAMILY` plus the members' own adaptive anchor, on the same pixels and
 epochs: mean and spread over origins of RMSE and MAE (a CSV beside the report).
 
-The gate (:func:`fit_gate`). The reference ``B`` is the classical forecast with the lowest
-rolling-origin RMSE. The delivered forecast is ``B + w (E - B)`` (``E`` the ensemble median; every
-member is shifted by the same amount, so the spread stays), with ``w`` per lead step in [0, 1]
-fitted by least squares over the rolling origins: ``w = 1`` keeps the ensemble, ``w = 0`` falls
-back to the classical forecast, in between blends them. The weights are fitted per class of
-pixels: the classes are the quiet half, the next 40 % and the fastest 10 % of the pixels by the
-movement that ``B`` forecasts over the horizon (limits fitted on the scored pixels, stored with
-the gate), because the networks may help where the ground keeps its regime and hurt where it moves
-fast, or the reverse; a class with fewer than ``MIN_CLASS_SAMPLES`` scored values takes the
-overall weights. Where the blend gains less than ``MIN_GAIN`` (1 %) over the reference in a class,
-the class gets the classical forecast alone (a network that adds nothing measurable is not worth
-its variance on data it has not seen). The gate is written into the ensemble's manifest (``"gate"``) and applied by
-``predict`` (and so by every entrance); the report states the verdict and where the gate acted.
+The gate (:func:`fit_gate`). The classical candidates are the family of :mod:`anchors`, the
+members' own adaptive anchor and the ``local`` forecast (the family weighted by each
+neighbourhood's recent track record, :func:`anchors.local_forecast`). The scored pixels are split
+into three classes by the movement the ``local`` forecast expects over the horizon: the quiet
+half, the next 40 % and the fastest 10 % (limits fitted on the scored pixels and stored with the
+gate), because the networks may help where the ground keeps its regime and hurt where it moves
+fast, or the reverse. In each class the reference ``B`` is the candidate with the lowest
+rolling-origin RMSE there, and the delivered forecast is ``B + w (E - B)`` (``E`` the ensemble
+median; every member is shifted by the same amount, so the spread stays), with ``w`` per lead step
+in [0, 1] fitted by least squares over the rolling origins: ``w = 1`` keeps the ensemble, ``w = 0``
+falls back to the classical forecast, in between blends them. A class with fewer than
+``MIN_CLASS_SAMPLES`` scored values takes the overall best candidate and weights. Where the blend
+gains less than ``MIN_GAIN`` (1 %) over the reference in a class, the class gets the classical
+forecast alone (a network that adds nothing measurable is not worth its variance on data it has
+not seen). The gate is written into the ensemble's manifest (``"gate"``) and applied by ``predict``
+(and so by every entrance); the report states the verdict and where the gate acted.
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ MIN_GAIN = 0.01
 CLASS_QUANTILES = (50.0, 90.0)
 CLASS_NAMES = ("quiet half", "moving (50-90 %)", "fastest 10 %")
 ANCHOR = "anchor"   # the members' adaptive combination (their own classical anchor)
+LOCAL = "local"     # the family weighted by each neighbourhood's recent track record (anchors.local_forecast)
 _MANIFEST_OWN = ("format", "format_version", "created", "horizon", "window", "members", "gate")
 
 
@@ -79,28 +83,56 @@ def _score_mask(configs: Sequence[dict], shape) -> Optional[np.ndarray]:
                                    int(c.get("seed", 0)))
 
 
+def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int, config: dict,
+               valid: np.ndarray) -> np.ndarray:
+    """Every classical candidate from origin ``e`` for the pixels ``valid`` (bool (r1 - r0, W)) of rows
+    r0..r1 of a block read from row ``a0`` (with ``anchors.LOCAL_HALO`` rows of halo where the raster
+    has them): float64 ``(len(CANDIDATES), H, n)``, rows in :data:`CANDIDATES` order (the family, the
+    members' own adaptive anchor, the local track-record combination)."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    full_h = int(config.get("horizon", H))
+    td = dataset.target_dates(d, int(e), full_h)
+    steps = config.get("steps") or None
+    hist_blk = np.asarray(blk[: e + 1], dtype=np.float64)
+    # the family for the whole block (its halo rows feed the local track record), then the rows asked for
+    fam_all = anc.family_forecasts(hist_blk.reshape(e + 1, -1), d[: e + 1], td, steps)
+    local = anc.local_forecast(hist_blk, d[: e + 1], td, full_h, steps, family=fam_all)
+    W = blk.shape[2]
+    rows = slice((r0 - a0) * W, (r1 - a0) * W)
+    sel = np.flatnonzero(np.asarray(valid).ravel())
+    fam = fam_all[:, :, rows][:, :, sel]
+    aw = config.get("anchor_weights") if config.get("baseline") == "adaptive" else None
+    own = anc.combine(fam, aw) if aw is not None else np.full(fam.shape[1:], np.nan)
+    loc = local.reshape(full_h, -1)[:, rows][:, sel]
+    return np.concatenate([fam, own[None], loc[None]], axis=0)[:, :H]
+
+
+#: the classical candidates of the gate, in the row order of :func:`candidates`
+CANDIDATES = tuple(anc.FAMILY_NAMES) + (ANCHOR, LOCAL)
+
+
 def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str, batch_size: int = 2048,
             mask: Optional[np.ndarray] = None, max_pixels: int = 20000,
             progress: Optional[Progress] = None) -> Dict[str, object]:
-    """Forecasts of the members and of the classical family from each origin, on scored pixels.
+    """Forecasts of the members and of every classical candidate from each origin, on scored pixels.
 
-    Returns ``{"members": [(M, H, n) per origin], "family": [(C+1, H, n)], "obs": [(H, n)],
-    "last": [(n,)], "origins": [...]}`` in mm; the family's last row is the members' own anchor.
+    Returns ``{"members": [(M, H, n) per origin], "family": [(len(CANDIDATES), H, n)], "obs": [(H, n)],
+    "last": [(n,)], "origins": [...]}`` in mm.
     """
     from .ensemble import BLOCK_PIXELS, _forecast_items, _Plan
 
     progress = progress or silent()
     Hh, W = info.grid.shape
     rows_needed = max(1, int(np.ceil(max_pixels / max(1, W)) * (5 if mask is not None else 1)))
+    halo = max([dataset.halo(c) for c in configs] + [anc.LOCAL_HALO])
     if rows_needed >= Hh:
         spans = list(raster.row_blocks(Hh, max(1, BLOCK_PIXELS // max(1, W))))
-    else:
-        spans = [(int(r), int(r) + 1) for r in np.linspace(0, Hh - 1, rows_needed).astype(int)]
-    halo = max(dataset.halo(c) for c in configs)
+    else:  # bands of rows spread over the raster
+        band = 2 * anc.LOCAL_HALO + 1
+        starts = np.linspace(0, max(0, Hh - band), max(1, rows_needed // band)).astype(int)
+        spans = sorted({(int(r), min(Hh, int(r) + band)) for r in starts})
     plan = _Plan(loaded, configs)
     cfg0 = configs[0]
-    aw = cfg0.get("anchor_weights") if cfg0.get("baseline") == "adaptive" else None
-    steps = cfg0.get("steps") or None
     res = {o: {"members": [], "family": [], "obs": [], "last": []} for o in origins}
     for i, (r0, r1) in enumerate(spans):
         a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
@@ -115,21 +147,12 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
                 ok &= mask[r0:r1]
             if not ok.any():
                 continue
-            hist = blk[:o + 1, r0 - a0:r1 - a0][:, ok]
-            fam = anc.family_forecasts(hist, info.dates[:o + 1], dataset.target_dates(info.dates, o, H)[:H],
-                                       steps)
-            if aw is not None:
-                full_h = len(aw[0])
-                fam_full = fam if full_h == H else anc.family_forecasts(
-                    hist, info.dates[:o + 1], dataset.target_dates(info.dates, o, full_h), steps)
-                own = anc.combine(fam_full, aw)[:H]
-            else:
-                own = np.full(fam.shape[1:], np.nan)
-            keep = np.isfinite(fam).all(axis=(0, 1))
+            fam = candidates(blk, a0, r0, r1, o, info.dates, H, cfg0, ok)
+            keep = np.isfinite(fam[: len(anc.FAMILY_NAMES)]).all(axis=(0, 1))
             res[o]["members"].append(out[:, :, ok][:, :, keep])
-            res[o]["family"].append(np.concatenate([fam, own[None]], axis=0)[:, :, keep])
+            res[o]["family"].append(fam[:, :, keep])
             res[o]["obs"].append(obs[:, ok][:, keep])
-            res[o]["last"].append(hist[-1][keep])
+            res[o]["last"].append(blk[o, r0 - a0:r1 - a0][ok][keep])
         progress.set((i + 1) / len(spans))
     out = {"members": [], "family": [], "obs": [], "last": [], "origins": []}
     for o in origins:
@@ -143,10 +166,6 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
     return out
 
 
-def candidate_names(has_anchor: bool) -> List[str]:
-    return list(anc.FAMILY_NAMES) + ([ANCHOR] if has_anchor else [])
-
-
 def _rmse(a, b) -> float:
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
     return float(np.sqrt(np.mean(d * d))) if d.size else float("nan")
@@ -157,10 +176,11 @@ def _mae(a, b) -> float:
     return float(np.mean(np.abs(d))) if d.size else float("nan")
 
 
-def classes_of(best: np.ndarray, last: np.ndarray, limits: Sequence[float]) -> np.ndarray:
-    """Class 0/1/2 of each pixel by the movement ``|best[-1] - last|`` (mm) the reference forecasts."""
-    mv = np.abs(np.asarray(best)[-1] - np.asarray(last))
-    return np.searchsorted(np.asarray(limits, np.float64), mv, side="right")
+def classes_of(classifier: np.ndarray, last: np.ndarray, limits: Sequence[float]) -> np.ndarray:
+    """Class 0/1/2 of each pixel by the movement ``|classifier[-1] - last|`` (mm) over the horizon."""
+    mv = np.abs(np.asarray(classifier)[-1] - np.asarray(last))
+    return np.clip(np.searchsorted(np.asarray(limits, np.float64), np.nan_to_num(mv), side="right"),
+                   0, len(CLASS_NAMES) - 1)
 
 
 def _lead_weights(E, B, Y) -> np.ndarray:
@@ -178,57 +198,56 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
     if not data["origins"]:
         raise DeformCastError("No rolling origin could be scored: the series is too short before the test period "
                               "for the horizon. Lower HORIZON or give a longer stack.")
-    has_anchor = bool(np.isfinite(data["family"][0][-1]).any())
-    names = candidate_names(has_anchor)
-    n_c = len(names)
+    Fcat = np.concatenate(data["family"], axis=2)
+    usable = [c for c in range(len(CANDIDATES)) if np.isfinite(Fcat[c]).all()]
+    names = [CANDIDATES[c] for c in usable]
     med = [np.median(m, axis=0) for m in data["members"]]
-    rows = []
-    per = {"ensemble median": [], **{f"member {k + 1}": [] for k in range(data["members"][0].shape[0])},
-           **{n: [] for n in names}}
-    for i, o in enumerate(data["origins"]):
+    M = data["members"][0].shape[0]
+    per = {"ensemble median": [], **{f"member {k + 1}": [] for k in range(M)}, **{n: [] for n in names}}
+    for i in range(len(data["origins"])):
         Y = data["obs"][i]
-        per["ensemble median"].append((_rmse(med[i], Y), _mae(med[i], Y), Y.shape[1]))
-        for k in range(data["members"][i].shape[0]):
-            per[f"member {k + 1}"].append((_rmse(data["members"][i][k], Y), _mae(data["members"][i][k], Y), Y.shape[1]))
-        for c in range(n_c):
-            per[names[c]].append((_rmse(data["family"][i][c], Y), _mae(data["family"][i][c], Y), Y.shape[1]))
+        per["ensemble median"].append(_rmse(med[i], Y))
+        for k in range(M):
+            per[f"member {k + 1}"].append(_rmse(data["members"][i][k], Y))
+        for c, n in zip(usable, names):
+            per[n].append(_rmse(data["family"][i][c], Y))
     Ycat = np.concatenate(data["obs"], axis=1)
+    Ecat = np.concatenate(med, axis=1)
+    Mcat = np.concatenate(data["members"], axis=2)
+    preds = {"ensemble median": Ecat, **{f"member {k + 1}": Mcat[k] for k in range(M)},
+             **{n: Fcat[c] for c, n in zip(usable, names)}}
     pooled = {}
     for name, vals in per.items():
-        r = np.array([v[0] for v in vals])
-        pooled[name] = {"rmse_mean": float(r.mean()), "rmse_std": float(r.std(ddof=1)) if r.size > 1 else 0.0,
-                        "mae_mean": float(np.mean([v[1] for v in vals])), "per_origin": r.tolist()}
-    Ecat = np.concatenate(med, axis=1)
-    Fcat = np.concatenate(data["family"], axis=2)
-    for c in range(n_c):
-        pooled[names[c]]["rmse"] = _rmse(Fcat[c], Ycat)
-    pooled["ensemble median"]["rmse"] = _rmse(Ecat, Ycat)
-    Mcat = np.concatenate(data["members"], axis=2)
-    for k in range(Mcat.shape[0]):
-        pooled[f"member {k + 1}"]["rmse"] = _rmse(Mcat[k], Ycat)
+        r = np.array(vals)
+        pooled[name] = {"rmse": _rmse(preds[name], Ycat), "rmse_mean": float(r.mean()),
+                        "rmse_std": float(r.std(ddof=1)) if r.size > 1 else 0.0,
+                        "mae_mean": _mae(preds[name], Ycat), "per_origin": r.tolist()}
     best = min(names, key=lambda n: pooled[n]["rmse"])
-    bi = names.index(best)
-    Bcat = Fcat[bi]
+    classifier = LOCAL if LOCAL in names else best
+    Ccat = Fcat[CANDIDATES.index(classifier)]
     Lcat = np.concatenate(data["last"])
-    mv = np.abs(Bcat[-1] - Lcat)
-    limits = [float(np.percentile(mv, q)) for q in CLASS_QUANTILES]
-    cls = classes_of(Bcat, Lcat, limits)
-    w_all = _lead_weights(Ecat, Bcat, Ycat)
-    weights, counts = [], []
+    limits = [float(np.percentile(np.abs(Ccat[-1] - Lcat), q)) for q in CLASS_QUANTILES]
+    cls = classes_of(Ccat, Lcat, limits)
+    refs, weights = [], []
+    Bcat = np.empty_like(Ecat)
     for k in range(len(CLASS_NAMES)):
         m = cls == k
-        counts.append(int(m.sum()))
-        weights.append(_lead_weights(Ecat[:, m], Bcat[:, m], Ycat[:, m]) if m.sum() >= MIN_CLASS_SAMPLES
-                       else w_all)
+        if m.sum() >= MIN_CLASS_SAMPLES:   # the class's own best classical forecast and blend weights
+            ref = min(names, key=lambda n: _rmse(Fcat[CANDIDATES.index(n)][:, m], Ycat[:, m]))
+            B = Fcat[CANDIDATES.index(ref)]
+            w = _lead_weights(Ecat[:, m], B[:, m], Ycat[:, m])
+        else:
+            ref = best
+            B = Fcat[CANDIDATES.index(ref)]
+            w = _lead_weights(Ecat, B, Ycat)
+        if m.any() and _rmse(B[:, m] + w[:, None] * (Ecat[:, m] - B[:, m]), Ycat[:, m]) > \
+                (1.0 - MIN_GAIN) * _rmse(B[:, m], Ycat[:, m]):
+            w = np.zeros_like(w)   # the ensemble must earn its place
+        Bcat[:, m] = B[:, m]
+        refs.append(ref)
+        weights.append(w)
     W = np.asarray(weights)
-    for k in range(len(CLASS_NAMES)):  # the ensemble must earn its place: a gain under MIN_GAIN -> classical
-        m = cls == k
-        if m.any():
-            g_k = Bcat[:, m] + W[k][:, None] * (Ecat[:, m] - Bcat[:, m])
-            if _rmse(g_k, Ycat[:, m]) > (1.0 - MIN_GAIN) * _rmse(Bcat[:, m], Ycat[:, m]):
-                W[k] = 0.0
     gated = Bcat + W[cls].T * (Ecat - Bcat)
-    # per origin score of the gated forecast
     g_per, start = [], 0
     for i in range(len(data["origins"])):
         n = data["obs"][i].shape[1]
@@ -240,48 +259,41 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
     per_class = []
     for k in range(len(CLASS_NAMES)):
         m = cls == k
-        per_class.append({"class": CLASS_NAMES[k], "n": counts[k],
-                          "rmse_ensemble": _rmse(Ecat[:, m], Ycat[:, m]), "rmse_best_classical": _rmse(Bcat[:, m], Ycat[:, m]),
+        per_class.append({"class": CLASS_NAMES[k], "n": int(m.sum()), "reference": refs[k],
+                          "rmse_ensemble": _rmse(Ecat[:, m], Ycat[:, m]),
+                          "rmse_reference": _rmse(Bcat[:, m], Ycat[:, m]),
                           "rmse_gated": _rmse(gated[:, m], Ycat[:, m]), "mean_weight": float(np.mean(W[k]))})
     ens, bb = pooled["ensemble median"]["rmse"], pooled[best]["rmse"]
     wins = sum(1 for a, b in zip(pooled["ensemble median"]["per_origin"], pooled[best]["per_origin"]) if a < b)
-    verdict = "win" if ens < bb else "lose"
-    mean_w = float(W.mean())
     action = ("ensemble kept" if W.min() >= 0.999 else "classical forecast" if W.max() <= 0.001 else "blended")
-    return {"reference": best, "weights": W.round(6).tolist(), "class_limits_mm": limits, "class_names": list(CLASS_NAMES),
-            "origins": data["origins"], "n_values": int(Ycat.shape[1]), "scores": pooled, "per_class": per_class,
-            "verdict": verdict, "origins_won": wins, "n_origins": len(data["origins"]), "mean_weight": mean_w,
-            "action": action, "ratio": ens / bb if bb > 0 else float("nan")}
+    return {"reference": best, "references": refs, "classifier": classifier, "weights": W.round(6).tolist(),
+            "class_limits_mm": limits, "class_names": list(CLASS_NAMES), "origins": data["origins"],
+            "n_values": int(Ycat.shape[1]), "scores": pooled, "per_class": per_class,
+            "verdict": "win" if ens < bb else "lose", "origins_won": wins, "n_origins": len(data["origins"]),
+            "mean_weight": float(W.mean()), "action": action, "ratio": ens / bb if bb > 0 else float("nan")}
 
 
-def apply_gate(out: np.ndarray, family_block: np.ndarray, last: np.ndarray, gate: dict) -> np.ndarray:
-    """Shift members ``out`` (M, H, n) in place towards the reference: ``B + w (median - B)``.
+def apply_gate(out: np.ndarray, cands: np.ndarray, last: np.ndarray, gate: dict) -> np.ndarray:
+    """Shift members ``out`` (M, H, n) in place: median -> ``B + w (median - B)`` per pixel.
 
-    ``family_block`` (C+1, H, n) from the same origin (its row of ``gate["reference"]`` is ``B``),
+    ``cands`` (len(CANDIDATES), H, n) from :func:`candidates` at the same origin; ``B`` is the class's
+    reference (``gate["references"]``), the class from the movement its ``classifier`` forecasts;
     ``last`` (n,) the last value. Pixels where ``B`` is NaN are left as they are.
     """
-    names = candidate_names(True)
-    B = family_block[names.index(gate["reference"])]
-    W = np.asarray(gate["weights"], np.float64)
-    H = out.shape[1]
-    W = W[:, :H]
+    W = np.asarray(gate["weights"], np.float64)[:, : out.shape[1]]
+    refs = gate.get("references") or [gate["reference"]] * W.shape[0]
+    cls = classes_of(cands[CANDIDATES.index(gate.get("classifier", gate["reference"]))], last,
+                     gate["class_limits_mm"])
+    B = np.empty(out.shape[1:])
+    for k, ref in enumerate(refs):
+        m = cls == k
+        B[:, m] = cands[CANDIDATES.index(ref)][:, m]
     with np.errstate(all="ignore"):
         med = np.median(out, axis=0)
-        cls = classes_of(B, last, gate["class_limits_mm"])
-        cls = np.clip(cls, 0, W.shape[0] - 1)
         shift = (1.0 - W[cls].T) * (B - med)
     shift = np.where(np.isfinite(shift), shift, 0.0)
     out += shift[None].astype(out.dtype)
     return out
-
-
-def gate_family(hist: np.ndarray, dates, e: int, H: int, config: dict) -> np.ndarray:
-    """(C+1, H, n) classical forecasts from origin ``e`` (``hist`` (e+1, n)), the anchor last."""
-    full_h = int(config.get("horizon", H))
-    fam = anc.family_forecasts(hist, dates[:e + 1], dataset.target_dates(dates, e, full_h), config.get("steps") or None)
-    aw = config.get("anchor_weights") if config.get("baseline") == "adaptive" else None
-    own = anc.combine(fam, aw) if aw is not None else np.full(fam.shape[1:], np.nan)
-    return np.concatenate([fam, own[None]], axis=0)[:, :H]
 
 
 def write_csv(gate: dict, path: str, dates=None) -> str:
@@ -332,7 +344,8 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
         man = modelio.read_manifest(model_folder)
         modelio.write_manifest(model_folder, [{k: v for k, v in m.items() if k != "path"} for m in man["members"]],
                                extra={k: v for k, v in man.items() if k not in _MANIFEST_OWN} | {"gate": {
-                                   k: gate[k] for k in ("reference", "weights", "class_limits_mm", "class_names",
+                                   k: gate[k] for k in ("reference", "references", "classifier", "weights", "class_limits_mm",
+                                                        "class_names",
                                                         "verdict", "action", "ratio", "origin_dates")}})
     progress.log(gate_sentence(gate))
     progress.set(1.0)

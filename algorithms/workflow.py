@@ -116,7 +116,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     from .ensemble import predict_ensemble
 
     progress = progress or silent()
-    steps = _plan(progress)
+    stage = _plan(progress)
     t0 = time.time()
     out = os.path.abspath(output_folder)
     os.makedirs(out, exist_ok=True)
@@ -134,7 +134,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
         from .synthetic import write_scene
 
         progress.log("Writing the built-in synthetic scene (known physics) ...")
-        files = write_scene(os.path.join(out, "scene"), seed=seed, progress=steps["scene"], **(scene_kwargs or {}))
+        files = write_scene(os.path.join(out, "scene"), seed=seed, progress=stage["scene"], **(scene_kwargs or {}))
         stack_path = files["stack"]
         truth_path = files["truth"]
         observed_path = observed_path or files["future_observed"]
@@ -149,7 +149,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
         paths["stack"] = stack_path
     info = raster.open_stack(stack_path, dates)
     timings["data"] = time.time() - ts
-    steps["scene"].set(1.0)
+    stage["scene"].set(1.0)
 
     # 2. tuning ----------------------------------------------------------------------------
     ts = time.time()
@@ -168,7 +168,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     tune_results = {}
     study_folders = []
     for i, arch in enumerate(archs):
-        sub = steps["tune"].sub(i / len(archs), (i + 1) / len(archs))
+        sub = stage["tune"].sub(i / len(archs), (i + 1) / len(archs))
         folder = os.path.join(out, "models", arch) if len(archs) > 1 else os.path.join(out, "models")
         progress.log(f"TPE tuning of {arch}: {n_trials} trials ...")
         r = tuning.tune_job(stack_path, folder, arch, horizon, dates=dates, covariates=covariates, gate=False,
@@ -192,7 +192,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
 
     paths["rolling_origins_csv"] = os.path.join(out, "rolling_origins.csv")
     gate = skill_gate.run_gate(stack_path, model_root, dates=dates, covariates=covariates, device=device,
-                               csv_path=paths["rolling_origins_csv"], progress=steps["gate"])
+                               csv_path=paths["rolling_origins_csv"], progress=stage["gate"])
     timings["gate"] = time.time() - ts
 
     # 3. backtest on the models' test period -------------------------------------------------
@@ -200,7 +200,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     progress.log("Backtest on the held-out test period, beside the classical baselines ...")
     back = bt.run_backtest(stack_path, model_root, os.path.join(out, "backtest"), truth_path=truth_path,
                            thresholds=thresholds, dates=dates, covariates=covariates, device=device,
-                           progress=steps["backtest"])
+                           progress=stage["backtest"])
     timings["backtest"] = time.time() - ts
 
     # 4. forecast after the last acquisition ----------------------------------------------
@@ -210,7 +210,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
         paths[f"forecast_{k}"] = os.path.join(out, f"forecast_{k}.tif")
     fc = predict_ensemble(stack_path, model_root, paths["forecast_median"], paths["forecast_quantiles"],
                           paths["forecast_members"], dates=dates, covariates=covariates, device=device,
-                          progress=steps["predict"])
+                          progress=stage["predict"])
     timings["predict"] = time.time() - ts
 
     # 5. uncertainty -------------------------------------------------------------------------
@@ -220,7 +220,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
         "OUTPUT_DEFORMATION")}
     unc_out["OUTPUT_REPORT"] = os.path.join(out, "uncertainty_report.html")
     unc = uncertainty.run_uncertainty(paths["forecast_members"], stack_path, unc_out, thresholds=list(thresholds),
-                                      n_classes=n_classes, dates=dates, progress=steps["uncertainty"])
+                                      n_classes=n_classes, dates=dates, progress=stage["uncertainty"])
     paths.update({k: v for k, v in unc.outputs.items()})
     timings["uncertainty"] = time.time() - ts
 
@@ -237,9 +237,9 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                                       zones=paths.get("zones"),
                                       uncertainty=[unc_out["OUTPUT_SPREAD"], unc_out["OUTPUT_AMBIGUITY"],
                                                    unc_out["OUTPUT_CONFIDENCE"]],
-                                      seed=seed, progress=steps["residuals"])
+                                      seed=seed, progress=stage["residuals"])
         paths.update(resid.outputs)
-    steps["residuals"].set(1.0)
+    stage["residuals"].set(1.0)
     timings["residuals"] = time.time() - ts
 
     # 7. zoning --------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                             hotspots=(resid.outputs.get("OUTPUT_HOTSPOTS") if resid else None),
                             # deformation over the horizon: the zone attributes and the differential-
                             # movement (step) rule both refer to the forecast period
-                            forecast=unc_out["OUTPUT_DEFORMATION"], min_area=min_area, progress=steps["zoning"])
+                            forecast=unc_out["OUTPUT_DEFORMATION"], min_area=min_area, progress=stage["zoning"])
     paths.update({("tier_zones" if k == "OUTPUT_ZONES" else k): v for k, v in zon.outputs.items()})
     paths["tiers"] = zon.outputs["OUTPUT_TIERS"]
     paths["zones_polygons"] = zon.outputs["OUTPUT_ZONES"]
@@ -267,8 +267,8 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                "forecast": {k: fc[k] for k in ("members", "forecast_dates", "end_date", "valid_pixels")},
                "modelling": {"encodings": list(encodings or ["none"]), "validation": validation, "target": target,
                              "baseline": baseline},
-               "gate": {k: gate[k] for k in ("reference", "verdict", "action", "ratio", "mean_weight", "origin_dates",
-                                             "per_class", "weights", "class_limits_mm")}
+               "gate": {k: gate[k] for k in ("reference", "references", "classifier", "verdict", "action", "ratio",
+                                             "mean_weight", "origin_dates", "per_class", "weights", "class_limits_mm")}
                | {"scores": {k: {a: b for a, b in v.items() if a != "per_origin"} for k, v in gate["scores"].items()},
                   "sentence": skill_gate.gate_sentence(gate)},
                "tuning": {a: {"best_val_rmse": r.best_value, "default_val_rmse": r.default_val_rmse,
@@ -279,7 +279,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                "residuals": ({"morans_i": resid.morans_i, "morans_p": resid.morans_p} if resid else None),
                "tier_area_m2": {int(k): float(v) for k, v in zon.tier_area_m2.items()},
                "scene": bool(scene)}
-    write_story(report_path, summary, info, scene, unc, zon, resid, tune_results, back, steps["report"], gate)
+    write_story(report_path, summary, info, scene, unc, zon, resid, tune_results, back, stage["report"], gate)
     summary["timings_s"]["total"] = time.time() - t0
     tmp = marker + ".part"
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -314,10 +314,11 @@ def _gate_section(rep: Report, gate: dict) -> None:
     if gate["verdict"] != "win":
         rep.note(f"Warning: validation shows that the networks do not beat the classical {gate['reference']} "
                  "forecast on this stack; the maps use the gated forecast above, not the raw ensemble.")
-    rep.table([[c["class"], c["n"], c["rmse_ensemble"], c["rmse_best_classical"], c["rmse_gated"], c["mean_weight"]]
-               for c in gate["per_class"]],
-              ["pixels by forecast movement", "values scored", "ensemble RMSE (mm)", f"{gate['reference']} RMSE (mm)",
-               "gated RMSE (mm)", "mean ensemble weight"])
+    rep.table([[c["class"], c["n"], c["reference"], c["rmse_ensemble"], c["rmse_reference"], c["rmse_gated"],
+                c["mean_weight"]] for c in gate["per_class"]],
+              [f"pixels by the movement the {gate.get('classifier', 'reference')} forecast expects", "values scored",
+               "classical reference", "ensemble RMSE (mm)", "reference RMSE (mm)", "gated RMSE (mm)",
+               "mean ensemble weight"])
 
 
 def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progress, gate=None) -> str:

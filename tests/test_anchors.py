@@ -150,3 +150,38 @@ def test_known_steps_enter_every_fit_of_the_family():
     p = D.prepare(st, DATES2, grid, 6, 4, encodings="regime", target="residual", baseline="adaptive",
                   max_samples=200, validation="space", steps=f"{DATES2[40]}, {DATES2[70]}")
     assert p.config["steps"] == [str(DATES2[40]), str(DATES2[70])]
+
+
+def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
+    rng = np.random.default_rng(5)
+    T, R, Cc = 130, 5, 6
+    t = years_between(DATES, DATES[0])
+    # left half: a bowl that started a year ago (recent fits win); right half: steady motion + noise
+    base = -5.0 * t[:, None, None] + rng.normal(0, 1.0, (T, R, Cc))
+    onset = np.clip(t - (t[-1] - 1.0), 0, None)[:, None, None]
+    y = base + np.where(np.arange(Cc)[None, None] < 3, -40.0 * onset, 0.0)
+    td = DATES[-1] + np.arange(1, 9) * 12
+    got = A.local_forecast(y, DATES, td, 8)
+    # independent: the same record, pooled by explicit loops
+    flat = y.reshape(T, -1)
+    fam = A.family_forecasts(flat, DATES, td)
+    err = np.zeros((len(A.FAMILY), R * Cc))
+    for j in range(A.LOCAL_ORIGINS):
+        o = T - 1 - 8 - j * A.LOCAL_SPACING
+        f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:o + 9])
+        err += ((f - flat[None, o + 1:o + 9]) ** 2).mean(axis=1) / A.LOCAL_ORIGINS
+    err = err.reshape(-1, R, Cc)
+    h = A.LOCAL_HALO
+    pooled = np.empty_like(err)
+    for r in range(R):
+        for c in range(Cc):
+            # 'nearest' edges: the box clipped to the raster, edge values repeated
+            rr = np.clip(np.arange(r - h, r + h + 1), 0, R - 1)
+            cc = np.clip(np.arange(c - h, c + h + 1), 0, Cc - 1)
+            pooled[:, r, c] = err[:, rr][:, :, cc].mean(axis=(1, 2))
+    w = pooled.reshape(len(A.FAMILY), -1) ** -A.LOCAL_POWER
+    w /= w.sum(0)
+    ref = np.einsum("cn,chn->hn", w, fam).reshape(8, R, Cc)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+    # too short a history for any earlier origin: no local forecast
+    assert np.isnan(A.local_forecast(y[:15], DATES[:15], DATES[15:17], 8)).all()

@@ -10,7 +10,7 @@ from deformcast.algorithms import anchors, dataset, modelio, raster, skill_gate
 from deformcast.algorithms.ensemble import predict_ensemble
 from deformcast.algorithms.synthetic import write_scene
 
-C1 = len(anchors.FAMILY) + 1
+C1 = len(skill_gate.CANDIDATES)
 
 
 def _data(n_origins=6, n=800, H=5, M=5, net_sigma=0.0, net_info=0.0, seed=0):
@@ -56,9 +56,11 @@ def test_apply_gate_moves_the_median_to_the_blend_and_keeps_the_spread():
     out = rng.normal(0, 3, (M, H, n))
     fam = rng.normal(0, 3, (C1, H, n))
     last = rng.normal(0, 1, n)
-    gate = {"reference": "linear", "weights": [[0.0] * H, [0.5] * H, [1.0] * H], "class_limits_mm": [1.0, 3.0]}
-    B = fam[anchors.FAMILY_NAMES.index("linear")]
-    cls = np.searchsorted([1.0, 3.0], np.abs(B[-1] - last), side="right")
+    gate = {"reference": "linear", "references": ["linear", "trajectory", "local"], "classifier": "local",
+            "weights": [[0.0] * H, [0.5] * H, [1.0] * H], "class_limits_mm": [1.0, 3.0]}
+    idx = skill_gate.CANDIDATES.index
+    cls = np.searchsorted([1.0, 3.0], np.abs(fam[idx("local")][-1] - last), side="right")
+    B = np.choose(cls[None].repeat(H, 0), [fam[idx("linear")], fam[idx("trajectory")], fam[idx("local")]])
     w = np.array([0.0, 0.5, 1.0])[cls]
     med0, spread0 = np.median(out, 0), out.std(0)
     skill_gate.apply_gate(out, fam, last, gate)
@@ -98,9 +100,12 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
     info = raster.open_stack(files["stack"])
     st = raster.read_stack(info).reshape(info.n_epochs, -1)
     ok = np.isfinite(raw).all(0).ravel()
-    fam = skill_gate.gate_family(st[:, ok], info.dates, info.n_epochs - 1, 6, cfg0)
-    B = fam[skill_gate.candidate_names(True).index(gate["reference"])]
-    cls = np.clip(skill_gate.classes_of(B, st[-1, ok], gate["class_limits_mm"]), 0, 2)
+    cube = raster.read_stack(info)
+    fam = skill_gate.candidates(cube, 0, 0, cube.shape[1], info.n_epochs - 1, info.dates, 6, cfg0,
+                                ok.reshape(cube.shape[1:]))
+    idx = skill_gate.CANDIDATES.index
+    cls = skill_gate.classes_of(fam[idx(gate["classifier"])], st[-1, ok], gate["class_limits_mm"])
+    B = np.choose(cls[None].repeat(6, 0), [fam[idx(r)] for r in gate["references"]])
     w = np.asarray(gate["weights"])[cls].T
     expect = B + w * (raw.reshape(6, -1)[:, ok] - B)
     np.testing.assert_allclose(gated.reshape(6, -1)[:, ok], expect, atol=2e-3)
