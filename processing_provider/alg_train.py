@@ -33,19 +33,25 @@ and their ensemble).</p>
 <p><b>Parameters</b>: INPUT displacement stack (mm, one band per date, band description = date);
 ARCHITECTURE lstm, gru, tcn, cnn_lstm, transformer or resnet_transformer (the paper's best);
 HORIZON epochs forecast at once; WINDOW input epochs; ENCODING spatiotemporal coding strategies
-(none, temporal, spatial, neighbourhood, covariates, trajectory; several allowed; <i>trajectory</i> gives
-the network the per-pixel classical fit — velocity, acceleration and seasonal terms with their
+(none, temporal, spatial, neighbourhood, covariates, trajectory, regime; several allowed; empty =
+the measured default, <i>trajectory</i> + <i>regime</i> where the series allows it; <i>trajectory</i>
+gives the network the per-pixel classical fit — velocity, acceleration and seasonal terms with their
 t-values, what each term adds over the horizon, the residual scatter — and needs 1.9 years of
-history before a window ends); COVARIATES rasters for the
+history before a window ends; <i>regime</i> gives it every classical forecast of the adaptive family
+relative to the last value and the evidence of a change of regime); COVARIATES rasters for the
 covariates encoding (any CRS/resolution, aligned automatically); HPARAMS a JSON object overriding
 the defaults, e.g. <code>{"lr": 0.001, "d_model": 64}</code> (unknown keys are refused with the
 valid list); MAX_EPOCHS (training stops earlier when the validation loss stops improving); SEED
-(same seed, same CPU model); TARGET what the network learns: <i>residual</i> (default: the correction to the classical
-trajectory forecast fitted per pixel on the history before each forecast, so the network starts from
-the best classical forecast) or <i>increment</i> (the change from the last input epoch); VALIDATION <i>time</i> (default: early stopping on the
-period before the test period) or <i>space</i> (on 20 % of the pixels, in blocks, over the same epochs
-as training, so that training windows may reach up to the test period: needed by <i>trajectory</i> on
-series of a few years with a long HORIZON; the test period stays unseen either way);
+(same seed, same CPU model); TARGET what the network learns: <i>residual</i> (default: the correction to a
+classical forecast fitted per pixel on the history before each forecast, so the network starts from
+the best classical forecast) or <i>increment</i> (the change from the last input epoch); ANCHOR the
+classical forecast of the residual target: <i>adaptive</i> (default: a combination of persistence,
+smoothed persistence, linear and trajectory fits over several windows, weighted by least squares on
+the recent training windows) or one baseline; STEPS known step dates (comma list or a CSV/TXT file of
+YYYY-MM-DD: equipment changes, earthquakes), added to every classical fit; VALIDATION <i>space</i>
+(default: on 20 % of the pixels, in blocks, over the same epochs as training, so that training
+windows may reach up to the test period) or <i>time</i> (on the period before the test period; the
+test period stays unseen either way);
 the network's correction is weighted per horizon step by least squares on the validation windows
 (0 = the classical forecast alone, 1 = the full correction); DEVICE auto/cpu/cuda; DATES when the bands carry no dates; TRUTH an
 optional noise-free stack of the same scene (e.g. the synthetic scene's truth.tif) to score

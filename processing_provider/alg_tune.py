@@ -38,9 +38,11 @@ or a journal file path, empty = <i>study.journal</i> in OUTPUT_FOLDER; STUDY_NAM
 deformcast-&lt;architecture&gt;-h&lt;horizon&gt;); SEARCH_SPACE JSON overrides of the ranges, e.g.
 <code>{"lr": {"low": 0.0001, "high": 0.003, "log": true}, "layers": 1, "batch_size": [64, 128]}</code>
 (a value fixes, a list chooses, an object is a range; "window" and "encoding" may be searched too);
-WINDOW input epochs (0 = searched); ENCODING coding strategies (see <i>train</i>); TARGET residual
-(default: the correction to the per-pixel trajectory forecast) or increment; VALIDATION time or
-space (see <i>train</i>); COVARIATES rasters for the covariates encoding; MAX_EPOCHS per trial; PRUNER median / hyperband / none; RETRAIN the top-K on
+WINDOW input epochs (0 = searched); ENCODING coding strategies (see <i>train</i>; empty = the measured
+default, trajectory + regime); TARGET residual (default: the correction to a per-pixel classical
+forecast) or increment; ANCHOR that classical forecast (default <i>adaptive</i>, see <i>train</i>); STEPS
+known step dates; VALIDATION space (default) or time (see <i>train</i>); the defaults of this
+algorithm are those of the <i>Full workflow</i> (the configuration measured best, docs/skill.md); COVARIATES rasters for the covariates encoding; MAX_EPOCHS per trial; PRUNER median / hyperband / none; RETRAIN the top-K on
 training + validation windows; THREADS torch CPU threads per worker (1 when several workers share a
 machine); SEED; DEVICE; DATES.</p>
 <p><b>Resume and several workers</b>: run the same command again with the same OUTPUT_FOLDER and
@@ -48,7 +50,10 @@ STUDY_NAME to continue an interrupted or cancelled study (finished trials are ke
 command in several terminals to work on one study in parallel (each process runs trials until the
 study has N_TRIALS finished ones); with a database STORAGE URL, workers may run on several machines.</p>
 <p><b>Outputs</b>: OUTPUT_FOLDER (study storage, <i>trials/&lt;n&gt;/</i> models of the top-K trials,
-<i>manifest.json</i> in rank order, <i>trials.csv</i>), OUTPUT_REPORT HTML (optimisation history,
+<i>manifest.json</i> in rank order with the skill gate, <i>trials.csv</i>, <i>rolling_origins.csv</i>: the
+top-K ensemble and every classical forecast scored from many origins before the test period; where
+they show that the ensemble does not beat the best classical forecast, <i>predict</i> falls back to it or
+blends them, and says so), OUTPUT_REPORT HTML (optimisation history,
 parameter importances, best parameters, top-K test metrics beside the classical baselines, wall
 time).</p>
 """
