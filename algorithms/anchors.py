@@ -285,8 +285,29 @@ def _box_mean(a: np.ndarray, box: int) -> np.ndarray:
         return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)
 
 
+def local_origins(e: int, lead: int) -> List[int]:
+    """The earlier origins of the local track record at origin ``e`` (at least 10 epochs of history)."""
+    return [o for o in (int(e) - int(lead) - j * LOCAL_SPACING for j in range(LOCAL_ORIGINS)) if o >= 10]
+
+
+def _record(flat: np.ndarray, d, lead: int, origins, forecasts) -> Optional[np.ndarray]:
+    """Mean squared error over ``lead`` epochs of ``forecasts(o)`` ((k, lead, n) or None) from each
+    origin, averaged over the origins: (k, n), or None when no origin could be scored."""
+    err, n = None, 0
+    for o in origins:
+        f = forecasts(o)
+        if f is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # a pixel without later values: NaN
+            e_o = np.nanmean((f - flat[None, o + 1:o + lead + 1]) ** 2, axis=1)
+        err = e_o if err is None else err + e_o
+        n += 1
+    return None if n == 0 else err / n
+
+
 def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_function=None,
-                   family: Optional[np.ndarray] = None) -> np.ndarray:
+                   family: Optional[np.ndarray] = None, ensemble=None):
     """The ``local`` classical forecast of a block of pixels, float64 ``(h, rows, cols)``.
 
     Each member of the family is scored by its own recent track record around each pixel: from
@@ -297,6 +318,13 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     forecast is the family weighted by inverse MSE^``LOCAL_POWER``. ``hist`` (e + 1, rows, cols) holds
     the history up to the origin only. Where the history is too short for one earlier origin the
     result is NaN. ``family``: the family at the origin if already computed, (C, h, rows*cols).
+
+    ``ensemble``: ``(now (h, rows*cols), past)`` with ``past(o)`` the ensemble median forecast from
+    each earlier origin ``o`` over ``lead`` epochs ((lead, rows*cols), or None where it has none).
+    Then the result is ``(blend, w)``: the ensemble blended with the local classical forecast per
+    pixel, ``w = m_E^-p / (m_E^-p + m_F^-p)`` with ``m_E`` the ensemble's pooled recent MSE, ``m_F``
+    that of the best family member there and ``p = LOCAL_POWER``; ``w`` (rows*cols,) is 1 where the
+    ensemble has no record.
     """
     y = np.asarray(hist, dtype=np.float64)
     d = np.asarray(dates, dtype="datetime64[D]")
@@ -307,23 +335,35 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         family = family_forecasts(flat, d, target_dates, time_function)
     C, Hh, _ = family.shape
     L = int(lead)
-    err, n = np.zeros((C, R * Wd)), 0
-    for j in range(LOCAL_ORIGINS):
-        o = e - L - j * LOCAL_SPACING
-        if o < 10:
-            break
-        f = family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)   # a pixel without later values: NaN
-            err += np.nanmean((f - flat[None, o + 1:o + L + 1]) ** 2, axis=1)
-        n += 1
-    if n == 0:
-        return np.full((Hh, R, Wd), np.nan)
-    pooled = _box_mean((err / n).reshape(C, R, Wd), LOCAL_BOX).reshape(C, -1)
+    origins = local_origins(e, L)
+    err = _record(flat, d, L, origins,
+                  lambda o: family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function))
+    if err is None:
+        out = np.full((Hh, R, Wd), np.nan)
+        return out if ensemble is None else (ensemble[0].reshape(Hh, R, Wd), np.ones(R * Wd))
+    pooled = _box_mean(err.reshape(C, R, Wd), LOCAL_BOX).reshape(C, -1)
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.maximum(pooled, 1e-6) ** -LOCAL_POWER
         w = w / np.nansum(w, axis=0, keepdims=True)
     out = np.einsum("cn,chn->hn", np.nan_to_num(w), np.nan_to_num(family))
     bad = ~np.isfinite(pooled).all(axis=0) | ~np.isfinite(family).all(axis=(0, 1))
     out[:, bad] = np.nan
-    return out.reshape(Hh, R, Wd)
+    if ensemble is None:
+        return out.reshape(Hh, R, Wd)
+    now, past = ensemble
+    now = np.asarray(now, dtype=np.float64).reshape(Hh, -1)
+
+    def ens(o):
+        f = past(o)
+        return None if f is None else np.asarray(f, dtype=np.float64).reshape(1, L, -1)
+
+    e_err = _record(flat, d, L, origins, ens)
+    wE = np.ones(R * Wd)
+    if e_err is not None:
+        m_e = np.maximum(_box_mean(e_err.reshape(1, R, Wd), LOCAL_BOX).reshape(-1), 1e-6)
+        m_f = np.maximum(np.nanmin(pooled, axis=0), 1e-6)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            wE = m_e ** -LOCAL_POWER / (m_e ** -LOCAL_POWER + m_f ** -LOCAL_POWER)
+        wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)
+    blend = wE[None] * now + (1.0 - wE[None]) * np.where(np.isfinite(out), out, now)
+    return blend.reshape(Hh, R, Wd), wE

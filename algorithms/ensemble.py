@@ -292,6 +292,8 @@ def _forecast_items(items, dates, grid, loaded, plan: _Plan, H, dev, batch_size,
 
         cfg0 = loaded[0].meta.get("data_config") or {}
         t0 = time.perf_counter()
+        if gate.get("local_blend"):
+            _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0)
         for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
             if not va.any():
                 continue
@@ -399,6 +401,38 @@ def dressing_sigma(members: np.ndarray, obs: np.ndarray, target: float = 0.8, ma
         else:
             lo = mid
     return float(hi)
+
+
+def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0) -> None:
+    """Shift each item's members so that their median becomes the local blend of the skill gate
+    (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
+    local track record are made here, on the whole block (halo rows included)."""
+    from .anchors import local_origins
+    from .skill_gate import local_blend
+
+    L = int(cfg0.get("horizon", outs[0].shape[1] if outs else 1))
+    first = plan.max_window - 1
+    extra, keys = [], []
+    for blk, a0, r0, r1, cov_blk, e in items:
+        for o in local_origins(int(e), L):
+            if o >= first and (id(blk), o) not in keys:
+                keys.append((id(blk), o))
+                extra.append((blk, a0, a0, a0 + blk.shape[1], cov_blk, o))
+    past = {}
+    if extra:
+        for k, (out, _) in zip(keys, _forecast_items(extra, dates, grid, loaded, plan, L, dev, batch_size)):
+            with np.errstate(all="ignore"):
+                past[k] = np.median(out, axis=0)
+    for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
+        if not va.any():
+            continue
+        with np.errstate(all="ignore"):
+            med = np.median(out, axis=0)                                     # (H, r1 - r0, W)
+        now = np.full((med.shape[0],) + blk.shape[1:], np.nan)
+        now[:, r0 - a0:r1 - a0] = med
+        loc = local_blend(blk, a0, r0, r1, int(e), dates, cfg0, now, lambda o, b=id(blk): past.get((b, o)))
+        shift = np.where(np.isfinite(loc) & va[None], loc - med, 0.0)
+        out += shift[None].astype(out.dtype)
 
 
 def _gate_halo(gate) -> int:

@@ -52,6 +52,7 @@ CLASS_QUANTILES = (50.0, 90.0)
 CLASS_NAMES = ("quiet half", "moving (50-90 %)", "fastest 10 %")
 ANCHOR = "anchor"   # the members' adaptive combination (their own classical anchor)
 LOCAL = "local"     # the family weighted by each neighbourhood's recent track record (anchors.local_forecast)
+ENSEMBLE_LOCAL = "ensemble, local blend"   # the ensemble blended with LOCAL by their track records (local_blend)
 _MANIFEST_OWN = ("format", "format_version", "created", "horizon", "window", "members", "gate")
 
 
@@ -107,6 +108,27 @@ def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int
     return np.concatenate([fam, own[None], loc[None]], axis=0)[:, :H]
 
 
+def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, config: dict, now: np.ndarray,
+                past) -> np.ndarray:
+    """The ensemble blended per pixel with the local classical forecast by their recent track records
+    around it (:func:`anchors.local_forecast` with ``ensemble``), rows r0..r1: (H, r1 - r0, W).
+
+    ``now`` (H, a1 - a0, W) the ensemble median from origin ``e`` (NaN where none), ``past(o)`` the
+    ensemble median from an earlier origin ``o`` over the models' horizon, (horizon, a1 - a0, W), or
+    None. Needs the block's halo rows (``anchors.LOCAL_HALO``) where the raster has them.
+    """
+    d = np.asarray(dates, dtype="datetime64[D]")
+    H = now.shape[0]
+    L = int(config.get("horizon", H))
+    td = dataset.target_dates(d, int(e), L)[:H]
+    n = blk.shape[1] * blk.shape[2]
+    blend, _ = anc.local_forecast(np.asarray(blk[: e + 1], dtype=np.float64), d[: e + 1], td, L,
+                                  config.get("steps") or None,
+                                  ensemble=(now.reshape(H, n), lambda o: None if past(o) is None
+                                            else past(o)[:L].reshape(L, n)))
+    return blend[:, r0 - a0:r1 - a0]
+
+
 #: the classical candidates of the gate, in the row order of :func:`candidates`
 CANDIDATES = tuple(anc.FAMILY_NAMES) + (ANCHOR, LOCAL)
 
@@ -133,33 +155,42 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
         spans = sorted({(int(r), min(Hh, int(r) + band)) for r in starts})
     plan = _Plan(loaded, configs)
     cfg0 = configs[0]
-    res = {o: {"members": [], "family": [], "obs": [], "last": []} for o in origins}
+    first = plan.max_window - 1
+    every = sorted(set(origins) | {p for o in origins for p in anc.local_origins(o, H) if p >= first})
+    res = {o: {"members": [], "local": [], "family": [], "obs": [], "last": []} for o in origins}
     for i, (r0, r1) in enumerate(spans):
         a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
         blk = raster.read_stack(info, rows=(a0, a1))
         cov_blk = {k: v[a0:a1] for k, v in cov.items()}
-        items = [(blk, a0, r0, r1, cov_blk, o) for o in origins]
-        for o, (out, valid) in zip(origins, _forecast_items(items, info.dates, info.grid, loaded, plan, H, dev,
-                                                              batch_size)):
+        items = [(blk, a0, a0, a1, cov_blk, o) for o in every]   # whole blocks: the local record needs halo rows
+        fc = dict(zip(every, _forecast_items(items, info.dates, info.grid, loaded, plan, H, dev, batch_size)))
+        with np.errstate(all="ignore"):
+            meds = {o: np.median(out, axis=0) for o, (out, _) in fc.items()}
+        for o in origins:
+            out, valid = fc[o]
+            out, valid = out[:, :, r0 - a0:r1 - a0], valid[r0 - a0:r1 - a0]
             obs = blk[o + 1:o + 1 + H, r0 - a0:r1 - a0]
             ok = valid & np.isfinite(obs).all(axis=0)
             if mask is not None:
                 ok &= mask[r0:r1]
             if not ok.any():
                 continue
+            loc = local_blend(blk, a0, r0, r1, o, info.dates, cfg0, meds[o], meds.get)
             fam = candidates(blk, a0, r0, r1, o, info.dates, H, cfg0, ok)
-            keep = np.isfinite(fam[: len(anc.FAMILY_NAMES)]).all(axis=(0, 1))
+            keep = np.isfinite(fam[: len(anc.FAMILY_NAMES)]).all(axis=(0, 1)) & np.isfinite(loc[:, ok]).all(axis=0)
             res[o]["members"].append(out[:, :, ok][:, :, keep])
+            res[o]["local"].append(loc[:, ok][:, keep])
             res[o]["family"].append(fam[:, :, keep])
             res[o]["obs"].append(obs[:, ok][:, keep])
             res[o]["last"].append(blk[o, r0 - a0:r1 - a0][ok][keep])
         progress.set((i + 1) / len(spans))
-    out = {"members": [], "family": [], "obs": [], "last": [], "origins": []}
+    out = {"members": [], "local": [], "family": [], "obs": [], "last": [], "origins": []}
     for o in origins:
         if not res[o]["obs"]:
             continue
         out["origins"].append(int(o))
         out["members"].append(np.concatenate(res[o]["members"], axis=2))
+        out["local"].append(np.concatenate(res[o]["local"], axis=1))
         out["family"].append(np.concatenate(res[o]["family"], axis=2))
         out["obs"].append(np.concatenate(res[o]["obs"], axis=1))
         out["last"].append(np.concatenate(res[o]["last"]))
@@ -202,11 +233,15 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
     usable = [c for c in range(len(CANDIDATES)) if np.isfinite(Fcat[c]).all()]
     names = [CANDIDATES[c] for c in usable]
     med = [np.median(m, axis=0) for m in data["members"]]
+    blended = data.get("local") or None    # the ensemble after the local blend: what the gate acts on
     M = data["members"][0].shape[0]
-    per = {"ensemble median": [], **{f"member {k + 1}": [] for k in range(M)}, **{n: [] for n in names}}
+    per = {"ensemble median": [], **({ENSEMBLE_LOCAL: []} if blended else {}),
+           **{f"member {k + 1}": [] for k in range(M)}, **{n: [] for n in names}}
     for i in range(len(data["origins"])):
         Y = data["obs"][i]
         per["ensemble median"].append(_rmse(med[i], Y))
+        if blended:
+            per[ENSEMBLE_LOCAL].append(_rmse(blended[i], Y))
         for k in range(M):
             per[f"member {k + 1}"].append(_rmse(data["members"][i][k], Y))
         for c, n in zip(usable, names):
@@ -216,6 +251,12 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
     Mcat = np.concatenate(data["members"], axis=2)
     preds = {"ensemble median": Ecat, **{f"member {k + 1}": Mcat[k] for k in range(M)},
              **{n: Fcat[c] for c, n in zip(usable, names)}}
+    if blended:
+        preds[ENSEMBLE_LOCAL] = np.concatenate(blended, axis=1)
+    raw_rmse = _rmse(Ecat, Ycat)
+    # the gate acts on the local blend where it beats the raw ensemble over the rolling origins
+    E_key = ENSEMBLE_LOCAL if blended and _rmse(preds[ENSEMBLE_LOCAL], Ycat) < raw_rmse else "ensemble median"
+    Ecat = preds[E_key]
     pooled = {}
     for name, vals in per.items():
         r = np.array(vals)
@@ -263,14 +304,15 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
                           "rmse_ensemble": _rmse(Ecat[:, m], Ycat[:, m]),
                           "rmse_reference": _rmse(Bcat[:, m], Ycat[:, m]),
                           "rmse_gated": _rmse(gated[:, m], Ycat[:, m]), "mean_weight": float(np.mean(W[k]))})
-    ens, bb = pooled["ensemble median"]["rmse"], pooled[best]["rmse"]
+    ens, bb = raw_rmse, pooled[best]["rmse"]
     wins = sum(1 for a, b in zip(pooled["ensemble median"]["per_origin"], pooled[best]["per_origin"]) if a < b)
     action = ("ensemble kept" if W.min() >= 0.999 else "classical forecast" if W.max() <= 0.001 else "blended")
     return {"reference": best, "references": refs, "classifier": classifier, "weights": W.round(6).tolist(),
             "class_limits_mm": limits, "class_names": list(CLASS_NAMES), "origins": data["origins"],
             "n_values": int(Ycat.shape[1]), "scores": pooled, "per_class": per_class,
             "verdict": "win" if ens < bb else "lose", "origins_won": wins, "n_origins": len(data["origins"]),
-            "mean_weight": float(W.mean()), "action": action, "ratio": ens / bb if bb > 0 else float("nan")}
+            "mean_weight": float(W.mean()), "action": action, "ratio": ens / bb if bb > 0 else float("nan"),
+            "local_blend": E_key == ENSEMBLE_LOCAL, "gated_on": E_key}
 
 
 def apply_gate(out: np.ndarray, cands: np.ndarray, last: np.ndarray, gate: dict) -> np.ndarray:
@@ -345,7 +387,7 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
         modelio.write_manifest(model_folder, [{k: v for k, v in m.items() if k != "path"} for m in man["members"]],
                                extra={k: v for k, v in man.items() if k not in _MANIFEST_OWN} | {"gate": {
                                    k: gate[k] for k in ("reference", "references", "classifier", "weights", "class_limits_mm",
-                                                        "class_names",
+                                                        "class_names", "local_blend",
                                                         "verdict", "action", "ratio", "origin_dates")}})
     progress.log(gate_sentence(gate))
     progress.set(1.0)

@@ -107,8 +107,31 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
     cls = skill_gate.classes_of(fam[idx(gate["classifier"])], st[-1, ok], gate["class_limits_mm"])
     B = np.choose(cls[None].repeat(6, 0), [fam[idx(r)] for r in gate["references"]])
     w = np.asarray(gate["weights"])[cls].T
-    expect = B + w * (raw.reshape(6, -1)[:, ok] - B)
+    E = raw
+    if gate["local_blend"]:   # the class gate acts on the ensemble blended with the local classical forecast
+        past = {}
+        for o in anchors.local_origins(info.n_epochs - 1, 6):
+            p = str(tmp_path / f"past{o}.tif")
+            predict_ensemble(files["stack"], folder, p, calibrate=False, gate=False, end_date=str(info.dates[o]))
+            past[o] = raster.read_raster(p)[0]
+        E = skill_gate.local_blend(cube, 0, 0, cube.shape[1], info.n_epochs - 1, info.dates, cfg0, raw, past.get)
+    expect = B + w * (E.reshape(6, -1)[:, ok] - B)
     np.testing.assert_allclose(gated.reshape(6, -1)[:, ok], expect, atol=2e-3)
+    # the local-blend path of predict, whichever way this tiny ensemble's gate went
+    man_path = tmp_path / "models" / "manifest.json"
+    man_json = json.loads(man_path.read_text())
+    man_json["gate"]["local_blend"] = True
+    man_path.write_text(json.dumps(man_json))
+    predict_ensemble(files["stack"], folder, gated_p, calibrate=False)
+    gated = raster.read_raster(gated_p)[0]
+    past = {}
+    for o in anchors.local_origins(info.n_epochs - 1, 6):
+        p = str(tmp_path / f"past{o}.tif")
+        predict_ensemble(files["stack"], folder, p, calibrate=False, gate=False, end_date=str(info.dates[o]))
+        past[o] = raster.read_raster(p)[0]
+    E = skill_gate.local_blend(cube, 0, 0, cube.shape[1], info.n_epochs - 1, info.dates, cfg0, raw, past.get)
+    assert not np.allclose(E.reshape(6, -1)[:, ok], raw.reshape(6, -1)[:, ok])   # the blend did move it
+    np.testing.assert_allclose(gated.reshape(6, -1)[:, ok], B + w * (E.reshape(6, -1)[:, ok] - B), atol=2e-3)
     # the rolling origins never read the test period: garbage there gives the same gate
     bad = raster.read_stack(info).copy()
     ts = int(cfg0["test_start"])
@@ -120,3 +143,30 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
     assert json.dumps(g1["weights"]) == json.dumps(g2["weights"])
     assert g1["scores"]["ensemble median"]["rmse"] == g2["scores"]["ensemble median"]["rmse"]
     assert g1["reference"] == g2["reference"]
+
+
+def test_local_blend_follows_the_recent_track_records():
+    rng = np.random.default_rng(2)
+    dates = np.datetime64("2018-01-03") + np.arange(120) * 12
+    t = (dates - dates[0]).astype(float) / 365.25
+    y = (-6.0 * t[:, None, None] + rng.normal(0, 1.0, (120, 6, 8)))
+    L, e = 6, 119
+    td = dates[e] + np.arange(1, L + 1) * 12
+    truth_like = np.repeat(y[e][None], L, 0) - 6.0 * ((td - dates[e]).astype(float) / 365.25)[:, None, None]
+    now = truth_like.reshape(L, -1) + 50.0          # a forecast far from every classical one
+
+    def perfect(o):   # an ensemble that was exactly right from every earlier origin
+        return y[o + 1:o + L + 1].reshape(L, -1)
+
+    def awful(o):
+        return y[o + 1:o + L + 1].reshape(L, -1) + 30.0
+
+    good, w_good = anchors.local_forecast(y, dates, td, L, ensemble=(now, perfect))
+    bad, w_bad = anchors.local_forecast(y, dates, td, L, ensemble=(now, awful))
+    local = anchors.local_forecast(y, dates, td, L)
+    assert (w_good > 0.99).all() and (w_bad < 0.01).all()
+    np.testing.assert_allclose(good.reshape(L, -1), w_good * now + (1 - w_good) * local.reshape(L, -1))
+    np.testing.assert_allclose(bad, local, atol=0.6)
+    # no record for the ensemble: it is kept as it is
+    kept, w_none = anchors.local_forecast(y, dates, td, L, ensemble=(now, lambda o: None))
+    assert (w_none == 1).all() and np.allclose(kept.reshape(L, -1), now)
