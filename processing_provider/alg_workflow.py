@@ -1,4 +1,9 @@
-"""Processing wrapper: ``deformcast:workflow`` — the whole chain in one step (the README's main job)."""
+"""Processing wrapper: ``deformcast:workflow`` — the whole chain in one step (the README's main job).
+
+Its parameters, their defaults, choices and advanced flags, and the layer tree of its QGIS project
+are declared once in :mod:`algorithms.chain` (which the workflow dialog and the graphical model
+generator read too).
+"""
 from __future__ import annotations
 
 import os
@@ -6,8 +11,11 @@ import os
 from qgis.core import (
     QgsProcessing,
     QgsProcessingOutputFile,
+    QgsProcessingOutputHtml,
     QgsProcessingOutputRasterLayer,
     QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -15,8 +23,39 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import ANCHORS, ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, raster_source
-from .project import build_project
+from ..algorithms import chain
+from .base import DeformCastAlgorithm, layer_sources, raster_source
+from .project import build_project, desktop_canvas, load_run
+
+
+def parameter_definition(p: "chain.Param"):
+    """The Processing parameter of one chain parameter (with its advanced flag and help)."""
+    N = QgsProcessingParameterNumber
+    if p.kind == "raster":
+        d = QgsProcessingParameterRasterLayer(p.name, p.label, p.default, p.optional)
+    elif p.kind == "rasters":
+        d = QgsProcessingParameterMultipleLayers(p.name, p.label, QgsProcessing.TypeRaster, p.default, p.optional)
+    elif p.kind == "enum":
+        d = QgsProcessingParameterEnum(p.name, p.label, list(p.choices), p.multiple, p.default, p.optional)
+        d.setUsesStaticStrings(True)
+    elif p.kind in ("int", "float"):
+        kw = {}
+        if p.minimum is not None:
+            kw["minValue"] = p.minimum
+        if p.maximum is not None:
+            kw["maxValue"] = p.maximum
+        d = N(p.name, p.label, N.Integer if p.kind == "int" else N.Double, p.default, p.optional, **kw)
+    elif p.kind == "string":
+        d = QgsProcessingParameterString(p.name, p.label, p.default, False, p.optional)
+    elif p.kind == "folder":
+        d = QgsProcessingParameterFolderDestination(p.name, p.label)
+    else:  # pragma: no cover - a chain parameter kind without a widget
+        raise ValueError(f"unknown parameter kind {p.kind}")
+    if p.advanced:
+        d.setFlags(d.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    if p.tip and hasattr(d, "setHelp"):
+        d.setHelp(p.tip)
+    return d
 
 
 class WorkflowAlgorithm(DeformCastAlgorithm):
@@ -26,116 +65,106 @@ class WorkflowAlgorithm(DeformCastAlgorithm):
     REQUIRES = ("numpy", "torch", "optuna", "scipy", "statsmodels")
     HELP = """
 <p>Runs the whole DeformCast chain into one output folder: TPE tuning of the chosen architecture(s)
--> backtest of the ensemble on the held-out test period beside the classical baselines -> ensemble
-forecast after the last acquisition -> susceptibility, uncertainty and exceedance maps -> spatial
-residual analysis (when later observations are given) -> tiered control zones. Writes one HTML
-report that tells the story (report.html) and a QGIS project (deformcast.qgz) with every layer
-grouped and styled.</p>
-<p><b>Parameters</b>: INPUT the displacement stack (leave empty to run on the built-in synthetic
-demo scene, generated with SEED); COVARIATES optional static rasters; OBSERVED optional later
-observations for the residual analysis; ARCHITECTURES one or more of lstm, gru, tcn, cnn_lstm,
-transformer, resnet_transformer; HORIZON forecast epochs; N_TRIALS TPE trials per architecture;
-TOP_K ensemble size; MAX_EPOCHS per trial (early stopping ends most trials sooner); ENCODING coding
-strategies (empty: <i>trajectory</i>, the per-pixel classical fit as input to networks that learn its
-correction, when the series has enough history, else none); VALIDATION space (default: early stopping
-on 20 % of the pixels over the epochs before the test period) or time; SEARCH_SPACE
-JSON overrides of the tuning ranges (empty: a compact ResNet+Transformer space that keeps the demo
-under 10 minutes; <code>{}</code>: the full ranges of the model registry); THRESHOLDS
-deformation over the horizon (mm) for the exceedance probabilities (the first one drives the zoning);
-N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); DEVICE auto/cpu/cuda.</p>
+-> skill over rolling origins and the skill gate -> backtest on the held-out test period beside the
+classical baselines -> ensemble forecast after the last acquisition -> susceptibility, uncertainty
+and exceedance maps -> spatial residual analysis (when later observations are given) -> tiered
+control zones. Writes one HTML report that tells the story (report.html) and a QGIS project
+(deformcast.qgz) that opens on the control tiers; run from the desktop, the same layer group
+(named after the output folder: Decision, Uncertainty, Forecast, Residuals, Data) is added to
+the open project.</p>
+<p><b>Parameters</b> (the defaults are the configuration measured best): INPUT the displacement
+stack (leave empty to run on the built-in synthetic demo scene, generated with SEED); DATES when the
+bands carry no dates; COVARIATES optional static rasters; OBSERVED optional later observations for
+the residual analysis; HORIZON forecast epochs; N_TRIALS TPE trials per architecture; THRESHOLDS
+deformation over the horizon (mm) for the exceedance probabilities (the first one drives the
+zoning). Advanced: ARCHITECTURES one or more of the registry's architectures; TOP_K ensemble size;
+MAX_EPOCHS per trial (early stopping ends most trials sooner); WINDOW input epochs (0 = tuned);
+ENCODING coding strategies (empty: <i>trajectory</i> + <i>regime</i> where the series has enough
+history, else <i>regime</i>); TARGET residual (the correction to a classical forecast) or increment;
+ANCHOR the classical forecast corrected (adaptive: a combination fitted on the training windows);
+STEPS known step dates; VALIDATION space (20 % of the pixels in blocks) or time; SEARCH_SPACE JSON
+overrides of the tuning ranges (empty: a compact ResNet+Transformer space that keeps the demo under
+10 minutes; <code>{}</code>: the full ranges of the model registry); MAX_SAMPLES training windows;
+N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); SEED; DEVICE auto/cpu/cuda.</p>
 <p><b>Outputs</b>: OUTPUT_FOLDER with everything, OUTPUT_REPORT (report.html), OUTPUT_PROJECT
 (deformcast.qgz), OUTPUT_TIERS and OUTPUT_ZONES (tier raster and zone polygons), OUTPUT_MEDIAN
 (forecast).</p>
 """
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        N = QgsProcessingParameterNumber
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Displacement stack (empty: built-in demo scene)",
-                                                            optional=True))
-        self.addParameter(QgsProcessingParameterMultipleLayers("COVARIATES", "Covariates", QgsProcessing.TypeRaster,
-                                                               optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer("OBSERVED", "Later observations (for residuals)",
-                                                            optional=True))
-        self.add_enum("ARCHITECTURES", "Architectures", ARCHITECTURES, ["resnet_transformer"], multiple=True)
-        self.addParameter(N("HORIZON", "Forecast horizon (epochs; 30 = a year at 12 days)", N.Integer, 30, minValue=1))
-        self.addParameter(N("N_TRIALS", "TPE trials per architecture", N.Integer, 20, minValue=1))
-        self.addParameter(N("TOP_K", "Ensemble size (best models kept)", N.Integer, 10, minValue=1))
-        self.addParameter(N("MAX_EPOCHS", "Maximum epochs per trial", N.Integer, 20, minValue=1))
-        self.addParameter(N("WINDOW", "Input window (epochs; 0 = tuned)", N.Integer, 0, optional=True, minValue=0))
-        self.add_enum("ENCODING", "Spatiotemporal coding (empty: trajectory + regime where the series allows it)",
-                      ENCODINGS, [], multiple=True, optional=True)
-        self.add_enum("ANCHOR", "Classical forecast the networks correct", ANCHORS, "adaptive")
-        self.addParameter(QgsProcessingParameterString(
-            "STEPS", "Known step dates (comma list or a CSV/TXT file of YYYY-MM-DD; added to the classical fits)",
-            optional=True))
-        self.add_enum("VALIDATION", "Validation (early stopping, TPE objective) windows", VALIDATIONS, "space")
-        self.addParameter(QgsProcessingParameterString(
-            "SEARCH_SPACE", "Search space overrides (JSON; empty = compact demo space, {} = full space)", "",
-            optional=True))
-        self.addParameter(QgsProcessingParameterString("THRESHOLDS", "Exceedance thresholds (mm over the horizon)",
-                                                       "10,20"))
-        self.addParameter(N("N_CLASSES", "Susceptibility classes", N.Integer, 5, minValue=2, maxValue=7))
-        self.addParameter(N("MIN_AREA", "Smallest zone polygon (m²)", N.Double, 0.0, minValue=0.0))
-        self.add_common_params(dates=True, seed=True, device=True)
-        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"))
-        self.addOutput(QgsProcessingOutputFile("OUTPUT_REPORT", "Report (HTML)"))
+        self._enum_options = {}
+        for p in chain.PARAMETERS:
+            d = parameter_definition(p)
+            if p.kind == "enum":
+                self._enum_options[p.name] = list(p.choices)
+            self.addParameter(d)
+        self.addOutput(QgsProcessingOutputHtml("OUTPUT_REPORT", "Report (HTML)"))
         self.addOutput(QgsProcessingOutputFile("OUTPUT_PROJECT", "QGIS project"))
         self.addOutput(QgsProcessingOutputRasterLayer("OUTPUT_MEDIAN", "Forecast (ensemble median)"))
         self.addOutput(QgsProcessingOutputRasterLayer("OUTPUT_TIERS", "Control tiers"))
         self.addOutput(QgsProcessingOutputVectorLayer("OUTPUT_ZONES", "Control zones"))
 
+    def chain_values(self, parameters, context) -> dict:
+        """The parameters as plain values in Processing's form, keyed by the chain's names."""
+        values = {}
+        for p in chain.PARAMETERS:
+            n = p.name
+            if p.kind == "raster":
+                values[n] = raster_source(self, parameters, n, context) if parameters.get(n) else None
+            elif p.kind == "rasters":
+                values[n] = layer_sources(self, parameters, n, context)
+            elif p.kind == "enum":
+                values[n] = self.enum_values(parameters, n, context) if p.multiple else self.enum_value(
+                    parameters, n, context)
+            elif p.kind == "int":
+                values[n] = self.parameterAsInt(parameters, n, context)
+            elif p.kind == "float":
+                values[n] = self.parameterAsDouble(parameters, n, context)
+            elif p.kind == "string":
+                values[n] = self.parameterAsString(parameters, n, context)
+            elif p.kind == "folder":
+                values[n] = self.parameterAsFileOutput(parameters, n, context)
+        return values
+
     def execute(self, parameters, context, feedback, progress):
-        from ..algorithms.errors import DeformCastError
-        from ..algorithms.uncertainty import parse_number_list
+        from ..algorithms.raster import open_stack
         from ..algorithms.workflow import run_workflow
 
-        folder = self.parameterAsFileOutput(parameters, "OUTPUT_FOLDER", context)
-        stack = raster_source(self, parameters, "INPUT", context) if parameters.get("INPUT") else None
-        observed = raster_source(self, parameters, "OBSERVED", context) if parameters.get("OBSERVED") else None
-        thresholds = parse_number_list(self.parameterAsString(parameters, "THRESHOLDS", context), "THRESHOLDS")
-        if not thresholds:
-            raise DeformCastError("THRESHOLDS: give at least one threshold in mm, e.g. 10,20.")
-        s = run_workflow(
-            folder, stack_path=stack, covariates=layer_sources(self, parameters, "COVARIATES", context),
-            observed_path=observed, dates=self.parameterAsString(parameters, "DATES", context) or None,
-            seed=self.parameterAsInt(parameters, "SEED", context),
-            architectures=self.enum_values(parameters, "ARCHITECTURES", context) or ["resnet_transformer"],
-            horizon=self.parameterAsInt(parameters, "HORIZON", context),
-            n_trials=self.parameterAsInt(parameters, "N_TRIALS", context),
-            top_k=self.parameterAsInt(parameters, "TOP_K", context),
-            max_epochs=self.parameterAsInt(parameters, "MAX_EPOCHS", context),
-            window=self.parameterAsInt(parameters, "WINDOW", context) or None,
-            encodings=self.enum_values(parameters, "ENCODING", context) or None,
-            validation=self.enum_value(parameters, "VALIDATION", context) or "space",
-            baseline=self.enum_value(parameters, "ANCHOR", context) or "adaptive",
-            steps=self.parameterAsString(parameters, "STEPS", context) or None,
-            search_space=self.parameterAsString(parameters, "SEARCH_SPACE", context).strip() or "compact",
-            thresholds=thresholds, n_classes=self.parameterAsInt(parameters, "N_CLASSES", context),
-            min_area=self.parameterAsDouble(parameters, "MIN_AREA", context),
-            device=self.enum_value(parameters, "DEVICE", context) or "auto", progress=progress)
+        self._load = None
+        values = self.chain_values(parameters, context)
+        kw = chain.workflow_kwargs(values)
+        folder = kw.pop("output_folder")
+        s = run_workflow(folder, progress=progress, **kw)
         p = s["paths"]
-        from ..algorithms.raster import open_stack
-
-        crs = open_stack(p["stack"], parameters.get("DATES") or None).grid.crs_wkt
-        groups = [
-            ("Decision", [(p.get("zones_polygons"), "Control zones"), (p.get("tiers"), "Control tiers")]),
-            ("Uncertainty", [(p.get("OUTPUT_EXCEEDANCE"), "Exceedance probability"),
-                             (p.get("OUTPUT_CONFIDENCE"), "Classification confidence"),
-                             (p.get("OUTPUT_AMBIGUITY"), "Class ambiguity"), (p.get("OUTPUT_SPREAD"), "Ensemble spread"),
-                             (p.get("OUTPUT_SUSCEPTIBILITY"), "Susceptibility")]),
-            ("Forecast", [(p.get("OUTPUT_DEFORMATION"), "Median deformation over the horizon"),
-                          (p.get("forecast_median"), "Forecast (ensemble median)"),
-                          (p.get("forecast_quantiles"), "Forecast quantiles"),
-                          (p.get("forecast_members"), "Ensemble members")]),
-            ("Residuals", [(p.get("OUTPUT_HOTSPOT_CLASSES"), "Residual hot spot classes"),
-                           (p.get("OUTPUT_HOTSPOTS"), "Residual hot spots (Gi* z)"),
-                           (p.get("OUTPUT_RESIDUALS"), "Residuals")]),
-            ("Data", [(p.get("stack"), "Displacement stack"), (p.get("zones"), "Scene zones (truth)"),
-                      (p.get("truth"), "Noise-free truth"), (p.get("future_observed"), "Later observations")]),
-        ]
-        project = build_project(os.path.join(s["output_folder"], "deformcast.qgz"), groups, crs)
+        crs = open_stack(p["stack"], kw.get("dates")).grid.crs_wkt
+        tree = chain.resolve_tree(p, observed=kw.get("observed_path"), covariates=kw.get("covariates"))
+        name = chain.run_name(s["output_folder"])
+        project = build_project(os.path.join(s["output_folder"], "deformcast.qgz"), name, tree, crs)
         feedback.pushInfo(f"Report: {s['report']}")
         feedback.pushInfo(f"QGIS project: {project}")
-        return {"OUTPUT_FOLDER": s["output_folder"], "OUTPUT_REPORT": s["report"], "OUTPUT_PROJECT": project,
-                "OUTPUT_MEDIAN": p.get("forecast_median"), "OUTPUT_TIERS": p.get("tiers"),
-                "OUTPUT_ZONES": p.get("zones_polygons")}
+        self._load = (name, tree)
+        self._results = {"OUTPUT_FOLDER": s["output_folder"], "OUTPUT_REPORT": s["report"],
+                         "OUTPUT_PROJECT": project, "OUTPUT_MEDIAN": p.get("forecast_median"),
+                         "OUTPUT_TIERS": p.get("tiers"), "OUTPUT_ZONES": p.get("zones_polygons")}
+        return dict(self._results)
+
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802
+        """In the main thread after a run: from the desktop (a context with a project), the run's
+        group goes into the open project, the same tree as deformcast.qgz, and the canvas zooms to it."""
+        from qgis.PyQt.QtCore import QCoreApplication, QThread
+
+        load = getattr(self, "_load", None)
+        project = context.project() if context is not None else None
+        app = QCoreApplication.instance()
+        main_thread = app is not None and QThread.currentThread() == app.thread()
+        # a child of a model runs (and post-processes) in the model's worker thread: no layer tree there
+        if load and project is not None and main_thread:
+            name, tree = load
+            try:
+                load_run(project, name, tree, desktop_canvas())
+                if feedback is not None:
+                    feedback.pushInfo(f"Layers added to the project in the group '{name}'.")
+            except Exception as e:  # noqa: BLE001 - the outputs exist; loading them is a convenience
+                if feedback is not None:
+                    feedback.reportError(f"The results are written but could not be added to the project: {e}")
+        return dict(getattr(self, "_results", {}) or {})

@@ -5,10 +5,12 @@
 
 Runs under a virtual X server: when DISPLAY is not set it starts ``Xvfb`` itself (install it
 with ``apt-get install -y xvfb``) and uses Qt's xcb platform, so the widgets are drawn as on a
-desktop. Steps: the demo scene (``deformcast:synthetic_scenario``), the workflow dialog filled
-in and run (tune -> predict -> uncertainty -> zoning, a small TPE budget) as the background
-task, then screenshots of the dialog, the result maps in their layer group, the time-series
-inspector on a pixel of a subsidence bowl, a report, the help and the dependency dialog.
+desktop. Steps: the workflow dialog with its defaults and its Advanced section, a validation
+message (a stack too short for the default horizon), then a run of ``deformcast:workflow`` from the
+dialog on the built-in demo scene (every default but a small TPE budget) as the background task;
+screenshots of the result maps in the run's layer group, the time-series inspector on a pixel of a
+subsidence bowl, the report, the help and the dependency dialog, and last the main job's project
+(deformcast.qgz) opened as QGIS opens it, on the control tiers.
 """
 from __future__ import annotations
 
@@ -80,12 +82,11 @@ def _shoot(args):
     QgsApplication.processingRegistry().addProvider(provider)
 
     import numpy as np
-    import processing
-    from qgis.core import QgsCoordinateReferenceSystem, QgsLayerTreeModel, QgsPointXY, QgsProject
+    from qgis.core import QgsCoordinateReferenceSystem, QgsLayerTreeModel, QgsPointXY, QgsProject, QgsRectangle
     from qgis.gui import QgsLayerTreeMapCanvasBridge, QgsLayerTreeView, QgsMapCanvas, QgsVertexMarker
     from qgis.PyQt.QtCore import Qt
     from qgis.PyQt.QtGui import QColor
-    from qgis.PyQt.QtWidgets import QMainWindow, QSplitter
+    from qgis.PyQt.QtWidgets import QMainWindow, QScrollArea, QSplitter
 
     from deformcast.ui.deps_dialog import DependencyDialog
     from deformcast.ui.inspector import InspectorDock
@@ -95,7 +96,7 @@ def _shoot(args):
 
     os.makedirs(args.out, exist_ok=True)
     out = os.path.join(args.work, "run")
-    reuse = args.reuse and os.path.exists(os.path.join(out, "zoning_report.html"))
+    reuse = args.reuse and os.path.exists(os.path.join(out, "workflow.json"))
     if not reuse:
         shutil.rmtree(args.work, ignore_errors=True)
     shots = []
@@ -109,14 +110,10 @@ def _shoot(args):
         shots.append(p)
         print("wrote", p)
 
-    # --- the demo scene -------------------------------------------------------------------
-    t0 = time.time()
-    scene_folder = os.path.join(args.work, "scene")
-    scene = {"OUTPUT_STACK": os.path.join(scene_folder, "stack.tif")} if reuse else processing.run(
-        "deformcast:synthetic_scenario", {
-        "SEED": 7, "OUTPUT_FOLDER": os.path.join(args.work, "scene"), "WIDTH": 64, "HEIGHT": 48,
-        "N_EPOCHS": 60, "N_FUTURE": 4, "CELL_SIZE": 50.0})
-    print(f"scene in {time.time() - t0:.0f} s")
+    # --- a short stack for the validation picture ------------------------------------------
+    from deformcast.algorithms.synthetic import write_scene
+
+    short = write_scene(os.path.join(args.work, "short"), seed=7, width=32, height=24, n_epochs=60, n_future=4)
 
     # --- a QGIS-like main window: layer tree + canvas --------------------------------------
     win = QMainWindow()
@@ -128,6 +125,8 @@ def _shoot(args):
     bridge = QgsLayerTreeMapCanvasBridge(root, canvas)  # noqa: F841 - keeps canvas = tree
     view = QgsLayerTreeView()
     model = QgsLayerTreeModel(root, view)  # parented: Python must not delete it under the view
+    model.setFlag(QgsLayerTreeModel.AllowNodeChangeVisibility)  # the check boxes, as in QGIS
+    model.setFlag(QgsLayerTreeModel.ShowLegendAsTree)
     view.setModel(model)
     split = QSplitter()
     split.addWidget(view)
@@ -154,49 +153,65 @@ def _shoot(args):
     iface = Iface()
     win.show()
 
-    # --- workflow dialog: validation message, then a run -----------------------------------
-    dlg = WorkflowDialog(iface, show_reports=False)
-    dlg.resize(780, 980)
+    # --- workflow dialog: its defaults, the Advanced section, a validation message, a run ----
+    dlg = WorkflowDialog(iface, show_reports=False, restore=False)
+    dlg.resize(780, 1000)
     dlg.show()
-    choices = {"stack": scene["OUTPUT_STACK"], "output_folder": out, "window": 8, "horizon": 3,
-               "n_trials": args.trials, "top_k": 3, "max_epochs": 4, "thresholds": "5,10,20",
-               "architectures": ["lstm"], "encodings": ["temporal", "spatial"],
-               "extra": {"tune": {"MAX_SAMPLES": 3000}}}
-    dlg.set_choices(dict(choices, window=60))
+    dlg.set_parameters({"OUTPUT_FOLDER": out})
+    save(dlg, "ui_workflow_dialog.png")
+    dlg.advanced.setCollapsed(False)
+    scroll = dlg.findChild(QScrollArea)
+    app.processEvents()
+    scroll.ensureWidgetVisible(dlg.advanced, 0, 0)
+    scroll.verticalScrollBar().setValue(scroll.verticalScrollBar().maximum())
+    scroll.horizontalScrollBar().setValue(0)
+    save(dlg, "ui_workflow_advanced.png")
+    dlg.advanced.setCollapsed(True)
+    scroll.verticalScrollBar().setValue(0)
+    dlg.set_parameters({"INPUT": short["stack"], "OUTPUT_FOLDER": out})
     save(dlg, "ui_workflow_validation.png")
-    dlg.set_choices(choices)
+    # the built-in demo scene (INPUT empty) with a small TPE budget, everything else the defaults
+    params = {"OUTPUT_FOLDER": out, "N_TRIALS": args.trials, "MAX_EPOCHS": 5, "MAX_SAMPLES": 2000}
+    dlg.set_parameters(params)
     if reuse:
-        result = runner.ChainResult([(st, {k: v for k, v in st.params.items()
-                                           if k.startswith("OUTPUT") and os.path.exists(str(v))})
-                                     for st in runner.build_steps(choices)])
-        group = runner.load_results(result, "DeformCast run", stack_path=scene["OUTPUT_STACK"])
+        import json
+
+        from deformcast.algorithms import chain
+        from deformcast.processing_provider.project import load_run, zoom_canvas
+
+        with open(os.path.join(out, "workflow.json"), encoding="utf-8") as fh:
+            summary = json.load(fh)
+        group = load_run(QgsProject.instance(), chain.run_name(out), chain.resolve_tree(summary["paths"]))
+        zoom_canvas(canvas, group)
     else:
         t0 = time.time()
-        task = dlg.start()
-        if task is None:
+        job = dlg.start()
+        if job is None:
             print("workflow could not start:", dlg.validation.errors)
             return 1
         midway = False
-        while dlg.task is not None:
+        while dlg.runner is not None:
             app.processEvents()
             time.sleep(0.05)
             if not midway and dlg.progress.value() >= 20:
                 save(dlg, "ui_workflow_running.png")
                 midway = True
         print(f"workflow in {time.time() - t0:.0f} s; error: {dlg.last_error}")
-        save(dlg, "ui_workflow_dialog.png")
         if dlg.last_error:
             return 1
-        result, group = dlg.last_result, dlg.last_group
+        group = dlg.last_group
     dlg.hide()
 
     layers = {n.name(): n for n in group.findLayers()}
-    canvas.setExtent(layers["Displacement stack"].layer().extent())
-    canvas.refresh()
 
     def only(name):
         for n, node in layers.items():
             node.setItemVisibilityChecked(n == name)
+            node.setExpanded(n == name)
+        node = layers[name]
+        for sub in group.children():
+            sub.setExpanded(sub is node.parent())
+        node.parent().setItemVisibilityChecked(True)
         canvas.refreshAllLayers()
         t = time.time()
         while canvas.isDrawing() or time.time() - t < 0.8:
@@ -205,7 +220,7 @@ def _shoot(args):
 
     for name, fname in (("Control tiers", "ui_map_tiers.png"), ("Susceptibility", "ui_map_susceptibility.png"),
                         ("Exceedance probability", "ui_map_exceedance.png"),
-                        ("Forecast median", "ui_map_forecast_median.png")):
+                        ("Forecast (ensemble median)", "ui_map_forecast_median.png")):
         if name in layers:
             view.setCurrentLayer(layers[name].layer())
             only(name)
@@ -245,11 +260,11 @@ def _shoot(args):
     # --- report, help, dependencies --------------------------------------------------------
     from deformcast.ui.workflow_dialog import ReportViewer
 
-    rv = ReportViewer(result.reports())
+    rv = ReportViewer(runner.reports(out))
     rv.resize(1000, 760)
     rv.show()
     save(rv, "ui_report_viewer.png")
-    hd = HelpDialog(select="deformcast:tune")
+    hd = HelpDialog(select="deformcast:workflow")
     hd.resize(1000, 640)
     hd.show()
     save(hd, "ui_help.png")
@@ -259,6 +274,23 @@ def _shoot(args):
     if not dd.selected():
         dd.set_selected(["torch"])  # show the command that would reinstall torch
     save(dd, "ui_dependencies.png")
+    # --- the main job's project, opened as QGIS opens it: the canvas takes its saved view --------
+    for w in (rv, hd, dd):
+        w.close()
+    if dock is not None:
+        win.removeDockWidget(dock)
+    marker.hide()
+    QgsProject.instance().clear()
+    canvas.setExtent(QgsRectangle(0, 0, 1, 1))
+    win.resize(1400, 820)
+    if not QgsProject.instance().read(os.path.join(out, "deformcast.qgz")):
+        print("cannot read the project")
+        return 1
+    t = time.time()
+    while canvas.isDrawing() or time.time() - t < 1.0:
+        app.processEvents()
+        time.sleep(0.05)
+    save(win, "ui_project_tiers.png")
     print("\n".join(["screenshots:"] + shots))
     for w in (rv, hd, dd, dlg, win):
         w.close()

@@ -1,17 +1,18 @@
-"""The workflow dialog and its runner: validation while typing, the chain of Processing steps,
-the background task with progress and Cancel, styled result layers in one group, reports, help.
+"""The workflow dialog, a front end to ``deformcast:workflow``: parameters generated from the chain
+(defaults identical to the algorithm's, expert ones under Advanced), validation while typing,
+choices kept between sessions, the run as a background task with progress and Cancel that writes
+the main job's report.html and deformcast.qgz and loads the same layer tree, reports, help.
 """
 from __future__ import annotations
 
 import os
-import re
 import time
 
 import numpy as np
 import pytest
-from qgis.core import QgsApplication, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.core import QgsApplication, QgsLayerTreeGroup, QgsProject, QgsRasterLayer
 
-from deformcast.algorithms import styles
+from deformcast.algorithms import chain
 from deformcast.algorithms.raster import make_grid, write_raster, write_stack
 
 
@@ -37,92 +38,128 @@ def _texts(v, level):
     return " | ".join(m.text for m in v.messages if m.level == level)
 
 
+@pytest.fixture()
+def fresh_settings():
+    from deformcast.ui import runner
+
+    runner.clear_settings()
+    yield
+    runner.clear_settings()
+
+
 def test_validation_messages(qgis_app, tmp_path):
     from deformcast.ui.runner import validate
 
     stack, dates = _stack(tmp_path / "s.tif")
     out = str(tmp_path / "out")
-    ok = validate({"stack": stack, "output_folder": out}, check_algorithms=False)
+    base = {"INPUT": stack, "OUTPUT_FOLDER": out, "HORIZON": 3}
+    ok = validate(base, check_algorithms=False)
     assert ok.ok, ok.messages
     assert ok.n_epochs == 40 and "40 epochs, 2020-01-01" in _texts(ok, "info")
+    assert "Coding strategy (automatic): regime" in _texts(ok, "info")  # too short for 'trajectory'
 
-    short = validate({"stack": stack, "output_folder": out, "window": 35, "horizon": 3}, check_algorithms=False)
+    short = validate(dict(base, WINDOW=35), check_algorithms=False)
     assert not short.ok and "Too few epochs" in _texts(short, "error") and "WINDOW 35" in _texts(short, "error")
+    # the default horizon (a year) does not fit 40 epochs: said before the run, not after
+    assert "Too few epochs" in _texts(validate({"INPUT": stack, "OUTPUT_FOLDER": out}, check_algorithms=False),
+                                      "error")
 
     nod, _ = _stack(tmp_path / "nodates.tif", dates=False)
-    v = validate({"stack": nod, "output_folder": out}, check_algorithms=False)
+    v = validate(dict(base, INPUT=nod), check_algorithms=False)
     assert "Cannot find the acquisition date of band 1" in _texts(v, "error")
-    listed = ",".join(str(d) for d in dates)
-    v = validate({"stack": nod, "dates": listed, "output_folder": out}, check_algorithms=False)
+    v = validate(dict(base, INPUT=nod, DATES=",".join(str(d) for d in dates)), check_algorithms=False)
     assert v.ok and v.n_epochs == 40
 
     same, _ = _stack(tmp_path / "cov_same.tif", n=1)
     other, _ = _stack(tmp_path / "cov_other.tif", n=1, w=9, x0=320050.0)
     far, _ = _stack(tmp_path / "cov_far.tif", n=1, x0=900000.0)
-    v = validate({"stack": stack, "output_folder": out, "covariates": [same, other]}, check_algorithms=False)
+    v = validate(dict(base, COVARIATES=[same, other]), check_algorithms=False)
     assert v.ok and "cov_other.tif' is on another grid" in _texts(v, "warning") and "cov_same" not in _texts(v, "warning")
-    v = validate({"stack": stack, "output_folder": out, "covariates": [far]}, check_algorithms=False)
+    v = validate(dict(base, COVARIATES=[far]), check_algorithms=False)
     assert "cov_far.tif' does not overlap the stack" in _texts(v, "error")
 
-    bad = validate({"stack": stack, "output_folder": "", "thresholds": "10,abc", "top_k": 5, "n_trials": 2,
-                    "architectures": [], "encodings": ["covariates"]}, check_algorithms=False)
+    bad = validate(dict(base, OUTPUT_FOLDER="", THRESHOLDS="10,abc", TOP_K=5, N_TRIALS=2,
+                        ENCODING=["covariates"], SEARCH_SPACE="{layers"), check_algorithms=False)
     errs = _texts(bad, "error")
-    for frag in ("output folder", "are not numbers", "Top-K (5) cannot exceed", "at least one architecture",
-                 "needs covariate rasters"):
+    for frag in ("output folder", "are not numbers", "needs covariate rasters", "JSON object"):
         assert frag in errs
-    missing = validate({"stack": str(tmp_path / "nope.tif"), "output_folder": out}, check_algorithms=False)
+    assert "at most the 2 trial(s)" in _texts(bad, "warning")
+    demo = validate({"OUTPUT_FOLDER": out}, check_algorithms=False)
+    assert demo.ok and "built-in synthetic demo scene" in _texts(demo, "info")
+    missing = validate(dict(base, INPUT=str(tmp_path / "nope.tif")), check_algorithms=False)
     assert "does not exist" in _texts(missing, "error")
-    imp = validate({"source": "import", "import_input": str(tmp_path / "s.tif"), "output_folder": out,
-                    "cell_size": 0}, check_algorithms=False)
+    imp = validate({"OUTPUT_FOLDER": out}, {"source": "import", "import_input": str(tmp_path / "s.tif"),
+                                            "cell_size": 0}, check_algorithms=False)
     assert "give a cell size" in _texts(imp, "error")
 
 
-def test_build_steps_chain(qgis_app, tmp_path):
-    from deformcast.ui.runner import build_steps
+def test_build_jobs(qgis_app, tmp_path):
+    from deformcast.ui.runner import WORKFLOW_ID, build_jobs
 
     out = str(tmp_path / "out")
-    steps = build_steps({"stack": "/d/s.tif", "output_folder": out, "architectures": ["gru"], "horizon": 4,
-                         "encodings": ["temporal", "spatial"], "covariates": ["/d/c.tif"], "thresholds": "5,15"})
-    assert [s.alg_id for s in steps] == ["tune", "predict", "uncertainty", "zoning"]
-    tune, pred, unc, zon = steps
-    assert tune.params["ARCHITECTURE"] == "gru" and tune.params["ENCODING"] == ["temporal", "spatial"]
-    assert tune.params["COVARIATES"] == ["/d/c.tif"] and pred.params["COVARIATES"] == ["/d/c.tif"]
-    assert pred.params["MODEL_FOLDER"] == tune.params["OUTPUT_FOLDER"]
-    assert unc.params["MEMBERS"] == pred.params["OUTPUT_MEMBERS"] and unc.params["INPUT"] == "/d/s.tif"
-    assert unc.params["THRESHOLDS"] == "5,15"
-    assert zon.params["SUSCEPTIBILITY"] == unc.params["OUTPUT_SUSCEPTIBILITY"]
-    assert zon.params["EXCEEDANCE"] == unc.params["OUTPUT_EXCEEDANCE"]
-    assert all(os.path.dirname(v).startswith(out) for s in steps for k, v in s.params.items() if k.startswith("OUTPUT"))
-
-    two = build_steps({"source": "import", "import_input": "/d/egms.csv", "cell_size": 50, "output_folder": out,
-                       "architectures": ["lstm", "tcn"], "compare": True, "extra": {"tune": {"MAX_SAMPLES": 99}}})
-    assert [s.alg_id for s in two] == ["import_timeseries"] + ["tune", "predict", "uncertainty", "zoning"] * 2 + ["compare"]
+    jobs = build_jobs({"INPUT": "/d/s.tif", "OUTPUT_FOLDER": out, "HORIZON": 4, "COVARIATES": ["/d/c.tif"],
+                       "DATES": None, "STEPS": ""})
+    assert [j.alg_id for j in jobs] == [WORKFLOW_ID]
+    p = jobs[0].params
+    assert p["INPUT"] == "/d/s.tif" and p["COVARIATES"] == ["/d/c.tif"] and p["OUTPUT_FOLDER"] == out
+    assert "DATES" not in p and "STEPS" not in p  # unset optional parameters are left out
+    two = build_jobs({"OUTPUT_FOLDER": out, "DATES": "x.txt"},
+                     {"source": "import", "import_input": "/d/egms.csv", "cell_size": 50})
+    assert [j.alg_id for j in two] == ["deformcast:import_timeseries", WORKFLOW_ID]
     assert two[0].params["OUTPUT"] == two[1].params["INPUT"] == os.path.join(out, "stack.tif")
-    assert two[1].folder == os.path.join(out, "lstm") and two[5].folder == os.path.join(out, "tcn")
-    assert two[1].params["MAX_SAMPLES"] == 99 and two[-1].params["ARCHITECTURES"] == ["lstm", "tcn"]
+    assert two[0].params["CELL_SIZE"] == 50 and "DATES" not in two[1].params
 
 
-def test_load_results_styled_group(qgis_new_project, tmp_path):
-    from deformcast.ui.runner import ChainResult, Step, load_results
+def test_dialog_defaults_are_the_workflow_algorithms(qgis_new_project, qgis_iface, deformcast_provider,
+                                                      fresh_settings):
+    """Untouched, the dialog hands deformcast:workflow exactly its own defaults; the same
+    parameters are advanced in both."""
+    from qgis.core import QgsProcessingDestinationParameter, QgsProcessingParameterDefinition
 
-    g = make_grid(320000.0, 5650000.0, 100.0, 4, 3)
-    susc = write_raster(str(tmp_path / "susceptibility.tif"), np.ones((3, 4)), g, dtype="uint8", nodata=0,
-                        qml=styles.class_style(styles.class_labels(5)))
-    exc = write_raster(str(tmp_path / "exceedance.tif"), np.full((3, 4), 0.3), g, qml=styles.probability_style())
-    res = ChainResult([(Step("uncertainty", {}, "u", str(tmp_path), "lstm"),
-                        {"OUTPUT_SUSCEPTIBILITY": susc, "OUTPUT_EXCEEDANCE": exc, "OUTPUT_REPORT": None})])
-    group = load_results(res, "My run")
-    assert QgsProject.instance().layerTreeRoot().findGroup("My run") is group
-    names = [n.name() for n in group.findLayers()]
-    assert names == ["Exceedance probability", "Susceptibility"]
-    s = QgsProject.instance().mapLayersByName("Susceptibility")[0]
-    assert isinstance(s.renderer(), QgsPalettedRasterRenderer)
-    assert [c.label for c in s.renderer().classes()] == styles.class_labels(5)
-    e = QgsProject.instance().mapLayersByName("Exceedance probability")[0]
-    assert e.renderer().type() == "singlebandpseudocolor"
+    from deformcast.ui.workflow_dialog import WorkflowDialog
+
+    alg = QgsApplication.processingRegistry().algorithmById("deformcast:workflow")
+    defs = [d for d in alg.parameterDefinitions() if not isinstance(d, QgsProcessingDestinationParameter)]
+    assert {d.name() for d in alg.parameterDefinitions()} == {p.name for p in chain.PARAMETERS}
+    expected = {d.name(): d.defaultValue() for d in defs if d.defaultValue() is not None}
+    dlg = WorkflowDialog(qgis_iface, show_reports=False)
+    got = dlg.parameters()
+    assert got == expected
+    # and the measured-best configuration it stands for
+    assert got["ARCHITECTURES"] == ["resnet_transformer"] and got["HORIZON"] == 30 and got["N_TRIALS"] == 20
+    assert got["TOP_K"] == 10 and got["MAX_EPOCHS"] == 20 and got["ENCODING"] == []
+    assert got["VALIDATION"] == "space" and got["TARGET"] == "residual" and got["ANCHOR"] == "adaptive"
+    adv = {d.name() for d in alg.parameterDefinitions() if d.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
+    assert adv == {p.name for p in chain.advanced()} and "ENCODING" in adv and "HORIZON" not in adv
+    in_box = {n for n, f in dlg.fields.items() if dlg.advanced.isAncestorOf(f.widget)}
+    assert in_box == adv and dlg.advanced.isCollapsed()
+    # every choice list is the core's
+    for d in defs:
+        if hasattr(d, "options"):
+            assert list(d.options()) == list(chain.BY_NAME[d.name()].choices)
+    dlg.close()
 
 
-def test_dialog_validates_while_typing(qgis_new_project, qgis_iface, tmp_path):
+def test_dialog_choices_persist_and_reset(qgis_new_project, qgis_iface, deformcast_provider, fresh_settings,
+                                          tmp_path):
+    from deformcast.ui.workflow_dialog import WorkflowDialog
+
+    dlg = WorkflowDialog(qgis_iface, show_reports=False)
+    dlg.fields["HORIZON"].widget.setValue(12)
+    dlg.fields["ENCODING"].boxes["trajectory"].setChecked(True)
+    dlg.fields["OUTPUT_FOLDER"].widget.setFilePath(str(tmp_path / "o"))
+    dlg.close()  # saved on close (and on Run)
+    again = WorkflowDialog(qgis_iface, show_reports=False)
+    p = again.parameters()
+    assert p["HORIZON"] == 12 and p["ENCODING"] == ["trajectory"] and p["OUTPUT_FOLDER"] == str(tmp_path / "o")
+    again.reset_btn.click()
+    assert again.parameters() == WorkflowDialog(qgis_iface, show_reports=False, restore=False).parameters()
+    assert again.parameters()["HORIZON"] == 30
+    again.close()  # closing saves the defaults now
+    assert WorkflowDialog(qgis_iface, show_reports=False).parameters()["HORIZON"] == 30
+
+
+def test_dialog_validates_while_typing(qgis_new_project, qgis_iface, fresh_settings, tmp_path):
     from qgis.PyQt.QtTest import QTest
 
     from deformcast.ui.workflow_dialog import WorkflowDialog
@@ -131,32 +168,35 @@ def test_dialog_validates_while_typing(qgis_new_project, qgis_iface, tmp_path):
     lyr = QgsRasterLayer(stack, "my stack", "gdal")
     QgsProject.instance().addMapLayer(lyr)
     dlg = WorkflowDialog(qgis_iface, show_reports=False)
-    assert not dlg.run_btn.isEnabled() and "Choose a displacement stack" in dlg.message.text()
-    dlg.stack_layer.setLayer(lyr)  # picking the layer fills the file
-    assert dlg.choices()["stack"] == stack
+    f = dlg.fields
+    assert f["INPUT"].layer.currentLayer() is None  # nothing preselected from the project
+    assert not dlg.run_btn.isEnabled() and "Choose an output folder" in dlg.message.text()
+    assert "built-in synthetic demo scene" in dlg.message.text()
+    f["INPUT"].layer.setLayer(lyr)  # picking the layer fills the file
+    assert dlg.parameters()["INPUT"] == stack
     other, _ = _stack(tmp_path / "other.tif")
-    dlg.stack_file.setFilePath(other)  # a file chosen by hand clears the layer choice
-    assert dlg.stack_layer.currentLayer() is None and dlg.choices()["stack"] == other
-    dlg.stack_layer.setLayer(lyr)
-    assert dlg.choices()["stack"] == stack
-    dlg.output.setFilePath(str(tmp_path / "out"))
-    dlg.window.setValue(6)
-    dlg.thresholds.clear()
-    QTest.keyClicks(dlg.thresholds, "5,x")
+    f["INPUT"].file.setFilePath(other)  # a file chosen by hand clears the layer choice
+    assert f["INPUT"].layer.currentLayer() is None and dlg.parameters()["INPUT"] == other
+    f["INPUT"].layer.setLayer(lyr)
+    f["OUTPUT_FOLDER"].widget.setFilePath(str(tmp_path / "out"))
+    f["HORIZON"].widget.setValue(3)
+    f["THRESHOLDS"].widget.clear()
+    QTest.keyClicks(f["THRESHOLDS"].widget, "5,x")
     _wait(lambda: not dlg._timer.isActive(), 5)
     assert "are not numbers" in dlg.message.text() and not dlg.run_btn.isEnabled()
-    QTest.keyClick(dlg.thresholds, "\b")
-    QTest.keyClicks(dlg.thresholds, "20")
+    QTest.keyClick(f["THRESHOLDS"].widget, "\b")
+    QTest.keyClicks(f["THRESHOLDS"].widget, "20")
     _wait(lambda: not dlg._timer.isActive(), 5)
-    assert "are not numbers" not in dlg.message.text()
-    assert "40 epochs" in dlg.message.text()
-    dlg.window.setValue(35)
+    assert "are not numbers" not in dlg.message.text() and "40 epochs" in dlg.message.text()
+    assert dlg.run_btn.isEnabled()
+    f["WINDOW"].widget.setValue(35)
     _wait(lambda: not dlg._timer.isActive(), 5)
     assert "Too few epochs" in dlg.message.text() and not dlg.run_btn.isEnabled()
-    c = dlg.choices()
-    assert c["thresholds"] == "5,20" and c["window"] == 35 and c["architectures"] == ["lstm"]
-    dlg.set_choices(dict(c, architectures=["gru", "tcn"], encodings=["none"], covariates=[stack]))
-    assert dlg.choices()["architectures"] == ["gru", "tcn"] and dlg.covariates() == [stack]
+    p = dlg.parameters()
+    assert p["THRESHOLDS"] == "5,20" and p["WINDOW"] == 35 and p["INPUT"] == stack
+    dlg.set_parameters(dict(p, ARCHITECTURES=["gru", "tcn"], COVARIATES=[other]))
+    assert dlg.parameters()["ARCHITECTURES"] == ["gru", "tcn"] and dlg.parameters()["COVARIATES"] == [other]
+    assert dlg.parameters()["HORIZON"] == 3
     dlg.close()
 
 
@@ -169,8 +209,9 @@ def test_help_dialog_shows_algorithm_help(qgis_app, deformcast_provider, qgis_if
     model = QgsBrowserGuiModel()
     monkeypatch.setattr(qgis_iface, "browserModel", lambda: model, raising=False)
 
-    dlg = WorkflowDialog(None, show_reports=False)
+    dlg = WorkflowDialog(None, show_reports=False, restore=False)
     hd = dlg.show_help()
+    assert hd.current_id() == "deformcast:workflow"
     ids = [a.id() for a in hd.algs]
     assert "deformcast:synthetic_scenario" in ids
     for a in hd.algs:
@@ -187,8 +228,8 @@ def test_help_dialog_shows_algorithm_help(qgis_app, deformcast_provider, qgis_if
 
 
 def test_gui_entries(qgis_new_project, qgis_iface, tmp_path):
+    from deformcast.processing_provider.project import load_run
     from deformcast.ui import gui_entries
-    from deformcast.ui.runner import ChainResult, Step, load_results
 
     class Plugin:
         iface = qgis_iface
@@ -204,9 +245,9 @@ def test_gui_entries(qgis_new_project, qgis_iface, tmp_path):
     g = make_grid(320000.0, 5650000.0, 100.0, 4, 3)
     med = write_raster(str(tmp_path / "forecast_median.tif"), np.zeros((2, 3, 4)), g, ["2021-01-01", "2021-01-13"])
     user_stack, _ = _stack(tmp_path / "my_series.tif")
-    group = load_results(ChainResult([(Step("predict", {}, "p", str(tmp_path)), {"OUTPUT_MEDIAN": med})]),
-                         "run", stack_path=user_stack)
-    dlg.resultsLoaded.emit(group, {"dates": ""})
+    tree = chain.resolve_tree({"forecast_median": med, "stack": user_stack})
+    group = load_run(QgsProject.instance(), "DeformCast run", tree)
+    dlg.resultsLoaded.emit(group, {"DATES": ""})
     assert dock.layers()["median"].source() == med
     assert dock.layers()["stack"].source() == user_stack  # found by its layer name
     deps = entries["Install dependencies…"]()
@@ -216,114 +257,107 @@ def test_gui_entries(qgis_new_project, qgis_iface, tmp_path):
     dock.pick_btn.setChecked(False)
 
 
-REQUIRED_ALGS = ["synthetic_scenario", "tune", "predict", "uncertainty", "zoning"]
+@pytest.fixture(scope="module")
+def tiny_scene(tmp_path_factory):
+    from deformcast.algorithms.synthetic import write_scene
+
+    return write_scene(str(tmp_path_factory.mktemp("scene")), seed=5, width=24, height=20, n_epochs=60,
+                       n_future=4)
 
 
-@pytest.fixture()
-def tiny_scene(run_alg, tmp_path_factory):
-    from deformcast.ui.runner import registry_has
-
-    missing = [a for a in REQUIRED_ALGS if not registry_has(a)]
-    if missing:
-        pytest.fail("the workflow needs deformcast:" + ", ".join(missing))
-    out = tmp_path_factory.mktemp("scene")
-    r = run_alg("synthetic_scenario", {"SEED": 3, "OUTPUT_FOLDER": str(out), "WIDTH": 16, "HEIGHT": 16,
-                                       "N_EPOCHS": 36, "N_FUTURE": 2})
-    return r["OUTPUT_STACK"]
+def _tiny_parameters(scene, out):
+    return {"INPUT": scene["stack"], "OBSERVED": scene["future_observed"], "ARCHITECTURES": ["gru"],
+            "HORIZON": 3, "N_TRIALS": 2, "TOP_K": 2, "MAX_EPOCHS": 2, "MAX_SAMPLES": 500, "THRESHOLDS": "2,5",
+            "SEED": 1, "DEVICE": "cpu", "OUTPUT_FOLDER": str(out)}
 
 
-def _tiny_choices(stack, out):
-    return {"stack": stack, "output_folder": str(out), "window": 6, "horizon": 2, "n_trials": 2, "top_k": 2,
-            "max_epochs": 2, "thresholds": "2,5", "encodings": ["temporal"],
-            "extra": {"tune": {"MAX_SAMPLES": 300}}}
+def _tree(group):
+    return [(sub.name(), [n.name() for n in sub.findLayers()]) for sub in group.children()
+            if isinstance(sub, QgsLayerTreeGroup)]
 
 
-def test_workflow_dialog_runs_chain_and_loads_styled_group(qgis_new_project, qgis_iface, tiny_scene, tmp_path):
-    from osgeo import gdal
-    from qgis.core import QgsPointXY
-
+@pytest.mark.slow
+def test_dialog_job_writes_the_main_jobs_outputs_and_tree(qgis_new_project, qgis_iface, deformcast_provider,
+                                                           fresh_settings, tiny_scene, tmp_path):
     from deformcast.ui.inspector import InspectorDock
     from deformcast.ui.workflow_dialog import WorkflowDialog
 
     dlg = WorkflowDialog(qgis_iface)
     out = tmp_path / "run"
-    dlg.set_choices(_tiny_choices(tiny_scene, out))
+    dlg.set_parameters(_tiny_parameters(tiny_scene, out))
     assert dlg.validation.ok, dlg.validation.messages
     seen = []
-    task = dlg.start()
-    assert task is not None and dlg.cancel_btn.isEnabled() and not dlg.run_btn.isEnabled()
-    task.progressChanged.connect(seen.append)
-    _wait(lambda: dlg.task is None, 600)
+    r = dlg.start()
+    assert r is not None and dlg.cancel_btn.isEnabled() and not dlg.run_btn.isEnabled()
+    r.progressChanged.connect(seen.append)
+    _wait(lambda: dlg.runner is None, 600)
     assert dlg.last_error is None, dlg.log.toPlainText()
     assert dlg.progress.value() == 100 and seen and max(seen) == pytest.approx(100.0)
-    assert os.path.exists(out / "workflow.json")
-
-    group = QgsProject.instance().layerTreeRoot().findGroup("DeformCast run")
+    # the main job's outputs
+    for f in ("report.html", "deformcast.qgz", "workflow.json", "discontinuities.tif"):
+        assert (out / f).is_file(), f
+    assert dlg.last_results["OUTPUT_REPORT"] == str(out / "report.html")
+    # one group named after the run, the same tree as the main job's project
+    root = QgsProject.instance().layerTreeRoot()
+    group = root.findGroup("DeformCast run")
     assert group is not None and group is dlg.last_group
+    assert len([g for g in root.children() if g.name() == "DeformCast run"]) == 1
+    proj = QgsProject()
+    assert proj.read(str(out / "deformcast.qgz"))
+    qgz_group = proj.layerTreeRoot().findGroup("DeformCast run")
+    assert _tree(group) == _tree(qgz_group)
+    assert [name for name, _ in _tree(group)][:4] == ["Decision", "Uncertainty", "Forecast", "Residuals"]
+    assert [n.name() for n in group.findLayers() if n.isVisible()] == ["Control tiers"]
     layers = {n.name(): n.layer() for n in group.findLayers()}
-    for name in ("Control zones", "Control tiers", "Exceedance probability", "Susceptibility",
-                 "Forecast median", "Forecast members", "Forecast P10/P50/P90", "Displacement stack"):
-        assert name in layers, sorted(layers)
-        assert layers[name].isValid()
-    assert isinstance(layers["Control zones"], QgsVectorLayer)
-    susc = layers["Susceptibility"]
-    assert isinstance(susc.renderer(), QgsPalettedRasterRenderer)
-    assert [c.label.split(" (")[0] for c in susc.renderer().classes()] == styles.class_labels(5)
-    assert isinstance(layers["Control tiers"].renderer(), QgsPalettedRasterRenderer)
-    assert layers["Exceedance probability"].renderer().type() == "singlebandpseudocolor"
-    assert dlg.viewer is not None and dlg.viewer.combo.count() >= 3
-    assert dlg.viewer.current().endswith("zoning_report.html")
-    assert "tier" in dlg.viewer.browser.toPlainText().lower()
-    with open(dlg.viewer.current(), encoding="utf-8") as fh:
-        html = fh.read()
-    m = re.search(r"data:image/png;base64,[A-Za-z0-9+/=]+", html)
-    if m:  # embedded plots are decoded for the viewer
-        from qgis.PyQt.QtCore import QUrl
-        from qgis.PyQt.QtGui import QTextDocument
+    assert layers["Displacement stack"].renderer().type() == "singlebandpseudocolor"
+    assert layers["Control tiers"].renderer().type() == "paletted"
+    # the canvas shows the data
+    from qgis.core import QgsCoordinateTransform
 
-        uri = m.group(0)
-        img = dlg.viewer.browser.loadResource(QTextDocument.ImageResource, QUrl(uri))
-        assert not img.isNull() and img.width() > 10
+    canvas = qgis_iface.mapCanvas()
+    tiers = layers["Control tiers"]
+    to_canvas = QgsCoordinateTransform(tiers.crs(), canvas.mapSettings().destinationCrs(), QgsProject.instance())
+    assert canvas.extent().intersects(to_canvas.transformBoundingBox(tiers.extent()))
+    # the story opens first in the report viewer
+    assert dlg.viewer is not None and dlg.viewer.reports[0].endswith("report.html")
+    assert "rolling origins" in dlg.viewer.browser.toPlainText().lower()
     dlg.viewer.close()
-
-    # the inspector on the real outputs shows the rasters' values
+    # the inspector finds its layers in the run's group
     dock = InspectorDock(qgis_iface)
-    dock.auto_assign([n.layer() for n in group.findLayers()])
-    stack_lyr = dock.layers()["stack"]
-    ext = stack_lyr.extent()
-    pt = QgsPointXY(ext.xMinimum() + 7.5 * stack_lyr.rasterUnitsPerPixelX(),
-                    ext.yMaximum() - 9.5 * stack_lyr.rasterUnitsPerPixelY())
-    ps = dock.inspect(pt, stack_lyr.crs())
-    assert ps.pixel == (9, 7)
-    ds = gdal.Open(dock.layers()["median"].source())
-    med = [ds.GetRasterBand(b + 1).ReadAsArray()[9, 7] for b in range(ds.RasterCount)]
-    np.testing.assert_allclose(ps.median[1], med, atol=1e-5)
-    assert len(ps.members) == 2 and len(ps.exceedance) == 2 and ps.susceptibility_class is not None
+    found = dock.auto_assign([n.layer() for n in group.findLayers()])
+    assert found["median"].name() == "Forecast (ensemble median)" and found["stack"].name() == "Displacement stack"
+    assert found["members"].name() == "Ensemble members"
+    # running again into the same folder replaces the group instead of adding a second one
+    r = dlg.start()
+    _wait(lambda: dlg.runner is None, 600)
+    assert dlg.last_error is None
+    assert len([g for g in root.children() if g.name() == "DeformCast run"]) == 1
     dlg.close()
 
 
-def test_workflow_cancel(qgis_new_project, qgis_iface, tiny_scene, tmp_path):
+@pytest.mark.slow
+def test_dialog_job_cancel(qgis_new_project, qgis_iface, deformcast_provider, fresh_settings, tiny_scene,
+                           tmp_path):
     from deformcast.ui.workflow_dialog import WorkflowDialog
 
     dlg = WorkflowDialog(qgis_iface, show_reports=False)
-    c = _tiny_choices(tiny_scene, tmp_path / "cancelled")
-    c["max_epochs"] = 200
-    c["n_trials"] = 50
-    dlg.set_choices(c)
-    task = dlg.start()
-    _wait(lambda: any("TPE tuning" in s for s in task.log), 60)
+    dlg.set_parameters(dict(_tiny_parameters(tiny_scene, tmp_path / "cancelled"), N_TRIALS=50, MAX_EPOCHS=200))
+    r = dlg.start()
+    _wait(lambda: any("TPE tuning" in s for s in r.log), 120)
     dlg.cancel()
-    _wait(lambda: dlg.task is None, 120)
+    _wait(lambda: dlg.runner is None, 120)
     assert dlg.last_error and "Cancel" in dlg.last_error
     assert QgsProject.instance().layerTreeRoot().findGroup("DeformCast cancelled") is None
     assert not os.path.exists(tmp_path / "cancelled" / "forecast_median.tif")
+    assert not os.path.exists(tmp_path / "cancelled" / "workflow.json")
     assert dlg.run_btn.isEnabled()
+    dlg.close()
 
 
 def test_import_step_runs_as_background_task(qgis_new_project, deformcast_provider, tmp_path):
-    """The 'import one first' branch: an EGMS L3 CSV becomes the stack the chain continues."""
+    """The 'import one first' branch: an EGMS L3 CSV becomes the stack the workflow continues."""
     from deformcast.algorithms.raster import open_stack
-    from deformcast.ui.runner import WorkflowTask, build_steps, validate
+    from deformcast.ui.runner import WorkflowRunner, build_jobs, validate
 
     n_t, side = 40, 5
     dates = [str(np.datetime64("2019-01-01") + 6 * k).replace("-", "") for k in range(n_t)]
@@ -334,38 +368,38 @@ def test_import_step_runs_as_background_task(qgis_new_project, deformcast_provid
         fh.write("pid,easting,northing,height,rmse,mean_velocity," + ",".join(dates) + "\n")
         for i, (x, y) in enumerate(zip(xs.ravel(), ys.ravel())):
             fh.write(f"{i},{x:.2f},{y:.2f},0,1,0," + ",".join(f"{v:.2f}" for v in vals[i]) + "\n")
-    choices = {"source": "import", "import_input": str(csv_path), "cell_size": 100,
-               "output_folder": str(tmp_path / "out"), "window": 6, "horizon": 2}
-    v = validate(choices)
+    params = {"OUTPUT_FOLDER": str(tmp_path / "out"), "HORIZON": 2, "WINDOW": 6}
+    extra = {"source": "import", "import_input": str(csv_path), "cell_size": 100}
+    v = validate(params, extra)
     assert v.ok, v.messages
-    steps = build_steps(choices)
-    assert steps[0].alg_id == "import_timeseries" and steps[1].params["INPUT"] == steps[0].params["OUTPUT"]
-    done = []
-    task = WorkflowTask(steps[:1], on_finished=done.append)
+    jobs = build_jobs(params, extra)
+    assert jobs[0].alg_id == "deformcast:import_timeseries" and jobs[1].params["INPUT"] == jobs[0].params["OUTPUT"]
+    runner = WorkflowRunner(jobs[:1])
     progress = []
-    task.progressChanged.connect(progress.append)
-    QgsApplication.taskManager().addTask(task)
-    _wait(lambda: bool(done), 120)
-    assert task.error is None, task.log
-    stack = task.result.outputs[0][1]["OUTPUT"]
-    assert stack == steps[0].params["OUTPUT"] and os.path.exists(os.path.splitext(stack)[0] + ".qml")
+    runner.progressChanged.connect(progress.append)
+    runner.start()
+    _wait(lambda: not runner.running, 120)
+    assert runner.error is None, runner.log
+    stack = runner.results["OUTPUT"]
+    assert stack == jobs[0].params["OUTPUT"] and os.path.exists(os.path.splitext(stack)[0] + ".qml")
     info = open_stack(stack)
     assert info.n_epochs == n_t and (info.grid.width, info.grid.height) == (side, side)
     assert progress and max(progress) == pytest.approx(100.0)
-    # the rest of the chain accepts it
-    assert validate(dict(choices, source="stack", stack=stack)).ok
+    # the workflow accepts it
+    assert validate(dict(params, INPUT=stack)).ok
 
 
 def test_failed_step_reports_the_algorithms_message(qgis_new_project, deformcast_provider, tmp_path):
-    from deformcast.ui.runner import Step, WorkflowTask
+    from deformcast.ui.runner import Job, WorkflowRunner
 
     bad = tmp_path / "not_a_stack.tif"
     g = make_grid(320000.0, 5650000.0, 100.0, 3, 3)
     write_raster(str(bad), np.zeros((3, 3, 3), np.float32), g)  # no dates in the bands
-    done = []
-    task = WorkflowTask([Step("uncertainty", {"MEMBERS": str(bad), "INPUT": str(bad), "THRESHOLDS": "5"},
-                              "Uncertainty", str(tmp_path / "o"))], on_finished=done.append)
-    QgsApplication.taskManager().addTask(task)
-    _wait(lambda: bool(done), 60)
-    assert task.result is None and task.error.startswith("Uncertainty failed:")
-    assert "Traceback" not in task.error and len(task.error) > 30
+    runner = WorkflowRunner([Job("deformcast:uncertainty", {"MEMBERS": str(bad), "INPUT": str(bad),
+                                                            "THRESHOLDS": "5",
+                                                            "OUTPUT_SUSCEPTIBILITY": str(tmp_path / "s.tif")},
+                                 "Uncertainty")])
+    runner.start()
+    _wait(lambda: not runner.running, 60)
+    assert runner.results is None and runner.error.startswith("Uncertainty failed:")
+    assert "Traceback" not in runner.error and len(runner.error) > 30

@@ -49,15 +49,102 @@ def test_workflow_on_own_stack_writes_report_and_project(run_alg, tiny_scene, tm
     for k in ("forecast_median", "tiers", "OUTPUT_SUSCEPTIBILITY", "OUTPUT_EXCEEDANCE"):
         p = summary["paths"][k]
         assert os.path.exists(os.path.splitext(p)[0] + ".qml"), p
-    # the project opens with every layer valid, grouped
+    check_project(res["OUTPUT_PROJECT"], summary, tiny_scene["stack"], "DeformCast wf")
+
+
+def check_project(qgz, summary, stack, run_name):
+    """The main job's .qgz: one group named after the run with the chain's sub-groups and layer
+    names, every layer valid and styled, only the decision map visible, every layer the zoning
+    decision read or wrote, and a saved view extent that covers the data."""
+    from qgis.core import QgsLayerTreeGroup, QgsProject, QgsRasterLayer
+
+    from deformcast.algorithms import chain
+
     proj = QgsProject()
-    assert proj.read(res["OUTPUT_PROJECT"])
+    assert proj.read(qgz)
     layers = list(proj.mapLayers().values())
     assert len(layers) >= 10 and all(lyr.isValid() for lyr in layers)
-    groups = [g.name() for g in proj.layerTreeRoot().children()]
-    assert groups[:4] == ["Decision", "Uncertainty", "Forecast", "Residuals"]
+    root = proj.layerTreeRoot()
+    assert [g.name() for g in root.children()] == [run_name]
+    run = root.children()[0]
+    subs = [g.name() for g in run.children() if isinstance(g, QgsLayerTreeGroup)]
+    assert subs == [g.name for g in chain.LAYER_TREE if g.name in subs]
+    assert subs[:4] == ["Decision", "Uncertainty", "Forecast", "Residuals"] and subs[-1] == "Data"
+    names = [n.name() for n in run.findLayers()]
+    known = chain.layer_names()
+    assert all(n in known or n.startswith("Covariate: ") for n in names), names
+    assert [n.name() for n in run.findLayers() if n.isVisible()] == ["Control tiers"]
+    by_source = {os.path.realpath(lyr.source()): lyr for lyr in layers}
+    paths = summary["paths"]
+    for k in chain.ZONING_INPUTS + chain.ZONING_OUTPUTS + ("stack",):
+        if paths.get(k):
+            assert os.path.realpath(paths[k]) in by_source, (k, paths[k])
+    assert os.path.basename(paths["OUTPUT_DISCONTINUITY"]) == "discontinuities.tif"
     tiers = next(lyr for lyr in layers if lyr.name() == "Control tiers")
     assert tiers.renderer().type() == "paletted"
+    for lyr in layers:
+        if isinstance(lyr, QgsRasterLayer):
+            assert lyr.renderer().type() not in ("singlebandgray", "multibandcolor"), lyr.name()
+            if lyr.renderer().type() == "paletted":
+                assert not any("inf" in c.label for c in lyr.renderer().classes()), lyr.name()
+    from qgis.core import QgsLayerTreeModel
+
+    model = QgsLayerTreeModel(root)
+    for node in run.findLayers():  # legends as QGIS draws them: no "(Gray)" band titles, no infinite bounds
+        labels = [str(ln.data(0)) for ln in model.layerLegendNodes(node)]
+        assert not any("(Gray)" in t or "inf " in t for t in labels), (node.name(), labels)
+    st = by_source[os.path.realpath(stack)]
+    assert st.name() == "Displacement stack" and st.renderer().type() == "singlebandpseudocolor"
+    assert st.renderer().band() == st.bandCount()  # one date band (the last), never RGB
+    ext = proj.viewSettings().defaultViewExtent()
+    assert not ext.isNull() and ext.crs() == proj.crs()
+    assert ext.contains(st.extent()) and ext.width() < 2 * st.extent().width()
+    return proj
+
+
+def _build_model_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dc_build_model", ROOT / "scripts" / "build_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_MODEL = ROOT / "resources" / "models" / "deformcast_workflow.model3"
+
+
+def test_graphical_model_is_generated_from_the_chain(deformcast_provider, tmp_path):
+    """The shipped .model3 is what scripts/build_model.py writes from the chain's defaults now."""
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    from deformcast.algorithms import chain
+
+    bm = _build_model_module()
+    fresh = bm.build(str(tmp_path / "fresh.model3"))
+
+    def load(p):
+        m = QgsProcessingModelAlgorithm()
+        assert m.fromFile(str(p))
+        return m
+
+    shipped, regenerated = load(SHIPPED_MODEL), load(fresh)
+    assert shipped.toVariant() == regenerated.toVariant(), "regenerate it: .venv/bin/python scripts/build_model.py"
+    d = chain.defaults()
+    defaults = {p.name(): p.defaultValue() for p in shipped.parameterDefinitions()}
+    assert defaults["ARCHITECTURE"] == d["ARCHITECTURES"][0]
+    for name in ("HORIZON", "N_TRIALS", "TOP_K", "MAX_EPOCHS", "THRESHOLDS"):
+        assert defaults[name] == d[name], name
+    tune = shipped.childAlgorithm("tune")
+    static = {k: v[0].staticValue() for k, v in tune.parameterSources().items()
+              if v and v[0].source() == v[0].StaticValue}
+    # the chain's automatic coding strategy (an empty list, stored as an empty value)
+    assert d["ENCODING"] == [] and "ENCODING" in static and (static["ENCODING"] or []) == d["ENCODING"]
+    for name in ("TARGET", "ANCHOR", "VALIDATION", "MAX_SAMPLES", "SEED", "DEVICE"):
+        assert static[name] == d[name], name
+    zoning = shipped.childAlgorithm("zoning").parameterSources()
+    assert zoning["FORECAST"][0].outputName() == "OUTPUT_DEFORMATION"  # as the main job's zoning
 
 
 @pytest.mark.slow
@@ -76,6 +163,19 @@ def test_graphical_model_runs_headless(qgis_process_run, tiny_scene, tmp_path):
     assert (tmp_path / "models" / "manifest.json").is_file()
     assert (tmp_path / "zones.gpkg").is_file()
     assert (tmp_path / "median.qml").is_file() and (tmp_path / "susceptibility.qml").is_file()
+    # the model tunes with the chain's defaults: the automatic coding strategy, residual target,
+    # adaptive anchor, spatial validation
+    from deformcast.algorithms import chain, dataset, modelio
+
+    d = chain.defaults()
+    info = raster.open_stack(tiny_scene["stack"])
+    auto = dataset.auto_encodings(info.dates, 2, d["VALIDATION"])
+    man = modelio.read_manifest(str(tmp_path / "models"))
+    for m in man["members"]:
+        meta = modelio.read_meta(m["path"])
+        assert meta["encodings"] == auto
+        dc = meta["data_config"]
+        assert (dc["target"], dc["baseline"], dc["validation"]) == (d["TARGET"], d["ANCHOR"], d["VALIDATION"])
 
 
 @pytest.mark.slow

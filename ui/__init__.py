@@ -1,7 +1,8 @@
 """DeformCast Qt dialogs (qgis.PyQt imports only, so Qt5 and Qt6 builds both work).
 
-* :mod:`ui.workflow_dialog` — the whole chain on one page, run as a background task;
-* :mod:`ui.runner` — the chain without widgets (validation, steps, task, loading results);
+* :mod:`ui.workflow_dialog` — a front end to ``deformcast:workflow`` (the main job), run as a
+  background task;
+* :mod:`ui.runner` — its engine without widgets (validation, the Processing runs, settings);
 * :mod:`ui.inspector` — the time-series inspector map tool and dock;
 * :mod:`ui.deps_dialog` — dependency check and installer (pip into the QGIS profile).
 """
@@ -14,12 +15,12 @@ def gui_entries(plugin):
     same dialog with the user's last choices.
     """
 
-    def results_loaded(group, choices):
+    def results_loaded(group, parameters):
         """A finished run: the inspector (when open) reads the new layers."""
         dock = getattr(plugin, "_dc_inspector", None)
         if dock is not None:
             dock.auto_assign([n.layer() for n in group.findLayers()])
-            dock.dates_param = choices.get("dates") or None
+            dock.dates_param = parameters.get("DATES") or None
 
     def open_workflow():
         from .workflow_dialog import WorkflowDialog
