@@ -30,8 +30,13 @@ API::
 
 Safety: weights are a plain ``state_dict`` saved with ``torch.save`` and read back with
 ``torch.load(weights_only=True)``, which refuses anything but tensors and containers, so a model
-file from someone else cannot execute code. The SHA-256 in model.json detects a truncated or
-swapped weights file. Nothing is unpickled.
+file from someone else cannot execute code. The SHA-256 in model.json is **required**: it detects
+a truncated or swapped weights file, and a model.json without it is refused (with the command that
+re-creates the model) rather than loaded unchecked. Nothing is unpickled. model.json is checked
+field by field (types and ranges) before anything is built from it, and a manifest's members must
+be sub-folders of the model folder (no absolute paths, no ``..``). Every problem is a
+:class:`DeformCastError` that names the fix; library messages (torch's advice included) are never
+passed on.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence
@@ -220,13 +226,102 @@ def read_meta(folder: str) -> Dict[str, Any]:
             meta = json.load(fh)
     except (OSError, ValueError) as e:
         raise DeformCastError(f"Cannot read '{p}': {e}. The model folder is damaged; train the model again.") from None
-    if meta.get("format") != FORMAT:
-        raise DeformCastError(f"'{p}' is not a DeformCast model description.")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise DeformCastError(f"'{p}' is not a DeformCast model description. {recreate_hint(meta, folder)}")
+    fv = meta.get("format_version", 0)
+    if not _is_int(fv):
+        raise DeformCastError(f"'{p}' is damaged: format_version is {fv!r}, not a whole number. "
+                              + recreate_hint(meta, folder))
+    if int(fv) > FORMAT_VERSION:
         raise DeformCastError(
             f"The model in '{folder}' was written by a newer DeformCast (format "
             f"{meta.get('format_version')}); update the plugin to load it.")
+    problem = meta_problem(meta)
+    if problem:
+        raise DeformCastError(f"'{p}' is damaged: {problem}. {recreate_hint(meta, folder)}")
     return meta
+
+
+def _is_int(v) -> bool:
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, np.integer)):
+        return True
+    return isinstance(v, float) and v.is_integer()
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def meta_problem(meta: Dict[str, Any]) -> str:
+    """What is wrong with the fields of a model.json ('' when nothing): the fields prediction
+    builds on must have the right type and range."""
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        return "it lacks " + ", ".join(missing)
+    if not isinstance(meta["architecture"], str) or not meta["architecture"].strip():
+        return f"architecture is {meta['architecture']!r}, not a name"
+    for k in ("n_features", "window", "horizon"):
+        v = meta[k]
+        if not _is_int(v) or int(v) < 1:
+            return f"{k} is {v!r}, not a whole number of at least 1"
+    if not isinstance(meta["hparams"], dict):
+        return f"hparams is {type(meta['hparams']).__name__}, not an object"
+    for k, v in meta["hparams"].items():
+        if isinstance(v, float) and not np.isfinite(v):
+            return f"hparams.{k} is not a finite number"
+        if not isinstance(v, (int, float, str, bool)) or v is None:
+            return f"hparams.{k} is {v!r}, not a number, text or true/false"
+    for k in ("normalisation", "data_config", "validation"):
+        if k in meta and meta[k] is not None and not isinstance(meta[k], dict):
+            return f"{k} is {type(meta[k]).__name__}, not an object"
+    enc = meta.get("encodings")
+    if enc is not None and (not isinstance(enc, list) or not all(isinstance(e, str) for e in enc)):
+        return f"encodings is {enc!r}, not a list of names"
+    fn = meta.get("feature_names")
+    if fn is not None and (not isinstance(fn, list) or not all(isinstance(e, str) for e in fn)):
+        return f"feature_names is {fn!r}, not a list of names"
+    g = meta.get("grid")
+    if g:
+        if not isinstance(g, dict):
+            return "grid is not an object"
+        gt = g.get("geotransform")
+        if not isinstance(gt, list) or len(gt) != 6 or not all(_is_num(v) for v in gt):
+            return f"grid.geotransform is {gt!r}, not six numbers"
+        for k in ("width", "height"):
+            if not _is_int(g.get(k)) or int(g.get(k)) < 1:
+                return f"grid.{k} is {g.get(k)!r}, not a whole number of at least 1"
+        if not isinstance(g.get("crs_wkt", ""), str):
+            return "grid.crs_wkt is not text"
+    dates = meta.get("dates")
+    if dates is not None:
+        from .raster import parse_date
+
+        if not isinstance(dates, list) or any(parse_date(d) is None for d in dates):
+            return "dates is not a list of YYYY-MM-DD dates"
+    return ""
+
+
+def recreate_command(meta, folder: str = "") -> str:
+    """The command that re-creates a model (tune or train), from what its model.json says."""
+    meta = meta if isinstance(meta, dict) else {}
+    arch = meta.get("architecture") if isinstance(meta.get("architecture"), str) else "<architecture>"
+    horizon = meta.get("horizon") if _is_int(meta.get("horizon")) else "<horizon>"
+    stack = meta.get("stack") if isinstance(meta.get("stack"), str) else "<your stack.tif>"
+    q = (lambda v: f'"{v}"' if " " in str(v) else str(v))
+    if meta.get("study_name") or meta.get("trial") is not None:
+        return (f"./deformcast run deformcast:tune -- INPUT={q(stack)} ARCHITECTURE={arch} HORIZON={horizon} "
+                "OUTPUT_FOLDER=<new model folder>")
+    window = meta.get("window") if _is_int(meta.get("window")) else "<window>"
+    return (f"./deformcast run deformcast:train -- INPUT={q(stack)} ARCHITECTURE={arch} HORIZON={horizon} "
+            "WINDOW=" + str(window) + " OUTPUT_FOLDER=<new model folder> OUTPUT_REPORT=train.html "
+            "OUTPUT_FORECAST=forecast.tif OUTPUT_RESIDUALS=residuals.tif")
+
+
+def recreate_hint(meta, folder: str = "") -> str:
+    return ("Restore the model folder from a backup, or re-create the model: " + recreate_command(meta, folder)
+            + " (or the same algorithm in the QGIS Processing toolbox).")
 
 
 def load_model(folder: str, device: str = "cpu") -> LoadedModel:
@@ -238,24 +333,58 @@ def load_model(folder: str, device: str = "cpu") -> LoadedModel:
 
     meta = read_meta(folder)
     dev = resolve_device(device)
-    wpath = os.path.join(str(folder), meta.get("weights", WEIGHTS))
+    wname = meta.get("weights", WEIGHTS)
+    if not isinstance(wname, str) or not wname or os.path.basename(wname) != wname or wname in (".", ".."):
+        raise DeformCastError(f"The model.json in '{folder}' names the weights file {wname!r}, not a file name "
+                              f"inside the model folder. {recreate_hint(meta, folder)}")
+    wpath = os.path.join(str(folder), wname)
     if not os.path.isfile(wpath):
-        raise DeformCastError(f"The weights file '{wpath}' is missing; train the model again.")
-    if meta.get("weights_sha256") and _sha256(wpath) != meta["weights_sha256"]:
+        raise DeformCastError(f"The weights file '{wpath}' is missing. {recreate_hint(meta, folder)}")
+    sha = meta.get("weights_sha256")
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise DeformCastError(
+            f"The model.json in '{folder}' has no checksum of its weights (weights_sha256), so a damaged or "
+            f"swapped weights file could not be detected; DeformCast does not load such a model. "
+            + recreate_hint(meta, folder))
+    if _sha256(wpath) != sha.lower():
         raise DeformCastError(
             f"The weights file '{wpath}' does not match its model.json (checksum differs): it was "
-            "changed or truncated. Train the model again or restore the folder from a backup.")
-    model = build_model(meta["architecture"], int(meta["n_features"]), int(meta["window"]),
-                        int(meta["horizon"]), meta["hparams"])
+            f"changed or truncated. {recreate_hint(meta, folder)}")
+    try:
+        model = build_model(meta["architecture"], int(meta["n_features"]), int(meta["window"]),
+                            int(meta["horizon"]), meta["hparams"])
+    except DeformCastError as e:
+        raise DeformCastError(f"The model.json in '{folder}' does not describe a model DeformCast can build "
+                              f"({e}). {recreate_hint(meta, folder)}") from None
+    except Exception as e:  # noqa: BLE001 - bad hyperparameters surface as many library errors
+        raise DeformCastError(f"The model.json in '{folder}' does not describe a model DeformCast can build "
+                              f"({_first_line(e)}). {recreate_hint(meta, folder)}") from None
     try:
         state = torch.load(wpath, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - pickles, garbage, truncated zips: never pass torch's advice on
+        raise DeformCastError(
+            f"'{wpath}' is not a plain weights file (tensors only): it holds other Python objects or is "
+            "damaged. DeformCast never loads such files, because they can run code on this computer. "
+            + recreate_hint(meta, folder)) from None
+    if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
+        raise DeformCastError(f"'{wpath}' does not hold the weights of a model (a table of tensors). "
+                              + recreate_hint(meta, folder))
+    try:
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, ValueError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001
         raise DeformCastError(
             f"The weights in '{wpath}' do not fit a {meta['architecture']} with the hyperparameters of "
-            f"its model.json ({str(e).splitlines()[0]}).") from None
+            f"its model.json ({_first_line(e)}). {recreate_hint(meta, folder)}") from None
     model.to(dev).eval()
     return LoadedModel(model, meta, os.path.abspath(str(folder)))
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of a library's message, without its advice on unsafe loading."""
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if "weights_only" in line or "pickle" in line.lower():
+        return type(e).__name__
+    return line[:300]
 
 
 def _crs_name(wkt: str) -> str:
@@ -330,7 +459,8 @@ def write_manifest(model_root: str, members: Sequence, extra: Optional[Dict[str,
     rows = []
     for rank, m in enumerate(members, start=1):
         row = dict(m) if isinstance(m, dict) else {"folder": str(m)}
-        folder = os.path.relpath(os.path.join(model_root, row["folder"]), model_root)
+        folder = os.path.relpath(_member_path(model_root, row.get("folder"), rank, "the manifest being written"),
+                                 model_root)
         meta = read_meta(os.path.join(model_root, folder))
         row.update({"rank": rank, "folder": folder})
         row.setdefault("architecture", meta.get("architecture"))
@@ -370,12 +500,22 @@ def read_manifest(model_root: str) -> Dict[str, Any]:
         with open(p, encoding="utf-8") as fh:
             data = json.load(fh)
     except (OSError, ValueError) as e:
-        raise DeformCastError(f"Cannot read '{p}': {e}.") from None
+        raise DeformCastError(f"Cannot read '{p}': {_first_line(e)}. The manifest is damaged; restore the model "
+                              "folder or run tune/train again into a new OUTPUT_FOLDER.") from None
+    if not isinstance(data, dict):
+        raise DeformCastError(f"'{p}' is not a DeformCast manifest (not a JSON object). Restore the model folder "
+                              "or run tune/train again into a new OUTPUT_FOLDER.")
     members = data.get("members") or []
+    if not isinstance(members, list):
+        raise DeformCastError(f"'{p}' is damaged: 'members' is not a list. Restore the model folder or run "
+                              "tune/train again into a new OUTPUT_FOLDER.")
     if not members:
-        raise DeformCastError(f"'{p}' lists no models.")
-    for m in members:
-        m["path"] = os.path.normpath(os.path.join(model_root, m["folder"]))
+        raise DeformCastError(f"'{p}' lists no models. Run tune/train again into a new OUTPUT_FOLDER.")
+    for k, m in enumerate(members, start=1):
+        if not isinstance(m, dict):
+            raise DeformCastError(f"'{p}' is damaged: member {k} is {m!r}, not an object with a 'folder'. "
+                                  "Restore the model folder or run tune/train again into a new OUTPUT_FOLDER.")
+        m["path"] = _member_path(model_root, m.get("folder"), k, f"'{p}'")
         if not os.path.isfile(os.path.join(m["path"], MODEL_JSON)):
             raise DeformCastError(
                 f"The model '{m['folder']}' listed in '{p}' is missing. The folder was changed after "
@@ -383,5 +523,103 @@ def read_manifest(model_root: str) -> Dict[str, Any]:
     return data
 
 
+def _member_path(model_root: str, folder, k: int, where: str) -> str:
+    """The absolute folder of member ``k``: a relative path inside ``model_root`` (no absolute
+    paths, no ``..`` out of it, no link leading outside)."""
+    fix = "Restore the model folder or run tune/train again into a new OUTPUT_FOLDER."
+    if not isinstance(folder, str) or not folder.strip():
+        raise DeformCastError(f"{where} is damaged: member {k} has the folder {folder!r}, not a folder name. {fix}")
+    if os.path.isabs(folder) or folder.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", folder):
+        raise DeformCastError(
+            f"{where}: member {k} has the absolute path '{folder}'. Members must be sub-folders of the model folder "
+            f"'{model_root}' (e.g. 'trials/000003'); a manifest may not point elsewhere. {fix}")
+    path = os.path.normpath(os.path.join(model_root, folder))
+    root_real = os.path.realpath(model_root)
+    real = os.path.realpath(path)
+    if (os.path.commonpath([model_root, path]) != model_root
+            or os.path.commonpath([root_real, real]) != root_real):
+        raise DeformCastError(
+            f"{where}: member {k} ('{folder}') lies outside the model folder '{model_root}'. Members must be "
+            f"sub-folders of it; a manifest may not point elsewhere. {fix}")
+    return path
+
+
 def member_paths(model_root: str) -> List[str]:
     return [m["path"] for m in read_manifest(model_root)["members"]]
+
+
+# --- the stack a model is applied to ----------------------------------------------------------------
+
+def _training_span(meta: Dict[str, Any]):
+    """``(dates or None, first, last, median step in days or None, seen-until date or None)`` of the
+    stack a model was trained on, from model.json (``dates``; else the data configuration)."""
+    cfg = meta.get("data_config") or {}
+    sd = cfg.get("split_dates") or {}
+    dates = None
+    if isinstance(meta.get("dates"), list) and len(meta["dates"]) >= 2:
+        dates = np.array(meta["dates"], dtype="datetime64[D]")
+    first = last = step = None
+    if dates is not None:
+        first, last = dates[0], dates[-1]
+        step = float(np.median(np.diff(dates).astype(np.int64)))
+    elif sd.get("train") and sd.get("test"):
+        first, last = np.datetime64(sd["train"][0], "D"), np.datetime64(sd["test"][1], "D")
+        n = cfg.get("n_epochs")
+        if _is_int(n) and int(n) > 1:
+            step = float((last - first).astype(np.int64)) / (int(n) - 1)
+    seen = np.datetime64(sd["val"][1], "D") if sd.get("val") else None
+    return dates, first, last, step, seen
+
+
+def training_differences(metas: Sequence[Dict[str, Any]], info, end_index: Optional[int] = None) -> List[str]:
+    """Warnings (sentences) where the stack ``info`` (:class:`raster.StackInfo`) differs from the
+    models' training stack in a way that changes what the models do:
+
+    * another **time step** (the window of N epochs then spans another duration, and the
+      forecast epochs are spaced differently from what the models learnt);
+    * another **cell size** for models with the neighbourhood encoding (the neighbours they learnt
+      from were at another distance); other grids are refused by :func:`check_compatible` where the
+      models use the spatial encoding, and do not matter to per-pixel models;
+    * a forecast start inside the models' **training or validation period** on the training grid
+      (a backtest on epochs the models were fitted to looks better than the models are).
+    """
+    from .raster import iso
+
+    out: List[str] = []
+    if not metas:
+        return out
+    meta = metas[0]
+    name = meta.get("architecture", "model")
+    dates = np.asarray(info.dates, dtype="datetime64[D]")
+    e = dates.size - 1 if end_index is None else int(end_index)
+    tdates, first, last, step, seen = _training_span(meta)
+    win = max(int(m.get("window", 2)) for m in metas)
+    if step and dates.size >= 2:
+        recent = dates[max(0, e - max(win, 2)):e + 1]
+        own = float(np.median(np.diff(recent).astype(np.int64))) if recent.size >= 2 else None
+        if own and not 0.8 <= own / step <= 1.25:
+            out.append(
+                f"The models were trained on a stack with an acquisition every {step:.0f} days, but this stack has "
+                f"one every {own:.0f} days before the forecast start: their window of {win} epochs now spans "
+                f"{own * win:.0f} instead of {step * win:.0f} days and the forecast epochs are spaced unlike those "
+                "they learnt. Regularise the stack to the training step (import_timeseries REGULARISE with "
+                f"STEP_DAYS={step:.0f}) or train on stacks with this step.")
+    g = meta.get("grid")
+    if g:
+        mg = grid_from_dict(g)
+        same = mg.same_as(info.grid)
+        encs = {e_ for m in metas for e_ in (m.get("encodings") or [])}
+        if not same and "neighbourhood" in encs:
+            a, b = mg.cell_size[0], info.grid.cell_size[0]
+            if a > 0 and not 0.99 <= b / a <= 1.01:
+                out.append(
+                    f"The {name} models use the neighbourhood encoding learnt on cells of {a:g} map units; this stack "
+                    f"has cells of {b:g}, so the neighbours lie at other distances than in training. Resample the "
+                    "stack to the training cell size (gdalwarp -tr) or train on this grid.")
+        if same and seen is not None and e < dates.size and dates[e] < seen:
+            out.append(
+                f"The forecast starts on {iso(dates[e])}, inside the period the models were trained and validated on "
+                f"(up to {seen}) on this very grid: the forecast of the epochs that follow repeats what the models "
+                "were fitted to, so its errors look smaller than on new data. For a fair backtest give an END_DATE "
+                f"in the models' test period (after {seen}).")
+    return out

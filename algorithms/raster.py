@@ -4,6 +4,11 @@ Conventions (../shared/INTERFACE.md): one band per acquisition, millimetres, ban
 = ISO date; nodata (band nodata value or NaN) marks decorrelated pixels. In memory a stack is a
 float32 array (T, H, W) with NaN for nodata.
 
+Reading honours what GDAL says about the values: the band's **scale and offset** (an int16 stack
+stored as mm x 10 with scale 0.1 reads as mm) wherever a raster is read (:func:`read_band`), and,
+for displacement stacks, the band **unit** (``m``, ``cm``, ``mm`` and their spelled-out names) is
+converted to mm. Nodata is compared with the stored (raw) values, as GDAL defines it.
+
 Outputs are written to a temporary file beside the target and renamed when complete, so a
 failed or cancelled run never leaves a file that looks finished. A QGIS style (``.qml``) is
 written next to every raster output.
@@ -17,7 +22,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import DeformCastError
+from .errors import DeformCastError, warn
 
 _DATE_PATTERNS = [
     re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})(?:[T ].*)?$"),
@@ -162,6 +167,59 @@ def _band_date(band, ds_meta: dict, index: int):
     return None
 
 
+#: band unit names (GDAL ``GetUnitType``, lower case) -> mm per unit
+LENGTH_UNITS = {"mm": 1.0, "millimetre": 1.0, "millimetres": 1.0, "millimeter": 1.0, "millimeters": 1.0,
+                "cm": 10.0, "centimetre": 10.0, "centimetres": 10.0, "centimeter": 10.0, "centimeters": 10.0,
+                "m": 1000.0, "metre": 1000.0, "metres": 1000.0, "meter": 1000.0, "meters": 1000.0}
+
+
+def unit_to_mm(unit: Optional[str]) -> Optional[float]:
+    """mm per band unit; None when the band declares no unit or one that is not a length."""
+    u = (unit or "").strip().lower()
+    return LENGTH_UNITS.get(u) if u else None
+
+
+def band_unit(band) -> str:
+    try:
+        return (band.GetUnitType() or "").strip()
+    except Exception:  # noqa: BLE001 - drivers without units
+        return ""
+
+
+def read_band(band, xoff: int = 0, yoff: int = 0, xsize: Optional[int] = None, ysize: Optional[int] = None,
+              to_mm: bool = False) -> np.ndarray:
+    """One band (or a window of it) as float32 with NaN for nodata, **scale and offset applied**.
+
+    Nodata is matched on the stored values (before scaling), as GDAL defines it. ``to_mm``: also
+    convert a declared length unit (m, cm) to mm (displacement stacks).
+    """
+    xsize = band.XSize if xsize is None else int(xsize)
+    ysize = band.YSize if ysize is None else int(ysize)
+    raw = band.ReadAsArray(int(xoff), int(yoff), xsize, ysize)
+    arr = raw.astype(np.float32, copy=False)   # float32 bands: the same array (it is ours)
+    nod = band.GetNoDataValue()
+    if nod is not None and not np.isnan(nod):
+        arr[raw == nod] = np.nan   # the mask is taken on the stored values before any change
+    scale, offset = band.GetScale(), band.GetOffset()
+    f = unit_to_mm(band_unit(band)) if to_mm else None
+    if f is not None and f != 1.0:
+        scale = (1.0 if scale is None else scale) * f
+        offset = (0.0 if offset is None else offset) * f
+    if scale is not None and scale != 1.0:
+        arr *= np.float32(scale)
+    if offset is not None and offset != 0.0:
+        arr += np.float32(offset)
+    return arr
+
+
+def declared_unit(path_or_ds) -> str:
+    """The length unit the bands of a raster declare ("" when none)."""
+    ds = _gdal().Open(str(path_or_ds)) if isinstance(path_or_ds, str) else path_or_ds
+    units = {band_unit(ds.GetRasterBand(i + 1)) for i in range(ds.RasterCount)}
+    units.discard("")
+    return units.pop() if len(units) == 1 else (", ".join(sorted(units)) if units else "")
+
+
 def open_stack(path: str, dates=None) -> StackInfo:
     """Open a displacement stack and find one date per band.
 
@@ -205,11 +263,32 @@ def open_stack(path: str, dates=None) -> StackInfo:
         found = np.array(found, dtype="datetime64[D]")
     found = check_dates(found, f"'{os.path.basename(str(path))}'")
     nod = ds.GetRasterBand(1).GetNoDataValue()
+    units = {band_unit(ds.GetRasterBand(i + 1)) for i in range(n)} - {""}
+    odd = sorted(u for u in units if unit_to_mm(u) is None)
+    if odd:
+        warn(f"The bands of '{os.path.basename(str(path))}' declare the unit '{odd[0]}', which is not a length "
+             "DeformCast knows (mm, cm, m): the values are read as millimetres. If they are not displacement in mm, "
+             "convert the stack first (or set the band unit to mm, cm or m).")
     return StackInfo(str(path), grid, found, nod)
 
 
+#: fewer pixels with data than this in a training stack are warned about
+MIN_TRAINING_PIXELS = 10
+
+
+def few_pixels_message(n_valid: int) -> str:
+    """The warning for a training stack with fewer than :data:`MIN_TRAINING_PIXELS` pixels with
+    data ('' when it has enough): ``tune`` (and ``train``) say it before they start."""
+    if n_valid >= MIN_TRAINING_PIXELS:
+        return ""
+    return (f"The stack has only {n_valid} pixel(s) with data: the models learn from so few series that their "
+            "validation and test scores say little, and a model trained on them is unlikely to hold elsewhere. Use "
+            "a stack with more pixels (e.g. a larger area, or a smaller CELL_SIZE on import).")
+
+
 def read_stack(info, rows: Optional[Tuple[int, int]] = None, bands: Optional[Sequence[int]] = None) -> np.ndarray:
-    """Read a stack (or rows ``r0:r1`` of it) as float32 (T, h, W), nodata as NaN."""
+    """Read a stack (or rows ``r0:r1`` of it) as float32 (T, h, W) mm, nodata as NaN (band scale,
+    offset and length unit applied, see :func:`read_band`)."""
     gdal = _gdal()
     if isinstance(info, str):
         info = open_stack(info)
@@ -219,11 +298,7 @@ def read_stack(info, rows: Optional[Tuple[int, int]] = None, bands: Optional[Seq
     out = np.empty((len(idx), r1 - r0, info.grid.width), dtype=np.float32)
     for k, b in enumerate(idx):
         band = ds.GetRasterBand(int(b) + 1)
-        arr = band.ReadAsArray(0, r0, info.grid.width, r1 - r0).astype(np.float32, copy=False)
-        nod = band.GetNoDataValue()
-        if nod is not None and not np.isnan(nod):
-            arr[arr == nod] = np.nan
-        out[k] = arr
+        out[k] = read_band(band, 0, r0, info.grid.width, r1 - r0, to_mm=True)
     return out
 
 
@@ -240,7 +315,7 @@ def open_raster(path: str, what: str = "The raster"):
 
 
 def read_raster(path: str) -> Tuple[np.ndarray, Grid, List[str]]:
-    """Any raster -> (float32 (B, H, W) with NaN nodata, grid, band descriptions)."""
+    """Any raster -> (float32 (B, H, W) with NaN nodata, scale/offset applied, grid, band descriptions)."""
     gdal = _gdal()
     if not path or not os.path.exists(str(path)):
         raise DeformCastError(f"The raster '{path}' does not exist.")
@@ -250,11 +325,7 @@ def read_raster(path: str) -> Tuple[np.ndarray, Grid, List[str]]:
     names = []
     for i in range(ds.RasterCount):
         band = ds.GetRasterBand(i + 1)
-        arr = band.ReadAsArray().astype(np.float32)
-        nod = band.GetNoDataValue()
-        if nod is not None and not np.isnan(nod):
-            arr[arr == nod] = np.nan
-        out[i] = arr
+        out[i] = read_band(band)
         names.append(band.GetDescription())
     return out, grid, names
 

@@ -60,9 +60,9 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import DeformCastError, MissingDependency
-from .raster import (Grid, RasterWriter, _gdal, check_dates, crs_equal, iso, open_stack,
-                     parse_date, parse_dates_param, read_stack, row_blocks, write_stack)
+from .errors import DeformCastError, MissingDependency, warn
+from .raster import (Grid, RasterWriter, _gdal, check_dates, crs_equal, declared_unit, iso, open_stack,
+                     parse_date, parse_dates_param, read_band, read_stack, row_blocks, unit_to_mm, write_stack)
 
 UNITS = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
 EGMS_EPSG = 3035
@@ -187,6 +187,26 @@ class PointSource:
     columns: List[str] = field(default_factory=list)
     n_skipped: int = 0
     n_points: int = 0
+    #: where the first skipped row/feature is and why (for the messages)
+    first_skipped: str = ""
+    #: columns/fields among the date columns whose name is not a date (ignored epochs)
+    undated: List[str] = field(default_factory=list)
+
+    def skipped_message(self) -> str:
+        """One sentence on the rows/features dropped for their coordinates ('' when none)."""
+        if not self.n_skipped:
+            return ""
+        what = "row(s)" if isinstance(self, CsvPointSource) else "feature(s)"
+        return (f"{self.n_skipped} {what} of '{os.path.basename(self.path)}' were skipped because their "
+                f"coordinates are missing or not numbers (first: {self.first_skipped}). Fix or remove them.")
+
+    def undated_message(self) -> str:
+        if not self.undated:
+            return ""
+        what = "column(s)" if isinstance(self, CsvPointSource) else "field(s)"
+        return (f"{len(self.undated)} {what} of '{os.path.basename(self.path)}' lie among the date columns but "
+                f"their name is not a date ({', '.join(self.undated[:5])}{' ...' if len(self.undated) > 5 else ''}): "
+                "their values were NOT imported. Name each by its acquisition date (YYYYMMDD) to use it.")
 
     def chunks(self, with_values: bool = True, progress=None, with_ids: bool = False) -> Iterator[tuple]:
         """Yield ``(xy, values)`` per chunk (``values`` None if not ``with_values``); with
@@ -230,6 +250,8 @@ class CsvPointSource(PointSource):
     chunk_rows: int = 2000
     member: Optional[str] = None
     size: int = 0
+    #: numbers are written with a decimal comma (';'-separated CSV from a European locale)
+    decimal_comma: bool = False
 
     def _open(self):
         if self.member is not None:
@@ -255,6 +277,8 @@ class CsvPointSource(PointSource):
             vals = np.empty((self.chunk_rows, T), np.float32) if with_values else None
             n = 0
             skipped = 0
+            first = ""
+            dc = self.decimal_comma
             for lineno, row in enumerate(reader, start=2):
                 if not row:
                     continue
@@ -262,11 +286,18 @@ class CsvPointSource(PointSource):
                     raise DeformCastError(
                         f"Line {lineno} of '{os.path.basename(self.path)}' has {len(row)} columns, the "
                         f"header has {ncol}. The file is damaged or not one CSV table; re-export it.")
+                if dc:
+                    row = [f.replace(",", ".") for f in row]
                 try:
-                    xy[n, 0] = float(row[ix])
-                    xy[n, 1] = float(row[iy])
+                    x, y = float(row[ix]), float(row[iy])
+                    if not (math.isfinite(x) and math.isfinite(y)):
+                        raise ValueError
+                    xy[n, 0], xy[n, 1] = x, y
                 except ValueError:
                     skipped += 1
+                    if not first:
+                        first = (f"line {lineno}, {self.columns[ix]} = '{row[ix]}', "
+                                 f"{self.columns[iy]} = '{row[iy]}'")
                     continue
                 if with_ids:
                     ids.append(row[ipid] if ipid is not None else str(lineno - 1))
@@ -285,6 +316,7 @@ class CsvPointSource(PointSource):
             if n:
                 yield self._emit(xy, vals, n, ids if with_ids else None)
             self.n_skipped = skipped
+            self.first_skipped = first
             if progress is not None:
                 progress.set(1.0)
         finally:
@@ -337,21 +369,37 @@ def read_egms_csv(path: str, progress=None, chunk_rows: int = 2000, units: str =
     if not os.path.isfile(path):
         raise DeformCastError(f"The file '{path}' does not exist.")
     member, size = _csv_member(path)
+
+    def first_lines(fh, n=21):
+        out = []
+        for _ in range(n):
+            ln = fh.readline()
+            if not ln:
+                break
+            out.append(ln.decode("utf-8-sig" if not out else "utf-8", errors="replace"))
+        return out
+
     if member is not None:
         with zipfile.ZipFile(path) as zf, zf.open(member) as fh:
-            head = fh.readline().decode("utf-8-sig", errors="replace")
+            lines = first_lines(fh)
     else:
         with open(path, "rb") as fh:
-            head = fh.readline().decode("utf-8-sig", errors="replace")
+            lines = first_lines(fh)
+    head = lines[0] if lines else ""
     delim = ","
     if head.count(";") > head.count(","):
         delim = ";"
     elif head.count("\t") > head.count(","):
         delim = "\t"
-    names = next(csv.reader([head], delimiter=delim))
+    names = next(csv.reader([head], delimiter=delim), [])
     names = [n.strip().strip('"') for n in names]
     low = [n.lower() for n in names]
-    cols, dates = _ordered_dates(date_columns(names), f"'{os.path.basename(path)}'")
+    sample = [r for r in csv.reader(lines[1:], delimiter=delim) if r]
+    # ';'-separated files from European locales write decimal commas ("4321000,5")
+    decimal_comma = delim != "," and any(_DECIMAL_COMMA.match(f.strip()) for r in sample for f in r)
+    dcols = date_columns(names)
+    cols, dates = _ordered_dates(dcols, f"'{os.path.basename(path)}'")
+    undated = _undated_columns(names, [c[0] for c in dcols], sample, decimal_comma)
     if "easting" in low and "northing" in low:
         ix, iy, crs = low.index("easting"), low.index("northing"), crs_wkt_of(EGMS_EPSG)
     elif "longitude" in low and "latitude" in low:
@@ -371,7 +419,43 @@ def read_egms_csv(path: str, progress=None, chunk_rows: int = 2000, units: str =
         kind = "csv"
     return CsvPointSource(path=path, kind=kind, dates=dates, crs_wkt=crs, factor=unit_factor(units),
                           columns=names, ix=ix, iy=iy, date_idx=[c[0] for c in cols], delimiter=delim,
-                          chunk_rows=max(1, int(chunk_rows)), member=member, size=size)
+                          chunk_rows=max(1, int(chunk_rows)), member=member, size=size,
+                          decimal_comma=decimal_comma, undated=undated)
+
+
+_DECIMAL_COMMA = re.compile(r"^[-+]?\d+,\d+$")
+
+
+def _is_number(text: str, decimal_comma: bool = False) -> bool:
+    t = text.strip()
+    if decimal_comma:
+        t = t.replace(",", ".")
+    try:
+        float(t)
+        return True
+    except ValueError:
+        return False
+
+
+def _undated_columns(names: Sequence[str], date_idx: Sequence[int], sample=None,
+                     decimal_comma: bool = False) -> List[str]:
+    """Columns that look like epochs without a date in their name: any column between the first
+    and the last date column whose name is not a date, and blank-named columns after the last one
+    that hold numbers (a trailing delimiter gives an empty column, which is not counted)."""
+    if not date_idx:
+        return []
+    lo, hi = min(date_idx), max(date_idx)
+    dated = set(date_idx)
+    out = []
+    for i, n in enumerate(names):
+        if i in dated or i < lo:
+            continue
+        if i > hi:
+            if n.strip() or not sample or not any(
+                    len(r) > i and r[i].strip() and _is_number(r[i], decimal_comma) for r in sample):
+                continue
+        out.append(f"column {i + 1} " + (f"'{n}'" if n.strip() else "(blank name)"))
+    return out
 
 
 @dataclass
@@ -395,12 +479,15 @@ class OgrPointSource(PointSource):
         xy = np.empty((self.chunk_rows, 2), np.float64)
         vals = np.empty((self.chunk_rows, T), np.float32) if with_values else None
         n = done = skipped = 0
+        first = ""
         lyr.ResetReading()
         for f in lyr:
             done += 1
             g = f.GetGeometryRef()
             if g is None or g.IsEmpty():
                 skipped += 1
+                if not first:
+                    first = f"feature {f.GetFID()} has no geometry"
                 continue
             gt = ogr.GT_Flatten(g.GetGeometryType())
             if gt == ogr.wkbMultiPoint:
@@ -414,7 +501,13 @@ class OgrPointSource(PointSource):
                 raise DeformCastError(
                     f"'{os.path.basename(self.path)}' holds {ogr.GeometryTypeToName(gt)} geometries; "
                     "time-series points must be Points. Run 'Centroids' on the layer first.")
-            xy[n, 0], xy[n, 1] = g.GetX(), g.GetY()
+            x, y = g.GetX(), g.GetY()
+            if not (math.isfinite(x) and math.isfinite(y)):
+                skipped += 1
+                if not first:
+                    first = f"feature {f.GetFID()} at ({x}, {y})"
+                continue
+            xy[n, 0], xy[n, 1] = x, y
             if with_ids:
                 ids.append(str(f.GetFID()))
             if with_values:
@@ -430,6 +523,7 @@ class OgrPointSource(PointSource):
         if n:
             yield self._emit(xy, vals, n, ids if with_ids else None)
         self.n_skipped = skipped
+        self.first_skipped = first
         ds = None
         if progress is not None:
             progress.set(1.0)
@@ -473,7 +567,9 @@ def read_point_layer(path: str, units: str = "mm", layer=None, chunk_rows: int =
         lyr = ds.GetLayer(int(layer))
     defn = lyr.GetLayerDefn()
     names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
-    cols, dates = _ordered_dates(date_columns(names), f"layer '{lyr.GetName()}' of '{os.path.basename(p)}'")
+    dcols = date_columns(names)
+    cols, dates = _ordered_dates(dcols, f"layer '{lyr.GetName()}' of '{os.path.basename(p)}'")
+    undated = _undated_columns(names, [c[0] for c in dcols])
     srs = lyr.GetSpatialRef()
     if srs is None:
         raise DeformCastError(f"Layer '{lyr.GetName()}' of '{os.path.basename(p)}' has no CRS. Assign "
@@ -481,7 +577,7 @@ def read_point_layer(path: str, units: str = "mm", layer=None, chunk_rows: int =
     src = OgrPointSource(path=p, kind="vector", dates=dates, crs_wkt=srs.ExportToWkt(),
                          factor=unit_factor(units), columns=names, layer_ref=lyr.GetName(),
                          field_idx=[c[0] for c in cols], chunk_rows=max(1, int(chunk_rows)),
-                         n_features=int(lyr.GetFeatureCount()))
+                         n_features=int(lyr.GetFeatureCount()), undated=undated)
     ds = None
     return src
 
@@ -610,7 +706,9 @@ def grid_points(source: PointSource, cell_size: float, target_crs=None, progress
             hi = np.maximum(hi, xy.max(axis=0))
             n_points += xy.shape[0]
     if n_points == 0:
-        raise DeformCastError(f"'{os.path.basename(source.path)}' holds no points with coordinates.")
+        why = source.skipped_message()
+        raise DeformCastError(f"'{os.path.basename(source.path)}' holds no points with coordinates."
+                              + (f" {why}" if why else " Check that the file has rows below its header."))
     grid = _snap_grid((lo[0], lo[1], hi[0], hi[1]), cell, out_wkt)
     acc = _Accumulator(grid, source.dates.size)
     for xy, v in source.chunks(True, progress.sub(0.3, 0.95)):
@@ -639,11 +737,7 @@ class _Sampler:
         self.data = np.empty((len(idx), self.H, self.W), np.float32)
         for k, b in enumerate(idx):
             band = ds.GetRasterBand(int(b) + 1)
-            arr = band.ReadAsArray().astype(np.float32)
-            nod = band.GetNoDataValue()
-            if nod is not None and not np.isnan(nod):
-                arr[arr == nod] = np.nan
-            self.data[k] = arr
+            self.data[k] = read_band(band)  # nodata as NaN, scale/offset applied
             self.names.append(band.GetDescription() or f"band_{int(b) + 1}")
         ds = None
 
@@ -933,6 +1027,13 @@ def align_covariates(paths: Sequence[str], grid: Grid, progress=None) -> Dict[st
                           srcNodata=nod, dstNodata=float("nan"), outputType=gdal.GDT_Float32)
             arr = w.GetRasterBand(1).ReadAsArray().astype(np.float32)
             w = None
+            # the warp moves stored values: apply the source band's scale and offset afterwards
+            # (a linear map, so it commutes with nearest/bilinear resampling)
+            sc, off = band.GetScale(), band.GetOffset()
+            if sc is not None and sc != 1.0:
+                arr *= np.float32(sc)
+            if off is not None and off != 0.0:
+                arr += np.float32(off)
             if not np.any(np.isfinite(arr)):
                 raise DeformCastError(
                     f"The covariate '{os.path.basename(p)}' (band {b}) holds only nodata over the displacement "
@@ -947,6 +1048,18 @@ def align_covariates(paths: Sequence[str], grid: Grid, progress=None) -> Dict[st
         if progress is not None:
             progress.set((k + 1) / len(paths))
     return out
+
+
+def unused_covariates_message(names, encodings) -> str:
+    """The warning for COVARIATES that no coding strategy uses ('' when they are used or absent):
+    ``encodings`` are the strategies (each a name or a comma list) a run trains with."""
+    names = sorted(names or [])
+    used = any("covariates" in str(e).replace("+", ",").split(",") for e in (encodings or []))
+    if not names or used:
+        return ""
+    return (f"COVARIATES ({', '.join(names)}) were given but no coding strategy of this run uses them (ENCODING has "
+            "no 'covariates'), so the models do NOT see them. Add 'covariates' to ENCODING (or to the SEARCH_SPACE "
+            "encoding choices) to use them, or leave COVARIATES empty.")
 
 
 def _fmt_bounds(b) -> str:
@@ -1097,9 +1210,17 @@ def import_timeseries(input_path: str, output_path: str, cell_size: Optional[flo
         meta["DEFORMCAST_SOURCE_FORMAT"] = src.kind
         if dates is not None and str(dates).strip():
             progress.log("DATES is ignored for point data: the dates come from the field names.")
+        if src.undated:
+            warn(src.undated_message())
         stack, grid = grid_points(src, cell_size, target_crs, progress.sub(0.0, 0.8))
         summary["n_points"] = int(src.n_points)
         summary["n_skipped"] = int(src.n_skipped)
+        summary["undated_columns"] = list(src.undated)
+        if src.n_skipped:
+            warn(src.skipped_message())
+        progress.log(f"{src.n_points} points with coordinates" + (
+            f", {src.n_skipped} skipped" if src.n_skipped else "") + (
+            "; decimal commas read as decimal points" if getattr(src, "decimal_comma", False) else "") + ".")
         out_dates, frac = _write_gridded(output_path, grid, src.dates, lambda a, b: stack[:, a:b],
                                          progress.sub(0.8, 1.0), f"'{os.path.basename(src.path)}'",
                                          regularise, max_gap_days, metadata=meta, rereference=rereference)
@@ -1107,6 +1228,16 @@ def import_timeseries(input_path: str, output_path: str, cell_size: Optional[flo
         if fmt == "raster":
             info = open_stack(str(input_path), dates)
             f = unit_factor(units)
+            declared = declared_unit(info.path)
+            if declared and unit_to_mm(declared) is not None:
+                # read_stack converts a declared length unit to mm: UNITS must not scale again
+                if unit_to_mm(declared) != f and f != 1.0:
+                    warn(f"The bands of '{os.path.basename(str(input_path))}' declare their unit ({declared}); it "
+                         f"is used, and UNITS={units} is not applied. Set the band unit right (or remove it) if "
+                         "the file is wrong.")
+                else:
+                    progress.log(f"The bands declare their unit ({declared}): converted to mm.")
+                f = 1.0
             grid, src_dates = info.grid, info.dates
 
             def read_block(a, b, info=info, f=f):

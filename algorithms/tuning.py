@@ -12,13 +12,32 @@ What ``tune`` does
    Trial 0 of a new study is the hand-set default configuration (``study.enqueue_trial``; the
    parameters whose default lies outside an overridden range are sampled instead), so the search
    starts from the defaults and the report shows how much tuning gained over them.
-3. Each finished trial saves its model under ``trials/<number>/`` of the output folder.
+3. Each finished trial saves its model under ``trials/<number>/`` of the study's folder.
 4. When the study has its ``N_TRIALS`` finished trials (or ``TIMEOUT`` is reached), the worker
    that finishes (re)builds the top-K set from the study: ``manifest.json`` lists the ``TOP_K``
    best trials' models in rank order (written last, so a folder with a manifest is complete),
    folders of trials that fell out of the top K are deleted, a trials CSV and an HTML report
    (optimisation history, parameter importances, best parameters, the top-K models' **test**
    metrics next to the classical baselines on the same pixels and epochs, wall time) are written.
+   A worker that runs out of trials while others still run some waits for them first, so no
+   manifest ever lists a partial top-K set.
+
+Study identity
+--------------
+Every study has its own folder ``<OUTPUT_FOLDER>/studies/<study name>/`` holding its journal,
+``trials/``, ``retrained/``, ``manifest.json``, ``trials.csv`` and (by default) its report. The
+study name is ``deformcast-<architecture>-h<horizon>-<encoding>-<data fingerprint>`` (the encoding
+set, or ``searched``; the first hex digits of the SHA-256 of the stack's values, dates and grid,
+:class:`modelio.DataFingerprint`, the same ``train`` records), so tuning another architecture,
+horizon, encoding or input into one OUTPUT_FOLDER starts a new study beside the others instead of
+mixing models. ``<OUTPUT_FOLDER>/manifest.json`` lists the members of the study that finished
+last (paths into its folder): the folder ``predict`` reads. Each study stores its data
+fingerprint, grid, epochs and configuration (max epochs, patience, samples, search space, data
+preparation, covariates) in the storage; resuming a study (same name, e.g. an explicit
+STUDY_NAME or a shared database) with other data, another grid or another configuration is
+refused with a message naming the fix. Every model.json records ``data_fingerprint``, the
+stack's ``dates`` and path. COVARIATES that no coding strategy of the study uses are warned about
+(they would be ignored), and so is a stack with fewer than 10 pixels with data.
 
 Search space
 ------------
@@ -43,7 +62,7 @@ says nothing about pruning; pruning is our addition to spend the budget on promi
 
 Storage, resuming and several workers
 -------------------------------------
-Default storage: an Optuna journal file ``study.journal`` in the output folder
+Default storage: an Optuna journal file ``study.journal`` in the study's folder
 (``JournalStorage(JournalFileBackend(path, JournalFileOpenLock(path)))``). Every trial state
 change is appended and flushed, so a run killed or cancelled mid-study loses only the trial in
 progress: starting ``tune`` again with the same OUTPUT_FOLDER and STUDY_NAME continues the
@@ -54,7 +73,11 @@ N_TRIALS finished trials between them (a worker that asks for a surplus trial ma
 ``user_attrs.surplus``, and stops; the lower trial number wins ties, so the total is exact).
 ``STORAGE`` accepts an Optuna RDB URL (``postgresql://user:pw@host/db``, ``mysql+pymysql://...``,
 ``sqlite:///path.db``) for workers on several machines, or a path to a journal file on a shared
-file system. RDB storages get a heartbeat (60 s; trials silent for 180 s are marked FAIL).
+file system. RDB storages get a heartbeat (60 s; trials silent for 180 s are marked FAIL). Give
+the URL without its password (QGIS prints every parameter in the run log): the password comes from
+the environment variable ``DEFORMCAST_STORAGE_PASSWORD`` or a pgpass-style file
+(``DEFORMCAST_PGPASS``, ``PGPASSFILE`` or ``~/.pgpass``; ``host:port:database:user:password``).
+A URL with a password still works and is warned about; logs, reports and manifests show it masked.
 
 Trials left RUNNING by a killed local process are detected by the worker id stored with each
 trial (host name + process id): a trial of this host whose process no longer exists is marked
@@ -221,7 +244,12 @@ def _dim_from_json(name: str, v, default) -> Dim:
         if "low" not in v or "high" not in v:
             raise DeformCastError(
                 f"SEARCH_SPACE: '{name}' needs 'low' and 'high' (or 'choices', or a plain value).")
-        lo, hi = float(v["low"]), float(v["high"])
+        unknown = sorted(set(v) - {"low", "high", "log", "step", "type"})
+        if unknown:
+            raise DeformCastError(
+                f"SEARCH_SPACE: '{name}' has the unknown key(s) {', '.join(unknown)}; a range takes low, high, "
+                "and optionally log, step and type.")
+        lo, hi = _range_number(name, "low", v["low"]), _range_number(name, "high", v["high"])
         if not lo <= hi:
             raise DeformCastError(f"SEARCH_SPACE: '{name}' has low {lo:g} > high {hi:g}.")
         kind = v.get("type") or ("int" if isinstance(default, int) and not isinstance(default, bool)
@@ -230,12 +258,39 @@ def _dim_from_json(name: str, v, default) -> Dim:
             kind = "int"
         if kind not in ("int", "float"):
             raise DeformCastError(f"SEARCH_SPACE: '{name}' type must be 'int' or 'float', not '{kind}'.")
-        log = bool(v.get("log", False))
+        log = v.get("log", False)
+        if not isinstance(log, bool):
+            raise DeformCastError(f"SEARCH_SPACE: '{name}' log must be true or false, not {log!r}.")
         if log and lo <= 0:
             raise DeformCastError(f"SEARCH_SPACE: '{name}' log range needs low > 0.")
         step = v.get("step")
+        if step is not None:
+            step = _range_number(name, "step", step)
+            if step <= 0 or step > hi - lo and hi > lo:
+                raise DeformCastError(
+                    f"SEARCH_SPACE: '{name}' step {step:g} must be positive and at most high - low ({hi - lo:g}).")
+        if kind == "int" and not (float(lo).is_integer() and float(hi).is_integer()):
+            raise DeformCastError(f"SEARCH_SPACE: '{name}' is a whole number; give whole low and high values.")
         return Dim(name, kind, lo, hi, log, float(step) if step else None)
     return Dim(name, "fixed", value=v)
+
+
+def _range_number(name: str, key: str, v) -> float:
+    """A finite number of a SEARCH_SPACE range (booleans and text refused, naming the entry)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+        raise DeformCastError(
+            f"SEARCH_SPACE: '{name}' {key} is {json_text(v)}, not a number. Example: "
+            f'{{"{name}": {{"low": 0.0001, "high": 0.01}}}}.')
+    return float(v)
+
+
+def json_text(v) -> str:
+    import json
+
+    try:
+        return json.dumps(v)
+    except (TypeError, ValueError):
+        return repr(v)
 
 
 def suggest(trial, space: Mapping[str, Dim]) -> Dict[str, Any]:
@@ -316,20 +371,28 @@ def open_storage(storage: Optional[str], output_folder: str):
     if "://" in s:
         if not s.split("://", 1)[0].split("+", 1)[0] in ("postgresql", "mysql", "sqlite", "oracle", "mssql"):
             raise DeformCastError(
-                f"STORAGE '{s}' is not a database URL Optuna knows. Give postgresql://user:password@host/db, "
-                "mysql+pymysql://user:password@host/db, sqlite:///path/to/file.db, a journal file path, "
+                f"STORAGE '{_mask(s)}' is not a database URL Optuna knows. Give postgresql://user@host/db, "
+                "mysql+pymysql://user@host/db, sqlite:///path/to/file.db, a journal file path, "
                 "or leave it empty for a journal file in OUTPUT_FOLDER.")
+        full, secret = storage_url(s)
+        masked = _mask(s)
+
+        def clean(text) -> str:
+            t = str(text).strip().splitlines()[0] if str(text).strip() else type(text).__name__
+            return t.replace(secret, "***") if secret else t
+
         try:
-            st = optuna.storages.RDBStorage(s, heartbeat_interval=60, grace_period=180)
+            st = optuna.storages.RDBStorage(full, heartbeat_interval=60, grace_period=180)
         except ImportError as e:
             raise DeformCastError(
-                f"STORAGE '{_mask(s)}' needs a database driver that is not installed ({e}). Install it "
+                f"STORAGE '{masked}' needs a database driver that is not installed ({clean(e)}). Install it "
                 "(e.g. python3 -m pip install psycopg2-binary or pymysql) or use a journal file.") from None
         except Exception as e:  # noqa: BLE001 - database errors come in many types
             raise DeformCastError(
-                f"Cannot open the Optuna storage '{_mask(s)}': {e}. Check the URL, that the database "
-                "server is reachable and the database exists.") from None
-        return st, _mask(s)
+                f"Cannot open the Optuna storage '{masked}': {clean(e)}. Check the URL, the password (environment "
+                f"variable {PASSWORD_ENV} or a pgpass file), that the database server is reachable and the "
+                "database exists.") from None
+        return st, masked
     path = os.path.abspath(s)
     d = os.path.dirname(path)
     if not os.path.isdir(d):
@@ -340,6 +403,83 @@ def open_storage(storage: Optional[str], output_folder: str):
     except Exception as e:  # noqa: BLE001
         raise DeformCastError(f"Cannot open the journal file '{path}' as an Optuna study storage: {e}. "
                               "Use a new OUTPUT_FOLDER or delete the damaged file.") from None
+
+
+#: environment variable holding the password of a database STORAGE (so it never is a parameter:
+#: QGIS prints every parameter in the run log)
+PASSWORD_ENV = "DEFORMCAST_STORAGE_PASSWORD"
+#: pgpass-style file (``host:port:database:user:password`` per line, ``*`` matches anything); else
+#: PGPASSFILE, else ~/.pgpass
+PGPASS_ENV = "DEFORMCAST_PGPASS"
+
+
+def _pgpass_lookup(path: str, host: str, port: str, database: str, user: str) -> Optional[str]:
+    """The password of the first matching line of a pgpass-style file (libpq's rules)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for ln in lines:
+        if not ln.strip() or ln.lstrip().startswith("#"):
+            continue
+        fields, cur, esc = [], "", False
+        for ch in ln:
+            if esc:
+                cur += ch
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == ":" and len(fields) < 4:
+                fields.append(cur)
+                cur = ""
+            else:
+                cur += ch
+        fields.append(cur)
+        if len(fields) != 5:
+            continue
+        want = (host, port, database, user)
+        if all(f == "*" or f == w for f, w in zip(fields[:4], want)):
+            return fields[4]
+    return None
+
+
+def storage_url(url: str) -> Tuple[str, str]:
+    """``(URL to connect with, password)`` of a database STORAGE URL.
+
+    A URL without a password takes it from the environment variable ``DEFORMCAST_STORAGE_PASSWORD``,
+    else from a pgpass-style file (``DEFORMCAST_PGPASS``, ``PGPASSFILE`` or ``~/.pgpass``; lines
+    ``host:port:database:user:password``). A URL with a password still works but is warned about:
+    QGIS prints every parameter, so the password would be in the run log.
+    """
+    if url.startswith("sqlite"):
+        return url, ""
+    try:
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+    except Exception:  # noqa: BLE001 - let the storage report a malformed URL
+        return url, ""
+    if u.password:
+        from .errors import warn
+
+        warn("The STORAGE URL contains a password, and QGIS prints every parameter in the run log. Give the URL "
+             f"without it (e.g. {u.drivername}://{u.username}@{u.host}/{u.database}) and put the password in the "
+             f"environment variable {PASSWORD_ENV} or in a pgpass-style file (~/.pgpass, or the file named by "
+             f"{PGPASS_ENV}: host:port:database:user:password).")
+        return url, str(u.password)
+    pw = os.environ.get(PASSWORD_ENV) or None
+    if pw is None and u.username:
+        default_port = {"postgresql": 5432, "mysql": 3306}.get(u.drivername.split("+", 1)[0], 0)
+        for path in (os.environ.get(PGPASS_ENV), os.environ.get("PGPASSFILE"), os.path.expanduser("~/.pgpass")):
+            if path and os.path.isfile(path):
+                pw = _pgpass_lookup(path, u.host or "localhost", str(u.port or default_port), u.database or "",
+                                    u.username)
+                if pw is not None:
+                    break
+    if pw is None:
+        return url, ""
+    return u.set(password=pw).render_as_string(hide_password=False), pw
 
 
 def _mask(url: str) -> str:
@@ -364,10 +504,13 @@ def make_pruner(name: str, max_epochs: int):
     raise DeformCastError(f"PRUNER: unknown value '{name}'. Valid values: {', '.join(PRUNERS)}.")
 
 
-def open_study(storage_obj, study_name: str, seed: int, pruner, settings: Mapping[str, Any], n_trials: int = 30):
+def open_study(storage_obj, study_name: str, seed: int, pruner, settings: Mapping[str, Any], n_trials: int = 30,
+               compare: bool = True):
     """Create or load the study; refuse to mix settings that make trials incomparable.
 
-    Returns ``(study, created)``; ``created`` is False when another run made it first.
+    Returns ``(study, created)``; ``created`` is False when another run made it first. With
+    ``compare=False`` the caller checks an existing study's settings (``run_study`` does, with
+    messages about the data identity).
     """
     optuna = _quiet_optuna()
     created = True
@@ -390,7 +533,7 @@ def open_study(storage_obj, study_name: str, seed: int, pruner, settings: Mappin
                 if old:
                     break
         diffs = [f"{k}: study has {old[k]!r}, this run {v!r}" for k, v in settings.items()
-                 if k in old and old[k] != v]
+                 if k in old and old[k] != v] if compare else []
         if diffs:
             raise DeformCastError(
                 f"The study '{study_name}' already exists in this storage with other settings ("
@@ -710,6 +853,7 @@ class DataCache:
         self.max_samples = int(max_samples)
         self.kw = dict(prepare_kwargs or {})
         self._cache: Dict[Tuple[int, str], Any] = {}
+        self._identity: Optional[Dict[str, Any]] = None  # stack_identity, computed once (run_study)
 
     def get(self, window: int, encoding: str, progress: Optional[Progress] = None):
         key = (int(window), _encoding_key(encoding))
@@ -853,10 +997,106 @@ class TuneResult:
     study_seconds: float
     default_val_rmse: Optional[float] = None
     gate: Optional[Dict[str, Any]] = None  # rolling-origin evaluation and skill gate (skill_gate.run_gate)
+    study_folder: Optional[str] = None  # <output_folder>/studies/<study name>
 
 
-def default_study_name(architecture: str, horizon: int) -> str:
-    return f"deformcast-{architecture}-h{int(horizon)}"
+def default_study_name(architecture: str, horizon: int, encoding: str = "", fingerprint: str = "") -> str:
+    """``deformcast-<architecture>-h<horizon>[-<encoding>][-<data fingerprint, 10 hex>]``."""
+    name = f"deformcast-{architecture}-h{int(horizon)}"
+    if encoding:
+        name += "-" + encoding.replace(",", "+")
+    if fingerprint:
+        name += "-" + fingerprint.split(":", 1)[-1][:10]
+    return name
+
+
+def study_folder(output_folder: str, study_name: str) -> str:
+    """The study's own folder: ``<OUTPUT_FOLDER>/studies/<study name>`` (name made file-safe)."""
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", str(study_name)).strip("._") or "study"
+    return os.path.join(os.path.abspath(output_folder), STUDIES_DIR, safe)
+
+
+def stack_identity(stack, dates, grid) -> Dict[str, Any]:
+    """The data identity of a study: ``{"data_fingerprint", "n_pixels", "n_valid_pixels", "n_epochs",
+    "first", "last"}``. The fingerprint is :class:`modelio.DataFingerprint` over every value (the
+    same as ``train`` records), read block by block from a file."""
+    from .modelio import DataFingerprint
+    from .raster import StackInfo, iso, read_stack, row_blocks
+
+    if isinstance(stack, StackInfo):
+        dates = stack.dates
+        T, H, W = stack.n_epochs, stack.grid.height, stack.grid.width
+        fp = DataFingerprint((T, H, W), dates, grid)
+        valid = 0
+        for r0, r1 in row_blocks(H, max(1, int((1 << 23) // max(1, T * W)))):
+            blk = read_stack(stack, rows=(r0, r1))
+            fp.add_rows(blk)
+            valid += int(np.isfinite(blk).any(axis=0).sum())
+    else:
+        a = np.asarray(stack, dtype=np.float32)
+        T, H, W = a.shape
+        fp = DataFingerprint(a.shape, dates, grid)
+        fp.add_rows(a)
+        valid = int(np.isfinite(a).any(axis=0).sum())
+    d = np.asarray(dates, dtype="datetime64[D]")
+    return {"data_fingerprint": fp.hexdigest(), "n_pixels": int(H * W), "n_valid_pixels": valid,
+            "n_epochs": int(T), "first": iso(d[0]), "last": iso(d[-1])}
+
+
+def _covariates_fingerprint(covariates) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(covariates or {}):
+        h.update(name.encode())
+        h.update(np.nan_to_num(np.asarray(covariates[name], np.float32), nan=-9.87654e30).tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _jsonable(v):
+    import json
+
+    return json.loads(json.dumps(v, default=str, sort_keys=True))
+
+
+#: a RUNNING trial of another worker is waited for at most this long (s) before the top-K folder
+#: is built without it (that worker rebuilds the folder when it finishes)
+WAIT_OTHERS_SECONDS = 900.0
+STUDIES_DIR = "studies"
+
+
+def _check_identity(study_name: str, old: Mapping[str, Any], identity: Mapping[str, Any],
+                    config: Mapping[str, Any], grid_d: Mapping[str, Any], input_label: str) -> None:
+    """Refuse to continue a study on other data, another grid or another configuration."""
+    fix_new = ("Leave STUDY_NAME empty (each input then gets its own study), use a new "
+               "OUTPUT_FOLDER, or give the study's own input and settings to continue it.")
+    if int(old.get("deformcast_study", 0) or 0) < 2 or not old.get("data_fingerprint"):
+        raise DeformCastError(
+            f"The study '{study_name}' in this storage was made by an earlier DeformCast without a data "
+            "fingerprint, so this run cannot check that it continues on the same data. " + fix_new)
+    if old.get("grid") and _jsonable(old["grid"]) != _jsonable(grid_d):
+        og, ng = old["grid"], grid_d
+        raise DeformCastError(
+            f"The study '{study_name}' was run on a {og.get('width')} x {og.get('height')} grid (origin "
+            f"{og.get('geotransform', [0])[0]:.6g}, {og.get('geotransform', [0, 0, 0, 0])[3]:.6g}), but this input is "
+            f"a {ng['width']} x {ng['height']} grid (origin {ng['geotransform'][0]:.6g}, {ng['geotransform'][3]:.6g}). "
+            "Its trials and models belong to the other grid. " + fix_new)
+    if old["data_fingerprint"] != identity["data_fingerprint"]:
+        raise DeformCastError(
+            f"The study '{study_name}' was run on other data: its stack '{old.get('input', '?')}' ({old.get('n_epochs')} "
+            f"epochs {old.get('first')} .. {old.get('last')}, fingerprint {str(old['data_fingerprint'])[7:19]}) is not "
+            f"this input '{input_label}' ({identity['n_epochs']} epochs {identity['first']} .. {identity['last']}, "
+            f"fingerprint {identity['data_fingerprint'][7:19]}). Models trained on different stacks cannot be ranked "
+            "together. " + fix_new)
+    diffs = [f"{k}: study has {json_text(old.get(k))}, this run {json_text(v)}" for k, v in config.items()
+             if _jsonable(old.get(k)) != _jsonable(v)]
+    if diffs:
+        raise DeformCastError(
+            f"The study '{study_name}' already exists in this storage with other settings (" + "; ".join(diffs)
+            + "). Trials with different settings are not comparable: use a new STUDY_NAME or OUTPUT_FOLDER, or "
+            "run with the study's settings to continue it.")
 
 
 def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder: str, *,
@@ -875,7 +1115,15 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
     ``dates``: datetime64[D] ``(T,)``; ``grid``: :class:`raster.Grid`. Returns :class:`TuneResult`.
     With ``write_outputs=False`` (used by ``compare``) no trials CSV/report is written but the
     top-K folder is still built.
+
+    The study lives in its own folder ``<output_folder>/studies/<study name>/`` (journal, trials,
+    manifest, trials CSV, default report); the study name is made of the architecture, horizon,
+    encoding and data fingerprint unless ``study_name`` is given. ``<output_folder>/manifest.json``
+    lists the members of the study that finished last (paths into its folder): what ``predict``
+    reads when given ``output_folder``.
     """
+    from .errors import warn
+    from .modelio import grid_to_dict
     from .models import get_spec
     from .training import resolve_device, train_model
 
@@ -898,20 +1146,52 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
     if timeout is not None and float(timeout) <= 0:
         timeout = None
     device = resolve_device(device)
-    output_folder = os.path.abspath(output_folder)
-    os.makedirs(output_folder, exist_ok=True)
-    study_name = (study_name or "").strip() or default_study_name(spec.name, horizon)
+    root = os.path.abspath(output_folder)
+    if os.path.isfile(root):
+        raise DeformCastError(f"OUTPUT_FOLDER '{root}' is a file; give a folder path.")
+    os.makedirs(root, exist_ok=True)
 
     data = data or DataCache(stack, dates, grid, horizon, covariates=covariates, seed=seed,
                              max_samples=max_samples, prepare_kwargs=prepare_kwargs)
     space = build_search_space(spec.name, search_space, window=window, encodings=encodings,
-                         max_window=data.max_window())
-    storage_obj, storage_desc = open_storage(storage, output_folder)
-    settings = {"architecture": spec.name, "horizon": horizon, "max_epochs": int(max_epochs),
-                "space": {k: d.describe() for k, d in space.items()}, "input": input_label or "",
-                "deformcast_study": 1}
+                               max_window=data.max_window())
+    # --- what the study is: data, grid and configuration --------------------------------------
+    if getattr(data, "_identity", None) is None:
+        data._identity = stack_identity(data.stack, data.dates, grid)
+    identity = dict(data._identity)
+    enc_dim = space["encoding"]
+    enc_choices = [enc_dim.value] if enc_dim.kind == "fixed" else list(enc_dim.choices or ())
+    uses_cov = any("covariates" in str(c).split(",") for c in enc_choices)
+    from .raster import few_pixels_message
+    from .readers import unused_covariates_message
+
+    for msg in (unused_covariates_message(list(data.covariates or {}), enc_choices),
+                few_pixels_message(identity["n_valid_pixels"])):
+        if msg:
+            warn(msg)
+    if uses_cov:
+        identity["covariates_fingerprint"] = _covariates_fingerprint(data.covariates)
+    enc_label = enc_dim.value if enc_dim.kind == "fixed" else "searched"
+    given_name = (study_name or "").strip()
+    study_name = given_name or default_study_name(spec.name, horizon, enc_label, identity["data_fingerprint"])
+    folder = study_folder(root, study_name)
+    os.makedirs(folder, exist_ok=True)
+    grid_d = grid_to_dict(grid)
+    config = {"architecture": spec.name, "horizon": horizon, "max_epochs": int(max_epochs),
+              "patience": int(patience), "max_samples": int(data.max_samples),
+              "space": {k: d.describe() for k, d in space.items()},
+              "data_preparation": {k: v for k, v in data.kw.items()},
+              "covariates_fingerprint": identity.get("covariates_fingerprint")}
+    settings = dict(config, deformcast_study=2, grid=grid_d, input=input_label or "",
+                    **{k: identity[k] for k in ("data_fingerprint", "n_epochs", "first", "last")})
+    if os.path.isfile(os.path.join(root, JOURNAL_NAME)):
+        progress.log(f"'{root}' holds a study of an earlier DeformCast ({JOURNAL_NAME} and trials/ at its top, models "
+                     f"without a data fingerprint); it is left as it is, and this study works in {folder}.")
+    storage_obj, storage_desc = open_storage(storage, folder)
     study, created = open_study(storage_obj, study_name, seed, make_pruner(pruner, int(max_epochs)),
-                                settings, n_trials=int(n_trials))
+                                _jsonable(settings), n_trials=int(n_trials), compare=False)
+    if not created:
+        _check_identity(study_name, study.user_attrs, identity, _jsonable(config), grid_d, input_label or "")
     if created and start_from_defaults:
         # trial 0 is the hand-set configuration (Optuna's enqueue_trial): the search starts from
         # the defaults, and the report can say how much tuning gained over them
@@ -919,9 +1199,17 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
         params0 = {k: cfg0[k] for k, d in space.items() if d.kind != "fixed" and k in cfg0 and d.contains(cfg0[k])}
         study.enqueue_trial(params0, user_attrs={"hand_set_defaults": True}, skip_if_exists=True)
     progress.log(f"Study '{study_name}' in {storage_desc}: "
-                 f"{'created' if created else 'continuing with ' + str(len(study.trials)) + ' trials'}.")
-    # the folder is being changed: a manifest from an earlier run no longer describes it
-    man_path = os.path.join(output_folder, MANIFEST)
+                 f"{'created' if created else 'continuing with ' + str(len(study.trials)) + ' trials'} "
+                 f"(data fingerprint {identity['data_fingerprint'][7:19]}, {identity['n_epochs']} epochs "
+                 f"{identity['first']} .. {identity['last']}).")
+    man_path = os.path.join(folder, MANIFEST)
+    stack_path = os.path.abspath(data.stack.path) if hasattr(data.stack, "path") else ""
+    model_extra = {"data_fingerprint": identity["data_fingerprint"], "dates": [str(d) for d in
+                   np.asarray(data.dates, dtype="datetime64[D]")], "study_name": study_name}
+    if stack_path:
+        model_extra["stack"] = stack_path
+    if identity.get("covariates_fingerprint"):
+        model_extra["covariates_fingerprint"] = identity["covariates_fingerprint"]
 
     def objective(trial, sub: Progress):
         cfg = suggest(trial, space)
@@ -949,17 +1237,35 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
             # the saved member carries the weight of its correction fitted on the validation
             # windows (see training.correction_weight); the objective stays the network's own RMSE
             norm_m = weighted_norm(res.model, prep.val, prep.norm, prep.config)
-            extra = {"trial": trial.number, "study_name": study_name}
+            extra = dict(model_extra, trial=trial.number)
             if "correction_weight" in norm_m:
                 trial.set_user_attr("correction_weight_mean", float(np.mean(norm_m["correction_weight"])))
-            save_model(trial_dir(output_folder, trial.number), res.model,
+            save_model(trial_dir(folder, trial.number), res.model,
                        _model_meta(res, prep, grid, enc, cfg, val_rmse, int(seed) + trial.number, extra,
                                    norm=norm_m))
         sub.set(1.0)
         return val_rmse
 
     # leave finished trials' models of an earlier, killed run alone; trials it left RUNNING are failed
-    stats = run_worker(study, objective, int(n_trials), timeout, progress.sub(0.0, 0.85))
+    run_p = progress.sub(0.0, 0.85)
+    stats = run_worker(study, objective, int(n_trials), timeout, run_p)
+    # trials other workers are still running belong in the top-K set: wait for them, so this worker
+    # never writes a manifest without them (and join in again if one of them failed)
+    while not stats.stopped_by_timeout:
+        _wait_for_others(study, run_p)
+        finished, running = _counts(study)
+        if finished >= int(n_trials) or running:
+            break
+        more = run_worker(study, objective, int(n_trials), timeout, run_p)
+        for f in ("trials_run", "complete", "pruned", "failed"):
+            setattr(stats, f, getattr(stats, f) + getattr(more, f))
+        stats.errors += more.errors
+        stats.surplus |= more.surplus
+        stats.stopped_by_timeout |= more.stopped_by_timeout
+        if more.trials_run == 0:
+            break
+    if stats.stopped_by_timeout:
+        _wait_for_others(study, run_p)
 
     # ---- finish: top-K set, manifest, CSV, report (whoever finishes; idempotent) ----------
     fin = progress.sub(0.85, 1.0)
@@ -967,11 +1273,15 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
     n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
     n_failed = sum(t.state == TrialState.FAIL and not t.user_attrs.get("surplus") for t in trials)
-    with _FolderLock(output_folder):
+    rel_folder = os.path.relpath(folder, root)
+    top_path = os.path.join(root, MANIFEST)
+    with _FolderLock(folder), _FolderLock(root):
         if os.path.exists(man_path):  # about to change the members: the old manifest goes first
             os.remove(man_path)
-        prune_trial_folders(study, output_folder, top_k)
-        ranked = ranked_trials(study, output_folder)[:top_k]
+        if _manifest_study(top_path) == rel_folder:  # the folder's manifest points at this study's members
+            os.remove(top_path)
+        prune_trial_folders(study, folder, top_k)
+        ranked = ranked_trials(study, folder)[:top_k]
         if not ranked:
             reasons = sorted({str(t.user_attrs.get("failed_reason")) for t in trials
                               if t.state == TrialState.FAIL and t.user_attrs.get("failed_reason")})
@@ -983,11 +1293,11 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
         members = []
         for i, t in enumerate(ranked):
             fin.sub(0.0, 0.5).set(i / max(1, len(ranked)))
-            folder = os.path.relpath(trial_dir(output_folder, t.number), output_folder)
+            mfolder = os.path.relpath(trial_dir(folder, t.number), folder)
             if retrain:
-                folder = _retrain(t, data, spec.name, output_folder, grid, device, threads, seed, study_name,
-                                  fin.sub(0.5 * i / len(ranked), 0.5 * (i + 1) / len(ranked)))
-            members.append({"folder": folder, "trial": t.number, "val_rmse_mm": float(t.value),
+                mfolder = _retrain(t, data, spec.name, folder, grid, device, threads, seed, study_name,
+                                   fin.sub(0.5 * i / len(ranked), 0.5 * (i + 1) / len(ranked)))
+            members.append({"folder": mfolder, "trial": t.number, "val_rmse_mm": float(t.value),
                             "params": dict(t.params), "retrained": bool(retrain)})
         # test metrics of the members (after tuning; never fed back into the study)
         top_rows: List[Dict[str, Any]] = []
@@ -998,7 +1308,7 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
             ref_prep = None
             for i, m in enumerate(members):
                 fin.sub(0.5, 0.8).set(i / max(1, len(members)))
-                lm = load_model(os.path.join(output_folder, m["folder"]))
+                lm = load_model(os.path.join(folder, m["folder"]))
                 prep = data.get(int(lm.meta["window"]), _encoding_key(lm.meta.get("encodings")))
                 s = split_scores(lm.model, prep.test, lm.meta.get("normalisation") or prep.norm)
                 m.update({"test_rmse_mm": s["rmse"], "test_mae_mm": s["mae"], "test_r2": s["r2"]})
@@ -1013,25 +1323,68 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
 
         extra = {"study_name": study_name, "storage": storage_desc, "objective": "validation RMSE (mm)",
                  "n_trials": len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]),
-                 "top_k": top_k, "retrained": bool(retrain)}
+                 "top_k": top_k, "retrained": bool(retrain), "data_fingerprint": identity["data_fingerprint"],
+                 "input": input_label or ""}
         if write_outputs:
-            csv_path = write_trials_csv(study, os.path.join(output_folder, "trials.csv"))
+            csv_path = write_trials_csv(study, os.path.join(folder, "trials.csv"))
         else:
             csv_path = None
         study_seconds = _study_seconds(study)
-        result = TuneResult(output_folder, study_name, storage_desc, None, csv_path, None,
+        result = TuneResult(root, study_name, storage_desc, None, csv_path, None,
                             float(ranked[0].value), dict(ranked[0].params), int(ranked[0].number),
                             n_complete, n_pruned, n_failed, top_rows, bscores, stats,
                             time.time() - t_wall, study_seconds)
+        result.study_folder = folder
         d0 = [t for t in trials if t.user_attrs.get("hand_set_defaults") and t.state == TrialState.COMPLETE]
         result.default_val_rmse = float(d0[0].value) if d0 else None
         if write_outputs:
-            rp = report_path or os.path.join(output_folder, "tune_report.html")
+            rp = report_path or os.path.join(folder, "tune_report.html")
             result.report = write_report(result, study, space, rp, spec.name, horizon, pruner)
-        result.manifest = write_manifest(output_folder, members, extra)  # last: the folder is complete
+        write_manifest(folder, members, extra)  # last: the study folder is complete
+        # the output folder's manifest: this study's members (paths into its folder)
+        result.manifest = write_manifest(
+            root, [dict(m, folder=os.path.join(rel_folder, m["folder"])) for m in members],
+            dict(extra, study_folder=rel_folder))
     fin.set(1.0)
     result.wall_seconds = time.time() - t_wall
     return result
+
+
+def _manifest_study(path: str) -> Optional[str]:
+    """The ``study_folder`` a manifest was written for (None: none, or not a tune manifest)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh).get("study_folder")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _wait_for_others(study, progress: Progress, limit: Optional[float] = None) -> None:
+    """Wait until the trials other workers are running now have finished (or failed)."""
+    from optuna.trial import TrialState
+
+    limit = WAIT_OTHERS_SECONDS if limit is None else float(limit)
+    _, running = _counts(study)
+    waiting = {t.number for t in running}
+    if not waiting:
+        return
+    progress.log(f"Waiting for trial(s) {', '.join(map(str, sorted(waiting)))} of other workers to finish before the "
+                 "top-K models are chosen ...")
+    t0 = time.time()
+    while waiting:
+        progress.check()
+        fail_dead_local_trials(study)
+        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+        waiting = {n for n in waiting if states.get(n) in (TrialState.RUNNING, TrialState.WAITING)}
+        if not waiting:
+            break
+        if time.time() - t0 > limit:
+            progress.log(f"Trial(s) {', '.join(map(str, sorted(waiting)))} still run after {limit:.0f} s; the top-K "
+                         "models are chosen without them (their worker rebuilds the folder when it finishes).")
+            break
+        time.sleep(0.5)
 
 
 def _retrain(t, data: DataCache, architecture: str, output_folder: str, grid, device, threads, seed,
@@ -1060,9 +1413,10 @@ def _retrain(t, data: DataCache, architecture: str, output_folder: str, grid, de
     norm = dict(prep.norm)
     if "correction_weight" in (meta.get("normalisation") or {}):
         norm["correction_weight"] = meta["normalisation"]["correction_weight"]
+    ident = {k: meta[k] for k in ("data_fingerprint", "dates", "stack", "covariates_fingerprint") if k in meta}
     save_model(dest, res.model, _model_meta(res, prep, grid, enc, cfg, float(t.value), int(seed) + t.number,
-                                            {"trial": t.number, "study_name": study_name,
-                                             "retrained_on": "train+validation", "epochs": epochs}, norm=norm))
+                                            dict(ident, trial=t.number, study_name=study_name,
+                                                 retrained_on="train+validation", epochs=epochs), norm=norm))
     return rel
 
 

@@ -20,6 +20,9 @@ class CompareAlgorithm(DeformCastAlgorithm):
     DISPLAY_NAME = "Compare TPE tuning with hand-set defaults (Welch t-test, Benjamini-Hochberg)"
     GROUP = "modelling"
     REQUIRES = ("numpy", "torch", "optuna", "scipy", "statsmodels")
+    #: the core keeps its cache in <table>_work/ and the runs in <table>_runs.csv: a temporary name
+    #: for the table would lose an interrupted comparison's finished runs
+    IN_PLACE_OUTPUTS = ("OUTPUT_TABLE",)
     HELP = """
 <p>Answers "does tuning pay, and which architecture is better?" with statistics. For each chosen
 architecture (and coding strategy) it makes REPEATS runs with the <b>hand-set default</b>

@@ -31,16 +31,21 @@ acquisition, values in millimetres, band descriptions = ISO dates, NaN = no data
 <p><b>Input</b>: one of
 <ul>
 <li>EGMS CSV, L2a/L2b or L3 Ortho (also the downloaded .zip holding one CSV); read in chunks, so files of
-hundreds of MB work. Coordinates: easting/northing (EPSG:3035).</li>
+hundreds of MB work. Coordinates: easting/northing (EPSG:3035). Comma-, semicolon- or tab-separated; a
+semicolon file may write decimal commas (<code>4321000,5</code>). Rows whose coordinates are not numbers,
+and columns among the date columns whose header is not a date, are reported with their count.</li>
 <li>a point layer (shapefile, GeoPackage, any OGR source, or a source string <code>file.gpkg|layername=ps</code>)
 with date fields named YYYYMMDD, DYYYYMMDD or D_YYYYMMDD; Points or single-part MultiPoints.</li>
 <li>MintPy <code>timeseries.h5</code> (geocoded; metres, converted to mm) or LiCSBAS <code>cum.h5</code> (mm).</li>
-<li>a raster stack (GeoTIFF, VRT) with dates in the band descriptions or metadata, or given in DATES.</li>
+<li>a raster stack (GeoTIFF, VRT) with dates in the band descriptions or metadata, or given in DATES. The
+bands' scale and offset are applied (an int16 stack stored as mm x 10 with scale 0.1 reads as mm), and a
+band unit m or cm is converted to mm (it takes precedence over UNITS).</li>
 </ul></p>
 <p><b>Cell size</b>: required for points (units of the output CRS, e.g. 100 for 100 m). The points in a cell
 are averaged per date; results can be read back on the points (see the README). For gridded inputs a
 cell size &gt; 0 resamples the grid (bilinear).</p>
-<p><b>Units</b>: unit of the point fields or raster values (mm, cm or m). HDF5 files carry their own.</p>
+<p><b>Units</b>: unit of the point fields or raster values (mm, cm or m; or their numbers 0, 1, 2). HDF5
+files, and rasters whose bands declare a unit, carry their own.</p>
 <p><b>Target CRS</b>: optional reprojection of the output.</p>
 <p><b>Dates</b>: acquisition dates of a raster stack whose bands do not carry them (text file with one date
 per line, or a comma list).</p>

@@ -27,13 +27,18 @@ model folder (the top-K models of <i>tune</i>, or one model of <i>train</i>) and
 <p><b>Parameters</b>: INPUT the displacement stack (same grid as in training when the models use
 spatial encodings); MODEL_FOLDER the folder written by tune/train (its manifest.json lists the members
 in rank order); HORIZON how many epochs to forecast (default: the models' horizon); MEMBERS how many of
-the best members to use, or their folder names (default: all); QUANTILES percentages of the
-members' spread at the last forecast epoch (default 10,50,90); END_DATE forecast from the last
-acquisition on or before this date instead of the stack's end (a backtest to compare with later
-acquisitions); COVARIATES the covariate rasters used in training; CALIBRATE (default on) widens or
+the best members to use (1 to the number in the folder), or their folder names (default: all); QUANTILES
+percentages of the members' spread at the last forecast epoch (default 10,50,90); END_DATE forecast from
+the last acquisition on or before this date instead of the stack's end (a backtest to compare with later
+acquisitions; a date after the last acquisition is refused); COVARIATES the covariate rasters used in
+training (given to models that do not use them, they are ignored with a warning); CALIBRATE (default on) widens or
 narrows the members' spread per forecast step so that their P10-P90 band covers 80% of the
 observations of the models' validation period (spread inflation; the median is unchanged), which
 makes the quantiles and the exceedance probabilities of <i>uncertainty</i> calibrated; DEVICE auto/cpu/cuda.</p>
+<p><b>Warnings</b>: the run warns when the stack differs from the models' training stack in a way
+that changes the forecast: another acquisition interval, another cell size for models with the
+neighbourhood encoding, or a forecast start inside the period the models were trained and validated
+on (a backtest there looks better than the models are).</p>
 <p><b>Outputs</b>: OUTPUT_MEDIAN (one band per forecast date, mm, cumulative on the stack's
 reference), OUTPUT_QUANTILES (P10/P50/P90 of the last forecast epoch), OUTPUT_MEMBERS (every member's
 forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all styled.</p>
@@ -74,18 +79,24 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
             quantiles = [float(q) for q in qtext.replace(";", ",").split(",") if q.strip()]
         except ValueError:
             raise DeformCastError(f"QUANTILES '{qtext}': give percentages separated by commas, e.g. 10,50,90.") from None
+        stack = raster_source(self, parameters, "INPUT", context)
+        folder = self.parameterAsFile(parameters, "MODEL_FOLDER", context)
+        members = self.parameterAsString(parameters, "MEMBERS", context).strip() or None
+        dates = self.parameterAsString(parameters, "DATES", context) or None
+        end_date = self.parameterAsString(parameters, "END_DATE", context).strip() or None
+        covariates = layer_sources(self, parameters, "COVARIATES", context)
+        check_inputs(stack, folder, members, dates, end_date, covariates)
         res = predict_ensemble(
-            raster_source(self, parameters, "INPUT", context),
-            self.parameterAsFile(parameters, "MODEL_FOLDER", context),
+            stack, folder,
             output_path(self, parameters, "OUTPUT_MEDIAN", context),
             output_path(self, parameters, "OUTPUT_QUANTILES", context) or None,
             output_path(self, parameters, "OUTPUT_MEMBERS", context) or None,
             horizon=self.parameterAsInt(parameters, "HORIZON", context) or None,
-            members=self.parameterAsString(parameters, "MEMBERS", context) or None,
+            members=members,
             quantiles=quantiles,
-            dates=self.parameterAsString(parameters, "DATES", context) or None,
-            covariates=layer_sources(self, parameters, "COVARIATES", context),
-            end_date=self.parameterAsString(parameters, "END_DATE", context) or None,
+            dates=dates,
+            covariates=covariates,
+            end_date=end_date,
             block_rows=self.parameterAsInt(parameters, "BLOCK_ROWS", context),
             device=self.enum_value(parameters, "DEVICE", context) or "auto",
             calibrate=self.parameterAsBool(parameters, "CALIBRATE", context),
@@ -94,3 +105,49 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
         feedback.pushInfo(f"{len(res['members'])} members, {res['valid_pixels']} pixels forecast from "
                           f"{res['end_date']} to {res['forecast_dates'][-1]} on {res['device']}.")
         return {k: res[k] for k in ("OUTPUT_MEDIAN", "OUTPUT_QUANTILES", "OUTPUT_MEMBERS")}
+
+
+def check_inputs(stack: str, folder: str, members, dates, end_date, covariates) -> None:
+    """What ``predict_ensemble`` would otherwise take silently: MEMBERS 0 or more than the folder
+    holds, an END_DATE after the last acquisition (it would forecast from the last one), COVARIATES
+    the models do not use, and a stack unlike the training stack (:func:`modelio.training_differences`).
+    Refusals raise DeformCastError; the rest are warnings."""
+    import os
+
+    import numpy as np
+
+    from ..algorithms import modelio, raster
+    from ..algorithms.errors import DeformCastError, warn
+
+    if not folder or not os.path.isdir(folder):
+        raise DeformCastError(f"The model folder '{folder}' does not exist. Give the OUTPUT_FOLDER of a `tune` or "
+                              "`train` run.")
+    man = modelio.read_manifest(folder)
+    n = len(man["members"])
+    if members is not None and str(members).strip().isdigit():
+        k = int(str(members).strip())
+        if k < 1 or k > n:
+            raise DeformCastError(
+                f"MEMBERS {k}: the model folder holds {n} member(s); give a count from 1 to {n}, member folder "
+                "names separated by commas, or leave MEMBERS empty to use all of them.")
+    info = raster.open_stack(stack, dates)
+    e = info.n_epochs - 1
+    if end_date is not None:
+        d = raster.parse_date(end_date)
+        if d is None:
+            raise DeformCastError(f"END_DATE '{end_date}' is not a date (YYYY-MM-DD).")
+        if d > info.dates[-1]:
+            raise DeformCastError(
+                f"END_DATE {d} lies after the last acquisition of the stack ({info.dates[-1]}): there is nothing to "
+                "forecast from after it. Leave END_DATE empty to forecast from the last acquisition, or give a date "
+                "within the stack for a backtest.")
+        e = int(np.searchsorted(info.dates, d, side="right")) - 1
+    metas = [modelio.read_meta(m["path"]) for m in man["members"]]
+    uses_cov = any("covariates" in ((mt.get("data_config") or {}).get("encodings") or mt.get("encodings") or [])
+                   for mt in metas)
+    if covariates and not uses_cov:
+        warn("COVARIATES were given, but the models of this folder were trained without the covariates encoding: "
+             "they are not used. Leave COVARIATES empty, or use models trained with ENCODING covariates.")
+    if e >= 0:
+        for msg in modelio.training_differences(metas, info, e):
+            warn(msg)

@@ -2,13 +2,37 @@
 
 A wrapper declares parameters, reads them, calls one core function with a
 :class:`algorithms.progress.Progress` built from the QgsProcessingFeedback, and returns the
-outputs. Core errors (:class:`DeformCastError`, missing packages, Cancel) become
-QgsProcessingException with the core's message, never a traceback.
+outputs. What every algorithm gets from this base:
+
+* **One error path.** Every failure reaches the user as a QgsProcessingException whose message
+  names the fix: core errors (:class:`DeformCastError`, missing packages, Cancel) with the core's
+  message, file-system errors naming the file, anything else as an unexpected error with the
+  first line of its message (libraries' advice, e.g. torch's about ``weights_only``, is cut), never
+  a traceback. Core warnings (:func:`algorithms.errors.warn`) become feedback warnings.
+* **Output safety.** An output path equal to an input or to another output is refused before
+  anything is written. File outputs are written under a temporary name beside the target
+  (``<name>.dcpart-<pid>-<tag>.<ext>``, side files such as the ``.qml`` style included) and moved
+  into place only when the whole run succeeded: a failed or cancelled run leaves every earlier
+  file at the output paths untouched and nothing that looks complete. Folder outputs (model
+  folders, workflow folders) are not moved (the cores there write a completion marker last);
+  ``IN_PLACE_OUTPUTS`` names further outputs a core must write in place.
+* **Choices by name or number.** Enum parameters take the option names or the numbers the help
+  lists (``ARCHITECTURE=1``); an unknown value is refused with the list of valid ones.
+* **Quiet input loading.** QGIS computes statistics when it loads an input raster for a run; for a
+  band with one value GDAL prints "dfMax should be strictly greater than dfMin", and the statistics
+  went into an ``.aux.xml`` beside the user's file. Inputs the plugin's code loads are loaded with
+  GDAL's messages and side-car writing switched off for this thread; under ``./deformcast``
+  (qgis_process loads the inputs before any plugin code runs) the project's own headless profile
+  gives raster layers no contrast stretch, so no statistics are computed
+  (:func:`headless_profile_defaults`).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-from typing import Dict, List, Sequence
+import uuid
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from qgis.core import (
     QgsProcessingAlgorithm,
@@ -20,7 +44,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms import deps
-from ..algorithms.errors import Cancelled, DeformCastError
+from ..algorithms.errors import Cancelled, DeformCastError, warnings_to
 from ..algorithms.progress import Progress
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +83,9 @@ class DeformCastAlgorithm(QgsProcessingAlgorithm):
     HELP: str = ""
     #: Python packages this algorithm needs beyond QGIS (checked before it runs)
     REQUIRES: Sequence[str] = ("numpy",)
+    #: file outputs the core must write at their own path (e.g. it keeps work files named after
+    #: them); every other file output is written under a temporary name and moved into place
+    IN_PLACE_OUTPUTS: Sequence[str] = ()
 
     # --- identity ------------------------------------------------------------------------
     def name(self):
@@ -104,10 +131,35 @@ class DeformCastAlgorithm(QgsProcessingAlgorithm):
         return p
 
     def enum_value(self, parameters, name: str, context) -> str:
-        return self.parameterAsEnumString(parameters, name, context)
+        """The chosen option name (a name or the option's number in the help)."""
+        names = self._enum_names(parameters, name)
+        if names is None:
+            return self.parameterAsEnumString(parameters, name, context)
+        return names[0] if names else self.parameterAsEnumString(parameters, name, context)
 
     def enum_values(self, parameters, name: str, context) -> List[str]:
-        return list(self.parameterAsEnumStrings(parameters, name, context))
+        names = self._enum_names(parameters, name)
+        if names is None:
+            return list(self.parameterAsEnumStrings(parameters, name, context))
+        return names
+
+    def _enum_names(self, parameters, name: str) -> Optional[List[str]]:
+        """Option names of an enum value given by names and/or numbers; None when not given or
+        not one of ours (QGIS then reads it); DeformCastError for an unknown value."""
+        options = (getattr(self, "_enum_options", None) or {}).get(name)
+        raw = parameters.get(name) if parameters is not None else None
+        if options is None or raw is None:
+            return None
+        items = _enum_items(raw)
+        if not items:   # not given, or not a form we read: QGIS's reading (and default) applies
+            return None
+        out = []
+        for it in items:
+            v = _enum_item(it, options)
+            if v is None:
+                raise DeformCastError(_enum_message(name, it, options))
+            out.append(v)
+        return out
 
     def add_common_params(self, dates=True, seed=True, device=False):
         if dates:
@@ -121,36 +173,322 @@ class DeformCastAlgorithm(QgsProcessingAlgorithm):
             self.add_enum("DEVICE", "Compute device", DEVICES, "auto")
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
-        """Refuse unknown choice names with the list of valid ones."""
+        """Refuse unknown choice names with the list of valid ones; numbers of the help's list
+        are accepted (QGIS's own check, which knows only names, sees them as names)."""
+        normal = dict(parameters)
         for name, options in (getattr(self, "_enum_options", None) or {}).items():
             raw = parameters.get(name)
             if raw is None:
                 continue
-            items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+            items = _enum_items(raw)
+            if items is None:
+                continue
+            names = []
             for it in items:
-                s = str(it).strip()
-                if s and s not in options and not (s.isdigit() and int(s) < len(options)):
-                    return False, (f"{name}: unknown value '{s}'. Valid values: "
-                                   + ", ".join(options) + ".")
-        return super().checkParameterValues(parameters, context)
+                v = _enum_item(it, options)
+                if v is None:
+                    return False, _enum_message(name, it, options)
+                names.append(v)
+            if names or isinstance(raw, (list, tuple)):
+                normal[name] = names if isinstance(raw, (list, tuple)) or len(names) != 1 else names[0]
+        with quiet_gdal():  # QGIS loads the input layers here (statistics: see the module doc)
+            return super().checkParameterValues(normal, context)
 
     # --- running -------------------------------------------------------------------------
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        moves: List[Tuple[str, str]] = []
         try:
             deps.require(*self.REQUIRES)
-            return self.execute(parameters, context, feedback, progress_from(feedback))
+            with quiet_gdal():  # input layers load here (then reused from the context's store)
+                run_params, moves = self._safe_outputs(parameters, context)
+            warn_fn = feedback.pushWarning if feedback is not None and hasattr(feedback, "pushWarning") else (
+                feedback.pushInfo if feedback is not None else (lambda m: None))
+            with warnings_to(warn_fn):
+                result = self.execute(run_params, context, feedback, progress_from(feedback))
+            return _commit(moves, result)
+        except QgsProcessingException:
+            _discard(moves)
+            raise
         except Cancelled as e:
+            _discard(moves)
             raise QgsProcessingException(str(e)) from None
         except DeformCastError as e:
+            _discard(moves)
             raise QgsProcessingException(str(e)) from None
         except MemoryError:
+            _discard(moves)
             raise QgsProcessingException(
                 "Out of memory. Use a smaller area or a smaller block size, or close other programs.") from None
+        except OSError as e:
+            _discard(moves)
+            raise QgsProcessingException(_os_message(e)) from None
+        except Exception as e:  # noqa: BLE001 - the one error path: never a traceback, never library advice
+            _discard(moves)
+            _log_traceback(self.ALG_ID)
+            raise QgsProcessingException(
+                f"{self.DISPLAY_NAME or self.ALG_ID} stopped on an unexpected error ({type(e).__name__}: "
+                f"{clean_message(e)}). No output was written. Check the inputs and settings of this run (files "
+                "complete and of the kind each parameter asks for); if they are right, please report this "
+                "message together with the run log.") from None
+
+    # --- output safety -------------------------------------------------------------------
+    def _safe_outputs(self, parameters, context):
+        """Refuse outputs on inputs or on each other; redirect file outputs to temporary names.
+
+        Returns ``(parameters for execute, [(temporary stem, final path)])``."""
+        inputs: Dict[str, List[str]] = {}
+        outputs: List[Tuple[str, str, object]] = []   # (name, path, definition)
+        for d in self.parameterDefinitions():
+            name = d.name()
+            if d.isDestination():
+                p = self._destination_path(parameters, d, context)
+                if p:
+                    outputs.append((name, p, d))
+            else:
+                paths = self._input_paths(parameters, d, context)
+                if paths:
+                    inputs[name] = paths
+        seen: Dict[str, str] = {}
+        for name, p, _ in outputs:
+            key = _norm(p)
+            for iname, ipaths in inputs.items():
+                for ip in ipaths:
+                    if _norm(ip) == key:
+                        raise DeformCastError(
+                            f"{name} is the input {iname} ('{p}'): writing it would destroy the input. Give "
+                            f"{name} another file name.")
+            if key in seen:
+                raise DeformCastError(
+                    f"{seen[key]} and {name} are the same file ('{p}'): each output needs its own file name. "
+                    f"Give {name} another name.")
+            seen[key] = name
+        run_params = dict(parameters)
+        moves: List[Tuple[str, str]] = []
+        for name, p, d in outputs:
+            if d.type() == "folderDestination" or name in self.IN_PLACE_OUTPUTS or not _plain_file(p):
+                continue
+            folder, base = os.path.split(os.path.abspath(p))
+            stem, ext = os.path.splitext(base)
+            tmp_stem = os.path.join(folder, f"{stem}.dcpart-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+            os.makedirs(folder, exist_ok=True)
+            run_params[name] = tmp_stem + ext
+            moves.append((tmp_stem, os.path.join(folder, stem)))
+        return run_params, moves
+
+    def _destination_path(self, parameters, d, context) -> str:
+        if parameters.get(d.name()) in (None, ""):
+            return ""
+        try:
+            if d.type() in ("folderDestination", "fileDestination"):
+                return self.parameterAsFileOutput(parameters, d.name(), context) or ""
+            return self.parameterAsOutputLayer(parameters, d.name(), context) or ""
+        except Exception:  # noqa: BLE001 - an unusual destination: the algorithm reads it itself
+            return ""
+
+    def _input_paths(self, parameters, d, context) -> List[str]:
+        raw = parameters.get(d.name())
+        if raw in (None, "", []):
+            return []
+        t = d.type()
+        out: List[str] = []
+        try:
+            if t == "raster":
+                lyr = self.parameterAsRasterLayer(parameters, d.name(), context)
+                out = [lyr.source()] if lyr is not None else [str(raw)]
+            elif t in ("vector", "source", "layer", "mesh"):
+                lyr = self.parameterAsLayer(parameters, d.name(), context)
+                out = [lyr.source()] if lyr is not None else [str(raw)]
+            elif t == "multilayer":
+                out = [lyr.source() for lyr in self.parameterAsLayerList(parameters, d.name(), context)]
+            elif t == "file":
+                out = [self.parameterAsFile(parameters, d.name(), context)]
+            elif t == "string":
+                v = self.parameterAsString(parameters, d.name(), context)
+                out = [v] if v and os.path.exists(v) else []
+        except Exception:  # noqa: BLE001 - the algorithm reports a bad input itself
+            out = [str(raw)] if isinstance(raw, str) else []
+        return [o.split("|")[0] for o in out if o]
 
     # Wrappers implement ``execute``. (Not ``run``: QgsProcessingAlgorithm.run is what
     # processing.run() calls, and a Python method of that name would shadow it.)
     def execute(self, parameters, context, feedback, progress: Progress) -> dict:
         raise QgsProcessingException(f"{self.ALG_ID}: execute() is not implemented")
+
+
+# --- enum values -------------------------------------------------------------------------------
+
+def _enum_items(raw) -> Optional[list]:
+    """The items of an enum value (list, comma text, number); None for what QGIS must read."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, (list, tuple)):
+        return [i for i in raw if str(i).strip() != ""]
+    if isinstance(raw, (int, float)):
+        return [raw]
+    if isinstance(raw, str):
+        return [t for t in (x.strip() for x in raw.split(",")) if t]
+    return None
+
+
+def _enum_item(it, options: Sequence[str]) -> Optional[str]:
+    if isinstance(it, float) and it.is_integer():
+        it = int(it)
+    if isinstance(it, int) and not isinstance(it, bool):
+        return options[it] if 0 <= it < len(options) else None
+    s = str(it).strip()
+    if s in options:
+        return s
+    low = {o.lower(): o for o in options}
+    if s.lower() in low:
+        return low[s.lower()]
+    if s.isdigit() and int(s) < len(options):
+        return options[int(s)]
+    return None
+
+
+def _enum_message(name: str, it, options: Sequence[str]) -> str:
+    return (f"{name}: unknown value '{it}'. Valid values: " + ", ".join(options)
+            + f" (the name, or its number 0 to {len(options) - 1} in this order).")
+
+
+# --- GDAL while QGIS loads inputs -------------------------------------------------------------------
+
+@contextlib.contextmanager
+def quiet_gdal():
+    """GDAL's messages off and its ``.aux.xml`` side-cars off, in this thread, while the block runs."""
+    try:
+        from osgeo import gdal
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    old = gdal.GetThreadLocalConfigOption("GDAL_PAM_ENABLED", None)
+    gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", "NO")
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        yield
+    finally:
+        gdal.PopErrorHandler()
+        gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", old)
+
+
+def headless_profile_defaults() -> bool:
+    """Under ``./deformcast`` (qgis_process with the project's own profile ``.qgis-profile``):
+    QGIS loads every input raster of a run before the plugin's code runs, and computed a
+    contrast stretch for it (GDAL's dfMax message, an ``.aux.xml`` beside the user's file). That
+    profile renders nothing, so its raster layers get no stretch ("None" limits). Other profiles
+    (the user's QGIS, a plain qgis_process) are left alone. Returns True when it applied."""
+    try:
+        from qgis.core import QgsApplication, QgsSettings
+    except ImportError:  # pragma: no cover
+        return False
+    if QgsApplication.instance() is None or QgsApplication.platform() != "qgis_process":
+        return False
+    prof = os.environ.get("QGIS_CUSTOM_CONFIG_PATH", "")
+    own = os.path.join(os.path.realpath(PLUGIN_DIR), ".qgis-profile")
+    if not prof or os.path.realpath(prof) != own:
+        return False
+    s = QgsSettings()
+    for key in ("singleBand", "multiBandSingleByte", "multiBandMultiByte"):
+        name = "Raster/defaultContrastEnhancementLimits/" + key
+        if s.value(name) != "None":
+            s.setValue(name, "None")
+    return True
+
+
+headless_profile_defaults()
+
+
+# --- output safety ------------------------------------------------------------------------------
+
+def _norm(p: str) -> str:
+    return os.path.normcase(os.path.realpath(os.path.abspath(str(p))))
+
+
+def _plain_file(p: str) -> bool:
+    """A file path (not a database URI, a memory layer or a QGIS source string)."""
+    s = str(p)
+    return bool(s) and "|" not in s and "://" not in s and not s.lower().startswith(
+        ("memory:", "ogr:", "postgres", "postgis:", "spatialite:", "dbname=", "gpkg:"))
+
+
+def _files_of(tmp_stem: str) -> List[str]:
+    folder, base = os.path.split(tmp_stem)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [os.path.join(folder, n) for n in names if n.startswith(base)]
+
+
+def _commit(moves: Sequence[Tuple[str, str]], result):
+    """Move every temporary output (and its side files) into place; results point at the finals."""
+    for tmp_stem, final_stem in moves:
+        files = _files_of(tmp_stem)
+        for f in files:
+            dest = final_stem + f[len(tmp_stem):]
+            if os.path.isdir(dest) and not os.path.isdir(f):
+                raise DeformCastError(f"Cannot write '{dest}': a folder of that name exists. Give another output name.")
+            os.replace(f, dest)
+            if dest.lower().endswith((".tif", ".tiff", ".vrt")) and os.path.exists(dest + ".aux.xml") and \
+                    not any(g == f + ".aux.xml" for g in files):
+                os.remove(dest + ".aux.xml")  # statistics of the file this run replaced
+
+    def fix(v):
+        if isinstance(v, str):
+            for tmp_stem, final_stem in moves:
+                if v.startswith(tmp_stem):
+                    return final_stem + v[len(tmp_stem):]
+            return v
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+
+    return {k: fix(v) for k, v in (result or {}).items()}
+
+
+def _discard(moves: Sequence[Tuple[str, str]]) -> None:
+    import shutil
+
+    for tmp_stem, _ in moves:
+        for f in _files_of(tmp_stem):
+            try:
+                shutil.rmtree(f) if os.path.isdir(f) else os.remove(f)
+            except OSError:
+                pass
+
+
+def clean_message(e: BaseException) -> str:
+    """The first line of an exception's message, without library advice on unsafe loading."""
+    text = str(e).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    low = line.lower()
+    if not line or "weights_only" in low or "pickle" in low or "arbitrary code" in low:
+        return "details withheld: the library's message concerns unsafe loading"
+    return line[:300]
+
+
+def _os_message(e: OSError) -> str:
+    where = f" '{e.filename}'" if getattr(e, "filename", None) else ""
+    if e.errno == errno.ENOSPC:
+        return f"The disk is full (writing{where}). Free space or choose an output folder on another disk."
+    if isinstance(e, PermissionError):
+        return (f"No permission to use{where}. Choose an output folder you may write to, or check the file's "
+                "permissions.")
+    if isinstance(e, FileNotFoundError):
+        return f"The file or folder{where} does not exist (or was removed during the run). Check the path."
+    return f"Cannot read or write{where}: {e.strerror or clean_message(e)}. Check the path and the disk."
+
+
+def _log_traceback(alg_id: str) -> None:
+    """The full traceback goes to the QGIS message log (for a bug report), not to the user."""
+    import traceback
+
+    try:
+        from qgis.core import Qgis, QgsMessageLog
+
+        QgsMessageLog.logMessage(f"{alg_id}: unexpected error\n{traceback.format_exc()}", "DeformCast", Qgis.Warning)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def output_path(alg: QgsProcessingAlgorithm, parameters, name: str, context) -> str:

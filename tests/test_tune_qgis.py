@@ -39,7 +39,7 @@ def test_tune_through_processing(run_alg, stack_path, tmp_path):
     # hyperband may prune some of the 3 trials; every complete one (at most TOP_K) is kept in rank order
     n = len(man["members"])
     assert 1 <= n <= 2 and [m["rank"] for m in man["members"]] == list(range(1, n + 1))
-    assert man["study_name"] == "deformcast-lstm-h2"
+    assert man["study_name"].startswith("deformcast-lstm-h2-temporal-")  # + data fingerprint
     assert os.path.isfile(res["OUTPUT_REPORT"]) and os.path.isfile(res["OUTPUT_TRIALS"])
     assert res["BEST_VALUE"] == pytest.approx(man["members"][0]["val_rmse_mm"])
     with open(res["OUTPUT_TRIALS"]) as fh:

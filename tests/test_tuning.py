@@ -28,12 +28,26 @@ def scene():
     return synthetic.make_scene(seed=3, width=16, height=16, n_epochs=40)
 
 
-def _optuna_study(folder, name):
+def _study_dirs(folder):
+    root = Path(folder) / tuning.STUDIES_DIR
+    return sorted(p for p in root.iterdir() if (p / tuning.JOURNAL_NAME).exists()) if root.is_dir() else []
+
+
+def _optuna_study(folder, name=None):
+    """The study of an OUTPUT_FOLDER (its only study when ``name`` is None)."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-    p = os.path.join(folder, tuning.JOURNAL_NAME)
+    if name is None:
+        dirs = _study_dirs(folder)
+        assert len(dirs) == 1, dirs
+        sdir = str(dirs[0])
+        name = optuna.study.get_all_study_names(JournalStorage(JournalFileBackend(
+            os.path.join(sdir, tuning.JOURNAL_NAME))))[0]
+    else:
+        sdir = tuning.study_folder(folder, name)
+    p = os.path.join(sdir, tuning.JOURNAL_NAME)
     st = JournalStorage(JournalFileBackend(p, lock_obj=JournalFileOpenLock(p)))
     return optuna.load_study(study_name=name, storage=st)
 
@@ -106,23 +120,34 @@ def test_tiny_study_end_to_end(scene, tmp_path):
     assert 4 <= t0.params["window"] <= 8  # the default window 12 lies outside the tiny range: sampled
     man = read_manifest(str(out))
     assert [m["rank"] for m in man["members"]] == [1, 2]
+    # the study has its own folder, named from architecture, horizon, encoding and data fingerprint
+    sdir = Path(res.study_folder)
+    assert sdir.parent == out / "studies" and res.study_name.startswith("deformcast-lstm-h2-none-")
+    assert man["study_folder"] == os.path.relpath(sdir, out)
+    assert all(m["folder"].startswith(man["study_folder"] + os.sep) for m in man["members"])
+    own = read_manifest(str(sdir))
+    assert [m["path"] for m in own["members"]] == [m["path"] for m in man["members"]]
     vals = [m["val_rmse_mm"] for m in man["members"]]
     assert vals == sorted(vals) and vals[0] == pytest.approx(res.best_value)
     # the best member is the study's best trial
     assert man["members"][0]["trial"] == study.best_trial.number
     lm = load_model(man["members"][0]["path"])
     assert lm.meta["validation"]["val_rmse_mm"] == pytest.approx(res.best_value)
+    from deformcast.algorithms.modelio import data_fingerprint
+
+    assert lm.meta["data_fingerprint"] == data_fingerprint(scene.observed, scene.dates, scene.grid)
+    assert res.study_name.endswith(lm.meta["data_fingerprint"][7:17]) and len(lm.meta["dates"]) == 40
     # only the top-K trial folders are kept
-    assert len(os.listdir(out / "trials")) == 2
+    assert len(os.listdir(sdir / "trials")) == 2
     # test metrics and baselines on the same samples are reported
     assert np.isfinite(res.top[0]["test_rmse_mm"])
     assert set(res.baselines) >= {"persistence", "trajectory_ensemble"}
     assert all(s["n"] == res.baselines["persistence"]["n"] for s in res.baselines.values())
-    html = (out / "tune_report.html").read_text()
+    html = (sdir / "tune_report.html").read_text()
     for text in ("Optimisation history", "Parameter importances", "Best parameters", "baseline: persistence",
                  "wall time"):
         assert text in html
-    rows = (out / "trials.csv").read_text().splitlines()
+    rows = (sdir / "trials.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[0].startswith("number,state,val_rmse_mm")
     assert any("Trial 0" in m for m in logs)
     # objective used validation only: the value equals the validation RMSE recomputed from the model
@@ -149,12 +174,14 @@ def test_retrain_option(scene, tmp_path):
     res = tuning.run_study(scene.observed, scene.dates, scene.grid, "gru", 2, str(out), n_trials=2, top_k=1,
                            seed=2, search_space=TINY_SPACE, max_epochs=2, patience=2, max_samples=300,
                            threads=1, pruner="none", retrain=True)
-    man = read_manifest(str(out))
+    man = read_manifest(res.study_folder)
     m = man["members"][0]
     assert m["folder"].startswith("retrained") and m["retrained"]
     meta = read_meta(m["path"])
     assert meta["retrained_on"] == "train+validation"
-    assert meta["epochs"] == read_meta(str(out / "trials" / f"{m['trial']:06d}"))["validation"]["best_epoch"] + 1
+    trial_meta = read_meta(os.path.join(res.study_folder, "trials", f"{m['trial']:06d}"))
+    assert meta["epochs"] == trial_meta["validation"]["best_epoch"] + 1
+    assert meta["data_fingerprint"] == trial_meta["data_fingerprint"]
     assert np.isfinite(res.top[0]["test_rmse_mm"])
 
 
@@ -173,8 +200,8 @@ def test_cancel_keeps_finished_trials(scene, tmp_path):
         tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(out), n_trials=5, top_k=2,
                          seed=1, search_space=TINY_SPACE, max_epochs=3, max_samples=300, threads=1,
                          pruner="none", progress=Progress(on_log=on_log, is_cancelled=lambda: state["cancel"]))
-    assert not (out / "manifest.json").exists()
-    st = _states(_optuna_study(str(out), "deformcast-lstm-h2"))
+    assert not (out / "manifest.json").exists() and not list(out.glob("studies/*/manifest.json"))
+    st = _states(_optuna_study(str(out)))
     assert st["COMPLETE"] == 1 and st.get("RUNNING", 0) == 0
 
 
@@ -205,9 +232,9 @@ def _spawn(tmp_path, out, n, epochs):
 def _wait_complete(out, n, proc, timeout=240):
     t0 = time.time()
     while time.time() - t0 < timeout:
-        if (Path(out) / tuning.JOURNAL_NAME).exists():
+        if _study_dirs(out):
             try:
-                st = _states(_optuna_study(str(out), "deformcast-lstm-h2"))
+                st = _states(_optuna_study(str(out)))
                 if st["COMPLETE"] >= n:
                     return st
             except KeyError:
@@ -226,7 +253,7 @@ def test_killed_worker_resumes_without_losing_trials(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
-    study = _optuna_study(str(out), "deformcast-lstm-h2")
+    study = _optuna_study(str(out))
     before = {t.number: t.value for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"}
     st = _states(study)
     assert 1 <= len(before) < 5, "the worker must be killed mid-study"
@@ -235,7 +262,7 @@ def test_killed_worker_resumes_without_losing_trials(tmp_path):
     proc2 = _spawn(tmp_path, out, 5, 8)
     stdout, stderr = proc2.communicate(timeout=600)
     assert proc2.returncode == 0, stderr[-3000:]
-    study = _optuna_study(str(out), "deformcast-lstm-h2")
+    study = _optuna_study(str(out))
     after = {t.number: t for t in study.get_trials(deepcopy=False)}
     for num, val in before.items():  # no finished trial lost or changed
         assert after[num].state.name == "COMPLETE" and after[num].value == val
@@ -254,7 +281,7 @@ def test_two_workers_share_one_journal(tmp_path):
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (so, se) in zip(procs, outs):
         assert p.returncode == 0, se[-3000:]
-    study = _optuna_study(str(out), "deformcast-lstm-h2")
+    study = _optuna_study(str(out))
     st = _states(study)
     assert st["COMPLETE"] + st["PRUNED"] == 4  # exactly the requested number between them
     assert st.get("RUNNING", 0) == 0
@@ -289,17 +316,13 @@ def test_timeout_stops_starting_trials(scene, tmp_path):
 
 def test_orphaned_trial_is_failed_not_waited_for(scene, tmp_path, monkeypatch):
     """A worker killed between asking for a trial and naming it leaves a nameless RUNNING trial."""
-    import optuna
-
     out = tmp_path / "orphan"
-    st, _ = tuning.open_storage("", str(out))
-    study = optuna.create_study(storage=st, study_name="deformcast-lstm-h2")
-    study.set_user_attr("deformcast_study", 1)
-    orphan = study.ask()
+    kw = dict(top_k=1, seed=1, search_space=TINY_SPACE, max_epochs=1, max_samples=300, threads=1, pruner="none",
+              evaluate_test=False, write_outputs=False)
+    tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(out), n_trials=1, **kw)
+    orphan = _optuna_study(str(out)).ask()
     monkeypatch.setattr(tuning, "ORPHAN_SECONDS", 0.0)
-    res = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(out), n_trials=2, top_k=1,
-                           seed=1, search_space=TINY_SPACE, max_epochs=1, max_samples=300, threads=1,
-                           pruner="none", evaluate_test=False, write_outputs=False)
+    res = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(out), n_trials=2, **kw)
     assert res.n_complete == 2
-    t = _optuna_study(str(out), "deformcast-lstm-h2").trials[orphan.number]
+    t = _optuna_study(str(out)).trials[orphan.number]
     assert t.state.name == "FAIL" and t.user_attrs["failed_reason"] == "worker process died"

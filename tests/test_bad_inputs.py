@@ -1,0 +1,596 @@
+"""Issue 14, "no silent wrong results": every bad or unusual input of the issue, run through the
+Processing algorithms (the CSV/point cases through import_timeseries), with the message, the
+failure and that no output looks complete checked. Tiny rasters, one trial, one epoch."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deformcast.algorithms import dataset, modelio, raster, tuning
+from deformcast.algorithms.training import train_model
+
+# ------------------------------------------------------------------------------------------
+# fixtures and helpers
+# ------------------------------------------------------------------------------------------
+W_, H_, T_ = 9, 7, 60
+SPACE = json.dumps({"samples_per_epoch": 64, "hidden": 4, "layers": 1, "batch_size": 64})
+TUNE = {"ARCHITECTURE": "gru", "HORIZON": 2, "N_TRIALS": 1, "TOP_K": 1, "MAX_EPOCHS": 1, "MAX_SAMPLES": 300,
+        "WINDOW": 6, "ENCODING": ["temporal"], "PRUNER": "none", "SEARCH_SPACE": SPACE, "SEED": 1, "DEVICE": "cpu",
+        "THREADS": 1}
+
+
+def _values(seed=1, T=T_, H=H_, W=W_):
+    rng = np.random.default_rng(seed)
+    t = np.arange(T, dtype=np.float32)[:, None, None]
+    rate = rng.uniform(-0.8, 0.2, size=(1, H, W)).astype(np.float32)
+    v = rate * t + 2.0 * np.sin(2 * np.pi * t * 12 / 365.25) + rng.normal(0, 0.3, (T, H, W))
+    v[0] = 0.0  # a constant first band, as in every stack referred to its first epoch
+    return v.astype(np.float32)
+
+
+DATES = np.datetime64("2020-01-01") + np.arange(T_) * np.timedelta64(12, "D")
+GRID = raster.make_grid(300000.0, 5650000.0, 50.0, W_, H_)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A 9 x 7 x 60 stack and a model folder with two tiny GRU members (1 epoch each)."""
+    d = tmp_path_factory.mktemp("small")
+    vals = _values()
+    stack = str(d / "stack.tif")
+    raster.write_stack(stack, vals, DATES, GRID)
+    prep = dataset.prepare(vals, DATES, GRID, 8, 3, encodings=("temporal",), max_samples=300, seed=0)
+    root = d / "models"
+    names = []
+    for k in range(2):
+        res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, "gru", {"hidden": 4}, device="cpu",
+                          seed=k, max_epochs=1, patience=1)
+        meta = {"architecture": "gru", "hparams": res.hparams, "n_features": prep.n_features, "window": res.window,
+                "horizon": res.horizon, "feature_names": prep.feature_names, "encodings": ["temporal"],
+                "normalisation": prep.norm, "data_config": prep.config, "grid": modelio.grid_to_dict(GRID),
+                "validation": {"val_loss": res.best_val_loss}, "seed": k, "stack": stack,
+                "dates": [str(x) for x in DATES]}
+        names.append(f"m{k:02d}_gru")
+        modelio.save_model(str(root / names[-1]), res.model, meta)
+    modelio.write_manifest(str(root), names)
+    return {"dir": d, "stack": stack, "models": str(root), "vals": vals}
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """A 16 x 16 x 40 synthetic scene (tune needs a few more pixels than `small`)."""
+    from deformcast.algorithms import synthetic
+
+    d = tmp_path_factory.mktemp("scene")
+    return synthetic.write_scene(str(d), seed=2, width=16, height=16, n_epochs=40, n_future=4)
+
+
+@pytest.fixture()
+def fb(qgis_app):
+    """A QgsProcessingFeedback that keeps its warnings and infos."""
+    from qgis.core import QgsProcessingFeedback
+
+    class FB(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.warnings, self.infos = [], []
+
+        def pushWarning(self, text):  # noqa: N802
+            self.warnings.append(text)
+            super().pushWarning(text)
+
+        def pushInfo(self, text):  # noqa: N802
+            self.infos.append(text)
+            super().pushInfo(text)
+
+    return FB()
+
+
+def _copy_models(small, tmp_path) -> Path:
+    dest = tmp_path / "models"
+    shutil.copytree(small["models"], dest)
+    return dest
+
+
+def _predict(run_alg, stack, models, out_dir, feedback=None, **kw):
+    params = {"INPUT": str(stack), "MODEL_FOLDER": str(models), "DEVICE": "cpu", "CALIBRATE": False,
+              "OUTPUT_MEDIAN": str(Path(out_dir) / "median.tif")}
+    params.update(kw)
+    return run_alg("predict", params, feedback=feedback)
+
+
+def _leftovers(folder) -> list:
+    """Temporary or partial files left in a folder (none may be)."""
+    return [n for n in os.listdir(folder) if ".dcpart-" in n or ".part" in n]
+
+
+def _refused(run_alg, alg, params, match, feedback=None):
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match=match) as ei:
+        run_alg(alg, params, feedback=feedback)
+    msg = str(ei.value)
+    assert "Traceback" not in msg and "weights_only" not in msg
+    return msg
+
+
+def _sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------
+# 1 + 2: study identity
+# ------------------------------------------------------------------------------------------
+def test_studies_have_their_own_folder_identity_and_refuse_other_data(run_alg, scene, tmp_path, fb):
+    out = tmp_path / "tuned"
+    base = dict(TUNE, INPUT=scene["stack"], OUTPUT_FOLDER=str(out))
+    # gru, then lstm, then gru again into one OUTPUT_FOLDER (the issue's case); COVARIATES without the
+    # covariates encoding are warned about (item 6)
+    run_alg("tune", dict(base, COVARIATES=[scene["dem"]]), feedback=fb)
+    assert any("COVARIATES" in w and "do NOT see them" in w for w in fb.warnings), fb.warnings
+    gru_top = json.loads((out / "manifest.json").read_text())
+    run_alg("tune", dict(base, ARCHITECTURE="lstm"))
+    run_alg("tune", dict(base, N_TRIALS=2, TOP_K=2))   # continues the gru study: one more trial
+    studies = sorted(p.name for p in (out / "studies").iterdir())
+    assert len(studies) == 2 and studies[0].startswith("deformcast-gru-h2-temporal-") \
+        and studies[1].startswith("deformcast-lstm-h2-temporal-"), studies
+    gru_dir = out / "studies" / studies[0]
+    gru = modelio.read_manifest(str(gru_dir))
+    assert gru["study_name"] == studies[0] and len(gru["members"]) == 2
+    fp = modelio.read_meta(gru["members"][0]["path"])["data_fingerprint"]
+    for m in gru["members"]:   # only GRU models, all trained on this stack
+        meta = modelio.read_meta(m["path"])
+        assert meta["architecture"] == "gru" and meta["data_fingerprint"] == fp and meta["study_name"] == studies[0]
+    assert studies[0].endswith(fp[7:17])
+    top = modelio.read_manifest(str(out))   # the folder's manifest: the study that finished last
+    assert top["study_folder"] == os.path.join("studies", studies[0])
+    assert [m["path"] for m in top["members"]] == [m["path"] for m in gru["members"]]
+    assert gru_top["study_folder"] == top["study_folder"]
+    lstm = modelio.read_manifest(str(out / "studies" / studies[1]))
+    assert {modelio.read_meta(m["path"])["architecture"] for m in lstm["members"]} == {"lstm"}
+
+    # another input into the same study (explicit STUDY_NAME): refused, naming the fix; nothing changes
+    other = str(tmp_path / "other.tif")
+    info = raster.open_stack(scene["stack"])
+    raster.write_stack(other, raster.read_stack(info) + 1.0, info.dates, info.grid)
+    before = (out / "manifest.json").read_text()
+    msg = _refused(run_alg, "tune", dict(base, INPUT=other, STUDY_NAME=studies[0], N_TRIALS=3), "other data")
+    assert "STUDY_NAME" in msg and "other.tif" in msg
+    assert (out / "manifest.json").read_text() == before
+    assert len(os.listdir(gru_dir / "trials")) == 2
+    # and another configuration of the same study: refused too
+    msg = _refused(run_alg, "tune", dict(base, MAX_EPOCHS=2, N_TRIALS=3), "other settings")
+    assert "max_epochs" in msg and "OUTPUT_FOLDER" in msg
+
+
+def test_no_partial_manifest_while_another_worker_runs_a_trial(scene, tmp_path):
+    """A worker that runs out of trials waits for the trial another worker is running (item 8)."""
+    import subprocess
+    import sys
+
+    info = raster.open_stack(scene["stack"])
+    out = tmp_path / "two"
+    logs = []
+    from deformcast.algorithms.progress import Progress
+
+    kw = dict(top_k=3, seed=1, search_space=json.loads(SPACE), window=6, encodings=["temporal"], max_epochs=1,
+              max_samples=300, threads=1, pruner="none", evaluate_test=False, write_outputs=False,
+              study_name="two-workers")
+    tuning.run_study(info, info.dates, info.grid, "gru", 2, str(out), n_trials=1, **kw)
+    sdir = Path(tuning.study_folder(str(out), "two-workers"))
+    st, _ = tuning.open_storage("", str(sdir))
+    import optuna
+
+    study = optuna.load_study(study_name="two-workers", storage=st)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    trial = study.ask()   # "another worker" on this machine is running this trial
+    trial.set_user_attr("worker", f"{os.uname().nodename}:{other.pid}")
+    seen = {}
+
+    def watch():
+        t0 = time.time()
+        while time.time() - t0 < 120:
+            if any(m.startswith("Waiting for trial") for m in logs):
+                time.sleep(0.5)
+                seen["manifests"] = [(p / "manifest.json").read_text() for p in (out, sdir)]
+                other.kill()
+                other.wait()
+                return
+            time.sleep(0.05)
+        other.kill()
+        other.wait()
+
+    earlier = [(p / "manifest.json").read_text() for p in (out, sdir)]   # the first run's (1 member)
+    th = threading.Thread(target=watch)
+    th.start()
+    res = tuning.run_study(info, info.dates, info.grid, "gru", 2, str(out), n_trials=3,
+                           progress=Progress(on_log=logs.append), **kw)
+    th.join()
+    assert "manifests" in seen, "the worker did not wait for the other worker's trial"
+    assert seen["manifests"] == earlier   # no new (partial, 2-member) manifest while the other trial ran
+    # the other worker died: its trial failed, this worker ran one more; the manifest has all three
+    assert res.n_complete == 3 and len(modelio.read_manifest(str(out))["members"]) == 3
+
+
+# ------------------------------------------------------------------------------------------
+# 3: GDAL scale and offset
+# ------------------------------------------------------------------------------------------
+def _write_scaled(path, vals, scale=0.1, offset=0.0, unit=None):
+    """int16 stack storing (mm - offset) / scale, with band scale/offset set (and a unit)."""
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), W_, H_, vals.shape[0], gdal.GDT_Int16)
+    ds.SetGeoTransform(GRID.geotransform)
+    ds.SetProjection(GRID.crs_wkt)
+    for i in range(vals.shape[0]):
+        b = ds.GetRasterBand(i + 1)
+        b.SetDescription(str(DATES[i]))
+        b.SetNoDataValue(-32768)
+        b.WriteArray(np.round((vals[i] - offset) / scale).astype(np.int16))
+        b.SetScale(scale)
+        b.SetOffset(offset)
+        if unit:
+            b.SetUnitType(unit)
+    ds = None
+    return str(path)
+
+
+def test_band_scale_and_offset_are_honoured(run_alg, small, tmp_path, fb):
+    vals = small["vals"]
+    scaled = _write_scaled(tmp_path / "scaled.tif", vals, 0.1, 5.0)
+    a = raster.read_stack(raster.open_stack(scaled))
+    assert np.allclose(a, vals, atol=0.051)
+    # predict: the forecast of the int16 stack equals that of the float stack (not 10x too large)
+    ref = _predict(run_alg, small["stack"], small["models"], tmp_path / "ref")
+    sc = _predict(run_alg, scaled, small["models"], tmp_path / "sc")
+    fa = raster.read_raster(ref["OUTPUT_MEDIAN"])[0]
+    fb_ = raster.read_raster(sc["OUTPUT_MEDIAN"])[0]
+    assert np.nanmax(np.abs(fa)) > 1.0 and np.allclose(fa, fb_, atol=0.3, equal_nan=True)
+    # import_timeseries: mm out, whatever the storage; a band unit (metres) is converted too
+    out = str(tmp_path / "imported.tif")
+    run_alg("import_timeseries", {"INPUT": scaled, "OUTPUT": out})
+    assert np.allclose(raster.read_raster(out)[0], vals, atol=0.051)
+    metres = _write_scaled(tmp_path / "metres.tif", vals / 1000.0, 0.0001, 0.0, unit="m")
+    out2 = str(tmp_path / "imported_m.tif")
+    run_alg("import_timeseries", {"INPUT": metres, "UNITS": "cm", "OUTPUT": out2}, feedback=fb)
+    assert np.allclose(raster.read_raster(out2)[0], vals, atol=0.051)   # the band's unit wins over UNITS ...
+    assert any("declare their unit (m)" in w and "UNITS=cm is not applied" in w for w in fb.warnings)  # ... said
+    # a unit that is not a length (radians of phase) is read as mm, with a warning
+    fb.warnings.clear()
+    rad = _write_scaled(tmp_path / "rad.tif", vals, 0.1, 0.0, unit="rad")
+    run_alg("import_timeseries", {"INPUT": rad, "OUTPUT": str(tmp_path / "imported_rad.tif")}, feedback=fb)
+    assert any("unit 'rad'" in w for w in fb.warnings), fb.warnings
+
+
+# ------------------------------------------------------------------------------------------
+# 4 + 5: outputs on inputs, outputs on each other, temporary names
+# ------------------------------------------------------------------------------------------
+def test_output_on_the_input_is_refused(run_alg, small, tmp_path):
+    stack = tmp_path / "a.tif"
+    shutil.copy(small["stack"], stack)
+    before = _sha(stack)
+    msg = _refused(run_alg, "predict", {"INPUT": str(stack), "MODEL_FOLDER": small["models"], "DEVICE": "cpu",
+                                        "OUTPUT_MEDIAN": str(stack)}, "destroy the input")
+    assert "OUTPUT_MEDIAN" in msg and "INPUT" in msg
+    assert _sha(stack) == before and _leftovers(tmp_path) == []
+    # the same through another spelling of the path
+    _refused(run_alg, "predict", {"INPUT": str(stack), "MODEL_FOLDER": small["models"], "DEVICE": "cpu",
+                                  "OUTPUT_MEDIAN": str(tmp_path / "sub" / ".." / "a.tif")}, "destroy the input")
+    assert _sha(stack) == before
+    # a model folder on the stack (tune OUTPUT_FOLDER = INPUT): refused before anything is written
+    _refused(run_alg, "tune", dict(TUNE, INPUT=str(stack), OUTPUT_FOLDER=str(stack)), "destroy the input")
+    assert _sha(stack) == before
+
+
+def test_two_outputs_on_one_path_are_refused(run_alg, small, tmp_path):
+    dup = str(tmp_path / "dup.tif")
+    msg = _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": small["models"], "DEVICE": "cpu",
+                                        "OUTPUT_MEDIAN": dup, "OUTPUT_QUANTILES": dup}, "same file")
+    assert "OUTPUT_MEDIAN" in msg and "OUTPUT_QUANTILES" in msg
+    assert not os.path.exists(dup) and _leftovers(tmp_path) == []
+
+
+def test_outputs_move_into_place_only_on_success(run_alg, small, tmp_path, monkeypatch):
+    from deformcast.algorithms import ensemble
+
+    out = tmp_path / "out"
+    res = _predict(run_alg, small["stack"], small["models"], out, OUTPUT_QUANTILES=str(out / "q.tif"))
+    assert res["OUTPUT_MEDIAN"] == str(out / "median.tif") and res["OUTPUT_QUANTILES"] == str(out / "q.tif")
+    assert sorted(os.listdir(out)) == ["median.qml", "median.tif", "q.qml", "q.tif"]
+    old = {n: _sha(out / n) for n in os.listdir(out)}
+    real = ensemble.predict_ensemble
+
+    def fails_late(*a, **k):   # writes every output, then fails (e.g. a full disk on the last step)
+        real(*a, **k)
+        raise RuntimeError("disk trouble after the outputs were written")
+
+    monkeypatch.setattr(ensemble, "predict_ensemble", fails_late)
+    msg = _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": small["models"], "DEVICE": "cpu",
+                                        "CALIBRATE": False, "OUTPUT_MEDIAN": str(out / "median.tif"),
+                                        "OUTPUT_QUANTILES": str(out / "q.tif")}, "unexpected error")
+    assert "disk trouble" in msg and "No output was written" in msg
+    assert {n: _sha(out / n) for n in os.listdir(out)} == old   # the earlier outputs are untouched
+
+
+# ------------------------------------------------------------------------------------------
+# 7: tracebacks become messages that name the fix
+# ------------------------------------------------------------------------------------------
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def _set_meta(folder: Path, **changes):
+    p = folder / "model.json"
+    meta = json.loads(p.read_text())
+    for k, v in changes.items():
+        if v is None:
+            meta.pop(k, None)
+        else:
+            meta[k] = v
+    p.write_text(json.dumps(meta))
+
+
+def test_damaged_models_are_refused_with_the_command_that_recreates_them(run_alg, small, tmp_path, capfd):
+    import torch
+
+    out = tmp_path / "out"
+    # a pickle in place of the weights (its checksum updated): refused, torch's advice never shown
+    m = _copy_models(small, tmp_path / "evil")
+    w = m / "m00_gru" / "weights.pt"
+    torch.save({"model": _Evil()}, w)
+    _set_meta(m / "m00_gru", weights_sha256=_sha(w))
+    msg = _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": str(m), "DEVICE": "cpu",
+                                        "OUTPUT_MEDIAN": str(out / "a.tif")}, "not a plain weights file")
+    assert "deformcast:train" in msg and "WINDOW=8" in msg and "pickle" not in msg.lower()
+    assert "this must never run" not in capfd.readouterr().out
+    # truncated weights after the checksum was removed: a model without a checksum is refused
+    m = _copy_models(small, tmp_path / "nosum")
+    w = m / "m01_gru" / "weights.pt"
+    w.write_bytes(w.read_bytes()[:200])
+    _set_meta(m / "m01_gru", weights_sha256=None)
+    msg = _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": str(m), "DEVICE": "cpu",
+                                        "OUTPUT_MEDIAN": str(out / "b.tif")}, "no checksum")
+    assert "./deformcast run deformcast:train" in msg
+    # model.json with non-numeric fields
+    m = _copy_models(small, tmp_path / "nonnum")
+    _set_meta(m / "m00_gru", window="eight")
+    _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": str(m), "DEVICE": "cpu",
+                                  "OUTPUT_MEDIAN": str(out / "c.tif")}, "window is 'eight'")
+    _set_meta(m / "m00_gru", window=8, hparams={"hidden": [4]})
+    _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": str(m), "DEVICE": "cpu",
+                                  "OUTPUT_MEDIAN": str(out / "d.tif")}, "hparams.hidden")
+    assert not out.exists() or os.listdir(out) == []
+
+
+@pytest.mark.parametrize("folder, match", [
+    (3, "member 1 has the folder 3"),
+    ("/etc", "absolute path"),
+    ("../elsewhere", "outside the model folder"),
+    ("m00_gru/../../models2/m00_gru", "outside the model folder"),
+    ("link", "outside the model folder"),   # a link inside the folder that leads out of it
+])
+def test_damaged_manifest_is_refused(run_alg, small, tmp_path, folder, match):
+    m = _copy_models(small, tmp_path)
+    shutil.copytree(m, tmp_path / "models2")   # a real model outside the folder ('../' must not reach it)
+    (tmp_path / "elsewhere").symlink_to(m / "m00_gru")
+    (m / "link").symlink_to(tmp_path / "models2" / "m00_gru")
+    man = json.loads((m / "manifest.json").read_text())
+    man["members"][0]["folder"] = folder
+    (m / "manifest.json").write_text(json.dumps(man))
+    out = tmp_path / "out"
+    _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": str(m), "DEVICE": "cpu",
+                                  "OUTPUT_MEDIAN": str(out / "a.tif")}, match)
+    assert not (out / "a.tif").exists()
+
+
+def test_bad_search_space_and_hparams_are_messages(run_alg, scene, tmp_path):
+    out = tmp_path / "t"
+    msg = _refused(run_alg, "tune", dict(TUNE, INPUT=scene["stack"], OUTPUT_FOLDER=str(out),
+                                         SEARCH_SPACE='{"lr": {"low": "a", "high": 1}}'), "not a number")
+    assert "'lr' low" in msg and "Example" in msg
+    _refused(run_alg, "tune", dict(TUNE, INPUT=scene["stack"], OUTPUT_FOLDER=str(out),
+                                   SEARCH_SPACE='{"lr": {"low": NaN, "high": 1}}'), "NaN")
+    assert not (out / "manifest.json").exists()
+    msg = _refused(run_alg, "train", {"INPUT": scene["stack"], "ARCHITECTURE": "gru", "HORIZON": 2, "WINDOW": 6,
+                                      "HPARAMS": '{"lr": NaN}', "MAX_EPOCHS": 1, "DEVICE": "cpu",
+                                      "OUTPUT_FOLDER": str(tmp_path / "m"),
+                                      "OUTPUT_REPORT": str(tmp_path / "r.html"),
+                                      "OUTPUT_FORECAST": str(tmp_path / "f.tif"),
+                                      "OUTPUT_RESIDUALS": str(tmp_path / "res.tif")}, "HPARAMS")
+    assert "NaN" in msg and not (tmp_path / "f.tif").exists()
+
+
+def test_unexpected_errors_are_messages_without_library_advice(run_alg, small, tmp_path, monkeypatch):
+    from deformcast.algorithms import ensemble
+
+    def boom(*a, **k):
+        raise RuntimeError("Weights only load failed. Re-running `torch.load` with `weights_only` set to `False` "
+                           "will likely succeed")
+
+    monkeypatch.setattr(ensemble, "predict_ensemble", boom)
+    msg = _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": small["models"], "DEVICE": "cpu",
+                                        "OUTPUT_MEDIAN": str(tmp_path / "a.tif")}, "unexpected error")
+    assert "False" not in msg and "RuntimeError" in msg
+
+
+# ------------------------------------------------------------------------------------------
+# 8: the smaller items
+# ------------------------------------------------------------------------------------------
+def test_enum_numbers_are_accepted_and_unknown_values_list_the_valid_ones(run_alg, small, tmp_path,
+                                                                         deformcast_provider):
+    from qgis.core import QgsProcessingContext
+
+    out = str(tmp_path / "cm.tif")
+    run_alg("import_timeseries", {"INPUT": small["stack"], "UNITS": "1", "OUTPUT": out})   # 1 = cm
+    assert np.allclose(raster.read_raster(out)[0], small["vals"] * 10.0, atol=1e-3)
+    run_alg("import_timeseries", {"INPUT": small["stack"], "UNITS": 2, "OUTPUT": out})     # 2 = m
+    assert np.allclose(raster.read_raster(out)[0], small["vals"] * 1000.0, rtol=1e-5, atol=1e-2)
+    msg = _refused(run_alg, "import_timeseries", {"INPUT": small["stack"], "UNITS": "7",
+                                                  "OUTPUT": str(tmp_path / "x.tif")}, "UNITS")
+    assert "mm, cm, m" in msg and "number" in msg
+    tune = next(a for a in deformcast_provider.algorithms() if a.name() == "tune").create()
+    ok, msg = tune.checkParameterValues({"INPUT": small["stack"], "ARCHITECTURE": "1", "ENCODING": "1,6",
+                                         "OUTPUT_FOLDER": str(tmp_path / "f")}, QgsProcessingContext())
+    assert ok, msg
+    assert tune.enum_value({"ARCHITECTURE": "1"}, "ARCHITECTURE", QgsProcessingContext()) == "gru"
+    assert tune.enum_values({"ENCODING": "1,6"}, "ENCODING", QgsProcessingContext()) == ["temporal", "regime"]
+    ok, msg = tune.checkParameterValues({"INPUT": small["stack"], "ARCHITECTURE": "17",
+                                         "OUTPUT_FOLDER": str(tmp_path / "f")}, QgsProcessingContext())
+    assert not ok and "lstm, gru" in msg
+
+
+def _egms(path, rows, header_dates=("20200105", "20200117", "20200129"), delim=",", extra_header=None):
+    head = ["pid", "easting", "northing"] + list(extra_header or header_dates)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(delim.join(head) + "\n")
+        for r in rows:
+            fh.write(delim.join(r) + "\n")
+    return str(path)
+
+
+def test_semicolon_csv_with_decimal_commas(run_alg, tmp_path):
+    rows = [["1", "4321000,5", "3210050,5", "0,0", "-1,5", "-3,0"],
+            ["2", "4321150,5", "3210050,5", "0,0", "-2,5", "-5,0"]]
+    src = _egms(tmp_path / "de.csv", rows, delim=";")
+    out = str(tmp_path / "de.tif")
+    run_alg("import_timeseries", {"INPUT": src, "CELL_SIZE": 100, "OUTPUT": out})
+    a = raster.read_raster(out)[0]
+    assert np.nanmin(a[2]) == pytest.approx(-5.0) and np.nanmax(a[2]) == pytest.approx(-3.0)
+    assert np.count_nonzero(np.isfinite(a[1])) == 2
+
+
+def test_dropped_rows_and_undated_columns_are_counted(run_alg, tmp_path, fb):
+    rows = [["1", "4321000", "3210050", "0", "-1", "7", "-3"],
+            ["2", "abc", "3210050", "0", "-2", "7", "-5"],
+            ["3", "4321150", "", "0", "-2", "7", "-5"],
+            ["4", "4321150", "3210050", "0", "-2", "7", "-5"]]
+    src = _egms(tmp_path / "p.csv", rows, extra_header=["20200105", "20200117", "", "20200210"])
+    out = str(tmp_path / "p.tif")
+    run_alg("import_timeseries", {"INPUT": src, "CELL_SIZE": 100, "OUTPUT": out}, feedback=fb)
+    text = " ".join(fb.warnings)
+    assert "2 row(s)" in text and "line 3" in text and "'abc'" in text
+    assert "1 column(s)" in text and "column 6 (blank name)" in text and "NOT imported" in text
+    # all rows bad: the message says why there are no points
+    src = _egms(tmp_path / "bad.csv", [r for r in rows[1:3]], extra_header=["20200105", "20200117", "x", "20200210"])
+    msg = _refused(run_alg, "import_timeseries", {"INPUT": src, "CELL_SIZE": 100, "OUTPUT": str(tmp_path / "b.tif")},
+                   "no points with coordinates")
+    assert "2 row(s)" in msg and not (tmp_path / "b.tif").exists()
+
+
+def test_one_pixel_stack_is_warned_about(run_alg, tmp_path, fb):
+    from qgis.core import QgsProcessingException
+
+    g = raster.make_grid(0, 100, 10, 1, 1)
+    p = str(tmp_path / "one.tif")
+    raster.write_stack(p, _values(T=40, H=1, W=1), DATES[:40], g)
+    try:
+        run_alg("tune", dict(TUNE, INPUT=p, VALIDATION="time", OUTPUT_FOLDER=str(tmp_path / "o")), feedback=fb)
+    except QgsProcessingException:
+        pass   # a single series may also be too short to tune; the point is the warning
+    assert any("only 1 pixel" in w for w in fb.warnings), fb.warnings
+
+
+def test_end_date_after_the_last_acquisition_and_members_zero(run_alg, small, tmp_path):
+    out = tmp_path / "o"
+    msg = _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": small["models"], "DEVICE": "cpu",
+                                        "END_DATE": "2030-01-01", "OUTPUT_MEDIAN": str(out / "a.tif")},
+                   "after the last acquisition")
+    assert str(DATES[-1]) in msg and "END_DATE empty" in msg
+    msg = _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": small["models"], "DEVICE": "cpu",
+                                        "MEMBERS": "0", "OUTPUT_MEDIAN": str(out / "a.tif")}, "MEMBERS 0")
+    assert "from 1 to 2" in msg
+    _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": small["models"], "DEVICE": "cpu",
+                                  "MEMBERS": "5", "OUTPUT_MEDIAN": str(out / "a.tif")}, "holds 2 member")
+    assert not out.exists() or os.listdir(out) == []
+
+
+def test_predict_warns_when_the_stack_differs_from_the_training_stack(run_alg, small, tmp_path, fb):
+    # every 6 days instead of 12: the window spans another duration
+    p6 = str(tmp_path / "six.tif")
+    raster.write_stack(p6, small["vals"], np.datetime64("2020-01-01") + np.arange(T_) * np.timedelta64(6, "D"), GRID)
+    _predict(run_alg, p6, small["models"], tmp_path / "a", feedback=fb, COVARIATES=[small["stack"]])
+    text = " ".join(fb.warnings)
+    assert "every 12 days" in text and "every 6 days" in text
+    assert "COVARIATES were given" in text
+    # a backtest from inside the training period on the training grid
+    fb.warnings.clear()
+    _predict(run_alg, small["stack"], small["models"], tmp_path / "b", feedback=fb, END_DATE=str(DATES[20]))
+    assert any("inside the period the models were trained" in w for w in fb.warnings), fb.warnings
+    # the same stack, forecast from its end: nothing to warn about
+    fb.warnings.clear()
+    _predict(run_alg, small["stack"], small["models"], tmp_path / "c", feedback=fb)
+    assert fb.warnings == []
+
+
+def test_no_gdal_noise_and_no_aux_xml_beside_the_input(run_alg, small, tmp_path, capfd):
+    stack = tmp_path / "user_stack.tif"
+    shutil.copy(small["stack"], stack)     # no .qml beside it: QGIS computes statistics on load
+    capfd.readouterr()
+    run_alg("import_timeseries", {"INPUT": str(stack), "OUTPUT": str(tmp_path / "copy.tif")})
+    _predict(run_alg, str(stack), small["models"], tmp_path / "out")
+    err = capfd.readouterr().err
+    assert "dfMax" not in err
+    import gc
+
+    gc.collect()
+    assert not (tmp_path / "user_stack.tif.aux.xml").exists()
+
+
+def test_storage_password_from_environment_never_echoed(run_alg, scene, tmp_path, monkeypatch, fb):
+    import optuna
+
+    seen = {}
+
+    class FakeRDB:
+        def __init__(self, url, **kw):
+            seen["url"] = url
+            raise RuntimeError(f"could not connect to {url}")
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", FakeRDB)
+    monkeypatch.setenv("DEFORMCAST_STORAGE_PASSWORD", "s3cret-pw")
+    params = dict(TUNE, INPUT=scene["stack"], OUTPUT_FOLDER=str(tmp_path / "db"),
+                  STORAGE="postgresql://me@db.example:5433/optuna")
+    msg = _refused(run_alg, "tune", params, "Cannot open the Optuna storage", feedback=fb)
+    assert "s3cret-pw" in seen["url"] and "s3cret-pw" not in msg + " ".join(fb.infos + fb.warnings)
+    # a pgpass-style file (host:port:database:user:password)
+    monkeypatch.delenv("DEFORMCAST_STORAGE_PASSWORD")
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text("other:*:*:*:nope\ndb.example:5433:optuna:me:from-file\n")
+    monkeypatch.setenv("DEFORMCAST_PGPASS", str(pgpass))
+    msg = _refused(run_alg, "tune", params, "Cannot open")
+    assert ":from-file@" in seen["url"] and "from-file" not in msg
+    # a password in the URL itself still works, is warned about and never shown
+    fb.warnings.clear()
+    msg = _refused(run_alg, "tune", dict(params, STORAGE="postgresql://me:inline-pw@db.example/optuna"), "Cannot open",
+                   feedback=fb)
+    assert "inline-pw" not in msg and any("contains a password" in w for w in fb.warnings)
+    assert not any("inline-pw" in t for t in fb.warnings + fb.infos)
+
+
+def test_headless_run_prints_no_gdal_noise(small, tmp_path, qgis_process_run):
+    """./deformcast (qgis_process) loads the input raster before the plugin runs: no dfMax message, no .aux.xml."""
+    from conftest import ROOT
+
+    ini = ROOT / ".qgis-profile" / "profiles" / "default" / "QGIS" / "QGIS3.ini"
+    if ini.is_file():   # forget what an earlier run set: the plugin must set it again
+        lines = ini.read_text().splitlines()
+        ini.write_text("\n".join(ln for ln in lines if not ln.startswith("defaultContrastEnhancementLimits")) + "\n")
+    stack = tmp_path / "user_stack.tif"
+    shutil.copy(small["stack"], stack)
+    r = qgis_process_run("run", "deformcast:predict", "--", f"INPUT={stack}", f"MODEL_FOLDER={small['models']}",
+                         "DEVICE=cpu", "CALIBRATE=false", f"OUTPUT_MEDIAN={tmp_path / 'median.tif'}", timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "dfMax" not in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
+    assert not (tmp_path / "user_stack.tif.aux.xml").exists()
+    assert (tmp_path / "median.tif").exists() and _leftovers(tmp_path) == []
