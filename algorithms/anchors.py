@@ -307,7 +307,7 @@ def _record(flat: np.ndarray, d, lead: int, origins, forecasts) -> Optional[np.n
 
 
 def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_function=None,
-                   family: Optional[np.ndarray] = None, ensemble=None):
+                   family: Optional[np.ndarray] = None, ensemble=None, past_family=None):
     """The ``local`` classical forecast of a block of pixels, float64 ``(h, rows, cols)``.
 
     Each member of the family is scored by its own recent track record around each pixel: from
@@ -324,7 +324,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     Then the result is ``(blend, w)``: the ensemble blended with the local classical forecast per
     pixel, ``w = m_E^-p / (m_E^-p + m_F^-p)`` with ``m_E`` the ensemble's pooled recent MSE, ``m_F``
     that of the best family member there and ``p = LOCAL_POWER``; ``w`` (rows*cols,) is 1 where the
-    ensemble has no record.
+    ensemble has no record. ``past_family(o)``: the family from an earlier origin over the next
+    ``lead`` epochs, (C, lead, rows*cols), when the caller keeps them (:class:`FamilyCache`).
     """
     y = np.asarray(hist, dtype=np.float64)
     d = np.asarray(dates, dtype="datetime64[D]")
@@ -336,8 +337,9 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     C, Hh, _ = family.shape
     L = int(lead)
     origins = local_origins(e, L)
-    err = _record(flat, d, L, origins,
-                  lambda o: family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function))
+    past_family = past_family or (
+        lambda o: family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function))
+    err = _record(flat, d, L, origins, past_family)
     if err is None:
         out = np.full((Hh, R, Wd), np.nan)
         return out if ensemble is None else (ensemble[0].reshape(Hh, R, Wd), np.ones(R * Wd))
@@ -367,3 +369,21 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)
     blend = wE[None] * now + (1.0 - wE[None]) * np.where(np.isfinite(out), out, now)
     return blend.reshape(Hh, R, Wd), wE
+
+
+class FamilyCache:
+    """The family of a block from any origin ``o`` over the next ``lead`` epochs, computed once:
+    the local track record and the candidates of the skill gate ask for the same origins."""
+
+    def __init__(self, hist: np.ndarray, dates, lead: int, time_function=None):
+        self.flat = np.asarray(hist, dtype=np.float64).reshape(np.shape(hist)[0], -1)
+        self.dates = np.asarray(dates, dtype="datetime64[D]")
+        self.lead, self.tf = int(lead), time_function
+        self._memo = {}
+
+    def __call__(self, o: int) -> np.ndarray:
+        o = int(o)
+        if o not in self._memo:
+            self._memo[o] = family_forecasts(self.flat[:o + 1], self.dates[:o + 1],
+                                             self.dates[o + 1:o + self.lead + 1], self.tf)
+        return self._memo[o]

@@ -113,6 +113,11 @@ def _end_index(dates: np.ndarray, end_date) -> int:
     d = raster.parse_date(end_date)
     if d is None:
         raise DeformCastError(f"END_DATE '{end_date}' is not a date (YYYY-MM-DD).")
+    if d > dates[-1]:
+        raise DeformCastError(
+            f"END_DATE {d} lies after the last acquisition of the stack ({dates[-1]}): there is nothing to "
+            "forecast from after it. Leave END_DATE empty to forecast from the last acquisition, or give a date "
+            "within the stack for a backtest.")
     idx = int(np.searchsorted(dates, d, side="right")) - 1
     if idx < 0:
         raise DeformCastError(f"END_DATE {d} lies before the first acquisition ({dates[0]}).")

@@ -85,7 +85,7 @@ def _score_mask(configs: Sequence[dict], shape) -> Optional[np.ndarray]:
 
 
 def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int, config: dict,
-               valid: np.ndarray) -> np.ndarray:
+               valid: np.ndarray, cache: Optional[anc.FamilyCache] = None) -> np.ndarray:
     """Every classical candidate from origin ``e`` for the pixels ``valid`` (bool (r1 - r0, W)) of rows
     r0..r1 of a block read from row ``a0`` (with ``anchors.LOCAL_HALO`` rows of halo where the raster
     has them): float64 ``(len(CANDIDATES), H, n)``, rows in :data:`CANDIDATES` order (the family, the
@@ -96,8 +96,11 @@ def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int
     steps = config.get("steps") or None
     hist_blk = np.asarray(blk[: e + 1], dtype=np.float64)
     # the family for the whole block (its halo rows feed the local track record), then the rows asked for
-    fam_all = anc.family_forecasts(hist_blk.reshape(e + 1, -1), d[: e + 1], td, steps)
-    local = anc.local_forecast(hist_blk, d[: e + 1], td, full_h, steps, family=fam_all)
+    if cache is not None and e + full_h < d.size:   # targets inside the stack: the cache has them
+        fam_all = cache(e)
+    else:
+        fam_all = anc.family_forecasts(hist_blk.reshape(e + 1, -1), d[: e + 1], td, steps)
+    local = anc.local_forecast(hist_blk, d[: e + 1], td, full_h, steps, family=fam_all, past_family=cache)
     W = blk.shape[2]
     rows = slice((r0 - a0) * W, (r1 - a0) * W)
     sel = np.flatnonzero(np.asarray(valid).ravel())
@@ -109,7 +112,7 @@ def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int
 
 
 def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, config: dict, now: np.ndarray,
-                past) -> np.ndarray:
+                past, cache: Optional[anc.FamilyCache] = None) -> np.ndarray:
     """The ensemble blended per pixel with the local classical forecast by their recent track records
     around it (:func:`anchors.local_forecast` with ``ensemble``), rows r0..r1: (H, r1 - r0, W).
 
@@ -122,8 +125,9 @@ def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, confi
     L = int(config.get("horizon", H))
     td = dataset.target_dates(d, int(e), L)[:H]
     n = blk.shape[1] * blk.shape[2]
+    fam = cache(e)[:, :H] if cache is not None and e + L < d.size else None
     blend, _ = anc.local_forecast(np.asarray(blk[: e + 1], dtype=np.float64), d[: e + 1], td, L,
-                                  config.get("steps") or None,
+                                  config.get("steps") or None, family=fam, past_family=cache,
                                   ensemble=(now.reshape(H, n), lambda o: None if past(o) is None
                                             else past(o)[:L].reshape(L, n)))
     return blend[:, r0 - a0:r1 - a0]
@@ -166,6 +170,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
         fc = dict(zip(every, _forecast_items(items, info.dates, info.grid, loaded, plan, H, dev, batch_size)))
         with np.errstate(all="ignore"):
             meds = {o: np.median(out, axis=0) for o, (out, _) in fc.items()}
+        cache = anc.FamilyCache(blk, info.dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None)
         for o in origins:
             out, valid = fc[o]
             out, valid = out[:, :, r0 - a0:r1 - a0], valid[r0 - a0:r1 - a0]
@@ -175,8 +180,8 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
                 ok &= mask[r0:r1]
             if not ok.any():
                 continue
-            loc = local_blend(blk, a0, r0, r1, o, info.dates, cfg0, meds[o], meds.get)
-            fam = candidates(blk, a0, r0, r1, o, info.dates, H, cfg0, ok)
+            loc = local_blend(blk, a0, r0, r1, o, info.dates, cfg0, meds[o], meds.get, cache)
+            fam = candidates(blk, a0, r0, r1, o, info.dates, H, cfg0, ok, cache)
             keep = np.isfinite(fam[: len(anc.FAMILY_NAMES)]).all(axis=(0, 1)) & np.isfinite(loc[:, ok]).all(axis=0)
             res[o]["members"].append(out[:, :, ok][:, :, keep])
             res[o]["local"].append(loc[:, ok][:, keep])

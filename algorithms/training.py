@@ -476,11 +476,21 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     from .dataset import auto_encodings, is_auto
 
     enc = auto_encodings(sdates, horizon, validation) if is_auto(encodings) else list(encodings)
+    from .errors import warn
+    from .raster import few_pixels_message
+    from .readers import unused_covariates_message
+
+    m = unused_covariates_message(list(covs), enc)
+    if m:
+        warn(m)
     prep = prepare(info, None, grid, window, horizon, enc, covariates=covs or None, max_samples=max_samples,
                    max_eval_samples=min(int(max_samples), _EVAL_SAMPLES), seed=seed, target=target,
                    validation=validation, baseline=baseline if target == "residual" else "trajectory", steps=steps,
                    progress=progress.sub(0.02, 0.1))
     cfg, norm = prep.config, prep.norm
+    m = few_pixels_message(int(np.unique(np.concatenate([prep.train.pixel, prep.val.pixel])).size))
+    if m:
+        warn(m)
     progress.log(f"{len(prep.train)} training, {len(prep.val)} validation, {len(prep.test)} test windows; "
                  f"{prep.n_features} input channels ({', '.join(prep.feature_names)}).")
 

@@ -165,13 +165,19 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
         progress.log(f"Coding strategy: {', '.join(encodings)}" + (
             "" if "trajectory" in encodings else " (the series is too short for 'trajectory': it needs 10 "
             "training end epochs with 1.9 years of history)") + f"; validation: {validation}; anchor: {baseline}.")
+    if covariates and "covariates" not in encodings:
+        progress.log("The covariates are not used by the coding strategy (" + ", ".join(encodings) + "); add "
+                     "'covariates' to ENCODING to give them to the networks.")
+        model_covariates = []
+    else:
+        model_covariates = list(covariates)
     tune_results = {}
     study_folders = []
     for i, arch in enumerate(archs):
         sub = stage["tune"].sub(i / len(archs), (i + 1) / len(archs))
         folder = os.path.join(out, "models", arch) if len(archs) > 1 else os.path.join(out, "models")
         progress.log(f"TPE tuning of {arch}: {n_trials} trials ...")
-        r = tuning.tune_job(stack_path, folder, arch, horizon, dates=dates, covariates=covariates, gate=False,
+        r = tuning.tune_job(stack_path, folder, arch, horizon, dates=dates, covariates=model_covariates, gate=False,
                             report_path=os.path.join(out, f"tuning_report_{arch}.html"), progress=sub,
                             n_trials=n_trials, top_k=top_k, seed=seed, max_epochs=max_epochs, window=window,
                             encodings=encodings, device=device, max_samples=max_samples,
@@ -191,7 +197,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     from . import skill_gate
 
     paths["rolling_origins_csv"] = os.path.join(out, "rolling_origins.csv")
-    gate = skill_gate.run_gate(stack_path, model_root, dates=dates, covariates=covariates, device=device,
+    gate = skill_gate.run_gate(stack_path, model_root, dates=dates, covariates=model_covariates, device=device,
                                csv_path=paths["rolling_origins_csv"], progress=stage["gate"])
     timings["gate"] = time.time() - ts
 
@@ -199,7 +205,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     ts = time.time()
     progress.log("Backtest on the held-out test period, beside the classical baselines ...")
     back = bt.run_backtest(stack_path, model_root, os.path.join(out, "backtest"), truth_path=truth_path,
-                           thresholds=thresholds, dates=dates, covariates=covariates, device=device,
+                           thresholds=thresholds, dates=dates, covariates=model_covariates, device=device,
                            progress=stage["backtest"])
     timings["backtest"] = time.time() - ts
 
@@ -209,7 +215,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     for k in ("median", "quantiles", "members"):
         paths[f"forecast_{k}"] = os.path.join(out, f"forecast_{k}.tif")
     fc = predict_ensemble(stack_path, model_root, paths["forecast_median"], paths["forecast_quantiles"],
-                          paths["forecast_members"], dates=dates, covariates=covariates, device=device,
+                          paths["forecast_members"], dates=dates, covariates=model_covariates, device=device,
                           progress=stage["predict"])
     timings["predict"] = time.time() - ts
 
@@ -347,9 +353,9 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
                       "val RMSE best TPE (mm)", "improvement %", "details"])
     mo = s.get("modelling") or {}
     if mo:
-        rep.paragraph(f"What the networks learn: target <b>{mo.get('target')}</b> (the correction to the per-pixel "
-                      f"trajectory forecast when 'residual'), coding <b>{', '.join(mo.get('encodings') or ['none'])}</b>, "
-                      f"validation <b>{mo.get('validation')}</b> (early stopping, the TPE objective and each model's "
+        rep.paragraph(f"What the networks learn: target {mo.get('target')} (the correction to a per-pixel classical "
+                      f"forecast when 'residual'), coding {', '.join(mo.get('encodings') or ['none'])}, "
+                      f"validation {mo.get('validation')} (early stopping, the TPE objective and each model's "
                       "correction weight; 'space' = 20 % of the pixels in blocks, over the epochs before the test period).")
     if mo.get("baseline") == "adaptive":
         rep.paragraph("The classical anchor the networks correct is the adaptive combination of classical forecasts "
