@@ -357,11 +357,9 @@ def last_band(path: str):
     if ds is None:
         raise DeformCastError(f"Cannot open '{path}'.")
     n = ds.RasterCount
-    b = ds.GetRasterBand(n)
-    a = b.ReadAsArray().astype(np.float32)
-    nod = b.GetNoDataValue()
-    if nod is not None and np.isfinite(nod):
-        a[a == nod] = np.nan
+    from .raster import read_band
+
+    a = read_band(ds.GetRasterBand(n), 0, 0, ds.RasterXSize, ds.RasterYSize, True).astype(np.float32)
     return n, a
 
 

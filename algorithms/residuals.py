@@ -51,7 +51,7 @@ import numpy as np
 
 from .errors import DeformCastError
 from .progress import Progress, silent
-from .raster import Grid, RasterWriter, crs_equal, iso, open_raster, parse_date
+from .raster import Grid, RasterWriter, crs_equal, iso, open_raster, parse_date, read_band
 from . import styles
 
 WEIGHTS = ["queen", "rook", "distance"]
@@ -204,13 +204,10 @@ def _band_dates(ds, what: str, path: str) -> List[Optional[np.datetime64]]:
     return out
 
 
-def _read(ds, i0: int) -> np.ndarray:
-    b = ds.GetRasterBand(i0 + 1)
-    a = b.ReadAsArray().astype(np.float64)
-    nod = b.GetNoDataValue()
-    if nod is not None and not np.isnan(nod):
-        a[a == nod] = np.nan
-    return a
+def _read(ds, i0: int, to_mm: bool = False) -> np.ndarray:
+    """One band as float64 with NaN nodata, band scale/offset applied (:func:`raster.read_band`);
+    ``to_mm``: a displacement band, its declared length unit (m, cm) converted to mm too."""
+    return read_band(ds.GetRasterBand(i0 + 1), to_mm=to_mm).astype(np.float64)
 
 
 def _grid_problem(a: Grid, b: Grid) -> str:
@@ -417,13 +414,13 @@ def run_residuals(forecast: str, observed: str, outputs: Dict[str, Optional[str]
     writer = None
     if outputs.get("OUTPUT_RESIDUALS"):
         # style range from the first matched date (a cheap, representative sample)
-        r0 = _read(fds, pairs[0][0]) - _read(ods, pairs[0][1])
+        r0 = _read(fds, pairs[0][0], True) - _read(ods, pairs[0][1], True)
         writer = RasterWriter(outputs["OUTPUT_RESIDUALS"], grid, len(pairs), [iso(d) for *_, d in pairs],
                               "float32", None, styles.residual_style(r0),
                               {"DEFORMCAST_KIND": "residuals (forecast - observed, mm)"})
     try:
         for k, (i, j, d) in enumerate(pairs):
-            r = _read(fds, i) - _read(ods, j)
+            r = _read(fds, i, True) - _read(ods, j, True)
             ok = np.isfinite(r)
             sums["count"] += ok
             rz = np.where(ok, r, 0.0)

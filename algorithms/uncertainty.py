@@ -59,7 +59,7 @@ import numpy as np
 
 from .errors import DeformCastError
 from .progress import Progress, silent
-from .raster import Grid, RasterWriter, crs_equal, iso, open_stack, parse_date
+from .raster import Grid, RasterWriter, crs_equal, iso, open_stack, parse_date, read_band
 from . import styles
 
 MODES = ["magnitude", "subsidence", "uplift"]
@@ -164,11 +164,10 @@ def open_members(path: str, horizon: int = 0) -> MembersInfo:
     return MembersInfo(str(path), grid, n_members, int(horizon), dates, nod)
 
 
-def _read_band(ds, band_index0: int, r0: int, r1: int, width: int, nodata) -> np.ndarray:
-    a = ds.GetRasterBand(band_index0 + 1).ReadAsArray(0, r0, width, r1 - r0).astype(np.float32, copy=False)
-    if nodata is not None and not np.isnan(nodata):
-        a = np.where(a == nodata, np.float32(np.nan), a)
-    return a
+def _read_band(ds, band_index0: int, r0: int, r1: int, width: int, nodata=None) -> np.ndarray:
+    """Rows ``r0:r1`` of one displacement band in mm (float32, NaN nodata): the band's own nodata,
+    scale/offset and length unit applied by :func:`raster.read_band` (``nodata`` is unused, kept for callers)."""
+    return read_band(ds.GetRasterBand(band_index0 + 1), 0, r0, width, r1 - r0, to_mm=True)
 
 
 def transform_value(d: np.ndarray, mode: str) -> np.ndarray:

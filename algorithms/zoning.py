@@ -126,7 +126,7 @@ import numpy as np
 
 from .errors import DeformCastError
 from .progress import Progress, silent
-from .raster import Grid, crs_equal, open_raster, write_raster
+from .raster import Grid, crs_equal, open_raster, read_band, write_raster
 from . import styles
 
 UNCERTAINTY_TYPES = ["ambiguity", "spread"]
@@ -474,17 +474,14 @@ def discontinuity_band(traces: np.ndarray, buffer_m: float, grid: Grid) -> np.nd
     return dist <= buffer_m + 1e-9
 
 
-def _read1(path: str, band: int, what: str):
+def _read1(path: str, band: int, what: str, to_mm: bool = False):
     ds, grid = open_raster(path, what)
     if band < 1 or band > ds.RasterCount:
         raise DeformCastError(f"{what} has {ds.RasterCount} band(s); band {band} does not exist. "
                               + ("Bands: " + "; ".join(f"{i + 1}: {ds.GetRasterBand(i + 1).GetDescription()}"
                                                        for i in range(ds.RasterCount))))
-    b = ds.GetRasterBand(band)
-    a = b.ReadAsArray().astype(np.float64)
-    nod = b.GetNoDataValue()
-    if nod is not None and not np.isnan(nod):
-        a[a == nod] = np.nan
+    # nodata, band scale/offset (and, for displacement, the length unit) as GDAL declares them
+    a = read_band(ds.GetRasterBand(band), to_mm=to_mm).astype(np.float64)
     return a, grid, ds
 
 
@@ -573,7 +570,8 @@ def run_zoning(susceptibility: str, uncertainty: str, exceedance: str, outputs: 
         raise DeformCastError("MIN_AREA must be >= 0 m².")
     s, grid, sds = _read1(susceptibility, 1, "SUSCEPTIBILITY")
     n_classes = _n_classes_of(sds, s)
-    u, ug, _ = _read1(uncertainty, 1, "The uncertainty layer (SPREAD/AMBIGUITY)")
+    u, ug, _ = _read1(uncertainty, 1, "The uncertainty layer (SPREAD/AMBIGUITY)",
+                     to_mm=uncertainty_type == "spread")
     p, pg, _ = _read1(exceedance, int(exceedance_band), "EXCEEDANCE")
     layers = [("the uncertainty layer", ug), ("EXCEEDANCE", pg)]
     hz = None
@@ -589,7 +587,7 @@ def run_zoning(susceptibility: str, uncertainty: str, exceedance: str, outputs: 
         from osgeo import gdal
 
         nb = gdal.Open(str(fds_path)).RasterCount if os.path.exists(str(fds_path)) else 1
-        fc, fg, fcds = _read1(forecast, nb, "FORECAST")
+        fc, fg, fcds = _read1(forecast, nb, "FORECAST", to_mm=True)
         layers.append(("FORECAST", fg))
         fc_band = fcds.GetRasterBand(nb).GetDescription() or f"band {nb}"
     kf = None

@@ -72,6 +72,8 @@ comparison.</p>
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Report", "HTML files (*.html)",
                                                                 optional=True))
         self.addOutput(QgsProcessingOutputFile("OUTPUT_RUNS", "Runs table (CSV)"))
+        self.advanced("ALPHA", "WINDOW", "STRATEGIES", "SEARCH_SPACE", "MAX_SAMPLES", "PRUNER", "DATES", "SEED",
+                      "DEVICE")
 
     def execute(self, parameters, context, feedback, progress):
         from ..algorithms.compare import compare_job

@@ -77,6 +77,7 @@ in time; gaps longer than the maximum gap (default 3 steps) stay empty.</p>
         self.addParameter(QgsProcessingParameterBoolean(
             "REREFERENCE", "Re-reference every pixel to the first epoch (0 mm)", False))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Displacement stack"))
+        self.advanced("STEP_DAYS", "MAX_GAP_DAYS", "DATES")
 
     def execute(self, parameters, context, feedback, progress):
         src = self.parameterAsFile(parameters, "INPUT", context)

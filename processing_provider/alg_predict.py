@@ -69,6 +69,7 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
                                                                   optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MEMBERS", "Ensemble members",
                                                                   optional=True))
+        self.advanced("HORIZON", "MEMBERS", "END_DATE", "CALIBRATE", "DATES", "DEVICE", "BLOCK_ROWS")
 
     def execute(self, parameters, context, feedback, progress):
         from ..algorithms.ensemble import predict_ensemble

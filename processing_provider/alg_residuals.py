@@ -63,6 +63,7 @@ statistics, correlations).</p>
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Residual report",
                                                                 "HTML files (*.html)", optional=True,
                                                                 createByDefault=True))
+        self.advanced("WEIGHTS", "DISTANCE", "N_PERMUTATIONS", "SEED")
 
     def execute(self, parameters, context, feedback, progress):
         zones = None

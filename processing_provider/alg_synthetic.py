@@ -72,6 +72,7 @@ without it is unfinished).</p>
         self.addOutput(QgsProcessingOutputRasterLayer("OUTPUT_FUTURE", "Future observations (noisy)"))
         self.addOutput(QgsProcessingOutputRasterLayer("OUTPUT_ZONES", "Zones"))
         self.addOutput(QgsProcessingOutputMultipleLayers("OUTPUT_COVARIATES", "Covariates"))
+        self.advanced("N_FUTURE", "STEP_DAYS", "CELL_SIZE")
 
     def _physics(self, parameters, context) -> str:
         if parameters.get("PHYSICS") in (None, ""):

@@ -97,6 +97,7 @@ forecast minus observed on the test period (diverging colours centred on 0).</p>
                                                                 "HTML files (*.html)"))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_FORECAST", "Test-period forecast"))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_RESIDUALS", "Test-period residuals"))
+        self.advanced("HPARAMS", "TARGET", "ANCHOR", "STEPS", "VALIDATION", "DATES", "SEED", "DEVICE")
 
     def execute(self, parameters, context, feedback, progress):
         truth = raster_source(self, parameters, "TRUTH", context) if parameters.get("TRUTH") else None

@@ -33,9 +33,14 @@ with the per-epoch validation loss.</p>
 <p><b>Parameters</b>: INPUT displacement stack (mm, one band per date); ARCHITECTURE; HORIZON
 forecast epochs; N_TRIALS finished trials the study should have (all workers together); TOP_K
 models to keep (default 10); TIMEOUT seconds after which this worker starts no new trial (0 = none);
-STORAGE an Optuna storage URL (postgresql://user:pw@host/db, mysql+pymysql://..., sqlite:///file.db)
-or a journal file path, empty = <i>study.journal</i> in OUTPUT_FOLDER; STUDY_NAME (default
-deformcast-&lt;architecture&gt;-h&lt;horizon&gt;); SEARCH_SPACE JSON overrides of the ranges, e.g.
+STORAGE an Optuna storage URL (postgresql://user@host/db, mysql+pymysql://user@host/db,
+sqlite:///file.db) or a journal file path, empty = <i>study.journal</i> in the study's folder; give a
+database URL without its password (QGIS prints every parameter in the run log): the password comes
+from the environment variable DEFORMCAST_STORAGE_PASSWORD or a pgpass-style file
+(DEFORMCAST_PGPASS, PGPASSFILE or ~/.pgpass; host:port:database:user:password); STUDY_NAME (default
+deformcast-&lt;architecture&gt;-h&lt;horizon&gt;-&lt;encoding, or searched&gt;-&lt;data fingerprint&gt;, so
+another architecture, horizon, encoding or stack starts a new study beside the others);
+SEARCH_SPACE JSON overrides of the ranges, e.g.
 <code>{"lr": {"low": 0.0001, "high": 0.003, "log": true}, "layers": 1, "batch_size": [64, 128]}</code>
 (a value fixes, a list chooses, an object is a range; "window" and "encoding" may be searched too);
 WINDOW input epochs (0 = searched); ENCODING coding strategies (see <i>train</i>; empty = the measured
@@ -45,17 +50,21 @@ known step dates; VALIDATION space (default) or time (see <i>train</i>); the def
 algorithm are those of the <i>Full workflow</i> (the configuration measured best, docs/skill.md); COVARIATES rasters for the covariates encoding; MAX_EPOCHS per trial; PRUNER median / hyperband / none; RETRAIN the top-K on
 training + validation windows; THREADS torch CPU threads per worker (1 when several workers share a
 machine); SEED; DEVICE; DATES.</p>
-<p><b>Resume and several workers</b>: run the same command again with the same OUTPUT_FOLDER and
-STUDY_NAME to continue an interrupted or cancelled study (finished trials are kept). Start the same
-command in several terminals to work on one study in parallel (each process runs trials until the
-study has N_TRIALS finished ones); with a database STORAGE URL, workers may run on several machines.</p>
-<p><b>Outputs</b>: OUTPUT_FOLDER (study storage, <i>trials/&lt;n&gt;/</i> models of the top-K trials,
-<i>manifest.json</i> in rank order with the skill gate, <i>trials.csv</i>, <i>rolling_origins.csv</i>: the
-top-K ensemble and every classical forecast scored from many origins before the test period; where
-they show that the ensemble does not beat the best classical forecast, <i>predict</i> falls back to it or
-blends them, and says so), OUTPUT_REPORT HTML (optimisation history,
-parameter importances, best parameters, top-K test metrics beside the classical baselines, wall
-time).</p>
+<p><b>Resume and several workers</b>: run the same command again with the same OUTPUT_FOLDER (and
+STUDY_NAME, when one was given) to continue an interrupted or cancelled study (finished trials are
+kept); a resume with another stack, grid or configuration is refused with a message naming the fix.
+Start the same command in several terminals to work on one study in parallel (each process runs
+trials until the study has N_TRIALS finished ones); with a database STORAGE URL, workers may run on
+several machines.</p>
+<p><b>Outputs</b>: OUTPUT_FOLDER holds one folder per study, <i>studies/&lt;study name&gt;/</i>
+(its journal, <i>trials/&lt;n&gt;/</i> models of the top-K trials, <i>manifest.json</i>,
+<i>trials.csv</i>, <i>tune_report.html</i>), and at its top <i>manifest.json</i> listing the members of
+the study that finished last, in rank order, with the skill gate, and <i>rolling_origins.csv</i> beside
+it: the top-K ensemble and every classical forecast scored from many origins before the test period;
+where they show that the ensemble does not beat the best classical forecast, <i>predict</i> falls back
+to it or blends them, and says so. Give OUTPUT_FOLDER to <i>predict</i> as its model folder.
+OUTPUT_REPORT HTML (optimisation history, parameter importances, best parameters, top-K test
+metrics beside the classical baselines, wall time; default: the study folder's report).</p>
 """
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -68,7 +77,7 @@ time).</p>
         self.addParameter(N("TIMEOUT", "Time limit of this worker (s; 0 = none)", N.Double, 0.0, optional=True,
                             minValue=0.0))
         self.addParameter(QgsProcessingParameterString("STORAGE", "Optuna storage URL or journal file (default: "
-                                                       "study.journal in the output folder)", optional=True))
+                                                       "study.journal in the study's folder under studies/)", optional=True))
         self.addParameter(QgsProcessingParameterString("STUDY_NAME", "Study name", optional=True))
         self.addParameter(QgsProcessingParameterString("SEARCH_SPACE", "Search space overrides (JSON)",
                                                        multiLine=True, optional=True))
@@ -100,6 +109,9 @@ time).</p>
                                                                 optional=True, createByDefault=False))
         self.addOutput(QgsProcessingOutputFile("OUTPUT_TRIALS", "Trials table (CSV)"))
         self.addOutput(QgsProcessingOutputNumber("BEST_VALUE", "Best validation RMSE (mm)"))
+        self.advanced("TIMEOUT", "STORAGE", "STUDY_NAME", "SEARCH_SPACE", "WINDOW", "TARGET", "ANCHOR", "STEPS",
+                      "VALIDATION", "PATIENCE", "MAX_SAMPLES", "PRUNER", "THREADS", "RETRAIN", "DATES", "SEED",
+                      "DEVICE")
 
     def execute(self, parameters, context, feedback, progress):
         from ..algorithms.tuning import tune_job

@@ -71,6 +71,7 @@ HTML report with the limits and histograms.</p>
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Uncertainty report",
                                                                 "HTML files (*.html)", optional=True,
                                                                 createByDefault=True))
+        self.advanced("CLASS_LIMITS", "EXTREME_QUANTILES", "BLOCK_ROWS", "HORIZON", "DATES")
 
     def execute(self, parameters, context, feedback, progress):
         members = self.parameterAsRasterLayer(parameters, "MEMBERS", context).source()

@@ -93,6 +93,7 @@ calibrated statistic, 2 trace / 1 buffer / 0 none).</p>
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT_DISCONTINUITY", "Discontinuities (step mm, statistic, trace/buffer)", optional=True,
             createByDefault=False))
+        self.advanced("STEP_MM", "DISCONTINUITY_BUFFER", "KNOWN_FAULTS", "RULES", "MIN_AREA", "EIGHT_CONNECTED")
 
     def _path(self, parameters, name, context):
         lyr = self.parameterAsRasterLayer(parameters, name, context) if parameters.get(name) else None

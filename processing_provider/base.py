@@ -18,6 +18,12 @@ outputs. What every algorithm gets from this base:
   ``IN_PLACE_OUTPUTS`` names further outputs a core must write in place.
 * **Choices by name or number.** Enum parameters take the option names or the numbers the help
   lists (``ARCHITECTURE=1``); an unknown value is refused with the list of valid ones.
+* **Processing dialogs.** The help panel gets one line per paragraph (QGIS's panel wraps every
+  source line of ``shortHelpString`` in its own paragraph) and a link to the page of docs/ that
+  documents the algorithm (also ``helpUrl``, the dialog's Help button). Expert parameters are
+  folded under *Advanced* (:meth:`DeformCastAlgorithm.advanced`). Mandatory raster inputs start
+  empty instead of taking the active layer (:class:`NoActiveLayerWrapper`), except those in
+  :data:`ACTIVE_LAYER_INPUTS`.
 * **Quiet input loading.** QGIS computes statistics when it loads an input raster for a run; for a
   band with one value GDAL prints "dfMax should be strictly greater than dfMin", and the statistics
   went into an ``.aux.xml`` beside the user's file. Inputs the plugin's code loads are loaded with
@@ -31,12 +37,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import uuid
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
@@ -57,14 +65,156 @@ GROUPS = {
     "decision": "Decision",
 }
 
-ARCHITECTURES = ["lstm", "gru", "tcn", "cnn_lstm", "transformer", "resnet_transformer"]
-# choice lists come from the core (defined once there)
+# choice lists come from the core (defined once there): the architectures from the model registry
+from ..algorithms.chain import DEVICES as _DEVICES  # noqa: E402
 from ..algorithms.dataset import ANCHORS as _ANCHORS, ENCODINGS as _ENCODINGS, VALIDATIONS as _VALIDATIONS  # noqa: E402
+from ..algorithms.models import names as _architectures  # noqa: E402
 
+ARCHITECTURES = list(_architectures())
 ENCODINGS = list(_ENCODINGS)
 VALIDATIONS = list(_VALIDATIONS)
 ANCHORS = list(_ANCHORS)
-DEVICES = ["auto", "cpu", "cuda"]
+DEVICES = list(_DEVICES)
+
+#: the page of docs/ (relative to the plugin folder) that documents each algorithm (help link)
+DOCS = {
+    "import_timeseries": "docs/README_data.md",
+    "sample_at_points": "docs/README_data.md",
+    "synthetic_scenario": "docs/README_synthetic.md",
+    "train": "docs/README_models.md",
+    "tune": "docs/README_tuning.md",
+    "compare": "docs/README_tuning.md",
+    "predict": "docs/README_calibration.md",
+    "uncertainty": "docs/README_maps.md",
+    "residuals": "docs/README_maps.md",
+    "zoning": "docs/README_maps.md",
+    "workflow": "README.md",
+    "deformcast_workflow_model": "README.md",
+}
+
+#: (algorithm, parameter) raster inputs that may start from the active layer; every other mandatory
+#: raster input of a DeformCast dialog starts empty (an active tier map is no displacement stack)
+ACTIVE_LAYER_INPUTS = {("sample_at_points", "INPUT")}
+
+
+def docs_path(alg_id: str) -> str:
+    """Absolute path of the documentation page of an algorithm (the README when none is listed)."""
+    return os.path.join(PLUGIN_DIR, DOCS.get(alg_id, "README.md"))
+
+
+def help_url(alg_id: str) -> str:
+    """``file://`` URL of :func:`docs_path` (what the dialog's Help button opens)."""
+    from qgis.PyQt.QtCore import QUrl
+
+    return QUrl.fromLocalFile(docs_path(alg_id)).toString()
+
+
+_BLOCK_END = re.compile(r"(</(?:p|ul|ol|table|h[1-6]|pre|div)>)\s*", re.IGNORECASE)
+
+
+def panel_html(html: str) -> str:
+    """Help HTML laid out for QGIS's Processing help panel: one line per paragraph.
+
+    The panel (``formatHelp`` in QgsProcessingAlgorithmDialogBase) wraps every *line* of
+    ``shortHelpString`` in its own ``<p>``, so a paragraph wrapped over several source lines showed
+    as several paragraphs with a blank line between each. Line breaks inside a paragraph become
+    spaces (``<pre>`` keeps them as ``<br>``), and each block element ends its line; no empty lines.
+    """
+    text = (html or "").strip()
+    # <pre> blocks keep their line breaks
+    text = re.sub(r"<pre>(.*?)</pre>", lambda m: "<pre>" + m.group(1).replace("\n", "<br>") + "</pre>", text,
+                  flags=re.IGNORECASE | re.DOTALL)
+    text = re.sub(r"\s*\n\s*", " ", text)
+    text = _BLOCK_END.sub(lambda m: m.group(1) + "\n", text)
+    lines: List[str] = []
+    for line in (x.strip() for x in text.split("\n")):
+        if not line:
+            continue
+        if lines and (line.startswith("</") or not re.match(r"<(p|ul|ol|table|h[1-6]|pre|div)\b", line, re.I)):
+            lines[-1] += " " + line   # a closing tag or loose text continues the block before it
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def docs_paragraph(alg_id: str) -> str:
+    """The help's last paragraph: where the full documentation is."""
+    rel = DOCS.get(alg_id, "README.md")
+    return (f'<p>Full documentation: <a href="{help_url(alg_id)}">{rel}</a> in the plugin folder '
+            "(also the dialog's Help button).</p>")
+
+
+class NoActiveLayerWrapper:
+    """Processing's own widget for a mandatory raster input, starting **empty**.
+
+    QGIS 3.22 fills a mandatory layer input without a default with the active layer (else the
+    first layer of the project): ``tune``'s INPUT became whatever map was selected, e.g. the tier
+    map. Set as the parameter's ``widget_wrapper`` metadata (:func:`no_active_layer`), this factory
+    builds the standard widget (the same the registry builds; modeler and batch dialogs unchanged)
+    and, in the algorithm dialog, hides the active layer from it and leaves its layer box empty
+    until a layer is chosen. Running with it empty is refused by QGIS as a missing value.
+    """
+
+    def __new__(cls, param, dialog, row=0, col=0, **kw):
+        from qgis.gui import QgsGui, QgsProcessingGui
+
+        from processing.gui.wrappers import WidgetWrapperFactory, dialogTypes
+
+        class_type = dialog.__class__.__name__
+        if class_type == "ModelerParametersDialog":
+            return QgsGui.processingGuiRegistry().createModelerParameterWidget(
+                dialog.model, dialog.childId, param, dialog.context)
+        kind = dialogTypes.get(class_type, QgsProcessingGui.Standard)
+        wrapper = QgsGui.processingGuiRegistry().createParameterWidgetWrapper(param, kind)
+        if wrapper is None:
+            return WidgetWrapperFactory.create_wrapper_from_class(param, dialog, row, col)
+        wrapper.setDialog(dialog)
+        if kind == QgsProcessingGui.Standard:
+            _start_empty(wrapper)
+        return wrapper
+
+
+def _start_empty(wrapper) -> None:
+    from qgis.gui import QgsMapLayerComboBox, QgsProcessingParameterWidgetContext
+    from qgis.PyQt import sip
+    from qgis.PyQt.QtWidgets import QComboBox
+
+    set_context, create = wrapper.setWidgetContext, wrapper.createWrappedWidget
+
+    def set_widget_context(context):
+        c = QgsProcessingParameterWidgetContext()   # the same context, without the active layer
+        c.setProject(context.project())
+        c.setMapCanvas(context.mapCanvas())
+        c.setMessageBar(context.messageBar())
+        c.setBrowserModel(context.browserModel())
+        if context.model() is not None:
+            c.setModel(context.model())
+            c.setModelChildAlgorithmId(context.modelChildAlgorithmId())
+        wrapper._dc_context = c   # the wrapper keeps a copy; keep ours alive as long as it
+        set_context(c)
+
+    def create_wrapped_widget(context):
+        w = create(context)
+        if w is not None and not wrapper.parameterDefinition().defaultValue():
+            # the layer box inside Processing's widget (a QgsMapLayerComboBox that sip sees as QComboBox)
+            for box in w.findChildren(QComboBox):
+                if box.metaObject().className() == "QgsMapLayerComboBox":
+                    combo = sip.cast(box, QgsMapLayerComboBox)
+                    combo.setAllowEmptyLayer(True)
+                    combo.setLayer(None)
+                    break
+        return w
+
+    wrapper.setWidgetContext = set_widget_context
+    wrapper.createWrappedWidget = create_wrapped_widget
+
+
+def no_active_layer(definition):
+    """Give a raster input :class:`NoActiveLayerWrapper` (returns the definition)."""
+    md = dict(definition.metadata() or {})
+    md["widget_wrapper"] = {"class": f"{__name__}.NoActiveLayerWrapper"}
+    definition.setMetadata(md)
+    return definition
 
 
 def progress_from(feedback) -> Progress:
@@ -104,19 +254,44 @@ class DeformCastAlgorithm(QgsProcessingAlgorithm):
         return QIcon(ICON_PATH)
 
     def shortHelpString(self):  # noqa: N802
+        """The HELP text, one line per paragraph (see :func:`panel_html`), a note on missing
+        packages, and a link to the documentation page."""
         text = self.HELP.strip()
         miss = deps.missing(self.REQUIRES)
         if miss:
             text += ("<p><b>Not ready:</b> this algorithm needs the Python package(s) "
                      + ", ".join(miss) + ". Install them with:<br><code>"
                      + deps.install_command(miss) + "</code></p>")
-        return text
+        return panel_html(text + docs_paragraph(self.ALG_ID))
+
+    def helpString(self):  # noqa: N802
+        return self.shortHelpString()
+
+    def helpUrl(self):  # noqa: N802
+        return help_url(self.ALG_ID)
 
     def createInstance(self):  # noqa: N802
         return type(self)()
 
     # --- parameter helpers (names, not indices) -----------------------------------------
     _enum_options: Dict[str, List[str]]
+
+    def addParameter(self, definition, createOutput=True):  # noqa: N802
+        """QgsProcessingAlgorithm.addParameter; a mandatory raster input starts empty in the
+        dialog instead of taking the active layer (see :class:`NoActiveLayerWrapper`)."""
+        if (definition.type() == "raster" and not definition.flags() & QgsProcessingParameterDefinition.FlagOptional
+                and (self.ALG_ID, definition.name()) not in ACTIVE_LAYER_INPUTS):
+            no_active_layer(definition)
+        return super().addParameter(definition, createOutput)
+
+    def advanced(self, *names: str) -> None:
+        """Fold the named (expert) parameters under *Advanced* in the dialog. Call at the end of
+        ``initAlgorithm``; an unknown name is a programming error."""
+        for name in names:
+            d = self.parameterDefinition(name)
+            if d is None:
+                raise KeyError(f"{self.ALG_ID}: no parameter {name} to mark advanced")
+            d.setFlags(d.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
 
     def add_enum(self, name: str, description: str, options: Sequence[str], default=None,
                  multiple: bool = False, optional: bool = False):

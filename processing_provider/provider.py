@@ -16,9 +16,63 @@ from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsProcessingModelAlg
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms import deps
-from .base import ICON_PATH, PLUGIN_DIR, DeformCastAlgorithm
+from .base import (GROUPS, ICON_PATH, PLUGIN_DIR, DeformCastAlgorithm, docs_paragraph, help_url, no_active_layer,
+                   panel_html)
 
 MODELS_DIR = os.path.join(PLUGIN_DIR, "resources", "models")
+
+#: toolbox names of the shipped graphical models (their ids, ``model_name`` in the .model3, stay)
+MODEL_DISPLAY_NAMES = {
+    "deformcast_workflow_model": "Full workflow as a graphical model (tune, forecast, uncertainty, zoning)",
+}
+
+
+class DeformCastModel(QgsProcessingModelAlgorithm):
+    """A shipped graphical model as the toolbox shows it: a display name (not its raw id), the
+    group of the algorithms (group id ``decision``, not the file's ``Decision``: one toolbox group
+    per name), the help laid out for the Processing panel with a link to the docs, and mandatory
+    raster inputs that start empty instead of taking the active layer."""
+
+    def displayName(self):  # noqa: N802
+        return MODEL_DISPLAY_NAMES.get(self.name(), self.name().replace("_", " ").capitalize())
+
+    def groupId(self):  # noqa: N802
+        gid = super().groupId()
+        return gid.lower() if gid.lower() in GROUPS else gid
+
+    def group(self):
+        gid = self.groupId()
+        return GROUPS.get(gid, super().group())
+
+    def shortHelpString(self):  # noqa: N802
+        text = super().shortHelpString() or ""
+        for tag in ("<html>", "</html>", "<body>", "</body>"):
+            text = text.replace(tag, "")
+        text = text.strip()
+        while text.endswith("<br>"):
+            text = text[:-4].rstrip()
+        return panel_html(text + docs_paragraph(self.name()))
+
+    def helpString(self):  # noqa: N802
+        return self.shortHelpString()
+
+    def helpUrl(self):  # noqa: N802
+        return help_url(self.name())
+
+    def icon(self):
+        return QIcon(ICON_PATH)
+
+    def createInstance(self):  # noqa: N802
+        m = DeformCastModel()
+        m.loadVariant(self.toVariant())
+        m.setSourceFilePath(self.sourceFilePath())
+        return m
+
+    def prepare_inputs(self) -> None:
+        """Mandatory raster inputs start empty in the dialog (see base.NoActiveLayerWrapper)."""
+        for d in self.parameterDefinitions():
+            if d.type() == "raster" and not d.flags() & d.FlagOptional and "widget_wrapper" not in d.metadata():
+                self.updateModelParameter(no_active_layer(d.clone()))
 
 
 def algorithm_classes():
@@ -88,8 +142,9 @@ class DeformCastProvider(QgsProcessingProvider):
         for name in sorted(os.listdir(MODELS_DIR)):
             if not name.endswith(".model3"):
                 continue
-            model = QgsProcessingModelAlgorithm()
+            model = DeformCastModel()
             if model.fromFile(os.path.join(MODELS_DIR, name)):
+                model.prepare_inputs()
                 if self.algorithm(model.name()) is None:
                     self.addAlgorithm(model)
             else:

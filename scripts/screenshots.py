@@ -47,6 +47,9 @@ def main():
     ap.add_argument("--trials", type=int, default=4)
     ap.add_argument("--reuse", action="store_true",
                     help="reuse the outputs of an earlier run in --work instead of running the chain again")
+    ap.add_argument("--only", choices=["processing_help"],
+                    help="only this picture (processing_help: the Processing dialog of tune with its help panel; "
+                         "no workflow run)")
     args = ap.parse_args()
     xvfb = _ensure_display()
     os.environ.setdefault("QGIS_CUSTOM_CONFIG_PATH", tempfile.mkdtemp(prefix="dc-shots-profile"))
@@ -150,7 +153,21 @@ def _shoot(args):
         def addDockWidget(self, area, dock):
             win.addDockWidget(area, dock)
 
+        def activeLayer(self):  # noqa: N802
+            return None
+
+        def browserModel(self):  # noqa: N802
+            from qgis.gui import QgsBrowserGuiModel
+
+            if not hasattr(self, "_browser"):
+                self._browser = QgsBrowserGuiModel()
+            return self._browser
+
     iface = Iface()
+    if args.only == "processing_help":
+        shoot_processing_help(app, save, iface)
+        print("\n".join(["screenshots:"] + shots))
+        return 0
     win.show()
 
     # --- workflow dialog: its defaults, the Advanced section, a validation message, a run ----
@@ -268,6 +285,7 @@ def _shoot(args):
     hd.resize(1000, 640)
     hd.show()
     save(hd, "ui_help.png")
+    shoot_processing_help(app, save, iface)
     dd = DependencyDialog(target=os.path.join(args.work, "dependencies"))
     dd.resize(900, 560)
     dd.show()
@@ -296,6 +314,30 @@ def _shoot(args):
         w.close()
     QgsProject.instance().clear()
     return 0
+
+
+def shoot_processing_help(app, save, iface, alg_id="deformcast:tune"):
+    """QGIS's own Processing dialog of ``alg_id``: its parameters (the expert ones folded under
+    Advanced) and the help panel (one paragraph per paragraph of HELP, a link to the docs) ->
+    docs/ui_processing_help.png."""
+    import qgis.utils
+    from qgis.core import QgsApplication
+
+    qgis.utils.iface = iface
+    import processing.gui.AlgorithmDialog as ad
+    import processing.gui.ParametersPanel as pp
+
+    pp.iface = ad.iface = iface   # bound when Processing's GUI modules were imported
+    dlg = ad.AlgorithmDialog(QgsApplication.processingRegistry().createAlgorithmById(alg_id))
+    dlg.resize(1180, 760)
+    dlg.show()
+    from qgis.PyQt.QtWidgets import QSplitter
+
+    for split in dlg.findChildren(QSplitter):   # parameters | help: give the help panel room
+        if split.count() == 2:
+            split.setSizes([640, 540])
+    save(dlg, "ui_processing_help.png")
+    dlg.close()
 
 
 if __name__ == "__main__":

@@ -272,6 +272,137 @@ def test_band_scale_and_offset_are_honoured(run_alg, small, tmp_path, fb):
     assert any("unit 'rad'" in w for w in fb.warnings), fb.warnings
 
 
+def _scaled_copy(src, dst, scale, offset=0.0, unit=None, divide=1.0):
+    """``src`` (any raster) rewritten as int16 storing (value / divide - offset) / scale with band scale/offset
+    (and a unit) set: band descriptions and dataset metadata kept, NaN stored as nodata -32768."""
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    arr, grid, names = raster.read_raster(str(src))
+    sds = gdal.Open(str(src))
+    ds = gdal.GetDriverByName("GTiff").Create(str(dst), grid.width, grid.height, arr.shape[0], gdal.GDT_Int16)
+    ds.SetGeoTransform(grid.geotransform)
+    ds.SetProjection(grid.crs_wkt)
+    ds.SetMetadata(sds.GetMetadata() or {})
+    for i in range(arr.shape[0]):
+        b = ds.GetRasterBand(i + 1)
+        b.SetDescription(names[i])
+        b.SetNoDataValue(-32768)
+        q = np.round((arr[i] / divide - offset) / scale)
+        assert np.nanmax(np.abs(q)) < 32767
+        b.WriteArray(np.where(np.isfinite(q), q, -32768).astype(np.int16))
+        b.SetScale(scale)
+        b.SetOffset(offset)
+        if unit:
+            b.SetUnitType(unit)
+    ds = None
+    return str(dst)
+
+
+_MAPS: dict = {}
+
+
+@pytest.fixture()
+def maps(small, tmp_path_factory, run_alg):
+    """predict (members, median) and uncertainty of the float stack: the reference of the readers below
+    (made once per module; run_alg is function-scoped)."""
+    if _MAPS:
+        return _MAPS
+    d = tmp_path_factory.mktemp("maps")
+    pr = run_alg("predict", {"INPUT": small["stack"], "MODEL_FOLDER": small["models"], "DEVICE": "cpu",
+                             "CALIBRATE": False, "OUTPUT_MEDIAN": str(d / "median.tif"),
+                             "OUTPUT_MEMBERS": str(d / "members.tif")})
+    un = _uncertainty(run_alg, pr["OUTPUT_MEMBERS"], small["stack"], d / "ref")
+    _MAPS.update({"dir": d, "members": pr["OUTPUT_MEMBERS"], "median": pr["OUTPUT_MEDIAN"], "unc": un})
+    return _MAPS
+
+
+def _uncertainty(run_alg, members, stack, out):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return run_alg("uncertainty", {
+        "MEMBERS": str(members), "INPUT": str(stack), "THRESHOLDS": "1,3", "CLASS_LIMITS": "0.5,1,2,4",
+        "OUTPUT_SUSCEPTIBILITY": str(out / "susc.tif"), "OUTPUT_SPREAD": str(out / "spread.tif"),
+        "OUTPUT_AMBIGUITY": str(out / "amb.tif"), "OUTPUT_CONFIDENCE": str(out / "conf.tif"),
+        "OUTPUT_EXCEEDANCE": str(out / "exc.tif"), "OUTPUT_DEFORMATION": str(out / "defo.tif"),
+        "OUTPUT_REPORT": str(out / "unc.html")})
+
+
+def _close(a, b, atol):
+    a, b = raster.read_raster(str(a))[0], raster.read_raster(str(b))[0]
+    assert a.shape == b.shape and np.array_equal(np.isfinite(a), np.isfinite(b))
+    assert np.allclose(a, b, atol=atol, equal_nan=True), float(np.nanmax(np.abs(a - b)))
+    return a
+
+
+def test_uncertainty_reads_scaled_members_and_stack(run_alg, small, maps, tmp_path):
+    # members stored as mm x 100 (int16, scale 0.01, offset 2), the stack in metres (scale 1e-5, unit m)
+    members = _scaled_copy(maps["members"], tmp_path / "members_i16.tif", 0.01, 2.0)
+    stack = _scaled_copy(small["stack"], tmp_path / "stack_m.tif", 0.00001, 0.0, unit="m", divide=1000.0)
+    un = _uncertainty(run_alg, members, stack, tmp_path / "sc")
+    ref = maps["unc"]
+    d = _close(ref["OUTPUT_DEFORMATION"], un["OUTPUT_DEFORMATION"], 0.02)
+    assert np.nanmax(np.abs(d)) > 0.2   # a signal well above the storage step
+    _close(ref["OUTPUT_SPREAD"], un["OUTPUT_SPREAD"], 0.02)
+    s0, s1 = (raster.read_raster(un_["OUTPUT_SUSCEPTIBILITY"])[0] for un_ in (ref, un))
+    assert np.mean(s0 == s1) >= 0.9   # hand limits: only pixels within 0.01 mm of a limit may move
+
+
+def test_residuals_read_scaled_forecast_and_observations(run_alg, maps, tmp_path):
+    rng = np.random.default_rng(3)
+    arr, grid, names = raster.read_raster(maps["median"])
+    obs = arr + rng.normal(0, 1.0, arr.shape).astype(np.float32)
+    observed = str(tmp_path / "observed.tif")
+    raster.write_stack(observed, obs, [np.datetime64(n[:10]) for n in names], grid)
+    fc_i16 = _scaled_copy(maps["median"], tmp_path / "fc_i16.tif", 0.1, -1.0)
+    obs_m = _scaled_copy(observed, tmp_path / "obs_m.tif", 0.0001, 0.0, unit="m", divide=1000.0)
+
+    def run(fc, ob, name):
+        return run_alg("residuals", {"FORECAST": fc, "OBSERVED": ob, "N_PERMUTATIONS": 9, "SEED": 1,
+                                     "OUTPUT_RESIDUALS": str(tmp_path / f"{name}.tif"),
+                                     "OUTPUT_REPORT": str(tmp_path / f"{name}.html")})
+
+    a = run(maps["median"], observed, "ref")
+    b = run(fc_i16, obs_m, "sc")
+    r = _close(a["OUTPUT_RESIDUALS"], b["OUTPUT_RESIDUALS"], 0.15)
+    assert np.nanstd(r) > 0.5
+
+
+def test_zoning_reads_scaled_layers(run_alg, maps, tmp_path):
+    ref = maps["unc"]
+    spread = _scaled_copy(ref["OUTPUT_SPREAD"], tmp_path / "spread_i16.tif", 0.001)
+    exc = _scaled_copy(ref["OUTPUT_EXCEEDANCE"], tmp_path / "exc_i16.tif", 0.0001, 0.5)
+    fc = _scaled_copy(ref["OUTPUT_DEFORMATION"], tmp_path / "defo_cm.tif", 0.001, 0.0, unit="cm", divide=10.0)
+
+    def run(sp, ex, fo, name):
+        return run_alg("zoning", {"SUSCEPTIBILITY": ref["OUTPUT_SUSCEPTIBILITY"], "SPREAD": sp, "EXCEEDANCE": ex,
+                                  "FORECAST": fo, "OUTPUT_TIERS": str(tmp_path / f"{name}.tif"),
+                                  "OUTPUT_REPORT": str(tmp_path / f"{name}.html"),
+                                  "OUTPUT_DISCONTINUITY": str(tmp_path / f"{name}_disc.tif")})
+
+    a = run(ref["OUTPUT_SPREAD"], ref["OUTPUT_EXCEEDANCE"], ref["OUTPUT_DEFORMATION"], "ref")
+    b = run(spread, exc, fc, "sc")   # without scale/offset: probabilities > 1 are refused, steps 100x too large
+    ta, tb = (raster.read_raster(x["OUTPUT_TIERS"])[0] for x in (a, b))
+    assert np.mean(ta == tb) >= 0.95
+    _close(a["OUTPUT_DISCONTINUITY"], b["OUTPUT_DISCONTINUITY"], 0.05)
+
+
+def test_inspector_reads_scaled_rasters(qgis_app, small, tmp_path):
+    from qgis.core import QgsCoordinateReferenceSystem, QgsPointXY, QgsRasterLayer
+
+    from deformcast.ui.inspector import pixel_series
+
+    stack_m = _scaled_copy(small["stack"], tmp_path / "stack_m.tif", 0.0001, 0.0, unit="m", divide=1000.0)
+    x0, dx, _, y0, _, dy = GRID.geotransform
+    pt = QgsPointXY(x0 + 3.5 * dx, y0 + 2.5 * dy)
+    crs = QgsCoordinateReferenceSystem("EPSG:25832")
+    ref = pixel_series({"stack": QgsRasterLayer(small["stack"], "f")}, pt, crs)
+    sc = pixel_series({"stack": QgsRasterLayer(stack_m, "m")}, pt, crs)
+    assert ref.pixel == sc.pixel == (2, 3)
+    assert np.allclose(ref.observed[1], small["vals"][:, 2, 3], atol=1e-4)
+    assert np.allclose(sc.observed[1], ref.observed[1], atol=0.051)   # mm, not metres
+
+
 # ------------------------------------------------------------------------------------------
 # 4 + 5: outputs on inputs, outputs on each other, temporary names
 # ------------------------------------------------------------------------------------------

@@ -13,9 +13,10 @@ dock (:class:`InspectorDock`) that plots, for that pixel,
   susceptibility raster carries them as extra bands) and the exceedance probability per
   threshold (``OUTPUT_EXCEEDANCE``, one band per threshold, named in its description),
 
-and exports the plot as PNG and the numbers as CSV. The values are read with QGIS's own raster
-identify at the clicked point, transformed from the canvas CRS into each layer's CRS
-(:func:`sample_layers`, :func:`pixel_series`), so what the plot shows is what the rasters hold.
+and exports the plot as PNG and the numbers as CSV. The values are read at the clicked point,
+transformed from the canvas CRS into each layer's CRS, with the core's ``raster.read_band`` (band
+nodata, scale/offset and a displacement's length unit applied, as the algorithms read them;
+QGIS's identify for sources GDAL cannot open) (:func:`sample_layers`, :func:`pixel_series`).
 Nothing is computed here beyond picking values: the plotted numbers are raster values.
 """
 from __future__ import annotations
@@ -107,14 +108,50 @@ def _class_labels(layer: QgsRasterLayer) -> Dict[int, str]:
     return {}
 
 
-def sample_layer(layer: QgsRasterLayer, point: QgsPointXY, crs: QgsCoordinateReferenceSystem) -> Sample:
-    """All band values of ``layer`` at ``point`` (given in ``crs``); NaN outside or nodata."""
+def _gdal_pixel(layer: QgsRasterLayer, pt: QgsPointXY, to_mm: bool):
+    """``(values, row, col)`` of every band at ``pt`` (layer CRS) read by the core's
+    :func:`algorithms.raster.read_band` (nodata, band scale/offset and, with ``to_mm``, the
+    declared length unit applied, exactly as the algorithms read it); ``None`` when GDAL cannot
+    open the source; ``(None, None, None)`` outside the raster."""
+    try:
+        from osgeo import gdal
+
+        from ..algorithms.raster import read_band
+
+        ds = gdal.OpenEx(layer.source(), gdal.OF_RASTER)
+    except Exception:  # noqa: BLE001 - not a GDAL file: QGIS's identify is used instead
+        return None
+    if ds is None or ds.RasterCount != layer.bandCount():
+        return None
+    x0, dx, rx, y0, ry, dy = ds.GetGeoTransform()
+    if rx or ry or not dx or not dy:
+        return None  # rotated grids: left to QGIS
+    col = int(math.floor((pt.x() - x0) / dx))
+    row = int(math.floor((pt.y() - y0) / dy))
+    if not (0 <= col < ds.RasterXSize and 0 <= row < ds.RasterYSize):
+        return None, None, None
+    vals = np.array([float(read_band(ds.GetRasterBand(b + 1), col, row, 1, 1, to_mm=to_mm)[0, 0])
+                     for b in range(ds.RasterCount)], dtype=np.float64)
+    return vals, row, col
+
+
+def sample_layer(layer: QgsRasterLayer, point: QgsPointXY, crs: QgsCoordinateReferenceSystem,
+                 to_mm: bool = False) -> Sample:
+    """All band values of ``layer`` at ``point`` (given in ``crs``); NaN outside or nodata.
+
+    GDAL rasters are read as the algorithms read them (band scale/offset applied; ``to_mm``: a
+    displacement stack's length unit converted to mm); other sources through QGIS's identify.
+    """
     names = band_names(layer)
     n = layer.bandCount()
     vals = np.full(n, np.nan)
     pt = QgsPointXY(point)
     if crs is not None and crs.isValid() and layer.crs().isValid() and crs != layer.crs():
         pt = QgsCoordinateTransform(crs, layer.crs(), QgsProject.instance()).transform(pt)
+    got = _gdal_pixel(layer, pt, to_mm)
+    if got is not None:
+        v, row, col = got
+        return Sample(vals if v is None else v, names, row, col, _class_labels(layer))
     ext = layer.extent()
     row = col = None
     if ext.contains(pt):
@@ -134,7 +171,8 @@ def sample_layer(layer: QgsRasterLayer, point: QgsPointXY, crs: QgsCoordinateRef
 def sample_layers(layers: Dict[str, Optional[QgsRasterLayer]], point: QgsPointXY,
                   crs: QgsCoordinateReferenceSystem) -> Dict[str, Sample]:
     """``sample_layer`` for every role that has a layer."""
-    return {role: sample_layer(lyr, point, crs) for role, lyr in layers.items() if lyr is not None}
+    return {role: sample_layer(lyr, point, crs, to_mm=role in ("stack", "members", "median", "quantiles"))
+            for role, lyr in layers.items() if lyr is not None}
 
 
 def _date(text: str):
