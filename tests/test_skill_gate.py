@@ -107,14 +107,18 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
     cls = skill_gate.classes_of(fam[idx(gate["classifier"])], st[-1, ok], gate["class_limits_mm"])
     B = np.choose(cls[None].repeat(6, 0), [fam[idx(r)] for r in gate["references"]])
     w = np.asarray(gate["weights"])[cls].T
-    E = raw
-    if gate["local_blend"]:   # the class gate acts on the ensemble blended with the local classical forecast
+
+    def local_blend_of_raw():
+        """The raw ensemble blended with the local classical forecast, from the ensemble's own past forecasts."""
         past = {}
         for o in anchors.local_origins(info.n_epochs - 1, 6):
             p = str(tmp_path / f"past{o}.tif")
             predict_ensemble(files["stack"], folder, p, calibrate=False, gate=False, end_date=str(info.dates[o]))
             past[o] = raster.read_raster(p)[0]
-        E = skill_gate.local_blend(cube, 0, 0, cube.shape[1], info.n_epochs - 1, info.dates, cfg0, raw, past.get)
+        return skill_gate.local_blend(cube, 0, 0, cube.shape[1], info.n_epochs - 1, info.dates, cfg0, raw, past.get)
+
+    # the class gate acts on the ensemble, or on its local blend where the gate chose that
+    E = local_blend_of_raw() if gate["local_blend"] else raw
     expect = B + w * (E.reshape(6, -1)[:, ok] - B)
     np.testing.assert_allclose(gated.reshape(6, -1)[:, ok], expect, atol=2e-3)
     # the local-blend path of predict, whichever way this tiny ensemble's gate went
@@ -124,12 +128,7 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
     man_path.write_text(json.dumps(man_json))
     predict_ensemble(files["stack"], folder, gated_p, calibrate=False)
     gated = raster.read_raster(gated_p)[0]
-    past = {}
-    for o in anchors.local_origins(info.n_epochs - 1, 6):
-        p = str(tmp_path / f"past{o}.tif")
-        predict_ensemble(files["stack"], folder, p, calibrate=False, gate=False, end_date=str(info.dates[o]))
-        past[o] = raster.read_raster(p)[0]
-    E = skill_gate.local_blend(cube, 0, 0, cube.shape[1], info.n_epochs - 1, info.dates, cfg0, raw, past.get)
+    E = local_blend_of_raw()
     assert not np.allclose(E.reshape(6, -1)[:, ok], raw.reshape(6, -1)[:, ok])   # the blend did move it
     np.testing.assert_allclose(gated.reshape(6, -1)[:, ok], B + w * (E.reshape(6, -1)[:, ok] - B), atol=2e-3)
     # the rolling origins never read the test period: garbage there gives the same gate
