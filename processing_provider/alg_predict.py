@@ -31,7 +31,11 @@ the best members to use (1 to the number in the folder), or their folder names (
 percentages of the members' spread at the last forecast epoch (default 10,50,90); END_DATE forecast from
 the last acquisition on or before this date instead of the stack's end (a backtest to compare with later
 acquisitions; a date after the last acquisition is refused); COVARIATES the covariate rasters used in
-training (given to models that do not use them, they are ignored with a warning); CALIBRATE (default on) widens or
+training (given to models that do not use them, they are ignored with a warning); GATE (default on) applies the
+skill gate that <i>tune</i> stored with the models (rolling-origin evaluation: where the networks do not beat
+the best classical forecast, the forecast falls back to it or blends the two; off = the raw ensemble; with
+MEMBERS, which the gate was not fitted for, the raw ensemble of those members);
+CALIBRATE (default on) widens or
 narrows the members' spread per forecast step so that their P10-P90 band covers 80% of the
 observations of the models' validation period (spread inflation; the median is unchanged), which
 makes the quantiles and the exceedance probabilities of <i>uncertainty</i> calibrated; DEVICE auto/cpu/cuda.</p>
@@ -61,6 +65,9 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
                                                                QgsProcessing.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterBoolean(
             "CALIBRATE", "Calibrate the ensemble spread on the validation period", True, optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "GATE", "Apply the skill gate of the model folder (fall back to / blend with the classical forecast "
+            "where validation shows the networks do not help)", True, optional=True))
         self.add_common_params(dates=True, seed=False, device=True)
         self.addParameter(N("BLOCK_ROWS", "Rows per block (0 = automatic, about 64,000 pixels)", N.Integer, 0,
                             optional=True, minValue=0))
@@ -69,7 +76,7 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
                                                                   optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MEMBERS", "Ensemble members",
                                                                   optional=True))
-        self.advanced("HORIZON", "MEMBERS", "END_DATE", "CALIBRATE", "DATES", "DEVICE", "BLOCK_ROWS")
+        self.advanced("HORIZON", "MEMBERS", "END_DATE", "CALIBRATE", "GATE", "DATES", "DEVICE", "BLOCK_ROWS")
 
     def execute(self, parameters, context, feedback, progress):
         from ..algorithms.ensemble import predict_ensemble
@@ -101,6 +108,7 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
             block_rows=self.parameterAsInt(parameters, "BLOCK_ROWS", context),
             device=self.enum_value(parameters, "DEVICE", context) or "auto",
             calibrate=self.parameterAsBool(parameters, "CALIBRATE", context),
+            gate=self.parameterAsBool(parameters, "GATE", context) if parameters.get("GATE") is not None else True,
             progress=progress,
         )
         feedback.pushInfo(f"{len(res['members'])} members, {res['valid_pixels']} pixels forecast from "

@@ -169,3 +169,25 @@ def test_local_blend_follows_the_recent_track_records():
     # no record for the ensemble: it is kept as it is
     kept, w_none = anchors.local_forecast(y, dates, td, L, ensemble=(now, lambda o: None))
     assert (w_none == 1).all() and np.allclose(kept.reshape(L, -1), now)
+
+
+@pytest.mark.slow
+def test_predict_algorithm_gate_parameter(run_alg, tmp_path):
+    from deformcast.algorithms import tuning
+
+    files = write_scene(str(tmp_path / "scene"), seed=4, width=20, height=16, n_epochs=90, n_future=4)
+    folder = str(tmp_path / "models")
+    tuning.tune_job(files["stack"], folder, "gru", 4, n_trials=2, top_k=2, max_epochs=1, max_samples=300, seed=1,
+                    device="cpu", search_space={"hidden": 8, "layers": 1, "window": 6})
+    out = {}
+    for gate in (True, False):
+        p = str(tmp_path / f"median_{gate}.tif")
+        run_alg("predict", {"INPUT": files["stack"], "MODEL_FOLDER": folder, "GATE": gate, "CALIBRATE": False,
+                            "OUTPUT_MEDIAN": p})
+        out[gate] = raster.read_raster(p)[0]
+    raw_p = str(tmp_path / "raw.tif")
+    predict_ensemble(files["stack"], folder, raw_p, calibrate=False, gate=False)
+    np.testing.assert_allclose(out[False], raster.read_raster(raw_p)[0], equal_nan=True)
+    gate = modelio.read_manifest(folder)["gate"]
+    moves = gate["action"] != "ensemble kept" or gate["local_blend"]
+    assert np.allclose(out[True], out[False], equal_nan=True) != moves
