@@ -412,3 +412,48 @@ def gate_sentence(gate: dict) -> str:
                       f"(mean ensemble weight {gate['mean_weight']:.2f})."}[gate["action"]]
     g = s["gated forecast"]["rmse"]
     return head + act + f" Gated forecast: {g:.2f} mm over the same origins."
+
+
+def report_section(rep, gate: dict) -> None:
+    """Rolling-origin skill and the skill gate (the report's verdict rests on these)."""
+    sc = gate["scores"]
+    rep.paragraph(f"Forecasts from {gate['n_origins']} origins ({gate['origin_dates'][0]} .. {gate['origin_dates'][-1]}), "
+                  "each over the full horizon, with every target before the test period, scored on the validation "
+                  "pixels (spatial validation) or in the validation period (time validation), never on a training target. RMSE against the observations, mean and spread over the origins; "
+                  "every row on the same pixels and epochs (rolling_origins.csv).")
+    names = ["gated forecast", "ensemble median"] + sorted(
+        [k for k in sc if not k.startswith("member") and k not in ("gated forecast", "ensemble median")],
+        key=lambda k: sc[k]["rmse"])
+    rep.table([[("delivered forecast (after the gate)" if k == "gated forecast" else
+                 ("classical: " + k) if k not in ("ensemble median",) else k),
+                sc[k]["rmse"], sc[k]["rmse_mean"], sc[k]["rmse_std"], sc[k]["mae_mean"]] for k in names],
+              ["forecast", "RMSE pooled (mm)", "RMSE mean over origins (mm)", "spread over origins (mm)", "MAE (mm)"],
+              highlight=0)
+    rep.note(gate_sentence(gate))
+    if gate["verdict"] != "win":
+        rep.note(f"Warning: validation shows that the networks do not beat the classical {gate['reference']} "
+                 "forecast on this stack; the maps use the gated forecast above, not the raw ensemble.")
+    rep.table([[c["class"], c["n"], c["reference"], c["rmse_ensemble"], c["rmse_reference"], c["rmse_gated"],
+                c["mean_weight"]] for c in gate["per_class"]],
+              [f"pixels by the movement the {gate.get('classifier', 'reference')} forecast expects", "values scored",
+               "classical reference", "ensemble RMSE (mm)", "reference RMSE (mm)", "gated RMSE (mm)",
+               "mean ensemble weight"])
+
+
+def append_to_report(path: str, gate: dict, title: str = "Skill over rolling origins and the skill gate") -> str:
+    """Insert :func:`report_section` before the end of an existing HTML report (``tune``'s)."""
+    from .report import Report
+
+    rep = Report(title)
+    rep.heading(title)
+    report_section(rep, gate)
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    frag = "".join(rep.parts)
+    k = text.rfind("</body>")
+    text = text[:k] + frag + text[k:] if k >= 0 else text + frag
+    tmp = path + ".part"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return path

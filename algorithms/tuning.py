@@ -1630,6 +1630,8 @@ def tune_job(stack_path: str, output_folder: str, architecture: str, horizon: in
                                        device=kw.get("device", "auto"),
                                        csv_path=os.path.join(output_folder, "rolling_origins.csv"),
                                        progress=progress.sub(0.96, 1.0))
+        if res.report and os.path.exists(res.report):
+            skill_gate.append_to_report(res.report, res.gate)
     return res
 
 

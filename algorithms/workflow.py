@@ -299,35 +299,9 @@ def _band(path: str, band: int = 1) -> np.ndarray:
     return raster.read_raster(path)[0][band - 1]
 
 
-def _gate_section(rep: Report, gate: dict) -> None:
-    """Rolling-origin skill and the skill gate (the report's verdict rests on these)."""
-    from .skill_gate import gate_sentence
-
-    sc = gate["scores"]
-    rep.paragraph(f"Forecasts from {gate['n_origins']} origins ({gate['origin_dates'][0]} .. {gate['origin_dates'][-1]}), "
-                  "each over the full horizon, with every target before the test period, scored on the validation "
-                  "pixels (never a training target). RMSE against the observations, mean and spread over the origins; "
-                  "every row on the same pixels and epochs (rolling_origins.csv).")
-    names = ["gated forecast", "ensemble median"] + sorted(
-        [k for k in sc if not k.startswith("member") and k not in ("gated forecast", "ensemble median")],
-        key=lambda k: sc[k]["rmse"])
-    rep.table([[("delivered forecast (after the gate)" if k == "gated forecast" else
-                 ("classical: " + k) if k not in ("ensemble median",) else k),
-                sc[k]["rmse"], sc[k]["rmse_mean"], sc[k]["rmse_std"], sc[k]["mae_mean"]] for k in names],
-              ["forecast", "RMSE pooled (mm)", "RMSE mean over origins (mm)", "spread over origins (mm)", "MAE (mm)"],
-              highlight=0)
-    rep.note(gate_sentence(gate))
-    if gate["verdict"] != "win":
-        rep.note(f"Warning: validation shows that the networks do not beat the classical {gate['reference']} "
-                 "forecast on this stack; the maps use the gated forecast above, not the raw ensemble.")
-    rep.table([[c["class"], c["n"], c["reference"], c["rmse_ensemble"], c["rmse_reference"], c["rmse_gated"],
-                c["mean_weight"]] for c in gate["per_class"]],
-              [f"pixels by the movement the {gate.get('classifier', 'reference')} forecast expects", "values scored",
-               "classical reference", "ensemble RMSE (mm)", "reference RMSE (mm)", "gated RMSE (mm)",
-               "mean ensemble weight"])
-
-
 def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progress, gate=None) -> str:
+    from . import skill_gate
+
     from .zoning import TIERS
 
     rep = Report("DeformCast: deformation forecast, uncertainty and control zones")
@@ -364,7 +338,7 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
     progress.set(0.2)
     if gate:
         rep.heading("3. Skill over rolling origins and the skill gate")
-        _gate_section(rep, gate)
+        skill_gate.report_section(rep, gate)
     # backtest
     rep.heading("3b. Skill on the held-out test period (one origin)")
     key = back["score_key"]

@@ -85,7 +85,10 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
     files = write_scene(str(tmp_path / "scene"), seed=2, width=24, height=20, n_epochs=100, n_future=6)
     folder = str(tmp_path / "models")
     tuning.tune_job(files["stack"], folder, "gru", 6, n_trials=2, top_k=2, max_epochs=2, max_samples=600, seed=1,
-                    device="cpu", search_space={"hidden": 16, "layers": 1, "window": 8})
+                    device="cpu", search_space={"hidden": 16, "layers": 1, "window": 8},
+                    report_path=str(tmp_path / "tune_report.html"))
+    html = (tmp_path / "tune_report.html").read_text()
+    assert "Skill over rolling origins" in html and "classical reference" in html
     man = modelio.read_manifest(folder)
     gate = man["gate"]
     assert gate["action"] in ("ensemble kept", "blended", "classical forecast")
