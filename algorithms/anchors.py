@@ -245,12 +245,6 @@ def regime_features(hist: np.ndarray, dates, family: np.ndarray, mid: int) -> np
     return np.concatenate([end_c, mid_c, np.stack(ev)], axis=0).T
 
 
-def weights_table(weights) -> List[List[object]]:
-    """Rows (member, mean weight, weight at the first / last lead step) for reports."""
-    W = np.asarray(weights, dtype=np.float64)
-    return [[name, float(W[c].mean()), float(W[c, 0]), float(W[c, -1])] for c, name in enumerate(FAMILY_NAMES)]
-
-
 def describe(weights, top: int = 3) -> str:
     """'trajectory_2y 0.45, trajectory_windows 0.30, ...' (largest mean weights first)."""
     W = np.asarray(weights, dtype=np.float64).mean(axis=1)

@@ -524,7 +524,7 @@ class OgrPointSource(PointSource):
             yield self._emit(xy, vals, n, ids if with_ids else None)
         self.n_skipped = skipped
         self.first_skipped = first
-        ds = None
+        del lyr, ds   # release the layer, then its data source (OGR), before the caller goes on
         if progress is not None:
             progress.set(1.0)
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from deformcast.algorithms import anchors, dataset, modelio, raster, skill_gate
+from deformcast.algorithms import anchors, modelio, raster, skill_gate
 from deformcast.algorithms.ensemble import predict_ensemble
 from deformcast.algorithms.synthetic import write_scene
 

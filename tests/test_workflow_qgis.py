@@ -19,7 +19,6 @@ def tiny_scene(tmp_path_factory):
 
 @pytest.mark.slow
 def test_workflow_on_own_stack_writes_report_and_project(run_alg, tiny_scene, tmp_path):
-    from qgis.core import QgsProject
 
     out = tmp_path / "wf"
     res = run_alg("workflow", {
