@@ -357,7 +357,9 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     wE = np.ones(R * Wd)
     if e_err is not None:
         m_e = np.maximum(_box_mean(e_err.reshape(1, R, Wd), LOCAL_BOX).reshape(-1), 1e-6)
-        m_f = np.maximum(np.nanmin(pooled, axis=0), 1e-6)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # pixels without any record: NaN
+            m_f = np.maximum(np.nanmin(pooled, axis=0), 1e-6)
         with np.errstate(invalid="ignore", divide="ignore"):
             wE = m_e ** -LOCAL_POWER / (m_e ** -LOCAL_POWER + m_f ** -LOCAL_POWER)
         wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)

@@ -48,6 +48,9 @@ MIN_CLASS_SAMPLES = 300
 #: the smallest relative RMSE gain over the classical reference (per class, over the rolling origins)
 #: for which the ensemble is kept at all: below it the simpler classical forecast is delivered
 MIN_GAIN = 0.01
+#: how much worse than the raw ensemble (relative RMSE over the rolling origins) the local blend may
+#: look and still be used (see fit_gate and docs/skill.md)
+LOCAL_TOLERANCE = 0.03
 CLASS_QUANTILES = (50.0, 90.0)
 CLASS_NAMES = ("quiet half", "moving (50-90 %)", "fastest 10 %")
 ANCHOR = "anchor"   # the members' adaptive combination (their own classical anchor)
@@ -259,8 +262,11 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
     if blended:
         preds[ENSEMBLE_LOCAL] = np.concatenate(blended, axis=1)
     raw_rmse = _rmse(Ecat, Ycat)
-    # the gate acts on the local blend where it beats the raw ensemble over the rolling origins
-    E_key = ENSEMBLE_LOCAL if blended and _rmse(preds[ENSEMBLE_LOCAL], Ycat) < raw_rmse else "ensemble median"
+    # the gate acts on the local blend unless the rolling origins show it clearly worse than the raw
+    # ensemble (LOCAL_TOLERANCE): they lie up to two years before the forecast origin, where the ground
+    # mostly behaved as in training, while the blend exists for changes near the origin (docs/skill.md)
+    E_key = (ENSEMBLE_LOCAL if blended and _rmse(preds[ENSEMBLE_LOCAL], Ycat) <= (1.0 + LOCAL_TOLERANCE) * raw_rmse
+             else "ensemble median")
     Ecat = preds[E_key]
     pooled = {}
     for name, vals in per.items():
