@@ -427,11 +427,11 @@ def report_section(rep, gate: dict) -> None:
                   "each over the full horizon, with every target before the test period, scored on the validation "
                   "pixels (spatial validation) or in the validation period (time validation), never on a training target. RMSE against the observations, mean and spread over the origins; "
                   "every row on the same pixels and epochs (rolling_origins.csv).")
-    names = ["gated forecast", "ensemble median"] + sorted(
-        [k for k in sc if not k.startswith("member") and k not in ("gated forecast", "ensemble median")],
-        key=lambda k: sc[k]["rmse"])
+    own = ("gated forecast", "ensemble median", ENSEMBLE_LOCAL)
+    names = [k for k in own if k in sc] + sorted([k for k in sc if not k.startswith("member") and k not in own],
+                                                 key=lambda k: sc[k]["rmse"])
     rep.table([[("delivered forecast (after the gate)" if k == "gated forecast" else
-                 ("classical: " + k) if k not in ("ensemble median",) else k),
+                 k if k in own else "classical: " + k),
                 sc[k]["rmse"], sc[k]["rmse_mean"], sc[k]["rmse_std"], sc[k]["mae_mean"]] for k in names],
               ["forecast", "RMSE pooled (mm)", "RMSE mean over origins (mm)", "spread over origins (mm)", "MAE (mm)"],
               highlight=0)
