@@ -504,6 +504,9 @@ def make_pruner(name: str, max_epochs: int):
     raise DeformCastError(f"PRUNER: unknown value '{name}'. Valid values: {', '.join(PRUNERS)}.")
 
 
+_SETTINGS_DONE = "settings_complete"
+
+
 def open_study(storage_obj, study_name: str, seed: int, pruner, settings: Mapping[str, Any], n_trials: int = 30,
                compare: bool = True):
     """Create or load the study; refuse to mix settings that make trials incomparable.
@@ -522,16 +525,18 @@ def open_study(storage_obj, study_name: str, seed: int, pruner, settings: Mappin
     if created:
         for k, v in settings.items():
             study.set_user_attr(k, v)
+        study.set_user_attr(_SETTINGS_DONE, True)   # last: a worker that loads the study waits for it
     study = optuna.load_study(study_name=study_name, storage=storage_obj, pruner=pruner,
                               sampler=optuna.samplers.RandomSampler(seed))
     if not created:
         old = study.user_attrs
-        if not old:  # the creator has not written its settings yet (two workers started together)
-            for _ in range(50):
-                time.sleep(0.1)
-                old = optuna.load_study(study_name=study_name, storage=storage_obj).user_attrs
-                if old:
-                    break
+        # the creator may still be writing its settings (two workers started together): wait for the
+        # marker it writes last, as long as the study has no trial yet (an older study never gets one)
+        for _ in range(100):
+            if _SETTINGS_DONE in old or study.get_trials(deepcopy=False):
+                break
+            time.sleep(0.1)
+            old = study.user_attrs
         diffs = [f"{k}: study has {old[k]!r}, this run {v!r}" for k, v in settings.items()
                  if k in old and old[k] != v] if compare else []
         if diffs:
