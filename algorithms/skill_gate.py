@@ -30,6 +30,15 @@ gains less than ``MIN_GAIN`` (1 %) over the reference in a class, the class gets
 forecast alone (a network that adds nothing measurable is not worth its variance on data it has
 not seen). The gate is written into the ensemble's manifest (``"gate"``) and applied by ``predict``
 (and so by every entrance); the report states the verdict and where the gate acted.
+
+The local blend (:func:`local_blend`). Before the class gate, the ensemble can be blended per pixel
+with the ``local`` classical forecast by their own recent track records around the pixel (the
+ensemble's forecasts from the earlier origins of :func:`anchors.local_origins`, scored like the
+family's). The gate uses the blend unless the rolling origins show it more than ``LOCAL_TOLERANCE``
+(3 %) worse than the raw ensemble: they lie up to two years before the forecast origin, while the
+blend exists for regime changes near it (measurements and the caveat that the tolerance was chosen
+after seeing five development seeds: docs/skill.md). ``predict`` then forecasts the ensemble from
+those earlier origins too (4 more forecasts per block).
 """
 from __future__ import annotations
 
