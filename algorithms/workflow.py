@@ -13,15 +13,15 @@ swing (several mm) dominates the deformation a pixel undergoes, everywhere; over
 and the maps show where the ground keeps moving, which is what a control decision is about.
 
 Budget: the defaults (one architecture, 20 trials of at most 20 epochs on 5000 sampled windows,
-early stopping and median pruning) keep the demo at about 2-3 minutes on 2 CPU cores; raise
-``n_trials``/``max_epochs``/``max_samples`` for real studies.
+early stopping and median pruning) keep the demo under 10 minutes on 2 CPU cores (tuning most of
+it, the skill gate about a minute); raise ``n_trials``/``max_epochs``/``max_samples`` for real studies.
 
-The networks learn the correction to the classical trajectory forecast (``target="residual"``,
-see :mod:`dataset`) from the fit's own statistics (``encodings=None`` -> the ``trajectory``
-encoding where the series has enough history) with spatial validation (``validation="space"``).
-With the plain increment target they lost clearly to the trajectory baseline on the demo scene
-(3.05 vs 2.24 mm RMSE against the truth); with the residual target on the window alone they tied
-it at best; with the trajectory encoding they beat it (README, "Honest skill").
+The networks learn the correction to a classical forecast (``target="residual"``): by default the
+``adaptive`` combination of classical forecasts of :mod:`anchors` (``baseline="adaptive"``), read
+through the ``trajectory`` and ``regime`` encodings (``encodings=None`` -> ``dataset.auto_encodings``)
+with spatial validation (``validation="space"``). After tuning, the rolling-origin evaluation and
+skill gate of :mod:`skill_gate` are fitted and stored with the ensemble; the forecast, the backtest's
+delivered row and every map use the gated forecast. Measurements and the alternatives: docs/skill.md.
 """
 from __future__ import annotations
 
