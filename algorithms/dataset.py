@@ -130,6 +130,13 @@ Encodings, per time step channels (combinable; ``none`` adds nothing):
   (seeds 0-2, one-year horizon, resnet_transformer, spatial validation) 1.91 / 1.89 / 1.83 mm RMSE
   against the noise-free truth versus 2.12 / 2.33 / 2.12 for the trajectory baseline; without it
   (window only, any other encoding) the correction never beat the anchor.
+* ``regime``: the classical family of :mod:`anchors` as static channels: each member's forecast
+  minus the last value at the middle and the last forecast epoch, and regime-change evidence (the
+  all-history fit's mean residual over the last half year and year in units of its scatter, the
+  last year's velocity minus the all-history one), through ``asinh``. With ``baseline="adaptive"``
+  (the default of every entrance, :data:`tuning.MODEL_DEFAULTS`) the residual target's anchor is the
+  combination of that family fitted on the recent training windows (``config["anchor_weights"]``),
+  and ``steps`` (known step dates, ``config["steps"]``) enter every fit of the family.
 * ``covariates``: each static covariate standardised with mean/std of the training pixels,
   NaN -> 0 (the mean), constant along time. Class rasters (e.g. lithology codes) enter as
   numbers like any other covariate; give one 0/1 mask per class when the codes have no order.
