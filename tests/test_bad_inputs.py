@@ -224,25 +224,35 @@ def test_no_partial_manifest_while_another_worker_runs_a_trial(scene, tmp_path):
 # ------------------------------------------------------------------------------------------
 # 3: GDAL scale and offset
 # ------------------------------------------------------------------------------------------
-def _write_scaled(path, vals, scale=0.1, offset=0.0, unit=None):
-    """int16 stack storing (mm - offset) / scale, with band scale/offset set (and a unit)."""
+def _write_int16(path, values, names, grid, scale, offset=0.0, unit=None, metadata=None):
+    """An int16 raster storing (value - offset) / scale with band scale/offset (and a unit) set;
+    NaN stored as nodata -32768."""
     from osgeo import gdal
 
     gdal.UseExceptions()
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), W_, H_, vals.shape[0], gdal.GDT_Int16)
-    ds.SetGeoTransform(GRID.geotransform)
-    ds.SetProjection(GRID.crs_wkt)
-    for i in range(vals.shape[0]):
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), grid.width, grid.height, values.shape[0], gdal.GDT_Int16)
+    ds.SetGeoTransform(grid.geotransform)
+    ds.SetProjection(grid.crs_wkt)
+    if metadata:
+        ds.SetMetadata(metadata)
+    for i in range(values.shape[0]):
         b = ds.GetRasterBand(i + 1)
-        b.SetDescription(str(DATES[i]))
+        b.SetDescription(str(names[i]))
         b.SetNoDataValue(-32768)
-        b.WriteArray(np.round((vals[i] - offset) / scale).astype(np.int16))
+        q = np.round((values[i] - offset) / scale)
+        assert np.nanmax(np.abs(q)) < 32767
+        b.WriteArray(np.where(np.isfinite(q), q, -32768).astype(np.int16))
         b.SetScale(scale)
         b.SetOffset(offset)
         if unit:
             b.SetUnitType(unit)
     ds = None
     return str(path)
+
+
+def _write_scaled(path, vals, scale=0.1, offset=0.0, unit=None):
+    """int16 stack storing (mm - offset) / scale, with band scale/offset set (and a unit)."""
+    return _write_int16(path, vals, DATES, GRID, scale, offset, unit)
 
 
 def test_band_scale_and_offset_are_honoured(run_alg, small, tmp_path, fb):
@@ -277,26 +287,8 @@ def _scaled_copy(src, dst, scale, offset=0.0, unit=None, divide=1.0):
     (and a unit) set: band descriptions and dataset metadata kept, NaN stored as nodata -32768."""
     from osgeo import gdal
 
-    gdal.UseExceptions()
     arr, grid, names = raster.read_raster(str(src))
-    sds = gdal.Open(str(src))
-    ds = gdal.GetDriverByName("GTiff").Create(str(dst), grid.width, grid.height, arr.shape[0], gdal.GDT_Int16)
-    ds.SetGeoTransform(grid.geotransform)
-    ds.SetProjection(grid.crs_wkt)
-    ds.SetMetadata(sds.GetMetadata() or {})
-    for i in range(arr.shape[0]):
-        b = ds.GetRasterBand(i + 1)
-        b.SetDescription(names[i])
-        b.SetNoDataValue(-32768)
-        q = np.round((arr[i] / divide - offset) / scale)
-        assert np.nanmax(np.abs(q)) < 32767
-        b.WriteArray(np.where(np.isfinite(q), q, -32768).astype(np.int16))
-        b.SetScale(scale)
-        b.SetOffset(offset)
-        if unit:
-            b.SetUnitType(unit)
-    ds = None
-    return str(dst)
+    return _write_int16(dst, arr / divide, names, grid, scale, offset, unit, gdal.Open(str(src)).GetMetadata() or {})
 
 
 _MAPS: dict = {}
