@@ -6,11 +6,17 @@ sub-groups, layer names, visibility and styles the chain declares
 view extent that covers the data; :func:`load_run` adds it to an open project (the desktop) and
 zooms the map canvas to the data. ``deformcast:workflow`` calls both, so the toolbox, the workflow
 dialog and the project file show the same tree.
+
+Every layer of a run (and the run's group) carries the run's id in the custom property
+:data:`RUN_ID_PROPERTY` (and its name in :data:`RUN_NAME_PROPERTY`); the layer metadata holds
+both as the keyword vocabulary ``DeformCast run``. The time-series inspector binds its layers to
+one run through them, so two runs loaded side by side are never mixed.
 """
 from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from typing import Optional
 
 from qgis.core import (
@@ -29,6 +35,28 @@ from ..algorithms import chain
 from ..algorithms.errors import DeformCastError
 
 _VECTOR_EXT = (".gpkg", ".shp", ".geojson", ".fgb")
+#: custom property holding the id of the run a layer (or a run's group) belongs to
+RUN_ID_PROPERTY = "deformcast/run_id"
+#: custom property holding the run's name (its group name)
+RUN_NAME_PROPERTY = "deformcast/run_name"
+#: the layer-metadata keyword vocabulary that repeats both
+RUN_KEYWORD = "DeformCast run"
+
+
+def new_run_id() -> str:
+    """A fresh run id (random, so two loads of runs with one name stay apart)."""
+    return uuid.uuid4().hex
+
+
+def stamp_run(lyr, run_id: str, run_name: str) -> None:
+    """Write the run's id and name into ``lyr``'s custom properties and metadata keywords."""
+    lyr.setCustomProperty(RUN_ID_PROPERTY, run_id)
+    lyr.setCustomProperty(RUN_NAME_PROPERTY, run_name)
+    md = lyr.metadata()
+    kw = md.keywords()
+    kw[RUN_KEYWORD] = [run_name, run_id]
+    md.setKeywords(kw)
+    lyr.setMetadata(md)
 
 
 def _apply_qml(lyr, qml: str) -> None:
@@ -89,8 +117,12 @@ def _band_title(node, lyr) -> None:
         QgsMapLayerLegendUtils.setLegendNodeUserLabel(node, 0, plain)
 
 
-def add_run_group(project: QgsProject, run_name: str, tree, index: int = 0) -> QgsLayerTreeGroup:
-    """Add the run's group (replacing one of the same name) at ``index`` of the layer tree."""
+def add_run_group(project: QgsProject, run_name: str, tree, index: int = 0,
+                  run_id: Optional[str] = None) -> QgsLayerTreeGroup:
+    """Add the run's group (replacing one of the same name) at ``index`` of the layer tree.
+
+    The group and each layer are stamped with ``run_id`` (a fresh one when not given)."""
+    run_id = run_id or new_run_id()
     root = project.layerTreeRoot()
     old = root.findGroup(run_name)
     if old is not None:
@@ -101,11 +133,14 @@ def add_run_group(project: QgsProject, run_name: str, tree, index: int = 0) -> Q
                 project.removeMapLayer(i)
     group = root.insertGroup(index, run_name)
     group.setExpanded(True)
+    group.setCustomProperty(RUN_ID_PROPERTY, run_id)
+    group.setCustomProperty(RUN_NAME_PROPERTY, run_name)
     for gspec, items in tree:
         sub = group.addGroup(gspec.name)
         sub.setExpanded(gspec.expanded)
         for item in items:
             lyr = make_layer(item)
+            stamp_run(lyr, run_id, run_name)
             project.addMapLayer(lyr, False)
             node = sub.addLayer(lyr)
             _band_title(node, lyr)
@@ -139,7 +174,8 @@ def _padded(ext: QgsRectangle, frac: float = 0.03) -> QgsRectangle:
     return r
 
 
-def build_project(path: str, run_name: str, tree, crs_wkt: str = "", title: str = "DeformCast results") -> str:
+def build_project(path: str, run_name: str, tree, crs_wkt: str = "", title: str = "DeformCast results",
+                  run_id: Optional[str] = None) -> str:
     """Write the run's tree as a QGIS project (``.qgz``) that opens zoomed on the data.
 
     Paths are stored relative to the project, so the folder can be moved. Returns the path.
@@ -149,7 +185,7 @@ def build_project(path: str, run_name: str, tree, crs_wkt: str = "", title: str 
     crs = QgsCoordinateReferenceSystem.fromWkt(crs_wkt) if crs_wkt else QgsCoordinateReferenceSystem()
     if crs.isValid():
         project.setCrs(crs)
-    group = add_run_group(project, run_name, tree)
+    group = add_run_group(project, run_name, tree, run_id=run_id)
     if not crs.isValid():
         lyrs = [n.layer() for n in group.findLayers() if n.layer() is not None]
         crs = lyrs[0].crs() if lyrs else crs
@@ -164,9 +200,9 @@ def build_project(path: str, run_name: str, tree, crs_wkt: str = "", title: str 
     return path
 
 
-def load_run(project: QgsProject, run_name: str, tree, canvas=None) -> QgsLayerTreeGroup:
+def load_run(project: QgsProject, run_name: str, tree, canvas=None, run_id: Optional[str] = None) -> QgsLayerTreeGroup:
     """Add the run's group on top of an open project; zoom ``canvas`` (when given) to the data."""
-    group = add_run_group(project, run_name, tree)
+    group = add_run_group(project, run_name, tree, run_id=run_id)
     if canvas is not None:
         zoom_canvas(canvas, group, project)
     return group
