@@ -25,7 +25,7 @@ from qgis.core import (
 
 from ..algorithms import chain
 from .base import DeformCastAlgorithm, layer_sources, raster_source
-from .project import build_project, desktop_canvas, load_run
+from .project import build_project, desktop_canvas, load_run, new_run_id
 
 
 def parameter_definition(p: "chain.Param"):
@@ -139,10 +139,11 @@ N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); SEED; DE
         crs = open_stack(p["stack"], kw.get("dates")).grid.crs_wkt
         tree = chain.resolve_tree(p, observed=kw.get("observed_path"), covariates=kw.get("covariates"))
         name = chain.run_name(s["output_folder"])
-        project = build_project(os.path.join(s["output_folder"], "deformcast.qgz"), name, tree, crs)
+        rid = new_run_id()   # one id for the saved project and the copy loaded into QGIS (the inspector binds to it)
+        project = build_project(os.path.join(s["output_folder"], "deformcast.qgz"), name, tree, crs, run_id=rid)
         feedback.pushInfo(f"Report: {s['report']}")
         feedback.pushInfo(f"QGIS project: {project}")
-        self._load = (name, tree)
+        self._load = (name, tree, rid)
         self._results = {"OUTPUT_FOLDER": s["output_folder"], "OUTPUT_REPORT": s["report"],
                          "OUTPUT_PROJECT": project, "OUTPUT_MEDIAN": p.get("forecast_median"),
                          "OUTPUT_TIERS": p.get("tiers"), "OUTPUT_ZONES": p.get("zones_polygons")}
@@ -159,9 +160,9 @@ N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); SEED; DE
         main_thread = app is not None and QThread.currentThread() == app.thread()
         # a child of a model runs (and post-processes) in the model's worker thread: no layer tree there
         if load and project is not None and main_thread:
-            name, tree = load
+            name, tree, rid = load
             try:
-                load_run(project, name, tree, desktop_canvas())
+                load_run(project, name, tree, desktop_canvas(), run_id=rid)
                 if feedback is not None:
                     feedback.pushInfo(f"Layers added to the project in the group '{name}'.")
             except Exception as e:  # noqa: BLE001 - the outputs exist; loading them is a convenience

@@ -86,7 +86,7 @@ def _shoot(args):
 
     import numpy as np
     from qgis.core import QgsCoordinateReferenceSystem, QgsLayerTreeModel, QgsPointXY, QgsProject, QgsRectangle
-    from qgis.gui import QgsLayerTreeMapCanvasBridge, QgsLayerTreeView, QgsMapCanvas, QgsVertexMarker
+    from qgis.gui import QgsLayerTreeMapCanvasBridge, QgsLayerTreeView, QgsMapCanvas
     from qgis.PyQt.QtCore import Qt
     from qgis.PyQt.QtGui import QColor
     from qgis.PyQt.QtWidgets import QMainWindow, QScrollArea, QSplitter
@@ -260,15 +260,8 @@ def _shoot(args):
     pt = QgsPointXY(ext.xMinimum() + (c + 0.5) * med.rasterUnitsPerPixelX(),
                     ext.yMaximum() - (r + 0.5) * med.rasterUnitsPerPixelY())
     win.resize(1600, 900)
-    dock.setMinimumWidth(620)
     dock.pick_btn.setChecked(True)
     dock.inspect(pt)
-    marker = QgsVertexMarker(canvas)
-    marker.setCenter(pt)
-    marker.setColor(QColor("black"))
-    marker.setIconSize(16)
-    marker.setPenWidth(3)
-    marker.setIconType(QgsVertexMarker.ICON_CROSS)
     save(win, "ui_inspector.png")
     dock.zoom_box.setChecked(True)
     save(dock, "ui_inspector_zoom.png")
@@ -297,7 +290,6 @@ def _shoot(args):
         w.close()
     if dock is not None:
         win.removeDockWidget(dock)
-    marker.hide()
     QgsProject.instance().clear()
     canvas.setExtent(QgsRectangle(0, 0, 1, 1))
     win.resize(1400, 820)
