@@ -65,7 +65,7 @@ class CompareResult:
 def parse_strategies(value, default=("temporal",)) -> List[str]:
     """``"none; temporal; temporal,neighbourhood"`` -> canonical encoding keys (one per strategy)."""
     from .dataset import parse_encodings
-    from .tuning import _encoding_key
+    from .tuning import encoding_key
 
     if value is None or (isinstance(value, str) and not value.strip()):
         items = [",".join(default) if not isinstance(default, str) else default]
@@ -75,7 +75,7 @@ def parse_strategies(value, default=("temporal",)) -> List[str]:
         items = list(value)
     out = []
     for it in items:
-        key = _encoding_key(it)
+        key = encoding_key(it)
         parse_encodings(key.split(","))  # unknown names -> DeformCastError with the valid list
         if key not in out:
             out.append(key)
@@ -93,7 +93,7 @@ def _fingerprint(d: Mapping[str, Any]) -> str:
 def _manual_run(cache, arch: str, strategy: str, window: Optional[int], fixed: Mapping[str, Any], seed: int,
                 max_epochs: int, patience: int, device: str, threads, progress: Progress) -> Dict[str, Any]:
     from .training import train_model
-    from .tuning import DEFAULT_WINDOW, _no_log, build_search_space, default_config, split_config, split_scores
+    from .tuning import DEFAULT_WINDOW, build_search_space, default_config, no_log, split_config, split_scores
 
     space = build_search_space(arch, None, window=window or DEFAULT_WINDOW, encodings=strategy,
                                max_window=cache.max_window())
@@ -103,7 +103,7 @@ def _manual_run(cache, arch: str, strategy: str, window: Optional[int], fixed: M
     w, enc, hp = split_config(arch, cfg)
     prep = cache.get(w, enc)
     res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, arch, hp, device=device, seed=seed,
-                      max_epochs=max_epochs, patience=patience, progress=_no_log(progress), threads=threads)
+                      max_epochs=max_epochs, patience=patience, progress=no_log(progress), threads=threads)
     val = split_scores(res.model, prep.val, prep.norm)
     test = split_scores(res.model, prep.test, prep.norm)
     return {"val_rmse_mm": val["rmse"], "test_rmse_mm": test["rmse"], "test_mae_mm": test["mae"],

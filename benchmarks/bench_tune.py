@@ -6,6 +6,9 @@
 (b) Two worker processes vs one on the same study size: wall time (journal storage).
 (c) Pruners: median vs hyperband vs none, same trials budget and seed: best validation RMSE,
     pruned trials, wall time (the measurement behind the default pruner).
+(d) ``--patience-csv trials.csv ...``: replays finished studies (their trials.csv, e.g. from
+    ``./deformcast demo``) through the study-patience rule for N = 3..12 and prints how many trials
+    each N runs and the best validation RMSE it keeps (the measurement behind STUDY_PATIENCE).
 
 Small models and few windows keep it at about 10-15 minutes on 2 CPU cores::
 
@@ -117,11 +120,12 @@ def part_b(args, out):
         ran = [int(so.split("RAN ")[1].split()[0]) for so, _ in outs]
         from deformcast.algorithms import tuning
 
-        st, _ = tuning.open_storage("", str(folder))
         import optuna
 
-        study = optuna.load_study(study_name=f"deformcast-{args.arch}-h{args.horizon}", storage=st)
-        study_s = tuning._study_seconds(study)
+        sdir = next(p for p in (folder / tuning.STUDIES_DIR).iterdir() if (p / tuning.JOURNAL_NAME).exists())
+        st, _ = tuning.open_storage("", str(sdir))
+        study = optuna.load_study(study_name=optuna.study.get_all_study_names(st)[0], storage=st)
+        study_s = tuning.study_seconds(study)
         res[f"{workers} worker(s) x {threads} thread(s)"] = {"wall_s": wall, "study_s": study_s,
                                                               "trials_per_worker": ran}
         print(f"{workers} worker(s) x {threads} thread(s): {wall:.1f} s ({study_s:.1f} s first trial start to "
@@ -129,7 +133,31 @@ def part_b(args, out):
     return res
 
 
+def patience_replay(paths, ns=range(3, 13)) -> str:
+    """(d): the study-patience rule replayed on finished studies' trials.csv files."""
+    import csv
+
+    from deformcast.algorithms.tuning.patience import DEFAULT_MIN_REL, stop_trial
+
+    lines = ["| study | trials | best (all) | " + " | ".join(f"N={n}" for n in ns) + " |",
+             "|---|---|---|" + "---|" * len(ns)]
+    for path in paths:
+        rows = [r for r in csv.DictReader(open(path, encoding="utf-8")) if r["state"] in ("COMPLETE", "PRUNED")]
+        rows.sort(key=lambda r: int(r["number"]))
+        vals = [float(r["val_rmse_mm"]) if r["state"] == "COMPLETE" else None for r in rows]
+        best = min(v for v in vals if v is not None)
+        cells = []
+        for n in ns:
+            k, b = stop_trial(vals, n, DEFAULT_MIN_REL)
+            cells.append(f"{k} trials, {b:.3f}")
+        lines.append(f"| {Path(path).parent.name[:40]} | {len(vals)} | {best:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
+    if "--patience-csv" in sys.argv:
+        print(patience_replay(sys.argv[sys.argv.index("--patience-csv") + 1:]))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/tmp/deformcast_bench_tune")
     ap.add_argument("--arch", default="lstm")

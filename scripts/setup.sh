@@ -14,7 +14,7 @@ t0=$(date +%s)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-APT_PKGS="qgis python3-qgis qgis-providers python3-gdal python3-h5py python3-matplotlib python3-venv gdal-bin"
+APT_PKGS="qgis python3-qgis qgis-providers python3-gdal python3-h5py python3-matplotlib python3-venv gdal-bin postgresql python3-psycopg2"
 missing=""
 for p in $APT_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -269,8 +269,8 @@ def test_killed_worker_resumes_without_losing_trials(tmp_path):
     st = _states(study)
     assert st["COMPLETE"] + st["PRUNED"] == 5
     assert st.get("RUNNING", 0) == 0  # the trial the killed worker left running was failed
-    if st.get("FAIL", 0):
-        assert any(t.user_attrs.get("failed_reason") == "worker process died"
+    if st.get("FAIL", 0):  # the reason is a study attribute (a finished trial takes no new attribute)
+        assert any(study.user_attrs.get(f"failed_reason:{t.number}") == "worker process died"
                    for t in after.values() if t.state.name == "FAIL")
     assert (out / "manifest.json").exists()
 
@@ -321,8 +321,71 @@ def test_orphaned_trial_is_failed_not_waited_for(scene, tmp_path, monkeypatch):
               evaluate_test=False, write_outputs=False)
     tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(out), n_trials=1, **kw)
     orphan = _optuna_study(str(out)).ask()
-    monkeypatch.setattr(tuning, "ORPHAN_SECONDS", 0.0)
+    monkeypatch.setattr(tuning.worker, "ORPHAN_SECONDS", 0.0)
     res = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(out), n_trials=2, **kw)
     assert res.n_complete == 2
-    t = _optuna_study(str(out)).trials[orphan.number]
-    assert t.state.name == "FAIL" and t.user_attrs["failed_reason"] == "worker process died"
+    study = _optuna_study(str(out))
+    assert study.trials[orphan.number].state.name == "FAIL"
+    assert study.user_attrs[f"failed_reason:{orphan.number}"] == "worker process died"
+
+
+# ---- Optuna public API, study patience, warm start --------------------------------------------------
+def test_only_optunas_public_api_is_used():
+    root = Path(tuning.__file__).parent
+    text = "\n".join(p.read_text() for p in root.glob("*.py"))
+    for private in ("._storage", "._trial_id", "storages._heartbeat", "._study_id", "RandomSampler"):
+        assert private not in text, private
+
+
+def test_patience_rule_on_known_histories():
+    from deformcast.algorithms.tuning.patience import stop_trial
+
+    vals = [3.60, 3.59, 3.55, None, 3.56, 3.549, 3.54, 3.50, 3.51, None, 3.52, 3.505, 3.6]
+    # 3.55 improves on 3.60 by > 0.5 %; 3.549/3.54 are within 0.5 % of 3.55; 3.50 improves again
+    assert stop_trial(vals, 4) == (7, 3.54)
+    assert stop_trial(vals, 5) == (13, 3.50)  # 3.50 improves (> 0.5 % below 3.54); 5 trials later it stops
+    assert stop_trial(vals[:12], 5) == (12, 3.50)  # ran out of trials first
+    assert stop_trial(vals, 0) == (13, 3.50)
+    assert stop_trial([None, None, None], 2) == (3, float("inf"))  # never stops before a complete trial
+
+
+def test_study_patience_stops_a_real_study(scene, tmp_path):
+    kw = dict(top_k=1, seed=1, search_space=TINY_SPACE, max_epochs=1, max_samples=300, threads=1, pruner="none",
+              evaluate_test=False, write_outputs=False)
+    res = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(tmp_path / "p"), n_trials=30,
+                           study_patience=2, min_improvement=0.5, **kw)
+    # a 50 % improvement never happens after the first complete trial: the study stops after 1 + 2
+    assert res.stopped_by_patience and res.worker.stopped_by_patience
+    assert res.n_complete + res.n_pruned == 3
+    study = _optuna_study(str(tmp_path / "p"))
+    since, best = tuning.trials_since_improvement(study.get_trials(), 0.5)
+    assert since == 2 and best == res.best_value
+    # resuming a study that stopped adds no trial
+    res2 = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(tmp_path / "p"), n_trials=30,
+                            study_patience=2, min_improvement=0.5, **kw)
+    assert res2.worker.trials_run == 0 and res2.n_complete + res2.n_pruned == 3
+
+
+def test_sampler_and_warm_start(scene, tmp_path, monkeypatch):
+    import optuna
+
+    from deformcast.algorithms.tuning import prior
+
+    p = tmp_path / "prior.json"
+    p.write_text(json.dumps({"_source": "test", "lstm": [{"hidden": 8, "window": 5, "lr": 5.0},
+                                                         {"hidden": 4, "window": 99}]}))
+    space = tuning.build_search_space("lstm", TINY_SPACE, max_window=20)
+    # lr 5.0 and window 99 lie outside the space: left out (sampled), the rest kept
+    assert prior.prior_params("lstm", space, str(p)) == [{"hidden": 8, "window": 5}, {"hidden": 4}]
+    monkeypatch.setattr(prior, "PRIOR_PATH", str(p))
+    res = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(tmp_path / "w"), n_trials=3,
+                           top_k=1, seed=1, search_space=TINY_SPACE, max_epochs=1, max_samples=300, threads=1,
+                           pruner="none", evaluate_test=False, write_outputs=False, warm_start=True)
+    assert res.n_complete == 3
+    study = _optuna_study(str(tmp_path / "w"))
+    t = study.trials
+    assert t[0].user_attrs.get("hand_set_defaults") and t[1].user_attrs.get("warm_start")
+    assert t[1].params["hidden"] == 8 and t[1].params["window"] == 5 and t[2].params["hidden"] == 4
+    s, created = tuning.open_study(tuning.open_storage("", str(tmp_path / "x"))[0], "s", 5,
+                                   tuning.make_pruner("none", 3), {"a": 1})
+    assert created and isinstance(s.sampler, optuna.samplers.TPESampler)
