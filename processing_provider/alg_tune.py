@@ -16,6 +16,7 @@ from qgis.core import (
 
 from .base import ANCHORS, ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, raster_source
 from ..algorithms.dataset import TARGETS
+from ..algorithms.tuning.patience import DEFAULT_STUDY_PATIENCE
 
 PRUNERS = ["median", "hyperband", "none"]
 
@@ -48,8 +49,10 @@ default, trajectory + regime); TARGET residual (default: the correction to a per
 forecast) or increment; ANCHOR that classical forecast (default <i>adaptive</i>, see <i>train</i>); STEPS
 known step dates; VALIDATION space (default) or time (see <i>train</i>); the defaults of this
 algorithm are those of the <i>Full workflow</i> (the configuration measured best, docs/skill.md); COVARIATES rasters for the covariates encoding; MAX_EPOCHS per trial; PRUNER median / hyperband / none; RETRAIN the top-K on
-training + validation windows; THREADS torch CPU threads per worker (1 when several workers share a
-machine); SEED; DEVICE; DATES.</p>
+training + validation windows; STUDY_PATIENCE stops the study once the best validation RMSE has not
+improved by 0.5 % for that many finished trials (0 = run all N_TRIALS); WARM_START enqueues the shipped
+configurations that won before; THREADS torch CPU threads per worker (0 = one per trial, measured fastest
+on a small machine); SEED; DEVICE; DATES.</p>
 <p><b>Resume and several workers</b>: run the same command again with the same OUTPUT_FOLDER (and
 STUDY_NAME, when one was given) to continue an interrupted or cancelled study (finished trials are
 kept); a resume with another stack, grid or configuration is refused with a message naming the fix.
@@ -99,6 +102,10 @@ metrics beside the classical baselines, wall time; default: the study folder's r
         self.addParameter(N("MAX_SAMPLES", "Training windows sampled from the stack", N.Integer, 5000,
                             optional=True, minValue=100))
         self.add_enum("PRUNER", "Pruner", PRUNERS, "median")
+        self.addParameter(N("STUDY_PATIENCE", "Stop the study after this many trials without a 0.5 % gain (0 = off)",
+                            N.Integer, DEFAULT_STUDY_PATIENCE, optional=True, minValue=0))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "WARM_START", "Warm start from configurations that won before (shipped prior)", False, optional=True))
         self.addParameter(N("THREADS", "Torch CPU threads per worker (0 = default)", N.Integer, 0, optional=True,
                             minValue=0))
         self.addParameter(QgsProcessingParameterBoolean("RETRAIN", "Retrain the top-K on training + validation",
@@ -110,7 +117,7 @@ metrics beside the classical baselines, wall time; default: the study folder's r
         self.addOutput(QgsProcessingOutputFile("OUTPUT_TRIALS", "Trials table (CSV)"))
         self.addOutput(QgsProcessingOutputNumber("BEST_VALUE", "Best validation RMSE (mm)"))
         self.advanced("TIMEOUT", "STORAGE", "STUDY_NAME", "SEARCH_SPACE", "WINDOW", "TARGET", "ANCHOR", "STEPS",
-                      "VALIDATION", "PATIENCE", "MAX_SAMPLES", "PRUNER", "THREADS", "RETRAIN", "DATES", "SEED",
+                      "VALIDATION", "PATIENCE", "MAX_SAMPLES", "PRUNER", "STUDY_PATIENCE", "WARM_START", "THREADS", "RETRAIN", "DATES", "SEED",
                       "DEVICE")
 
     def execute(self, parameters, context, feedback, progress):
@@ -151,6 +158,9 @@ metrics beside the classical baselines, wall time; default: the study folder's r
             seed=self.parameterAsInt(parameters, "SEED", context),
             device=self.enum_value(parameters, "DEVICE", context) or "auto",
             threads=self.parameterAsInt(parameters, "THREADS", context) or None,
+            study_patience=(self.parameterAsInt(parameters, "STUDY_PATIENCE", context)
+                            if parameters.get("STUDY_PATIENCE") not in (None, "") else DEFAULT_STUDY_PATIENCE),
+            warm_start=self.parameterAsBool(parameters, "WARM_START", context),
             progress=progress,
         )
         feedback.pushInfo(f"Study '{res.study_name}': {res.n_complete} complete, {res.n_pruned} pruned, "
