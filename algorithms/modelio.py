@@ -1,6 +1,6 @@
 """Model folders: save and load trained models safely, and the manifest of an ensemble (QGIS-free).
 
-Layout (../shared/INTERFACE.md "Model folder")::
+Layout (docs/interface.md "Model folder")::
 
     <model_root>/
         manifest.json            # written LAST: members in rank order (its presence = complete)
@@ -53,13 +53,13 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from .errors import DeformCastError
+from .model_meta import REQUIRED_META, is_whole, meta_problem, recreate_hint
 
 FORMAT = "deformcast-model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MODEL_JSON = "model.json"
 WEIGHTS = "weights.pt"
-REQUIRED_META = ("architecture", "hparams", "n_features", "window", "horizon")
 
 
 def _jsonable(o):
@@ -174,7 +174,7 @@ class LoadedModel:
     folder: str
 
     def predict(self, X, batch_size: int = 2048, device: str = "cpu", progress=None) -> np.ndarray:
-        from .training import predict_array
+        from .runtime import predict_array
 
         return predict_array(self.model, X, batch_size=batch_size, device=device, progress=progress)
 
@@ -229,7 +229,7 @@ def read_meta(folder: str) -> Dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DeformCastError(f"'{p}' is not a DeformCast model description. {recreate_hint(meta, folder)}")
     fv = meta.get("format_version", 0)
-    if not _is_int(fv):
+    if not is_whole(fv):
         raise DeformCastError(f"'{p}' is damaged: format_version is {fv!r}, not a whole number. "
                               + recreate_hint(meta, folder))
     if int(fv) > FORMAT_VERSION:
@@ -242,94 +242,12 @@ def read_meta(folder: str) -> Dict[str, Any]:
     return meta
 
 
-def _is_int(v) -> bool:
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, (int, np.integer)):
-        return True
-    return isinstance(v, float) and v.is_integer()
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
-
-
-def meta_problem(meta: Dict[str, Any]) -> str:
-    """What is wrong with the fields of a model.json ('' when nothing): the fields prediction
-    builds on must have the right type and range."""
-    missing = [k for k in REQUIRED_META if k not in meta]
-    if missing:
-        return "it lacks " + ", ".join(missing)
-    if not isinstance(meta["architecture"], str) or not meta["architecture"].strip():
-        return f"architecture is {meta['architecture']!r}, not a name"
-    for k in ("n_features", "window", "horizon"):
-        v = meta[k]
-        if not _is_int(v) or int(v) < 1:
-            return f"{k} is {v!r}, not a whole number of at least 1"
-    if not isinstance(meta["hparams"], dict):
-        return f"hparams is {type(meta['hparams']).__name__}, not an object"
-    for k, v in meta["hparams"].items():
-        if isinstance(v, float) and not np.isfinite(v):
-            return f"hparams.{k} is not a finite number"
-        if not isinstance(v, (int, float, str, bool)) or v is None:
-            return f"hparams.{k} is {v!r}, not a number, text or true/false"
-    for k in ("normalisation", "data_config", "validation"):
-        if k in meta and meta[k] is not None and not isinstance(meta[k], dict):
-            return f"{k} is {type(meta[k]).__name__}, not an object"
-    enc = meta.get("encodings")
-    if enc is not None and (not isinstance(enc, list) or not all(isinstance(e, str) for e in enc)):
-        return f"encodings is {enc!r}, not a list of names"
-    fn = meta.get("feature_names")
-    if fn is not None and (not isinstance(fn, list) or not all(isinstance(e, str) for e in fn)):
-        return f"feature_names is {fn!r}, not a list of names"
-    g = meta.get("grid")
-    if g:
-        if not isinstance(g, dict):
-            return "grid is not an object"
-        gt = g.get("geotransform")
-        if not isinstance(gt, list) or len(gt) != 6 or not all(_is_num(v) for v in gt):
-            return f"grid.geotransform is {gt!r}, not six numbers"
-        for k in ("width", "height"):
-            if not _is_int(g.get(k)) or int(g.get(k)) < 1:
-                return f"grid.{k} is {g.get(k)!r}, not a whole number of at least 1"
-        if not isinstance(g.get("crs_wkt", ""), str):
-            return "grid.crs_wkt is not text"
-    dates = meta.get("dates")
-    if dates is not None:
-        from .raster import parse_date
-
-        if not isinstance(dates, list) or any(parse_date(d) is None for d in dates):
-            return "dates is not a list of YYYY-MM-DD dates"
-    return ""
-
-
-def recreate_command(meta, folder: str = "") -> str:
-    """The command that re-creates a model (tune or train), from what its model.json says."""
-    meta = meta if isinstance(meta, dict) else {}
-    arch = meta.get("architecture") if isinstance(meta.get("architecture"), str) else "<architecture>"
-    horizon = meta.get("horizon") if _is_int(meta.get("horizon")) else "<horizon>"
-    stack = meta.get("stack") if isinstance(meta.get("stack"), str) else "<your stack.tif>"
-    q = (lambda v: f'"{v}"' if " " in str(v) else str(v))
-    if meta.get("study_name") or meta.get("trial") is not None:
-        return (f"./deformcast run deformcast:tune -- INPUT={q(stack)} ARCHITECTURE={arch} HORIZON={horizon} "
-                "OUTPUT_FOLDER=<new model folder>")
-    window = meta.get("window") if _is_int(meta.get("window")) else "<window>"
-    return (f"./deformcast run deformcast:train -- INPUT={q(stack)} ARCHITECTURE={arch} HORIZON={horizon} "
-            "WINDOW=" + str(window) + " OUTPUT_FOLDER=<new model folder> OUTPUT_REPORT=train.html "
-            "OUTPUT_FORECAST=forecast.tif OUTPUT_RESIDUALS=residuals.tif")
-
-
-def recreate_hint(meta, folder: str = "") -> str:
-    return ("Restore the model folder from a backup, or re-create the model: " + recreate_command(meta, folder)
-            + " (or the same algorithm in the QGIS Processing toolbox).")
-
-
 def load_model(folder: str, device: str = "cpu") -> LoadedModel:
     """Rebuild the architecture from model.json and load the weights (``weights_only=True``)."""
     import torch
 
     from .models import build_model
-    from .training import resolve_device
+    from .runtime import resolve_device
 
     meta = read_meta(folder)
     dev = resolve_device(device)
@@ -565,7 +483,7 @@ def _training_span(meta: Dict[str, Any]):
     elif sd.get("train") and sd.get("test"):
         first, last = np.datetime64(sd["train"][0], "D"), np.datetime64(sd["test"][1], "D")
         n = cfg.get("n_epochs")
-        if _is_int(n) and int(n) > 1:
+        if is_whole(n) and int(n) > 1:
             step = float((last - first).astype(np.int64)) / (int(n) - 1)
     seen = np.datetime64(sd["val"][1], "D") if sd.get("val") else None
     return dates, first, last, step, seen

@@ -5,7 +5,7 @@ Ramps are ColorBrewer-like lists of hex colours.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -125,3 +125,39 @@ def class_labels(n: int) -> List[str]:
     if n == 3:
         return ["Low", "Moderate", "High"]
     return [f"Class {i + 1}" for i in range(n)]
+
+
+# ------------------------------------------------------------------------------------------------
+# the .qml sidecar: where it lies and what a paletted one names (the one place that reads QML)
+# ------------------------------------------------------------------------------------------------
+def sidecar_path(raster_path: str) -> str:
+    """The ``.qml`` style beside a raster or vector file (``zones.tif`` -> ``zones.qml``), as QGIS
+    loads it automatically."""
+    import os
+
+    return os.path.splitext(str(raster_path))[0] + ".qml"
+
+
+def palette_labels(qml_path: str) -> Dict[int, str]:
+    """``{value: label}`` of a paletted / unique-values raster style (``<paletteEntry value label>``),
+    as QGIS and :func:`categorical` write them. Empty when the file is missing, not XML, or names
+    nothing; entries without a label or with a non-numeric value are skipped."""
+    import os
+    import xml.etree.ElementTree as ET
+
+    if not os.path.isfile(str(qml_path)):
+        return {}
+    try:
+        root = ET.parse(str(qml_path)).getroot()
+    except ET.ParseError:
+        return {}
+    names: Dict[int, str] = {}
+    for e in root.iter("paletteEntry"):
+        try:
+            v = int(float(e.get("value", "")))
+        except ValueError:
+            continue
+        lab = (e.get("label") or "").strip()
+        if lab:
+            names[v] = lab
+    return names

@@ -1,5 +1,5 @@
-"""Processing wrappers: ``deformcast:import_timeseries`` (core: algorithms.readers.import_timeseries)
-and ``deformcast:sample_at_points`` (core: algorithms.readers.sample_points_to_csv)."""
+"""Processing wrappers: ``deformcast:import_timeseries`` (core: algorithms.io.importer.import_timeseries)
+and ``deformcast:sample_at_points`` (core: algorithms.io.sampling.sample_points_to_csv)."""
 from __future__ import annotations
 
 from qgis.core import (
@@ -12,7 +12,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..algorithms.readers import import_timeseries, sample_points_to_csv
+from ..algorithms.io.importer import import_timeseries
+from ..algorithms.io.sampling import sample_points_to_csv
 from .base import DeformCastAlgorithm, output_path, raster_source
 
 _FILTER = ("InSAR time series (*.csv *.zip *.shp *.gpkg *.geojson *.h5 *.he5 *.hdf5 *.tif *.tiff *.vrt);;"

@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 from osgeo import gdal, ogr, osr
 
-from deformcast.algorithms import readers
+from deformcast.algorithms.io.covariates import align_covariates
+from deformcast.algorithms.io.egms import read_egms_csv
+from deformcast.algorithms.io.gridding import grid_points, points_to_grid
+from deformcast.algorithms.io.hdf5 import read_mintpy_h5
+from deformcast.algorithms.io.importer import import_timeseries
+from deformcast.algorithms.io.points import unit_factor
+from deformcast.algorithms.io.sampling import sample_grid_at_points, sample_points_to_csv
 from deformcast.algorithms.errors import DeformCastError
 from deformcast.algorithms.raster import Grid, crs_equal, open_stack, read_raster, read_stack, write_raster
 
@@ -216,7 +222,7 @@ def check_stack(path, grid=None, tol=1e-4):
 # ----------------------------------------------------------------------------------------
 def _imp(tmp_path, src, name, **kw):
     out = str(tmp_path / f"{name}.tif")
-    summary = readers.import_timeseries(str(src), out, **kw)
+    summary = import_timeseries(str(src), out, **kw)
     assert summary["output"] == out and summary["n_epochs"] == T
     return out, summary
 
@@ -249,7 +255,7 @@ def test_lonlat_csv_reprojected_to_target_crs(tmp_path):
     assert s["format"] == "csv" and s["crs"] == "EPSG:3035"
     check_stack(out)
     with pytest.raises(DeformCastError, match="TARGET_CRS"):
-        readers.import_timeseries(str(src), str(tmp_path / "deg.tif"), cell_size=100)
+        import_timeseries(str(src), str(tmp_path / "deg.tif"), cell_size=100)
 
 
 def test_shapefile_multipoints_d_fields_in_cm(tmp_path):
@@ -272,7 +278,7 @@ def test_geopackage_layername_d_underscore_in_m(tmp_path):
 
 def test_mintpy_h5(tmp_path):
     src = write_mintpy(str(tmp_path / "geo_timeseries.h5"))
-    gs = readers.read_mintpy_h5(src)
+    gs = read_mintpy_h5(src)
     assert gs.kind == "mintpy" and gs.factor == 1000.0
     out, s = _imp(tmp_path, src, "mintpy")
     assert s["format"] == "mintpy"
@@ -336,11 +342,11 @@ def test_gridded_target_crs_and_cell_size(tmp_path):
 def test_points_to_grid_in_memory_equals_streaming(tmp_path):
     xy, vals = points()
     g = grid3035()
-    stack, grid = readers.points_to_grid(xy, vals, 100, g.crs_wkt)
+    stack, grid = points_to_grid(xy, vals, 100, g.crs_wkt)
     assert grid.same_as(g)
     np.testing.assert_allclose(stack, truth(), atol=1e-4, equal_nan=True)
-    src = readers.read_egms_csv(write_egms_csv(tmp_path / "a.csv"), chunk_rows=3)
-    stack2, grid2 = readers.grid_points(src, 100)
+    src = read_egms_csv(write_egms_csv(tmp_path / "a.csv"), chunk_rows=3)
+    stack2, grid2 = grid_points(src, 100)
     assert grid2.same_as(g)
     np.testing.assert_allclose(stack2, stack, atol=1e-5, equal_nan=True)
     xy2, vals2 = src.load()
@@ -351,14 +357,14 @@ def test_results_back_on_points(tmp_path):
     src = write_egms_csv(tmp_path / "pts.csv", "L2")
     out, _ = _imp(tmp_path, src, "grid", cell_size=100)
     xy, vals = points()
-    got = readers.sample_grid_at_points(out, xy, grid3035().crs_wkt)
+    got = sample_grid_at_points(out, xy, grid3035().crs_wkt)
     assert got.shape == (xy.shape[0], T)
     # single points get their own series back; the pair gets the mean of the two
     np.testing.assert_allclose(got[2:], vals[2:], atol=1e-4, equal_nan=True)
     np.testing.assert_allclose(got[0], vals[:2].mean(axis=0), atol=1e-4)
     # the same points given in lon/lat land in the same cells; a point far away gets NaN
     ll = np.array(osr.CoordinateTransformation(_srs(3035), _srs(4326)).TransformPoints(xy))[:, :2]
-    got_ll = readers.sample_grid_at_points(out, np.vstack([ll, [[0.0, 0.0]]]), _srs(4326).ExportToWkt())
+    got_ll = sample_grid_at_points(out, np.vstack([ll, [[0.0, 0.0]]]), _srs(4326).ExportToWkt())
     np.testing.assert_allclose(got_ll[:-1], got, atol=1e-6, equal_nan=True)
     assert np.all(np.isnan(got_ll[-1]))
 
@@ -388,7 +394,7 @@ def test_align_covariates_resampling_by_type(tmp_path):
     os.makedirs(tmp_path / "b")
     write_raster(str(tmp_path / "b" / "dem.tif"), np.stack([dem, dem + 1]).astype(np.float32), dem_grid,
                  qml="<qgis/>")
-    cov = readers.align_covariates([str(tmp_path / "dem.tif"), str(tmp_path / "lithology.tif"),
+    cov = align_covariates([str(tmp_path / "dem.tif"), str(tmp_path / "lithology.tif"),
                                     str(tmp_path / "b" / "dem.tif")], g)
     assert set(cov) == {"dem", "lithology", "dem_2", "dem_b2"}
     assert all(a.shape == (H, W) and a.dtype == np.float32 for a in cov.values())
@@ -404,7 +410,7 @@ def test_covariate_without_overlap_is_refused(tmp_path):
     p = write_raster(str(tmp_path / "far_away_mask.tif"), np.ones((3, 3), np.uint8), far, dtype="uint8",
                      qml="<qgis/>")
     with pytest.raises(DeformCastError, match="far_away_mask.tif.*does not overlap"):
-        readers.align_covariates([p], grid3035())
+        align_covariates([p], grid3035())
 
 
 # ----------------------------------------------------------------------------------------
@@ -427,7 +433,7 @@ def _big_csv(path, n, t=16, side=20, seed=0):
 
 def _peak(src):
     tracemalloc.start()
-    stack, grid = readers.grid_points(src, 100)
+    stack, grid = grid_points(src, 100)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak, stack, grid
@@ -437,8 +443,8 @@ def test_csv_streaming_memory_does_not_grow_with_rows(tmp_path):
     small, _ = _big_csv(str(tmp_path / "small.csv"), 5_000)
     big, vbig = _big_csv(str(tmp_path / "big.csv"), 50_000, seed=1)
     assert os.path.getsize(big) > 8 * os.path.getsize(small)
-    p_small, _, g1 = _peak(readers.read_egms_csv(small, chunk_rows=2000))
-    p_big, stack, g2 = _peak(readers.read_egms_csv(big, chunk_rows=2000))
+    p_small, _, g1 = _peak(read_egms_csv(small, chunk_rows=2000))
+    p_big, stack, g2 = _peak(read_egms_csv(big, chunk_rows=2000))
     assert g1.same_as(g2) and g2.shape == (20, 20)
     # a whole-file reader would need >= 50k x 16 x 4 bytes = 3.2 MB for the values alone
     assert p_big < 1.3 * p_small + 200_000, (p_small, p_big)
@@ -455,10 +461,10 @@ def test_no_dates_found(tmp_path):
     p = tmp_path / "nodates.csv"
     p.write_text("pid,easting,northing,velocity\n1,4200050,3099950,3.0\n")
     with pytest.raises(DeformCastError, match="No date columns.*YYYYMMDD"):
-        readers.import_timeseries(str(p), str(tmp_path / "o.tif"), cell_size=100)
+        import_timeseries(str(p), str(tmp_path / "o.tif"), cell_size=100)
     src = write_tif(str(tmp_path / "plain.tif"))
     with pytest.raises(DeformCastError, match="DATES parameter"):
-        readers.import_timeseries(src, str(tmp_path / "o.tif"))
+        import_timeseries(src, str(tmp_path / "o.tif"))
     assert not os.path.exists(tmp_path / "o.tif")
 
 
@@ -467,18 +473,18 @@ def test_duplicated_and_unsorted_dates(tmp_path):
     dup = names[:]
     dup[3] = dup[2]
     with pytest.raises(DeformCastError, match="twice"):
-        readers.import_timeseries(write_tif(str(tmp_path / "dup.tif"), dup), str(tmp_path / "o.tif"))
+        import_timeseries(write_tif(str(tmp_path / "dup.tif"), dup), str(tmp_path / "o.tif"))
     uns = names[:]
     uns[2], uns[5] = uns[5], uns[2]
     with pytest.raises(DeformCastError, match="not in time order"):
-        readers.import_timeseries(write_tif(str(tmp_path / "uns.tif"), uns), str(tmp_path / "o.tif"))
+        import_timeseries(write_tif(str(tmp_path / "uns.tif"), uns), str(tmp_path / "o.tif"))
     with pytest.raises(DeformCastError, match="not in time order"):
-        readers.import_timeseries(write_mintpy(str(tmp_path / "u.h5"), dates=DATES[[0, 2, 1, 3, 4, 5, 6, 7]]),
+        import_timeseries(write_mintpy(str(tmp_path / "u.h5"), dates=DATES[[0, 2, 1, 3, 4, 5, 6, 7]]),
                                   str(tmp_path / "o.tif"))
     p = tmp_path / "dupcols.csv"
     p.write_text("pid,easting,northing,20200105,D20200105\n1,4200050,3099950,1,2\n")
     with pytest.raises(DeformCastError, match="two columns for the date 2020-01-05"):
-        readers.read_egms_csv(str(p))
+        read_egms_csv(str(p))
     assert not os.path.exists(tmp_path / "o.tif")
 
 
@@ -486,27 +492,27 @@ def test_all_nodata_leaves_no_output(tmp_path):
     src = write_tif(str(tmp_path / "nan.tif"), [str(d) for d in DATES], values=np.full((T, H, W), np.nan, np.float32))
     out = tmp_path / "o.tif"
     with pytest.raises(DeformCastError, match="no valid displacement"):
-        readers.import_timeseries(src, str(out))
+        import_timeseries(src, str(out))
     assert not os.path.exists(out) and not os.path.exists(str(out) + ".part.tif")
 
 
 def test_points_without_cell_size(tmp_path):
     src = write_egms_csv(tmp_path / "p.csv", "L3")
     with pytest.raises(DeformCastError, match="CELL_SIZE is required"):
-        readers.import_timeseries(str(src), str(tmp_path / "o.tif"))
+        import_timeseries(str(src), str(tmp_path / "o.tif"))
 
 
 def test_unknown_format(tmp_path):
     p = tmp_path / "notes.dat"
     p.write_bytes(b"\x00\x01 this is not InSAR data")
     with pytest.raises(DeformCastError, match="Unknown input format"):
-        readers.import_timeseries(str(p), str(tmp_path / "o.tif"))
+        import_timeseries(str(p), str(tmp_path / "o.tif"))
     import h5py
 
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f.create_dataset("velocity", data=np.zeros((2, 2)))
     with pytest.raises(DeformCastError, match="neither a MintPy.*LiCSBAS"):
-        readers.import_timeseries(str(tmp_path / "other.h5"), str(tmp_path / "o.tif"))
+        import_timeseries(str(tmp_path / "other.h5"), str(tmp_path / "o.tif"))
 
 
 def test_multipart_and_radar_coded_inputs(tmp_path):
@@ -520,7 +526,7 @@ def test_multipart_and_radar_coded_inputs(tmp_path):
     lyr.CreateFeature(f)
     ds = None
     with pytest.raises(DeformCastError, match="Multipart to singleparts"):
-        readers.import_timeseries(p, str(tmp_path / "o.tif"), cell_size=100)
+        import_timeseries(p, str(tmp_path / "o.tif"), cell_size=100)
     import h5py
 
     h = str(tmp_path / "timeseries.h5")
@@ -528,18 +534,18 @@ def test_multipart_and_radar_coded_inputs(tmp_path):
         fh.create_dataset("timeseries", data=np.zeros((2, 2, 2), np.float32))
         fh.create_dataset("date", data=np.array([b"20200101", b"20200113"]))
     with pytest.raises(DeformCastError, match="geocode"):
-        readers.import_timeseries(h, str(tmp_path / "o.tif"))
+        import_timeseries(h, str(tmp_path / "o.tif"))
 
 
 def test_unknown_units():
     with pytest.raises(DeformCastError, match="mm, cm, m"):
-        readers.unit_factor("inch")
+        unit_factor("inch")
 
 
 def test_regularise_on_import(tmp_path):
     src = write_tif(str(tmp_path / "in.tif"), [str(d) for d in DATES])
     out = str(tmp_path / "reg.tif")
-    s = readers.import_timeseries(src, out, regularise=6)
+    s = import_timeseries(src, out, regularise=6)
     info = open_stack(out)
     assert np.all(np.diff(info.dates).astype(int) == 6) and info.dates[0] == DATES[0]
     assert s["n_epochs"] == 11  # 60 days / 6 + 1
@@ -550,7 +556,7 @@ def test_regularise_on_import(tmp_path):
     arr, grid, names = read_raster(out)
     assert names[1] == "2020-01-11"
     out2 = str(tmp_path / "reref.tif")
-    readers.import_timeseries(src, out2, regularise=6, rereference=True)
+    import_timeseries(src, out2, regularise=6, rereference=True)
     v2 = read_stack(open_stack(out2))
     np.testing.assert_allclose(v2, v - v[0:1], atol=1e-5, equal_nan=True)
     assert np.nanmax(np.abs(v2[0])) == 0.0
@@ -569,21 +575,21 @@ def test_cancel_leaves_no_output(tmp_path):
 
     out = tmp_path / "o.tif"
     with pytest.raises(Cancelled):
-        readers.import_timeseries(str(src), str(out), cell_size=100, chunk_rows=4,
+        import_timeseries(str(src), str(out), cell_size=100, chunk_rows=4,
                                   progress=Progress(is_cancelled=cancelled))
     assert not os.path.exists(out) and not os.path.exists(str(out) + ".part.tif")
     tif = write_tif(str(tmp_path / "in.tif"), [str(d) for d in DATES])
     with pytest.raises(Cancelled):
-        readers.import_timeseries(tif, str(out), progress=Progress(is_cancelled=lambda: True))
+        import_timeseries(tif, str(out), progress=Progress(is_cancelled=lambda: True))
     assert not os.path.exists(out) and not os.path.exists(str(out) + ".part.tif")
 
 
 def test_sample_points_to_csv(tmp_path):
     src = write_point_layer(str(tmp_path / "ps.shp"), "ESRI Shapefile", "D{}", 1.0, multipoint=True)
     stack = str(tmp_path / "grid.tif")
-    readers.import_timeseries(src, stack, cell_size=100)
+    import_timeseries(src, stack, cell_size=100)
     out = str(tmp_path / "at_points.csv")
-    s = readers.sample_points_to_csv(stack, src, out)
+    s = sample_points_to_csv(stack, src, out)
     xy, vals = points()
     assert s["n_points"] == xy.shape[0] and s["columns"] == [str(d) for d in DATES]
     with open(out) as fh:
@@ -596,11 +602,11 @@ def test_sample_points_to_csv(tmp_path):
     assert [r[0] for r in rows[1:4]] == ["0", "1", "2"]  # feature ids
     # EGMS CSV: the pid column is the id
     csv_src = write_egms_csv(tmp_path / "e.csv", "L3")
-    readers.sample_points_to_csv(stack, str(csv_src), out)
+    sample_points_to_csv(stack, str(csv_src), out)
     with open(out) as fh:
         assert next(csv.reader(fh)) and next(csv.reader(fh))[0] == "PID00000"
     with pytest.raises(DeformCastError, match="not a point file"):
-        readers.sample_points_to_csv(stack, stack, out)
+        sample_points_to_csv(stack, stack, out)
 
 
 def test_mintpy_crs_from_utm_zone_and_missing_crs(tmp_path):
@@ -610,8 +616,8 @@ def test_mintpy_crs_from_utm_zone_and_missing_crs(tmp_path):
     with h5py.File(p, "a") as f:
         f.attrs["X_UNIT"] = "meters"
         f.attrs["UTM_ZONE"] = "32N"
-    assert crs_equal(readers.read_mintpy_h5(p).grid.crs_wkt, _srs(32632).ExportToWkt())
+    assert crs_equal(read_mintpy_h5(p).grid.crs_wkt, _srs(32632).ExportToWkt())
     with h5py.File(p, "a") as f:
         del f.attrs["UTM_ZONE"]
     with pytest.raises(DeformCastError, match="EPSG"):
-        readers.read_mintpy_h5(p)
+        read_mintpy_h5(p)
