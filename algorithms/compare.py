@@ -125,7 +125,7 @@ def run_comparison(stack, dates, grid, architectures: Sequence[str], horizon: in
                    work_folder: Optional[str] = None, progress: Optional[Progress] = None) -> CompareResult:
     """Repeated manual vs TPE runs per architecture/strategy, scored on the test period; tests. See module doc."""
     from .models import get_spec
-    from .training import resolve_device
+    from .runtime import resolve_device
     from .tuning import DEFAULT_WINDOW, DataCache, baseline_scores, run_study
 
     t0 = time.time()

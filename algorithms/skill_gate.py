@@ -376,7 +376,7 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
              csv_path: Optional[str] = None, write: bool = True, progress: Optional[Progress] = None) -> dict:
     """Rolling-origin evaluation of an ensemble folder, gate fitted and written into its manifest."""
     from .ensemble import load_members
-    from .training import resolve_device
+    from .runtime import resolve_device
 
     progress = progress or silent()
     info = raster.open_stack(stack_path, dates)
@@ -387,7 +387,7 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
     need_cov = sorted({n for c in configs if "covariates" in c.get("encodings", ()) for n in c.get("covariate_names", [])})
     cov = {}
     if need_cov:
-        from .readers import align_covariates
+        from .io.covariates import align_covariates
 
         cov = align_covariates(list(covariates or []), info.grid)
     win = max(int(m.meta["window"]) for m in loaded)

@@ -56,7 +56,6 @@ Training choices (where Liu et al. 2026 is silent)
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import os
@@ -68,10 +67,12 @@ import numpy as np
 
 from .errors import DeformCastError
 from .progress import Progress
+from .styles import palette_labels, sidecar_path
+from .runtime import (PREDICT_BATCH, default_threads, predict_array, resolve_device,  # noqa: F401
+                      torch_session as _torch_session, torch_threads)
 
 DEFAULT_MAX_EPOCHS = 60
 DEFAULT_PATIENCE = 8
-PREDICT_BATCH = 2048
 MIN_REL_IMPROVEMENT = 1e-3
 
 
@@ -95,74 +96,6 @@ class TrainResult:
     n_train: int = 0
     n_val: int = 0
     threads: int = 1
-
-
-def default_threads() -> int:
-    """Torch CPU threads: ``DEFORMCAST_THREADS`` when set, else ``min(2, cores)``.
-
-    Small machines are often shared: on an oversubscribed CPU, OpenMP threads wait on each other
-    and 2 threads can be many times slower than 1 — set ``DEFORMCAST_THREADS=1`` there. The count
-    is fixed (not derived from the current load) because results differ in the last bits between
-    thread counts, and a seeded run must repeat.
-    """
-    env = os.environ.get("DEFORMCAST_THREADS", "").strip()
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise DeformCastError(f"DEFORMCAST_THREADS='{env}' is not a whole number of threads.") from None
-    return max(1, min(2, os.cpu_count() or 1))
-
-
-@contextlib.contextmanager
-def torch_threads(threads: Optional[int] = None):
-    """Run a block with ``threads`` torch CPU threads (default :func:`default_threads`), then restore."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(threads or default_threads()))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def resolve_device(device: Optional[str] = "auto") -> str:
-    import torch
-
-    d = (device or "auto").strip().lower()
-    if d not in ("auto", "cpu", "cuda"):
-        raise DeformCastError(f"DEVICE: unknown value '{device}'. Valid values: auto, cpu, cuda.")
-    if d == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if d == "cuda" and not torch.cuda.is_available():
-        raise DeformCastError(
-            "DEVICE is 'cuda' but torch sees no CUDA GPU (the installed torch "
-            f"{torch.__version__} may be a CPU-only build, or no NVIDIA driver is loaded). "
-            "Choose DEVICE 'auto' or 'cpu', or install a CUDA build of torch.")
-    return d
-
-
-@contextlib.contextmanager
-def _torch_session(seed: int, threads: Optional[int], device: str):
-    """Seeded, deterministic, thread-limited scope that restores the global torch state."""
-    import torch
-
-    old_threads = torch.get_num_threads()
-    old_det = torch.are_deterministic_algorithms_enabled()
-    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.set_num_threads(int(threads or default_threads()))
-    devices = [torch.cuda.current_device()] if device == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(seed))
-            if device == "cuda":
-                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=(device == "cuda"))
-            yield
-    finally:
-        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
-        torch.set_num_threads(old_threads)
 
 
 def _as_tensor(a, name: str, ndim: int):
@@ -293,33 +226,6 @@ def train_model(train_X, train_Y, val_X, val_Y, architecture: str, hparams: Opti
     return res
 
 
-def predict_array(model, X, batch_size: int = PREDICT_BATCH, device: str = "cpu",
-                  progress: Optional[Progress] = None) -> np.ndarray:
-    """``model`` applied to ``X`` (N, window, F) in batches -> float32 (N, horizon)."""
-    import torch
-
-    dev = resolve_device(device)
-    X = np.asarray(X, dtype=np.float32)
-    model = model.to(dev).eval()
-    n = X.shape[0]
-    out = None
-    with torch.inference_mode():
-        for i in range(0, n, int(batch_size)):
-            if progress is not None:
-                progress.set(i / max(1, n))
-            p = model(torch.from_numpy(np.ascontiguousarray(X[i:i + batch_size])).to(dev))
-            if out is None:
-                out = np.empty((n, p.shape[1]), dtype=np.float32)
-            out[i:i + p.shape[0]] = p.float().cpu().numpy()
-    if out is None:
-        out = np.empty((0, 0), dtype=np.float32)
-    return out
-
-
-# ------------------------------------------------------------------------------------------------
-# evaluation helpers
-# ------------------------------------------------------------------------------------------------
-
 def evaluate_samples(model, samples, norm: dict, batch_size: int = PREDICT_BATCH) -> Dict[str, Any]:
     """Scores in mm of ``model`` on a :class:`dataset.Samples` split (e.g. ``prepared.val``).
 
@@ -388,25 +294,6 @@ def _parse_hparams(text) -> Dict[str, Any]:
         'HPARAMS must be a JSON object such as {"lr": 0.001}, not a list or number.')
 
 
-def zone_names_from_style(raster_path: str) -> Dict[int, str]:
-    """Class labels of a zone raster from its ``.qml`` sidecar (paletted legend), if any."""
-    import re
-    from xml.sax.saxutils import unescape
-
-    qml = os.path.splitext(str(raster_path))[0] + ".qml"
-    if not os.path.isfile(qml):
-        return {}
-    with open(qml, encoding="utf-8") as fh:
-        text = fh.read()
-    out = {}
-    for m in re.finditer(r"<paletteEntry\b[^>]*>", text):
-        v = re.search(r'value="(-?\d+)"', m.group(0))
-        lab = re.search(r'label="([^"]*)"', m.group(0))
-        if v and lab and lab.group(1).strip():
-            out[int(v.group(1))] = unescape(lab.group(1), {"&quot;": '"', "&apos;": "'"})
-    return out
-
-
 def _rolling_origins(test_start: int, T: int, horizon: int, window: int) -> List[int]:
     """Forecast origins (index of the last input epoch) covering the test period without overlap."""
     return [e for e in range(test_start - 1, T - 1, horizon) if e >= window - 1]
@@ -470,7 +357,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     T = int(sdates.size)
     covs = {}
     if covariate_paths:
-        from .readers import align_covariates
+        from .io.covariates import align_covariates
 
         covs = align_covariates(list(covariate_paths), grid, progress.sub(0.0, 0.02))
     from .dataset import auto_encodings, is_auto
@@ -478,7 +365,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     enc = auto_encodings(sdates, horizon, validation) if is_auto(encodings) else list(encodings)
     from .errors import warn
     from .raster import few_pixels_message
-    from .readers import unused_covariates_message
+    from .io.covariates import unused_covariates_message
 
     m = unused_covariates_message(list(covs), enc)
     if m:
@@ -542,7 +429,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
         if not zg.same_as(grid):
             raise DeformCastError("The ZONES raster must be on the grid of INPUT (same size, extent and CRS).")
         zones = z[0]
-        zone_labels = zone_names_from_style(zones_path) or None
+        zone_labels = palette_labels(sidecar_path(zones_path)) or None
 
     rng = np.random.default_rng(seed)
     n_pix = grid.width * grid.height

@@ -85,7 +85,7 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
     from ..errors import warn
     from ..modelio import grid_to_dict
     from ..models import get_spec
-    from ..training import resolve_device
+    from ..runtime import resolve_device
 
     quiet_optuna()
     from optuna.trial import TrialState
@@ -123,7 +123,7 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
     enc_choices = [enc_dim.value] if enc_dim.kind == "fixed" else list(enc_dim.choices or ())
     uses_cov = any("covariates" in str(c).split(",") for c in enc_choices)
     from ..raster import few_pixels_message
-    from ..readers import unused_covariates_message
+    from ..io.covariates import unused_covariates_message
 
     for msg in (unused_covariates_message(list(data.covariates or {}), enc_choices),
                 few_pixels_message(identity["n_valid_pixels"])):
@@ -293,7 +293,7 @@ def load_inputs(stack_path: str, dates=None, covariate_paths: Sequence[str] = ()
     info = open_stack(stack_path, parse_dates_param(dates) if isinstance(dates, str) else dates)
     cov = None
     if covariate_paths:
-        from ..readers import align_covariates
+        from ..io.covariates import align_covariates
 
         cov = align_covariates(list(covariate_paths), info.grid, progress=progress)
     return info, cov
