@@ -389,3 +389,27 @@ def test_sampler_and_warm_start(scene, tmp_path, monkeypatch):
     s, created = tuning.open_study(tuning.open_storage("", str(tmp_path / "x"))[0], "s", 5,
                                    tuning.make_pruner("none", 3), {"a": 1})
     assert created and isinstance(s.sampler, optuna.samplers.TPESampler)
+
+
+def test_local_workers_share_the_study(tmp_path):
+    """tune_job(local_workers=2): a second worker process joins the study; together they finish exactly
+    N_TRIALS trials (none lost, none twice) and the worker process ends cleanly."""
+    from deformcast.algorithms import synthetic
+
+    files = synthetic.write_scene(str(tmp_path / "scene"), seed=3, width=16, height=16, n_epochs=40)
+    out = tmp_path / "models"
+    res = tuning.tune_job(files["stack"], str(out), "lstm", 2, n_trials=6, top_k=2, seed=7, search_space=TINY_SPACE,
+                          max_epochs=3, patience=3, max_samples=300, pruner="none", gate=False, local_workers=2,
+                          study_patience=0)
+    study = _optuna_study(str(out))
+    st = _states(study)
+    assert st["COMPLETE"] == 6 and st.get("RUNNING", 0) == 0 and st.get("FAIL", 0) == 0
+    numbers = [t.number for t in study.get_trials(deepcopy=False)]
+    assert len(numbers) == len(set(numbers)) == 6
+    log = (out / "worker_2.log").read_text()
+    assert "worker finished:" in log, log[-2000:]
+    ran_child = int(log.split("worker finished:")[1].split()[0])
+    workers = {t.user_attrs.get("worker") for t in study.get_trials(deepcopy=False)}
+    assert len(workers) == (2 if ran_child else 1)
+    assert res.worker.trials_run + ran_child == 6
+    assert len(json.loads((out / "manifest.json").read_text())["members"]) == 2

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import DeformCastError
 from ..progress import Progress
+from . import local_workers
 from .objective import DataCache, make_objective, retrain as retrain_member, split_scores
 from .patience import DEFAULT_MIN_REL, DEFAULT_STUDY_PATIENCE
 from .prior import enqueue_prior
@@ -320,9 +321,35 @@ def tune_job(stack_path: str, output_folder: str, architecture: str, horizon: in
         kw["encodings"] = dataset.auto_encodings(info.dates, horizon, pk["validation"])
         progress.log(f"Coding strategy: {', '.join(kw['encodings'])}; anchor {pk['baseline']}; validation "
                      f"{pk['validation']}.")
-    res = run_study(info, info.dates, info.grid, architecture, horizon, output_folder, covariates=cov,
-                    report_path=report_path, progress=progress.sub(0.02, 0.96 if gate else 1.0),
-                    input_label=os.path.basename(stack_path), prepare_kwargs=pk, **kw)
+    n_workers = int(kw.pop("local_workers", 1) or 0)
+    if n_workers <= 0:
+        n_workers = local_workers.auto_workers(kw.get("device") or "cpu")
+    if n_workers > 1 and str(kw.get("device") or "auto") != "cpu":
+        from ..runtime import resolve_device
+
+        if resolve_device(kw.get("device") or "auto") != "cpu":
+            n_workers = 1   # one GPU: one process drives it
+    procs = []
+    if n_workers > 1:
+        job = {"stack_path": stack_path, "dates": dates, "covariates": list(covariates or ()),
+               "architecture": architecture, "horizon": int(horizon), "output_folder": output_folder,
+               "input_label": os.path.basename(stack_path),
+               "kwargs": {k: v for k, v in dict(kw, prepare_kwargs=pk).items()
+                          if k not in ("threads", "write_outputs", "evaluate_test", "retrain")}}
+        procs = local_workers.start(n_workers - 1, job, output_folder)
+        progress.log(f"{n_workers} worker processes share the study, one torch thread each (LOCAL_WORKERS).")
+        kw["threads"] = 1
+    try:
+        res = run_study(info, info.dates, info.grid, architecture, horizon, output_folder, covariates=cov,
+                        report_path=report_path, progress=progress.sub(0.02, 0.96 if gate else 1.0),
+                        input_label=os.path.basename(stack_path), prepare_kwargs=pk, **kw)
+    except BaseException:
+        local_workers.stop(procs, wait=False)
+        raise
+    codes = local_workers.stop(procs, wait=True)
+    if any(codes):
+        progress.log(f"A worker process ended with an error (exit codes {codes}; its log: worker_<k>.log in "
+                     f"{output_folder}); the study holds the trials it finished.")
     if gate and kw.get("write_outputs", True):
         from .. import skill_gate
 
