@@ -114,6 +114,10 @@ def _declared() -> List[Param]:
           advanced=True),
         P("MIN_AREA", "float", "Smallest zone polygon (m²)", "min_area", minimum=0.0, maximum=1e12, section="maps",
           advanced=True),
+        P("MMU", "float", "Minimum mapping unit (m²): smaller zones merge into their neighbours (0 = off)", "mmu",
+          minimum=0.0, maximum=1e12, section="maps", advanced=True,
+          tip="Zones of one tier smaller than this merge into the tier holding most of their boundary (a tie: "
+          "the more severe); Tier 1 is never merged away. 10000 m² = 1 ha, about a city block."),
         # --- run ---------------------------------------------------------------------------
         P("SEED", "int", "Random seed", "seed", minimum=-(2 ** 31) + 1, maximum=2 ** 31 - 1, section="run",
           advanced=True),

@@ -259,7 +259,13 @@ def zones_array(zones: Optional[str], grid: Grid, zone_field: Optional[str] = No
         a = _read(rds, 0)
         z = np.where(np.isfinite(a), np.round(a), 0).astype(np.int64)
         z[z < 0] = 0
-        return z, {int(k): f"zone {int(k)}" for k in np.unique(z) if k > 0}
+        from .zone_names import raster_zone_names
+
+        named = raster_zone_names(rds, path)
+        names = {int(k): named.get(int(k), f"zone {int(k)}") for k in np.unique(z) if k > 0}
+        if named.get(0):  # the raster names its 0 (e.g. the scene's quiet background): the rest's row
+            names[0] = named[0]
+        return z, names
     try:
         vds = gdal.OpenEx(path, gdal.OF_VECTOR)
     except RuntimeError:
@@ -341,7 +347,7 @@ def zone_statistics(zones: np.ndarray, sums: Dict[str, np.ndarray], per_pixel_ab
     b2 = np.bincount(zid, weights=s2.ravel(), minlength=nz)
     rows = []
     flat_abs = per_pixel_abs.ravel()
-    for k in sorted(set(int(v) for v in np.unique(zid) if v > 0) | set(names)):
+    for k in sorted(set(int(v) for v in np.unique(zid) if v > 0) | set(k for k in names if k > 0)):
         if k >= nz or c[k] == 0:
             rows.append([names.get(k, f"zone {k}"), 0, float("nan"), float("nan"), float("nan"), float("nan")])
             continue
@@ -350,7 +356,7 @@ def zone_statistics(zones: np.ndarray, sums: Dict[str, np.ndarray], per_pixel_ab
                      math.sqrt(b2[k] / c[k]), p90])
     if c[0] > 0:
         m = zid == 0
-        rows.append(["outside every zone", int(n_pix[0]), b1[0] / c[0], ba[0] / c[0], math.sqrt(b2[0] / c[0]),
+        rows.append([names.get(0, "outside every zone"), int(n_pix[0]), b1[0] / c[0], ba[0] / c[0], math.sqrt(b2[0] / c[0]),
                      float(np.percentile(flat_abs[m & ok.ravel()], 90)) if (m & ok.ravel()).any() else float("nan")])
     return rows
 

@@ -36,6 +36,7 @@ from . import dataset, modelio, raster, styles
 from .errors import DeformCastError
 from .progress import Progress, silent
 from .report import Report, fmt, new_figure
+from .sieve import DEFAULT_MMU_M2
 
 #: The main job's default search space: the registry's ranges, capped so that 20 trials fit the
 #: 10-minute budget of the demo on 2 CPU cores (the largest networks of the full space took up to
@@ -105,6 +106,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                  architectures: Sequence[str] = ("resnet_transformer",), horizon: int = 30, n_trials: int = 20,
                  top_k: int = 10, max_epochs: int = 20, window: Optional[int] = None, encodings=None,
                  thresholds: Sequence[float] = (10.0, 20.0), n_classes: int = 5, min_area: float = 0.0,
+                 mmu: float = DEFAULT_MMU_M2,
                  device: str = "auto", max_samples: int = 5000, target: str = "residual", search_space="compact",
                  validation: str = "space", baseline: str = "adaptive", steps=None,
                  scene_kwargs: Optional[dict] = None,
@@ -259,7 +261,8 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                             hotspots=(resid.outputs.get("OUTPUT_HOTSPOTS") if resid else None),
                             # deformation over the horizon: the zone attributes and the differential-
                             # movement (step) rule both refer to the forecast period
-                            forecast=unc_out["OUTPUT_DEFORMATION"], min_area=min_area, progress=stage["zoning"])
+                            forecast=unc_out["OUTPUT_DEFORMATION"], min_area=min_area, mmu=mmu,
+                            progress=stage["zoning"])
     paths.update({("tier_zones" if k == "OUTPUT_ZONES" else k): v for k, v in zon.outputs.items()})
     paths["tiers"] = zon.outputs["OUTPUT_TIERS"]
     paths["zones_polygons"] = zon.outputs["OUTPUT_ZONES"]
@@ -299,6 +302,38 @@ def _band(path: str, band: int = 1) -> np.ndarray:
     return raster.read_raster(path)[0][band - 1]
 
 
+def _file_link(key: str, p: str, root: str) -> str:
+    import html
+
+    rel = os.path.relpath(p, root).replace(os.sep, "/")
+    return (f"<li>{html.escape(key)}: <a href='{html.escape(rel, quote=True)}'><code>{html.escape(rel)}</code>"
+            "</a></li>")
+
+
+def _front(rep, path, s, info, unc, zon, resid, tune_results, back, gate) -> dict:
+    """The plain-language front (:mod:`story`): summary, tiers and actions, example series, glossary,
+    links; also written as ``report_summary.json`` beside the report and kept in ``s['story']``."""
+    from . import story as st
+
+    story = st.build_summary(s, info, unc, zon, resid, back, gate,
+                             [getattr(r, "report", None) for r in tune_results.values()])
+    fig = None
+    if story.get("examples") and s["paths"].get("forecast_members"):
+        try:
+            fig = st.fan_figure(story["examples"], info.path, s["paths"]["forecast_members"],
+                                s["paths"].get("future_observed"), stack_dates=info.dates)
+        except (OSError, RuntimeError, ValueError, IndexError) as e:  # a figure never costs the report
+            story["examples_error"] = str(e)
+    st.write_front(rep, story, fig)
+    s["story"] = story
+    s["report_summary"] = os.path.join(os.path.dirname(os.path.abspath(path)), "report_summary.json")
+    tmp = s["report_summary"] + ".part"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(story, fh, indent=1)
+    os.replace(tmp, s["report_summary"])
+    return story
+
+
 def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progress, gate=None) -> str:
     from . import skill_gate
 
@@ -308,6 +343,8 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
     rep.paragraph(f"Output folder: {s['output_folder']}. Open deformcast.qgz in QGIS for every layer, grouped "
                   "and styled. Method after Liu et al. (2026), Remote Sensing 18(2):234; choices where the paper "
                   "is silent are documented in the README.", cls="muted")
+    _front(rep, path, s, info, unc, zon, resid, tune_results, back, gate)
+    rep.heading("Technical detail")
     # data
     rep.heading("1. Data")
     d = info.dates
@@ -411,7 +448,7 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
     tiers = _band(zon.outputs["OUTPUT_TIERS"])
     rep.figure(map_figure(tiers, "Control tiers", "viridis", labels=[TIERS[k][0] for k in sorted(TIERS)],
                           colours=[TIERS[k][1] for k in sorted(TIERS)]))
-    rep.table([[k, zon.tier_pixels.get(k, 0), zon.tier_area_m2.get(k, 0.0) / 1e4] for k in sorted(TIERS)],
+    rep.table([[TIERS[k][0], zon.tier_pixels.get(k, 0), zon.tier_area_m2.get(k, 0.0) / 1e4] for k in sorted(TIERS)],
               ["tier", "pixels", "area (ha)"])
     dsc = zon.discontinuity
     if dsc.get("applied"):
@@ -423,8 +460,8 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
                       "(discontinuities.tif: step, statistic, trace/buffer).")
     rep.paragraph("Rule table and zone polygons: zoning_report.html and zones.gpkg.")
     rep.heading("Files")
-    rep.html("<ul>" + "".join(f"<li>{k}: <code>{os.path.relpath(v, s['output_folder'])}</code></li>"
-                              for k, v in sorted(s["paths"].items()) if isinstance(v, str)) + "</ul>")
+    rep.html("<ul>" + "".join(_file_link(k, v, s["output_folder"]) for k, v in sorted(s["paths"].items())
+                              if isinstance(v, str)) + "</ul>")
     rep.paragraph("Run times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in s["timings_s"].items()), cls="muted")
     progress.set(1.0)
     return rep.save(path)

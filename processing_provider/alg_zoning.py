@@ -15,6 +15,7 @@ from qgis.core import (
 )
 
 from ..algorithms.errors import DeformCastError
+from ..algorithms.sieve import DEFAULT_MMU_M2
 from ..algorithms.zoning import UNCERTAINTY_TYPES, run_zoning
 from .base import DeformCastAlgorithm, output_path
 
@@ -37,7 +38,12 @@ band): outputs of <i>uncertainty</i>. <b>HOTSPOTS</b>: Gi* z-scores of <i>residu
 zone attributes and the discontinuity rule. <b>RULES</b>: JSON overriding high_class_min,
 moderate_class_min, exceedance_high (0.5), exceedance_moderate (0.2), uncertainty_max (ambiguity 0.5 /
 median spread), hotspot_z (1.96), step_mm (1), step_z (5), step_link_z (4), discontinuity_buffer_m
-(150). <b>MIN_AREA</b>: smallest zone polygon (m²).</p>
+(150). <b>MIN_AREA</b>: smallest zone polygon written (m²; smaller zones keep their tier in the raster).</p>
+<p><b>MMU</b> (minimum mapping unit, m², default 10000 = 1 ha, about a city block): the decision map is
+made of zones, not pixels. Contiguous zones of one tier smaller than the MMU merge into the tier that holds
+most of their boundary (a tie goes to the more severe tier); Tier-1 zones are never merged away (a small
+confident hazard stays on the map). 0 keeps the pixel-level tiers. The report's rule table gives the zones
+before and after and the pixels moved between tiers.</p>
 <p><b>Differential movement</b> (<b>DISCONTINUITIES</b>, on by default, needs FORECAST): a sharp step in
 the forecast deformation cracks buildings and breaks pipes and roads that cross it even when the
 deformation itself is small (e.g. a creeping fault). At every pixel a plane plus a step is fitted in
@@ -79,7 +85,10 @@ calibrated statistic, 2 trace / 1 buffer / 0 none).</p>
             "KNOWN_FAULTS", "Distance to mapped faults (m; restricts the discontinuities)", optional=True))
         self.addParameter(QgsProcessingParameterString("RULES", "Rule table (JSON; empty = defaults)", "",
                                                        multiLine=True, optional=True))
-        self.addParameter(QgsProcessingParameterNumber("MIN_AREA", "Minimum zone area (m²)",
+        self.addParameter(QgsProcessingParameterNumber(
+            "MMU", "Minimum mapping unit (m²): smaller zones merge into their neighbours (0 = off)",
+            QgsProcessingParameterNumber.Double, DEFAULT_MMU_M2, True, 0.0))
+        self.addParameter(QgsProcessingParameterNumber("MIN_AREA", "Minimum zone polygon area (m²)",
                                                        QgsProcessingParameterNumber.Double, 0.0, False, 0.0))
         self.addParameter(QgsProcessingParameterBoolean("EIGHT_CONNECTED", "Join diagonal neighbours", False))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_TIERS", "Control tiers"))
@@ -122,6 +131,8 @@ calibrated statistic, 2 trace / 1 buffer / 0 none).</p>
             forecast=self._path(parameters, "FORECAST", context),
             rules=rules,
             min_area=self.parameterAsDouble(parameters, "MIN_AREA", context),
+            mmu=(self.parameterAsDouble(parameters, "MMU", context) if parameters.get("MMU") not in (None, "")
+                 else DEFAULT_MMU_M2),
             eight_connected=self.parameterAsBoolean(parameters, "EIGHT_CONNECTED", context),
             progress=progress,
             discontinuities=self.parameterAsBoolean(parameters, "DISCONTINUITIES", context),

@@ -44,11 +44,35 @@ def test_workflow_on_own_stack_writes_report_and_project(run_alg, tiny_scene, tm
     for needle in ("TPE tuning", "baseline: persistence", "Susceptibility", "Tiered control zones", "data:image/png",
                    "rolling origins"):
         assert needle in html
+    check_story(out, summary, html)
     # every raster output is styled
     for k in ("forecast_median", "tiers", "OUTPUT_SUSCEPTIBILITY", "OUTPUT_EXCEEDANCE"):
         p = summary["paths"][k]
         assert os.path.exists(os.path.splitext(p)[0] + ".qml"), p
     check_project(res["OUTPUT_PROJECT"], summary, tiny_scene["stack"], "DeformCast wf")
+
+
+def check_story(out, summary, html):
+    """The report's plain-language front, on its JSON twin: tier areas and names, the verdict, the
+    minimum mapping unit, both example pixels, relative links to files that exist; no escaped markup."""
+    from deformcast.algorithms import chain
+    from deformcast.algorithms.zoning import TIERS
+
+    story = summary["story"]
+    assert json.loads((out / "report_summary.json").read_text()) == story
+    by = {t["tier"]: t for t in story["tiers"]}
+    assert sorted(by) == [1, 2, 3, 4]
+    for k, a in summary["tier_area_m2"].items():
+        assert by[int(k)]["area_ha"] == pytest.approx(a / 1e4) and by[int(k)]["name"] == TIERS[int(k)][0]
+    assert story["verdict"] == summary["gate"]["verdict"] and story["verdict_sentence"] == summary["gate"]["sentence"]
+    assert story["mmu_m2"] == chain.defaults()["MMU"] and story["sieve"]["zones_after"] <= story["sieve"]["zones_before"]
+    assert set(story["examples"]) == {"most certain", "least certain"} and "examples_error" not in story
+    links = {x["href"]: x for x in story["links"]}
+    for sub in ("zoning_report.html", "uncertainty_report.html", "residuals_report.html"):
+        assert links[sub]["exists"] and f"href='{sub}'" in html
+    assert all(not os.path.isabs(h) for h in links)
+    assert html.index("<h2>Summary</h2>") < html.index("<h2>Glossary</h2>") < html.index("TPE tuning")
+    assert "&lt;b&gt;" not in html and story["glossary"]
 
 
 def check_project(qgz, summary, stack, run_name):

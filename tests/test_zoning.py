@@ -102,7 +102,7 @@ def test_run_zoning_rasters_polygons_report(tmp_path):
     outs = {"OUTPUT_TIERS": str(tmp_path / "tiers.tif"), "OUTPUT_ZONES": str(tmp_path / "zones.gpkg"),
             "OUTPUT_REPORT": str(tmp_path / "zoning.html")}
     res = Z.run_zoning(paths["s"], paths["u"], paths["p"], outs, "ambiguity", 1, paths["hz"], paths["fc"],
-                       json.dumps({"exceedance_high": 0.5}), min_area=150.0)
+                       json.dumps({"exceedance_high": 0.5}), min_area=150.0, mmu=0)
     t = read_raster(outs["OUTPUT_TIERS"])[0][0]
     assert np.all(t[1:4, 1:5] == 1) and np.all(t[6:9, 1:3] == 2) and np.all(t[:, 11] == 2) and t[6, 6] == 3
     assert res.tier_pixels == {1: 12, 2: 16, 3: 1, 4: h * w - 29}
@@ -136,7 +136,7 @@ def test_spread_default_threshold_is_median(tmp_path):
     p = np.full((2, 2), 0.9)
     paths, _ = build(tmp_path, s, u, p)
     out = str(tmp_path / "t.tif")
-    res = Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_TIERS": out}, "spread")
+    res = Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_TIERS": out}, "spread", mmu=0)
     assert res.rules["uncertainty_max"] == pytest.approx(2.5)
     np.testing.assert_array_equal(read_raster(out)[0][0], [[1, 1], [2, 2]])
 
@@ -150,7 +150,7 @@ def test_eight_connectivity_joins_diagonals(tmp_path):
     paths, _ = build(tmp_path, s, u, p)
     for eight, n_t1 in ((False, 4), (True, 1)):
         out = str(tmp_path / f"z{int(eight)}.gpkg")
-        Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_ZONES": out}, eight_connected=eight)
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_ZONES": out}, eight_connected=eight, mmu=0)
         ds = ogr.Open(out)
         assert sum(1 for f in ds.GetLayer(0) if f.GetField("tier") == 1) == n_t1
         ds = None
@@ -175,6 +175,8 @@ def test_bad_inputs(tmp_path):
         Z.run_zoning(paths["s"], paths["u"], paths["p"], {}, "entropy")
     with pytest.raises(DeformCastError, match="MIN_AREA"):
         Z.run_zoning(paths["s"], paths["u"], paths["p"], {}, min_area=-1)
+    with pytest.raises(DeformCastError, match="MMU"):
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], {}, mmu=-1)
 
 
 def test_hotspot_class_raster_refused(tmp_path):
@@ -416,3 +418,104 @@ def test_discontinuity_rules_parsing():
         Z.parse_rules('{"discontinuity_buffer_m": -1}', 5)
     with pytest.raises(DeformCastError, match="> 0"):
         Z.parse_rules('{"step_z": 0}', 5)
+
+
+# ---- minimum mapping unit (sieve) ------------------------------------------------------------
+def _zone_areas(t, eight=False):
+    """(tier, pixels) of every contiguous zone, independently of the sieve's own labelling."""
+    from scipy import ndimage
+
+    out = []
+    for k in (1, 2, 3, 4):
+        lab, n = ndimage.label(t == k, structure=np.ones((3, 3)) if eight else None)
+        out += [(k, int(c)) for c in np.bincount(lab.ravel())[1:]]
+    return out
+
+
+def test_sieve_merges_zones_under_the_mmu_and_keeps_tier1():
+    from deformcast.algorithms.sieve import sieve_tiers
+
+    t = np.full((12, 14), 4, np.uint8)
+    t[1, 1] = 2                   # isolated tier-2 pixel (1 px < 5): merged into the background
+    t[1, 4:6] = 3                 # tier-3 pair (2 px): merged
+    t[3, 9] = 1                   # isolated tier-1 pixel: never merged (a confident hazard)
+    t[6:11, 1:6] = 2              # tier-2 block of 25 px with a 1-pixel tier-4 hole: the hole is filled
+    t[8, 3] = 4
+    t[2:5, 11:13] = 2             # tier-2 block of 6 px >= the MMU: kept
+    t[8, 8] = 3                   # tie: 2 edges on tier 2, 2 on tier 4 -> the more severe tier (2)
+    t[7:10, 7] = 2
+    t[7:10, 9] = 2                # (two 3-px tier-2 strips, themselves under the MMU)
+    t[0, 13] = 0                  # a nodata pixel stays nodata
+    area = np.full((12, 1), 100.0)  # 10 m pixels
+    out, st = sieve_tiers(t, area, 500.0)
+    assert out[1, 1] == 4 and np.all(out[1, 4:6] == 4) and out[3, 9] == 1 and out[8, 3] == 2
+    assert np.all(out[2:5, 11:13] == 2) and out[0, 13] == 0
+    assert out[8, 8] == 2 and np.all(out[7:10, 7] == 2) and np.all(out[7:10, 9] == 2)  # one 7-px zone now
+    assert out[7, 8] == 4 and out[9, 8] == 4
+    # no zone under the MMU is left but the tier-1 one
+    assert all(k == 1 or n * 100.0 >= 500.0 for k, n in _zone_areas(out))
+    assert np.array_equal(out == 1, t == 1)
+    assert st.protected_small_zones == 1 and st.isolated_small_zones == 0
+    assert st.pixels_changed == int((out != t).sum()) == 5
+    assert st.transitions == {"2->4": 1, "3->2": 1, "3->4": 2, "4->2": 1}
+    assert st.zones_before == len(_zone_areas(t)) and st.zones_after == len(_zone_areas(out))
+    # MMU 0: unchanged
+    same, st0 = sieve_tiers(t, area, 0.0)
+    assert np.array_equal(same, t) and st0.pixels_changed == 0
+
+
+def test_sieve_on_speckle_never_downgrades_tier1_and_leaves_no_small_zone():
+    from deformcast.algorithms.sieve import sieve_tiers
+
+    rng = np.random.default_rng(3)
+    t = rng.choice([1, 2, 3, 4], size=(40, 50), p=[0.05, 0.1, 0.15, 0.7]).astype(np.uint8)
+    t[rng.random(t.shape) < 0.03] = 0
+    for eight in (False, True):
+        for mmu in (300.0, 2000.0):
+            out, st = sieve_tiers(t, np.full((40, 1), 100.0), mmu, eight_connected=eight)
+            assert np.all(out[t == 1] == 1) and np.array_equal(out == 0, t == 0)  # tier 1 is never downgraded
+            small = [(k, n) for k, n in _zone_areas(out, eight) if k != 1 and n * 100.0 < mmu]
+            assert len(small) == st.isolated_small_zones, small
+            assert st.zones_merged > 100 and st.zones_after <= st.zones_before - st.zones_merged
+
+
+def test_sieve_bad_mmu():
+    from deformcast.algorithms.sieve import sieve_tiers
+
+    with pytest.raises(DeformCastError, match="MMU"):
+        sieve_tiers(np.ones((2, 2), np.uint8), 1.0, float("nan"))
+
+
+def test_run_zoning_applies_the_mmu(tmp_path):
+    from osgeo import gdal, ogr
+
+    rng = np.random.default_rng(0)
+    h, w = 30, 40
+    s = np.ones((h, w))
+    u = np.full((h, w), 0.1)
+    p = np.where(rng.random((h, w)) < 0.08, 0.3, 0.0)   # speckle of tier-3 pixels on the background
+    s[5:15, 5:15] = 5
+    p[5:15, 5:15] = 0.9                                   # a 100-px tier-1 bowl
+    s[20, 30] = 5
+    p[20, 30] = 0.9                                       # a 1-px tier-1 pixel: kept
+    paths, grid = build(tmp_path, s, u, p)
+    res0 = Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_TIERS": str(tmp_path / "t0.tif")}, mmu=0)
+    outs = {"OUTPUT_TIERS": str(tmp_path / "t.tif"), "OUTPUT_ZONES": str(tmp_path / "z.gpkg"),
+            "OUTPUT_REPORT": str(tmp_path / "z.html")}
+    res = Z.run_zoning(paths["s"], paths["u"], paths["p"], outs, mmu=1000.0)   # 10 pixels of 100 m²
+    t0 = read_raster(str(tmp_path / "t0.tif"))[0][0]
+    t = read_raster(outs["OUTPUT_TIERS"])[0][0]
+    assert (t0 == 3).sum() > 20 and res.sieve["mmu_m2"] == 1000.0
+    assert np.all(t[t0 == 1] == 1) and t[20, 30] == 1
+    assert res.sieve["zones_after"] < res.sieve["zones_before"] and res.sieve["pixels_changed"] == int((t != t0).sum())
+    assert res.sieve["protected_small_zones"] == 1
+    assert res.tier_pixels[3] == int((t == 3).sum()) and res.tier_pixels[3] < res0.tier_pixels[3]
+    ds = ogr.Open(outs["OUTPUT_ZONES"])
+    feats = [(f.GetField("tier"), f.GetField("area_m2")) for f in ds.GetLayer(0)]
+    ds = None
+    assert len(feats) == res.n_zones == res.sieve["zones_after"]
+    assert all(a >= 1000.0 for k, a in feats if k != 1)
+    md = gdal.Open(outs["OUTPUT_TIERS"]).GetMetadata()
+    assert float(md["DEFORMCAST_MMU_M2"]) == 1000.0 and json.loads(md["DEFORMCAST_SIEVE"]) == res.sieve
+    html = Path(outs["OUTPUT_REPORT"]).read_text()
+    assert "mmu_m2" in html and "zones merged" in html
