@@ -282,6 +282,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                   "sentence": skill_gate.gate_sentence(gate)},
                "tuning": {a: {"best_val_rmse": r.best_value, "default_val_rmse": r.default_val_rmse,
                               "n_complete": r.n_complete, "n_pruned": r.n_pruned, "best_params": r.best_params,
+                              "stopped_by_patience": bool(getattr(r.worker, "stopped_by_patience", False)),
                               "report": r.report} for a, r in tune_results.items()},
                "susceptibility_limits": [float(x) for x in unc.limits], "class_names": unc.class_names,
                "thresholds": list(unc.threshold_labels),

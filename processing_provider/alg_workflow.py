@@ -85,7 +85,9 @@ ANCHOR the classical forecast corrected (adaptive: a combination fitted on the t
 STEPS known step dates; VALIDATION space (20 % of the pixels in blocks) or time; SEARCH_SPACE JSON
 overrides of the tuning ranges (empty: a compact ResNet+Transformer space that keeps the demo under
 10 minutes; <code>{}</code>: the full ranges of the model registry); MAX_SAMPLES training windows;
-N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); SEED; DEVICE auto/cpu/cuda.</p>
+N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); MMU minimum mapping unit of the
+tier map (m², default 1 ha: smaller zones merge into their surroundings, Tier 1 is never erased); SEED;
+DEVICE auto/cpu/cuda.</p>
 <p><b>Outputs</b>: OUTPUT_FOLDER with everything, OUTPUT_REPORT (report.html), OUTPUT_PROJECT
 (deformcast.qgz), OUTPUT_TIERS and OUTPUT_ZONES (tier raster and zone polygons), OUTPUT_MEDIAN
 (forecast).</p>

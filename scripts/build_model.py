@@ -42,7 +42,7 @@ def model_settings():
     tune = {"ENCODING": list(d["ENCODING"]), "TARGET": d["TARGET"], "ANCHOR": d["ANCHOR"],
             "VALIDATION": d["VALIDATION"], "SEARCH_SPACE": d["SEARCH_SPACE"] or "",
             "MAX_SAMPLES": d["MAX_SAMPLES"], "SEED": d["SEED"], "DEVICE": d["DEVICE"], "PRUNER": "median"}
-    other = {"DEVICE": d["DEVICE"], "N_CLASSES": d["N_CLASSES"], "MIN_AREA": d["MIN_AREA"]}
+    other = {"DEVICE": d["DEVICE"], "N_CLASSES": d["N_CLASSES"], "MIN_AREA": d["MIN_AREA"], "MMU": d["MMU"]}
     return params, tune, other
 
 
@@ -134,7 +134,7 @@ def build(out_path: str = OUT) -> str:
     child("deformcast:zoning", "zoning", "Tiered control zones", 300, 740,
           {"SUSCEPTIBILITY": C("uncertainty", "OUTPUT_SUSCEPTIBILITY"), "AMBIGUITY": C("uncertainty", "OUTPUT_AMBIGUITY"),
            "EXCEEDANCE": C("uncertainty", "OUTPUT_EXCEEDANCE"), "FORECAST": C("uncertainty", "OUTPUT_DEFORMATION")},
-          {"UNCERTAINTY_TYPE": "ambiguity", "EXCEEDANCE_BAND": 1, "MIN_AREA": other["MIN_AREA"],
+          {"UNCERTAINTY_TYPE": "ambiguity", "EXCEEDANCE_BAND": 1, "MIN_AREA": other["MIN_AREA"], "MMU": other["MMU"],
            "EIGHT_CONNECTED": False, "DISCONTINUITIES": True},
           {"OUTPUT_TIERS": "Control tiers", "OUTPUT_ZONES": "Control zones"},
           mandatory=("Control tiers", "Control zones"))

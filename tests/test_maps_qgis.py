@@ -75,7 +75,7 @@ def test_chain_through_processing(run_alg, scene):
     z = run_alg("zoning", {
         "SUSCEPTIBILITY": u["OUTPUT_SUSCEPTIBILITY"], "AMBIGUITY": u["OUTPUT_AMBIGUITY"],
         "EXCEEDANCE": u["OUTPUT_EXCEEDANCE"], "EXCEEDANCE_BAND": 1, "HOTSPOTS": r["OUTPUT_HOTSPOTS"],
-        "FORECAST": u["OUTPUT_DEFORMATION"], "RULES": json.dumps({"exceedance_high": 0.6}), "MIN_AREA": 800,
+        "FORECAST": u["OUTPUT_DEFORMATION"], "RULES": json.dumps({"exceedance_high": 0.6}), "MIN_AREA": 800, "MMU": 0,
         "OUTPUT_TIERS": str(d / "tiers.tif"), "OUTPUT_ZONES": str(d / "zones.gpkg"),
         "OUTPUT_REPORT": str(d / "zoning.html")})
     assert os.path.exists(z["OUTPUT_TIERS"]) and _qml(z["OUTPUT_TIERS"])
