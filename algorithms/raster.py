@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -148,6 +148,17 @@ class StackInfo:
     grid: Grid
     dates: np.ndarray  # datetime64[D], one per band
     nodata: Optional[float]
+    #: the file pixels are read from: ``path`` itself, or its converted copy (:func:`layout.fast_copy`)
+    read_path: Optional[str] = None
+    #: what :func:`open_stack` did about the file's layout ('' when nothing): a line for the log
+    layout_note: str = ""
+    #: (thread, file key, dataset, layout) kept open by :func:`read_stack` between row blocks
+    _reader: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def source(self) -> str:
+        """The file to read pixels from."""
+        return self.read_path or self.path
 
     @property
     def n_epochs(self) -> int:
@@ -220,12 +231,17 @@ def declared_unit(path_or_ds) -> str:
     return units.pop() if len(units) == 1 else (", ".join(sorted(units)) if units else "")
 
 
-def open_stack(path: str, dates=None) -> StackInfo:
+def open_stack(path: str, dates=None, convert: bool = True, progress=None) -> StackInfo:
     """Open a displacement stack and find one date per band.
 
     Dates come from ``dates`` (the DATES parameter) when given, else band descriptions, else
     band metadata (DATE / ACQUISITION_DATE), else a dataset metadata item ``DATES`` listing one
     date per band. A stack whose dates cannot be found is refused, saying how to give them.
+
+    ``convert``: a large stack in a layout that is slow to read in row blocks (tiled, compressed and
+    pixel-interleaved, or a VRT of many files) is converted once into a cached band-interleaved copy
+    (:func:`layout.fast_copy`); ``StackInfo.read_path`` then names the copy and ``layout_note`` says so
+    (a line for the caller's log). ``progress`` sees (and may cancel) that conversion and logs the note.
     """
     gdal = _gdal()
     if not path or not os.path.exists(str(path)) and not str(path).startswith("/vsi"):
@@ -269,7 +285,16 @@ def open_stack(path: str, dates=None) -> StackInfo:
         warn(f"The bands of '{os.path.basename(str(path))}' declare the unit '{odd[0]}', which is not a length "
              "DeformCast knows (mm, cm, m): the values are read as millimetres. If they are not displacement in mm, "
              "convert the stack first (or set the band unit to mm, cm or m).")
-    return StackInfo(str(path), grid, found, nod)
+    read_path, note = None, ""
+    if convert:
+        from . import layout
+
+        notes = []
+        read_path = layout.fast_copy(str(path), layout.describe(ds), progress=progress, log=notes.append)
+        note = " ".join(notes)
+        if note and progress is not None:
+            progress.log(note)
+    return StackInfo(str(path), grid, found, nod, read_path, note)
 
 
 #: fewer pixels with data than this in a training stack are warned about
@@ -288,18 +313,21 @@ def few_pixels_message(n_valid: int) -> str:
 
 def read_stack(info, rows: Optional[Tuple[int, int]] = None, bands: Optional[Sequence[int]] = None) -> np.ndarray:
     """Read a stack (or rows ``r0:r1`` of it) as float32 (T, h, W) mm, nodata as NaN (band scale,
-    offset and length unit applied, see :func:`read_band`)."""
-    gdal = _gdal()
+    offset and length unit applied, see :func:`read_band`).
+
+    The read follows the file's layout (:func:`layout.read_window`): all bands in one call where a block
+    holds all bands (pixel interleave), band by band otherwise, with a GDAL block cache that holds a row
+    of blocks of all bands; the file stays open on ``info`` between calls (for one thread), so consecutive
+    row blocks share the blocks they overlap. A converted copy (``info.read_path``) is read when there is one."""
+    from . import layout
+
     if isinstance(info, str):
         info = open_stack(info)
-    ds = gdal.Open(info.path)
+    path = info.source if isinstance(info, StackInfo) else info.path
+    ds, lay = layout.open_cached(path, info)
     r0, r1 = (0, info.grid.height) if rows is None else (int(rows[0]), int(rows[1]))
     idx = range(ds.RasterCount) if bands is None else bands
-    out = np.empty((len(idx), r1 - r0, info.grid.width), dtype=np.float32)
-    for k, b in enumerate(idx):
-        band = ds.GetRasterBand(int(b) + 1)
-        out[k] = read_band(band, 0, r0, info.grid.width, r1 - r0, to_mm=True)
-    return out
+    return layout.read_window(ds, idx, 0, r0, info.grid.width, r1 - r0, to_mm=True, layout=lay)
 
 
 def open_raster(path: str, what: str = "The raster"):

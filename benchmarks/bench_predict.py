@@ -31,10 +31,22 @@ Measured (2 CPU cores shared with other work, so upper bounds; default members):
 predict in the same quiet hour. Memory with area (2 members): 731 MB at 1000 x 1000, 733 MB at
 2000 x 2000.
 
+File layouts (issue 17, ``--layouts all`` or a comma list, at ``--size`` only): the same stack as
+DeformCast writes it (``own``: tiled 256, DEFLATE, band-interleaved), as GDAL usually writes a multiband
+GeoTIFF (``tiled_pixel``: 256 x 256 tiles, DEFLATE, ``INTERLEAVE=PIXEL``), striped band-interleaved
+(``striped_band``), a VRT of one GeoTIFF per date (``vrt``) and an EGMS-style CSV of points (a third of
+the cells) imported by ``import_timeseries`` (``egms``). Each runs predict + uncertainty in a fresh
+process; a conversion that ``open_stack`` makes (``algorithms.layout``) is counted in predict (the cache
+folder is ``<dir>/layout_cache``; delete it to measure the conversion again). ``--raw`` measures only the
+reads: one row band by band (the code before issue 17, for ``tiled_pixel``) and with all bands at once,
+the whole stack in ``ensemble``'s row blocks as it is and, where made, the conversion and the converted
+copy. Figures: ``docs/README_data.md`` ("File layouts and speed").
+
 Usage::
 
     .venv/bin/python benchmarks/bench_predict.py [--size 1000] [--dir /tmp/dcbench_predict] [--skip-large]
         [--members 10] [--members-kind mixed|uniform|legacy] [--horizon 30] [--encodings none]
+    .venv/bin/python benchmarks/bench_predict.py --size 500 --layouts all [--raw]
 """
 from __future__ import annotations
 
@@ -134,15 +146,135 @@ def make_stack(path: str, size: int) -> str:
     return path
 
 
-def child(folder: str, size: int, members: int, models: str) -> None:
+LAYOUTS = ("own", "tiled_pixel", "striped_band", "vrt", "egms")
+
+
+def make_layout(folder: str, size: int, layout: str) -> str:
+    """The benchmark stack (``make_stack``) in one of the users' layouts; ``egms``: an EGMS-style CSV of points
+    (about a third of the cells, as a PS/DS product covers an area) imported by ``import_timeseries``."""
     from osgeo import gdal
 
+    gdal.UseExceptions()
+    src = make_stack(os.path.join(folder, f"stack_{size}.tif"), size)
+    path = os.path.join(folder, f"stack_{size}_{layout}." + ("vrt" if layout == "vrt" else "tif"))
+    if os.path.exists(path):
+        return path
+    if layout == "own":           # what DeformCast writes (raster.RasterWriter): tiled 256, DEFLATE, band-interleaved
+        gdal.Translate(path, src, creationOptions=["TILED=YES", "COMPRESS=DEFLATE", "INTERLEAVE=BAND", "BIGTIFF=YES"])
+    elif layout == "tiled_pixel":  # GDAL's usual multiband GeoTIFF: 256 x 256 tiles, DEFLATE, pixel-interleaved
+        gdal.Translate(path, src, creationOptions=["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE",
+                                                   "INTERLEAVE=PIXEL", "BIGTIFF=YES"])
+    elif layout == "striped_band":  # striped, band-interleaved, uncompressed
+        gdal.Translate(path, src, creationOptions=["TILED=NO", "INTERLEAVE=BAND", "BIGTIFF=YES"])
+    elif layout == "vrt":          # one GeoTIFF per date (GDAL defaults) and a VRT stacking them
+        d = os.path.join(folder, f"dates_{size}")
+        os.makedirs(d, exist_ok=True)
+        ds = gdal.Open(src)
+        files = []
+        for b in range(ds.RasterCount):
+            desc = ds.GetRasterBand(b + 1).GetDescription()
+            f = os.path.join(d, f"disp_{desc.replace('-', '')}.tif")
+            if not os.path.exists(f):
+                gdal.Translate(f, ds, bandList=[b + 1])
+            files.append(f)
+        v = gdal.BuildVRT(path, files, separate=True)
+        for b in range(ds.RasterCount):
+            v.GetRasterBand(b + 1).SetDescription(ds.GetRasterBand(b + 1).GetDescription())
+            v.GetRasterBand(b + 1).SetNoDataValue(float("nan"))
+        v = None
+    elif layout == "egms":
+        path = _make_egms(folder, size, src)
+    else:
+        raise ValueError(layout)
+    return path
+
+
+def _make_egms(folder: str, size: int, src: str) -> str:
+    import numpy as np
+    from osgeo import gdal
+
+    from deformcast.algorithms.readers import import_timeseries
+
+    out = os.path.join(folder, f"stack_{size}_egms.tif")
+    csv_path = os.path.join(folder, f"egms_{size}.csv")
+    ds = gdal.Open(src)
+    gt, T_ = ds.GetGeoTransform(), ds.RasterCount
+    dates = [ds.GetRasterBand(b + 1).GetDescription().replace("-", "") for b in range(T_)]
+    rng = np.random.default_rng(1)
+    if not os.path.exists(csv_path):
+        with open(csv_path + ".part", "w", encoding="ascii") as fh:
+            fh.write(",".join(["pid", "easting", "northing", "height", "rmse", "mean_velocity"] + dates) + "\n")
+            for r0 in range(0, size, 64):
+                blk = ds.ReadAsArray(0, r0, size, min(64, size - r0))
+                for r in range(blk.shape[1]):
+                    cols = np.nonzero(rng.random(size) < 1 / 3)[0]
+                    y = gt[3] + (r0 + r + 0.5) * gt[5]
+                    for c in cols:
+                        vals = ",".join(f"{v:.2f}" for v in blk[:, r, c])
+                        fh.write(f"P{r0 + r}_{c},{gt[0] + (c + 0.5) * gt[1]:.1f},{y:.1f},0,1,0,{vals}\n")
+        os.replace(csv_path + ".part", csv_path)
+    import_timeseries(csv_path, out, cell_size=abs(gt[1]), target_crs="EPSG:25832")
+    return out
+
+
+def raw_child(folder: str, size: int, layout: str, old_row: bool) -> None:
+    """The raw reads of one layout, in a fresh process: one row band by band (the code before issue 17, GDAL
+    cache 64 MB as in this benchmark then) and with all bands at once; the whole stack in ``ensemble``'s row
+    blocks (with its halo); the one-time conversion when ``open_stack`` makes one."""
+    import numpy as np
+    from osgeo import gdal
+
+    from deformcast.algorithms import layout as lay
+    from deformcast.algorithms import raster
+
+    gdal.UseExceptions()
     gdal.SetCacheMax(64 * 1024 * 1024)
+    path = make_layout(folder, size, layout)
+    res = {"layout": layout, "size": size}
+    ds = gdal.Open(path)
+    res["describe"] = lay.describe(ds).describe()
+    row = size // 2 + 3
+    if old_row:
+        t = time.perf_counter()
+        for b in range(ds.RasterCount):
+            raster.read_band(ds.GetRasterBand(b + 1), 0, row, size, 1, to_mm=True)
+        res["one_row_band_by_band_s"] = time.perf_counter() - t
+    ds = None
+    t = time.perf_counter()
+    info = raster.open_stack(path, convert=False)
+    one = raster.read_stack(info, rows=(row, row + 1))
+    res["one_row_all_bands_s"] = time.perf_counter() - t
+    for conv in (False, True):
+        t = time.perf_counter()
+        info = raster.open_stack(path, convert=conv)
+        t_open = time.perf_counter() - t
+        if conv and not info.read_path:
+            break
+        br = max(1, 64000 // size)
+        t = time.perf_counter()
+        s = 0.0
+        for r0 in range(0, size, br):
+            a0, a1 = max(0, r0 - 2), min(size, r0 + br + 2)
+            s += float(np.nansum(raster.read_stack(info, rows=(a0, a1))[:, 0]))
+        key = "converted" if conv else "as_is"
+        res[f"full_pass_{key}_s"] = time.perf_counter() - t
+        if conv:
+            res["conversion_s"] = t_open
+            res["note"] = info.layout_note
+        assert np.array_equal(raster.read_stack(info, rows=(row, row + 1)), one, equal_nan=True)
+    res["peak_rss_mb"] = vm_mb()
+    print(json.dumps(res))
+
+
+def child(folder: str, size: int, members: int, models: str, layout: str = "") -> None:
+    from osgeo import gdal
+
+    gdal.SetCacheMax(64 * 1024 * 1024)   # as before issue 17; raster.read_stack raises it where the layout needs
     from deformcast.algorithms.ensemble import predict_ensemble
     from deformcast.algorithms.uncertainty import run_uncertainty
 
-    stack = os.path.join(folder, f"stack_{size}.tif")
-    out = os.path.join(folder, f"out_{size}_{os.path.basename(models)}")
+    stack = make_layout(folder, size, layout) if layout else os.path.join(folder, f"stack_{size}.tif")
+    out = os.path.join(folder, f"out_{size}_{os.path.basename(models)}{'_' + layout if layout else ''}")
     t0 = time.perf_counter()
     res = predict_ensemble(stack, models, os.path.join(out, "median.tif"),
                            os.path.join(out, "quantiles.tif"), os.path.join(out, "members.tif"), device="cpu",
@@ -152,7 +284,7 @@ def child(folder: str, size: int, members: int, models: str) -> None:
             ["OUTPUT_SUSCEPTIBILITY", "OUTPUT_SPREAD", "OUTPUT_AMBIGUITY", "OUTPUT_CONFIDENCE", "OUTPUT_EXCEEDANCE"]}
     run_uncertainty(os.path.join(out, "members.tif"), stack, outs, thresholds="10,20")
     t2 = time.perf_counter()
-    print(json.dumps({"size": size, "members": members, "models": os.path.basename(models),
+    print(json.dumps({"layout": layout or "bench", "size": size, "members": members, "models": os.path.basename(models),
                       "horizon": len(res["forecast_dates"]), "pixels": size * size,
                       "valid_pixels": res["valid_pixels"], "predict_s": t1 - t0, "uncertainty_s": t2 - t1,
                       "total_s": t2 - t0, "pixel_forecasts_per_s": res["valid_pixels"] * members / (t1 - t0),
@@ -172,20 +304,47 @@ def main():
                          "earlier benchmark (uniform, horizon 6)")
     ap.add_argument("--horizon", type=int, default=HORIZON, help="forecast epochs (ignored for legacy: 6)")
     ap.add_argument("--encodings", default="none", help="members' encodings, e.g. trajectory (not for legacy)")
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--layouts", default="",
+                    help="comma list of file layouts to run predict + uncertainty on (" + ",".join(LAYOUTS) + ", or all), "
+                         "at --size only; empty: the benchmark's own stack at --size and 2 x --size")
+    ap.add_argument("--raw", action="store_true", help="only the raw reads of each layout in --layouts (no models)")
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--raw-child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
     ensure_pkg()
     if a.child:
-        child(a.child[0], int(a.child[1]), int(a.child[2]), a.child[3])
+        child(a.child[0], int(a.child[1]), int(a.child[2]), a.child[3], a.child[4])
+        return
+    if a.raw_child:
+        raw_child(a.raw_child[0], int(a.raw_child[1]), a.raw_child[2], a.raw_child[3] == "1")
         return
     os.makedirs(a.dir, exist_ok=True)
+    layouts = list(LAYOUTS) if a.layouts == "all" else [x for x in a.layouts.split(",") if x]
+    env = dict(os.environ, DEFORMCAST_CACHE_DIR=os.path.join(a.dir, "layout_cache"))
+    for lo in layouts:
+        t = time.perf_counter()
+        make_layout(a.dir, a.size, lo)
+        print(f"# {lo} {a.size}x{a.size}x{T} ready in {time.perf_counter() - t:.0f} s", flush=True)
+    if a.raw:
+        for lo in layouts:
+            r = subprocess.run([sys.executable, __file__, "--raw-child", a.dir, str(a.size), lo,
+                                "1" if lo == "tiled_pixel" else "0"], capture_output=True, text=True, env=env)
+            print(r.stdout.strip() or r.stderr[-3000:], flush=True)
+        return
+    models = make_models(a.dir, a.members_kind, a.horizon, encodings=a.encodings)
+    if layouts:
+        for lo in layouts:
+            r = subprocess.run([sys.executable, __file__, "--child", a.dir, str(a.size), str(a.members), models, lo],
+                               capture_output=True, text=True, env=env)
+            print(r.stdout.strip() or r.stderr[-3000:], flush=True)
+        return
     models = make_models(a.dir, a.members_kind, a.horizon, encodings=a.encodings)
     sizes = [a.size] if a.skip_large else [a.size, 2 * a.size]
     for s in sizes:
         t = time.perf_counter()
         make_stack(os.path.join(a.dir, f"stack_{s}.tif"), s)
         print(f"# stack {s}x{s}x{T} written in {time.perf_counter() - t:.0f} s", flush=True)
-        r = subprocess.run([sys.executable, __file__, "--child", a.dir, str(s), str(a.members), models],
+        r = subprocess.run([sys.executable, __file__, "--child", a.dir, str(s), str(a.members), models, ""],
                            capture_output=True, text=True)
         print(r.stdout.strip() or r.stderr[-3000:], flush=True)
 
