@@ -130,7 +130,7 @@ def ensure_cache(layout: Layout) -> None:
 
 
 def _scale_offset(band, to_mm: bool):
-    from .raster import band_unit, unit_to_mm
+    from .units import band_unit, unit_to_mm
 
     scale, offset = band.GetScale(), band.GetOffset()
     f = unit_to_mm(band_unit(band)) if to_mm else None

@@ -1,6 +1,6 @@
 """GDAL raster I/O for displacement stacks and map outputs (QGIS-free).
 
-Conventions (../shared/INTERFACE.md): one band per acquisition, millimetres, band description
+Conventions (docs/interface.md): one band per acquisition, millimetres, band description
 = ISO date; nodata (band nodata value or NaN) marks decorrelated pixels. In memory a stack is a
 float32 array (T, H, W) with NaN for nodata.
 
@@ -23,6 +23,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import DeformCastError, warn
+from .units import LENGTH_UNITS, band_unit, unit_to_mm  # noqa: F401 - part of the raster API
 
 _DATE_PATTERNS = [
     re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})(?:[T ].*)?$"),
@@ -176,25 +177,6 @@ def _band_date(band, ds_meta: dict, index: int):
             if d is not None:
                 return d
     return None
-
-
-#: band unit names (GDAL ``GetUnitType``, lower case) -> mm per unit
-LENGTH_UNITS = {"mm": 1.0, "millimetre": 1.0, "millimetres": 1.0, "millimeter": 1.0, "millimeters": 1.0,
-                "cm": 10.0, "centimetre": 10.0, "centimetres": 10.0, "centimeter": 10.0, "centimeters": 10.0,
-                "m": 1000.0, "metre": 1000.0, "metres": 1000.0, "meter": 1000.0, "meters": 1000.0}
-
-
-def unit_to_mm(unit: Optional[str]) -> Optional[float]:
-    """mm per band unit; None when the band declares no unit or one that is not a length."""
-    u = (unit or "").strip().lower()
-    return LENGTH_UNITS.get(u) if u else None
-
-
-def band_unit(band) -> str:
-    try:
-        return (band.GetUnitType() or "").strip()
-    except Exception:  # noqa: BLE001 - drivers without units
-        return ""
 
 
 def read_band(band, xoff: int = 0, yoff: int = 0, xsize: Optional[int] = None, ysize: Optional[int] = None,
@@ -470,7 +452,10 @@ def write_stack(path: str, values: np.ndarray, dates: Sequence, grid: Grid, qml:
 
 
 def write_qml(raster_path: str, qml: str) -> str:
-    p = os.path.splitext(raster_path)[0] + ".qml"
+    """Write ``qml`` as the style sidecar QGIS loads with the file (:func:`styles.sidecar_path`)."""
+    from .styles import sidecar_path
+
+    p = sidecar_path(raster_path)
     with open(p, "w", encoding="utf-8") as fh:
         fh.write(qml)
     return p
