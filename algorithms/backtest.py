@@ -58,7 +58,7 @@ def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path
                  block_rows: int = 0, progress: Optional[Progress] = None) -> Dict[str, object]:
     """Forecast the models' test period and score it; writes rasters into ``out_folder``."""
     progress = progress or silent()
-    info = raster.open_stack(stack_path, dates)
+    info = raster.open_stack(stack_path, dates, progress=progress)
     ts = _test_start(model_folder)
     if not 1 <= ts < info.n_epochs:
         raise DeformCastError(f"The models' test period starts at epoch {ts}, outside this stack of {info.n_epochs} "

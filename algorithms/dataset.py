@@ -748,7 +748,7 @@ def _file_block_height(source) -> int:
     from osgeo import gdal
 
     gdal.UseExceptions()
-    ds = gdal.Open(source.path)
+    ds = gdal.Open(source.source)
     return int(ds.GetRasterBand(1).GetBlockSize()[1])
 
 

@@ -379,7 +379,7 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
     from .runtime import resolve_device
 
     progress = progress or silent()
-    info = raster.open_stack(stack_path, dates)
+    info = raster.open_stack(stack_path, dates, progress=progress)
     dev = resolve_device(device)
     loaded = load_members(model_folder, None, device=dev)
     configs = [m.meta.get("data_config") or {} for m in loaded]

@@ -352,7 +352,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     if os.path.isfile(output_folder):
         raise DeformCastError(f"OUTPUT_FOLDER '{output_folder}' is a file; give a folder path.")
 
-    info = open_stack(stack_path, dates)
+    info = open_stack(stack_path, dates, progress=progress)
     grid, sdates = info.grid, info.dates
     T = int(sdates.size)
     covs = {}

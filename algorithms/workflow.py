@@ -149,7 +149,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
             scene = json.load(fh)
     else:
         paths["stack"] = stack_path
-    info = raster.open_stack(stack_path, dates)
+    info = raster.open_stack(stack_path, dates, progress=progress)
     timings["data"] = time.time() - ts
     stage["scene"].set(1.0)
 

@@ -291,7 +291,7 @@ def load_inputs(stack_path: str, dates=None, covariate_paths: Sequence[str] = ()
 
     if not stack_path:
         raise DeformCastError("INPUT: give the displacement stack (a multiband raster, one band per date).")
-    info = open_stack(stack_path, parse_dates_param(dates) if isinstance(dates, str) else dates)
+    info = open_stack(stack_path, parse_dates_param(dates) if isinstance(dates, str) else dates, progress=progress)
     cov = None
     if covariate_paths:
         from ..io.covariates import align_covariates
