@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -198,33 +197,12 @@ def read_window(ds, bands: Sequence[int], xoff: int, yoff: int, xsize: int, ysiz
 # the open dataset of a stack, kept between row-block reads
 
 
-def _stat_key(path: str):
-    try:
-        st = os.stat(path)
-        return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    except OSError:
-        return (path, None, None)
-
-
-def open_cached(path: str, holder=None):
-    """``(dataset, Layout)`` of ``path``. With a ``holder`` (a :class:`raster.StackInfo`) the dataset is kept on
-    it (attribute ``_reader``) for the calling thread and reused while the file is unchanged (size and
-    modification time): GDAL drops a dataset's cached blocks when it is closed, so consecutive row blocks
-    reuse the blocks they share only on an open dataset. It closes with the holder: nothing stays open at
-    module level (QGIS tears GDAL down on exit, and a dataset open then would crash it)."""
-    key = _stat_key(str(path))
-    tid = threading.get_ident()
-    hit = getattr(holder, "_reader", None) if holder is not None else None
-    if hit is not None and hit[0] == tid and hit[1] == key:
-        return hit[2], hit[3]
+def open_cached(path: str):
+    """``(dataset, Layout)`` of ``path``, opened afresh. Nothing is kept open between calls, neither at
+    module level nor on a :class:`raster.StackInfo`: QGIS tears GDAL down on exit, and a dataset still
+    open then (a StackInfo alive in a cache or a test fixture) crashes the process."""
     ds = _gdal().Open(str(path))
-    lay = describe(ds)
-    if holder is not None:
-        try:
-            holder._reader = (tid, key, ds, lay)
-        except AttributeError:
-            pass
-    return ds, lay
+    return ds, describe(ds)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -154,7 +154,6 @@ class StackInfo:
     #: what :func:`open_stack` did about the file's layout ('' when nothing): a line for the log
     layout_note: str = ""
     #: (thread, file key, dataset, layout) kept open by :func:`read_stack` between row blocks
-    _reader: object = field(default=None, repr=False, compare=False)
 
     @property
     def source(self) -> str:
@@ -299,14 +298,16 @@ def read_stack(info, rows: Optional[Tuple[int, int]] = None, bands: Optional[Seq
 
     The read follows the file's layout (:func:`layout.read_window`): all bands in one call where a block
     holds all bands (pixel interleave), band by band otherwise, with a GDAL block cache that holds a row
-    of blocks of all bands; the file stays open on ``info`` between calls (for one thread), so consecutive
-    row blocks share the blocks they overlap. A converted copy (``info.read_path``) is read when there is one."""
+    of blocks of all bands. The file is opened for each call and closed after it: a dataset kept open on
+    a long-lived ``StackInfo`` crashed the process when QGIS tore GDAL down at exit (a large unfriendly
+    file is read from its converted copy instead, where reopening costs nothing). A converted copy
+    (``info.read_path``) is read when there is one."""
     from . import layout
 
     if isinstance(info, str):
         info = open_stack(info)
     path = info.source if isinstance(info, StackInfo) else info.path
-    ds, lay = layout.open_cached(path, info)
+    ds, lay = layout.open_cached(path)
     r0, r1 = (0, info.grid.height) if rows is None else (int(rows[0]), int(rows[1]))
     idx = range(ds.RasterCount) if bands is None else bands
     return layout.read_window(ds, idx, 0, r0, info.grid.width, r1 - r0, to_mm=True, layout=lay)
