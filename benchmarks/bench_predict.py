@@ -193,7 +193,7 @@ def _make_egms(folder: str, size: int, src: str) -> str:
     import numpy as np
     from osgeo import gdal
 
-    from deformcast.algorithms.readers import import_timeseries
+    from deformcast.algorithms.io.importer import import_timeseries
 
     out = os.path.join(folder, f"stack_{size}_egms.tif")
     csv_path = os.path.join(folder, f"egms_{size}.csv")
