@@ -21,7 +21,7 @@ API::
     DataFingerprint(shape, dates, grid).add_rows(block) ... .hexdigest()   # the same, block-wise
 
 ``meta`` (model.json) keys. Required: ``architecture``, ``hparams``, ``n_features``, ``window``,
-``horizon``. Written by :func:`algorithms.training.run_training_job` and expected by prediction:
+``horizon``. Written by :func:`algorithms.train_job.run_training_job` and expected by prediction:
 ``feature_names``, ``encodings``, ``normalisation`` (the dataset's ``norm`` dict), ``data_config``
 (the dataset's ``config`` dict), ``grid`` (:func:`grid_to_dict`), ``data_fingerprint``,
 ``validation`` (``{"val_loss", "best_epoch", "epochs_run"}``), ``seed``. Added by

@@ -14,7 +14,7 @@ from qgis.core import (
 )
 
 from ..algorithms.dataset import TARGETS
-from ..algorithms.training import run_training_job
+from ..algorithms.train_job import run_training_job
 from .base import (ANCHORS, ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, output_path,
                    raster_source)
 

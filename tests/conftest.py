@@ -48,6 +48,24 @@ def deformcast_provider(qgis_app, qgis_processing):
 _KEEP_ALIVE = []
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _release_qgis_objects_before_exit(qgis_app):
+    """Before pytest-qgis tears QGIS down (its session teardown runs after this one): take our provider
+    out of the registry and collect garbage, so that no Python wrapper of a QGIS/GDAL object is
+    destroyed after exitQgis (that segfaulted the process at exit, rc 139, after all tests passed)."""
+    yield
+    import gc
+
+    from qgis.core import QgsApplication
+
+    reg = QgsApplication.processingRegistry()
+    for prov in list(_KEEP_ALIVE):
+        if reg.providerById("deformcast") is not None:
+            reg.removeProvider("deformcast")
+    _KEEP_ALIVE.clear()
+    gc.collect()
+
+
 @pytest.fixture()
 def run_alg(deformcast_provider):
     """``run_alg("synthetic_scenario", {...})`` -> result dict of processing.run."""

@@ -25,8 +25,6 @@ MAX_LINES = 600
 KNOWN_LONG = {
     "algorithms/readers.py": ("split into algorithms/io/; delete it once tuning/job.py, training.py, ensemble.py, "
                               "skill_gate.py and benchmarks/bench_predict.py import from algorithms.io"),
-    "algorithms/dataset.py": "windows, splits, encodings, normalisation: to be split into algorithms/data/",
-    "algorithms/training.py": "runtime moved to runtime.py; loop/job/report to be split into algorithms/learn/",
 }
 
 #: top-level names a core module must never import (the core runs without QGIS: qgis_process, tests, scripts)

@@ -266,7 +266,7 @@ def test_training_job_writes_a_complete_model_folder(tmp_path, scene):
     from deformcast.algorithms.dataset import forecast_inputs, to_mm
     from deformcast.algorithms.modelio import check_compatible, load_model, read_manifest
     from deformcast.algorithms.raster import open_stack, read_raster, read_stack
-    from deformcast.algorithms.training import run_training_job
+    from deformcast.algorithms.train_job import run_training_job
 
     out = run_training_job(scene["stack"], str(tmp_path / "model"), "resnet_transformer", horizon=3, window=6,
                            encodings=["temporal", "neighbourhood"], hparams=_TINY, max_epochs=2, seed=5,
@@ -313,7 +313,7 @@ def test_training_job_writes_a_complete_model_folder(tmp_path, scene):
 
 
 def test_training_job_refuses_bad_hparams(tmp_path, scene):
-    from deformcast.algorithms.training import run_training_job
+    from deformcast.algorithms.train_job import run_training_job
 
     with pytest.raises(DeformCastError, match="not valid JSON"):
         run_training_job(scene["stack"], str(tmp_path / "m"), "gru", hparams="{lr: 0.1", horizon=2, window=4)
@@ -325,7 +325,7 @@ def test_training_job_refuses_bad_hparams(tmp_path, scene):
 
 
 def test_cancelled_job_leaves_no_complete_looking_model(tmp_path, scene):
-    from deformcast.algorithms.training import run_training_job
+    from deformcast.algorithms.train_job import run_training_job
 
     folder = tmp_path / "model"
     state = {"batches": 0}
