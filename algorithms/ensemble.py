@@ -12,31 +12,24 @@ written block-wise. A pixel gets a forecast only where every member can forecast
 window epochs valid); elsewhere the outputs are nodata, so the median is always over the same
 members.
 
-Calibration (``calibrate=True``, the default). The spread of ten networks trained on the same
-data reflects model uncertainty only and is far narrower than the error of a forecast against a
-later, noisy acquisition (measured on the demo scene: the raw P10-P90 band covered 6-11 % of
-later observations). Where the paper is silent we calibrate the ensemble by *dressing* it, a
-standard post-processing of ensemble forecasts: at each pixel and horizon step the members keep
-their order but are spread as normal quantiles around the median with the total standard deviation
-``sqrt(s_models² + σ_h²)``, where ``s_models`` is the members' own spread at that pixel and ``σ_h``
-is one number per horizon step for the error the models cannot see (observation noise, atmosphere).
-``σ_h`` is chosen so that the members' P10-P90 band covers 80 % of the observations of the
-**validation** period (the members' early-stopping period: never the test period, and never an
-epoch after the forecast start). The median is unchanged; the quantiles, the members raster and
-hence the exceedance probabilities and class ambiguity of ``uncertainty`` become calibrated, and
-pixels where the models disagree keep a wider band. (We first tried plain spread inflation,
-``median + c (member - median)``: calibrated, but it blew the models' tiny random disagreements up
-into noisy exceedance maps with a negative Brier skill.) Forecast origins for the calibration are up
-to three epochs in the validation period whose targets are all observed; where there is none (a
-stack too short, or a backtest from before the validation period), nothing is changed.
+Calibration (``calibrate=True``, the default; :mod:`calibration`). The spread of ten networks
+trained on the same data reflects model uncertainty only and is far narrower than the error of a
+forecast against a later, noisy acquisition (on the demo scene the raw P10-P90 band covered about
+10 % of later observations). The members are therefore replaced by calibrated, coherent paths around
+their median: the spread per lead step and per pixel is fitted on the delivered forecasts from the
+rolling validation origins (never the test period, never an epoch after the forecast start), scaled
+by the evidence at each pixel, and each member keeps its rank along the horizon like one plausible
+future (see :mod:`calibration`). The median is unchanged. Where no validation origin precedes the
+forecast start (a stack too short, or a backtest from before the validation period), nothing is
+changed.
 
 Speed (issue 6: ten members on a 1000 x 1000 x 150 stack in minutes on 2 CPU cores). The network
 calls dominate; around them, nothing is computed once per member that is the same for several:
 members on one data config share their inputs, and with the residual target the classical anchor
 (and the ``trajectory`` encoding's channels), per-pixel fits that do not depend on the window, are
-fitted once per block for all members (:class:`_Plan`). The calibration stacks all its sample rows
-and origins into one network call per member; the dressing sorts each step once (the median of the
-dressed members comes from that sort) and the sigma search evaluates the dressed band in closed form.
+fitted once per block for all members (:class:`_Plan`). The calibration stacks the origins of a
+block into one network call per member, and with a skill gate the classical family of a block is
+fitted once per origin for all of them (``caches``).
 ``DEFORMCAST_THREADS`` sets the torch threads of the forecast (default: torch's own).
 
 Outputs (../shared/INTERFACE.md):
@@ -256,12 +249,14 @@ def _group_inputs(item, dates, grid, g: _Group, shared: dict):
 
 
 def _forecast_items(items, dates, grid, loaded, plan: _Plan, H, dev, batch_size, progress=None, timer=None,
-                    gate: Optional[dict] = None):
+                    gate: Optional[dict] = None, caches: Optional[dict] = None):
     """Every member's forecast for each item ``(blk, a0, r0, r1, cov_blk, e)`` (rows r0..r1 of a block
     read from row a0, forecast from epoch e) -> list of ``(out (M, H, r1-r0, W) mm, valid_all)``, NaN
     where not every member can forecast. The inputs of all items are stacked: one network call per
     member for all of them. With a ``gate`` (:mod:`skill_gate`) the members are shifted towards its
-    classical reference forecast."""
+    classical reference forecast; the classical family of each block is computed once per origin for
+    all items of that block (``caches``: ``id(blk) -> anchors.FamilyCache``, kept by the caller while
+    its blocks live, e.g. the calibration's many origins of one block)."""
     M = len(loaded)
     outs = [np.full((M, H, it[3] - it[2], it[0].shape[2]), np.nan, np.float32) for it in items]
     valid_all = [np.ones((it[3] - it[2], it[0].shape[2]), bool) for it in items]
@@ -297,12 +292,16 @@ def _forecast_items(items, dates, grid, loaded, plan: _Plan, H, dev, batch_size,
 
         cfg0 = loaded[0].meta.get("data_config") or {}
         t0 = time.perf_counter()
+        caches = {} if caches is None else caches
+        for it in items:
+            if id(it[0]) not in caches:
+                caches[id(it[0])] = family_cache(it[0], dates, cfg0, H)
         if gate.get("local_blend"):
-            _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0)
+            _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches)
         for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
             if not va.any():
                 continue
-            cands = candidates(blk, a0, r0, r1, int(e), dates, H, cfg0, va)
+            cands = candidates(blk, a0, r0, r1, int(e), dates, H, cfg0, va, caches[id(blk)])
             last = blk[e, r0 - a0:r1 - a0][va].astype(np.float64)
             sub = out[:, :, va].astype(np.float64)
             out[:, :, va] = apply_gate(sub, cands, last, gate).astype(np.float32)
@@ -310,105 +309,14 @@ def _forecast_items(items, dates, grid, loaded, plan: _Plan, H, dev, batch_size,
     return list(zip(outs, valid_all))
 
 
-def _normal_scores(M: int) -> np.ndarray:
-    from statistics import NormalDist
+def family_cache(blk, dates, cfg0: dict, H: int):
+    """The classical family of a block from any origin, computed once (:class:`anchors.FamilyCache`)."""
+    from .anchors import FamilyCache
 
-    nd = NormalDist()
-    return np.array([nd.inv_cdf((k + 0.5) / M) for k in range(M)], dtype=np.float64)
-
-
-def _dress_sorted(members: np.ndarray, sigma: float):
-    """``(order, values)``: the dressed members sorted (float32, (M, ...)) and where each goes
-    (``order`` = the stable argsort of the members along axis 0)."""
-    m = np.asarray(members, dtype=np.float64)
-    M = m.shape[0]
-    order = np.argsort(m, axis=0, kind="stable")
-    srt = np.take_along_axis(m, order, axis=0)
-    with np.errstate(all="ignore"):
-        med = _median_sorted(srt)
-        s2 = np.mean((m - med) ** 2, axis=0)
-        z = _normal_scores(M).reshape((M,) + (1,) * (m.ndim - 1))
-        # member of rank k -> med + S z_k: in increasing order, as z is
-        return order, (med + np.sqrt(s2 + float(sigma) ** 2) * z).astype(np.float32)
+    return FamilyCache(blk, dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None)
 
 
-def _median_sorted(srt: np.ndarray) -> np.ndarray:
-    """``np.median(a, axis=0)`` from ``srt`` = ``a`` sorted along axis 0 (NaN last): the same numbers."""
-    M = srt.shape[0]
-    if M == 0:
-        return np.full(srt.shape[1:], np.nan, srt.dtype)
-    med = srt[M // 2] if M % 2 else (srt[M // 2 - 1] + srt[M // 2]) / 2
-    return np.where(np.isnan(srt[-1]), np.nan, med).astype(srt.dtype, copy=False)
-
-
-def dress(members: np.ndarray, sigma: float) -> np.ndarray:
-    """Members (M, ...) -> dressed members: same order, normal scores x sqrt(s_models² + sigma²)
-    around the median (see the module doc)."""
-    order, vals = _dress_sorted(members, sigma)
-    out = np.empty_like(vals)
-    np.put_along_axis(out, order, vals, axis=0)
-    return out
-
-
-def _dress_inplace(out: np.ndarray, sigmas) -> np.ndarray:
-    """Dress ``out`` (M, H, ...) in place step by step; return the median of the dressed members
-    (H, ...), the same numbers as ``np.median(out, axis=0)`` afterwards, without a second sort."""
-    med = np.empty(out.shape[1:], np.float32)
-    for h in range(out.shape[1]):
-        order, vals = _dress_sorted(out[:, h], sigmas[h])
-        np.put_along_axis(out[:, h], order, vals, axis=0)
-        med[h] = _median_sorted(vals)
-    return med
-
-
-class _Coverage:
-    """``coverage(members, obs, sigma)`` for many sigmas: the median, model spread and band offsets
-    are computed once. The dressed members at a pixel are ``med + S z_k`` (``S = sqrt(s_models² +
-    sigma²)``, ``z_k`` increasing), so their P``lo``/P``hi`` (linear interpolation, numpy's default)
-    are ``med + S P(z)``: no sort per sigma (equal to percentiles of :func:`dress` up to its float32
-    rounding)."""
-
-    def __init__(self, members: np.ndarray, obs: np.ndarray, lo: float = 10.0, hi: float = 90.0):
-        m = np.asarray(members, dtype=np.float64)
-        with np.errstate(all="ignore"):
-            self.med = np.median(m, axis=0)
-            self.s2 = np.mean((m - self.med) ** 2, axis=0)
-        self.obs = np.asarray(obs, dtype=np.float64)
-        self.zlo, self.zhi = np.percentile(_normal_scores(m.shape[0]), [lo, hi]) if m.shape[0] else (np.nan, np.nan)
-
-    def __call__(self, sigma: float) -> float:
-        if self.obs.size == 0:
-            return float("nan")
-        with np.errstate(all="ignore"):
-            S = np.sqrt(self.s2 + float(sigma) ** 2)
-            return float(np.mean((self.obs >= self.med + S * self.zlo) & (self.obs <= self.med + S * self.zhi)))
-
-
-def coverage(members: np.ndarray, obs: np.ndarray, sigma: float, lo: float = 10.0, hi: float = 90.0) -> float:
-    """Share of ``obs`` (n,) inside the P``lo``-P``hi`` band of the members (M, n) dressed with ``sigma``."""
-    return _Coverage(members, obs, lo, hi)(sigma)
-
-
-def dressing_sigma(members: np.ndarray, obs: np.ndarray, target: float = 0.8, max_sigma: float = 500.0) -> float:
-    """Smallest sigma (mm) whose dressed P10-P90 band covers ``target`` of ``obs`` (0 if already)."""
-    if obs.size == 0 or members.shape[0] < 2:
-        return 0.0
-    cov = _Coverage(members, obs)
-    if cov(0.0) >= target:
-        return 0.0
-    lo, hi = 0.0, 1.0
-    while cov(hi) < target and hi < max_sigma:
-        lo, hi = hi, hi * 2
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        if cov(mid) >= target:
-            hi = mid
-        else:
-            lo = mid
-    return float(hi)
-
-
-def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0) -> None:
+def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None) -> None:
     """Shift each item's members so that their median becomes the local blend of the skill gate
     (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
     local track record are made here, on the whole block (halo rows included)."""
@@ -435,7 +343,8 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
             med = np.median(out, axis=0)                                     # (H, r1 - r0, W)
         now = np.full((med.shape[0],) + blk.shape[1:], np.nan)
         now[:, r0 - a0:r1 - a0] = med
-        loc = local_blend(blk, a0, r0, r1, int(e), dates, cfg0, now, lambda o, b=id(blk): past.get((b, o)))
+        loc = local_blend(blk, a0, r0, r1, int(e), dates, cfg0, now, lambda o, b=id(blk): past.get((b, o)),
+                          (caches or {}).get(id(blk)))
         shift = np.where(np.isfinite(loc) & va[None], loc - med, 0.0)
         out += shift[None].astype(out.dtype)
 
@@ -447,79 +356,12 @@ def _gate_halo(gate) -> int:
     return LOCAL_HALO if gate else 0
 
 
-def calibration_sigmas(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int,
-                        max_pixels: int = 20000, target: float = 0.8, progress: Optional[Progress] = None,
-                        gate: Optional[dict] = None):
-    """Dressing sigma per horizon step (mm) from the validation period (see the module doc).
-
-    Returns ``(sigmas (H,), details dict)``.
-    """
-    train_end = max(int(c.get("train_end", 0)) for c in configs)
-    val_end = min(int(c.get("val_end", info.n_epochs)) for c in configs)
-    win = max(int(m.meta["window"]) for m in loaded)
-    last_origin = min(val_end - 1, e) - H          # targets o+1..o+H observed and not after the forecast start
-    first_origin = max(train_end - 1, win - 1)      # targets after the training period
-    if last_origin < first_origin:
-        return np.zeros(H), {"calibrated": False, "reason": "no validation epochs to calibrate on"}
-    origins = sorted(set(np.linspace(first_origin, last_origin, num=min(3, last_origin - first_origin + 1))
-                         .round().astype(int).tolist()))
-    Hh, W = info.grid.shape
-    rows_needed = max(1, int(np.ceil(max_pixels / max(1, W))))
-    if rows_needed >= Hh:   # small raster: every pixel, in row blocks
-        spans = list(raster.row_blocks(Hh, max(1, BLOCK_PIXELS // max(1, W))))
-    else:                   # large raster: evenly spread single rows, about max_pixels pixels
-        spans = [(int(r), int(r) + 1) for r in np.linspace(0, Hh - 1, rows_needed).astype(int)]
-    halo = max([dataset.halo(c) for c in configs] + [_gate_halo(gate)])
-    plan = _Plan(loaded, configs)
-    mems, obss = [[] for _ in range(H)], [[] for _ in range(H)]
-    # items (one span, one origin) are forecast together, about BLOCK_PIXELS pixels at a time: one
-    # network call per member for all of them instead of one per span, origin and member
-    chunk, n_pix = [], 0
-
-    def flush():
-        for (blk, a0, r0, r1, _, o), (out, valid) in zip(chunk, _forecast_items(
-                chunk, info.dates, info.grid, loaded, plan, H, dev, batch_size, gate=gate)):
-            obs = blk[o + 1:o + 1 + H, r0 - a0:r1 - a0]
-            for h in range(H):
-                ok = valid & np.isfinite(obs[h])
-                mems[h].append(out[:, h][:, ok])
-                obss[h].append(obs[h][ok])
-        chunk.clear()
-
-    for i, (r0, r1) in enumerate(spans):
-        a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
-        blk = raster.read_stack(info, rows=(a0, a1))   # all epochs: the anchor needs the real target dates
-        cov_blk = {k: v[a0:a1] for k, v in cov.items()}
-        for o in origins:
-            if chunk and n_pix + (r1 - r0) * W > BLOCK_PIXELS:
-                flush()
-                n_pix = 0
-            chunk.append((blk, a0, r0, r1, cov_blk, o))
-            n_pix += (r1 - r0) * W
-        if progress is not None:
-            progress.set((i + 1) / len(spans))
-    if chunk:
-        flush()
-    sigmas = np.zeros(H)
-    raw, cal = [], []
-    for h in range(H):
-        m = np.concatenate(mems[h], axis=1) if mems[h] else np.zeros((len(loaded), 0))
-        o = np.concatenate(obss[h]) if obss[h] else np.zeros(0)
-        sigmas[h] = dressing_sigma(m, o, target)
-        with np.errstate(all="ignore"):
-            a, b = np.percentile(m, [10, 90], axis=0) if o.size else (0, 0)
-        raw.append(float(np.mean((o >= a) & (o <= b))) if o.size else float("nan"))
-        cal.append(coverage(m, o, sigmas[h]) if o.size else float("nan"))
-    return sigmas, {"calibrated": True, "origins": [raster.iso(info.dates[o]) for o in origins],
-                     "n_pixels_per_step": int(sum(len(x) for x in obss[0])), "sigma_mm": sigmas.tolist(),
-                     "raw_coverage": raw, "calibrated_coverage": cal, "target": target}
-
-
 def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_quantiles: Optional[str] = None,
                      out_members: Optional[str] = None, horizon: Optional[int] = None, members=None,
                      quantiles: Sequence[float] = (10, 50, 90), dates=None, covariates: Optional[Sequence[str]] = None,
                      end_date=None, block_rows: int = 0, device: str = "auto", batch_size: int = 2048,
-                     calibrate: bool = True, progress: Optional[Progress] = None, gate: bool = True) -> Dict[str, object]:
+                     calibrate: bool = True, progress: Optional[Progress] = None, gate: bool = True,
+                     calibration: Optional[str] = None) -> Dict[str, object]:
     """Forecast with every member, write median / quantiles / members rasters; return a summary.
 
     ``block_rows`` 0 (default) = as many rows as make about ``BLOCK_PIXELS`` pixels, so the memory a
@@ -529,11 +371,14 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
 
     ``gate``: apply the skill gate stored in the folder's manifest (:mod:`skill_gate`), when there is
     one; False gives the raw ensemble (the rolling-origin evaluation compares both).
+
+    ``calibration``: ``dressing`` or ``conformal`` (:mod:`calibration`; default
+    :data:`calibration.DEFAULT_METHOD`), used when ``calibrate``.
     """
     with _inference_threads():
         return _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon, members,
                                  quantiles, dates, covariates, end_date, block_rows, device, batch_size, calibrate,
-                                 progress, gate)
+                                 progress, gate, calibration)
 
 
 def _inference_threads():
@@ -549,7 +394,10 @@ def _inference_threads():
 
 
 def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon, members, quantiles,
-                      dates, covariates, end_date, block_rows, device, batch_size, calibrate, progress, use_gate=True):
+                      dates, covariates, end_date, block_rows, device, batch_size, calibrate, progress, use_gate=True,
+                      method=None):
+    from . import calibration as calib
+
     t_start = time.perf_counter()
     timer = {"read": 0.0, "inputs": 0.0, "inference": 0.0, "dress_median": 0.0, "quantiles": 0.0, "write": 0.0}
     progress = progress or silent()
@@ -594,18 +442,18 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
         raise DeformCastError("QUANTILES must be percentages between 0 and 100, e.g. 10,50,90.")
     Hh, W = info.grid.shape
     t_cal = time.perf_counter()
+    method = method or calib.DEFAULT_METHOD
+    if method not in calib.METHODS:
+        raise DeformCastError(f"CALIBRATION '{method}': valid values are {', '.join(calib.METHODS)}.")
     if calibrate and M > 1:
-        sigmas, cal = calibration_sigmas(info, loaded, configs, cov, e, H, dev, batch_size,
-                                           progress=progress.sub(0.0, 0.15), gate=gate)
-        progress = progress.sub(0.15, 1.0)
-        if cal["calibrated"]:
-            progress.log("Ensemble dressing per horizon step (validation period): sigma "
-                         + ", ".join(f"{f:.2f}" for f in sigmas) + " mm; P10-P90 coverage "
-                         + ", ".join(f"{a:.0%}->{b:.0%}" for a, b in zip(cal["raw_coverage"], cal["calibrated_coverage"])))
-        else:
-            progress.log(f"No calibration: {cal['reason']}.")
+        model, cal = calib.calibrate(info, loaded, configs, cov, e, H, dev, batch_size, method, gate=gate,
+                                     progress=progress.sub(0.0, 0.3))
+        progress = progress.sub(0.3, 1.0)
+        for line in calib.log_lines(cal):
+            progress.log(line)
     else:
-        sigmas, cal = np.zeros(H), {"calibrated": False, "reason": "switched off" if M > 1 else "one member"}
+        model, cal = None, {"calibrated": False, "reason": "switched off" if M > 1 else "one member"}
+    cfg0 = configs[0]
     timer["calibration"] = time.perf_counter() - t_cal
     plan = _Plan(loaded, configs)
     med_path, q_path, m_path = out_median, out_quantiles, out_members
@@ -636,12 +484,14 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
                                                   H, dev, batch_size,
                                                   progress.sub(bi / len(blocks), (bi + 1) / len(blocks)), timer,
                                                   gate=gate)
-            del blk
             t0 = time.perf_counter()
+            feats = calib.evidence(blk, a0, r0, r1, e, info.dates, out, valid_all, cfg0.get("horizon", H),
+                                   cfg0.get("steps")) if model is not None else None
+            del blk
             n_valid += int(valid_all.sum())
             with np.errstate(all="ignore"):
-                if cal["calibrated"]:
-                    med = _dress_inplace(out, sigmas)      # = np.median of the dressed members
+                if model is not None:
+                    med = calib.apply(model, out, valid_all, feats)   # coherent calibrated paths, median kept
                 else:
                     med = np.median(out, axis=0) if M > 1 else out[0]
             t1 = time.perf_counter()

@@ -35,10 +35,16 @@ training (given to models that do not use them, they are ignored with a warning)
 skill gate that <i>tune</i> stored with the models (rolling-origin evaluation: where the networks do not beat
 the best classical forecast, the forecast falls back to it or blends the two; off = the raw ensemble; with
 MEMBERS, which the gate was not fitted for, the raw ensemble of those members);
-CALIBRATE (default on) widens or
-narrows the members' spread per forecast step so that their P10-P90 band covers 80% of the
-observations of the models' validation period (spread inflation; the median is unchanged), which
-makes the quantiles and the exceedance probabilities of <i>uncertainty</i> calibrated; DEVICE auto/cpu/cuda.</p>
+CALIBRATE (default on) replaces the members' spread by one fitted on forecasts from the rolling
+validation origins (never the test period, never after the forecast start) with the delivered forecast as
+the centre: per forecast step the P10-P90 band covers 80% of the observations there, never narrows with
+lead time, and is wider at pixels whose evidence (disagreement of the classical forecasts, residual scatter
+of the trajectory fit, the members' disagreement, how fast the forecast moves) predicted larger errors; each
+member is one coherent path (its rank persists along the horizon), the median is unchanged, and the
+quantiles and the exceedance probabilities of <i>uncertainty</i> become calibrated; CALIBRATION the shape of
+the members: <i>dressing</i> (normal) or <i>conformal</i> (the empirical distribution of the validation
+errors, split-conformal); the coverage and band width per step of both methods are logged and stored in the
+outputs' metadata (DEFORMCAST_CALIBRATION); DEVICE auto/cpu/cuda.</p>
 <p><b>Warnings</b>: the run warns when the stack differs from the models' training stack in a way
 that changes the forecast: another acquisition interval, another cell size for models with the
 neighbourhood encoding, or a forecast start inside the period the models were trained and validated
@@ -64,7 +70,11 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
         self.addParameter(QgsProcessingParameterMultipleLayers("COVARIATES", "Covariates (as in training)",
                                                                QgsProcessing.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterBoolean(
-            "CALIBRATE", "Calibrate the ensemble spread on the validation period", True, optional=True))
+            "CALIBRATE", "Calibrate the ensemble spread on the validation origins", True, optional=True))
+        from ..algorithms.calibration import DEFAULT_METHOD, METHODS
+
+        self.add_enum("CALIBRATION", "Calibration method (shape of the members)", list(METHODS), DEFAULT_METHOD,
+                      optional=True)
         self.addParameter(QgsProcessingParameterBoolean(
             "GATE", "Apply the skill gate of the model folder (fall back to / blend with the classical forecast "
             "where validation shows the networks do not help)", True, optional=True))
@@ -76,7 +86,7 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
                                                                   optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MEMBERS", "Ensemble members",
                                                                   optional=True))
-        self.advanced("HORIZON", "MEMBERS", "END_DATE", "CALIBRATE", "GATE", "DATES", "DEVICE", "BLOCK_ROWS")
+        self.advanced("HORIZON", "MEMBERS", "END_DATE", "CALIBRATE", "CALIBRATION", "GATE", "DATES", "DEVICE", "BLOCK_ROWS")
 
     def execute(self, parameters, context, feedback, progress):
         from ..algorithms.ensemble import predict_ensemble
@@ -108,6 +118,7 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
             block_rows=self.parameterAsInt(parameters, "BLOCK_ROWS", context),
             device=self.enum_value(parameters, "DEVICE", context) or "auto",
             calibrate=self.parameterAsBool(parameters, "CALIBRATE", context),
+            calibration=self.enum_value(parameters, "CALIBRATION", context) or None,
             gate=self.parameterAsBool(parameters, "GATE", context) if parameters.get("GATE") is not None else True,
             progress=progress,
         )

@@ -1,0 +1,183 @@
+"""Calibration of the ensemble spread: coverage, width, spread-error agreement, exceedance skill.
+
+Reuses finished main-job runs (no tuning): the demo scene (synthetic seed 42, ``demo_output/``:
+``./deformcast demo demo_output``) and varied-physics seeds of ``benchmarks/bench_skill.py``
+(``build/bench_skill/seed_*/`` and ``build/bench_skill_confirm/seed_*/``, each with ``scene/`` and
+``job/models``). For each scene and each method of :mod:`calibration` (dressing, conformal) the
+model folder forecasts after the last acquisition (``predict`` with the skill gate, as the main job
+delivers it), and the members are scored against what came later:
+
+* coverage of the later observations (``future_observed.tif``) by the members' P10-P90 band, per
+  lead step, and the band's mean width per step;
+* Spearman rank correlation over pixels, at the last scored epoch, between the band width and
+  |median - truth| (the forecast's own error; ``|median - observation|`` beside it);
+* ratio of the mean band width in the zone (``zones.tif``: mining, fault, uplift, step area) with
+  the largest mean |error| to the background's (zone 0);
+* Brier skill score of the exceedance probabilities (share of members whose deformation from the
+  last acquisition reaches ``t`` mm in magnitude at the last scored epoch) against the observed
+  exceedance, relative to the area-wide base rate, per threshold.
+
+Usage::
+
+    DEFORMCAST_THREADS=1 .venv/bin/python benchmarks/bench_calibration.py --seeds 0 1 2 --out build/bench_calibration
+
+Writes ``calibration.json`` and ``calibration.md`` into ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import ensure_pkg  # noqa: E402
+
+ensure_pkg()
+
+from deformcast.algorithms import calibration, raster  # noqa: E402
+from deformcast.algorithms.backtest import brier  # noqa: E402
+from deformcast.algorithms.ensemble import predict_ensemble  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ZONES = {1: "mining", 2: "fault", 3: "uplift", 4: "step area"}
+
+
+def scenes(seeds, demo: bool):
+    out = []
+    if demo:
+        out.append(("demo (seed 42)", os.path.join(ROOT, "demo_output", "scene"), os.path.join(ROOT, "demo_output", "models")))
+    for s in seeds:
+        for base in ("bench_skill", "bench_skill_confirm"):
+            f = os.path.join(ROOT, "build", base, f"seed_{s}")
+            if os.path.isdir(os.path.join(f, "job", "models")):
+                out.append((f"varied seed {s}", os.path.join(f, "scene"), os.path.join(f, "job", "models")))
+                break
+    return out
+
+
+def by_dates(path, dates):
+    a, _, names = raster.read_raster(path)
+    idx = {str(raster.parse_date(n)): k for k, n in enumerate(names)}
+    return np.stack([a[idx[d]] if d in idx else np.full(a.shape[1:], np.nan, np.float32) for d in dates])
+
+
+def score(scene_dir, models, out, method, thresholds):
+    stack = os.path.join(scene_dir, "stack.tif")
+    t0 = time.time()
+    res = predict_ensemble(stack, models, os.path.join(out, f"{method}_median.tif"), None,
+                           os.path.join(out, f"{method}_members.tif"), calibration=method)
+    wall = time.time() - t0
+    fd = res["forecast_dates"]
+    M, H = len(res["members"]), len(fd)
+    info = raster.open_stack(stack)
+    mem = raster.read_raster(os.path.join(out, f"{method}_members.tif"))[0].reshape((M, H) + info.grid.shape)
+    med = np.median(mem, axis=0)
+    obs = by_dates(os.path.join(scene_dir, "future_observed.tif"), fd)
+    truth = by_dates(os.path.join(scene_dir, "truth.tif"), fd)
+    steps = [h for h in range(H) if np.isfinite(obs[h]).any()]
+    last = steps[-1]
+    p10, p90 = np.percentile(mem, [10, 90], axis=0)
+    width = p90 - p10
+    valid = np.isfinite(med).all(axis=0)
+    cov = [float(np.mean(((obs[h] >= p10[h]) & (obs[h] <= p90[h]))[valid & np.isfinite(obs[h])])) for h in steps]
+    wid = [float(np.mean(width[h][valid])) for h in steps]
+    e_truth = np.abs(med[last] - truth[last])
+    e_obs = np.abs(med[last] - obs[last])
+    rc_truth = calibration.rank_corr(width[last][valid], e_truth[valid])
+    rc_obs = calibration.rank_corr(width[last][valid], e_obs[valid])
+    zones = raster.read_raster(os.path.join(scene_dir, "zones.tif"))[0][0]
+    bg = valid & (zones == 0)
+    zrows = {}
+    for z, name in ZONES.items():
+        m = valid & (zones == z)
+        if m.sum() >= 20:
+            zrows[name] = {"error_ratio": float(np.nanmean(e_truth[m]) / np.nanmean(e_truth[bg])),
+                           "spread_ratio": float(np.mean(width[last][m]) / np.mean(width[last][bg])), "n": int(m.sum())}
+    worst = max(zrows, key=lambda k: zrows[k]["error_ratio"]) if zrows else None
+    start = raster.read_stack(info, bands=[info.n_epochs - 1])[0]
+    d_obs = np.abs(obs[last] - start)
+    d_mem = np.abs(mem[:, last] - start[None])
+    ok = valid & np.isfinite(d_obs)
+    bss = {}
+    for t in thresholds:
+        b = brier((d_mem >= t).mean(axis=0)[ok], (d_obs >= t)[ok].astype(float))
+        bss[f"{t:g}"] = {"bss": b["bss"], "base_rate": b["base_rate"]}
+    cal = res["calibration"]
+    return {"method": method, "steps": [h + 1 for h in steps], "coverage": cov, "width_mm": wid,
+            "rank_corr_truth": rc_truth, "rank_corr_obs": rc_obs, "zones": zrows, "worst_zone": worst,
+            "zone_ratio": zrows[worst]["spread_ratio"] if worst else float("nan"), "brier": bss,
+            "member_lag1": lag1(mem[:, :, valid]), "wall_s": wall, "evidence": cal.get("evidence"),
+            "rho": cal.get("rho"), "validation_cv": cal.get("cross_validated", {}).get(method)}
+
+
+def lag1(mem):
+    """Mean lag-1 autocorrelation along the lead of the members' deviations from the median."""
+    d = mem - np.median(mem, axis=0, keepdims=True)                  # (M, H, n)
+    a, b = d[:, :-1], d[:, 1:]
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    with np.errstate(all="ignore"):
+        r = (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    return float(np.nanmean(r))
+
+
+def markdown(results, thresholds) -> str:
+    out = [f"{platform.node()} ({os.cpu_count()} CPUs), {time.strftime('%Y-%m-%d')}. Coverage: share of later "
+           "observations inside the members' P10-P90 band (target 75-85 % at every step); width: mean P90-P10 (mm); "
+           "rank corr.: Spearman over pixels between band width and |median - truth| (|median - observation| in "
+           "brackets) at the last scored epoch; zone ratio: mean band width in the zone with the largest mean "
+           "error / background's; BSS: Brier skill of the exceedance probabilities at the last scored epoch.", ""]
+    out.append("| scene | method | coverage per step (min-max, %) | steps outside 75-85 % | width step 1 -> last (mm) "
+               "| width monotone | rank corr. | zone (error ratio) | zone ratio | "
+               + " | ".join(f"BSS {t:g} mm" for t in thresholds) + " | member lag-1 |")
+    out.append("|---|---|---|---:|---|---|---:|---|---:|" + "---:|" * len(thresholds) + "---:|")
+    for r in results:
+        c = np.asarray(r["coverage"]) * 100
+        w = np.asarray(r["width_mm"])
+        mono = bool(np.all(np.diff(w) >= -1e-6))
+        z = r["worst_zone"]
+        zr = f"{z} ({r['zones'][z]['error_ratio']:.1f}x)" if z else "-"
+        out.append(f"| {r['scene']} | {r['method']} | {c.min():.0f}-{c.max():.0f} | {int(((c < 75) | (c > 85)).sum())} "
+                   f"of {c.size} | {w[0]:.1f} -> {w[-1]:.1f} | {'yes' if mono else 'no'} | {r['rank_corr_truth']:.2f} "
+                   f"({r['rank_corr_obs']:.2f}) | {zr} | {r['zone_ratio']:.2f} | "
+                   + " | ".join(f"{r['brier'][f'{t:g}']['bss']:.2f}" for t in thresholds)
+                   + f" | {r['member_lag1']:.2f} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    ap.add_argument("--no-demo", action="store_true")
+    ap.add_argument("--methods", nargs="+", default=list(calibration.METHODS))
+    ap.add_argument("--thresholds", type=float, nargs="+", default=[10.0, 20.0])
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench_calibration"))
+    args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    results = []
+    for name, sc, models in scenes(args.seeds, not args.no_demo):
+        out = os.path.join(args.out, name.split("(")[0].strip().replace(" ", "_"))
+        os.makedirs(out, exist_ok=True)
+        for method in args.methods:
+            r = score(sc, models, out, method, args.thresholds)
+            r["scene"] = name
+            results.append(r)
+            print(f"{name} {method}: coverage {min(r['coverage']):.2f}-{max(r['coverage']):.2f}, width "
+                  f"{r['width_mm'][0]:.1f}->{r['width_mm'][-1]:.1f} mm, rank corr {r['rank_corr_truth']:.2f}, zone "
+                  f"ratio {r['zone_ratio']:.2f}, BSS " + ", ".join(f"{v['bss']:.2f}" for v in r["brier"].values())
+                  + f", lag-1 {r['member_lag1']:.2f}, {r['wall_s']:.0f} s", flush=True)
+            with open(os.path.join(args.out, "calibration.json"), "w", encoding="utf-8") as fh:
+                json.dump(results, fh, indent=1, default=str)
+    md = markdown(results, args.thresholds)
+    with open(os.path.join(args.out, "calibration.md"), "w", encoding="utf-8") as fh:
+        fh.write(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
