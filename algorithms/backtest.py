@@ -7,7 +7,7 @@ forecast epoch is an acquisition the models never saw, and scores on the same pi
 - the ensemble median, each member, and every classical baseline of :mod:`baselines` (fitted per
   pixel on the epochs up to the forecast start), against the observations and, where given
   (synthetic scene), against the noise-free truth;
-- the P10-P90 band of the calibrated (dressed, see :mod:`ensemble`) members: share of later
+- the P10-P90 band of the calibrated members (see :mod:`calibration`): share of later
   observations inside it (coverage);
 - exceedance probabilities (share of calibrated members whose deformation over the horizon reaches
   a threshold): Brier score and Brier skill score against the area-wide base rate.

@@ -406,7 +406,8 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
             max_pixels: int = 8000, progress: Optional[Progress] = None) -> Optional[dict]:
     """Delivered forecasts from the validation origins against the observations, with their evidence:
     ``{"err" (H, N), "feats" (F, H, N), "origin" (N,), "raw_in" (H, N), "origins": [...]}`` or None."""
-    from .ensemble import BLOCK_PIXELS, _forecast_items, _gate_halo, _Plan, family_cache
+    from .gating import forecast_gated, gate_halo
+    from .member_forecasts import BLOCK_PIXELS, Plan, family_cache
     from .skill_gate import _score_mask
 
     progress = progress or silent()
@@ -416,10 +417,10 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
         return None
     mask = _score_mask(configs, info.grid.shape)
     Hh, W = info.grid.shape
-    halo = max([dataset.halo(c) for c in configs] + [_gate_halo(gate)])
-    spans = read_spans(Hh, W, block_height(info.path), halo, max_pixels * (5 if mask is not None else 1),
+    halo = max([dataset.halo(c) for c in configs] + [gate_halo(gate)])
+    spans = read_spans(Hh, W, block_height(info.source), halo, max_pixels * (5 if mask is not None else 1),
                        BLOCK_PIXELS)
-    plan = _Plan(loaded, configs)
+    plan = Plan(loaded, configs)
     cfg0 = configs[0]
     L, steps = int(cfg0.get("horizon", H)), cfg0.get("steps") or None
     parts = {"err": [], "feats": [], "origin": [], "raw_in": []}
@@ -430,7 +431,7 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
         caches = {id(blk): family_cache(blk, info.dates, cfg0, H)}
         for j in range(0, len(origins), per_call):
             chunk = [(blk, a0, r0, r1, cov_blk, o) for o in origins[j:j + per_call]]
-            for (_, _, _, _, _, o), (out, valid) in zip(chunk, _forecast_items(
+            for (_, _, _, _, _, o), (out, valid) in zip(chunk, forecast_gated(
                     chunk, info.dates, info.grid, loaded, plan, H, dev, batch_size, gate=gate, caches=caches)):
                 obs = blk[o + 1:o + 1 + H, r0 - a0:r1 - a0]
                 ok = valid & np.isfinite(obs).all(axis=0)

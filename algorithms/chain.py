@@ -122,6 +122,10 @@ def _declared() -> List[Param]:
         P("SEED", "int", "Random seed", "seed", minimum=-(2 ** 31) + 1, maximum=2 ** 31 - 1, section="run",
           advanced=True),
         P("DEVICE", "enum", "Compute device", "device", choices=DEVICES, section="run", advanced=True),
+        P("LOCAL_WORKERS", "int", "Tuning worker processes on this machine (0 = one per CPU core, at most 4)",
+          "local_workers", minimum=0, maximum=64, section="run", advanced=True,
+          tip="Trials run in parallel processes with one torch thread each (measured about twice as fast as one "
+          "two-thread process on 2 cores); 1 = a single process."),
         P("OUTPUT_FOLDER", "folder", "Output folder", section="output"),
     ]
 

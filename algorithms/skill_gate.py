@@ -157,7 +157,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
     Returns ``{"members": [(M, H, n) per origin], "family": [(len(CANDIDATES), H, n)], "obs": [(H, n)],
     "last": [(n,)], "origins": [...]}`` in mm.
     """
-    from .ensemble import BLOCK_PIXELS, _forecast_items, _Plan
+    from .member_forecasts import BLOCK_PIXELS, Plan, forecast_items
 
     progress = progress or silent()
     Hh, W = info.grid.shape
@@ -169,7 +169,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
         band = 2 * anc.LOCAL_HALO + 1
         starts = np.linspace(0, max(0, Hh - band), max(1, rows_needed // band)).astype(int)
         spans = sorted({(int(r), min(Hh, int(r) + band)) for r in starts})
-    plan = _Plan(loaded, configs)
+    plan = Plan(loaded, configs)
     cfg0 = configs[0]
     first = plan.max_window - 1
     every = sorted(set(origins) | {p for o in origins for p in anc.local_origins(o, H) if p >= first})
@@ -179,7 +179,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
         blk = raster.read_stack(info, rows=(a0, a1))
         cov_blk = {k: v[a0:a1] for k, v in cov.items()}
         items = [(blk, a0, a0, a1, cov_blk, o) for o in every]   # whole blocks: the local record needs halo rows
-        fc = dict(zip(every, _forecast_items(items, info.dates, info.grid, loaded, plan, H, dev, batch_size)))
+        fc = dict(zip(every, forecast_items(items, info.dates, info.grid, loaded, plan, H, dev, batch_size)))
         with np.errstate(all="ignore"):
             meds = {o: np.median(out, axis=0) for o, (out, _) in fc.items()}
         cache = anc.FamilyCache(blk, info.dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None)
@@ -375,7 +375,7 @@ def write_csv(gate: dict, path: str, dates=None) -> str:
 def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequence[str] = (), device: str = "auto",
              csv_path: Optional[str] = None, write: bool = True, progress: Optional[Progress] = None) -> dict:
     """Rolling-origin evaluation of an ensemble folder, gate fitted and written into its manifest."""
-    from .ensemble import load_members
+    from .member_forecasts import load_members
     from .runtime import resolve_device
 
     progress = progress or silent()

@@ -57,6 +57,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .io.crs import cell_area  # noqa: F401 - part of the uncertainty API
 from .errors import DeformCastError
 from .progress import Progress, silent
 from .raster import Grid, RasterWriter, crs_equal, iso, open_stack, parse_date, read_band
@@ -308,7 +309,7 @@ def run_uncertainty(members: str, stack: str, outputs: Dict[str, Optional[str]],
     br = _auto_block_rows(block_rows, W)
     last_bands = [m * Hz + Hz - 1 for m in range(M)]
     mds = gdal.Open(mi.path)
-    sds = gdal.Open(si.path)
+    sds = gdal.Open(si.source)
     snod = sds.GetRasterBand(ref_idx + 1).GetNoDataValue()
     stride = max(1, math.ceil(H * W / MAX_SAMPLE))
 
@@ -496,16 +497,3 @@ def write_report(path: str, res: UncertaintyResult, sample: np.ndarray, mode: st
     return rep.save(path)
 
 
-def cell_area(grid: Grid) -> float:
-    """Area of one cell in m² for a projected CRS in metres (0 when unknown or geographic)."""
-    from osgeo import osr
-
-    if not grid.crs_wkt:
-        return 0.0
-    s = osr.SpatialReference()
-    s.ImportFromWkt(grid.crs_wkt)
-    if s.IsGeographic():
-        return 0.0
-    f = s.GetLinearUnits() or 1.0
-    gt = grid.geotransform
-    return abs(gt[1] * gt[5] - gt[2] * gt[4]) * f * f

@@ -108,7 +108,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                  thresholds: Sequence[float] = (10.0, 20.0), n_classes: int = 5, min_area: float = 0.0,
                  mmu: float = DEFAULT_MMU_M2,
                  device: str = "auto", max_samples: int = 5000, target: str = "residual", search_space="compact",
-                 validation: str = "space", baseline: str = "adaptive", steps=None,
+                 validation: str = "space", baseline: str = "adaptive", steps=None, local_workers: int = 0,
                  scene_kwargs: Optional[dict] = None,
                  progress: Optional[Progress] = None) -> Dict[str, object]:
     """Run the whole chain into ``output_folder``; returns a dict of paths and headline figures."""
@@ -185,7 +185,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                             encodings=encodings, device=device, max_samples=max_samples,
                             prepare_kwargs={"target": target, "validation": validation, "baseline": baseline,
                                             "steps": steps},
-                            search_space=search_space)
+                            search_space=search_space, local_workers=local_workers)
         tune_results[arch] = r
         study_folders.append(folder)
     model_root = os.path.join(out, "models")
@@ -403,8 +403,8 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
         "draw of the atmosphere: the verdict is the rolling-origin one (section 3)."
     rep.note(verdict)
     rep.paragraph(f"The P10-P90 band of the calibrated members covers {back['coverage_p10_p90'] * 100:.1f}% of the "
-                  "later observations (a calibrated 80% band would cover 80%; the members were dressed to cover 80% "
-                  "of the validation period, see the README).")
+                  "later observations (a calibrated 80% band would cover 80%; the members were calibrated on the "
+                  "validation origins to cover 80% there, see docs/README_calibration.md).")
     rep.table([[e["threshold_mm"], e["base_rate"], e["brier"], e["brier_ref"], e["bss"]] for e in back["exceedance"]],
               ["threshold |d| (mm over the horizon)", "observed base rate", "Brier score", "Brier (base rate)",
                "Brier skill score"])

@@ -76,6 +76,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .io.crs import pixel_area  # noqa: F401 - part of the zoning API (one area rule)
 from .errors import DeformCastError
 from .progress import Progress, silent
 from .raster import Grid, crs_equal, open_raster, read_band, write_raster
@@ -198,25 +199,6 @@ def _n_classes_of(ds, arr) -> int:
     if lim:
         return len([x for x in lim.split(",") if x.strip()]) + 1
     return int(np.nanmax(arr)) if np.isfinite(arr).any() else 5
-
-
-def pixel_area(grid: Grid) -> np.ndarray:
-    """Area (m²) of one pixel per row, shape (H, 1)."""
-    from osgeo import osr
-
-    gt = grid.geotransform
-    cell = abs(gt[1] * gt[5] - gt[2] * gt[4])
-    if grid.crs_wkt:
-        s = osr.SpatialReference()
-        s.ImportFromWkt(grid.crs_wkt)
-        if s.IsGeographic():
-            R = 6371008.8
-            lat = gt[3] + (np.arange(grid.height) + 0.5) * gt[5]
-            a = cell * (math.pi / 180.0) ** 2 * R * R * np.cos(np.radians(lat))
-            return a[:, None]
-        f = s.GetLinearUnits() or 1.0
-        return np.full((grid.height, 1), cell * f * f)
-    return np.full((grid.height, 1), cell)
 
 
 def zone_style_qml(field_name: str = "tier") -> str:

@@ -51,7 +51,9 @@ known step dates; VALIDATION space (default) or time (see <i>train</i>); the def
 algorithm are those of the <i>Full workflow</i> (the configuration measured best, docs/skill.md); COVARIATES rasters for the covariates encoding; MAX_EPOCHS per trial; PRUNER median / hyperband / none; RETRAIN the top-K on
 training + validation windows; STUDY_PATIENCE stops the study once the best validation RMSE has not
 improved by 0.5 % for that many finished trials (0 = run all N_TRIALS); WARM_START enqueues the shipped
-configurations that won before; THREADS torch CPU threads per worker (0 = one per trial, measured fastest
+configurations that won before; LOCAL_WORKERS trial processes on this machine (0 = one per core, at most
+4; each with one torch thread: about twice the trials per minute of one two-thread process on 2 cores);
+THREADS torch CPU threads per worker (0 = one per trial, measured fastest
 on a small machine); SEED; DEVICE; DATES.</p>
 <p><b>Resume and several workers</b>: run the same command again with the same OUTPUT_FOLDER (and
 STUDY_NAME, when one was given) to continue an interrupted or cancelled study (finished trials are
@@ -104,6 +106,8 @@ metrics beside the classical baselines, wall time; default: the study folder's r
         self.add_enum("PRUNER", "Pruner", PRUNERS, "median")
         self.addParameter(N("STUDY_PATIENCE", "Stop the study after this many trials without a 0.5 % gain (0 = off)",
                             N.Integer, DEFAULT_STUDY_PATIENCE, optional=True, minValue=0))
+        self.addParameter(N("LOCAL_WORKERS", "Worker processes on this machine (0 = one per CPU core, at most 4)",
+                            N.Integer, 0, optional=True, minValue=0, maxValue=64))
         self.addParameter(QgsProcessingParameterBoolean(
             "WARM_START", "Warm start from configurations that won before (shipped prior)", False, optional=True))
         self.addParameter(N("THREADS", "Torch CPU threads per worker (0 = default)", N.Integer, 0, optional=True,
@@ -117,7 +121,7 @@ metrics beside the classical baselines, wall time; default: the study folder's r
         self.addOutput(QgsProcessingOutputFile("OUTPUT_TRIALS", "Trials table (CSV)"))
         self.addOutput(QgsProcessingOutputNumber("BEST_VALUE", "Best validation RMSE (mm)"))
         self.advanced("TIMEOUT", "STORAGE", "STUDY_NAME", "SEARCH_SPACE", "WINDOW", "TARGET", "ANCHOR", "STEPS",
-                      "VALIDATION", "PATIENCE", "MAX_SAMPLES", "PRUNER", "STUDY_PATIENCE", "WARM_START", "THREADS", "RETRAIN", "DATES", "SEED",
+                      "VALIDATION", "PATIENCE", "MAX_SAMPLES", "PRUNER", "STUDY_PATIENCE", "LOCAL_WORKERS", "WARM_START", "THREADS", "RETRAIN", "DATES", "SEED",
                       "DEVICE")
 
     def execute(self, parameters, context, feedback, progress):
@@ -161,6 +165,7 @@ metrics beside the classical baselines, wall time; default: the study folder's r
             study_patience=(self.parameterAsInt(parameters, "STUDY_PATIENCE", context)
                             if parameters.get("STUDY_PATIENCE") not in (None, "") else DEFAULT_STUDY_PATIENCE),
             warm_start=self.parameterAsBool(parameters, "WARM_START", context),
+            local_workers=self.parameterAsInt(parameters, "LOCAL_WORKERS", context),
             progress=progress,
         )
         feedback.pushInfo(f"Study '{res.study_name}': {res.n_complete} complete, {res.n_pruned} pruned, "

@@ -41,7 +41,8 @@ def model_settings():
               "TOP_K": d["TOP_K"], "MAX_EPOCHS": d["MAX_EPOCHS"], "THRESHOLDS": d["THRESHOLDS"]}
     tune = {"ENCODING": list(d["ENCODING"]), "TARGET": d["TARGET"], "ANCHOR": d["ANCHOR"],
             "VALIDATION": d["VALIDATION"], "SEARCH_SPACE": d["SEARCH_SPACE"] or "",
-            "MAX_SAMPLES": d["MAX_SAMPLES"], "SEED": d["SEED"], "DEVICE": d["DEVICE"], "PRUNER": "median"}
+            "MAX_SAMPLES": d["MAX_SAMPLES"], "SEED": d["SEED"], "DEVICE": d["DEVICE"], "PRUNER": "median",
+            "LOCAL_WORKERS": d["LOCAL_WORKERS"]}
     other = {"DEVICE": d["DEVICE"], "N_CLASSES": d["N_CLASSES"], "MIN_AREA": d["MIN_AREA"], "MMU": d["MMU"]}
     return params, tune, other
 

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from deformcast.algorithms import dataset, ensemble, modelio, raster
+from deformcast.algorithms import dataset, ensemble, member_forecasts, modelio, raster, runtime
 from deformcast.algorithms.errors import Cancelled, DeformCastError
 from deformcast.algorithms.progress import Progress
 from deformcast.algorithms.training import train_model
@@ -199,32 +199,32 @@ def test_shared_inputs_equal_each_members_own_inputs(tmp_path):
     root = _mixed_members(tmp_path, vals, dates, g)
     loaded = ensemble.load_members(root)
     configs = [m.meta["data_config"] for m in loaded]
-    plan = ensemble._Plan(loaded, configs)
+    plan = member_forecasts.Plan(loaded, configs)
     assert sorted(len(gr.members) for gr in plan.groups) == [1, 1, 1, 2]   # the two window-6 temporal members
     assert len(plan.anchor_keys) == 1                                      # one trajectory anchor for all
     for e, (a0, r0, r1) in [(T_ - 1, (0, 0, H_)), (T_ - 1, (0, 1, 4)), (45, (1, 2, 6))]:
         blk = vals[:, a0:min(H_, r1 + 1)]
         ref, ref_valid = _per_member_reference(blk, dates, g, a0, r0, r1, loaded, e, 3)
-        ((out, valid),) = ensemble._forecast_items([(blk, a0, r0, r1, {}, e)], dates, g, loaded, plan, 3, "cpu", 2048)
+        ((out, valid),) = member_forecasts.forecast_items([(blk, a0, r0, r1, {}, e)], dates, g, loaded, plan, 3, "cpu", 2048)
         np.testing.assert_array_equal(valid, ref_valid)
         np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
         np.testing.assert_allclose(np.nan_to_num(out), np.nan_to_num(ref), rtol=1e-6, atol=1e-5)
     # the gap pixels: (1, 1) has no anchor, so nobody forecasts it; (2, 2) is too short for window 8
-    ((out, valid),) = ensemble._forecast_items([(vals, 0, 0, H_, {}, T_ - 1)], dates, g, loaded, plan, 3, "cpu", 2048)
+    ((out, valid),) = member_forecasts.forecast_items([(vals, 0, 0, H_, {}, T_ - 1)], dates, g, loaded, plan, 3, "cpu", 2048)
     assert not valid[1, 1] and not valid[2, 2] and valid.sum() > 0.5 * valid.size
     # the window-6 members alone: (1, 1) is inside all their windows but has no anchor, (2, 2) has one
     six = [loaded[i] for i in (0, 1, 4)]
     ref, ref_valid = _per_member_reference(vals, dates, g, 0, 0, H_, six, T_ - 1, 3)
-    ((out, valid),) = ensemble._forecast_items([(vals, 0, 0, H_, {}, T_ - 1)], dates, g, six,
-                                               ensemble._Plan(six, [m.meta["data_config"] for m in six]), 3, "cpu", 2048)
+    ((out, valid),) = member_forecasts.forecast_items([(vals, 0, 0, H_, {}, T_ - 1)], dates, g, six,
+                                               member_forecasts.Plan(six, [m.meta["data_config"] for m in six]), 3, "cpu", 2048)
     np.testing.assert_array_equal(valid, ref_valid)
     np.testing.assert_allclose(np.nan_to_num(out), np.nan_to_num(ref), rtol=1e-6, atol=1e-5)
     assert not valid[1, 1] and valid[2, 2]
     # several items at once (the calibration's stacking) = each item alone
     items = [(vals, 0, 0, 3, {}, 40), (vals, 0, 3, H_, {}, 40), (vals, 0, 0, H_, {}, 50)]
-    together = ensemble._forecast_items(items, dates, g, loaded, plan, 3, "cpu", 2048)
+    together = member_forecasts.forecast_items(items, dates, g, loaded, plan, 3, "cpu", 2048)
     for it, (out, valid) in zip(items, together):
-        ((o1, v1),) = ensemble._forecast_items([it], dates, g, loaded, plan, 3, "cpu", 2048)
+        ((o1, v1),) = member_forecasts.forecast_items([it], dates, g, loaded, plan, 3, "cpu", 2048)
         np.testing.assert_array_equal(valid, v1)
         np.testing.assert_allclose(out, o1, rtol=1e-6, atol=1e-5)
 
@@ -254,11 +254,11 @@ def test_inference_threads_follow_deformcast_threads(monkeypatch):
 
     before = torch.get_num_threads()
     monkeypatch.setenv("DEFORMCAST_THREADS", "1")
-    with ensemble._inference_threads():
+    with runtime.inference_threads():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
     monkeypatch.delenv("DEFORMCAST_THREADS")
-    with ensemble._inference_threads():
+    with runtime.inference_threads():
         assert torch.get_num_threads() == before
 
 
@@ -290,12 +290,12 @@ def test_shared_trajectory_channels_equal_each_members_own_inputs(tmp_path):
         names.append(f"m{seed}")
     modelio.write_manifest(str(root), names)
     loaded = ensemble.load_members(str(root))
-    plan = ensemble._Plan(loaded, [m.meta["data_config"] for m in loaded])
+    plan = member_forecasts.Plan(loaded, [m.meta["data_config"] for m in loaded])
     assert len(plan.groups) == 4 and len(plan.anchor_keys) == 1
     assert sorted(k[1] for k in plan.shared_inputs) == [False, True]   # trajectory channels computed once
     for e in (T - 1, 95):
         ref, ref_valid = _per_member_reference(vals, dates, g, 0, 0, H_, loaded, e, 3)
-        ((out, valid),) = ensemble._forecast_items([(vals, 0, 0, H_, {}, e)], dates, g, loaded, plan, 3, "cpu", 2048)
+        ((out, valid),) = member_forecasts.forecast_items([(vals, 0, 0, H_, {}, e)], dates, g, loaded, plan, 3, "cpu", 2048)
         np.testing.assert_array_equal(valid, ref_valid)
         np.testing.assert_allclose(np.nan_to_num(out), np.nan_to_num(ref), rtol=1e-5, atol=1e-5)
         assert not valid[1, 1] and valid.sum() > 0.5 * valid.size

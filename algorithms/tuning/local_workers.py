@@ -8,7 +8,7 @@ Small networks on CPU use one core far better than two threads share two (measur
 docs/README_tuning.md: the thread hand-offs of a two-thread trial are mostly system time), so on a
 2-core machine two one-thread workers finish about twice the trials of one two-thread worker.
 
-A worker is a plain Python process (``python -m <package>.algorithms.tuning.local_workers``) given
+A worker is a plain Python process (``python -m <package>.algorithms.tuning.worker_main``) given
 its arguments as JSON: the stack and covariates by path, so the QGIS-free core runs there without
 QGIS. Its log goes to ``<study output folder>/worker_<k>.log``. The processes end when the study
 has its trials; they are terminated when the calling process stops early (cancel, error).
@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from ..errors import DeformCastError
 
@@ -56,7 +56,7 @@ def python_executable() -> str:
 
 
 def start(n_extra: int, job: Dict[str, Any], log_folder: str) -> List[subprocess.Popen]:
-    """Start ``n_extra`` worker processes for ``job`` (the JSON-able arguments of :func:`run_job`)."""
+    """Start ``n_extra`` worker processes for ``job`` (the JSON-able arguments of :func:`worker_main.run_job`)."""
     if n_extra <= 0:
         return []
     text = json.dumps(job)
@@ -69,7 +69,7 @@ def start(n_extra: int, job: Dict[str, Any], log_folder: str) -> List[subprocess
     for k in range(n_extra):
         log = open(os.path.join(log_folder, f"worker_{k + 2}.log"), "w", encoding="utf-8")
         try:
-            procs.append(subprocess.Popen([python_executable(), "-m", f"{_PKG}.algorithms.tuning.local_workers"],
+            procs.append(subprocess.Popen([python_executable(), "-m", f"{_PKG}.algorithms.tuning.worker_main"],
                                           stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env,
                                           text=True))
         finally:
@@ -91,20 +91,3 @@ def stop(procs: List[subprocess.Popen], wait: bool) -> List[int]:
             p.kill()
             codes.append(p.wait())
     return codes
-
-
-def run_job(job: Dict[str, Any]) -> Optional[int]:
-    """The worker side: read the inputs by path and join the study (no outputs, no gate)."""
-    from .job import load_inputs, run_study
-
-    info, cov = load_inputs(job["stack_path"], job.get("dates"), job.get("covariates") or ())
-    kw = dict(job["kwargs"])
-    res = run_study(info, info.dates, info.grid, job["architecture"], int(job["horizon"]), job["output_folder"],
-                    covariates=cov, write_outputs=False, evaluate_test=False, threads=1,
-                    input_label=job.get("input_label", ""), **kw)
-    print(f"worker finished: {res.worker.trials_run if res.worker else 0} trial(s)", flush=True)
-    return 0
-
-
-if __name__ == "__main__":   # pragma: no cover - run as a subprocess by start()
-    sys.exit(run_job(json.loads(sys.stdin.read())))
