@@ -79,6 +79,10 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     from .raster import RasterWriter, iso, open_stack, read_raster, read_stack, row_blocks
 
     progress = progress or Progress()
+    from .configs import DataConfig
+
+    data_cfg = DataConfig(target=target, baseline=baseline if target == "residual" else "trajectory",
+                          validation=validation, steps=steps)   # checked once, at the edge
     t_start = time.perf_counter()
     spec = get_spec(architecture)
     hp_over = _parse_hparams(hparams)
@@ -109,9 +113,8 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     if m:
         warn(m)
     prep = prepare(info, None, grid, window, horizon, enc, covariates=covs or None, max_samples=max_samples,
-                   max_eval_samples=min(int(max_samples), _EVAL_SAMPLES), seed=seed, target=target,
-                   validation=validation, baseline=baseline if target == "residual" else "trajectory", steps=steps,
-                   progress=progress.sub(0.02, 0.1))
+                   max_eval_samples=min(int(max_samples), _EVAL_SAMPLES), seed=seed,
+                   progress=progress.sub(0.02, 0.1), **data_cfg.prepare_kwargs())
     cfg, norm = prep.config, prep.norm
     m = few_pixels_message(int(np.unique(np.concatenate([prep.train.pixel, prep.val.pixel])).size))
     if m:

@@ -33,6 +33,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from . import dataset, modelio, raster, styles
+from .configs import DataConfig
 from .errors import DeformCastError
 from .progress import Progress, silent
 from .report import Report, fmt, new_figure
@@ -173,6 +174,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
         model_covariates = []
     else:
         model_covariates = list(covariates)
+    data_cfg = DataConfig(target=target, baseline=baseline, validation=validation, steps=steps)
     tune_results = {}
     study_folders = []
     for i, arch in enumerate(archs):
@@ -183,8 +185,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                             report_path=os.path.join(out, f"tuning_report_{arch}.html"), progress=sub,
                             n_trials=n_trials, top_k=top_k, seed=seed, max_epochs=max_epochs, window=window,
                             encodings=encodings, device=device, max_samples=max_samples,
-                            prepare_kwargs={"target": target, "validation": validation, "baseline": baseline,
-                                            "steps": steps},
+                            prepare_kwargs=data_cfg.prepare_kwargs(),
                             search_space=search_space, local_workers=local_workers)
         tune_results[arch] = r
         study_folders.append(folder)

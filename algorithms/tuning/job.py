@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..configs import DEFAULT_DATA, DataConfig
 from ..errors import DeformCastError
 from ..progress import Progress
 from . import local_workers
@@ -24,7 +25,7 @@ from .worker import WorkerStats, counts, run_worker, wait_for_others
 
 #: The data preparation of every entrance (tune, train, workflow): the configuration measured best
 #: over varied physics (docs/skill.md). ``tune_job`` and ``run_training_job`` start from these.
-MODEL_DEFAULTS = {"target": "residual", "baseline": "adaptive", "validation": "space"}
+MODEL_DEFAULTS = {k: v for k, v in DEFAULT_DATA.prepare_kwargs().items() if v is not None}
 
 
 @dataclass
@@ -315,8 +316,7 @@ def tune_job(stack_path: str, output_folder: str, architecture: str, horizon: in
     from .. import dataset
 
     kw.setdefault("study_patience", DEFAULT_STUDY_PATIENCE)
-    pk = dict(MODEL_DEFAULTS)
-    pk.update(kw.pop("prepare_kwargs", None) or {})
+    pk = DataConfig.from_mapping(kw.pop("prepare_kwargs", None)).prepare_kwargs()   # checked once, here
     if dataset.is_auto(kw.get("encodings")):
         kw["encodings"] = dataset.auto_encodings(info.dates, horizon, pk["validation"])
         progress.log(f"Coding strategy: {', '.join(kw['encodings'])}; anchor {pk['baseline']}; validation "
