@@ -55,25 +55,33 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
     (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
     local track record are made here, on the whole block (halo rows included)."""
     from .anchors import local_origins
-    from .skill_gate import local_blend
+    from .skill_gate import local_blend, record_rows
 
     L = int(cfg0.get("horizon", outs[0].shape[1] if outs else 1))
     first = plan.max_window - 1
-    extra, keys = [], []
+    blocks, keys = {}, []
     for blk, a0, r0, r1, cov_blk, e in items:
+        blocks[id(blk)] = (blk, a0, cov_blk)
         for o in local_origins(int(e), L):
             if o >= first and (id(blk), o) not in keys:
                 keys.append((id(blk), o))
-                extra.append((blk, a0, a0, a0 + blk.shape[1], cov_blk, o))
-    # the ensemble medians from earlier origins, kept in ``caches`` so that forecasts from neighbouring
-    # origins of one block (the calibration's) share the origins their track records have in common
+    # the ensemble medians from earlier origins, on the record rows only (skill_gate.record_rows), kept
+    # in ``caches`` so that forecasts from neighbouring origins of one block (the calibration's) share
+    # the origins their track records have in common
     past = {} if caches is None else caches.setdefault("_past_medians", {})
-    todo = [(k, it) for k, it in zip(keys, extra) if k not in past]
-    if todo:
-        for (k, _), (out, _) in zip(todo, forecast_items([it for _, it in todo], dates, grid, loaded, plan, L, dev,
-                                                         batch_size)):
+    todo = [k for k in keys if k not in past]
+    extra, where = [], []
+    for k in todo:
+        blk, a0, cov_blk = blocks[k[0]]
+        rows = np.flatnonzero(record_rows(a0, blk.shape[1])) + a0
+        past[k] = np.full((L,) + blk.shape[1:], np.nan)
+        for r in rows:
+            extra.append((blk, a0, int(r), int(r) + 1, cov_blk, k[1]))
+            where.append((k, int(r) - a0))
+    if extra:
+        for (k, i), (out, _) in zip(where, forecast_items(extra, dates, grid, loaded, plan, L, dev, batch_size)):
             with np.errstate(all="ignore"):
-                past[k] = np.median(out, axis=0)
+                past[k][:, i] = np.median(out, axis=0)[:, 0]
     for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
         if not va.any():
             continue

@@ -123,6 +123,18 @@ def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int
     return np.concatenate([fam, own[None], loc[None]], axis=0)[:, :H]
 
 
+#: the ensemble's local track record is scored on every RECORD_ROW_STRIDE-th row of the raster only
+#: (absolute row index divisible by it): the record is pooled over a 9 x 9 neighbourhood anyway, and
+#: each earlier origin costs a forecast of every member (4 origins: 4 forecasts per block, the
+#: largest cost of ``predict``); 3 keeps 27 of the 81 pixels of each neighbourhood
+RECORD_ROW_STRIDE = 3
+
+
+def record_rows(a0: int, n_rows: int) -> np.ndarray:
+    """Rows ``a0 .. a0 + n_rows`` (bool) on which the ensemble's local track record is scored."""
+    return (np.arange(int(a0), int(a0) + int(n_rows)) % RECORD_ROW_STRIDE) == 0
+
+
 def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, config: dict, now: np.ndarray,
                 past, cache: Optional[anc.FamilyCache] = None) -> np.ndarray:
     """The ensemble blended per pixel with the local classical forecast by their recent track records
@@ -130,7 +142,8 @@ def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, confi
 
     ``now`` (H, a1 - a0, W) the ensemble median from origin ``e`` (NaN where none), ``past(o)`` the
     ensemble median from an earlier origin ``o`` over the models' horizon, (horizon, a1 - a0, W), or
-    None. Needs the block's halo rows (``anchors.LOCAL_HALO``) where the raster has them.
+    None; only its rows :func:`record_rows` are used. Needs the block's halo rows
+    (``anchors.LOCAL_HALO``) where the raster has them.
     """
     d = np.asarray(dates, dtype="datetime64[D]")
     H = now.shape[0]
@@ -138,10 +151,19 @@ def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, confi
     td = dataset.target_dates(d, int(e), L)[:H]
     n = blk.shape[1] * blk.shape[2]
     fam = cache(e)[:, :H] if cache is not None and e + L < d.size else None
+    keep = record_rows(a0, blk.shape[1])
+
+    def past_on_record_rows(o):
+        p = past(o)
+        if p is None:
+            return None
+        p = np.array(p[:L], dtype=np.float64)
+        p[:, ~keep] = np.nan          # the same rows whatever the caller forecast (fit and predict agree)
+        return p.reshape(L, n)
+
     blend, _ = anc.local_forecast(np.asarray(blk[: e + 1], dtype=np.float64), d[: e + 1], td, L,
                                   config.get("steps") or None, family=fam, past_family=cache,
-                                  ensemble=(now.reshape(H, n), lambda o: None if past(o) is None
-                                            else past(o)[:L].reshape(L, n)))
+                                  ensemble=(now.reshape(H, n), past_on_record_rows))
     return blend[:, r0 - a0:r1 - a0]
 
 
