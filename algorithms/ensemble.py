@@ -46,7 +46,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from . import dataset, modelio, raster, styles
+from . import dataset, distributed, modelio, raster, styles
 from .errors import DeformCastError
 from .runtime import inference_threads
 from .gating import forecast_gated, gate_halo
@@ -80,7 +80,7 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
                      quantiles: Sequence[float] = (10, 50, 90), dates=None, covariates: Optional[Sequence[str]] = None,
                      end_date=None, block_rows: int = 0, device: str = "auto", batch_size: int = 2048,
                      calibrate: bool = True, progress: Optional[Progress] = None, gate: bool = True,
-                     calibration: Optional[str] = None) -> Dict[str, object]:
+                     calibration: Optional[str] = None, scheduler: Optional[str] = None) -> Dict[str, object]:
     """Forecast with every member, write median / quantiles / members rasters; return a summary.
 
     ``block_rows`` 0 (default) = as many rows as make about ``BLOCK_PIXELS`` pixels, so the memory a
@@ -93,16 +93,73 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
 
     ``calibration``: ``dressing`` or ``conformal`` (:mod:`calibration`; default
     :data:`calibration.DEFAULT_METHOD`), used when ``calibrate``.
+
+    ``scheduler``: a Dask scheduler address (``tcp://host:port``; :mod:`distributed`): the blocks are
+    forecast on its workers (the calibration is fitted here first) and written here in block order, so
+    the outputs are those of one process. Empty or None: everything runs in this process.
     """
+    client = distributed.connect(scheduler, progress)
+    try:
+        with inference_threads():
+            return _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon,
+                                     members, quantiles, dates, covariates, end_date, block_rows, device, batch_size,
+                                     calibrate, progress, gate, calibration, client)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _block(ctx: dict, loaded, plan, r0: int, r1: int, a0: int, a1: int, cov_blk: dict, progress=None) -> dict:
+    """One row block ``r0:r1`` (read with its halo ``a0:a1``): the median, the quantiles and the members
+    to write, with the pixel count, a sample of the last median epoch and the seconds per phase. The
+    same code runs in this process and on a Dask worker (:func:`_remote_block`)."""
+    from . import calibration as calib
+
+    timer = {"read": 0.0, "inputs": 0.0, "inference": 0.0, "dress_median": 0.0, "quantiles": 0.0}
+    t0 = time.perf_counter()
+    # all epochs: in a backtest the residual target's classical forecast needs the real dates of
+    # the forecast epochs (forecast_inputs reads values only up to end_index)
+    blk = raster.read_stack(ctx.get("info") or distributed.stack_info(ctx["stack"]), rows=(a0, a1))
+    timer["read"] += time.perf_counter() - t0
+    dates, e, H, model, M = ctx["dates"], ctx["e"], ctx["H"], ctx["model"], len(loaded)
+    ((out, valid_all),) = forecast_gated([(blk, a0, r0, r1, cov_blk, e)], dates, ctx["grid"], loaded, plan, H,
+                                         ctx["dev"], ctx["batch_size"], progress, timer, gate=ctx["gate"])
+    t0 = time.perf_counter()
+    cfg0 = loaded[0].meta.get("data_config") or {}
+    feats = calib.evidence(blk, a0, r0, r1, e, dates, out, valid_all, cfg0.get("horizon", H),
+                           cfg0.get("steps")) if model is not None else None
+    del blk
+    with np.errstate(all="ignore"):
+        if model is not None:
+            med = calib.apply(model, out, valid_all, feats)   # coherent calibrated paths, median kept
+        else:
+            med = np.median(out, axis=0) if M > 1 else out[0]
+    t1 = time.perf_counter()
+    timer["dress_median"] += t1 - t0
+    qv = None
+    if ctx["want_q"]:
+        qs = ctx["qs"]
+        with np.errstate(all="ignore"):
+            qv = np.percentile(out[:, -1], qs, axis=0).astype(np.float32) if valid_all.any() else \
+                np.full((len(qs), r1 - r0, out.shape[-1]), np.nan, np.float32)
+        qv[:, ~valid_all] = np.nan
+    timer["quantiles"] += time.perf_counter() - t1
+    return {"med": med, "q": qv, "members": out.reshape(M * H, r1 - r0, -1) if ctx["want_m"] else None,
+            "n_valid": int(valid_all.sum()), "sample": med[-1][valid_all][:5000], "timer": timer}
+
+
+def _remote_block(job: dict, r0: int, r1: int, a0: int, a1: int, cov_blk: dict) -> dict:
+    """:func:`_block` on a Dask worker: the members come from the worker's cache, the stack from its path."""
+    loaded, plan, dev = distributed.worker_members(job["model_folder"], job["members"], job["device"])
+    info = distributed.stack_info(job["stack"])
+    ctx = dict(job, info=info, dates=info.dates, grid=info.grid, dev=dev)
     with inference_threads():
-        return _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon, members,
-                                 quantiles, dates, covariates, end_date, block_rows, device, batch_size, calibrate,
-                                 progress, gate, calibration)
+        return _block(ctx, loaded, plan, r0, r1, a0, a1, cov_blk)
 
 
 def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon, members, quantiles,
                       dates, covariates, end_date, block_rows, device, batch_size, calibrate, progress, use_gate=True,
-                      method=None):
+                      method=None, client=None):
     from . import calibration as calib
 
     t_start = time.perf_counter()
@@ -160,7 +217,6 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
             progress.log(line)
     else:
         model, cal = None, {"calibrated": False, "reason": "switched off" if M > 1 else "one member"}
-    cfg0 = configs[0]
     timer["calibration"] = time.perf_counter() - t_cal
     plan = Plan(loaded, configs)
     med_path, q_path, m_path = out_median, out_quantiles, out_members
@@ -173,52 +229,42 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     w_m = raster.RasterWriter(m_path, info.grid, M * H, member_band_names(M, fdates), metadata=meta) if m_path else None
     writers = [w for w in (w_med, w_q, w_m) if w is not None]
     halo = max([dataset.halo(c) for c in configs] + [gate_halo(gate)])
-    n_valid = 0
-    final_vals = []
     if not block_rows or int(block_rows) <= 0:
         block_rows = max(1, BLOCK_PIXELS // max(1, W))
+    blocks = [(r0, r1, max(0, r0 - halo), min(Hh, r1 + halo)) for r0, r1 in raster.row_blocks(Hh, block_rows)]
+    job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
+           "device": device, "dev": dev, "batch_size": batch_size, "e": e, "H": H, "gate": gate, "model": model,
+           "qs": qs, "want_q": w_q is not None, "want_m": w_m is not None}
+    acc = {"n_valid": 0, "final": []}
+
+    def put(bi, res):   # the client writes each block in block order
+        r0 = blocks[bi][0]
+        t0 = time.perf_counter()
+        w_med.write(res["med"], r0)
+        if w_q is not None:
+            w_q.write(res["q"], r0)
+        if w_m is not None:
+            w_m.write(res["members"], r0)
+        for k, v in res["timer"].items():
+            timer[k] = timer.get(k, 0.0) + v
+        timer["write"] += time.perf_counter() - t0
+        acc["n_valid"] += res["n_valid"]
+        if len(acc["final"]) < 20:
+            acc["final"].append(res["sample"])
+
     try:
-        blocks = list(raster.row_blocks(Hh, block_rows))
-        for bi, (r0, r1) in enumerate(blocks):
-            t0 = time.perf_counter()
-            a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
-            # all epochs: in a backtest the residual target's classical forecast needs the real dates of
-            # the forecast epochs (forecast_inputs reads values only up to end_index)
-            blk = raster.read_stack(info, rows=(a0, a1))
-            cov_blk = {k: v[a0:a1] for k, v in cov.items()}
-            timer["read"] += time.perf_counter() - t0
-            ((out, valid_all),) = forecast_gated([(blk, a0, r0, r1, cov_blk, e)], info.dates, info.grid, loaded, plan,
-                                                  H, dev, batch_size,
-                                                  progress.sub(bi / len(blocks), (bi + 1) / len(blocks)), timer,
-                                                  gate=gate)
-            t0 = time.perf_counter()
-            feats = calib.evidence(blk, a0, r0, r1, e, info.dates, out, valid_all, cfg0.get("horizon", H),
-                                   cfg0.get("steps")) if model is not None else None
-            del blk
-            n_valid += int(valid_all.sum())
-            with np.errstate(all="ignore"):
-                if model is not None:
-                    med = calib.apply(model, out, valid_all, feats)   # coherent calibrated paths, median kept
-                else:
-                    med = np.median(out, axis=0) if M > 1 else out[0]
-            t1 = time.perf_counter()
-            timer["dress_median"] += t1 - t0
-            if w_q is not None:
-                with np.errstate(all="ignore"):
-                    qv = np.percentile(out[:, -1], qs, axis=0).astype(np.float32) if valid_all.any() else \
-                        np.full((len(qs), r1 - r0, W), np.nan, np.float32)
-                qv[:, ~valid_all] = np.nan
-            t2 = time.perf_counter()
-            timer["quantiles"] += t2 - t1
-            w_med.write(med, r0)
-            if w_q is not None:
-                w_q.write(qv, r0)
-            if w_m is not None:
-                w_m.write(out.reshape(M * H, r1 - r0, W), r0)
-            timer["write"] += time.perf_counter() - t2
-            if len(final_vals) < 20:
-                final_vals.append(med[-1][valid_all][:5000])
-            progress.set((bi + 1) / len(blocks))
+        if client is None:
+            ctx = dict(job, info=info, dates=info.dates, grid=info.grid)
+            for bi, (r0, r1, a0, a1) in enumerate(blocks):
+                cov_blk = {k: v[a0:a1] for k, v in cov.items()}
+                put(bi, _block(ctx, loaded, plan, r0, r1, a0, a1, cov_blk,
+                               progress.sub(bi / len(blocks), (bi + 1) / len(blocks))))
+                progress.set((bi + 1) / len(blocks))
+        else:
+            progress.log(f"Forecasting {len(blocks)} blocks on the Dask cluster.")
+            distributed.run_blocks(client, _remote_block, [(job, r0, r1, a0, a1, {k: v[a0:a1] for k, v in cov.items()})
+                                                           for r0, r1, a0, a1 in blocks], put, progress, what="block")
+        n_valid, final_vals = acc["n_valid"], acc["final"]
         if n_valid == 0:
             raise DeformCastError("No pixel could be forecast: every pixel has nodata within the members' input window "
                                   f"(the last {win_max} epochs up to {info.dates[e]}). Check the stack's last epochs.")

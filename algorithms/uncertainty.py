@@ -61,7 +61,7 @@ from .io.crs import cell_area  # noqa: F401 - part of the uncertainty API
 from .errors import DeformCastError
 from .progress import Progress, silent
 from .raster import Grid, RasterWriter, crs_equal, iso, open_stack, parse_date, read_band
-from . import styles
+from . import distributed, styles
 
 MODES = ["magnitude", "subsidence", "uplift"]
 MAX_SAMPLE = 1_048_576
@@ -253,17 +253,75 @@ def _auto_block_rows(block_rows: int, width: int) -> int:
 def run_uncertainty(members: str, stack: str, outputs: Dict[str, Optional[str]], thresholds=None,
                     n_classes: int = 5, mode: str = "magnitude", class_limits=None, extreme_quantiles=None,
                     block_rows: int = 0, horizon: int = 0, dates=None,
-                    progress: Optional[Progress] = None) -> UncertaintyResult:
+                    progress: Optional[Progress] = None, scheduler: Optional[str] = None) -> UncertaintyResult:
     """Compute every uncertainty layer block by block and write the requested outputs.
 
     ``outputs`` maps OUTPUT_SUSCEPTIBILITY, OUTPUT_SPREAD, OUTPUT_AMBIGUITY, OUTPUT_CONFIDENCE,
     OUTPUT_EXCEEDANCE, OUTPUT_CLASS_PROBABILITIES, OUTPUT_DEFORMATION (median deformation over
-    the horizon) and OUTPUT_REPORT to paths (None/'' = not written).
+    the horizon) and OUTPUT_REPORT to paths (None/'' = not written). ``scheduler``: a Dask scheduler
+    address (``tcp://host:port``): both passes run their blocks on its workers (:mod:`distributed`),
+    the outputs are written here in block order (the same files as without it).
     """
+    client = distributed.connect(scheduler, progress)
+    try:
+        return _run(members, stack, outputs, thresholds, n_classes, mode, class_limits, extreme_quantiles,
+                    block_rows, horizon, dates, progress or silent(), client)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _read_d(job: dict, r0: int, r1: int):
+    """Member deformations over the horizon ``(M, rows, W)`` of rows ``r0:r1`` and where all are valid."""
     from osgeo import gdal
 
     gdal.UseExceptions()
-    progress = progress or silent()
+    mds, sds, W = gdal.Open(job["members"]), gdal.Open(job["stack"]), job["width"]
+    ref = _read_band(sds, job["ref_idx"], r0, r1, W)
+    d = np.empty((len(job["last_bands"]), r1 - r0, W), dtype=np.float32)
+    for k, b in enumerate(job["last_bands"]):
+        d[k] = _read_band(mds, b, r0, r1, W)
+    d -= ref[None]
+    return d, np.isfinite(d).all(axis=0)
+
+
+def _sample_block(job: dict, r0: int, r1: int):
+    """Pass 1 of one block: v(median) and the members' std at the sampled pixels (or None)."""
+    d, valid = _read_d(job, r0, r1)
+    W = job["width"]
+    flat = (np.arange(r0, r1, dtype=np.int64)[:, None] * W + np.arange(W, dtype=np.int64)[None])
+    sel = valid & (flat % job["stride"] == 0)
+    if not sel.any():
+        return None
+    ds_ = d[:, sel].astype(np.float64)
+    return transform_value(np.median(ds_, axis=0), job["mode"]), ds_.std(axis=0)
+
+
+def _stats_block(job: dict, r0: int, r1: int) -> dict:
+    """Pass 2 of one block: the rasters of every requested output (``bands``) and the block's counts."""
+    d, valid = _read_d(job, r0, r1)
+    n_classes, all_thr, h, W = job["n_classes"], job["thresholds"], r1 - r0, job["width"]
+    st = block_stats(d[:, valid], np.asarray(job["limits"]), job["mode"], all_thr)
+
+    def full(vals, nbands=None, fill=np.nan, dtype=np.float32):
+        out = np.full((h, W) if nbands is None else (nbands, h, W), fill, dtype=dtype)
+        out[..., valid] = vals
+        return out
+
+    make = {"OUTPUT_SUSCEPTIBILITY": lambda: full(st["suscept"], fill=0, dtype=np.uint8),
+            "OUTPUT_SPREAD": lambda: full(np.stack([st["std"], st["iqr"]]), 2),
+            "OUTPUT_AMBIGUITY": lambda: full(st["ambiguity"]),
+            "OUTPUT_CONFIDENCE": lambda: full(st["confidence"]),
+            "OUTPUT_EXCEEDANCE": lambda: full(st["exceed"], len(all_thr)),
+            "OUTPUT_CLASS_PROBABILITIES": lambda: full(st["probs"], n_classes),
+            "OUTPUT_DEFORMATION": lambda: full(st["median_d"])}
+    return {"bands": {k: make[k]() for k in job["keys"]}, "n_valid": int(valid.sum()),
+            "area": np.bincount(st["suscept"], minlength=n_classes + 1)[: n_classes + 1],
+            "exc": st["exceed"].sum(axis=1) if len(all_thr) else np.zeros(0)}
+
+
+def _run(members, stack, outputs, thresholds, n_classes, mode, class_limits, extreme_quantiles, block_rows, horizon,
+         dates, progress, client) -> UncertaintyResult:
     if mode not in MODES:
         raise DeformCastError(f"MODE: unknown value '{mode}'. Valid values: {', '.join(MODES)}.")
     thr = parse_number_list(thresholds, "THRESHOLDS")
@@ -308,36 +366,22 @@ def run_uncertainty(members: str, stack: str, outputs: Dict[str, Optional[str]],
     M, Hz = mi.n_members, mi.horizon
     br = _auto_block_rows(block_rows, W)
     last_bands = [m * Hz + Hz - 1 for m in range(M)]
-    mds = gdal.Open(mi.path)
-    sds = gdal.Open(si.source)
-    snod = sds.GetRasterBand(ref_idx + 1).GetNoDataValue()
     stride = max(1, math.ceil(H * W / MAX_SAMPLE))
-
-    def read_d(r0, r1):
-        ref = _read_band(sds, ref_idx, r0, r1, W, snod)
-        d = np.empty((M, r1 - r0, W), dtype=np.float32)
-        for k, b in enumerate(last_bands):
-            d[k] = _read_band(mds, b, r0, r1, W, mi.nodata[b])
-        d -= ref[None]
-        valid = np.isfinite(d).all(axis=0)
-        return d, valid
-
+    job = {"members": mi.path, "stack": si.source, "width": W, "ref_idx": ref_idx, "mode": mode, "stride": stride,
+           "last_bands": last_bands}
     blocks = [(r0, min(H, r0 + br)) for r0 in range(0, H, br)]
-    nb = len(blocks)
     # ---- pass 1: sample of v(median) for quantile limits --------------------------------
     p1 = progress.sub(0.0, 0.35)
     samples, spread_samples = [], []
     p1.log(f"Uncertainty: {M} members x {Hz} epochs, {W} x {H} pixels, blocks of {br} rows; "
            f"reference epoch {iso(si.dates[ref_idx])}; quantile sample stride {stride}.")
-    for i, (r0, r1) in enumerate(blocks):
-        d, valid = read_d(r0, r1)
-        flat = (np.arange(r0, r1, dtype=np.int64)[:, None] * W + np.arange(W, dtype=np.int64)[None])
-        sel = valid & (flat % stride == 0)
-        if sel.any():
-            ds_ = d[:, sel].astype(np.float64)
-            samples.append(transform_value(np.median(ds_, axis=0), mode))
-            spread_samples.append(ds_.std(axis=0))
-        p1.set((i + 1) / nb)
+
+    def take(i, got):
+        if got is not None:
+            samples.append(got[0])
+            spread_samples.append(got[1])
+
+    distributed.run_blocks(client, _sample_block, [(job, r0, r1) for r0, r1 in blocks], take, p1, what="block")
     vs = np.concatenate(samples) if samples else np.zeros(0)
     sp = np.concatenate(spread_samples) if spread_samples else np.zeros(0)
     if vs.size == 0:
@@ -394,42 +438,19 @@ def run_uncertainty(members: str, stack: str, outputs: Dict[str, Optional[str]],
         area = np.zeros(n_classes + 1, dtype=np.int64)
         exc_sum = np.zeros(len(all_thr))
         n_valid = 0
-        for i, (r0, r1) in enumerate(blocks):
-            d, valid = read_d(r0, r1)
-            h = r1 - r0
-            st = block_stats(d[:, valid], limits, mode, all_thr)
-            nv = int(valid.sum())
-            n_valid += nv
-            area += np.bincount(st["suscept"], minlength=n_classes + 1)[: n_classes + 1]
+        job2 = dict(job, n_classes=n_classes, thresholds=[float(t) for t in all_thr],
+                    limits=[float(x) for x in limits], keys=list(writers))
+
+        def put(i, res):   # written here, in block order
+            nonlocal n_valid, area, exc_sum
+            n_valid += res["n_valid"]
+            area += res["area"]
             if len(all_thr):
-                exc_sum += st["exceed"].sum(axis=1)
+                exc_sum += res["exc"]
+            for key, arr in res["bands"].items():
+                writers[key].write(arr, blocks[i][0])
 
-            def full(vals, nbands=None, fill=np.nan, dtype=np.float32):
-                if nbands is None:
-                    out = np.full((h, W), fill, dtype=dtype)
-                    out[valid] = vals
-                else:
-                    out = np.full((nbands, h, W), fill, dtype=dtype)
-                    out[:, valid] = vals
-                return out
-
-            for key, w in writers.items():
-                if key == "OUTPUT_SUSCEPTIBILITY":
-                    w.write(full(st["suscept"], fill=0, dtype=np.uint8), r0)
-                elif key == "OUTPUT_SPREAD":
-                    w.write(full(np.stack([st["std"], st["iqr"]]), 2), r0)
-                elif key == "OUTPUT_AMBIGUITY":
-                    w.write(full(st["ambiguity"]), r0)
-                elif key == "OUTPUT_CONFIDENCE":
-                    w.write(full(st["confidence"]), r0)
-                elif key == "OUTPUT_EXCEEDANCE":
-                    w.write(full(st["exceed"], len(all_thr)), r0)
-                elif key == "OUTPUT_CLASS_PROBABILITIES":
-                    w.write(full(st["probs"], n_classes), r0)
-                elif key == "OUTPUT_DEFORMATION":
-                    w.write(full(st["median_d"]), r0)
-            del d, st
-            p2.set((i + 1) / nb)
+        distributed.run_blocks(client, _stats_block, [(job2, r0, r1) for r0, r1 in blocks], put, p2, what="block")
         for key, w in list(writers.items()):
             written[key] = w.close()
             writers.pop(key)

@@ -44,7 +44,10 @@ member is one coherent path (its rank persists along the horizon), the median is
 quantiles and the exceedance probabilities of <i>uncertainty</i> become calibrated; CALIBRATION the shape of
 the members: <i>dressing</i> (normal) or <i>conformal</i> (the empirical distribution of the validation
 errors, split-conformal); the coverage and band width per step of both methods are logged and stored in the
-outputs' metadata (DEFORMCAST_CALIBRATION); DEVICE auto/cpu/cuda.</p>
+outputs' metadata (DEFORMCAST_CALIBRATION); DEVICE auto/cpu/cuda; SCHEDULER the address of a Dask
+scheduler (tcp://host:port) whose workers forecast the blocks (optional package dask[distributed]; workers
+need DeformCast on their PYTHONPATH and the stack and model folder at the same paths; the calibration is
+fitted here first); empty = this process. The outputs are the same either way.</p>
 <p><b>Warnings</b>: the run warns when the stack differs from the models' training stack in a way
 that changes the forecast: another acquisition interval, another cell size for models with the
 neighbourhood encoding, or a forecast start inside the period the models were trained and validated
@@ -81,12 +84,15 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
         self.add_common_params(dates=True, seed=False, device=True)
         self.addParameter(N("BLOCK_ROWS", "Rows per block (0 = automatic, about 64,000 pixels)", N.Integer, 0,
                             optional=True, minValue=0))
+        self.addParameter(QgsProcessingParameterString("SCHEDULER", "Dask scheduler address (tcp://host:port; "
+                                                       "empty = this process)", optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MEDIAN", "Forecast (ensemble median)"))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_QUANTILES", "Forecast quantiles",
                                                                   optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MEMBERS", "Ensemble members",
                                                                   optional=True))
-        self.advanced("HORIZON", "MEMBERS", "END_DATE", "CALIBRATE", "CALIBRATION", "GATE", "DATES", "DEVICE", "BLOCK_ROWS")
+        self.advanced("HORIZON", "MEMBERS", "END_DATE", "CALIBRATE", "CALIBRATION", "GATE", "DATES", "DEVICE", "BLOCK_ROWS",
+                      "SCHEDULER")
 
     def execute(self, parameters, context, feedback, progress):
         from ..algorithms.ensemble import predict_ensemble
@@ -120,6 +126,7 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
             calibrate=self.parameterAsBool(parameters, "CALIBRATE", context),
             calibration=self.enum_value(parameters, "CALIBRATION", context) or None,
             gate=self.parameterAsBool(parameters, "GATE", context) if parameters.get("GATE") is not None else True,
+            scheduler=(self.parameterAsString(parameters, "SCHEDULER", context) or "").strip() or None,
             progress=progress,
         )
         feedback.pushInfo(f"{len(res['members'])} members, {res['valid_pixels']} pixels forecast from "

@@ -38,7 +38,10 @@ the forecast.</p>
 = quantiles of the median deformation over the valid area) unless <b>CLASS_LIMITS</b> gives them.
 <b>MODE</b>: magnitude (|d|), subsidence (-d) or uplift (d); a member exceeds t when that value
 &ge; t. <b>EXTREME_QUANTILES</b> (e.g. 90,95,99) adds thresholds at those percentiles of the median.
-<b>BLOCK_ROWS</b>: rows per block (0 = automatic, constant memory).</p>
+<b>BLOCK_ROWS</b>: rows per block (0 = automatic, constant memory). <b>SCHEDULER</b>: the address of a
+Dask scheduler (tcp://host:port) whose workers compute the blocks (optional package dask[distributed];
+workers need DeformCast on their PYTHONPATH and the input files at the same paths); empty = this
+process. The outputs are the same either way.</p>
 <p>Outputs: susceptibility classes (legend shows the limits), spread (band 1 std, band 2 P90-P10),
 ambiguity (0 = all members in one class), confidence (share of members in the median's class),
 exceedance probability per threshold, median deformation, optional class probabilities, and an
@@ -62,6 +65,8 @@ HTML report with the limits and histograms.</p>
                                                        QgsProcessingParameterNumber.Integer, 0, False, 0))
         self.addParameter(QgsProcessingParameterNumber("HORIZON", "Forecast epochs per member (0 = from band names)",
                                                        QgsProcessingParameterNumber.Integer, 0, True, 0))
+        self.addParameter(QgsProcessingParameterString("SCHEDULER", "Dask scheduler address (tcp://host:port; empty "
+                                                       "= this process)", optional=True))
         self.add_common_params(dates=True, seed=False)
         for name, desc, default in RASTER_OUTPUTS:
             # only the susceptibility is mandatory (qgis_process asks for every mandatory output);
@@ -71,7 +76,7 @@ HTML report with the limits and histograms.</p>
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Uncertainty report",
                                                                 "HTML files (*.html)", optional=True,
                                                                 createByDefault=True))
-        self.advanced("CLASS_LIMITS", "EXTREME_QUANTILES", "BLOCK_ROWS", "HORIZON", "DATES")
+        self.advanced("CLASS_LIMITS", "EXTREME_QUANTILES", "BLOCK_ROWS", "HORIZON", "DATES", "SCHEDULER")
 
     def execute(self, parameters, context, feedback, progress):
         members = self.parameterAsRasterLayer(parameters, "MEMBERS", context).source()
@@ -88,5 +93,6 @@ HTML report with the limits and histograms.</p>
             block_rows=self.parameterAsInt(parameters, "BLOCK_ROWS", context),
             horizon=self.parameterAsInt(parameters, "HORIZON", context),
             dates=self.parameterAsString(parameters, "DATES", context) or None,
+            scheduler=(self.parameterAsString(parameters, "SCHEDULER", context) or "").strip() or None,
             progress=progress)
         return dict(res.outputs)

@@ -1,0 +1,133 @@
+"""predict and uncertainty on a Dask cluster (issue 17): a LocalCluster of two worker processes gives the
+same output files as one process; clear errors for a missing dask, a bad or unreachable scheduler, a
+failing worker; Cancel stops the pending blocks."""
+from __future__ import annotations
+
+import operator
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from deformcast.algorithms import dataset, distributed, ensemble, modelio, raster, skill_gate
+from deformcast.algorithms import uncertainty as U
+from deformcast.algorithms.errors import Cancelled, DeformCastError
+from deformcast.algorithms.progress import Progress
+from deformcast.algorithms.training import train_model
+
+dd = pytest.importorskip("distributed", reason="dask[distributed] is not installed (requirements.txt pins it)")
+
+W_, H_, T_ = 24, 30, 60
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with dd.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+                         silence_logs=40) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """A stack with nodata, three tiny GRU members and the skill gate of their folder."""
+    tmp = tmp_path_factory.mktemp("dask")
+    rng = np.random.default_rng(3)
+    g = raster.make_grid(300000.0, 5650000.0, 50.0, W_, H_)
+    dates = np.datetime64("2020-01-01") + np.arange(T_) * np.timedelta64(12, "D")
+    t = np.arange(T_, dtype=np.float32)[:, None, None]
+    vals = (rng.uniform(-0.8, 0.2, (1, H_, W_)) * t + 2.0 * np.sin(2 * np.pi * t * 12 / 365.25)
+            + rng.normal(0, 0.5, (T_, H_, W_))).astype(np.float32)
+    vals[-3:, 0, 0] = np.nan
+    vals[:, 5, 7] = np.nan
+    stack = str(tmp / "stack.tif")
+    raster.write_stack(stack, vals, dates, g)
+    prep = dataset.prepare(vals, dates, g, 8, 3, encodings=("temporal",), max_samples=300, seed=0)
+    names = []
+    for k in range(3):
+        res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, "gru", {"hidden": 8}, device="cpu",
+                          seed=k, max_epochs=1)
+        meta = {"architecture": "gru", "hparams": res.hparams, "n_features": prep.n_features, "window": res.window,
+                "horizon": res.horizon, "feature_names": prep.feature_names, "encodings": ["temporal"],
+                "normalisation": prep.norm, "data_config": prep.config, "grid": modelio.grid_to_dict(g),
+                "validation": {"val_loss": res.best_val_loss}, "seed": k}
+        modelio.save_model(str(tmp / "models" / f"m{k}"), res.model, meta)
+        names.append(f"m{k}")
+    root = str(tmp / "models")
+    modelio.write_manifest(root, names)
+    skill_gate.run_gate(stack, root, device="cpu")
+    assert modelio.read_manifest(root).get("gate")
+    return tmp, stack, root
+
+
+def _bands(path):
+    return raster.read_raster(path)[0]
+
+
+def _same(a, b):
+    assert a.shape == b.shape
+    for i in range(a.shape[0]):
+        assert np.array_equal(a[i], b[i], equal_nan=True), f"band {i + 1} differs"
+
+
+def test_predict_and_uncertainty_on_two_workers_equal_one_process(scene, cluster):
+    tmp, stack, root = scene
+    outs = {}
+    for name, sched in (("local", None), ("dask", cluster.scheduler_address)):
+        d = tmp / name
+        logs = []
+        res = ensemble.predict_ensemble(stack, root, str(d / "median.tif"), str(d / "q.tif"), str(d / "members.tif"),
+                                        block_rows=4, device="cpu", scheduler=sched,
+                                        progress=Progress(on_log=logs.append))
+        assert res["calibration"]["calibrated"] and res["gate"]
+        if sched:
+            assert any("2 worker(s)" in s for s in logs)
+        unc = {k: str(d / f"{k.lower()}.tif") for k in ("OUTPUT_SUSCEPTIBILITY", "OUTPUT_SPREAD", "OUTPUT_AMBIGUITY",
+                                                        "OUTPUT_CONFIDENCE", "OUTPUT_EXCEEDANCE",
+                                                        "OUTPUT_CLASS_PROBABILITIES", "OUTPUT_DEFORMATION")}
+        # both uncertainty runs read the same members raster: only the engine differs
+        r = U.run_uncertainty(str(tmp / "local" / "members.tif"), stack, unc, thresholds="1,3", n_classes=4,
+                              extreme_quantiles="90", block_rows=7, scheduler=sched)
+        outs[name] = {**{k: _bands(str(d / f"{k}.tif")) for k in ("median", "q", "members")},
+                      **{k: _bands(p) for k, p in unc.items()}, "limits": r.limits, "n_valid": r.n_valid}
+    loc, dsk = outs["local"], outs["dask"]
+    assert np.isnan(loc["median"][:, 0, 0]).all() and np.isfinite(loc["median"][:, 3, 3]).all()
+    for k, v in loc.items():
+        if isinstance(v, np.ndarray) and v.ndim == 3:
+            _same(v, dsk[k])
+    np.testing.assert_array_equal(loc["limits"], dsk["limits"])
+    assert loc["n_valid"] == dsk["n_valid"] > 0
+
+
+def test_worker_error_and_cancel(cluster):
+    client = distributed.connect(cluster.scheduler_address)
+    try:
+        with pytest.raises(DeformCastError, match="Dask worker failed on block 2.*ZeroDivisionError"):
+            distributed.run_blocks(client, operator.truediv, [(1, 1), (1, 0), (2, 1)], lambda i, r: None)
+        got = []
+        calls = {"n": 0}
+
+        def cancelled():
+            calls["n"] += 1
+            return bool(got)
+        t0 = time.perf_counter()
+        with pytest.raises(Cancelled):
+            distributed.run_blocks(client, time.sleep, [(0.05,)] + [(2.0,)] * 8, lambda i, r: got.append(i),
+                                   Progress(is_cancelled=cancelled))
+        assert got == [0] and time.perf_counter() - t0 < 4.0      # the 2-s blocks were not waited for
+        time.sleep(0.3)
+        assert not [key for keys in client.processing().values() for key in keys if "deformcast" in str(key)]
+    finally:
+        client.close()
+
+
+def test_bad_unreachable_and_missing_dask(monkeypatch):
+    with pytest.raises(DeformCastError, match="tcp://host:port"):
+        distributed.connect("localhost:8786")
+    monkeypatch.setattr(distributed, "CONNECT_TIMEOUT_S", 2.0)
+    with pytest.raises(DeformCastError, match="Cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        distributed.connect("tcp://127.0.0.1:9")
+    assert distributed.connect("") is None and distributed.connect(None) is None
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(DeformCastError, match=r"pip install -c constraints.txt 'dask\[distributed\]=="):
+        distributed.connect("tcp://127.0.0.1:9")
