@@ -25,7 +25,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from . import dataset, styles
+from .data import dataset
+from .io import styles
 from .errors import DeformCastError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -204,7 +205,7 @@ def workflow_kwargs(values: Mapping[str, Any]) -> Dict[str, Any]:
     ``OUTPUT_FOLDER`` becomes the positional ``output_folder`` key. Empty optional values mean
     the core's default (None, auto encodings, compact search space).
     """
-    from .uncertainty import parse_number_list
+    from .maps.uncertainty import parse_number_list
 
     core = core_defaults()
     out: Dict[str, Any] = {}
@@ -308,7 +309,7 @@ def scene_covariates(paths: Mapping[str, Any]) -> List[str]:
     """The built-in scene's covariate rasters (the ones run_workflow used when none were given)."""
     if not paths.get("truth") or not paths.get("stack"):
         return []
-    from .synthetic import COVARIATE_NAMES
+    from .data.synthetic import COVARIATE_NAMES
 
     folder = os.path.join(os.path.dirname(str(paths["stack"])), "covariates")
     return [p for p in (os.path.join(folder, f"{n}.tif") for n in COVARIATE_NAMES) if os.path.exists(p)]
@@ -365,7 +366,7 @@ def last_band(path: str):
     if ds is None:
         raise DeformCastError(f"Cannot open '{path}'.")
     n = ds.RasterCount
-    from .raster import read_band
+    from .io.raster import read_band
 
     a = read_band(ds.GetRasterBand(n), 0, 0, ds.RasterXSize, ds.RasterYSize, True).astype(np.float32)
     return n, a

@@ -47,7 +47,7 @@ _COMPASS = ["east", "north-east", "north", "north-west", "west", "south-west", "
 
 
 def _cell_m(grid):
-    from .discontinuities import _cell_size_m
+    from .decision.discontinuities import _cell_size_m
 
     return _cell_size_m(grid)
 
@@ -74,7 +74,7 @@ def direction(grid, row: float, col: float) -> Dict[str, object]:
 def tier_summary(tiers: np.ndarray, grid, pixel_area: np.ndarray, tier_info: dict, eight_connected: bool = False,
                  named: Optional[np.ndarray] = None, names: Optional[Dict[int, str]] = None) -> List[dict]:
     """Per tier: area (ha), pixels, zones, the largest zone's place, bounding box, named zones overlapped."""
-    from .sieve import label_zones
+    from .decision.sieve import label_zones
 
     labels, n = label_zones(tiers, eight_connected)
     parea = np.broadcast_to(pixel_area, tiers.shape)
@@ -127,7 +127,7 @@ def pixel_members(path: str, row: int, col: int):
     """(dates as str, members x dates array) of one pixel of a member file ('member<k> <date>' bands)."""
     from osgeo import gdal
 
-    from .raster import read_band
+    from .io.raster import read_band
 
     ds = gdal.Open(str(path))
     by: Dict[str, Dict[str, float]] = {}
@@ -146,7 +146,7 @@ def pixel_series(path: str, row: int, col: int, dates=None):
     else read from the file)."""
     from osgeo import gdal
 
-    from .raster import open_stack, read_band
+    from .io.raster import open_stack, read_band
 
     if dates is None:
         dates = open_stack(path).dates
@@ -297,15 +297,15 @@ def clean(o):
 
 def build_summary(s: dict, info, unc, zon, resid, back, gate, tune_reports: List[str]) -> dict:
     """The plain-language summary as a JSON-serialisable dict (see the module doc)."""
-    from .raster import read_raster
-    from .zoning import TIERS, pixel_area
+    from .io.raster import read_raster
+    from .decision.zoning import TIERS, pixel_area
 
     tiers_arr, grid, _ = read_raster(zon.outputs["OUTPUT_TIERS"])
     tiers = np.nan_to_num(tiers_arr[0], nan=0).astype(np.uint8)
     named = names = None
     zpath = s["paths"].get("zones")
     if zpath and os.path.exists(zpath):
-        from .residuals import zones_array
+        from .maps.residuals import zones_array
 
         named, names = zones_array(zpath, grid)
     ts = tier_summary(tiers, grid, pixel_area(grid), TIERS, named=named, names=names)
@@ -319,7 +319,7 @@ def build_summary(s: dict, info, unc, zon, resid, back, gate, tune_reports: List
     unc_s = uncertainty_summary(width, amb, cov, ex.get("least certain"), grid)
     sentence = (s.get("gate") or {}).get("sentence")
     if not sentence and gate:
-        from .skill_gate import gate_sentence
+        from .maps.skill_gate import gate_sentence
 
         sentence = gate_sentence(gate)
     story = {"tiers": ts, "total_valid_ha": float(sum(t["area_ha"] for t in ts)),

@@ -32,12 +32,14 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from . import dataset, modelio, raster, styles
-from .configs import DataConfig
+from .data import dataset
+from .models import modelio
+from .io import raster, styles
+from .data.configs import DataConfig
 from .errors import DeformCastError
 from .progress import Progress, silent
 from .report import Report, fmt, new_figure
-from .sieve import DEFAULT_MMU_M2
+from .decision.sieve import DEFAULT_MMU_M2
 
 #: The main job's default search space: the registry's ranges, capped so that 20 trials fit the
 #: 10-minute budget of the demo on 2 CPU cores (the largest networks of the full space took up to
@@ -113,10 +115,12 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                  scene_kwargs: Optional[dict] = None,
                  progress: Optional[Progress] = None) -> Dict[str, object]:
     """Run the whole chain into ``output_folder``; returns a dict of paths and headline figures."""
-    from . import backtest as bt
-    from . import residuals as res_mod
-    from . import tuning, uncertainty, zoning
-    from .ensemble import predict_ensemble
+    from .maps import backtest as bt
+    from .maps import residuals as res_mod
+    from .learn import tuning
+    from .maps import uncertainty
+    from .decision import zoning
+    from .maps.ensemble import predict_ensemble
 
     progress = progress or silent()
     stage = _plan(progress)
@@ -134,14 +138,14 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     # 1. data ------------------------------------------------------------------------------
     ts = time.time()
     if not stack_path:
-        from .synthetic import write_scene
+        from .data.synthetic import write_scene
 
         progress.log("Writing the built-in synthetic scene (known physics) ...")
         files = write_scene(os.path.join(out, "scene"), seed=seed, progress=stage["scene"], **(scene_kwargs or {}))
         stack_path = files["stack"]
         truth_path = files["truth"]
         observed_path = observed_path or files["future_observed"]
-        from .synthetic import COVARIATE_NAMES
+        from .data.synthetic import COVARIATE_NAMES
 
         covariates = list(covariates) or [files[n] for n in COVARIATE_NAMES]
         paths.update({"stack": stack_path, "truth": truth_path, "future_observed": files["future_observed"],
@@ -197,7 +201,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
 
     # 2b. rolling-origin evaluation and skill gate (written into the manifest, applied by predict)
     ts = time.time()
-    from . import skill_gate
+    from .maps import skill_gate
 
     paths["rolling_origins_csv"] = os.path.join(out, "rolling_origins.csv")
     gate = skill_gate.run_gate(stack_path, model_root, dates=dates, covariates=model_covariates, device=device,
@@ -337,9 +341,9 @@ def _front(rep, path, s, info, unc, zon, resid, tune_results, back, gate) -> dic
 
 
 def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progress, gate=None) -> str:
-    from . import skill_gate
+    from .maps import skill_gate
 
-    from .zoning import TIERS
+    from .decision.zoning import TIERS
 
     rep = Report("DeformCast: deformation forecast, uncertainty and control zones")
     rep.paragraph(f"Output folder: {s['output_folder']}. Open deformcast.qgz in QGIS for every layer, grouped "

@@ -39,9 +39,10 @@ from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
 
-from deformcast.algorithms import calibration, raster  # noqa: E402
-from deformcast.algorithms.backtest import brier  # noqa: E402
-from deformcast.algorithms.ensemble import predict_ensemble  # noqa: E402
+from deformcast.algorithms.maps import calibration
+from deformcast.algorithms.io import raster  # noqa: E402
+from deformcast.algorithms.maps.backtest import brier  # noqa: E402
+from deformcast.algorithms.maps.ensemble import predict_ensemble  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZONES = {1: "mining", 2: "fault", 3: "uplift", 4: "step area"}

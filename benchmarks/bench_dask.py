@@ -29,7 +29,7 @@ from _common import ensure_pkg  # noqa: E402
 
 
 def run(stack, root, out, scheduler, calibrate):
-    from deformcast.algorithms import ensemble
+    from deformcast.algorithms.maps import ensemble
 
     t0 = time.perf_counter()
     res = ensemble.predict_ensemble(stack, root, os.path.join(out, "median.tif"), os.path.join(out, "q.tif"),
@@ -41,7 +41,7 @@ def run(stack, root, out, scheduler, calibrate):
 def same(a, b) -> bool:
     import numpy as np
 
-    from deformcast.algorithms import raster
+    from deformcast.algorithms.io import raster
 
     return all(np.array_equal(raster.read_raster(os.path.join(a, f))[0], raster.read_raster(os.path.join(b, f))[0],
                               equal_nan=True) for f in ("median.tif", "q.tif", "members.tif"))

@@ -2,7 +2,7 @@
 
 Writes two synthetic displacement stacks as GeoTIFF (uncompressed, band-interleaved strips):
 a large one (default 1000 x 1000 pixels x 150 epochs, 600 MB of float32) and one with a quarter
-of its area (500 x 500 x 150, 150 MB), then runs :func:`algorithms.dataset.prepare` on each from
+of its area (500 x 500 x 150, 150 MB), then runs :func:`algorithms.data.dataset.prepare` on each from
 disk in a fresh process and reports wall time, the peak of Python/numpy allocations
 (tracemalloc) and the process's peak resident memory (VmHWM, includes the interpreter,
 numpy and GDAL, whose block cache is capped at 64 MB here). Memory should be about the same for
@@ -37,7 +37,7 @@ def write_synthetic(path: str, size: int, epochs: int, seed: int = 0) -> None:
     import numpy as np
     from osgeo import gdal
 
-    from deformcast.algorithms.raster import iso, make_grid
+    from deformcast.algorithms.io.raster import iso, make_grid
 
     gdal.UseExceptions()
     grid = make_grid(400000.0, 5800000.0, 20.0, size, size)
@@ -74,8 +74,8 @@ def measure(path: str, max_samples: int, encodings: str, target: str) -> dict:
     from osgeo import gdal
 
     gdal.SetCacheMax(64 * 1024 * 1024)
-    from deformcast.algorithms import dataset
-    from deformcast.algorithms.raster import open_stack
+    from deformcast.algorithms.data import dataset
+    from deformcast.algorithms.io.raster import open_stack
 
     rss0 = vm_mb("VmHWM")
     info = open_stack(path)

@@ -42,7 +42,7 @@ def write_inputs(folder: str, size: int, seed: int = 0):
     import numpy as np
     from osgeo import gdal
 
-    from deformcast.algorithms.raster import iso, make_grid
+    from deformcast.algorithms.io.raster import iso, make_grid
 
     gdal.UseExceptions()
     os.makedirs(folder, exist_ok=True)
@@ -89,7 +89,7 @@ def child(folder: str) -> None:
     from osgeo import gdal
 
     gdal.SetCacheMax(64 * 1024 * 1024)
-    from deformcast.algorithms.uncertainty import run_uncertainty
+    from deformcast.algorithms.maps.uncertainty import run_uncertainty
 
     mp, sp = os.path.join(folder, "members.tif"), os.path.join(folder, "stack.tif")
     out = os.path.join(folder, "out")

@@ -6,13 +6,13 @@ Usage (from the repository root)::
         [--window 12] [--horizon 6] [--features 4] [--archs lstm,gru,...] [--json out.json]
 
 * Training throughput: windows per second through forward + backward + AdamW step + gradient
-  clipping at the default batch size (what :func:`algorithms.training.train_model` does per batch),
+  clipping at the default batch size (what :func:`algorithms.learn.training.train_model` does per batch),
   after a warm-up.
 * Inference throughput: pixel-forecasts per second, one pixel-forecast = all HORIZON steps of one
-  pixel, through :func:`algorithms.training.predict_array` (its default batch of 2048 under
+  pixel, through :func:`algorithms.learn.training.predict_array` (its default batch of 2048 under
   ``torch.inference_mode``). Pixel-step forecasts per second = that x HORIZON.
 * End-to-end (ResNet+Transformer only): building the network inputs from a stack block with
-  :func:`algorithms.dataset.forecast_inputs` (temporal encoding) plus the model, per pixel.
+  :func:`algorithms.data.dataset.forecast_inputs` (temporal encoding) plus the model, per pixel.
 
 The target of issue 4: a default-size ResNet+Transformer predicts >= 50,000 pixel-forecasts per
 second on 2 CPU cores. Numbers depend on the CPU and on other load; the script prints the
@@ -75,7 +75,7 @@ def bench_infer(name, F, window, horizon, device, n=65536, repeats=3):
     import torch
 
     from deformcast.algorithms.models import build_model
-    from deformcast.algorithms.training import predict_array
+    from deformcast.algorithms.learn.training import predict_array
 
     torch.manual_seed(0)
     model = build_model(name, F, window, horizon).eval()
@@ -93,10 +93,10 @@ def bench_end_to_end(device, window, horizon, side=200, T=150):
     """forecast_inputs (temporal encoding) + ResNet+Transformer on a side x side block."""
     import torch
 
-    from deformcast.algorithms.dataset import feature_names, forecast_inputs
+    from deformcast.algorithms.data.dataset import feature_names, forecast_inputs
     from deformcast.algorithms.models import build_model
-    from deformcast.algorithms.raster import make_grid
-    from deformcast.algorithms.training import predict_array
+    from deformcast.algorithms.io.raster import make_grid
+    from deformcast.algorithms.learn.training import predict_array
 
     rng = np.random.default_rng(1)
     dates = np.datetime64("2018-01-01") + np.arange(T) * np.timedelta64(12, "D")
@@ -136,7 +136,7 @@ def main(argv=None):
 
     import torch
 
-    from deformcast.algorithms.training import resolve_device
+    from deformcast.algorithms.learn.training import resolve_device
 
     torch.set_num_threads(a.threads)
     dev = resolve_device(a.device)

@@ -36,7 +36,7 @@ DeformCast writes it (``own``: tiled 256, DEFLATE, band-interleaved), as GDAL us
 GeoTIFF (``tiled_pixel``: 256 x 256 tiles, DEFLATE, ``INTERLEAVE=PIXEL``), striped band-interleaved
 (``striped_band``), a VRT of one GeoTIFF per date (``vrt``) and an EGMS-style CSV of points (a third of
 the cells) imported by ``import_timeseries`` (``egms``). Each runs predict + uncertainty in a fresh
-process; a conversion that ``open_stack`` makes (``algorithms.layout``) is counted in predict (the cache
+process; a conversion that ``open_stack`` makes (``algorithms.io.layout``) is counted in predict (the cache
 folder is ``<dir>/layout_cache``; delete it to measure the conversion again). ``--raw`` measures only the
 reads: one row band by band (the code before issue 17, for ``tiled_pixel``) and with all bands at once,
 the whole stack in ``ensemble``'s row blocks as it is and, where made, the conversion and the converted
@@ -78,9 +78,10 @@ def model_dir(folder: str, kind: str, horizon: int, encodings: str = "none") -> 
 
 def make_models(folder: str, kind: str = "mixed", horizon: int = HORIZON, n_members: int = N_MEMBERS,
                 encodings: str = "none") -> str:
-    from deformcast.algorithms import dataset, modelio
-    from deformcast.algorithms.synthetic import make_scene
-    from deformcast.algorithms.training import train_model
+    from deformcast.algorithms.data import dataset
+    from deformcast.algorithms.models import modelio
+    from deformcast.algorithms.data.synthetic import make_scene
+    from deformcast.algorithms.learn.training import train_model
 
     if kind == "legacy":
         horizon, encodings = LEGACY_HORIZON, "none"
@@ -117,7 +118,7 @@ def make_stack(path: str, size: int) -> str:
     import numpy as np
     from osgeo import gdal
 
-    from deformcast.algorithms.raster import iso, make_grid
+    from deformcast.algorithms.io.raster import iso, make_grid
 
     if os.path.exists(path):
         return path
@@ -224,8 +225,8 @@ def raw_child(folder: str, size: int, layout: str, old_row: bool) -> None:
     import numpy as np
     from osgeo import gdal
 
-    from deformcast.algorithms import layout as lay
-    from deformcast.algorithms import raster
+    from deformcast.algorithms.io import layout as lay
+    from deformcast.algorithms.io import raster
 
     gdal.UseExceptions()
     gdal.SetCacheMax(64 * 1024 * 1024)
@@ -270,8 +271,8 @@ def child(folder: str, size: int, members: int, models: str, layout: str = "") -
     from osgeo import gdal
 
     gdal.SetCacheMax(64 * 1024 * 1024)   # as before issue 17; raster.read_stack raises it where the layout needs
-    from deformcast.algorithms.ensemble import predict_ensemble
-    from deformcast.algorithms.uncertainty import run_uncertainty
+    from deformcast.algorithms.maps.ensemble import predict_ensemble
+    from deformcast.algorithms.maps.uncertainty import run_uncertainty
 
     stack = make_layout(folder, size, layout) if layout else os.path.join(folder, f"stack_{size}.tif")
     out = os.path.join(folder, f"out_{size}_{os.path.basename(models)}{'_' + layout if layout else ''}")

@@ -35,8 +35,10 @@ from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
 
-from deformcast.algorithms import anchors, raster, skill_gate  # noqa: E402
-from deformcast.algorithms.ensemble import predict_ensemble  # noqa: E402
+from deformcast.algorithms.data import anchors
+from deformcast.algorithms.io import raster
+from deformcast.algorithms.maps import skill_gate  # noqa: E402
+from deformcast.algorithms.maps.ensemble import predict_ensemble  # noqa: E402
 from deformcast.algorithms.workflow import run_workflow  # noqa: E402
 
 STEP = 12

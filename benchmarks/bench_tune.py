@@ -41,7 +41,8 @@ WORKER = textwrap.dedent('''
     sys.path.insert(0, {pkgroot!r})
     import torch
     torch.set_num_threads(1)
-    from deformcast.algorithms import synthetic, tuning
+    from deformcast.algorithms.data import synthetic
+    from deformcast.algorithms.learn import tuning
     out, n, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     cfg = json.loads(sys.argv[4])
     sc = synthetic.make_scene(seed=0, **cfg["scene"])
@@ -54,7 +55,7 @@ WORKER = textwrap.dedent('''
 
 
 def part_a_c(args, scene, cache, out):
-    from deformcast.algorithms import compare, tuning
+    from deformcast.algorithms.learn import compare, tuning
     from deformcast.algorithms.progress import Progress
 
     space = {"samples_per_epoch": args.samples_per_epoch}
@@ -118,7 +119,7 @@ def part_b(args, out):
             if p.returncode != 0:
                 raise RuntimeError(se[-3000:])
         ran = [int(so.split("RAN ")[1].split()[0]) for so, _ in outs]
-        from deformcast.algorithms import tuning
+        from deformcast.algorithms.learn import tuning
 
         import optuna
 
@@ -137,7 +138,7 @@ def patience_replay(paths, ns=range(3, 13)) -> str:
     """(d): the study-patience rule replayed on finished studies' trials.csv files."""
     import csv
 
-    from deformcast.algorithms.tuning.patience import DEFAULT_MIN_REL, stop_trial
+    from deformcast.algorithms.learn.tuning.patience import DEFAULT_MIN_REL, stop_trial
 
     lines = ["| study | trials | best (all) | " + " | ".join(f"N={n}" for n in ns) + " |",
              "|---|---|---|" + "---|" * len(ns)]
@@ -186,7 +187,8 @@ def main():
     import torch
 
     torch.set_num_threads(1)
-    from deformcast.algorithms import synthetic, tuning
+    from deformcast.algorithms.data import synthetic
+    from deformcast.algorithms.learn import tuning
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ def tier_cover(out: str) -> dict:
     sys.path.insert(0, str(ROOT / "build" / "pkgroot"))
     import numpy as np
 
-    from deformcast.algorithms.raster import read_raster
+    from deformcast.algorithms.io.raster import read_raster
 
     tiers = read_raster(os.path.join(out, "tiers.tif"))[0][0]
     zones = read_raster(os.path.join(out, "scene", "zones.tif"))[0][0]

@@ -76,7 +76,7 @@ comparison.</p>
                       "DEVICE")
 
     def execute(self, parameters, context, feedback, progress):
-        from ..algorithms.compare import compare_job
+        from ..algorithms.learn.compare import compare_job
 
         strategies = self.parameterAsString(parameters, "STRATEGIES", context) or None
         if not strategies:

@@ -74,7 +74,7 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
                                                                QgsProcessing.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterBoolean(
             "CALIBRATE", "Calibrate the ensemble spread on the validation origins", True, optional=True))
-        from ..algorithms.calibration import DEFAULT_METHOD, METHODS
+        from ..algorithms.maps.calibration import DEFAULT_METHOD, METHODS
 
         self.add_enum("CALIBRATION", "Calibration method (shape of the members)", list(METHODS), DEFAULT_METHOD,
                       optional=True)
@@ -95,7 +95,7 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
                       "SCHEDULER")
 
     def execute(self, parameters, context, feedback, progress):
-        from ..algorithms.ensemble import predict_ensemble
+        from ..algorithms.maps.ensemble import predict_ensemble
         from ..algorithms.errors import DeformCastError
 
         qtext = self.parameterAsString(parameters, "QUANTILES", context) or "10,50,90"
@@ -143,7 +143,8 @@ def check_inputs(stack: str, folder: str, members, dates, end_date, covariates) 
 
     import numpy as np
 
-    from ..algorithms import modelio, raster
+    from ..algorithms.models import modelio
+    from ..algorithms.io import raster
     from ..algorithms.errors import DeformCastError, warn
 
     if not folder or not os.path.isdir(folder):

@@ -1,4 +1,4 @@
-"""Processing wrapper: spatial residual analysis (core: algorithms.residuals)."""
+"""Processing wrapper: spatial residual analysis (core: algorithms.maps.residuals)."""
 from __future__ import annotations
 
 from qgis.core import (
@@ -13,7 +13,7 @@ from qgis.core import (
     QgsRasterLayer,
 )
 
-from ..algorithms.residuals import VALUES, WEIGHTS, run_residuals
+from ..algorithms.maps.residuals import VALUES, WEIGHTS, run_residuals
 from .base import DeformCastAlgorithm, output_path
 
 

@@ -9,7 +9,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from ..algorithms.synthetic import COVARIATE_NAMES, PHYSICS_MODES, write_scene
+from ..algorithms.data.synthetic import COVARIATE_NAMES, PHYSICS_MODES, write_scene
 from .base import DeformCastAlgorithm
 
 

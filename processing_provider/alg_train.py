@@ -13,8 +13,8 @@ from qgis.core import (
     QgsProcessing,
 )
 
-from ..algorithms.dataset import TARGETS
-from ..algorithms.train_job import run_training_job
+from ..algorithms.data.dataset import TARGETS
+from ..algorithms.learn.train_job import run_training_job
 from .base import (ANCHORS, ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, output_path,
                    raster_source)
 

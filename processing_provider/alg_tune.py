@@ -15,8 +15,8 @@ from qgis.core import (
 )
 
 from .base import ANCHORS, ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, raster_source
-from ..algorithms.dataset import TARGETS
-from ..algorithms.tuning.patience import DEFAULT_STUDY_PATIENCE
+from ..algorithms.data.dataset import TARGETS
+from ..algorithms.learn.tuning.patience import DEFAULT_STUDY_PATIENCE
 
 PRUNERS = ["median", "hyperband", "none"]
 
@@ -125,7 +125,7 @@ metrics beside the classical baselines, wall time; default: the study folder's r
                       "DEVICE")
 
     def execute(self, parameters, context, feedback, progress):
-        from ..algorithms.tuning import tune_job
+        from ..algorithms.learn.tuning import tune_job
 
         folder = self.parameterAsFileOutput(parameters, "OUTPUT_FOLDER", context)
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None

@@ -1,4 +1,4 @@
-"""Processing wrapper: susceptibility and uncertainty maps from ensemble members (core: algorithms.uncertainty)."""
+"""Processing wrapper: susceptibility and uncertainty maps from ensemble members (core: algorithms.maps.uncertainty)."""
 from __future__ import annotations
 
 from qgis.core import (
@@ -9,7 +9,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..algorithms.uncertainty import MODES, run_uncertainty
+from ..algorithms.maps.uncertainty import MODES, run_uncertainty
 from .base import DeformCastAlgorithm, output_path
 
 RASTER_OUTPUTS = [

@@ -129,7 +129,7 @@ DEVICE auto/cpu/cuda.</p>
         return values
 
     def execute(self, parameters, context, feedback, progress):
-        from ..algorithms.raster import open_stack
+        from ..algorithms.io.raster import open_stack
         from ..algorithms.workflow import run_workflow
 
         self._load = None

@@ -1,4 +1,4 @@
-"""Processing wrapper: tiered control zones (core: algorithms.zoning)."""
+"""Processing wrapper: tiered control zones (core: algorithms.decision.zoning)."""
 from __future__ import annotations
 
 import json
@@ -15,8 +15,8 @@ from qgis.core import (
 )
 
 from ..algorithms.errors import DeformCastError
-from ..algorithms.sieve import DEFAULT_MMU_M2
-from ..algorithms.zoning import UNCERTAINTY_TYPES, run_zoning
+from ..algorithms.decision.sieve import DEFAULT_MMU_M2
+from ..algorithms.decision.zoning import UNCERTAINTY_TYPES, run_zoning
 from .base import DeformCastAlgorithm, output_path
 
 

@@ -67,7 +67,8 @@ GROUPS = {
 
 # choice lists come from the core (defined once there): the architectures from the model registry
 from ..algorithms.chain import DEVICES as _DEVICES  # noqa: E402
-from ..algorithms.dataset import ANCHORS as _ANCHORS, ENCODINGS as _ENCODINGS, VALIDATIONS as _VALIDATIONS  # noqa: E402
+from ..algorithms.data.dataset import (ANCHORS as _ANCHORS, ENCODINGS as _ENCODINGS,
+    VALIDATIONS as _VALIDATIONS)  # noqa: E402
 from ..algorithms.models import names as _architectures  # noqa: E402
 
 ARCHITECTURES = list(_architectures())

@@ -24,8 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _scene(folder, seed=4, h=40, w=48, t=72, hor=10, m=24):
     import numpy as np
 
-    from deformcast.algorithms import styles
-    from deformcast.algorithms.raster import make_grid, write_raster, write_stack
+    from deformcast.algorithms.io import styles
+    from deformcast.algorithms.io.raster import make_grid, write_raster, write_stack
 
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -114,7 +114,7 @@ def _shoot(args):
         print("wrote", p)
 
     # --- a short stack for the validation picture ------------------------------------------
-    from deformcast.algorithms.synthetic import write_scene
+    from deformcast.algorithms.data.synthetic import write_scene
 
     short = write_scene(os.path.join(args.work, "short"), seed=7, width=32, height=24, n_epochs=60, n_future=4)
 

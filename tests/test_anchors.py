@@ -1,4 +1,4 @@
-"""The adaptive anchor (algorithms.anchors): each family member against an independent least-squares
+"""The adaptive anchor (algorithms.data.anchors): each family member against an independent least-squares
 fit, the simplex weights, and no test epoch in what training sees."""
 import json
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from test_dataset import DATES2, _arrays, _long_scene
 
-from deformcast.algorithms import anchors as A
-from deformcast.algorithms import dataset as D
-from deformcast.algorithms.baselines import years_between
+from deformcast.algorithms.data import anchors as A
+from deformcast.algorithms.data import dataset as D
+from deformcast.algorithms.data.baselines import years_between
 
 DATES = np.datetime64("2018-01-03") + np.arange(130) * 12
 

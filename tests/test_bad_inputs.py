@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deformcast.algorithms import dataset, modelio, raster, tuning
-from deformcast.algorithms.training import train_model
+from deformcast.algorithms.data import dataset
+from deformcast.algorithms.models import modelio
+from deformcast.algorithms.io import raster
+from deformcast.algorithms.learn import tuning
+from deformcast.algorithms.learn.training import train_model
 
 # ------------------------------------------------------------------------------------------
 # fixtures and helpers
@@ -66,7 +69,7 @@ def small(tmp_path_factory):
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     """A 16 x 16 x 40 synthetic scene (tune needs a few more pixels than `small`)."""
-    from deformcast.algorithms import synthetic
+    from deformcast.algorithms.data import synthetic
 
     d = tmp_path_factory.mktemp("scene")
     return synthetic.write_scene(str(d), seed=2, width=16, height=16, n_epochs=40, n_future=4)
@@ -424,7 +427,7 @@ def test_two_outputs_on_one_path_are_refused(run_alg, small, tmp_path):
 
 
 def test_outputs_move_into_place_only_on_success(run_alg, small, tmp_path, monkeypatch):
-    from deformcast.algorithms import ensemble
+    from deformcast.algorithms.maps import ensemble
 
     out = tmp_path / "out"
     res = _predict(run_alg, small["stack"], small["models"], out, OUTPUT_QUANTILES=str(out / "q.tif"))
@@ -535,7 +538,7 @@ def test_bad_search_space_and_hparams_are_messages(run_alg, scene, tmp_path):
 
 
 def test_unexpected_errors_are_messages_without_library_advice(run_alg, small, tmp_path, monkeypatch):
-    from deformcast.algorithms import ensemble
+    from deformcast.algorithms.maps import ensemble
 
     def boom(*a, **k):
         raise RuntimeError("Weights only load failed. Re-running `torch.load` with `weights_only` set to `False` "

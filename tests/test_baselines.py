@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from deformcast.algorithms.baselines import (BASELINES, TimeFunction, as_time_function, design_matrix, fit_predict,
-                                             fit_stats, forecast_baselines, parse_steps, years_between)
+from deformcast.algorithms.data.baselines import (BASELINES, TimeFunction, as_time_function, design_matrix,
+    fit_predict, fit_stats, forecast_baselines, parse_steps, years_between)
 from deformcast.algorithms.errors import DeformCastError
 
 DATES = np.datetime64("2019-01-03") + np.arange(120) * 12  # ~3.9 years, 12-day step

@@ -4,8 +4,11 @@ block-aligned contiguous reads."""
 import numpy as np
 import pytest
 
-from deformcast.algorithms import calibration, dataset, ensemble, modelio, raster
-from deformcast.algorithms.training import train_model
+from deformcast.algorithms.maps import calibration, ensemble
+from deformcast.algorithms.data import dataset
+from deformcast.algorithms.models import modelio
+from deformcast.algorithms.io import raster
+from deformcast.algorithms.learn.training import train_model
 
 F = len(calibration.FEATURES)
 

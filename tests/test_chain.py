@@ -6,9 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from deformcast.algorithms import chain, dataset
+from deformcast.algorithms import chain
+from deformcast.algorithms.data import dataset
 from deformcast.algorithms.errors import DeformCastError
-from deformcast.algorithms.raster import make_grid, write_raster
+from deformcast.algorithms.io.raster import make_grid, write_raster
 from deformcast.algorithms.workflow import run_workflow
 
 

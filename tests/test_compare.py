@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from deformcast.algorithms import compare, stats
+from deformcast.algorithms.learn import compare
+from deformcast.algorithms import stats
 from deformcast.algorithms.errors import DeformCastError
 
 SPACE = {"samples_per_epoch": 128, "hidden": [4, 8], "layers": 1, "batch_size": 64}
@@ -13,7 +14,7 @@ SPACE = {"samples_per_epoch": 128, "hidden": [4, 8], "layers": 1, "batch_size": 
 
 @pytest.fixture(scope="module")
 def scene():
-    from deformcast.algorithms import synthetic
+    from deformcast.algorithms.data import synthetic
 
     return synthetic.make_scene(seed=4, width=16, height=16, n_epochs=40)
 

@@ -1,8 +1,8 @@
 """Typed data-preparation configuration: parsed once at the edge, wrong values named with the fix."""
 import pytest
 
-from deformcast.algorithms import tuning
-from deformcast.algorithms.configs import DEFAULT_DATA, DataConfig
+from deformcast.algorithms.learn import tuning
+from deformcast.algorithms.data.configs import DEFAULT_DATA, DataConfig
 from deformcast.algorithms.errors import DeformCastError
 
 
@@ -28,7 +28,7 @@ def test_unknown_keys_are_refused_and_lower_level_ones_pass_through():
 
 
 def test_tune_job_refuses_a_bad_anchor_before_reading_anything(tmp_path):
-    from deformcast.algorithms import synthetic
+    from deformcast.algorithms.data import synthetic
 
     files = synthetic.write_scene(str(tmp_path / "s"), seed=1, width=16, height=16, n_epochs=40)
     with pytest.raises(DeformCastError, match="ANCHOR 'magic'"):

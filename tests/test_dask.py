@@ -10,11 +10,14 @@ import time
 import numpy as np
 import pytest
 
-from deformcast.algorithms import dataset, distributed, ensemble, modelio, raster, skill_gate
-from deformcast.algorithms import uncertainty as U
+from deformcast.algorithms.data import dataset
+from deformcast.algorithms.maps import distributed, ensemble, skill_gate
+from deformcast.algorithms.models import modelio
+from deformcast.algorithms.io import raster
+from deformcast.algorithms.maps import uncertainty as U
 from deformcast.algorithms.errors import Cancelled, DeformCastError
 from deformcast.algorithms.progress import Progress
-from deformcast.algorithms.training import train_model
+from deformcast.algorithms.learn.training import train_model
 
 dd = pytest.importorskip("distributed", reason="dask[distributed] is not installed (requirements.txt pins it)")
 

@@ -1,14 +1,14 @@
-"""Windows, splits, encodings and block-wise inputs of algorithms.dataset (no leakage)."""
+"""Windows, splits, encodings and block-wise inputs of algorithms.data.dataset (no leakage)."""
 import json
 
 import numpy as np
 import pytest
 
-from deformcast.algorithms import dataset as D
-from deformcast.algorithms.baselines import forecast_baselines, years_between
+from deformcast.algorithms.data import dataset as D
+from deformcast.algorithms.data.baselines import forecast_baselines, years_between
 from deformcast.algorithms.errors import Cancelled, DeformCastError
 from deformcast.algorithms.progress import Progress
-from deformcast.algorithms.raster import make_grid, open_stack, write_stack
+from deformcast.algorithms.io.raster import make_grid, open_stack, write_stack
 
 T, H, W = 60, 14, 17
 DATES = np.datetime64("2020-01-05") + np.arange(T) * 12

@@ -4,10 +4,14 @@ import os
 import numpy as np
 import pytest
 
-from deformcast.algorithms import dataset, ensemble, member_forecasts, modelio, raster, runtime
+from deformcast.algorithms.data import dataset
+from deformcast.algorithms.maps import ensemble, member_forecasts
+from deformcast.algorithms.models import modelio
+from deformcast.algorithms.io import raster
+from deformcast.algorithms.learn import runtime
 from deformcast.algorithms.errors import Cancelled, DeformCastError
 from deformcast.algorithms.progress import Progress
-from deformcast.algorithms.training import train_model
+from deformcast.algorithms.learn.training import train_model
 
 W_, H_, T_ = 9, 7, 60
 
@@ -230,7 +234,7 @@ def test_shared_inputs_equal_each_members_own_inputs(tmp_path):
 
 
 def test_calibration_independent_of_chunking(tmp_path, monkeypatch):
-    from deformcast.algorithms import calibration
+    from deformcast.algorithms.maps import calibration
 
     vals, dates, g = _gappy_stack()
     p = str(tmp_path / "gappy.tif")

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deformcast.algorithms import deps, raster, styles
+from deformcast.algorithms import deps
+from deformcast.algorithms.io import raster, styles
 from deformcast.algorithms.errors import Cancelled, DeformCastError
 from deformcast.algorithms.progress import Progress
 
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_core_imports_without_qgis():
-    code = ("import sys, algorithms, algorithms.raster, algorithms.styles, algorithms.progress, algorithms.deps;"
+    code = ("import sys, algorithms, algorithms.io.raster, algorithms.io.styles, algorithms.progress, algorithms.deps;"
             "bad=[m for m in sys.modules if m.split('.')[0] in ('qgis','PyQt5','PyQt6')];"
             "assert not bad, bad; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

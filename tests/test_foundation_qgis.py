@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deformcast.algorithms import raster, styles
+from deformcast.algorithms.io import raster, styles
 
 ROOT = Path(__file__).resolve().parents[1]
 

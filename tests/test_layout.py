@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from deformcast.algorithms import layout, raster
+from deformcast.algorithms.io import layout, raster
 
 gdal.UseExceptions()
 T, H, W = 7, 40, 70

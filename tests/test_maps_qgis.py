@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deformcast.algorithms.raster import make_grid, read_raster, write_raster, write_stack
+from deformcast.algorithms.io.raster import make_grid, read_raster, write_raster, write_stack
 
 DATES = np.array(["2021-01-01", "2021-01-13", "2021-01-25", "2021-02-06"], dtype="datetime64[D]")
 

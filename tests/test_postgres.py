@@ -26,7 +26,8 @@ N_TRIALS = 6
 WORKER = textwrap.dedent('''
     import os, sys, time, torch
     torch.set_num_threads(1)
-    from deformcast.algorithms import synthetic, tuning
+    from deformcast.algorithms.data import synthetic
+    from deformcast.algorithms.learn import tuning
     url, out, me, other = sys.argv[1:5]
     sc = synthetic.make_scene(seed=3, width=16, height=16, n_epochs=40)
     open(me, "w").close()              # ready: both workers start their study together
@@ -95,7 +96,7 @@ def postgres():
 def test_two_workers_share_one_postgres_study(postgres, tmp_path):
     import optuna
 
-    from deformcast.algorithms import tuning
+    from deformcast.algorithms.learn import tuning
 
     host, port, user, db, password = postgres
     url = f"postgresql://{user}@{host}:{port}/{db}"  # no password in the parameter
@@ -155,7 +156,7 @@ def test_two_workers_share_one_postgres_study(postgres, tmp_path):
 
 
 def test_password_in_url_is_masked_and_bad_password_is_clear(postgres, tmp_path, monkeypatch):
-    from deformcast.algorithms import tuning
+    from deformcast.algorithms.learn import tuning
     from deformcast.algorithms.errors import DeformCastError
 
     host, port, user, db, password = postgres

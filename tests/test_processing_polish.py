@@ -168,7 +168,7 @@ def two_rasters(qgis_new_project, qgis_iface, tmp_path, monkeypatch):
     from qgis.core import QgsProject, QgsRasterLayer
     from qgis.gui import QgsBrowserGuiModel
 
-    from deformcast.algorithms import raster
+    from deformcast.algorithms.io import raster
 
     g = raster.make_grid(300000.0, 5650000.0, 50.0, 5, 4)
     dates = np.datetime64("2020-01-01") + np.arange(3) * np.timedelta64(12, "D")

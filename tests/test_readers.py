@@ -22,7 +22,7 @@ from deformcast.algorithms.io.importer import import_timeseries
 from deformcast.algorithms.io.points import unit_factor
 from deformcast.algorithms.io.sampling import sample_grid_at_points, sample_points_to_csv
 from deformcast.algorithms.errors import DeformCastError
-from deformcast.algorithms.raster import Grid, crs_equal, open_stack, read_raster, read_stack, write_raster
+from deformcast.algorithms.io.raster import Grid, crs_equal, open_stack, read_raster, read_stack, write_raster
 
 gdal.UseExceptions()
 ogr.UseExceptions()

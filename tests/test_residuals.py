@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deformcast.algorithms import residuals as R
+from deformcast.algorithms.maps import residuals as R
 from deformcast.algorithms.errors import DeformCastError
-from deformcast.algorithms.raster import make_grid, read_raster, write_raster, write_stack
+from deformcast.algorithms.io.raster import make_grid, read_raster, write_raster, write_stack
 
 
 def dense_weights(valid, offsets):

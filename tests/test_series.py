@@ -1,11 +1,11 @@
-"""Regularisation and re-referencing of displacement series (algorithms.series)."""
+"""Regularisation and re-referencing of displacement series (algorithms.data.series)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from deformcast.algorithms.errors import DeformCastError
-from deformcast.algorithms.series import median_step_days, regular_dates, regularise, rereference
+from deformcast.algorithms.data.series import median_step_days, regular_dates, regularise, rereference
 
 D0 = np.datetime64("2016-01-01")
 

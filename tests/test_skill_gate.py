@@ -1,4 +1,4 @@
-"""Rolling-origin evaluation and the skill gate (algorithms.skill_gate): the gate falls back to the
+"""Rolling-origin evaluation and the skill gate (algorithms.maps.skill_gate): the gate falls back to the
 classical forecast where the networks cannot help, keeps them where they do, is applied by predict
 exactly as fitted, and never reads the test period."""
 import json
@@ -6,9 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from deformcast.algorithms import anchors, modelio, raster, skill_gate
-from deformcast.algorithms.ensemble import predict_ensemble
-from deformcast.algorithms.synthetic import write_scene
+from deformcast.algorithms.data import anchors
+from deformcast.algorithms.models import modelio
+from deformcast.algorithms.io import raster
+from deformcast.algorithms.maps import skill_gate
+from deformcast.algorithms.maps.ensemble import predict_ensemble
+from deformcast.algorithms.data.synthetic import write_scene
 
 C1 = len(skill_gate.CANDIDATES)
 
@@ -80,7 +83,7 @@ def test_rolling_origins_end_before_the_test_period():
 
 @pytest.mark.slow
 def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path):
-    from deformcast.algorithms import tuning
+    from deformcast.algorithms.learn import tuning
 
     files = write_scene(str(tmp_path / "scene"), seed=2, width=24, height=20, n_epochs=100, n_future=6)
     folder = str(tmp_path / "models")
@@ -176,7 +179,7 @@ def test_local_blend_follows_the_recent_track_records():
 
 @pytest.mark.slow
 def test_predict_algorithm_gate_parameter(run_alg, tmp_path):
-    from deformcast.algorithms import tuning
+    from deformcast.algorithms.learn import tuning
 
     files = write_scene(str(tmp_path / "scene"), seed=4, width=20, height=16, n_epochs=90, n_future=4)
     folder = str(tmp_path / "models")

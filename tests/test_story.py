@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deformcast.algorithms import residuals, story, styles, uncertainty, zoning
-from deformcast.algorithms.raster import make_grid, open_stack, read_raster, write_raster, write_stack
+from deformcast.algorithms.maps import residuals, uncertainty
+from deformcast.algorithms import story
+from deformcast.algorithms.io import styles
+from deformcast.algorithms.decision import zoning
+from deformcast.algorithms.io.raster import make_grid, open_stack, read_raster, write_raster, write_stack
 from deformcast.algorithms.report import Report
 
 DATES = np.arange(np.datetime64("2021-01-01"), np.datetime64("2021-01-01") + 12 * 8, 12)
@@ -121,7 +124,7 @@ def test_story_direction():
 def test_raster_zone_names_from_categories_and_style(tmp_path):
     from osgeo import gdal
 
-    from deformcast.algorithms.zone_names import raster_zone_names
+    from deformcast.algorithms.decision.zone_names import raster_zone_names
 
     g = make_grid(0, 100, 10, 3, 2)
     a = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)

@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from deformcast.algorithms import synthetic as syn
+from deformcast.algorithms.data import synthetic as syn
 from deformcast.algorithms.errors import Cancelled, DeformCastError
 from deformcast.algorithms.progress import Progress
-from deformcast.algorithms.raster import open_stack, read_raster
+from deformcast.algorithms.io.raster import open_stack, read_raster
 
 
 @pytest.fixture(scope="module")

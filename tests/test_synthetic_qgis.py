@@ -29,7 +29,7 @@ def _check_stack(path, n_bands, first_date="2017-01-06", step=12):
 
 
 def test_processing_run(run_alg, tmp_path):
-    from deformcast.algorithms.synthetic import COVARIATE_NAMES
+    from deformcast.algorithms.data.synthetic import COVARIATE_NAMES
 
     out = tmp_path / "scene"
     res = run_alg("synthetic_scenario", dict(SMALL, SEED=7, OUTPUT_FOLDER=str(out)))
@@ -56,7 +56,7 @@ def test_processing_run(run_alg, tmp_path):
 def test_physics_parameter(run_alg, tmp_path, deformcast_provider):
     from qgis.core import QgsProcessingException
 
-    from deformcast.algorithms.synthetic import make_scene
+    from deformcast.algorithms.data.synthetic import make_scene
 
     alg = deformcast_provider.algorithm("synthetic_scenario")
     p = alg.parameterDefinition("PHYSICS")
@@ -152,7 +152,7 @@ def test_qgis_process_headless(qgis_process_run, tmp_path):
     doc = json.loads((out / "scene.json").read_text())
     assert doc["params"]["seed"] == 3 and doc["crs"] == "EPSG:25832"
     # the same seed through processing gives the same stack (determinism across entry points)
-    from deformcast.algorithms.synthetic import make_scene
+    from deformcast.algorithms.data.synthetic import make_scene
 
     ref = make_scene(seed=3, width=40, height=30, n_epochs=60)
     np.testing.assert_array_equal(np.isnan(stack), np.isnan(ref.observed))

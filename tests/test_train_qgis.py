@@ -4,12 +4,12 @@ import os
 
 import pytest
 
-from deformcast.algorithms.baselines import BASELINES
+from deformcast.algorithms.data.baselines import BASELINES
 
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    from deformcast.algorithms.synthetic import write_scene
+    from deformcast.algorithms.data.synthetic import write_scene
 
     return write_scene(str(tmp_path_factory.mktemp("scene")), seed=2, width=16, height=16, n_epochs=40, n_future=3)
 
@@ -23,14 +23,14 @@ def _read(path):
 
 
 def open_names(path):
-    from deformcast.algorithms.raster import read_raster
+    from deformcast.algorithms.io.raster import read_raster
 
     return read_raster(path)[2]
 
 
 def _check_outputs(res, arch):
-    from deformcast.algorithms.modelio import read_manifest
-    from deformcast.algorithms.raster import read_raster
+    from deformcast.algorithms.models.modelio import read_manifest
+    from deformcast.algorithms.io.raster import read_raster
 
     man = read_manifest(res["OUTPUT_FOLDER"])
     assert man["members"][0]["architecture"] == arch

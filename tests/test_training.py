@@ -41,7 +41,7 @@ def _small(name):
 
 @pytest.mark.parametrize("name", SIX)
 def test_each_architecture_learns(name, data):
-    from deformcast.algorithms.training import train_model
+    from deformcast.algorithms.learn.training import train_model
 
     X, Y, Xv, Yv = data
     # the loss of the untrained net (epoch 0 train loss is an average over the first epoch)
@@ -57,7 +57,7 @@ def test_each_architecture_learns(name, data):
 def test_seeded_run_repeats_bit_for_bit(data):
     import torch
 
-    from deformcast.algorithms.training import train_model
+    from deformcast.algorithms.learn.training import train_model
 
     X, Y, Xv, Yv = data
     runs = [train_model(X, Y, Xv, Yv, "resnet_transformer", _small("resnet_transformer"), seed=s,
@@ -76,7 +76,7 @@ def test_seeded_run_repeats_bit_for_bit(data):
 
 
 def test_cancel_stops_within_one_batch(data):
-    from deformcast.algorithms.training import train_model
+    from deformcast.algorithms.learn.training import train_model
 
     X, Y, Xv, Yv = data
     calls = {"n": 0}
@@ -91,7 +91,7 @@ def test_cancel_stops_within_one_batch(data):
 
 
 def test_epoch_callback_sees_val_loss_and_may_stop(data):
-    from deformcast.algorithms.training import train_model
+    from deformcast.algorithms.learn.training import train_model
 
     X, Y, Xv, Yv = data
     seen = []
@@ -110,7 +110,7 @@ def test_epoch_callback_sees_val_loss_and_may_stop(data):
 
 
 def test_early_stopping_restores_best_weights(data):
-    from deformcast.algorithms.training import _evaluate, train_model
+    from deformcast.algorithms.learn.training import _evaluate, train_model
     import torch
 
     X, Y, Xv, Yv = data
@@ -124,7 +124,7 @@ def test_early_stopping_restores_best_weights(data):
 
 
 def test_bad_inputs_are_refused(data):
-    from deformcast.algorithms.training import resolve_device, train_model
+    from deformcast.algorithms.learn.training import resolve_device, train_model
 
     X, Y, Xv, Yv = data
     Xn = X.copy()
@@ -144,7 +144,7 @@ def test_bad_inputs_are_refused(data):
 
 
 def test_predict_array_batches_agree(data):
-    from deformcast.algorithms.training import predict_array, train_model
+    from deformcast.algorithms.learn.training import predict_array, train_model
 
     X, Y, Xv, Yv = data
     r = train_model(X, Y, Xv, Yv, "transformer", _small("transformer"), max_epochs=1, threads=1)
@@ -157,13 +157,13 @@ def test_predict_array_batches_agree(data):
 # --- model files ---------------------------------------------------------------------------
 
 def _grid(x0=500000.0, w=6, h=5, epsg=25832):
-    from deformcast.algorithms.raster import make_grid
+    from deformcast.algorithms.io.raster import make_grid
 
     return make_grid(x0, 5600000.0, 20.0, w, h, epsg)
 
 
 def _meta(r, grid):
-    from deformcast.algorithms.modelio import grid_to_dict
+    from deformcast.algorithms.models.modelio import grid_to_dict
 
     return {"architecture": r.architecture, "hparams": r.hparams, "n_features": r.n_features,
             "window": r.window, "horizon": r.horizon, "encodings": ["temporal"], "grid": grid_to_dict(grid),
@@ -174,8 +174,8 @@ def _meta(r, grid):
 def test_saved_model_reloads_and_predicts_the_same(tmp_path, data, name):
     import torch
 
-    from deformcast.algorithms.modelio import load_model, save_model
-    from deformcast.algorithms.training import predict_array, train_model
+    from deformcast.algorithms.models.modelio import load_model, save_model
+    from deformcast.algorithms.learn.training import predict_array, train_model
 
     X, Y, Xv, Yv = data
     r = train_model(X, Y, Xv, Yv, name, _small(name), max_epochs=1, threads=1)
@@ -193,8 +193,8 @@ def test_saved_model_reloads_and_predicts_the_same(tmp_path, data, name):
 
 
 def test_tampered_weights_are_refused(tmp_path, data):
-    from deformcast.algorithms.modelio import load_model, save_model
-    from deformcast.algorithms.training import train_model
+    from deformcast.algorithms.models.modelio import load_model, save_model
+    from deformcast.algorithms.learn.training import train_model
 
     X, Y, Xv, Yv = data
     r = train_model(X, Y, Xv, Yv, "gru", _small("gru"), max_epochs=1, threads=1)
@@ -206,7 +206,7 @@ def test_tampered_weights_are_refused(tmp_path, data):
 
 
 def test_incompatible_grid_and_encoding_refused():
-    from deformcast.algorithms.modelio import check_compatible, grid_to_dict
+    from deformcast.algorithms.models.modelio import check_compatible, grid_to_dict
 
     g = _grid()
     meta = {"architecture": "tcn", "n_features": 4, "window": 8, "horizon": 3, "encodings": ["temporal"],
@@ -227,8 +227,8 @@ def test_incompatible_grid_and_encoding_refused():
 
 
 def test_manifest_roundtrip_and_incomplete_folder(tmp_path, data):
-    from deformcast.algorithms.modelio import member_paths, read_manifest, save_model, write_manifest
-    from deformcast.algorithms.training import train_model
+    from deformcast.algorithms.models.modelio import member_paths, read_manifest, save_model, write_manifest
+    from deformcast.algorithms.learn.training import train_model
 
     X, Y, Xv, Yv = data
     root = tmp_path / "models"
@@ -253,7 +253,7 @@ def test_manifest_roundtrip_and_incomplete_folder(tmp_path, data):
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    from deformcast.algorithms.synthetic import write_scene
+    from deformcast.algorithms.data.synthetic import write_scene
 
     return write_scene(str(tmp_path_factory.mktemp("scene")), seed=3, width=16, height=16, n_epochs=48, n_future=4)
 
@@ -262,11 +262,11 @@ _TINY = '{"d_model": 16, "layers": 1, "res_blocks": 1, "batch_size": 128}'
 
 
 def test_training_job_writes_a_complete_model_folder(tmp_path, scene):
-    from deformcast.algorithms.baselines import BASELINES
-    from deformcast.algorithms.dataset import forecast_inputs, to_mm
-    from deformcast.algorithms.modelio import check_compatible, load_model, read_manifest
-    from deformcast.algorithms.raster import open_stack, read_raster, read_stack
-    from deformcast.algorithms.train_job import run_training_job
+    from deformcast.algorithms.data.baselines import BASELINES
+    from deformcast.algorithms.data.dataset import forecast_inputs, to_mm
+    from deformcast.algorithms.models.modelio import check_compatible, load_model, read_manifest
+    from deformcast.algorithms.io.raster import open_stack, read_raster, read_stack
+    from deformcast.algorithms.learn.train_job import run_training_job
 
     out = run_training_job(scene["stack"], str(tmp_path / "model"), "resnet_transformer", horizon=3, window=6,
                            encodings=["temporal", "neighbourhood"], hparams=_TINY, max_epochs=2, seed=5,
@@ -313,7 +313,7 @@ def test_training_job_writes_a_complete_model_folder(tmp_path, scene):
 
 
 def test_training_job_refuses_bad_hparams(tmp_path, scene):
-    from deformcast.algorithms.train_job import run_training_job
+    from deformcast.algorithms.learn.train_job import run_training_job
 
     with pytest.raises(DeformCastError, match="not valid JSON"):
         run_training_job(scene["stack"], str(tmp_path / "m"), "gru", hparams="{lr: 0.1", horizon=2, window=4)
@@ -325,7 +325,7 @@ def test_training_job_refuses_bad_hparams(tmp_path, scene):
 
 
 def test_cancelled_job_leaves_no_complete_looking_model(tmp_path, scene):
-    from deformcast.algorithms.train_job import run_training_job
+    from deformcast.algorithms.learn.train_job import run_training_job
 
     folder = tmp_path / "model"
     state = {"batches": 0}
@@ -346,8 +346,8 @@ def test_cancelled_job_leaves_no_complete_looking_model(tmp_path, scene):
 
 @pytest.fixture(scope="module")
 def tiny_prepared(scene):
-    from deformcast.algorithms.dataset import prepare
-    from deformcast.algorithms.raster import open_stack
+    from deformcast.algorithms.data.dataset import prepare
+    from deformcast.algorithms.io.raster import open_stack
 
     return prepare(open_stack(scene["stack"]), None, None, 6, 3, ["temporal"], max_samples=2000, seed=0)
 
@@ -355,7 +355,7 @@ def tiny_prepared(scene):
 @pytest.mark.parametrize("name", SIX)
 def test_each_architecture_learns_on_a_tiny_stack(name, tiny_prepared):
     """A few epochs on windows of a real (tiny, synthetic) GeoTIFF stack: the losses fall."""
-    from deformcast.algorithms.training import evaluate_samples, train_model
+    from deformcast.algorithms.learn.training import evaluate_samples, train_model
 
     p = tiny_prepared
     r = train_model(p.train.X, p.train.Y, p.val.X, p.val.Y, name, dict(_small(name), batch_size=64), seed=0,
@@ -381,7 +381,7 @@ class _Echo:
 
 
 def _residual_samples(n=400, horizon=3, seed=0):
-    from deformcast.algorithms.dataset import Samples
+    from deformcast.algorithms.data.dataset import Samples
 
     rng = np.random.default_rng(seed)
     anchor = rng.normal(0, 5, (n, horizon)).astype(np.float32)
@@ -396,8 +396,8 @@ def _residual_samples(n=400, horizon=3, seed=0):
 def test_correction_weight_least_squares_on_validation(factor, expected):
     """truth = anchor + factor * correction -> w = factor, clipped to [0, 1]; a useless or harmful
     correction is switched off; to_mm applies the weight."""
-    from deformcast.algorithms.dataset import to_mm
-    from deformcast.algorithms.training import correction_weight, weighted_norm
+    from deformcast.algorithms.data.dataset import to_mm
+    from deformcast.algorithms.learn.training import correction_weight, weighted_norm
 
     s, corr = _residual_samples()
     s.truth[:] = s.anchor + factor * corr
@@ -414,7 +414,7 @@ def test_correction_weight_least_squares_on_validation(factor, expected):
 
 
 def test_correction_weight_per_step_and_not_for_increment():
-    from deformcast.algorithms.training import correction_weight, weighted_norm
+    from deformcast.algorithms.learn.training import correction_weight, weighted_norm
 
     s, corr = _residual_samples(seed=1)
     s.truth[:] = s.anchor + corr * np.array([1.0, 0.3, 0.0], np.float32)

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def stack_path(tmp_path_factory):
-    from deformcast.algorithms import synthetic
+    from deformcast.algorithms.data import synthetic
 
     folder = tmp_path_factory.mktemp("scene")
     files = synthetic.write_scene(str(folder), seed=2, width=16, height=16, n_epochs=40, n_future=4)
@@ -48,7 +48,7 @@ def test_tune_through_processing(run_alg, stack_path, tmp_path):
     assert sum(t["state"] == "COMPLETE" for t in trials) == n
     assert any(m.startswith("Trial ") for m in msgs)
     # the model folder is what predict reads
-    from deformcast.algorithms.modelio import member_paths
+    from deformcast.algorithms.models.modelio import member_paths
 
     assert len(member_paths(str(out))) == n
 

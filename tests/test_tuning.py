@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deformcast.algorithms import tuning
+from deformcast.algorithms.learn import tuning
 from deformcast.algorithms.errors import DeformCastError
 
 PKGROOT = Path(__file__).resolve().parents[1] / "build" / "pkgroot"
@@ -23,7 +23,7 @@ TINY_SPACE = {"samples_per_epoch": 128, "hidden": [4, 8], "layers": 1, "batch_si
 
 @pytest.fixture(scope="module")
 def scene():
-    from deformcast.algorithms import synthetic
+    from deformcast.algorithms.data import synthetic
 
     return synthetic.make_scene(seed=3, width=16, height=16, n_epochs=40)
 
@@ -98,7 +98,7 @@ def test_storage_url_checked(tmp_path):
 
 # ---- a real tiny study ------------------------------------------------------------------------
 def test_tiny_study_end_to_end(scene, tmp_path):
-    from deformcast.algorithms.modelio import load_model, read_manifest
+    from deformcast.algorithms.models.modelio import load_model, read_manifest
 
     out = tmp_path / "study"
     logs = []
@@ -133,7 +133,7 @@ def test_tiny_study_end_to_end(scene, tmp_path):
     assert man["members"][0]["trial"] == study.best_trial.number
     lm = load_model(man["members"][0]["path"])
     assert lm.meta["validation"]["val_rmse_mm"] == pytest.approx(res.best_value)
-    from deformcast.algorithms.modelio import data_fingerprint
+    from deformcast.algorithms.models.modelio import data_fingerprint
 
     assert lm.meta["data_fingerprint"] == data_fingerprint(scene.observed, scene.dates, scene.grid)
     assert res.study_name.endswith(lm.meta["data_fingerprint"][7:17]) and len(lm.meta["dates"]) == 40
@@ -168,7 +168,7 @@ def test_tiny_study_end_to_end(scene, tmp_path):
 
 
 def test_retrain_option(scene, tmp_path):
-    from deformcast.algorithms.modelio import read_manifest, read_meta
+    from deformcast.algorithms.models.modelio import read_manifest, read_meta
 
     out = tmp_path / "rt"
     res = tuning.run_study(scene.observed, scene.dates, scene.grid, "gru", 2, str(out), n_trials=2, top_k=1,
@@ -209,7 +209,8 @@ def test_cancel_keeps_finished_trials(scene, tmp_path):
 WORKER = textwrap.dedent('''
     import sys, torch
     torch.set_num_threads(1)
-    from deformcast.algorithms import synthetic, tuning
+    from deformcast.algorithms.data import synthetic
+    from deformcast.algorithms.learn import tuning
     out, n, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     sc = synthetic.make_scene(seed=3, width=16, height=16, n_epochs=40)
     space = {"samples_per_epoch": 1024, "hidden": [4, 8], "layers": 1, "batch_size": 64,
@@ -338,7 +339,7 @@ def test_only_optunas_public_api_is_used():
 
 
 def test_patience_rule_on_known_histories():
-    from deformcast.algorithms.tuning.patience import stop_trial
+    from deformcast.algorithms.learn.tuning.patience import stop_trial
 
     vals = [3.60, 3.59, 3.55, None, 3.56, 3.549, 3.54, 3.50, 3.51, None, 3.52, 3.505, 3.6]
     # 3.55 improves on 3.60 by > 0.5 %; 3.549/3.54 are within 0.5 % of 3.55; 3.50 improves again
@@ -369,7 +370,7 @@ def test_study_patience_stops_a_real_study(scene, tmp_path):
 def test_sampler_and_warm_start(scene, tmp_path, monkeypatch):
     import optuna
 
-    from deformcast.algorithms.tuning import prior
+    from deformcast.algorithms.learn.tuning import prior
 
     p = tmp_path / "prior.json"
     p.write_text(json.dumps({"_source": "test", "lstm": [{"hidden": 8, "window": 5, "lr": 5.0},
@@ -394,7 +395,7 @@ def test_sampler_and_warm_start(scene, tmp_path, monkeypatch):
 def test_local_workers_share_the_study(tmp_path):
     """tune_job(local_workers=2): a second worker process joins the study; together they finish exactly
     N_TRIALS trials (none lost, none twice) and the worker process ends cleanly."""
-    from deformcast.algorithms import synthetic
+    from deformcast.algorithms.data import synthetic
 
     files = synthetic.write_scene(str(tmp_path / "scene"), seed=3, width=16, height=16, n_epochs=40)
     out = tmp_path / "models"

@@ -23,8 +23,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 
-from deformcast.algorithms import styles
-from deformcast.algorithms.raster import make_grid, write_raster, write_stack
+from deformcast.algorithms.io import styles
+from deformcast.algorithms.io.raster import make_grid, write_raster, write_stack
 
 H, W, T, HOR, M = 6, 7, 20, 3, 6
 WGS = "EPSG:4326"

@@ -13,7 +13,7 @@ import pytest
 from qgis.core import QgsApplication, QgsLayerTreeGroup, QgsProject, QgsRasterLayer
 
 from deformcast.algorithms import chain
-from deformcast.algorithms.raster import make_grid, write_raster, write_stack
+from deformcast.algorithms.io.raster import make_grid, write_raster, write_stack
 
 
 def _stack(path, n=40, w=6, h=5, dates=True, x0=320000.0):
@@ -259,7 +259,7 @@ def test_gui_entries(qgis_new_project, qgis_iface, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_scene(tmp_path_factory):
-    from deformcast.algorithms.synthetic import write_scene
+    from deformcast.algorithms.data.synthetic import write_scene
 
     return write_scene(str(tmp_path_factory.mktemp("scene")), seed=5, width=24, height=20, n_epochs=60,
                        n_future=4)
@@ -356,7 +356,7 @@ def test_dialog_job_cancel(qgis_new_project, qgis_iface, deformcast_provider, fr
 
 def test_import_step_runs_as_background_task(qgis_new_project, deformcast_provider, tmp_path):
     """The 'import one first' branch: an EGMS L3 CSV becomes the stack the workflow continues."""
-    from deformcast.algorithms.raster import open_stack
+    from deformcast.algorithms.io.raster import open_stack
     from deformcast.ui.runner import WorkflowRunner, build_jobs, validate
 
     n_t, side = 40, 5

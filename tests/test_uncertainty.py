@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deformcast.algorithms import uncertainty as U
+from deformcast.algorithms.maps import uncertainty as U
 from deformcast.algorithms.errors import DeformCastError
-from deformcast.algorithms.raster import make_grid, read_raster, write_raster, write_stack
+from deformcast.algorithms.io.raster import make_grid, read_raster, write_raster, write_stack
 
 STACK_DATES = np.array(["2020-01-01", "2020-01-13", "2020-01-25"], dtype="datetime64[D]")
 FC_DATES = np.array(["2020-02-06", "2020-02-18"], dtype="datetime64[D]")

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deformcast.algorithms import raster
-from deformcast.algorithms.synthetic import write_scene
+from deformcast.algorithms.io import raster
+from deformcast.algorithms.data.synthetic import write_scene
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_workflow_on_own_stack_writes_report_and_project(run_alg, tiny_scene, tm
     assert gate["verdict"] in ("win", "lose") and len(gate["origin_dates"]) >= 2
     assert gate["action"] in ("ensemble kept", "blended", "classical forecast")
     assert (out / "rolling_origins.csv").is_file()
-    from deformcast.algorithms.modelio import read_manifest
+    from deformcast.algorithms.models.modelio import read_manifest
 
     assert read_manifest(str(out / "models"))["gate"]["reference"] == gate["reference"]
     assert all(np.isfinite(r["rmse_observed"]) for r in summary["backtest"]["rows"])
@@ -56,7 +56,7 @@ def check_story(out, summary, html):
     """The report's plain-language front, on its JSON twin: tier areas and names, the verdict, the
     minimum mapping unit, both example pixels, relative links to files that exist; no escaped markup."""
     from deformcast.algorithms import chain
-    from deformcast.algorithms.zoning import TIERS
+    from deformcast.algorithms.decision.zoning import TIERS
 
     story = summary["story"]
     assert json.loads((out / "report_summary.json").read_text()) == story
@@ -188,7 +188,9 @@ def test_graphical_model_runs_headless(qgis_process_run, tiny_scene, tmp_path):
     assert (tmp_path / "median.qml").is_file() and (tmp_path / "susceptibility.qml").is_file()
     # the model tunes with the chain's defaults: the automatic coding strategy, residual target,
     # adaptive anchor, spatial validation
-    from deformcast.algorithms import chain, dataset, modelio
+    from deformcast.algorithms import chain
+    from deformcast.algorithms.data import dataset
+    from deformcast.algorithms.models import modelio
 
     d = chain.defaults()
     info = raster.open_stack(tiny_scene["stack"])

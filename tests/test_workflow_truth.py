@@ -18,7 +18,7 @@ spatial pattern, not its fine skill.
 import numpy as np
 import pytest
 
-from deformcast.algorithms.raster import read_raster
+from deformcast.algorithms.io.raster import read_raster
 from deformcast.algorithms.workflow import run_workflow
 
 

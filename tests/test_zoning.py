@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deformcast.algorithms import zoning as Z
+from deformcast.algorithms.decision import zoning as Z
 from deformcast.algorithms.errors import DeformCastError
-from deformcast.algorithms.raster import make_grid, read_raster, write_raster
+from deformcast.algorithms.io.raster import make_grid, read_raster, write_raster
 
 RULES = {"high_class_min": 4, "moderate_class_min": 3, "exceedance_high": 0.5, "exceedance_moderate": 0.2,
          "uncertainty_max": 0.5, "hotspot_z": 1.96}
@@ -300,7 +300,7 @@ def test_oblique_step_found_along_its_line():
 
 
 def test_smooth_bowl_and_tilt_are_not_discontinuities():
-    from deformcast.algorithms.synthetic import knothe_panel
+    from deformcast.algorithms.data.synthetic import knothe_panel
 
     h = w = 100
     yy, xx = np.mgrid[0:h, 0:w].astype(float)
@@ -433,7 +433,7 @@ def _zone_areas(t, eight=False):
 
 
 def test_sieve_merges_zones_under_the_mmu_and_keeps_tier1():
-    from deformcast.algorithms.sieve import sieve_tiers
+    from deformcast.algorithms.decision.sieve import sieve_tiers
 
     t = np.full((12, 14), 4, np.uint8)
     t[1, 1] = 2                   # isolated tier-2 pixel (1 px < 5): merged into the background
@@ -465,7 +465,7 @@ def test_sieve_merges_zones_under_the_mmu_and_keeps_tier1():
 
 
 def test_sieve_on_speckle_never_downgrades_tier1_and_leaves_no_small_zone():
-    from deformcast.algorithms.sieve import sieve_tiers
+    from deformcast.algorithms.decision.sieve import sieve_tiers
 
     rng = np.random.default_rng(3)
     t = rng.choice([1, 2, 3, 4], size=(40, 50), p=[0.05, 0.1, 0.15, 0.7]).astype(np.uint8)
@@ -480,7 +480,7 @@ def test_sieve_on_speckle_never_downgrades_tier1_and_leaves_no_small_zone():
 
 
 def test_sieve_bad_mmu():
-    from deformcast.algorithms.sieve import sieve_tiers
+    from deformcast.algorithms.decision.sieve import sieve_tiers
 
     with pytest.raises(DeformCastError, match="MMU"):
         sieve_tiers(np.ones((2, 2), np.uint8), 1.0, float("nan"))

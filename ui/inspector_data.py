@@ -109,9 +109,9 @@ def _open_gdal(layer: QgsRasterLayer):
 
 def _gdal_pixel(layer: QgsRasterLayer, pt: QgsPointXY, to_mm: bool):
     """``(values, row, col)`` of every band at ``pt`` (layer CRS) read by the core's
-    :func:`algorithms.raster.read_band`; ``None`` when GDAL cannot open the source;
+    :func:`algorithms.io.raster.read_band`; ``None`` when GDAL cannot open the source;
     ``(None, None, None)`` outside the raster."""
-    from ..algorithms.raster import read_band
+    from ..algorithms.io.raster import read_band
 
     got = _open_gdal(layer)
     if got is None:
@@ -207,7 +207,7 @@ def sample_area(layer: QgsRasterLayer, geometry: QgsGeometry, crs: QgsCoordinate
     """Every band of ``layer`` over the pixels whose centres fall inside ``geometry`` (in ``crs``):
     ``values`` the mean over the pixels (NaN ignored), ``pixels`` the values per pixel."""
     from ..algorithms.errors import DeformCastError
-    from ..algorithms.raster import read_band
+    from ..algorithms.io.raster import read_band
 
     names = band_names(layer)
     got = _open_gdal(layer)
@@ -291,7 +291,7 @@ class PixelSeries:
 
 def _arrange(s: Dict[str, Sample], layers, point, dates: Optional[str]) -> PixelSeries:
     """Arrange the band values of every role by date / member / percentile."""
-    from ..algorithms.raster import open_stack
+    from ..algorithms.io.raster import open_stack
 
     ps = PixelSeries((point.x(), point.y()))
     for role in ("stack", "members", "median", "quantiles", "later", "susceptibility", "exceedance"):

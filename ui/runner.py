@@ -4,7 +4,7 @@ The dialog's parameters are the algorithm's own (declared once in :mod:`algorith
 their defaults, choices and advanced flags); this module
 
 * checks them while the user types (:func:`validate`): the stack's dates are read with
-  :func:`algorithms.raster.open_stack`, covariates are checked against the stack's grid, and the
+  :func:`algorithms.io.raster.open_stack`, covariates are checked against the stack's grid, and the
   number of epochs is compared with what window + horizon + validation + test need;
 * lists the Processing runs (:func:`build_jobs`): ``[import_timeseries ->] workflow``;
 * runs them one after the other as background tasks (:class:`WorkflowRunner`, each a
@@ -172,11 +172,11 @@ def smallest_window(params: Dict[str, Any]) -> int:
 
 def check_epochs(n_epochs: int, window: int, horizon: int) -> Optional[str]:
     """None when ``n_epochs`` suffice for WINDOW + HORIZON + validation + test, else the reason
-    (the same check ``tune`` and ``train`` make, ``algorithms.dataset.validate_inputs``)."""
+    (the same check ``tune`` and ``train`` make, ``algorithms.data.dataset.validate_inputs``)."""
     from ..algorithms.errors import DeformCastError
 
     try:
-        from ..algorithms.dataset import validate_inputs
+        from ..algorithms.data.dataset import validate_inputs
     except ImportError:  # a data module that needs a missing package: the plain rule
         need = int(window) + 3 * int(horizon)
         if int(n_epochs) < need:
@@ -209,7 +209,7 @@ def validate(params: Dict[str, Any], extra: Optional[dict] = None, check_algorit
 
     ``extra`` holds the dialog's import choices (:data:`IMPORT_DEFAULTS`)."""
     from ..algorithms.errors import DeformCastError
-    from ..algorithms.raster import crs_equal, open_stack
+    from ..algorithms.io.raster import crs_equal, open_stack
 
     c = dict(chain.defaults())
     c.update(params or {})
@@ -231,7 +231,7 @@ def validate(params: Dict[str, Any], extra: Optional[dict] = None, check_algorit
         v.add("warning", f"The ensemble keeps at most the {n_trials} trial(s) run per architecture "
                          f"(ensemble size {top_k}): raise the TPE trials for a larger ensemble.")
     try:
-        from ..algorithms.uncertainty import parse_number_list
+        from ..algorithms.maps.uncertainty import parse_number_list
 
         th = parse_number_list(c.get("THRESHOLDS"), "THRESHOLDS")
         if not th:
@@ -294,7 +294,7 @@ def validate(params: Dict[str, Any], extra: Optional[dict] = None, check_algorit
                         v.add("error", why)
                     elif not c.get("ENCODING"):
                         try:
-                            from ..algorithms.dataset import auto_encodings
+                            from ..algorithms.data.dataset import auto_encodings
 
                             enc = auto_encodings(info.dates, horizon, c.get("VALIDATION") or "space")
                             v.add("info", "Coding strategy (automatic): " + ", ".join(enc) + ".")

@@ -7,7 +7,7 @@ Supported inputs (see ``docs/README_data.md`` for the user-facing description), 
 * :mod:`.points` — **point layers** through OGR (shapefile, GeoPackage, ``path|layername=name``),
   the streamed :class:`~.points.PointSource` both point readers share, date-named columns, units.
 * :mod:`.hdf5` — **MintPy** ``timeseries.h5`` (geocoded, metres) and **LiCSBAS** ``cum.h5`` (mm).
-* **Raster stacks** (GeoTIFF, VRT, anything GDAL reads): :func:`algorithms.raster.open_stack`.
+* **Raster stacks** (GeoTIFF, VRT, anything GDAL reads): :func:`algorithms.io.raster.open_stack`.
 
 and the steps between them:
 

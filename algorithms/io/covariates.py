@@ -13,7 +13,7 @@ from typing import Dict, Sequence
 import numpy as np
 
 from ..errors import DeformCastError
-from ..raster import Grid, _gdal
+from .raster import Grid, _gdal
 from .crs import transformer
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import DeformCastError
-from ..raster import Grid, crs_equal
+from .raster import Grid, crs_equal
 
 #: mean Earth radius (m, IUGG) for the area of a pixel in a geographic CRS
 EARTH_RADIUS_M = 6371008.8

@@ -5,7 +5,7 @@ import os
 import zipfile
 
 from ..errors import DeformCastError
-from ..raster import _gdal
+from .raster import _gdal
 from .hdf5 import h5_kind
 from .points import split_source
 

@@ -16,7 +16,7 @@ from typing import Tuple
 import numpy as np
 
 from ..errors import DeformCastError
-from ..raster import Grid
+from .raster import Grid
 from .crs import crs_wkt_of, srs_from, transformer
 from .points import PointSource
 

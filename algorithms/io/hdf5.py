@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import DeformCastError, MissingDependency
-from ..raster import Grid, check_dates, parse_date
+from .raster import Grid, check_dates, parse_date
 from .crs import crs_wkt_of
 
 

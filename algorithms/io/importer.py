@@ -2,8 +2,8 @@
 
 Point inputs (EGMS CSV :mod:`.egms`, point layers :mod:`.points`) are gridded (:mod:`.gridding`);
 gridded inputs (MintPy/LiCSBAS :mod:`.hdf5`, raster stacks through
-:func:`algorithms.raster.open_stack`) are copied block by block, optionally regularised in time
-(:mod:`algorithms.series`) and reprojected/resampled.
+:func:`algorithms.io.raster.open_stack`) are copied block by block, optionally regularised in time
+(:mod:`algorithms.data.series`) and reprojected/resampled.
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 
 from ..errors import DeformCastError, warn
-from ..raster import (Grid, RasterWriter, _gdal, check_dates, declared_unit, iso, open_stack, parse_dates_param,
-                      read_stack, row_blocks, unit_to_mm, write_stack)
-from ..styles import deformation_style, sidecar_path
+from .raster import (Grid, RasterWriter, _gdal, check_dates, declared_unit, iso, open_stack,
+    parse_dates_param, read_stack, row_blocks, unit_to_mm, write_stack)
+from .styles import deformation_style, sidecar_path
 from .crs import crs_wkt_of, srs_from
 from .egms import read_egms_csv
 from .formats import detect_format
@@ -32,7 +32,7 @@ def all_nodata_error(what: str) -> DeformCastError:
 
 def _regularise_opts(regularise, dates):
     """``regularise``: False/None, True (median step) or a step in days."""
-    from ..series import median_step_days, regular_dates
+    from ..data.series import median_step_days, regular_dates
 
     if not regularise:
         return None
@@ -44,8 +44,8 @@ def _write_gridded(output_path: str, grid: Grid, dates: np.ndarray, read_block: 
                    progress, what: str, regularise=None, max_gap_days=None, block_rows: Optional[int] = None,
                    metadata: Optional[dict] = None, rereference: bool = False) -> Tuple[np.ndarray, float]:
     """Block-wise: read rows, optionally regularise, write the contract stack. Refuses all-nodata."""
-    from ..series import regularise as _reg
-    from ..series import rereference as _reref
+    from ..data.series import regularise as _reg
+    from ..data.series import rereference as _reref
 
     reg = _regularise_opts(regularise, dates)
     out_dates = dates if reg is None else reg[1]
@@ -102,7 +102,7 @@ def import_timeseries(input_path: str, output_path: str, cell_size: Optional[flo
     (then they are resampled to it). ``units`` applies to point fields and raster stacks; HDF5
     products carry their own (MintPy metres, LiCSBAS mm). ``target_crs`` reprojects (points exactly,
     grids bilinearly). ``dates`` (the DATES parameter) gives the dates of a raster stack.
-    ``regularise``: False, True (median step) or a step in days (see :mod:`algorithms.series`).
+    ``regularise``: False, True (median step) or a step in days (see :mod:`algorithms.data.series`).
     ``rereference``: refer every pixel to its first (regularised) epoch, which becomes 0 mm.
     Returns a summary dict (output, format, dates, grid size, CRS, valid fraction ...).
     """

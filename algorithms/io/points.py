@@ -16,7 +16,7 @@ from typing import Iterator, List, Sequence, Tuple
 import numpy as np
 
 from ..errors import DeformCastError
-from ..raster import parse_date
+from .raster import parse_date
 from .crs import ogr_lib
 
 UNITS = {"mm": 1.0, "cm": 10.0, "m": 1000.0}

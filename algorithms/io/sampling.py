@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import DeformCastError
-from ..raster import _gdal, read_band
+from .raster import _gdal, read_band
 from .crs import transformer
 from .egms import read_egms_csv
 from .formats import detect_format

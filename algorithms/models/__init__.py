@@ -1,7 +1,7 @@
 """The six forecasting architectures, by name, with their hyperparameters and ranges in one place.
 
 Every model maps an encoded window ``X`` of shape ``(N, window, F)`` (any number ``F`` of input
-channels produced by the coding strategies of :mod:`algorithms.dataset`) to all ``horizon`` future
+channels produced by the coding strategies of :mod:`algorithms.data.dataset`) to all ``horizon`` future
 steps at once, ``(N, horizon)`` (direct multi-output forecasting, no autoregressive roll-out, so
 errors do not compound over the horizon and one forward pass gives the whole forecast).
 
@@ -23,7 +23,7 @@ are inclusive bounds and ``log`` asks for log-uniform sampling; for ``"categoric
 ``choices`` tuple lists the values. A tuner turns these into ``trial.suggest_*`` calls.
 
 Targets: the models are plain regressors. They learn whatever ``Y`` the data module hands them;
-:mod:`algorithms.dataset` makes that the increment from the last input epoch (or the residual to
+:mod:`algorithms.data.dataset` makes that the increment from the last input epoch (or the residual to
 a classical forecast), scaled per horizon step, so no architecture has to learn where a pixel
 already is. Dropout, where an architecture has several places for it, uses the one shared
 ``dropout`` value.

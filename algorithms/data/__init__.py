@@ -1,0 +1,1 @@
+"""data stage of the DeformCast core (docs/DEVELOPING.md)."""

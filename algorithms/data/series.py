@@ -1,0 +1,126 @@
+"""Time-series handling of displacement stacks: regular sampling and re-referencing (QGIS-free).
+
+Why regularise
+--------------
+The models see a series as a sequence of equally spaced epochs. Real InSAR products are not
+equally spaced: Sentinel-1 stacks switch from 12-day to 6-day sampling (EGMS L2 2016-2021 when
+Sentinel-1B flew, and back to 12 days after its loss in December 2021), acquisitions are
+missing, and single pixels lose coherence for some epochs. Liu et al. (2026) work on an
+already-regular series and do not say how to get one, so the rule here is ours:
+
+* **Target epochs**: the first acquisition date, then every ``step_days`` days up to (and
+  including, when it falls on the step) the last acquisition. ``step_days`` defaults to the
+  **median** spacing of the acquisitions, i.e. the spacing that most of the record already has.
+* **Value at a target epoch, per pixel**: if the pixel has a valid value observed on exactly
+  that date, that value. Otherwise linear interpolation in time between the pixel's nearest
+  valid observation before and its nearest valid observation after the target date.
+  Linear interpolation is the least-assuming choice for cumulative displacement (it neither
+  adds nor removes deformation between two measurements and never overshoots).
+* **Gaps stay gaps**: when the two bracketing valid observations are more than
+  ``max_gap_days`` apart (default ``3 x step_days``), the target epoch stays NaN rather than
+  being bridged with a straight line over a period with no measurement. Nothing is extrapolated:
+  before a pixel's first valid observation and after its last one the value is NaN.
+
+Re-referencing (:func:`rereference`) subtracts each pixel's value at one epoch (the first by
+default), so every series starts at 0 mm. A pixel with no value at the reference epoch cannot be
+referred to it and becomes NaN throughout (it would otherwise be on a different datum from its
+neighbours).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ..errors import DeformCastError
+from ..io.raster import check_dates
+
+
+def median_step_days(dates) -> int:
+    """The median spacing of ``dates`` in whole days (at least 1)."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    if d.size < 2:
+        raise DeformCastError("A time series needs at least two acquisition dates to be regularised.")
+    return max(1, int(round(float(np.median(np.diff(d).astype(np.int64))))))
+
+
+def regular_dates(dates, step_days: int) -> np.ndarray:
+    """First date, then every ``step_days`` up to the last date (datetime64[D])."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    span = int((d[-1] - d[0]).astype(np.int64))
+    n = span // int(step_days) + 1
+    return d[0] + np.arange(n, dtype=np.int64) * int(step_days)
+
+
+def regularise(values: np.ndarray, dates, step_days: Optional[int] = None,
+               max_gap_days: Optional[float] = None, chunk: int = 262144,
+               progress=None) -> Tuple[np.ndarray, np.ndarray]:
+    """Resample a series onto a fixed time step (rule in the module docstring).
+
+    ``values``: ``(T, ...)`` with NaN for missing values, e.g. ``(T, N)`` points or
+    ``(T, H, W)`` a stack; ``dates``: T acquisition dates in time order without duplicates.
+    ``step_days``: target spacing (default: median spacing). ``max_gap_days``: longest interval
+    between two valid observations that may be bridged (default ``3 * step_days``).
+    Returns ``(values (T', ...) float32, dates (T',) datetime64[D])``. Pixels are processed in
+    chunks of ``chunk`` columns so memory stays bounded.
+    """
+    v = np.asarray(values)
+    d = check_dates(np.asarray(dates, dtype="datetime64[D]"), "the time series")
+    if v.shape[0] != d.size:
+        raise DeformCastError(f"The series has {v.shape[0]} epochs but {d.size} dates were given; "
+                              "give one date per epoch.")
+    step = median_step_days(d) if step_days is None else int(step_days)
+    if step < 1:
+        raise DeformCastError("The regularisation step must be at least 1 day.")
+    max_gap = 3.0 * step if max_gap_days is None else float(max_gap_days)
+    tgt = regular_dates(d, step)
+    t_obs = (d - d[0]).astype(np.int64).astype(np.float64)
+    t_tgt = (tgt - d[0]).astype(np.int64).astype(np.float64)
+    T = d.size
+    flat = v.reshape(T, -1)
+    N = flat.shape[1]
+    out = np.full((tgt.size, N), np.nan, dtype=np.float32)
+    # index of the last original epoch at or before each target date
+    k = np.searchsorted(t_obs, t_tgt, side="right") - 1
+    idx = np.arange(T, dtype=np.int32)[:, None]
+    for c0 in range(0, N, max(1, int(chunk))):
+        c1 = min(N, c0 + chunk)
+        block = flat[:, c0:c1].astype(np.float64)
+        valid = np.isfinite(block)
+        # last valid index at or before t, first valid index at or after t (-1 / T when none)
+        prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=0)
+        nxt = np.minimum.accumulate(np.where(valid, idx, T)[::-1], axis=0)[::-1]
+        cols = np.arange(c1 - c0)
+        for j in range(tgt.size):
+            kk = k[j]
+            p = prev[kk]
+            exact = (t_obs[kk] == t_tgt[j]) & valid[kk]
+            n_idx = nxt[kk + 1] if kk + 1 < T else np.full(c1 - c0, T, dtype=np.int32)
+            ok = (p >= 0) & (n_idx < T)
+            pc = np.clip(p, 0, T - 1)
+            nc = np.clip(n_idx, 0, T - 1)
+            tp, tn = t_obs[pc], t_obs[nc]
+            ok &= (tn - tp) <= max_gap
+            w = np.where(tn > tp, (t_tgt[j] - tp) / np.where(tn > tp, tn - tp, 1.0), 0.0)
+            vp, vn = block[pc, cols], block[nc, cols]
+            interp = vp + w * (vn - vp)
+            res = np.where(ok, interp, np.nan)
+            res = np.where(exact, block[kk], res)
+            out[j, c0:c1] = res
+        if progress is not None:
+            progress.set(c1 / N)
+    return out.reshape((tgt.size,) + v.shape[1:]), tgt
+
+
+def rereference(values: np.ndarray, index: int = 0) -> np.ndarray:
+    """Displacement relative to epoch ``index`` of each pixel (that epoch becomes 0 mm).
+
+    Pixels with no value at the reference epoch become NaN throughout (see module docstring).
+    """
+    v = np.asarray(values, dtype=np.float32)
+    T = v.shape[0]
+    if not -T <= int(index) < T:
+        raise DeformCastError(f"Reference epoch {index} does not exist; the series has {T} epochs "
+                              f"(give 0..{T - 1}).")
+    ref = v[int(index)]
+    return (v - ref[None]).astype(np.float32)

@@ -1,0 +1,1 @@
+"""decision stage of the DeformCast core (docs/DEVELOPING.md)."""

@@ -1,0 +1,1 @@
+"""learn stage of the DeformCast core (docs/DEVELOPING.md)."""

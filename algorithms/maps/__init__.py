@@ -1,0 +1,1 @@
+"""maps stage of the DeformCast core (docs/DEVELOPING.md)."""

@@ -1,0 +1,522 @@
+"""Calibrated spread per lead step and per pixel, and coherent ensemble members (issue 15).
+
+Ten networks trained on the same data agree far more closely than any of them agrees with a later,
+noisy acquisition, and how wrong the forecast is differs from pixel to pixel: a quiet field is
+forecast within the noise, a mining bowl that speeds up is not. ``predict`` therefore replaces the
+members' own spread by one fitted on **forecasts it has made and could check**, from the rolling
+validation origins (:func:`skill_gate.rolling_origins`: every target before the models' test period
+and not after the forecast start), with the **delivered** forecast as the centre (the gated median
+where the model folder holds a skill gate).
+
+Spread model (our choice; the paper is silent). At pixel ``p`` and lead step ``h`` the members'
+P10-P90 band is ``centre + c_h s(p, h) [z_lo(h), z_hi(h)]`` where
+
+* ``s(p, h) = sqrt(a_h + sum_j b_j x_j(p, h)²)`` (mm) scales the spread by the **evidence** the data
+  carry at the pixel (:data:`FEATURES`): ``family`` the disagreement (std) of the classical forecasts
+  of :mod:`anchors` (large where the motion left its long-term law), ``residual`` the residual
+  scatter of the trajectory fit on the last two years (noisy pixels), ``members`` the members' own
+  disagreement, ``motion`` how far the forecast moves from the last value (fast ground is harder).
+  Each is made non-decreasing along the horizon (cummax). Independent error sources add in variance:
+  ``a_h`` (what no evidence explains, e.g. the atmosphere of the target epoch; made non-decreasing)
+  and ``b_j >= 0`` come from a non-negative least-squares fit of the squared validation errors
+  (winsorised at their 99.9th percentile) across pixels, origins and steps, so evidence that does not
+  predict the error gets weight 0. (A multiplicative model, ``log |error|`` regressed on the log
+  evidence, found no weight on the demo scene: the acquisition noise, the same everywhere, hides a
+  proportional law; the additive one keeps the noise floor and lets the rare large errors speak.)
+* ``z`` the members' shape at step ``h``: normal scores (``dressing``) or the empirical quantiles of
+  the validation errors divided by ``s`` (``conformal``), centred on their median so the delivered
+  median stays the centre;
+* ``c_h`` the split-conformal factor: the smallest value whose band holds the target share (80 %,
+  with the finite-sample correction ``ceil((n + 1) 0.8) / n``) of the validation errors at step
+  ``h``; the band width ``c_h (z_hi - z_lo)`` is then made non-decreasing in ``h`` (isotonic
+  regression), so the band never narrows with lead time.
+
+Coherent members. Each member is one whole path, not independent noise per step: member ``k``
+takes at step ``h`` the value of rank ``r_k(h)`` of the calibrated marginal, where ``r_k(h)`` is the
+rank of a latent AR(1) path ``X_k(h) = rho X_k(h-1) + sqrt(1 - rho²) eps`` (ensemble copula
+coupling with a Gaussian AR(1) template). ``rho`` is the persistence of the validation errors
+along the lead, estimated as ``cov(lag 2) / cov(lag 1)`` of the normalised errors (white acquisition
+noise adds nothing to either, so this is the AR(1) coefficient of their persistent part), and at
+least :data:`RHO_MIN` (0.9): a member is a future of the deformation, whose forecast error persists;
+the acquisition noise of each epoch is in the marginals (the band covers observations) but does
+not make each member jagged. The
+template is the same at every pixel (seeded), so member ``k`` is one spatially coherent scenario.
+
+Reading (issue 15): validation pixels are read as whole contiguous row spans aligned to the file's
+block height (``band.GetBlockSize()``), never scattered single rows: a tiled, pixel-interleaved
+GeoTIFF decompresses whole tiles of all bands for every read.
+
+Both methods are fitted on every run; the coverage and mean band width per lead step of each,
+cross-validated over the origins (fit on half the origins, score on the other half), go into the
+outputs' metadata (``DEFORMCAST_CALIBRATION``) and the log. Measurements: docs/README_calibration.md.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import warnings
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..data import anchors, dataset
+from ..io import raster
+from ..errors import DeformCastError
+from ..progress import Progress, silent
+
+METHODS = ("dressing", "conformal")
+#: chosen by benchmarks/bench_calibration.py (docs/README_calibration.md)
+DEFAULT_METHOD = "dressing"
+TARGET = 0.8
+FEATURES = ("family", "residual", "members", "motion")
+#: years of history for the residual scatter of the trajectory fit
+RESIDUAL_YEARS = 2.0
+#: the largest number of (pixel, origin) samples per step the regression uses
+MAX_FIT_SAMPLES = 200_000
+TEMPLATE_SEED = 20260415
+#: the least persistence of the members' ranks along the lead (see the module doc)
+RHO_MIN = 0.9
+#: at most this many rolling origins (evenly spread) calibrate the spread: each costs a full gated
+#: forecast (with the local blend's earlier origins) of the sampled rows
+MAX_ORIGINS = 8
+
+
+# ---------------------------------------------------------------------------------------------
+# reading: contiguous, block-aligned row spans
+# ---------------------------------------------------------------------------------------------
+def block_height(path: str) -> int:
+    """Rows per block of the file's first band (1 when unknown)."""
+    gdal = raster._gdal()
+    ds = gdal.Open(str(path))
+    try:
+        return max(1, int(ds.GetRasterBand(1).GetBlockSize()[1]))
+    except (AttributeError, RuntimeError):
+        return 1
+
+
+def read_spans(height: int, width: int, block_h: int, halo: int, max_pixels: int,
+               chunk_pixels: int) -> List[Tuple[int, int, int, int]]:
+    """``(a0, a1, r0, r1)``: read rows a0..a1 (aligned to ``block_h``), score rows r0..r1 inside.
+
+    When about ``max_pixels`` pixels need every row, the raster is cut into consecutive spans of
+    about ``chunk_pixels`` pixels (a multiple of ``block_h`` rows) read with their halo, extended to
+    block boundaries. Otherwise spans of whole blocks are spread evenly over the raster, each at
+    least ``2 halo + 8`` rows high, and only their interior rows (away from the halo) are scored.
+    """
+    bh = max(1, min(int(block_h), int(height)))
+    down = lambda r: (r // bh) * bh                                     # noqa: E731
+    up = lambda r: min(height, -(-r // bh) * bh)                        # noqa: E731
+    rows_needed = max(1, math.ceil(max_pixels / max(1, width)))
+    if rows_needed >= height:
+        step = max(bh, (max(1, chunk_pixels // max(1, width)) // bh) * bh)
+        return [(down(max(0, r0 - halo)), up(min(height, r0 + step + halo)), r0, min(height, r0 + step))
+                for r0 in range(0, height, step)]
+    span = max(bh, -(-(2 * halo + 8) // bh) * bh)
+    n_slots = max(1, height // span)
+    n = min(n_slots, max(1, math.ceil(rows_needed / max(1, span - 2 * halo))))
+    slots = sorted(set(np.linspace(0, n_slots - 1, n).round().astype(int).tolist()))
+    out = []
+    for s in slots:
+        a0, a1 = s * span, min(height, (s + 1) * span)
+        r0 = a0 + (halo if a0 > 0 else 0)
+        r1 = a1 - (halo if a1 < height else 0)
+        if r1 > r0:
+            out.append((a0, a1, r0, r1))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# evidence
+# ---------------------------------------------------------------------------------------------
+def _fit_scatter(hist: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    """Residual std of the trajectory fit on the last RESIDUAL_YEARS at each pixel (n,); where gaps
+    stop the fit, the robust scatter of the epoch-to-epoch differences / sqrt(2)."""
+    from ..data.baselines import fit_stats, terms_for_span, years_between
+
+    start = anchors._start(dates, hist.shape[0] - 1, RESIDUAL_YEARS)
+    y = hist[start:]
+    t = years_between(dates[start:], dates[-1])
+    deg, periods = terms_for_span(float(t[-1] - t[0]) if t.size else 0.0, True)
+    sig = np.full(y.shape[1], np.nan)
+    if y.shape[0] > 3:
+        sig = fit_stats(y, t, np.zeros(1), deg, periods)[2]
+    bad = ~np.isfinite(sig)
+    if bad.any():
+        d = np.diff(y[:, bad], axis=0)
+        with np.errstate(all="ignore"), _quiet():
+            med = np.nanmedian(d, axis=0)
+            sig[bad] = 1.4826 * np.nanmedian(np.abs(d - med), axis=0) / math.sqrt(2.0)
+    return sig
+
+
+@contextlib.contextmanager
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def evidence(blk: np.ndarray, a0: int, r0: int, r1: int, o: int, dates, members: np.ndarray,
+             valid: np.ndarray, horizon_model: Optional[int] = None, steps=None, cache=None) -> np.ndarray:
+    """The evidence :data:`FEATURES` at the pixels ``valid`` (bool (r1 - r0, W), row-major) of rows
+    r0..r1 of a block read from row ``a0``, for a forecast from epoch ``o``: float64 ``(F, H, n)``,
+    non-negative and non-decreasing along the horizon. ``members`` (M, H, r1 - r0, W) the delivered
+    members. Uses the history up to ``o`` only. ``cache``: the block's :class:`anchors.FamilyCache`
+    (the family from ``o`` is taken from it when its targets lie inside the stack)."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    M, H = members.shape[:2]
+    sel = np.flatnonzero(np.asarray(valid).ravel())
+    n = sel.size
+    out = np.zeros((len(FEATURES), H, n))
+    if n == 0:
+        return out
+    hist = np.asarray(blk[: o + 1, r0 - a0:r1 - a0], dtype=np.float64).reshape(o + 1, -1)[:, sel]
+    L = max(H, int(horizon_model or H))
+    td = dataset.target_dates(d, int(o), L)[:H]
+    with _quiet(), np.errstate(all="ignore"):
+        if cache is not None and o + L < d.size and cache.lead >= H:
+            W = blk.shape[2]
+            fam = cache(o)[:, :H, (r0 - a0) * W:(r1 - a0) * W][:, :, sel]
+        else:
+            fam = anchors.family_forecasts(hist, d[: o + 1], td, steps or None)
+        out[0] = np.nanstd(fam, axis=0)
+        out[1] = _fit_scatter(hist, d[: o + 1])[None]
+        mem = members[:, :, valid].astype(np.float64)
+        centre = np.median(mem, axis=0)
+        out[2] = mem.std(axis=0)
+        last = anchors._mean_last(hist, 1)
+        out[3] = np.abs(centre - last[None])
+    for j in range(out.shape[0]):
+        f = out[j]
+        bad = ~np.isfinite(f)
+        if bad.any():
+            fill = np.nanmedian(f) if np.isfinite(f).any() else 0.0
+            f[bad] = fill if np.isfinite(fill) else 0.0
+        np.maximum.accumulate(np.maximum(f, 0.0), axis=0, out=f)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the fit (pure numpy: the tests drive it with known errors)
+# ---------------------------------------------------------------------------------------------
+def _normal_scores(M: int) -> np.ndarray:
+    from statistics import NormalDist
+
+    nd = NormalDist()
+    return np.array([nd.inv_cdf((k + 0.5) / M) for k in range(M)], dtype=np.float64)
+
+
+def _isotonic(y: np.ndarray, w: Optional[np.ndarray] = None) -> np.ndarray:
+    """Non-decreasing least-squares fit of ``y`` (pool adjacent violators)."""
+    y = np.asarray(y, np.float64)
+    w = np.ones_like(y) if w is None else np.asarray(w, np.float64)
+    vals, wts, cnt = [], [], []
+    for yi, wi in zip(y, w):
+        vals.append(yi)
+        wts.append(wi)
+        cnt.append(1)
+        while len(vals) > 1 and vals[-2] > vals[-1]:
+            v2, w2, c2 = vals.pop(), wts.pop(), cnt.pop()
+            v1, w1, c1 = vals.pop(), wts.pop(), cnt.pop()
+            ww = w1 + w2
+            vals.append((v1 * w1 + v2 * w2) / ww if ww > 0 else 0.5 * (v1 + v2))
+            wts.append(ww)
+            cnt.append(c1 + c2)
+    return np.repeat(vals, cnt)
+
+
+def scale(model: dict, feats: np.ndarray) -> np.ndarray:
+    """``s(p, h) = sqrt(a_h + sum_j b_j x_j(p, h)²)`` of the spread model for evidence ``feats``
+    (F, H, n) -> (H, n), mm."""
+    b = np.asarray(model["coef"], np.float64)
+    H = feats.shape[1]
+    a = np.asarray(model["base_var"], np.float64)[:H]
+    v = a[:, None] + np.tensordot(b, np.square(feats), axes=(0, 0))
+    return np.maximum.accumulate(np.sqrt(np.maximum(v, 1e-12)), axis=0)   # never narrower with lead
+
+
+def _band(shape: np.ndarray, lo: float = 10.0, hi: float = 90.0) -> Tuple[np.ndarray, np.ndarray]:
+    """P``lo``/P``hi`` (numpy's linear interpolation) of the members' shape per step (H, M)."""
+    return np.percentile(shape, lo, axis=1), np.percentile(shape, hi, axis=1)
+
+
+def _shapes(method: str, u: np.ndarray, M: int) -> np.ndarray:
+    """Members' shape per step (H, M), increasing, centred on its median."""
+    H = u.shape[0]
+    if method == "dressing":
+        sh = np.broadcast_to(_normal_scores(M), (H, M)).copy()
+    elif method == "conformal":
+        lv = (np.arange(M) + 0.5) / M
+        sh = np.stack([np.quantile(u[h][np.isfinite(u[h])], lv) if np.isfinite(u[h]).any() else _normal_scores(M)
+                       for h in range(H)])
+        sh = np.maximum.accumulate(sh, axis=1)
+    else:
+        raise DeformCastError(f"CALIBRATION: unknown method '{method}'. Valid values: {', '.join(METHODS)}.")
+    return sh - np.median(sh, axis=1, keepdims=True)
+
+
+def _needed_factor(u: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The smallest factor ``c`` with ``c lo <= u <= c hi`` for each normalised error ``u``."""
+    with np.errstate(all="ignore"):
+        need = np.where(u >= 0, u / hi if hi > 0 else np.inf, u / lo if lo < 0 else np.inf)
+    return np.where(np.isfinite(need), np.maximum(need, 0.0), np.inf)
+
+
+def fit(err: np.ndarray, feats: np.ndarray, M: int, method: str = DEFAULT_METHOD, target: float = TARGET,
+        origin: Optional[np.ndarray] = None) -> dict:
+    """The spread model (see the module doc) from validation errors ``err`` (H, N) = observation -
+    delivered centre and their evidence ``feats`` (F, H, N); ``M`` members. JSON-serialisable."""
+    err = np.asarray(err, np.float64)
+    feats = np.asarray(feats, np.float64)
+    H, N = err.shape
+    if N == 0 or M < 2:
+        raise DeformCastError("No validation value to calibrate the spread on.")
+    F = feats.shape[0]
+    # variance components: the error variance at (p, h) is a base a_h (what no evidence explains, e.g.
+    # the atmosphere) plus b_j x_j² for each piece of evidence; a_h, b_j >= 0 by non-negative least
+    # squares of err² (winsorised at its 99.9th percentile per step) across pixels, origins and steps
+    rng = np.random.default_rng(0)
+    per = max(1, MAX_FIT_SAMPLES // max(1, H))
+    take = np.arange(N) if N <= per else np.sort(rng.choice(N, per, replace=False))
+    e2 = np.square(err[:, take])
+    e2 = np.minimum(e2, np.quantile(e2, 0.999, axis=1, keepdims=True))
+    x2 = np.square(feats[:, :, take])
+    n = take.size
+    A = np.zeros((H * n, H + F))
+    A[np.arange(H * n), np.repeat(np.arange(H), n)] = 1.0
+    A[:, H:] = x2.reshape(F, -1).T
+    colscale = np.maximum(np.sqrt(np.mean(A * A, axis=0)), 1e-12)
+    from scipy.optimize import nnls
+
+    sol = nnls(A / colscale, e2.ravel(), maxiter=50 * (H + F))[0] / colscale
+    base = np.maximum.accumulate(np.maximum(sol[:H], 1e-6))
+    model = {"method": method, "features": list(FEATURES[:F]), "coef": sol[H:].tolist(), "base_var": base.tolist(),
+             "target": float(target), "M": int(M), "seed": TEMPLATE_SEED}
+    s = scale(model, feats)
+    u = err / s
+    shape = _shapes(method, u, M)
+    lo, hi = _band(shape)
+    level = min(1.0, math.ceil((N + 1) * float(target)) / N)
+    factor = np.array([float(np.quantile(_needed_factor(u[h], lo[h], hi[h]), level, method="higher"))
+                       for h in range(H)])
+    factor = np.where(np.isfinite(factor), factor, np.nanmax(np.where(np.isfinite(factor), factor, np.nan)))
+    width = _isotonic(factor * (hi - lo))
+    model["factor"] = (width / (hi - lo)).tolist()
+    model["shape"] = shape.tolist()
+    # persistence of the members' ranks: the normalised errors are a persistent part (AR(1), rho)
+    # plus white acquisition noise; white noise adds nothing to the lag-1 and lag-2 covariances,
+    # so rho = cov(lag 2) / cov(lag 1) (the AR(1)-plus-noise identification)
+    c1 = sum(float(np.mean(u[h] * u[h + 1])) for h in range(H - 1))
+    c2 = sum(float(np.mean(u[h] * u[h + 2])) for h in range(H - 2)) * (H - 1) / max(1, H - 2)
+    model["rho_estimated"] = float(np.clip(c2 / c1, 0.0, 0.995)) if H > 2 and c1 > 0 else RHO_MIN
+    model["rho"] = max(RHO_MIN, model["rho_estimated"])
+    return model
+
+
+def evaluate(model: dict, err: np.ndarray, feats: np.ndarray) -> dict:
+    """Coverage of the members' P10-P90 band and its mean width (mm) per step on errors ``err``."""
+    err = np.asarray(err, np.float64)
+    H = err.shape[0]
+    s = scale(model, feats)
+    shape = np.asarray(model["shape"])[:H]
+    lo, hi = _band(shape)
+    c = np.asarray(model["factor"])[:H]
+    a, b = (c * lo)[:, None] * s, (c * hi)[:, None] * s
+    inside = (err >= a) & (err <= b)
+    w = b - a
+    return {"coverage": inside.mean(axis=1).tolist(), "width_mm": w.mean(axis=1).tolist(),
+            "rank_corr_last": rank_corr(w[-1], np.abs(err[-1]))}
+
+
+def rank_corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
+        return float("nan")
+    return float(spearmanr(a[ok], b[ok])[0])
+
+
+def cross_validate(err, feats, origin, M, method, target=TARGET) -> Optional[dict]:
+    """Fit on every other origin, score on the others, and the reverse; pooled coverage and width."""
+    uo = np.unique(origin)
+    if uo.size < 2:
+        return None
+    fold = np.isin(origin, uo[1::2])
+    cov, wid, n = 0.0, 0.0, 0
+    for test in (fold, ~fold):
+        m = fit(err[:, ~test], feats[:, :, ~test], M, method, target)
+        ev = evaluate(m, err[:, test], feats[:, :, test])
+        k = int(test.sum())
+        cov = cov + np.asarray(ev["coverage"]) * k
+        wid = wid + np.asarray(ev["width_mm"]) * k
+        n += k
+    return {"coverage": (cov / n).tolist(), "width_mm": (wid / n).tolist()}
+
+
+# ---------------------------------------------------------------------------------------------
+# coherent members
+# ---------------------------------------------------------------------------------------------
+def member_ranks(M: int, H: int, rho: float, seed: int = TEMPLATE_SEED) -> np.ndarray:
+    """(M, H) rank of member k at step h: the ranks of M latent AR(1) paths with lag-1 correlation rho."""
+    rng = np.random.default_rng(int(seed))
+    X = np.empty((M, H))
+    X[:, 0] = rng.standard_normal(M)
+    r = float(np.clip(rho, 0.0, 0.999))
+    for h in range(1, H):
+        X[:, h] = r * X[:, h - 1] + math.sqrt(1.0 - r * r) * rng.standard_normal(M)
+    return np.argsort(np.argsort(X, axis=0, kind="stable"), axis=0, kind="stable")
+
+
+def apply(model: dict, out: np.ndarray, valid: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """Replace the members ``out`` (M, H, rows, W) at ``valid`` by calibrated coherent paths around
+    their median (in place); return the median (H, rows, W), NaN elsewhere."""
+    M, H = out.shape[:2]
+    med = np.full(out.shape[1:], np.nan, np.float32)
+    if not valid.any():
+        return med
+    with np.errstate(all="ignore"):
+        centre = np.median(out[:, :, valid], axis=0)
+    s = scale(model, feats).astype(np.float32)
+    shape = np.asarray(model["shape"], np.float64)[:H]
+    c = np.asarray(model["factor"], np.float64)[:H]
+    ranks = member_ranks(M, H, model["rho"], model.get("seed", TEMPLATE_SEED))
+    dev = (c[None] * np.take_along_axis(shape.T, ranks, axis=0)).astype(np.float32)   # (M, H)
+    out[:, :, valid] = centre[None] + dev[:, :, None] * s[None]
+    med[:, valid] = centre
+    return med
+
+
+# ---------------------------------------------------------------------------------------------
+# collection on the validation origins and the entry point of predict
+# ---------------------------------------------------------------------------------------------
+def origins_for(configs, info, H: int, window: int, e: int) -> List[int]:
+    """The rolling validation origins (skill_gate's) whose targets do not pass the forecast start."""
+    from .skill_gate import rolling_origins
+
+    oo = [o for o in rolling_origins(configs, info.n_epochs, H, window, info.dates) if o + H <= e]
+    if len(oo) > MAX_ORIGINS:
+        oo = [oo[i] for i in np.linspace(0, len(oo) - 1, MAX_ORIGINS).round().astype(int)]
+    return oo
+
+
+def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int, gate=None,
+            max_pixels: int = 8000, progress: Optional[Progress] = None) -> Optional[dict]:
+    """Delivered forecasts from the validation origins against the observations, with their evidence:
+    ``{"err" (H, N), "feats" (F, H, N), "origin" (N,), "raw_in" (H, N), "origins": [...]}`` or None."""
+    from .gating import forecast_gated, gate_halo
+    from .member_forecasts import BLOCK_PIXELS, Plan, family_cache
+    from .skill_gate import _score_mask
+
+    progress = progress or silent()
+    win = max(int(m.meta["window"]) for m in loaded)
+    origins = origins_for(configs, info, H, win, e)
+    if not origins:
+        return None
+    mask = _score_mask(configs, info.grid.shape)
+    Hh, W = info.grid.shape
+    halo = max([dataset.halo(c) for c in configs] + [gate_halo(gate)])
+    spans = read_spans(Hh, W, block_height(info.source), halo, max_pixels * (5 if mask is not None else 1),
+                       BLOCK_PIXELS)
+    plan = Plan(loaded, configs)
+    cfg0 = configs[0]
+    L, steps = int(cfg0.get("horizon", H)), cfg0.get("steps") or None
+    parts = {"err": [], "feats": [], "origin": [], "raw_in": []}
+    for i, (a0, a1, r0, r1) in enumerate(spans):
+        blk = raster.read_stack(info, rows=(a0, a1))
+        cov_blk = {k: v[a0:a1] for k, v in cov.items()}
+        per_call = max(1, (2 * BLOCK_PIXELS) // max(1, (r1 - r0) * W))
+        caches = {id(blk): family_cache(blk, info.dates, cfg0, H)}
+        for j in range(0, len(origins), per_call):
+            chunk = [(blk, a0, r0, r1, cov_blk, o) for o in origins[j:j + per_call]]
+            for (_, _, _, _, _, o), (out, valid) in zip(chunk, forecast_gated(
+                    chunk, info.dates, info.grid, loaded, plan, H, dev, batch_size, gate=gate, caches=caches)):
+                obs = blk[o + 1:o + 1 + H, r0 - a0:r1 - a0]
+                ok = valid & np.isfinite(obs).all(axis=0)
+                if mask is not None:
+                    ok &= mask[r0:r1]
+                if not ok.any():
+                    continue
+                mem = out[:, :, ok].astype(np.float64)
+                y = obs[:, ok].astype(np.float64)
+                with np.errstate(all="ignore"):
+                    p10, p90 = np.percentile(mem, [10, 90], axis=0)
+                parts["err"].append(y - np.median(mem, axis=0))
+                parts["raw_in"].append((y >= p10) & (y <= p90))
+                parts["feats"].append(evidence(blk, a0, r0, r1, o, info.dates, out, ok, L, steps, caches[id(blk)]))
+                parts["origin"].append(np.full(int(ok.sum()), o))
+            progress.check()
+        progress.set((i + 1) / len(spans))
+    if not parts["err"]:
+        return None
+    return {"err": np.concatenate(parts["err"], axis=1), "feats": np.concatenate(parts["feats"], axis=2),
+            "origin": np.concatenate(parts["origin"]), "raw_in": np.concatenate(parts["raw_in"], axis=1),
+            "origins": origins}
+
+
+_CACHE: Dict[tuple, dict] = {}
+
+
+def _cache_key(info, loaded, e, H, gate) -> tuple:
+    import json
+
+    folders = tuple(os.path.abspath(m.folder) for m in loaded)
+    stamps = tuple(os.path.getmtime(os.path.join(f, n)) for f in folders for n in os.listdir(f))
+    return (os.path.abspath(info.path), os.path.getmtime(info.path), folders, stamps, int(e), int(H),
+            json.dumps(gate, sort_keys=True, default=str))
+
+
+def calibrate(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int, method: str = DEFAULT_METHOD,
+              gate=None, target: float = TARGET, progress: Optional[Progress] = None) -> Tuple[Optional[dict], dict]:
+    """``(model or None, details)``: the spread model of ``method`` fitted on the validation origins,
+    and what the metadata and the log report (coverage and width per step of both methods)."""
+    if method not in METHODS:
+        raise DeformCastError(f"CALIBRATION: unknown method '{method}'. Valid values: {', '.join(METHODS)}.")
+    key = _cache_key(info, loaded, e, H, gate)
+    data = _CACHE.get(key)
+    if data is None:
+        data = collect(info, loaded, configs, cov, e, H, dev, batch_size, gate, progress=progress)
+        _CACHE.clear()          # one stack at a time: predict's second method (the benchmark) reuses it
+        if data is not None:
+            _CACHE[key] = data
+    if data is None:
+        return None, {"calibrated": False, "reason": "no validation origin before the forecast start to calibrate on"}
+    M = len(loaded)
+    err, feats, origin = data["err"], data["feats"], data["origin"]
+    model = fit(err, feats, M, method, target)
+    ins = evaluate(model, err, feats)
+    comp = {}
+    for mt in METHODS:
+        cv = cross_validate(err, feats, origin, M, mt, target)
+        comp[mt] = cv if cv is not None else evaluate(fit(err, feats, M, mt, target), err, feats)
+    dates = info.dates
+    details = {"calibrated": True, "method": method, "target": target,
+               "origins": [raster.iso(dates[o]) for o in data["origins"]],
+               "n_values_per_step": int(err.shape[1]), "n_pixels_per_step": int(err.shape[1]),
+               "raw_coverage": data["raw_in"].mean(axis=1).tolist(),
+               "calibrated_coverage": ins["coverage"], "width_mm": ins["width_mm"],
+               "sigma_mm": (np.asarray(ins["width_mm"]) / (2 * 1.2816)).tolist(),
+               "spread_error_rank_corr_last": ins["rank_corr_last"],
+               "evidence": dict(zip(model["features"], model["coef"])), "base_sd_mm": np.sqrt(model["base_var"]).tolist(),
+               "rho": model["rho"], "rho_estimated": model["rho_estimated"],
+               "factor": model["factor"], "cross_validated": comp}
+    return model, details
+
+
+def log_lines(details: dict) -> List[str]:
+    """The log's account of a calibration (per step coverage and width of both methods)."""
+    if not details.get("calibrated"):
+        return [f"No calibration: {details.get('reason')}."]
+    ev = ", ".join(f"{k} {v:.2f}" for k, v in details["evidence"].items())
+    lines = [f"Spread calibrated ({details['method']}) on {len(details['origins'])} validation origins "
+             f"({details['origins'][0]} .. {details['origins'][-1]}), {details['n_values_per_step']} values per step; "
+             f"evidence weights {ev}; member paths AR(1) rho {details['rho']:.2f}; "
+             f"rank correlation of spread and |error| at the last step {details['spread_error_rank_corr_last']:.2f}."]
+    for mt, r in details["cross_validated"].items():
+        lines.append(f"  {mt} (cross-validated over origins): P10-P90 coverage per step "
+                     + ", ".join(f"{c:.0%}" for c in r["coverage"]) + "; mean width (mm) "
+                     + ", ".join(f"{w:.1f}" for w in r["width_mm"]))
+    return lines

@@ -1,0 +1,250 @@
+"""Row blocks on a Dask distributed cluster (issue 17): ``predict`` and ``uncertainty`` with a
+``SCHEDULER`` address run their per-block work on the cluster's workers.
+
+The core is QGIS-free, so a worker is plain Python: it needs this package importable under the
+same name as on the client (``deformcast``: the folder that holds the plugin folder on the workers'
+``PYTHONPATH``; ``client.upload_file`` ships single modules or eggs, not a package with
+subpackages, so it is not used), numpy < 2 with GDAL's Python bindings, torch, and the pinned
+``requirements.txt``. The stack, the model folder and the members raster are read by the workers
+from the same paths as on the client (a shared file system); the outputs are written by the client.
+
+What travels: one task per row block with plain-Python arguments (paths, row ranges, the fitted
+calibration model and the skill gate as dicts, small numpy slices of covariates). A worker loads the
+members of a model folder once and keeps them (:func:`worker_members`, keyed by the folder and its
+manifest's modification time). The client takes the blocks as they finish and hands them on in
+block order (:func:`run_blocks`), so the outputs are the same files as those of one process; at
+most ``window`` blocks are in flight, so neither the workers nor the client hold the whole raster.
+Cancel cancels the futures still pending. See docs/README_calibration.md ("Dask cluster").
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from typing import Callable, Dict, List, Optional, Sequence
+
+from ..errors import DeformCastError
+
+#: seconds to reach the scheduler (and to wait for a first worker) before giving up
+CONNECT_TIMEOUT_S = float(os.environ.get("DEFORMCAST_DASK_TIMEOUT", "20"))
+#: the pinned version (requirements.txt / constraints.txt), named in the install hint
+DASK_PIN = "2024.8.2"
+_ADDRESS = re.compile(r"^(tcp|tls|inproc)://[^\s/]+$")
+#: this package's import name (``deformcast`` in QGIS and the tests); the workers need the same
+PACKAGE = __name__.rsplit(".algorithms", 1)[0] if ".algorithms" in __name__ else ""
+
+
+def _dask():
+    try:
+        import distributed
+    except ImportError:
+        raise DeformCastError(
+            "SCHEDULER needs the optional package dask[distributed], which is not installed in this Python. "
+            f"Install it with: pip install -c constraints.txt 'dask[distributed]=={DASK_PIN}' (the same version "
+            "as on the workers), or leave SCHEDULER empty to run in this process.") from None
+    return distributed
+
+
+def connect(address: Optional[str], progress=None):
+    """A ``distributed.Client`` on ``address`` (``tcp://host:port``), or None when it is empty.
+    Refuses a malformed address, an unreachable scheduler (after :data:`CONNECT_TIMEOUT_S`), a
+    cluster without workers and workers that cannot import this package, each saying what to do."""
+    address = (address or "").strip()
+    if not address:
+        return None
+    if not _ADDRESS.match(address):
+        raise DeformCastError(f"SCHEDULER '{address}' is not a Dask scheduler address: give it as tcp://host:port "
+                              "(e.g. tcp://10.0.0.5:8786), or leave it empty to run in this process.")
+    distributed = _dask()
+    try:
+        client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise DeformCastError(
+            f"Cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT_S:g} s ({type(e).__name__}). "
+            "Check that it runs (`dask scheduler`), that the address and port are right and that no firewall "
+            "blocks it; or leave SCHEDULER empty to run in this process.") from None
+    try:
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError):
+            raise DeformCastError(f"The Dask scheduler at {address} has no worker (none joined within "
+                                  f"{CONNECT_TIMEOUT_S:g} s). Start workers with `dask worker {address}`.") from None
+        bad = {w: r for w, r in client.run(_probe, PACKAGE).items() if r}
+        if bad:
+            w, r = next(iter(bad.items()))
+            raise DeformCastError(
+                f"{len(bad)} Dask worker(s) cannot import DeformCast (e.g. {w}: {r}). Start the workers with the "
+                f"folder that holds the plugin folder '{PACKAGE or 'algorithms'}' on PYTHONPATH and the pinned "
+                "requirements installed (pip install -c constraints.txt -r requirements.txt).")
+    except BaseException:
+        client.close()
+        raise
+    if progress is not None:
+        n = len(client.scheduler_info().get("workers", {}))
+        progress.log(f"Dask: {n} worker(s) at {address}.")
+    return client
+
+
+def _probe(package: str) -> str:
+    """Run on each worker: '' when this package imports there, else why not."""
+    import importlib
+
+    try:
+        importlib.import_module((package + "." if package else "") + "algorithms.maps.distributed")
+        import numpy
+        from osgeo import gdal_array  # noqa: F401 - the GDAL/numpy contract
+
+        if numpy.__version__ >= "2":
+            return f"numpy {numpy.__version__} (DeformCast needs numpy < 2 for GDAL)"
+    except Exception as e:  # noqa: BLE001 - reported to the user
+        return f"{type(e).__name__}: {e}"
+    return ""
+
+
+def n_threads(client) -> int:
+    return max(1, sum(int(w.get("nthreads", 1)) for w in client.scheduler_info().get("workers", {}).values()))
+
+
+def run_blocks(client, fn: Callable, args: Sequence[tuple], on_result: Callable[[int, object], None],
+               progress=None, window: int = 0, what: str = "block") -> None:
+    """``on_result(i, fn(*args[i]))`` for every i in order. With a ``client`` the calls run on its
+    workers, at most ``window`` at a time (default 2 per worker thread + 2), taken as they finish and
+    handed on in order; without one they run here. ``progress.set`` after each block (which also
+    checks Cancel: the pending futures are then cancelled). A worker's error becomes a
+    DeformCastError naming the block (a DeformCastError raised there keeps its message)."""
+    n = len(args)
+    if client is None:
+        for i, a in enumerate(args):
+            on_result(i, fn(*a))
+            if progress is not None:
+                progress.set((i + 1) / n)
+        return
+    distributed = _dask()
+    window = int(window) or 2 * n_threads(client) + 2
+    ac = distributed.as_completed(loop=client.loop)
+    tag = uuid.uuid4().hex[:8]
+    pending: Dict[object, int] = {}
+    ready: Dict[int, object] = {}
+    nxt = submitted = 0
+
+    def submit():
+        nonlocal submitted
+        while submitted < n and len(pending) + len(ready) < window:
+            f = client.submit(fn, *args[submitted], key=f"deformcast-{what}-{tag}-{submitted}", pure=False)
+            pending[f] = submitted
+            ac.add(f)
+            submitted += 1
+
+    try:
+        submit()
+        while nxt < n:
+            if progress is not None:
+                progress.check()
+            finished = ac.next_batch(block=False) if ac.has_ready() else []
+            if not finished:
+                time.sleep(0.02)      # poll, so that Cancel is seen while the blocks run
+            for f in finished:
+                i = pending.pop(f)
+                if f.status == "error":
+                    raise _worker_error(f, what, i, args[i])
+                ready[i] = f.result()
+                f.release()
+            while nxt in ready:
+                on_result(nxt, ready.pop(nxt))
+                nxt += 1
+                if progress is not None:
+                    progress.set(nxt / n)
+            submit()
+    except BaseException:             # Cancelled, a worker's error, Ctrl-C: stop what is still pending
+        if pending:
+            client.cancel(list(pending))
+        raise
+
+
+def _worker_error(f, what: str, i: int, args: tuple) -> DeformCastError:
+    try:
+        exc = f.exception()
+    except Exception as e:  # noqa: BLE001 - the scheduler lost the task (e.g. a worker died)
+        exc = e
+    where = f"{what} {i + 1}" + (f" (rows {args[1]}-{args[2]})" if len(args) >= 3 else "")
+    if isinstance(exc, DeformCastError):
+        return DeformCastError(f"On a Dask worker, {where}: {exc}")
+    return DeformCastError(
+        f"A Dask worker failed on {where}: {type(exc).__name__}: {exc}. Check the worker's log; every worker must "
+        "see the input files at the same paths as this machine (a shared file system) and have the pinned "
+        "requirements installed.")
+
+
+# --------------------------------------------------------------------------------------------------
+# worker side
+
+_MEMBERS: Dict[tuple, object] = {}
+_MALLOC = {"done": False}
+
+
+def tune_malloc() -> bool:
+    """Undo, in this worker process, the ``MALLOC_TRIM_THRESHOLD_=65536`` that Dask's nanny sets for its
+    workers: a fixed trim threshold switches off glibc's dynamic mmap threshold, so every large
+    allocation of the networks is a fresh mmap with page faults (measured: the forecast 2.5x slower).
+    ``mallopt`` restores a large mmap threshold (32 MB, glibc's dynamic maximum) and trim threshold
+    (64 MB); the memory is still returned beyond that. Once per process; False where not glibc."""
+    if _MALLOC["done"]:
+        return True
+    _MALLOC["done"] = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, 32 << 20)) and bool(libc.mallopt(-1, 64 << 20))  # M_MMAP_, M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
+def worker_members(model_folder: str, members, device: str):
+    """``(loaded, plan, device)`` of a model folder, loaded once per worker process and kept while the
+    folder's manifest is unchanged (key: folder, manifest mtime, members, device)."""
+    from .member_forecasts import Plan, load_members
+    from ..learn.runtime import resolve_device
+
+    tune_malloc()
+    man = os.path.join(model_folder, "manifest.json")
+    if not os.path.exists(man):
+        raise DeformCastError(f"This worker cannot see the model folder '{model_folder}': every worker must read it "
+                              "at the same path as the client (a shared file system).")
+    key = (os.path.abspath(model_folder), os.path.getmtime(man), repr(members), device)
+    got = _MEMBERS.get(key)
+    if got is None:
+        dev = resolve_device(device)
+        loaded = load_members(model_folder, members, device=dev)
+        configs = [m.meta.get("data_config") or {} for m in loaded]
+        _MEMBERS.clear()                      # one model folder at a time per worker
+        got = _MEMBERS[key] = (loaded, Plan(loaded, configs), dev)
+    return got
+
+
+def stack_job(info) -> dict:
+    """A :class:`raster.StackInfo` as plain Python (rebuilt on the worker by :func:`stack_info`)."""
+    from ..io.raster import iso
+
+    g = info.grid
+    return {"path": info.path, "read_path": info.source, "dates": [iso(d) for d in info.dates],
+            "nodata": info.nodata, "grid": [list(g.geotransform), g.crs_wkt, int(g.width), int(g.height)]}
+
+
+def stack_info(job: dict):
+    import numpy as np
+
+    from ..io.raster import Grid, StackInfo
+
+    if not os.path.exists(job["read_path"]):
+        raise DeformCastError(f"This worker cannot see the stack '{job['read_path']}': every worker must read it at "
+                              "the same path as the client (a shared file system; for a converted copy, "
+                              "DEFORMCAST_CACHE_DIR on it).")
+    gt, crs, w, h = job["grid"]
+    return StackInfo(job["path"], Grid(tuple(gt), crs, w, h), np.array(job["dates"], dtype="datetime64[D]"),
+                     job["nodata"], job["read_path"])
+
+
+def blocks_of(height: int, block_rows: int) -> List[tuple]:
+    return [(r0, min(height, r0 + block_rows)) for r0 in range(0, height, max(1, int(block_rows)))]

@@ -1,0 +1,293 @@
+"""Ensemble forecast from a model folder, block by block (QGIS-free).
+
+Every member listed in the folder's ``manifest.json`` (rank order; default all, i.e. the top-K
+of a study) forecasts the ``horizon`` epochs after the last acquisition of the stack (or, for a
+backtest, after the last acquisition on or before ``end_date``). The central predictor is the
+**median** of the members (Liu et al. 2026: the median of the ten best tuned models); the
+members' spread feeds the uncertainty maps.
+
+Memory does not depend on the raster's area: the stack is read in row blocks (plus the
+neighbourhood halo a member needs), members predict each block, and the three outputs are
+written block-wise. A pixel gets a forecast only where every member can forecast it (all its
+window epochs valid); elsewhere the outputs are nodata, so the median is always over the same
+members.
+
+Calibration (``calibrate=True``, the default; :mod:`calibration`). The spread of ten networks
+trained on the same data reflects model uncertainty only and is far narrower than the error of a
+forecast against a later, noisy acquisition (on the demo scene the raw P10-P90 band covered about
+10 % of later observations). The members are therefore replaced by calibrated, coherent paths around
+their median: the spread per lead step and per pixel is fitted on the delivered forecasts from the
+rolling validation origins (never the test period, never an epoch after the forecast start), scaled
+by the evidence at each pixel, and each member keeps its rank along the horizon like one plausible
+future (see :mod:`calibration`). The median is unchanged. Where no validation origin precedes the
+forecast start (a stack too short, or a backtest from before the validation period), nothing is
+changed.
+
+Speed (issue 6: ten members on a 1000 x 1000 x 150 stack in minutes on 2 CPU cores). The network
+calls dominate; around them, nothing is computed once per member that is the same for several:
+members on one data config share their inputs, and with the residual target the classical anchor
+(and the ``trajectory`` encoding's channels), per-pixel fits that do not depend on the window, are
+fitted once per block for all members (:class:`_Plan`). The calibration stacks the origins of a
+block into one network call per member, and with a skill gate the classical family of a block is
+fitted once per origin for all of them (``caches``).
+``DEFORMCAST_THREADS`` sets the torch threads of the forecast (default: torch's own).
+
+Outputs (docs/interface.md):
+- median: one band per forecast date (ISO description), mm, same reference as the stack;
+- quantiles: P10/P50/P90 (or the quantiles asked for) of the members at the last forecast epoch;
+- members: member-major bands ``[m0 h1..hH, m1 h1..hH, ...]`` described ``member<k> <ISO date>``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..data import dataset
+from . import distributed
+from ..models import modelio
+from ..io import raster, styles
+from ..errors import DeformCastError
+from ..learn.runtime import inference_threads
+from .gating import forecast_gated, gate_halo
+from .member_forecasts import BLOCK_PIXELS, Plan, load_members  # noqa: F401 - load_members: part of the API
+from ..progress import Progress, silent
+
+
+def member_band_names(n_members: int, dates: Sequence) -> List[str]:
+    return [f"member{k} {raster.iso(d)}" for k in range(n_members) for d in dates]
+
+
+def _end_index(dates: np.ndarray, end_date) -> int:
+    if end_date is None or str(end_date).strip() == "":
+        return dates.size - 1
+    d = raster.parse_date(end_date)
+    if d is None:
+        raise DeformCastError(f"END_DATE '{end_date}' is not a date (YYYY-MM-DD).")
+    if d > dates[-1]:
+        raise DeformCastError(
+            f"END_DATE {d} lies after the last acquisition of the stack ({dates[-1]}): there is nothing to "
+            "forecast from after it. Leave END_DATE empty to forecast from the last acquisition, or give a date "
+            "within the stack for a backtest.")
+    idx = int(np.searchsorted(dates, d, side="right")) - 1
+    if idx < 0:
+        raise DeformCastError(f"END_DATE {d} lies before the first acquisition ({dates[0]}).")
+    return idx
+
+
+def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_quantiles: Optional[str] = None,
+                     out_members: Optional[str] = None, horizon: Optional[int] = None, members=None,
+                     quantiles: Sequence[float] = (10, 50, 90), dates=None, covariates: Optional[Sequence[str]] = None,
+                     end_date=None, block_rows: int = 0, device: str = "auto", batch_size: int = 2048,
+                     calibrate: bool = True, progress: Optional[Progress] = None, gate: bool = True,
+                     calibration: Optional[str] = None, scheduler: Optional[str] = None) -> Dict[str, object]:
+    """Forecast with every member, write median / quantiles / members rasters; return a summary.
+
+    ``block_rows`` 0 (default) = as many rows as make about ``BLOCK_PIXELS`` pixels, so the memory a
+    block needs is the same whatever the raster's width (and area). The summary's ``timings_s`` gives
+    the seconds spent per phase (calibration, read, inputs, inference, dress_median, quantiles, write,
+    total; inputs and inference of the calibration are inside its own figure).
+
+    ``gate``: apply the skill gate stored in the folder's manifest (:mod:`skill_gate`), when there is
+    one; False gives the raw ensemble (the rolling-origin evaluation compares both).
+
+    ``calibration``: ``dressing`` or ``conformal`` (:mod:`calibration`; default
+    :data:`calibration.DEFAULT_METHOD`), used when ``calibrate``.
+
+    ``scheduler``: a Dask scheduler address (``tcp://host:port``; :mod:`distributed`): the blocks are
+    forecast on its workers (the calibration is fitted here first) and written here in block order, so
+    the outputs are those of one process. Empty or None: everything runs in this process.
+    """
+    client = distributed.connect(scheduler, progress)
+    try:
+        with inference_threads():
+            return _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon,
+                                     members, quantiles, dates, covariates, end_date, block_rows, device, batch_size,
+                                     calibrate, progress, gate, calibration, client)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _block(ctx: dict, loaded, plan, r0: int, r1: int, a0: int, a1: int, cov_blk: dict, progress=None) -> dict:
+    """One row block ``r0:r1`` (read with its halo ``a0:a1``): the median, the quantiles and the members
+    to write, with the pixel count, a sample of the last median epoch and the seconds per phase. The
+    same code runs in this process and on a Dask worker (:func:`_remote_block`)."""
+    from . import calibration as calib
+
+    timer = {"read": 0.0, "inputs": 0.0, "inference": 0.0, "dress_median": 0.0, "quantiles": 0.0}
+    t0 = time.perf_counter()
+    # all epochs: in a backtest the residual target's classical forecast needs the real dates of
+    # the forecast epochs (forecast_inputs reads values only up to end_index)
+    blk = raster.read_stack(ctx.get("info") or distributed.stack_info(ctx["stack"]), rows=(a0, a1))
+    timer["read"] += time.perf_counter() - t0
+    dates, e, H, model, M = ctx["dates"], ctx["e"], ctx["H"], ctx["model"], len(loaded)
+    ((out, valid_all),) = forecast_gated([(blk, a0, r0, r1, cov_blk, e)], dates, ctx["grid"], loaded, plan, H,
+                                         ctx["dev"], ctx["batch_size"], progress, timer, gate=ctx["gate"])
+    t0 = time.perf_counter()
+    cfg0 = loaded[0].meta.get("data_config") or {}
+    feats = calib.evidence(blk, a0, r0, r1, e, dates, out, valid_all, cfg0.get("horizon", H),
+                           cfg0.get("steps")) if model is not None else None
+    del blk
+    with np.errstate(all="ignore"):
+        if model is not None:
+            med = calib.apply(model, out, valid_all, feats)   # coherent calibrated paths, median kept
+        else:
+            med = np.median(out, axis=0) if M > 1 else out[0]
+    t1 = time.perf_counter()
+    timer["dress_median"] += t1 - t0
+    qv = None
+    if ctx["want_q"]:
+        qs = ctx["qs"]
+        with np.errstate(all="ignore"):
+            qv = np.percentile(out[:, -1], qs, axis=0).astype(np.float32) if valid_all.any() else \
+                np.full((len(qs), r1 - r0, out.shape[-1]), np.nan, np.float32)
+        qv[:, ~valid_all] = np.nan
+    timer["quantiles"] += time.perf_counter() - t1
+    return {"med": med, "q": qv, "members": out.reshape(M * H, r1 - r0, -1) if ctx["want_m"] else None,
+            "n_valid": int(valid_all.sum()), "sample": med[-1][valid_all][:5000], "timer": timer}
+
+
+def _remote_block(job: dict, r0: int, r1: int, a0: int, a1: int, cov_blk: dict) -> dict:
+    """:func:`_block` on a Dask worker: the members come from the worker's cache, the stack from its path."""
+    loaded, plan, dev = distributed.worker_members(job["model_folder"], job["members"], job["device"])
+    info = distributed.stack_info(job["stack"])
+    ctx = dict(job, info=info, dates=info.dates, grid=info.grid, dev=dev)
+    with inference_threads():
+        return _block(ctx, loaded, plan, r0, r1, a0, a1, cov_blk)
+
+
+def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon, members, quantiles,
+                      dates, covariates, end_date, block_rows, device, batch_size, calibrate, progress, use_gate=True,
+                      method=None, client=None):
+    from . import calibration as calib
+
+    t_start = time.perf_counter()
+    timer = {"read": 0.0, "inputs": 0.0, "inference": 0.0, "dress_median": 0.0, "quantiles": 0.0, "write": 0.0}
+    progress = progress or silent()
+    info = raster.open_stack(stack_path, dates)
+    from ..learn.runtime import resolve_device
+
+    dev = resolve_device(device)
+    loaded = load_members(model_folder, members, device=dev)
+    H_model = int(loaded[0].meta["horizon"])
+    H = H_model if horizon in (None, 0, "") else int(horizon)
+    if H < 1 or H > H_model:
+        raise DeformCastError(f"HORIZON {H}: the models forecast {H_model} epochs; give a HORIZON from 1 to "
+                              f"{H_model} (or leave it empty for the models' horizon).")
+    configs = [m.meta.get("data_config") or {} for m in loaded]
+    for m in loaded:
+        cfg = m.meta.get("data_config") or {}
+        modelio.check_compatible(m.meta, grid=info.grid if "spatial" in cfg.get("encodings", ()) else None,
+                                 config=cfg, what=f"the stack '{os.path.basename(stack_path)}'")
+    need_cov = sorted({n for c in configs if "covariates" in c.get("encodings", ()) for n in c.get("covariate_names", [])})
+    cov = {}
+    if need_cov:
+        from ..io.covariates import align_covariates
+
+        cov = align_covariates(list(covariates or []), info.grid)
+        missing = [n for n in need_cov if n not in cov]
+        if missing:
+            raise DeformCastError("The models need the covariate(s) " + ", ".join(missing) + "; give them in "
+                                  "COVARIATES (files named like those used in training).")
+    e = _end_index(info.dates, end_date)
+    gate = (modelio.read_manifest(model_folder).get("gate") if use_gate and members is None else None) or None
+    if gate:
+        progress.log(f"Skill gate ({gate.get('action')}): reference {gate.get('reference')}, mean ensemble weight "
+                     f"{float(np.mean(gate.get('weights'))):.2f} (validation over rolling origins).")
+    win_max = max(int(m.meta["window"]) for m in loaded)
+    if e + 1 < win_max:
+        raise DeformCastError(f"The members read {win_max} epochs (WINDOW) but only {e + 1} acquisitions lie up to the "
+                              "forecast start. Give a longer stack or a later END_DATE.")
+    fdates = dataset.target_dates(info.dates, e, H_model)[:H]
+    M = len(loaded)
+    qs = [float(q) for q in quantiles]
+    if any(not 0 <= q <= 100 for q in qs):
+        raise DeformCastError("QUANTILES must be percentages between 0 and 100, e.g. 10,50,90.")
+    Hh, W = info.grid.shape
+    t_cal = time.perf_counter()
+    method = method or calib.DEFAULT_METHOD
+    if method not in calib.METHODS:
+        raise DeformCastError(f"CALIBRATION '{method}': valid values are {', '.join(calib.METHODS)}.")
+    if calibrate and M > 1:
+        model, cal = calib.calibrate(info, loaded, configs, cov, e, H, dev, batch_size, method, gate=gate,
+                                     progress=progress.sub(0.0, 0.3))
+        progress = progress.sub(0.3, 1.0)
+        for line in calib.log_lines(cal):
+            progress.log(line)
+    else:
+        model, cal = None, {"calibrated": False, "reason": "switched off" if M > 1 else "one member"}
+    timer["calibration"] = time.perf_counter() - t_cal
+    plan = Plan(loaded, configs)
+    med_path, q_path, m_path = out_median, out_quantiles, out_members
+    meta = {"DEFORMCAST_MODEL_FOLDER": os.path.abspath(model_folder), "DEFORMCAST_END_DATE": raster.iso(info.dates[e]),
+            "DEFORMCAST_MEMBERS": json.dumps([os.path.basename(m.folder) for m in loaded]),
+            "DEFORMCAST_CALIBRATION": json.dumps(cal), "DEFORMCAST_GATE": json.dumps(gate)}
+    w_med = raster.RasterWriter(med_path, info.grid, H, [raster.iso(d) for d in fdates], metadata=meta)
+    w_q = raster.RasterWriter(q_path, info.grid, len(qs), [f"P{q:g} {raster.iso(fdates[-1])}" for q in qs],
+                              metadata=meta) if q_path else None
+    w_m = raster.RasterWriter(m_path, info.grid, M * H, member_band_names(M, fdates), metadata=meta) if m_path else None
+    writers = [w for w in (w_med, w_q, w_m) if w is not None]
+    halo = max([dataset.halo(c) for c in configs] + [gate_halo(gate)])
+    if not block_rows or int(block_rows) <= 0:
+        block_rows = max(1, BLOCK_PIXELS // max(1, W))
+    blocks = [(r0, r1, max(0, r0 - halo), min(Hh, r1 + halo)) for r0, r1 in raster.row_blocks(Hh, block_rows)]
+    job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
+           "device": device, "dev": dev, "batch_size": batch_size, "e": e, "H": H, "gate": gate, "model": model,
+           "qs": qs, "want_q": w_q is not None, "want_m": w_m is not None}
+    acc = {"n_valid": 0, "final": []}
+
+    def put(bi, res):   # the client writes each block in block order
+        r0 = blocks[bi][0]
+        t0 = time.perf_counter()
+        w_med.write(res["med"], r0)
+        if w_q is not None:
+            w_q.write(res["q"], r0)
+        if w_m is not None:
+            w_m.write(res["members"], r0)
+        for k, v in res["timer"].items():
+            timer[k] = timer.get(k, 0.0) + v
+        timer["write"] += time.perf_counter() - t0
+        acc["n_valid"] += res["n_valid"]
+        if len(acc["final"]) < 20:
+            acc["final"].append(res["sample"])
+
+    try:
+        if client is None:
+            ctx = dict(job, info=info, dates=info.dates, grid=info.grid)
+            for bi, (r0, r1, a0, a1) in enumerate(blocks):
+                cov_blk = {k: v[a0:a1] for k, v in cov.items()}
+                put(bi, _block(ctx, loaded, plan, r0, r1, a0, a1, cov_blk,
+                               progress.sub(bi / len(blocks), (bi + 1) / len(blocks))))
+                progress.set((bi + 1) / len(blocks))
+        else:
+            progress.log(f"Forecasting {len(blocks)} blocks on the Dask cluster.")
+            distributed.run_blocks(client, _remote_block, [(job, r0, r1, a0, a1, {k: v[a0:a1] for k, v in cov.items()})
+                                                           for r0, r1, a0, a1 in blocks], put, progress, what="block")
+        n_valid, final_vals = acc["n_valid"], acc["final"]
+        if n_valid == 0:
+            raise DeformCastError("No pixel could be forecast: every pixel has nodata within the members' input window "
+                                  f"(the last {win_max} epochs up to {info.dates[e]}). Check the stack's last epochs.")
+        sample = np.concatenate(final_vals) if final_vals else np.zeros(1)
+        w_med.qml = styles.deformation_style(sample, band=H)
+        if w_q is not None:
+            w_q.qml = styles.deformation_style(sample, band=len(qs))
+        if w_m is not None:
+            w_m.qml = styles.deformation_style(sample, band=H)
+        t0 = time.perf_counter()
+        for w in writers:
+            w.close()
+        timer["write"] += time.perf_counter() - t0
+    except BaseException:
+        for w in writers:
+            if w.ds is not None:
+                w.abort()
+        raise
+    return {"OUTPUT_MEDIAN": med_path, "OUTPUT_QUANTILES": q_path, "OUTPUT_MEMBERS": m_path,
+            "members": [os.path.basename(m.folder) for m in loaded], "forecast_dates": [raster.iso(d) for d in fdates],
+            "end_date": raster.iso(info.dates[e]), "valid_pixels": n_valid, "device": dev, "calibration": cal,
+            "gate": gate,
+            "timings_s": dict(timer, total=time.perf_counter() - t_start)}

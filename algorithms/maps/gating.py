@@ -1,0 +1,97 @@
+"""The skill gate applied to forecasts of the members (:mod:`skill_gate` holds the gate itself):
+the local blend with the local classical forecast, then the per-class shift towards the gate's
+classical reference. Used by ``predict`` and by the calibration, which both forecast gated."""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import numpy as np
+
+from .member_forecasts import Plan, family_cache, forecast_items
+
+
+def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, progress=None, timer=None,
+                   gate: Optional[dict] = None, caches: Optional[dict] = None):
+    """:func:`member_forecasts.forecast_items`, then (``gate``) the skill gate: members shifted towards its
+    classical reference forecast. The classical family of each block is computed once per origin for
+    all items of that block (``caches``: ``id(blk) -> anchors.FamilyCache``, kept by the caller while
+    its blocks live, e.g. the calibration's many origins of one block)."""
+    timer = {} if timer is None else timer
+    res = forecast_items(items, dates, grid, loaded, plan, H, dev, batch_size, progress, timer)
+    outs = [o for o, _ in res]
+    valid_all = [v for _, v in res]
+    if gate:
+        from .skill_gate import apply_gate, candidates
+
+        cfg0 = loaded[0].meta.get("data_config") or {}
+        t0 = time.perf_counter()
+        caches = {} if caches is None else caches
+        for it in items:
+            if id(it[0]) not in caches:
+                caches[id(it[0])] = family_cache(it[0], dates, cfg0, H)
+        if gate.get("local_blend"):
+            _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches)
+        for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
+            if not va.any():
+                continue
+            cands = candidates(blk, a0, r0, r1, int(e), dates, H, cfg0, va, caches[id(blk)])
+            last = blk[e, r0 - a0:r1 - a0][va].astype(np.float64)
+            sub = out[:, :, va].astype(np.float64)
+            out[:, :, va] = apply_gate(sub, cands, last, gate).astype(np.float32)
+        timer["gate"] = timer.get("gate", 0.0) + time.perf_counter() - t0
+    return list(zip(outs, valid_all))
+
+
+def gate_halo(gate) -> int:
+    """Rows of halo the skill gate's local classical forecast needs around a block (0 without a gate)."""
+    from ..data.anchors import LOCAL_HALO
+
+    return LOCAL_HALO if gate else 0
+
+
+def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None) -> None:
+    """Shift each item's members so that their median becomes the local blend of the skill gate
+    (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
+    local track record are made here, on the whole block (halo rows included)."""
+    from ..data.anchors import local_origins
+    from .skill_gate import local_blend, record_rows
+
+    L = int(cfg0.get("horizon", outs[0].shape[1] if outs else 1))
+    first = plan.max_window - 1
+    blocks, keys = {}, []
+    for blk, a0, r0, r1, cov_blk, e in items:
+        blocks[id(blk)] = (blk, a0, cov_blk)
+        for o in local_origins(int(e), L):
+            if o >= first and (id(blk), o) not in keys:
+                keys.append((id(blk), o))
+    # the ensemble medians from earlier origins, on the record rows only (skill_gate.record_rows), kept
+    # in ``caches`` so that forecasts from neighbouring origins of one block (the calibration's) share
+    # the origins their track records have in common
+    past = {} if caches is None else caches.setdefault("_past_medians", {})
+    todo = [k for k in keys if k not in past]
+    extra, where = [], []
+    for k in todo:
+        blk, a0, cov_blk = blocks[k[0]]
+        rows = np.flatnonzero(record_rows(a0, blk.shape[1])) + a0
+        past[k] = np.full((L,) + blk.shape[1:], np.nan)
+        for r in rows:
+            extra.append((blk, a0, int(r), int(r) + 1, cov_blk, k[1]))
+            where.append((k, int(r) - a0))
+    if extra:
+        for (k, i), (out, _) in zip(where, forecast_items(extra, dates, grid, loaded, plan, L, dev, batch_size)):
+            with np.errstate(all="ignore"):
+                past[k][:, i] = np.median(out, axis=0)[:, 0]
+    for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
+        if not va.any():
+            continue
+        with np.errstate(all="ignore"):
+            med = np.median(out, axis=0)                                     # (H, r1 - r0, W)
+        now = np.full((med.shape[0],) + blk.shape[1:], np.nan)
+        now[:, r0 - a0:r1 - a0] = med
+        loc = local_blend(blk, a0, r0, r1, int(e), dates, cfg0, now, lambda o, b=id(blk): past.get((b, o)),
+                          (caches or {}).get(id(blk)))
+        shift = np.where(np.isfinite(loc) & va[None], loc - med, 0.0)
+        out += shift[None].astype(out.dtype)
+
+

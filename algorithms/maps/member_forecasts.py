@@ -1,0 +1,224 @@
+"""The members' forecast engine: load the members of a model folder and forecast every member for
+blocks of rows from any origins, with the inputs each group of members shares built once and one
+network call per member for all blocks (see :mod:`ensemble` for the products made of it)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..data import dataset
+from ..models import modelio
+from ..errors import DeformCastError
+
+#: pixels per block when ``block_rows`` is automatic (64 rows of a 1000-pixel-wide raster)
+BLOCK_PIXELS = 64000
+
+
+def load_members(model_folder: str, members=None, device: str = "cpu") -> List[modelio.LoadedModel]:
+    """Load the manifest's members in rank order; ``members`` = a count or a list of folder names."""
+    if not model_folder or not os.path.isdir(str(model_folder)):
+        raise DeformCastError(f"The model folder '{model_folder}' does not exist. Give the OUTPUT_FOLDER of "
+                              "a `tune` or `train` run.")
+    paths = modelio.member_paths(model_folder)
+    if members is not None and members != "" and members != 0:
+        if isinstance(members, (int, np.integer)) or str(members).strip().isdigit():
+            paths = paths[: int(members)]
+        else:
+            want = [m.strip() for m in (members if isinstance(members, (list, tuple)) else str(members).split(","))
+                    if m.strip()]
+            names = {os.path.basename(p): p for p in paths}
+            unknown = [m for m in want if m not in names]
+            if unknown:
+                raise DeformCastError(f"No member named {', '.join(unknown)} in the model folder; its members are "
+                                      + ", ".join(names) + ".")
+            paths = [names[m] for m in want]
+    if not paths:
+        raise DeformCastError(f"The model folder '{model_folder}' lists no members.")
+    loaded = [modelio.load_model(p, device=device) for p in paths]
+    horizons = {int(m.meta["horizon"]) for m in loaded}
+    if len(horizons) != 1:
+        raise DeformCastError("The members forecast different horizons (" + ", ".join(map(str, sorted(horizons)))
+                              + "); keep members of one horizon in a model folder.")
+    return loaded
+
+
+#: normalisation entries that only turn the network output into mm (:func:`dataset.to_mm`), never
+#: enter the network inputs: members differing only in these share their inputs
+_OUTPUT_NORM_KEYS = ("target_scale", "correction_weight")
+#: data-config entries that shape the network inputs but not the classical anchor of the residual
+#: target (every other entry is part of the anchor's key, to be safe)
+_FEATURE_ONLY_KEYS = ("window", "encodings", "neighbourhood_k", "fourier", "covariate_names", "feature_names",
+                      "max_samples", "max_eval_samples", "stride", "seed", "spatial_holdout", "holdout_block",
+                      "min_end_index", "validation", "val_fraction")
+
+
+class _Group:
+    """Members whose network inputs are identical (same data config and input normalisation)."""
+
+    def __init__(self, cfg: dict, norm: dict, akey: Optional[str]):
+        self.cfg, self.norm, self.akey = cfg, norm, akey
+        self.skey: Optional[tuple] = None   # key of the inputs shared with other groups (see _Plan)
+        self.split = None                   # (config without trajectory, n channels) when those are shared
+        self.members: List[int] = []
+
+
+class Plan:
+    """How a block's inputs are shared among the members (the speed-up of issue 6).
+
+    * Members of one :class:`_Group` get their inputs built once per block (``dataset.forecast_inputs``).
+    * Only pixels every member can forecast get a forecast (the others are nodata), so no member's
+      network runs on any other: each group's inputs are cut to the pixels whose last ``max window``
+      epochs (the longest window of all members) are valid and which have every shared part below.
+    * With the residual target, the classical anchor (the per-pixel trajectory fit on the whole
+      history, the costly part of the inputs) does not depend on the window or the encodings: it is
+      fitted once per block for every anchor key (target, baseline, horizon, ...) and each group takes
+      its pixels from it. The group's own features are built with the cheap ``increment`` anchor (the
+      target does not enter the features).
+    * Likewise the static channels of the ``trajectory`` encoding (a per-pixel fit too, the same for
+      every window): computed once per block with the anchor, and appended to each group's other
+      channels in the order of its ``feature_names``. A group whose channel names do not fit this
+      layout is served by ``forecast_inputs`` directly.
+
+    ``tests/test_ensemble.py`` checks that the result equals each member's own ``forecast_inputs``.
+    """
+
+    def __init__(self, loaded, configs):
+        groups: Dict[str, _Group] = {}
+        for k, (m, cfg) in enumerate(zip(loaded, configs)):
+            norm = m.meta["normalisation"]
+            key = json.dumps([cfg, {a: b for a, b in norm.items() if a not in _OUTPUT_NORM_KEYS}], sort_keys=True,
+                             default=str)
+            if key not in groups:
+                akey = None
+                if cfg.get("target", "increment") != "increment" and "window" in cfg:
+                    akey = json.dumps({a: b for a, b in cfg.items() if a not in _FEATURE_ONLY_KEYS}, sort_keys=True,
+                                      default=str)
+                groups[key] = _Group(cfg, norm, akey)
+            groups[key].members.append(k)
+        self.groups = list(groups.values())
+        self.max_window = max(int(m.meta["window"]) for m in loaded)
+        # shared key (anchor key, with trajectory channels?) -> (config, norm) that computes them
+        self.shared_inputs: Dict[tuple, tuple] = {}
+        for g in self.groups:
+            if g.akey is None:
+                continue
+            g.split = _split_trajectory(g.cfg)
+            g.skey = (g.akey, g.split is not None)
+            if g.skey not in self.shared_inputs:
+                enc = ["trajectory"] if g.skey[1] else ["none"]
+                self.shared_inputs[g.skey] = (dict(g.cfg, window=self.max_window, encodings=enc), g.norm)
+
+    @property
+    def anchor_keys(self) -> set:
+        return {k[0] for k in self.shared_inputs}
+
+
+def _split_trajectory(cfg: dict):
+    """``(config without the trajectory encoding, number of its channels)`` where a group's trajectory
+    channels can be shared (they come last in its ``feature_names``), else None."""
+    traj = list(getattr(dataset, "TRAJECTORY_FEATURES", ()) or ())
+    enc = list(cfg.get("encodings") or [])
+    if not traj or "trajectory" not in enc or "feature_names" not in cfg:
+        return None
+    base = dict(cfg, encodings=[e for e in enc if e != "trajectory"] or ["none"])
+    try:
+        names = dataset.feature_names(base)
+        own = dataset.feature_names(dict(cfg, encodings=["trajectory"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if list(cfg["feature_names"]) != names + traj or own != ["disp"] + traj:
+        return None
+    return base, len(traj)
+
+
+def _item_shared(item, dates, grid, plan: Plan) -> dict:
+    """The per-item parts shared by the groups: ``pre`` (pixels every member may forecast, a superset of
+    the final ones) and, per shared key, ``(valid, position in its pixel list, anchor, trajectory
+    channels or None)``."""
+    blk, a0, r0, r1, _, e = item
+    pre = np.isfinite(blk[max(0, e - plan.max_window + 1):e + 1, r0 - a0:r1 - a0]).all(axis=0)
+    out = {"pre": pre}
+    for skey, (scfg, snorm) in plan.shared_inputs.items():
+        Xs, uvalid, uanchor = dataset.forecast_inputs(blk, dates, grid, a0, scfg, snorm, None, end_index=e,
+                                                      out_rows=(r0, r1))
+        static = np.ascontiguousarray(Xs[:, -1, 1:]) if skey[1] else None   # trajectory channels (n, S)
+        del Xs
+        out[skey] = (uvalid, np.cumsum(uvalid.ravel()) - 1, uanchor, static)
+        pre &= uvalid
+    return out
+
+
+def _group_inputs(item, dates, grid, g: _Group, shared: dict):
+    """``(X, valid, anchor)`` of group ``g`` for one item, as :func:`dataset.forecast_inputs` gives them,
+    cut to the pixels ``shared["pre"]`` (see :class:`_Plan`)."""
+    blk, a0, r0, r1, cov_blk, e = item
+    if g.akey is None:
+        cfg = g.cfg
+    else:
+        cfg = dict(g.split[0] if g.split else g.cfg, target="increment")
+    X, valid, anchor = dataset.forecast_inputs(blk, dates, grid, a0, cfg, g.norm, cov_blk or None, end_index=e,
+                                               out_rows=(r0, r1))
+    pre = shared["pre"]
+    keep = pre[valid]             # row-major, like X
+    if not keep.all():
+        X, anchor = X[keep], anchor[keep]
+        valid = valid & pre
+    if g.akey is None:
+        return X, valid, anchor
+    _, pos, uanchor, static = shared[g.skey]
+    idx = pos[valid.ravel()]      # valid lies inside the shared pixels (pre does)
+    if g.split:
+        st = static[idx]
+        X = np.concatenate([X, np.broadcast_to(st[:, None, :], (st.shape[0], X.shape[1], st.shape[1]))], axis=2)
+    return X, valid, uanchor[idx]
+
+
+def forecast_items(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, progress=None, timer=None):
+    """Every member's forecast for each item ``(blk, a0, r0, r1, cov_blk, e)`` (rows r0..r1 of a block
+    read from row a0, forecast from epoch e) -> list of ``(out (M, H, r1-r0, W) mm, valid_all)``, NaN
+    where not every member can forecast. The inputs of all items are stacked: one network call per
+    member for all of them. The skill gate acts afterwards (:func:`gating.forecast_gated`)."""
+    M = len(loaded)
+    outs = [np.full((M, H, it[3] - it[2], it[0].shape[2]), np.nan, np.float32) for it in items]
+    valid_all = [np.ones((it[3] - it[2], it[0].shape[2]), bool) for it in items]
+    timer = {} if timer is None else timer
+    t0 = time.perf_counter()
+    shared = [_item_shared(it, dates, grid, plan) for it in items]
+    timer["inputs"] = timer.get("inputs", 0.0) + time.perf_counter() - t0
+    done = 0
+    for g in plan.groups:
+        t0 = time.perf_counter()
+        parts = [_group_inputs(it, dates, grid, g, sh) for it, sh in zip(items, shared)]
+        X = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+        anchor = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
+        bounds = np.cumsum([0] + [p[0].shape[0] for p in parts])
+        t1 = time.perf_counter()
+        timer["inputs"] = timer.get("inputs", 0.0) + t1 - t0
+        for k in g.members:
+            sub = None if progress is None else progress.sub(done / M, (done + 1) / M)
+            if X.shape[0]:
+                y = loaded[k].predict(X, batch_size=batch_size, device=dev, progress=sub)
+                mm = dataset.to_mm(y, anchor, loaded[k].meta["normalisation"])[:, :H]
+                for i, p in enumerate(parts):
+                    outs[i][k][:, p[1]] = mm[bounds[i]:bounds[i + 1]].T
+            done += 1
+        timer["inference"] = timer.get("inference", 0.0) + time.perf_counter() - t1
+        for i, p in enumerate(parts):
+            valid_all[i] &= p[1]
+        del X, anchor, parts
+    for out, va in zip(outs, valid_all):
+        out[:, :, ~va] = np.nan
+    return list(zip(outs, valid_all))
+
+
+def family_cache(blk, dates, cfg0: dict, H: int):
+    """The classical family of a block from any origin, computed once (:class:`anchors.FamilyCache`)."""
+    from ..data.anchors import FamilyCache
+
+    return FamilyCache(blk, dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None)
+
+

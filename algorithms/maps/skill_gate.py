@@ -1,0 +1,496 @@
+"""Rolling-origin evaluation and the skill gate: never hand out a forecast that validation shows
+to be worse than a classical one.
+
+Why (issue 12). A backtest from one forecast origin called the ensemble a win on a stack where the
+future said otherwise, and the main job delivered forecasts that its own backtest showed to lose
+against persistence, with no warning on the maps. One origin is one draw of the atmosphere.
+
+Rolling origins (:func:`rolling_origins`). Many forecast origins spread over the last
+``span_years`` (2) years before the models' test period, each forecasting the full horizon, whose
+targets all lie *before* the test period: the test period stays unseen (the leakage test writes
+garbage into it). With spatial validation the scored pixels are the validation pixels of the
+models (never a training window's target); with time validation the origins' targets lie in the
+validation period. Every origin scores the ensemble median, each member and every classical
+forecast of :data:`anchors.FAMILY` plus the members' own adaptive anchor, on the same pixels and
+epochs: mean and spread over origins of RMSE and MAE (a CSV beside the report).
+
+The gate (:func:`fit_gate`). The classical candidates are the family of :mod:`anchors`, the
+members' own adaptive anchor and the ``local`` forecast (the family weighted by each
+neighbourhood's recent track record, :func:`anchors.local_forecast`). The scored pixels are split
+into three classes by the movement the ``local`` forecast expects over the horizon: the quiet
+half, the next 40 % and the fastest 10 % (limits fitted on the scored pixels and stored with the
+gate), because the networks may help where the ground keeps its regime and hurt where it moves
+fast, or the reverse. In each class the reference ``B`` is the candidate with the lowest
+rolling-origin RMSE there, and the delivered forecast is ``B + w (E - B)`` (``E`` the ensemble
+median; every member is shifted by the same amount, so the spread stays), with ``w`` per lead step
+in [0, 1] fitted by least squares over the rolling origins: ``w = 1`` keeps the ensemble, ``w = 0``
+falls back to the classical forecast, in between blends them. A class with fewer than
+``MIN_CLASS_SAMPLES`` scored values takes the overall best candidate and weights. Where the blend
+gains less than ``MIN_GAIN`` (1 %) over the reference in a class, the class gets the classical
+forecast alone (a network that adds nothing measurable is not worth its variance on data it has
+not seen). The gate is written into the ensemble's manifest (``"gate"``) and applied by ``predict``
+(and so by every entrance); the report states the verdict and where the gate acted.
+
+The local blend (:func:`local_blend`). Before the class gate, the ensemble can be blended per pixel
+with the ``local`` classical forecast by their own recent track records around the pixel (the
+ensemble's forecasts from the earlier origins of :func:`anchors.local_origins`, scored like the
+family's). The gate always uses the blend where the history allows it: the rolling origins lie up
+to two years before the forecast origin, where the ground mostly behaved as in training, while the
+blend exists for regime changes near the origin, which only the recent track record can see (a
+rule that dropped the blend when the rolling origins showed it more than 3 % worse cost seed 5 of
+the benchmark 11 %: docs/skill.md). ``predict`` then forecasts the ensemble from those earlier
+origins too (4 more forecasts per block).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..data import anchors as anc
+from ..data import dataset
+from ..models import modelio
+from ..io import raster
+from ..errors import DeformCastError
+from ..progress import Progress, silent
+
+MIN_CLASS_SAMPLES = 300
+#: the smallest relative RMSE gain over the classical reference (per class, over the rolling origins)
+#: for which the ensemble is kept at all: below it the simpler classical forecast is delivered
+MIN_GAIN = 0.01
+#: how much worse than the raw ensemble (relative RMSE over the rolling origins) the local blend may
+#: look and still be used (see fit_gate and docs/skill.md)
+CLASS_QUANTILES = (50.0, 90.0)
+CLASS_NAMES = ("quiet half", "moving (50-90 %)", "fastest 10 %")
+ANCHOR = "anchor"   # the members' adaptive combination (their own classical anchor)
+LOCAL = "local"     # the family weighted by each neighbourhood's recent track record (anchors.local_forecast)
+ENSEMBLE_LOCAL = "ensemble, local blend"   # the ensemble blended with LOCAL by their track records (local_blend)
+_MANIFEST_OWN = ("format", "format_version", "created", "horizon", "window", "members", "gate")
+
+
+def rolling_origins(configs: Sequence[dict], n_epochs: int, horizon: int, window: int, dates,
+                    span_years: float = 2.0, max_origins: int = 12) -> List[int]:
+    """Origins (indices of the last input epoch) whose targets all lie before the test period."""
+    dates = np.asarray(dates, dtype="datetime64[D]")
+    test_start = min(int(c.get("test_start", n_epochs)) for c in configs)
+    last = test_start - 1 - int(horizon)
+    first = max(int(window) - 1, max(int(c.get("min_end_index", 0)) for c in configs))
+    if all(c.get("validation", "time") == "time" for c in configs):
+        first = max(first, max(int(c.get("train_end", 0)) for c in configs) - 1)
+    if last < 0:
+        return []
+    cutoff = dates[last].astype("int64") - int(round(span_years * 365.25))
+    first = max(first, int(np.searchsorted(dates.astype("int64"), cutoff, side="left")))
+    if last < first:
+        return []
+    n = min(int(max_origins), last - first + 1)
+    return sorted(set(np.linspace(first, last, num=n).round().astype(int).tolist()))
+
+
+def _score_mask(configs: Sequence[dict], shape) -> Optional[np.ndarray]:
+    """The validation pixels of spatially validated members (None: every pixel)."""
+    c = configs[0]
+    if c.get("validation") != "space":
+        return None
+    return dataset.validation_mask(tuple(shape), float(c.get("val_fraction") or 0.2), int(c.get("holdout_block", 16)),
+                                   int(c.get("seed", 0)))
+
+
+def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int, config: dict,
+               valid: np.ndarray, cache: Optional[anc.FamilyCache] = None) -> np.ndarray:
+    """Every classical candidate from origin ``e`` for the pixels ``valid`` (bool (r1 - r0, W)) of rows
+    r0..r1 of a block read from row ``a0`` (with ``anchors.LOCAL_HALO`` rows of halo where the raster
+    has them): float64 ``(len(CANDIDATES), H, n)``, rows in :data:`CANDIDATES` order (the family, the
+    members' own adaptive anchor, the local track-record combination)."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    full_h = int(config.get("horizon", H))
+    td = dataset.target_dates(d, int(e), full_h)
+    steps = config.get("steps") or None
+    hist_blk = np.asarray(blk[: e + 1], dtype=np.float64)
+    # the family for the whole block (its halo rows feed the local track record), then the rows asked for
+    if cache is not None and e + full_h < d.size:   # targets inside the stack: the cache has them
+        fam_all = cache(e)
+    else:
+        fam_all = anc.family_forecasts(hist_blk.reshape(e + 1, -1), d[: e + 1], td, steps)
+    local = anc.local_forecast(hist_blk, d[: e + 1], td, full_h, steps, family=fam_all, past_family=cache)
+    W = blk.shape[2]
+    rows = slice((r0 - a0) * W, (r1 - a0) * W)
+    sel = np.flatnonzero(np.asarray(valid).ravel())
+    fam = fam_all[:, :, rows][:, :, sel]
+    aw = config.get("anchor_weights") if config.get("baseline") == "adaptive" else None
+    own = anc.combine(fam, aw) if aw is not None else np.full(fam.shape[1:], np.nan)
+    loc = local.reshape(full_h, -1)[:, rows][:, sel]
+    return np.concatenate([fam, own[None], loc[None]], axis=0)[:, :H]
+
+
+#: the ensemble's local track record is scored on every RECORD_ROW_STRIDE-th row of the raster only
+#: (absolute row index divisible by it): the record is pooled over a 9 x 9 neighbourhood anyway, and
+#: each earlier origin costs a forecast of every member (4 origins: 4 forecasts per block, the
+#: largest cost of ``predict``); 3 keeps 27 of the 81 pixels of each neighbourhood
+RECORD_ROW_STRIDE = 3
+
+
+def record_rows(a0: int, n_rows: int) -> np.ndarray:
+    """Rows ``a0 .. a0 + n_rows`` (bool) on which the ensemble's local track record is scored."""
+    return (np.arange(int(a0), int(a0) + int(n_rows)) % RECORD_ROW_STRIDE) == 0
+
+
+def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, config: dict, now: np.ndarray,
+                past, cache: Optional[anc.FamilyCache] = None) -> np.ndarray:
+    """The ensemble blended per pixel with the local classical forecast by their recent track records
+    around it (:func:`anchors.local_forecast` with ``ensemble``), rows r0..r1: (H, r1 - r0, W).
+
+    ``now`` (H, a1 - a0, W) the ensemble median from origin ``e`` (NaN where none), ``past(o)`` the
+    ensemble median from an earlier origin ``o`` over the models' horizon, (horizon, a1 - a0, W), or
+    None; only its rows :func:`record_rows` are used. Needs the block's halo rows
+    (``anchors.LOCAL_HALO``) where the raster has them.
+    """
+    d = np.asarray(dates, dtype="datetime64[D]")
+    H = now.shape[0]
+    L = int(config.get("horizon", H))
+    td = dataset.target_dates(d, int(e), L)[:H]
+    n = blk.shape[1] * blk.shape[2]
+    fam = cache(e)[:, :H] if cache is not None and e + L < d.size else None
+    keep = record_rows(a0, blk.shape[1])
+
+    def past_on_record_rows(o):
+        p = past(o)
+        if p is None:
+            return None
+        p = np.array(p[:L], dtype=np.float64)
+        p[:, ~keep] = np.nan          # the same rows whatever the caller forecast (fit and predict agree)
+        return p.reshape(L, n)
+
+    blend, _ = anc.local_forecast(np.asarray(blk[: e + 1], dtype=np.float64), d[: e + 1], td, L,
+                                  config.get("steps") or None, family=fam, past_family=cache,
+                                  ensemble=(now.reshape(H, n), past_on_record_rows))
+    return blend[:, r0 - a0:r1 - a0]
+
+
+#: the classical candidates of the gate, in the row order of :func:`candidates`
+CANDIDATES = tuple(anc.FAMILY_NAMES) + (ANCHOR, LOCAL)
+
+
+def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str, batch_size: int = 2048,
+            mask: Optional[np.ndarray] = None, max_pixels: int = 20000,
+            progress: Optional[Progress] = None) -> Dict[str, object]:
+    """Forecasts of the members and of every classical candidate from each origin, on scored pixels.
+
+    Returns ``{"members": [(M, H, n) per origin], "family": [(len(CANDIDATES), H, n)], "obs": [(H, n)],
+    "last": [(n,)], "origins": [...]}`` in mm.
+    """
+    from .member_forecasts import BLOCK_PIXELS, Plan, forecast_items
+
+    progress = progress or silent()
+    Hh, W = info.grid.shape
+    rows_needed = max(1, int(np.ceil(max_pixels / max(1, W)) * (5 if mask is not None else 1)))
+    halo = max([dataset.halo(c) for c in configs] + [anc.LOCAL_HALO])
+    if rows_needed >= Hh:
+        spans = list(raster.row_blocks(Hh, max(1, BLOCK_PIXELS // max(1, W))))
+    else:  # bands of rows spread over the raster
+        band = 2 * anc.LOCAL_HALO + 1
+        starts = np.linspace(0, max(0, Hh - band), max(1, rows_needed // band)).astype(int)
+        spans = sorted({(int(r), min(Hh, int(r) + band)) for r in starts})
+    plan = Plan(loaded, configs)
+    cfg0 = configs[0]
+    first = plan.max_window - 1
+    every = sorted(set(origins) | {p for o in origins for p in anc.local_origins(o, H) if p >= first})
+    res = {o: {"members": [], "local": [], "family": [], "obs": [], "last": []} for o in origins}
+    for i, (r0, r1) in enumerate(spans):
+        a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
+        blk = raster.read_stack(info, rows=(a0, a1))
+        cov_blk = {k: v[a0:a1] for k, v in cov.items()}
+        items = [(blk, a0, a0, a1, cov_blk, o) for o in every]   # whole blocks: the local record needs halo rows
+        fc = dict(zip(every, forecast_items(items, info.dates, info.grid, loaded, plan, H, dev, batch_size)))
+        with np.errstate(all="ignore"):
+            meds = {o: np.median(out, axis=0) for o, (out, _) in fc.items()}
+        cache = anc.FamilyCache(blk, info.dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None)
+        for o in origins:
+            out, valid = fc[o]
+            out, valid = out[:, :, r0 - a0:r1 - a0], valid[r0 - a0:r1 - a0]
+            obs = blk[o + 1:o + 1 + H, r0 - a0:r1 - a0]
+            ok = valid & np.isfinite(obs).all(axis=0)
+            if mask is not None:
+                ok &= mask[r0:r1]
+            if not ok.any():
+                continue
+            loc = local_blend(blk, a0, r0, r1, o, info.dates, cfg0, meds[o], meds.get, cache)
+            fam = candidates(blk, a0, r0, r1, o, info.dates, H, cfg0, ok, cache)
+            keep = np.isfinite(fam[: len(anc.FAMILY_NAMES)]).all(axis=(0, 1)) & np.isfinite(loc[:, ok]).all(axis=0)
+            res[o]["members"].append(out[:, :, ok][:, :, keep])
+            res[o]["local"].append(loc[:, ok][:, keep])
+            res[o]["family"].append(fam[:, :, keep])
+            res[o]["obs"].append(obs[:, ok][:, keep])
+            res[o]["last"].append(blk[o, r0 - a0:r1 - a0][ok][keep])
+        progress.set((i + 1) / len(spans))
+    out = {"members": [], "local": [], "family": [], "obs": [], "last": [], "origins": []}
+    for o in origins:
+        if not res[o]["obs"]:
+            continue
+        out["origins"].append(int(o))
+        out["members"].append(np.concatenate(res[o]["members"], axis=2))
+        out["local"].append(np.concatenate(res[o]["local"], axis=1))
+        out["family"].append(np.concatenate(res[o]["family"], axis=2))
+        out["obs"].append(np.concatenate(res[o]["obs"], axis=1))
+        out["last"].append(np.concatenate(res[o]["last"]))
+    return out
+
+
+def _rmse(a, b) -> float:
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return float(np.sqrt(np.mean(d * d))) if d.size else float("nan")
+
+
+def _mae(a, b) -> float:
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return float(np.mean(np.abs(d))) if d.size else float("nan")
+
+
+def classes_of(classifier: np.ndarray, last: np.ndarray, limits: Sequence[float]) -> np.ndarray:
+    """Class 0/1/2 of each pixel by the movement ``|classifier[-1] - last|`` (mm) over the horizon."""
+    mv = np.abs(np.asarray(classifier)[-1] - np.asarray(last))
+    return np.clip(np.searchsorted(np.asarray(limits, np.float64), np.nan_to_num(mv), side="right"),
+                   0, len(CLASS_NAMES) - 1)
+
+
+def _lead_weights(E, B, Y) -> np.ndarray:
+    """Least-squares blend weight per lead of ``B + w (E - B)`` against ``Y``, clipped to [0, 1]."""
+    c = E - B
+    r = Y - B
+    num = (c * r).sum(axis=1)
+    den = (c * c).sum(axis=1)
+    w = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return np.clip(w, 0.0, 1.0)
+
+
+def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
+    """Scores per origin and the gate (see the module doc). ``data`` from :func:`collect`."""
+    if not data["origins"]:
+        raise DeformCastError("No rolling origin could be scored: the series is too short before the test period "
+                              "for the horizon. Lower HORIZON or give a longer stack.")
+    Fcat = np.concatenate(data["family"], axis=2)
+    usable = [c for c in range(len(CANDIDATES)) if np.isfinite(Fcat[c]).all()]
+    names = [CANDIDATES[c] for c in usable]
+    med = [np.median(m, axis=0) for m in data["members"]]
+    blended = data.get("local") or None    # the ensemble after the local blend: what the gate acts on
+    M = data["members"][0].shape[0]
+    per = {"ensemble median": [], **({ENSEMBLE_LOCAL: []} if blended else {}),
+           **{f"member {k + 1}": [] for k in range(M)}, **{n: [] for n in names}}
+    for i in range(len(data["origins"])):
+        Y = data["obs"][i]
+        per["ensemble median"].append(_rmse(med[i], Y))
+        if blended:
+            per[ENSEMBLE_LOCAL].append(_rmse(blended[i], Y))
+        for k in range(M):
+            per[f"member {k + 1}"].append(_rmse(data["members"][i][k], Y))
+        for c, n in zip(usable, names):
+            per[n].append(_rmse(data["family"][i][c], Y))
+    Ycat = np.concatenate(data["obs"], axis=1)
+    Ecat = np.concatenate(med, axis=1)
+    Mcat = np.concatenate(data["members"], axis=2)
+    preds = {"ensemble median": Ecat, **{f"member {k + 1}": Mcat[k] for k in range(M)},
+             **{n: Fcat[c] for c, n in zip(usable, names)}}
+    if blended:
+        preds[ENSEMBLE_LOCAL] = np.concatenate(blended, axis=1)
+    raw_rmse = _rmse(Ecat, Ycat)
+    # the gate acts on the local blend wherever it exists (module doc: the rolling origins cannot see
+    # the regime changes near the forecast origin that the blend is for)
+    E_key = ENSEMBLE_LOCAL if blended else "ensemble median"
+    Ecat = preds[E_key]
+    pooled = {}
+    for name, vals in per.items():
+        r = np.array(vals)
+        pooled[name] = {"rmse": _rmse(preds[name], Ycat), "rmse_mean": float(r.mean()),
+                        "rmse_std": float(r.std(ddof=1)) if r.size > 1 else 0.0,
+                        "mae_mean": _mae(preds[name], Ycat), "per_origin": r.tolist()}
+    best = min(names, key=lambda n: pooled[n]["rmse"])
+    classifier = LOCAL if LOCAL in names else best
+    Ccat = Fcat[CANDIDATES.index(classifier)]
+    Lcat = np.concatenate(data["last"])
+    limits = [float(np.percentile(np.abs(Ccat[-1] - Lcat), q)) for q in CLASS_QUANTILES]
+    cls = classes_of(Ccat, Lcat, limits)
+    refs, weights = [], []
+    Bcat = np.empty_like(Ecat)
+    for k in range(len(CLASS_NAMES)):
+        m = cls == k
+        if m.sum() >= MIN_CLASS_SAMPLES:   # the class's own best classical forecast and blend weights
+            ref = min(names, key=lambda n: _rmse(Fcat[CANDIDATES.index(n)][:, m], Ycat[:, m]))
+            B = Fcat[CANDIDATES.index(ref)]
+            w = _lead_weights(Ecat[:, m], B[:, m], Ycat[:, m])
+        else:
+            ref = best
+            B = Fcat[CANDIDATES.index(ref)]
+            w = _lead_weights(Ecat, B, Ycat)
+        if m.any() and _rmse(B[:, m] + w[:, None] * (Ecat[:, m] - B[:, m]), Ycat[:, m]) > \
+                (1.0 - MIN_GAIN) * _rmse(B[:, m], Ycat[:, m]):
+            w = np.zeros_like(w)   # the ensemble must earn its place
+        Bcat[:, m] = B[:, m]
+        refs.append(ref)
+        weights.append(w)
+    W = np.asarray(weights)
+    gated = Bcat + W[cls].T * (Ecat - Bcat)
+    g_per, start = [], 0
+    for i in range(len(data["origins"])):
+        n = data["obs"][i].shape[1]
+        g_per.append(_rmse(gated[:, start:start + n], data["obs"][i]))
+        start += n
+    pooled["gated forecast"] = {"rmse": _rmse(gated, Ycat), "rmse_mean": float(np.mean(g_per)),
+                                "rmse_std": float(np.std(g_per, ddof=1)) if len(g_per) > 1 else 0.0,
+                                "mae_mean": _mae(gated, Ycat), "per_origin": g_per}
+    per_class = []
+    for k in range(len(CLASS_NAMES)):
+        m = cls == k
+        per_class.append({"class": CLASS_NAMES[k], "n": int(m.sum()), "reference": refs[k],
+                          "rmse_ensemble": _rmse(Ecat[:, m], Ycat[:, m]),
+                          "rmse_reference": _rmse(Bcat[:, m], Ycat[:, m]),
+                          "rmse_gated": _rmse(gated[:, m], Ycat[:, m]), "mean_weight": float(np.mean(W[k]))})
+    ens, bb = raw_rmse, pooled[best]["rmse"]
+    wins = sum(1 for a, b in zip(pooled["ensemble median"]["per_origin"], pooled[best]["per_origin"]) if a < b)
+    action = ("ensemble kept" if W.min() >= 0.999 else "classical forecast" if W.max() <= 0.001 else "blended")
+    return {"reference": best, "references": refs, "classifier": classifier, "weights": W.round(6).tolist(),
+            "class_limits_mm": limits, "class_names": list(CLASS_NAMES), "origins": data["origins"],
+            "n_values": int(Ycat.shape[1]), "scores": pooled, "per_class": per_class,
+            "verdict": "win" if ens < bb else "lose", "origins_won": wins, "n_origins": len(data["origins"]),
+            "mean_weight": float(W.mean()), "action": action, "ratio": ens / bb if bb > 0 else float("nan"),
+            "local_blend": E_key == ENSEMBLE_LOCAL, "gated_on": E_key}
+
+
+def apply_gate(out: np.ndarray, cands: np.ndarray, last: np.ndarray, gate: dict) -> np.ndarray:
+    """Shift members ``out`` (M, H, n) in place: median -> ``B + w (median - B)`` per pixel.
+
+    ``cands`` (len(CANDIDATES), H, n) from :func:`candidates` at the same origin; ``B`` is the class's
+    reference (``gate["references"]``), the class from the movement its ``classifier`` forecasts;
+    ``last`` (n,) the last value. Pixels where ``B`` is NaN are left as they are.
+    """
+    W = np.asarray(gate["weights"], np.float64)[:, : out.shape[1]]
+    refs = gate.get("references") or [gate["reference"]] * W.shape[0]
+    cls = classes_of(cands[CANDIDATES.index(gate.get("classifier", gate["reference"]))], last,
+                     gate["class_limits_mm"])
+    B = np.empty(out.shape[1:])
+    for k, ref in enumerate(refs):
+        m = cls == k
+        B[:, m] = cands[CANDIDATES.index(ref)][:, m]
+    with np.errstate(all="ignore"):
+        med = np.median(out, axis=0)
+        shift = (1.0 - W[cls].T) * (B - med)
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    out += shift[None].astype(out.dtype)
+    return out
+
+
+def write_csv(gate: dict, path: str, dates=None) -> str:
+    """One row per (forecast, origin) with RMSE, plus the pooled rows; the gate's weights per class."""
+    d = None if dates is None else np.asarray(dates, dtype="datetime64[D]")
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["forecast", "origin", "origin_date", "rmse_mm"])
+        for name, s in gate["scores"].items():
+            for o, r in zip(gate["origins"], s["per_origin"]):
+                w.writerow([name, o, "" if d is None else raster.iso(d[o]), f"{r:.4f}"])
+        for name, s in gate["scores"].items():
+            w.writerow([name, "pooled", "", f"{s['rmse']:.4f}"])
+            w.writerow([name, "mean over origins", "", f"{s['rmse_mean']:.4f}"])
+            w.writerow([name, "std over origins", "", f"{s['rmse_std']:.4f}"])
+    return path
+
+
+def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequence[str] = (), device: str = "auto",
+             csv_path: Optional[str] = None, write: bool = True, progress: Optional[Progress] = None) -> dict:
+    """Rolling-origin evaluation of an ensemble folder, gate fitted and written into its manifest."""
+    from .member_forecasts import load_members
+    from ..learn.runtime import resolve_device
+
+    progress = progress or silent()
+    info = raster.open_stack(stack_path, dates, progress=progress)
+    dev = resolve_device(device)
+    loaded = load_members(model_folder, None, device=dev)
+    configs = [m.meta.get("data_config") or {} for m in loaded]
+    H = int(loaded[0].meta["horizon"])
+    need_cov = sorted({n for c in configs if "covariates" in c.get("encodings", ()) for n in c.get("covariate_names", [])})
+    cov = {}
+    if need_cov:
+        from ..io.covariates import align_covariates
+
+        cov = align_covariates(list(covariates or []), info.grid)
+    win = max(int(m.meta["window"]) for m in loaded)
+    origins = rolling_origins(configs, info.n_epochs, H, win, info.dates)
+    progress.log(f"Rolling-origin evaluation: {len(origins)} origins before the test period, horizon {H} ...")
+    data = collect(info, loaded, configs, cov, origins, H, dev, mask=_score_mask(configs, info.grid.shape),
+                   progress=progress.sub(0.0, 0.95))
+    gate = fit_gate(data)
+    gate["origin_dates"] = [raster.iso(info.dates[o]) for o in gate["origins"]]
+    if csv_path:
+        write_csv(gate, csv_path, info.dates)
+        gate["csv"] = csv_path
+    if write:
+        man = modelio.read_manifest(model_folder)
+        modelio.write_manifest(model_folder, [{k: v for k, v in m.items() if k != "path"} for m in man["members"]],
+                               extra={k: v for k, v in man.items() if k not in _MANIFEST_OWN} | {"gate": {
+                                   k: gate[k] for k in ("reference", "references", "classifier", "weights", "class_limits_mm",
+                                                        "class_names", "local_blend",
+                                                        "verdict", "action", "ratio", "origin_dates")}})
+    progress.log(gate_sentence(gate))
+    progress.set(1.0)
+    return gate
+
+
+def gate_sentence(gate: dict) -> str:
+    s = gate["scores"]
+    ens, ref = s["ensemble median"], s[gate["reference"]]
+    head = (f"Over {gate['n_origins']} rolling origins the ensemble median "
+            + ("beats" if gate["verdict"] == "win" else "does NOT beat")
+            + f" the best classical forecast ({gate['reference']}): RMSE {ens['rmse']:.2f} vs {ref['rmse']:.2f} mm "
+            f"(won {gate['origins_won']} of {gate['n_origins']} origins). ")
+    act = {"ensemble kept": "The forecast is the ensemble's.",
+           "classical forecast": f"The delivered forecast falls back to the classical {gate['reference']} forecast.",
+           "blended": f"The delivered forecast blends the ensemble with the classical {gate['reference']} forecast "
+                      f"(mean ensemble weight {gate['mean_weight']:.2f})."}[gate["action"]]
+    g = s["gated forecast"]["rmse"]
+    return head + act + f" Gated forecast: {g:.2f} mm over the same origins."
+
+
+def report_section(rep, gate: dict) -> None:
+    """Rolling-origin skill and the skill gate (the report's verdict rests on these)."""
+    sc = gate["scores"]
+    rep.paragraph(f"Forecasts from {gate['n_origins']} origins ({gate['origin_dates'][0]} .. {gate['origin_dates'][-1]}), "
+                  "each over the full horizon, with every target before the test period, scored on the validation "
+                  "pixels (spatial validation) or in the validation period (time validation), never on a training target. RMSE against the observations, mean and spread over the origins; "
+                  "every row on the same pixels and epochs (rolling_origins.csv).")
+    own = ("gated forecast", "ensemble median", ENSEMBLE_LOCAL)
+    names = [k for k in own if k in sc] + sorted([k for k in sc if not k.startswith("member") and k not in own],
+                                                 key=lambda k: sc[k]["rmse"])
+    rep.table([[("delivered forecast (after the gate)" if k == "gated forecast" else
+                 k if k in own else "classical: " + k),
+                sc[k]["rmse"], sc[k]["rmse_mean"], sc[k]["rmse_std"], sc[k]["mae_mean"]] for k in names],
+              ["forecast", "RMSE pooled (mm)", "RMSE mean over origins (mm)", "spread over origins (mm)", "MAE (mm)"],
+              highlight=0)
+    rep.note(gate_sentence(gate))
+    if gate["verdict"] != "win":
+        rep.note(f"Warning: validation shows that the networks do not beat the classical {gate['reference']} "
+                 "forecast on this stack; the maps use the gated forecast above, not the raw ensemble.")
+    rep.table([[c["class"], c["n"], c["reference"], c["rmse_ensemble"], c["rmse_reference"], c["rmse_gated"],
+                c["mean_weight"]] for c in gate["per_class"]],
+              [f"pixels by the movement the {gate.get('classifier', 'reference')} forecast expects", "values scored",
+               "classical reference", "ensemble RMSE (mm)", "reference RMSE (mm)", "gated RMSE (mm)",
+               "mean ensemble weight"])
+
+
+def append_to_report(path: str, gate: dict, title: str = "Skill over rolling origins and the skill gate") -> str:
+    """Insert :func:`report_section` before the end of an existing HTML report (``tune``'s)."""
+    from ..report import Report
+
+    rep = Report(title)
+    rep.heading(title)
+    report_section(rep, gate)
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    frag = "".join(rep.parts)
+    k = text.rfind("</body>")
+    text = text[:k] + frag + text[k:] if k >= 0 else text + frag
+    tmp = path + ".part"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return path
