@@ -80,6 +80,8 @@ RHO_MIN = 0.9
 #: at most this many rolling origins (evenly spread) calibrate the spread: each costs a full gated
 #: forecast (with the local blend's earlier origins) of the sampled rows
 MAX_ORIGINS = 8
+#: rows scored per span when the calibration samples the raster (the pixel budget is spread over spans)
+SPAN_ROWS = 16
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,8 +103,9 @@ def read_spans(height: int, width: int, block_h: int, halo: int, max_pixels: int
 
     When about ``max_pixels`` pixels need every row, the raster is cut into consecutive spans of
     about ``chunk_pixels`` pixels (a multiple of ``block_h`` rows) read with their halo, extended to
-    block boundaries. Otherwise spans of whole blocks are spread evenly over the raster, each at
-    least ``2 halo + 8`` rows high, and only their interior rows (away from the halo) are scored.
+    block boundaries. Otherwise spans of SPAN_ROWS rows are spread evenly over the raster and read
+    with their halo, extended to whole blocks (the caller forecasts only the span and its halo: the
+    read follows the file's layout, the cost follows the pixel budget).
     """
     bh = max(1, min(int(block_h), int(height)))
     down = lambda r: (r // bh) * bh                                     # noqa: E731
@@ -112,17 +115,13 @@ def read_spans(height: int, width: int, block_h: int, halo: int, max_pixels: int
         step = max(bh, (max(1, chunk_pixels // max(1, width)) // bh) * bh)
         return [(down(max(0, r0 - halo)), up(min(height, r0 + step + halo)), r0, min(height, r0 + step))
                 for r0 in range(0, height, step)]
-    span = max(bh, -(-(2 * halo + 8) // bh) * bh)
-    n_slots = max(1, height // span)
-    n = min(n_slots, max(1, math.ceil(rows_needed / max(1, span - 2 * halo))))
-    slots = sorted(set(np.linspace(0, n_slots - 1, n).round().astype(int).tolist()))
+    inner = SPAN_ROWS                                                   # scored rows per span
+    n = max(1, min(height // max(1, inner), math.ceil(rows_needed / inner)))
+    starts = np.linspace(0, max(0, height - inner), n).round().astype(int)
     out = []
-    for s in slots:
-        a0, a1 = s * span, min(height, (s + 1) * span)
-        r0 = a0 + (halo if a0 > 0 else 0)
-        r1 = a1 - (halo if a1 < height else 0)
-        if r1 > r0:
-            out.append((a0, a1, r0, r1))
+    for r0 in sorted(set(starts.tolist())):
+        r1 = min(height, r0 + inner)
+        out.append((down(max(0, r0 - halo)), up(min(height, r1 + halo)), int(r0), int(r1)))
     return out
 
 
@@ -404,7 +403,7 @@ def origins_for(configs, info, H: int, window: int, e: int) -> List[int]:
 
 
 def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int, gate=None,
-            max_pixels: int = 8000, progress: Optional[Progress] = None) -> Optional[dict]:
+            max_pixels: int = 2000, progress: Optional[Progress] = None) -> Optional[dict]:
     """Delivered forecasts from the validation origins against the observations, with their evidence:
     ``{"err" (H, N), "feats" (F, H, N), "origin" (N,), "raw_in" (H, N), "origins": [...]}`` or None."""
     from .gating import forecast_gated, gate_halo
@@ -425,8 +424,12 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
     cfg0 = configs[0]
     L, steps = int(cfg0.get("horizon", H)), cfg0.get("steps") or None
     parts = {"err": [], "feats": [], "origin": [], "raw_in": []}
-    for i, (a0, a1, r0, r1) in enumerate(spans):
-        blk = raster.read_stack(info, rows=(a0, a1))
+    read = (None, None)
+    for i, (b0, b1, r0, r1) in enumerate(spans):
+        if read[0] != (b0, b1):       # spans inside one block of the file share its read
+            read = ((b0, b1), raster.read_stack(info, rows=(b0, b1)))
+        a0, a1 = max(b0, r0 - halo), min(b1, r1 + halo)
+        blk = read[1][:, a0 - b0:a1 - b0]                  # the span and its halo: what gets forecast
         cov_blk = {k: v[a0:a1] for k, v in cov.items()}
         per_call = max(1, (2 * BLOCK_PIXELS) // max(1, (r1 - r0) * W))
         caches = {id(blk): family_cache(blk, info.dates, cfg0, H)}
