@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from .member_forecasts import Plan, family_cache, forecast_items
+from .member_forecasts import Plan, family_cache, forecast_items, medians_on_rows
 
 
 def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, progress=None, timer=None,
@@ -70,30 +70,12 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
     # the origins their track records have in common
     past = {} if caches is None else caches.setdefault("_past_medians", {})
     todo = [k for k in keys if k not in past]
-    # members whose inputs depend only on the pixel's own history (no neighbourhood, no coordinates) can
-    # forecast the record rows as one compact block: one call instead of one per row
-    compact = all("neighbourhood" not in (g.cfg.get("encodings") or ()) and "spatial" not in
-                  (g.cfg.get("encodings") or ()) for g in plan.groups)
-    extra, where = [], []
-    squeezed = {}
-    for k in todo:
-        blk, a0, cov_blk = blocks[k[0]]
-        idx = np.flatnonzero(record_rows(a0, blk.shape[1]))
-        past[k] = np.full((L,) + blk.shape[1:], np.nan)
-        if compact:
-            if k[0] not in squeezed:
-                squeezed[k[0]] = (np.ascontiguousarray(blk[:, idx]), {n: v[idx] for n, v in (cov_blk or {}).items()})
-            sb, sc = squeezed[k[0]]
-            extra.append((sb, 0, 0, sb.shape[1], sc, k[1]))
-            where.append((k, idx))
-        else:
-            for i in idx:
-                extra.append((blk, a0, a0 + int(i), a0 + int(i) + 1, cov_blk, k[1]))
-                where.append((k, np.array([i])))
-    if extra:
-        for (k, idx), (out, _) in zip(where, forecast_items(extra, dates, grid, loaded, plan, L, dev, batch_size)):
-            with np.errstate(all="ignore"):
-                past[k][:, idx] = np.median(out, axis=0)
+    for b in {k[0] for k in todo}:
+        blk, a0, cov_blk = blocks[b]
+        got = medians_on_rows(blk, a0, cov_blk, [k[1] for k in todo if k[0] == b], record_rows(a0, blk.shape[1]),
+                              dates, grid, loaded, plan, L, dev, batch_size)
+        for o, med in got.items():
+            past[(b, o)] = med
     for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
         if not va.any():
             continue

@@ -181,7 +181,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
     Returns ``{"members": [(M, H, n) per origin], "family": [(len(CANDIDATES), H, n)], "obs": [(H, n)],
     "last": [(n,)], "origins": [...]}`` in mm.
     """
-    from .member_forecasts import BLOCK_PIXELS, Plan, forecast_items
+    from .member_forecasts import BLOCK_PIXELS, Plan, forecast_items, medians_on_rows
 
     progress = progress or silent()
     Hh, W = info.grid.shape
@@ -202,10 +202,14 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
         a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
         blk = raster.read_stack(info, rows=(a0, a1))
         cov_blk = {k: v[a0:a1] for k, v in cov.items()}
-        items = [(blk, a0, a0, a1, cov_blk, o) for o in every]   # whole blocks: the local record needs halo rows
-        fc = dict(zip(every, forecast_items(items, info.dates, info.grid, loaded, plan, H, dev, batch_size)))
+        # the rolling origins on whole blocks (halo rows for the local record); the origins that only
+        # feed the local track record on its rows (record_rows), as predict computes them
+        items = [(blk, a0, a0, a1, cov_blk, o) for o in origins]
+        fc = dict(zip(origins, forecast_items(items, info.dates, info.grid, loaded, plan, H, dev, batch_size)))
         with np.errstate(all="ignore"):
             meds = {o: np.median(out, axis=0) for o, (out, _) in fc.items()}
+        meds.update(medians_on_rows(blk, a0, cov_blk, [o for o in every if o not in fc], record_rows(a0, a1 - a0),
+                                    info.dates, info.grid, loaded, plan, H, dev, batch_size))
         cache = anc.FamilyCache(blk, info.dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None)
         for o in origins:
             out, valid = fc[o]
