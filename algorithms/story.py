@@ -300,7 +300,7 @@ def build_summary(s: dict, info, unc, zon, resid, back, gate, tune_reports: List
     from .io.raster import read_raster
     from .decision.zoning import TIERS, pixel_area
 
-    tiers_arr, grid, _ = read_raster(zon.outputs["OUTPUT_TIERS"])
+    tiers_arr, grid, _ = read_raster(zon.tiers_path)
     tiers = np.nan_to_num(tiers_arr[0], nan=0).astype(np.uint8)
     named = names = None
     zpath = s["paths"].get("zones")
@@ -309,9 +309,9 @@ def build_summary(s: dict, info, unc, zon, resid, back, gate, tune_reports: List
 
         named, names = zones_array(zpath, grid)
     ts = tier_summary(tiers, grid, pixel_area(grid), TIERS, named=named, names=names)
-    spread = read_raster(unc.outputs["OUTPUT_SPREAD"])[0]
+    spread = read_raster(unc.spread_path)[0]
     width = spread[1] if spread.shape[0] > 1 else 2.5631 * spread[0]  # P90 - P10 (Gaussian: 2.563 sd)
-    amb = read_raster(unc.outputs["OUTPUT_AMBIGUITY"])[0][0] if unc.outputs.get("OUTPUT_AMBIGUITY") else None
+    amb = read_raster(unc.ambiguity_path)[0][0] if unc.ambiguity_path else None
     ex = example_pixels(width)
     for e in ex.values():
         e["x"], e["y"] = _xy(grid, e["row"] + 0.5, e["col"] + 0.5)

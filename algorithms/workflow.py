@@ -228,13 +228,12 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
 
     # 5. uncertainty -------------------------------------------------------------------------
     ts = time.time()
-    unc_out = {k: os.path.join(out, f"{k.lower().replace('output_', '')}.tif") for k in (
-        "OUTPUT_SUSCEPTIBILITY", "OUTPUT_SPREAD", "OUTPUT_AMBIGUITY", "OUTPUT_CONFIDENCE", "OUTPUT_EXCEEDANCE",
-        "OUTPUT_DEFORMATION")}
-    unc_out["OUTPUT_REPORT"] = os.path.join(out, "uncertainty_report.html")
-    unc = uncertainty.run_uncertainty(paths["forecast_members"], stack_path, unc_out, thresholds=list(thresholds),
-                                      n_classes=n_classes, dates=dates, progress=stage["uncertainty"])
-    paths.update({k: v for k, v in unc.outputs.items()})
+    unc = uncertainty.run_uncertainty(
+        paths["forecast_members"], stack_path, thresholds=list(thresholds), n_classes=n_classes, dates=dates,
+        progress=stage["uncertainty"], report_path=os.path.join(out, "uncertainty_report.html"),
+        **{f"{k}_path": os.path.join(out, f"{k}.tif")
+           for k in ("susceptibility", "spread", "ambiguity", "confidence", "exceedance", "deformation")})
+    paths.update(_summary_paths(unc, _UNCERTAINTY_KEYS))
     timings["uncertainty"] = time.time() - ts
 
     # 6. residuals against later observations ---------------------------------------------
@@ -242,35 +241,32 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     resid = None
     if observed_path:
         progress.log("Spatial residual analysis against later observations ...")
-        r_out = {"OUTPUT_RESIDUALS": os.path.join(out, "residuals.tif"),
-                 "OUTPUT_HOTSPOTS": os.path.join(out, "hotspots_gi.tif"),
-                 "OUTPUT_HOTSPOT_CLASSES": os.path.join(out, "hotspot_classes.tif"),
-                 "OUTPUT_REPORT": os.path.join(out, "residuals_report.html")}
-        resid = res_mod.run_residuals(paths["forecast_median"], observed_path, r_out,
-                                      zones=paths.get("zones"),
-                                      uncertainty=[unc_out["OUTPUT_SPREAD"], unc_out["OUTPUT_AMBIGUITY"],
-                                                   unc_out["OUTPUT_CONFIDENCE"]],
-                                      seed=seed, progress=stage["residuals"])
-        paths.update(resid.outputs)
+        resid = res_mod.run_residuals(paths["forecast_median"], observed_path, zones=paths.get("zones"),
+                                      uncertainty=[unc.spread_path, unc.ambiguity_path, unc.confidence_path],
+                                      seed=seed, progress=stage["residuals"],
+                                      residuals_path=os.path.join(out, "residuals.tif"),
+                                      hotspots_path=os.path.join(out, "hotspots_gi.tif"),
+                                      hotspot_classes_path=os.path.join(out, "hotspot_classes.tif"),
+                                      report_path=os.path.join(out, "residuals_report.html"))
+        paths.update(_summary_paths(resid, _RESIDUALS_KEYS))
     stage["residuals"].set(1.0)
     timings["residuals"] = time.time() - ts
 
     # 7. zoning --------------------------------------------------------------------------------
     ts = time.time()
-    z_out = {"OUTPUT_TIERS": os.path.join(out, "tiers.tif"), "OUTPUT_ZONES": os.path.join(out, "zones.gpkg"),
-             "OUTPUT_REPORT": os.path.join(out, "zoning_report.html")}
-    zon = zoning.run_zoning(unc_out["OUTPUT_SUSCEPTIBILITY"], unc_out["OUTPUT_AMBIGUITY"],
-                            unc_out["OUTPUT_EXCEEDANCE"],
-                            dict(z_out, OUTPUT_DISCONTINUITY=os.path.join(out, "discontinuities.tif")),
+    zon = zoning.run_zoning(unc.susceptibility_path, unc.ambiguity_path, unc.exceedance_path,
                             uncertainty_type="ambiguity", exceedance_band=1,
-                            hotspots=(resid.outputs.get("OUTPUT_HOTSPOTS") if resid else None),
+                            hotspots=(resid.hotspots_path if resid else None),
                             # deformation over the horizon: the zone attributes and the differential-
                             # movement (step) rule both refer to the forecast period
-                            forecast=unc_out["OUTPUT_DEFORMATION"], min_area=min_area, mmu=mmu,
-                            progress=stage["zoning"])
-    paths.update({("tier_zones" if k == "OUTPUT_ZONES" else k): v for k, v in zon.outputs.items()})
-    paths["tiers"] = zon.outputs["OUTPUT_TIERS"]
-    paths["zones_polygons"] = zon.outputs["OUTPUT_ZONES"]
+                            forecast=unc.deformation_path, min_area=min_area, mmu=mmu,
+                            progress=stage["zoning"], tiers_path=os.path.join(out, "tiers.tif"),
+                            zones_path=os.path.join(out, "zones.gpkg"),
+                            discontinuity_path=os.path.join(out, "discontinuities.tif"),
+                            report_path=os.path.join(out, "zoning_report.html"))
+    paths.update(_summary_paths(zon, _ZONING_KEYS))
+    paths["tiers"] = zon.tiers_path
+    paths["zones_polygons"] = zon.zones_path
     timings["zoning"] = time.time() - ts
 
     # 8. the story ------------------------------------------------------------------------------
@@ -302,6 +298,22 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     os.replace(tmp, marker)
     progress.set(1.0)
     return summary
+
+
+#: keys of the summary's ``paths`` (workflow.json; :mod:`chain` builds the layer tree from them) for the
+#: files each stage wrote, in the order they are written: (result field, key)
+_UNCERTAINTY_KEYS = (("susceptibility_path", "OUTPUT_SUSCEPTIBILITY"), ("spread_path", "OUTPUT_SPREAD"),
+                     ("ambiguity_path", "OUTPUT_AMBIGUITY"), ("confidence_path", "OUTPUT_CONFIDENCE"),
+                     ("exceedance_path", "OUTPUT_EXCEEDANCE"), ("deformation_path", "OUTPUT_DEFORMATION"),
+                     ("report_path", "OUTPUT_REPORT"))
+_RESIDUALS_KEYS = (("hotspots_path", "OUTPUT_HOTSPOTS"), ("hotspot_classes_path", "OUTPUT_HOTSPOT_CLASSES"),
+                   ("residuals_path", "OUTPUT_RESIDUALS"), ("report_path", "OUTPUT_REPORT"))
+_ZONING_KEYS = (("discontinuity_path", "OUTPUT_DISCONTINUITY"), ("tiers_path", "OUTPUT_TIERS"),
+                ("zones_path", "tier_zones"), ("report_path", "OUTPUT_REPORT"))
+
+
+def _summary_paths(res, keys) -> dict:
+    return {key: getattr(res, field) for field, key in keys if getattr(res, field)}
 
 
 def _band(path: str, band: int = 1) -> np.ndarray:
@@ -416,7 +428,7 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
     progress.set(0.4)
     # forecast maps
     rep.heading("4. Forecast")
-    dpath = s["paths"].get("OUTPUT_DEFORMATION")
+    dpath = unc.deformation_path
     if dpath and os.path.exists(dpath):
         dd = _band(dpath)
         m = styles.symmetric_range(dd)
@@ -428,13 +440,12 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
     lim = s["susceptibility_limits"]
     rep.paragraph("Class limits (quantiles of the median deformation magnitude over the valid area, mm): "
                   + ", ".join(fmt(x, 2) for x in lim) + ".")
-    sus = _band(unc.outputs["OUTPUT_SUSCEPTIBILITY"])
+    sus = _band(unc.susceptibility_path)
     rep.figure(map_figure(sus, "Susceptibility", "viridis", labels=unc.class_names, colours=styles.CLASS_COLOURS))
-    for key_, title, ramp in (("OUTPUT_AMBIGUITY", "Class ambiguity (normalised entropy)", "ambiguity"),
-                              ("OUTPUT_CONFIDENCE", "Classification confidence", "confidence"),
-                              ("OUTPUT_EXCEEDANCE", f"Exceedance probability ({unc.threshold_labels[0]})",
-                               "probability")):
-        p = unc.outputs.get(key_)
+    for p, title, ramp in ((unc.ambiguity_path, "Class ambiguity (normalised entropy)", "ambiguity"),
+                           (unc.confidence_path, "Classification confidence", "confidence"),
+                           (unc.exceedance_path, f"Exceedance probability ({unc.threshold_labels[0]})",
+                            "probability")):
         if p and os.path.exists(p):
             rep.figure(map_figure(_band(p), title, ramp, 0, 1))
     progress.set(0.7)
@@ -445,13 +456,13 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
                       "Clustered residuals mark where the models miss physics (faults, mining fronts).")
         if resid.zone_rows:
             rep.table(resid.zone_rows, ["zone", "pixels", "bias (mm)", "MAE (mm)", "RMSE (mm)", "P90 |residual| (mm)"])
-        hp = resid.outputs.get("OUTPUT_HOTSPOTS")
+        hp = resid.hotspots_path
         if hp and os.path.exists(hp):
             z = _band(hp)
             rep.figure(map_figure(z, "Residual hot spots (Getis-Ord Gi* z)", "residual", -4, 4))
     # zoning
     rep.heading("7. Tiered control zones")
-    tiers = _band(zon.outputs["OUTPUT_TIERS"])
+    tiers = _band(zon.tiers_path)
     rep.figure(map_figure(tiers, "Control tiers", "viridis", labels=[TIERS[k][0] for k in sorted(TIERS)],
                           colours=[TIERS[k][1] for k in sorted(TIERS)]))
     rep.table([[TIERS[k][0], zon.tier_pixels.get(k, 0), zon.tier_area_m2.get(k, 0.0) / 1e4] for k in sorted(TIERS)],

@@ -93,14 +93,13 @@ def child(folder: str) -> None:
 
     mp, sp = os.path.join(folder, "members.tif"), os.path.join(folder, "stack.tif")
     out = os.path.join(folder, "out")
-    outs = {k: os.path.join(out, k.lower() + ".tif") for k in
-            ["OUTPUT_SUSCEPTIBILITY", "OUTPUT_SPREAD", "OUTPUT_AMBIGUITY", "OUTPUT_CONFIDENCE",
-             "OUTPUT_EXCEEDANCE", "OUTPUT_DEFORMATION"]}
-    outs["OUTPUT_REPORT"] = os.path.join(out, "report.html")
+    outs = {f"{k}_path": os.path.join(out, f"output_{k}.tif") for k in
+            ["susceptibility", "spread", "ambiguity", "confidence", "exceedance", "deformation"]}
+    outs["report_path"] = os.path.join(out, "report.html")
     rss0 = vm_mb()
     tracemalloc.start()
     t0 = time.perf_counter()
-    res = run_uncertainty(mp, sp, outs, thresholds="10,20", extreme_quantiles="95", n_classes=5)
+    res = run_uncertainty(mp, sp, thresholds="10,20", extreme_quantiles="95", n_classes=5, **outs)
     wall = time.perf_counter() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

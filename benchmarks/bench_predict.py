@@ -281,9 +281,9 @@ def child(folder: str, size: int, members: int, models: str, layout: str = "") -
                            os.path.join(out, "quantiles.tif"), os.path.join(out, "members.tif"), device="cpu",
                            members=members)
     t1 = time.perf_counter()
-    outs = {k: os.path.join(out, k.lower() + ".tif") for k in
-            ["OUTPUT_SUSCEPTIBILITY", "OUTPUT_SPREAD", "OUTPUT_AMBIGUITY", "OUTPUT_CONFIDENCE", "OUTPUT_EXCEEDANCE"]}
-    run_uncertainty(os.path.join(out, "members.tif"), stack, outs, thresholds="10,20")
+    outs = {f"{k}_path": os.path.join(out, f"output_{k}.tif") for k in
+            ["susceptibility", "spread", "ambiguity", "confidence", "exceedance"]}
+    run_uncertainty(os.path.join(out, "members.tif"), stack, thresholds="10,20", **outs)
     t2 = time.perf_counter()
     print(json.dumps({"layout": layout or "bench", "size": size, "members": members, "models": os.path.basename(models),
                       "horizon": len(res["forecast_dates"]), "pixels": size * size,

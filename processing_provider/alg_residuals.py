@@ -16,6 +16,10 @@ from qgis.core import (
 from ..algorithms.maps.residuals import VALUES, WEIGHTS, run_residuals
 from .base import DeformCastAlgorithm, output_path
 
+#: Processing output -> the core's keyword (and result field); the three rasters first
+OUTPUTS = (("OUTPUT_RESIDUALS", "residuals_path"), ("OUTPUT_HOTSPOTS", "hotspots_path"),
+           ("OUTPUT_HOTSPOT_CLASSES", "hotspot_classes_path"), ("OUTPUT_REPORT", "report_path"))
+
 
 class ResidualsAlgorithm(DeformCastAlgorithm):
     ALG_ID = "residuals"
@@ -74,13 +78,10 @@ statistics, correlations).</p>
             elif lyr is not None:
                 zones = self.parameterAsCompatibleSourceLayerPath(parameters, "ZONES", context, ["gpkg", "shp"],
                                                                   "gpkg", feedback)
-        outputs = {k: output_path(self, parameters, k, context)
-                   for k in ("OUTPUT_RESIDUALS", "OUTPUT_HOTSPOTS", "OUTPUT_HOTSPOT_CLASSES")}
-        outputs["OUTPUT_REPORT"] = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
         res = run_residuals(
             self.parameterAsRasterLayer(parameters, "FORECAST", context).source(),
             self.parameterAsRasterLayer(parameters, "OBSERVED", context).source(),
-            outputs, zones=zones,
+            zones=zones,
             zone_field=self.parameterAsString(parameters, "ZONE_FIELD", context) or None,
             uncertainty=[lyr.source() for lyr in self.parameterAsLayerList(parameters, "UNCERTAINTY", context)],
             weights=self.enum_value(parameters, "WEIGHTS", context),
@@ -88,7 +89,9 @@ statistics, correlations).</p>
             value=self.enum_value(parameters, "VALUE", context),
             n_permutations=self.parameterAsInt(parameters, "N_PERMUTATIONS", context),
             seed=self.parameterAsInt(parameters, "SEED", context),
-            progress=progress)
-        out = dict(res.outputs)
+            progress=progress,
+            **{field: output_path(self, parameters, name, context) for name, field in OUTPUTS[:3]},
+            report_path=self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context))
+        out = {name: getattr(res, field) for name, field in OUTPUTS if getattr(res, field)}
         out.update({"MORANS_I": res.morans_i, "MORANS_P": res.morans_p})
         return out

@@ -123,4 +123,5 @@ forecast minus observed on the test period (diverging colours centred on 0).</p>
             residuals_path=output_path(self, parameters, "OUTPUT_RESIDUALS", context),
             report_path=self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context),
             truth_path=truth, zones_path=zones, progress=progress)
-        return {k: out[k] for k in ("OUTPUT_FOLDER", "OUTPUT_REPORT", "OUTPUT_FORECAST", "OUTPUT_RESIDUALS")}
+        return {"OUTPUT_FOLDER": out.folder, "OUTPUT_REPORT": out.report_path, "OUTPUT_FORECAST": out.forecast_path,
+                "OUTPUT_RESIDUALS": out.residuals_path}

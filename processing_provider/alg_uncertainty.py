@@ -12,14 +12,15 @@ from qgis.core import (
 from ..algorithms.maps.uncertainty import MODES, run_uncertainty
 from .base import DeformCastAlgorithm, output_path
 
+#: Processing output, its description, created by default, and the core's keyword (and result field)
 RASTER_OUTPUTS = [
-    ("OUTPUT_SUSCEPTIBILITY", "Susceptibility classes", True),
-    ("OUTPUT_SPREAD", "Ensemble spread (std, P90-P10)", True),
-    ("OUTPUT_AMBIGUITY", "Class ambiguity (normalised entropy)", True),
-    ("OUTPUT_CONFIDENCE", "Classification confidence", True),
-    ("OUTPUT_EXCEEDANCE", "Exceedance probability (one band per threshold)", True),
-    ("OUTPUT_DEFORMATION", "Ensemble-median deformation over the horizon", True),
-    ("OUTPUT_CLASS_PROBABILITIES", "Class probabilities (one band per class)", False),
+    ("OUTPUT_SUSCEPTIBILITY", "Susceptibility classes", True, "susceptibility_path"),
+    ("OUTPUT_SPREAD", "Ensemble spread (std, P90-P10)", True, "spread_path"),
+    ("OUTPUT_AMBIGUITY", "Class ambiguity (normalised entropy)", True, "ambiguity_path"),
+    ("OUTPUT_CONFIDENCE", "Classification confidence", True, "confidence_path"),
+    ("OUTPUT_EXCEEDANCE", "Exceedance probability (one band per threshold)", True, "exceedance_path"),
+    ("OUTPUT_DEFORMATION", "Ensemble-median deformation over the horizon", True, "deformation_path"),
+    ("OUTPUT_CLASS_PROBABILITIES", "Class probabilities (one band per class)", False, "class_probabilities_path"),
 ]
 
 
@@ -68,7 +69,7 @@ HTML report with the limits and histograms.</p>
         self.addParameter(QgsProcessingParameterString("SCHEDULER", "Dask scheduler address (tcp://host:port; empty "
                                                        "= this process)", optional=True))
         self.add_common_params(dates=True, seed=False)
-        for name, desc, default in RASTER_OUTPUTS:
+        for name, desc, default, _ in RASTER_OUTPUTS:
             # only the susceptibility is mandatory (qgis_process asks for every mandatory output);
             # the others are optional outputs the dialog creates by default
             self.addParameter(QgsProcessingParameterRasterDestination(
@@ -81,10 +82,9 @@ HTML report with the limits and histograms.</p>
     def execute(self, parameters, context, feedback, progress):
         members = self.parameterAsRasterLayer(parameters, "MEMBERS", context).source()
         stack = self.parameterAsRasterLayer(parameters, "INPUT", context).source()
-        outputs = {name: output_path(self, parameters, name, context) for name, _, _ in RASTER_OUTPUTS}
-        outputs["OUTPUT_REPORT"] = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
+        paths = {field: output_path(self, parameters, name, context) for name, _, _, field in RASTER_OUTPUTS}
         res = run_uncertainty(
-            members, stack, outputs,
+            members, stack,
             thresholds=self.parameterAsString(parameters, "THRESHOLDS", context),
             n_classes=self.parameterAsInt(parameters, "N_CLASSES", context),
             mode=self.enum_value(parameters, "MODE", context),
@@ -94,5 +94,7 @@ HTML report with the limits and histograms.</p>
             horizon=self.parameterAsInt(parameters, "HORIZON", context),
             dates=self.parameterAsString(parameters, "DATES", context) or None,
             scheduler=(self.parameterAsString(parameters, "SCHEDULER", context) or "").strip() or None,
-            progress=progress)
-        return dict(res.outputs)
+            progress=progress, report_path=self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context),
+            **paths)
+        written = [(name, getattr(res, field)) for name, _, _, field in RASTER_OUTPUTS]
+        return {name: p for name, p in written + [("OUTPUT_REPORT", res.report_path)] if p}

@@ -117,15 +117,10 @@ calibrated statistic, 2 trace / 1 buffer / 0 none).</p>
             kind = "ambiguity"
         elif not spread and not amb:
             raise DeformCastError("Give SPREAD or AMBIGUITY (an uncertainty layer from 'uncertainty').")
-        outputs = {"OUTPUT_TIERS": output_path(self, parameters, "OUTPUT_TIERS", context),
-                   "OUTPUT_ZONES": self.parameterAsOutputLayer(parameters, "OUTPUT_ZONES", context),
-                   "OUTPUT_REPORT": self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)}
-        if parameters.get("OUTPUT_DISCONTINUITY"):
-            outputs["OUTPUT_DISCONTINUITY"] = output_path(self, parameters, "OUTPUT_DISCONTINUITY", context)
         rules = self._rules(parameters, context)
         res = run_zoning(
             self._path(parameters, "SUSCEPTIBILITY", context), spread if kind == "spread" else amb,
-            self._path(parameters, "EXCEEDANCE", context), outputs, uncertainty_type=kind,
+            self._path(parameters, "EXCEEDANCE", context), uncertainty_type=kind,
             exceedance_band=self.parameterAsInt(parameters, "EXCEEDANCE_BAND", context),
             hotspots=self._path(parameters, "HOTSPOTS", context),
             forecast=self._path(parameters, "FORECAST", context),
@@ -136,8 +131,15 @@ calibrated statistic, 2 trace / 1 buffer / 0 none).</p>
             eight_connected=self.parameterAsBoolean(parameters, "EIGHT_CONNECTED", context),
             progress=progress,
             discontinuities=self.parameterAsBoolean(parameters, "DISCONTINUITIES", context),
-            known_faults=self._path(parameters, "KNOWN_FAULTS", context))
-        return dict(res.outputs)
+            known_faults=self._path(parameters, "KNOWN_FAULTS", context),
+            tiers_path=output_path(self, parameters, "OUTPUT_TIERS", context),
+            zones_path=self.parameterAsOutputLayer(parameters, "OUTPUT_ZONES", context),
+            report_path=self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context),
+            discontinuity_path=(output_path(self, parameters, "OUTPUT_DISCONTINUITY", context)
+                                if parameters.get("OUTPUT_DISCONTINUITY") else None))
+        out = {"OUTPUT_DISCONTINUITY": res.discontinuity_path, "OUTPUT_TIERS": res.tiers_path,
+               "OUTPUT_ZONES": res.zones_path, "OUTPUT_REPORT": res.report_path}
+        return {name: p for name, p in out.items() if p}
 
     def _rules(self, parameters, context):
         """RULES text, with STEP_MM / DISCONTINUITY_BUFFER merged in when they are given."""

@@ -85,12 +85,11 @@ def test_predict_and_uncertainty_on_two_workers_equal_one_process(scene, cluster
         assert res["calibration"]["calibrated"] and res["gate"]
         if sched:
             assert any("2 worker(s)" in s for s in logs)
-        unc = {k: str(d / f"{k.lower()}.tif") for k in ("OUTPUT_SUSCEPTIBILITY", "OUTPUT_SPREAD", "OUTPUT_AMBIGUITY",
-                                                        "OUTPUT_CONFIDENCE", "OUTPUT_EXCEEDANCE",
-                                                        "OUTPUT_CLASS_PROBABILITIES", "OUTPUT_DEFORMATION")}
+        unc = {f"{k}_path": str(d / f"{k}.tif") for k in ("susceptibility", "spread", "ambiguity", "confidence",
+                                                           "exceedance", "class_probabilities", "deformation")}
         # both uncertainty runs read the same members raster: only the engine differs
-        r = U.run_uncertainty(str(tmp / "local" / "members.tif"), stack, unc, thresholds="1,3", n_classes=4,
-                              extreme_quantiles="90", block_rows=7, scheduler=sched)
+        r = U.run_uncertainty(str(tmp / "local" / "members.tif"), stack, thresholds="1,3", n_classes=4,
+                              extreme_quantiles="90", block_rows=7, scheduler=sched, **unc)
         outs[name] = {**{k: _bands(str(d / f"{k}.tif")) for k in ("median", "q", "members")},
                       **{k: _bands(p) for k, p in unc.items()}, "limits": r.limits, "n_valid": r.n_valid}
     loc, dsk = outs["local"], outs["dask"]

@@ -123,17 +123,18 @@ def test_run_residuals_end_to_end(tmp_path):
     u = np.abs(fc[0] - ob[1]) + rng.uniform(0, 0.1, size=(h, w))
     up = str(tmp_path / "unc.tif")
     write_raster(up, u.astype(np.float32), grid, ["spread"])
-    outs = {"OUTPUT_RESIDUALS": str(tmp_path / "res.tif"), "OUTPUT_HOTSPOTS": str(tmp_path / "gi.tif"),
-            "OUTPUT_HOTSPOT_CLASSES": str(tmp_path / "gic.tif"), "OUTPUT_REPORT": str(tmp_path / "r.html")}
-    res = R.run_residuals(fp, op, outs, zones=zp, uncertainty=[up], n_permutations=49, seed=3)
+    outs = {"residuals_path": str(tmp_path / "res.tif"), "hotspots_path": str(tmp_path / "gi.tif"),
+            "hotspot_classes_path": str(tmp_path / "gic.tif"), "report_path": str(tmp_path / "r.html")}
+    res = R.run_residuals(fp, op, zones=zp, uncertainty=[up], n_permutations=49, seed=3, **outs)
+    assert {k: getattr(res, k) for k in outs} == outs  # the result names every file written
     assert res.dates == ["2021-01-13", "2021-01-25"]
-    r, _, names = read_raster(outs["OUTPUT_RESIDUALS"])
+    r, _, names = read_raster(res.residuals_path)
     assert names == ["2021-01-13", "2021-01-25"]
     np.testing.assert_allclose(r, fc - ob[1:], atol=1e-5)
     assert np.isnan(r[0, 0, 0]) and np.isfinite(r[1, 0, 0])
     assert res.morans_i > 0.3 and res.morans_p == pytest.approx(1 / 50)
-    gi = read_raster(outs["OUTPUT_HOTSPOTS"])[0][0]
-    cls = read_raster(outs["OUTPUT_HOTSPOT_CLASSES"])[0][0]
+    gi = read_raster(res.hotspots_path)[0][0]
+    cls = read_raster(res.hotspot_classes_path)[0][0]
     assert np.all(cls[3:5, 3:5] == 7) and gi[3, 3] > 2.576
     assert np.nanmean(cls[9:, :]) < 5
     zone1 = next(row for row in res.zone_rows if row[0] == "zone 1")
@@ -141,10 +142,10 @@ def test_run_residuals_end_to_end(tmp_path):
     outside = next(row for row in res.zone_rows if row[0] == "outside every zone")
     assert outside[1] == h * w - 16 - 4 * w
     assert res.correlations[0][3] > 0.5
-    for k in ("OUTPUT_RESIDUALS", "OUTPUT_HOTSPOTS", "OUTPUT_HOTSPOT_CLASSES"):
-        assert os.path.exists(os.path.splitext(outs[k])[0] + ".qml")
-    assert "Hot spot 99 %" in Path(os.path.splitext(outs["OUTPUT_HOTSPOT_CLASSES"])[0] + ".qml").read_text()
-    html = Path(outs["OUTPUT_REPORT"]).read_text()
+    for p in (res.residuals_path, res.hotspots_path, res.hotspot_classes_path):
+        assert os.path.exists(os.path.splitext(p)[0] + ".qml")
+    assert "Hot spot 99 %" in Path(os.path.splitext(res.hotspot_classes_path)[0] + ".qml").read_text()
+    html = Path(res.report_path).read_text()
     assert "Moran" in html and "zone 1" in html and "Spearman" in html
 
 
@@ -169,11 +170,11 @@ def test_zones_from_polygons(tmp_path):
         f"POLYGON(({x0} {y0},{x0 + 30} {y0},{x0 + 30} {y0 - 30},{x0} {y0 - 30},{x0} {y0}))"))
     lyr.CreateFeature(f)
     ds = None
-    res = R.run_residuals(fp, op, {}, zones=gpkg, zone_field="name", n_permutations=0)
+    res = R.run_residuals(fp, op, zones=gpkg, zone_field="name", n_permutations=0)
     row = next(r for r in res.zone_rows if "fault buffer" in r[0])
     assert row[1] == 9 and row[2] == pytest.approx(5.0) and row[4] == pytest.approx(5.0)
     with pytest.raises(DeformCastError, match="ZONE_FIELD"):
-        R.run_residuals(fp, op, {}, zones=gpkg, zone_field="nope", n_permutations=0)
+        R.run_residuals(fp, op, zones=gpkg, zone_field="nope", n_permutations=0)
 
 
 def test_bad_inputs(tmp_path):
@@ -182,19 +183,19 @@ def test_bad_inputs(tmp_path):
     later = np.array(["2022-01-01", "2022-02-01"], dtype="datetime64[D]")
     fp, op, grid = make_pair(tmp_path, fc, ob, fc_dates=later)
     with pytest.raises(DeformCastError, match="No forecast date is also an observation date"):
-        R.run_residuals(fp, op, {"OUTPUT_RESIDUALS": str(tmp_path / "never.tif")})
+        R.run_residuals(fp, op, residuals_path=str(tmp_path / "never.tif"))
     assert not (tmp_path / "never.tif").exists()
     fp2, _, _ = make_pair(tmp_path, np.zeros((2, 5, 4), np.float32), np.zeros((3, 5, 4), np.float32), name="mis")
     with pytest.raises(DeformCastError, match="same grid"):
-        R.run_residuals(fp2, op, {})
+        R.run_residuals(fp2, op)
     fp3, op3, _ = make_pair(tmp_path, fc, ob, name="ok")
     with pytest.raises(DeformCastError, match="WEIGHTS"):
-        R.run_residuals(fp3, op3, {}, weights="hexagon")
+        R.run_residuals(fp3, op3, weights="hexagon")
     zbad = str(tmp_path / "zbad.tif")
     write_raster(zbad, np.zeros((3, 3), np.float32), make_grid(0, 0, 1, 3, 3))
     with pytest.raises(DeformCastError, match="ZONES raster is not on the grid"):
-        R.run_residuals(fp3, op3, {}, zones=zbad, n_permutations=0)
+        R.run_residuals(fp3, op3, zones=zbad, n_permutations=0)
     nodate = str(tmp_path / "nodate.tif")
     write_raster(nodate, fc, grid)
     with pytest.raises(DeformCastError, match="carries a date"):
-        R.run_residuals(nodate, op3, {})
+        R.run_residuals(nodate, op3)

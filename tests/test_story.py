@@ -44,17 +44,14 @@ def run(tmp_path_factory):
     zones = np.where(bowl < -5, 1, 0).astype(np.uint8)
     zp = write_raster(str(d / "scene_zones.tif"), zones, grid, ["zone"], "uint8", None,
                       styles.categorical([(0, "Background (quiet)", "#cccccc"), (1, "Mining bowl", "#d7191c")]))
-    unc_out = {k: str(d / f"{k.lower()}.tif") for k in ("OUTPUT_SUSCEPTIBILITY", "OUTPUT_SPREAD", "OUTPUT_AMBIGUITY",
-                                                         "OUTPUT_EXCEEDANCE", "OUTPUT_DEFORMATION")}
-    unc = uncertainty.run_uncertainty(mp, sp, unc_out, thresholds=[10.0])
-    res = residuals.run_residuals(fp, later, {"OUTPUT_HOTSPOTS": str(d / "gi.tif")}, zones=zp, n_permutations=0)
-    zon = zoning.run_zoning(unc_out["OUTPUT_SUSCEPTIBILITY"], unc_out["OUTPUT_AMBIGUITY"], unc_out["OUTPUT_EXCEEDANCE"],
-                            {"OUTPUT_TIERS": str(d / "tiers.tif"), "OUTPUT_ZONES": str(d / "zones.gpkg"),
-                             "OUTPUT_REPORT": str(d / "zoning_report.html")},
-                            forecast=unc_out["OUTPUT_DEFORMATION"])
+    unc = uncertainty.run_uncertainty(mp, sp, thresholds=[10.0], **{
+        f"{k}_path": str(d / f"{k}.tif") for k in ("susceptibility", "spread", "ambiguity", "exceedance", "deformation")})
+    res = residuals.run_residuals(fp, later, zones=zp, n_permutations=0, hotspots_path=str(d / "gi.tif"))
+    zon = zoning.run_zoning(unc.susceptibility_path, unc.ambiguity_path, unc.exceedance_path,
+                            forecast=unc.deformation_path, tiers_path=str(d / "tiers.tif"),
+                            zones_path=str(d / "zones.gpkg"), report_path=str(d / "zoning_report.html"))
     s = {"output_folder": str(d), "paths": {"stack": sp, "forecast_members": mp, "zones": zp, "future_observed": later,
-                                            "tiers": zon.outputs["OUTPUT_TIERS"],
-                                            "zones_polygons": zon.outputs["OUTPUT_ZONES"]},
+                                            "tiers": zon.tiers_path, "zones_polygons": zon.zones_path},
          "gate": {"sentence": "Over 3 rolling origins the ensemble median beats the best classical forecast."}}
     info = open_stack(sp)
     st = story.build_summary(s, info, unc, zon, res, {"coverage_p10_p90": 0.55}, {"verdict": "win",
@@ -64,7 +61,7 @@ def run(tmp_path_factory):
 
 def test_summary_tiers_areas_and_places(run):
     st, zon = run["story"], run["zon"]
-    tiers = read_raster(zon.outputs["OUTPUT_TIERS"])[0][0]
+    tiers = read_raster(zon.tiers_path)[0][0]
     by = {t["tier"]: t for t in st["tiers"]}
     for k in (1, 2, 3, 4):
         assert by[k]["pixels"] == int((tiers == k).sum())

@@ -273,24 +273,26 @@ def test_training_job_writes_a_complete_model_folder(tmp_path, scene):
                            forecast_path=str(tmp_path / "fc.tif"), residuals_path=str(tmp_path / "res.tif"),
                            report_path=str(tmp_path / "report.html"), truth_path=scene["truth"],
                            zones_path=scene["zones"], threads=1, block_rows=5)
-    man = read_manifest(out["OUTPUT_FOLDER"])
+    man = read_manifest(out.folder)
+    assert (out.report_path, out.forecast_path, out.residuals_path) == (
+        str(tmp_path / "report.html"), str(tmp_path / "fc.tif"), str(tmp_path / "res.tif"))
     assert [m["folder"] for m in man["members"]] == ["m01_resnet_transformer"]
     for f in ("metrics.csv", "metrics.json", "history.csv"):
         assert (tmp_path / "model" / f).is_file()
     # every method scored on the same pixel-epochs, against observations and truth
     for ref in ("observed", "truth"):
-        ns = {m: v["overall"]["n"] for m, v in out["metrics"][ref].items()}
+        ns = {m: v["overall"]["n"] for m, v in out.metrics[ref].items()}
         assert set(ns) == {"resnet_transformer", *BASELINES} and len(set(ns.values())) == 1, ns
-        assert all(np.isfinite(v["overall"]["rmse"]) for v in out["metrics"][ref].values())
-        assert len(out["metrics"][ref]["persistence"]["per_step"]) == 3
-    zones = out["metrics"]["observed"]["linear"]["per_zone"]
+        assert all(np.isfinite(v["overall"]["rmse"]) for v in out.metrics[ref].values())
+        assert len(out.metrics[ref]["persistence"]["per_step"]) == 3
+    zones = out.metrics["observed"]["linear"]["per_zone"]
     assert zones and set(zones) <= {"Mining subsidence bowl", "Fault zone", "Groundwater-rebound uplift"}, zones
     # rasters: one band per test date, ISO descriptions, styled, residual = forecast - observed
     info = open_stack(scene["stack"])
     fc, grid, names = read_raster(str(tmp_path / "fc.tif"))
     rs, _, names_r = read_raster(str(tmp_path / "res.tif"))
     T = info.dates.size
-    n_test = len(out["test_dates"])
+    n_test = len(out.test_dates)
     assert fc.shape == (n_test, 16, 16) and names == names_r == [str(d) for d in info.dates[T - n_test:]]
     obs = read_stack(info)[T - n_test:]
     assert np.allclose(rs, fc - obs, atol=1e-4, equal_nan=True)
@@ -303,7 +305,7 @@ def test_training_job_writes_a_complete_model_folder(tmp_path, scene):
         assert b in html
     assert "data:image/png;base64," in html and "noise-free truth" in html
     # the saved model reproduces the first forecast band from the stack alone
-    lm = load_model(out["model"])
+    lm = load_model(out.model_path)
     check_compatible(lm.meta, grid=info.grid, encodings=["temporal", "neighbourhood"])
     cfg, norm = lm.meta["data_config"], lm.meta["normalisation"]
     e = cfg["test_start"] - 1

@@ -78,40 +78,41 @@ def test_run_end_to_end_hand_values(tmp_path):
     d = np.repeat(base[None], M, axis=0).astype(np.float32)
     d[:, 0, 0] = [-1, -1, 20, 20]  # split pixel
     mp, sp, grid = make_inputs(tmp_path, d)
-    outs = {k: str(tmp_path / f"{k}.tif") for k in
-            ["OUTPUT_SUSCEPTIBILITY", "OUTPUT_SPREAD", "OUTPUT_AMBIGUITY", "OUTPUT_CONFIDENCE",
-             "OUTPUT_EXCEEDANCE", "OUTPUT_CLASS_PROBABILITIES", "OUTPUT_DEFORMATION"]}
-    outs["OUTPUT_REPORT"] = str(tmp_path / "rep.html")
-    res = U.run_uncertainty(mp, sp, outs, thresholds="5,10", n_classes=5, mode="magnitude",
-                            extreme_quantiles="90")
+    outs = {f"{k}_path": str(tmp_path / f"{k}.tif") for k in
+            ["susceptibility", "spread", "ambiguity", "confidence", "exceedance", "class_probabilities",
+             "deformation"]}
+    outs["report_path"] = str(tmp_path / "rep.html")
+    res = U.run_uncertainty(mp, sp, thresholds="5,10", n_classes=5, mode="magnitude",
+                            extreme_quantiles="90", **outs)
+    assert {k: getattr(res, k) for k in outs} == outs  # the result names every file written
     v_med = np.abs(np.median(d.astype(np.float64), axis=0))
     expected_limits = np.quantile(v_med.ravel(), [0.2, 0.4, 0.6, 0.8])
     np.testing.assert_allclose(res.limits, expected_limits, rtol=1e-6)
     assert len(res.thresholds) == 3
     assert res.thresholds[2] == pytest.approx(np.percentile(v_med, 90), rel=1e-5)
-    s, _, n = read_raster(outs["OUTPUT_SUSCEPTIBILITY"])
+    s, _, n = read_raster(res.susceptibility_path)
     np.testing.assert_array_equal(s[0], U.classify(v_med, expected_limits))
-    amb = read_raster(outs["OUTPUT_AMBIGUITY"])[0][0]
-    conf = read_raster(outs["OUTPUT_CONFIDENCE"])[0][0]
+    amb = read_raster(res.ambiguity_path)[0][0]
+    conf = read_raster(res.confidence_path)[0][0]
     mask = np.ones((H, W), bool)
     mask[0, 0] = False
     assert np.all(amb[mask] == 0) and np.all(conf[mask] == 1)
-    exc, _, names = read_raster(outs["OUTPUT_EXCEEDANCE"])
+    exc, _, names = read_raster(res.exceedance_path)
     assert names[0].startswith("P(|d| >= 5 mm)") and "P90" in names[2]
     np.testing.assert_allclose(exc[0], (np.abs(d) >= 5).sum(0) / M, atol=1e-6)
     np.testing.assert_allclose(exc[1], (np.abs(d) >= 10).sum(0) / M, atol=1e-6)
-    spread = read_raster(outs["OUTPUT_SPREAD"])[0]
+    spread = read_raster(res.spread_path)[0]
     np.testing.assert_allclose(spread[0], d.astype(np.float64).std(0), atol=1e-4)
     assert spread[0, 1, 1] == 0 and spread[0, 0, 0] == pytest.approx(10.5, abs=1e-4)
-    dm = read_raster(outs["OUTPUT_DEFORMATION"])[0][0]
+    dm = read_raster(res.deformation_path)[0][0]
     np.testing.assert_allclose(dm, np.median(d, 0), atol=1e-4)
     for k, p in outs.items():
         assert os.path.exists(p)
-        if k != "OUTPUT_REPORT":
+        if k != "report_path":
             assert os.path.exists(os.path.splitext(p)[0] + ".qml")
-    qml = Path(os.path.splitext(outs["OUTPUT_SUSCEPTIBILITY"])[0] + ".qml").read_text()
+    qml = Path(os.path.splitext(res.susceptibility_path)[0] + ".qml").read_text()
     assert "Very high" in qml and f"{expected_limits[3]:.3g}" in qml
-    html = Path(outs["OUTPUT_REPORT"]).read_text()
+    html = Path(res.report_path).read_text()
     assert "Class limits" in html and "data:image/png" in html
 
 
@@ -120,7 +121,7 @@ def test_deformation_is_measured_from_stack_reference(tmp_path):
     last = np.array([[100.0, -50.0], [0.0, 7.0]], np.float32)
     mp, sp, _ = make_inputs(tmp_path, d, last=last)
     out = str(tmp_path / "e.tif")
-    U.run_uncertainty(mp, sp, {"OUTPUT_EXCEEDANCE": out}, thresholds="3.9,4.1")
+    U.run_uncertainty(mp, sp, thresholds="3.9,4.1", exceedance_path=out)
     exc = read_raster(out)[0]
     np.testing.assert_array_equal(exc[0], 1.0)
     np.testing.assert_array_equal(exc[1], 0.0)
@@ -133,17 +134,16 @@ def test_blockwise_equals_whole_array(tmp_path):
     mp, sp, _ = make_inputs(tmp_path, d)
     res = {}
     for br in (1, 5, 1000):
-        outs = {k: str(tmp_path / f"b{br}_{k}.tif") for k in
-                ["OUTPUT_SUSCEPTIBILITY", "OUTPUT_SPREAD", "OUTPUT_AMBIGUITY", "OUTPUT_CONFIDENCE",
-                 "OUTPUT_EXCEEDANCE", "OUTPUT_CLASS_PROBABILITIES"]}
-        r = U.run_uncertainty(mp, sp, outs, thresholds="5,15", mode="subsidence", block_rows=br)
+        outs = {f"{k}_path": str(tmp_path / f"b{br}_{k}.tif") for k in
+                ["susceptibility", "spread", "ambiguity", "confidence", "exceedance", "class_probabilities"]}
+        r = U.run_uncertainty(mp, sp, thresholds="5,15", mode="subsidence", block_rows=br, **outs)
         res[br] = (r.limits, {k: read_raster(p)[0] for k, p in outs.items()})
     for br in (1, 5):
         np.testing.assert_array_equal(res[br][0], res[1000][0])
         for k in res[1000][1]:
             np.testing.assert_array_equal(res[br][1][k], res[1000][1][k])
-    s = res[1000][1]["OUTPUT_SUSCEPTIBILITY"][0]
-    assert np.isnan(s[4, 3]) and np.isnan(res[1000][1]["OUTPUT_AMBIGUITY"][0][4, 3])
+    s = res[1000][1]["susceptibility_path"][0]
+    assert np.isnan(s[4, 3]) and np.isnan(res[1000][1]["ambiguity_path"][0][4, 3])
 
 
 def test_sampled_limits_when_grid_is_large(tmp_path, monkeypatch):
@@ -151,7 +151,7 @@ def test_sampled_limits_when_grid_is_large(tmp_path, monkeypatch):
     d = rng.normal(0, 10, size=(3, 20, 10)).astype(np.float32)
     mp, sp, _ = make_inputs(tmp_path, d)
     monkeypatch.setattr(U, "MAX_SAMPLE", 50)  # stride ceil(200/50)=4
-    r = U.run_uncertainty(mp, sp, {}, n_classes=4)
+    r = U.run_uncertainty(mp, sp, n_classes=4)
     vm = np.abs(np.median(d.astype(np.float64), 0)).ravel()[::4]
     np.testing.assert_allclose(r.limits, np.quantile(vm, [0.25, 0.5, 0.75]), rtol=1e-6)
 
@@ -160,7 +160,7 @@ def test_class_limits_by_hand(tmp_path):
     d = np.array([[[1.0, 6.0, 30.0]]] * 3, np.float32)
     mp, sp, _ = make_inputs(tmp_path, d)
     out = str(tmp_path / "s.tif")
-    r = U.run_uncertainty(mp, sp, {"OUTPUT_SUSCEPTIBILITY": out}, class_limits="5,20")
+    r = U.run_uncertainty(mp, sp, class_limits="5,20", susceptibility_path=out)
     assert list(r.limits) == [5.0, 20.0] and len(r.class_names) == 3
     np.testing.assert_array_equal(read_raster(out)[0][0, 0], [1, 2, 3])
 
@@ -171,25 +171,25 @@ def test_bad_inputs(tmp_path):
     # grid mismatch
     mp2, _, _ = make_inputs(tmp_path, np.zeros((3, 5, 4), np.float32), name="other")
     with pytest.raises(DeformCastError, match="same grid"):
-        U.run_uncertainty(mp2, sp, {})
+        U.run_uncertainty(mp2, sp)
     # band count not a multiple of the horizon (no descriptions, HORIZON given)
     mp3, _, _ = make_inputs(tmp_path, np.zeros((3, 4, 4), np.float32), member_names=False, name="nodesc")
     with pytest.raises(DeformCastError, match="not a multiple"):
-        U.run_uncertainty(mp3, sp, {}, horizon=4)
+        U.run_uncertainty(mp3, sp, horizon=4)
     with pytest.raises(DeformCastError, match="HORIZON"):
-        U.run_uncertainty(mp3, sp, {})
+        U.run_uncertainty(mp3, sp)
     with pytest.raises(DeformCastError, match="THRESHOLDS"):
-        U.run_uncertainty(mp, sp, {}, thresholds="5,abc")
+        U.run_uncertainty(mp, sp, thresholds="5,abc")
     with pytest.raises(DeformCastError, match="CLASS_LIMITS"):
-        U.run_uncertainty(mp, sp, {}, class_limits="5,3")
+        U.run_uncertainty(mp, sp, class_limits="5,3")
     with pytest.raises(DeformCastError, match="needs at least one threshold"):
-        U.run_uncertainty(mp, sp, {"OUTPUT_EXCEEDANCE": str(tmp_path / "x.tif")})
+        U.run_uncertainty(mp, sp, exceedance_path=str(tmp_path / "x.tif"))
     assert not os.path.exists(tmp_path / "x.tif")
     # forecast dates not after the stack
     early = np.array(["2019-02-06", "2019-02-18"], dtype="datetime64[D]")
     mp4, _, _ = make_inputs(tmp_path, d, fc_dates=early, name="early")
     with pytest.raises(DeformCastError, match="not after any acquisition"):
-        U.run_uncertainty(mp4, sp, {})
+        U.run_uncertainty(mp4, sp)
 
 
 def test_no_output_left_when_cancelled(tmp_path):
@@ -206,6 +206,5 @@ def test_no_output_left_when_cancelled(tmp_path):
 
     out = str(tmp_path / "c.tif")
     with pytest.raises(Cancelled):
-        U.run_uncertainty(mp, sp, {"OUTPUT_AMBIGUITY": out}, block_rows=1,
-                          progress=Progress(is_cancelled=cancelled))
+        U.run_uncertainty(mp, sp, block_rows=1, progress=Progress(is_cancelled=cancelled), ambiguity_path=out)
     assert not any(p.name.startswith("c.") for p in tmp_path.iterdir())

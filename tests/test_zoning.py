@@ -99,16 +99,17 @@ def test_run_zoning_rasters_polygons_report(tmp_path):
     fc[2, 2] = -55.0
     fc[3, 4] = 40.0
     paths, grid = build(tmp_path, s, u, p, hz, fc)
-    outs = {"OUTPUT_TIERS": str(tmp_path / "tiers.tif"), "OUTPUT_ZONES": str(tmp_path / "zones.gpkg"),
-            "OUTPUT_REPORT": str(tmp_path / "zoning.html")}
-    res = Z.run_zoning(paths["s"], paths["u"], paths["p"], outs, "ambiguity", 1, paths["hz"], paths["fc"],
-                       json.dumps({"exceedance_high": 0.5}), min_area=150.0, mmu=0)
-    t = read_raster(outs["OUTPUT_TIERS"])[0][0]
+    outs = {"tiers_path": str(tmp_path / "tiers.tif"), "zones_path": str(tmp_path / "zones.gpkg"),
+            "report_path": str(tmp_path / "zoning.html")}
+    res = Z.run_zoning(paths["s"], paths["u"], paths["p"], "ambiguity", 1, paths["hz"], paths["fc"],
+                       json.dumps({"exceedance_high": 0.5}), min_area=150.0, mmu=0, **outs)
+    assert {k: getattr(res, k) for k in outs} == outs  # the result names every file written
+    t = read_raster(outs["tiers_path"])[0][0]
     assert np.all(t[1:4, 1:5] == 1) and np.all(t[6:9, 1:3] == 2) and np.all(t[:, 11] == 2) and t[6, 6] == 3
     assert res.tier_pixels == {1: 12, 2: 16, 3: 1, 4: h * w - 29}
     assert res.tier_area_m2[1] == pytest.approx(1200.0)
     assert res.rules["uncertainty_max"] == 0.5
-    ds = ogr.Open(outs["OUTPUT_ZONES"])
+    ds = ogr.Open(outs["zones_path"])
     lyr = ds.GetLayer(0)
     feats = list(lyr)
     tiers = sorted(f.GetField("tier") for f in feats)
@@ -126,7 +127,7 @@ def test_run_zoning_rasters_polygons_report(tmp_path):
     ds = None
     assert os.path.exists(str(tmp_path / "zones.qml")) and "categorizedSymbol" in (tmp_path / "zones.qml").read_text()
     assert "Tier 1" in Path(str(tmp_path / "tiers.qml")).read_text()
-    html = Path(outs["OUTPUT_REPORT"]).read_text()
+    html = Path(outs["report_path"]).read_text()
     assert "Rule table" in html and "exceedance_high" in html and "Area per tier" in html
 
 
@@ -136,7 +137,7 @@ def test_spread_default_threshold_is_median(tmp_path):
     p = np.full((2, 2), 0.9)
     paths, _ = build(tmp_path, s, u, p)
     out = str(tmp_path / "t.tif")
-    res = Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_TIERS": out}, "spread", mmu=0)
+    res = Z.run_zoning(paths["s"], paths["u"], paths["p"], "spread", mmu=0, tiers_path=out)
     assert res.rules["uncertainty_max"] == pytest.approx(2.5)
     np.testing.assert_array_equal(read_raster(out)[0][0], [[1, 1], [2, 2]])
 
@@ -150,7 +151,7 @@ def test_eight_connectivity_joins_diagonals(tmp_path):
     paths, _ = build(tmp_path, s, u, p)
     for eight, n_t1 in ((False, 4), (True, 1)):
         out = str(tmp_path / f"z{int(eight)}.gpkg")
-        Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_ZONES": out}, eight_connected=eight, mmu=0)
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], eight_connected=eight, mmu=0, zones_path=out)
         ds = ogr.Open(out)
         assert sum(1 for f in ds.GetLayer(0) if f.GetField("tier") == 1) == n_t1
         ds = None
@@ -163,20 +164,20 @@ def test_bad_inputs(tmp_path):
     paths, _ = build(tmp_path, s, u, p)
     other, _ = build(tmp_path, np.ones((4, 3)), np.zeros((4, 3)), np.zeros((4, 3)), name="o")
     with pytest.raises(DeformCastError, match="not on the grid"):
-        Z.run_zoning(paths["s"], other["u"], paths["p"], {})
+        Z.run_zoning(paths["s"], other["u"], paths["p"])
     with pytest.raises(DeformCastError, match="band 3 does not exist"):
-        Z.run_zoning(paths["s"], paths["u"], paths["p"], {}, exceedance_band=3)
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], exceedance_band=3)
     spread, _ = build(tmp_path, s, np.full((3, 3), 7.0), p, name="sp")
     with pytest.raises(DeformCastError, match="Set UNCERTAINTY_TYPE to 'spread'"):
-        Z.run_zoning(paths["s"], spread["u"], paths["p"], {}, "ambiguity")
+        Z.run_zoning(paths["s"], spread["u"], paths["p"], "ambiguity")
     with pytest.raises(DeformCastError, match="not probabilities"):
-        Z.run_zoning(paths["s"], paths["u"], spread["u"], {})
+        Z.run_zoning(paths["s"], paths["u"], spread["u"])
     with pytest.raises(DeformCastError, match="UNCERTAINTY_TYPE"):
-        Z.run_zoning(paths["s"], paths["u"], paths["p"], {}, "entropy")
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], "entropy")
     with pytest.raises(DeformCastError, match="MIN_AREA"):
-        Z.run_zoning(paths["s"], paths["u"], paths["p"], {}, min_area=-1)
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], min_area=-1)
     with pytest.raises(DeformCastError, match="MMU"):
-        Z.run_zoning(paths["s"], paths["u"], paths["p"], {}, mmu=-1)
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], mmu=-1)
 
 
 def test_hotspot_class_raster_refused(tmp_path):
@@ -185,7 +186,7 @@ def test_hotspot_class_raster_refused(tmp_path):
     cls = write_raster(str(tmp_path / "cls.tif"), np.full((2, 2), 7, np.uint8), grid, dtype="uint8", nodata=0,
                        metadata={"DEFORMCAST_KIND": "hotspot_classes"})
     with pytest.raises(DeformCastError, match="OUTPUT_HOTSPOTS"):
-        Z.run_zoning(paths["s"], paths["u"], paths["p"], {}, hotspots=cls)
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], hotspots=cls)
 
 
 def test_cancel_leaves_no_zones_file(tmp_path):
@@ -203,8 +204,7 @@ def test_cancel_leaves_no_zones_file(tmp_path):
 
     out = str(tmp_path / "zones.gpkg")
     with pytest.raises(Cancelled):
-        Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_ZONES": out},
-                     progress=Progress(is_cancelled=cancelled))
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], progress=Progress(is_cancelled=cancelled), zones_path=out)
     assert not any(p.name.startswith("zones") for p in tmp_path.iterdir())
 
 
@@ -374,29 +374,30 @@ def test_discontinuity_rule_in_zoning(tmp_path):
     p = np.zeros((h, w))
     fc = _step_scene()
     paths, grid = build(tmp_path, s, u, p, fc=fc)
-    outs = {"OUTPUT_TIERS": str(tmp_path / "t.tif"), "OUTPUT_ZONES": str(tmp_path / "z.gpkg"),
-            "OUTPUT_DISCONTINUITY": str(tmp_path / "disc.tif"), "OUTPUT_REPORT": str(tmp_path / "z.html")}
-    res = Z.run_zoning(paths["s"], paths["u"], paths["p"], outs, forecast=paths["fc"],
-                       rules='{"discontinuity_buffer_m": 50}')
-    t = read_raster(outs["OUTPUT_TIERS"])[0][0]
+    outs = {"tiers_path": str(tmp_path / "t.tif"), "zones_path": str(tmp_path / "z.gpkg"),
+            "discontinuity_path": str(tmp_path / "disc.tif"), "report_path": str(tmp_path / "z.html")}
+    res = Z.run_zoning(paths["s"], paths["u"], paths["p"], forecast=paths["fc"],
+                       rules='{"discontinuity_buffer_m": 50}', **outs)
+    assert res.discontinuity_path == outs["discontinuity_path"]
+    t = read_raster(outs["tiers_path"])[0][0]
     dist = np.abs((np.arange(w) + 0.5) * 10.0 - 300.0)
     assert np.all(t[10:50][:, dist <= 45.0] == 2) and np.all(t[:, dist > 55.0] == 4)
     assert res.discontinuity["applied"] and res.discontinuity["trace_pixels"] >= 40
     assert res.discontinuity["max_step_mm"] == pytest.approx(-4.0, abs=1.5)
-    disc, _, names = read_raster(outs["OUTPUT_DISCONTINUITY"])
+    disc, _, names = read_raster(outs["discontinuity_path"])
     assert disc.shape[0] == 3 and "step" in names[0]
     assert np.array_equal(disc[2] > 0, (t == 2))
-    ds = ogr.Open(outs["OUTPUT_ZONES"])
+    ds = ogr.Open(outs["zones_path"])
     f2 = [f for f in ds.GetLayer(0) if f.GetField("tier") == 2]
     assert len(f2) == 1 and Z.DISCONTINUITY_ACTION in f2[0].GetField("action")
     assert f2[0].GetField("max_step_mm") == pytest.approx(res.discontinuity["max_step_mm"])
     ds = None
-    html = Path(outs["OUTPUT_REPORT"]).read_text()
+    html = Path(outs["report_path"]).read_text()
     assert "Differential movement" in html and "step_mm" in html and "discontinuity_buffer_m" in html
     # switched off, or without FORECAST: no tier 2
     for kw in ({"forecast": paths["fc"], "discontinuities": False}, {}):
         out = str(tmp_path / f"off{len(kw)}.tif")
-        r = Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_TIERS": out}, **kw)
+        r = Z.run_zoning(paths["s"], paths["u"], paths["p"], tiers_path=out, **kw)
         assert not r.discontinuity["applied"] and np.all(read_raster(out)[0][0] == 4)
     # mapped faults: a fault mapped on the step keeps the trace, one mapped 200 m away drops it
     xc = (np.arange(w) + 0.5) * 10.0
@@ -404,8 +405,8 @@ def test_discontinuity_rule_in_zoning(tmp_path):
         kf = write_raster(str(tmp_path / f"kf{int(fault_x)}.tif"),
                           np.broadcast_to(xc - fault_x, (h, w)).astype(np.float32), grid)
         out = str(tmp_path / f"kf{int(fault_x)}_t.tif")
-        Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_TIERS": out}, forecast=paths["fc"],
-                     rules='{"discontinuity_buffer_m": 50}', known_faults=kf)
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], forecast=paths["fc"],
+                     rules='{"discontinuity_buffer_m": 50}', known_faults=kf, tiers_path=out)
         assert (read_raster(out)[0][0] == 2).any() == expect
 
 
@@ -499,23 +500,23 @@ def test_run_zoning_applies_the_mmu(tmp_path):
     s[20, 30] = 5
     p[20, 30] = 0.9                                       # a 1-px tier-1 pixel: kept
     paths, grid = build(tmp_path, s, u, p)
-    res0 = Z.run_zoning(paths["s"], paths["u"], paths["p"], {"OUTPUT_TIERS": str(tmp_path / "t0.tif")}, mmu=0)
-    outs = {"OUTPUT_TIERS": str(tmp_path / "t.tif"), "OUTPUT_ZONES": str(tmp_path / "z.gpkg"),
-            "OUTPUT_REPORT": str(tmp_path / "z.html")}
-    res = Z.run_zoning(paths["s"], paths["u"], paths["p"], outs, mmu=1000.0)   # 10 pixels of 100 m²
+    res0 = Z.run_zoning(paths["s"], paths["u"], paths["p"], mmu=0, tiers_path=str(tmp_path / "t0.tif"))
+    outs = {"tiers_path": str(tmp_path / "t.tif"), "zones_path": str(tmp_path / "z.gpkg"),
+            "report_path": str(tmp_path / "z.html")}
+    res = Z.run_zoning(paths["s"], paths["u"], paths["p"], mmu=1000.0, **outs)   # 10 pixels of 100 m²
     t0 = read_raster(str(tmp_path / "t0.tif"))[0][0]
-    t = read_raster(outs["OUTPUT_TIERS"])[0][0]
+    t = read_raster(outs["tiers_path"])[0][0]
     assert (t0 == 3).sum() > 20 and res.sieve["mmu_m2"] == 1000.0
     assert np.all(t[t0 == 1] == 1) and t[20, 30] == 1
     assert res.sieve["zones_after"] < res.sieve["zones_before"] and res.sieve["pixels_changed"] == int((t != t0).sum())
     assert res.sieve["protected_small_zones"] == 1
     assert res.tier_pixels[3] == int((t == 3).sum()) and res.tier_pixels[3] < res0.tier_pixels[3]
-    ds = ogr.Open(outs["OUTPUT_ZONES"])
+    ds = ogr.Open(outs["zones_path"])
     feats = [(f.GetField("tier"), f.GetField("area_m2")) for f in ds.GetLayer(0)]
     ds = None
     assert len(feats) == res.n_zones == res.sieve["zones_after"]
     assert all(a >= 1000.0 for k, a in feats if k != 1)
-    md = gdal.Open(outs["OUTPUT_TIERS"]).GetMetadata()
+    md = gdal.Open(outs["tiers_path"]).GetMetadata()
     assert float(md["DEFORMCAST_MMU_M2"]) == 1000.0 and json.loads(md["DEFORMCAST_SIEVE"]) == res.sieve
-    html = Path(outs["OUTPUT_REPORT"]).read_text()
+    html = Path(outs["report_path"]).read_text()
     assert "mmu_m2" in html and "zones merged" in html

@@ -226,7 +226,7 @@ def zone_style_qml(field_name: str = "tier") -> str:
 
 @dataclass
 class ZoningResult:
-    outputs: Dict[str, str]
+    """The rules applied, area and zone counts, and the paths of what was written (None = not written)."""
     rules: dict
     tier_area_m2: Dict[int, float]
     tier_pixels: Dict[int, int]
@@ -238,19 +238,26 @@ class ZoningResult:
     discontinuity: dict = field(default_factory=dict)
     #: the minimum mapping unit's sieve (:class:`sieve.SieveStats` as a dict)
     sieve: dict = field(default_factory=dict)
+    tiers_path: Optional[str] = None
+    zones_path: Optional[str] = None
+    discontinuity_path: Optional[str] = None
+    report_path: Optional[str] = None
 
 
-def run_zoning(susceptibility: str, uncertainty: str, exceedance: str, outputs: Dict[str, Optional[str]],
+def run_zoning(susceptibility: str, uncertainty: str, exceedance: str,
                uncertainty_type: str = "ambiguity", exceedance_band: int = 1, hotspots: Optional[str] = None,
                forecast: Optional[str] = None, rules=None, min_area: float = 0.0, eight_connected: bool = False,
                progress: Optional[Progress] = None, discontinuities: bool = True,
-               known_faults: Optional[str] = None, mmu: float = DEFAULT_MMU_M2) -> ZoningResult:
+               known_faults: Optional[str] = None, mmu: float = DEFAULT_MMU_M2, *,
+               tiers_path: Optional[str] = None, zones_path: Optional[str] = None,
+               discontinuity_path: Optional[str] = None, report_path: Optional[str] = None) -> ZoningResult:
     """Tier raster, zone polygons (GeoPackage + .qml) and report; see the module doc.
 
     ``mmu``: minimum mapping unit (m²): zones smaller than it merge into their neighbours before
     anything is written (:mod:`sieve`; Tier 1 is never merged away); 0 keeps the pixel tiers.
 
-    ``outputs`` keys: OUTPUT_TIERS, OUTPUT_ZONES (.gpkg), OUTPUT_REPORT, OUTPUT_DISCONTINUITY.
+    ``*_path``: where to write the tier raster, the zone polygons (.gpkg), the discontinuity raster
+    and the HTML report (None/'' = not written); the result carries the paths written.
     ``discontinuities``: apply the differential-movement rule (needs ``forecast``); ``known_faults``:
     optional raster of the distance (m, sign ignored) to mapped faults that restricts the traces.
     """
@@ -342,22 +349,22 @@ def run_zoning(susceptibility: str, uncertainty: str, exceedance: str, outputs: 
     tier_pixels = {t: int((tiers == t).sum()) for t in TIERS}
     tier_area = {t: float(parea[tiers == t].sum()) for t in TIERS}
     written: Dict[str, str] = {}
-    if outputs.get("OUTPUT_DISCONTINUITY"):
+    if discontinuity_path:
         if stepf is None:
             raise DeformCastError("OUTPUT_DISCONTINUITY needs the differential-movement rule: give FORECAST "
                                   "(e.g. uncertainty's OUTPUT_DEFORMATION) and leave DISCONTINUITIES on.")
         cls = np.where(traces, 2.0, np.where(band, 1.0, 0.0)).astype(np.float32)
         cls[~np.isfinite(fc)] = np.nan
         m = float(np.nanmax(np.abs(stepf.step))) if np.isfinite(stepf.step).any() else 1.0
-        written["OUTPUT_DISCONTINUITY"] = write_raster(
-            outputs["OUTPUT_DISCONTINUITY"], np.stack([stepf.step, stepf.z, cls]).astype(np.float32), grid,
+        written["discontinuity_path"] = write_raster(
+            discontinuity_path, np.stack([stepf.step, stepf.z, cls]).astype(np.float32), grid,
             ["step across the best-oriented line (mm)", "calibrated step statistic t / inflation",
              "discontinuity: 2 trace, 1 within discontinuity_buffer_m, 0 none"], "float32", None,
             styles.pseudocolor(-max(m, 1e-6), max(m, 1e-6), "residual", 1, "mm"),
             {"DEFORMCAST_KIND": "discontinuity", "DEFORMCAST_STEP_INFLATION": f"{stepf.inflation:.4f}"})
-    if outputs.get("OUTPUT_TIERS"):
-        written["OUTPUT_TIERS"] = write_raster(
-            outputs["OUTPUT_TIERS"], tiers, grid, ["control tier"], "uint8", 0,
+    if tiers_path:
+        written["tiers_path"] = write_raster(
+            tiers_path, tiers, grid, ["control tier"], "uint8", 0,
             styles.categorical([(t, v[0], v[1]) for t, v in TIERS.items()]),
             {"DEFORMCAST_KIND": "tiers", "DEFORMCAST_RULES": json.dumps(rules), "DEFORMCAST_MMU_M2": f"{mmu:g}",
              "DEFORMCAST_SIEVE": json.dumps(sv.as_dict())})
@@ -401,8 +408,7 @@ def run_zoning(susceptibility: str, uncertainty: str, exceedance: str, outputs: 
     dropped = n_lab - len(keep)
     progress.set(0.4)
     zone_rows = []
-    zpath = outputs.get("OUTPUT_ZONES")
-    if zpath:
+    if zones_path:
         rows_by_label = {}
         for k in keep:
             t = int(tier_of[k])
@@ -413,15 +419,15 @@ def run_zoning(susceptibility: str, uncertainty: str, exceedance: str, outputs: 
                 "max_exceed_p": float(max_p[k]), "mean_uncert": float(mean_u[k]),
                 "max_step_mm": float(max_step[k]) if np.isfinite(max_step[k]) else None,
                 "action": TIERS[t][2] + (" " + DISCONTINUITY_ACTION if in_band[k] else "")}
-        written["OUTPUT_ZONES"] = _write_zones(zpath, labels, set(keep), rows_by_label, grid, eight_connected,
+        written["zones_path"] = _write_zones(zones_path, labels, set(keep), rows_by_label, grid, eight_connected,
                                                progress.sub(0.4, 0.9))
         zone_rows = [[r["tier"], k, r["area_m2"], r["max_exceed_p"]] for k, r in rows_by_label.items()]
-    res = ZoningResult(written, rules, tier_area, tier_pixels, len(keep), dropped, zone_rows, disc, sv.as_dict())
-    if outputs.get("OUTPUT_REPORT"):
+    res = ZoningResult(rules, tier_area, tier_pixels, len(keep), dropped, zone_rows, disc, sv.as_dict(), **written)
+    if report_path:
         from .zoning_report import write_report
 
-        res.outputs["OUTPUT_REPORT"] = write_report(outputs["OUTPUT_REPORT"], res, uncertainty_type, min_area,
-                                                    tiers, bool(hotspots), TIERS, RULE_DOC)
+        res.report_path = write_report(report_path, res, uncertainty_type, min_area, tiers, bool(hotspots), TIERS,
+                                       RULE_DOC)
     progress.set(1.0)
     return res
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from ..errors import DeformCastError
 from ..progress import Progress
-from ..io.styles import palette_labels, sidecar_path
 from .runtime import (PREDICT_BATCH, default_threads, predict_array, resolve_device,  # noqa: F401 - re-exported
     torch_session as _torch_session, torch_threads)
 
@@ -20,8 +20,25 @@ from .training import (DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, evaluate_samples, c
 
 
 MEMBER_FOLDER = "m01_{arch}"
-_METRIC_PIXELS = 250_000  # pixels kept for the test metrics (all of them below this many)
 _EVAL_SAMPLES = 10_000  # validation windows scored after every epoch
+
+
+@dataclass
+class TrainJobResult:
+    """What ``run_training_job`` wrote and measured. ``folder``: the model folder (absolute);
+    ``model_path``: its member folder; ``metrics``: test-period scores per reference and method;
+    ``training``: the :class:`training.TrainResult`; ``report_path`` / ``forecast_path`` /
+    ``residuals_path``: the files written (None = not asked for)."""
+    folder: str
+    model_path: str
+    metrics: Dict[str, Any]
+    training: Any
+    prepared_config: Dict[str, Any]
+    test_dates: List[str]
+    report_path: Optional[str] = None
+    forecast_path: Optional[str] = None
+    residuals_path: Optional[str] = None
+    seconds: float = 0.0
 
 
 def _parse_hparams(text) -> Dict[str, Any]:
@@ -32,11 +49,6 @@ def _parse_hparams(text) -> Dict[str, Any]:
         'HPARAMS must be a JSON object such as {"lr": 0.001}, not a list or number.')
 
 
-def _rolling_origins(test_start: int, T: int, horizon: int, window: int) -> List[int]:
-    """Forecast origins (index of the last input epoch) covering the test period without overlap."""
-    return [e for e in range(test_start - 1, T - 1, horizon) if e >= window - 1]
-
-
 def run_training_job(stack_path: str, output_folder: str, architecture: str = "resnet_transformer",
                      horizon: int = 6, window: int = 12, encodings=None,
                      covariate_paths: Optional[List[str]] = None, hparams=None, max_epochs: int = 40,
@@ -45,7 +57,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
                      report_path: Optional[str] = None, truth_path: Optional[str] = None,
                      zones_path: Optional[str] = None, max_samples: int = 20000, target: str = "residual",
                      threads: Optional[int] = None, block_rows: int = 256, validation: str = "space",
-                     baseline: str = "adaptive", steps=None, progress: Optional[Progress] = None) -> Dict[str, Any]:
+                     baseline: str = "adaptive", steps=None, progress: Optional[Progress] = None) -> TrainJobResult:
     """Train one model on a displacement stack and evaluate it on the held-out test period.
 
     Steps: read the stack (dates from the bands or ``dates``), align ``covariate_paths``, build
@@ -66,17 +78,14 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     Writes ``output_folder`` (replaced): ``m01_<arch>/`` (model, :mod:`modelio`), ``metrics.json``,
     ``metrics.csv``, ``history.csv`` and ``manifest.json`` LAST (a cancelled or failed run leaves
     no manifest); optionally the forecast and residual rasters (one band per test date, ISO
-    descriptions, styled) and the HTML report. Returns a dict with the paths, the metrics and the
-    :class:`TrainResult` (key ``result``).
+    descriptions, styled) and the HTML report. Returns a :class:`TrainJobResult` (the paths written,
+    the metrics and the :class:`TrainResult`).
     """
 
-    from ..io import styles
-    from ..data.baselines import BASELINES, forecast_baselines
-    from ..data.dataset import forecast_inputs, prepare, read_rows, to_mm
-    from ..metrics import evaluate
+    from ..data.dataset import prepare
     from ..models.modelio import MANIFEST, DataFingerprint, grid_to_dict, save_model, write_manifest
     from ..models import get_spec, resolve_hparams
-    from ..io.raster import RasterWriter, iso, open_stack, read_raster, read_stack, row_blocks
+    from ..io.raster import iso, open_stack
 
     progress = progress or Progress()
     from ..data.configs import DataConfig
@@ -139,139 +148,20 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
                      "0 = the classical forecast alone).")
     val_scores = evaluate_samples(model, prep.val, norm)
 
-    # --- backtest of the test period, block by block ---------------------------------------
-    test_start = int(cfg["test_start"])
-    origins = _rolling_origins(test_start, T, horizon, window)
-    test_idx = np.arange(test_start, T)
-    lead = np.zeros(test_idx.size, np.int64)
-    origin_of = np.zeros(test_idx.size, np.int64)
-    for e in origins:
-        for k in range(1, horizon + 1):
-            if e + k < T:
-                lead[e + k - test_start] = k
-                origin_of[e + k - test_start] = e
-    n_b = test_idx.size
-    test_names = [iso(d) for d in sdates[test_idx]]
+    # --- backtest of the test period from rolling origins (maps.backtest) -------------------
+    from ..maps.backtest import score_origins
+    from ..models.modelio import LoadedModel
 
-    truth_info, truth_band = None, None
-    if truth_path:
-        truth_info = open_stack(truth_path)
-        if not truth_info.grid.same_as(grid):
-            raise DeformCastError("The TRUTH stack is on another grid than INPUT; give the noise-free stack "
-                                  "of the same scene.")
-        pos = {str(d): i for i, d in enumerate(truth_info.dates)}
-        missing = [n for n in test_names if n not in pos]
-        if missing:
-            raise DeformCastError(f"The TRUTH stack has no band for the test date(s) {', '.join(missing[:3])}.")
-        truth_band = [pos[n] for n in test_names]
-    zones, zone_labels = None, None
-    if zones_path:
-        z, zg, _ = read_raster(zones_path)
-        if not zg.same_as(grid):
-            raise DeformCastError("The ZONES raster must be on the grid of INPUT (same size, extent and CRS).")
-        zones = z[0]
-        zone_labels = palette_labels(sidecar_path(zones_path)) or None
-
-    rng = np.random.default_rng(seed)
-    n_pix = grid.width * grid.height
-    keep_mask = None if n_pix <= _METRIC_PIXELS else (rng.random(grid.shape) < _METRIC_PIXELS / n_pix)
-    methods = [spec.name] + list(BASELINES)
-    acc = {m: [] for m in methods}
-    acc_obs, acc_truth, acc_zone = [], [], []
     fp = DataFingerprint((T, grid.height, grid.width), sdates, grid)
-    fc_w = rs_w = None
-    sample_fc, sample_rs = [], []
-    bp = progress.sub(0.8, 0.97)
-    blocks = list(row_blocks(grid.height, block_rows))
-    thread_scope = torch_threads(threads)
-    thread_scope.__enter__()
-    try:
-        if forecast_path:
-            fc_w = RasterWriter(forecast_path, grid, n_b, test_names, metadata={"CONTENT": "test-period forecast, mm"})
-        if residuals_path:
-            rs_w = RasterWriter(residuals_path, grid, n_b, test_names,
-                                metadata={"CONTENT": "forecast minus observed, mm"})
-        for bi, (r0, r1) in enumerate(blocks):
-            a0, a1 = read_rows(r0, r1, grid.height, cfg)
-            blk = read_stack(info, rows=(a0, a1))
-            centre = blk[:, r0 - a0:r1 - a0]
-            fp.add_rows(centre)
-            cov_blk = {n: covs[n][a0:a1] for n in cfg.get("covariate_names", [])}
-            h, w = centre.shape[1:]
-            pred = {m: np.full((n_b, h, w), np.nan, np.float32) for m in methods}
-            for e in origins:
-                ks = [k for k in range(1, horizon + 1) if e + k < T]
-                bands = [e + k - test_start for k in ks]
-                X, valid, anchor = forecast_inputs(blk, sdates, grid, a0, cfg, norm, cov_blk, end_index=e,
-                                                   out_rows=(r0, r1))
-                if X.shape[0]:
-                    y = to_mm(predict_array(model, X, device=dev), anchor, norm)  # (n, horizon)
-                    for j, k in enumerate(ks):
-                        pred[spec.name][bands[j]][valid] = y[:, k - 1]
-                tdates = sdates[[e + k for k in ks]]
-                fb = forecast_baselines(centre[: e + 1], sdates[: e + 1], e, tdates)
-                for name, f in fb.items():
-                    f = np.where(valid[None], f, np.nan)  # the same pixels as the model
-                    pred[name][bands] = f
-                bp.set((bi + (origins.index(e) + 1) / len(origins)) / len(blocks))
-            obs = centre[test_idx]
-            if fc_w is not None:
-                fc_w.write(pred[spec.name], r0)
-                sample_fc.append(pred[spec.name][:, ::7, ::7])
-            if rs_w is not None:
-                rs = pred[spec.name] - obs
-                rs_w.write(rs, r0)
-                sample_rs.append(rs[:, ::7, ::7])
-            km = np.ones((h, w), bool) if keep_mask is None else keep_mask[r0:r1]
-            for m in methods:
-                acc[m].append(pred[m][:, km])
-            acc_obs.append(obs[:, km])
-            if truth_info is not None:
-                tb = read_stack(truth_info, rows=(r0, r1), bands=truth_band)
-                acc_truth.append(tb[:, km])
-            if zones is not None:
-                acc_zone.append(zones[r0:r1][km])
-        if fc_w is not None:
-            fc_w.qml = styles.deformation_style(np.concatenate([s.ravel() for s in sample_fc]))
-            fc_w.close()
-            fc_w = None
-        if rs_w is not None:
-            rs_w.qml = styles.residual_style(np.concatenate([s.ravel() for s in sample_rs]))
-            rs_w.close()
-            rs_w = None
-    finally:
-        thread_scope.__exit__(None, None, None)
-        for wtr in (fc_w, rs_w):
-            if wtr is not None:
-                wtr.abort()
-
-    # --- metrics: same pixels and epochs for every method -----------------------------------
-    P = {m: np.concatenate(acc[m], axis=1) for m in methods}  # (n_b, n_pix_kept)
-    O = np.concatenate(acc_obs, axis=1)
-    common = np.isfinite(O)
-    for m in methods:
-        common &= np.isfinite(P[m])
-    refs = {"observed": O}
-    if acc_truth:
-        Tr = np.concatenate(acc_truth, axis=1)
-        common &= np.isfinite(Tr)
-        refs["truth"] = Tr
-    if not common.any():
-        raise DeformCastError("No test pixel has a forecast from the model and every baseline and an "
-                              "observation; the test period may be all nodata.")
-    Z = np.concatenate(acc_zone) if acc_zone else None
-    metrics: Dict[str, Any] = {}
-    for ref_name, R in refs.items():
-        metrics[ref_name] = {}
-        for m in methods:
-            pm = np.where(common, P[m], np.nan)
-            # per lead: regroup bands by lead -> columns of an (N, horizon) table
-            ev = evaluate(pm.ravel()[:, None], R.ravel()[:, None], None if Z is None else np.tile(Z, n_b),
-                          zone_labels)
-            ev["per_step"] = [evaluate(pm[lead == k].ravel()[:, None], R[lead == k].ravel()[:, None])["overall"]
-                              for k in range(1, horizon + 1)]
-            metrics[ref_name][m] = ev
-    n_pairs = int(common.sum())
+    trained = LoadedModel(model, {"data_config": cfg, "normalisation": norm, "horizon": horizon}, output_folder)
+    with torch_threads(threads):
+        bt = score_origins(info, [trained], [spec.name], int(cfg["test_start"]), horizon,
+                           covariates={n: covs[n] for n in cfg.get("covariate_names", [])}, truth_path=truth_path,
+                           zones_path=zones_path, forecast_path=forecast_path, residuals_path=residuals_path,
+                           block_rows=block_rows, device=dev, seed=seed, on_rows=fp.add_rows,
+                           progress=progress.sub(0.8, 0.97))
+    metrics, methods, origins, lead = bt["metrics"], bt["methods"], bt["origins"], bt["lead"]
+    refs, n_pairs, test_names = list(metrics), bt["n_pairs"], bt["test_dates"]
 
     # --- save the model, tables, report; manifest last ---------------------------------------
     member = MEMBER_FOLDER.format(arch=spec.name)
@@ -314,20 +204,16 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
                "test_dates": test_names, "lead": lead.tolist(), "origins": [iso(sdates[e]) for e in origins],
                "n_pairs": n_pairs, "split_dates": cfg["split_dates"]}
     _write_json(os.path.join(output_folder, "metrics.json"), summary)
-    out = {"OUTPUT_FOLDER": output_folder, "model": os.path.join(output_folder, member), "metrics": metrics,
-           "result": res, "prepared_config": cfg, "test_dates": test_names}
+    out = TrainJobResult(output_folder, os.path.join(output_folder, member), metrics, res, cfg, test_names,
+                         forecast_path=forecast_path or None, residuals_path=residuals_path or None)
     if report_path:
-        out["OUTPUT_REPORT"] = _write_report(report_path, spec, res, prep, info, metrics, methods, horizon,
-                                             lead, origins, sdates, n_pairs, time.perf_counter() - t_start,
-                                             hp_over, zones is not None)
-    if forecast_path:
-        out["OUTPUT_FORECAST"] = forecast_path
-    if residuals_path:
-        out["OUTPUT_RESIDUALS"] = residuals_path
+        out.report_path = _write_report(report_path, spec, res, prep, info, metrics, methods, horizon,
+                                        lead, origins, sdates, n_pairs, time.perf_counter() - t_start,
+                                        hp_over, bt["with_zones"])
     write_manifest(output_folder, [{"folder": member, "val_rmse_mm": meta["validation"]["val_rmse_mm"]}],
                    extra={"created_by": "train", "stack": os.path.abspath(info.path)})
     progress.set(1.0)
-    out["seconds"] = time.perf_counter() - t_start
+    out.seconds = time.perf_counter() - t_start
     return out
 
 

@@ -33,7 +33,7 @@ faster than 8k and 3x faster than 64k (measured with benchmarks/bench_models.py)
 
 ``resolve_device(device) -> "cpu" | "cuda"``; ``default_threads() -> int``.
 
-``run_training_job(stack_path, output_folder, architecture, ...) -> dict``: the ``train``
+``run_training_job(stack_path, output_folder, architecture, ...) -> TrainJobResult``: the ``train``
 Processing algorithm without QGIS (data preparation, training, model folder, test-period forecast
 and residual rasters, metrics with the classical baselines, HTML report). See its docstring.
 

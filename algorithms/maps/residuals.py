@@ -366,7 +366,8 @@ def zone_statistics(zones: np.ndarray, sums: Dict[str, np.ndarray], per_pixel_ab
 # --------------------------------------------------------------------------------------------
 @dataclass
 class ResidualResult:
-    outputs: Dict[str, str]
+    """Moran's I, hot-spot counts, zone and correlation tables, and the paths of what was written
+    (None = not written)."""
     dates: List[str]
     morans_i: float
     morans_p: float
@@ -376,17 +377,24 @@ class ResidualResult:
     hotspot_counts: Dict[int, int] = field(default_factory=dict)
     zone_rows: List[list] = field(default_factory=list)
     correlations: List[list] = field(default_factory=list)
+    residuals_path: Optional[str] = None
+    hotspots_path: Optional[str] = None
+    hotspot_classes_path: Optional[str] = None
+    report_path: Optional[str] = None
 
 
-def run_residuals(forecast: str, observed: str, outputs: Dict[str, Optional[str]], zones: Optional[str] = None,
+def run_residuals(forecast: str, observed: str, zones: Optional[str] = None,
                   zone_field: Optional[str] = None, uncertainty: Optional[Sequence[str]] = None,
                   weights: str = "queen", distance: float = 0.0, value: str = "abs_residual",
                   n_permutations: int = 99, seed: int = 42,
-                  progress: Optional[Progress] = None) -> ResidualResult:
+                  progress: Optional[Progress] = None, *, residuals_path: Optional[str] = None,
+                  hotspots_path: Optional[str] = None, hotspot_classes_path: Optional[str] = None,
+                  report_path: Optional[str] = None) -> ResidualResult:
     """Residual maps, hot spots, Moran's I, zone statistics and collinearity; see the module doc.
 
-    ``outputs`` keys: OUTPUT_RESIDUALS, OUTPUT_HOTSPOTS (Gi* z-scores), OUTPUT_HOTSPOT_CLASSES,
-    OUTPUT_REPORT.
+    ``*_path``: where to write the residual raster (one band per matched date), the Gi* z-scores,
+    the hot/cold-spot classes and the HTML report (None/'' = not written); the result carries the
+    paths written.
     """
     progress = progress or silent()
     if weights not in WEIGHTS:
@@ -418,10 +426,10 @@ def run_residuals(forecast: str, observed: str, outputs: Dict[str, Optional[str]
     per_date_vals = []
     p_read = progress.sub(0.0, 0.3)
     writer = None
-    if outputs.get("OUTPUT_RESIDUALS"):
+    if residuals_path:
         # style range from the first matched date (a cheap, representative sample)
         r0 = _read(fds, pairs[0][0], True) - _read(ods, pairs[0][1], True)
-        writer = RasterWriter(outputs["OUTPUT_RESIDUALS"], grid, len(pairs), [iso(d) for *_, d in pairs],
+        writer = RasterWriter(residuals_path, grid, len(pairs), [iso(d) for *_, d in pairs],
                               "float32", None, styles.residual_style(r0),
                               {"DEFORMCAST_KIND": "residuals (forecast - observed, mm)"})
     try:
@@ -471,14 +479,14 @@ def run_residuals(forecast: str, observed: str, outputs: Dict[str, Optional[str]
         written: Dict[str, str] = {}
         from ..io.raster import write_raster
 
-        if outputs.get("OUTPUT_HOTSPOTS"):
-            written["OUTPUT_HOTSPOTS"] = write_raster(
-                outputs["OUTPUT_HOTSPOTS"], z_map, grid, [f"Gi* z-score of mean {value.replace('_', ' ')}"],
+        if hotspots_path:
+            written["hotspots_path"] = write_raster(
+                hotspots_path, z_map, grid, [f"Gi* z-score of mean {value.replace('_', ' ')}"],
                 "float32", None, styles.pseudocolor(-3.0, 3.0, list(reversed(styles.RAMPS["deformation"])), 1),
                 {"DEFORMCAST_KIND": "gi_star_z", "DEFORMCAST_VALUE": value, "DEFORMCAST_WEIGHTS": weights})
-        if outputs.get("OUTPUT_HOTSPOT_CLASSES"):
-            written["OUTPUT_HOTSPOT_CLASSES"] = write_raster(
-                outputs["OUTPUT_HOTSPOT_CLASSES"], c_map, grid, ["Gi* hot/cold spot class"], "uint8", 0,
+        if hotspot_classes_path:
+            written["hotspot_classes_path"] = write_raster(
+                hotspot_classes_path, c_map, grid, ["Gi* hot/cold spot class"], "uint8", 0,
                 styles.categorical(HOTSPOT_CLASSES), {"DEFORMCAST_KIND": "hotspot_classes"})
         # ---- zones, correlations ------------------------------------------------------------
         zarr, znames = zones_array(zones, grid, zone_field)
@@ -503,17 +511,16 @@ def run_residuals(forecast: str, observed: str, outputs: Dict[str, Optional[str]
                 corr_rows.append([os.path.basename(str(upath)), desc, int(ok.sum()), float(rho), float(p)])
             progress.check()
         if writer is not None:
-            written["OUTPUT_RESIDUALS"] = writer.close()
+            written["residuals_path"] = writer.close()
             writer = None
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
-    res = ResidualResult(written, [iso(d) for *_, d in pairs], mi, mp, -1.0 / (n - 1) if n > 1 else float("nan"),
-                         per_date_i, n, counts, zone_rows, corr_rows)
-    if outputs.get("OUTPUT_REPORT"):
-        res.outputs["OUTPUT_REPORT"] = write_report(outputs["OUTPUT_REPORT"], res, x, value, weights,
-                                                    n_permutations, seed, mean_res[valid])
+    res = ResidualResult([iso(d) for *_, d in pairs], mi, mp, -1.0 / (n - 1) if n > 1 else float("nan"),
+                         per_date_i, n, counts, zone_rows, corr_rows, **written)
+    if report_path:
+        res.report_path = write_report(report_path, res, x, value, weights, n_permutations, seed, mean_res[valid])
     progress.set(1.0)
     return res
 

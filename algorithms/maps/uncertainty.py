@@ -233,7 +233,7 @@ def exceed_label(t: float, mode: str, extreme_q: Optional[float] = None) -> str:
 
 @dataclass
 class UncertaintyResult:
-    outputs: Dict[str, str]
+    """The class limits and figures, and the paths of what was written (None = not written)."""
     limits: np.ndarray
     class_names: List[str]
     thresholds: List[float]
@@ -243,6 +243,14 @@ class UncertaintyResult:
     mean_exceedance: List[float] = field(default_factory=list)
     reference_date: Optional[str] = None
     final_date: Optional[str] = None
+    susceptibility_path: Optional[str] = None
+    spread_path: Optional[str] = None
+    ambiguity_path: Optional[str] = None
+    confidence_path: Optional[str] = None
+    exceedance_path: Optional[str] = None
+    class_probabilities_path: Optional[str] = None
+    deformation_path: Optional[str] = None
+    report_path: Optional[str] = None
 
 
 def _auto_block_rows(block_rows: int, width: int) -> int:
@@ -251,22 +259,29 @@ def _auto_block_rows(block_rows: int, width: int) -> int:
     return max(1, BLOCK_PIXELS // max(1, width))
 
 
-def run_uncertainty(members: str, stack: str, outputs: Dict[str, Optional[str]], thresholds=None,
+def run_uncertainty(members: str, stack: str, thresholds=None,
                     n_classes: int = 5, mode: str = "magnitude", class_limits=None, extreme_quantiles=None,
                     block_rows: int = 0, horizon: int = 0, dates=None,
-                    progress: Optional[Progress] = None, scheduler: Optional[str] = None) -> UncertaintyResult:
-    """Compute every uncertainty layer block by block and write the requested outputs.
+                    progress: Optional[Progress] = None, scheduler: Optional[str] = None, *,
+                    susceptibility_path: Optional[str] = None, spread_path: Optional[str] = None,
+                    ambiguity_path: Optional[str] = None, confidence_path: Optional[str] = None,
+                    exceedance_path: Optional[str] = None, class_probabilities_path: Optional[str] = None,
+                    deformation_path: Optional[str] = None, report_path: Optional[str] = None) -> UncertaintyResult:
+    """Compute every uncertainty layer block by block and write the requested rasters.
 
-    ``outputs`` maps OUTPUT_SUSCEPTIBILITY, OUTPUT_SPREAD, OUTPUT_AMBIGUITY, OUTPUT_CONFIDENCE,
-    OUTPUT_EXCEEDANCE, OUTPUT_CLASS_PROBABILITIES, OUTPUT_DEFORMATION (median deformation over
-    the horizon) and OUTPUT_REPORT to paths (None/'' = not written). ``scheduler``: a Dask scheduler
-    address (``tcp://host:port``): both passes run their blocks on its workers (:mod:`distributed`),
-    the outputs are written here in block order (the same files as without it).
+    ``*_path``: where to write the susceptibility classes, the spread, ambiguity, confidence,
+    exceedance probability, class probabilities, the median deformation over the horizon and the
+    HTML report (None/'' = not written); the result carries the paths written. ``scheduler``: a
+    Dask scheduler address (``tcp://host:port``): both passes run their blocks on its workers
+    (:mod:`distributed`), the rasters are written here in block order (the same files as without it).
     """
+    paths = {"susceptibility": susceptibility_path, "spread": spread_path, "ambiguity": ambiguity_path,
+             "confidence": confidence_path, "exceedance": exceedance_path,
+             "class_probabilities": class_probabilities_path, "deformation": deformation_path}
     client = distributed.connect(scheduler, progress)
     try:
-        return _run(members, stack, outputs, thresholds, n_classes, mode, class_limits, extreme_quantiles,
-                    block_rows, horizon, dates, progress or silent(), client)
+        return _run(members, stack, paths, report_path, thresholds, n_classes, mode, class_limits,
+                    extreme_quantiles, block_rows, horizon, dates, progress or silent(), client)
     finally:
         if client is not None:
             client.close()
@@ -309,20 +324,20 @@ def _stats_block(job: dict, r0: int, r1: int) -> dict:
         out[..., valid] = vals
         return out
 
-    make = {"OUTPUT_SUSCEPTIBILITY": lambda: full(st["suscept"], fill=0, dtype=np.uint8),
-            "OUTPUT_SPREAD": lambda: full(np.stack([st["std"], st["iqr"]]), 2),
-            "OUTPUT_AMBIGUITY": lambda: full(st["ambiguity"]),
-            "OUTPUT_CONFIDENCE": lambda: full(st["confidence"]),
-            "OUTPUT_EXCEEDANCE": lambda: full(st["exceed"], len(all_thr)),
-            "OUTPUT_CLASS_PROBABILITIES": lambda: full(st["probs"], n_classes),
-            "OUTPUT_DEFORMATION": lambda: full(st["median_d"])}
+    make = {"susceptibility": lambda: full(st["suscept"], fill=0, dtype=np.uint8),
+            "spread": lambda: full(np.stack([st["std"], st["iqr"]]), 2),
+            "ambiguity": lambda: full(st["ambiguity"]),
+            "confidence": lambda: full(st["confidence"]),
+            "exceedance": lambda: full(st["exceed"], len(all_thr)),
+            "class_probabilities": lambda: full(st["probs"], n_classes),
+            "deformation": lambda: full(st["median_d"])}
     return {"bands": {k: make[k]() for k in job["keys"]}, "n_valid": int(valid.sum()),
             "area": np.bincount(st["suscept"], minlength=n_classes + 1)[: n_classes + 1],
             "exc": st["exceed"].sum(axis=1) if len(all_thr) else np.zeros(0)}
 
 
-def _run(members, stack, outputs, thresholds, n_classes, mode, class_limits, extreme_quantiles, block_rows, horizon,
-         dates, progress, client) -> UncertaintyResult:
+def _run(members, stack, outputs, report_path, thresholds, n_classes, mode, class_limits, extreme_quantiles,
+         block_rows, horizon, dates, progress, client) -> UncertaintyResult:
     if mode not in MODES:
         raise DeformCastError(f"MODE: unknown value '{mode}'. Valid values: {', '.join(MODES)}.")
     thr = parse_number_list(thresholds, "THRESHOLDS")
@@ -406,21 +421,19 @@ def _run(members, stack, outputs, thresholds, n_classes, mode, class_limits, ext
         meta["DEFORMCAST_FINAL_DATE"] = iso(mi.dates[-1])
     spread_hi = float(np.percentile(sp, 98)) if sp.size else 1.0
     spec = {
-        "OUTPUT_SUSCEPTIBILITY": (1, ["susceptibility class"], "uint8", 0,
-                                  styles.class_style(legend)),
-        "OUTPUT_SPREAD": (2, ["std of members (mm)", "P90 - P10 of members (mm)"], "float32", None,
-                          styles.pseudocolor(0.0, max(spread_hi, 1e-6), "spread", 1, "mm")),
-        "OUTPUT_AMBIGUITY": (1, ["class ambiguity (normalised entropy)"], "float32", None,
-                             styles.pseudocolor(0.0, 1.0, "ambiguity", 1)),
-        "OUTPUT_CONFIDENCE": (1, ["classification confidence"], "float32", None,
-                              styles.pseudocolor(0.0, 1.0, "confidence", 1)),
-        "OUTPUT_EXCEEDANCE": (len(all_thr), thr_labels, "float32", None, styles.probability_style(1)),
-        "OUTPUT_CLASS_PROBABILITIES": (n_classes, [f"P(class {c + 1}: {legend[c]})" for c in range(n_classes)],
-                                       "float32", None, styles.probability_style(n_classes)),
-        "OUTPUT_DEFORMATION": (1, ["ensemble-median deformation over the horizon (mm)"], "float32", None,
-                               None),
+        "susceptibility": (1, ["susceptibility class"], "uint8", 0, styles.class_style(legend)),
+        "spread": (2, ["std of members (mm)", "P90 - P10 of members (mm)"], "float32", None,
+                   styles.pseudocolor(0.0, max(spread_hi, 1e-6), "spread", 1, "mm")),
+        "ambiguity": (1, ["class ambiguity (normalised entropy)"], "float32", None,
+                      styles.pseudocolor(0.0, 1.0, "ambiguity", 1)),
+        "confidence": (1, ["classification confidence"], "float32", None,
+                       styles.pseudocolor(0.0, 1.0, "confidence", 1)),
+        "exceedance": (len(all_thr), thr_labels, "float32", None, styles.probability_style(1)),
+        "class_probabilities": (n_classes, [f"P(class {c + 1}: {legend[c]})" for c in range(n_classes)],
+                                "float32", None, styles.probability_style(n_classes)),
+        "deformation": (1, ["ensemble-median deformation over the horizon (mm)"], "float32", None, None),
     }
-    if outputs.get("OUTPUT_EXCEEDANCE") and not all_thr:
+    if outputs.get("exceedance") and not all_thr:
         raise DeformCastError("OUTPUT_EXCEEDANCE needs at least one threshold: give THRESHOLDS (mm over the "
                               "horizon, e.g. 10,20) or EXTREME_QUANTILES (e.g. 90,95,99).")
     writers: Dict[str, RasterWriter] = {}
@@ -430,7 +443,7 @@ def _run(members, stack, outputs, thresholds, n_classes, mode, class_limits, ext
             path = outputs.get(key)
             if not path:
                 continue
-            if key == "OUTPUT_DEFORMATION":
+            if key == "deformation":
                 m98 = float(np.percentile(np.abs(vs), 98))
                 qml = styles.pseudocolor(-max(m98, 1e-6), max(m98, 1e-6), "deformation", 1, "mm")
             writers[key] = RasterWriter(path, grid, nbands, bnames, dtype, nod, qml, meta)
@@ -459,14 +472,14 @@ def _run(members, stack, outputs, thresholds, n_classes, mode, class_limits, ext
         for w in writers.values():
             w.abort()
         raise
-    res = UncertaintyResult(written, limits, names, all_thr, thr_labels,
+    res = UncertaintyResult(limits, names, all_thr, thr_labels,
                             {c: int(area[c]) for c in range(1, n_classes + 1)}, n_valid,
                             [float(s / n_valid) if n_valid else float("nan") for s in exc_sum],
-                            iso(si.dates[ref_idx]), iso(mi.dates[-1]) if mi.dates is not None else None)
-    rep = outputs.get("OUTPUT_REPORT")
-    if rep:
-        write_report(rep, res, vs, mode, M, Hz, grid, bool(hand), ext_q, stride)
-        res.outputs["OUTPUT_REPORT"] = rep
+                            iso(si.dates[ref_idx]), iso(mi.dates[-1]) if mi.dates is not None else None,
+                            **{f"{key}_path": p for key, p in written.items()})
+    if report_path:
+        write_report(report_path, res, vs, mode, M, Hz, grid, bool(hand), ext_q, stride)
+        res.report_path = report_path
     progress.set(1.0)
     return res
 
