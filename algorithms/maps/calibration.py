@@ -37,7 +37,8 @@ rank of a latent AR(1) path ``X_k(h) = rho X_k(h-1) + sqrt(1 - rho²) eps`` (ens
 coupling with a Gaussian AR(1) template). ``rho`` is the persistence of the validation errors
 along the lead, estimated as ``cov(lag 2) / cov(lag 1)`` of the normalised errors (white acquisition
 noise adds nothing to either, so this is the AR(1) coefficient of their persistent part), and at
-least :data:`RHO_MIN` (0.9): a member is a future of the deformation, whose forecast error persists;
+least :data:`RHO_MIN` (0.999: members keep their rank almost everywhere, see docs/README_calibration.md):
+a member is a future of the deformation, whose forecast error persists;
 the acquisition noise of each epoch is in the marginals (the band covers observations) but does
 not make each member jagged. The
 template is the same at every pixel (seeded), so member ``k`` is one spatially coherent scenario.
@@ -76,7 +77,7 @@ RESIDUAL_YEARS = 2.0
 MAX_FIT_SAMPLES = 200_000
 TEMPLATE_SEED = 20260415
 #: the least persistence of the members' ranks along the lead (see the module doc)
-RHO_MIN = 0.9
+RHO_MIN = 0.999
 #: at most this many rolling origins (evenly spread) calibrate the spread: each costs a full gated
 #: forecast (with the local blend's earlier origins) of the sampled rows
 MAX_ORIGINS = 8
