@@ -1,6 +1,8 @@
 """Calibration of the spread (algorithms/calibration.py): target coverage on known Gaussian errors,
 monotone in lead time, spread where the errors are, coherent member paths, no test epoch used,
 block-aligned contiguous reads."""
+import os
+
 import numpy as np
 import pytest
 
@@ -157,19 +159,26 @@ def tiny(tmp_path_factory):
     g = raster.make_grid(300000.0, 5650000.0, 50.0, W_, H_)
     dates = np.datetime64("2020-01-01") + np.arange(T_) * np.timedelta64(12, "D")
     vals = _values()
+    prep = train_tiny_members(vals, dates, g, str(tmp / "models"))
+    return tmp, g, dates, vals, prep
+
+
+def train_tiny_members(vals, dates, g, folder: str, n: int = 3):
+    """``n`` tiny GRU members (temporal coding, window 8, horizon 3, one epoch) trained on ``vals`` and
+    saved with a manifest in ``folder`` (also used by tests/test_dask.py); returns the prepared data."""
     prep = dataset.prepare(vals, dates, g, 8, 3, encodings=("temporal",), max_samples=300, seed=0)
     names = []
-    for k in range(3):
+    for k in range(n):
         res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, "gru", {"hidden": 8}, device="cpu",
                           seed=k, max_epochs=1)
         meta = {"architecture": "gru", "hparams": res.hparams, "n_features": prep.n_features, "window": res.window,
                 "horizon": res.horizon, "feature_names": prep.feature_names, "encodings": ["temporal"],
                 "normalisation": prep.norm, "data_config": prep.config, "grid": modelio.grid_to_dict(g),
                 "validation": {"val_loss": res.best_val_loss}, "seed": k}
-        modelio.save_model(str(tmp / "models" / f"m{k}"), res.model, meta)
+        modelio.save_model(os.path.join(folder, f"m{k}"), res.model, meta)
         names.append(f"m{k}")
-    modelio.write_manifest(str(tmp / "models"), names)
-    return tmp, g, dates, vals, prep
+    modelio.write_manifest(folder, names)
+    return prep
 
 
 def _calibrate(path, root, e=None):

@@ -10,14 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from deformcast.algorithms.data import dataset
 from deformcast.algorithms.maps import distributed, ensemble, skill_gate
 from deformcast.algorithms.models import modelio
 from deformcast.algorithms.io import raster
 from deformcast.algorithms.maps import uncertainty as U
 from deformcast.algorithms.errors import Cancelled, DeformCastError
 from deformcast.algorithms.progress import Progress
-from deformcast.algorithms.learn.training import train_model
+from test_calibration import train_tiny_members
 
 dd = pytest.importorskip("distributed", reason="dask[distributed] is not installed (requirements.txt pins it)")
 
@@ -45,19 +44,8 @@ def scene(tmp_path_factory):
     vals[:, 5, 7] = np.nan
     stack = str(tmp / "stack.tif")
     raster.write_stack(stack, vals, dates, g)
-    prep = dataset.prepare(vals, dates, g, 8, 3, encodings=("temporal",), max_samples=300, seed=0)
-    names = []
-    for k in range(3):
-        res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, "gru", {"hidden": 8}, device="cpu",
-                          seed=k, max_epochs=1)
-        meta = {"architecture": "gru", "hparams": res.hparams, "n_features": prep.n_features, "window": res.window,
-                "horizon": res.horizon, "feature_names": prep.feature_names, "encodings": ["temporal"],
-                "normalisation": prep.norm, "data_config": prep.config, "grid": modelio.grid_to_dict(g),
-                "validation": {"val_loss": res.best_val_loss}, "seed": k}
-        modelio.save_model(str(tmp / "models" / f"m{k}"), res.model, meta)
-        names.append(f"m{k}")
     root = str(tmp / "models")
-    modelio.write_manifest(root, names)
+    train_tiny_members(vals, dates, g, root)
     skill_gate.run_gate(stack, root, device="cpu")
     assert modelio.read_manifest(root).get("gate")
     return tmp, stack, root

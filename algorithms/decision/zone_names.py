@@ -1,7 +1,6 @@
 """Names of the values of a zone (class) raster, so reports say "Mining subsidence bowl", not "zone 1"."""
 from __future__ import annotations
 
-import os
 from typing import Dict
 
 
@@ -32,20 +31,6 @@ def raster_zone_names(ds, path: str) -> Dict[int, str]:
                     names[int(v)] = n.strip()
             if names:
                 return names
-    qml = os.path.splitext(path)[0] + ".qml"
-    if os.path.exists(qml):
-        import xml.etree.ElementTree as ET
+    from ..io.styles import palette_labels, sidecar_path
 
-        try:
-            root = ET.parse(qml).getroot()
-        except ET.ParseError:
-            return names
-        for e in root.iter("paletteEntry"):
-            try:
-                v = int(float(e.get("value", "")))
-            except ValueError:
-                continue
-            lab = (e.get("label") or "").strip()
-            if lab:
-                names[v] = lab
-    return names
+    return palette_labels(sidecar_path(path)) or names

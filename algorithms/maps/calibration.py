@@ -409,7 +409,7 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
     ``{"err" (H, N), "feats" (F, H, N), "origin" (N,), "raw_in" (H, N), "origins": [...]}`` or None."""
     from .gating import forecast_gated, gate_halo
     from .member_forecasts import BLOCK_PIXELS, Plan, family_cache
-    from .skill_gate import _score_mask
+    from .skill_gate import _score_mask, scored
 
     progress = progress or silent()
     win = max(int(m.meta["window"]) for m in loaded)
@@ -438,10 +438,7 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
             chunk = [(blk, a0, r0, r1, cov_blk, o) for o in origins[j:j + per_call]]
             for (_, _, _, _, _, o), (out, valid) in zip(chunk, forecast_gated(
                     chunk, info.dates, info.grid, loaded, plan, H, dev, batch_size, gate=gate, caches=caches)):
-                obs = blk[o + 1:o + 1 + H, r0 - a0:r1 - a0]
-                ok = valid & np.isfinite(obs).all(axis=0)
-                if mask is not None:
-                    ok &= mask[r0:r1]
+                obs, ok = scored(blk, a0, r0, r1, o, H, valid, mask)
                 if not ok.any():
                     continue
                 mem = out[:, :, ok].astype(np.float64)

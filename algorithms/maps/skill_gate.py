@@ -173,6 +173,18 @@ def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, confi
 CANDIDATES = tuple(anc.FAMILY_NAMES) + (ANCHOR, LOCAL)
 
 
+def scored(blk: np.ndarray, a0: int, r0: int, r1: int, o: int, H: int, valid: np.ndarray,
+           mask: Optional[np.ndarray]):
+    """``(observations (H, r1 - r0, W), scored pixels (r1 - r0, W) bool)`` of a forecast from origin ``o``
+    over rows r0..r1 of a block read from row ``a0``: pixels with a forecast (``valid``), every later
+    observation, and inside ``mask`` (the validation pixels of space validation) when given."""
+    obs = blk[o + 1:o + 1 + H, r0 - a0:r1 - a0]
+    ok = valid & np.isfinite(obs).all(axis=0)
+    if mask is not None:
+        ok &= mask[r0:r1]
+    return obs, ok
+
+
 def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str, batch_size: int = 2048,
             mask: Optional[np.ndarray] = None, max_pixels: int = 20000,
             progress: Optional[Progress] = None) -> Dict[str, object]:
@@ -214,10 +226,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
         for o in origins:
             out, valid = fc[o]
             out, valid = out[:, :, r0 - a0:r1 - a0], valid[r0 - a0:r1 - a0]
-            obs = blk[o + 1:o + 1 + H, r0 - a0:r1 - a0]
-            ok = valid & np.isfinite(obs).all(axis=0)
-            if mask is not None:
-                ok &= mask[r0:r1]
+            obs, ok = scored(blk, a0, r0, r1, o, H, valid, mask)
             if not ok.any():
                 continue
             loc = local_blend(blk, a0, r0, r1, o, info.dates, cfg0, meds[o], meds.get, cache)
