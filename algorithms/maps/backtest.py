@@ -361,7 +361,7 @@ def _run_rolling(info, model_folder, out_folder, ts, truth_path, zones_path, cov
                  progress) -> Dict[str, object]:
     """:func:`run_backtest` from rolling origins: the members of ``model_folder`` through :func:`score_origins`."""
     from ..learn.runtime import resolve_device
-    from .member_forecasts import load_members
+    from .member_forecasts import load_members, members_covariates
 
     dev = resolve_device(device)
     loaded = load_members(model_folder, device=dev)
@@ -369,16 +369,7 @@ def _run_rolling(info, model_folder, out_folder, ts, truth_path, zones_path, cov
         cfg = m.meta.get("data_config") or {}
         modelio.check_compatible(m.meta, grid=info.grid if "spatial" in cfg.get("encodings", ()) else None, config=cfg,
                                  what=f"the stack '{os.path.basename(info.path)}'")
-    need = sorted({n for m in loaded for n in (m.meta.get("data_config") or {}).get("covariate_names", [])})
-    cov = {}
-    if need:
-        from ..io.covariates import align_covariates
-
-        cov = align_covariates(list(covariates or []), info.grid)
-        missing = [n for n in need if n not in cov]
-        if missing:
-            raise DeformCastError("The models need the covariate(s) " + ", ".join(missing) + "; give them in "
-                                  "COVARIATES (files named like those used in training).")
+    cov = members_covariates([m.meta.get("data_config") or {} for m in loaded], covariates, info.grid)
     names = [f"member {k + 1} ({os.path.basename(m.folder)})" for k, m in enumerate(loaded)]
     os.makedirs(out_folder, exist_ok=True)
     fc_p = os.path.join(out_folder, "backtest_rolling_forecast.tif")

@@ -53,7 +53,7 @@ from ..io import raster, styles
 from ..errors import DeformCastError
 from ..learn.runtime import inference_threads
 from .gating import forecast_gated, gate_halo
-from .member_forecasts import BLOCK_PIXELS, Plan, load_members  # noqa: F401 - load_members: part of the API
+from .member_forecasts import BLOCK_PIXELS, Plan, load_members, members_covariates  # noqa: F401 - load_members: part of the API
 from ..progress import Progress, silent
 
 
@@ -183,16 +183,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
         cfg = m.meta.get("data_config") or {}
         modelio.check_compatible(m.meta, grid=info.grid if "spatial" in cfg.get("encodings", ()) else None,
                                  config=cfg, what=f"the stack '{os.path.basename(stack_path)}'")
-    need_cov = sorted({n for c in configs if "covariates" in c.get("encodings", ()) for n in c.get("covariate_names", [])})
-    cov = {}
-    if need_cov:
-        from ..io.covariates import align_covariates
-
-        cov = align_covariates(list(covariates or []), info.grid)
-        missing = [n for n in need_cov if n not in cov]
-        if missing:
-            raise DeformCastError("The models need the covariate(s) " + ", ".join(missing) + "; give them in "
-                                  "COVARIATES (files named like those used in training).")
+    cov = members_covariates(configs, covariates, info.grid)
     e = _end_index(info.dates, end_date)
     gate = (modelio.read_manifest(model_folder).get("gate") if use_gate and members is None else None) or None
     if gate:

@@ -251,3 +251,20 @@ def medians_on_rows(blk, a0: int, cov_blk, origins, rows: np.ndarray, dates, gri
         with np.errstate(all="ignore"):
             out[o][:, ii] = np.median(res, axis=0)
     return out
+
+
+def members_covariates(configs, covariates, grid) -> Dict[str, np.ndarray]:
+    """The covariate rasters the members need (their ``covariates`` coding), aligned to ``grid``;
+    ``{}`` when none needs any. A missing one is a clear error naming the fix."""
+    need = sorted({n for c in configs if "covariates" in (c.get("encodings") or ())
+                   for n in c.get("covariate_names", [])})
+    if not need:
+        return {}
+    from ..io.covariates import align_covariates
+
+    cov = align_covariates(list(covariates or []), grid)
+    missing = [n for n in need if n not in cov]
+    if missing:
+        raise DeformCastError("The models need the covariate(s) " + ", ".join(missing) + "; give them in "
+                              "COVARIATES (files named like those used in training).")
+    return cov

@@ -412,7 +412,7 @@ def write_csv(gate: dict, path: str, dates=None) -> str:
 def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequence[str] = (), device: str = "auto",
              csv_path: Optional[str] = None, write: bool = True, progress: Optional[Progress] = None) -> dict:
     """Rolling-origin evaluation of an ensemble folder, gate fitted and written into its manifest."""
-    from .member_forecasts import load_members
+    from .member_forecasts import load_members, members_covariates
     from ..learn.runtime import resolve_device
 
     progress = progress or silent()
@@ -421,12 +421,7 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
     loaded = load_members(model_folder, None, device=dev)
     configs = [m.meta.get("data_config") or {} for m in loaded]
     H = int(loaded[0].meta["horizon"])
-    need_cov = sorted({n for c in configs if "covariates" in c.get("encodings", ()) for n in c.get("covariate_names", [])})
-    cov = {}
-    if need_cov:
-        from ..io.covariates import align_covariates
-
-        cov = align_covariates(list(covariates or []), info.grid)
+    cov = members_covariates(configs, covariates, info.grid)
     win = max(int(m.meta["window"]) for m in loaded)
     origins = rolling_origins(configs, info.n_epochs, H, win, info.dates)
     progress.log(f"Rolling-origin evaluation: {len(origins)} origins before the test period, horizon {H} ...")
