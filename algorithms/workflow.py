@@ -12,9 +12,10 @@ Horizon: 30 epochs by default (a year at Sentinel-1's 12-day step). Over a few w
 swing (several mm) dominates the deformation a pixel undergoes, everywhere; over a year it cancels
 and the maps show where the ground keeps moving, which is what a control decision is about.
 
-Budget: the defaults (one architecture, 20 trials of at most 20 epochs on 5000 sampled windows,
-early stopping and median pruning) keep the demo under 10 minutes on 2 CPU cores (tuning most of
-it, the skill gate about a minute); raise ``n_trials``/``max_epochs``/``max_samples`` for real studies.
+Budget: the defaults (one architecture, up to 20 trials of at most 20 epochs on 5000 sampled windows,
+one trial process per core with one torch thread each (``local_workers``), study patience, early
+stopping and median pruning) keep the demo under 5 minutes on 2 CPU cores (tuning about half of it,
+docs/benchmarks.md); raise ``n_trials``/``max_epochs``/``max_samples`` for real studies.
 
 The networks learn the correction to a classical forecast (``target="residual"``): by default the
 ``adaptive`` combination of classical forecasts of :mod:`anchors` (``baseline="adaptive"``), read
