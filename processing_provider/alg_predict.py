@@ -131,7 +131,8 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
         )
         feedback.pushInfo(f"{len(res['members'])} members, {res['valid_pixels']} pixels forecast from "
                           f"{res['end_date']} to {res['forecast_dates'][-1]} on {res['device']}.")
-        return {k: res[k] for k in ("OUTPUT_MEDIAN", "OUTPUT_QUANTILES", "OUTPUT_MEMBERS")}
+        return {"OUTPUT_MEDIAN": res["median_path"], "OUTPUT_QUANTILES": res["quantiles_path"],
+                "OUTPUT_MEMBERS": res["members_path"]}
 
 
 def check_inputs(stack: str, folder: str, members, dates, end_date, covariates) -> None:

@@ -84,7 +84,9 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
                      end_date=None, block_rows: int = 0, device: str = "auto", batch_size: int = 2048,
                      calibrate: bool = True, progress: Optional[Progress] = None, gate: bool = True,
                      calibration: Optional[str] = None, scheduler: Optional[str] = None) -> Dict[str, object]:
-    """Forecast with every member, write median / quantiles / members rasters; return a summary.
+    """Forecast with every member, write median / quantiles / members rasters; return a summary:
+    ``median_path``, ``quantiles_path``, ``members_path`` (None where not written), ``members``,
+    ``forecast_dates``, ``end_date``, ``valid_pixels``, ``device``, ``calibration``, ``gate``, ``timings_s``.
 
     ``block_rows`` 0 (default) = as many rows as make about ``BLOCK_PIXELS`` pixels, so the memory a
     block needs is the same whatever the raster's width (and area). The summary's ``timings_s`` gives
@@ -277,7 +279,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
             if w.ds is not None:
                 w.abort()
         raise
-    return {"OUTPUT_MEDIAN": med_path, "OUTPUT_QUANTILES": q_path, "OUTPUT_MEMBERS": m_path,
+    return {"median_path": med_path, "quantiles_path": q_path, "members_path": m_path,
             "members": [os.path.basename(m.folder) for m in loaded], "forecast_dates": [raster.iso(d) for d in fdates],
             "end_date": raster.iso(info.dates[e]), "valid_pixels": n_valid, "device": dev, "calibration": cal,
             "gate": gate,
