@@ -414,3 +414,12 @@ def test_local_workers_share_the_study(tmp_path):
     assert len(workers) == (2 if ran_child else 1)
     assert res.worker.trials_run + ran_child == 6
     assert len(json.loads((out / "manifest.json").read_text())["members"]) == 2
+
+
+def test_a_stuck_local_worker_is_terminated_after_the_grace_period():
+    from deformcast.algorithms.learn.tuning import local_workers
+
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    t0 = time.time()
+    codes = local_workers.stop([p], wait=True, grace=1.0)
+    assert time.time() - t0 < 20 and p.poll() is not None and codes == [p.returncode] and codes[0] != 0

@@ -79,14 +79,21 @@ def start(n_extra: int, job: Dict[str, Any], log_folder: str) -> List[subprocess
     return procs
 
 
-def stop(procs: List[subprocess.Popen], wait: bool) -> List[int]:
-    """Wait for the workers (``wait``) or terminate them; their exit codes."""
+def stop(procs: List[subprocess.Popen], wait: bool, grace: float = 120.0) -> List[int]:
+    """Wait for the workers (``wait``: the study is complete, so they end within seconds; after
+    ``grace`` seconds one that still runs, e.g. a stuck interpreter, is terminated) or terminate them
+    at once; their exit codes (negative: ended by a signal)."""
     codes = []
     for p in procs:
-        if not wait and p.poll() is None:
+        if wait:
+            try:
+                p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        if p.poll() is None:
             p.terminate()
         try:
-            codes.append(p.wait(timeout=None if wait else 30))
+            codes.append(p.wait(timeout=30))
         except subprocess.TimeoutExpired:
             p.kill()
             codes.append(p.wait())
