@@ -365,6 +365,10 @@ def test_study_patience_stops_a_real_study(scene, tmp_path):
     res2 = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(tmp_path / "p"), n_trials=30,
                             study_patience=2, min_improvement=0.5, **kw)
     assert res2.worker.trials_run == 0 and res2.n_complete + res2.n_pruned == 3
+    # patience waits for a full top-K ensemble: with top_k 5 the same rule stops after 5 complete trials
+    res3 = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(tmp_path / "p5"), n_trials=30,
+                            study_patience=2, min_improvement=0.5, **dict(kw, top_k=5))
+    assert res3.stopped_by_patience and res3.n_complete == 5 and len(res3.top) == 5
 
 
 def test_sampler_and_warm_start(scene, tmp_path, monkeypatch):

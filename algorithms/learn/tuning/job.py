@@ -182,7 +182,8 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
 
     # leave finished trials' models of an earlier, killed run alone; trials it left RUNNING are failed
     run_p = progress.sub(0.0, 0.85)
-    wkw = dict(patience=int(study_patience or 0), min_rel=float(min_improvement))
+    # patience never stops the study before the top-K ensemble is full (min_complete)
+    wkw = dict(patience=int(study_patience or 0), min_rel=float(min_improvement), min_complete=min(top_k, int(n_trials)))
     stats = run_worker(study, objective, int(n_trials), timeout, run_p, **wkw)
     # trials other workers are still running belong in the top-K set: wait for them, so this worker
     # never writes a manifest without them (and join in again if one of them failed)

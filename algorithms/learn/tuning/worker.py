@@ -133,19 +133,24 @@ class _TrialFailed(Exception):
     """A trial failed for a reason of its own (recorded); the worker goes on."""
 
 
-def plateaued(study, patience: int, min_rel: float = DEFAULT_MIN_REL) -> bool:
-    """Whether the study's best value has not improved for ``patience`` finished trials."""
+def plateaued(study, patience: int, min_rel: float = DEFAULT_MIN_REL, min_complete: int = 0) -> bool:
+    """Whether the study's best value has not improved for ``patience`` finished trials, once it has
+    at least ``min_complete`` COMPLETE trials (the top-K ensemble is full before patience may stop)."""
     if not patience or int(patience) <= 0:
         return False
-    since, best = trials_since_improvement(study.get_trials(deepcopy=False), min_rel)
+    trials = study.get_trials(deepcopy=False)
+    if min_complete and sum(t.state.name == "COMPLETE" for t in trials) < int(min_complete):
+        return False
+    since, best = trials_since_improvement(trials, min_rel)
     return math.isfinite(best) and since >= int(patience)
 
 
 def run_worker(study, objective: Callable, n_trials: int, timeout: Optional[float] = None,
                progress: Optional[Progress] = None, max_consecutive_failures: int = 3,
-               patience: int = 0, min_rel: float = DEFAULT_MIN_REL) -> WorkerStats:
+               patience: int = 0, min_rel: float = DEFAULT_MIN_REL, min_complete: int = 0) -> WorkerStats:
     """Run trials of ``study`` until it has ``n_trials`` finished ones (all workers together), or
-    its best value has not improved by ``min_rel`` for ``patience`` finished trials (0: off).
+    its best value has not improved by ``min_rel`` for ``patience`` finished trials (0: off) and it
+    has ``min_complete`` COMPLETE trials.
 
     ``objective(trial, progress)`` returns the value to minimise or raises
     ``optuna.TrialPruned``; ``Cancelled`` marks the trial FAIL and is re-raised (finished trials
@@ -163,7 +168,7 @@ def run_worker(study, objective: Callable, n_trials: int, timeout: Optional[floa
     def full() -> bool:
         finished, running = counts(study)
         progress.set(min(1.0, finished / max(1, n_trials)))
-        if plateaued(study, patience, min_rel):
+        if plateaued(study, patience, min_rel, min_complete):
             stats.stopped_by_patience = True
             return True
         return finished + len(running) >= n_trials
@@ -181,7 +186,7 @@ def run_worker(study, objective: Callable, n_trials: int, timeout: Optional[floa
         fail_orphan_trials(study)
         finished, running = counts(study)
         ahead = [t for t in running if t.number < trial.number]
-        if finished + len(ahead) >= n_trials or plateaued(study, patience, min_rel):
+        if finished + len(ahead) >= n_trials or plateaued(study, patience, min_rel, min_complete):
             trial.set_user_attr("surplus", True)
             stats.surplus = True
             study.stop()
