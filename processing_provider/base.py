@@ -467,6 +467,11 @@ class DeformCastAlgorithm(QgsProcessingAlgorithm):
             return []
         t = d.type()
         out: List[str] = []
+        # a path given as text is the path: no layer is loaded for it (loading layers in the task's
+        # thread only to read their source cost time and could crash QGIS in that thread)
+        texts = raw if isinstance(raw, (list, tuple)) else [raw]
+        if all(isinstance(x, str) for x in texts) and all(os.path.exists(x.split("|")[0]) for x in texts):
+            return [x.split("|")[0] for x in texts]
         try:
             if t == "raster":
                 lyr = self.parameterAsRasterLayer(parameters, d.name(), context)
