@@ -327,6 +327,12 @@ def test_dialog_job_writes_the_main_jobs_outputs_and_tree(qgis_new_project, qgis
     found = dock.auto_assign([n.layer() for n in group.findLayers()])
     assert found["median"].name() == "Forecast (ensemble median)" and found["stack"].name() == "Displacement stack"
     assert found["members"].name() == "Ensemble members"
+    # a parentless dock holding the first run's layers while a second run starts crashed QGIS now and
+    # then (2 of 2 runs of this file; 0 of 3 with the dock closed): known issue, docs/README_ui.md
+    dock.close()
+    dock.deleteLater()
+    del dock
+    QgsApplication.processEvents()
     # running again into the same folder replaces the group instead of adding a second one
     r = dlg.start()
     _wait(lambda: dlg.runner is None, 600)
