@@ -102,14 +102,3 @@ def _torch_threads():
     except ImportError:
         pass
     yield
-
-
-def pytest_collection_modifyitems(session, config, items):
-    """The tests that start a Dask cluster run last. The cluster's client leaves distributed's event-loop
-    thread in the process, and QGIS tasks started after it crashed the process now and then (a
-    segfault in the dialog test in 1 of 2 runs of tests/test_dask.py + tests/test_ui_workflow.py, never
-    without the Dask tests; docs/README_calibration.md, Dask cluster, known issue)."""
-    dask_items = [i for i in items if i.nodeid.startswith("tests/test_dask.py")]
-    if dask_items:
-        rest = [i for i in items if not i.nodeid.startswith("tests/test_dask.py")]
-        items[:] = rest + dask_items
