@@ -17,7 +17,8 @@ import sys
 import tempfile
 from typing import List
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _qgis import ROOT, start_processing  # noqa: E402
 DOC = os.path.join(ROOT, "docs", "interface.md")
 BEGIN = "<!-- BEGIN GENERATED: scripts/build_interface_doc.py (do not edit by hand) -->"
 END = "<!-- END GENERATED -->"
@@ -123,30 +124,11 @@ def render(doc_text: str, generated: str) -> str:
 
 
 def load_provider():
-    """A QgsApplication with Processing and the DeformCast provider (kept referenced)."""
-    pkgroot = os.path.join(ROOT, "build", "pkgroot")
-    os.makedirs(pkgroot, exist_ok=True)
-    link = os.path.join(pkgroot, "deformcast")
-    if not os.path.exists(link):
-        os.symlink(ROOT, link)
-    sys.path.insert(0, pkgroot)
+    """A QgsApplication with Processing and the DeformCast provider (kept referenced), on a throwaway
+    profile."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("QGIS_CUSTOM_CONFIG_PATH", tempfile.mkdtemp(prefix="dc-interface-profile"))
-    from qgis.core import QgsApplication
-
-    app = QgsApplication([], False)
-    app.initQgis()
-    plugins = os.path.join(app.pkgDataPath(), "python", "plugins")
-    if plugins not in sys.path:
-        sys.path.append(plugins)
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    from deformcast.processing_provider.provider import DeformCastProvider
-
-    provider = DeformCastProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
-    return app, provider
+    return start_processing()
 
 
 def main() -> int:

@@ -16,24 +16,16 @@ import os
 import sys
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _qgis import ROOT, ensure_pkg, start_processing  # noqa: E402
+
 OUT = os.path.join(ROOT, "resources", "models", "deformcast_workflow.model3")
 MODEL_NAME = "deformcast_workflow_model"
 
 
-def _pkgroot():
-    root = os.path.join(ROOT, "build", "pkgroot")
-    os.makedirs(root, exist_ok=True)
-    link = os.path.join(root, "deformcast")
-    if not os.path.exists(link):
-        os.symlink(ROOT, link)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-
-
 def model_settings():
     """What the model takes from the chain: ``(parameter defaults, tune statics, other statics)``."""
-    _pkgroot()
+    ensure_pkg()
     from deformcast.algorithms import chain
 
     d = chain.defaults()
@@ -49,7 +41,7 @@ def model_settings():
 
 def build(out_path: str = OUT) -> str:
     """Write the model (QGIS and the DeformCast provider must be initialised). Returns the path."""
-    _pkgroot()
+    ensure_pkg()
     from qgis.core import (
         QgsProcessing,
         QgsProcessingModelAlgorithm,
@@ -152,20 +144,7 @@ def main():
     if os.environ.get("QT_HASH_SEED") != "0":  # Qt orders XML attributes by hash: a stable file needs a fixed seed
         os.environ["QT_HASH_SEED"] = "0"
         os.execv(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:])
-    _pkgroot()
-    from qgis.core import QgsApplication
-
-    app = QgsApplication([], False)
-    app.initQgis()
-    sys.path.append(os.path.join(app.pkgDataPath(), "python", "plugins"))
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    from deformcast.processing_provider.provider import DeformCastProvider
-
-    prov = DeformCastProvider()
-    if not QgsApplication.processingRegistry().addProvider(prov):
-        raise SystemExit("cannot register the DeformCast provider")
+    app, prov = start_processing()
     print(len(prov.algorithms()), "algorithms")
     print(build(OUT))
     app.exitQgis()

@@ -62,27 +62,9 @@ def main():
 
 
 def _shoot(args):
-    pkgroot = os.path.join(ROOT, "build", "pkgroot")
-    os.makedirs(pkgroot, exist_ok=True)
-    link = os.path.join(pkgroot, "deformcast")
-    if not os.path.exists(link):
-        os.symlink(ROOT, link)
-    sys.path.insert(0, pkgroot)
+    from _qgis import start_processing
 
-    from qgis.core import QgsApplication
-
-    app = QgsApplication([], True)
-    app.initQgis()
-    plugins = os.path.join(app.pkgDataPath(), "python", "plugins")
-    if plugins not in sys.path:
-        sys.path.append(plugins)
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    from deformcast.processing_provider.provider import DeformCastProvider
-
-    provider = DeformCastProvider()  # keep a reference: the registry does not own the Python object
-    QgsApplication.processingRegistry().addProvider(provider)
+    app, provider = start_processing(gui=True)  # keep both referenced
 
     import numpy as np
     from qgis.core import QgsCoordinateReferenceSystem, QgsLayerTreeModel, QgsPointXY, QgsProject, QgsRectangle
