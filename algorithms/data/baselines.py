@@ -298,6 +298,14 @@ def terms_for_span(span_years: float, full: bool = True) -> Tuple[int, Tuple[flo
     return 2, (1.0, 0.5)
 
 
+def _system(values, t_fit, t_pred, polynomial: int, periods, time_function, ref):
+    """``(values float64 (T, N), design at t_fit, design at t_pred)`` of a per-pixel fit, with the event
+    terms the fit epochs can determine."""
+    ev = _event_terms(time_function, ref, t_fit)
+    return (np.asarray(values, dtype=np.float64), design_matrix(t_fit, polynomial, periods, **ev),
+            design_matrix(t_pred, polynomial, periods, **ev))
+
+
 def fit_predict(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polynomial: int,
                 periods: Sequence[float], time_function: TimeFunctionLike = None, ref=None) -> np.ndarray:
     """Least-squares fit of the time function per pixel and its value at ``t_pred``.
@@ -306,10 +314,7 @@ def fit_predict(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polyn
     fewer valid epochs than parameters. ``time_function`` adds the event terms the fit epochs can
     determine (module doc); ``ref`` is then the date where ``t_fit`` / ``t_pred`` are 0.
     """
-    y = np.asarray(values, dtype=np.float64)
-    ev = _event_terms(time_function, ref, t_fit)
-    A = design_matrix(t_fit, polynomial, periods, **ev)
-    P = design_matrix(t_pred, polynomial, periods, **ev)
+    y, A, P = _system(values, t_fit, t_pred, polynomial, periods, time_function, ref)
     p = A.shape[1]
     n = y.shape[1]
     out = np.full((P.shape[0], n), np.nan)
@@ -345,10 +350,7 @@ def fit_stats(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polynom
     pixels with fewer than ``p + 1`` valid epochs. With ``time_function`` (and ``ref``, the date
     where ``t_fit`` is 0) the rows of the kept event terms, ``TimeFunction.terms(ref, t_fit)``,
     follow the polynomial and periodic rows."""
-    y = np.asarray(values, dtype=np.float64)
-    ev = _event_terms(time_function, ref, t_fit)
-    A = design_matrix(t_fit, polynomial, periods, **ev)
-    P = design_matrix(t_pred, polynomial, periods, **ev)
+    y, A, P = _system(values, t_fit, t_pred, polynomial, periods, time_function, ref)
     p = A.shape[1]
     n = y.shape[1]
     coef = np.full((p, n), np.nan)
