@@ -53,7 +53,8 @@ def gate_halo(gate) -> int:
 def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None) -> None:
     """Shift each item's members so that their median becomes the local blend of the skill gate
     (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
-    local track record are made here, on the whole block (halo rows included)."""
+    local track record are made here, on the record rows of the whole block, halo rows included
+    (:func:`skill_gate.record_rows`, :func:`member_forecasts.medians_on_rows`)."""
     from ..data.anchors import local_origins
     from .skill_gate import local_blend, record_rows
 
