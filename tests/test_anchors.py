@@ -166,10 +166,10 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     flat = y.reshape(T, -1)
     fam = A.family_forecasts(flat, DATES, td)
     err = np.zeros((len(A.FAMILY), R * Cc))
-    for j in range(A.LOCAL_ORIGINS):
-        o = T - 1 - 8 - j * A.LOCAL_SPACING
-        f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:o + 9])
-        err += ((f - flat[None, o + 1:o + 9]) ** 2).mean(axis=1) / A.LOCAL_ORIGINS
+    # three origins in the last 8 epochs (e - 8 + 2 j, e = T - 1), each scored on the epochs up to e
+    for o in (T - 9, T - 7, T - 5):
+        f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:T])
+        err += ((f - flat[None, o + 1:T]) ** 2).mean(axis=1) / 3
     err = err.reshape(-1, R, Cc)
     h = A.LOCAL_HALO
     pooled = np.empty_like(err)
@@ -184,4 +184,4 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     ref = np.einsum("cn,chn->hn", w, fam).reshape(8, R, Cc)
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
     # too short a history for any earlier origin: no local forecast
-    assert np.isnan(A.local_forecast(y[:15], DATES[:15], DATES[15:17], 8)).all()
+    assert np.isnan(A.local_forecast(y[:12], DATES[:12], DATES[12:14], 8)).all()
