@@ -460,7 +460,9 @@ def gate_sentence(gate: dict) -> str:
             + ("beats" if gate["verdict"] == "win" else "does NOT beat")
             + f" the best classical forecast ({gate['reference']}): RMSE {ens['rmse']:.2f} vs {ref['rmse']:.2f} mm "
             f"(won {gate['origins_won']} of {gate['n_origins']} origins). ")
-    act = {"ensemble kept": "The forecast is the ensemble's.",
+    own = ("The forecast is the ensemble's, blended pixel by pixel with the local classical forecast by their "
+           "track records over the last horizon." if gate.get("local_blend") else "The forecast is the ensemble's.")
+    act = {"ensemble kept": own,
            "classical forecast": f"The delivered forecast falls back to the classical {gate['reference']} forecast.",
            "blended": f"The delivered forecast blends the ensemble with the classical {gate['reference']} forecast "
                       f"(mean ensemble weight {gate['mean_weight']:.2f})."}[gate["action"]]
