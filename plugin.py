@@ -49,6 +49,11 @@ class DeformCastPlugin:
             self.iface.removePluginMenu(self.menu_name, action)
             self.iface.removeToolBarIcon(action)
         self.actions = []
+        dock = getattr(self, "_dc_inspector", None)
+        if dock is not None:       # its marks and map tools leave the canvas; Qt deletes it in the main thread
+            self.iface.removeDockWidget(dock)
+            dock.dispose()
+            self._dc_inspector = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

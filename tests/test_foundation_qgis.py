@@ -32,7 +32,7 @@ def test_plugin_init_gui_and_unload(qgis_iface, deformcast_provider):
     reg = QgsApplication.processingRegistry()
     reg.removeProvider(reg.providerById("deformcast"))
     # pytest-qgis's interface stand-in lacks the removal calls of the real QgisInterface
-    for name in ("removePluginMenu", "removeToolBarIcon"):
+    for name in ("removePluginMenu", "removeToolBarIcon", "removeDockWidget"):
         if not hasattr(qgis_iface, name):
             setattr(qgis_iface, name, lambda *a: None)
     plugin = deformcast.classFactory(qgis_iface)
@@ -40,8 +40,14 @@ def test_plugin_init_gui_and_unload(qgis_iface, deformcast_provider):
     assert reg.providerById("deformcast") is not None
     plugin.initGui()
     assert plugin.actions
+    inspector = [a for a in plugin.actions if a.text() == "Time-series inspector"][0]
+    inspector.trigger()
+    dock = plugin._dc_inspector
+    assert dock is not None and not dock.isHidden()
     plugin.unload()
     assert reg.providerById("deformcast") is None and plugin.actions == []
+    # the inspector dock leaves with the plugin: its canvas marks and map tools released, deleted by Qt
+    assert plugin._dc_inspector is None and dock._disposed
 
 
 def test_qml_styles_load_in_qgis(tmp_path, qgis_app):

@@ -14,6 +14,24 @@ Several picks are overlaid, each in the colour of its marker on the map; a pick 
 **reference** (its series is subtracted from the others', as InSAR analysts change the reference
 point). The plot exports as PNG and everything drawn as CSV. Reading is in
 :mod:`ui.inspector_data`, drawing in :mod:`ui.inspector_plot`, map tools in :mod:`ui.inspector_tools`.
+
+Lifetime (a parentless dock crashed QGIS now and then while a workflow task ran; docs/README_ui.md).
+Qt widgets must be deleted in the main thread; a Python-owned widget is deleted wherever its last
+Python reference goes, and that can be any thread: the dock sits in reference cycles (lambda
+slots holding ``self``, before; the exceptions matplotlib's pyparsing grammars raise and catch
+during the first plot keep the dock's frames in cycles through their tracebacks), which only
+Python's cyclic garbage collector frees, in whichever thread allocates when it runs (a QgsTask
+running the workflow). So:
+
+* the dock always belongs to Qt: to its parent (the plugin: QGIS's main window) or, parentless,
+  to no one until :meth:`InspectorDock.dispose` (which deletes it through the main thread's event
+  loop); its Python side is kept with it (``_PARENTLESS``), never collected half-way;
+* its map tools are its Qt children; its slots are bound methods (no reference cycle through it);
+* it keeps no layer object: the role combo boxes hold the layers, and
+  ``QgsProject.layersWillBeRemoved`` (connected before the combo boxes exist, so it runs before
+  their models move to another layer) empties each role whose layer goes;
+* closing it unsets its map tools and hides its marks; ``dispose`` also takes the marks and the
+  polygon's rubber band out of the canvas and disconnects it from the project.
 """
 from __future__ import annotations
 
@@ -63,9 +81,16 @@ from .inspector_data import (  # noqa: F401 - re-exported: the inspector's publi
 )
 from .inspector_plot import COLUMNS, REFERENCE_COLOUR, colour, draw, figure_canvas
 from .inspector_runs import choose_run, find_runs
-from .inspector_tools import InspectorMapTool, MapMarks, PolygonMapTool  # noqa: F401
+from .inspector_tools import InspectorMapTool, MapMarks, PolygonMapTool, alive, sip  # noqa: F401
 
 TITLE = "DeformCast time-series inspector"
+#: the parentless docks not disposed of yet, by id: Qt owns them, this keeps their Python side
+_PARENTLESS: Dict[int, "InspectorDock"] = {}
+
+
+def _forget(key: int):
+    """A slot for ``destroyed`` that drops a dock from ``_PARENTLESS`` (holds its id, not the dock)."""
+    return lambda *_: _PARENTLESS.pop(key, None)
 
 
 class InspectorDock(QDockWidget):
@@ -76,6 +101,11 @@ class InspectorDock(QDockWidget):
     def __init__(self, iface=None, canvas=None, parent=None):
         super().__init__(TITLE, parent)
         self.setObjectName("DeformCastInspector")
+        if parent is None:
+            # never deleted by Python (in whatever thread lets go of it last): see the module's doc
+            sip.transferto(self, None)
+            _PARENTLESS[id(self)] = self
+            self.destroyed.connect(_forget(id(self)))
         self.iface = iface
         self.canvas = canvas if canvas is not None else (iface.mapCanvas() if iface is not None else None)
         self.series: Optional[PixelSeries] = None     # the last pick (as read, without reference)
@@ -88,10 +118,17 @@ class InspectorDock(QDockWidget):
         self._ref_source = None
         self._n_labels = 0
         self._quiet = False
+        self._disposed = False
+        # before the combo boxes exist: this slot then runs before their models pick another layer
+        self._project = QgsProject.instance()
+        self._project.layersWillBeRemoved.connect(self._layers_removed)
         self.marks = MapMarks(self.canvas) if self.canvas is not None else None
         self.tool = InspectorMapTool(self.canvas) if self.canvas is not None else None
         self.poly_tool = PolygonMapTool(self.canvas) if self.canvas is not None else None
         if self.tool is not None:
+            # the dock owns its tools (Qt children): deleted with it, in its thread
+            self.tool.setParent(self)
+            self.poly_tool.setParent(self)
             self.tool.canvasClicked.connect(self._clicked)
             self.poly_tool.polygonDone.connect(self._polygon_drawn)
         self._build()
@@ -162,17 +199,43 @@ class InspectorDock(QDockWidget):
         width = getattr(fm, "horizontalAdvance", fm.width)
         w.setMinimumWidth(max(640, width(TITLE) + 160))
         self.setWidget(w)
+        # bound methods only: a lambda holding ``self`` would make the dock a reference cycle
         self.pick_btn.toggled.connect(self.activate)
         self.poly_btn.toggled.connect(self.activate_polygon)
-        self.sel_btn.clicked.connect(lambda: self.inspect_selection())
-        self.unref_btn.clicked.connect(lambda: self.clear_reference())
-        self.auto_btn.clicked.connect(lambda: self.auto_assign())
-        self.run_combo.activated.connect(lambda i: self.auto_assign(run=self.run_combo.itemData(i)))
+        self.sel_btn.clicked.connect(self._selection_clicked)
+        self.unref_btn.clicked.connect(self._unref_clicked)
+        self.auto_btn.clicked.connect(self._auto_clicked)
+        self.run_combo.activated.connect(self._run_chosen)
         for b in (self.zoom_box, self.members_box):
-            b.toggled.connect(lambda _: self._redraw())
-        self.clear_btn.clicked.connect(lambda: self.clear_picks())
-        self.png_btn.clicked.connect(lambda: self.export_png())
-        self.csv_btn.clicked.connect(lambda: self.export_csv())
+            b.toggled.connect(self._option_toggled)
+        self.clear_btn.clicked.connect(self._clear_clicked)
+        self.png_btn.clicked.connect(self._png_clicked)
+        self.csv_btn.clicked.connect(self._csv_clicked)
+
+    # button slots (the signals' arguments are not the methods' parameters)
+    def _selection_clicked(self, *_):
+        self.inspect_selection()
+
+    def _unref_clicked(self, *_):
+        self.clear_reference()
+
+    def _auto_clicked(self, *_):
+        self.auto_assign()
+
+    def _run_chosen(self, i):
+        self.auto_assign(run=self.run_combo.itemData(i))
+
+    def _option_toggled(self, *_):
+        self._redraw()
+
+    def _clear_clicked(self, *_):
+        self.clear_picks()
+
+    def _png_clicked(self, *_):
+        self.export_png()
+
+    def _csv_clicked(self, *_):
+        self.export_csv()
 
     # --- layers ------------------------------------------------------------------------------
     def layers(self) -> Dict[str, Optional[QgsRasterLayer]]:
@@ -224,8 +287,25 @@ class InspectorDock(QDockWidget):
         return found
 
     def _layers_changed(self, *_):
-        if not self._quiet and (self._sources or self._ref_source):
+        if not self._quiet and not self._disposed and (self._sources or self._ref_source):
             self._reread()
+
+    def _layers_removed(self, removed) -> None:
+        """``QgsProject.layersWillBeRemoved``: empty every role whose layer goes (the combo box
+        would otherwise move to some other layer, maybe of another run); the picks stay where
+        they are and are read again from the layers left."""
+        if self._disposed or not alive(self):
+            return
+        gone = {x if isinstance(x, str) else x.id() for x in removed}
+        roles = [role for role, cb in self.combos.items()
+                 if cb.currentLayer() is not None and cb.currentLayer().id() in gone]
+        if not roles:
+            return
+        self.set_layers(**{role: None for role in roles})
+        self.missing = [role for role, _ in ROLES if self.combos[role].currentLayer() is None]
+        labels = dict(ROLES)
+        self.info.setText("Layers removed from the project: " + ", ".join(labels[r].lower() for r in roles)
+                          + ". 'Find result layers' binds the dock to a run again.")
 
     # --- map tools ---------------------------------------------------------------------------
     def activate(self, on: bool = True) -> None:
@@ -235,7 +315,7 @@ class InspectorDock(QDockWidget):
         self._use_tool(self.poly_tool, on, self.pick_btn)
 
     def _use_tool(self, tool, on, other_btn):
-        if self.canvas is None or tool is None:
+        if self.canvas is None or tool is None or self._disposed:
             return
         if on:
             other_btn.blockSignals(True)
@@ -363,10 +443,13 @@ class InspectorDock(QDockWidget):
         return [relative_to(p, self.reference) for p in self.picks]
 
     def _redraw(self):
+        if self._disposed or not alive(self):
+            return
         self.drawn = draw(self.figure, self.shown(), zoom=self.zoom_box.isChecked(),
                           members=self.members_box.isChecked())
         if self.plot_canvas is not None:
-            self.plot_canvas.draw()
+            if alive(self.plot_canvas):
+                self.plot_canvas.draw()
         else:
             import tempfile
 
@@ -377,6 +460,57 @@ class InspectorDock(QDockWidget):
             self.figure.savefig(tmp, dpi=90)
             self.plot_label.setPixmap(QPixmap(tmp))
             os.remove(tmp)
+
+    # --- lifetime ----------------------------------------------------------------------------
+    def _release_canvas(self) -> None:
+        """Unset the dock's map tools (and untick their buttons); drop a polygon being drawn."""
+        for btn in (self.pick_btn, self.poly_btn, self.ref_btn):
+            btn.blockSignals(True)
+            btn.setChecked(False)
+            btn.blockSignals(False)
+        if not alive(self.canvas):
+            return
+        for tool in (self.tool, self.poly_tool):
+            if alive(tool) and self.canvas.mapTool() is tool:
+                self.canvas.unsetMapTool(tool)
+        if alive(self.poly_tool):
+            self.poly_tool.reset()
+
+    def closeEvent(self, ev):  # noqa: N802
+        """Closed (hidden: the plugin shows it again): no map tool of ours stays on the canvas,
+        and the marks are hidden until the dock is shown again."""
+        self._release_canvas()
+        if self.marks is not None and alive(self.canvas):
+            self.marks.set_visible(False)
+        super().closeEvent(ev)
+
+    def showEvent(self, ev):  # noqa: N802
+        if self.marks is not None and alive(self.canvas):
+            self.marks.set_visible(True)
+        super().showEvent(ev)
+
+    def dispose(self) -> None:
+        """The end of the dock: its map tools, its marks and rubber band leave the canvas, it
+        leaves the project's signals, and it is deleted by the main thread's event loop
+        (``deleteLater``; a test without one sends the ``DeferredDelete`` event itself). Call it
+        instead of dropping the dock (the plugin's unload, a test's end)."""
+        if self._disposed or not alive(self):
+            return
+        self._release_canvas()
+        self._disposed = True
+        try:
+            self._project.layersWillBeRemoved.disconnect(self._layers_removed)
+        except (TypeError, RuntimeError):  # already disconnected, or the project is gone
+            pass
+        if alive(self.canvas):
+            if self.marks is not None:
+                self.marks.remove_all()
+            if alive(self.poly_tool):
+                self.poly_tool.release()
+            self.canvas.refresh()
+        self.picks, self._sources, self.series, self.reference, self._ref_source = [], [], None, None, None
+        _PARENTLESS.pop(id(self), None)
+        self.deleteLater()
 
     # --- export ------------------------------------------------------------------------------
     def export_png(self, path: Optional[str] = None) -> Optional[str]:

@@ -1,4 +1,10 @@
-"""The inspector's map tools (pick a pixel, draw a polygon) and its marks on the map canvas."""
+"""The inspector's map tools (pick a pixel, draw a polygon) and its marks on the map canvas.
+
+Lifetime: the canvas items made here (the polygon's rubber band, the picks' markers) live in the
+canvas's scene, not in the dock, so they are taken out of the scene explicitly
+(:meth:`PolygonMapTool.release`, :meth:`MapMarks.remove_all`) when the dock is disposed of;
+:func:`remove_item` hands each one back to Python so it is deleted there, in the main thread.
+"""
 from __future__ import annotations
 
 from typing import List, Optional
@@ -14,6 +20,29 @@ from qgis.core import (
 from qgis.gui import QgsMapTool, QgsMapToolEmitPoint, QgsRubberBand, QgsVertexMarker
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
+
+try:
+    from qgis.PyQt import sip
+except ImportError:  # pragma: no cover - older PyQt5 builds
+    import sip
+
+
+def alive(obj) -> bool:
+    """False for None and for a wrapper whose C++ object is gone."""
+    return obj is not None and not sip.isdeleted(obj)
+
+
+def remove_item(canvas, item) -> None:
+    """Take a canvas item (rubber band, vertex marker) out of ``canvas``'s scene for good: the item
+    is reset, removed from the scene and handed to Python, which deletes it when its last
+    reference goes (here, in the main thread)."""
+    if not alive(item):
+        return
+    if isinstance(item, QgsRubberBand):
+        item.reset(QgsWkbTypes.PolygonGeometry)
+    if alive(canvas) and item.scene() is not None:
+        canvas.scene().removeItem(item)
+        sip.transferback(item)
 
 
 class InspectorMapTool(QgsMapToolEmitPoint):
@@ -43,22 +72,28 @@ class PolygonMapTool(QgsMapTool):
     def __init__(self, canvas):
         super().__init__(canvas)
         self.points: List[QgsPointXY] = []
-        self.band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
-        self.band.setStrokeColor(QColor(0, 0, 0, 200))
-        self.band.setFillColor(QColor(0, 0, 0, 30))
-        self.band.setWidth(1)
+        self.band: Optional[QgsRubberBand] = None     # made on the first vertex, removed by release()
         try:
             self.setCursor(Qt.CursorShape.CrossCursor)
         except TypeError:  # pragma: no cover
             pass
 
+    def _band(self) -> QgsRubberBand:
+        if self.band is None:
+            self.band = QgsRubberBand(self.canvas(), QgsWkbTypes.PolygonGeometry)
+            self.band.setStrokeColor(QColor(0, 0, 0, 200))
+            self.band.setFillColor(QColor(0, 0, 0, 30))
+            self.band.setWidth(1)
+        return self.band
+
     def _show(self, floating: Optional[QgsPointXY] = None):
         pts = self.points + ([floating] if floating is not None else [])
-        self.band.reset(QgsWkbTypes.PolygonGeometry)
+        band = self._band()
+        band.reset(QgsWkbTypes.PolygonGeometry)
         for p in pts:
-            self.band.addPoint(p, False)
-        self.band.show()
-        self.band.updatePosition()
+            band.addPoint(p, False)
+        band.show()
+        band.updatePosition()
 
     def canvasMoveEvent(self, e):  # noqa: N802
         if self.points:
@@ -89,11 +124,18 @@ class PolygonMapTool(QgsMapTool):
 
     def reset(self):
         self.points = []
-        self.band.reset(QgsWkbTypes.PolygonGeometry)
+        if alive(self.band):
+            self.band.reset(QgsWkbTypes.PolygonGeometry)
 
     def deactivate(self):
         self.reset()
         super().deactivate()
+
+    def release(self):
+        """Drop the vertices and take the rubber band out of the canvas."""
+        self.points = []
+        band, self.band = self.band, None
+        remove_item(self.canvas(), band)
 
 
 class MapMarks:
@@ -104,6 +146,7 @@ class MapMarks:
         self.canvas = canvas
         self.items: list = []       # (item, colour name, kind)
         self.reference: list = []
+        self.visible = True
 
     def _to_canvas(self, obj, crs: Optional[QgsCoordinateReferenceSystem]):
         dest = self.canvas.mapSettings().destinationCrs()
@@ -150,21 +193,31 @@ class MapMarks:
             self.reference.append((item, colour, pick.kind))
         else:
             self.items.append((item, colour, pick.kind))
+        item.setVisible(self.visible)
         self.canvas.refresh()
         return item
 
     def _drop(self, items):
         for item, _, _ in items:
-            if isinstance(item, QgsRubberBand):
-                item.reset(QgsWkbTypes.PolygonGeometry)
-            self.canvas.scene().removeItem(item)
+            remove_item(self.canvas, item)
         items.clear()
 
     def clear_reference(self):
-        if self.canvas is not None:
-            self._drop(self.reference)
+        self._drop(self.reference)
 
     def clear(self):
-        if self.canvas is not None:
-            self._drop(self.items)
+        self._drop(self.items)
+        if alive(self.canvas):
             self.canvas.refresh()
+
+    def set_visible(self, on: bool) -> None:
+        """Show or hide every mark (the dock hides them while it is closed)."""
+        self.visible = bool(on)
+        for item, _, _ in self.items + self.reference:
+            if alive(item):
+                item.setVisible(self.visible)
+
+    def remove_all(self) -> None:
+        """Every mark out of the canvas (the dock is disposed of)."""
+        self._drop(self.items)
+        self._drop(self.reference)
