@@ -216,6 +216,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                            thresholds=thresholds, dates=dates, covariates=model_covariates, device=device,
                            progress=stage["backtest"])
     timings["backtest"] = time.time() - ts
+    gate = skill_gate.with_held_out(gate, back)   # the verdict: rolling origins and the held-out test period
 
     # 4. forecast after the last acquisition ----------------------------------------------
     ts = time.time()
@@ -278,8 +279,9 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                "forecast": {k: fc[k] for k in ("members", "forecast_dates", "end_date", "valid_pixels")},
                "modelling": {"encodings": list(encodings or ["none"]), "validation": validation, "target": target,
                              "baseline": baseline},
-               "gate": {k: gate[k] for k in ("reference", "references", "classifier", "verdict", "action", "ratio",
-                                             "mean_weight", "origin_dates", "per_class", "weights", "class_limits_mm")}
+               "gate": {k: gate[k] for k in ("reference", "references", "classifier", "verdict", "verdict_rolling",
+                                             "held_out", "action", "ratio", "mean_weight", "origin_dates", "per_class",
+                                             "weights", "class_limits_mm")}
                | {"scores": {k: {a: b for a, b in v.items() if a != "per_origin"} for k, v in gate["scores"].items()},
                   "sentence": skill_gate.gate_sentence(gate)},
                "tuning": {a: {"best_val_rmse": r.best_value, "default_val_rmse": r.default_val_rmse,
@@ -418,7 +420,7 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
                "From this one origin, the delivered forecast does NOT beat the best classical baseline") + \
         f" ({fmt(ens)} vs {fmt(bb)} mm, {back['best_baseline']['model']}) and " + \
         ("beats" if ens < bm else "does not beat") + f" the best single member ({fmt(bm)} mm). One origin is one " \
-        "draw of the atmosphere: the verdict is the rolling-origin one (section 3)."
+        "draw of the atmosphere: the verdict needs the rolling origins (section 3) to agree with it."
     rep.note(verdict)
     rep.paragraph(f"The P10-P90 band of the calibrated members covers {back['coverage_p10_p90'] * 100:.1f}% of the "
                   "later observations (a calibrated 80% band would cover 80%; the members were calibrated on the "

@@ -101,8 +101,11 @@ def run_seed(seed: int, args) -> dict:
         rows[rname] = r
     best_all = rows["all"]["best classical"]
     g = s["gate"]
+    if "held_out" not in g:   # a re-gated run: its verdict with the held-out test period of its backtest
+        g = skill_gate.with_held_out(g, s["backtest"])
     return {"seed": seed, "physics": scene.get("params", {}).get("physics"), "wall_s": wall, "regions": rows,
-            "gate": {k: g[k] for k in ("reference", "verdict", "action", "ratio", "mean_weight")},
+            "gate": {k: g[k] for k in ("reference", "verdict", "verdict_rolling", "action", "ratio", "mean_weight")}
+            | {"held_out": g["held_out"]["verdict"]},
             "true_verdict_raw": "win" if rows["all"]["ensemble (no gate)"] < rows["all"][best_all] else "lose",
             "true_verdict_delivered": "win" if rows["all"]["main job"] < rows["all"][best_all] else "lose",
             "timings_s": s["timings_s"]}
@@ -122,11 +125,13 @@ def markdown(results, args) -> str:
                        f"{b} | {v[b]:.2f} | {v['ratio']:.3f} | {v['trajectory']:.2f} | {v['trajectory_windows']:.2f} | "
                        f"{v['mean_last_5']:.2f} |")
     out.append("")
-    out.append("| seed | rolling verdict (raw ensemble) | true verdict (raw) | gate action | reference | main job wall (s) |")
-    out.append("|---|---|---|---|---|---:|")
+    out.append("| seed | rolling verdict (raw ensemble) | held-out test period | verdict (both) | true verdict (raw) | "
+               "gate action | reference | main job wall (s) |")
+    out.append("|---|---|---|---|---|---|---|---:|")
     for r in results:
-        out.append(f"| {r['seed']} | {r['gate']['verdict']} | {r['true_verdict_raw']} | {r['gate']['action']} "
-                   f"(w {r['gate']['mean_weight']:.2f}) | {r['gate']['reference']} | {r['wall_s']:.0f} |")
+        g = r["gate"]
+        out.append(f"| {r['seed']} | {g.get('verdict_rolling', g['verdict'])} | {g.get('held_out', '-')} | {g['verdict']} | "
+                   f"{r['true_verdict_raw']} | {g['action']} (w {g['mean_weight']:.2f}) | {g['reference']} | {r['wall_s']:.0f} |")
     ratios = [r["regions"]["all"]["ratio"] for r in results]
     zr = [v["ratio"] for r in results for k, v in r["regions"].items() if k != "all"]
     out.append("")

@@ -215,3 +215,28 @@ def test_gate_does_not_shrink_the_networks_for_a_gain_it_cannot_show():
     # networks whose noise outweighs half their information: the shift pays and is kept
     g2 = skill_gate.fit_gate(_data(net_sigma=6.0, net_info=1.0, seed=4))
     assert 0.05 < np.mean(g2["weights"]) < 0.95 and g2["action"] == "blended"
+
+
+def test_verdict_needs_the_held_out_test_period_to_agree():
+    g = skill_gate.fit_gate(_data(net_sigma=0.3, net_info=1.0))
+    assert g["verdict"] == "win"
+
+    def back(ens, best):
+        rows = [{"model": "delivered", "rmse_observed": ens - 0.1}, {"model": "ensemble median", "rmse_observed": ens},
+                {"model": "baseline: linear", "rmse_observed": best + 1.0, "rmse_truth": 0.1},
+                {"model": "baseline: trajectory", "rmse_observed": best, "rmse_truth": 9.0}]
+        # best_baseline as a synthetic scene's backtest ranks it (by the truth): the verdict must not use it
+        return {"rows": rows, "ensemble": rows[0], "raw_ensemble": rows[1], "best_baseline": rows[2],
+                "forecast_start": "2020-01-01"}
+
+    won = skill_gate.with_held_out(g, back(1.8, 2.0))
+    lost = skill_gate.with_held_out(g, back(2.2, 2.0))
+    assert won["verdict"] == "win" and won["held_out"]["verdict"] == "win"
+    # the raw ensemble (not the gated one) against the best baseline decides the held-out verdict
+    assert lost["verdict"] == "lose" and lost["verdict_rolling"] == "win" and lost["held_out"]["best"] == "trajectory"
+    assert "does NOT beat the best classical baseline (trajectory): 2.20 vs 2.00 mm" in skill_gate.gate_sentence(lost)
+    assert "NOT shown to beat" in skill_gate.gate_sentence(lost) and g["verdict"] == "win"   # input untouched
+    # a rolling loss stays a loss whatever the test period says; applying twice changes nothing
+    bad = skill_gate.fit_gate(_data(net_sigma=2.0, net_info=0.0))
+    assert skill_gate.with_held_out(bad, back(1.0, 2.0))["verdict"] == "lose"
+    assert skill_gate.with_held_out(lost, back(1.8, 2.0))["verdict"] == "win"

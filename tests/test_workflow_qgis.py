@@ -34,6 +34,11 @@ def test_workflow_on_own_stack_writes_report_and_project(run_alg, tiny_scene, tm
     # the verdict rests on rolling origins; the gate is in the manifest and its CSV beside the report
     gate = summary["gate"]
     assert gate["verdict"] in ("win", "lose") and len(gate["origin_dates"]) >= 2
+    # ... and on the held-out test period: a win needs both
+    raw = summary["backtest"]["rows"][1]["rmse_observed"]
+    best = min(r["rmse_observed"] for r in summary["backtest"]["rows"] if r["model"].startswith("baseline"))
+    assert gate["held_out"]["verdict"] == ("win" if raw < best else "lose")
+    assert (gate["verdict"] == "win") == (gate["verdict_rolling"] == "win" and gate["held_out"]["verdict"] == "win")
     assert gate["action"] in ("ensemble kept", "blended", "classical forecast")
     assert (out / "rolling_origins.csv").is_file()
     from deformcast.algorithms.models.modelio import read_manifest
