@@ -185,3 +185,19 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
     # too short a history for any earlier origin: no local forecast
     assert np.isnan(A.local_forecast(y[:12], DATES[:12], DATES[12:14], 8)).all()
+
+
+def test_mean_last_takes_the_last_finite_values_across_gaps():
+    rng = np.random.default_rng(11)
+    y = rng.normal(size=(60, 400))
+    y[rng.random(y.shape) < 0.4] = np.nan
+    y[-30:, :20] = np.nan            # long gaps at the end: the tail holds fewer than k values
+    y[:, 20:25] = np.nan             # never observed
+    y[:-1, 25:30] = np.nan           # one value only
+    for k in (1, 5, 8):
+        ref = np.full(y.shape[1], np.nan)
+        for j in range(y.shape[1]):
+            v = y[:, j][np.isfinite(y[:, j])]
+            if v.size:
+                ref[j] = v[-k:].mean()
+        np.testing.assert_allclose(A._mean_last(y, k), ref, rtol=1e-12, atol=1e-12)
