@@ -201,3 +201,35 @@ def test_mean_last_takes_the_last_finite_values_across_gaps():
             if v.size:
                 ref[j] = v[-k:].mean()
         np.testing.assert_allclose(A._mean_last(y, k), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_family_memo_shares_the_family_between_groups_without_changing_any_input():
+    """Members with different windows ask for the family of one block in turn: inside family_memo it is
+    fitted once and reused (a longer window's pixels are a subset, a new pixel is fitted and added);
+    every input and anchor is what a fresh computation gives."""
+    from deformcast.algorithms.data import features as F
+
+    st, grid = _long_scene(seed=3)
+    st = st.copy()
+    st[-10:-5, 2, 3] = np.nan            # a gap inside the long window only: fewer pixels there
+    preps = [D.prepare(st, DATES2, grid, w, 4, encodings="regime", target="residual", baseline="adaptive",
+                       max_samples=200, validation="space") for w in (4, 12)]
+    e = st.shape[0] - 1
+    fresh = [D.forecast_inputs(st, DATES2, grid, 0, p.config, p.norm, end_index=e) for p in preps]
+    calls = []
+    real = F._family
+    try:
+        F._family = lambda *a, **k: calls.append(a[2].size) or real(*a, **k)
+        with F.family_memo():
+            shared = [D.forecast_inputs(st, DATES2, grid, 0, p.config, p.norm, end_index=e) for p in reversed(preps)]
+            again = D.forecast_inputs(st, DATES2, grid, 0, preps[1].config, preps[1].norm, end_index=e)
+    finally:
+        F._family = real
+    # the long window first (fewer pixels), then the short one fits only the pixel it lacks; then nothing
+    assert calls == [fresh[1][2].shape[0], 1]
+    for (X, v, a), (X2, v2, a2) in zip(fresh, reversed(shared)):
+        assert np.array_equal(v, v2)
+        np.testing.assert_array_equal(X, X2)
+        np.testing.assert_array_equal(a, a2)
+    np.testing.assert_array_equal(again[0], fresh[1][0])
+    assert F._MEMO is None               # nothing kept once the memo closes

@@ -154,7 +154,7 @@ from ..errors import DeformCastError
 from ..progress import Progress, silent
 from ..io.raster import Grid, StackInfo, check_dates, iso, open_stack, read_stack, row_blocks
 from .features import (ANCHORS, ENCODINGS, FULL_MODEL_YEARS, SPLITS, TARGETS, TRAJECTORY_FEATURES,  # noqa: F401 - re-exported
-    VALIDATIONS, _anchors, _DISP_CHANNELS, _family, _features, _robust_scale, auto_encodings, default_period,
+    VALIDATIONS, _anchors, _DISP_CHANNELS, _family, _features, _robust_scale, auto_encodings, default_period, family_at,
     feature_names, first_full_end, halo, is_auto, parse_encodings, read_rows, target_dates, to_mm, to_net,
     trajectory_ends, validate_inputs, _steps)
 from .selection import _keys, _Reservoir, holdout_mask, validation_mask  # noqa: F401
@@ -537,7 +537,7 @@ def forecast_inputs(stack_block: np.ndarray, dates, grid: Optional[Grid], row0: 
     fam = None
     if ("regime" in config["encodings"]
             or (config.get("target") == "residual" and config.get("baseline") == "adaptive")):
-        fam = _family(vis, row0, rows, cols, ends, dates, int(config["horizon"]), config.get("steps"))
+        fam = family_at(blk, vis, row0, rows, cols, e, dates, int(config["horizon"]), config.get("steps"))
     anchor = _anchors(vis, row0, rows, cols, ends, dates, config, family=fam)
     good = np.isfinite(anchor).all(axis=1)
     if fam is not None:

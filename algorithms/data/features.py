@@ -3,6 +3,7 @@ coding strategies (channels), the classical family and anchor of the residual ta
 conversion of the network output to mm. The meaning of each channel: :mod:`dataset`."""
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Dict, List, Optional, Tuple
 
@@ -360,6 +361,57 @@ def _family(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, ends
         hist = block[: e + 1, lr[sel], cols[sel]]
         f = anc.family_forecasts(hist, dates[: e + 1], target_dates(dates, int(e), int(horizon)), steps or None)
         out[sel] = np.transpose(f, (2, 0, 1))
+    return out
+
+
+#: the classical family per (block, origin) while :func:`family_memo` is open (None: not kept)
+_MEMO: Optional[dict] = None
+
+
+@contextlib.contextmanager
+def family_memo():
+    """Within it, :func:`family_at` keeps the classical family of each block object and origin it
+    computed: the members' groups of one block (different windows and encodings, the same pixels'
+    family for the regime channels and the adaptive anchor) then fit it once, not once per group.
+    The blocks must not change while it is open (``member_forecasts.forecast_items`` opens it)."""
+    global _MEMO
+    outer = _MEMO
+    if outer is None:
+        _MEMO = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _MEMO = None
+
+
+def family_at(block_obj, vis: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, e: int, dates: np.ndarray,
+              horizon: int, steps=None) -> np.ndarray:
+    """:func:`_family` of the pixels ``rows, cols`` from origin ``e`` (``vis`` = ``block_obj[:e + 1]``),
+    from :func:`family_memo`'s store where it holds them (the missing pixels are fitted and added)."""
+    ends = np.full(rows.size, int(e), np.int64)
+    if _MEMO is None:
+        return _family(vis, a0, rows, cols, ends, dates, horizon, steps)
+    key = (id(block_obj), int(a0), int(e), int(horizon), tuple(steps or ()), vis.shape)
+    flat = (np.asarray(rows, np.int64) - int(a0)) * vis.shape[2] + np.asarray(cols, np.int64)
+    ent = _MEMO.get(key)
+    if ent is None or ent[0] is not block_obj or ent[1].size == 0:
+        fam = _family(vis, a0, rows, cols, ends, dates, horizon, steps)
+        o = np.argsort(flat, kind="stable")
+        _MEMO[key] = (block_obj, flat[o], fam[o])   # the block is referenced: its id cannot be reused
+        return fam
+    _, cflat, cfam = ent
+    pos = np.minimum(np.searchsorted(cflat, flat), cflat.size - 1)
+    hit = cflat[pos] == flat
+    if hit.all():
+        return cfam[pos]
+    out = np.empty((flat.size,) + cfam.shape[1:], cfam.dtype)
+    out[hit] = cfam[pos[hit]]
+    miss = ~hit
+    out[miss] = _family(vis, a0, rows[miss], cols[miss], ends[miss], dates, horizon, steps)
+    allflat, allfam = np.concatenate([cflat, flat[miss]]), np.concatenate([cfam, out[miss]])
+    o = np.argsort(allflat, kind="stable")
+    _MEMO[key] = (block_obj, allflat[o], allfam[o])
     return out
 
 

@@ -182,6 +182,13 @@ def forecast_items(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
     read from row a0, forecast from epoch e) -> list of ``(out (M, H, r1-r0, W) mm, valid_all)``, NaN
     where not every member can forecast. The inputs of all items are stacked: one network call per
     member for all of them. The skill gate acts afterwards (:func:`gating.forecast_gated`)."""
+    from ..data.features import family_memo
+
+    with family_memo():   # the groups of one block share its classical family (fitted once per origin)
+        return _forecast_items(items, dates, grid, loaded, plan, H, dev, batch_size, progress, timer)
+
+
+def _forecast_items(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, progress=None, timer=None):
     M = len(loaded)
     outs = [np.full((M, H, it[3] - it[2], it[0].shape[2]), np.nan, np.float32) for it in items]
     valid_all = [np.ones((it[3] - it[2], it[0].shape[2]), bool) for it in items]
