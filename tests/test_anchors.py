@@ -166,10 +166,10 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     flat = y.reshape(T, -1)
     fam = A.family_forecasts(flat, DATES, td)
     err = np.zeros((len(A.FAMILY), R * Cc))
-    # three origins in the last 8 epochs (e - 8 + 2 j, e = T - 1), each scored on the epochs up to e
-    for o in (T - 9, T - 7, T - 5):
-        f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:T])
-        err += ((f - flat[None, o + 1:T]) ** 2).mean(axis=1) / 3
+    # four origins e - 10 + 2 j (e = T - 1, lead 8, spacing 8 // 3), each scored on at most 8 epochs up to e
+    for o in (T - 11, T - 9, T - 7, T - 5):
+        f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:min(T, o + 9)])
+        err += ((f - flat[None, o + 1:min(T, o + 9)]) ** 2).mean(axis=1) / 4
     err = err.reshape(-1, R, Cc)
     h = A.LOCAL_HALO
     pooled = np.empty_like(err)

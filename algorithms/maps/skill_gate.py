@@ -43,8 +43,8 @@ to two years before the forecast origin, where the ground mostly behaved as in t
 blend exists for regime changes near the origin, which only the recent track record can see (a
 rule that dropped the blend when the rolling origins showed it more than 3 % worse cost seed 5 of
 the benchmark 11 %: docs/skill.md). ``predict`` then forecasts the ensemble from those earlier
-origins too (3 more forecasts per block). At the final origin they lie in the models' test period,
-which no network trained on (:func:`anchors.local_origins`).
+origins too (4 more forecasts per block). At the final origin they lie (mostly) in the models' test
+period, which no network trained on (:func:`anchors.local_origins`).
 """
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int
 
 #: the ensemble's local track record is scored on every RECORD_ROW_STRIDE-th row of the raster only
 #: (absolute row index divisible by it): the record is pooled over a 9 x 9 neighbourhood anyway, and
-#: each earlier origin costs a forecast of every member (3 origins: 3 forecasts per block, the
+#: each earlier origin costs a forecast of every member (4 origins: 4 forecasts per block, the
 #: largest cost of ``predict``); 3 keeps 27 of the 81 pixels of each neighbourhood
 RECORD_ROW_STRIDE = 3
 
