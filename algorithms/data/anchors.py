@@ -344,7 +344,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     """The ``local`` classical forecast of a block of pixels, float64 ``(h, rows, cols)``.
 
     Each member of the family is scored by its own recent track record around each pixel: from
-    ``LOCAL_ORIGINS`` earlier origins within the last ``lead`` epochs (:func:`local_origins`),
+    ``LOCAL_ORIGINS`` earlier origins ending within the last ``lead`` epochs (:func:`local_origins`),
     forecasts up to ``e`` compared with what was observed, squared errors averaged over the origins and over a
     ``LOCAL_BOX`` x ``LOCAL_BOX`` neighbourhood (deformation regimes are spatially coherent: a
     mining bowl's pixels share their law, one pixel's record is too noisy to choose from); the
