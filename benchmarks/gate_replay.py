@@ -1,0 +1,166 @@
+"""Replay of the skill gate's local blend on finished ``bench_skill.py`` runs: choices measured in minutes.
+
+``bench_skill.py --regate`` re-runs the whole gate through the pipeline (rolling origins, calibration,
+``predict``: about 4 minutes a seed on 2 cores). This script answers "what would the local blend
+deliver with another track record" in seconds a seed, from one dump per seed (written once into
+``--cache``): the ensemble median from the final origin ``e`` and from ``e - 30 .. e - 5`` (every 5
+epochs), the classical family from ``e``, the noise-free future and the zones.
+
+Each variant blends the ensemble per pixel with the ``local`` classical forecast by their track records
+over the listed origins (inverse MSE^2, pooled over 9 x 9 pixels), as ``anchors.local_forecast`` does:
+
+* ``shipped``: ``anchors.local_forecast`` itself (``anchors.local_origins``: e - 20, e - 15, e - 10, e - 5
+  for the 15-epoch benchmark horizon);
+* ``session4``: origins e - 15 - 5 j (j = 0..3), a full lead each (in sample for the networks: see
+  docs/skill.md); ``recent3``: e - 15, e - 10, e - 5; ``all6``: e - 30 .. e - 5;
+* ``raw``: the ensemble median without any gate.
+
+It differs from the pipeline in two ways, both small: the ensemble's record is scored on every row
+(``predict`` scores every third, ``skill_gate.RECORD_ROW_STRIDE``), and the class gate's shift is left
+out (its rule keeps the ensemble unless a shift gains 1 %; it shifted 2 of 20 re-gated seeds). Seed 4:
+replay 0.773, pipeline 0.772.
+
+Usage::
+
+    .venv/bin/python benchmarks/gate_replay.py --runs build/bench_skill build/bench_skill_confirm
+
+prints, per seed, the RMSE against the truth over the best classical forecast of the scene chosen in
+hindsight, then per variant the median, worst seed, seeds above 1.0 and zones above 1.05.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import ensure_pkg  # noqa: E402
+
+ensure_pkg()
+
+from deformcast.algorithms.data import anchors as anc  # noqa: E402
+from deformcast.algorithms.io import raster  # noqa: E402
+
+ZONES = {0: "background", 1: "mining", 2: "fault", 3: "uplift", 4: "step area"}
+PAST = (30, 25, 20, 15, 10, 5)
+
+
+def dump(folder: str, cache: str, seed: int) -> str:
+    """The ensemble medians of a finished run from the final origin and from e - PAST (once)."""
+    from deformcast.algorithms.maps.member_forecasts import Plan, forecast_items, load_members, members_covariates
+
+    path = os.path.join(cache, f"seed_{seed}.npz")
+    if os.path.isfile(path):
+        return path
+    with open(os.path.join(folder, "job", "workflow.json"), encoding="utf-8") as fh:
+        s = json.load(fh)
+    info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
+    loaded = load_members(s["paths"]["models"], None, device="cpu")
+    configs = [m.meta.get("data_config") or {} for m in loaded]
+    H = int(loaded[0].meta["horizon"])
+    cov = members_covariates(configs, (), info.grid)
+    blk = raster.read_stack(info)
+    e = info.n_epochs - 1
+    origins = [e - k for k in PAST] + [e]
+    res = forecast_items([(blk, 0, 0, blk.shape[1], cov, o) for o in origins], info.dates, info.grid, loaded,
+                         Plan(loaded, configs), H, "cpu", 4096)
+    with np.errstate(all="ignore"):
+        meds = np.stack([np.median(out, axis=0) for out, _ in res]).astype(np.float32)
+    T = info.n_epochs
+    truth = raster.read_raster(os.path.join(folder, "scene", "truth.tif"))[0][T:T + H]
+    zones = raster.read_raster(os.path.join(folder, "scene", "zones.tif"))[0][0]
+    os.makedirs(cache, exist_ok=True)
+    np.savez_compressed(path, origins=np.array(origins), meds=meds, truth=truth, zones=zones)
+    return path
+
+
+def _record(flat, e, origins, fc, lead):
+    err = [np.nanmean((fc(o)[..., :min(lead, e - o), :] - flat[None, o + 1:o + 1 + min(lead, e - o)]) ** 2, axis=-2)
+           for o in origins]
+    return np.mean(err, axis=0)
+
+
+def blend(stack, dates, fam_now, now, famc, past, origins, lead):
+    """The local blend of ``now`` over the track record of ``origins`` (numpy, as anchors.local_forecast)."""
+    T, R, W = stack.shape
+    e, flat = T - 1, stack.reshape(T, -1)
+    pooled = anc._box_mean(_record(flat, e, origins, famc, lead).reshape(-1, R, W), anc.LOCAL_BOX).reshape(
+        fam_now.shape[0], -1)
+    w = np.maximum(pooled, 1e-6) ** -anc.LOCAL_POWER
+    loc = np.einsum("cn,chn->hn", w / w.sum(0, keepdims=True), fam_now)
+    m_e = np.maximum(anc._box_mean(_record(flat, e, origins, lambda o: past(o)[None], lead).reshape(1, R, W),
+                                   anc.LOCAL_BOX).reshape(-1), 1e-6)
+    m_f = np.maximum(np.nanmin(pooled, 0), 1e-6)
+    p = anc.LOCAL_POWER
+    wE = m_e ** -p / (m_e ** -p + m_f ** -p)
+    return wE[None] * now + (1 - wE[None]) * loc
+
+
+def replay(folder: str, cache: str, seed: int) -> dict:
+    z = np.load(dump(folder, cache, seed))
+    info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
+    stack = raster.read_stack(info).astype(np.float64)
+    T, R, W = stack.shape
+    e, flat = T - 1, stack.reshape(T, -1)
+    d = np.asarray(info.dates, dtype="datetime64[D]")
+    truth, zones = z["truth"].astype(np.float64), z["zones"]
+    H = truth.shape[0]
+    td = np.array([d[-1] + (d[-1] - d[-2]) * (k + 1) for k in range(H)])
+    meds = {int(o): m.reshape(H, -1).astype(np.float64) for o, m in zip(z["origins"], z["meds"])}
+    memo = {}
+
+    def famc(o):
+        if o not in memo:
+            memo[o] = anc.family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + H + 1])
+        return memo[o]
+
+    fam_now = anc.family_forecasts(flat, d, td)
+    now = meds[e]
+    out = {"raw": now}
+    shipped, _ = anc.local_forecast(stack, d, td, H, family=fam_now, past_family=famc,
+                                    ensemble=(now, lambda o: meds.get(o)))
+    out["shipped"] = shipped.reshape(H, -1)
+    for name, origins in (("session4", [e - 15 - 5 * j for j in range(4)]), ("recent3", [e - 15, e - 10, e - 5]),
+                          ("all6", [e - k for k in PAST])):
+        out[name] = blend(stack, d, fam_now, now, famc, meds.get, origins, H)
+    valid = np.isfinite(now).all(0) & np.isfinite(fam_now).all((0, 1))
+    tr = truth.reshape(H, -1)
+    scores = {}
+    for zn, m in [("all", valid)] + [(n, valid & (zones.ravel() == k)) for k, n in ZONES.items()]:
+        if m.sum() < 20:
+            continue
+        best = min(float(np.sqrt(np.mean((fam_now[c][:, m] - tr[:, m]) ** 2))) for c in range(fam_now.shape[0]))
+        scores[zn] = {v: float(np.sqrt(np.mean((f[:, m] - tr[:, m]) ** 2))) / best for v, f in out.items()}
+    return scores
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", nargs="+", default=["build/bench_skill"], help="bench_skill.py output folders")
+    ap.add_argument("--cache", default="build/gate_replay")
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore", RuntimeWarning)
+    res = {}
+    for run in args.runs:
+        for folder in sorted(glob.glob(os.path.join(run, "seed_*")), key=lambda p: int(p.rsplit("_", 1)[1])):
+            seed = int(folder.rsplit("_", 1)[1])
+            if not os.path.isfile(os.path.join(folder, "job", "workflow.json")):
+                continue
+            res[seed] = replay(folder, args.cache, seed)
+            print(f"seed {seed}: " + " ".join(f"{v} {r:.3f}" for v, r in res[seed]["all"].items()), flush=True)
+    variants = list(next(iter(res.values()))["all"])
+    print("\n| variant | median | mean | worst seed | seeds above 1.0 | zones above 1.05 |\n|---|---:|---:|---:|---:|---:|")
+    for v in variants:
+        a = np.array([r["all"][v] for r in res.values()])
+        zz = np.array([s[v] for r in res.values() for k, s in r.items() if k != "all"])
+        print(f"| {v} | {np.median(a):.3f} | {a.mean():.3f} | {a.max():.3f} | {(a > 1).sum()} of {a.size} | "
+              f"{(zz > 1.05).sum()} of {zz.size} |")
+
+
+if __name__ == "__main__":
+    main()
