@@ -29,11 +29,13 @@ falls back to the classical forecast, in between blends them. A class with fewer
 gains less than ``MIN_GAIN`` (1 %) over the reference in a class, the class gets the classical
 forecast alone (a network that adds nothing measurable is not worth its variance on data it has
 not seen). Symmetrically, where the ensemble does beat ``B`` by ``MIN_GAIN``, a shift towards ``B``
-that gains less than ``MIN_GAIN`` over the ensemble itself is not made (``w = 1``, :func:`_earned`): on all fifteen benchmark seeds the fitted shifts gained at most
-0.7 % at the rolling origins, and in the fastest class, where the pixels of the rolling origins
-are not the bowls moving at the forecast origin, a 20-30 % shift towards a lagging forecast
-(``mean_last_5``) cost seed 4 a quarter of its skill (docs/skill.md). The gate is written into the ensemble's manifest (``"gate"``) and applied by ``predict``
-(and so by every entrance); the report states the verdict and where the gate acted.
+that gains less than ``MIN_GAIN`` over the ensemble itself is not made (``w = 1``, :func:`_earned`):
+on all fifteen benchmark seeds the fitted shifts gained at most 0.7 % at the rolling origins, and in
+the fastest class, where the pixels of the rolling origins are not the bowls moving at the forecast
+origin, a 20-30 % shift towards a lagging forecast (``mean_last_5``) cost seed 4 a quarter of its
+skill (docs/skill.md). The gate is written into the ensemble's manifest (``"gate"``) and applied by
+``predict`` (and so by every entrance); the report states the verdict and where the gate acted. The
+workflow's verdict also needs the held-out test period to agree (:func:`with_held_out`).
 
 The local blend (:func:`local_blend`). Before the class gate, the ensemble can be blended per pixel
 with the ``local`` classical forecast by their own recent track records around the pixel (the
@@ -469,9 +471,9 @@ def with_held_out(gate: dict, back: dict) -> dict:
     rolling origins alone agreed with the true future on 16, the test period alone on 18, and seeds 14
     and 19, where the rolling origins said win and the future lose, were the test period's two losses
     (docs/skill.md). ``back`` from ``backtest.run_backtest`` (or its ``rows`` as the workflow summary
-    keeps them): the raw ensemble median and the best
-    classical baseline against the observations of the test period (never the truth). Returns a new dict with
-    ``verdict`` (combined), ``verdict_rolling`` and ``held_out``."""
+    keeps them): the raw ensemble median and the best classical baseline against the observations of
+    the test period (never the truth). Returns a new dict with ``verdict`` (combined),
+    ``verdict_rolling`` and ``held_out``."""
     rows = list(back.get("rows", ()))
     named = [r for r in rows if r.get("model") == "ensemble median"]
     raw = back.get("raw_ensemble") or (named[0] if named else back.get("ensemble") or rows[0])
