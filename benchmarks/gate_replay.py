@@ -6,11 +6,10 @@ deliver with another track record" in seconds a seed, from one dump per seed (wr
 ``--cache``): the ensemble median from the final origin ``e`` and from ``e - 30 .. e - 5`` (every 5
 epochs), the classical family from ``e``, the noise-free future and the zones.
 
-Each variant blends the ensemble per pixel with the ``local`` classical forecast by their track records
-over the listed origins (inverse MSE^2, pooled over 9 x 9 pixels), as ``anchors.local_forecast`` does:
+Each variant is ``anchors.local_forecast`` itself, the ensemble blended per pixel with the ``local``
+classical forecast by their track records (inverse MSE^2, pooled over 9 x 9 pixels), over other origins:
 
-* ``shipped``: ``anchors.local_forecast`` itself (``anchors.local_origins``: e - 20, e - 15, e - 10, e - 5
-  for the 15-epoch benchmark horizon);
+* ``shipped``: ``anchors.local_origins`` (e - 20, e - 15, e - 10, e - 5 for the 15-epoch horizon);
 * ``session4``: origins e - 15 - 5 j (j = 0..3), a full lead each (in sample for the networks: see
   docs/skill.md); ``recent3``: e - 15, e - 10, e - 5; ``all6``: e - 30 .. e - 5;
 * ``raw``: the ensemble median without any gate.
@@ -79,28 +78,6 @@ def dump(folder: str, cache: str, seed: int) -> str:
     return path
 
 
-def _record(flat, e, origins, fc, lead):
-    err = [np.nanmean((fc(o)[..., :min(lead, e - o), :] - flat[None, o + 1:o + 1 + min(lead, e - o)]) ** 2, axis=-2)
-           for o in origins]
-    return np.mean(err, axis=0)
-
-
-def blend(stack, dates, fam_now, now, famc, past, origins, lead):
-    """The local blend of ``now`` over the track record of ``origins`` (numpy, as anchors.local_forecast)."""
-    T, R, W = stack.shape
-    e, flat = T - 1, stack.reshape(T, -1)
-    pooled = anc._box_mean(_record(flat, e, origins, famc, lead).reshape(-1, R, W), anc.LOCAL_BOX).reshape(
-        fam_now.shape[0], -1)
-    w = np.maximum(pooled, 1e-6) ** -anc.LOCAL_POWER
-    loc = np.einsum("cn,chn->hn", w / w.sum(0, keepdims=True), fam_now)
-    m_e = np.maximum(anc._box_mean(_record(flat, e, origins, lambda o: past(o)[None], lead).reshape(1, R, W),
-                                   anc.LOCAL_BOX).reshape(-1), 1e-6)
-    m_f = np.maximum(np.nanmin(pooled, 0), 1e-6)
-    p = anc.LOCAL_POWER
-    wE = m_e ** -p / (m_e ** -p + m_f ** -p)
-    return wE[None] * now + (1 - wE[None]) * loc
-
-
 def replay(folder: str, cache: str, seed: int) -> dict:
     z = np.load(dump(folder, cache, seed))
     info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
@@ -122,12 +99,11 @@ def replay(folder: str, cache: str, seed: int) -> dict:
     fam_now = anc.family_forecasts(flat, d, td)
     now = meds[e]
     out = {"raw": now}
-    shipped, _ = anc.local_forecast(stack, d, td, H, family=fam_now, past_family=famc,
-                                    ensemble=(now, lambda o: meds.get(o)))
-    out["shipped"] = shipped.reshape(H, -1)
-    for name, origins in (("session4", [e - 15 - 5 * j for j in range(4)]), ("recent3", [e - 15, e - 10, e - 5]),
-                          ("all6", [e - k for k in PAST])):
-        out[name] = blend(stack, d, fam_now, now, famc, meds.get, origins, H)
+    for name, origins in (("shipped", None), ("session4", [e - 15 - 5 * j for j in range(4)]),
+                          ("recent3", [e - 15, e - 10, e - 5]), ("all6", [e - k for k in PAST])):
+        b, _ = anc.local_forecast(stack, d, td, H, family=fam_now, past_family=famc,
+                                  ensemble=(now, lambda o: meds.get(o)), origins=origins)
+        out[name] = b.reshape(H, -1)
     valid = np.isfinite(now).all(0) & np.isfinite(fam_now).all((0, 1))
     tr = truth.reshape(H, -1)
     scores = {}

@@ -340,13 +340,14 @@ def _record(flat: np.ndarray, d, lead: int, origins, forecasts) -> Optional[np.n
 
 
 def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_function=None,
-                   family: Optional[np.ndarray] = None, ensemble=None, past_family=None):
+                   family: Optional[np.ndarray] = None, ensemble=None, past_family=None, origins=None):
     """The ``local`` classical forecast of a block of pixels, float64 ``(h, rows, cols)``.
 
     Each member of the family is scored by its own recent track record around each pixel: from
-    ``LOCAL_ORIGINS`` earlier origins ending within the last ``lead`` epochs (:func:`local_origins`),
-    forecasts up to ``e`` compared with what was observed, squared errors averaged over the origins and over a
-    ``LOCAL_BOX`` x ``LOCAL_BOX`` neighbourhood (deformation regimes are spatially coherent: a
+    ``LOCAL_ORIGINS`` earlier origins ending within the last ``lead`` epochs (:func:`local_origins`;
+    ``origins`` others, for benchmarks/gate_replay.py), forecasts up to ``e`` compared with what was
+    observed, squared errors averaged over the origins and over a ``LOCAL_BOX`` x ``LOCAL_BOX``
+    neighbourhood (deformation regimes are spatially coherent: a
     mining bowl's pixels share their law, one pixel's record is too noisy to choose from); the
     forecast is the family weighted by inverse MSE^``LOCAL_POWER``. ``hist`` (e + 1, rows, cols) holds
     the history up to the origin only. Where the history is too short for one earlier origin the
@@ -369,7 +370,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         family = family_forecasts(flat, d, target_dates, time_function)
     C, Hh, _ = family.shape
     L = int(lead)
-    origins = local_origins(e, L)
+    origins = local_origins(e, L) if origins is None else [int(o) for o in origins]
     past_family = past_family or (
         lambda o: family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function))
     err = _record(flat, d, L, origins, past_family)

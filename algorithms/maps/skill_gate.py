@@ -470,17 +470,15 @@ def with_held_out(gate: dict, back: dict) -> dict:
     it). The ensemble is declared a win only when both say so: over the twenty benchmark seeds the
     rolling origins alone agreed with the true future on 16, the test period alone on 18, and seeds 14
     and 19, where the rolling origins said win and the future lose, were the test period's two losses
-    (docs/skill.md). ``back`` from ``backtest.run_backtest`` (or its ``rows`` as the workflow summary
-    keeps them): the raw ensemble median and the best classical baseline against the observations of
-    the test period (never the truth). Returns a new dict with ``verdict`` (combined),
+    (docs/skill.md). ``back`` from ``backtest.run_backtest`` (or the workflow summary's copy): its
+    rows ``ensemble median`` (the raw ensemble) and the best ``baseline: ...`` against the observations
+    of the test period (never the truth). Returns a new dict with ``verdict`` (combined),
     ``verdict_rolling`` and ``held_out``."""
-    rows = list(back.get("rows", ()))
-    named = [r for r in rows if r.get("model") == "ensemble median"]
-    raw = back.get("raw_ensemble") or (named[0] if named else back.get("ensemble") or rows[0])
+    rows = back["rows"]
+    raw = next(r for r in rows if r["model"] == "ensemble median")
     # the best baseline by the observations (what a user has; the backtest ranks by the truth when a
     # synthetic scene gives one)
-    base = [r for r in rows if str(r.get("model", "")).startswith("baseline")]
-    best = min(base, key=lambda r: r["rmse_observed"]) if base else back["best_baseline"]
+    best = min((r for r in rows if r["model"].startswith("baseline")), key=lambda r: r["rmse_observed"])
     r_e, r_b = float(raw["rmse_observed"]), float(best["rmse_observed"])
     held = "win" if r_e < r_b else "lose"
     rolling = gate.get("verdict_rolling", gate["verdict"])
