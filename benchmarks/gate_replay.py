@@ -99,10 +99,18 @@ def replay(folder: str, cache: str, seed: int) -> dict:
     fam_now = anc.family_forecasts(flat, d, td)
     now = meds[e]
     out = {"raw": now}
-    for name, origins in (("shipped", None), ("session4", [e - 15 - 5 * j for j in range(4)]),
-                          ("recent3", [e - 15, e - 10, e - 5]), ("all6", [e - k for k in PAST])):
+    rows, cols = np.meshgrid(np.arange(R), np.arange(W), indexing="ij")
+    lattice = {"rows3": (rows % 3 == 0).ravel(), "grid3": ((rows % 3 == 0) & (cols % 3 == 0)).ravel(),
+               "grid2": ((rows % 2 == 0) & (cols % 2 == 0)).ravel()}
+
+    def on(keep):
+        return lambda o: None if o not in meds else np.where(keep[None], meds[o], np.nan)
+
+    for name, origins, past in (("shipped", None, meds.get), ("session4", [e - 15 - 5 * j for j in range(4)], meds.get),
+                                ("recent3", [e - 15, e - 10, e - 5], meds.get), ("all6", [e - k for k in PAST], meds.get),
+                                *((f"shipped_{k}", None, on(m)) for k, m in lattice.items())):
         b, _ = anc.local_forecast(stack, d, td, H, family=fam_now, past_family=famc,
-                                  ensemble=(now, lambda o: meds.get(o)), origins=origins)
+                                  ensemble=(now, past), origins=origins)
         out[name] = b.reshape(H, -1)
     valid = np.isfinite(now).all(0) & np.isfinite(fam_now).all((0, 1))
     tr = truth.reshape(H, -1)

@@ -53,10 +53,10 @@ def gate_halo(gate) -> int:
 def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None) -> None:
     """Shift each item's members so that their median becomes the local blend of the skill gate
     (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
-    local track record are made here, on the record rows of the whole block, halo rows included
-    (:func:`skill_gate.record_rows`, :func:`member_forecasts.medians_on_rows`)."""
+    local track record are made here, on the record pixels of the whole block, halo rows included
+    (:func:`skill_gate.record_mask`, :func:`member_forecasts.medians_on_rows`)."""
     from ..data.anchors import local_origins
-    from .skill_gate import local_blend, record_rows
+    from .skill_gate import local_blend, record_mask
 
     L = int(cfg0.get("horizon", outs[0].shape[1] if outs else 1))
     first = plan.max_window - 1
@@ -66,14 +66,14 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
         for o in local_origins(int(e), L):
             if o >= first and (id(blk), o) not in keys:
                 keys.append((id(blk), o))
-    # the ensemble medians from earlier origins, on the record rows only (skill_gate.record_rows), kept
+    # the ensemble medians from earlier origins, on the record pixels only (skill_gate.record_mask), kept
     # in ``caches`` so that forecasts from neighbouring origins of one block (the calibration's) share
     # the origins their track records have in common
     past = {} if caches is None else caches.setdefault("_past_medians", {})
     todo = [k for k in keys if k not in past]
     for b in {k[0] for k in todo}:
         blk, a0, cov_blk = blocks[b]
-        got = medians_on_rows(blk, a0, cov_blk, [k[1] for k in todo if k[0] == b], record_rows(a0, blk.shape[1]),
+        got = medians_on_rows(blk, a0, cov_blk, [k[1] for k in todo if k[0] == b], record_mask(a0, *blk.shape[1:]),
                               dates, grid, loaded, plan, L, dev, batch_size)
         for o, med in got.items():
             past[(b, o)] = med

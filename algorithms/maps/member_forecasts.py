@@ -229,34 +229,47 @@ def family_cache(blk, dates, cfg0: dict, H: int):
     return FamilyCache(blk, dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None)
 
 
-def medians_on_rows(blk, a0: int, cov_blk, origins, rows: np.ndarray, dates, grid, loaded, plan: Plan, L: int, dev,
+def medians_on_rows(blk, a0: int, cov_blk, origins, keep: np.ndarray, dates, grid, loaded, plan: Plan, L: int, dev,
                     batch_size) -> Dict[int, np.ndarray]:
-    """The ensemble median from each origin over ``L`` epochs on the block rows ``rows`` (bool, one per
-    row of ``blk``) only: ``{origin: (L, rows of blk, W)}``, NaN on the other rows. Members whose inputs
-    depend only on the pixel's own history (no neighbourhood, no coordinates) forecast the chosen
-    rows as one compact block; otherwise one call per row (the neighbourhood needs the rows around)."""
+    """The ensemble median from each origin over ``L`` epochs on the block pixels ``keep`` only ((rows of
+    ``blk``, W) bool, or (rows of ``blk``,) for whole rows): ``{origin: (L, rows of blk, W)}``, NaN
+    elsewhere (at least on the pixels outside ``keep``). Members whose inputs depend only on the pixel's
+    own history (no neighbourhood, no coordinates) forecast the rows and columns that hold a chosen
+    pixel as one compact block; otherwise one call per row (the neighbourhood needs the rows around)."""
     origins = [int(o) for o in origins]
-    idx = np.flatnonzero(rows)
+    keep = np.asarray(keep, dtype=bool)
+    if keep.ndim == 1:
+        keep = np.repeat(keep[:, None], blk.shape[2], axis=1)
+    idx = np.flatnonzero(keep.any(axis=1))
+    cidx = np.flatnonzero(keep.any(axis=0))
     out = {o: np.full((L,) + blk.shape[1:], np.nan) for o in origins}
     if not origins or idx.size == 0:
         return out
     compact = all("neighbourhood" not in (g.cfg.get("encodings") or ()) and "spatial" not in
                   (g.cfg.get("encodings") or ()) for g in plan.groups)
     items, where = [], []
+    if compact and grid is not None and cidx.size < blk.shape[2]:
+        import dataclasses
+
+        grid = dataclasses.replace(grid, width=int(cidx.size))      # the compact block's own width
     if compact:
-        sb = np.ascontiguousarray(blk[:, idx])
-        sc = {n: v[idx] for n, v in (cov_blk or {}).items()}
+        sb = np.ascontiguousarray(blk[:, idx][:, :, cidx])
+        sc = {n: v[idx][:, cidx] for n, v in (cov_blk or {}).items()}
         for o in origins:
             items.append((sb, 0, 0, sb.shape[1], sc, o))
-            where.append((o, idx))
+            where.append((o, np.ix_(idx, cidx)))
     else:
         for o in origins:
             for i in idx:
                 items.append((blk, a0, a0 + int(i), a0 + int(i) + 1, cov_blk, o))
-                where.append((o, np.array([i])))
+                where.append((o, (np.array([i]),)))
     for (o, ii), (res, _) in zip(where, forecast_items(items, dates, grid, loaded, plan, L, dev, batch_size)):
         with np.errstate(all="ignore"):
-            out[o][:, ii] = np.median(res, axis=0)
+            med = np.median(res, axis=0)
+        if len(ii) == 2:
+            out[o][(slice(None),) + ii] = med
+        else:
+            out[o][:, ii[0]] = med
     return out
 
 
