@@ -100,8 +100,9 @@ def _declared() -> List[Param]:
         P("TARGET", "enum", "What the networks learn", "target", choices=tuple(dataset.TARGETS), advanced=True),
         P("ANCHOR", "enum", "Classical forecast the networks correct", "baseline", choices=tuple(dataset.ANCHORS),
           advanced=True),
-        P("STEPS", "string", "Known step dates (comma list or a CSV/TXT file of YYYY-MM-DD; added to the "
-          "classical fits)", "steps", optional=True, advanced=True),
+        P("STEPS", "string", "Step dates: auto (detected in the stack), none, or known dates (comma list or "
+          "a CSV/TXT file of YYYY-MM-DD)", "steps", optional=True, advanced=True,
+          tip="Each date enters the classical fits of the pixels whose history shows the step."),
         P("VALIDATION", "enum", "Validation (early stopping, TPE objective) windows", "validation",
           choices=tuple(dataset.VALIDATIONS), advanced=True),
         P("SEARCH_SPACE", "string", "Search space overrides (JSON; empty = compact demo space, {} = full space)",

@@ -112,7 +112,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                  thresholds: Sequence[float] = (10.0, 20.0), n_classes: int = 5, min_area: float = 0.0,
                  mmu: float = DEFAULT_MMU_M2,
                  device: str = "auto", max_samples: int = 5000, target: str = "residual", search_space="compact",
-                 validation: str = "space", baseline: str = "adaptive", steps=None, local_workers: int = 0,
+                 validation: str = "space", baseline: str = "adaptive", steps="auto", local_workers: int = 0,
                  scene_kwargs: Optional[dict] = None,
                  progress: Optional[Progress] = None) -> Dict[str, object]:
     """Run the whole chain into ``output_folder``; returns a dict of paths and headline figures."""

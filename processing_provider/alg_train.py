@@ -47,8 +47,9 @@ classical forecast fitted per pixel on the history before each forecast, so the 
 the best classical forecast) or <i>increment</i> (the change from the last input epoch); ANCHOR the
 classical forecast of the residual target: <i>adaptive</i> (default: a combination of persistence,
 smoothed persistence, linear and trajectory fits over several windows, weighted by least squares on
-the recent training windows) or one baseline; STEPS known step dates (comma list or a CSV/TXT file of
-YYYY-MM-DD: equipment changes, earthquakes), added to every classical fit; VALIDATION <i>space</i>
+the recent training windows) or one baseline; STEPS <i>auto</i> (default: steps found in the stack, a date where a spatially coherent patch of pixels
+jumps), <i>none</i>, or known step dates (comma list or a CSV/TXT file of YYYY-MM-DD: equipment changes,
+earthquakes); each date enters the classical fits of the pixels whose history shows the step; VALIDATION <i>space</i>
 (default: on 20 % of the pixels, in blocks, over the same epochs as training, so that training
 windows may reach up to the test period) or <i>time</i> (on the period before the test period; the
 test period stays unseen either way);
@@ -83,8 +84,8 @@ forecast minus observed on the test period (diverging colours centred on 0).</p>
         self.add_enum("TARGET", "What the network learns", TARGETS, "residual")
         self.add_enum("ANCHOR", "Classical forecast the network corrects (residual target)", ANCHORS, "adaptive")
         self.addParameter(QgsProcessingParameterString(
-            "STEPS", "Known step dates (comma list or a CSV/TXT file of YYYY-MM-DD; added to the classical fits)",
-            optional=True))
+            "STEPS", "Step dates: auto (detected in the stack), none, or known dates (comma list or a CSV/TXT "
+            "file of YYYY-MM-DD)", defaultValue="auto", optional=True))
         self.add_enum("VALIDATION", "Validation (early stopping) windows", VALIDATIONS, "space")
         self.add_common_params(dates=True, seed=True, device=True)
         for name, label in (("TRUTH", "Noise-free truth stack (optional, for scoring)"),

@@ -47,7 +47,7 @@ SEARCH_SPACE JSON overrides of the ranges, e.g.
 WINDOW input epochs (0 = searched); ENCODING coding strategies (see <i>train</i>; empty = the measured
 default, trajectory + regime); TARGET residual (default: the correction to a per-pixel classical
 forecast) or increment; ANCHOR that classical forecast (default <i>adaptive</i>, see <i>train</i>); STEPS
-known step dates; VALIDATION space (default) or time (see <i>train</i>); the defaults of this
+<i>auto</i> (default: detected in the stack), <i>none</i> or known step dates (see <i>train</i>); VALIDATION space (default) or time (see <i>train</i>); the defaults of this
 algorithm are those of the <i>Full workflow</i> (the configuration measured best, docs/skill.md); COVARIATES rasters for the covariates encoding; MAX_EPOCHS per trial; PRUNER median / hyperband / none; RETRAIN the top-K on
 training + validation windows; STUDY_PATIENCE stops the study once the best validation RMSE has not
 improved by 0.5 % for that many finished trials (0 = run all N_TRIALS); WARM_START enqueues the shipped
@@ -93,8 +93,8 @@ metrics beside the classical baselines, wall time; default: the study folder's r
         self.add_enum("TARGET", "What the networks learn", TARGETS, "residual")
         self.add_enum("ANCHOR", "Classical forecast the networks correct (residual target)", ANCHORS, "adaptive")
         self.addParameter(QgsProcessingParameterString(
-            "STEPS", "Known step dates (comma list or a CSV/TXT file of YYYY-MM-DD; added to the classical fits)",
-            optional=True))
+            "STEPS", "Step dates: auto (detected in the stack), none, or known dates (comma list or a CSV/TXT "
+            "file of YYYY-MM-DD)", defaultValue="auto", optional=True))
         self.add_enum("VALIDATION", "Validation (early stopping, TPE objective) windows", VALIDATIONS, "space")
         self.addParameter(QgsProcessingParameterMultipleLayers("COVARIATES", "Covariate rasters",
                                                                QgsProcessing.TypeRaster, optional=True))

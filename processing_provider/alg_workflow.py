@@ -82,7 +82,7 @@ MAX_EPOCHS per trial (early stopping ends most trials sooner); WINDOW input epoc
 ENCODING coding strategies (empty: <i>trajectory</i> + <i>regime</i> where the series has enough
 history, else <i>regime</i>); TARGET residual (the correction to a classical forecast) or increment;
 ANCHOR the classical forecast corrected (adaptive: a combination fitted on the training windows);
-STEPS known step dates; VALIDATION space (20 % of the pixels in blocks) or time; SEARCH_SPACE JSON
+STEPS <i>auto</i> (default: steps detected in the stack), <i>none</i> or known step dates; VALIDATION space (20 % of the pixels in blocks) or time; SEARCH_SPACE JSON
 overrides of the tuning ranges (empty: a compact ResNet+Transformer space that keeps the demo under
 10 minutes; <code>{}</code>: the full ranges of the model registry); MAX_SAMPLES training windows;
 N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); MMU minimum mapping unit of the

@@ -8,9 +8,11 @@ from deformcast.algorithms.errors import DeformCastError
 
 def test_defaults_are_the_measured_best_and_every_entrance_uses_them():
     assert (DEFAULT_DATA.target, DEFAULT_DATA.baseline, DEFAULT_DATA.validation) == ("residual", "adaptive", "space")
-    assert tuning.MODEL_DEFAULTS == {"target": "residual", "baseline": "adaptive", "validation": "space"}
+    assert tuning.MODEL_DEFAULTS == {"target": "residual", "baseline": "adaptive", "validation": "space",
+                                     "steps": "auto"}
     assert DataConfig.from_mapping({"target": None, "steps": ""}).prepare_kwargs() == {
-        "target": "residual", "baseline": "adaptive", "validation": "space", "steps": None}
+        "target": "residual", "baseline": "adaptive", "validation": "space", "steps": "auto"}
+    assert DataConfig(steps=None).steps == "auto" and DataConfig(steps="None").steps is None
 
 
 @pytest.mark.parametrize("kw, label", [({"target": "level"}, "TARGET"), ({"baseline": "magic"}, "ANCHOR"),

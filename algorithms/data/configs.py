@@ -26,8 +26,10 @@ class DataConfig:
     baseline: str = "adaptive"
     #: validation windows: ``space`` (held-out areas) or ``time`` (the period before the test period)
     validation: str = "space"
-    #: known step dates added to every classical fit (comma list, a CSV/TXT file or a sequence), or None
-    steps: Any = None
+    #: step dates of the classical fits: ``auto`` (detected in the stack, :mod:`step_detect`), known dates
+    #: (comma list, a CSV/TXT file or a sequence), or ``none``; each date enters the fits of the pixels
+    #: whose history shows the step (:func:`step_detect.pixel_steps`)
+    steps: Any = "auto"
 
     def __post_init__(self):
         for name, allowed in (("target", TARGETS), ("baseline", ANCHORS), ("validation", VALIDATIONS)):
@@ -35,7 +37,9 @@ class DataConfig:
             if v not in allowed:
                 label = {"target": "TARGET", "baseline": "ANCHOR", "validation": "VALIDATION"}[name]
                 raise DeformCastError(f"{label} '{v}': valid values are {', '.join(allowed)}.")
-        if isinstance(self.steps, str) and not self.steps.strip():
+        if self.steps is None or (isinstance(self.steps, str) and not self.steps.strip()):
+            object.__setattr__(self, "steps", "auto")          # empty: the default, detected
+        elif isinstance(self.steps, str) and self.steps.strip().lower() in ("none", "off", "no"):
             object.__setattr__(self, "steps", None)
 
     @classmethod

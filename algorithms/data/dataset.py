@@ -156,7 +156,7 @@ from ..io.raster import Grid, StackInfo, check_dates, iso, open_stack, read_stac
 from .features import (ANCHORS, ENCODINGS, FULL_MODEL_YEARS, SPLITS, TARGETS, TRAJECTORY_FEATURES,  # noqa: F401 - re-exported
     VALIDATIONS, _anchors, _DISP_CHANNELS, _family, _features, _robust_scale, auto_encodings, default_period, family_at,
     feature_names, first_full_end, halo, is_auto, parse_encodings, read_rows, target_dates, to_mm, to_net,
-    trajectory_ends, validate_inputs, _steps)
+    trajectory_ends, validate_inputs, _steps, AUTO_STEPS)
 from .selection import _keys, _Reservoir, holdout_mask, validation_mask  # noqa: F401
 
 _BLOCK_VALUES = 1 << 23  # about 32 MB of float32 per row block read
@@ -283,6 +283,15 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
             raise DeformCastError(f"Covariate '{name}' is {np.shape(c)} pixels but the stack is "
                                   f"{(H, W)}; align it to the stack grid first.")
     cov_names = sorted(covariates) if "covariates" in enc else []
+    detected = None
+    if isinstance(steps, str) and steps.strip().lower() == AUTO_STEPS:
+        from .step_detect import detect_in_source
+
+        progress.log("Looking for steps (offsets at one date) in the stack ...")
+        detected = detect_in_source(source, dates)
+        steps = [x["date"] for x in detected]
+        progress.log("Steps detected: " + (", ".join(f"{x['date']} ({x['pixels']} pixels)" for x in detected)
+                                           if detected else "none") + ".")
     train_end = T - nv - nt
     val_end = T - nt
     max_eval = int(max_eval_samples or max_samples)
@@ -304,7 +313,7 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
         "window": window, "horizon": horizon, "encodings": list(enc) or ["none"],
         "target": target, "baseline": baseline,
         "baseline_years": None if baseline_years is None else float(baseline_years),
-        "steps": [iso(d) for d in _steps(steps)],
+        "steps": [iso(d) for d in _steps(steps)], "steps_detected": detected,
         "neighbourhood_k": k, "fourier": int(fourier), "covariate_names": cov_names,
         "n_epochs": T, "n_val": nv, "n_test": nt, "train_end": train_end, "val_end": val_end,
         "test_start": val_end,

@@ -461,11 +461,16 @@ def _anchors(block: np.ndarray, a0: int, rows: np.ndarray, cols: np.ndarray, end
     return out
 
 
+#: STEPS value for dates detected in the stack (:mod:`step_detect`; the default of every entrance)
+AUTO_STEPS = "auto"
+
+
 def _steps(steps) -> np.ndarray:
-    """Known step dates (STEPS: comma list, a CSV/TXT file of dates, or a sequence) -> datetime64[D]."""
+    """Known step dates (STEPS: comma list, a CSV/TXT file of dates, or a sequence) -> datetime64[D];
+    ``none`` and ``auto`` (resolved by :func:`dataset.prepare` before) give none."""
     from .baselines import parse_steps
 
-    if steps is None or (isinstance(steps, str) and not steps.strip()):
+    if steps is None or (isinstance(steps, str) and steps.strip().lower() in ("", "none", AUTO_STEPS)):
         return np.zeros(0, dtype="datetime64[D]")
     if isinstance(steps, str) or hasattr(steps, "__fspath__"):
         return parse_steps(steps)

@@ -57,7 +57,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
                      report_path: Optional[str] = None, truth_path: Optional[str] = None,
                      zones_path: Optional[str] = None, max_samples: int = 20000, target: str = "residual",
                      threads: Optional[int] = None, block_rows: int = 256, validation: str = "space",
-                     baseline: str = "adaptive", steps=None, progress: Optional[Progress] = None) -> TrainJobResult:
+                     baseline: str = "adaptive", steps="auto", progress: Optional[Progress] = None) -> TrainJobResult:
     """Train one model on a displacement stack and evaluate it on the held-out test period.
 
     Steps: read the stack (dates from the bands or ``dates``), align ``covariate_paths``, build

@@ -1,0 +1,160 @@
+"""Steps at dates nobody gave: detection on the stack, and the per-pixel test of a step date.
+
+A step (a coseismic offset, an unwrapping error of a patch, a sudden collapse) breaks every trajectory
+fit whose window holds it: the fit bends to join the two levels and extrapolates the bend. MintPy's
+answer is a step term at a known date (``STEPS``). Where nobody knows the date, :func:`detect_steps`
+finds it: at each candidate epoch ``k`` every pixel gets a windowed test (``a + b t + c H(t - t_k)``
+fitted on the ``STEP_HALF`` epochs before and after it; ``t = c / se(c)``). A symmetric window makes the
+test blind to a smooth bend or a kink of the velocity at ``k`` (symmetric about ``k``, while the step is
+not), and to one noisy acquisition (it moves ``c`` by a sixteenth of its size). A date is kept where at
+least ``STEP_MIN_PIXELS`` pixels show a step of at least ``STEP_MIN_MM`` with ``|t| >= STEP_T`` that
+neighbours confirm (a spatially coherent patch: the atmosphere of one date is spatially correlated too,
+but it does not stay for eight epochs), at the epoch where most pixels show it.
+
+:func:`pixel_steps` is the test a fit makes: a step date enters a pixel's classical fits only where
+the pixel's own history up to the forecast origin shows the step (``|t| >= STEP_T_PIXEL`` with at least
+``STEP_MIN_POST`` epochs after it). Elsewhere the step term would only add variance: with a date 20
+epochs before the end applied to every pixel, the two-year trajectory of one benchmark scene's background
+went from 3.41 to 3.92 mm (docs/skill.md).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Dict, List, Optional
+
+import numpy as np
+
+#: epochs on each side of a candidate step date in the windowed test
+STEP_HALF = 8
+#: |t| of a pixel's step for the detection of a date (strict: many epochs x many pixels are tested)
+STEP_T = 6.0
+#: |t| of a pixel's step for the step term to enter its fits at a known or detected date
+STEP_T_PIXEL = 3.0
+#: epochs after the date a fit's history needs before the pixel test can see the step
+STEP_MIN_POST = 3
+#: smallest step (mm) worth a date, and the patch of pixels that must show it
+STEP_MIN_MM, STEP_MIN_PIXELS = 4.0, 20
+
+
+def _window_fit(y: np.ndarray, k: int, n_pre: int, n_post: int):
+    """``(c, t)`` of ``a + b j + c H(j >= 0)`` fitted on epochs ``k - n_pre .. k + n_post - 1`` of ``y``
+    (T, N) per pixel, NaN gaps allowed (NaN where fewer than 2 epochs on a side)."""
+    seg = np.asarray(y[k - n_pre:k + n_post], dtype=np.float64)
+    j = np.arange(-n_pre, n_post, dtype=np.float64)
+    A = np.stack([np.ones_like(j), j / max(1, n_pre), (j >= 0).astype(np.float64)], axis=1)   # (m, 3)
+    ok = np.isfinite(seg)
+    w = ok.astype(np.float64)
+    yy = np.where(ok, seg, 0.0)
+    pre = ok[:n_pre].sum(axis=0)
+    post = ok[n_pre:].sum(axis=0)
+    ata = np.einsum("tp,tn,tq->npq", A, w, A)
+    aty = np.einsum("tp,tn->np", A, yy)
+    good = (pre >= 2) & (post >= 2)
+    c = np.full(seg.shape[1], np.nan)
+    t = np.full(seg.shape[1], np.nan)
+    if not good.any():
+        return c, t
+    inv = np.linalg.pinv(ata[good])
+    coef = np.einsum("npq,nq->np", inv, aty[good])
+    res = (yy[:, good] - A @ coef.T) * w[:, good]
+    dof = np.maximum(w[:, good].sum(axis=0) - 3, 1)
+    sig = np.sqrt((res * res).sum(axis=0) / dof)
+    se = sig * np.sqrt(np.clip(inv[:, 2, 2], 0, None))
+    c[good] = coef[:, 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t[good] = coef[:, 2] / np.maximum(se, 1e-9)
+    return c, t
+
+
+def pixel_steps(hist: np.ndarray, dates, step_dates) -> np.ndarray:
+    """(len(step_dates), n) bool: where the history ``hist`` (e + 1, n) up to the origin shows each step
+    (``|t| >= STEP_T_PIXEL`` in the windowed test, at least ``STEP_MIN_POST`` epochs after the date and
+    ``STEP_HALF // 2`` before it). A date outside the history, or too close to its end, is False."""
+    y = np.asarray(hist)
+    d = np.asarray(dates, dtype="datetime64[D]")
+    out = np.zeros((len(step_dates), y.shape[1]), dtype=bool)
+    for i, sd in enumerate(step_dates):
+        k = int(np.searchsorted(d, np.datetime64(sd, "D"), side="left"))   # first epoch on/after the date
+        n_post = min(STEP_HALF, d.size - k)
+        n_pre = min(STEP_HALF, k)
+        if n_post < STEP_MIN_POST or n_pre < STEP_HALF // 2:
+            continue
+        _, t = _window_fit(y, k, n_pre, n_post)
+        out[i] = np.abs(np.nan_to_num(t)) >= STEP_T_PIXEL
+    return out
+
+
+def step_scan(block: np.ndarray, end: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """The windowed test at every candidate epoch of a block (T, rows, cols): ``{"k": (K,) epochs,
+    "c": (K, rows, cols) step mm, "t": (K, rows, cols)}`` with full windows up to ``end``."""
+    y = np.asarray(block)
+    T = y.shape[0] if end is None else int(end) + 1
+    ks = np.arange(STEP_HALF, T - STEP_HALF + 1)
+    flat = y.reshape(y.shape[0], -1)
+    cs, ts = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for k in ks:
+            c, t = _window_fit(flat, int(k), STEP_HALF, STEP_HALF)
+            cs.append(c)
+            ts.append(t)
+    shp = (ks.size,) + y.shape[1:]
+    return {"k": ks, "c": np.asarray(cs).reshape(shp), "t": np.asarray(ts).reshape(shp)}
+
+
+def coherent_counts(scan: Dict[str, np.ndarray]) -> np.ndarray:
+    """(K,) pixels per candidate epoch whose step passes ``STEP_T`` and ``STEP_MIN_MM`` and at least 4 of
+    whose 8 neighbours pass too."""
+    return _coherent_flags(scan).sum(axis=(1, 2))
+
+
+def pick_dates(counts: np.ndarray, ks: np.ndarray, dates) -> List[dict]:
+    """Dates from the coherent counts of candidate epochs ``ks``: each run's epoch with the most pixels
+    (no other kept epoch within ``STEP_HALF``), where at least ``STEP_MIN_PIXELS`` show the step."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    counts = np.asarray(counts, dtype=np.int64)
+    order = np.argsort(-counts, kind="stable")
+    kept: List[int] = []
+    for i in order:
+        if counts[i] < STEP_MIN_PIXELS:
+            break
+        if all(abs(int(ks[i]) - int(ks[j])) > STEP_HALF for j in kept):
+            kept.append(int(i))
+    return [{"date": str(d[int(ks[i])]), "epoch": int(ks[i]), "pixels": int(counts[i])}
+            for i in sorted(kept, key=lambda i: int(ks[i]))]
+
+
+def detect_steps(stack: np.ndarray, dates, end: Optional[int] = None) -> List[dict]:
+    """Step dates in a stack (T, rows, cols) mm, from its epochs up to ``end`` (default: all):
+    ``[{"date", "epoch", "pixels"}]`` (module doc)."""
+    scan = step_scan(stack, end)
+    return pick_dates(coherent_counts(scan), scan["k"], dates)
+
+
+def detect_in_source(source, dates, rows_per_block: int = 128) -> List[dict]:
+    """:func:`detect_steps` over a stack array (T, rows, cols) or a :class:`raster.StackInfo` read in
+    blocks of rows (one halo row each side for the neighbour test): the counts of every block add up."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    if not hasattr(source, "grid"):
+        return detect_steps(np.asarray(source), d)
+    from ..io import raster
+
+    Hh = int(source.grid.shape[0])
+    total, ks = None, None
+    for r0 in range(0, Hh, int(rows_per_block)):
+        r1 = min(Hh, r0 + int(rows_per_block))
+        a0, a1 = max(0, r0 - 1), min(Hh, r1 + 1)
+        scan = step_scan(raster.read_stack(source, rows=(a0, a1)))
+        counts_all = _coherent_flags(scan)[:, r0 - a0:r1 - a0].sum(axis=(1, 2))
+        total = counts_all if total is None else total + counts_all
+        ks = scan["k"]
+    return [] if total is None else pick_dates(total, ks, d)
+
+
+def _coherent_flags(scan: Dict[str, np.ndarray]) -> np.ndarray:
+    from scipy.ndimage import uniform_filter
+
+    c, t = scan["c"], scan["t"]
+    flag = (np.abs(np.nan_to_num(t)) >= STEP_T) & (np.abs(np.nan_to_num(c)) >= STEP_MIN_MM)
+    nb = uniform_filter(flag.astype(np.float64), size=(1, 3, 3), mode="constant") * 9.0 - flag
+    return flag & (nb >= 4 - 1e-9)
