@@ -66,31 +66,47 @@ def _window_fit(y: np.ndarray, k: int, n_pre: int, n_post: int):
     return c, t
 
 
+def _detrended(y: np.ndarray, dates) -> np.ndarray:
+    """``y`` (T, n) minus its all-history fit (quadratic, annual and semi-annual terms) where the span
+    allows them: seasonal motion is not linear over a 16-epoch window and would leak into the step."""
+    from .baselines import fit_stats, terms_for_span, years_between
+
+    d = np.asarray(dates, dtype="datetime64[D]")
+    t = years_between(d, d[-1])
+    deg, periods = terms_for_span(float(t[-1] - t[0]) if t.size else 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        coef, _, _, fit = fit_stats(y, t, t, deg, periods)
+    return np.where(np.isfinite(fit), y - fit, y)
+
+
 def pixel_steps(hist: np.ndarray, dates, step_dates) -> np.ndarray:
     """(len(step_dates), n) bool: where the history ``hist`` (e + 1, n) up to the origin shows each step
     (``|t| >= STEP_T_PIXEL`` in the windowed test, at least ``STEP_MIN_POST`` epochs after the date and
     ``STEP_HALF // 2`` before it). A date outside the history, or too close to its end, is False."""
-    y = np.asarray(hist)
+    y = np.asarray(hist, dtype=np.float64)
     d = np.asarray(dates, dtype="datetime64[D]")
     out = np.zeros((len(step_dates), y.shape[1]), dtype=bool)
+    r = None
     for i, sd in enumerate(step_dates):
         k = int(np.searchsorted(d, np.datetime64(sd, "D"), side="left"))   # first epoch on/after the date
         n_post = min(STEP_HALF, d.size - k)
         n_pre = min(STEP_HALF, k)
         if n_post < STEP_MIN_POST or n_pre < STEP_HALF // 2:
             continue
-        _, t = _window_fit(y, k, n_pre, n_post)
-        out[i] = np.abs(np.nan_to_num(t)) >= STEP_T_PIXEL
+        r = _detrended(y, d) if r is None else r
+        c, t = _window_fit(r, k, n_pre, n_post)
+        out[i] = (np.abs(np.nan_to_num(t)) >= STEP_T_PIXEL) & (np.abs(np.nan_to_num(c)) >= STEP_MIN_MM)
     return out
 
 
-def step_scan(block: np.ndarray, end: Optional[int] = None) -> Dict[str, np.ndarray]:
+def step_scan(block: np.ndarray, dates, end: Optional[int] = None) -> Dict[str, np.ndarray]:
     """The windowed test at every candidate epoch of a block (T, rows, cols): ``{"k": (K,) epochs,
     "c": (K, rows, cols) step mm, "t": (K, rows, cols)}`` with full windows up to ``end``."""
-    y = np.asarray(block)
+    y = np.asarray(block, dtype=np.float64)
     T = y.shape[0] if end is None else int(end) + 1
     ks = np.arange(STEP_HALF, T - STEP_HALF + 1)
-    flat = y.reshape(y.shape[0], -1)
+    flat = _detrended(y.reshape(y.shape[0], -1)[:T], np.asarray(dates, dtype="datetime64[D]")[:T])
     cs, ts = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -127,7 +143,7 @@ def pick_dates(counts: np.ndarray, ks: np.ndarray, dates) -> List[dict]:
 def detect_steps(stack: np.ndarray, dates, end: Optional[int] = None) -> List[dict]:
     """Step dates in a stack (T, rows, cols) mm, from its epochs up to ``end`` (default: all):
     ``[{"date", "epoch", "pixels"}]`` (module doc)."""
-    scan = step_scan(stack, end)
+    scan = step_scan(stack, dates, end)
     return pick_dates(coherent_counts(scan), scan["k"], dates)
 
 
@@ -144,7 +160,7 @@ def detect_in_source(source, dates, rows_per_block: int = 128) -> List[dict]:
     for r0 in range(0, Hh, int(rows_per_block)):
         r1 = min(Hh, r0 + int(rows_per_block))
         a0, a1 = max(0, r0 - 1), min(Hh, r1 + 1)
-        scan = step_scan(raster.read_stack(source, rows=(a0, a1)))
+        scan = step_scan(raster.read_stack(source, rows=(a0, a1)), d)
         counts_all = _coherent_flags(scan)[:, r0 - a0:r1 - a0].sum(axis=(1, 2))
         total = counts_all if total is None else total + counts_all
         ks = scan["k"]

@@ -1,0 +1,83 @@
+"""Steps nobody gave (algorithms.data.step_detect): a step of a patch is dated from the stack, a smooth
+bend, a kink of the velocity or seasonal motion is not taken for one, and a step date enters only the
+fits of the pixels whose history up to the origin shows it."""
+import numpy as np
+
+from deformcast.algorithms.data import anchors, step_detect
+from deformcast.algorithms.data.dataset import prepare
+
+
+def _stack(step_mm=20.0, k_step=110, T=150, R=30, W=40, seed=0, common=1.5):
+    """A stack (T, R, W) mm with seasonal motion, an accelerating bowl with an onset (a kink), white
+    noise of 2 mm, noise shared by all pixels of a date (``common`` mm), and (``step_mm``) a step at epoch ``k_step`` in a patch."""
+    rng = np.random.default_rng(seed)
+    d = np.datetime64("2016-01-01") + np.arange(T) * np.timedelta64(12, "D")
+    t = np.arange(T) * 12 / 365.25
+    yy, xx = np.mgrid[0:R, 0:W]
+    y = np.zeros((T, R, W))
+    y += 4.0 * np.sin(2 * np.pi * t)[:, None, None] * (1 + xx / W)[None]
+    bowl = np.exp(-((yy - 15) ** 2 + (xx - 30) ** 2) / 30.0)
+    on = t[70]
+    y -= (30.0 * np.clip(t - on, 0, None) ** 2)[:, None, None] * bowl[None]          # onset + acceleration
+    y += rng.normal(0, 2.0, y.shape) + rng.normal(0, common, (T, 1, 1))
+    patch = ((yy - 10) ** 2 + (xx - 10) ** 2) <= 36
+    if step_mm:
+        y[k_step:, patch] += step_mm
+    return y.astype(np.float32), d, patch
+
+
+def test_a_patch_step_is_dated_and_nothing_else_is():
+    y, d, _ = _stack(step_mm=20.0, k_step=110)
+    got = step_detect.detect_steps(y, d)
+    assert [g["epoch"] for g in got] == [110]
+    assert got[0]["date"] == str(d[110]) and got[0]["pixels"] >= step_detect.STEP_MIN_PIXELS
+    y0, d0, _ = _stack(step_mm=0.0)
+    assert step_detect.detect_steps(y0, d0) == []          # bend, kink, seasonal motion, noise: no step
+
+
+def test_block_reading_adds_up_to_the_whole(tmp_path):
+    from deformcast.algorithms.io import raster
+
+    y, d, _ = _stack(step_mm=15.0, k_step=95)
+    p = str(tmp_path / "s.tif")
+    raster.write_stack(p, y, d, raster.make_grid(0, 0, 20, y.shape[2], y.shape[1]))
+    info = raster.open_stack(p)
+    assert step_detect.detect_in_source(info, info.dates, rows_per_block=7) == step_detect.detect_steps(y, d)
+
+
+def test_pixel_test_uses_the_history_only_and_the_family_changes_only_where_the_step_is():
+    y, d, patch = _stack(step_mm=20.0, k_step=110)
+    flat = y.reshape(y.shape[0], -1).astype(np.float64)
+    date = str(d[110])
+    # before the step and right after it (fewer than STEP_MIN_POST epochs) the history cannot show it
+    assert not step_detect.pixel_steps(flat[:110], d[:110], [date]).any()
+    assert not step_detect.pixel_steps(flat[:112], d[:112], [date]).any()
+    shows = step_detect.pixel_steps(flat[:130], d[:130], [date])[0]
+    # every pixel of the patch; outside it, only where the noise shared by all pixels of the dates
+    # around the step mimics one (no more than a few per cent without that noise)
+    assert shows[patch.ravel()].mean() > 0.95 and shows[~patch.ravel()].mean() < 0.3
+    yw, _, _ = _stack(step_mm=20.0, k_step=110, common=0.0)
+    white = step_detect.pixel_steps(yw.reshape(yw.shape[0], -1)[:130], d[:130], [date])[0]
+    assert white[patch.ravel()].mean() > 0.95 and white[~patch.ravel()].mean() < 0.02
+    e = 129
+    td = d[e] + np.arange(1, 11) * np.timedelta64(12, "D")
+    plain = anchors.family_forecasts(flat[:e + 1], d[:e + 1], td)
+    stepped = anchors.family_forecasts(flat[:e + 1], d[:e + 1], td, [date])
+    np.testing.assert_allclose(stepped[:, :, ~shows], plain[:, :, ~shows], rtol=1e-9, atol=1e-9)   # unchanged elsewhere
+    # where the step is, the trajectory fits no longer bend to join the two levels
+    i = anchors.FAMILY_NAMES.index("trajectory_2y")
+    level = np.nanmean(flat[e - 9:e + 1][:, patch.ravel()], axis=0)
+    err_plain = np.abs(plain[i][-1][patch.ravel()] - level).mean()
+    err_step = np.abs(stepped[i][-1][patch.ravel()] - level).mean()
+    assert err_step < 0.5 * err_plain, (err_step, err_plain)
+
+
+def test_prepare_resolves_auto_steps_and_records_them():
+    y, d, _ = _stack(step_mm=20.0, k_step=110)
+    p = prepare(y, d, None, 8, 6, target="residual", baseline="adaptive", max_samples=300, steps="auto",
+                validation="space")
+    assert p.config["steps"] == [str(d[110])]
+    assert [x["epoch"] for x in p.config["steps_detected"]] == [110]
+    p0 = prepare(y, d, None, 8, 6, target="residual", baseline="adaptive", max_samples=300, steps=None,
+                 validation="space")
+    assert p0.config["steps"] == [] and p0.config["steps_detected"] is None
