@@ -278,7 +278,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                                                   "forecast_start", "forecast_dates", "score_key", "n_members")},
                "forecast": {k: fc[k] for k in ("members", "forecast_dates", "end_date", "valid_pixels")},
                "modelling": {"encodings": list(encodings or ["none"]), "validation": validation, "target": target,
-                             "baseline": baseline},
+                             "baseline": baseline} | _steps_of(paths["models"]),
                "gate": {k: gate[k] for k in ("reference", "references", "classifier", "verdict", "verdict_rolling",
                                              "held_out", "action", "ratio", "mean_weight", "origin_dates", "per_class",
                                              "weights", "class_limits_mm")}
@@ -313,6 +313,16 @@ _RESIDUALS_KEYS = (("hotspots_path", "OUTPUT_HOTSPOTS"), ("hotspot_classes_path"
                    ("residuals_path", "OUTPUT_RESIDUALS"), ("report_path", "OUTPUT_REPORT"))
 _ZONING_KEYS = (("discontinuity_path", "OUTPUT_DISCONTINUITY"), ("tiers_path", "OUTPUT_TIERS"),
                 ("zones_path", "tier_zones"), ("report_path", "OUTPUT_REPORT"))
+
+
+def _steps_of(models_folder: str) -> dict:
+    """The step dates the members' classical fits used (``steps``) and those found in the stack when
+    STEPS was auto (``steps_detected``), from the first member's data configuration."""
+    try:
+        cfg = modelio.read_meta(modelio.member_paths(models_folder)[0]).get("data_config") or {}
+    except (DeformCastError, OSError, IndexError, ValueError):
+        return {}
+    return {"steps": list(cfg.get("steps") or []), "steps_detected": cfg.get("steps_detected")}
 
 
 def _summary_paths(res, keys) -> dict:
@@ -389,6 +399,14 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
                       f"forecast when 'residual'), coding {', '.join(mo.get('encodings') or ['none'])}, "
                       f"validation {mo.get('validation')} (early stopping, the TPE objective and each model's "
                       "correction weight; 'space' = 20 % of the pixels in blocks, over the epochs before the test period).")
+    if mo.get("steps_detected"):
+        rep.paragraph("Steps found in the stack (STEPS auto): " + ", ".join(
+            f"{x['date']} ({x['pixels']} pixels)" for x in mo["steps_detected"]) + ". Each date enters the classical "
+            "fits (and so the anchor and the networks' classical channels) of the pixels whose own history shows the "
+            "step; give the dates in STEPS when you know them, or STEPS none to switch this off.")
+    elif mo.get("steps"):
+        rep.paragraph("Known step dates (STEPS): " + ", ".join(mo["steps"]) + "; each enters the classical fits of "
+                      "the pixels whose history shows the step.")
     if mo.get("baseline") == "adaptive":
         rep.paragraph("The classical anchor the networks correct is the adaptive combination of classical forecasts "
                       "(persistence, smoothed persistence, linear and trajectory fits over several windows) fitted on "

@@ -81,3 +81,14 @@ def test_prepare_resolves_auto_steps_and_records_them():
     p0 = prepare(y, d, None, 8, 6, target="residual", baseline="adaptive", max_samples=300, steps=None,
                  validation="space")
     assert p0.config["steps"] == [] and p0.config["steps_detected"] is None
+
+
+def test_the_scan_of_whole_series_equals_the_fit_of_each_window():
+    y, d, _ = _stack(step_mm=20.0, k_step=110, R=12, W=15)
+    y[5:9, 3, 4] = np.nan                                   # one pixel with a gap takes the slow path
+    scan = step_detect.step_scan(y, d)
+    r = step_detect._detrended(y.reshape(y.shape[0], -1).astype(np.float64), d)
+    for i, k in enumerate(scan["k"]):
+        c, t = step_detect._window_fit(r, int(k), step_detect.STEP_HALF, step_detect.STEP_HALF)
+        np.testing.assert_allclose(scan["c"][i].ravel(), c, atol=1e-9, equal_nan=True)
+        np.testing.assert_allclose(scan["t"][i].ravel(), t, atol=1e-8, equal_nan=True)

@@ -102,20 +102,51 @@ def pixel_steps(hist: np.ndarray, dates, step_dates) -> np.ndarray:
 
 def step_scan(block: np.ndarray, dates, end: Optional[int] = None) -> Dict[str, np.ndarray]:
     """The windowed test at every candidate epoch of a block (T, rows, cols): ``{"k": (K,) epochs,
-    "c": (K, rows, cols) step mm, "t": (K, rows, cols)}`` with full windows up to ``end``."""
+    "c": (K, rows, cols) step mm, "t": (K, rows, cols)}`` with full windows up to ``end``. Pixels without
+    gaps take every epoch at once (the test is then one linear filter over the series); pixels with gaps
+    are fitted epoch by epoch with their own weights."""
     y = np.asarray(block, dtype=np.float64)
     T = y.shape[0] if end is None else int(end) + 1
     ks = np.arange(STEP_HALF, T - STEP_HALF + 1)
     flat = _detrended(y.reshape(y.shape[0], -1)[:T], np.asarray(dates, dtype="datetime64[D]")[:T])
-    cs, ts = [], []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for k in ks:
-            c, t = _window_fit(flat, int(k), STEP_HALF, STEP_HALF)
-            cs.append(c)
-            ts.append(t)
+    n = flat.shape[1]
+    c_all = np.full((ks.size, n), np.nan)
+    t_all = np.full((ks.size, n), np.nan)
+    full = np.isfinite(flat).all(axis=0)
+    if ks.size and full.any():
+        m = 2 * STEP_HALF
+        j = np.arange(-STEP_HALF, STEP_HALF, dtype=np.float64)
+        A = np.stack([np.ones_like(j), j / STEP_HALF, (j >= 0).astype(np.float64)], axis=1)
+        inv = np.linalg.inv(A.T @ A)
+        g = (inv @ A.T)[2]                                   # c = g . window
+        Q, _ = np.linalg.qr(A)
+        idx = np.flatnonzero(full)
+        for s0 in range(0, idx.size, 8192):
+            cols = idx[s0:s0 + 8192]
+            sub = np.ascontiguousarray(flat[:, cols])
+            K = ks.size
+            c = np.zeros((K, cols.size))
+            proj = np.zeros((3, K, cols.size))
+            for jj in range(m):                                 # the window filters, tap by tap
+                seg = sub[jj:jj + K]
+                c += g[jj] * seg
+                for q in range(3):
+                    proj[q] += Q[jj, q] * seg
+            cs2 = np.concatenate([np.zeros((1, cols.size)), np.cumsum(sub * sub, axis=0)])
+            ss = cs2[m:m + K] - cs2[:K]                                                 # sum of squares per window
+            rss = np.maximum(ss - (proj ** 2).sum(axis=0), 0.0)
+            se = np.sqrt(rss / (m - 3)) * np.sqrt(inv[2, 2])
+            c_all[:, cols] = c
+            with np.errstate(invalid="ignore", divide="ignore"):
+                t_all[:, cols] = c / np.maximum(se, 1e-9)
+    gappy = np.flatnonzero(~full)
+    if gappy.size:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for i, k in enumerate(ks):
+                c_all[i, gappy], t_all[i, gappy] = _window_fit(flat[:, gappy], int(k), STEP_HALF, STEP_HALF)
     shp = (ks.size,) + y.shape[1:]
-    return {"k": ks, "c": np.asarray(cs).reshape(shp), "t": np.asarray(ts).reshape(shp)}
+    return {"k": ks, "c": c_all.reshape(shp), "t": t_all.reshape(shp)}
 
 
 def coherent_counts(scan: Dict[str, np.ndarray]) -> np.ndarray:
