@@ -83,12 +83,19 @@ def test_prepare_resolves_auto_steps_and_records_them():
     assert p0.config["steps"] == [] and p0.config["steps_detected"] is None
 
 
-def test_the_scan_of_whole_series_equals_the_fit_of_each_window():
-    y, d, _ = _stack(step_mm=20.0, k_step=110, R=12, W=15)
-    y[5:9, 3, 4] = np.nan                                   # one pixel with a gap takes the slow path
+def test_the_scan_of_whole_series_equals_the_fit_of_each_window_and_gaps_do_not_hide_a_step():
+    y, d, patch = _stack(step_mm=20.0, k_step=110, R=12, W=15)
     scan = step_detect.step_scan(y, d)
     r = step_detect._detrended(y.reshape(y.shape[0], -1).astype(np.float64), d)
     for i, k in enumerate(scan["k"]):
         c, t = step_detect._window_fit(r, int(k), step_detect.STEP_HALF, step_detect.STEP_HALF)
-        np.testing.assert_allclose(scan["c"][i].ravel(), c, atol=1e-9, equal_nan=True)
-        np.testing.assert_allclose(scan["t"][i].ravel(), t, atol=1e-8, equal_nan=True)
+        np.testing.assert_allclose(scan["c"][i].ravel(), c, atol=1e-9)
+        np.testing.assert_allclose(scan["t"][i].ravel(), t, atol=1e-8)
+    # a fifth of the epochs missing at random in every pixel (and a pixel with too few epochs)
+    y, d, patch = _stack(step_mm=20.0, k_step=110)
+    rng = np.random.default_rng(3)
+    y[rng.random(y.shape) < 0.2] = np.nan
+    y[:100, 0, 0] = np.nan
+    scan = step_detect.step_scan(y, d)
+    assert np.isnan(scan["t"][:, 0, 0]).all()
+    assert [g["epoch"] for g in step_detect.pick_dates(step_detect.coherent_counts(scan), scan["k"], d)] == [110]

@@ -102,9 +102,8 @@ def pixel_steps(hist: np.ndarray, dates, step_dates) -> np.ndarray:
 
 def step_scan(block: np.ndarray, dates, end: Optional[int] = None) -> Dict[str, np.ndarray]:
     """The windowed test at every candidate epoch of a block (T, rows, cols): ``{"k": (K,) epochs,
-    "c": (K, rows, cols) step mm, "t": (K, rows, cols)}`` with full windows up to ``end``. Pixels without
-    gaps take every epoch at once (the test is then one linear filter over the series); pixels with gaps
-    are fitted epoch by epoch with their own weights."""
+    "c": (K, rows, cols) step mm, "t": (K, rows, cols)}`` with full windows up to ``end``, NaN for pixels
+    with fewer than half their epochs. Every epoch at once: the test is one linear filter of the series."""
     y = np.asarray(block, dtype=np.float64)
     T = y.shape[0] if end is None else int(end) + 1
     ks = np.arange(STEP_HALF, T - STEP_HALF + 1)
@@ -112,7 +111,21 @@ def step_scan(block: np.ndarray, dates, end: Optional[int] = None) -> Dict[str, 
     n = flat.shape[1]
     c_all = np.full((ks.size, n), np.nan)
     t_all = np.full((ks.size, n), np.nan)
-    full = np.isfinite(flat).all(axis=0)
+    ok = np.isfinite(flat)
+    full = ok.all(axis=0)
+    gappy = ~full & (ok.mean(axis=0) >= 0.5)
+    if gappy.any():
+        # a pixel with gaps (but at least half its epochs) is screened with each gap filled by the value
+        # before it: a flat stretch, never a step the data do not hold (the fits themselves keep the gaps)
+        sub = flat[:, gappy]
+        idx = np.where(np.isfinite(sub), np.arange(sub.shape[0])[:, None], 0)
+        idx = np.maximum.accumulate(idx, axis=0)
+        filled = np.take_along_axis(sub, idx, axis=0)
+        first = np.argmax(np.isfinite(sub), axis=0)
+        filled = np.where(np.isfinite(filled), filled, sub[first, np.arange(sub.shape[1])][None])
+        flat = flat.copy()
+        flat[:, gappy] = filled
+        full = full | gappy
     if ks.size and full.any():
         m = 2 * STEP_HALF
         j = np.arange(-STEP_HALF, STEP_HALF, dtype=np.float64)
@@ -139,12 +152,6 @@ def step_scan(block: np.ndarray, dates, end: Optional[int] = None) -> Dict[str, 
             c_all[:, cols] = c
             with np.errstate(invalid="ignore", divide="ignore"):
                 t_all[:, cols] = c / np.maximum(se, 1e-9)
-    gappy = np.flatnonzero(~full)
-    if gappy.size:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            for i, k in enumerate(ks):
-                c_all[i, gappy], t_all[i, gappy] = _window_fit(flat[:, gappy], int(k), STEP_HALF, STEP_HALF)
     shp = (ks.size,) + y.shape[1:]
     return {"k": ks, "c": c_all.reshape(shp), "t": t_all.reshape(shp)}
 
