@@ -213,7 +213,9 @@ def test_terms_outside_the_fit_period_are_dropped():
     kept = edge.terms(fd[-1], t_fit)
     assert kept["steps"] == (0.0,) and len(kept["exps"]) == 1
     # each window applies the rule itself: a step 3 years back is in the full fit, not the 2-year one
+    # (a step the data hold: a date enters a pixel's fits only where its history shows the step)
     noisy = full[:fit_end + 1] + rng.normal(0, 1.0, (fit_end + 1, full.shape[1]))
+    noisy = noisy + 15.0 * (fd >= fd[-1] - 3 * 365)[:, None]
     old = TimeFunction(step_dates=[fd[-1] - 3 * 365])
     names = ["trajectory", "trajectory_recent"]
     r = forecast_baselines(noisy, fd, fit_end, hd, names=names, time_function=old)

@@ -99,3 +99,19 @@ def test_the_scan_of_whole_series_equals_the_fit_of_each_window_and_gaps_do_not_
     scan = step_detect.step_scan(y, d)
     assert np.isnan(scan["t"][:, 0, 0]).all()
     assert [g["epoch"] for g in step_detect.pick_dates(step_detect.coherent_counts(scan), scan["k"], d)] == [110]
+
+
+def test_the_classical_baselines_take_a_step_date_where_the_family_does():
+    from deformcast.algorithms.data.baselines import forecast_baselines
+
+    y, d, patch = _stack(step_mm=20.0, k_step=110)
+    flat = y.reshape(y.shape[0], -1).astype(np.float64)
+    e, date = 129, str(d[110])
+    td = d[e] + np.arange(1, 11) * np.timedelta64(12, "D")
+    shows = step_detect.pixel_steps(flat[:e + 1], d[:e + 1], [date])[0]
+    plain = forecast_baselines(flat[:e + 1], d[:e + 1], e, td)
+    stepped = forecast_baselines(flat[:e + 1], d[:e + 1], e, td, time_function=[date])
+    glob = forecast_baselines(flat[:e + 1, shows], d[:e + 1], e, td, time_function=[date])
+    for n in plain:
+        np.testing.assert_allclose(stepped[n][:, ~shows], plain[n][:, ~shows], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(stepped[n][:, shows], glob[n], rtol=1e-5, atol=1e-4)

@@ -448,6 +448,28 @@ def forecast_baselines(stack: np.ndarray, dates, fit_end_index: int, horizon_dat
     hd = np.atleast_1d(np.asarray(horizon_dates, dtype="datetime64[D]"))
     pix_shape = a.shape[1:]
     y = a.reshape(a.shape[0], -1)
+    if tf is not None and tf.step_dates:
+        # each step date only in the fits of the pixels whose history up to the origin shows the step,
+        # as in the classical family (anchors.family_forecasts, step_detect.pixel_steps)
+        from .step_detect import pixel_steps
+
+        shows = pixel_steps(y[:end + 1], dates[:end + 1], tf.step_dates)
+        patterns, inverse = np.unique(shows.T, axis=0, return_inverse=True)
+        out = {n: np.full((hd.size, y.shape[1]), np.nan, np.float32) for n in names}
+        for i, pat in enumerate(patterns):
+            cols = np.flatnonzero(inverse.ravel() == i)
+            sub = TimeFunction(step_dates=tuple(d for d, on in zip(tf.step_dates, pat) if on), exp=tf.exp, log=tf.log)
+            part = _baselines(y[:, cols], dates, end, hd, names, recent_years, fit_start_index,
+                              sub if len(sub) else None)
+            for n in names:
+                out[n][:, cols] = part[n]
+        return {n: v.reshape((hd.size,) + pix_shape) for n, v in out.items()}
+    return {n: v.reshape((hd.size,) + pix_shape)
+            for n, v in _baselines(y, dates, end, hd, names, recent_years, fit_start_index, tf).items()}
+
+
+def _baselines(y: np.ndarray, dates, end: int, hd, names, recent_years, fit_start_index, tf) -> Dict[str, np.ndarray]:
+    """The forecasts of :func:`forecast_baselines` for (T, N) values, one time function for every pixel."""
     out: Dict[str, np.ndarray] = {}
     for name in names:
         if name == "persistence":
@@ -463,5 +485,5 @@ def forecast_baselines(stack: np.ndarray, dates, fit_end_index: int, horizon_dat
             starts = sorted({_recent_start(dates, end, yrs, fit_start_index) for yrs in ENSEMBLE_YEARS})
             members = [_trajectory(y, dates, s, end, hd, time_function=tf) for s in starts]
             f = _nanmean0(np.stack(members))
-        out[name] = np.asarray(f, dtype=np.float32).reshape((hd.size,) + pix_shape)
+        out[name] = np.asarray(f, dtype=np.float32).reshape(hd.size, y.shape[1])
     return out
