@@ -240,3 +240,32 @@ def test_verdict_needs_the_held_out_test_period_to_agree():
     bad = skill_gate.fit_gate(_data(net_sigma=2.0, net_info=0.0))
     assert skill_gate.with_held_out(bad, back(1.0, 2.0))["verdict"] == "lose"
     assert skill_gate.with_held_out(lost, back(1.8, 2.0))["verdict"] == "win"
+
+
+def test_a_shift_must_hold_on_origins_it_was_not_fitted_on():
+    """A reference that only adds noise to the ensemble can look 1 % better in sample: errors shared by
+    every pixel of an origin and lead (the atmosphere of a date) leave a handful of independent draws
+    for fifteen lead weights. Cross-validated over the origins the shift is refused; a reference with
+    real information (errors independent of the ensemble's) still earns its blend."""
+    rng = np.random.default_rng(7)
+    n_o, n, H = 6, 400, 15
+    origin = np.repeat(np.arange(n_o), n)
+    Y = rng.normal(0, 5, (H, n_o * n))
+    common = lambda: np.repeat(rng.normal(0, 1.0, (H, n_o)), n, axis=1)   # noqa: E731 - one draw per origin and lead
+    E = Y + common() + rng.normal(0, 0.5, Y.shape)
+    found = False
+    for _ in range(50):
+        B = E + common() + rng.normal(0, 0.5, Y.shape)             # nothing the ensemble lacks
+        w = skill_gate._lead_weights(E, B, Y)
+        in_sample = skill_gate._rmse(B + w[:, None] * (E - B), Y)
+        if in_sample <= (1 - skill_gate.MIN_GAIN) * skill_gate._rmse(E, Y):
+            found = True
+            break
+    assert found, "no draw where the noise reference gains 1 % in sample"
+    np.testing.assert_array_equal(skill_gate._earned(w, E, B, Y), w)              # in sample: shifted
+    np.testing.assert_array_equal(skill_gate._earned(w, E, B, Y, origin), np.ones_like(w))   # refused
+    B2 = Y + common() + rng.normal(0, 0.5, Y.shape)                              # independent errors
+    w2 = skill_gate._lead_weights(E, B2, Y)
+    got = skill_gate._earned(w2, E, B2, Y, origin)
+    np.testing.assert_array_equal(got, w2)
+    assert 0.2 < got.mean() < 0.8
