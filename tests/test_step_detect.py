@@ -103,6 +103,7 @@ def test_the_scan_of_whole_series_equals_the_fit_of_each_window_and_gaps_do_not_
 
 def test_the_classical_baselines_take_a_step_date_where_the_family_does():
     from deformcast.algorithms.data.baselines import forecast_baselines
+    from deformcast.algorithms.data.step_detect import baselines_where_steps_show
 
     y, d, patch = _stack(step_mm=20.0, k_step=110)
     flat = y.reshape(y.shape[0], -1).astype(np.float64)
@@ -110,8 +111,8 @@ def test_the_classical_baselines_take_a_step_date_where_the_family_does():
     td = d[e] + np.arange(1, 11) * np.timedelta64(12, "D")
     shows = step_detect.pixel_steps(flat[:e + 1], d[:e + 1], [date])[0]
     plain = forecast_baselines(flat[:e + 1], d[:e + 1], e, td)
-    stepped = forecast_baselines(flat[:e + 1], d[:e + 1], e, td, time_function=[date])
-    glob = forecast_baselines(flat[:e + 1, shows], d[:e + 1], e, td, time_function=[date])
+    stepped = baselines_where_steps_show(flat[:e + 1], d[:e + 1], e, td, time_function=[date])
+    glob = forecast_baselines(flat[:e + 1, shows], d[:e + 1], e, td, time_function=[date])   # every pixel
     for n in plain:
         np.testing.assert_allclose(stepped[n][:, ~shows], plain[n][:, ~shows], rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(stepped[n][:, shows], glob[n], rtol=1e-5, atol=1e-4)

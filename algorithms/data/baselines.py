@@ -431,7 +431,8 @@ def forecast_baselines(stack: np.ndarray, dates, fit_end_index: int, horizon_dat
     ``fit_start_index..fit_end_index`` (inclusive); returns ``{name: float32 (H_f, ...)}`` with
     the pixel shape of ``stack`` and ``H_f = len(horizon_dates)``. ``time_function``
     (:class:`TimeFunction`, a MintPy model dict or a sequence of step dates; None = none) adds
-    step / exp / log terms to every fitted baseline, see the module doc.
+    step / exp / log terms to every fitted baseline of every pixel, see the module doc
+    (:func:`step_detect.baselines_where_steps_show`: a step date only where a pixel shows the step).
     """
     tf = as_time_function(time_function)
     names = list(BASELINES if names is None else names)
@@ -448,22 +449,6 @@ def forecast_baselines(stack: np.ndarray, dates, fit_end_index: int, horizon_dat
     hd = np.atleast_1d(np.asarray(horizon_dates, dtype="datetime64[D]"))
     pix_shape = a.shape[1:]
     y = a.reshape(a.shape[0], -1)
-    if tf is not None and tf.step_dates:
-        # each step date only in the fits of the pixels whose history up to the origin shows the step,
-        # as in the classical family (anchors.family_forecasts, step_detect.pixel_steps)
-        from .step_detect import pixel_steps
-
-        shows = pixel_steps(y[:end + 1], dates[:end + 1], tf.step_dates)
-        patterns, inverse = np.unique(shows.T, axis=0, return_inverse=True)
-        out = {n: np.full((hd.size, y.shape[1]), np.nan, np.float32) for n in names}
-        for i, pat in enumerate(patterns):
-            cols = np.flatnonzero(inverse.ravel() == i)
-            sub = TimeFunction(step_dates=tuple(d for d, on in zip(tf.step_dates, pat) if on), exp=tf.exp, log=tf.log)
-            part = _baselines(y[:, cols], dates, end, hd, names, recent_years, fit_start_index,
-                              sub if len(sub) else None)
-            for n in names:
-                out[n][:, cols] = part[n]
-        return {n: v.reshape((hd.size,) + pix_shape) for n, v in out.items()}
     return {n: v.reshape((hd.size,) + pix_shape)
             for n, v in _baselines(y, dates, end, hd, names, recent_years, fit_start_index, tf).items()}
 

@@ -212,3 +212,30 @@ def _coherent_flags(scan: Dict[str, np.ndarray]) -> np.ndarray:
     flag = (np.abs(np.nan_to_num(t)) >= STEP_T) & (np.abs(np.nan_to_num(c)) >= STEP_MIN_MM)
     nb = uniform_filter(flag.astype(np.float64), size=(1, 3, 3), mode="constant") * 9.0 - flag
     return flag & (nb >= 4 - 1e-9)
+
+
+def baselines_where_steps_show(stack: np.ndarray, dates, fit_end_index: int, horizon_dates, time_function=None,
+                               **kw) -> Dict[str, np.ndarray]:
+    """:func:`baselines.forecast_baselines` with each step date of ``time_function`` only in the fits of
+    the pixels whose history up to ``fit_end_index`` shows the step (:func:`pixel_steps`), as in the
+    classical family (``anchors.family_forecasts``): pixels are grouped by the steps they show."""
+    from .baselines import TimeFunction, as_time_function, forecast_baselines
+
+    tf = as_time_function(time_function)
+    a = np.asarray(stack)
+    if tf is None or not tf.step_dates:
+        return forecast_baselines(a, dates, fit_end_index, horizon_dates, time_function=tf, **kw)
+    d = np.asarray(dates, dtype="datetime64[D]")
+    end = int(fit_end_index)
+    y = a.reshape(a.shape[0], -1)
+    hd = np.atleast_1d(np.asarray(horizon_dates, dtype="datetime64[D]"))
+    shows = pixel_steps(y[:end + 1], d[:end + 1], tf.step_dates)
+    patterns, inverse = np.unique(shows.T, axis=0, return_inverse=True)
+    out: Dict[str, np.ndarray] = {}
+    for i, pat in enumerate(patterns):
+        cols = np.flatnonzero(inverse.ravel() == i)
+        sub = TimeFunction(step_dates=tuple(sd for sd, on in zip(tf.step_dates, pat) if on), exp=tf.exp, log=tf.log)
+        part = forecast_baselines(y[:, cols], d, end, hd, time_function=sub if len(sub) else None, **kw)
+        for n, v in part.items():
+            out.setdefault(n, np.full((hd.size, y.shape[1]), np.nan, np.float32))[:, cols] = v
+    return {n: v.reshape((hd.size,) + a.shape[1:]) for n, v in out.items()}

@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..data import anchors, baselines
+from ..data import anchors, step_detect
 from .. import metrics
 from ..models import modelio
 from ..io import raster
@@ -117,7 +117,7 @@ def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path
         valid &= np.isfinite(truth).all(axis=0)
     progress.set(0.85)
     steps = (modelio.read_meta(modelio.member_paths(model_folder)[0]).get("data_config") or {}).get("steps") or None
-    base = baselines.forecast_baselines(stack, info.dates, e, fdates[:H], time_function=steps)
+    base = step_detect.baselines_where_steps_show(stack, info.dates, e, fdates[:H], time_function=steps)
     fam = anchors.family_forecasts(stack[:e + 1].reshape(e + 1, -1), info.dates[:e + 1], fdates[:H], steps)
     for c, name in enumerate(anchors.FAMILY_NAMES):
         if name not in base:
