@@ -48,13 +48,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZONES = {1: "mining", 2: "fault", 3: "uplift", 4: "step area"}
 
 
-def scenes(seeds, demo: bool):
+def scenes(seeds, demo: bool, runs=None, demo_folder=None):
     out = []
     if demo:
-        out.append(("demo (seed 42)", os.path.join(ROOT, "demo_output", "scene"), os.path.join(ROOT, "demo_output", "models")))
+        d = demo_folder or os.path.join(ROOT, "demo_output")
+        out.append(("demo (seed 42)", os.path.join(d, "scene"), os.path.join(d, "models")))
+    bases = [os.path.join(ROOT, "build", b) for b in ("bench_skill", "bench_skill_confirm")] if not runs else list(runs)
     for s in seeds:
-        for base in ("bench_skill", "bench_skill_confirm"):
-            f = os.path.join(ROOT, "build", base, f"seed_{s}")
+        for base in bases:
+            f = os.path.join(base, f"seed_{s}")
             if os.path.isdir(os.path.join(f, "job", "models")):
                 out.append((f"varied seed {s}", os.path.join(f, "scene"), os.path.join(f, "job", "models")))
                 break
@@ -158,10 +160,13 @@ def main(argv=None):
     ap.add_argument("--methods", nargs="+", default=list(calibration.METHODS))
     ap.add_argument("--thresholds", type=float, nargs="+", default=[10.0, 20.0])
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench_calibration"))
+    ap.add_argument("--runs", nargs="*", default=None,
+                    help="bench_skill.py output folders holding seed_N/ (default: build/bench_skill, build/bench_skill_confirm)")
+    ap.add_argument("--demo-folder", default=None, help="a main job's output folder on the demo scene (default: demo_output)")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     results = []
-    for name, sc, models in scenes(args.seeds, not args.no_demo):
+    for name, sc, models in scenes(args.seeds, not args.no_demo, args.runs, args.demo_folder):
         out = os.path.join(args.out, name.split("(")[0].strip().replace(" ", "_"))
         os.makedirs(out, exist_ok=True)
         for method in args.methods:
