@@ -13,6 +13,8 @@ def test_defaults_are_the_measured_best_and_every_entrance_uses_them():
     assert DataConfig.from_mapping({"target": None, "steps": ""}).prepare_kwargs() == {
         "target": "residual", "baseline": "adaptive", "validation": "space", "steps": "auto"}
     assert DataConfig(steps=None).steps == "auto" and DataConfig(steps="None").steps is None
+    with pytest.raises(DeformCastError, match="STEPS: 'autoo' is not a date"):
+        DataConfig(steps="autoo")
 
 
 @pytest.mark.parametrize("kw, label", [({"target": "level"}, "TARGET"), ({"baseline": "magic"}, "ANCHOR"),

@@ -116,3 +116,13 @@ def test_the_classical_baselines_take_a_step_date_where_the_family_does():
     for n in plain:
         np.testing.assert_allclose(stepped[n][:, ~shows], plain[n][:, ~shows], rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(stepped[n][:, shows], glob[n], rtol=1e-5, atol=1e-4)
+
+
+def test_a_wrong_steps_value_names_the_choices():
+    import pytest
+
+    from deformcast.algorithms.errors import DeformCastError
+
+    y, d, _ = _stack(step_mm=0.0, R=6, W=6)
+    with pytest.raises(DeformCastError, match="STEPS: 'autoo' is not a date.*'auto'.*'none'"):
+        prepare(y, d, None, 8, 6, target="residual", baseline="adaptive", max_samples=100, steps="autoo")

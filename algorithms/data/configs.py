@@ -41,6 +41,10 @@ class DataConfig:
             object.__setattr__(self, "steps", "auto")          # empty: the default, detected
         elif isinstance(self.steps, str) and self.steps.strip().lower() in ("none", "off", "no"):
             object.__setattr__(self, "steps", None)
+        elif isinstance(self.steps, str) and self.steps.strip().lower() != "auto":
+            from .features import _steps
+
+            _steps(self.steps)          # a wrong date or a missing file is named here, before any reading
 
     @classmethod
     def from_mapping(cls, values: Optional[Mapping[str, Any]] = None) -> "DataConfig":

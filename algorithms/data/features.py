@@ -473,7 +473,10 @@ def _steps(steps) -> np.ndarray:
     if steps is None or (isinstance(steps, str) and steps.strip().lower() in ("", "none", AUTO_STEPS)):
         return np.zeros(0, dtype="datetime64[D]")
     if isinstance(steps, str) or hasattr(steps, "__fspath__"):
-        return parse_steps(steps)
+        try:
+            return parse_steps(steps)
+        except DeformCastError as exc:
+            raise DeformCastError(f"STEPS: {exc} Or give '{AUTO_STEPS}' (steps found in the stack) or 'none'.") from None
     return np.unique(np.asarray([np.datetime64(str(s)[:10], "D") for s in steps], dtype="datetime64[D]"))
 
 
