@@ -142,19 +142,13 @@ def family_forecasts(hist: np.ndarray, dates, target_dates, time_function=None) 
 
 def _family_per_step_pattern(y: np.ndarray, d: np.ndarray, target_dates, tf) -> np.ndarray:
     """:func:`family_forecasts` where each step date enters only the fits of the pixels whose history
-    shows the step (:func:`step_detect.pixel_steps`): pixels are grouped by the steps they show."""
-    from .baselines import TimeFunction
-    from .step_detect import pixel_steps
+    shows the step: pixels grouped by the steps they show (:func:`step_detect.groups_by_steps`)."""
+    from .step_detect import groups_by_steps
 
-    shows = pixel_steps(y, d, tf.step_dates)                       # (S, n)
     td = np.atleast_1d(np.asarray(target_dates, dtype="datetime64[D]"))
     out = np.full((len(FAMILY), td.size, y.shape[1]), np.nan)
-    patterns, inverse = np.unique(shows.T, axis=0, return_inverse=True)
-    for i, pat in enumerate(patterns):
-        cols = np.flatnonzero(inverse.ravel() == i)
-        steps = tuple(sd for sd, on in zip(tf.step_dates, pat) if on)
-        sub = TimeFunction(step_dates=steps, exp=tf.exp, log=tf.log)
-        out[:, :, cols] = _family_forecasts(y[:, cols], d, td, sub if len(sub) else None)
+    for cols, sub in groups_by_steps(y, d, tf):
+        out[:, :, cols] = _family_forecasts(y[:, cols], d, td, sub)
     return out
 
 

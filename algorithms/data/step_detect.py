@@ -214,12 +214,27 @@ def _coherent_flags(scan: Dict[str, np.ndarray]) -> np.ndarray:
     return flag & (nb >= 4 - 1e-9)
 
 
+def groups_by_steps(hist: np.ndarray, dates, tf):
+    """The pixels of ``hist`` (e + 1, n) grouped by the step dates of the time function ``tf`` that
+    their history shows (:func:`pixel_steps`): ``[(columns, time function of that group or None)]``,
+    each group's time function holding only those dates (and ``tf``'s exp / log terms)."""
+    from .baselines import TimeFunction
+
+    shows = pixel_steps(hist, dates, tf.step_dates)                   # (S, n)
+    patterns, inverse = np.unique(shows.T, axis=0, return_inverse=True)
+    out = []
+    for i, pat in enumerate(patterns):
+        sub = TimeFunction(step_dates=tuple(sd for sd, on in zip(tf.step_dates, pat) if on), exp=tf.exp, log=tf.log)
+        out.append((np.flatnonzero(inverse.ravel() == i), sub if len(sub) else None))
+    return out
+
+
 def baselines_where_steps_show(stack: np.ndarray, dates, fit_end_index: int, horizon_dates, time_function=None,
                                **kw) -> Dict[str, np.ndarray]:
     """:func:`baselines.forecast_baselines` with each step date of ``time_function`` only in the fits of
     the pixels whose history up to ``fit_end_index`` shows the step (:func:`pixel_steps`), as in the
     classical family (``anchors.family_forecasts``): pixels are grouped by the steps they show."""
-    from .baselines import TimeFunction, as_time_function, forecast_baselines
+    from .baselines import as_time_function, forecast_baselines
 
     tf = as_time_function(time_function)
     a = np.asarray(stack)
@@ -229,13 +244,9 @@ def baselines_where_steps_show(stack: np.ndarray, dates, fit_end_index: int, hor
     end = int(fit_end_index)
     y = a.reshape(a.shape[0], -1)
     hd = np.atleast_1d(np.asarray(horizon_dates, dtype="datetime64[D]"))
-    shows = pixel_steps(y[:end + 1], d[:end + 1], tf.step_dates)
-    patterns, inverse = np.unique(shows.T, axis=0, return_inverse=True)
     out: Dict[str, np.ndarray] = {}
-    for i, pat in enumerate(patterns):
-        cols = np.flatnonzero(inverse.ravel() == i)
-        sub = TimeFunction(step_dates=tuple(sd for sd, on in zip(tf.step_dates, pat) if on), exp=tf.exp, log=tf.log)
-        part = forecast_baselines(y[:, cols], d, end, hd, time_function=sub if len(sub) else None, **kw)
+    for cols, sub in groups_by_steps(y[:end + 1], d[:end + 1], tf):
+        part = forecast_baselines(y[:, cols], d, end, hd, time_function=sub, **kw)
         for n, v in part.items():
             out.setdefault(n, np.full((hd.size, y.shape[1]), np.nan, np.float32))[:, cols] = v
     return {n: v.reshape((hd.size,) + a.shape[1:]) for n, v in out.items()}
