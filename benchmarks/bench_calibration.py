@@ -69,20 +69,67 @@ def by_dates(path, dates):
     return np.stack([a[idx[d]] if d in idx else np.full(a.shape[1:], np.nan, np.float32) for d in dates])
 
 
-def score(scene_dir, models, out, method, thresholds):
+def observed(scene_dir, dates):
+    """Observations at ``dates``: from the stack where it holds them, else from the later observations."""
+    a = by_dates(os.path.join(scene_dir, "stack.tif"), dates)
+    b = by_dates(os.path.join(scene_dir, "future_observed.tif"), dates)
+    return np.where(np.isfinite(a), a, b)
+
+
+def forecast_from(scene_dir, models, out, method, end_date=None):
+    """(members (M, H, rows, cols), forecast dates, observations, truth, the value at the origin, summary)."""
     stack = os.path.join(scene_dir, "stack.tif")
-    t0 = time.time()
-    res = predict_ensemble(stack, models, os.path.join(out, f"{method}_median.tif"), None,
-                           os.path.join(out, f"{method}_members.tif"), calibration=method)
-    wall = time.time() - t0
+    tag = method if end_date is None else f"{method}_{end_date}"
+    res = predict_ensemble(stack, models, os.path.join(out, f"{tag}_median.tif"), None,
+                           os.path.join(out, f"{tag}_members.tif"), calibration=method, end_date=end_date)
     fd = res["forecast_dates"]
     M, H = len(res["members"]), len(fd)
     info = raster.open_stack(stack)
-    mem = raster.read_raster(os.path.join(out, f"{method}_members.tif"))[0].reshape((M, H) + info.grid.shape)
+    mem = raster.read_raster(os.path.join(out, f"{tag}_members.tif"))[0].reshape((M, H) + info.grid.shape)
+    e = info.n_epochs - 1 if end_date is None else int(np.flatnonzero(
+        np.asarray(info.dates, dtype="datetime64[D]") <= np.datetime64(str(end_date), "D"))[-1])
+    start = raster.read_stack(info, bands=[e])[0]
+    return mem, fd, observed(scene_dir, fd), by_dates(os.path.join(scene_dir, "truth.tif"), fd), start, res
+
+
+def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing):
+    """Coverage per lead step and Brier skill pooled over ``n_origins`` forecast origins: the last
+    acquisition and the ``n_origins - 1`` before it, ``spacing`` epochs apart (inside the models' test
+    period, which neither the networks nor the calibration saw). One origin is one draw of each
+    acquisition's atmosphere, common to every pixel; pooling origins measures the calibration itself."""
+    info = raster.open_stack(os.path.join(scene_dir, "stack.tif"))
+    d = np.asarray(info.dates, dtype="datetime64[D]")
+    e = info.n_epochs - 1
+    hit, n, per_origin, bs = None, None, [], {f"{t:g}": ([], []) for t in thresholds}
+    for k in range(n_origins):
+        end = None if k == 0 else str(d[e - k * spacing])
+        mem, fd, obs, _, start, _ = forecast_from(scene_dir, models, out, method, end)
+        p10, p90 = np.percentile(mem, [10, 90], axis=0)
+        ok = np.isfinite(np.median(mem, axis=0)) & np.isfinite(obs)
+        h_in = ((obs >= p10) & (obs <= p90) & ok).sum(axis=(1, 2)).astype(float)
+        h_n = ok.sum(axis=(1, 2)).astype(float)
+        hit = h_in if hit is None else hit + h_in
+        n = h_n if n is None else n + h_n
+        per_origin.append({"origin": str(d[e - k * spacing]), "coverage": (h_in / np.maximum(h_n, 1)).tolist()})
+        last = int(np.flatnonzero(h_n > 0)[-1])
+        okl = ok[last]
+        for t in thresholds:
+            bs[f"{t:g}"][0].append((np.abs(mem[:, last] - start[None]) >= t).mean(axis=0)[okl])
+            bs[f"{t:g}"][1].append((np.abs(obs[last] - start) >= t)[okl].astype(float))
+    scored = n > 0
+    brier_pooled = {t: brier(np.concatenate(p), np.concatenate(o)) for t, (p, o) in bs.items()}
+    return {"n_origins": n_origins, "spacing": spacing, "coverage": (hit[scored] / n[scored]).tolist(),
+            "per_origin": per_origin,
+            "brier": {t: {"bss": b["bss"], "base_rate": b["base_rate"]} for t, b in brier_pooled.items()}}
+
+
+def score(scene_dir, models, out, method, thresholds):
+    t0 = time.time()
+    mem, fd, _, truth, start, res = forecast_from(scene_dir, models, out, method)
+    wall = time.time() - t0
     med = np.median(mem, axis=0)
     obs = by_dates(os.path.join(scene_dir, "future_observed.tif"), fd)
-    truth = by_dates(os.path.join(scene_dir, "truth.tif"), fd)
-    steps = [h for h in range(H) if np.isfinite(obs[h]).any()]
+    steps = [h for h in range(len(fd)) if np.isfinite(obs[h]).any()]
     last = steps[-1]
     p10, p90 = np.percentile(mem, [10, 90], axis=0)
     width = p90 - p10
@@ -102,7 +149,6 @@ def score(scene_dir, models, out, method, thresholds):
             zrows[name] = {"error_ratio": float(np.nanmean(e_truth[m]) / np.nanmean(e_truth[bg])),
                            "spread_ratio": float(np.mean(width[last][m]) / np.mean(width[last][bg])), "n": int(m.sum())}
     worst = max(zrows, key=lambda k: zrows[k]["error_ratio"]) if zrows else None
-    start = raster.read_stack(info, bands=[info.n_epochs - 1])[0]
     d_obs = np.abs(obs[last] - start)
     d_mem = np.abs(mem[:, last] - start[None])
     ok = valid & np.isfinite(d_obs)
@@ -150,6 +196,18 @@ def markdown(results, thresholds) -> str:
                    f"({r['rank_corr_obs']:.2f}) | {zr} | {r['zone_ratio']:.2f} | "
                    + " | ".join(f"{r['brier'][f'{t:g}']['bss']:.2f}" for t in thresholds)
                    + f" | {r['member_lag1']:.2f} |")
+    pooled = [r for r in results if r.get("pooled")]
+    if pooled:
+        out += ["", f"Pooled over {pooled[0]['pooled']['n_origins']} forecast origins ({pooled[0]['pooled']['spacing']} epochs "
+                "apart, the last acquisition and earlier ones inside the models' test period): coverage of the observations "
+                "per lead step, Brier skill at each origin's last scored step.", "",
+                "| scene | method | coverage per step (min-max, %) | steps outside 75-85 % | mean coverage (%) | "
+                + " | ".join(f"BSS {t:g} mm" for t in thresholds) + " |",
+                "|---|---|---|---:|---:|" + "---:|" * len(thresholds)]
+        for r in pooled:
+            c = np.asarray(r["pooled"]["coverage"]) * 100
+            out.append(f"| {r['scene']} | {r['method']} | {c.min():.0f}-{c.max():.0f} | {int(((c < 75) | (c > 85)).sum())} of "
+                       f"{c.size} | {c.mean():.0f} | " + " | ".join(f"{r['pooled']['brier'][f'{t:g}']['bss']:.2f}" for t in thresholds) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -163,6 +221,10 @@ def main(argv=None):
     ap.add_argument("--runs", nargs="*", default=None,
                     help="bench_skill.py output folders holding seed_N/ (default: build/bench_skill, build/bench_skill_confirm)")
     ap.add_argument("--demo-folder", default=None, help="a main job's output folder on the demo scene (default: demo_output)")
+    ap.add_argument("--origins", type=int, default=1,
+                    help="also pool coverage and Brier skill over this many forecast origins (the last acquisition "
+                         "and earlier ones inside the models' test period)")
+    ap.add_argument("--origin-spacing", type=int, default=5, help="epochs between those origins")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     results = []
@@ -172,6 +234,12 @@ def main(argv=None):
         for method in args.methods:
             r = score(sc, models, out, method, args.thresholds)
             r["scene"] = name
+            if args.origins > 1:
+                r["pooled"] = score_origins(sc, models, out, method, args.thresholds, args.origins, args.origin_spacing)
+                c = np.asarray(r["pooled"]["coverage"]) * 100
+                print(f"{name} {method}: pooled over {args.origins} origins: coverage per step {c.min():.0f}-{c.max():.0f} % "
+                      f"({int(((c < 75) | (c > 85)).sum())} of {c.size} outside 75-85 %), BSS "
+                      + ", ".join(f"{v['bss']:.2f}" for v in r["pooled"]["brier"].values()), flush=True)
             results.append(r)
             print(f"{name} {method}: coverage {min(r['coverage']):.2f}-{max(r['coverage']):.2f}, width "
                   f"{r['width_mm'][0]:.1f}->{r['width_mm'][-1]:.1f} mm, rank corr {r['rank_corr_truth']:.2f}, zone "

@@ -64,6 +64,10 @@ def test_each_family_member_matches_an_independent_fit():
         starts = sorted({start(v) for v in yrs})
         ref = np.mean([_lstsq_forecast(y, DATES, s, e, td, True) for s in starts], axis=0)
         np.testing.assert_allclose(got[name], ref, atol=1e-6, err_msg=name)
+    # the local track record's extra candidate: the velocity of the last half year
+    extra = A.family_forecasts(y[:e + 1], DATES[:e + 1], td, members=A.LOCAL_EXTRA)
+    assert A.LOCAL_NAMES[len(A.FAMILY):] == ("linear_6m",) and extra.shape == (1, 15, y.shape[1])
+    np.testing.assert_allclose(extra[0], _lstsq_forecast(y, DATES, start(0.5), e, td, False), atol=1e-6)
 
 
 def test_mean_last_skips_gaps_and_all_nan_pixels_stay_nan():
@@ -164,11 +168,13 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     got = A.local_forecast(y, DATES, td, 8)
     # independent: the same record, pooled by explicit loops
     flat = y.reshape(T, -1)
-    fam = A.family_forecasts(flat, DATES, td)
-    err = np.zeros((len(A.FAMILY), R * Cc))
+    # the candidates: the family and the extra ones (the velocity of the last half year), fitted per pixel
+    both = A.FAMILY + A.LOCAL_EXTRA
+    fam = A.family_forecasts(flat, DATES, td, members=both)
+    err = np.zeros((len(both), R * Cc))
     # four origins e - 10 + 2 j (e = T - 1, lead 8, spacing 8 // 3), each scored on at most 8 epochs up to e
     for o in (T - 11, T - 9, T - 7, T - 5):
-        f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:min(T, o + 9)])
+        f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:min(T, o + 9)], members=both)
         err += ((f - flat[None, o + 1:min(T, o + 9)]) ** 2).mean(axis=1) / 4
     err = err.reshape(-1, R, Cc)
     h = A.LOCAL_HALO
@@ -179,7 +185,7 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
             rr = np.clip(np.arange(r - h, r + h + 1), 0, R - 1)
             cc = np.clip(np.arange(c - h, c + h + 1), 0, Cc - 1)
             pooled[:, r, c] = err[:, rr][:, :, cc].mean(axis=(1, 2))
-    w = pooled.reshape(len(A.FAMILY), -1) ** -A.LOCAL_POWER
+    w = pooled.reshape(len(both), -1) ** -A.LOCAL_POWER
     w /= w.sum(0)
     ref = np.einsum("cn,chn->hn", w, fam).reshape(8, R, Cc)
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
@@ -233,3 +239,25 @@ def test_family_memo_shares_the_family_between_groups_without_changing_any_input
         np.testing.assert_array_equal(a, a2)
     np.testing.assert_array_equal(again[0], fresh[1][0])
     assert F._MEMO is None               # nothing kept once the memo closes
+
+
+def test_local_forecast_follows_a_speed_up_of_the_last_months_with_the_half_year_velocity(monkeypatch):
+    """A bowl that sped up 9 months before the origin: every window of the family holds the old rate too;
+    the half-year velocity (LOCAL_EXTRA) holds only the new one, and the track record picks it."""
+    rng = np.random.default_rng(11)
+    T, R, Cc, L = 130, 6, 6, 10
+    dates = np.datetime64("2018-01-03") + np.arange(T + L) * 12
+    t = years_between(dates, dates[0])
+    t_break = t[T - 1] - 9 / 12
+    law = -10.0 * t - 60.0 * np.clip(t - t_break, 0, None)               # mm: 10 mm/yr, then 70 mm/yr
+    truth = np.broadcast_to(law[:, None, None], (T + L, R, Cc))
+    y = truth[:T] + rng.normal(0, 1.0, (T, R, Cc))
+    td = dates[T:T + L]
+
+    def rmse(f):
+        return float(np.sqrt(np.mean((f - truth[T:]) ** 2)))
+
+    with_extra = rmse(A.local_forecast(y, dates[:T], td, L))
+    monkeypatch.setattr(A, "LOCAL_EXTRA", ())
+    without = rmse(A.local_forecast(y, dates[:T], td, L))
+    assert with_extra < 0.6 * without, (with_extra, without)

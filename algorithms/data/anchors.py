@@ -119,8 +119,9 @@ def _mean_last(y: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def family_forecasts(hist: np.ndarray, dates, target_dates, time_function=None) -> np.ndarray:
-    """Every member of :data:`FAMILY` from the origin ``hist[-1]``: float64 ``(C, h, n)``.
+def family_forecasts(hist: np.ndarray, dates, target_dates, time_function=None, members=FAMILY) -> np.ndarray:
+    """Every member of :data:`FAMILY` (or of ``members``, entries as in it) from the origin ``hist[-1]``:
+    float64 ``(C, h, n)``.
 
     ``hist`` (e + 1, n) mm with NaN gaps, the history up to and including the origin; ``dates``
     its e + 1 dates; ``target_dates`` the h forecast dates. NaN where a member cannot be fitted.
@@ -136,30 +137,30 @@ def family_forecasts(hist: np.ndarray, dates, target_dates, time_function=None) 
     if y.ndim != 2 or y.shape[0] != d.size:
         raise DeformCastError(f"family_forecasts: history {y.shape} does not match {d.size} dates.")
     if tf is not None and tf.step_dates:
-        return _family_per_step_pattern(y, d, target_dates, tf)
-    return _family_forecasts(y, d, target_dates, tf)
+        return _family_per_step_pattern(y, d, target_dates, tf, members)
+    return _family_forecasts(y, d, target_dates, tf, members)
 
 
-def _family_per_step_pattern(y: np.ndarray, d: np.ndarray, target_dates, tf) -> np.ndarray:
+def _family_per_step_pattern(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY) -> np.ndarray:
     """:func:`family_forecasts` where each step date enters only the fits of the pixels whose history
     shows the step: pixels grouped by the steps they show (:func:`step_detect.groups_by_steps`)."""
     from .step_detect import groups_by_steps
 
     td = np.atleast_1d(np.asarray(target_dates, dtype="datetime64[D]"))
-    out = np.full((len(FAMILY), td.size, y.shape[1]), np.nan)
+    out = np.full((len(members), td.size, y.shape[1]), np.nan)
     for cols, sub in groups_by_steps(y, d, tf):
-        out[:, :, cols] = _family_forecasts(y[:, cols], d, td, sub)
+        out[:, :, cols] = _family_forecasts(y[:, cols], d, td, sub, members)
     return out
 
 
-def _family_forecasts(y: np.ndarray, d: np.ndarray, target_dates, tf) -> np.ndarray:
+def _family_forecasts(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY) -> np.ndarray:
     end = d.size - 1
     td = np.atleast_1d(np.asarray(target_dates, dtype="datetime64[D]"))
     t_pred = years_between(td, d[end])
     h, n = td.size, y.shape[1]
-    out = np.full((len(FAMILY), h, n), np.nan)
+    out = np.full((len(members), h, n), np.nan)
     finite = np.isfinite(y)
-    for c, (_, kind, arg) in enumerate(FAMILY):
+    for c, (_, kind, arg) in enumerate(members):
         if kind == "persistence":
             out[c] = _mean_last(y, 1)[None]
         elif kind == "mean_last":
@@ -299,6 +300,14 @@ def check_weights(weights, horizon: int) -> np.ndarray:
 #: inverse-MSE^POWER weights
 LOCAL_ORIGINS, LOCAL_BOX, LOCAL_POWER = 4, 9, 2.0
 LOCAL_HALO = LOCAL_BOX // 2
+#: classical forecasts the local track record weighs beside the family, entries as in :data:`FAMILY`.
+#: They are not inputs of the networks (their channels and the anchor weights stay those of
+#: :data:`FAMILY`, so models trained before keep working). ``linear_6m``: the velocity of the last half
+#: year, the shortest window of the candidates, for a bowl that started or sped up within the last year.
+#: Replayed on 40 benchmark seeds (benchmarks/gate_replay.py, session 7) the delivered forecast improved on
+#: 13 and moved by at most +0.006 of the best classical RMSE on the others (docs/skill.md).
+LOCAL_EXTRA = (("linear_6m", "linear", 0.5),)
+LOCAL_NAMES = FAMILY_NAMES + tuple(f[0] for f in LOCAL_EXTRA)
 
 
 def _box_mean(a: np.ndarray, box: int) -> np.ndarray:
@@ -361,7 +370,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
                    family: Optional[np.ndarray] = None, ensemble=None, past_family=None, origins=None):
     """The ``local`` classical forecast of a block of pixels, float64 ``(h, rows, cols)``.
 
-    Each member of the family is scored by its own recent track record around each pixel: from
+    Each member of the family and of :data:`LOCAL_EXTRA` is scored by its own recent track record around
+    each pixel: from
     ``LOCAL_ORIGINS`` earlier origins ending within the last ``lead`` epochs (:func:`local_origins`;
     ``origins`` others, for benchmarks/gate_replay.py), forecasts up to ``e`` compared with what was
     observed, squared errors averaged over the origins and over a ``LOCAL_BOX`` x ``LOCAL_BOX``
@@ -386,11 +396,20 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     flat = y.reshape(T, -1)
     if family is None:
         family = family_forecasts(flat, d, target_dates, time_function)
-    C, Hh, _ = family.shape
     L = int(lead)
     origins = local_origins(e, L) if origins is None else [int(o) for o in origins]
     past_family = past_family or (
         lambda o: family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function))
+    if LOCAL_EXTRA:
+        family = np.concatenate([family, family_forecasts(flat, d, target_dates, time_function, LOCAL_EXTRA)])
+        extra = getattr(past_family, "extra", None) or (
+            lambda o: family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function, LOCAL_EXTRA))
+        fam_of = past_family
+
+        def past_family(o):
+            f = fam_of(o)
+            return None if f is None else np.concatenate([f, extra(o)])
+    C, Hh, _ = family.shape
     err = _record(flat, d, L, origins, past_family)
     if err is None:
         out = np.full((Hh, R, Wd), np.nan)
@@ -436,8 +455,15 @@ class FamilyCache:
         self._memo = {}
 
     def __call__(self, o: int) -> np.ndarray:
-        o = int(o)
-        if o not in self._memo:
-            self._memo[o] = family_forecasts(self.flat[:o + 1], self.dates[:o + 1],
-                                             self.dates[o + 1:o + self.lead + 1], self.tf)
-        return self._memo[o]
+        return self._get(int(o), FAMILY)
+
+    def extra(self, o: int) -> np.ndarray:
+        """:data:`LOCAL_EXTRA` from origin ``o`` over the next ``lead`` epochs, (len(LOCAL_EXTRA), lead, n)."""
+        return self._get(int(o), LOCAL_EXTRA)
+
+    def _get(self, o: int, members) -> np.ndarray:
+        key = (o, members is FAMILY)
+        if key not in self._memo:
+            self._memo[key] = family_forecasts(self.flat[:o + 1], self.dates[:o + 1],
+                                               self.dates[o + 1:o + self.lead + 1], self.tf, members)
+        return self._memo[key]
