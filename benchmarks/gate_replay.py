@@ -9,12 +9,15 @@ epochs), the classical family from ``e``, the noise-free future and the zones.
 Each variant is ``anchors.local_forecast`` itself, the ensemble blended per pixel with the ``local``
 classical forecast by their track records (inverse MSE^2, pooled over 9 x 9 pixels), over other origins:
 
-* ``shipped``: ``anchors.local_origins`` (e - 20, e - 15, e - 10, e - 5 for the 15-epoch horizon);
+* ``shipped``: ``anchors.local_origins`` (e - 20, e - 15, e - 10, e - 5 for the 15-epoch horizon), the
+  family and ``anchors.LOCAL_EXTRA`` (the velocity of the last half year, session 7);
+* ``session6``: the same without ``LOCAL_EXTRA``; ``power4``: inverse MSE^4 instead of MSE^2 (sharper);
 * ``session4``: origins e - 15 - 5 j (j = 0..3), a full lead each (in sample for the networks: see
   docs/skill.md); ``recent3``: e - 15, e - 10, e - 5; ``all6``: e - 30 .. e - 5;
 * ``raw``: the ensemble median without any gate.
 
-It differs from the pipeline in two ways, both small: the ensemble's record is scored on every pixel
+Steps are found in the stack as the pipeline's ``STEPS=auto`` does (``step_detect.detect_steps``). It
+differs from the pipeline in two ways, both small: the ensemble's record is scored on every pixel
 (``predict`` scores a 3 x 3 lattice, ``skill_gate.RECORD_STRIDE``; the variants ``shipped_rows3``,
 ``shipped_grid3`` and ``shipped_grid2`` replay every third row, the lattice and a 2 x 2 lattice), and the
 class gate's shift is left
@@ -44,7 +47,8 @@ from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
 
-from deformcast.algorithms.data import anchors as anc  # noqa: E402
+from deformcast.algorithms.data import anchors as anc, step_detect  # noqa: E402
+from deformcast.algorithms.data.baselines import TimeFunction  # noqa: E402
 from deformcast.algorithms.io import raster  # noqa: E402
 
 ZONES = {0: "background", 1: "mining", 2: "fault", 3: "uplift", 4: "step area"}
@@ -95,10 +99,12 @@ def replay(folder: str, cache: str, seed: int) -> dict:
 
     def famc(o):
         if o not in memo:
-            memo[o] = anc.family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + H + 1])
+            memo[o] = anc.family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + H + 1], tf)
         return memo[o]
 
-    fam_now = anc.family_forecasts(flat, d, td)
+    found = step_detect.detect_steps(stack, d)           # as the pipeline's STEPS=auto
+    tf = TimeFunction(step_dates=tuple(np.datetime64(f["date"], "D") for f in found)) if found else None
+    fam_now = anc.family_forecasts(flat, d, td, tf)
     now = meds[e]
     out = {"raw": now}
     rows, cols = np.meshgrid(np.arange(R), np.arange(W), indexing="ij")
@@ -108,11 +114,21 @@ def replay(folder: str, cache: str, seed: int) -> dict:
     def on(keep):
         return lambda o: None if o not in meds else np.where(keep[None], meds[o], np.nan)
 
-    for name, origins, past in (("shipped", None, meds.get), ("session4", [e - 15 - 5 * j for j in range(4)], meds.get),
-                                ("recent3", [e - 15, e - 10, e - 5], meds.get), ("all6", [e - k for k in PAST], meds.get),
-                                *((f"shipped_{k}", None, on(m)) for k, m in lattice.items())):
-        b, _ = anc.local_forecast(stack, d, td, H, family=fam_now, past_family=famc,
-                                  ensemble=(now, past), origins=origins)
+    for name, origins, past, patch in (
+            ("shipped", None, meds.get, {}), ("session6", None, meds.get, {"LOCAL_EXTRA": ()}),
+            ("power4", None, meds.get, {"LOCAL_POWER": 4.0}),
+            ("session4", [e - 15 - 5 * j for j in range(4)], meds.get, {}),
+            ("recent3", [e - 15, e - 10, e - 5], meds.get, {}), ("all6", [e - k for k in PAST], meds.get, {}),
+            *((f"shipped_{k}", None, on(m), {}) for k, m in lattice.items())):
+        saved = {k: getattr(anc, k) for k in patch}
+        try:
+            for k, v in patch.items():
+                setattr(anc, k, v)
+            b, _ = anc.local_forecast(stack, d, td, H, tf, family=fam_now, past_family=famc,
+                                      ensemble=(now, past), origins=origins)
+        finally:
+            for k, v in saved.items():
+                setattr(anc, k, v)
         out[name] = b.reshape(H, -1)
     valid = np.isfinite(now).all(0) & np.isfinite(fam_now).all((0, 1))
     tr = truth.reshape(H, -1)
