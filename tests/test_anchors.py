@@ -261,3 +261,22 @@ def test_local_forecast_follows_a_speed_up_of_the_last_months_with_the_half_year
     monkeypatch.setattr(A, "LOCAL_EXTRA", ())
     without = rmse(A.local_forecast(y, dates[:T], td, L))
     assert with_extra < 0.6 * without, (with_extra, without)
+
+
+def test_an_extra_candidate_without_a_forecast_does_not_take_a_pixel_s_local_forecast_away(monkeypatch):
+    """Gaps in the last half year leave the half-year velocity without a fit at a pixel: the local
+    forecast there is the family's alone (as without the extra candidate), not NaN."""
+    rng = np.random.default_rng(0)
+    T = 130
+    dates = np.datetime64("2018-01-03") + np.arange(T + 8) * 12
+    y = -5.0 * np.arange(T)[:, None, None] / 30 + rng.normal(0, 1, (T, 4, 4))
+    y[-16:-1, 0, 0] = np.nan            # one value left in the last half year
+    y[-16:, 1, 1] = np.nan              # none
+    extra = A.family_forecasts(y.reshape(T, -1), dates[:T], dates[T:], members=A.LOCAL_EXTRA)
+    assert np.isnan(extra[0, :, [0, 5]]).all() and np.isfinite(extra[0, :, 2]).all()
+    got = A.local_forecast(y, dates[:T], dates[T:], 8)
+    assert np.isfinite(got).all()
+    monkeypatch.setattr(A, "LOCAL_EXTRA", ())
+    alone = A.local_forecast(y, dates[:T], dates[T:], 8)
+    np.testing.assert_allclose(got[:, 0, 0], alone[:, 0, 0], rtol=1e-9)
+    np.testing.assert_allclose(got[:, 1, 1], alone[:, 1, 1], rtol=1e-9)

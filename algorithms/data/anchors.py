@@ -400,6 +400,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     origins = local_origins(e, L) if origins is None else [int(o) for o in origins]
     past_family = past_family or (
         lambda o: family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function))
+    n_fam = family.shape[0]
     if LOCAL_EXTRA:
         family = np.concatenate([family, family_forecasts(flat, d, target_dates, time_function, LOCAL_EXTRA)])
         extra = getattr(past_family, "extra", None) or (
@@ -417,9 +418,12 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     pooled = _box_mean(err.reshape(C, R, Wd), LOCAL_BOX).reshape(C, -1)
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.maximum(pooled, 1e-6) ** -LOCAL_POWER
+        # a candidate without a forecast at a pixel (an extra one whose short window holds too few
+        # values there) gets no weight; the family itself must be complete
+        w = np.where(np.isfinite(family).all(axis=1), w, np.nan)
         w = w / np.nansum(w, axis=0, keepdims=True)
     out = np.einsum("cn,chn->hn", np.nan_to_num(w), np.nan_to_num(family))
-    bad = ~np.isfinite(pooled).all(axis=0) | ~np.isfinite(family).all(axis=(0, 1))
+    bad = ~np.isfinite(pooled[:n_fam]).all(axis=0) | ~np.isfinite(family[:n_fam]).all(axis=(0, 1))
     out[:, bad] = np.nan
     if ensemble is None:
         return out.reshape(Hh, R, Wd)
@@ -436,7 +440,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         m_e = np.maximum(_box_mean(e_err.reshape(1, R, Wd), LOCAL_BOX).reshape(-1), 1e-6)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)   # pixels without any record: NaN
-            m_f = np.maximum(np.nanmin(pooled, axis=0), 1e-6)
+            m_f = np.maximum(np.nanmin(np.where(np.isfinite(family).all(axis=1), pooled, np.nan), axis=0), 1e-6)
         with np.errstate(invalid="ignore", divide="ignore"):
             wE = m_e ** -LOCAL_POWER / (m_e ** -LOCAL_POWER + m_f ** -LOCAL_POWER)
         wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)
