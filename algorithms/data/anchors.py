@@ -466,7 +466,7 @@ class FamilyCache:
         return self._get(int(o), LOCAL_EXTRA)
 
     def _get(self, o: int, members) -> np.ndarray:
-        key = (o, members is FAMILY)
+        key = (o, tuple(members))
         if key not in self._memo:
             self._memo[key] = family_forecasts(self.flat[:o + 1], self.dates[:o + 1],
                                                self.dates[o + 1:o + self.lead + 1], self.tf, members)
