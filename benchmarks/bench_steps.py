@@ -2,7 +2,8 @@
 
 For each seed a varied-physics scene of ``bench_skill.py`` is written (no training: seconds a scene),
 the windowed step test runs once over the stack (``step_detect.step_scan``), and the dates are picked
-with each |t| threshold of ``--thresholds`` (``STEP_T``; the shipped value first). A scene's step is
+with each |t| threshold of ``--thresholds`` (``STEP_T``; the shipped value first; the neighbourhood test
+``STEP_Z`` stays as shipped). A scene's step is
 dated when a date lies within one epoch of the epoch the scene put it at; every other date is false
 (some "false" dates sit at a bowl's onset: a kink that is not quite symmetric). The scene's step
 amplitude and the |t| the test reaches in its step zone (median, 90th percentile) are listed beside,

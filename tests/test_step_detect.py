@@ -126,3 +126,27 @@ def test_a_wrong_steps_value_names_the_choices():
     y, d, _ = _stack(step_mm=0.0, R=6, W=6)
     with pytest.raises(DeformCastError, match="STEPS: 'autoo' is not a date.*'auto'.*'none'"):
         prepare(y, d, None, 8, 6, target="residual", baseline="adaptive", max_samples=100, steps="autoo")
+
+
+def test_a_coherent_step_hidden_in_pixel_noise_is_dated_by_its_neighbourhood():
+    """Pixel noise (6 mm) hides a 20 mm step from the per-pixel test (|t| about 2-3 in the patch), but
+    the patch's 7 x 7 average stands out of its epoch's field (STEP_Z): dated at its epoch. The same noise
+    without the step gives no date, and without the neighbourhood test the step is missed."""
+    from scipy.ndimage import gaussian_filter
+
+    for seed in (0, 3):
+        rng = np.random.default_rng(seed)
+        T, n, k = 120, 60, 60
+        atm = np.stack([gaussian_filter(rng.normal(0, 1, (n, n)), 6) for _ in range(T)])
+        noise = rng.normal(0, 6.0, (T, n, n)) + atm / atm.std()
+        d = np.datetime64("2018-01-03") + np.arange(T) * 12
+        y = noise.copy()
+        y[k:, 15:40, 15:40] += 20.0
+        assert [f["epoch"] for f in step_detect.detect_steps(y, d)] == [k]
+        assert step_detect.detect_steps(noise, d) == []
+        saved = step_detect.STEP_Z
+        try:
+            step_detect.STEP_Z = float("inf")
+            assert step_detect.detect_steps(y, d) == []
+        finally:
+            step_detect.STEP_Z = saved
