@@ -92,18 +92,22 @@ def forecast_from(scene_dir, models, out, method, end_date=None):
     return mem, fd, observed(scene_dir, fd), by_dates(os.path.join(scene_dir, "truth.tif"), fd), start, res
 
 
-def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing):
+def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing, last_forecast=None):
     """Coverage per lead step and Brier skill pooled over ``n_origins`` forecast origins: the last
     acquisition and the ``n_origins - 1`` before it, ``spacing`` epochs apart (inside the models' test
     period, which neither the networks nor the calibration saw). One origin is one draw of each
-    acquisition's atmosphere, common to every pixel; pooling origins measures the calibration itself."""
+    acquisition's atmosphere, common to every pixel; pooling origins measures the calibration itself.
+    ``last_forecast``: :func:`forecast_from`'s result from the last acquisition, when already made."""
     info = raster.open_stack(os.path.join(scene_dir, "stack.tif"))
     d = np.asarray(info.dates, dtype="datetime64[D]")
     e = info.n_epochs - 1
     hit, n, per_origin, bs = None, None, [], {f"{t:g}": ([], []) for t in thresholds}
     for k in range(n_origins):
-        end = None if k == 0 else str(d[e - k * spacing])
-        mem, fd, obs, _, start, _ = forecast_from(scene_dir, models, out, method, end)
+        if k == 0 and last_forecast is not None:
+            mem, fd, obs, _, start, _ = last_forecast
+        else:
+            mem, fd, obs, _, start, _ = forecast_from(scene_dir, models, out, method,
+                                                      None if k == 0 else str(d[e - k * spacing]))
         p10, p90 = np.percentile(mem, [10, 90], axis=0)
         ok = np.isfinite(np.median(mem, axis=0)) & np.isfinite(obs)
         h_in = ((obs >= p10) & (obs <= p90) & ok).sum(axis=(1, 2)).astype(float)
@@ -123,9 +127,10 @@ def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing
             "brier": {t: {"bss": b["bss"], "base_rate": b["base_rate"]} for t, b in brier_pooled.items()}}
 
 
-def score(scene_dir, models, out, method, thresholds):
+def score(scene_dir, models, out, method, thresholds, forecast=None):
+    """The scores from the last acquisition (``forecast``: :func:`forecast_from`'s result, else made here)."""
     t0 = time.time()
-    mem, fd, _, truth, start, res = forecast_from(scene_dir, models, out, method)
+    mem, fd, _, truth, start, res = forecast if forecast is not None else forecast_from(scene_dir, models, out, method)
     wall = time.time() - t0
     med = np.median(mem, axis=0)
     obs = by_dates(os.path.join(scene_dir, "future_observed.tif"), fd)
@@ -232,10 +237,15 @@ def main(argv=None):
         out = os.path.join(args.out, name.split("(")[0].strip().replace(" ", "_"))
         os.makedirs(out, exist_ok=True)
         for method in args.methods:
-            r = score(sc, models, out, method, args.thresholds)
+            t0 = time.time()
+            last = forecast_from(sc, models, out, method)        # the last acquisition's forecast, made once
+            wall = time.time() - t0
+            r = score(sc, models, out, method, args.thresholds, forecast=last)
+            r["wall_s"] = wall
             r["scene"] = name
             if args.origins > 1:
-                r["pooled"] = score_origins(sc, models, out, method, args.thresholds, args.origins, args.origin_spacing)
+                r["pooled"] = score_origins(sc, models, out, method, args.thresholds, args.origins, args.origin_spacing,
+                                            last_forecast=last)
                 c = np.asarray(r["pooled"]["coverage"]) * 100
                 print(f"{name} {method}: pooled over {args.origins} origins: coverage per step {c.min():.0f}-{c.max():.0f} % "
                       f"({int(((c < 75) | (c > 85)).sum())} of {c.size} outside 75-85 %), BSS "

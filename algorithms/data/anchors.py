@@ -398,13 +398,15 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         family = family_forecasts(flat, d, target_dates, time_function)
     L = int(lead)
     origins = local_origins(e, L) if origins is None else [int(o) for o in origins]
-    past_family = past_family or (
-        lambda o: family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function))
+
+    def fitted_from(o, members=FAMILY):
+        return family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function, members)
+
+    past_family = past_family or fitted_from
     n_fam = family.shape[0]
     if LOCAL_EXTRA:
         family = np.concatenate([family, family_forecasts(flat, d, target_dates, time_function, LOCAL_EXTRA)])
-        extra = getattr(past_family, "extra", None) or (
-            lambda o: family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function, LOCAL_EXTRA))
+        extra = getattr(past_family, "extra", None) or (lambda o: fitted_from(o, LOCAL_EXTRA))
         fam_of = past_family
 
         def past_family(o):
@@ -416,11 +418,11 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         out = np.full((Hh, R, Wd), np.nan)
         return out if ensemble is None else (ensemble[0].reshape(Hh, R, Wd), np.ones(R * Wd))
     pooled = _box_mean(err.reshape(C, R, Wd), LOCAL_BOX).reshape(C, -1)
+    # a candidate without a forecast at a pixel (an extra one whose short window holds too few values
+    # there) gets no weight and no say in the best record; the family itself must be complete
+    pooled_has = np.where(np.isfinite(family).all(axis=1), pooled, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.maximum(pooled, 1e-6) ** -LOCAL_POWER
-        # a candidate without a forecast at a pixel (an extra one whose short window holds too few
-        # values there) gets no weight; the family itself must be complete
-        w = np.where(np.isfinite(family).all(axis=1), w, np.nan)
+        w = np.maximum(pooled_has, 1e-6) ** -LOCAL_POWER
         w = w / np.nansum(w, axis=0, keepdims=True)
     out = np.einsum("cn,chn->hn", np.nan_to_num(w), np.nan_to_num(family))
     bad = ~np.isfinite(pooled[:n_fam]).all(axis=0) | ~np.isfinite(family[:n_fam]).all(axis=(0, 1))
@@ -440,7 +442,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         m_e = np.maximum(_box_mean(e_err.reshape(1, R, Wd), LOCAL_BOX).reshape(-1), 1e-6)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)   # pixels without any record: NaN
-            m_f = np.maximum(np.nanmin(np.where(np.isfinite(family).all(axis=1), pooled, np.nan), axis=0), 1e-6)
+            m_f = np.maximum(np.nanmin(pooled_has, axis=0), 1e-6)
         with np.errstate(invalid="ignore", divide="ignore"):
             wE = m_e ** -LOCAL_POWER / (m_e ** -LOCAL_POWER + m_f ** -LOCAL_POWER)
         wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)

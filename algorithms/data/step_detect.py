@@ -207,9 +207,9 @@ def detect_in_source(source, dates, rows_per_block: int = 128) -> List[dict]:
 
     Hh = int(source.grid.shape[0])
     total, ks = None, None
+    halo = STEP_BOX // 2 + 1
     for r0 in range(0, Hh, int(rows_per_block)):
         r1 = min(Hh, r0 + int(rows_per_block))
-        halo = STEP_BOX // 2 + 1
         a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
         scan = step_scan(raster.read_stack(source, rows=(a0, a1)), d)
         counts_all = _coherent_flags(scan)[:, r0 - a0:r1 - a0].sum(axis=(1, 2))
