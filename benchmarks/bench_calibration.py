@@ -102,6 +102,7 @@ def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing
     d = np.asarray(info.dates, dtype="datetime64[D]")
     e = info.n_epochs - 1
     hit, n, per_origin, bs = None, None, [], {f"{t:g}": ([], []) for t in thresholds}
+    by_date = {}                 # target date -> [inside, scored]: each date's atmosphere is one draw
     for k in range(n_origins):
         if k == 0 and last_forecast is not None:
             mem, fd, obs, _, start, _ = last_forecast
@@ -112,6 +113,10 @@ def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing
         ok = np.isfinite(np.median(mem, axis=0)) & np.isfinite(obs)
         h_in = ((obs >= p10) & (obs <= p90) & ok).sum(axis=(1, 2)).astype(float)
         h_n = ok.sum(axis=(1, 2)).astype(float)
+        for h in np.flatnonzero(h_n > 0):
+            dd = by_date.setdefault(str(fd[h]), [0.0, 0.0])
+            dd[0] += h_in[h]
+            dd[1] += h_n[h]
         hit = h_in if hit is None else hit + h_in
         n = h_n if n is None else n + h_n
         per_origin.append({"origin": str(d[e - k * spacing]), "coverage": (h_in / np.maximum(h_n, 1)).tolist()})
@@ -122,7 +127,9 @@ def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing
             bs[f"{t:g}"][1].append((np.abs(obs[last] - start) >= t)[okl].astype(float))
     scored = n > 0
     brier_pooled = {t: brier(np.concatenate(p), np.concatenate(o)) for t, (p, o) in bs.items()}
+    date_cov = {k: v[0] / v[1] for k, v in sorted(by_date.items())}
     return {"n_origins": n_origins, "spacing": spacing, "coverage": (hit[scored] / n[scored]).tolist(),
+            "coverage_by_date": date_cov,
             "per_origin": per_origin,
             "brier": {t: {"bss": b["bss"], "base_rate": b["base_rate"]} for t, b in brier_pooled.items()}}
 
@@ -206,13 +213,15 @@ def markdown(results, thresholds) -> str:
         out += ["", f"Pooled over {pooled[0]['pooled']['n_origins']} forecast origins ({pooled[0]['pooled']['spacing']} epochs "
                 "apart, the last acquisition and earlier ones inside the models' test period): coverage of the observations "
                 "per lead step, Brier skill at each origin's last scored step.", "",
-                "| scene | method | coverage per step (min-max, %) | steps outside 75-85 % | mean coverage (%) | "
-                + " | ".join(f"BSS {t:g} mm" for t in thresholds) + " |",
-                "|---|---|---|---:|---:|" + "---:|" * len(thresholds)]
+                "| scene | method | base | coverage per step (min-max, %) | steps outside 75-85 % | mean coverage (%) | "
+                "coverage per target date (min-max, %) | " + " | ".join(f"BSS {t:g} mm" for t in thresholds) + " |",
+                "|---|---|---|---|---:|---:|---|" + "---:|" * len(thresholds)]
         for r in pooled:
             c = np.asarray(r["pooled"]["coverage"]) * 100
-            out.append(f"| {r['scene']} | {r['method']} | {c.min():.0f}-{c.max():.0f} | {int(((c < 75) | (c > 85)).sum())} of "
-                       f"{c.size} | {c.mean():.0f} | " + " | ".join(f"{r['pooled']['brier'][f'{t:g}']['bss']:.2f}" for t in thresholds) + " |")
+            dc = np.asarray(list(r["pooled"]["coverage_by_date"].values())) * 100
+            out.append(f"| {r['scene']} | {r['method']} | {r.get('base', '-')} | {c.min():.0f}-{c.max():.0f} | "
+                       f"{int(((c < 75) | (c > 85)).sum())} of {c.size} | {c.mean():.0f} | {dc.min():.0f}-{dc.max():.0f} | "
+                       + " | ".join(f"{r['pooled']['brier'][f'{t:g}']['bss']:.2f}" for t in thresholds) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -243,6 +252,7 @@ def main(argv=None):
             r = score(sc, models, out, method, args.thresholds, forecast=last)
             r["wall_s"] = wall
             r["scene"] = name
+            r["base"] = (last[5].get("calibration") or {}).get("base")
             if args.origins > 1:
                 r["pooled"] = score_origins(sc, models, out, method, args.thresholds, args.origins, args.origin_spacing,
                                             last_forecast=last)

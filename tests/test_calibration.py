@@ -264,3 +264,44 @@ def test_predict_writes_calibrated_coherent_members(tiny):
         np.testing.assert_allclose(np.median(mem, axis=0), med, atol=1e-3)
     with pytest.raises(Exception, match="CALIBRATION"):
         ensemble.predict_ensemble(p, str(tmp / "models"), str(tmp / "x.tif"), device="cpu", calibration="bogus")
+
+
+def _dated_errors(rng, O=8, H=12, n=400, spacing=6):
+    """Validation errors from ``O`` origins whose target dates each have their own atmosphere (a noise
+    sd common to every pixel on that date, log-normal across dates) plus a part the evidence explains.
+    The law does not depend on the lead: only which dates fall at a step does."""
+    date_sd = 2.0 * np.exp(rng.normal(0.0, 0.7, O * spacing + H + 1))
+    errs, fs, org = [], [], []
+    for o in range(O):
+        fam = np.maximum.accumulate(np.abs(rng.normal(0, 1, n))[None] * np.linspace(1, 2, H)[:, None], axis=0)
+        feats = np.zeros((F, H, n))
+        feats[0] = feats[3] = fam
+        feats[1], feats[2] = 1.0, 0.1
+        sd = np.sqrt(date_sd[o * spacing + 1:o * spacing + 1 + H, None] ** 2 + (0.7 * fam) ** 2)
+        errs.append(sd * rng.standard_normal((H, n)))
+        fs.append(feats)
+        org.append(np.full(n, o))
+    return np.concatenate(errs, 1), np.concatenate(fs, 2), np.concatenate(org)
+
+
+def test_few_dates_per_step_do_not_ratchet_the_band():
+    """With a few dates per step, a base spread fitted per step and made non-decreasing (running max)
+    inherits every noisy date: narrow at the first steps, too wide later. The lead-pooled base chosen
+    by leave-one-origin-out coverage holds the target at every step on fresh dates."""
+    rng = np.random.default_rng(0)
+    per_step, pooled, bases = [], [], set()
+    for _ in range(10):
+        err, feats, origin = _dated_errors(rng)
+        model = calibration.fit(err, feats, 10, "dressing", origin=origin)
+        bases.add(model["base"])
+        assert set(model["base_scores"]) == set(calibration.CHOSEN_BASES)
+        fresh_err, fresh_feats, _ = _dated_errors(rng, O=40)          # other dates, same law
+        pooled.append(calibration.evaluate(model, fresh_err, fresh_feats)["coverage"])
+        old = calibration.fit(err, feats, 10, "dressing", base="step")
+        per_step.append(calibration.evaluate(old, fresh_err, fresh_feats)["coverage"])
+    pooled, per_step = np.mean(pooled, axis=0), np.mean(per_step, axis=0)
+    assert bases <= set(calibration.CHOSEN_BASES)
+    assert np.all((pooled >= 0.76) & (pooled <= 0.86)), pooled
+    assert np.ptp(pooled) <= 0.05, pooled
+    # the per-step form shows the ratchet on the same data (what the pooled form removes)
+    assert per_step[-1] - per_step[0] >= 0.08, per_step

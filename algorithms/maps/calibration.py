@@ -75,6 +75,10 @@ FEATURES = ("family", "residual", "members", "motion")
 RESIDUAL_YEARS = 2.0
 #: the largest number of (pixel, origin) samples per step the regression uses
 MAX_FIT_SAMPLES = 200_000
+#: forms of the base variance ``a_h`` along the lead, simplest first (see the module doc); ``step``
+#: (one free value per step, the form before session 8) is kept for comparison, not chosen
+BASES = ("constant", "linear", "step")
+CHOSEN_BASES = ("constant", "linear")
 TEMPLATE_SEED = 20260415
 #: the least persistence of the members' ranks along the lead (see the module doc)
 RHO_MIN = 0.999
@@ -241,11 +245,16 @@ def _band(shape: np.ndarray, lo: float = 10.0, hi: float = 90.0) -> Tuple[np.nda
     return np.percentile(shape, lo, axis=1), np.percentile(shape, hi, axis=1)
 
 
-def _shapes(method: str, u: np.ndarray, M: int) -> np.ndarray:
-    """Members' shape per step (H, M), increasing, centred on its median."""
+def _shapes(method: str, u: np.ndarray, M: int, pooled: bool = False) -> np.ndarray:
+    """Members' shape per step (H, M), increasing, centred on its median; ``pooled``: one shape from
+    every step's normalised errors."""
     H = u.shape[0]
     if method == "dressing":
         sh = np.broadcast_to(_normal_scores(M), (H, M)).copy()
+    elif method == "conformal" and pooled:
+        lv = (np.arange(M) + 0.5) / M
+        fin = u[np.isfinite(u)]
+        sh = np.broadcast_to(np.quantile(fin, lv) if fin.size else _normal_scores(M), (H, M)).copy()
     elif method == "conformal":
         lv = (np.arange(M) + 0.5) / M
         sh = np.stack([np.quantile(u[h][np.isfinite(u[h])], lv) if np.isfinite(u[h]).any() else _normal_scores(M)
@@ -263,19 +272,26 @@ def _needed_factor(u: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.where(np.isfinite(need), np.maximum(need, 0.0), np.inf)
 
 
-def fit(err: np.ndarray, feats: np.ndarray, M: int, method: str = DEFAULT_METHOD, target: float = TARGET,
-        origin: Optional[np.ndarray] = None) -> dict:
-    """The spread model (see the module doc) from validation errors ``err`` (H, N) = observation -
-    delivered centre and their evidence ``feats`` (F, H, N); ``M`` members. JSON-serialisable."""
-    err = np.asarray(err, np.float64)
-    feats = np.asarray(feats, np.float64)
+def _base_design(base: str, H: int) -> Optional[np.ndarray]:
+    """(H, k) columns of the base variance along the lead for ``base`` (non-negative coefficients keep
+    it non-decreasing); None for ``step`` (one free value per step)."""
+    t = np.arange(1, H + 1, dtype=np.float64) / H
+    if base == "linear":
+        return np.stack([np.ones(H), t], axis=1)
+    if base == "constant":
+        return np.ones((H, 1))
+    if base == "step":
+        return None
+    raise DeformCastError(f"Unknown calibration base '{base}'. Valid values: {', '.join(BASES)}.")
+
+
+def _fit_base(err: np.ndarray, feats: np.ndarray, base: str) -> Tuple[np.ndarray, np.ndarray]:
+    """``(base variance per step (H,), evidence weights (F,))``: non-negative least squares of the
+    squared errors (winsorised at their 99.9th percentile per step) across pixels, origins and steps."""
+    from scipy.optimize import nnls
+
     H, N = err.shape
-    if N == 0 or M < 2:
-        raise DeformCastError("No validation value to calibrate the spread on.")
     F = feats.shape[0]
-    # variance components: the error variance at (p, h) is a base a_h (what no evidence explains, e.g.
-    # the atmosphere) plus b_j x_j² for each piece of evidence; a_h, b_j >= 0 by non-negative least
-    # squares of err² (winsorised at its 99.9th percentile per step) across pixels, origins and steps
     rng = np.random.default_rng(0)
     per = max(1, MAX_FIT_SAMPLES // max(1, H))
     take = np.arange(N) if N <= per else np.sort(rng.choice(N, per, replace=False))
@@ -283,23 +299,56 @@ def fit(err: np.ndarray, feats: np.ndarray, M: int, method: str = DEFAULT_METHOD
     e2 = np.minimum(e2, np.quantile(e2, 0.999, axis=1, keepdims=True))
     x2 = np.square(feats[:, :, take])
     n = take.size
-    A = np.zeros((H * n, H + F))
-    A[np.arange(H * n), np.repeat(np.arange(H), n)] = 1.0
-    A[:, H:] = x2.reshape(F, -1).T
+    D = _base_design(base, H)
+    B = np.eye(H) if D is None else D
+    A = np.concatenate([np.repeat(B, n, axis=0), x2.reshape(F, -1).T], axis=1)
     colscale = np.maximum(np.sqrt(np.mean(A * A, axis=0)), 1e-12)
-    from scipy.optimize import nnls
+    sol = nnls(A / colscale, e2.ravel(), maxiter=50 * A.shape[1])[0] / colscale
+    k = B.shape[1]
+    return np.maximum.accumulate(np.maximum(B @ sol[:k], 1e-6)), sol[k:]
 
-    sol = nnls(A / colscale, e2.ravel(), maxiter=50 * (H + F))[0] / colscale
-    base = np.maximum.accumulate(np.maximum(sol[:H], 1e-6))
-    model = {"method": method, "features": list(FEATURES[:F]), "coef": sol[H:].tolist(), "base_var": base.tolist(),
-             "target": float(target), "M": int(M), "seed": TEMPLATE_SEED}
+
+def fit(err: np.ndarray, feats: np.ndarray, M: int, method: str = DEFAULT_METHOD, target: float = TARGET,
+        origin: Optional[np.ndarray] = None, base: Optional[str] = None) -> dict:
+    """The spread model (see the module doc) from validation errors ``err`` (H, N) = observation -
+    delivered centre and their evidence ``feats`` (F, H, N); ``M`` members. JSON-serialisable.
+
+    ``base``: the form of the base variance along the lead (:data:`BASES`); None chooses it by
+    leave-one-origin-out coverage (:func:`choose_base`) when ``origin`` (N,) names at least 3
+    origins, else ``linear``."""
+    err = np.asarray(err, np.float64)
+    feats = np.asarray(feats, np.float64)
+    H, N = err.shape
+    if N == 0 or M < 2:
+        raise DeformCastError("No validation value to calibrate the spread on.")
+    F = feats.shape[0]
+    scores = None
+    if base is None:
+        if origin is not None and np.unique(origin).size >= 3:
+            base, scores = choose_base(err, feats, origin, M, method, target)
+        else:
+            base = "linear"
+    base_var, coef = _fit_base(err, feats, base)
+    model = {"method": method, "features": list(FEATURES[:F]), "coef": coef.tolist(), "base_var": base_var.tolist(),
+             "base": base, "target": float(target), "M": int(M), "seed": TEMPLATE_SEED}
+    if scores is not None:
+        model["base_scores"] = scores
     s = scale(model, feats)
     u = err / s
-    shape = _shapes(method, u, M)
+    pooled = base != "step"
+    shape = _shapes(method, u, M, pooled=pooled)
     lo, hi = _band(shape)
-    level = min(1.0, math.ceil((N + 1) * float(target)) / N)
-    factor = np.array([float(np.quantile(_needed_factor(u[h], lo[h], hi[h]), level, method="higher"))
-                       for h in range(H)])
+    if pooled:
+        # one factor for every step: the base and the evidence carry the growth with lead, and
+        # every step's factor is fitted on all steps' errors (a few dates per step make a
+        # per-step quantile swing with each date's atmosphere)
+        need = np.concatenate([_needed_factor(u[h], lo[h], hi[h]) for h in range(H)])
+        level = min(1.0, math.ceil((need.size + 1) * float(target)) / need.size)
+        factor = np.full(H, float(np.quantile(need, level, method="higher")))
+    else:
+        level = min(1.0, math.ceil((N + 1) * float(target)) / N)
+        factor = np.array([float(np.quantile(_needed_factor(u[h], lo[h], hi[h]), level, method="higher"))
+                           for h in range(H)])
     factor = np.where(np.isfinite(factor), factor, np.nanmax(np.where(np.isfinite(factor), factor, np.nan)))
     width = _isotonic(factor * (hi - lo))
     model["factor"] = (width / (hi - lo)).tolist()
@@ -312,6 +361,20 @@ def fit(err: np.ndarray, feats: np.ndarray, M: int, method: str = DEFAULT_METHOD
     model["rho_estimated"] = float(np.clip(c2 / c1, 0.0, 0.995)) if H > 2 and c1 > 0 else RHO_MIN
     model["rho"] = max(RHO_MIN, model["rho_estimated"])
     return model
+
+
+def choose_base(err, feats, origin, M, method, target=TARGET) -> Tuple[str, Dict[str, float]]:
+    """The base form (:data:`CHOSEN_BASES`) whose leave-one-origin-out coverage per step is closest to
+    the target (mean squared deviation over steps; ties go to the simpler form), with each form's score."""
+    scores = {}
+    for b in CHOSEN_BASES:
+        cov = 0.0
+        for o in np.unique(origin):
+            test = origin == o
+            m = fit(err[:, ~test], feats[:, :, ~test], M, method, target, base=b)
+            cov = cov + np.asarray(evaluate(m, err[:, test], feats[:, :, test])["coverage"]) * test.sum()
+        scores[b] = float(np.mean(np.square(cov / origin.size - target)))
+    return min(CHOSEN_BASES, key=lambda b: (round(scores[b], 6), CHOSEN_BASES.index(b))), scores
 
 
 def evaluate(model: dict, err: np.ndarray, feats: np.ndarray) -> dict:
@@ -340,15 +403,16 @@ def rank_corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a[ok], b[ok])[0])
 
 
-def cross_validate(err, feats, origin, M, method, target=TARGET) -> Optional[dict]:
-    """Fit on every other origin, score on the others, and the reverse; pooled coverage and width."""
+def cross_validate(err, feats, origin, M, method, target=TARGET, base: Optional[str] = None) -> Optional[dict]:
+    """Fit on every other origin, score on the others, and the reverse; pooled coverage and width
+    (``base`` as in :func:`fit`; None: ``linear``)."""
     uo = np.unique(origin)
     if uo.size < 2:
         return None
     fold = np.isin(origin, uo[1::2])
     cov, wid, n = 0.0, 0.0, 0
     for test in (fold, ~fold):
-        m = fit(err[:, ~test], feats[:, :, ~test], M, method, target)
+        m = fit(err[:, ~test], feats[:, :, ~test], M, method, target, base=base or "linear")
         ev = evaluate(m, err[:, test], feats[:, :, test])
         k = int(test.sum())
         cov = cov + np.asarray(ev["coverage"]) * k
@@ -461,13 +525,17 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
 _CACHE: Dict[tuple, dict] = {}
 
 
-def _cache_key(info, loaded, e, H, gate) -> tuple:
+def _cache_key(info, loaded, configs, e, H, gate) -> tuple:
+    """What the collected validation forecasts depend on: the stack, the members, the horizon, the gate
+    and the validation origins (not the forecast start itself: forecasts from any start after the
+    last validation target share them)."""
     import json
 
+    win = max(int(m.meta["window"]) for m in loaded)
     folders = tuple(os.path.abspath(m.folder) for m in loaded)
     stamps = tuple(os.path.getmtime(os.path.join(f, n)) for f in folders for n in os.listdir(f))
-    return (os.path.abspath(info.path), os.path.getmtime(info.path), folders, stamps, int(e), int(H),
-            json.dumps(gate, sort_keys=True, default=str))
+    return (os.path.abspath(info.path), os.path.getmtime(info.path), folders, stamps,
+            tuple(origins_for(configs, info, H, win, e)), int(H), json.dumps(gate, sort_keys=True, default=str))
 
 
 def calibrate(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int, method: str = DEFAULT_METHOD,
@@ -476,7 +544,7 @@ def calibrate(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: 
     and what the metadata and the log report (coverage and width per step of both methods)."""
     if method not in METHODS:
         raise DeformCastError(f"CALIBRATION: unknown method '{method}'. Valid values: {', '.join(METHODS)}.")
-    key = _cache_key(info, loaded, e, H, gate)
+    key = _cache_key(info, loaded, configs, e, H, gate)
     data = _CACHE.get(key)
     if data is None:
         data = collect(info, loaded, configs, cov, e, H, dev, batch_size, gate, progress=progress)
@@ -487,12 +555,12 @@ def calibrate(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: 
         return None, {"calibrated": False, "reason": "no validation origin before the forecast start to calibrate on"}
     M = len(loaded)
     err, feats, origin = data["err"], data["feats"], data["origin"]
-    model = fit(err, feats, M, method, target)
+    model = fit(err, feats, M, method, target, origin=origin)
     ins = evaluate(model, err, feats)
     comp = {}
     for mt in METHODS:
-        cv = cross_validate(err, feats, origin, M, mt, target)
-        comp[mt] = cv if cv is not None else evaluate(fit(err, feats, M, mt, target), err, feats)
+        cv = cross_validate(err, feats, origin, M, mt, target, base=model["base"])
+        comp[mt] = cv if cv is not None else evaluate(fit(err, feats, M, mt, target, base=model["base"]), err, feats)
     dates = info.dates
     details = {"calibrated": True, "method": method, "target": target,
                "origins": [raster.iso(dates[o]) for o in data["origins"]],
@@ -501,7 +569,8 @@ def calibrate(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: 
                "calibrated_coverage": ins["coverage"], "width_mm": ins["width_mm"],
                "sigma_mm": (np.asarray(ins["width_mm"]) / (2 * 1.2816)).tolist(),
                "spread_error_rank_corr_last": ins["rank_corr_last"],
-               "evidence": dict(zip(model["features"], model["coef"])), "base_sd_mm": np.sqrt(model["base_var"]).tolist(),
+               "evidence": dict(zip(model["features"], model["coef"])), "base": model["base"],
+               "base_scores": model.get("base_scores"), "base_sd_mm": np.sqrt(model["base_var"]).tolist(),
                "rho": model["rho"], "rho_estimated": model["rho_estimated"],
                "factor": model["factor"], "cross_validated": comp}
     return model, details
@@ -514,7 +583,11 @@ def log_lines(details: dict) -> List[str]:
     ev = ", ".join(f"{k} {v:.2f}" for k, v in details["evidence"].items())
     lines = [f"Spread calibrated ({details['method']}) on {len(details['origins'])} validation origins "
              f"({details['origins'][0]} .. {details['origins'][-1]}), {details['n_values_per_step']} values per step; "
-             f"evidence weights {ev}; member paths AR(1) rho {details['rho']:.2f}; "
+             f"evidence weights {ev}; base spread along the lead: {details.get('base', 'step')}"
+             + (" (leave-one-origin-out deviation from the target coverage: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in details["base_scores"].items()) + ")"
+                if details.get("base_scores") else "")
+             + f"; member paths AR(1) rho {details['rho']:.2f}; "
              f"rank correlation of spread and |error| at the last step {details['spread_error_rank_corr_last']:.2f}."]
     for mt, r in details["cross_validated"].items():
         lines.append(f"  {mt} (cross-validated over origins): P10-P90 coverage per step "
