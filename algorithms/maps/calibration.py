@@ -17,19 +17,25 @@ P10-P90 band is ``centre + c_h s(p, h) [z_lo(h), z_hi(h)]`` where
   scatter of the trajectory fit on the last two years (noisy pixels), ``members`` the members' own
   disagreement, ``motion`` how far the forecast moves from the last value (fast ground is harder).
   Each is made non-decreasing along the horizon (cummax). Independent error sources add in variance:
-  ``a_h`` (what no evidence explains, e.g. the atmosphere of the target epoch; made non-decreasing)
-  and ``b_j >= 0`` come from a non-negative least-squares fit of the squared validation errors
-  (winsorised at their 99.9th percentile) across pixels, origins and steps, so evidence that does not
-  predict the error gets weight 0. (A multiplicative model, ``log |error|`` regressed on the log
+  ``a_h`` (what no evidence explains, e.g. the atmosphere of the target epoch) and ``b_j >= 0`` come
+  from a non-negative least-squares fit of the squared validation errors (winsorised at their 99.9th
+  percentile) across pixels, origins and steps, so evidence that does not predict the error gets
+  weight 0. ``a_h`` is **pooled over the lead** (:data:`BASES`): ``constant`` or ``linear`` in ``h``
+  with non-negative coefficients (so non-decreasing), the one whose leave-one-origin-out coverage per
+  step is closer to the target (:func:`choose_base`). Each step has only as many target dates as
+  origins, and each date has its own atmosphere, common to every pixel: one free value per step
+  (``step``, the form before session 8, made non-decreasing by a running maximum) inherited every
+  noisy date, too narrow at the first steps and ratcheted too wide after the first noisy one. (A multiplicative model, ``log |error|`` regressed on the log
   evidence, found no weight on the demo scene: the acquisition noise, the same everywhere, hides a
   proportional law; the additive one keeps the noise floor and lets the rare large errors speak.)
 * ``z`` the members' shape at step ``h``: normal scores (``dressing``) or the empirical quantiles of
   the validation errors divided by ``s`` (``conformal``), centred on their median so the delivered
   median stays the centre;
 * ``c_h`` the split-conformal factor: the smallest value whose band holds the target share (80 %,
-  with the finite-sample correction ``ceil((n + 1) 0.8) / n``) of the validation errors at step
-  ``h``; the band width ``c_h (z_hi - z_lo)`` is then made non-decreasing in ``h`` (isotonic
-  regression), so the band never narrows with lead time.
+  with the finite-sample correction ``ceil((n + 1) 0.8) / n``) of the validation errors of every
+  step together (one value for all steps with a pooled base; per step with ``step``); the band
+  width ``c_h (z_hi - z_lo)`` is made non-decreasing in ``h`` (isotonic regression), so the band
+  never narrows with lead time. With a pooled base the ``conformal`` shape is pooled over steps too.
 
 Coherent members. Each member is one whole path, not independent noise per step: member ``k``
 takes at step ``h`` the value of rank ``r_k(h)`` of the calibrated marginal, where ``r_k(h)`` is the
@@ -38,14 +44,11 @@ coupling with a Gaussian AR(1) template). ``rho`` is the persistence of the vali
 along the lead, estimated as ``cov(lag 2) / cov(lag 1)`` of the normalised errors (white acquisition
 noise adds nothing to either, so this is the AR(1) coefficient of their persistent part), and at
 least :data:`RHO_MIN` (0.999: members keep their rank almost everywhere, see docs/README_calibration.md):
-a member is a future of the deformation, whose forecast error persists;
-the acquisition noise of each epoch is in the marginals (the band covers observations) but does
-not make each member jagged. The
+a member is a future of the deformation, whose forecast error persists; the acquisition noise of each
+epoch is in the marginals (the band covers observations) but does not make each member jagged. The
 template is the same at every pixel (seeded), so member ``k`` is one spatially coherent scenario.
 
-Reading (issue 15): validation pixels are read as whole contiguous row spans aligned to the file's
-block height (``band.GetBlockSize()``), never scattered single rows: a tiled, pixel-interleaved
-GeoTIFF decompresses whole tiles of all bands for every read.
+Reading (issue 17): whole contiguous row spans aligned to the file's block height, never scattered rows.
 
 Both methods are fitted on every run; the coverage and mean band width per lead step of each,
 cross-validated over the origins (fit on half the origins, score on the other half), go into the
