@@ -324,6 +324,7 @@ def build_summary(s: dict, info, unc, zon, resid, back, gate, tune_reports: List
         sentence = gate_sentence(gate)
     story = {"tiers": ts, "total_valid_ha": float(sum(t["area_ha"] for t in ts)),
              "verdict": (gate or {}).get("verdict"), "gate_action": (gate or {}).get("action"),
+             "verdict_delivered": ((gate or {}).get("held_out") or {}).get("verdict_delivered"),
              "verdict_sentence": sentence or "No rolling-origin verdict (no skill gate in this run).",
              "uncertainty": unc_s, "mmu_m2": float(zon.sieve.get("mmu_m2", 0.0)), "sieve": dict(zon.sieve),
              "n_zone_polygons": int(zon.n_zones), "examples": ex,

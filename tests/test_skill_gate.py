@@ -242,6 +242,37 @@ def test_verdict_needs_the_held_out_test_period_to_agree():
     assert skill_gate.with_held_out(lost, back(1.8, 2.0))["verdict"] == "win"
 
 
+def test_held_out_verdict_of_the_delivered_forecast_and_its_warning():
+    """What the user receives (the gated forecast) is judged on the held-out test period beside the
+    networks' verdict; a loss there is a warning in the report."""
+    from deformcast.algorithms.report import Report
+
+    g = dict(skill_gate.fit_gate(_data(net_sigma=0.3, net_info=1.0)), origin_dates=["2019-01-01", "2019-06-01"])
+
+    def back(raw, delivered, best):
+        rows = [{"model": "delivered forecast (skill-gated ensemble)", "rmse_observed": delivered},
+                {"model": "ensemble median", "rmse_observed": raw},
+                {"model": "baseline: trajectory", "rmse_observed": best}]
+        return {"rows": rows, "forecast_start": "2020-01-01"}
+
+    # the networks lose in the test period, the gate rescues the delivered forecast
+    rescued = skill_gate.with_held_out(g, back(2.2, 1.9, 2.0))["held_out"]
+    assert rescued["verdict"] == "lose" and rescued["verdict_delivered"] == "win"
+    assert rescued["rmse_delivered"] == 1.9 and rescued["ratio_delivered"] == pytest.approx(0.95)
+    worse = skill_gate.with_held_out(g, back(1.8, 2.1, 2.0))
+    assert worse["held_out"]["verdict"] == "win" and worse["held_out"]["verdict_delivered"] == "lose"
+    assert "delivered forecast (after the gate) scored 2.10 mm there: it does NOT beat" in skill_gate.gate_sentence(worse)
+    # without a gate the raw ensemble is what is delivered
+    plain = skill_gate.with_held_out(g, {"rows": back(1.8, 0.0, 2.0)["rows"][1:], "forecast_start": "2020-01-01"})
+    assert plain["held_out"]["rmse_delivered"] == 1.8 and plain["held_out"]["verdict_delivered"] == "win"
+    warned = []
+    for gate in (worse, skill_gate.with_held_out(g, back(2.2, 1.9, 2.0))):
+        rep = Report("t")
+        skill_gate.report_section(rep, gate)
+        warned.append("the delivered forecast (after the gate) did worse" in rep.render())
+    assert warned == [True, False]
+
+
 def test_a_shift_must_hold_on_origins_it_was_not_fitted_on():
     """A reference that only adds noise to the ensemble can look 1 % better in sample: errors shared by
     every pixel of an origin and lead (the atmosphere of a date) leave a handful of independent draws

@@ -38,6 +38,8 @@ def test_workflow_on_own_stack_writes_report_and_project(run_alg, tiny_scene, tm
     raw = summary["backtest"]["rows"][1]["rmse_observed"]
     best = min(r["rmse_observed"] for r in summary["backtest"]["rows"] if r["model"].startswith("baseline"))
     assert gate["held_out"]["verdict"] == ("win" if raw < best else "lose")
+    delivered = summary["backtest"]["rows"][0]["rmse_observed"]
+    assert gate["held_out"]["verdict_delivered"] == ("win" if delivered < best else "lose")
     assert (gate["verdict"] == "win") == (gate["verdict_rolling"] == "win" and gate["held_out"]["verdict"] == "win")
     assert gate["action"] in ("ensemble kept", "blended", "classical forecast")
     assert (out / "rolling_origins.csv").is_file()

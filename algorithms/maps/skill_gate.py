@@ -497,22 +497,26 @@ def with_held_out(gate: dict, back: dict) -> dict:
     it). The ensemble is declared a win only when both say so: over the twenty benchmark seeds the
     rolling origins alone agreed with the true future on 16, the test period alone on 18, and seeds 14
     and 19, where the rolling origins said win and the future lose, were the test period's two losses
-    (docs/skill.md). ``back`` from ``backtest.run_backtest`` (or the workflow summary's copy): its
-    rows ``ensemble median`` (the raw ensemble) and the best ``baseline: ...`` against the observations
-    of the test period (never the truth). Returns a new dict with ``verdict`` (combined),
-    ``verdict_rolling`` and ``held_out``."""
+    (docs/skill.md). ``back`` from ``backtest.run_backtest`` (or the workflow summary's copy): its rows
+    ``ensemble median`` (raw), ``delivered ...`` (gated) and the best ``baseline: ...`` against the
+    observations of the test period (never the truth; the backtest ranks by the truth when a synthetic
+    scene gives one). Returns a new dict with ``verdict`` (combined), ``verdict_rolling`` and
+    ``held_out`` (with ``verdict_delivered``: the gated forecast against that baseline)."""
     rows = back["rows"]
     raw = next(r for r in rows if r["model"] == "ensemble median")
-    # the best baseline by the observations (what a user has; the backtest ranks by the truth when a
-    # synthetic scene gives one)
     best = min((r for r in rows if r["model"].startswith("baseline")), key=lambda r: r["rmse_observed"])
     r_e, r_b = float(raw["rmse_observed"]), float(best["rmse_observed"])
     held = "win" if r_e < r_b else "lose"
     rolling = gate.get("verdict_rolling", gate["verdict"])
+    # what the user receives (the gated forecast; the raw ensemble where there is no gate), out of sample
+    # for the networks and for the gate (fitted on the rolling origins before the test period)
+    r_d = float(next((r for r in rows if r["model"].startswith("delivered")), raw)["rmse_observed"])
     return dict(gate, verdict_rolling=rolling, verdict="win" if rolling == "win" and held == "win" else "lose",
                 held_out={"verdict": held, "rmse_ensemble": r_e, "rmse_best": r_b,
                           "best": str(best["model"]).replace("baseline: ", ""),
-                          "ratio": r_e / r_b if r_b > 0 else float("nan"), "origin": back.get("forecast_start")})
+                          "ratio": r_e / r_b if r_b > 0 else float("nan"), "origin": back.get("forecast_start"),
+                          "verdict_delivered": "win" if r_d < r_b else "lose", "rmse_delivered": r_d,
+                          "ratio_delivered": r_d / r_b if r_b > 0 else float("nan")})
 
 
 def gate_sentence(gate: dict) -> str:
@@ -537,6 +541,10 @@ def gate_sentence(gate: dict) -> str:
                 + f" the best classical baseline ({h['best']}): {h['rmse_ensemble']:.2f} vs {h['rmse_best']:.2f} mm. "
                 + ("Verdict: the networks beat the classical forecasts." if gate["verdict"] == "win" else
                    "Verdict: the networks are NOT shown to beat the classical forecasts."))
+        if "verdict_delivered" in h:
+            held += (f" The delivered forecast (after the gate) scored {h['rmse_delivered']:.2f} mm there: it "
+                     + ("beats" if h["verdict_delivered"] == "win" else "does NOT beat")
+                     + f" the best classical baseline ({h['ratio_delivered']:.2f} x its RMSE).")
     return head + act + f" Gated forecast: {g:.2f} mm over the same origins." + held
 
 
@@ -561,6 +569,11 @@ def report_section(rep, gate: dict) -> None:
                  else "at the rolling origins")
         rep.note(f"Warning: validation ({where}) shows that the networks do not beat the classical forecasts on "
                  "this stack; the maps use the gated forecast above, not the raw ensemble.")
+    h = gate.get("held_out") or {}
+    if h.get("verdict_delivered") == "lose":
+        rep.note(f"Warning: in the held-out test period the delivered forecast (after the gate) did worse than the "
+                 f"classical {h['best']} forecast ({h['rmse_delivered']:.2f} vs {h['rmse_best']:.2f} mm). Compare the "
+                 f"maps with that classical forecast before acting on them.")
     rep.table([[c["class"], c["n"], c["reference"], c["rmse_ensemble"], c["rmse_reference"], c["rmse_gated"],
                 c["mean_weight"]] for c in gate["per_class"]],
               [f"pixels by the movement the {gate.get('classifier', 'reference')} forecast expects", "values scored",
