@@ -46,6 +46,7 @@ from deformcast.algorithms.maps.ensemble import predict_ensemble  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZONES = {1: "mining", 2: "fault", 3: "uplift", 4: "step area"}
+SEASONAL = [False]          # --seasonal: the calibration's acquisition noise by season
 
 
 def scenes(seeds, demo: bool, runs=None, demo_folder=None):
@@ -81,7 +82,8 @@ def forecast_from(scene_dir, models, out, method, end_date=None):
     stack = os.path.join(scene_dir, "stack.tif")
     tag = method if end_date is None else f"{method}_{end_date}"
     res = predict_ensemble(stack, models, os.path.join(out, f"{tag}_median.tif"), None,
-                           os.path.join(out, f"{tag}_members.tif"), calibration=method, end_date=end_date)
+                           os.path.join(out, f"{tag}_members.tif"), calibration=method, end_date=end_date,
+                           seasonal_noise=SEASONAL[0])
     fd = res["forecast_dates"]
     M, H = len(res["members"]), len(fd)
     info = raster.open_stack(stack)
@@ -239,7 +241,9 @@ def main(argv=None):
                     help="also pool coverage and Brier skill over this many forecast origins (the last acquisition "
                          "and earlier ones inside the models' test period)")
     ap.add_argument("--origin-spacing", type=int, default=5, help="epochs between those origins")
+    ap.add_argument("--seasonal", action="store_true", help="calibrate with the acquisition noise by season")
     args = ap.parse_args(argv)
+    SEASONAL[0] = args.seasonal
     os.makedirs(args.out, exist_ok=True)
     results = []
     for name, sc, models in scenes(args.seeds, not args.no_demo, args.runs, args.demo_folder):
@@ -252,6 +256,7 @@ def main(argv=None):
             r = score(sc, models, out, method, args.thresholds, forecast=last)
             r["wall_s"] = wall
             r["scene"] = name
+            r["method"] = method + (" + seasonal noise" if args.seasonal else "")
             r["base"] = (last[5].get("calibration") or {}).get("base")
             if args.origins > 1:
                 r["pooled"] = score_origins(sc, models, out, method, args.thresholds, args.origins, args.origin_spacing,

@@ -44,7 +44,9 @@ member is one coherent path (its rank persists along the horizon), the median is
 quantiles and the exceedance probabilities of <i>uncertainty</i> become calibrated; CALIBRATION the shape of
 the members: <i>dressing</i> (normal) or <i>conformal</i> (the empirical distribution of the validation
 errors, split-conformal); the coverage and band width per step of both methods are logged and stored in the
-outputs' metadata (DEFORMCAST_CALIBRATION); DEVICE auto/cpu/cuda; SCHEDULER the address of a Dask
+outputs' metadata (DEFORMCAST_CALIBRATION); SEASONAL_NOISE (default off) adds the acquisition noise by
+season of each forecast date (a summer troposphere is noisier): the band then covers later observations
+more evenly per step, but narrows again after a summer instead of never narrowing; DEVICE auto/cpu/cuda; SCHEDULER the address of a Dask
 scheduler (tcp://host:port) whose workers forecast the blocks (optional package dask[distributed]; workers
 need DeformCast on their PYTHONPATH and the stack and model folder at the same paths; the calibration is
 fitted here first); empty = this process. The outputs are the same either way.</p>
@@ -79,6 +81,9 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
         self.add_enum("CALIBRATION", "Calibration method (shape of the members)", list(METHODS), DEFAULT_METHOD,
                       optional=True)
         self.addParameter(QgsProcessingParameterBoolean(
+            "SEASONAL_NOISE", "Calibration: acquisition noise by season of the forecast date (the band narrows "
+            "again after a summer)", False, optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
             "GATE", "Apply the skill gate of the model folder (fall back to / blend with the classical forecast "
             "where validation shows the networks do not help)", True, optional=True))
         self.add_common_params(dates=True, seed=False, device=True)
@@ -91,8 +96,8 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
                                                                   optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MEMBERS", "Ensemble members",
                                                                   optional=True))
-        self.advanced("HORIZON", "MEMBERS", "END_DATE", "CALIBRATE", "CALIBRATION", "GATE", "DATES", "DEVICE", "BLOCK_ROWS",
-                      "SCHEDULER")
+        self.advanced("HORIZON", "MEMBERS", "END_DATE", "CALIBRATE", "CALIBRATION", "SEASONAL_NOISE", "GATE", "DATES",
+                      "DEVICE", "BLOCK_ROWS", "SCHEDULER")
 
     def execute(self, parameters, context, feedback, progress):
         from ..algorithms.maps.ensemble import predict_ensemble
@@ -125,6 +130,7 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
             device=self.enum_value(parameters, "DEVICE", context) or "auto",
             calibrate=self.parameterAsBool(parameters, "CALIBRATE", context),
             calibration=self.enum_value(parameters, "CALIBRATION", context) or None,
+            seasonal_noise=self.parameterAsBool(parameters, "SEASONAL_NOISE", context),
             gate=self.parameterAsBool(parameters, "GATE", context) if parameters.get("GATE") is not None else True,
             scheduler=(self.parameterAsString(parameters, "SCHEDULER", context) or "").strip() or None,
             progress=progress,

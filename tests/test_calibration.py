@@ -264,6 +264,14 @@ def test_predict_writes_calibrated_coherent_members(tiny):
         np.testing.assert_allclose(np.median(mem, axis=0), med, atol=1e-3)
     with pytest.raises(Exception, match="CALIBRATION"):
         ensemble.predict_ensemble(p, str(tmp / "models"), str(tmp / "x.tif"), device="cpu", calibration="bogus")
+    # the seasonal acquisition noise: fitted beside the evidence, and the median is unchanged
+    r = ensemble.predict_ensemble(p, str(tmp / "models"), str(tmp / "s_med.tif"), None, str(tmp / "s_mem.tif"),
+                                  device="cpu", seasonal_noise=True)
+    cal = r["calibration"]
+    assert cal["seasonal_noise"] and set(calibration.NOISE_FEATURES) <= set(cal["evidence"])
+    assert not res["dressing"]["calibration"]["seasonal_noise"]
+    np.testing.assert_allclose(raster.read_raster(str(tmp / "s_med.tif"))[0],
+                               raster.read_raster(str(tmp / "dressing_med.tif"))[0], atol=1e-4)
 
 
 def _dated_errors(rng, O=8, H=12, n=400, spacing=6):
@@ -305,3 +313,66 @@ def test_few_dates_per_step_do_not_ratchet_the_band():
     assert np.ptp(pooled) <= 0.05, pooled
     # the per-step form shows the ratchet on the same data (what the pooled form removes)
     assert per_step[-1] - per_step[0] >= 0.08, per_step
+
+
+def _seasonal_errors(rng, starts, H=15, n=300, step_days=12):
+    """Errors whose acquisition noise follows the season of the target date (sd 1 mm in winter, 4 mm in
+    summer, peak mid-July) plus a part the evidence explains; forecasts from ``starts`` (dates)."""
+    errs, fs, org = [], [], []
+    for o, t0 in enumerate(starts):
+        td = np.datetime64(t0, "D") + np.arange(1, H + 1) * np.timedelta64(step_days, "D")
+        doy = (td - td.astype("datetime64[Y]").astype("datetime64[D]")).astype(float)
+        noise_sd = 2.5 + 1.5 * np.cos(2 * np.pi * (doy - 196) / 365.25)
+        fam = np.maximum.accumulate(np.abs(rng.normal(0, 1, n))[None] * np.linspace(1, 2, H)[:, None], axis=0)
+        feats = np.zeros((F, H, n))
+        feats[0] = feats[3] = fam
+        feats[1], feats[2] = 1.0, 0.1
+        feats = np.concatenate([feats, np.broadcast_to(calibration.season_features(td)[:, :, None], (4, H, n))])
+        sd = np.sqrt(noise_sd[:, None] ** 2 + (0.7 * fam) ** 2)
+        errs.append(sd * rng.standard_normal((H, n)))
+        fs.append(feats)
+        org.append(np.full(n, o))
+    return np.concatenate(errs, 1), np.concatenate(fs, 2), np.concatenate(org)
+
+
+def test_seasonal_noise_follows_the_summer_and_holds_coverage_per_step():
+    rng = np.random.default_rng(5)
+    starts = [f"20{y}-{m:02d}-01" for y in (18, 19) for m in (1, 4, 7, 10)]          # 8 origins over two years
+    err, feats, origin = _seasonal_errors(rng, starts)
+    seasonal = calibration.fit(err, feats, 10, "dressing", origin=origin)
+    plain = calibration.fit(err[:, :], feats[:len(calibration.FEATURES)], 10, "dressing", origin=origin)
+    assert calibration.is_seasonal(seasonal) and not calibration.is_seasonal(plain)
+    w = dict(zip(seasonal["features"], seasonal["coef"]))
+    assert w["noise_jul"] == max(w[k] for k in calibration.NOISE_FEATURES) > 0      # the summer term carries it
+    # a forecast issued in early June runs from summer into autumn: per step, the seasonal band holds
+    # the target where the plain one (one width for every season) over-covers the quiet steps
+    e2, f2, _ = _seasonal_errors(np.random.default_rng(6), ["2021-06-01"] * 20)
+    cs = np.asarray(calibration.evaluate(seasonal, e2, f2)["coverage"])
+    cp = np.asarray(calibration.evaluate(plain, e2, f2[:len(calibration.FEATURES)])["coverage"])
+    assert np.all((cs >= 0.74) & (cs <= 0.86)), cs
+    assert np.abs(cs - 0.8).max() < np.abs(cp - 0.8).max() - 0.03, (cs, cp)
+    # the forecast part stays monotone in lead; only the noise of the target date makes the band narrow
+    s = calibration.scale(seasonal, f2)
+    no_noise = dict(seasonal, features=seasonal["features"][:len(calibration.FEATURES)],
+                    coef=seasonal["coef"][:len(calibration.FEATURES)])
+    assert np.all(np.diff(calibration.scale(no_noise, f2[:len(calibration.FEATURES)]), axis=0) >= -1e-9)
+    assert np.any(np.diff(s, axis=0) < -1e-3)          # after the summer the band narrows again
+
+
+def test_season_features_and_evidence_rows():
+    td = np.array(["2020-01-01", "2020-04-01", "2020-07-01", "2020-10-01"], dtype="datetime64[D]")
+    sf = calibration.season_features(td)
+    assert sf.shape == (4, 4)
+    np.testing.assert_allclose(np.diag(sf), 1.0, atol=0.01)            # each term peaks in its season
+    np.testing.assert_allclose((sf ** 2).sum(axis=0), 2.0, atol=1e-9)  # together: a constant
+    rng = np.random.default_rng(7)
+    T, R, W, M, H = 60, 4, 5, 3, 6
+    dates = np.datetime64("2019-01-01") + np.arange(T) * np.timedelta64(12, "D")
+    blk = np.cumsum(rng.normal(0, 1, (T, R, W)), axis=0).astype(np.float32)
+    members = rng.normal(0, 1, (M, H, R, W))
+    valid = np.ones((R, W), bool)
+    plain = calibration.evidence(blk, 0, 0, R, 40, dates, members, valid, H)
+    both = calibration.evidence(blk, 0, 0, R, 40, dates, members, valid, H, seasonal=True)
+    assert both.shape == (len(calibration.FEATURES) + 4, H, R * W)
+    np.testing.assert_array_equal(both[:len(calibration.FEATURES)], plain)
+    np.testing.assert_allclose(both[len(calibration.FEATURES):, :, 0], calibration.season_features(dates[41:41 + H]))

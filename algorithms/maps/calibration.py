@@ -56,16 +56,15 @@ outputs' metadata (``DEFORMCAST_CALIBRATION``) and the log. Measurements: docs/R
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import warnings
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..data import anchors, dataset
+from ..data import dataset
 from ..io import raster
+from .evidence import FEATURES, NOISE_FEATURES, evidence, season_features  # noqa: F401 (the evidence of the fit)
 from ..errors import DeformCastError
 from ..progress import Progress, silent
 
@@ -73,9 +72,6 @@ METHODS = ("dressing", "conformal")
 #: chosen by benchmarks/bench_calibration.py (docs/README_calibration.md)
 DEFAULT_METHOD = "dressing"
 TARGET = 0.8
-FEATURES = ("family", "residual", "members", "motion")
-#: years of history for the residual scatter of the trajectory fit
-RESIDUAL_YEARS = 2.0
 #: the largest number of (pixel, origin) samples per step the regression uses
 MAX_FIT_SAMPLES = 200_000
 #: forms of the base variance ``a_h`` along the lead, simplest first (see the module doc); ``step``
@@ -134,77 +130,6 @@ def read_spans(height: int, width: int, block_h: int, halo: int, max_pixels: int
 
 
 # ---------------------------------------------------------------------------------------------
-# evidence
-# ---------------------------------------------------------------------------------------------
-def _fit_scatter(hist: np.ndarray, dates: np.ndarray) -> np.ndarray:
-    """Residual std of the trajectory fit on the last RESIDUAL_YEARS at each pixel (n,); where gaps
-    stop the fit, the robust scatter of the epoch-to-epoch differences / sqrt(2)."""
-    from ..data.baselines import fit_stats, terms_for_span, years_between
-
-    start = anchors._start(dates, hist.shape[0] - 1, RESIDUAL_YEARS)
-    y = hist[start:]
-    t = years_between(dates[start:], dates[-1])
-    deg, periods = terms_for_span(float(t[-1] - t[0]) if t.size else 0.0, True)
-    sig = np.full(y.shape[1], np.nan)
-    if y.shape[0] > 3:
-        sig = fit_stats(y, t, np.zeros(1), deg, periods)[2]
-    bad = ~np.isfinite(sig)
-    if bad.any():
-        d = np.diff(y[:, bad], axis=0)
-        with np.errstate(all="ignore"), _quiet():
-            med = np.nanmedian(d, axis=0)
-            sig[bad] = 1.4826 * np.nanmedian(np.abs(d - med), axis=0) / math.sqrt(2.0)
-    return sig
-
-
-@contextlib.contextmanager
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
-
-
-def evidence(blk: np.ndarray, a0: int, r0: int, r1: int, o: int, dates, members: np.ndarray,
-             valid: np.ndarray, horizon_model: Optional[int] = None, steps=None, cache=None) -> np.ndarray:
-    """The evidence :data:`FEATURES` at the pixels ``valid`` (bool (r1 - r0, W), row-major) of rows
-    r0..r1 of a block read from row ``a0``, for a forecast from epoch ``o``: float64 ``(F, H, n)``,
-    non-negative and non-decreasing along the horizon. ``members`` (M, H, r1 - r0, W) the delivered
-    members. Uses the history up to ``o`` only. ``cache``: the block's :class:`anchors.FamilyCache`
-    (the family from ``o`` is taken from it when its targets lie inside the stack)."""
-    d = np.asarray(dates, dtype="datetime64[D]")
-    M, H = members.shape[:2]
-    sel = np.flatnonzero(np.asarray(valid).ravel())
-    n = sel.size
-    out = np.zeros((len(FEATURES), H, n))
-    if n == 0:
-        return out
-    hist = np.asarray(blk[: o + 1, r0 - a0:r1 - a0], dtype=np.float64).reshape(o + 1, -1)[:, sel]
-    L = max(H, int(horizon_model or H))
-    td = dataset.target_dates(d, int(o), L)[:H]
-    with _quiet(), np.errstate(all="ignore"):
-        if cache is not None and o + L < d.size and cache.lead >= H:
-            W = blk.shape[2]
-            fam = cache(o)[:, :H, (r0 - a0) * W:(r1 - a0) * W][:, :, sel]
-        else:
-            fam = anchors.family_forecasts(hist, d[: o + 1], td, steps or None)
-        out[0] = np.nanstd(fam, axis=0)
-        out[1] = _fit_scatter(hist, d[: o + 1])[None]
-        mem = members[:, :, valid].astype(np.float64)
-        centre = np.median(mem, axis=0)
-        out[2] = mem.std(axis=0)
-        last = anchors._mean_last(hist, 1)
-        out[3] = np.abs(centre - last[None])
-    for j in range(out.shape[0]):
-        f = out[j]
-        bad = ~np.isfinite(f)
-        if bad.any():
-            fill = np.nanmedian(f) if np.isfinite(f).any() else 0.0
-            f[bad] = fill if np.isfinite(fill) else 0.0
-        np.maximum.accumulate(np.maximum(f, 0.0), axis=0, out=f)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # the fit (pure numpy: the tests drive it with known errors)
 # ---------------------------------------------------------------------------------------------
 def _normal_scores(M: int) -> np.ndarray:
@@ -239,8 +164,12 @@ def scale(model: dict, feats: np.ndarray) -> np.ndarray:
     b = np.asarray(model["coef"], np.float64)
     H = feats.shape[1]
     a = np.asarray(model["base_var"], np.float64)[:H]
-    v = a[:, None] + np.tensordot(b, np.square(feats), axes=(0, 0))
-    return np.maximum.accumulate(np.sqrt(np.maximum(v, 1e-12)), axis=0)   # never narrower with lead
+    ne = sum(f not in NOISE_FEATURES for f in model["features"])          # the evidence rows come first
+    v = a[:, None] + np.tensordot(b[:ne], np.square(feats[:ne]), axes=(0, 0))
+    s = np.maximum.accumulate(np.sqrt(np.maximum(v, 1e-12)), axis=0)   # never narrower with lead
+    if feats.shape[0] > ne:   # the seasonal noise of the target date: not monotone in lead
+        s = np.sqrt(s * s + np.tensordot(b[ne:], np.square(feats[ne:]), axes=(0, 0)))
+    return s
 
 
 def _band(shape: np.ndarray, lo: float = 10.0, hi: float = 90.0) -> Tuple[np.ndarray, np.ndarray]:
@@ -311,6 +240,11 @@ def _fit_base(err: np.ndarray, feats: np.ndarray, base: str) -> Tuple[np.ndarray
     return np.maximum.accumulate(np.maximum(B @ sol[:k], 1e-6)), sol[k:]
 
 
+def is_seasonal(model: Optional[dict]) -> bool:
+    """Whether a spread model uses the seasonal noise terms (its evidence then needs them)."""
+    return bool(model) and any(f in NOISE_FEATURES for f in model.get("features", ()))
+
+
 def fit(err: np.ndarray, feats: np.ndarray, M: int, method: str = DEFAULT_METHOD, target: float = TARGET,
         origin: Optional[np.ndarray] = None, base: Optional[str] = None) -> dict:
     """The spread model (see the module doc) from validation errors ``err`` (H, N) = observation -
@@ -332,7 +266,8 @@ def fit(err: np.ndarray, feats: np.ndarray, M: int, method: str = DEFAULT_METHOD
         else:
             base = "linear"
     base_var, coef = _fit_base(err, feats, base)
-    model = {"method": method, "features": list(FEATURES[:F]), "coef": coef.tolist(), "base_var": base_var.tolist(),
+    model = {"method": method, "features": list((FEATURES + NOISE_FEATURES)[:F]), "coef": coef.tolist(),
+             "base_var": base_var.tolist(),
              "base": base, "target": float(target), "M": int(M), "seed": TEMPLATE_SEED}
     if scores is not None:
         model["base_scores"] = scores
@@ -471,7 +406,7 @@ def origins_for(configs, info, H: int, window: int, e: int) -> List[int]:
 
 
 def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int, gate=None,
-            max_pixels: int = 2000, progress: Optional[Progress] = None) -> Optional[dict]:
+            max_pixels: int = 2000, progress: Optional[Progress] = None, seasonal: bool = False) -> Optional[dict]:
     """Delivered forecasts from the validation origins against the observations, with their evidence:
     ``{"err" (H, N), "feats" (F, H, N), "origin" (N,), "raw_in" (H, N), "origins": [...]}`` or None."""
     from .gating import forecast_gated, gate_halo
@@ -514,7 +449,8 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
                     p10, p90 = np.percentile(mem, [10, 90], axis=0)
                 parts["err"].append(y - np.median(mem, axis=0))
                 parts["raw_in"].append((y >= p10) & (y <= p90))
-                parts["feats"].append(evidence(blk, a0, r0, r1, o, info.dates, out, ok, L, steps, caches[id(blk)]))
+                parts["feats"].append(evidence(blk, a0, r0, r1, o, info.dates, out, ok, L, steps, caches[id(blk)],
+                                               seasonal=seasonal))
                 parts["origin"].append(np.full(int(ok.sum()), o))
             progress.check()
         progress.set((i + 1) / len(spans))
@@ -528,7 +464,7 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
 _CACHE: Dict[tuple, dict] = {}
 
 
-def _cache_key(info, loaded, configs, e, H, gate) -> tuple:
+def _cache_key(info, loaded, configs, e, H, gate, seasonal=False) -> tuple:
     """What the collected validation forecasts depend on: the stack, the members, the horizon, the gate
     and the validation origins (not the forecast start itself: forecasts from any start after the
     last validation target share them)."""
@@ -538,19 +474,22 @@ def _cache_key(info, loaded, configs, e, H, gate) -> tuple:
     folders = tuple(os.path.abspath(m.folder) for m in loaded)
     stamps = tuple(os.path.getmtime(os.path.join(f, n)) for f in folders for n in os.listdir(f))
     return (os.path.abspath(info.path), os.path.getmtime(info.path), folders, stamps,
-            tuple(origins_for(configs, info, H, win, e)), int(H), json.dumps(gate, sort_keys=True, default=str))
+            tuple(origins_for(configs, info, H, win, e)), int(H), json.dumps(gate, sort_keys=True, default=str),
+            bool(seasonal))
 
 
 def calibrate(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int, method: str = DEFAULT_METHOD,
-              gate=None, target: float = TARGET, progress: Optional[Progress] = None) -> Tuple[Optional[dict], dict]:
+              gate=None, target: float = TARGET, progress: Optional[Progress] = None,
+              seasonal: bool = False) -> Tuple[Optional[dict], dict]:
     """``(model or None, details)``: the spread model of ``method`` fitted on the validation origins,
-    and what the metadata and the log report (coverage and width per step of both methods)."""
+    and what the metadata and the log report (coverage and width per step of both methods).
+    ``seasonal``: with the acquisition noise by season of the target date (:mod:`evidence`)."""
     if method not in METHODS:
         raise DeformCastError(f"CALIBRATION: unknown method '{method}'. Valid values: {', '.join(METHODS)}.")
-    key = _cache_key(info, loaded, configs, e, H, gate)
+    key = _cache_key(info, loaded, configs, e, H, gate, seasonal)
     data = _CACHE.get(key)
     if data is None:
-        data = collect(info, loaded, configs, cov, e, H, dev, batch_size, gate, progress=progress)
+        data = collect(info, loaded, configs, cov, e, H, dev, batch_size, gate, progress=progress, seasonal=seasonal)
         _CACHE.clear()          # one stack at a time: predict's second method (the benchmark) reuses it
         if data is not None:
             _CACHE[key] = data
@@ -573,6 +512,7 @@ def calibrate(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: 
                "sigma_mm": (np.asarray(ins["width_mm"]) / (2 * 1.2816)).tolist(),
                "spread_error_rank_corr_last": ins["rank_corr_last"],
                "evidence": dict(zip(model["features"], model["coef"])), "base": model["base"],
+               "seasonal_noise": bool(seasonal),
                "base_scores": model.get("base_scores"), "base_sd_mm": np.sqrt(model["base_var"]).tolist(),
                "rho": model["rho"], "rho_estimated": model["rho_estimated"],
                "factor": model["factor"], "cross_validated": comp}

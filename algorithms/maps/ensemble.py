@@ -83,7 +83,8 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
                      quantiles: Sequence[float] = (10, 50, 90), dates=None, covariates: Optional[Sequence[str]] = None,
                      end_date=None, block_rows: int = 0, device: str = "auto", batch_size: int = 2048,
                      calibrate: bool = True, progress: Optional[Progress] = None, gate: bool = True,
-                     calibration: Optional[str] = None, scheduler: Optional[str] = None) -> Dict[str, object]:
+                     calibration: Optional[str] = None, scheduler: Optional[str] = None,
+                     seasonal_noise: bool = False) -> Dict[str, object]:
     """Forecast with every member, write median / quantiles / members rasters; return a summary:
     ``median_path``, ``quantiles_path``, ``members_path`` (None where not written), ``members``,
     ``forecast_dates``, ``end_date``, ``valid_pixels``, ``device``, ``calibration``, ``gate``, ``timings_s``.
@@ -99,6 +100,9 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
     ``calibration``: ``dressing`` or ``conformal`` (:mod:`calibration`; default
     :data:`calibration.DEFAULT_METHOD`), used when ``calibrate``.
 
+    ``seasonal_noise``: the calibration adds the acquisition noise by season of the target date
+    (:mod:`evidence`; the band then narrows again after a summer).
+
     ``scheduler``: a Dask scheduler address (``tcp://host:port``; :mod:`distributed`): the blocks are
     forecast on its workers (the calibration is fitted here first) and written here in block order, so
     the outputs are those of one process. Empty or None: everything runs in this process.
@@ -108,7 +112,7 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
         with inference_threads():
             return _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon,
                                      members, quantiles, dates, covariates, end_date, block_rows, device, batch_size,
-                                     calibrate, progress, gate, calibration, client)
+                                     calibrate, progress, gate, calibration, client, seasonal_noise)
     finally:
         if client is not None:
             client.close()
@@ -132,7 +136,7 @@ def _block(ctx: dict, loaded, plan, r0: int, r1: int, a0: int, a1: int, cov_blk:
     t0 = time.perf_counter()
     cfg0 = loaded[0].meta.get("data_config") or {}
     feats = calib.evidence(blk, a0, r0, r1, e, dates, out, valid_all, cfg0.get("horizon", H),
-                           cfg0.get("steps")) if model is not None else None
+                           cfg0.get("steps"), seasonal=calib.is_seasonal(model)) if model is not None else None
     del blk
     with np.errstate(all="ignore"):
         if model is not None:
@@ -164,7 +168,7 @@ def _remote_block(job: dict, r0: int, r1: int, a0: int, a1: int, cov_blk: dict) 
 
 def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon, members, quantiles,
                       dates, covariates, end_date, block_rows, device, batch_size, calibrate, progress, use_gate=True,
-                      method=None, client=None):
+                      method=None, client=None, seasonal=False):
     from . import calibration as calib
 
     t_start = time.perf_counter()
@@ -207,7 +211,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
         raise DeformCastError(f"CALIBRATION '{method}': valid values are {', '.join(calib.METHODS)}.")
     if calibrate and M > 1:
         model, cal = calib.calibrate(info, loaded, configs, cov, e, H, dev, batch_size, method, gate=gate,
-                                     progress=progress.sub(0.0, 0.3))
+                                     progress=progress.sub(0.0, 0.3), seasonal=bool(seasonal))
         progress = progress.sub(0.3, 1.0)
         for line in calib.log_lines(cal):
             progress.log(line)
