@@ -44,7 +44,7 @@ member is one coherent path (its rank persists along the horizon), the median is
 quantiles and the exceedance probabilities of <i>uncertainty</i> become calibrated; CALIBRATION the shape of
 the members: <i>dressing</i> (normal) or <i>conformal</i> (the empirical distribution of the validation
 errors, split-conformal); the coverage and band width per step of both methods are logged and stored in the
-outputs' metadata (DEFORMCAST_CALIBRATION); SEASONAL_NOISE (default off) adds the acquisition noise by
+outputs' metadata (DEFORMCAST_CALIBRATION); SEASONAL_NOISE (default off: calibration.DEFAULT_SEASONAL) adds the acquisition noise by
 season of each forecast date (a summer troposphere is noisier): the band then covers later observations
 more evenly per step, but narrows again after a summer instead of never narrowing; DEVICE auto/cpu/cuda; SCHEDULER the address of a Dask
 scheduler (tcp://host:port) whose workers forecast the blocks (optional package dask[distributed]; workers
@@ -80,9 +80,11 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
 
         self.add_enum("CALIBRATION", "Calibration method (shape of the members)", list(METHODS), DEFAULT_METHOD,
                       optional=True)
+        from ..algorithms.maps.calibration import DEFAULT_SEASONAL
+
         self.addParameter(QgsProcessingParameterBoolean(
             "SEASONAL_NOISE", "Calibration: acquisition noise by season of the forecast date (the band narrows "
-            "again after a summer)", False, optional=True))
+            "again after a summer)", DEFAULT_SEASONAL, optional=True))
         self.addParameter(QgsProcessingParameterBoolean(
             "GATE", "Apply the skill gate of the model folder (fall back to / blend with the classical forecast "
             "where validation shows the networks do not help)", True, optional=True))
@@ -130,7 +132,8 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
             device=self.enum_value(parameters, "DEVICE", context) or "auto",
             calibrate=self.parameterAsBool(parameters, "CALIBRATE", context),
             calibration=self.enum_value(parameters, "CALIBRATION", context) or None,
-            seasonal_noise=self.parameterAsBool(parameters, "SEASONAL_NOISE", context),
+            seasonal_noise=(self.parameterAsBool(parameters, "SEASONAL_NOISE", context)
+                            if parameters.get("SEASONAL_NOISE") is not None else None),
             gate=self.parameterAsBool(parameters, "GATE", context) if parameters.get("GATE") is not None else True,
             scheduler=(self.parameterAsString(parameters, "SCHEDULER", context) or "").strip() or None,
             progress=progress,

@@ -218,7 +218,8 @@ def test_chain_tune_predict_uncertainty_residuals_headless(qgis_process_run, tin
         ["deformcast:tune", f"INPUT={tiny_scene['stack']}", "ARCHITECTURE=tcn", "HORIZON=4", "N_TRIALS=2", "TOP_K=2",
          "MAX_EPOCHS=2", f"OUTPUT_FOLDER={t / 'models'}", f"OUTPUT_REPORT={t / 'tune.html'}"],
         ["deformcast:predict", f"INPUT={tiny_scene['stack']}", f"MODEL_FOLDER={t / 'models'}",
-         f"OUTPUT_MEDIAN={t / 'median.tif'}", f"OUTPUT_QUANTILES={t / 'q.tif'}", f"OUTPUT_MEMBERS={t / 'members.tif'}"],
+         f"OUTPUT_MEDIAN={t / 'median.tif'}", f"OUTPUT_QUANTILES={t / 'q.tif'}", f"OUTPUT_MEMBERS={t / 'members.tif'}",
+         "SEASONAL_NOISE=true"],
         ["deformcast:uncertainty", f"MEMBERS={t / 'members.tif'}", f"INPUT={tiny_scene['stack']}", "THRESHOLDS=2,5",
          f"OUTPUT_SUSCEPTIBILITY={t / 'susc.tif'}", f"OUTPUT_SPREAD={t / 'spread.tif'}",
          f"OUTPUT_AMBIGUITY={t / 'amb.tif'}", f"OUTPUT_CONFIDENCE={t / 'conf.tif'}", f"OUTPUT_EXCEEDANCE={t / 'exc.tif'}"],
@@ -239,3 +240,7 @@ def test_chain_tune_predict_uncertainty_residuals_headless(qgis_process_run, tin
     for f in ("median", "susc", "exc", "res", "gi"):
         assert (t / f"{f}.qml").is_file()
     assert "Moran" in (t / "res.html").read_text()
+    from osgeo import gdal
+
+    cal = json.loads(gdal.Open(str(t / "median.tif")).GetMetadataItem("DEFORMCAST_CALIBRATION"))
+    assert cal["seasonal_noise"] is True            # the option reaches the core through qgis_process

@@ -71,6 +71,8 @@ from ..progress import Progress, silent
 METHODS = ("dressing", "conformal")
 #: chosen by benchmarks/bench_calibration.py (docs/README_calibration.md)
 DEFAULT_METHOD = "dressing"
+#: the acquisition noise by season of the target date (off: the band stays monotone in lead; see the docs)
+DEFAULT_SEASONAL = False
 TARGET = 0.8
 #: the largest number of (pixel, origin) samples per step the regression uses
 MAX_FIT_SAMPLES = 200_000

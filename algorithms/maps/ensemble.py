@@ -84,7 +84,7 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
                      end_date=None, block_rows: int = 0, device: str = "auto", batch_size: int = 2048,
                      calibrate: bool = True, progress: Optional[Progress] = None, gate: bool = True,
                      calibration: Optional[str] = None, scheduler: Optional[str] = None,
-                     seasonal_noise: bool = False) -> Dict[str, object]:
+                     seasonal_noise: Optional[bool] = None) -> Dict[str, object]:
     """Forecast with every member, write median / quantiles / members rasters; return a summary:
     ``median_path``, ``quantiles_path``, ``members_path`` (None where not written), ``members``,
     ``forecast_dates``, ``end_date``, ``valid_pixels``, ``device``, ``calibration``, ``gate``, ``timings_s``.
@@ -101,7 +101,8 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
     :data:`calibration.DEFAULT_METHOD`), used when ``calibrate``.
 
     ``seasonal_noise``: the calibration adds the acquisition noise by season of the target date
-    (:mod:`evidence`; the band then narrows again after a summer).
+    (:mod:`evidence`; the band then narrows again after a summer); None:
+    :data:`calibration.DEFAULT_SEASONAL`.
 
     ``scheduler``: a Dask scheduler address (``tcp://host:port``; :mod:`distributed`): the blocks are
     forecast on its workers (the calibration is fitted here first) and written here in block order, so
@@ -168,7 +169,7 @@ def _remote_block(job: dict, r0: int, r1: int, a0: int, a1: int, cov_blk: dict) 
 
 def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon, members, quantiles,
                       dates, covariates, end_date, block_rows, device, batch_size, calibrate, progress, use_gate=True,
-                      method=None, client=None, seasonal=False):
+                      method=None, client=None, seasonal=None):
     from . import calibration as calib
 
     t_start = time.perf_counter()
@@ -211,7 +212,8 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
         raise DeformCastError(f"CALIBRATION '{method}': valid values are {', '.join(calib.METHODS)}.")
     if calibrate and M > 1:
         model, cal = calib.calibrate(info, loaded, configs, cov, e, H, dev, batch_size, method, gate=gate,
-                                     progress=progress.sub(0.0, 0.3), seasonal=bool(seasonal))
+                                     progress=progress.sub(0.0, 0.3),
+                                     seasonal=calib.DEFAULT_SEASONAL if seasonal is None else bool(seasonal))
         progress = progress.sub(0.3, 1.0)
         for line in calib.log_lines(cal):
             progress.log(line)
