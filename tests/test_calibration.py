@@ -264,12 +264,14 @@ def test_predict_writes_calibrated_coherent_members(tiny):
         np.testing.assert_allclose(np.median(mem, axis=0), med, atol=1e-3)
     with pytest.raises(Exception, match="CALIBRATION"):
         ensemble.predict_ensemble(p, str(tmp / "models"), str(tmp / "x.tif"), device="cpu", calibration="bogus")
-    # the seasonal acquisition noise: fitted beside the evidence, and the median is unchanged
+    # the seasonal acquisition noise: asked for, and the median is unchanged
     r = ensemble.predict_ensemble(p, str(tmp / "models"), str(tmp / "s_med.tif"), None, str(tmp / "s_mem.tif"),
                                   device="cpu", seasonal_noise=True)
     cal = r["calibration"]
-    assert cal["seasonal_noise"] and set(calibration.NOISE_FEATURES) <= set(cal["evidence"])
-    assert not res["dressing"]["calibration"]["seasonal_noise"]
+    # this stack's validation targets span less than a year: the option is refused with the reason
+    assert not cal["seasonal_noise"] and "calendar months" in cal["seasonal_note"]
+    assert not set(calibration.NOISE_FEATURES) & set(cal["evidence"])
+    assert not res["dressing"]["calibration"]["seasonal_noise"] and not res["dressing"]["calibration"]["seasonal_note"]
     np.testing.assert_allclose(raster.read_raster(str(tmp / "s_med.tif"))[0],
                                raster.read_raster(str(tmp / "dressing_med.tif"))[0], atol=1e-4)
 
@@ -357,6 +359,13 @@ def test_seasonal_noise_follows_the_summer_and_holds_coverage_per_step():
                     coef=seasonal["coef"][:len(calibration.FEATURES)])
     assert np.all(np.diff(calibration.scale(no_noise, f2[:len(calibration.FEATURES)]), axis=0) >= -1e-9)
     assert np.any(np.diff(s, axis=0) < -1e-3)          # after the summer the band narrows again
+
+
+def test_seasonal_noise_needs_a_whole_year_of_validation_targets():
+    dates = np.datetime64("2019-01-05") + np.arange(120) * np.timedelta64(12, "D")
+    assert len(calibration.months_covered(dates, [40, 50, 60, 70], 15)) == 12      # targets over 14 months
+    half = calibration.months_covered(dates, [40, 45], 5)                        # targets over 4 months
+    assert 3 <= len(half) <= 5 and half <= set(range(1, 13))
 
 
 def test_season_features_and_evidence_rows():

@@ -242,6 +242,12 @@ def _fit_base(err: np.ndarray, feats: np.ndarray, base: str) -> Tuple[np.ndarray
     return np.maximum.accumulate(np.maximum(B @ sol[:k], 1e-6)), sol[k:]
 
 
+def months_covered(dates, origins, H: int) -> set:
+    """The calendar months (1-12) of the target dates of forecasts from ``origins`` over ``H`` steps."""
+    d = np.asarray(dates, dtype="datetime64[M]")
+    return {int(m) % 12 + 1 for o in origins for m in d[int(o) + 1:int(o) + 1 + H].astype(np.int64)}
+
+
 def is_seasonal(model: Optional[dict]) -> bool:
     """Whether a spread model uses the seasonal noise terms (its evidence then needs them)."""
     return bool(model) and any(f in NOISE_FEATURES for f in model.get("features", ()))
@@ -499,6 +505,11 @@ def calibrate(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: 
         return None, {"calibrated": False, "reason": "no validation origin before the forecast start to calibrate on"}
     M = len(loaded)
     err, feats, origin = data["err"], data["feats"], data["origin"]
+    note = None
+    if seasonal and len(months_covered(info.dates, data["origins"], H)) < 12:
+        note = (f"seasonal noise not used: the validation targets cover {len(months_covered(info.dates, data['origins'], H))} "
+                "of 12 calendar months, and the season of the noise needs a whole year")
+        feats, seasonal = feats[:len(FEATURES)], False
     model = fit(err, feats, M, method, target, origin=origin)
     ins = evaluate(model, err, feats)
     comp = {}
@@ -514,7 +525,7 @@ def calibrate(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: 
                "sigma_mm": (np.asarray(ins["width_mm"]) / (2 * 1.2816)).tolist(),
                "spread_error_rank_corr_last": ins["rank_corr_last"],
                "evidence": dict(zip(model["features"], model["coef"])), "base": model["base"],
-               "seasonal_noise": bool(seasonal),
+               "seasonal_noise": bool(seasonal), "seasonal_note": note,
                "base_scores": model.get("base_scores"), "base_sd_mm": np.sqrt(model["base_var"]).tolist(),
                "rho": model["rho"], "rho_estimated": model["rho_estimated"],
                "factor": model["factor"], "cross_validated": comp}
@@ -534,6 +545,8 @@ def log_lines(details: dict) -> List[str]:
                 if details.get("base_scores") else "")
              + f"; member paths AR(1) rho {details['rho']:.2f}; "
              f"rank correlation of spread and |error| at the last step {details['spread_error_rank_corr_last']:.2f}."]
+    if details.get("seasonal_note"):
+        lines.append(f"  {details['seasonal_note']}.")
     for mt, r in details["cross_validated"].items():
         lines.append(f"  {mt} (cross-validated over origins): P10-P90 coverage per step "
                      + ", ".join(f"{c:.0%}" for c in r["coverage"]) + "; mean width (mm) "
