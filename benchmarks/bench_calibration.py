@@ -21,7 +21,10 @@ Usage::
 
     DEFORMCAST_THREADS=1 .venv/bin/python benchmarks/bench_calibration.py --seeds 0 1 2 --out build/bench_calibration
 
-Writes ``calibration.json`` and ``calibration.md`` into ``--out``.
+Writes ``calibration.json`` and ``calibration.md`` into ``--out``. ``--origins 16 --origin-spacing 1``
+pools the coverage over 16 forecast origins (16 target dates per step; the forecasts share one
+calibration) and reports the coverage of each target date; ``--seasonal`` calibrates with the
+acquisition noise by season (``predict``'s ``SEASONAL_NOISE``).
 """
 from __future__ import annotations
 
