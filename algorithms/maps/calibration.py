@@ -25,9 +25,12 @@ P10-P90 band is ``centre + c_h s(p, h) [z_lo(h), z_hi(h)]`` where
   step is closer to the target (:func:`choose_base`). Each step has only as many target dates as
   origins, and each date has its own atmosphere, common to every pixel: one free value per step
   (``step``, the form before session 8, made non-decreasing by a running maximum) inherited every
-  noisy date, too narrow at the first steps and ratcheted too wide after the first noisy one. (A multiplicative model, ``log |error|`` regressed on the log
-  evidence, found no weight on the demo scene: the acquisition noise, the same everywhere, hides a
-  proportional law; the additive one keeps the noise floor and lets the rare large errors speak.)
+  noisy date, too narrow at the first steps and ratcheted too wide after the first noisy one. (A
+  multiplicative model, ``log |error|`` regressed on the log evidence, found no weight on the demo
+  scene: the acquisition noise, the same everywhere, hides a proportional law; the additive one keeps
+  the noise floor and lets the rare large errors speak.) Optionally (``seasonal``,
+  :data:`DEFAULT_SEASONAL` off) the acquisition noise of the target date's season joins the evidence
+  (:mod:`evidence`), not made monotone in lead, where the validation targets cover all twelve months.
 * ``z`` the members' shape at step ``h``: normal scores (``dressing``) or the empirical quantiles of
   the validation errors divided by ``s`` (``conformal``), centred on their median so the delivered
   median stays the centre;
@@ -506,9 +509,10 @@ def calibrate(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: 
     M = len(loaded)
     err, feats, origin = data["err"], data["feats"], data["origin"]
     note = None
-    if seasonal and len(months_covered(info.dates, data["origins"], H)) < 12:
-        note = (f"seasonal noise not used: the validation targets cover {len(months_covered(info.dates, data['origins'], H))} "
-                "of 12 calendar months, and the season of the noise needs a whole year")
+    months = len(months_covered(info.dates, data["origins"], H)) if seasonal else 12
+    if months < 12:
+        note = (f"seasonal noise not used: the validation targets cover {months} of 12 calendar months, and "
+                "the season of the noise needs a whole year")
         feats, seasonal = feats[:len(FEATURES)], False
     model = fit(err, feats, M, method, target, origin=origin)
     ins = evaluate(model, err, feats)
