@@ -139,11 +139,9 @@ def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing
             "brier": {t: {"bss": b["bss"], "base_rate": b["base_rate"]} for t, b in brier_pooled.items()}}
 
 
-def score(scene_dir, models, out, method, thresholds, forecast=None):
-    """The scores from the last acquisition (``forecast``: :func:`forecast_from`'s result, else made here)."""
-    t0 = time.time()
-    mem, fd, _, truth, start, res = forecast if forecast is not None else forecast_from(scene_dir, models, out, method)
-    wall = time.time() - t0
+def score(scene_dir, method, thresholds, forecast):
+    """The scores from the last acquisition (``forecast``: :func:`forecast_from`'s result)."""
+    mem, fd, _, truth, start, res = forecast
     med = np.median(mem, axis=0)
     obs = by_dates(os.path.join(scene_dir, "future_observed.tif"), fd)
     steps = [h for h in range(len(fd)) if np.isfinite(obs[h]).any()]
@@ -177,7 +175,7 @@ def score(scene_dir, models, out, method, thresholds, forecast=None):
     return {"method": method, "steps": [h + 1 for h in steps], "coverage": cov, "width_mm": wid,
             "rank_corr_truth": rc_truth, "rank_corr_obs": rc_obs, "zones": zrows, "worst_zone": worst,
             "zone_ratio": zrows[worst]["spread_ratio"] if worst else float("nan"), "brier": bss,
-            "member_lag1": lag1(mem[:, :, valid]), "wall_s": wall, "evidence": cal.get("evidence"),
+            "member_lag1": lag1(mem[:, :, valid]), "evidence": cal.get("evidence"),
             "rho": cal.get("rho"), "validation_cv": cal.get("cross_validated", {}).get(method)}
 
 
@@ -256,7 +254,7 @@ def main(argv=None):
             t0 = time.time()
             last = forecast_from(sc, models, out, method)        # the last acquisition's forecast, made once
             wall = time.time() - t0
-            r = score(sc, models, out, method, args.thresholds, forecast=last)
+            r = score(sc, method, args.thresholds, last)
             r["wall_s"] = wall
             r["scene"] = name
             r["method"] = method + (" + seasonal noise" if args.seasonal else "")

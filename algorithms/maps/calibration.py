@@ -209,16 +209,16 @@ def _needed_factor(u: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.where(np.isfinite(need), np.maximum(need, 0.0), np.inf)
 
 
-def _base_design(base: str, H: int) -> Optional[np.ndarray]:
+def _base_design(base: str, H: int) -> np.ndarray:
     """(H, k) columns of the base variance along the lead for ``base`` (non-negative coefficients keep
-    it non-decreasing); None for ``step`` (one free value per step)."""
+    it non-decreasing; ``step``: one free value per step, made non-decreasing after the fit)."""
     t = np.arange(1, H + 1, dtype=np.float64) / H
     if base == "linear":
         return np.stack([np.ones(H), t], axis=1)
     if base == "constant":
         return np.ones((H, 1))
     if base == "step":
-        return None
+        return np.eye(H)
     raise DeformCastError(f"Unknown calibration base '{base}'. Valid values: {', '.join(BASES)}.")
 
 
@@ -236,8 +236,7 @@ def _fit_base(err: np.ndarray, feats: np.ndarray, base: str) -> Tuple[np.ndarray
     e2 = np.minimum(e2, np.quantile(e2, 0.999, axis=1, keepdims=True))
     x2 = np.square(feats[:, :, take])
     n = take.size
-    D = _base_design(base, H)
-    B = np.eye(H) if D is None else D
+    B = _base_design(base, H)
     A = np.concatenate([np.repeat(B, n, axis=0), x2.reshape(F, -1).T], axis=1)
     colscale = np.maximum(np.sqrt(np.mean(A * A, axis=0)), 1e-12)
     sol = nnls(A / colscale, e2.ravel(), maxiter=50 * A.shape[1])[0] / colscale
@@ -315,14 +314,9 @@ def fit(err: np.ndarray, feats: np.ndarray, M: int, method: str = DEFAULT_METHOD
 def choose_base(err, feats, origin, M, method, target=TARGET) -> Tuple[str, Dict[str, float]]:
     """The base form (:data:`CHOSEN_BASES`) whose leave-one-origin-out coverage per step is closest to
     the target (mean squared deviation over steps; ties go to the simpler form), with each form's score."""
-    scores = {}
-    for b in CHOSEN_BASES:
-        cov = 0.0
-        for o in np.unique(origin):
-            test = origin == o
-            m = fit(err[:, ~test], feats[:, :, ~test], M, method, target, base=b)
-            cov = cov + np.asarray(evaluate(m, err[:, test], feats[:, :, test])["coverage"]) * test.sum()
-        scores[b] = float(np.mean(np.square(cov / origin.size - target)))
+    folds = [origin == o for o in np.unique(origin)]
+    scores = {b: float(np.mean(np.square(np.asarray(_out_of_fold(err, feats, folds, M, method, target, b)["coverage"])
+                                         - target))) for b in CHOSEN_BASES}
     return min(CHOSEN_BASES, key=lambda b: (round(scores[b], 6), CHOSEN_BASES.index(b))), scores
 
 
@@ -359,9 +353,15 @@ def cross_validate(err, feats, origin, M, method, target=TARGET, base: Optional[
     if uo.size < 2:
         return None
     fold = np.isin(origin, uo[1::2])
+    return _out_of_fold(err, feats, [fold, ~fold], M, method, target, base or "linear")
+
+
+def _out_of_fold(err, feats, folds, M, method, target, base) -> dict:
+    """Coverage and mean width per step of each fold (bool (N,)) scored by a fit (form ``base``) on the
+    rest, pooled over the folds by their sizes."""
     cov, wid, n = 0.0, 0.0, 0
-    for test in (fold, ~fold):
-        m = fit(err[:, ~test], feats[:, :, ~test], M, method, target, base=base or "linear")
+    for test in folds:
+        m = fit(err[:, ~test], feats[:, :, ~test], M, method, target, base=base)
         ev = evaluate(m, err[:, test], feats[:, :, test])
         k = int(test.sum())
         cov = cov + np.asarray(ev["coverage"]) * k
