@@ -15,6 +15,14 @@ Usage::
 
     .venv/bin/python benchmarks/bench_real.py --horizon 10 --out build/bench_real
 
+``--sampling day`` takes one daily position per 12-day bin (the first day with data in the bin, at
+least one) instead of the bin mean: a snapshot, as one SAR acquisition is, with the full daily noise.
+``--relative`` subtracts from each series the mean of the same component of every station over the
+same segment (InSAR measures relative to a reference point; over Europe the common plate motion of
+about 25 mm/yr then cancels). Together they give a noise-dominated stand-in closer to real
+persistent-scatterer series (small relative motion, the noise of one acquisition), where smoothed
+persistence is a strong classical forecast (issue 12).
+
 The wheel is fetched once with ``pip download hector-ts==3.2.0`` (about 18 MB) into ``--cache``.
 """
 from __future__ import annotations
@@ -77,18 +85,21 @@ def read_tenv(path: str):
     return d, np.asarray(enu) * 1000.0
 
 
-def bins(dates, values, start, n_bins):
-    """12-day means on the grid start + k*12 days (NaN where fewer than 4 daily values)."""
+def bins(dates, values, start, n_bins, sampling="mean"):
+    """12-day means on the grid start + k*12 days (NaN where fewer than 4 daily values); with
+    ``sampling="day"`` the first daily value of each bin instead (NaN where the bin has none)."""
     k = ((dates - start).astype(int)) // STEP
     out = np.full((n_bins, values.shape[1]), np.nan)
     for b in range(n_bins):
-        m = k == b
-        if m.sum() >= 4:
+        m = np.flatnonzero(k == b)
+        if sampling == "day" and m.size:
+            out[b] = values[m[0]]
+        elif m.size >= 4:
             out[b] = values[m].mean(axis=0)
     return out
 
 
-def build_stack(files, epochs: int, horizon: int):
+def build_stack(files, epochs: int, horizon: int, sampling: str = "mean", relative: bool = False):
     seg = epochs + horizon
     series = {os.path.basename(f)[:4]: read_tenv(f) for f in files}
     last = min(d[-1] for d, _ in series.values())
@@ -99,10 +110,19 @@ def build_stack(files, epochs: int, horizon: int):
         start = start_last - np.timedelta64(k * SHIFT * STEP, "D")
         if all(d[0] > start for d, _ in series.values()):
             break
+        seg_b = {}
         for name, (d, v) in series.items():
             if d[0] > start:
                 continue
-            b = bins(d, v, start, seg)
+            b = bins(d, v, start, seg, sampling)
+            if np.isfinite(b[0]).all():
+                seg_b[name] = b - b[0]          # each station referenced to its first bin
+        if relative and seg_b:
+            with np.errstate(all="ignore"):
+                common = np.nanmean(np.stack(list(seg_b.values())), axis=0)   # (seg, 3)
+        for name, b in seg_b.items():
+            if relative:
+                b = b - common
             for c, comp in enumerate("ENU"):
                 y = b[:, c]
                 if np.isfinite(y[:epochs]).sum() < 0.8 * epochs or not np.isfinite(y[epochs:]).all() \
@@ -126,9 +146,12 @@ def main(argv=None):
     ap.add_argument("--out", default="build/bench_real")
     ap.add_argument("--regate", action="store_true",
                     help="re-score the finished run in --out with the current skill gate (no new training)")
+    ap.add_argument("--sampling", choices=("mean", "day"), default="mean",
+                    help="12-day bin means (default) or one daily snapshot per bin")
+    ap.add_argument("--relative", action="store_true", help="each series relative to the mean of all stations")
     args = ap.parse_args(argv)
     files = fetch(args.cache)
-    Y, dates, labels = build_stack(files, args.epochs, args.horizon)
+    Y, dates, labels = build_stack(files, args.epochs, args.horizon, args.sampling, args.relative)
     n = Y.shape[1]
     W = 12
     Hh = -(-n // W)
