@@ -61,7 +61,8 @@ def run_seed(seed: int, args) -> dict:
                                                      ("zones", "zones.tif"), ("scene_json", "scene.json"))}
     else:
         files = write_scene(os.path.join(folder, "scene"), seed=seed, physics=args.physics, width=args.width,
-                            height=args.height, n_epochs=args.epochs, n_future=args.horizon)
+                            height=args.height, n_epochs=args.epochs, n_future=args.horizon,
+                            step_days=args.step_days, gap_fraction=args.gap_fraction)
     with open(files["scene_json"], encoding="utf-8") as fh:
         scene = json.load(fh)
     t0 = time.time()
@@ -147,7 +148,7 @@ def run_seed(seed: int, args) -> dict:
 
 
 def markdown(results, args) -> str:
-    out = [f"Varied physics ({args.physics}), {args.width} x {args.height} pixels, {args.epochs} epochs at 12 days, "
+    out = [f"Varied physics ({args.physics}), {args.width} x {args.height} pixels, {args.epochs} epochs at {args.step_days} days, "
            f"horizon {args.horizon}; RMSE (mm) of the forecast after the last acquisition against the noise-free "
            f"future; {platform.node()} ({os.cpu_count()} CPUs), {time.strftime('%Y-%m-%d')}.", ""]
     out.append("| seed | region | pixels | main job | ensemble, no gate | best classical | its RMSE | ratio | "
@@ -207,6 +208,8 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=100)
     ap.add_argument("--height", type=int, default=80)
     ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--step-days", type=int, default=12, help="days between acquisitions")
+    ap.add_argument("--gap-fraction", type=float, default=0.0, help="share of single pixel-epochs missing")
     ap.add_argument("--n-trials", type=int, default=None, help="default: the main job's")
     ap.add_argument("--out", default="build/bench_skill")
     ap.add_argument("--regate", action="store_true",
