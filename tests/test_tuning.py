@@ -67,6 +67,12 @@ def test_search_space_from_registry_and_overrides():
     for p in spec.all_space():
         assert p.name in sp
     assert sp["window"].kind == "int" and sp["window"].high == 20
+    # a given window range (the main job's 8..24) is capped at what the stack allows, as the registry's
+    # is, rather than failing every trial that draws a longer window (a 60-epoch stack, horizon 15)
+    capped = tuning.build_search_space("tcn", '{"window": {"type": "int", "low": 8, "high": 24}}', max_window=15)
+    assert (capped["window"].low, capped["window"].high) == (8, 15)
+    with pytest.raises(DeformCastError, match="allows at most 6"):
+        tuning.build_search_space("tcn", '{"window": {"type": "int", "low": 8, "high": 24}}', max_window=6)
     sp = tuning.build_search_space(
         "tcn", '{"lr": {"low": 1e-4, "high": 1e-3, "log": true}, "levels": 2, "batch_size": [64, 128],'
                ' "encoding": ["none", "temporal"]}', window=8)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ...errors import DeformCastError
@@ -94,6 +94,8 @@ def build_search_space(architecture: str, overrides=None, window: Optional[int] 
             raise DeformCastError(
                 f"SEARCH_SPACE: window range starts at {d.low:g} epochs but the stack allows at most "
                 f"{max_window}; lower the window range or use a longer stack.")
+        if d.high > max_window:   # a given range (e.g. the main job's) capped as the registry's is:
+            space["window"] = replace(d, high=float(max_window))   # rather than failed trials
     if space["encoding"].kind == "categorical":
         space["encoding"] = Dim("encoding", "categorical",
                                 choices=tuple(encoding_key(c) for c in space["encoding"].choices))
