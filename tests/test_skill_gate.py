@@ -177,6 +177,31 @@ def test_local_blend_follows_the_recent_track_records():
     assert (w_none == 1).all() and np.allclose(kept.reshape(L, -1), now)
 
 
+def test_local_blend_gives_no_weight_to_an_ensemble_that_adds_only_an_offset():
+    """The blend's weight is the least-squares weight of the combination over the track record: an
+    ensemble that is the local classical forecast plus 1 mm (no information of its own, a squared
+    error near twice the classical one's, so inverse squared errors gave it about a fifth) gets none."""
+    rng = np.random.default_rng(3)
+    dates = np.datetime64("2018-01-03") + np.arange(120) * 12
+    t = (dates - dates[0]).astype(float) / 365.25
+    y = (-6.0 * t[:, None, None] + rng.normal(0, 1.0, (120, 6, 8)))
+    L, e = 6, 119
+    td = dates[e] + np.arange(1, L + 1) * 12
+    local = anchors.local_forecast(y, dates, td, L).reshape(L, -1)
+
+    def offset(o):
+        return anchors.local_forecast(y[:o + 1], dates[:o + 1], dates[o + 1:o + L + 1], L).reshape(-1, 48) + 1.0
+
+    blend, w = anchors.local_forecast(y, dates, td, L, ensemble=(local + 1.0, offset))
+    assert w.mean() < 0.05 and w.max() < 0.2
+    np.testing.assert_allclose(blend.reshape(L, -1), local + w, atol=1e-9)
+    # the squared errors alone would have given it a real weight
+    m_e = np.mean([np.mean((offset(o)[:min(L, e - o)] - y[o + 1:o + 1 + min(L, e - o)].reshape(-1, 48)) ** 2)
+                   for o in anchors.local_origins(e, L)])
+    m_f = m_e - 1.0
+    assert 0.1 < m_e ** -2 / (m_e ** -2 + m_f ** -2) < 0.3
+
+
 @pytest.mark.slow
 def test_predict_algorithm_gate_parameter(run_alg, tmp_path):
     from deformcast.algorithms.learn import tuning
