@@ -12,6 +12,8 @@ classical forecast by their track records (inverse MSE^2, pooled over 9 x 9 pixe
 * ``shipped``: ``anchors.local_origins`` (e - 20, e - 15, e - 10, e - 5 for the 15-epoch horizon), the
   family and ``anchors.LOCAL_EXTRA`` (the velocity of the last half year, session 7);
 * ``session6``: the same without ``LOCAL_EXTRA``; ``power4``: inverse MSE^4 instead of MSE^2 (sharper);
+  ``inverse_mse``: the ensemble's blend weight by inverse squared MSEs (sessions 4-8) instead of the
+  least-squares weight of the combination (session 9);
 * ``session4``: origins e - 15 - 5 j (j = 0..3), a full lead each (in sample for the networks: see
   docs/skill.md); ``recent3``: e - 15, e - 10, e - 5; ``all6``: e - 30 .. e - 5;
 * ``raw``: the ensemble median without any gate.
@@ -117,6 +119,7 @@ def replay(folder: str, cache: str, seed: int) -> dict:
     for name, origins, past, patch in (
             ("shipped", None, meds.get, {}), ("session6", None, meds.get, {"LOCAL_EXTRA": ()}),
             ("power4", None, meds.get, {"LOCAL_POWER": 4.0}),
+            ("inverse_mse", None, meds.get, {"LOCAL_BLEND": "inverse_mse"}),
             ("session4", [e - 15 - 5 * j for j in range(4)], meds.get, {}),
             ("recent3", [e - 15, e - 10, e - 5], meds.get, {}), ("all6", [e - k for k in PAST], meds.get, {}),
             *((f"shipped_{k}", None, on(m), {}) for k, m in lattice.items())):

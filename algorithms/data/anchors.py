@@ -299,6 +299,9 @@ def check_weights(weights, horizon: int) -> np.ndarray:
 #: ``lead`` epochs (:func:`local_origins`), errors pooled over a BOX x BOX neighbourhood,
 #: inverse-MSE^POWER weights
 LOCAL_ORIGINS, LOCAL_BOX, LOCAL_POWER = 4, 9, 2.0
+#: the ensemble's weight in the local blend: "least_squares" (:func:`_blend_weight`, session 9) or
+#: "inverse_mse" (``m_E^-p / (m_E^-p + m_F^-p)``, sessions 4-8; kept for benchmarks/gate_replay.py)
+LOCAL_BLEND = "least_squares"
 LOCAL_HALO = LOCAL_BOX // 2
 #: classical forecasts the local track record weighs beside the family, entries as in :data:`FAMILY`.
 #: They are not inputs of the networks (their channels and the anchor weights stay those of
@@ -436,7 +439,10 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         f = past(o)
         return None if f is None else np.asarray(f, dtype=np.float64).reshape(1, -1, R * Wd)
 
-    wE = _blend_weight(flat, d, L, origins, ens, lambda o: _combined(np.nan_to_num(w), past_family(o)), (R, Wd))
+    if LOCAL_BLEND == "inverse_mse":
+        wE = _inverse_mse_weight(_record(flat, d, L, origins, ens), pooled_has, (R, Wd))
+    else:
+        wE = _blend_weight(flat, d, L, origins, ens, lambda o: _combined(np.nan_to_num(w), past_family(o)), (R, Wd))
     wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)
     blend = wE[None] * now + (1.0 - wE[None]) * np.where(np.isfinite(out), out, now)
     return blend.reshape(Hh, R, Wd), wE
@@ -451,6 +457,19 @@ def _combined(w: np.ndarray, fam: Optional[np.ndarray]) -> Optional[np.ndarray]:
     den = np.einsum("cn,chn->hn", w, ok.astype(np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
         return (num / np.where(den > 0, den, np.nan))[None]
+
+
+def _inverse_mse_weight(e_err: Optional[np.ndarray], pooled: np.ndarray, shape) -> np.ndarray:
+    """``m_E^-p / (m_E^-p + m_F^-p)``: the ensemble's pooled recent MSE against the best family member's."""
+    R, Wd = shape
+    if e_err is None:
+        return np.ones(R * Wd)
+    m_e = np.maximum(_box_mean(e_err.reshape(1, R, Wd), LOCAL_BOX).reshape(-1), 1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # pixels without any record: NaN
+        m_f = np.maximum(np.nanmin(pooled, axis=0), 1e-6)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return m_e ** -LOCAL_POWER / (m_e ** -LOCAL_POWER + m_f ** -LOCAL_POWER)
 
 
 def _blend_weight(flat: np.ndarray, d, lead: int, origins, ens, local, shape) -> np.ndarray:
