@@ -319,7 +319,7 @@ def build_summary(s: dict, info, unc, zon, resid, back, gate, tune_reports: List
     unc_s = uncertainty_summary(width, amb, cov, ex.get("least certain"), grid)
     sentence = (s.get("gate") or {}).get("sentence")
     if not sentence and gate:
-        from .maps.skill_gate import gate_sentence
+        from .maps.gate_report import gate_sentence
 
         sentence = gate_sentence(gate)
     story = {"tiers": ts, "total_valid_ha": float(sum(t["area_ha"] for t in ts)),

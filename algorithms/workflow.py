@@ -202,7 +202,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
 
     # 2b. rolling-origin evaluation and skill gate (written into the manifest, applied by predict)
     ts = time.time()
-    from .maps import skill_gate
+    from .maps import gate_report, skill_gate
 
     paths["rolling_origins_csv"] = os.path.join(out, "rolling_origins.csv")
     gate = skill_gate.run_gate(stack_path, model_root, dates=dates, covariates=model_covariates, device=device,
@@ -216,7 +216,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                            thresholds=thresholds, dates=dates, covariates=model_covariates, device=device,
                            progress=stage["backtest"])
     timings["backtest"] = time.time() - ts
-    gate = skill_gate.with_held_out(gate, back)   # the verdict: rolling origins and the held-out test period
+    gate = gate_report.with_held_out(gate, back)   # the verdict: rolling origins and the held-out test period
 
     # 4. forecast after the last acquisition ----------------------------------------------
     ts = time.time()
@@ -283,7 +283,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                                              "held_out", "action", "ratio", "mean_weight", "origin_dates", "per_class",
                                              "weights", "class_limits_mm")}
                | {"scores": {k: {a: b for a, b in v.items() if a != "per_origin"} for k, v in gate["scores"].items()},
-                  "sentence": skill_gate.gate_sentence(gate)},
+                  "sentence": gate_report.gate_sentence(gate)},
                "tuning": {a: {"best_val_rmse": r.best_value, "default_val_rmse": r.default_val_rmse,
                               "n_complete": r.n_complete, "n_pruned": r.n_pruned, "best_params": r.best_params,
                               "stopped_by_patience": bool(getattr(r.worker, "stopped_by_patience", False)),
@@ -366,7 +366,7 @@ def _front(rep, path, s, info, unc, zon, resid, tune_results, back, gate) -> dic
 
 
 def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progress, gate=None) -> str:
-    from .maps import skill_gate
+    from .maps import gate_report
 
     from .decision.zoning import TIERS
 
@@ -414,7 +414,7 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
     progress.set(0.2)
     if gate:
         rep.heading("3. Skill over rolling origins and the skill gate")
-        skill_gate.report_section(rep, gate)
+        gate_report.report_section(rep, gate)
     # backtest
     rep.heading("3b. Skill on the held-out test period (one origin)")
     key = back["score_key"]

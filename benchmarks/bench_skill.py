@@ -42,7 +42,7 @@ ensure_pkg()
 
 from deformcast.algorithms.data import anchors, step_detect  # noqa: E402
 from deformcast.algorithms.io import raster
-from deformcast.algorithms.maps import backtest, skill_gate  # noqa: E402
+from deformcast.algorithms.maps import backtest, gate_report, skill_gate  # noqa: E402
 from deformcast.algorithms.maps.ensemble import predict_ensemble  # noqa: E402
 from deformcast.algorithms.data.synthetic import write_scene  # noqa: E402
 from deformcast.algorithms.workflow import run_workflow  # noqa: E402
@@ -137,7 +137,7 @@ def run_seed(seed: int, args) -> dict:
     best_all = rows["all"]["best classical"]
     g = s["gate"]
     if "held_out" not in g and "backtest" in s:   # a re-gated run: its verdict with its backtest's test period
-        g = skill_gate.with_held_out(g, s["backtest"])
+        g = gate_report.with_held_out(g, s["backtest"])
     g.setdefault("held_out", {"verdict": None})   # a run older than the held-out verdict, rescored
     return {"seed": seed, "physics": scene.get("params", {}).get("physics"), "wall_s": wall, "regions": rows,
             "steps_detected": found, "gate": {k: g[k] for k in ("reference", "verdict", "verdict_rolling", "action", "ratio", "mean_weight")}

@@ -9,7 +9,7 @@ import pytest
 from deformcast.algorithms.data import anchors
 from deformcast.algorithms.models import modelio
 from deformcast.algorithms.io import raster
-from deformcast.algorithms.maps import skill_gate
+from deformcast.algorithms.maps import gate_report, skill_gate
 from deformcast.algorithms.maps.ensemble import predict_ensemble
 from deformcast.algorithms.data.synthetic import write_scene
 
@@ -43,6 +43,28 @@ def test_gate_falls_back_where_the_networks_add_only_noise():
     assert np.allclose(g["weights"], 0.0)
     sc = g["scores"]
     assert sc["gated forecast"]["rmse"] == pytest.approx(sc["trajectory"]["rmse"])
+
+
+def test_a_gate_on_origins_with_a_shorter_record_is_held():
+    """Rolling origins whose record is too short for the classical fits the forecast origin gets do not
+    let the gate switch to a classical forecast: on a 2-year stack (60 epochs, horizon 15) every rolling
+    origin has under a year of history; on a 5-year one (150 epochs) all of them have the full terms."""
+    d60 = np.datetime64("2017-01-06") + np.arange(60) * 12
+    assert skill_gate.comparable_origins(range(14, 30), d60, 59) == []
+    d150 = np.datetime64("2017-01-06") + np.arange(150) * 12
+    origins = skill_gate.rolling_origins([{"test_start": 135}], 150, 15, 19, d150)
+    assert origins and skill_gate.comparable_origins(origins, d150, 149) == origins
+    assert skill_gate.comparable_origins([20, 50, 70, 100], d150, 149) == [70, 100]   # 0.66, 1.64 years: fewer terms
+    g = skill_gate.fit_gate(_data(net_sigma=2.0, net_info=0.0))     # would fall back to the classical forecast
+    held = skill_gate.hold(g, "too short")
+    assert g["action"] == "classical forecast" and held["action"] == "ensemble kept"
+    assert np.allclose(held["weights"], 1.0) and held["verdict"] == g["verdict"]
+    assert held["scores"]["gated forecast"]["rmse"] == pytest.approx(g["scores"]["ensemble median"]["rmse"])
+    assert "The gate was held: too short." in gate_report.gate_sentence(held)
+    M, H, n = 3, 5, 40
+    out = np.random.default_rng(1).normal(0, 3, (M, H, n))
+    cands = np.random.default_rng(2).normal(0, 3, (C1, H, n))
+    np.testing.assert_allclose(skill_gate.apply_gate(out, cands, cands[0, 0], held), out)
 
 
 def test_gate_keeps_the_networks_where_they_help():
@@ -254,17 +276,17 @@ def test_verdict_needs_the_held_out_test_period_to_agree():
         return {"rows": rows, "ensemble": rows[0], "raw_ensemble": rows[1], "best_baseline": rows[2],
                 "forecast_start": "2020-01-01"}
 
-    won = skill_gate.with_held_out(g, back(1.8, 2.0))
-    lost = skill_gate.with_held_out(g, back(2.2, 2.0))
+    won = gate_report.with_held_out(g, back(1.8, 2.0))
+    lost = gate_report.with_held_out(g, back(2.2, 2.0))
     assert won["verdict"] == "win" and won["held_out"]["verdict"] == "win"
     # the raw ensemble (not the gated one) against the best baseline decides the held-out verdict
     assert lost["verdict"] == "lose" and lost["verdict_rolling"] == "win" and lost["held_out"]["best"] == "trajectory"
-    assert "does NOT beat the best classical baseline (trajectory): 2.20 vs 2.00 mm" in skill_gate.gate_sentence(lost)
-    assert "NOT shown to beat" in skill_gate.gate_sentence(lost) and g["verdict"] == "win"   # input untouched
+    assert "does NOT beat the best classical baseline (trajectory): 2.20 vs 2.00 mm" in gate_report.gate_sentence(lost)
+    assert "NOT shown to beat" in gate_report.gate_sentence(lost) and g["verdict"] == "win"   # input untouched
     # a rolling loss stays a loss whatever the test period says; applying twice changes nothing
     bad = skill_gate.fit_gate(_data(net_sigma=2.0, net_info=0.0))
-    assert skill_gate.with_held_out(bad, back(1.0, 2.0))["verdict"] == "lose"
-    assert skill_gate.with_held_out(lost, back(1.8, 2.0))["verdict"] == "win"
+    assert gate_report.with_held_out(bad, back(1.0, 2.0))["verdict"] == "lose"
+    assert gate_report.with_held_out(lost, back(1.8, 2.0))["verdict"] == "win"
 
 
 def test_held_out_verdict_of_the_delivered_forecast_and_its_warning():
@@ -281,19 +303,19 @@ def test_held_out_verdict_of_the_delivered_forecast_and_its_warning():
         return {"rows": rows, "forecast_start": "2020-01-01"}
 
     # the networks lose in the test period, the gate rescues the delivered forecast
-    rescued = skill_gate.with_held_out(g, back(2.2, 1.9, 2.0))["held_out"]
+    rescued = gate_report.with_held_out(g, back(2.2, 1.9, 2.0))["held_out"]
     assert rescued["verdict"] == "lose" and rescued["verdict_delivered"] == "win"
     assert rescued["rmse_delivered"] == 1.9 and rescued["ratio_delivered"] == pytest.approx(0.95)
-    worse = skill_gate.with_held_out(g, back(1.8, 2.1, 2.0))
+    worse = gate_report.with_held_out(g, back(1.8, 2.1, 2.0))
     assert worse["held_out"]["verdict"] == "win" and worse["held_out"]["verdict_delivered"] == "lose"
-    assert "delivered forecast (after the gate) scored 2.10 mm there: it does NOT beat" in skill_gate.gate_sentence(worse)
+    assert "delivered forecast (after the gate) scored 2.10 mm there: it does NOT beat" in gate_report.gate_sentence(worse)
     # without a gate the raw ensemble is what is delivered
-    plain = skill_gate.with_held_out(g, {"rows": back(1.8, 0.0, 2.0)["rows"][1:], "forecast_start": "2020-01-01"})
+    plain = gate_report.with_held_out(g, {"rows": back(1.8, 0.0, 2.0)["rows"][1:], "forecast_start": "2020-01-01"})
     assert plain["held_out"]["rmse_delivered"] == 1.8 and plain["held_out"]["verdict_delivered"] == "win"
     warned = []
-    for gate in (worse, skill_gate.with_held_out(g, back(2.2, 1.9, 2.0))):
+    for gate in (worse, gate_report.with_held_out(g, back(2.2, 1.9, 2.0))):
         rep = Report("t")
-        skill_gate.report_section(rep, gate)
+        gate_report.report_section(rep, gate)
         warned.append("the delivered forecast (after the gate) did worse" in rep.render())
     assert warned == [True, False]
 

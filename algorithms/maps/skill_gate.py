@@ -53,7 +53,6 @@ period, which no network trained on (:func:`anchors.local_origins`).
 from __future__ import annotations
 
 import csv
-import os
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -64,6 +63,8 @@ from ..models import modelio
 from ..io import raster
 from ..errors import DeformCastError
 from ..progress import Progress, silent
+from .gate_report import (ENSEMBLE_LOCAL, append_to_report, gate_sentence, report_section,  # noqa: F401
+                          with_held_out)
 
 MIN_CLASS_SAMPLES = 300
 #: the smallest relative RMSE gain over the classical reference (per class, over the rolling origins)
@@ -75,7 +76,6 @@ CLASS_QUANTILES = (50.0, 90.0)
 CLASS_NAMES = ("quiet half", "moving (50-90 %)", "fastest 10 %")
 ANCHOR = "anchor"   # the members' adaptive combination (their own classical anchor)
 LOCAL = "local"     # the family weighted by each neighbourhood's recent track record (anchors.local_forecast)
-ENSEMBLE_LOCAL = "ensemble, local blend"   # the ensemble blended with LOCAL by their track records (local_blend)
 _MANIFEST_OWN = ("format", "format_version", "created", "horizon", "window", "members", "gate")
 
 
@@ -96,6 +96,41 @@ def rolling_origins(configs: Sequence[dict], n_epochs: int, horizon: int, window
         return []
     n = min(int(max_origins), last - first + 1)
     return sorted(set(np.linspace(first, last, num=n).round().astype(int).tolist()))
+
+
+def comparable_origins(origins: Sequence[int], dates, e: int) -> List[int]:
+    """The origins whose record gives the classical fits the terms the forecast origin ``e``'s record
+    gives (:func:`baselines.terms_for_span` of the span since the first epoch: under 0.95 years a line,
+    under 1.9 a line and the seasons, then the quadratic term too). From an origin with a shorter
+    record the all-history trajectory is a simpler function than the one delivered at ``e``, and its
+    score says nothing about it (a 2-year stack's rolling origins had under a year of history, where
+    smoothed persistence beat every fit; the gate delivered it, 2.3 times worse than the trajectory
+    from the full record: docs/skill.md, session 9)."""
+    from ..data.baselines import terms_for_span
+
+    d = np.asarray(dates, dtype="datetime64[D]").astype("int64")
+    want = terms_for_span((d[int(e)] - d[0]) / 365.25)
+    return [int(o) for o in origins if terms_for_span((d[int(o)] - d[0]) / 365.25) == want]
+
+
+def hold(gate: dict, why: str) -> dict:
+    """The gate with every class weight 1: the ensemble (after the local blend) is delivered as it is,
+    scores and verdict kept; ``held`` says why."""
+    W = np.ones_like(np.asarray(gate["weights"], dtype=np.float64))
+    sc = dict(gate["scores"])
+    sc["gated forecast"] = dict(sc[gate.get("gated_on", "ensemble median")])
+    per_class = [dict(c, rmse_gated=c["rmse_ensemble"], mean_weight=1.0) for c in gate["per_class"]]
+    return dict(gate, weights=W.tolist(), action="ensemble kept", mean_weight=1.0, scores=sc, per_class=per_class,
+                held=why)
+
+
+def _years(dates) -> float:
+    d = np.asarray(dates, dtype="datetime64[D]").astype("int64")
+    return float(d[-1] - d[0]) / 365.25
+
+
+#: comparable origins (:func:`comparable_origins`) needed for the gate to act
+MIN_COMPARABLE = 3
 
 
 def _score_mask(configs: Sequence[dict], shape) -> Optional[np.ndarray]:
@@ -469,10 +504,23 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
     cov = members_covariates(configs, covariates, info.grid)
     win = max(int(m.meta["window"]) for m in loaded)
     origins = rolling_origins(configs, info.n_epochs, H, win, info.dates)
+    same = comparable_origins(origins, info.dates, info.n_epochs - 1)
+    why = None
+    if len(same) >= MIN_COMPARABLE:
+        if len(same) < len(origins):
+            progress.log(f"{len(origins) - len(same)} rolling origins left out: their record is too short for the "
+                         "classical fits the forecast origin gets.")
+        origins = same
+    elif origins:
+        why = (f"only {len(same)} of the {len(origins)} rolling origins have a record long enough for the classical "
+               f"fits the forecast origin gets (the stack spans {_years(info.dates):.1f} "
+               "years): the gate does not switch to a classical forecast on that evidence")
     progress.log(f"Rolling-origin evaluation: {len(origins)} origins before the test period, horizon {H} ...")
     data = collect(info, loaded, configs, cov, origins, H, dev, mask=_score_mask(configs, info.grid.shape),
                    progress=progress.sub(0.0, 0.95))
     gate = fit_gate(data)
+    if why:
+        gate = hold(gate, why)
     gate["origin_dates"] = [raster.iso(info.dates[o]) for o in gate["origins"]]
     if csv_path:
         write_csv(gate, csv_path, info.dates)
@@ -483,118 +531,8 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
                                extra={k: v for k, v in man.items() if k not in _MANIFEST_OWN} | {"gate": {
                                    k: gate[k] for k in ("reference", "references", "classifier", "weights", "class_limits_mm",
                                                         "class_names", "local_blend",
-                                                        "verdict", "action", "ratio", "origin_dates")}})
+                                                        "verdict", "action", "ratio", "origin_dates")}
+                                                        | ({"held": gate["held"]} if gate.get("held") else {})})
     progress.log(gate_sentence(gate))
     progress.set(1.0)
     return gate
-
-
-def with_held_out(gate: dict, back: dict) -> dict:
-    """The gate's verdict with the backtest on the models' test period beside the rolling origins.
-
-    The rolling origins end before the test period and score the validation pixels only; the test
-    period is the latest stretch of the record, out of sample for every pixel (no network trained on
-    it). The ensemble is declared a win only when both say so: over the twenty benchmark seeds the
-    rolling origins alone agreed with the true future on 16, the test period alone on 18, and seeds 14
-    and 19, where the rolling origins said win and the future lose, were the test period's two losses
-    (docs/skill.md). ``back`` from ``backtest.run_backtest`` (or the workflow summary's copy): its rows
-    ``ensemble median`` (raw), ``delivered ...`` (gated) and the best ``baseline: ...`` against the
-    observations of the test period (never the truth; the backtest ranks by the truth when a synthetic
-    scene gives one). Returns a new dict with ``verdict`` (combined), ``verdict_rolling`` and
-    ``held_out`` (with ``verdict_delivered``: the gated forecast against that baseline)."""
-    rows = back["rows"]
-    raw = next(r for r in rows if r["model"] == "ensemble median")
-    best = min((r for r in rows if r["model"].startswith("baseline")), key=lambda r: r["rmse_observed"])
-    r_e, r_b = float(raw["rmse_observed"]), float(best["rmse_observed"])
-    held = "win" if r_e < r_b else "lose"
-    rolling = gate.get("verdict_rolling", gate["verdict"])
-    # what the user receives (the gated forecast; the raw ensemble where there is no gate), out of sample
-    # for the networks and for the gate (fitted on the rolling origins before the test period)
-    r_d = float(next((r for r in rows if r["model"].startswith("delivered")), raw)["rmse_observed"])
-    return dict(gate, verdict_rolling=rolling, verdict="win" if rolling == "win" and held == "win" else "lose",
-                held_out={"verdict": held, "rmse_ensemble": r_e, "rmse_best": r_b,
-                          "best": str(best["model"]).replace("baseline: ", ""),
-                          "ratio": r_e / r_b if r_b > 0 else float("nan"), "origin": back.get("forecast_start"),
-                          "verdict_delivered": "win" if r_d < r_b else "lose", "rmse_delivered": r_d,
-                          "ratio_delivered": r_d / r_b if r_b > 0 else float("nan")})
-
-
-def gate_sentence(gate: dict) -> str:
-    s = gate["scores"]
-    ens, ref = s["ensemble median"], s[gate["reference"]]
-    head = (f"Over {gate['n_origins']} rolling origins the ensemble median "
-            + ("beats" if gate.get("verdict_rolling", gate["verdict"]) == "win" else "does NOT beat")
-            + f" the best classical forecast ({gate['reference']}): RMSE {ens['rmse']:.2f} vs {ref['rmse']:.2f} mm "
-            f"(won {gate['origins_won']} of {gate['n_origins']} origins). ")
-    own = ("The forecast is the ensemble's, blended pixel by pixel with the local classical forecast by their "
-           "track records over the last horizon." if gate.get("local_blend") else "The forecast is the ensemble's.")
-    act = {"ensemble kept": own,
-           "classical forecast": f"The delivered forecast falls back to the classical {gate['reference']} forecast.",
-           "blended": f"The delivered forecast blends the ensemble with the classical {gate['reference']} forecast "
-                      f"(mean ensemble weight {gate['mean_weight']:.2f})."}[gate["action"]]
-    g = s["gated forecast"]["rmse"]
-    held = ""
-    if gate.get("held_out"):
-        h = gate["held_out"]
-        held = (f" In the held-out test period (every pixel, from {h['origin']}) the ensemble median "
-                + ("beats" if h["verdict"] == "win" else "does NOT beat")
-                + f" the best classical baseline ({h['best']}): {h['rmse_ensemble']:.2f} vs {h['rmse_best']:.2f} mm. "
-                + ("Verdict: the networks beat the classical forecasts." if gate["verdict"] == "win" else
-                   "Verdict: the networks are NOT shown to beat the classical forecasts."))
-        if "verdict_delivered" in h:
-            held += (f" The delivered forecast (after the gate) scored {h['rmse_delivered']:.2f} mm there: it "
-                     + ("beats" if h["verdict_delivered"] == "win" else "does NOT beat")
-                     + f" the best classical baseline ({h['ratio_delivered']:.2f} x its RMSE).")
-    return head + act + f" Gated forecast: {g:.2f} mm over the same origins." + held
-
-
-def report_section(rep, gate: dict) -> None:
-    """Rolling-origin skill and the skill gate (the report's verdict rests on these)."""
-    sc = gate["scores"]
-    rep.paragraph(f"Forecasts from {gate['n_origins']} origins ({gate['origin_dates'][0]} .. {gate['origin_dates'][-1]}), "
-                  "each over the full horizon, with every target before the test period, scored on the validation "
-                  "pixels (spatial validation) or in the validation period (time validation), never on a training target. RMSE against the observations, mean and spread over the origins; "
-                  "every row on the same pixels and epochs (rolling_origins.csv).")
-    own = ("gated forecast", "ensemble median", ENSEMBLE_LOCAL)
-    names = [k for k in own if k in sc] + sorted([k for k in sc if not k.startswith("member") and k not in own],
-                                                 key=lambda k: sc[k]["rmse"])
-    rep.table([[("delivered forecast (after the gate)" if k == "gated forecast" else
-                 k if k in own else "classical: " + k),
-                sc[k]["rmse"], sc[k]["rmse_mean"], sc[k]["rmse_std"], sc[k]["mae_mean"]] for k in names],
-              ["forecast", "RMSE pooled (mm)", "RMSE mean over origins (mm)", "spread over origins (mm)", "MAE (mm)"],
-              highlight=0)
-    rep.note(gate_sentence(gate))
-    if gate["verdict"] != "win":
-        where = ("in the held-out test period" if gate.get("verdict_rolling", "lose") == "win"
-                 else "at the rolling origins")
-        rep.note(f"Warning: validation ({where}) shows that the networks do not beat the classical forecasts on "
-                 "this stack; the maps use the gated forecast above, not the raw ensemble.")
-    h = gate.get("held_out") or {}
-    if h.get("verdict_delivered") == "lose":
-        rep.note(f"Warning: in the held-out test period the delivered forecast (after the gate) did worse than the "
-                 f"classical {h['best']} forecast ({h['rmse_delivered']:.2f} vs {h['rmse_best']:.2f} mm). Compare the "
-                 f"maps with that classical forecast before acting on them.")
-    rep.table([[c["class"], c["n"], c["reference"], c["rmse_ensemble"], c["rmse_reference"], c["rmse_gated"],
-                c["mean_weight"]] for c in gate["per_class"]],
-              [f"pixels by the movement the {gate.get('classifier', 'reference')} forecast expects", "values scored",
-               "classical reference", "ensemble RMSE (mm)", "reference RMSE (mm)", "gated RMSE (mm)",
-               "mean ensemble weight"])
-
-
-def append_to_report(path: str, gate: dict, title: str = "Skill over rolling origins and the skill gate") -> str:
-    """Insert :func:`report_section` before the end of an existing HTML report (``tune``'s)."""
-    from ..report import Report
-
-    rep = Report(title)
-    rep.heading(title)
-    report_section(rep, gate)
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    frag = "".join(rep.parts)
-    k = text.rfind("</body>")
-    text = text[:k] + frag + text[k:] if k >= 0 else text + frag
-    tmp = path + ".part"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path

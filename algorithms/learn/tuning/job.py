@@ -352,14 +352,14 @@ def tune_job(stack_path: str, output_folder: str, architecture: str, horizon: in
         progress.log(f"A worker process ended with an error (exit codes {codes}; its log: worker_<k>.log in "
                      f"{output_folder}); the study holds the trials it finished.")
     if gate and kw.get("write_outputs", True):
-        from ...maps import skill_gate
+        from ...maps import gate_report, skill_gate
 
         res.gate = skill_gate.run_gate(stack_path, output_folder, dates=dates, covariates=covariates,
                                        device=kw.get("device", "auto"),
                                        csv_path=os.path.join(output_folder, "rolling_origins.csv"),
                                        progress=progress.sub(0.96, 1.0))
         if res.report and os.path.exists(res.report):
-            skill_gate.append_to_report(res.report, res.gate)
+            gate_report.append_to_report(res.report, res.gate)
     return res
 
 
