@@ -172,13 +172,18 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
     assert g1["reference"] == g2["reference"]
 
 
-def test_local_blend_follows_the_recent_track_records():
-    rng = np.random.default_rng(2)
+def _subsiding_block(seed):
+    """120 epochs of 6 x 8 pixels subsiding at 6 mm/yr with 1 mm white noise; lead 6 from the last epoch."""
+    rng = np.random.default_rng(seed)
     dates = np.datetime64("2018-01-03") + np.arange(120) * 12
     t = (dates - dates[0]).astype(float) / 365.25
     y = (-6.0 * t[:, None, None] + rng.normal(0, 1.0, (120, 6, 8)))
     L, e = 6, 119
-    td = dates[e] + np.arange(1, L + 1) * 12
+    return dates, y, L, e, dates[e] + np.arange(1, L + 1) * 12
+
+
+def test_local_blend_follows_the_recent_track_records():
+    dates, y, L, e, td = _subsiding_block(2)
     truth_like = np.repeat(y[e][None], L, 0) - 6.0 * ((td - dates[e]).astype(float) / 365.25)[:, None, None]
     now = truth_like.reshape(L, -1) + 50.0          # a forecast far from every classical one
 
@@ -203,12 +208,7 @@ def test_local_blend_gives_no_weight_to_an_ensemble_that_adds_only_an_offset():
     """The blend's weight is the least-squares weight of the combination over the track record: an
     ensemble that is the local classical forecast plus 1 mm (no information of its own, a squared
     error near twice the classical one's, so inverse squared errors gave it about a fifth) gets none."""
-    rng = np.random.default_rng(3)
-    dates = np.datetime64("2018-01-03") + np.arange(120) * 12
-    t = (dates - dates[0]).astype(float) / 365.25
-    y = (-6.0 * t[:, None, None] + rng.normal(0, 1.0, (120, 6, 8)))
-    L, e = 6, 119
-    td = dates[e] + np.arange(1, L + 1) * 12
+    dates, y, L, e, td = _subsiding_block(3)
     local = anchors.local_forecast(y, dates, td, L).reshape(L, -1)
 
     def offset(o):

@@ -39,6 +39,10 @@ then lost 2.3x out of sample (session 6). The gate is written into the ensemble'
 ``predict`` (and so by every entrance); the report states the verdict and where the gate acted. The
 workflow's verdict also needs the held-out test period to agree (:func:`with_held_out`).
 
+Only rolling origins whose record gives the classical fits the terms the forecast origin's record
+gives may move the gate (:func:`comparable_origins`); with fewer than :data:`MIN_COMPARABLE` the gate is
+held (:func:`hold`): the ensemble after the local blend is delivered and the report says why.
+
 The local blend (:func:`local_blend`). Before the class gate, the ensemble can be blended per pixel
 with the ``local`` classical forecast by their own recent track records around the pixel (the
 ensemble's forecasts from the earlier origins of :func:`anchors.local_origins`, scored like the
