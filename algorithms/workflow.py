@@ -283,7 +283,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                                              "held_out", "action", "ratio", "mean_weight", "origin_dates", "per_class",
                                              "weights", "class_limits_mm")}
                | {"scores": {k: {a: b for a, b in v.items() if a != "per_origin"} for k, v in gate["scores"].items()},
-                  "sentence": gate_report.gate_sentence(gate)},
+                  "sentence": gate_report.gate_sentence(gate)} | ({"held": gate["held"]} if gate.get("held") else {}),
                "tuning": {a: {"best_val_rmse": r.best_value, "default_val_rmse": r.default_val_rmse,
                               "n_complete": r.n_complete, "n_pruned": r.n_pruned, "best_params": r.best_params,
                               "stopped_by_patience": bool(getattr(r.worker, "stopped_by_patience", False)),
