@@ -389,8 +389,9 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     Then the result is ``(blend, w)``: the ensemble blended with the local classical forecast per
     pixel, ``w E + (1 - w) F`` with ``w`` the least-squares weight of that combination over the same
     track record and neighbourhood (:func:`_blend_weight`; session 9, before it the inverse squared
-    MSE of each); ``w`` (rows*cols,) is 1 where the ensemble has no record. ``past_family(o)``: the family from an earlier origin over the next
-    ``lead`` epochs, (C, lead, rows*cols), when the caller keeps them (:class:`FamilyCache`).
+    MSE of each); ``w`` (rows*cols,) is 1 where the ensemble has no record. ``past_family(o)``: the
+    family from an earlier origin over the next ``lead`` epochs, (C, lead, rows*cols), when the caller
+    keeps them (:class:`FamilyCache`).
     """
     y = np.asarray(hist, dtype=np.float64)
     d = np.asarray(dates, dtype="datetime64[D]")
