@@ -266,6 +266,29 @@ def test_inference_threads_follow_deformcast_threads(monkeypatch):
         assert torch.get_num_threads() == before
 
 
+def test_the_main_job_keeps_numpy_blas_to_one_thread_and_restores_it():
+    """Idle OpenBLAS threads spin on sched_yield: the main job and tune run with one (runtime.blas_threads)."""
+    from threadpoolctl import threadpool_info
+
+    def blas():
+        return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+
+    before = blas()
+    assert before, "numpy has no BLAS that threadpoolctl can see"
+    seen = []
+
+    @runtime.single_thread_blas
+    def job(x):
+        seen.extend(blas())
+        return x + 1
+
+    assert job(1) == 2 and set(seen) == {1}
+    assert blas() == before
+    from deformcast.algorithms.learn.tuning.job import tune_job
+    from deformcast.algorithms.workflow import run_workflow
+    assert tune_job.__wrapped__ and run_workflow.__wrapped__      # both entrances carry the limit
+
+
 @pytest.mark.skipif("trajectory" not in dataset.ENCODINGS, reason="no trajectory encoding in dataset.py")
 def test_shared_trajectory_channels_equal_each_members_own_inputs(tmp_path):
     T = 110                                                     # 3.6 years: room for the 1.9-year history

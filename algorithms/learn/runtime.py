@@ -73,6 +73,36 @@ def torch_threads(threads: Optional[int] = None):
         torch.set_num_threads(old)
 
 
+@contextlib.contextmanager
+def blas_threads(n: int = 1):
+    """numpy's and scipy's BLAS (OpenBLAS) limited to ``n`` threads in this block, then restored
+    (``threadpoolctl``; a no-op where it is missing).
+
+    Idle OpenBLAS threads wait by calling ``sched_yield`` in a loop: with two of them per process beside
+    torch's threads and a second tuning process on 2 cores, the demo main job spent 97 s in the kernel
+    beside 259 s of user time. With one BLAS thread: 13 s, and 2 min 42 s wall instead of 3 min 15 s,
+    with the gate, backtest and forecast as fast as before (docs/benchmarks.md, session 9). The large
+    products of the classical fits are memory-bound; a second BLAS thread bought nothing measurable."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:   # optional: the limit is an optimisation
+        yield
+        return
+    with threadpool_limits(limits=int(n), user_api="blas"):
+        yield
+
+
+def single_thread_blas(fn):
+    """Decorator: ``fn`` runs under :func:`blas_threads` (1)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with blas_threads(1):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 def inference_threads():
     """Context for a forecast: ``DEFORMCAST_THREADS`` threads when set (e.g. 1 on an oversubscribed
     machine, where 2 OpenMP threads can wait on each other), else torch's own default (all cores)."""
