@@ -244,7 +244,7 @@ def _wait_complete(out, n, proc, timeout=240):
                 st = _states(_optuna_study(str(out)))
                 if st["COMPLETE"] >= n:
                     return st
-            except KeyError:
+            except (KeyError, IndexError):   # the journal file exists before the study is written into it
                 pass
         if proc.poll() is not None:
             raise AssertionError("worker ended early: " + proc.stderr.read()[-2000:])
