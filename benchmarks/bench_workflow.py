@@ -32,6 +32,8 @@ def tier_cover(out: str) -> dict:
 
     from deformcast.algorithms.io.raster import read_raster
 
+    if not os.path.isfile(os.path.join(out, "scene", "zones.tif")):
+        return {}   # INPUT=... a user's stack: no known zones
     tiers = read_raster(os.path.join(out, "tiers.tif"))[0][0]
     zones = read_raster(os.path.join(out, "scene", "zones.tif"))[0][0]
     res = {}
