@@ -51,7 +51,7 @@ from . import distributed
 from ..models import modelio
 from ..io import raster, styles
 from ..errors import DeformCastError
-from ..learn.runtime import inference_threads
+from ..learn.runtime import inference_threads, single_thread_blas
 from .gating import forecast_gated, gate_halo
 from .member_forecasts import BLOCK_PIXELS, Plan, load_members, members_covariates  # noqa: F401 - load_members: part of the API
 from ..progress import Progress, silent
@@ -78,6 +78,7 @@ def _end_index(dates: np.ndarray, end_date) -> int:
     return idx
 
 
+@single_thread_blas
 def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_quantiles: Optional[str] = None,
                      out_members: Optional[str] = None, horizon: Optional[int] = None, members=None,
                      quantiles: Sequence[float] = (10, 50, 90), dates=None, covariates: Optional[Sequence[str]] = None,
