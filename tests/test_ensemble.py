@@ -286,7 +286,7 @@ def test_the_main_job_keeps_numpy_blas_to_one_thread_and_restores_it():
     assert blas() == before
     from deformcast.algorithms.learn.tuning.job import tune_job
     from deformcast.algorithms.workflow import run_workflow
-    assert tune_job.__wrapped__ and run_workflow.__wrapped__ and predict_ensemble.__wrapped__   # the entrances carry it
+    assert tune_job.__wrapped__ and run_workflow.__wrapped__ and ensemble.predict_ensemble.__wrapped__   # the entrances
 
 
 @pytest.mark.skipif("trajectory" not in dataset.ENCODINGS, reason="no trajectory encoding in dataset.py")
