@@ -89,7 +89,8 @@ def run_seed(seed: int, args) -> dict:
         wall = time.time() - t0
     info = raster.open_stack(files["stack"])
     T = info.n_epochs
-    truth = raster.read_raster(files["truth"])[0][T:T + args.horizon]
+    truth_all = raster.read_raster(files["truth"])[0]
+    truth = truth_all[T:T + args.horizon]
     med = raster.read_raster(s["paths"]["forecast_median"])[0]
     raw_p = os.path.join(folder, "raw_median.tif")
     if not (args.rescore and os.path.isfile(raw_p)):
@@ -114,7 +115,7 @@ def run_seed(seed: int, args) -> dict:
             regions[n] = m
     # the reference epoch's noise in every acquisition: -n(t0) ~ mean over the record of observed - truth
     with np.errstate(all="ignore"):
-        ref = np.nanmean(stack - raster.read_raster(files["truth"])[0][:T], axis=0)
+        ref = np.nanmean(stack - truth_all[:T], axis=0)
     expected = truth + ref[None]
     rows = {}
     for rname, m in regions.items():

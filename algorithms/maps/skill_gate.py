@@ -63,6 +63,7 @@ import numpy as np
 
 from ..data import anchors as anc
 from ..data import dataset
+from ..data.baselines import terms_for_span, years_between
 from ..models import modelio
 from ..io import raster
 from ..errors import DeformCastError
@@ -110,11 +111,9 @@ def comparable_origins(origins: Sequence[int], dates, e: int) -> List[int]:
     score says nothing about it (a 2-year stack's rolling origins had under a year of history, where
     smoothed persistence beat every fit; the gate delivered it, 2.3 times worse than the trajectory
     from the full record: docs/skill.md, session 9)."""
-    from ..data.baselines import terms_for_span
-
-    d = np.asarray(dates, dtype="datetime64[D]").astype("int64")
-    want = terms_for_span((d[int(e)] - d[0]) / 365.25)
-    return [int(o) for o in origins if terms_for_span((d[int(o)] - d[0]) / 365.25) == want]
+    d = np.asarray(dates, dtype="datetime64[D]")
+    want = terms_for_span(float(years_between(d[int(e)], d[0])))
+    return [int(o) for o in origins if terms_for_span(float(years_between(d[int(o)], d[0]))) == want]
 
 
 def hold(gate: dict, why: str) -> dict:
@@ -126,11 +125,6 @@ def hold(gate: dict, why: str) -> dict:
     per_class = [dict(c, rmse_gated=c["rmse_ensemble"], mean_weight=1.0) for c in gate["per_class"]]
     return dict(gate, weights=W.tolist(), action="ensemble kept", mean_weight=1.0, scores=sc, per_class=per_class,
                 held=why)
-
-
-def _years(dates) -> float:
-    d = np.asarray(dates, dtype="datetime64[D]").astype("int64")
-    return float(d[-1] - d[0]) / 365.25
 
 
 #: comparable origins (:func:`comparable_origins`) needed for the gate to act
@@ -517,7 +511,7 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
         origins = same
     elif origins:
         why = (f"only {len(same)} of the {len(origins)} rolling origins have a record long enough for the classical "
-               f"fits the forecast origin gets (the stack spans {_years(info.dates):.1f} "
+               f"fits the forecast origin gets (the stack spans {float(years_between(info.dates[-1], info.dates[0])):.1f} "
                "years): the gate does not switch to a classical forecast on that evidence")
     progress.log(f"Rolling-origin evaluation: {len(origins)} origins before the test period, horizon {H} ...")
     data = collect(info, loaded, configs, cov, origins, H, dev, mask=_score_mask(configs, info.grid.shape),
