@@ -8,6 +8,7 @@ from test_dataset import DATES2, _arrays, _long_scene
 
 from deformcast.algorithms.data import anchors as A
 from deformcast.algorithms.data import dataset as D
+from deformcast.algorithms.data import pooling
 from deformcast.algorithms.data.baselines import years_between
 
 DATES = np.datetime64("2018-01-03") + np.arange(130) * 12
@@ -178,13 +179,24 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
         err += ((f - flat[None, o + 1:min(T, o + 9)]) ** 2).mean(axis=1) / 4
     err = err.reshape(-1, R, Cc)
     h = A.LOCAL_HALO
+    # the neighbours weighted by the likeness of their velocity over the last two years (pooling module)
+    tt = (DATES - DATES[-1]).astype(float) / 365.25
+    m = tt >= -2.0
+    vel, se = np.empty(R * Cc), np.empty(R * Cc)
+    for j in range(R * Cc):
+        (b, a), cov = np.polyfit(tt[m], flat[m, j], 1, cov="unscaled")
+        res = flat[m, j] - a - b * tt[m]
+        vel[j], se[j] = b, np.sqrt(res @ res / (m.sum() - 2) * cov[0, 0])
+    vel, se = vel.reshape(R, Cc), se.reshape(R, Cc)
     pooled = np.empty_like(err)
     for r in range(R):
         for c in range(Cc):
             # 'nearest' edges: the box clipped to the raster, edge values repeated
             rr = np.clip(np.arange(r - h, r + h + 1), 0, R - 1)
             cc = np.clip(np.arange(c - h, c + h + 1), 0, Cc - 1)
-            pooled[:, r, c] = err[:, rr][:, :, cc].mean(axis=(1, 2))
+            k = pooling.GUIDE_K
+            wn = np.exp(-0.5 * (vel[rr][:, cc] - vel[r, c]) ** 2 / (k * k * (se[rr][:, cc] ** 2 + se[r, c] ** 2)))
+            pooled[:, r, c] = (err[:, rr][:, :, cc] * wn).sum(axis=(1, 2)) / wn.sum()
     w = pooled.reshape(len(both), -1) ** -A.LOCAL_POWER
     w /= w.sum(0)
     ref = np.einsum("cn,chn->hn", w, fam).reshape(8, R, Cc)

@@ -56,6 +56,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from .pooling import guided_box_mean, velocity_guide
 from .baselines import design_matrix, fit_predict, fit_stats, terms_for_span, years_between
 from ..errors import DeformCastError
 
@@ -311,18 +312,9 @@ LOCAL_HALO = LOCAL_BOX // 2
 #: 13 and moved by at most +0.006 of the best classical RMSE on the others (docs/skill.md).
 LOCAL_EXTRA = (("linear_6m", "linear", 0.5),)
 LOCAL_NAMES = FAMILY_NAMES + tuple(f[0] for f in LOCAL_EXTRA)
-
-
-def _box_mean(a: np.ndarray, box: int) -> np.ndarray:
-    """NaN-aware mean over a box x box neighbourhood of the last two axes (edges: nearest)."""
-    from scipy.ndimage import uniform_filter
-
-    ok = np.isfinite(a)
-    size = (1,) * (a.ndim - 2) + (int(box), int(box))
-    num = uniform_filter(np.where(ok, a, 0.0), size, mode="nearest")
-    den = uniform_filter(ok.astype(np.float64), size, mode="nearest")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)
+#: pool the track record over neighbours weighted by the likeness of their recent velocity
+#: (:mod:`pooling`, session 10); False: the plain box (sessions 4-9, kept for benchmarks/gate_replay.py)
+LOCAL_GUIDED = True
 
 
 def local_spacing(lead: int) -> int:
@@ -379,7 +371,9 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     ``origins`` others, for benchmarks/gate_replay.py), forecasts up to ``e`` compared with what was
     observed, squared errors averaged over the origins and over a ``LOCAL_BOX`` x ``LOCAL_BOX``
     neighbourhood (deformation regimes are spatially coherent: a
-    mining bowl's pixels share their law, one pixel's record is too noisy to choose from); the
+    mining bowl's pixels share their law, one pixel's record is too noisy to choose from), each
+    neighbour weighted by the likeness of its velocity over the last two years to the pixel's
+    (:func:`pooling.guided_box_mean`, ``LOCAL_GUIDED``: the two sides of a fault are not pooled); the
     forecast is the family weighted by inverse MSE^``LOCAL_POWER``. ``hist`` (e + 1, rows, cols) holds
     the history up to the origin only. Where the history is too short for one earlier origin the
     result is NaN. ``family``: the family at the origin if already computed, (C, h, rows*cols).
@@ -421,7 +415,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     if err is None:
         out = np.full((Hh, R, Wd), np.nan)
         return out if ensemble is None else (ensemble[0].reshape(Hh, R, Wd), np.ones(R * Wd))
-    pooled = _box_mean(err.reshape(C, R, Wd), LOCAL_BOX).reshape(C, -1)
+    guide = velocity_guide(flat, d, (R, Wd)) if LOCAL_GUIDED else None
+    pooled = guided_box_mean(err.reshape(C, R, Wd), LOCAL_BOX, guide).reshape(C, -1)
     # a candidate without a forecast at a pixel (an extra one whose short window holds too few values
     # there) gets no weight and no say in the best record; the family itself must be complete
     pooled_has = np.where(np.isfinite(family).all(axis=1), pooled, np.nan)
@@ -441,9 +436,10 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         return None if f is None else np.asarray(f, dtype=np.float64).reshape(1, -1, R * Wd)
 
     if LOCAL_BLEND == "inverse_mse":
-        wE = _inverse_mse_weight(_record(flat, d, L, origins, ens), pooled_has, (R, Wd))
+        wE = _inverse_mse_weight(_record(flat, d, L, origins, ens), pooled_has, (R, Wd), guide)
     else:
-        wE = _blend_weight(flat, d, L, origins, ens, lambda o: _combined(np.nan_to_num(w), past_family(o)), (R, Wd))
+        wE = _blend_weight(flat, d, L, origins, ens, lambda o: _combined(np.nan_to_num(w), past_family(o)), (R, Wd),
+                           guide)
     wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)
     blend = wE[None] * now + (1.0 - wE[None]) * np.where(np.isfinite(out), out, now)
     return blend.reshape(Hh, R, Wd), wE
@@ -460,12 +456,12 @@ def _combined(w: np.ndarray, fam: Optional[np.ndarray]) -> Optional[np.ndarray]:
         return (num / np.where(den > 0, den, np.nan))[None]
 
 
-def _inverse_mse_weight(e_err: Optional[np.ndarray], pooled: np.ndarray, shape) -> np.ndarray:
+def _inverse_mse_weight(e_err: Optional[np.ndarray], pooled: np.ndarray, shape, guide=None) -> np.ndarray:
     """``m_E^-p / (m_E^-p + m_F^-p)``: the ensemble's pooled recent MSE against the best family member's."""
     R, Wd = shape
     if e_err is None:
         return np.ones(R * Wd)
-    m_e = np.maximum(_box_mean(e_err.reshape(1, R, Wd), LOCAL_BOX).reshape(-1), 1e-6)
+    m_e = np.maximum(guided_box_mean(e_err.reshape(1, R, Wd), LOCAL_BOX, guide).reshape(-1), 1e-6)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # pixels without any record: NaN
         m_f = np.maximum(np.nanmin(pooled, axis=0), 1e-6)
@@ -473,7 +469,7 @@ def _inverse_mse_weight(e_err: Optional[np.ndarray], pooled: np.ndarray, shape) 
         return m_e ** -LOCAL_POWER / (m_e ** -LOCAL_POWER + m_f ** -LOCAL_POWER)
 
 
-def _blend_weight(flat: np.ndarray, d, lead: int, origins, ens, local, shape) -> np.ndarray:
+def _blend_weight(flat: np.ndarray, d, lead: int, origins, ens, local, shape, guide=None) -> np.ndarray:
     """The ensemble's weight in the local blend per pixel, (rows*cols,): the least-squares weight of
     the combination ``w E + (1 - w) F`` over the track record, ``w = sum (F - y)(F - E) / sum (F - E)^2``
     clipped to [0, 1], the sums over the origins, their epochs up to the origin of the forecast and
@@ -500,8 +496,8 @@ def _blend_weight(flat: np.ndarray, d, lead: int, origins, ens, local, shape) ->
         n += 1
     if n == 0:
         return np.ones(R * Wd)
-    num = _box_mean(num.reshape(1, R, Wd), LOCAL_BOX).reshape(-1)
-    den = _box_mean(den.reshape(1, R, Wd), LOCAL_BOX).reshape(-1)
+    num = guided_box_mean(num.reshape(1, R, Wd), LOCAL_BOX, guide).reshape(-1)
+    den = guided_box_mean(den.reshape(1, R, Wd), LOCAL_BOX, guide).reshape(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.clip(num / den, 0.0, 1.0)
     return np.where(np.isfinite(w), w, 1.0)

@@ -1,0 +1,98 @@
+"""Neighbourhood means of the local track record, plain or guided by the pixels' recent velocity.
+
+The local classical forecast and the local blend (:func:`anchors.local_forecast`) pool each pixel's
+track record over a ``box`` x ``box`` neighbourhood: one pixel's record is too noisy to choose from,
+and deformation regimes are spatially coherent. At a sharp boundary between regimes (a fault trace with
+a creeping side and a stable side, the rim of a mining bowl) a plain box mixes the records of both
+sides. :func:`guided_box_mean` weighs each neighbour by how alike its recent velocity is to the pixel's,
+in units of their standard errors (a bilateral filter whose range term is a test statistic):
+
+    w_ij = exp(-(v_i - v_j)^2 / (2 K^2 (se_i^2 + se_j^2)))
+
+so a neighbour whose velocity differs by noise only keeps nearly full weight, one across a boundary
+that the data resolve gets little. The weights depend only on the two pixels, never on the block read
+or on a scene-wide scale, so a raster processed in blocks gives the same result as in one piece.
+``K = inf`` (or no guide) is the plain box mean exactly. Measured in docs/skill.md (session 10).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Tuple
+
+import numpy as np
+
+#: years of history behind the guide's velocity (the recent regime)
+GUIDE_YEARS = 2.0
+#: K of the range term, in standard errors of the velocity difference (docs/skill.md: 1.5 and 3 measured
+#: alike on 70 replayed scenes)
+GUIDE_K = 2.0
+
+
+def box_mean(a: np.ndarray, box: int) -> np.ndarray:
+    """NaN-aware mean over a box x box neighbourhood of the last two axes (edges: nearest)."""
+    from scipy.ndimage import uniform_filter
+
+    ok = np.isfinite(a)
+    size = (1,) * (a.ndim - 2) + (int(box), int(box))
+    num = uniform_filter(np.where(ok, a, 0.0), size, mode="nearest")
+    den = uniform_filter(ok.astype(np.float64), size, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)
+
+
+def velocity_guide(flat: np.ndarray, dates, shape, years: float = GUIDE_YEARS) -> Tuple[np.ndarray, np.ndarray]:
+    """Each pixel's velocity (mm/yr) over the last ``years`` of ``flat`` (T, n) and its standard error,
+    both (rows, cols) by ``shape``; NaN where fewer than 4 values."""
+    y = np.asarray(flat, dtype=np.float64)
+    d = np.asarray(dates, dtype="datetime64[D]")
+    t = (d - d[-1]).astype(np.float64) / 365.25
+    keep = t >= -float(years)
+    y, t = y[keep], t[keep]
+    ok = np.isfinite(y)
+    w = ok.astype(np.float64)
+    yy = np.where(ok, y, 0.0)
+    n = w.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tm = (w * t[:, None]).sum(axis=0) / n
+        ym = yy.sum(axis=0) / n
+        dt = (t[:, None] - tm) * w
+        stt = (dt * dt).sum(axis=0)
+        v = (dt * (yy - ym)).sum(axis=0) / stt
+        res = (yy - ym - v * (t[:, None] - tm)) * w
+        se = np.sqrt((res * res).sum(axis=0) / np.maximum(n - 2, 1) / stt)
+    bad = (n < 4) | ~np.isfinite(v) | ~np.isfinite(se)
+    v[bad], se[bad] = np.nan, np.nan
+    return v.reshape(shape), se.reshape(shape)
+
+
+def guided_box_mean(a: np.ndarray, box: int, guide: Optional[Tuple[np.ndarray, np.ndarray]],
+                    k: float = GUIDE_K) -> np.ndarray:
+    """:func:`box_mean` with each neighbour weighted by the likeness of its velocity to the pixel's
+    (module doc). ``guide``: ``(v, se)`` (rows, cols) from :func:`velocity_guide`, or None (plain box).
+    A pixel or neighbour without a guide value counts as alike (weight 1)."""
+    if guide is None or not np.isfinite(k):
+        return box_mean(a, box)
+    v, se = (np.asarray(g, dtype=np.float64) for g in guide)
+    R, W = v.shape
+    if a.shape[-2:] != (R, W):
+        raise ValueError(f"guided_box_mean: values {a.shape[-2:]} and guide {(R, W)} differ in shape")
+    h = int(box) // 2
+    lead = [(0, 0)] * (a.ndim - 2)
+    ok = np.isfinite(a)
+    ap = np.pad(np.where(ok, a, 0.0), lead + [(h, h), (h, h)], mode="edge")
+    okp = np.pad(ok.astype(np.float64), lead + [(h, h), (h, h)], mode="edge")
+    vp = np.pad(v, h, mode="edge")
+    s2p = np.pad(se * se, h, mode="edge")
+    num = np.zeros(a.shape)
+    den = np.zeros(a.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for dy in range(-h, h + 1):
+            for dx in range(-h, h + 1):
+                rs, cs = slice(h + dy, h + dy + R), slice(h + dx, h + dx + W)
+                z2 = (vp[rs, cs] - v) ** 2 / (k * k * (s2p[rs, cs] + se * se))
+                wgt = np.where(np.isfinite(z2), np.exp(-0.5 * z2), 1.0)
+                num += wgt * ap[..., rs, cs]
+                den += wgt * okp[..., rs, cs]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)

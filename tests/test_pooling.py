@@ -1,0 +1,65 @@
+"""The neighbourhood means of the local track record (algorithms.data.pooling): the guided mean keeps the
+two sides of a boundary that the velocities resolve apart, equals the plain box where every neighbour is
+alike, and does not depend on how a raster is cut into blocks."""
+import numpy as np
+
+from deformcast.algorithms.data import pooling
+
+
+def _two_regimes(seed=0, R=24, W=30, T=90, v_east=-8.0, noise=2.0):
+    """A stack (T, R, W) whose east half (columns >= W // 2) subsides at ``v_east`` mm/yr, with white
+    noise; dates every 12 days."""
+    rng = np.random.default_rng(seed)
+    d = np.datetime64("2019-01-01") + np.arange(T) * np.timedelta64(12, "D")
+    t = np.arange(T) * 12 / 365.25
+    v = np.where(np.arange(W) >= W // 2, v_east, 0.0)
+    y = t[:, None, None] * v[None, None, :] + rng.normal(0, noise, (T, R, W))
+    return y, d
+
+
+def test_the_velocity_and_its_error_match_a_least_squares_line():
+    y, d = _two_regimes()
+    flat = y.reshape(y.shape[0], -1)
+    flat[5, 7] = np.nan
+    v, se = pooling.velocity_guide(flat, d, y.shape[1:], years=2.0)
+    t = (d - d[-1]).astype(float) / 365.25
+    for j in (0, 7, 29, 400):
+        m = (t >= -2.0) & np.isfinite(flat[:, j])
+        (b, a), cov = np.polyfit(t[m], flat[m, j], 1, cov="unscaled")
+        res = flat[m, j] - (a + b * t[m])
+        s2 = (res @ res) / (m.sum() - 2)
+        assert np.isclose(v.ravel()[j], b) and np.isclose(se.ravel()[j], np.sqrt(s2 * cov[0, 0]))
+
+
+def test_a_boundary_the_velocities_resolve_is_not_pooled_across():
+    y, d = _two_regimes()
+    R, W = y.shape[1:]
+    guide = pooling.velocity_guide(y.reshape(y.shape[0], -1), d, (R, W))
+    side = np.where(np.arange(W) >= W // 2, 1.0, 0.0)[None, None, :] * np.ones((1, R, W))   # a record by side
+    plain = pooling.box_mean(side, 9)[0]
+    guided = pooling.guided_box_mean(side, 9, guide)[0]
+    edge = [W // 2 - 1, W // 2]                                    # the columns next to the boundary
+    assert np.abs(plain[:, edge] - side[0][:, edge]).min() > 0.4   # the box mixes the two sides
+    assert np.abs(guided[:, edge] - side[0][:, edge]).max() < 0.1
+    # where all neighbours are alike (no boundary, velocities differing by noise only) it stays a box mean
+    y0, d0 = _two_regimes(v_east=0.0)
+    g0 = pooling.velocity_guide(y0.reshape(y0.shape[0], -1), d0, (R, W))
+    val = np.random.default_rng(1).normal(size=(2, R, W))
+    assert np.abs(pooling.guided_box_mean(val, 9, g0) - pooling.box_mean(val, 9)).mean() < 0.1
+    np.testing.assert_allclose(pooling.guided_box_mean(val, 9, guide, k=1e12), pooling.box_mean(val, 9), atol=1e-12)
+    np.testing.assert_allclose(pooling.guided_box_mean(val, 9, None), pooling.box_mean(val, 9))
+
+
+def test_blocks_with_a_halo_give_the_whole_raster_result():
+    y, d = _two_regimes(R=30)
+    R, W = y.shape[1:]
+    flat = y.reshape(y.shape[0], -1)
+    val = np.random.default_rng(2).normal(size=(3, R, W))
+    val[1, 4, 5] = np.nan
+    whole = pooling.guided_box_mean(val, 9, pooling.velocity_guide(flat, d, (R, W)))
+    h = 4
+    for r0, r1 in ((0, 10), (10, 20), (20, 30)):
+        a0, a1 = max(0, r0 - h), min(R, r1 + h)
+        sub = y[:, a0:a1].reshape(y.shape[0], -1)
+        part = pooling.guided_box_mean(val[:, a0:a1], 9, pooling.velocity_guide(sub, d, (a1 - a0, W)))
+        np.testing.assert_allclose(part[:, r0 - a0:r1 - a0], whole[:, r0:r1], rtol=1e-12, atol=1e-12)
