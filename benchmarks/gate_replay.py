@@ -14,6 +14,9 @@ classical forecast by their track records (inverse MSE^2, pooled over 9 x 9 pixe
 * ``session6``: the same without ``LOCAL_EXTRA``; ``power4``: inverse MSE^4 instead of MSE^2 (sharper);
   ``inverse_mse``: the ensemble's blend weight by inverse squared MSEs (sessions 4-8) instead of the
   least-squares weight of the combination (session 9);
+* ``plain_box``: the track record pooled over the plain 9 x 9 box (sessions 4-9) instead of neighbours
+  weighted by the likeness of their velocity (``anchors.LOCAL_GUIDED``, session 10); ``session9``: the
+  plain box and the per-pixel step test on 8 epochs a side (``step_detect.STEP_HALF_PIXEL``, session 10: 24);
 * ``session4``: origins e - 15 - 5 j (j = 0..3), a full lead each (in sample for the networks: see
   docs/skill.md); ``recent3``: e - 15, e - 10, e - 5; ``all6``: e - 30 .. e - 5;
 * ``raw``: the ensemble median without any gate.
@@ -118,20 +121,24 @@ def replay(folder: str, cache: str, seed: int) -> dict:
 
     for name, origins, past, patch in (
             ("shipped", None, meds.get, {}), ("session6", None, meds.get, {"LOCAL_EXTRA": ()}),
+            ("plain_box", None, meds.get, {"LOCAL_GUIDED": False}),
+            ("session9", None, meds.get, {"LOCAL_GUIDED": False, "step_detect.STEP_HALF_PIXEL": 8}),
             ("power4", None, meds.get, {"LOCAL_POWER": 4.0}),
             ("inverse_mse", None, meds.get, {"LOCAL_BLEND": "inverse_mse"}),
             ("session4", [e - 15 - 5 * j for j in range(4)], meds.get, {}),
             ("recent3", [e - 15, e - 10, e - 5], meds.get, {}), ("all6", [e - k for k in PAST], meds.get, {}),
             *((f"shipped_{k}", None, on(m), {}) for k, m in lattice.items())):
-        saved = {k: getattr(anc, k) for k in patch}
+        mods = {k: (step_detect, k.split(".", 1)[1]) if k.startswith("step_detect.") else (anc, k) for k in patch}
+        saved = {k: getattr(*mods[k]) for k in patch}
         try:
             for k, v in patch.items():
-                setattr(anc, k, v)
-            b, _ = anc.local_forecast(stack, d, td, H, tf, family=fam_now, past_family=famc,
-                                      ensemble=(now, past), origins=origins)
+                setattr(*mods[k], v)
+            own = any(k.startswith("step_detect.") for k in patch) and tf is not None   # its own family
+            b, _ = anc.local_forecast(stack, d, td, H, tf, family=None if own else fam_now,
+                                      past_family=None if own else famc, ensemble=(now, past), origins=origins)
         finally:
             for k, v in saved.items():
-                setattr(anc, k, v)
+                setattr(*mods[k], v)
         out[name] = b.reshape(H, -1)
     valid = np.isfinite(now).all(0) & np.isfinite(fam_now).all((0, 1))
     tr = truth.reshape(H, -1)
