@@ -168,9 +168,10 @@ def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int
 
 
 #: the ensemble's local track record is scored on a lattice only: every RECORD_STRIDE-th row and column
-#: of the raster (absolute indices divisible by it). The record is pooled over a 9 x 9 neighbourhood
-#: anyway, and each earlier origin costs a forecast of every member (4 origins: 4 forecasts, the
-#: largest cost of ``predict``); 3 keeps 9 of the 81 pixels of each neighbourhood. Every third row
+#: of the raster (absolute indices divisible by it). The record is pooled over a neighbourhood
+#: (``anchors.LOCAL_BOX``) anyway, and each earlier origin costs a forecast of every member (4 origins: 4
+#: forecasts, the largest cost of ``predict``); 3 keeps 9 of the 81 pixels of a 9 x 9 neighbourhood (25 of
+#: the 225 of the 15 x 15 one used since session 10). Every third row
 #: (sessions 4-5) and the 3 x 3 lattice (session 6) deliver the same forecast to within 0.004 of the
 #: best classical RMSE on 25 benchmark seeds (benchmarks/gate_replay.py, docs/skill.md)
 RECORD_STRIDE = 3
