@@ -14,9 +14,11 @@ classical forecast by their track records (inverse MSE^2, pooled over 9 x 9 pixe
 * ``session6``: the same without ``LOCAL_EXTRA``; ``power4``: inverse MSE^4 instead of MSE^2 (sharper);
   ``inverse_mse``: the ensemble's blend weight by inverse squared MSEs (sessions 4-8) instead of the
   least-squares weight of the combination (session 9);
-* ``plain_box``: the track record pooled over the plain 9 x 9 box (sessions 4-9) instead of neighbours
-  weighted by the likeness of their velocity (``anchors.LOCAL_GUIDED``, session 10); ``session9``: the
-  plain box and the per-pixel step test on 8 epochs a side (``step_detect.STEP_HALF_PIXEL``, session 10: 24);
+* session 10's choices one at a time: ``box9``: a 9 x 9 neighbourhood (``anchors.LOCAL_BOX``, now 15);
+  ``plain_box9``: the plain 9 x 9 box of sessions 4-9 instead of neighbours weighted by the likeness of
+  their velocity (``anchors.LOCAL_GUIDED``); ``no_seasonal_linear``: without the candidate
+  ``seasonal_linear_6m``; ``session9``: all of these and the per-pixel step test on 8 epochs a side
+  (``step_detect.STEP_HALF_PIXEL``, now 24), i.e. session 9's local blend;
 * ``session4``: origins e - 15 - 5 j (j = 0..3), a full lead each (in sample for the networks: see
   docs/skill.md); ``recent3``: e - 15, e - 10, e - 5; ``all6``: e - 30 .. e - 5;
 * ``raw``: the ensemble median without any gate.
@@ -58,6 +60,7 @@ from deformcast.algorithms.io import raster  # noqa: E402
 
 ZONES = {0: "background", 1: "mining", 2: "fault", 3: "uplift", 4: "step area"}
 PAST = (30, 25, 20, 15, 10, 5)
+SESSION9_EXTRA = (("linear_6m", "linear", 0.5),)
 
 
 def dump(folder: str, cache: str, seed: int) -> str:
@@ -121,8 +124,11 @@ def replay(folder: str, cache: str, seed: int) -> dict:
 
     for name, origins, past, patch in (
             ("shipped", None, meds.get, {}), ("session6", None, meds.get, {"LOCAL_EXTRA": ()}),
-            ("plain_box", None, meds.get, {"LOCAL_GUIDED": False}),
-            ("session9", None, meds.get, {"LOCAL_GUIDED": False, "step_detect.STEP_HALF_PIXEL": 8}),
+            ("box9", None, meds.get, {"LOCAL_BOX": 9}),
+            ("plain_box9", None, meds.get, {"LOCAL_GUIDED": False, "LOCAL_BOX": 9}),
+            ("no_seasonal_linear", None, meds.get, {"LOCAL_EXTRA": SESSION9_EXTRA}),
+            ("session9", None, meds.get, {"LOCAL_GUIDED": False, "LOCAL_BOX": 9, "LOCAL_EXTRA": SESSION9_EXTRA,
+                                          "step_detect.STEP_HALF_PIXEL": 8}),
             ("power4", None, meds.get, {"LOCAL_POWER": 4.0}),
             ("inverse_mse", None, meds.get, {"LOCAL_BLEND": "inverse_mse"}),
             ("session4", [e - 15 - 5 * j for j in range(4)], meds.get, {}),

@@ -67,8 +67,22 @@ def test_each_family_member_matches_an_independent_fit():
         np.testing.assert_allclose(got[name], ref, atol=1e-6, err_msg=name)
     # the local track record's extra candidate: the velocity of the last half year
     extra = A.family_forecasts(y[:e + 1], DATES[:e + 1], td, members=A.LOCAL_EXTRA)
-    assert A.LOCAL_NAMES[len(A.FAMILY):] == ("linear_6m",) and extra.shape == (1, 15, y.shape[1])
+    assert A.LOCAL_NAMES[len(A.FAMILY):] == ("linear_6m", "seasonal_linear_6m") and extra.shape == (2, 15, y.shape[1])
     np.testing.assert_allclose(extra[0], _lstsq_forecast(y, DATES, start(0.5), e, td, False), atol=1e-6)
+    # the half-year velocity of the series without the seasons of the whole record, the seasons added back
+    tt = (DATES[:e + 1] - DATES[e]).astype(float) / 365.25
+    tp = (td - DATES[e]).astype(float) / 365.25
+
+    def seasons(t):
+        return np.column_stack([np.cos(2 * np.pi * t), np.sin(2 * np.pi * t), np.cos(4 * np.pi * t), np.sin(4 * np.pi * t)])
+
+    full = np.column_stack([np.ones_like(tt), tt, tt ** 2 / 2, seasons(tt)])
+    coef = np.linalg.lstsq(full, y[:e + 1], rcond=None)[0][3:]
+    s0 = start(0.5)
+    ds = y[s0:e + 1] - seasons(tt[s0:]) @ coef
+    line = np.linalg.lstsq(np.column_stack([np.ones(e + 1 - s0), tt[s0:]]), ds, rcond=None)[0]
+    ref = np.column_stack([np.ones_like(tp), tp]) @ line + seasons(tp) @ coef
+    np.testing.assert_allclose(extra[1], ref, atol=1e-6)
 
 
 def test_mean_last_skips_gaps_and_all_nan_pixels_stay_nan():

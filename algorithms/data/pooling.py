@@ -40,9 +40,10 @@ def box_mean(a: np.ndarray, box: int) -> np.ndarray:
         return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)
 
 
-def velocity_guide(flat: np.ndarray, dates, shape, years: float = GUIDE_YEARS) -> Tuple[np.ndarray, np.ndarray]:
-    """Each pixel's velocity (mm/yr) over the last ``years`` of ``flat`` (T, n) and its standard error,
-    both (rows, cols) by ``shape``; NaN where fewer than 4 values."""
+def velocity_guide(flat: np.ndarray, dates, shape, years: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Each pixel's velocity (mm/yr) over the last ``years`` (default ``GUIDE_YEARS``) of ``flat`` (T, n)
+    and its standard error, both (rows, cols) by ``shape``; NaN where fewer than 4 values."""
+    years = GUIDE_YEARS if years is None else years
     y = np.asarray(flat, dtype=np.float64)
     d = np.asarray(dates, dtype="datetime64[D]")
     t = (d - d[-1]).astype(np.float64) / 365.25
@@ -66,10 +67,11 @@ def velocity_guide(flat: np.ndarray, dates, shape, years: float = GUIDE_YEARS) -
 
 
 def guided_box_mean(a: np.ndarray, box: int, guide: Optional[Tuple[np.ndarray, np.ndarray]],
-                    k: float = GUIDE_K) -> np.ndarray:
+                    k: Optional[float] = None) -> np.ndarray:
     """:func:`box_mean` with each neighbour weighted by the likeness of its velocity to the pixel's
     (module doc). ``guide``: ``(v, se)`` (rows, cols) from :func:`velocity_guide`, or None (plain box).
-    A pixel or neighbour without a guide value counts as alike (weight 1)."""
+    A pixel or neighbour without a guide value counts as alike (weight 1). ``k``: default ``GUIDE_K``."""
+    k = GUIDE_K if k is None else float(k)
     if guide is None or not np.isfinite(k):
         return box_mean(a, box)
     v, se = (np.asarray(g, dtype=np.float64) for g in guide)
