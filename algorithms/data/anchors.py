@@ -104,9 +104,18 @@ def _seasonal_linear(y, dates, start, end, t_pred, time_function=None):
     deg, periods = terms_for_span(float(t_all[-1] - t_all[0]) if t_all.size else 0.0)
     if not periods:
         return _fit(y, dates, start, end, t_pred, False, time_function)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        coef = fit_stats(y[:end + 1], t_all, t_pred, deg, periods, time_function=time_function, ref=dates[end])[0]
+    from .baselines import _system
+
+    yy, A, _ = _system(y[:end + 1], t_all, t_pred, deg, periods, time_function, dates[end])
+    coef = np.full((A.shape[1], yy.shape[1]), np.nan)
+    full = np.isfinite(yy).all(axis=0)
+    if full.any():     # complete series share one design: one least-squares solve for all of them
+        coef[:, full] = np.linalg.pinv(A) @ yy[:, full]
+    if (~full).any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            coef[:, ~full] = fit_stats(y[:end + 1][:, ~full], t_all, t_pred, deg, periods,
+                                       time_function=time_function, ref=dates[end])[0]
     cols = slice(deg + 1, deg + 1 + 2 * len(periods))
 
     def season(t):
