@@ -67,7 +67,8 @@ def test_each_family_member_matches_an_independent_fit():
         np.testing.assert_allclose(got[name], ref, atol=1e-6, err_msg=name)
     # the local track record's extra candidate: the velocity of the last half year
     extra = A.family_forecasts(y[:e + 1], DATES[:e + 1], td, members=A.LOCAL_EXTRA)
-    assert A.LOCAL_NAMES[len(A.FAMILY):] == ("linear_6m", "seasonal_linear_6m") and extra.shape == (2, 15, y.shape[1])
+    assert A.LOCAL_NAMES[len(A.FAMILY):] == ("linear_6m", "seasonal_linear_6m", "seasonal_quadratic_1y")
+    assert extra.shape == (3, 15, y.shape[1])
     np.testing.assert_allclose(extra[0], _lstsq_forecast(y, DATES, start(0.5), e, td, False), atol=1e-6)
     # the half-year velocity of the series without the seasons of the whole record, the seasons added back
     tt = (DATES[:e + 1] - DATES[e]).astype(float) / 365.25
@@ -83,6 +84,12 @@ def test_each_family_member_matches_an_independent_fit():
     line = np.linalg.lstsq(np.column_stack([np.ones(e + 1 - s0), tt[s0:]]), ds, rcond=None)[0]
     ref = np.column_stack([np.ones_like(tp), tp]) @ line + seasons(tp) @ coef
     np.testing.assert_allclose(extra[1], ref, atol=1e-6)
+    # and a parabola through the last year of it
+    s1 = start(1.0)
+    ds = y[s1:e + 1] - seasons(tt[s1:]) @ coef
+    par = np.linalg.lstsq(np.column_stack([np.ones(e + 1 - s1), tt[s1:], tt[s1:] ** 2 / 2]), ds, rcond=None)[0]
+    ref = np.column_stack([np.ones_like(tp), tp, tp ** 2 / 2]) @ par + seasons(tp) @ coef
+    np.testing.assert_allclose(extra[2], ref, atol=1e-5)
 
 
 def test_mean_last_skips_gaps_and_all_nan_pixels_stay_nan():
@@ -298,8 +305,11 @@ def test_an_extra_candidate_without_a_forecast_does_not_take_a_pixel_s_local_for
     y = -5.0 * np.arange(T)[:, None, None] / 30 + rng.normal(0, 1, (T, 4, 4))
     y[-16:-1, 0, 0] = np.nan            # one value left in the last half year
     y[-16:, 1, 1] = np.nan              # none
+    # the half-year candidates (a year-long one still has values there)
+    monkeypatch.setattr(A, "LOCAL_EXTRA", tuple(c for c in A.LOCAL_EXTRA if c[2] == 0.5))
+    assert len(A.LOCAL_EXTRA) == 2
     extra = A.family_forecasts(y.reshape(T, -1), dates[:T], dates[T:], members=A.LOCAL_EXTRA)
-    assert np.isnan(extra[0, :, [0, 5]]).all() and np.isfinite(extra[0, :, 2]).all()
+    assert np.isnan(extra[:, :, [0, 5]]).all() and np.isfinite(extra[:, :, 2]).all()
     got = A.local_forecast(y, dates[:T], dates[T:], 8)
     assert np.isfinite(got).all()
     monkeypatch.setattr(A, "LOCAL_EXTRA", ())
