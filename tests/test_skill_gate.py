@@ -264,6 +264,25 @@ def test_gate_does_not_shrink_the_networks_for_a_gain_it_cannot_show():
     assert 0.05 < np.mean(g2["weights"]) < 0.95 and g2["action"] == "blended"
 
 
+def test_a_tie_keeps_the_ensemble_and_a_worse_ensemble_falls_back():
+    """Session 10: an ensemble better than the reference by less than MIN_GAIN is kept (w = 1), one that
+    is worse falls back to the reference unless the blend gains MIN_GAIN over it (w = 0)."""
+    rng = np.random.default_rng(0)
+    Y = rng.normal(0, 1, (5, 4000))
+    B = Y + rng.normal(0, 1.0, Y.shape)
+    r_b = skill_gate._rmse(B, Y)
+    E_tie = Y + 0.995 * (B - Y)          # 0.5 % better than B, with B's errors: no blend of the two gains
+    origin = np.repeat(np.arange(8), 500)
+    r_e = skill_gate._rmse(E_tie, Y)
+    assert (1 - skill_gate.MIN_GAIN) * r_b < r_e < r_b
+    w = skill_gate._lead_weights(E_tie, B, Y)
+    assert np.allclose(skill_gate._earned(w, E_tie, B, Y, origin), 1.0)
+    E_bad = Y + 1.3 * (B - Y)            # worse than B with the same errors: no blend earns 1 % over B
+    w = skill_gate._lead_weights(E_bad, B, Y)
+    got = skill_gate._earned(w, E_bad, B, Y, origin)
+    assert skill_gate._rmse(E_bad, Y) > r_b and np.allclose(got, 0.0)
+
+
 def test_verdict_needs_the_held_out_test_period_to_agree():
     g = skill_gate.fit_gate(_data(net_sigma=0.3, net_info=1.0))
     assert g["verdict"] == "win"
