@@ -57,7 +57,7 @@ from typing import List, Optional
 import numpy as np
 
 from .pooling import guided_box_mean, velocity_guide
-from .baselines import design_matrix, fit_predict, fit_stats, terms_for_span, years_between
+from .baselines import _system, design_matrix, fit_predict, fit_stats, terms_for_span, years_between
 from ..errors import DeformCastError
 
 #: (name, kind, years of history or None for all, extra)
@@ -104,8 +104,6 @@ def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1)
     deg, periods = terms_for_span(float(t_all[-1] - t_all[0]) if t_all.size else 0.0)
     if not periods:
         return _trend(y, dates, start, end, t_pred, time_function, degree)
-    from .baselines import _system
-
     yy, A, _ = _system(y[:end + 1], t_all, t_pred, deg, periods, time_function, dates[end])
     coef = np.full((A.shape[1], yy.shape[1]), np.nan)
     full = np.isfinite(yy).all(axis=0)
@@ -126,8 +124,7 @@ def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1)
 
 
 def _trend(y, dates, start, end, t_pred, time_function, degree):
-    if degree == 1:
-        return _fit(y, dates, start, end, t_pred, False, time_function)
+    """A polynomial of ``degree`` (no seasonal terms) through epochs ``start..end``, at ``t_pred``."""
     t_fit = years_between(dates[start:end + 1], dates[end])
     return fit_predict(y[start:end + 1], t_fit, t_pred, int(degree), (), time_function=time_function, ref=dates[end])
 
@@ -547,8 +544,7 @@ def _blend_weight(flat: np.ndarray, d, lead: int, origins, ens, local, shape, gu
         n += 1
     if n == 0:
         return np.ones(R * Wd)
-    num = guided_box_mean(num.reshape(1, R, Wd), LOCAL_BOX, guide).reshape(-1)
-    den = guided_box_mean(den.reshape(1, R, Wd), LOCAL_BOX, guide).reshape(-1)
+    num, den = guided_box_mean(np.stack([num, den]).reshape(2, R, Wd), LOCAL_BOX, guide).reshape(2, -1)   # one pass
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.clip(num / den, 0.0, 1.0)
     return np.where(np.isfinite(w), w, 1.0)
