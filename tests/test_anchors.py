@@ -199,7 +199,7 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
         f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:min(T, o + 9)], members=both)
         err += ((f - flat[None, o + 1:min(T, o + 9)]) ** 2).mean(axis=1) / 4
     err = err.reshape(-1, R, Cc)
-    h = A.LOCAL_HALO
+    h = A.LOCAL_BOX // 2
     # the neighbours weighted by the likeness of their velocity over the last two years (pooling module)
     tt = (DATES - DATES[-1]).astype(float) / 365.25
     m = tt >= -2.0

@@ -63,3 +63,49 @@ def test_blocks_with_a_halo_give_the_whole_raster_result():
         sub = y[:, a0:a1].reshape(y.shape[0], -1)
         part = pooling.guided_box_mean(val[:, a0:a1], 9, pooling.velocity_guide(sub, d, (a1 - a0, W)))
         np.testing.assert_allclose(part[:, r0 - a0:r1 - a0], whole[:, r0:r1], rtol=1e-12, atol=1e-12)
+
+
+def test_the_departure_from_the_trajectory_is_averaged_over_like_neighbours():
+    """smooth_departure: base + the guided 3 x 3 mean of (blend - base), computed here by explicit loops;
+    NaN pixels keep their blend and count for nothing; on a noisy correction field the noise shrinks
+    while each side of a boundary keeps its own correction."""
+    y, d = _two_regimes()
+    R, W = y.shape[1:]
+    n, H = R * W, 4
+    guide = pooling.velocity_guide(y.reshape(y.shape[0], -1), d, (R, W))
+    rng = np.random.default_rng(3)
+    base = rng.normal(0, 5.0, (H, n))                       # any per-pixel trajectory: it is kept as it is
+    east = (np.arange(W) >= W // 2)[None, :].repeat(R, 0).ravel()
+    correction = np.where(east, -6.0, 1.0)[None] * np.arange(1, H + 1)[:, None]   # by side, growing with lead
+    blend = base + correction + rng.normal(0, 1.0, (H, n))
+    blend[:, 37] = np.nan
+    got = pooling.smooth_departure(blend, base, (R, W), 3, guide)
+    v, se = (g.ravel() for g in guide)
+    k = pooling.GUIDE_K
+    ref = blend.copy()
+    for j in range(n):
+        if j == 37:
+            continue
+        r, c = divmod(j, W)
+        num = den = 0.0
+        for rr in np.clip(np.arange(r - 1, r + 2), 0, R - 1):
+            for cc in np.clip(np.arange(c - 1, c + 2), 0, W - 1):
+                i = rr * W + cc
+                if i == 37:
+                    continue
+                wgt = np.exp(-0.5 * (v[i] - v[j]) ** 2 / (k * k * (se[i] ** 2 + se[j] ** 2)))
+                num, den = num + wgt * (blend[:, i] - base[:, i]), den + wgt
+        ref[:, j] = base[:, j] + num / den
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9, equal_nan=True)
+    assert np.isnan(got[:, 37]).all()
+    inner = np.ones((R, W), bool)
+    inner[[0, -1]] = inner[:, [0, -1]] = False
+    inner = inner.ravel() & (np.arange(n) != 37)
+    before = np.sqrt(np.mean((blend - base - correction)[:, inner] ** 2))
+    after = np.sqrt(np.mean((got - base - correction)[:, inner] ** 2))
+    assert after < 0.5 * before                             # the noise of the departure shrinks
+    cols = np.arange(n) % W
+    for c in (W // 2 - 1, W // 2):                          # next to the boundary: each side keeps its own
+        m = inner & (cols == c)
+        assert np.abs((got - base - correction)[:, m]).mean() < 0.8
+    np.testing.assert_array_equal(pooling.smooth_departure(blend, base, (R, W), 1, guide), blend)

@@ -159,6 +159,16 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
     E = local_blend_of_raw()
     assert not np.allclose(E.reshape(6, -1)[:, ok], raw.reshape(6, -1)[:, ok])   # the blend did move it
     np.testing.assert_allclose(gated.reshape(6, -1)[:, ok], B + w * (E.reshape(6, -1)[:, ok] - B), atol=2e-3)
+    # with the ensemble kept in every class the forecast is the blend; blocks of 3 rows give the same
+    # forecast: the blend's smoothing over neighbours (anchors.LOCAL_POST) sees the rows beyond each block
+    man_json["gate"]["weights"] = np.ones_like(np.asarray(man_json["gate"]["weights"])).tolist()
+    man_path.write_text(json.dumps(man_json))
+    predict_ensemble(files["stack"], folder, gated_p, calibrate=False)
+    kept = raster.read_raster(gated_p)[0]
+    np.testing.assert_allclose(kept.reshape(6, -1)[:, ok], E.reshape(6, -1)[:, ok], atol=2e-3)
+    blocks_p = str(tmp_path / "gated_blocks.tif")
+    predict_ensemble(files["stack"], folder, blocks_p, calibrate=False, block_rows=3)
+    np.testing.assert_allclose(raster.read_raster(blocks_p)[0], kept, atol=1e-4, equal_nan=True)
     # the rolling origins never read the test period: garbage there gives the same gate
     bad = raster.read_stack(info).copy()
     ts = int(cfg0["test_start"])
@@ -182,7 +192,8 @@ def _subsiding_block(seed):
     return dates, y, L, e, dates[e] + np.arange(1, L + 1) * 12
 
 
-def test_local_blend_follows_the_recent_track_records():
+def test_local_blend_follows_the_recent_track_records(monkeypatch):
+    monkeypatch.setattr(anchors, "LOCAL_POST", 1)   # the blend itself; its smoothing: test_pooling.py
     dates, y, L, e, td = _subsiding_block(2)
     truth_like = np.repeat(y[e][None], L, 0) - 6.0 * ((td - dates[e]).astype(float) / 365.25)[:, None, None]
     now = truth_like.reshape(L, -1) + 50.0          # a forecast far from every classical one
@@ -204,10 +215,11 @@ def test_local_blend_follows_the_recent_track_records():
     assert (w_none == 1).all() and np.allclose(kept.reshape(L, -1), now)
 
 
-def test_local_blend_gives_no_weight_to_an_ensemble_that_adds_only_an_offset():
+def test_local_blend_gives_no_weight_to_an_ensemble_that_adds_only_an_offset(monkeypatch):
     """The blend's weight is the least-squares weight of the combination over the track record: an
     ensemble that is the local classical forecast plus 1 mm (no information of its own, a squared
     error near twice the classical one's, so inverse squared errors gave it about a fifth) gets none."""
+    monkeypatch.setattr(anchors, "LOCAL_POST", 1)   # the blend itself; its smoothing: test_pooling.py
     dates, y, L, e, td = _subsiding_block(3)
     local = anchors.local_forecast(y, dates, td, L).reshape(L, -1)
 
