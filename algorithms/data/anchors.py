@@ -418,7 +418,8 @@ def _record(flat: np.ndarray, d, lead: int, origins, forecasts) -> Optional[np.n
 
 
 def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_function=None,
-                   family: Optional[np.ndarray] = None, ensemble=None, past_family=None, origins=None):
+                   family: Optional[np.ndarray] = None, ensemble=None, past_family=None, origins=None,
+                   post: Optional[int] = None, also_plain: bool = False):
     """The ``local`` classical forecast of a block of pixels, float64 ``(h, rows, cols)``.
 
     Each member of the family and of :data:`LOCAL_EXTRA` is scored by its own recent track record around
@@ -439,7 +440,9 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     Then the result is ``(blend, w)``: the ensemble blended with the local classical forecast per
     pixel, ``w E + (1 - w) F`` with ``w`` the least-squares weight of that combination over the same
     track record and neighbourhood (:func:`_blend_weight`; session 9, before it the inverse squared
-    MSE of each); ``w`` (rows*cols,) is 1 where the ensemble has no record. ``past_family(o)``: the
+    MSE of each), its departure from the all-history trajectory then averaged over ``post`` x ``post``
+    neighbours of like velocity (default ``LOCAL_POST``; 1: none; ``also_plain``: the blend without it
+    follows as a third item); ``w`` (rows*cols,) is 1 where the ensemble has no record. ``past_family(o)``: the
     family from an earlier origin over the next ``lead`` epochs, (C, lead, rows*cols), when the caller
     keeps them (:class:`FamilyCache`).
     """
@@ -470,7 +473,10 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     err = _record(flat, d, L, origins, past_family)
     if err is None:
         out = np.full((Hh, R, Wd), np.nan)
-        return out if ensemble is None else (ensemble[0].reshape(Hh, R, Wd), np.ones(R * Wd))
+        if ensemble is None:
+            return out
+        kept = ensemble[0].reshape(Hh, R, Wd)
+        return (kept, np.ones(R * Wd)) + ((kept,) if also_plain else ())
     guide = velocity_guide(flat, d, (R, Wd)) if LOCAL_GUIDED else None
     pooled = guided_box_mean(err.reshape(C, R, Wd), LOCAL_BOX, guide).reshape(C, -1)
     # a candidate without a forecast at a pixel (an extra one whose short window holds too few values
@@ -497,9 +503,10 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         wE = _blend_weight(flat, d, L, origins, ens, lambda o: _combined(np.nan_to_num(w), past_family(o)), (R, Wd),
                            guide)
     wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)
-    blend = wE[None] * now + (1.0 - wE[None]) * np.where(np.isfinite(out), out, now)
-    blend = smooth_departure(blend, family[FAMILY_NAMES.index("trajectory")], (R, Wd), LOCAL_POST, guide)
-    return blend.reshape(Hh, R, Wd), wE
+    plain = wE[None] * now + (1.0 - wE[None]) * np.where(np.isfinite(out), out, now)
+    blend = smooth_departure(plain, family[FAMILY_NAMES.index("trajectory")], (R, Wd),
+                             LOCAL_POST if post is None else int(post), guide)
+    return (blend.reshape(Hh, R, Wd), wE) + ((plain.reshape(Hh, R, Wd),) if also_plain else ())
 
 
 def _combined(w: np.ndarray, fam: Optional[np.ndarray]) -> Optional[np.ndarray]:

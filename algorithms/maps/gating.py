@@ -19,7 +19,7 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
     its blocks live, e.g. the calibration's many origins of one block)."""
     timer = {} if timer is None else timer
     crop = None
-    if gate and gate.get("local_blend"):
+    if gate and gate.get("local_blend") and gate.get("smooth"):
         # the local blend is smoothed over neighbours (anchors.LOCAL_POST): forecast the members on the
         # rows next to each item too (the block holds them, gate_halo), so the result does not depend on
         # where the blocks end; they are cut off again below
@@ -37,7 +37,8 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
             if id(it[0]) not in caches:
                 caches[id(it[0])] = family_cache(it[0], dates, cfg0, H)
         if gate.get("local_blend"):
-            _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches)
+            _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches,
+                         smooth=bool(gate.get("smooth")))
         for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
             if not va.any():
                 continue
@@ -73,7 +74,8 @@ def gate_halo(gate) -> int:
     return LOCAL_HALO if gate else 0
 
 
-def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None) -> None:
+def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None,
+                 smooth: bool = False) -> None:
     """Shift each item's members so that their median becomes the local blend of the skill gate
     (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
     local track record are made here, on the record pixels of the whole block, halo rows included
@@ -108,7 +110,7 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
         now = np.full((med.shape[0],) + blk.shape[1:], np.nan)
         now[:, r0 - a0:r1 - a0] = med
         loc = local_blend(blk, a0, r0, r1, int(e), dates, cfg0, now, lambda o, b=id(blk): past.get((b, o)),
-                          (caches or {}).get(id(blk)))
+                          (caches or {}).get(id(blk)), smooth=smooth)
         shift = np.where(np.isfinite(loc) & va[None], loc - med, 0.0)
         out += shift[None].astype(out.dtype)
 
