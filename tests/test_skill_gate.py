@@ -136,34 +136,31 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
     B = np.choose(cls[None].repeat(6, 0), [fam[idx(r)] for r in gate["references"]])
     w = np.asarray(gate["weights"])[cls].T
 
-    def local_blend_of_raw(smooth):
+    def local_blend_of_raw():
         """The raw ensemble blended with the local classical forecast, from the ensemble's own past forecasts."""
         past = {}
         for o in anchors.local_origins(info.n_epochs - 1, 6):
             p = str(tmp_path / f"past{o}.tif")
             predict_ensemble(files["stack"], folder, p, calibrate=False, gate=False, end_date=str(info.dates[o]))
             past[o] = raster.read_raster(p)[0]
-        return skill_gate.local_blend(cube, 0, 0, cube.shape[1], info.n_epochs - 1, info.dates, cfg0, raw, past.get,
-                                      smooth=smooth)
+        return skill_gate.local_blend(cube, 0, 0, cube.shape[1], info.n_epochs - 1, info.dates, cfg0, raw, past.get)
 
     # the class gate acts on the ensemble, or on its local blend where the gate chose that
-    assert gate["smooth"] in (True, False)   # the rolling origins chose between smoothing and none
-    E = local_blend_of_raw(gate["smooth"]) if gate["local_blend"] else raw
+    E = local_blend_of_raw() if gate["local_blend"] else raw
     expect = B + w * (E.reshape(6, -1)[:, ok] - B)
     np.testing.assert_allclose(gated.reshape(6, -1)[:, ok], expect, atol=2e-3)
     # the local-blend path of predict, whichever way this tiny ensemble's gate went
     man_path = tmp_path / "models" / "manifest.json"
     man_json = json.loads(man_path.read_text())
     man_json["gate"]["local_blend"] = True
-    man_json["gate"]["smooth"] = True
     man_path.write_text(json.dumps(man_json))
     predict_ensemble(files["stack"], folder, gated_p, calibrate=False)
     gated = raster.read_raster(gated_p)[0]
-    E = local_blend_of_raw(True)
+    E = local_blend_of_raw()
     assert not np.allclose(E.reshape(6, -1)[:, ok], raw.reshape(6, -1)[:, ok])   # the blend did move it
     np.testing.assert_allclose(gated.reshape(6, -1)[:, ok], B + w * (E.reshape(6, -1)[:, ok] - B), atol=2e-3)
-    # with the ensemble kept in every class the forecast is the blend; blocks of 3 rows give the same
-    # forecast: the blend's smoothing over neighbours (anchors.LOCAL_POST) sees the rows beyond each block
+    # with the ensemble kept in every class the forecast is the blend, and blocks of 3 rows give the whole
+    # raster's forecast: the halo covers the blend's two poolings (anchors.LOCAL_HALO)
     man_json["gate"]["weights"] = np.ones_like(np.asarray(man_json["gate"]["weights"])).tolist()
     man_path.write_text(json.dumps(man_json))
     predict_ensemble(files["stack"], folder, gated_p, calibrate=False)
@@ -195,8 +192,7 @@ def _subsiding_block(seed):
     return dates, y, L, e, dates[e] + np.arange(1, L + 1) * 12
 
 
-def test_local_blend_follows_the_recent_track_records(monkeypatch):
-    monkeypatch.setattr(anchors, "LOCAL_POST", 1)   # the blend itself; its smoothing: test_pooling.py
+def test_local_blend_follows_the_recent_track_records():
     dates, y, L, e, td = _subsiding_block(2)
     truth_like = np.repeat(y[e][None], L, 0) - 6.0 * ((td - dates[e]).astype(float) / 365.25)[:, None, None]
     now = truth_like.reshape(L, -1) + 50.0          # a forecast far from every classical one
@@ -218,11 +214,10 @@ def test_local_blend_follows_the_recent_track_records(monkeypatch):
     assert (w_none == 1).all() and np.allclose(kept.reshape(L, -1), now)
 
 
-def test_local_blend_gives_no_weight_to_an_ensemble_that_adds_only_an_offset(monkeypatch):
+def test_local_blend_gives_no_weight_to_an_ensemble_that_adds_only_an_offset():
     """The blend's weight is the least-squares weight of the combination over the track record: an
     ensemble that is the local classical forecast plus 1 mm (no information of its own, a squared
     error near twice the classical one's, so inverse squared errors gave it about a fifth) gets none."""
-    monkeypatch.setattr(anchors, "LOCAL_POST", 1)   # the blend itself; its smoothing: test_pooling.py
     dates, y, L, e, td = _subsiding_block(3)
     local = anchors.local_forecast(y, dates, td, L).reshape(L, -1)
 
@@ -381,21 +376,3 @@ def test_a_shift_must_hold_on_origins_it_was_not_fitted_on():
     got = skill_gate._earned(w2, E, B2, Y, origin)
     np.testing.assert_array_equal(got, w2)
     assert 0.2 < got.mean() < 0.8
-
-
-def test_the_rolling_origins_choose_between_the_smoothed_and_the_pixel_blend():
-    """Session 11: the gate acts on the local blend smoothed over neighbours or on the one pixel by pixel,
-    whichever scored better at the rolling origins; the choice is recorded (``smooth``) for predict."""
-    for smoothed_better in (True, False):
-        d = _data(net_sigma=0.3, net_info=1.0, seed=3)
-        rng = np.random.default_rng(4)
-        good = [y + rng.normal(0, 0.5, y.shape) for y in d["obs"]]
-        bad = [y + rng.normal(0, 1.5, y.shape) for y in d["obs"]]
-        d["local"], d["local_plain"] = (good, bad) if smoothed_better else (bad, good)
-        g = skill_gate.fit_gate(d)
-        assert g["local_blend"] and g["smooth"] is smoothed_better
-        s_rmse, p_rmse = g["smooth_rmse"]
-        assert (s_rmse < p_rmse) is smoothed_better
-        # the gate acts on the chosen blend: its score is the chosen one's
-        assert np.isclose(g["scores"][gate_report.ENSEMBLE_LOCAL]["rmse"], min(s_rmse, p_rmse))
-        assert ("averaged over neighbouring pixels" in gate_report.gate_sentence(g)) is smoothed_better

@@ -56,7 +56,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from .pooling import guided_box_mean, smooth_departure, velocity_guide
+from .pooling import guided_box_mean, velocity_guide
 from .baselines import _system, design_matrix, fit_predict, fit_stats, terms_for_span, years_between
 from ..errors import DeformCastError
 
@@ -341,15 +341,11 @@ LOCAL_ORIGINS, LOCAL_BOX, LOCAL_POWER = 4, 15, 2.0
 #: the ensemble's weight in the local blend: "least_squares" (:func:`_blend_weight`, session 9) or
 #: "inverse_mse" (``m_E^-p / (m_E^-p + m_F^-p)``, sessions 4-8; kept for benchmarks/gate_replay.py)
 LOCAL_BLEND = "least_squares"
-#: the local blend's departure from the all-history trajectory, ``blend - trajectory``, is taken through a
-#: LOCAL_POST x LOCAL_POST mean over neighbours of like velocity (:func:`pooling.smooth_departure`; 1: off;
-#: session 11: replayed on 95 benchmark scenes the mean went 0.8945 -> 0.8842 of the best classical forecast)
-LOCAL_POST = 3
 #: rows of halo the local blend needs around a block to give the whole raster's result: the blend's sums are
 #: pooled over the neighbourhood, and each neighbour's sum uses the local forecast's weights, themselves pooled
-#: over its own neighbourhood (two boxes), then the smoothing's box (until session 11 one box: blocks of a few
-#: rows moved the blend by up to 0.35 mm on a test scene)
-LOCAL_HALO = 2 * (LOCAL_BOX // 2) + LOCAL_POST // 2
+#: over its own neighbourhood: two boxes (until session 11 one box: blocks of 3 rows moved the blend by up to
+#: 0.35 mm on a test scene)
+LOCAL_HALO = 2 * (LOCAL_BOX // 2)
 #: classical forecasts the local track record weighs beside the family, entries as in :data:`FAMILY`.
 #: They are not inputs of the networks (their channels and the anchor weights stay those of
 #: :data:`FAMILY`, so models trained before keep working). ``linear_6m``: the velocity of the last half
@@ -418,8 +414,7 @@ def _record(flat: np.ndarray, d, lead: int, origins, forecasts) -> Optional[np.n
 
 
 def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_function=None,
-                   family: Optional[np.ndarray] = None, ensemble=None, past_family=None, origins=None,
-                   post: Optional[int] = None, also_plain: bool = False):
+                   family: Optional[np.ndarray] = None, ensemble=None, past_family=None, origins=None):
     """The ``local`` classical forecast of a block of pixels, float64 ``(h, rows, cols)``.
 
     Each member of the family and of :data:`LOCAL_EXTRA` is scored by its own recent track record around
@@ -440,9 +435,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     Then the result is ``(blend, w)``: the ensemble blended with the local classical forecast per
     pixel, ``w E + (1 - w) F`` with ``w`` the least-squares weight of that combination over the same
     track record and neighbourhood (:func:`_blend_weight`; session 9, before it the inverse squared
-    MSE of each), its departure from the all-history trajectory then averaged over ``post`` x ``post``
-    neighbours of like velocity (default ``LOCAL_POST``; 1: none; ``also_plain``: the blend without it
-    follows as a third item); ``w`` (rows*cols,) is 1 where the ensemble has no record. ``past_family(o)``: the
+    MSE of each); ``w`` (rows*cols,) is 1 where the ensemble has no record. ``past_family(o)``: the
     family from an earlier origin over the next ``lead`` epochs, (C, lead, rows*cols), when the caller
     keeps them (:class:`FamilyCache`).
     """
@@ -473,10 +466,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     err = _record(flat, d, L, origins, past_family)
     if err is None:
         out = np.full((Hh, R, Wd), np.nan)
-        if ensemble is None:
-            return out
-        kept = ensemble[0].reshape(Hh, R, Wd)
-        return (kept, np.ones(R * Wd)) + ((kept,) if also_plain else ())
+        return out if ensemble is None else (ensemble[0].reshape(Hh, R, Wd), np.ones(R * Wd))
     guide = velocity_guide(flat, d, (R, Wd)) if LOCAL_GUIDED else None
     pooled = guided_box_mean(err.reshape(C, R, Wd), LOCAL_BOX, guide).reshape(C, -1)
     # a candidate without a forecast at a pixel (an extra one whose short window holds too few values
@@ -503,10 +493,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         wE = _blend_weight(flat, d, L, origins, ens, lambda o: _combined(np.nan_to_num(w), past_family(o)), (R, Wd),
                            guide)
     wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)
-    plain = wE[None] * now + (1.0 - wE[None]) * np.where(np.isfinite(out), out, now)
-    blend = smooth_departure(plain, family[FAMILY_NAMES.index("trajectory")], (R, Wd),
-                             LOCAL_POST if post is None else int(post), guide)
-    return (blend.reshape(Hh, R, Wd), wE) + ((plain.reshape(Hh, R, Wd),) if also_plain else ())
+    blend = wE[None] * now + (1.0 - wE[None]) * np.where(np.isfinite(out), out, now)
+    return blend.reshape(Hh, R, Wd), wE
 
 
 def _combined(w: np.ndarray, fam: Optional[np.ndarray]) -> Optional[np.ndarray]:

@@ -98,30 +98,3 @@ def guided_box_mean(a: np.ndarray, box: int, guide: Optional[Tuple[np.ndarray, n
                 den += wgt * okp[..., rs, cs]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)
-
-
-def smooth_departure(blend: np.ndarray, base: np.ndarray, shape, box: int, guide=None) -> np.ndarray:
-    """``base + S(blend - base)``: the blend's departure from the all-history trajectory ``base`` (h, n)
-    averaged over ``box`` x ``box`` neighbours of like velocity (:func:`guided_box_mean`;
-    ``guide`` as there); unchanged where the blend or the base is NaN. ``box`` 1: unchanged. Used by
-    :func:`anchors.local_forecast` on the local blend (``anchors.LOCAL_POST``; session 11, docs/skill.md).
-
-    Why. Each pixel's ensemble forecast and local blend carry noise of their own: the networks see one
-    pixel's noisy window, and the local candidates fit short windows of it. Their departure from the
-    all-history trajectory (the least noisy member of the family, fitted on the whole record) is the
-    correction for the recent regime, which is spatially coherent; averaged over neighbours that move
-    alike, its noise shrinks and the correction stays. The trajectory itself, and so each pixel's level
-    and reference offset, is untouched. Replayed on 95 benchmark scenes: mean 0.8945 -> 0.8842 of the best
-    classical forecast, 81 scenes better and 8 worse by at most 0.006; a 5 x 5 box measured alike (0.8836,
-    worse by up to 0.011), the same average with the trajectory's value at the origin as the base lost
-    (0.8919, worse by up to 0.064), the mean of trajectory fits on
-    1.3-2.8-year windows as the base lost (0.9262)."""
-    if int(box) <= 1:
-        return blend
-    R, Wd = shape
-    dev = blend - base
-    sm = blend.shape[0]
-    smooth = guided_box_mean(dev.reshape(sm, R, Wd), int(box), guide).reshape(sm, -1)
-    ok = np.isfinite(dev) & np.isfinite(smooth)
-    return np.where(ok, base + smooth, blend)
-

@@ -47,19 +47,10 @@ def gate_sentence(gate: dict) -> str:
             f"(won {gate['origins_won']} of {gate['n_origins']} origins). ")
     own = ("The forecast is the ensemble's, blended pixel by pixel with the local classical forecast by their "
            "track records over the last horizon." if gate.get("local_blend") else "The forecast is the ensemble's.")
-    sr, smooth = gate.get("smooth_rmse"), ""
-    if gate.get("local_blend") and sr:
-        smooth = (" The local blend's departure from the all-history trajectory is averaged over neighbouring "
-                  f"pixels that move alike, which scored better at the rolling origins ({sr[0]:.2f} vs {sr[1]:.2f} mm "
-                  "pixel by pixel)." if gate.get("smooth") else
-                  " The local blend is kept pixel by pixel: averaging its departure from the all-history trajectory "
-                  f"over neighbouring pixels did not score better at the rolling origins ({sr[0]:.2f} vs {sr[1]:.2f} mm).")
     act = {"ensemble kept": own,
            "classical forecast": f"The delivered forecast falls back to the classical {gate['reference']} forecast.",
            "blended": f"The delivered forecast blends the ensemble with the classical {gate['reference']} forecast "
                       f"(mean ensemble weight {gate['mean_weight']:.2f})."}[gate["action"]]
-    if gate["action"] != "classical forecast":
-        act += smooth
     if gate.get("held"):
         act += f" The gate was held: {gate['held']}."
     g = s["gated forecast"]["rmse"]

@@ -18,12 +18,6 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
     all items of that block (``caches``: ``id(blk) -> anchors.FamilyCache``, kept by the caller while
     its blocks live, e.g. the calibration's many origins of one block)."""
     timer = {} if timer is None else timer
-    crop = None
-    if gate and gate.get("local_blend") and gate.get("smooth"):
-        # the local blend is smoothed over neighbours (anchors.LOCAL_POST): forecast the members on the
-        # rows next to each item too (the block holds them, gate_halo), so the result does not depend on
-        # where the blocks end; they are cut off again below
-        items, crop = _with_margin(items)
     res = forecast_items(items, dates, grid, loaded, plan, H, dev, batch_size, progress, timer)
     outs = [o for o, _ in res]
     valid_all = [v for _, v in res]
@@ -37,8 +31,7 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
             if id(it[0]) not in caches:
                 caches[id(it[0])] = family_cache(it[0], dates, cfg0, H)
         if gate.get("local_blend"):
-            _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches,
-                         smooth=bool(gate.get("smooth")))
+            _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches)
         for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
             if not va.any():
                 continue
@@ -47,24 +40,7 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
             sub = out[:, :, va].astype(np.float64)
             out[:, :, va] = apply_gate(sub, cands, last, gate).astype(np.float32)
         timer["gate"] = timer.get("gate", 0.0) + time.perf_counter() - t0
-    if crop is not None:
-        outs = [o[:, :, a:b] for o, (a, b) in zip(outs, crop)]
-        valid_all = [v[a:b] for v, (a, b) in zip(valid_all, crop)]
     return list(zip(outs, valid_all))
-
-
-def _with_margin(items):
-    """Items widened by ``anchors.LOCAL_POST // 2`` rows on each side, as far as each block holds rows, and
-    for each the slice of its rows that are the original item's."""
-    from ..data.anchors import LOCAL_POST
-
-    m = int(LOCAL_POST) // 2
-    wide, crop = [], []
-    for blk, a0, r0, r1, cov_blk, e in items:
-        w0, w1 = max(int(a0), int(r0) - m), min(int(a0) + blk.shape[1], int(r1) + m)
-        wide.append((blk, a0, w0, w1, cov_blk, e))
-        crop.append((int(r0) - w0, int(r1) - w0))
-    return wide, crop
 
 
 def gate_halo(gate) -> int:
@@ -74,8 +50,7 @@ def gate_halo(gate) -> int:
     return LOCAL_HALO if gate else 0
 
 
-def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None,
-                 smooth: bool = False) -> None:
+def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None) -> None:
     """Shift each item's members so that their median becomes the local blend of the skill gate
     (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
     local track record are made here, on the record pixels of the whole block, halo rows included
@@ -110,7 +85,7 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
         now = np.full((med.shape[0],) + blk.shape[1:], np.nan)
         now[:, r0 - a0:r1 - a0] = med
         loc = local_blend(blk, a0, r0, r1, int(e), dates, cfg0, now, lambda o, b=id(blk): past.get((b, o)),
-                          (caches or {}).get(id(blk)), smooth=smooth)
+                          (caches or {}).get(id(blk)))
         shift = np.where(np.isfinite(loc) & va[None], loc - med, 0.0)
         out += shift[None].astype(out.dtype)
 

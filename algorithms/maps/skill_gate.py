@@ -189,16 +189,14 @@ def record_mask(a0: int, n_rows: int, n_cols: int) -> np.ndarray:
 
 
 def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, config: dict, now: np.ndarray,
-                past, cache: Optional[anc.FamilyCache] = None, smooth: bool = True, both: bool = False):
+                past, cache: Optional[anc.FamilyCache] = None) -> np.ndarray:
     """The ensemble blended per pixel with the local classical forecast by their recent track records
     around it (:func:`anchors.local_forecast` with ``ensemble``), rows r0..r1: (H, r1 - r0, W).
 
     ``now`` (H, a1 - a0, W) the ensemble median from origin ``e`` (NaN where none), ``past(o)`` the
     ensemble median from an earlier origin ``o`` over the models' horizon, (horizon, a1 - a0, W), or
     None; only its pixels :func:`record_mask` are used. Needs the block's halo rows
-    (``anchors.LOCAL_HALO``) where the raster has them. ``smooth``: the blend's departure from the
-    all-history trajectory averaged over neighbours of like velocity (``anchors.LOCAL_POST``; it uses
-    ``now`` on the rows next to r0..r1); ``both``: ``(smoothed, pixel by pixel)``.
+    (``anchors.LOCAL_HALO``) where the raster has them.
     """
     d = np.asarray(dates, dtype="datetime64[D]")
     H = now.shape[0]
@@ -216,13 +214,10 @@ def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, confi
         p[:, ~keep] = np.nan          # the same pixels whatever the caller forecast (fit and predict agree)
         return p.reshape(L, n)
 
-    res = anc.local_forecast(np.asarray(blk[: e + 1], dtype=np.float64), d[: e + 1], td, L,
-                             config.get("steps") or None, family=fam, past_family=cache,
-                             ensemble=(now.reshape(H, n), past_on_record_rows), post=None if smooth or both else 1,
-                             also_plain=both)
-    if both:
-        return res[0][:, r0 - a0:r1 - a0], res[2][:, r0 - a0:r1 - a0]
-    return res[0][:, r0 - a0:r1 - a0]
+    blend, _ = anc.local_forecast(np.asarray(blk[: e + 1], dtype=np.float64), d[: e + 1], td, L,
+                                  config.get("steps") or None, family=fam, past_family=cache,
+                                  ensemble=(now.reshape(H, n), past_on_record_rows))
+    return blend[:, r0 - a0:r1 - a0]
 
 
 #: the classical candidates of the gate, in the row order of :func:`candidates`
@@ -265,7 +260,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
     cfg0 = configs[0]
     first = plan.max_window - 1
     every = sorted(set(origins) | {p for o in origins for p in anc.local_origins(o, H) if p >= first})
-    res = {o: {"members": [], "local": [], "local_plain": [], "family": [], "obs": [], "last": []} for o in origins}
+    res = {o: {"members": [], "local": [], "family": [], "obs": [], "last": []} for o in origins}
     for i, (r0, r1) in enumerate(spans):
         a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
         blk = raster.read_stack(info, rows=(a0, a1))
@@ -285,24 +280,22 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
             obs, ok = scored(blk, a0, r0, r1, o, H, valid, mask)
             if not ok.any():
                 continue
-            loc, plain = local_blend(blk, a0, r0, r1, o, info.dates, cfg0, meds[o], meds.get, cache, both=True)
+            loc = local_blend(blk, a0, r0, r1, o, info.dates, cfg0, meds[o], meds.get, cache)
             fam = candidates(blk, a0, r0, r1, o, info.dates, H, cfg0, ok, cache)
             keep = np.isfinite(fam[: len(anc.FAMILY_NAMES)]).all(axis=(0, 1)) & np.isfinite(loc[:, ok]).all(axis=0)
             res[o]["members"].append(out[:, :, ok][:, :, keep])
             res[o]["local"].append(loc[:, ok][:, keep])
-            res[o]["local_plain"].append(plain[:, ok][:, keep])
             res[o]["family"].append(fam[:, :, keep])
             res[o]["obs"].append(obs[:, ok][:, keep])
             res[o]["last"].append(blk[o, r0 - a0:r1 - a0][ok][keep])
         progress.set((i + 1) / len(spans))
-    out = {"members": [], "local": [], "local_plain": [], "family": [], "obs": [], "last": [], "origins": []}
+    out = {"members": [], "local": [], "family": [], "obs": [], "last": [], "origins": []}
     for o in origins:
         if not res[o]["obs"]:
             continue
         out["origins"].append(int(o))
         out["members"].append(np.concatenate(res[o]["members"], axis=2))
         out["local"].append(np.concatenate(res[o]["local"], axis=1))
-        out["local_plain"].append(np.concatenate(res[o]["local_plain"], axis=1))
         out["family"].append(np.concatenate(res[o]["family"], axis=2))
         out["obs"].append(np.concatenate(res[o]["obs"], axis=1))
         out["last"].append(np.concatenate(res[o]["last"]))
@@ -380,16 +373,6 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
     names = [CANDIDATES[c] for c in usable]
     med = [np.median(m, axis=0) for m in data["members"]]
     blended = data.get("local") or None    # the ensemble after the local blend: what the gate acts on
-    # the blend smoothed over neighbours (anchors.LOCAL_POST) or pixel by pixel, whichever scored better at
-    # the rolling origins: smoothing assumes that neighbouring pixels share their departure from the
-    # all-history trajectory, as deformation fields do and series of unrelated points do not
-    smooth, smooth_rmse = bool(blended), None
-    if blended and data.get("local_plain"):
-        Yall = np.concatenate(data["obs"], axis=1)
-        smooth_rmse = [_rmse(np.concatenate(blended, axis=1), Yall),
-                       _rmse(np.concatenate(data["local_plain"], axis=1), Yall)]
-        smooth = smooth_rmse[0] < smooth_rmse[1]
-        blended = blended if smooth else data["local_plain"]
     M = data["members"][0].shape[0]
     per = {"ensemble median": [], **({ENSEMBLE_LOCAL: []} if blended else {}),
            **{f"member {k + 1}": [] for k in range(M)}, **{n: [] for n in names}}
@@ -469,8 +452,7 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
             "n_values": int(Ycat.shape[1]), "scores": pooled, "per_class": per_class,
             "verdict": "win" if ens < bb else "lose", "origins_won": wins, "n_origins": len(data["origins"]),
             "mean_weight": float(W.mean()), "action": action, "ratio": ens / bb if bb > 0 else float("nan"),
-            "local_blend": E_key == ENSEMBLE_LOCAL, "gated_on": E_key, "smooth": smooth and E_key == ENSEMBLE_LOCAL,
-            "smooth_rmse": smooth_rmse}
+            "local_blend": E_key == ENSEMBLE_LOCAL, "gated_on": E_key}
 
 
 def apply_gate(out: np.ndarray, cands: np.ndarray, last: np.ndarray, gate: dict) -> np.ndarray:
@@ -553,7 +535,7 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
         modelio.write_manifest(model_folder, [{k: v for k, v in m.items() if k != "path"} for m in man["members"]],
                                extra={k: v for k, v in man.items() if k not in _MANIFEST_OWN} | {"gate": {
                                    k: gate[k] for k in ("reference", "references", "classifier", "weights", "class_limits_mm",
-                                                        "class_names", "local_blend", "smooth",
+                                                        "class_names", "local_blend",
                                                         "verdict", "action", "ratio", "origin_dates")}
                                                         | ({"held": gate["held"]} if gate.get("held") else {})})
     progress.log(gate_sentence(gate))
