@@ -36,7 +36,10 @@ Usage::
     .venv/bin/python benchmarks/gate_replay.py --runs build/bench_skill build/bench_skill_confirm
 
 prints, per seed, the RMSE against the truth over the best classical forecast of the scene chosen in
-hindsight, then per variant the median, worst seed, seeds above 1.0 and zones above 1.05.
+hindsight, then per variant the median, worst seed, seeds above 1.0 and zones above 1.05, and the same
+ratio against the later acquisitions (``future_observed.tif``). Judge a change on both: the truth holds no
+reference-epoch noise and every acquisition does, so a change that drops part of that noise gains against
+the truth and loses against the acquisitions (session 11's smoothing of the blend did: docs/skill.md).
 """
 from __future__ import annotations
 
@@ -154,6 +157,14 @@ def replay(folder: str, cache: str, seed: int) -> dict:
             continue
         best = min(float(np.sqrt(np.mean((fam_now[c][:, m] - tr[:, m]) ** 2))) for c in range(fam_now.shape[0]))
         scores[zn] = {v: float(np.sqrt(np.mean((f[:, m] - tr[:, m]) ** 2))) / best for v, f in out.items()}
+    # the same against the later acquisitions (what a user will compare the forecast with): a change that gains
+    # against the truth only by dropping part of the reference epoch's noise loses here (docs/skill.md, session 11)
+    fo_path = os.path.join(folder, "scene", "future_observed.tif")
+    if os.path.isfile(fo_path):
+        fo = raster.read_raster(fo_path)[0][:H].reshape(H, -1).astype(np.float64)
+        m = valid & np.isfinite(fo).all(0)
+        best = min(float(np.sqrt(np.mean((fam_now[c][:, m] - fo[:, m]) ** 2))) for c in range(fam_now.shape[0]))
+        scores["acquisitions"] = {v: float(np.sqrt(np.mean((f[:, m] - fo[:, m]) ** 2))) / best for v, f in out.items()}
     return scores
 
 
@@ -172,12 +183,15 @@ def main(argv=None):
             res[seed] = replay(folder, args.cache, seed)
             print(f"seed {seed}: " + " ".join(f"{v} {r:.3f}" for v, r in res[seed]["all"].items()), flush=True)
     variants = list(next(iter(res.values()))["all"])
-    print("\n| variant | median | mean | worst seed | seeds above 1.0 | zones above 1.05 |\n|---|---:|---:|---:|---:|---:|")
+    print("\n| variant | median | mean | worst seed | seeds above 1.0 | zones above 1.05 | against the later acquisitions: "
+          "median / mean |\n|---|---:|---:|---:|---:|---:|---|")
     for v in variants:
         a = np.array([r["all"][v] for r in res.values()])
-        zz = np.array([s[v] for r in res.values() for k, s in r.items() if k != "all"])
+        zz = np.array([s[v] for r in res.values() for k, s in r.items() if k not in ("all", "acquisitions")])
+        ob = np.array([r["acquisitions"][v] for r in res.values() if "acquisitions" in r])
+        acq = f"{np.median(ob):.3f} / {ob.mean():.3f}" if ob.size else "-"
         print(f"| {v} | {np.median(a):.3f} | {a.mean():.3f} | {a.max():.3f} | {(a > 1).sum()} of {a.size} | "
-              f"{(zz > 1.05).sum()} of {zz.size} |")
+              f"{(zz > 1.05).sum()} of {zz.size} | {acq} |")
 
 
 if __name__ == "__main__":
