@@ -369,3 +369,36 @@ def test_trajectory_on_too_short_a_series_names_the_fix():
     with pytest.raises(DeformCastError, match="Unknown VALIDATION 'spatial'; valid: time, space"):
         D.prepare(st, DATES, GRID, 6, 3, validation="spatial")
     assert D.trajectory_ends(DATES, 3) == 0 and D.trajectory_ends(DATES2, 8) > 10
+
+
+def test_recent_windows_are_drawn_more_often(monkeypatch):
+    """Session 11: training and validation windows ending in the last RECENT_WEIGHT_YEARS are drawn
+    2^RECENT_SHIFT times as often as older ones when the sample is capped; uncapped, every window is kept
+    once; the test windows are drawn uniformly."""
+    T2 = 150
+    dates = np.datetime64("2018-01-05") + np.arange(T2) * 12
+    rng = np.random.default_rng(3)
+    st = (rng.normal(0, 1, (T2, 30, 30)) + np.arange(T2)[:, None, None] * 0.05).astype(np.float32)
+
+    def share(prep, split):
+        ends = getattr(prep, split).end
+        last = dates[int(ends.max())]
+        recent = dates[ends] > last - np.timedelta64(365, "D")
+        return recent.mean(), recent.sum(), (~recent).sum()
+
+    full = D.prepare(st, dates, None, 8, 5, max_samples=10 ** 6, seed=1, validation="space")
+    capped = D.prepare(st, dates, None, 8, 5, max_samples=3000, seed=1, validation="space")
+    monkeypatch.setattr(D, "RECENT_SHIFT", 0)
+    uniform = D.prepare(st, dates, None, 8, 5, max_samples=3000, seed=1, validation="space")
+    for split in ("train", "val"):
+        f_share, f_new, f_old = share(full, split)
+        u_share = share(uniform, split)[0]
+        c_share, c_new, c_old = share(capped, split)
+        assert abs(u_share - f_share) < 0.05                       # uniform draw: the population's share
+        odds = (c_new / c_old) / (f_new / f_old)                    # how much more often a recent window is drawn
+        assert 3.0 < odds < 5.0, odds
+    # uncapped, every window is kept once whatever the weight; the test windows ignore it
+    full_uniform = D.prepare(st, dates, None, 8, 5, max_samples=10 ** 6, seed=1, validation="space")
+    pairs = lambda s: sorted(zip(s.pixel.tolist(), s.end.tolist()))   # noqa: E731
+    assert pairs(full_uniform.train) == pairs(full.train)
+    assert pairs(uniform.test) == pairs(capped.test)

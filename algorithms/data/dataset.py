@@ -238,6 +238,13 @@ def _read(source, a0, a1):
     return source[:, a0:a1]
 
 
+#: training and validation windows that end in the last RECENT_WEIGHT_YEARS before the latest one are drawn
+#: 2^RECENT_SHIFT = 4 times as often as older ones (their selection keys are divided by 4: each window's chance
+#: to be among the ``max_samples`` with the smallest keys grows fourfold while that chance is small): the
+#: networks learn more from the ground as it behaves now (session 11, docs/skill.md). 0: uniform, as before.
+RECENT_SHIFT, RECENT_WEIGHT_YEARS = 2, 1.0
+
+
 def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encodings=("none",),
             covariates: Optional[Dict[str, np.ndarray]] = None, n_val: Optional[int] = None,
             n_test: Optional[int] = None, target: str = "increment",
@@ -361,6 +368,9 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
             "leaves no such window before its targets. Use VALIDATION 'space' (training windows may then "
             "reach into the validation period), a shorter HORIZON, a longer series, or drop 'trajectory'.")
     res = {s: _Reservoir(plans[s][2]) for s in SPLITS}
+    last_end = max([int(plans[s][0].max()) for s in ("train", "val") if plans[s][0].size] or [0])
+    recent_cut = int(np.searchsorted(dates.astype("int64"),
+                                     dates[last_end].astype("int64") - int(round(RECENT_WEIGHT_YEARS * 365.25))))
     h = halo(config)
     if block_rows is None:
         block_rows = max(1, _BLOCK_VALUES // max(1, T * W))
@@ -402,6 +412,8 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
                     continue
                 p = pix_base[ok]
                 kk = _keys(seed, salt, p, np.full(p.size, e, np.int64))
+                if split != "test" and e >= recent_cut:   # the last year's windows drawn RECENT_WEIGHT times as often
+                    kk = kk >> np.uint64(RECENT_SHIFT)
                 thr = res[split].threshold
                 if thr is not None:
                     m = kk < thr
