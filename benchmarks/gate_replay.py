@@ -151,20 +151,23 @@ def replay(folder: str, cache: str, seed: int) -> dict:
         out[name] = b.reshape(H, -1)
     valid = np.isfinite(now).all(0) & np.isfinite(fam_now).all((0, 1))
     tr = truth.reshape(H, -1)
+
+    def ratios(target, m):
+        """Each variant's RMSE against ``target`` on pixels ``m`` over the family's best member there."""
+        best = min(float(np.sqrt(np.mean((fam_now[c][:, m] - target[:, m]) ** 2))) for c in range(fam_now.shape[0]))
+        return {v: float(np.sqrt(np.mean((f[:, m] - target[:, m]) ** 2))) / best for v, f in out.items()}
+
     scores = {}
     for zn, m in [("all", valid)] + [(n, valid & (zones.ravel() == k)) for k, n in ZONES.items()]:
         if m.sum() < 20:
             continue
-        best = min(float(np.sqrt(np.mean((fam_now[c][:, m] - tr[:, m]) ** 2))) for c in range(fam_now.shape[0]))
-        scores[zn] = {v: float(np.sqrt(np.mean((f[:, m] - tr[:, m]) ** 2))) / best for v, f in out.items()}
+        scores[zn] = ratios(tr, m)
     # the same against the later acquisitions (what a user will compare the forecast with): a change that gains
     # against the truth only by dropping part of the reference epoch's noise loses here (docs/skill.md, session 11)
     fo_path = os.path.join(folder, "scene", "future_observed.tif")
     if os.path.isfile(fo_path):
         fo = raster.read_raster(fo_path)[0][:H].reshape(H, -1).astype(np.float64)
-        m = valid & np.isfinite(fo).all(0)
-        best = min(float(np.sqrt(np.mean((fam_now[c][:, m] - fo[:, m]) ** 2))) for c in range(fam_now.shape[0]))
-        scores["acquisitions"] = {v: float(np.sqrt(np.mean((f[:, m] - fo[:, m]) ** 2))) / best for v, f in out.items()}
+        scores["acquisitions"] = ratios(fo, valid & np.isfinite(fo).all(0))
     return scores
 
 

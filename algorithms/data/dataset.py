@@ -369,8 +369,7 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
             "reach into the validation period), a shorter HORIZON, a longer series, or drop 'trajectory'.")
     res = {s: _Reservoir(plans[s][2]) for s in SPLITS}
     last_end = max([int(plans[s][0].max()) for s in ("train", "val") if plans[s][0].size] or [0])
-    recent_cut = int(np.searchsorted(dates.astype("int64"),
-                                     dates[last_end].astype("int64") - int(round(RECENT_WEIGHT_YEARS * 365.25))))
+    recent_cut = anc._start(dates, last_end, RECENT_WEIGHT_YEARS)     # the first end in the last year
     h = halo(config)
     if block_rows is None:
         block_rows = max(1, _BLOCK_VALUES // max(1, T * W))
@@ -412,7 +411,7 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
                     continue
                 p = pix_base[ok]
                 kk = _keys(seed, salt, p, np.full(p.size, e, np.int64))
-                if split != "test" and e >= recent_cut:   # the last year's windows drawn RECENT_WEIGHT times as often
+                if split != "test" and e >= recent_cut:   # the last year's windows drawn 2^RECENT_SHIFT times as often
                     kk = kk >> np.uint64(RECENT_SHIFT)
                 thr = res[split].threshold
                 if thr is not None:
