@@ -18,6 +18,9 @@ over 150 epochs is small beside it), and the **reference-noise floor** is report
 the truth of a forecast exact up to that offset, over the best classical forecast's (docs/skill.md,
 session 9).
 
+``--generator independent`` scores scenes of ``independent_scene.py`` instead, a second generator written
+apart from ours (other laws, noise and referencing): does the skill carry over?
+
 Usage::
 
     .venv/bin/python benchmarks/bench_skill.py --seeds 0 1 2 3 4 --horizon 15 --out build/bench_skill
@@ -59,6 +62,10 @@ def run_seed(seed: int, args) -> dict:
         sc = os.path.join(folder, "scene")
         files = {k: os.path.join(sc, f) for k, f in (("stack", "stack.tif"), ("truth", "truth.tif"),
                                                      ("zones", "zones.tif"), ("scene_json", "scene.json"))}
+    elif args.generator == "independent":   # the second generator, written apart from ours (issue 12)
+        import independent_scene
+        files = independent_scene.write(os.path.join(folder, "scene"), seed, width=args.width, height=args.height,
+                                        n_epochs=args.epochs, n_future=args.horizon, step_days=args.step_days)
     else:
         files = write_scene(os.path.join(folder, "scene"), seed=seed, physics=args.physics, width=args.width,
                             height=args.height, n_epochs=args.epochs, n_future=args.horizon,
@@ -149,7 +156,7 @@ def run_seed(seed: int, args) -> dict:
 
 
 def markdown(results, args) -> str:
-    out = [f"Varied physics ({args.physics}), {args.width} x {args.height} pixels, {args.epochs} epochs at {args.step_days} days, "
+    out = [f"{'Independent generator' if args.generator == 'independent' else 'Varied physics'} ({args.physics}), {args.width} x {args.height} pixels, {args.epochs} epochs at {args.step_days} days, "
            f"horizon {args.horizon}; RMSE (mm) of the forecast after the last acquisition against the noise-free "
            f"future; {platform.node()} ({os.cpu_count()} CPUs), {time.strftime('%Y-%m-%d')}.", ""]
     out.append("| seed | region | pixels | main job | ensemble, no gate | best classical | its RMSE | ratio | "
@@ -205,6 +212,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--physics", default="varied")
+    ap.add_argument("--generator", default="deformcast", choices=("deformcast", "independent"),
+                    help="independent: benchmarks/independent_scene.py, a generator written apart from ours")
     ap.add_argument("--horizon", type=int, default=15)
     ap.add_argument("--width", type=int, default=100)
     ap.add_argument("--height", type=int, default=80)
