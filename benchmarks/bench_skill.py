@@ -74,6 +74,8 @@ def run_seed(seed: int, args) -> dict:
         scene = json.load(fh)
     t0 = time.time()
     kw = {} if args.n_trials is None else {"n_trials": args.n_trials}
+    if args.validation:
+        kw["validation"] = args.validation
     job = os.path.join(folder, "job")
     if args.rescore:
         with open(os.path.join(job, "workflow.json"), encoding="utf-8") as fh:
@@ -221,6 +223,7 @@ def main(argv=None):
     ap.add_argument("--step-days", type=int, default=12, help="days between acquisitions")
     ap.add_argument("--gap-fraction", type=float, default=0.0, help="share of single pixel-epochs missing")
     ap.add_argument("--n-trials", type=int, default=None, help="default: the main job's")
+    ap.add_argument("--validation", default=None, choices=("time", "space"), help="default: the main job's")
     ap.add_argument("--out", default="build/bench_skill")
     ap.add_argument("--regate", action="store_true",
                     help="re-score finished runs in --out with the current skill gate (no new training)")
