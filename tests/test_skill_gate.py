@@ -27,6 +27,8 @@ def _data(n_origins=6, n=800, H=5, M=5, net_sigma=0.0, net_info=0.0, seed=0):
         s = rng.normal(0, 2, (H, n))                      # what the classical fits cannot know
         fam = last[None, None] + rng.normal(0, 4, (C1, H, n))
         fam[ti] = last[None] + rng.normal(0, 0.3, (H, n))
+        # the local forecast chooses by track record: near the best member, a little noisier
+        fam[skill_gate.CANDIDATES.index("local")] = fam[ti] + rng.normal(0, 0.2, (H, n))
         y = fam[ti] + s + rng.normal(0, 1, (H, n))
         mem = fam[ti][None] + net_info * s[None] + rng.normal(0, net_sigma, (M, H, n))
         d["members"].append(mem)
@@ -38,11 +40,38 @@ def _data(n_origins=6, n=800, H=5, M=5, net_sigma=0.0, net_info=0.0, seed=0):
 
 def test_gate_falls_back_where_the_networks_add_only_noise():
     g = skill_gate.fit_gate(_data(net_sigma=2.0, net_info=0.0))
-    assert g["reference"] == "trajectory"
+    assert g["reference"] == "trajectory"                     # the verdict's best classical forecast
+    assert g["references"] == ["local"] * 3                   # what each class falls back to
     assert g["verdict"] == "lose" and g["action"] == "classical forecast"
     assert np.allclose(g["weights"], 0.0)
     sc = g["scores"]
-    assert sc["gated forecast"]["rmse"] == pytest.approx(sc["trajectory"]["rmse"])
+    assert sc["gated forecast"]["rmse"] == pytest.approx(sc["local"]["rmse"])
+    assert sc["gated forecast"]["rmse"] < sc["ensemble median"]["rmse"]
+
+
+def test_the_fallback_is_the_local_forecast_not_the_law_of_the_rolling_origins():
+    """At the rolling origins the all-history line is the best candidate and the networks add only noise,
+    so the gate falls back. A year later the ground speeds up: the line is far off, the local forecast
+    (chosen by the recent track record at the final origin) follows. The delivered forecast must be the
+    local one (session 12: a stale law from the rolling origins made a scene 1.83 times worse)."""
+    d = _data(net_sigma=2.0, net_info=0.0)
+    li, ti = anchors.FAMILY_NAMES.index("linear"), anchors.FAMILY_NAMES.index("trajectory")
+    for fam in d["family"]:
+        fam[li] = fam[ti] - 0.01                               # the line: the best law back then
+    g = skill_gate.fit_gate(d)
+    assert g["reference"] == "linear" and g["action"] == "classical forecast"
+    M, H, n = 5, 5, 300
+    rng = np.random.default_rng(7)
+    last = rng.normal(0, 5, n)
+    truth = last[None] - 3.0 * np.arange(1, H + 1)[:, None]   # a speed-up the line does not know
+    cands = last[None, None] + rng.normal(0, 4, (C1, H, n))
+    cands[li] = last[None] - 0.5 * np.arange(1, H + 1)[:, None]
+    cands[skill_gate.CANDIDATES.index("local")] = truth + rng.normal(0, 0.3, (H, n))
+    out = truth[None] + rng.normal(0, 2.0, (M, H, n))
+    gated = skill_gate.apply_gate(out.copy(), cands, last, g)
+    med = np.median(gated, axis=0)
+    np.testing.assert_allclose(med, cands[skill_gate.CANDIDATES.index("local")], atol=1e-9)
+    assert np.sqrt(np.mean((med - truth) ** 2)) < 0.1 * np.sqrt(np.mean((cands[li] - truth) ** 2))
 
 
 def test_a_gate_on_origins_with_a_shorter_record_is_held():
