@@ -47,6 +47,7 @@ def test_gate_falls_back_where_the_networks_add_only_noise():
     sc = g["scores"]
     assert sc["gated forecast"]["rmse"] == pytest.approx(sc["local"]["rmse"])
     assert sc["gated forecast"]["rmse"] < sc["ensemble median"]["rmse"]
+    assert "falls back to the classical local (the classical forecasts weighted" in gate_report.gate_sentence(g)
 
 
 def test_the_fallback_is_the_local_forecast_not_the_law_of_the_rolling_origins():

@@ -47,9 +47,12 @@ def gate_sentence(gate: dict) -> str:
             f"(won {gate['origins_won']} of {gate['n_origins']} origins). ")
     own = ("The forecast is the ensemble's, blended pixel by pixel with the local classical forecast by their "
            "track records over the last horizon." if gate.get("local_blend") else "The forecast is the ensemble's.")
+    refs = sorted(set(gate.get("references") or [gate["reference"]]))
+    fallback = " / ".join("local (the classical forecasts weighted by each neighbourhood's recent track record)"
+                          if r == "local" else r for r in refs)
     act = {"ensemble kept": own,
-           "classical forecast": f"The delivered forecast falls back to the classical {gate['reference']} forecast.",
-           "blended": f"The delivered forecast blends the ensemble with the classical {gate['reference']} forecast "
+           "classical forecast": f"The delivered forecast falls back to the classical {fallback} forecast.",
+           "blended": f"The delivered forecast blends the ensemble with the classical {fallback} forecast "
                       f"(mean ensemble weight {gate['mean_weight']:.2f})."}[gate["action"]]
     if gate.get("held"):
         act += f" The gate was held: {gate['held']}."
