@@ -56,6 +56,23 @@ def rmse(a, b, m):
     return float(np.sqrt(np.mean(d * d))) if d.size else float("nan")
 
 
+def common_mode_filtered(src: str, dst: str) -> str:
+    """Experiment (session 12): the stack less each date's common mode, the median over pixels of the
+    residual of each pixel's fit (offset, velocity, acceleration, annual and semi-annual terms) at that date,
+    as regional filtering does for GNSS networks. Written to ``dst``; the scores keep the scene's stack."""
+    info = raster.open_stack(src)
+    y = raster.read_stack(info).astype(np.float64)
+    T = y.shape[0]
+    t = (np.asarray(info.dates, dtype="datetime64[D]") - np.datetime64(info.dates[0], "D")).astype(float) / 365.25
+    X = np.stack([np.ones(T), t, t * t] + [f(2 * np.pi * k * t) for k in (1, 2) for f in (np.cos, np.sin)], 1)
+    flat = y.reshape(T, -1)
+    ok = np.isfinite(flat).all(axis=0)
+    beta = np.linalg.lstsq(X, flat[:, ok], rcond=None)[0]
+    c = np.median(flat[:, ok] - X @ beta, axis=1)
+    raster.write_stack(dst, (y - c[:, None, None]).astype(np.float32), info.dates, info.grid)
+    return dst
+
+
 def run_seed(seed: int, args) -> dict:
     folder = os.path.join(args.out, f"seed_{seed}")
     if (args.regate or args.rescore) and os.path.isfile(os.path.join(folder, "scene", "scene.json")):
@@ -72,6 +89,9 @@ def run_seed(seed: int, args) -> dict:
                             step_days=args.step_days, gap_fraction=args.gap_fraction)
     with open(files["scene_json"], encoding="utf-8") as fh:
         scene = json.load(fh)
+    run_stack = files["stack"]   # what the main job reads; the scores always use the scene's own stack
+    if args.common_mode:
+        run_stack = common_mode_filtered(files["stack"], os.path.join(folder, "stack_common_mode.tif"))
     t0 = time.time()
     kw = {} if args.n_trials is None else {"n_trials": args.n_trials}
     if args.validation:
@@ -85,16 +105,16 @@ def run_seed(seed: int, args) -> dict:
         # a finished run re-scored with the current skill gate (same models, same data)
         with open(os.path.join(job, "workflow.json"), encoding="utf-8") as fh:
             s = json.load(fh)
-        g = skill_gate.run_gate(files["stack"], s["paths"]["models"],
+        g = skill_gate.run_gate(run_stack, s["paths"]["models"],
                                 csv_path=os.path.join(job, "rolling_origins.csv"))
-        predict_ensemble(files["stack"], s["paths"]["models"], s["paths"]["forecast_median"])
+        predict_ensemble(run_stack, s["paths"]["models"], s["paths"]["forecast_median"])
         # the held-out test period with this gate (the delivered forecast's row follows the gate)
-        back = backtest.run_backtest(files["stack"], s["paths"]["models"], os.path.join(job, "backtest"))
+        back = backtest.run_backtest(run_stack, s["paths"]["models"], os.path.join(job, "backtest"))
         s["backtest"] = {k: back[k] for k in ("rows", "forecast_start")}
         s["gate"] = g
         wall = float(s["timings_s"]["total"])
     else:
-        s = run_workflow(job, stack_path=files["stack"], horizon=args.horizon, seed=seed, **kw)
+        s = run_workflow(job, stack_path=run_stack, horizon=args.horizon, seed=seed, **kw)
         wall = time.time() - t0
     info = raster.open_stack(files["stack"])
     T = info.n_epochs
@@ -103,7 +123,7 @@ def run_seed(seed: int, args) -> dict:
     med = raster.read_raster(s["paths"]["forecast_median"])[0]
     raw_p = os.path.join(folder, "raw_median.tif")
     if not (args.rescore and os.path.isfile(raw_p)):
-        predict_ensemble(files["stack"], s["paths"]["models"], raw_p, calibrate=False, gate=False)
+        predict_ensemble(run_stack, s["paths"]["models"], raw_p, calibrate=False, gate=False)
     raw = raster.read_raster(raw_p)[0]
     stack = raster.read_stack(info)
     fam = anchors.family_forecasts(stack.reshape(T, -1), info.dates, [np.datetime64(d) for d in s["forecast"]["forecast_dates"]])
@@ -224,6 +244,8 @@ def main(argv=None):
     ap.add_argument("--gap-fraction", type=float, default=0.0, help="share of single pixel-epochs missing")
     ap.add_argument("--n-trials", type=int, default=None, help="default: the main job's")
     ap.add_argument("--validation", default=None, choices=("time", "space"), help="default: the main job's")
+    ap.add_argument("--common-mode", action="store_true",
+                    help="experiment: the main job reads the stack less each date's common mode (scores unchanged)")
     ap.add_argument("--out", default="build/bench_skill")
     ap.add_argument("--regate", action="store_true",
                     help="re-score finished runs in --out with the current skill gate (no new training)")
