@@ -44,6 +44,7 @@ from _common import ensure_pkg  # noqa: E402
 ensure_pkg()
 
 from deformcast.algorithms.data import anchors, step_detect  # noqa: E402
+from deformcast.algorithms.data.baselines import design_matrix, years_between  # noqa: E402
 from deformcast.algorithms.io import raster
 from deformcast.algorithms.maps import backtest, gate_report, skill_gate  # noqa: E402
 from deformcast.algorithms.maps.ensemble import predict_ensemble  # noqa: E402
@@ -63,8 +64,7 @@ def common_mode_filtered(src: str, dst: str) -> str:
     info = raster.open_stack(src)
     y = raster.read_stack(info).astype(np.float64)
     T = y.shape[0]
-    t = (np.asarray(info.dates, dtype="datetime64[D]") - np.datetime64(info.dates[0], "D")).astype(float) / 365.25
-    X = np.stack([np.ones(T), t, t * t] + [f(2 * np.pi * k * t) for k in (1, 2) for f in (np.cos, np.sin)], 1)
+    X = design_matrix(years_between(info.dates, info.dates[0]))     # offset, velocity, acceleration, seasons
     flat = y.reshape(T, -1)
     ok = np.isfinite(flat).all(axis=0)
     beta = np.linalg.lstsq(X, flat[:, ok], rcond=None)[0]

@@ -432,14 +432,11 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
     origin = np.concatenate([np.full(o.shape[1], i) for i, o in enumerate(data["obs"])])
     for k in range(len(CLASS_NAMES)):
         m = cls == k
-        if m.sum() >= MIN_CLASS_SAMPLES:   # the class's own blend weights
-            ref = reference_of(names, lambda n: _rmse(Fcat[CANDIDATES.index(n)][:, m], Ycat[:, m]))
-            B = Fcat[CANDIDATES.index(ref)]
-            w = _earned(_lead_weights(Ecat[:, m], B[:, m], Ycat[:, m]), Ecat[:, m], B[:, m], Ycat[:, m], origin[m])
-        else:   # too few values to judge the class apart: the weights and the decision of all values together
-            ref = reference_of(names, lambda n: pooled[n]["rmse"])
-            B = Fcat[CANDIDATES.index(ref)]
-            w = _earned(_lead_weights(Ecat, B, Ycat), Ecat, B, Ycat, origin)
+        # the values the class is judged on: its own, or all of them where it has too few to judge it apart
+        j = m if m.sum() >= MIN_CLASS_SAMPLES else np.ones_like(m)
+        ref = reference_of(names, lambda n: _rmse(Fcat[CANDIDATES.index(n)][:, j], Ycat[:, j]))
+        B = Fcat[CANDIDATES.index(ref)]
+        w = _earned(_lead_weights(Ecat[:, j], B[:, j], Ycat[:, j]), Ecat[:, j], B[:, j], Ycat[:, j], origin[j])
         Bcat[:, m] = B[:, m]
         refs.append(ref)
         weights.append(w)
