@@ -12,12 +12,16 @@ with), from the last acquisition, no networks:
   forecast of the common mode added back (the mean of its last ``k`` values, ``k`` chosen by its own
   errors over the last 60 origins): the common mode also holds what persists (offsets, a drifting
   reference), which the session-12 experiment lost;
-* ``eof_<k>``: the family and the local track record's extra candidates computed on each pixel's series
-  projected on the scene's first ``k`` temporal EOFs (``algorithms/data/eof.py``: singular vectors of the
-  epochs x pixels matrix), added as candidates: what ships (``family_cache.FamilyCache`` with a basis). The
-  patterns at each origin are fitted on the history up to that origin only, so the track record from
-  earlier origins is honest. Pixels with a gap get no EOF candidate;
+* ``eof_<k>``: the family and the local track record's extra candidates (``anchors.LOCAL_EXTRA``) computed
+  on each pixel's series projected on the scene's first ``k`` temporal EOFs (the leading singular vectors of
+  the epochs x pixels matrix), added as candidates of the local track record. The patterns at each origin
+  are fitted on the history up to that origin only, so the track record from earlier origins is honest.
+  Pixels with a gap get no EOF candidate;
 * ``eof_family_only_<k>``: the same with the family only projected (not the extra candidates).
+
+The EOF candidates were wired through the whole chain in commit 6ce4285 (the gate, ``predict``, Dask) and
+measured on eight main-job runs: they lost on all four of ours and gained on three of four of the second
+generator, by 0-2 %; not taken (docs/skill.md, "Session 13").
 
 Every score is the RMSE over the ``--horizon`` epochs after the record, over the best member of the
 classical family (chosen in hindsight, on the raw history), against the truth, the expected observation
@@ -43,8 +47,7 @@ from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
 
-from deformcast.algorithms.data import anchors, eof, family_cache  # noqa: E402
-from deformcast.algorithms.data.family_cache import FamilyCache  # noqa: E402
+from deformcast.algorithms.data import anchors  # noqa: E402
 from deformcast.algorithms.data.baselines import design_matrix, years_between  # noqa: E402
 from deformcast.algorithms.data.synthetic import write_scene  # noqa: E402
 from deformcast.algorithms.io import raster  # noqa: E402
@@ -68,11 +71,48 @@ def level_forecast(c, h, ks=(1, 2, 3, 5, 8, 13, 21, 34, 55)):
     return np.full(h, c[-best[1]:].mean()), best[1]
 
 
+def eof_basis(flat: np.ndarray, rank: int, first: int = 19) -> dict:
+    """``{o: U_o}``: the first ``rank`` temporal EOFs of the scene's complete series up to each origin ``o``
+    (the leading eigenvectors of one corner of the Gram matrix of the epochs: no later epoch enters)."""
+    s = flat[:, np.isfinite(flat).all(axis=0)]
+    gram = s @ s.T
+    out = {}
+    for o in range(first, s.shape[0]):
+        vecs = np.linalg.eigh(gram[:o + 1, :o + 1])[1]
+        out[o] = vecs[:, ::-1][:, :min(rank, o + 1)]
+    return out
+
+
+class EofFamily:
+    """``members`` from origin ``o`` on each series projected on the basis at ``o``. The classical forecasts are
+    linear in the series on a complete record, so they are the forecasts of the ``k`` patterns combined with
+    each pixel's coefficients (equal to fitting every projected series, to rounding). NaN at a pixel with a gap."""
+
+    def __init__(self, flat, dates, lead, basis, members):
+        self.flat, self.d, self.lead, self.basis, self.members = flat, dates, int(lead), basis, members
+        self.memo = {}
+
+    def __call__(self, o, target_dates=None):
+        o = int(o)
+        key = (o, None if target_dates is None else len(target_dates))
+        if key not in self.memo:
+            u = self.basis[o]
+            td = self.d[o + 1:o + self.lead + 1] if target_dates is None else target_dates
+            fu = anchors.family_forecasts(u, self.d[:o + 1], td, None, self.members)
+            y = self.flat[:o + 1]
+            ok = np.isfinite(y).all(axis=0)
+            M, h, k = fu.shape
+            out = (fu.reshape(M * h, k) @ (u.T @ np.where(ok, y, 0.0))).reshape(M, h, y.shape[1])
+            out[:, :, ~ok] = np.nan
+            self.memo[key] = out
+        return self.memo[key]
+
+
 def variants(y, d, tgt, H, ranks):
     T = y.shape[0]
     flat = y.reshape(T, -1)
     fam = anchors.family_forecasts(flat, d, tgt)
-    out = {"base": anchors.local_forecast(y, d, tgt, H, family=fam, past_family=FamilyCache(y, d, H))}
+    out = {"base": anchors.local_forecast(y, d, tgt, H, family=fam)}
     # the common mode of each date, out of the history; its own level forecast added back
     ok = np.isfinite(flat).all(axis=0)
     X = design_matrix(years_between(d, d[0]))
@@ -80,16 +120,14 @@ def variants(y, d, tgt, H, ranks):
     c = np.median(flat[:, ok] - X @ beta, axis=1)
     c_hat, _ = level_forecast(c, H)
     out["common_mode"] = anchors.local_forecast(y - c[:, None, None], d, tgt, H) + c_hat[:, None, None]
-    shipped = family_cache.EOF_MEMBERS
+    raw = anchors.FamilyCache(y, d, H)
     for k in ranks:
-        basis = eof.basis_from_sample(flat[:, ok], k)
-        for name, members in ((f"eof_{k}", shipped), (f"eof_family_only_{k}", anchors.FAMILY)):
-            family_cache.EOF_MEMBERS = members
-            try:
-                out[name] = anchors.local_forecast(y, d, tgt, H, family=fam,
-                                                   past_family=FamilyCache(y, d, H, basis=basis))
-            finally:
-                family_cache.EOF_MEMBERS = shipped
+        basis = eof_basis(flat, k)
+        for name, members in ((f"eof_{k}", anchors.FAMILY + anchors.LOCAL_EXTRA),
+                              (f"eof_family_only_{k}", anchors.FAMILY)):
+            ef = EofFamily(flat, d, H, basis, members)
+            out[name] = anchors.local_forecast(y, d, tgt, H, family=np.concatenate([fam, ef(T - 1, tgt)]),
+                                               past_family=lambda o, ef=ef: np.concatenate([raw(o), ef(o)]))
     return fam, out
 
 

@@ -6,8 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from deformcast.algorithms.data import anchors, eof
-from deformcast.algorithms.data.family_cache import FamilyCache
+from deformcast.algorithms.data import anchors
 from deformcast.algorithms.models import modelio
 from deformcast.algorithms.io import raster
 from deformcast.algorithms.maps import gate_report, skill_gate
@@ -160,11 +159,8 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
     st = raster.read_stack(info).reshape(info.n_epochs, -1)
     ok = np.isfinite(raw).all(0).ravel()
     cube = raster.read_stack(info)
-    # the local track record weighs the family on the scene's temporal EOFs too, as predict gives it (session 13)
-    assert gate["eof_rank"] == eof.EOF_RANK
-    cache = FamilyCache(cube, info.dates, 6, cfg0.get("steps") or None, eof.stack_basis(info, gate["eof_rank"]))
     fam = skill_gate.candidates(cube, 0, 0, cube.shape[1], info.n_epochs - 1, info.dates, 6, cfg0,
-                                ok.reshape(cube.shape[1:]), cache)
+                                ok.reshape(cube.shape[1:]))
     idx = skill_gate.CANDIDATES.index
     cls = skill_gate.classes_of(fam[idx(gate["classifier"])], st[-1, ok], gate["class_limits_mm"])
     B = np.choose(cls[None].repeat(6, 0), [fam[idx(r)] for r in gate["references"]])
@@ -177,8 +173,7 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
             p = str(tmp_path / f"past{o}.tif")
             predict_ensemble(files["stack"], folder, p, calibrate=False, gate=False, end_date=str(info.dates[o]))
             past[o] = raster.read_raster(p)[0]
-        return skill_gate.local_blend(cube, 0, 0, cube.shape[1], info.n_epochs - 1, info.dates, cfg0, raw, past.get,
-                                      cache)
+        return skill_gate.local_blend(cube, 0, 0, cube.shape[1], info.n_epochs - 1, info.dates, cfg0, raw, past.get)
 
     # the class gate acts on the ensemble, or on its local blend where the gate chose that
     E = local_blend_of_raw() if gate["local_blend"] else raw

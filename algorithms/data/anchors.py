@@ -437,7 +437,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     track record and neighbourhood (:func:`_blend_weight`; session 9, before it the inverse squared
     MSE of each); ``w`` (rows*cols,) is 1 where the ensemble has no record. ``past_family(o)``: the
     family from an earlier origin over the next ``lead`` epochs, (C, lead, rows*cols), when the caller
-    keeps them (:class:`family_cache.FamilyCache`).
+    keeps them (:class:`FamilyCache`).
     """
     y = np.asarray(hist, dtype=np.float64)
     d = np.asarray(dates, dtype="datetime64[D]")
@@ -452,7 +452,6 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     def fitted_from(o, members=FAMILY):
         return family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function, members)
 
-    eof_of = past_family.eof if getattr(past_family, "basis", None) else None   # session 13, :mod:`eof`
     past_family = past_family or fitted_from
     n_fam = family.shape[0]
     if LOCAL_EXTRA:
@@ -463,13 +462,6 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         def past_family(o):
             f = fam_of(o)
             return None if f is None else np.concatenate([f, extra(o)])
-    if eof_of is not None:   # the family on the series projected on the scene's temporal EOFs, as candidates
-        family = np.concatenate([family, eof_of(e, target_dates)])
-        fam_raw = past_family
-
-        def past_family(o):
-            f = fam_raw(o)
-            return None if f is None else np.concatenate([f, eof_of(o)])
     C, Hh, _ = family.shape
     err = _record(flat, d, L, origins, past_family)
     if err is None:
@@ -560,3 +552,28 @@ def _blend_weight(flat: np.ndarray, d, lead: int, origins, ens, local, shape, gu
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.clip(num / den, 0.0, 1.0)
     return np.where(np.isfinite(w), w, 1.0)
+
+
+class FamilyCache:
+    """The family of a block from any origin ``o`` over the next ``lead`` epochs, computed once:
+    the local track record and the candidates of the skill gate ask for the same origins."""
+
+    def __init__(self, hist: np.ndarray, dates, lead: int, time_function=None):
+        self.flat = np.asarray(hist, dtype=np.float64).reshape(np.shape(hist)[0], -1)
+        self.dates = np.asarray(dates, dtype="datetime64[D]")
+        self.lead, self.tf = int(lead), time_function
+        self._memo = {}
+
+    def __call__(self, o: int) -> np.ndarray:
+        return self._get(int(o), FAMILY)
+
+    def extra(self, o: int) -> np.ndarray:
+        """:data:`LOCAL_EXTRA` from origin ``o`` over the next ``lead`` epochs, (len(LOCAL_EXTRA), lead, n)."""
+        return self._get(int(o), LOCAL_EXTRA)
+
+    def _get(self, o: int, members) -> np.ndarray:
+        key = (o, tuple(members))
+        if key not in self._memo:
+            self._memo[key] = family_forecasts(self.flat[:o + 1], self.dates[:o + 1],
+                                               self.dates[o + 1:o + self.lead + 1], self.tf, members)
+        return self._memo[key]

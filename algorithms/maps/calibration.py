@@ -446,7 +446,7 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
         blk = read[1][:, a0 - b0:a1 - b0]                  # the span and its halo: what gets forecast
         cov_blk = {k: v[a0:a1] for k, v in cov.items()}
         per_call = max(1, (2 * BLOCK_PIXELS) // max(1, (r1 - r0) * W))
-        caches = {id(blk): family_cache(blk, info.dates, cfg0, H, gate)}
+        caches = {id(blk): family_cache(blk, info.dates, cfg0, H)}
         for j in range(0, len(origins), per_call):
             chunk = [(blk, a0, r0, r1, cov_blk, o) for o in origins[j:j + per_call]]
             for (_, _, _, _, _, o), (out, valid) in zip(chunk, forecast_gated(
@@ -481,13 +481,11 @@ def _cache_key(info, loaded, configs, e, H, gate, seasonal=False) -> tuple:
     last validation target share them)."""
     import json
 
-    from ..data.eof import without_basis
-
     win = max(int(m.meta["window"]) for m in loaded)
     folders = tuple(os.path.abspath(m.folder) for m in loaded)
     stamps = tuple(os.path.getmtime(os.path.join(f, n)) for f in folders for n in os.listdir(f))
     return (os.path.abspath(info.path), os.path.getmtime(info.path), folders, stamps,
-            tuple(origins_for(configs, info, H, win, e)), int(H), json.dumps(without_basis(gate), sort_keys=True, default=str),
+            tuple(origins_for(configs, info, H, win, e)), int(H), json.dumps(gate, sort_keys=True, default=str),
             bool(seasonal))
 
 

@@ -46,8 +46,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..data import dataset, eof
-from ..data.anchors import local_origins
+from ..data import dataset
 from . import distributed
 from ..models import modelio
 from ..io import raster, styles
@@ -198,9 +197,6 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     if gate:
         progress.log(f"Skill gate ({gate.get('action')}): reference {gate.get('reference')}, mean ensemble weight "
                      f"{float(np.mean(gate.get('weights'))):.2f} (validation over rolling origins).")
-    if gate and gate.get("eof_rank"):   # the local track record's EOF candidates, as the gate was fitted (session 13)
-        basis = eof.stack_basis(info, int(gate["eof_rank"]), last=e)
-        gate = dict(gate, eof_basis=basis) if basis else gate
     win_max = max(int(m.meta["window"]) for m in loaded)
     if e + 1 < win_max:
         raise DeformCastError(f"The members read {win_max} epochs (WINDOW) but only {e + 1} acquisitions lie up to the "
@@ -229,7 +225,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     med_path, q_path, m_path = out_median, out_quantiles, out_members
     meta = {"DEFORMCAST_MODEL_FOLDER": os.path.abspath(model_folder), "DEFORMCAST_END_DATE": raster.iso(info.dates[e]),
             "DEFORMCAST_MEMBERS": json.dumps([os.path.basename(m.folder) for m in loaded]),
-            "DEFORMCAST_CALIBRATION": json.dumps(cal), "DEFORMCAST_GATE": json.dumps(eof.without_basis(gate))}
+            "DEFORMCAST_CALIBRATION": json.dumps(cal), "DEFORMCAST_GATE": json.dumps(gate)}
     w_med = raster.RasterWriter(med_path, info.grid, H, [raster.iso(d) for d in fdates], metadata=meta)
     w_q = raster.RasterWriter(q_path, info.grid, len(qs), [f"P{q:g} {raster.iso(fdates[-1])}" for q in qs],
                               metadata=meta) if q_path else None
@@ -239,9 +235,6 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     if not block_rows or int(block_rows) <= 0:
         block_rows = max(1, BLOCK_PIXELS // max(1, W))
     blocks = [(r0, r1, max(0, r0 - halo), min(Hh, r1 + halo)) for r0, r1 in raster.row_blocks(Hh, block_rows)]
-    if gate and gate.get("eof_basis"):   # the blocks forecast from e only: the EOFs of its local track record
-        keep = [e] + local_origins(e, int(configs[0].get("horizon", H)))
-        gate = dict(gate, eof_basis={o: gate["eof_basis"][o] for o in keep if o in gate["eof_basis"]})
     job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
            "device": device, "dev": dev, "batch_size": batch_size, "e": e, "H": H, "gate": gate, "model": model,
            "qs": qs, "want_q": w_q is not None, "want_m": w_m is not None}
@@ -296,5 +289,5 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     return {"median_path": med_path, "quantiles_path": q_path, "members_path": m_path,
             "members": [os.path.basename(m.folder) for m in loaded], "forecast_dates": [raster.iso(d) for d in fdates],
             "end_date": raster.iso(info.dates[e]), "valid_pixels": n_valid, "device": dev, "calibration": cal,
-            "gate": eof.without_basis(gate),
+            "gate": gate,
             "timings_s": dict(timer, total=time.perf_counter() - t_start)}

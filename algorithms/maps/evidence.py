@@ -74,7 +74,7 @@ def evidence(blk: np.ndarray, a0: int, r0: int, r1: int, o: int, dates, members:
     """The evidence :data:`FEATURES` at the pixels ``valid`` (bool (r1 - r0, W), row-major) of rows
     r0..r1 of a block read from row ``a0``, for a forecast from epoch ``o``: float64 ``(F, H, n)``,
     non-negative and non-decreasing along the horizon. ``members`` (M, H, r1 - r0, W) the delivered
-    members. Uses the history up to ``o`` only. ``cache``: the block's :class:`family_cache.FamilyCache`
+    members. Uses the history up to ``o`` only. ``cache``: the block's :class:`anchors.FamilyCache`
     (the family from ``o`` is taken from it when its targets lie inside the stack). ``seasonal``:
     the :data:`NOISE_FEATURES` of the target dates follow as further rows (not made non-decreasing)."""
     d = np.asarray(dates, dtype="datetime64[D]")

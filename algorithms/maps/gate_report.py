@@ -48,9 +48,7 @@ def gate_sentence(gate: dict) -> str:
     own = ("The forecast is the ensemble's, blended pixel by pixel with the local classical forecast by their "
            "track records over the last horizon." if gate.get("local_blend") else "The forecast is the ensemble's.")
     refs = sorted(set(gate.get("references") or [gate["reference"]]))
-    eofs = (f", on the raw series and on the series projected on the scene's {gate['eof_rank']} leading temporal "
-            "patterns" if gate.get("eof_rank") else "")
-    fallback = " / ".join(f"local (the classical forecasts weighted by each neighbourhood's recent track record{eofs})"
+    fallback = " / ".join("local (the classical forecasts weighted by each neighbourhood's recent track record)"
                           if r == "local" else r for r in refs)
     act = {"ensemble kept": own,
            "classical forecast": f"The delivered forecast falls back to the classical {fallback} forecast.",

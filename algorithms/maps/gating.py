@@ -15,7 +15,7 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
                    gate: Optional[dict] = None, caches: Optional[dict] = None):
     """:func:`member_forecasts.forecast_items`, then (``gate``) the skill gate: members shifted towards its
     classical reference forecast. The classical family of each block is computed once per origin for
-    all items of that block (``caches``: ``id(blk) -> family_cache.FamilyCache``, kept by the caller while
+    all items of that block (``caches``: ``id(blk) -> anchors.FamilyCache``, kept by the caller while
     its blocks live, e.g. the calibration's many origins of one block)."""
     timer = {} if timer is None else timer
     res = forecast_items(items, dates, grid, loaded, plan, H, dev, batch_size, progress, timer)
@@ -29,7 +29,7 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
         caches = {} if caches is None else caches
         for it in items:
             if id(it[0]) not in caches:
-                caches[id(it[0])] = family_cache(it[0], dates, cfg0, H, gate)
+                caches[id(it[0])] = family_cache(it[0], dates, cfg0, H)
         if gate.get("local_blend"):
             _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches)
         for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):

@@ -222,13 +222,11 @@ def _forecast_items(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, 
     return list(zip(outs, valid_all))
 
 
-def family_cache(blk, dates, cfg0: dict, H: int, gate: Optional[dict] = None):
-    """The classical family of a block from any origin, computed once (:class:`family_cache.FamilyCache`), with
-    the temporal EOFs that ``predict`` attaches to the gate (``gate["eof_basis"]``, :mod:`eof`) when given."""
-    from ..data.family_cache import FamilyCache
+def family_cache(blk, dates, cfg0: dict, H: int):
+    """The classical family of a block from any origin, computed once (:class:`anchors.FamilyCache`)."""
+    from ..data.anchors import FamilyCache
 
-    return FamilyCache(blk, dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None,
-                       (gate or {}).get("eof_basis"))
+    return FamilyCache(blk, dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None)
 
 
 def medians_on_rows(blk, a0: int, cov_blk, origins, keep: np.ndarray, dates, grid, loaded, plan: Plan, L: int, dev,

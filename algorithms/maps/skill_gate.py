@@ -68,8 +68,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..data import anchors as anc
-from ..data import dataset, eof
-from ..data.family_cache import FamilyCache
+from ..data import dataset
 from ..data.baselines import terms_for_span, years_between
 from ..models import modelio
 from ..io import raster
@@ -148,7 +147,7 @@ def _score_mask(configs: Sequence[dict], shape) -> Optional[np.ndarray]:
 
 
 def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int, config: dict,
-               valid: np.ndarray, cache: Optional[FamilyCache] = None) -> np.ndarray:
+               valid: np.ndarray, cache: Optional[anc.FamilyCache] = None) -> np.ndarray:
     """Every classical candidate from origin ``e`` for the pixels ``valid`` (bool (r1 - r0, W)) of rows
     r0..r1 of a block read from row ``a0`` (with ``anchors.LOCAL_HALO`` rows of halo where the raster
     has them): float64 ``(len(CANDIDATES), H, n)``, rows in :data:`CANDIDATES` order (the family, the
@@ -193,7 +192,7 @@ def record_mask(a0: int, n_rows: int, n_cols: int) -> np.ndarray:
 
 
 def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, config: dict, now: np.ndarray,
-                past, cache: Optional[FamilyCache] = None) -> np.ndarray:
+                past, cache: Optional[anc.FamilyCache] = None) -> np.ndarray:
     """The ensemble blended per pixel with the local classical forecast by their recent track records
     around it (:func:`anchors.local_forecast` with ``ensemble``), rows r0..r1: (H, r1 - r0, W).
 
@@ -242,9 +241,8 @@ def scored(blk: np.ndarray, a0: int, r0: int, r1: int, o: int, H: int, valid: np
 
 def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str, batch_size: int = 2048,
             mask: Optional[np.ndarray] = None, max_pixels: int = 20000,
-            progress: Optional[Progress] = None, basis=None) -> Dict[str, object]:
+            progress: Optional[Progress] = None) -> Dict[str, object]:
     """Forecasts of the members and of every classical candidate from each origin, on scored pixels.
-    ``basis``: the stack's temporal EOFs (:func:`eof.stack_basis`), candidates of the local track record.
 
     Returns ``{"members": [(M, H, n) per origin], "family": [(len(CANDIDATES), H, n)], "obs": [(H, n)],
     "last": [(n,)], "origins": [...]}`` in mm.
@@ -278,7 +276,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
             meds = {o: np.median(out, axis=0) for o, (out, _) in fc.items()}
         meds.update(medians_on_rows(blk, a0, cov_blk, [o for o in every if o not in fc], record_mask(a0, a1 - a0, W),
                                     info.dates, info.grid, loaded, plan, H, dev, batch_size))
-        cache = FamilyCache(blk, info.dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None, basis)
+        cache = anc.FamilyCache(blk, info.dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None)
         for o in origins:
             out, valid = fc[o]
             out, valid = out[:, :, r0 - a0:r1 - a0], valid[r0 - a0:r1 - a0]
@@ -536,11 +534,9 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
                f"fits the forecast origin gets (the stack spans {float(years_between(info.dates[-1], info.dates[0])):.1f} "
                "years): the gate does not switch to a classical forecast on that evidence")
     progress.log(f"Rolling-origin evaluation: {len(origins)} origins before the test period, horizon {H} ...")
-    basis = eof.stack_basis(info, eof.EOF_RANK) if eof.EOF_RANK else None
     data = collect(info, loaded, configs, cov, origins, H, dev, mask=_score_mask(configs, info.grid.shape),
-                   progress=progress.sub(0.0, 0.95), basis=basis)
+                   progress=progress.sub(0.0, 0.95))
     gate = fit_gate(data)
-    gate["eof_rank"] = eof.EOF_RANK if basis else 0   # predict attaches the same candidates (session 13)
     if why:
         gate = hold(gate, why)
     gate["origin_dates"] = [raster.iso(info.dates[o]) for o in gate["origins"]]
@@ -552,7 +548,7 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
         modelio.write_manifest(model_folder, [{k: v for k, v in m.items() if k != "path"} for m in man["members"]],
                                extra={k: v for k, v in man.items() if k not in _MANIFEST_OWN} | {"gate": {
                                    k: gate[k] for k in ("reference", "references", "classifier", "weights", "class_limits_mm",
-                                                        "class_names", "local_blend", "eof_rank",
+                                                        "class_names", "local_blend",
                                                         "verdict", "action", "ratio", "origin_dates")}
                                                         | ({"held": gate["held"]} if gate.get("held") else {})})
     progress.log(gate_sentence(gate))
