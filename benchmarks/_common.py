@@ -25,3 +25,24 @@ def vm_mb(key: str = "VmHWM") -> float:
             if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rmse(a, b, m) -> float:
+    """RMSE of ``a`` against ``b`` ((epochs, rows, cols)) over the pixels ``m``; NaN when ``m`` holds none."""
+    import numpy as np
+
+    d = (a[:, m] - b[:, m]).astype(np.float64)
+    return float(np.sqrt(np.mean(d * d))) if d.size else float("nan")
+
+
+def common_mode(flat, dates):
+    """Each date's common mode of a stack (epochs, pixels): the median over the complete series of the
+    residual of each pixel's all-history fit (offset, velocity, acceleration, annual and semi-annual terms)
+    at that date, as regional filtering does for GNSS networks. (epochs,)."""
+    import numpy as np
+    from deformcast.algorithms.data.baselines import design_matrix, years_between
+
+    X = design_matrix(years_between(dates, dates[0]))
+    ok = np.isfinite(flat).all(axis=0)
+    beta = np.linalg.lstsq(X, flat[:, ok], rcond=None)[0]
+    return np.median(flat[:, ok] - X @ beta, axis=1)

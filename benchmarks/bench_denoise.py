@@ -43,21 +43,15 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ensure_pkg  # noqa: E402
+from _common import common_mode, ensure_pkg, rmse  # noqa: E402
 
 ensure_pkg()
 
 from deformcast.algorithms.data import anchors  # noqa: E402
-from deformcast.algorithms.data.baselines import design_matrix, years_between  # noqa: E402
 from deformcast.algorithms.data.synthetic import write_scene  # noqa: E402
 from deformcast.algorithms.io import raster  # noqa: E402
 
 ZONES = {1: "mining", 2: "fault", 3: "uplift", 4: "step area"}
-
-
-def rmse(a, b, m):
-    d = (a[:, m] - b[:, m]).astype(np.float64)
-    return float(np.sqrt(np.mean(d * d)))
 
 
 def level_forecast(c, h, ks=(1, 2, 3, 5, 8, 13, 21, 34, 55)):
@@ -114,10 +108,7 @@ def variants(y, d, tgt, H, ranks):
     fam = anchors.family_forecasts(flat, d, tgt)
     out = {"base": anchors.local_forecast(y, d, tgt, H, family=fam)}
     # the common mode of each date, out of the history; its own level forecast added back
-    ok = np.isfinite(flat).all(axis=0)
-    X = design_matrix(years_between(d, d[0]))
-    beta = np.linalg.lstsq(X, flat[:, ok], rcond=None)[0]
-    c = np.median(flat[:, ok] - X @ beta, axis=1)
+    c = common_mode(flat, d)
     c_hat, _ = level_forecast(c, H)
     out["common_mode"] = anchors.local_forecast(y - c[:, None, None], d, tgt, H) + c_hat[:, None, None]
     raw = anchors.FamilyCache(y, d, H)

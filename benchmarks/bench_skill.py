@@ -39,22 +39,16 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ensure_pkg  # noqa: E402
+from _common import common_mode, ensure_pkg, rmse  # noqa: E402
 
 ensure_pkg()
 
 from deformcast.algorithms.data import anchors, step_detect  # noqa: E402
-from deformcast.algorithms.data.baselines import design_matrix, years_between  # noqa: E402
 from deformcast.algorithms.io import raster
 from deformcast.algorithms.maps import backtest, gate_report, skill_gate  # noqa: E402
 from deformcast.algorithms.maps.ensemble import predict_ensemble  # noqa: E402
 from deformcast.algorithms.data.synthetic import write_scene  # noqa: E402
 from deformcast.algorithms.workflow import run_workflow  # noqa: E402
-
-
-def rmse(a, b, m):
-    d = (a[:, m] - b[:, m]).astype(np.float64)
-    return float(np.sqrt(np.mean(d * d))) if d.size else float("nan")
 
 
 def common_mode_filtered(src: str, dst: str) -> str:
@@ -63,12 +57,7 @@ def common_mode_filtered(src: str, dst: str) -> str:
     as regional filtering does for GNSS networks. Written to ``dst``; the scores keep the scene's stack."""
     info = raster.open_stack(src)
     y = raster.read_stack(info).astype(np.float64)
-    T = y.shape[0]
-    X = design_matrix(years_between(info.dates, info.dates[0]))     # offset, velocity, acceleration, seasons
-    flat = y.reshape(T, -1)
-    ok = np.isfinite(flat).all(axis=0)
-    beta = np.linalg.lstsq(X, flat[:, ok], rcond=None)[0]
-    c = np.median(flat[:, ok] - X @ beta, axis=1)
+    c = common_mode(y.reshape(y.shape[0], -1), info.dates)
     raster.write_stack(dst, (y - c[:, None, None]).astype(np.float32), info.dates, info.grid)
     return dst
 
