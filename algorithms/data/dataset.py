@@ -149,6 +149,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from . import anchors as anc
+from . import common_mode
 from .baselines import years_between
 from ..errors import DeformCastError
 from ..progress import Progress, silent
@@ -377,6 +378,9 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
         if 1 < by <= block_rows:  # whole tiles/strips per read: GDAL decompresses each one once
             block_rows = (block_rows // by) * by
     blocks = list(row_blocks(H, int(block_rows)))
+    cw = (common_mode.date_noise(lambda r0, r1: _read(source, r0, r1), val_end, dates, (H, W), T, int(block_rows))
+          if common_mode.TARGET_COMMON_MODE else None)
+    config["target_common_mode"] = None if cw is None else round(float(np.sqrt(np.mean(cw[:val_end] ** 2))), 4)
     seen_data = False
     for bi, (r0, r1) in enumerate(blocks):
         a0, a1 = max(0, r0 - h), min(H, r1 + h)
@@ -451,6 +455,8 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
                 anchor = _anchors(vis, a0, rows, cols, ec, dates, config, family=fam)
                 tt = ec[:, None] + 1 + np.arange(horizon)[None, :]
                 truth = vis[tt, (rows - a0)[:, None], cols[:, None]].astype(np.float32)
+                if cw is not None and split != "test":   # each date's common noise out (common_mode.py)
+                    truth = truth - cw[tt].astype(np.float32)
                 good = np.isfinite(anchor).all(axis=1) & np.isfinite(X).all(axis=(1, 2))
                 held = np.zeros(pc.size, bool) if hmask is None else hmask[rows, cols]
                 part = {"key": kc, "X": X, "anchor": anchor, "truth": truth, "pixel": pc, "end": ec,

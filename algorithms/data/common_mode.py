@@ -1,0 +1,79 @@
+"""Each date's common noise, taken out of the networks' training and validation targets (session 14).
+
+Why. Every pixel of an InSAR stack carries, at each date, the noise of the reference area and the part of
+the atmosphere that the whole scene shares. No forecast can know it for a future date, yet it is in every
+training target, the same at every pixel of a date. A network that recognises a date from the pattern of
+its input window (the shared noise of the past dates is a fingerprint) can learn that date's noise, and
+with spatial validation the validation pixels share the training pixels' dates, so the tuning rewards it.
+Measured on the second generator (docs/skill.md, "Session 14"): at origins whose targets were training
+targets the raw ensemble's error common to all pixels was a third to a half of the trajectory fit's; at
+origins whose targets lie after the training data it was as large or larger.
+
+What. The common mode of each date is the median, over a spread sample of pixels with a complete record
+before the test period, of the residual of each pixel's trajectory fit (offset, velocity, acceleration,
+annual and semi-annual terms) on that record, as regional filtering does for GNSS networks. Its part that
+changes from date to date (the common mode less its centred running mean over :data:`SMOOTH` dates) is
+subtracted from the targets of the training and validation windows; the slow part (a drifting reference,
+regional motion) stays in them. Inputs, test windows and everything ``predict`` does are unchanged, so a
+model trained with it needs nothing at prediction time. The test period is never read (the leakage test).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+import numpy as np
+
+from .baselines import design_matrix, years_between
+
+#: take the date-to-date common noise out of the training and validation targets (env
+#: ``DEFORMCAST_TARGET_COMMON_MODE=0`` switches it off, for benchmarks)
+TARGET_COMMON_MODE = os.environ.get("DEFORMCAST_TARGET_COMMON_MODE", "0") != "0"
+#: dates of the centred running mean whose departure is the date-to-date part
+SMOOTH = 7
+#: pixels sampled (on a regular lattice) to estimate the common mode
+MAX_PIXELS = 40000
+#: fewer complete pixels than this: no estimate (zeros)
+MIN_PIXELS = 50
+
+
+def running_mean(c: np.ndarray, k: int = SMOOTH) -> np.ndarray:
+    """Centred running mean of ``c`` over ``k`` values, shorter windows at the ends."""
+    c = np.asarray(c, dtype=np.float64)
+    h = int(k) // 2
+    cs = np.concatenate([[0.0], np.cumsum(c)])
+    i = np.arange(c.size)
+    lo, hi = np.maximum(0, i - h), np.minimum(c.size, i + h + 1)
+    return (cs[hi] - cs[lo]) / (hi - lo)
+
+
+def date_noise(read: Callable[[int, int], np.ndarray], n_fit: int, dates, shape, n_epochs: int,
+               block_rows: int = 64) -> Optional[np.ndarray]:
+    """The date-to-date common noise (n_epochs,) in the stack's units, 0 from ``n_fit`` on; None when
+    fewer than :data:`MIN_PIXELS` sampled pixels have a complete record over the first ``n_fit`` epochs.
+    ``read(r0, r1)`` returns rows ``r0:r1`` of the stack, (epochs, rows, cols); only its first ``n_fit``
+    epochs are used."""
+    H, W = int(shape[0]), int(shape[1])
+    n_fit = int(n_fit)
+    if n_fit < 10:
+        return None
+    step = max(1, int(np.ceil(np.sqrt(H * W / float(MAX_PIXELS)))))
+    cols = np.arange(0, W, step)
+    picked = []
+    for r0 in range(0, H, int(block_rows)):
+        r1 = min(H, r0 + int(block_rows))
+        rows = [r - r0 for r in range(r0, r1) if r % step == 0]
+        if not rows:
+            continue
+        blk = np.asarray(read(r0, r1))[:n_fit][:, rows][:, :, cols].reshape(n_fit, -1)
+        picked.append(blk[:, np.isfinite(blk).all(axis=0)].astype(np.float64))
+    y = np.concatenate(picked, axis=1) if picked else np.zeros((n_fit, 0))
+    if y.shape[1] < MIN_PIXELS:
+        return None
+    d = np.asarray(dates, dtype="datetime64[D]")[:n_fit]
+    X = design_matrix(years_between(d, d[0]))
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    c = np.median(y - X @ beta, axis=1)
+    out = np.zeros(int(n_epochs))
+    out[:n_fit] = c - running_mean(c)
+    return out
