@@ -52,7 +52,9 @@ def test_test_epochs_as_garbage_change_nothing_seen_by_training(target):
     assert not np.array_equal(a.test.truth, b.test.truth)  # the garbage did reach the test split
 
 
-def test_split_boundaries_and_exhaustive_sampling():
+def test_split_boundaries_and_exhaustive_sampling(monkeypatch):
+    # the targets as the stack holds them (each date's common noise out of them: tests/test_common_mode.py)
+    monkeypatch.setattr(D.common_mode, "TARGET_COMMON_MODE", False)
     st, _ = _scene()
     window, horizon = 8, 4
     p = D.prepare(st, DATES, GRID, window, horizon, max_samples=10 ** 6)

@@ -28,7 +28,7 @@ from .baselines import design_matrix, years_between
 
 #: take the date-to-date common noise out of the training and validation targets (env
 #: ``DEFORMCAST_TARGET_COMMON_MODE=0`` switches it off, for benchmarks)
-TARGET_COMMON_MODE = os.environ.get("DEFORMCAST_TARGET_COMMON_MODE", "0") != "0"
+TARGET_COMMON_MODE = os.environ.get("DEFORMCAST_TARGET_COMMON_MODE", "1") != "0"
 #: dates of the centred running mean whose departure is the date-to-date part
 SMOOTH = 7
 #: pixels sampled (on a regular lattice) to estimate the common mode

@@ -22,7 +22,8 @@ progress=None) -> Prepared``
 * ``.train``, ``.val``, ``.test``: :class:`Samples`, each with
   ``X`` float32 ``(N, window, F)`` network input, ``Y`` float32 ``(N, horizon)`` network target,
   ``anchor`` float32 ``(N, horizon)`` mm, ``truth`` float32 ``(N, horizon)`` mm cumulative
-  displacement at the target epochs (``to_mm(Y, anchor, norm) == truth`` up to rounding),
+  displacement at the target epochs (``to_mm(Y, anchor, norm) == truth`` up to rounding; in the
+  training and validation windows less each date's common noise, :mod:`common_mode`, session 14),
   ``pixel`` int64 ``(N,)`` flat pixel index ``row * W + col``, ``end`` int64 ``(N,)`` index of
   the last input epoch, ``holdout`` bool ``(N,)`` (pixel lies in a spatial hold-out block).
 * ``.norm``: JSON-serialisable dict (fitted on training windows only).
@@ -381,6 +382,9 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
     cw = (common_mode.date_noise(lambda r0, r1: _read(source, r0, r1), val_end, dates, (H, W), T, int(block_rows))
           if common_mode.TARGET_COMMON_MODE else None)
     config["target_common_mode"] = None if cw is None else round(float(np.sqrt(np.mean(cw[:val_end] ** 2))), 4)
+    if cw is not None:
+        progress.log(f"Each date's common noise ({config['target_common_mode']:.2f} rms in the stack's units) is taken "
+                     "out of the training and validation targets; the forecasts are unchanged otherwise.")
     seen_data = False
     for bi, (r0, r1) in enumerate(blocks):
         a0, a1 = max(0, r0 - h), min(H, r1 + h)
