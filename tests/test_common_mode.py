@@ -6,7 +6,9 @@ import pytest
 from deformcast.algorithms.data import common_mode as CM
 from deformcast.algorithms.data import dataset as D
 from deformcast.algorithms.data.baselines import years_between
+from deformcast.algorithms.errors import Cancelled
 from deformcast.algorithms.io.raster import make_grid
+from deformcast.algorithms.progress import Progress
 
 T, H, W = 90, 30, 40
 DATES = np.datetime64("2019-03-01") + np.arange(T) * 12
@@ -97,3 +99,17 @@ def test_off_the_targets_are_the_stack(monkeypatch):
     r, c = a.train.rows_cols(W)
     tt = a.train.end[:, None] + 1 + np.arange(4)[None]
     np.testing.assert_array_equal(a.train.truth, st[tt, r[:, None], c[:, None]])
+
+
+def test_cancel_is_honoured_while_the_common_mode_is_read():
+    st, _, _ = _scene(seed=4)
+    reads = []
+
+    def read(r0, r1):
+        reads.append(r0)
+        return st[:, r0:r1]
+
+    progress = Progress(is_cancelled=lambda: len(reads) >= 2)
+    with pytest.raises(Cancelled):
+        CM.date_noise(read, 75, DATES, (H, W), T, block_rows=5, check=progress.check)
+    assert len(reads) == 2                               # stopped after the block that saw Cancel

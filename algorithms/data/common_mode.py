@@ -5,9 +5,9 @@ the atmosphere that the whole scene shares. No forecast can know it for a future
 training target, the same at every pixel of a date. A network that recognises a date from the pattern of
 its input window (the shared noise of the past dates is a fingerprint) can learn that date's noise, and
 with spatial validation the validation pixels share the training pixels' dates, so the tuning rewards it.
-Measured on the second generator (docs/skill.md, "Session 14"): at origins whose targets were training
-targets the raw ensemble's error common to all pixels was a third to a half of the trajectory fit's; at
-origins whose targets lie after the training data it was as large or larger.
+Measured on the second generator (docs/skill.md, "Session 14"): from origins whose input windows had been
+training windows, the raw ensemble's error common to all pixels was two thirds of the trajectory fit's (a
+third on some origins); from later origins it was larger than the fit's.
 
 What. The common mode of each date is the median, over a spread sample of pixels with a complete record
 before the test period, of the residual of each pixel's trajectory fit (offset, velocity, acceleration,
@@ -48,11 +48,11 @@ def running_mean(c: np.ndarray, k: int = SMOOTH) -> np.ndarray:
 
 
 def date_noise(read: Callable[[int, int], np.ndarray], n_fit: int, dates, shape, n_epochs: int,
-               block_rows: int = 64) -> Optional[np.ndarray]:
+               block_rows: int = 64, check: Optional[Callable[[], None]] = None) -> Optional[np.ndarray]:
     """The date-to-date common noise (n_epochs,) in the stack's units, 0 from ``n_fit`` on; None when
     fewer than :data:`MIN_PIXELS` sampled pixels have a complete record over the first ``n_fit`` epochs.
     ``read(r0, r1)`` returns rows ``r0:r1`` of the stack, (epochs, rows, cols); only its first ``n_fit``
-    epochs are used."""
+    epochs are used. ``check()`` is called after each block read (``Progress.check``: Cancel)."""
     H, W = int(shape[0]), int(shape[1])
     n_fit = int(n_fit)
     if n_fit < 10:
@@ -67,6 +67,8 @@ def date_noise(read: Callable[[int, int], np.ndarray], n_fit: int, dates, shape,
             continue
         blk = np.asarray(read(r0, r1))[:n_fit][:, rows][:, :, cols].reshape(n_fit, -1)
         picked.append(blk[:, np.isfinite(blk).all(axis=0)].astype(np.float64))
+        if check is not None:
+            check()
     y = np.concatenate(picked, axis=1) if picked else np.zeros((n_fit, 0))
     if y.shape[1] < MIN_PIXELS:
         return None

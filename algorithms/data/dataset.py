@@ -379,8 +379,8 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
         if 1 < by <= block_rows:  # whole tiles/strips per read: GDAL decompresses each one once
             block_rows = (block_rows // by) * by
     blocks = list(row_blocks(H, int(block_rows)))
-    cw = (common_mode.date_noise(lambda r0, r1: _read(source, r0, r1), val_end, dates, (H, W), T, int(block_rows))
-          if common_mode.TARGET_COMMON_MODE else None)
+    cw = (common_mode.date_noise(lambda r0, r1: _read(source, r0, r1), val_end, dates, (H, W), T, int(block_rows),
+                                 progress.check) if common_mode.TARGET_COMMON_MODE else None)
     config["target_common_mode"] = None if cw is None else round(float(np.sqrt(np.mean(cw[:val_end] ** 2))), 4)
     if cw is not None:
         progress.log(f"Each date's common noise ({config['target_common_mode']:.2f} rms in the stack's units) is taken "
