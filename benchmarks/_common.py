@@ -40,9 +40,6 @@ def common_mode(flat, dates):
     residual of each pixel's all-history fit (offset, velocity, acceleration, annual and semi-annual terms)
     at that date, as regional filtering does for GNSS networks. (epochs,)."""
     import numpy as np
-    from deformcast.algorithms.data.baselines import design_matrix, years_between
+    from deformcast.algorithms.data.common_mode import common_residual
 
-    X = design_matrix(years_between(dates, dates[0]))
-    ok = np.isfinite(flat).all(axis=0)
-    beta = np.linalg.lstsq(X, flat[:, ok], rcond=None)[0]
-    return np.median(flat[:, ok] - X @ beta, axis=1)
+    return common_residual(flat[:, np.isfinite(flat).all(axis=0)], dates)

@@ -47,6 +47,15 @@ def running_mean(c: np.ndarray, k: int = SMOOTH) -> np.ndarray:
     return (cs[hi] - cs[lo]) / (hi - lo)
 
 
+def common_residual(y: np.ndarray, dates) -> np.ndarray:
+    """The median over complete series ``y`` (epochs, n) of the residual of each one's trajectory fit (offset,
+    velocity, acceleration, annual and semi-annual terms) at each date: (epochs,)."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    X = design_matrix(years_between(d, d[0]))
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    return np.median(y - X @ beta, axis=1)
+
+
 def date_noise(read: Callable[[int, int], np.ndarray], n_fit: int, dates, shape, n_epochs: int,
                block_rows: int = 64, check: Optional[Callable[[], None]] = None) -> Optional[np.ndarray]:
     """The date-to-date common noise (n_epochs,) in the stack's units, 0 from ``n_fit`` on; None when
@@ -72,10 +81,7 @@ def date_noise(read: Callable[[int, int], np.ndarray], n_fit: int, dates, shape,
     y = np.concatenate(picked, axis=1) if picked else np.zeros((n_fit, 0))
     if y.shape[1] < MIN_PIXELS:
         return None
-    d = np.asarray(dates, dtype="datetime64[D]")[:n_fit]
-    X = design_matrix(years_between(d, d[0]))
-    beta = np.linalg.lstsq(X, y, rcond=None)[0]
-    c = np.median(y - X @ beta, axis=1)
+    c = common_residual(y, np.asarray(dates, dtype="datetime64[D]")[:n_fit])
     out = np.zeros(int(n_epochs))
     out[:n_fit] = c - running_mean(c)
     return out
