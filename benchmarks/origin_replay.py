@@ -1,0 +1,129 @@
+"""Many-origin replay of finished ``bench_skill.py`` runs: the delivered forecast judged over origins, not one.
+
+One forecast origin is one draw: on the second generator the networks' ratio to the best classical forecast
+swings from 0.87 to 1.52 between neighbouring origins of one scene (docs/skill.md, "Session 14"). From each
+of ``--origins`` (epochs before the last acquisition; default 15, 12, 9, 6, 3, 0, all after the networks'
+training data), this replays, with the run's own members:
+
+* ``raw``: the ensemble median;
+* ``blend``: the local blend (``anchors.local_forecast`` with the ensemble, the delivered forecast without the
+  class gate, which keeps the ensemble on most scenes), its track record from the cached earlier forecasts;
+* ``local``: the local classical forecast alone.
+
+Each is scored over the ``--horizon`` epochs after its origin against the truth, the expected observation
+(the truth plus the reference epoch's noise, as ``bench_skill.py``) and the observed values (the stack, then
+``future_observed.tif``), as a ratio to the best classical family member at that origin (chosen in
+hindsight); the mean over origins is printed per run. The members' forecasts from 35 earlier origins are
+computed once per run and cached in ``--cache``.
+
+Usage::
+
+    .venv/bin/python benchmarks/origin_replay.py build/bench_skill/seed_3 build/other_run/seed_3
+"""
+import argparse
+import json
+import os
+import sys
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import ensure_pkg  # noqa: E402
+
+ensure_pkg()
+
+from deformcast.algorithms.data import anchors as anc, step_detect  # noqa: E402
+from deformcast.algorithms.data.baselines import TimeFunction  # noqa: E402
+from deformcast.algorithms.io import raster  # noqa: E402
+
+PAST = tuple(range(35, 0, -1))
+
+
+def dump(folder: str, tag: str, cache: str) -> str:
+    """The ensemble medians of a finished run from the final origin and from each of ``PAST`` before it (once)."""
+    from deformcast.algorithms.maps.member_forecasts import Plan, forecast_items, load_members, members_covariates
+
+    path = os.path.join(cache, tag + ".npz")
+    if os.path.isfile(path):
+        return path
+    with open(os.path.join(folder, "job", "workflow.json"), encoding="utf-8") as fh:
+        s = json.load(fh)
+    info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
+    loaded = load_members(s["paths"]["models"], None, device="cpu")
+    configs = [m.meta.get("data_config") or {} for m in loaded]
+    H = int(loaded[0].meta["horizon"])
+    cov = members_covariates(configs, (), info.grid)
+    blk = raster.read_stack(info)
+    e = info.n_epochs - 1
+    origins = [e - k for k in PAST] + [e]
+    res = forecast_items([(blk, 0, 0, blk.shape[1], cov, o) for o in origins], info.dates, info.grid, loaded,
+                         Plan(loaded, configs), H, "cpu", 4096)
+    meds = np.stack([np.median(out, axis=0) for out, _ in res]).astype(np.float32)
+    os.makedirs(cache, exist_ok=True)
+    np.savez_compressed(path, origins=np.array(origins), meds=meds)
+    return path
+
+def run(folder: str, cache: str, steps) -> dict:
+    """Ratios per measure and forecast, one per origin."""
+    tag = os.path.abspath(folder).strip("/").replace("/", "_")
+    z = np.load(dump(folder, tag, cache))
+    info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
+    y = raster.read_stack(info).astype(np.float64)
+    T, R, W = y.shape; e = T - 1; flat = y.reshape(T, -1)
+    d = np.asarray(info.dates, dtype="datetime64[D]")
+    H = z["meds"].shape[1]
+    tr = raster.read_raster(os.path.join(folder, "scene", "truth.tif"))[0].reshape(-1, R * W).astype(np.float64)
+    fo = raster.read_raster(os.path.join(folder, "scene", "future_observed.tif"))[0][:H].reshape(H, -1)
+    obs = np.concatenate([flat, fo])
+    ref = np.nanmean(flat - tr[:T], axis=0)
+    dd = np.concatenate([d, [d[-1] + (d[-1] - d[-2]) * (k + 1) for k in range(H)]])
+    meds = {int(o): m.reshape(H, -1).astype(np.float64) for o, m in zip(z["origins"], z["meds"])}
+    found = step_detect.detect_steps(y, d)
+    tf = TimeFunction(step_dates=tuple(np.datetime64(f["date"], "D") for f in found)) if found else None
+    out = {tn: {"raw": [], "blend": [], "local": []} for tn in ("truth", "expected", "observed")}
+    for k in steps:
+        o = e - k
+        hist = y[:o + 1]; hd = d[:o + 1]; td = dd[o + 1:o + H + 1]
+        fam = anc.family_forecasts(flat[:o + 1], hd, td, tf)
+        memo = {}
+        def famc(q):
+            if q not in memo:
+                memo[q] = anc.family_forecasts(flat[:q + 1], d[:q + 1], hd[q + 1:q + H + 1], tf)
+            return memo[q]
+        b, _ = anc.local_forecast(hist, hd, td, H, tf, family=fam, past_family=famc, ensemble=(meds[o], meds.get))
+        cl = anc.local_forecast(hist, hd, td, H, tf, family=fam, past_family=famc)
+        fc = {"raw": meds[o], "blend": b.reshape(H, -1), "local": cl.reshape(H, -1)}
+        tg = {"truth": tr[o + 1:o + H + 1], "expected": tr[o + 1:o + H + 1] + ref, "observed": obs[o + 1:o + H + 1]}
+        ok = np.isfinite(fam).all((0, 1)) & np.isfinite(meds[o]).all(0) & np.isfinite(ref) & np.isfinite(tg["observed"]).all(0)
+        for f in fc.values():
+            ok &= np.isfinite(f).all(0)
+        for tn, t in tg.items():
+            best = min(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) for f in fam)
+            for n, f in fc.items():
+                out[tn][n].append(float(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) / best))
+    return out
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("runs", nargs="+", help="seed folders of bench_skill.py runs (scene/ and job/ inside)")
+    ap.add_argument("--origins", type=int, nargs="+", default=[15, 12, 9, 6, 3, 0],
+                    help="epochs before the last acquisition (at most 15 when the horizon is 15)")
+    ap.add_argument("--cache", default="build/origin_replay")
+    ap.add_argument("--out", default=None, help="a JSON file for every ratio")
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore", RuntimeWarning)
+    res = {}
+    for folder in args.runs:
+        r = run(folder, args.cache, args.origins)
+        res[folder] = r
+        print(folder, " | ".join(f"{tn}: " + " ".join(f"{n} {np.mean(v):.3f}" for n, v in r[tn].items()) for tn in r),
+              flush=True)
+        print("    blend by origin (truth):", " ".join(f"{v:.2f}" for v in r["truth"]["blend"]), flush=True)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(res, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
