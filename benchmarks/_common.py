@@ -43,3 +43,31 @@ def common_mode(flat, dates):
     from deformcast.algorithms.data.common_mode import common_residual
 
     return common_residual(flat[:, np.isfinite(flat).all(axis=0)], dates)
+
+
+def run_medians(folder: str, back):
+    """The members of a finished ``bench_skill.py`` run (``folder``/job) forecast from the last acquisition of its
+    scene and from each origin ``back`` epochs before it; the ensemble median of each, float32
+    (len(back) + 1, horizon, rows, cols). Returns ``(origins, medians, info, horizon)``."""
+    import json
+    import os
+
+    import numpy as np
+    from deformcast.algorithms.io import raster
+    from deformcast.algorithms.maps.member_forecasts import Plan, forecast_items, load_members, members_covariates
+
+    with open(os.path.join(folder, "job", "workflow.json"), encoding="utf-8") as fh:
+        s = json.load(fh)
+    info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
+    loaded = load_members(s["paths"]["models"], None, device="cpu")
+    configs = [m.meta.get("data_config") or {} for m in loaded]
+    H = int(loaded[0].meta["horizon"])
+    cov = members_covariates(configs, (), info.grid)
+    blk = raster.read_stack(info)
+    e = info.n_epochs - 1
+    origins = [e - k for k in back] + [e]
+    res = forecast_items([(blk, 0, 0, blk.shape[1], cov, o) for o in origins], info.dates, info.grid, loaded,
+                         Plan(loaded, configs), H, "cpu", 4096)
+    with np.errstate(all="ignore"):
+        meds = np.stack([np.median(out, axis=0) for out, _ in res]).astype(np.float32)
+    return origins, meds, info, H

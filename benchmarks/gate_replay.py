@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import sys
 import warnings
@@ -53,7 +52,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ensure_pkg  # noqa: E402
+from _common import ensure_pkg, run_medians  # noqa: E402
 
 ensure_pkg()
 
@@ -68,25 +67,10 @@ SESSION9_EXTRA = (("linear_6m", "linear", 0.5),)
 
 def dump(folder: str, cache: str, seed: int) -> str:
     """The ensemble medians of a finished run from the final origin and from e - PAST (once)."""
-    from deformcast.algorithms.maps.member_forecasts import Plan, forecast_items, load_members, members_covariates
-
     path = os.path.join(cache, f"seed_{seed}.npz")
     if os.path.isfile(path):
         return path
-    with open(os.path.join(folder, "job", "workflow.json"), encoding="utf-8") as fh:
-        s = json.load(fh)
-    info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
-    loaded = load_members(s["paths"]["models"], None, device="cpu")
-    configs = [m.meta.get("data_config") or {} for m in loaded]
-    H = int(loaded[0].meta["horizon"])
-    cov = members_covariates(configs, (), info.grid)
-    blk = raster.read_stack(info)
-    e = info.n_epochs - 1
-    origins = [e - k for k in PAST] + [e]
-    res = forecast_items([(blk, 0, 0, blk.shape[1], cov, o) for o in origins], info.dates, info.grid, loaded,
-                         Plan(loaded, configs), H, "cpu", 4096)
-    with np.errstate(all="ignore"):
-        meds = np.stack([np.median(out, axis=0) for out, _ in res]).astype(np.float32)
+    origins, meds, info, H = run_medians(folder, PAST)
     T = info.n_epochs
     truth = raster.read_raster(os.path.join(folder, "scene", "truth.tif"))[0][T:T + H]
     zones = raster.read_raster(os.path.join(folder, "scene", "zones.tif"))[0][0]

@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ensure_pkg  # noqa: E402
+from _common import ensure_pkg, run_medians  # noqa: E402
 
 ensure_pkg()
 
@@ -42,24 +42,10 @@ PAST = tuple(range(35, 0, -1))
 
 def dump(folder: str, tag: str, cache: str) -> str:
     """The ensemble medians of a finished run from the final origin and from each of ``PAST`` before it (once)."""
-    from deformcast.algorithms.maps.member_forecasts import Plan, forecast_items, load_members, members_covariates
-
     path = os.path.join(cache, tag + ".npz")
     if os.path.isfile(path):
         return path
-    with open(os.path.join(folder, "job", "workflow.json"), encoding="utf-8") as fh:
-        s = json.load(fh)
-    info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
-    loaded = load_members(s["paths"]["models"], None, device="cpu")
-    configs = [m.meta.get("data_config") or {} for m in loaded]
-    H = int(loaded[0].meta["horizon"])
-    cov = members_covariates(configs, (), info.grid)
-    blk = raster.read_stack(info)
-    e = info.n_epochs - 1
-    origins = [e - k for k in PAST] + [e]
-    res = forecast_items([(blk, 0, 0, blk.shape[1], cov, o) for o in origins], info.dates, info.grid, loaded,
-                         Plan(loaded, configs), H, "cpu", 4096)
-    meds = np.stack([np.median(out, axis=0) for out, _ in res]).astype(np.float32)
+    origins, meds, _, _ = run_medians(folder, PAST)
     os.makedirs(cache, exist_ok=True)
     np.savez_compressed(path, origins=np.array(origins), meds=meds)
     return path
