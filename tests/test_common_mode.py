@@ -64,24 +64,20 @@ def test_only_a_spread_sample_of_pixels_is_used(monkeypatch):
     assert np.corrcoef(cw[:75], want)[0, 1] > 0.95
 
 
-@pytest.mark.parametrize("validation,spatial", [("space", False), ("time", False), ("space", True)])
+@pytest.mark.parametrize("validation", ["space", "time"])
 def test_training_and_validation_targets_lose_it_test_targets_keep_it_and_the_test_period_stays_unseen(
-        monkeypatch, validation, spatial):
+        monkeypatch, validation):
     monkeypatch.setattr(CM, "TARGET_COMMON_MODE", True)
-    monkeypatch.setattr(CM, "TARGET_SPATIAL", spatial)
     st, _, _ = _scene(seed=3)
-    st = st + _smooth_noise(seed=3)
     kw = dict(encodings="none", target="increment", max_samples=400, seed=1, validation=validation)
     a = D.prepare(st, DATES, GRID, 10, 4, **kw)
     val_end = a.config["val_end"]
-    cw = CM.date_noise(_read(st), val_end, DATES, (H, W), T, spatial=spatial)
-    dn = cw if spatial else CM.DateNoise(cw)
-    assert a.config["target_common_mode"] == pytest.approx(np.sqrt(np.mean(dn.common[:val_end] ** 2)), abs=1e-4)
-    assert (a.config["target_spatial_noise"] is not None) == spatial
+    cw = CM.date_noise(_read(st), val_end, DATES, (H, W), T)
+    assert a.config["target_common_mode"] == pytest.approx(np.sqrt(np.mean(cw[:val_end] ** 2)), abs=1e-4)
     for s in (a.train, a.val):
         r, c = s.rows_cols(W)
         tt = s.end[:, None] + 1 + np.arange(4)[None]
-        np.testing.assert_allclose(s.truth, st[tt, r[:, None], c[:, None]] - dn.at(tt, r, c), atol=1e-4)
+        np.testing.assert_allclose(s.truth, st[tt, r[:, None], c[:, None]] - cw[tt], atol=1e-4)
     r, c = a.test.rows_cols(W)
     tt = a.test.end[:, None] + 1 + np.arange(4)[None]
     np.testing.assert_array_equal(a.test.truth, st[tt, r[:, None], c[:, None]])
@@ -93,63 +89,13 @@ def test_training_and_validation_targets_lose_it_test_targets_keep_it_and_the_te
         for k in ("X", "Y", "anchor", "truth", "pixel", "end"):
             np.testing.assert_array_equal(getattr(s1, k), getattr(s2, k))
     assert a.config["target_common_mode"] == b.config["target_common_mode"]
-    assert a.config["target_spatial_noise"] == b.config["target_spatial_noise"]
-
-
-def _smooth_noise(seed=0, sd=3.0, scale=4.0):
-    """A spatially smooth noise, white in time (an atmosphere): (T, H, W)."""
-    from scipy.ndimage import gaussian_filter
-
-    rng = np.random.default_rng(100 + seed)
-    f = np.stack([gaussian_filter(rng.normal(0, 1, (H, W)), scale, mode="wrap") for _ in range(T)])
-    return (f / f.std() * sd).astype(np.float32)
-
-
-def _high_pass(x):
-    """Each pixel's series less its centred running mean (the date-to-date part)."""
-    n = x.shape[0]
-    flat = x.reshape(n, -1).astype(np.float64)
-    return (flat - np.stack([CM.running_mean(flat[:, i]) for i in range(flat.shape[1])], 1)).reshape(x.shape)
-
-
-@pytest.mark.parametrize("max_field", [None, 300])
-def test_the_spatially_smooth_noise_is_found_on_a_full_or_sparse_lattice(monkeypatch, max_field):
-    if max_field:
-        monkeypatch.setattr(CM, "MAX_FIELD_PIXELS", max_field)  # every 2nd row and column
-    st, white, _ = _scene(seed=5)
-    atm = _smooth_noise(seed=5)
-    n_fit = 75
-    dn = CM.date_noise(_read(st + atm), n_fit, DATES, (H, W), T, block_rows=7, spatial=True)
-    assert isinstance(dn, CM.DateNoise) and dn.step == (2 if max_field else 1)
-    assert np.all(dn.field[n_fit:] == 0) and np.all(dn.common[n_fit:] == 0)
-    rr, cc = np.divmod(np.arange(H * W), W)
-    got = dn.at(np.arange(n_fit)[None].repeat(H * W, 0), rr, cc).T.reshape(n_fit, H, W)
-    want = _high_pass(atm[:n_fit] + white[:n_fit, None, None])
-    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9
-    # the common estimate alone leaves most of the smooth noise: the spatial part earns its keep
-    common_only = np.broadcast_to(dn.common[:n_fit, None, None], want.shape)
-    assert np.sqrt(np.mean((got - want) ** 2)) < 0.5 * np.sqrt(np.mean((common_only - want) ** 2))
-    # the pixels' own motion (velocity and season) is not taken for noise
-    assert dn.rms(n_fit)["spatial"] < 1.2 * np.sqrt(np.mean(_high_pass(atm[:n_fit]) ** 2))
-
-
-def test_a_known_step_is_not_taken_for_noise():
-    st, _, _ = _scene(seed=6, common_sd=0.0)
-    k = 40
-    st[k:, 5:20, 5:20] -= 25.0                           # a patch that drops 25 mm at one date
-    n_fit = 75
-    with_step = CM.date_noise(_read(st), n_fit, DATES, (H, W), T, spatial=True, steps=[str(DATES[k])])
-    without = CM.date_noise(_read(st), n_fit, DATES, (H, W), T, spatial=True)
-    patch = (slice(k - 3, k + 4), slice(8, 17), slice(8, 17))
-    assert np.sqrt(np.mean(without.field[patch] ** 2)) > 4.0   # an unknown step looks like a noise burst
-    assert np.sqrt(np.mean(with_step.field[patch] ** 2)) < 1.0
 
 
 def test_off_the_targets_are_the_stack(monkeypatch):
     monkeypatch.setattr(CM, "TARGET_COMMON_MODE", False)
     st, _, _ = _scene(seed=3)
     a = D.prepare(st, DATES, GRID, 10, 4, encodings="none", max_samples=300, seed=1)
-    assert a.config["target_common_mode"] is None and a.config["target_spatial_noise"] is None
+    assert a.config["target_common_mode"] is None
     r, c = a.train.rows_cols(W)
     tt = a.train.end[:, None] + 1 + np.arange(4)[None]
     np.testing.assert_array_equal(a.train.truth, st[tt, r[:, None], c[:, None]])

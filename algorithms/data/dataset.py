@@ -379,20 +379,12 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
         if 1 < by <= block_rows:  # whole tiles/strips per read: GDAL decompresses each one once
             block_rows = (block_rows // by) * by
     blocks = list(row_blocks(H, int(block_rows)))
-    cw = None
-    if common_mode.TARGET_COMMON_MODE:
-        cw = common_mode.date_noise(lambda r0, r1: _read(source, r0, r1), val_end, dates, (H, W), T,
-                                    int(block_rows), progress.check, common_mode.TARGET_SPATIAL, config["steps"])
-        if cw is not None and not isinstance(cw, common_mode.DateNoise):
-            cw = common_mode.DateNoise(cw)
-    sizes = None if cw is None else cw.rms(val_end)
-    config["target_common_mode"] = None if cw is None else round(sizes["common"], 4)
-    config["target_spatial_noise"] = None if sizes is None or "spatial" not in sizes else round(sizes["spatial"], 4)
+    cw = (common_mode.date_noise(lambda r0, r1: _read(source, r0, r1), val_end, dates, (H, W), T, int(block_rows),
+                                 progress.check) if common_mode.TARGET_COMMON_MODE else None)
+    config["target_common_mode"] = None if cw is None else round(float(np.sqrt(np.mean(cw[:val_end] ** 2))), 4)
     if cw is not None:
-        progress.log(f"Each date's common noise ({sizes['common']:.2f} rms in the stack's units)"
-                     + (f" and its spatially smooth noise ({sizes['spatial']:.2f} rms)" if "spatial" in sizes else "")
-                     + (" are" if "spatial" in sizes else " is") + " taken out of the training and validation targets; "
-                     "the forecasts are unchanged otherwise.")
+        progress.log(f"Each date's common noise ({config['target_common_mode']:.2f} rms in the stack's units) is taken "
+                     "out of the training and validation targets; the forecasts are unchanged otherwise.")
     seen_data = False
     for bi, (r0, r1) in enumerate(blocks):
         a0, a1 = max(0, r0 - h), min(H, r1 + h)
@@ -467,8 +459,8 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
                 anchor = _anchors(vis, a0, rows, cols, ec, dates, config, family=fam)
                 tt = ec[:, None] + 1 + np.arange(horizon)[None, :]
                 truth = vis[tt, (rows - a0)[:, None], cols[:, None]].astype(np.float32)
-                if cw is not None and split != "test":   # each date's noise out (common_mode.py)
-                    truth = truth - cw.at(tt, rows, cols).astype(np.float32)
+                if cw is not None and split != "test":   # each date's common noise out (common_mode.py)
+                    truth = truth - cw[tt].astype(np.float32)
                 good = np.isfinite(anchor).all(axis=1) & np.isfinite(X).all(axis=(1, 2))
                 held = np.zeros(pc.size, bool) if hmask is None else hmask[rows, cols]
                 part = {"key": kc, "X": X, "anchor": anchor, "truth": truth, "pixel": pc, "end": ec,
