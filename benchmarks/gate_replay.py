@@ -90,15 +90,9 @@ def replay(folder: str, cache: str, seed: int) -> dict:
     H = truth.shape[0]
     td = np.array([d[-1] + (d[-1] - d[-2]) * (k + 1) for k in range(H)])
     meds = {int(o): m.reshape(H, -1).astype(np.float64) for o, m in zip(z["origins"], z["meds"])}
-    memo = {}
-
-    def famc(o):
-        if o not in memo:
-            memo[o] = anc.family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + H + 1], tf)
-        return memo[o]
-
     found = step_detect.detect_steps(stack, d)           # as the pipeline's STEPS=auto
     tf = TimeFunction(step_dates=tuple(np.datetime64(f["date"], "D") for f in found)) if found else None
+    famc = anc.FamilyCache(stack, d, H, tf)               # the family (and LOCAL_EXTRA) from earlier origins, once
     fam_now = anc.family_forecasts(flat, d, td, tf)
     now = meds[e]
     out = {"raw": now}

@@ -72,11 +72,7 @@ def run(folder: str, cache: str, steps) -> dict:
         o = e - k
         hist = y[:o + 1]; hd = d[:o + 1]; td = dd[o + 1:o + H + 1]
         fam = anc.family_forecasts(flat[:o + 1], hd, td, tf)
-        memo = {}
-        def famc(q):
-            if q not in memo:
-                memo[q] = anc.family_forecasts(flat[:q + 1], d[:q + 1], hd[q + 1:q + H + 1], tf)
-            return memo[q]
+        famc = anc.FamilyCache(hist, hd, H, tf)   # the family (and LOCAL_EXTRA) from earlier origins, once
         b, _ = anc.local_forecast(hist, hd, td, H, tf, family=fam, past_family=famc, ensemble=(meds[o], meds.get))
         cl = anc.local_forecast(hist, hd, td, H, tf, family=fam, past_family=famc)
         fc = {"raw": meds[o], "blend": b.reshape(H, -1), "local": cl.reshape(H, -1)}
