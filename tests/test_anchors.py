@@ -126,22 +126,30 @@ def test_adaptive_prepare_and_forecast_inputs_agree_and_leave_the_test_period_un
     W = np.asarray(a.config["anchor_weights"])
     assert W.shape == (len(A.FAMILY), 8) and np.allclose(W.sum(0), 1.0, atol=1e-5)
     assert a.feature_names[-len(A.REGIME_FEATURES):] == A.REGIME_FEATURES
+    # the fits weigh each acquisition by its noise (date_weights.py), estimated before the test period
+    from deformcast.algorithms.data import date_weights as DW
+
+    ts = a.config["test_start"]
+    assert a.config["date_weights"] is True
+    dw = DW.from_reader(lambda r0, r1: st[:, r0:r1], DATES2, grid.shape, DATES2.size, ts)
+    assert dw and len(dw) == DATES2.size
+    tf = DW.time_function(a.config["steps"], dw)
     # the training anchor is the combination of the family from each window's own history
     i = 7
     r, c = divmod(int(a.train.pixel[i]), grid.width)
     e = int(a.train.end[i])
-    fam = A.family_forecasts(st[:e + 1, r, c][:, None], DATES2[:e + 1], D.target_dates(DATES2, e, 8))
+    fam = A.family_forecasts(st[:e + 1, r, c][:, None], DATES2[:e + 1], D.target_dates(DATES2, e, 8), tf)
     np.testing.assert_allclose(a.train.anchor[i], A.combine(fam, W)[:, 0], rtol=1e-4, atol=1e-3)
     # forecast_inputs gives the same anchor and channels for a test window
     j = 3
     r, c = divmod(int(a.test.pixel[j]), grid.width)
-    X, valid, anchor = D.forecast_inputs(st, DATES2, grid, 0, a.config, a.norm, end_index=int(a.test.end[j]))
+    X, valid, anchor = D.forecast_inputs(st, DATES2, grid, 0, dict(a.config, steps=tf), a.norm,
+                                         end_index=int(a.test.end[j]))
     k = int(np.cumsum(valid.ravel())[r * grid.width + c]) - 1
     np.testing.assert_allclose(anchor[k], a.test.anchor[j], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(X[k], a.test.X[j], rtol=1e-5, atol=1e-4)
     # garbage in the test period changes nothing training, validation or the anchor weights see
     bad = st.copy()
-    ts = a.config["test_start"]
     bad[ts:] = np.random.default_rng(0).normal(0, 1e4, bad[ts:].shape).astype(np.float32)
     b = D.prepare(bad, DATES2, grid, 6, 8, **kw)
     assert a.config["anchor_weights"] == b.config["anchor_weights"]

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from deformcast.algorithms.data import anchors
+from deformcast.algorithms.data import anchors, date_weights
 from deformcast.algorithms.models import modelio
 from deformcast.algorithms.io import raster
 from deformcast.algorithms.maps import gate_report, skill_gate
@@ -150,12 +150,14 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
     assert (tmp_path / "models" / "rolling_origins.csv").is_file()
     cfg0 = modelio.read_meta(man["members"][0]["path"])["data_config"]
     assert cfg0["baseline"] == "adaptive" and "regime" in cfg0["encodings"] and cfg0["validation"] == "space"
+    assert cfg0["date_weights"] is True        # the classical fits weigh each date by its noise
     # predict delivers B + w (median - B), B the reference forecast, w the gate's weight of the pixel's class
     raw_p, gated_p = str(tmp_path / "raw.tif"), str(tmp_path / "gated.tif")
     predict_ensemble(files["stack"], folder, raw_p, calibrate=False, gate=False)
     predict_ensemble(files["stack"], folder, gated_p, calibrate=False)
     raw, gated = raster.read_raster(raw_p)[0], raster.read_raster(gated_p)[0]
     info = raster.open_stack(files["stack"])
+    cfg0 = date_weights.bound(cfg0, info)       # as predict gives it to the members
     st = raster.read_stack(info).reshape(info.n_epochs, -1)
     ok = np.isfinite(raw).all(0).ravel()
     cube = raster.read_stack(info)

@@ -174,6 +174,9 @@ class TimeFunction:
     step_dates: Tuple[np.datetime64, ...] = ()
     exp: Tuple[Tuple[np.datetime64, float], ...] = ()
     log: Tuple[Tuple[np.datetime64, float], ...] = ()
+    #: ``(date, weight)`` pairs: each acquisition's weight in every fit (inverse noise variance,
+    #: :mod:`date_weights`); dates not listed weigh 1. Empty: ordinary least squares.
+    date_weights: Tuple[Tuple[np.datetime64, float], ...] = ()
 
     def __post_init__(self):
         steps = self.step_dates
@@ -187,6 +190,34 @@ class TimeFunction:
         object.__setattr__(self, "step_dates", steps)
         object.__setattr__(self, "exp", _onset_taus(self.exp, "exp"))
         object.__setattr__(self, "log", _onset_taus(self.log, "log"))
+        dw = self.date_weights
+        pairs = dw.items() if isinstance(dw, dict) else (dw or ())
+        clean = {}
+        for d, w in pairs:
+            w = float(w)
+            if not (np.isfinite(w) and w > 0):
+                raise DeformCastError(f"Date weight {w!r} at {d}: weights must be positive numbers.")
+            clean[_to_day(d, " (date weight)")] = w
+        object.__setattr__(self, "date_weights", tuple(sorted(clean.items())))
+
+    def __bool__(self) -> bool:
+        """True when the time function changes a fit: event terms or date weights."""
+        return bool(len(self)) or bool(self.date_weights)
+
+    def weights_at(self, ref, t_fit: np.ndarray) -> Optional[np.ndarray]:
+        """The weight of each fit epoch (``t_fit`` in years from ``ref``), or None without date weights."""
+        if not self.date_weights:
+            return None
+        ref = _to_day(ref, " (reference date)")
+        days = ref + np.rint(np.asarray(t_fit, dtype=np.float64) * 365.25).astype("timedelta64[D]")
+        keys = np.array([d for d, _ in self.date_weights], dtype="datetime64[D]")
+        vals = np.array([w for _, w in self.date_weights], dtype=np.float64)
+        i = np.clip(np.searchsorted(keys, days), 0, keys.size - 1)
+        return np.where(keys[i] == days, vals[i], 1.0)
+
+    def with_date_weights(self, pairs) -> "TimeFunction":
+        """The same event terms with ``pairs`` (``(date, weight)`` or a dict) as date weights."""
+        return TimeFunction(step_dates=self.step_dates, exp=self.exp, log=self.log, date_weights=pairs or ())
 
     @classmethod
     def from_mintpy(cls, model: dict) -> "TimeFunction":
@@ -237,7 +268,7 @@ def as_time_function(spec: TimeFunctionLike) -> Optional[TimeFunction]:
                           exp=spec.get("exp") or (), log=spec.get("log") or ())
     else:
         tf = TimeFunction(step_dates=spec)
-    return tf if len(tf) else None
+    return tf if tf else None
 
 
 def _event_terms(time_function: TimeFunctionLike, ref, t_fit: np.ndarray) -> Dict[str, tuple]:
@@ -298,6 +329,16 @@ def terms_for_span(span_years: float, full: bool = True) -> Tuple[int, Tuple[flo
     return 2, (1.0, 0.5)
 
 
+def epoch_weights(time_function: TimeFunctionLike, ref, t_fit: np.ndarray) -> Optional[np.ndarray]:
+    """Each fit epoch's weight from the time function's date weights (None: ordinary least squares)."""
+    tf = as_time_function(time_function)
+    if tf is None or not tf.date_weights:
+        return None
+    if ref is None:
+        raise DeformCastError("Date weights need ref, the date where t_fit / t_pred are 0.")
+    return tf.weights_at(ref, t_fit)
+
+
 def _system(values, t_fit, t_pred, polynomial: int, periods, time_function, ref):
     """``(values float64 (T, N), design at t_fit, design at t_pred)`` of a per-pixel fit, with the event
     terms the fit epochs can determine."""
@@ -315,6 +356,7 @@ def fit_predict(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polyn
     determine (module doc); ``ref`` is then the date where ``t_fit`` / ``t_pred`` are 0.
     """
     y, A, P = _system(values, t_fit, t_pred, polynomial, periods, time_function, ref)
+    wt = epoch_weights(time_function, ref, t_fit)
     p = A.shape[1]
     n = y.shape[1]
     out = np.full((P.shape[0], n), np.nan)
@@ -323,20 +365,23 @@ def fit_predict(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polyn
     finite = np.isfinite(y)
     full = finite.all(axis=0)
     if full.any() and y.shape[0] >= p:
-        coef = np.linalg.pinv(A) @ y[:, full]
+        coef = (np.linalg.pinv(A) @ y[:, full] if wt is None
+                else np.linalg.pinv(A * np.sqrt(wt)[:, None]) @ (y[:, full] * np.sqrt(wt)[:, None]))
         out[:, full] = P @ coef
     part = np.flatnonzero(~full)
     if part.size:
         for s in range(0, part.size, _PIXEL_CHUNK):
             idx = part[s:s + _PIXEL_CHUNK]
             w = finite[:, idx].astype(np.float64)
+            if wt is not None:
+                w *= wt[:, None]
             yy = np.where(finite[:, idx], y[:, idx], 0.0)
-            ok = w.sum(axis=0) >= p
+            ok = finite[:, idx].sum(axis=0) >= p
             if not ok.any():
                 continue
             idx, w, yy = idx[ok], w[:, ok], yy[:, ok]
             ata = np.einsum("tp,tn,tq->npq", A, w, A)
-            aty = np.einsum("tp,tn->np", A, yy)
+            aty = np.einsum("tp,tn->np", A, yy * w)
             coef = np.einsum("npq,nq->np", np.linalg.pinv(ata), aty)
             out[:, idx] = P @ coef.T
     return out
@@ -351,6 +396,9 @@ def fit_stats(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polynom
     where ``t_fit`` is 0) the rows of the kept event terms, ``TimeFunction.terms(ref, t_fit)``,
     follow the polynomial and periodic rows."""
     y, A, P = _system(values, t_fit, t_pred, polynomial, periods, time_function, ref)
+    wt = epoch_weights(time_function, ref, t_fit)
+    if wt is not None:     # weights of mean 1, so sigma is in the series' units
+        wt = wt / wt.mean()
     p = A.shape[1]
     n = y.shape[1]
     coef = np.full((p, n), np.nan)
@@ -359,26 +407,30 @@ def fit_stats(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polynom
     finite = np.isfinite(y)
     full = finite.all(axis=0)
     if full.any() and y.shape[0] > p:
-        inv = np.linalg.pinv(A.T @ A)
-        c = inv @ (A.T @ y[:, full])
+        Aw = A if wt is None else A * wt[:, None]
+        inv = np.linalg.pinv(Aw.T @ A)
+        c = inv @ (Aw.T @ y[:, full])
         r = y[:, full] - A @ c
-        sg = np.sqrt((r * r).sum(axis=0) / (y.shape[0] - p))
+        rw = r * r if wt is None else r * r * wt[:, None]
+        sg = np.sqrt(rw.sum(axis=0) / (y.shape[0] - p))
         coef[:, full], sigma[full] = c, sg
         se[:, full] = np.sqrt(np.clip(np.diag(inv), 0, None))[:, None] * sg[None]
     part = np.flatnonzero(~full)
     for s0 in range(0, part.size, _PIXEL_CHUNK):
         idx = part[s0:s0 + _PIXEL_CHUNK]
-        w = finite[:, idx].astype(np.float64)
-        nv = w.sum(axis=0)
+        m = finite[:, idx].astype(np.float64)
+        nv = m.sum(axis=0)
         ok = nv > p
         if not ok.any():
             continue
-        idx, w, nv = idx[ok], w[:, ok], nv[ok]
+        idx, m, nv = idx[ok], m[:, ok], nv[ok]
+        w = m if wt is None else m * wt[:, None]
         yy = np.where(finite[:, idx], y[:, idx], 0.0)
         inv = np.linalg.pinv(np.einsum("tp,tn,tq->npq", A, w, A))
-        c = np.einsum("npq,nq->np", inv, np.einsum("tp,tn->np", A, yy))  # (n, p)
-        r = (yy - (A @ c.T)) * w
-        sg = np.sqrt((r * r).sum(axis=0) / (nv - p))
+        c = np.einsum("npq,nq->np", inv, np.einsum("tp,tn->np", A, yy * w))  # (n, p)
+        r = (yy - (A @ c.T)) * m
+        r = r * r if wt is None else r * r * w
+        sg = np.sqrt(r.sum(axis=0) / (nv - p))
         coef[:, idx], sigma[idx] = c.T, sg
         se[:, idx] = (np.sqrt(np.clip(np.einsum("npp->np", inv), 0, None)) * sg[:, None]).T
     return coef, se, sigma, P @ coef

@@ -56,16 +56,14 @@ def common_residual(y: np.ndarray, dates) -> np.ndarray:
     return np.median(y - X @ beta, axis=1)
 
 
-def date_noise(read: Callable[[int, int], np.ndarray], n_fit: int, dates, shape, n_epochs: int,
-               block_rows: int = 64, check: Optional[Callable[[], None]] = None) -> Optional[np.ndarray]:
-    """The date-to-date common noise (n_epochs,) in the stack's units, 0 from ``n_fit`` on; None when
-    fewer than :data:`MIN_PIXELS` sampled pixels have a complete record over the first ``n_fit`` epochs.
-    ``read(r0, r1)`` returns rows ``r0:r1`` of the stack, (epochs, rows, cols); only its first ``n_fit``
-    epochs are used. ``check()`` is called after each block read (``Progress.check``: Cancel)."""
+def lattice(read: Callable[[int, int], np.ndarray], n_epochs: int, shape, block_rows: int = 64,
+            check: Optional[Callable[[], None]] = None) -> Optional[np.ndarray]:
+    """The first ``n_epochs`` of the pixels on a regular lattice of at most :data:`MAX_PIXELS` pixels, NaN
+    gaps kept: (n_epochs, n) float64, or None when fewer than :data:`MIN_PIXELS` pixels have any value.
+    ``read(r0, r1)`` returns rows ``r0:r1`` of the stack, (epochs, rows, cols); ``check()`` is called after
+    each block read (``Progress.check``: Cancel)."""
     H, W = int(shape[0]), int(shape[1])
-    n_fit = int(n_fit)
-    if n_fit < 10:
-        return None
+    n_epochs = int(n_epochs)
     step = max(1, int(np.ceil(np.sqrt(H * W / float(MAX_PIXELS)))))
     cols = np.arange(0, W, step)
     picked = []
@@ -74,11 +72,29 @@ def date_noise(read: Callable[[int, int], np.ndarray], n_fit: int, dates, shape,
         rows = [r - r0 for r in range(r0, r1) if r % step == 0]
         if not rows:
             continue
-        blk = np.asarray(read(r0, r1))[:n_fit][:, rows][:, :, cols].reshape(n_fit, -1)
-        picked.append(blk[:, np.isfinite(blk).all(axis=0)].astype(np.float64))
+        blk = np.asarray(read(r0, r1))[:n_epochs][:, rows][:, :, cols].reshape(n_epochs, -1)
+        picked.append(blk[:, np.isfinite(blk).any(axis=0)].astype(np.float64))
         if check is not None:
             check()
-    y = np.concatenate(picked, axis=1) if picked else np.zeros((n_fit, 0))
+    y = np.concatenate(picked, axis=1) if picked else np.zeros((n_epochs, 0))
+    return y if y.shape[1] >= MIN_PIXELS else None
+
+
+def date_noise(read: Callable[[int, int], np.ndarray], n_fit: int, dates, shape, n_epochs: int,
+               block_rows: int = 64, check: Optional[Callable[[], None]] = None,
+               sample: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    """The date-to-date common noise (n_epochs,) in the stack's units, 0 from ``n_fit`` on; None when
+    fewer than :data:`MIN_PIXELS` sampled pixels have a complete record over the first ``n_fit`` epochs.
+    ``read(r0, r1)`` returns rows ``r0:r1`` of the stack, (epochs, rows, cols); only its first ``n_fit``
+    epochs are used. ``check()`` is called after each block read (``Progress.check``: Cancel).
+    ``sample``: the :func:`lattice` of the first ``n_fit`` epochs when it was read already."""
+    n_fit = int(n_fit)
+    if n_fit < 10:
+        return None
+    y = lattice(read, n_fit, shape, block_rows, check) if sample is None else sample[:n_fit]
+    if y is None:
+        return None
+    y = y[:, np.isfinite(y).all(axis=0)]
     if y.shape[1] < MIN_PIXELS:
         return None
     c = common_residual(y, np.asarray(dates, dtype="datetime64[D]")[:n_fit])

@@ -150,7 +150,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from . import anchors as anc
-from . import common_mode
+from . import common_mode, date_weights
 from .baselines import years_between
 from ..errors import DeformCastError
 from ..progress import Progress, silent
@@ -379,12 +379,23 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
         if 1 < by <= block_rows:  # whole tiles/strips per read: GDAL decompresses each one once
             block_rows = (block_rows // by) * by
     blocks = list(row_blocks(H, int(block_rows)))
-    cw = (common_mode.date_noise(lambda r0, r1: _read(source, r0, r1), val_end, dates, (H, W), T, int(block_rows),
-                                 progress.check) if common_mode.TARGET_COMMON_MODE else None)
+    lat = (common_mode.lattice(lambda r0, r1: _read(source, r0, r1), T, (H, W), int(block_rows), progress.check)
+           if (common_mode.TARGET_COMMON_MODE or date_weights.ENABLED) and val_end >= 10 else None)
+    cw = (common_mode.date_noise(None, val_end, dates, (H, W), T, sample=lat)
+          if common_mode.TARGET_COMMON_MODE and lat is not None else None)
     config["target_common_mode"] = None if cw is None else round(float(np.sqrt(np.mean(cw[:val_end] ** 2))), 4)
     if cw is not None:
         progress.log(f"Each date's common noise ({config['target_common_mode']:.2f} rms in the stack's units) is taken "
                      "out of the training and validation targets; the forecasts are unchanged otherwise.")
+    # every date's weight reads nothing after it, nor a date before the test period anything in it
+    dw = date_weights.estimate(lat, dates, val_end) if date_weights.ENABLED and lat is not None else None
+    config["date_weights"] = bool(dw)
+    if dw:
+        wv = np.array(list(dw.values()))
+        progress.log(f"Each acquisition weighs in the classical fits by the inverse of its noise variance "
+                     f"(date_weights.py): weights {wv.min():.2f} .. {wv.max():.2f}, {int((wv < 0.5).sum())} of "
+                     f"{wv.size} dates below 0.5.")
+    fcfg = dict(config, steps=date_weights.time_function(config["steps"], dw))   # the fits' time function
     seen_data = False
     for bi, (r0, r1) in enumerate(blocks):
         a0, a1 = max(0, r0 - h), min(H, r1 + h)
@@ -451,12 +462,12 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
                         break
                     pc, ec, kc = pc[m], ec[m], kc[m]
                 rows, cols = pc // W, pc % W
-                fam = (_family(vis, a0, rows, cols, ec, dates, horizon, config["steps"])
+                fam = (_family(vis, a0, rows, cols, ec, dates, horizon, fcfg["steps"])
                        if adaptive or "regime" in enc else None)
-                X = _features(vis, a0, rows, cols, ec, dates, (H, W), config, norm, cov_blk,
+                X = _features(vis, a0, rows, cols, ec, dates, (H, W), fcfg, norm, cov_blk,
                               None if split == "test" else (hide_train if split == "train" else hm_blk),
                               family=fam)
-                anchor = _anchors(vis, a0, rows, cols, ec, dates, config, family=fam)
+                anchor = _anchors(vis, a0, rows, cols, ec, dates, fcfg, family=fam)
                 tt = ec[:, None] + 1 + np.arange(horizon)[None, :]
                 truth = vis[tt, (rows - a0)[:, None], cols[:, None]].astype(np.float32)
                 if cw is not None and split != "test":   # each date's common noise out (common_mode.py)

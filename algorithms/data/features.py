@@ -392,7 +392,7 @@ def family_at(block_obj, vis: np.ndarray, a0: int, rows: np.ndarray, cols: np.nd
     ends = np.full(rows.size, int(e), np.int64)
     if _MEMO is None:
         return _family(vis, a0, rows, cols, ends, dates, horizon, steps)
-    key = (id(block_obj), int(a0), int(e), int(horizon), tuple(steps or ()), vis.shape)
+    key = (id(block_obj), int(a0), int(e), int(horizon), steps if not isinstance(steps, (list, tuple)) else tuple(steps), vis.shape)
     flat = (np.asarray(rows, np.int64) - int(a0)) * vis.shape[2] + np.asarray(cols, np.int64)
     ent = _MEMO.get(key)
     if ent is None or ent[0] is not block_obj or ent[1].size == 0:

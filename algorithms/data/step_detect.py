@@ -256,8 +256,9 @@ def groups_by_steps(hist: np.ndarray, dates, tf):
     patterns, inverse = np.unique(shows.T, axis=0, return_inverse=True)
     out = []
     for i, pat in enumerate(patterns):
-        sub = TimeFunction(step_dates=tuple(sd for sd, on in zip(tf.step_dates, pat) if on), exp=tf.exp, log=tf.log)
-        out.append((np.flatnonzero(inverse.ravel() == i), sub if len(sub) else None))
+        sub = TimeFunction(step_dates=tuple(sd for sd, on in zip(tf.step_dates, pat) if on), exp=tf.exp, log=tf.log,
+                           date_weights=tf.date_weights)
+        out.append((np.flatnonzero(inverse.ravel() == i), sub if sub else None))
     return out
 
 

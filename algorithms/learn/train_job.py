@@ -149,11 +149,14 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     val_scores = evaluate_samples(model, prep.val, norm)
 
     # --- backtest of the test period from rolling origins (maps.backtest) -------------------
+    from ..data.date_weights import bound
     from ..maps.backtest import score_origins
     from ..models.modelio import LoadedModel
 
     fp = DataFingerprint((T, grid.height, grid.width), sdates, grid)
-    trained = LoadedModel(model, {"data_config": cfg, "normalisation": norm, "horizon": horizon}, output_folder)
+    # the classical fits of the test-period forecast weigh each date as predict will (date_weights.py)
+    trained = LoadedModel(model, {"data_config": bound(cfg, info), "normalisation": norm, "horizon": horizon},
+                          output_folder)
     with torch_threads(threads):
         bt = score_origins(info, [trained], [spec.name], int(cfg["test_start"]), horizon,
                            covariates={n: covs[n] for n in cfg.get("covariate_names", [])}, truth_path=truth_path,

@@ -364,7 +364,7 @@ def _run_rolling(info, model_folder, out_folder, ts, truth_path, zones_path, cov
     from .member_forecasts import load_members, members_covariates
 
     dev = resolve_device(device)
-    loaded = load_members(model_folder, device=dev)
+    loaded = load_members(model_folder, device=dev, info=info)
     for m in loaded:
         cfg = m.meta.get("data_config") or {}
         modelio.check_compatible(m.meta, grid=info.grid if "spatial" in cfg.get("encodings", ()) else None, config=cfg,

@@ -201,9 +201,10 @@ def tune_malloc() -> bool:
         return False
 
 
-def worker_members(model_folder: str, members, device: str):
+def worker_members(model_folder: str, members, device: str, info=None, end=None):
     """``(loaded, plan, device)`` of a model folder, loaded once per worker process and kept while the
-    folder's manifest is unchanged (key: folder, manifest mtime, members, device)."""
+    folder's manifest is unchanged (key: folder, manifest mtime, members, device, stack); ``info`` the
+    stack to forecast (its date weights, :func:`date_weights.bind`)."""
     from .member_forecasts import Plan, load_members
     from ..learn.runtime import resolve_device
 
@@ -212,11 +213,12 @@ def worker_members(model_folder: str, members, device: str):
     if not os.path.exists(man):
         raise DeformCastError(f"This worker cannot see the model folder '{model_folder}': every worker must read it "
                               "at the same path as the client (a shared file system).")
-    key = (os.path.abspath(model_folder), os.path.getmtime(man), repr(members), device)
+    key = (os.path.abspath(model_folder), os.path.getmtime(man), repr(members), device,
+           None if info is None else os.path.abspath(str(info.path)), end)
     got = _MEMBERS.get(key)
     if got is None:
         dev = resolve_device(device)
-        loaded = load_members(model_folder, members, device=dev)
+        loaded = load_members(model_folder, members, device=dev, info=info, end=end)
         configs = [m.meta.get("data_config") or {} for m in loaded]
         _MEMBERS.clear()                      # one model folder at a time per worker
         got = _MEMBERS[key] = (loaded, Plan(loaded, configs), dev)

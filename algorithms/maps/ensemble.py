@@ -161,8 +161,8 @@ def _block(ctx: dict, loaded, plan, r0: int, r1: int, a0: int, a1: int, cov_blk:
 
 def _remote_block(job: dict, r0: int, r1: int, a0: int, a1: int, cov_blk: dict) -> dict:
     """:func:`_block` on a Dask worker: the members come from the worker's cache, the stack from its path."""
-    loaded, plan, dev = distributed.worker_members(job["model_folder"], job["members"], job["device"])
     info = distributed.stack_info(job["stack"])
+    loaded, plan, dev = distributed.worker_members(job["model_folder"], job["members"], job["device"], info, job["e"])
     ctx = dict(job, info=info, dates=info.dates, grid=info.grid, dev=dev)
     with inference_threads():
         return _block(ctx, loaded, plan, r0, r1, a0, a1, cov_blk)
@@ -180,7 +180,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     from ..learn.runtime import resolve_device
 
     dev = resolve_device(device)
-    loaded = load_members(model_folder, members, device=dev)
+    loaded = load_members(model_folder, members, device=dev, info=info, end=_end_index(info.dates, end_date))
     H_model = int(loaded[0].meta["horizon"])
     H = H_model if horizon in (None, 0, "") else int(horizon)
     if H < 1 or H > H_model:

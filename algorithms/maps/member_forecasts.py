@@ -18,8 +18,11 @@ from ..errors import DeformCastError
 BLOCK_PIXELS = 64000
 
 
-def load_members(model_folder: str, members=None, device: str = "cpu") -> List[modelio.LoadedModel]:
-    """Load the manifest's members in rank order; ``members`` = a count or a list of folder names."""
+def load_members(model_folder: str, members=None, device: str = "cpu", info=None,
+                 end: Optional[int] = None) -> List[modelio.LoadedModel]:
+    """Load the manifest's members in rank order; ``members`` = a count or a list of folder names. With
+    ``info`` (the stack to forecast, ``raster.open_stack``) each member trained with date weights gets the
+    stack's, from its epochs up to ``end`` (the forecast origin; :func:`date_weights.bind`)."""
     if not model_folder or not os.path.isdir(str(model_folder)):
         raise DeformCastError(f"The model folder '{model_folder}' does not exist. Give the OUTPUT_FOLDER of "
                               "a `tune` or `train` run.")
@@ -43,6 +46,10 @@ def load_members(model_folder: str, members=None, device: str = "cpu") -> List[m
     if len(horizons) != 1:
         raise DeformCastError("The members forecast different horizons (" + ", ".join(map(str, sorted(horizons)))
                               + "); keep members of one horizon in a model folder.")
+    if info is not None:
+        from ..data import date_weights
+
+        date_weights.bind(loaded, info, end)
     return loaded
 
 

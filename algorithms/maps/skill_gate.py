@@ -516,7 +516,7 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
     progress = progress or silent()
     info = raster.open_stack(stack_path, dates, progress=progress)
     dev = resolve_device(device)
-    loaded = load_members(model_folder, None, device=dev)
+    loaded = load_members(model_folder, None, device=dev, info=info)
     configs = [m.meta.get("data_config") or {} for m in loaded]
     H = int(loaded[0].meta["horizon"])
     cov = members_covariates(configs, covariates, info.grid)

@@ -1,0 +1,158 @@
+"""Each acquisition's weight in the classical fits (algorithms.data.date_weights): the noise of each date found
+on a stack with known noise levels, weighted fits against independent weighted least squares, no look-ahead
+past the split, and the members of a model folder given the stack's weights only when trained with them."""
+import types
+
+import numpy as np
+
+from deformcast.algorithms.data import anchors as A
+from deformcast.algorithms.data import date_weights as DW
+from deformcast.algorithms.data.baselines import TimeFunction, as_time_function, design_matrix, fit_predict, \
+    fit_stats, years_between
+
+T, H, W = 120, 30, 40
+DATES = np.datetime64("2018-01-05") + np.arange(T) * 12
+T_YEARS = years_between(DATES, DATES[0])
+
+
+def _scene(seed=0):
+    """Pixels with their own velocity, acceleration and season, a subsidence bowl that starts inside the record,
+    and white noise whose level changes from date to date (1.5 mm, every seventh date 4-8 mm): the stack, the
+    noise-free motion and each date's noise sd."""
+    rng = np.random.default_rng(seed)
+    t = T_YEARS
+    vel = rng.normal(-6, 5, (H, W))
+    acc = rng.normal(0, 1, (H, W))
+    amp = rng.uniform(0, 3, (H, W))
+    motion = (vel[None] * t[:, None, None] + 0.5 * acc[None] * t[:, None, None] ** 2
+              + amp[None] * np.sin(2 * np.pi * t)[:, None, None])
+    yy, xx = np.mgrid[0:H, 0:W]
+    bowl = np.exp(-((yy - 15) ** 2 + (xx - 12) ** 2) / 30.0)
+    motion += -40 * bowl[None] * np.clip(t - 2.0, 0, None)[:, None, None]
+    sd = np.full(T, 1.5)
+    bad = np.arange(3, T, 7)
+    sd[bad] = rng.uniform(4, 8, bad.size)
+    noise = rng.normal(0, 1, (T, H, W)) * sd[:, None, None]
+    return (motion + noise).astype(np.float32), motion, sd
+
+
+def _lattice(st, n):
+    return st[:n].reshape(n, -1).astype(np.float64)
+
+
+def test_each_dates_noise_is_found_and_weighs_it():
+    st, _, sd = _scene()
+    s = DW.date_spread(_lattice(st, T), DATES)
+    assert s.shape == (T,)
+    # the estimate follows the true noise of each date (bowl and seasons are not taken for noise)
+    assert np.corrcoef(s, sd)[0, 1] > 0.95
+    np.testing.assert_allclose(np.median(s[sd == 1.5]), 1.5, rtol=0.15)
+    w = DW.weights_from_spread(s)
+    assert np.median(w[sd == 1.5]) > 0.8 and (w[sd >= 4] < 0.3).all() and np.median(w[sd >= 4]) < 0.15
+    assert w.max() <= 1.0 / DW.FLOOR ** 2 + 1e-9
+
+
+def test_no_estimate_from_too_few_pixels_or_epochs():
+    st, _, _ = _scene()
+    assert DW.date_spread(_lattice(st, T)[:, :10], DATES) is None
+    assert DW.date_spread(_lattice(st, 8), DATES[:8]) is None
+    assert DW.estimate(_lattice(st, T)[:, :10], DATES, T) is None
+
+
+def test_dates_before_the_split_never_see_what_follows_it():
+    st, _, _ = _scene()
+    y = _lattice(st, T)
+    split = 100
+    a = DW.estimate(y, DATES, split)
+    bad = y.copy()
+    bad[split:] = np.random.default_rng(1).normal(0, 1e4, bad[split:].shape)
+    bad[split + 3, :5] = np.nan          # and gaps there
+    b = DW.estimate(bad, DATES, split)
+    assert len(a) == len(b) == T
+    for d in DATES[:split]:
+        assert a[d] == b[d]
+    assert not all(a[d] == b[d] for d in DATES[split:])
+    # a date's weight never depends on later dates: the record cut after any date gives it the same
+    for cut in (split + 1, split + 7, T - 1):
+        c = DW.estimate(y[:cut], DATES[:cut], split)
+        assert all(c[d] == a[d] for d in DATES[:cut])
+    # the reader form takes a lattice of the stack (any block height: the same pixels)
+    r = DW.from_reader(lambda r0, r1: st[:, r0:r1], DATES, (H, W), T, split, block_rows=7)
+    assert r == DW.from_reader(lambda r0, r1: st[:, r0:r1], DATES, (H, W), T, split, block_rows=64)
+
+
+def _wls(y, A_, P, w):
+    sw = np.sqrt(w)[:, None]
+    out = P @ np.linalg.lstsq(A_ * sw, np.reshape(y, (len(y), -1)) * sw, rcond=None)[0]
+    return out if np.ndim(y) == 2 else out[:, 0]
+
+
+def test_weighted_fits_match_independent_weighted_least_squares():
+    st, _, sd = _scene()
+    e = 99
+    y = st[:e + 1].reshape(e + 1, -1)[:, :50].astype(np.float64)
+    y[[5, 40], 3] = np.nan                        # a pixel with gaps takes the per-pixel path
+    d = DATES[:e + 1]
+    w = 1.0 / sd[:e + 1] ** 2
+    tf = TimeFunction(date_weights=dict(zip(d.tolist(), w.tolist())))
+    assert bool(tf) and len(tf) == 0 and as_time_function(tf) is tf
+    assert not TimeFunction() and as_time_function(TimeFunction()) is None
+    t_fit = years_between(d, d[-1])
+    td = DATES[e] + np.arange(1, 9) * 12
+    t_pred = years_between(td, d[-1])
+    got = fit_predict(y, t_fit, t_pred, 2, (1.0, 0.5), time_function=tf, ref=d[-1])
+    A_, P = design_matrix(t_fit), design_matrix(t_pred)
+    for p in (0, 3, 17):
+        ok = np.isfinite(y[:, p])
+        np.testing.assert_allclose(got[:, p], _wls(y[ok, p], A_[ok], P, w[ok]), atol=1e-8)
+    coef = fit_stats(y, t_fit, t_pred, time_function=tf, ref=d[-1])[0]
+    np.testing.assert_allclose(design_matrix(t_pred) @ coef[:, [0, 3]], got[:, [0, 3]], atol=1e-8)
+    # unlisted dates weigh 1: the weights of the listed ones only
+    assert tf.weights_at(d[-1], years_between(np.array([d[0], DATES[-1] + 36]), d[-1])).tolist() == [w[0], 1.0]
+    # the family's trajectory on 3 years is the same weighted fit of its own window
+    fam = A.family_forecasts(y[:, :5], d, td, tf)
+    c = A.FAMILY_NAMES.index("trajectory_3y")
+    s0 = A._start(d, e, 3.0)
+    A3, P3 = design_matrix(years_between(d[s0:], d[-1])), design_matrix(t_pred)
+    np.testing.assert_allclose(fam[c][:, 0], _wls(y[s0:, 0], A3, P3, w[s0:]), atol=1e-8)
+    # without weights: ordinary least squares, as before
+    np.testing.assert_allclose(fit_predict(y[:, :2], t_fit, t_pred, 2, (1.0, 0.5)),
+                               _wls(y[:, :2], A_, P, np.ones(e + 1)), atol=1e-8)
+
+
+def test_weighted_fits_forecast_better_where_dates_differ_in_noise():
+    st, motion, _ = _scene()
+    errs = {"ols": [], "wls": []}
+    for e in range(90, T - 8, 4):
+        y = st[:e + 1].reshape(e + 1, -1)
+        dw = DW.estimate(y, DATES[:e + 1], e + 1)
+        td = DATES[e + 1:e + 9]
+        truth = motion[e + 1:e + 9].reshape(8, -1)
+        for key, tf in (("ols", None), ("wls", DW.time_function([], dw))):
+            f = A.family_forecasts(y, DATES[:e + 1], td, tf)[A.FAMILY_NAMES.index("trajectory_2y")]
+            errs[key].append(np.sqrt(np.mean((f - truth) ** 2)))
+    assert np.mean(errs["wls"]) < 0.9 * np.mean(errs["ols"])
+
+
+def test_members_get_the_stacks_weights_only_when_trained_with_them(tmp_path):
+    from deformcast.algorithms.io import raster
+
+    st, _, _ = _scene()
+    path = str(tmp_path / "stack.tif")
+    raster.write_stack(path, st, DATES, raster.make_grid(500000.0, 5700000.0, 20.0, W, H))
+    info = raster.open_stack(path)
+    test = [raster.iso(DATES[100]), raster.iso(DATES[-1])]
+    on = types.SimpleNamespace(meta={"data_config": {"date_weights": True, "steps": ["2019-06-01"],
+                                                     "split_dates": {"test": test}}})
+    off = types.SimpleNamespace(meta={"data_config": {"steps": []}})
+    DW.bind([on, off], info)
+    tf = on.meta["data_config"]["steps"]
+    assert isinstance(tf, TimeFunction) and tf.step_dates == (np.datetime64("2019-06-01"),)
+    assert len(tf.date_weights) == T
+    assert off.meta["data_config"]["steps"] == []
+    # the weights are those training saw
+    y = raster.read_stack(info).reshape(T, -1)
+    assert dict(tf.date_weights) == DW.estimate(y, DATES, 100)
+    # a forecast from an earlier origin reads nothing after it
+    DW.bind([on2 := types.SimpleNamespace(meta={"data_config": dict(on.meta["data_config"], steps=[])})], info, 109)
+    assert len(on2.meta["data_config"]["steps"].date_weights) == 110
