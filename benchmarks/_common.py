@@ -59,7 +59,7 @@ def run_medians(folder: str, back):
     with open(os.path.join(folder, "job", "workflow.json"), encoding="utf-8") as fh:
         s = json.load(fh)
     info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
-    loaded = load_members(s["paths"]["models"], None, device="cpu")
+    loaded = load_members(s["paths"]["models"], None, device="cpu", info=info)
     configs = [m.meta.get("data_config") or {} for m in loaded]
     H = int(loaded[0].meta["horizon"])
     cov = members_covariates(configs, (), info.grid)

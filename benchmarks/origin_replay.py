@@ -8,7 +8,12 @@ training data), this replays, with the run's own members:
 * ``raw``: the ensemble median;
 * ``blend``: the local blend (``anchors.local_forecast`` with the ensemble, the delivered forecast without the
   class gate, which keeps the ensemble on most scenes), its track record from the cached earlier forecasts;
-* ``local``: the local classical forecast alone.
+* ``local``: the local classical forecast alone;
+* ``weighted_best``: the best member of the classical family fitted with each date's weight (the fits of models
+  trained with date weights, ``date_weights.py``), chosen in hindsight at each origin.
+
+For models trained with date weights, the local forecast and the blend use the weighted family, as ``predict``
+does; the reference stays the best member of the ordinary family.
 
 Each is scored over the ``--horizon`` epochs after its origin against the truth, the expected observation
 (the truth plus the reference epoch's noise, as ``bench_skill.py``) and the observed values (the stack, then
@@ -33,7 +38,7 @@ from _common import ensure_pkg, run_medians  # noqa: E402
 
 ensure_pkg()
 
-from deformcast.algorithms.data import anchors as anc, step_detect  # noqa: E402
+from deformcast.algorithms.data import anchors as anc, date_weights, step_detect  # noqa: E402
 from deformcast.algorithms.data.baselines import TimeFunction  # noqa: E402
 from deformcast.algorithms.io import raster  # noqa: E402
 
@@ -67,24 +72,40 @@ def run(folder: str, cache: str, steps) -> dict:
     meds = {int(o): m.reshape(H, -1).astype(np.float64) for o, m in zip(z["origins"], z["meds"])}
     found = step_detect.detect_steps(y, d)
     tf = TimeFunction(step_dates=tuple(np.datetime64(f["date"], "D") for f in found)) if found else None
-    out = {tn: {"raw": [], "blend": [], "local": []} for tn in ("truth", "expected", "observed")}
+    # the fits of the run's models: with each date's weight where they were trained so (date_weights.py)
+    cfg = _model_config(folder)
+    bsteps = date_weights.bound(cfg, info)["steps"] if cfg.get("date_weights") else None
+    wtf = date_weights.time_function(tf, getattr(bsteps, "date_weights", None)) if bsteps is not None else tf
+    out = {tn: {"raw": [], "blend": [], "local": [], "weighted_best": []} for tn in ("truth", "expected", "observed")}
     for k in steps:
         o = e - k
         hist = y[:o + 1]; hd = d[:o + 1]; td = dd[o + 1:o + H + 1]
-        fam = anc.family_forecasts(flat[:o + 1], hd, td, tf)
-        famc = anc.FamilyCache(hist, hd, H, tf)   # the family (and LOCAL_EXTRA) from earlier origins, once
-        b, _ = anc.local_forecast(hist, hd, td, H, tf, family=fam, past_family=famc, ensemble=(meds[o], meds.get))
-        cl = anc.local_forecast(hist, hd, td, H, tf, family=fam, past_family=famc)
+        fam = anc.family_forecasts(flat[:o + 1], hd, td, tf)      # the classical reference: ordinary fits
+        famw = fam if wtf is tf else anc.family_forecasts(flat[:o + 1], hd, td, wtf)
+        famc = anc.FamilyCache(hist, hd, H, wtf)   # the family (and LOCAL_EXTRA) from earlier origins, once
+        b, _ = anc.local_forecast(hist, hd, td, H, wtf, family=famw, past_family=famc, ensemble=(meds[o], meds.get))
+        cl = anc.local_forecast(hist, hd, td, H, wtf, family=famw, past_family=famc)
         fc = {"raw": meds[o], "blend": b.reshape(H, -1), "local": cl.reshape(H, -1)}
         tg = {"truth": tr[o + 1:o + H + 1], "expected": tr[o + 1:o + H + 1] + ref, "observed": obs[o + 1:o + H + 1]}
         ok = np.isfinite(fam).all((0, 1)) & np.isfinite(meds[o]).all(0) & np.isfinite(ref) & np.isfinite(tg["observed"]).all(0)
         for f in fc.values():
             ok &= np.isfinite(f).all(0)
+        ok &= np.isfinite(famw).all((0, 1))
         for tn, t in tg.items():
             best = min(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) for f in fam)
             for n, f in fc.items():
                 out[tn][n].append(float(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) / best))
+            out[tn]["weighted_best"].append(float(min(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) for f in famw) / best))
     return out
+
+
+def _model_config(folder: str) -> dict:
+    """The data config of the first member of a finished run."""
+    from deformcast.algorithms.models import modelio
+
+    with open(os.path.join(folder, "job", "workflow.json"), encoding="utf-8") as fh:
+        models = json.load(fh)["paths"]["models"]
+    return modelio.read_meta(modelio.member_paths(models)[0]).get("data_config") or {}
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -45,6 +45,11 @@ and of ``trajectory_ensemble`` applies the rule to its own epochs; a pixel whose
 kept term undetermined gets the pseudo-inverse's minimum-norm fit (e.g. a step with no valid
 epoch after it adds 0). ``time_function=None`` (or one without terms) gives bit-identical
 results to the fit without it.
+
+A time function may also weigh the acquisitions (``TimeFunction.date_weights``: ``(date, weight)`` pairs,
+unlisted dates weigh 1): every fit is then weighted least squares. The classical family of
+:mod:`anchors` takes the inverse noise variance of each date measured on the stack
+(:mod:`date_weights`); the baselines of the reports keep ordinary least squares.
 """
 from __future__ import annotations
 
@@ -365,8 +370,8 @@ def fit_predict(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polyn
     finite = np.isfinite(y)
     full = finite.all(axis=0)
     if full.any() and y.shape[0] >= p:
-        coef = (np.linalg.pinv(A) @ y[:, full] if wt is None
-                else np.linalg.pinv(A * np.sqrt(wt)[:, None]) @ (y[:, full] * np.sqrt(wt)[:, None]))
+        sw = 1.0 if wt is None else np.sqrt(wt)[:, None]
+        coef = np.linalg.pinv(A * sw) @ (y[:, full] * sw)
         out[:, full] = P @ coef
     part = np.flatnonzero(~full)
     if part.size:

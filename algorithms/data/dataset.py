@@ -29,7 +29,8 @@ progress=None) -> Prepared``
 * ``.norm``: JSON-serialisable dict (fitted on training windows only).
 * ``.config``: JSON-serialisable dict (window, horizon, encodings, target, baseline, split
   indices and dates, k, fourier, covariate names, grid shape...). Save ``config`` and ``norm``
-  with a model; they are all :func:`forecast_inputs` needs.
+  with a model; they are all :func:`forecast_inputs` needs, with the stack's date weights in
+  ``steps`` where ``config["date_weights"]`` (``date_weights.bound``; session 16).
 * ``.feature_names``: list of F channel names; ``.n_features``.
 * ``.holdout_mask``: bool ``(H, W)`` or None.
 
