@@ -324,7 +324,8 @@ def _steps_of(models_folder: str) -> dict:
         cfg = modelio.read_meta(modelio.member_paths(models_folder)[0]).get("data_config") or {}
     except (DeformCastError, OSError, IndexError, ValueError):
         return {}
-    return {"steps": list(cfg.get("steps") or []), "steps_detected": cfg.get("steps_detected")}
+    return {"steps": list(cfg.get("steps") or []), "steps_detected": cfg.get("steps_detected"),
+            "date_weights": bool(cfg.get("date_weights")), "noisy_dates": cfg.get("noisy_dates") or []}
 
 
 def _summary_paths(res, keys) -> dict:
@@ -409,6 +410,13 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
     elif mo.get("steps"):
         rep.paragraph("Known step dates (STEPS): " + ", ".join(mo["steps"]) + "; each enters the classical fits of "
                       "the pixels whose history shows the step.")
+    if mo.get("date_weights"):
+        noisy = mo.get("noisy_dates") or []
+        rep.paragraph("Each acquisition weighs in the classical fits by the inverse of its noise variance, measured on "
+                      "the stack (a bad date no longer bends every fit). " + (
+                          "The noisiest dates (noise at least twice the median date's; weight in brackets): "
+                          + ", ".join(f"{d} ({w:.2f})" for d, w in noisy) + ". Check them in the interferograms."
+                          if noisy else "No date is noisier than twice the median date."))
     if mo.get("baseline") == "adaptive":
         rep.paragraph("The classical anchor the networks correct is the adaptive combination of classical forecasts "
                       "(persistence, smoothed persistence, linear and trajectory fits over several windows) fitted on "

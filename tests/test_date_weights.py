@@ -52,6 +52,16 @@ def test_each_dates_noise_is_found_and_weighs_it():
     assert w.max() <= 1.0 / DW.FLOOR ** 2 + 1e-9
 
 
+def test_the_noisiest_dates_are_listed_for_the_report():
+    st, _, sd = _scene()
+    dw = DW.estimate(_lattice(st, T), DATES, T)
+    listed = DW.noisiest(dw, top=5)
+    assert len(listed) == 5 and all(w < DW.NOISY_WEIGHT for _, w in listed)
+    assert [w for _, w in listed] == sorted(w for _, w in listed)
+    assert all(sd[list(DATES).index(np.datetime64(d))] >= 4 for d, _ in listed)   # bad dates only
+    assert DW.noisiest(None) == [] and DW.noisiest({DATES[0]: 1.0}) == []
+
+
 def test_no_estimate_from_too_few_pixels_or_epochs():
     st, _, _ = _scene()
     assert DW.date_spread(_lattice(st, T)[:, :10], DATES) is None

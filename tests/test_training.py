@@ -307,7 +307,11 @@ def test_training_job_writes_a_complete_model_folder(tmp_path, scene):
     # the saved model reproduces the first forecast band from the stack alone
     lm = load_model(out.model_path)
     check_compatible(lm.meta, grid=info.grid, encodings=["temporal", "neighbourhood"])
+    from deformcast.algorithms.data.date_weights import bound
+
     cfg, norm = lm.meta["data_config"], lm.meta["normalisation"]
+    assert cfg["date_weights"] is True
+    cfg = bound(cfg, info)          # the stack's date weights in its classical fits, as predict gives them
     e = cfg["test_start"] - 1
     X, valid, anchor = forecast_inputs(read_stack(info), info.dates, info.grid, 0, cfg, norm, end_index=e)
     mm = to_mm(lm.predict(X), anchor, norm)

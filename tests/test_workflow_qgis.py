@@ -49,7 +49,7 @@ def test_workflow_on_own_stack_writes_report_and_project(run_alg, tiny_scene, tm
     assert all(np.isfinite(r["rmse_observed"]) for r in summary["backtest"]["rows"])
     html = Path(res["OUTPUT_REPORT"]).read_text()
     for needle in ("TPE tuning", "baseline: persistence", "Susceptibility", "Tiered control zones", "data:image/png",
-                   "rolling origins"):
+                   "rolling origins", "inverse of its noise variance"):
         assert needle in html
     check_story(out, summary, html)
     # every raster output is styled

@@ -69,6 +69,19 @@ def date_spread(y: np.ndarray, dates) -> Optional[np.ndarray]:
     return s if np.isfinite(s).all() and float(np.median(s)) > 0 else None
 
 
+#: dates whose weight is below this (noise at least twice the median date's) are listed in the reports
+NOISY_WEIGHT = 0.25
+
+
+def noisiest(weights: Optional[Dict], top: int = 12) -> list:
+    """``[[ISO date, weight], ...]``: the ``top`` dates of lowest weight below :data:`NOISY_WEIGHT`, noisiest
+    first (JSON, for a model's ``data_config["noisy_dates"]`` and the reports)."""
+    if not weights:
+        return []
+    low = sorted((w, d) for d, w in weights.items() if w < NOISY_WEIGHT)[: int(top)]
+    return [[str(np.datetime64(d, "D")), round(float(w), 3)] for w, d in low]
+
+
 def weights_from_spread(s: np.ndarray, scale: Optional[float] = None) -> np.ndarray:
     """``1 / max(s, FLOOR scale)^2`` over ``1 / scale^2``; ``scale`` the median of ``s`` unless given."""
     s = np.asarray(s, dtype=np.float64)
