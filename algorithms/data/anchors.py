@@ -109,8 +109,8 @@ def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1)
     full = np.isfinite(yy).all(axis=0)
     if full.any():     # complete series share one design: one least-squares solve for all of them
         wt = epoch_weights(time_function, dates[end], t_all)
-        sw = 1.0 if wt is None else np.sqrt(wt)[:, None]
-        coef[:, full] = np.linalg.pinv(A * sw) @ (yy[:, full] * sw)
+        M = np.linalg.pinv(A) if wt is None else np.linalg.pinv(A * np.sqrt(wt)[:, None]) * np.sqrt(wt)[None]
+        coef[:, full] = M @ yy[:, full]
     if (~full).any():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

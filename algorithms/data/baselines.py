@@ -370,8 +370,9 @@ def fit_predict(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polyn
     finite = np.isfinite(y)
     full = finite.all(axis=0)
     if full.any() and y.shape[0] >= p:
-        sw = 1.0 if wt is None else np.sqrt(wt)[:, None]
-        coef = np.linalg.pinv(A * sw) @ (y[:, full] * sw)
+        # weighted: pinv(sqrt(W) A) sqrt(W) y, the weights folded into the (p, T) operator, not into y
+        M = np.linalg.pinv(A) if wt is None else np.linalg.pinv(A * np.sqrt(wt)[:, None]) * np.sqrt(wt)[None]
+        coef = M @ y[:, full]
         out[:, full] = P @ coef
     part = np.flatnonzero(~full)
     if part.size:
