@@ -60,6 +60,8 @@ def test_the_noisiest_dates_are_listed_for_the_report():
     assert [w for _, w in listed] == sorted(w for _, w in listed)
     assert all(sd[list(DATES).index(np.datetime64(d))] >= 4 for d, _ in listed)   # bad dates only
     assert DW.noisiest(None) == [] and DW.noisiest({DATES[0]: 1.0}) == []
+    early = DW.noisiest(dw, before=DATES[40])
+    assert early and all(np.datetime64(d) < DATES[40] for d, _ in early)
 
 
 def test_no_estimate_from_too_few_pixels_or_epochs():

@@ -390,7 +390,7 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
                      "out of the training and validation targets; the forecasts are unchanged otherwise.")
     # every date's weight reads nothing after it, nor a date before the test period anything in it
     dw = date_weights.estimate(lat, dates, val_end) if date_weights.ENABLED and lat is not None else None
-    config["date_weights"], config["noisy_dates"] = bool(dw), date_weights.noisiest(dw)
+    config["date_weights"], config["noisy_dates"] = bool(dw), date_weights.noisiest(dw, before=dates[val_end])
     if dw:
         wv = np.array(list(dw.values()))
         progress.log(f"Each acquisition weighs in the classical fits by the inverse of its noise variance "

@@ -73,12 +73,14 @@ def date_spread(y: np.ndarray, dates) -> Optional[np.ndarray]:
 NOISY_WEIGHT = 0.25
 
 
-def noisiest(weights: Optional[Dict], top: int = 12) -> list:
+def noisiest(weights: Optional[Dict], top: int = 12, before=None) -> list:
     """``[[ISO date, weight], ...]``: the ``top`` dates of lowest weight below :data:`NOISY_WEIGHT`, noisiest
-    first (JSON, for a model's ``data_config["noisy_dates"]`` and the reports)."""
+    first, only dates before ``before`` when given (JSON, for a model's ``data_config["noisy_dates"]``, which
+    lists the dates training saw, and the reports)."""
     if not weights:
         return []
-    low = sorted((w, d) for d, w in weights.items() if w < NOISY_WEIGHT)[: int(top)]
+    end = None if before is None else np.datetime64(before, "D")
+    low = sorted((w, d) for d, w in weights.items() if w < NOISY_WEIGHT and (end is None or d < end))[: int(top)]
     return [[str(np.datetime64(d, "D")), round(float(w), 3)] for w, d in low]
 
 
