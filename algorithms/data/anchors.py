@@ -57,7 +57,8 @@ from typing import List, Optional
 import numpy as np
 
 from .pooling import guided_box_mean, velocity_guide
-from .baselines import _system, design_matrix, fit_predict, fit_stats, epoch_weights, terms_for_span, years_between
+from .baselines import (_system, design_matrix, epoch_weights, fit_operator, fit_predict, fit_stats,
+                        terms_for_span, years_between)
 from ..errors import DeformCastError
 
 #: (name, kind, years of history or None for all, extra)
@@ -108,9 +109,7 @@ def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1)
     coef = np.full((A.shape[1], yy.shape[1]), np.nan)
     full = np.isfinite(yy).all(axis=0)
     if full.any():     # complete series share one design: one least-squares solve for all of them
-        wt = epoch_weights(time_function, dates[end], t_all)
-        M = np.linalg.pinv(A) if wt is None else np.linalg.pinv(A * np.sqrt(wt)[:, None]) * np.sqrt(wt)[None]
-        coef[:, full] = M @ yy[:, full]
+        coef[:, full] = fit_operator(A, epoch_weights(time_function, dates[end], t_all)) @ yy[:, full]
     if (~full).any():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

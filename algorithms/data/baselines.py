@@ -344,6 +344,15 @@ def epoch_weights(time_function: TimeFunctionLike, ref, t_fit: np.ndarray) -> Op
     return tf.weights_at(ref, t_fit)
 
 
+def fit_operator(A: np.ndarray, wt: Optional[np.ndarray]) -> np.ndarray:
+    """The (p, T) least-squares operator of design ``A``: ``pinv(A)``, or with epoch weights ``wt``
+    ``pinv(sqrt(W) A) sqrt(W)`` (the weights folded into it, not into the series)."""
+    if wt is None:
+        return np.linalg.pinv(A)
+    sw = np.sqrt(wt)
+    return np.linalg.pinv(A * sw[:, None]) * sw[None]
+
+
 def _system(values, t_fit, t_pred, polynomial: int, periods, time_function, ref):
     """``(values float64 (T, N), design at t_fit, design at t_pred)`` of a per-pixel fit, with the event
     terms the fit epochs can determine."""
@@ -370,9 +379,7 @@ def fit_predict(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polyn
     finite = np.isfinite(y)
     full = finite.all(axis=0)
     if full.any() and y.shape[0] >= p:
-        # weighted: pinv(sqrt(W) A) sqrt(W) y, the weights folded into the (p, T) operator, not into y
-        M = np.linalg.pinv(A) if wt is None else np.linalg.pinv(A * np.sqrt(wt)[:, None]) * np.sqrt(wt)[None]
-        coef = M @ y[:, full]
+        coef = fit_operator(A, wt) @ y[:, full]
         out[:, full] = P @ coef
     part = np.flatnonzero(~full)
     if part.size:

@@ -38,22 +38,29 @@ MIN_PIXELS = 50
 
 
 def running_mean(c: np.ndarray, k: int = SMOOTH) -> np.ndarray:
-    """Centred running mean of ``c`` over ``k`` values, shorter windows at the ends."""
+    """Centred running mean of ``c`` along its first axis over ``k`` values, shorter windows at the ends
+    (every column of a 2-D ``c`` at once)."""
     c = np.asarray(c, dtype=np.float64)
     h = int(k) // 2
-    cs = np.concatenate([[0.0], np.cumsum(c)])
-    i = np.arange(c.size)
-    lo, hi = np.maximum(0, i - h), np.minimum(c.size, i + h + 1)
-    return (cs[hi] - cs[lo]) / (hi - lo)
+    n = c.shape[0]
+    cs = np.concatenate([np.zeros((1,) + c.shape[1:]), np.cumsum(c, axis=0)])
+    i = np.arange(n)
+    lo, hi = np.maximum(0, i - h), np.minimum(n, i + h + 1)
+    return (cs[hi] - cs[lo]) / (hi - lo).reshape((n,) + (1,) * (c.ndim - 1))
+
+
+def trajectory_residual(y: np.ndarray, dates) -> np.ndarray:
+    """The residual of each complete series of ``y`` (epochs, n) from its trajectory fit (offset, velocity,
+    acceleration, annual and semi-annual terms): (epochs, n)."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    X = design_matrix(years_between(d, d[0]))
+    return y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
 
 
 def common_residual(y: np.ndarray, dates) -> np.ndarray:
-    """The median over complete series ``y`` (epochs, n) of the residual of each one's trajectory fit (offset,
-    velocity, acceleration, annual and semi-annual terms) at each date: (epochs,)."""
-    d = np.asarray(dates, dtype="datetime64[D]")
-    X = design_matrix(years_between(d, d[0]))
-    beta = np.linalg.lstsq(X, y, rcond=None)[0]
-    return np.median(y - X @ beta, axis=1)
+    """The median over complete series ``y`` (epochs, n) of the residual of each one's trajectory fit at each
+    date (:func:`trajectory_residual`): (epochs,)."""
+    return np.median(trajectory_residual(y, dates), axis=1)
 
 
 def lattice(read: Callable[[int, int], np.ndarray], n_epochs: int, shape, block_rows: int = 64,

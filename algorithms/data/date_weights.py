@@ -61,12 +61,16 @@ def date_spread(y: np.ndarray, dates) -> Optional[np.ndarray]:
     d = np.asarray(dates, dtype="datetime64[D]")
     if y.ndim != 2 or y.shape[0] < MIN_EPOCHS or y.shape[1] < common_mode.MIN_PIXELS:
         return None
-    X = design_matrix(years_between(d, d[0]))
-    r = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+    r = common_mode.trajectory_residual(y, d)
     r = r - np.median(r, axis=1, keepdims=True)
-    r = r - np.apply_along_axis(common_mode.running_mean, 0, r)
-    s = 1.4826 * np.median(np.abs(r - np.median(r, axis=1, keepdims=True)), axis=1)
+    r = r - common_mode.running_mean(r)
+    s = _mad(r - np.median(r, axis=1, keepdims=True))
     return s if np.isfinite(s).all() and float(np.median(s)) > 0 else None
+
+
+def _mad(r: np.ndarray) -> np.ndarray:
+    """1.4826 x the median absolute value along the last axis (the robust spread of centred values)."""
+    return 1.4826 * np.median(np.abs(r), axis=-1)
 
 
 #: dates whose weight is below this (noise at least twice the median date's) are listed in the reports
@@ -98,8 +102,7 @@ def one_step_spread(y: np.ndarray, dates, t: int) -> float:
     X = design_matrix(years_between(d[:t + 1], d[t]))
     beta = np.linalg.lstsq(X[:t], y[:t], rcond=None)[0]
     r = y[t] - X[t] @ beta
-    r = r - np.median(r)
-    return float(1.4826 * np.median(np.abs(r)))
+    return float(_mad(r - np.median(r)))
 
 
 #: dates before the split whose one-step spread calibrates it against :func:`date_spread`
@@ -175,7 +178,7 @@ def time_function(steps, weights: Optional[Dict]):
     """The fits' time function: the known ``steps`` (ISO dates, a TimeFunction or None) with ``weights``."""
     from .baselines import TimeFunction, as_time_function
 
-    tf = as_time_function(steps) if not isinstance(steps, TimeFunction) else steps
+    tf = as_time_function(steps)
     if not weights:
         return tf
     base = tf or TimeFunction()
