@@ -51,6 +51,7 @@ velocity of the last year minus the all-history velocity, in mm/yr.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from typing import List, Optional
 
@@ -342,6 +343,11 @@ LOCAL_ORIGINS, LOCAL_BOX, LOCAL_POWER = 4, 15, 2.0
 #: the ensemble's weight in the local blend: "least_squares" (:func:`_blend_weight`, session 9) or
 #: "inverse_mse" (``m_E^-p / (m_E^-p + m_F^-p)``, sessions 4-8; kept for benchmarks/gate_replay.py)
 LOCAL_BLEND = "least_squares"
+#: the local track record and the blend weight weigh each target date by its date weight (the time
+#: function's ``date_weights``, :mod:`date_weights`; session 17): a date whose atmosphere is 3x the
+#: median's says a ninth as much about which forecast tracks the ground. ``DEFORMCAST_RECORD_WEIGHTS=0``:
+#: every date alike (sessions 4-16), for benchmarks.
+LOCAL_RECORD_WEIGHTED = os.environ.get("DEFORMCAST_RECORD_WEIGHTS", "1") != "0"
 #: rows of halo the local blend needs around a block to give the whole raster's result: the blend's sums are
 #: pooled over the neighbourhood, and each neighbour's sum uses the local forecast's weights, themselves pooled
 #: over its own neighbourhood: two boxes (until session 11 one box: blocks of 3 rows moved the blend by up to
@@ -395,10 +401,33 @@ def local_origins(e: int, lead: int) -> List[int]:
     return [o for o in (e - L - S + j * S for j in range(LOCAL_ORIGINS)) if 10 <= o < e]
 
 
-def _record(flat: np.ndarray, d, lead: int, origins, forecasts) -> Optional[np.ndarray]:
+def _target_weights(time_function, d) -> Optional[np.ndarray]:
+    """Each epoch's weight as a target of the track record, (T,), or None (every epoch alike)."""
+    if not LOCAL_RECORD_WEIGHTED or len(d) == 0:
+        return None
+    t = (np.asarray(d, dtype="datetime64[D]") - np.asarray(d, dtype="datetime64[D]")[0]).astype(np.float64) / 365.25
+    return epoch_weights(time_function, d[0], t)
+
+
+def _wmean(x: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
+    """The mean of ``x`` (k, m, n) over its epochs (axis 1), NaN ignored, each epoch weighted by ``w``
+    (m,) or alike (None): (k, n), NaN where an entry has no value."""
+    if w is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # a pixel without later values: NaN
+            return np.nanmean(x, axis=1)
+    ok = np.isfinite(x)
+    ww = w[None, :, None] * ok
+    den = ww.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (np.where(ok, x, 0.0) * ww).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _record(flat: np.ndarray, d, lead: int, origins, forecasts, weights=None) -> Optional[np.ndarray]:
     """Mean squared error of ``forecasts(o)`` ((k, >= m, n) or None) from each origin over the
     ``m = min(lead, e - o)`` epochs after it that ``flat`` (history up to ``e``) holds, averaged over
-    the origins: (k, n), or None when no origin could be scored."""
+    the origins: (k, n), or None when no origin could be scored. ``weights`` (T,): each epoch's weight
+    as a target (:func:`_target_weights`), None: alike."""
     err, n = None, 0
     e = flat.shape[0] - 1
     for o in origins:
@@ -406,9 +435,8 @@ def _record(flat: np.ndarray, d, lead: int, origins, forecasts) -> Optional[np.n
         m = min(int(lead), e - int(o))
         if f is None or m < 1:
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)   # a pixel without later values: NaN
-            e_o = np.nanmean((f[:, :m] - flat[None, o + 1:o + m + 1]) ** 2, axis=1)
+        e_o = _wmean((f[:, :m] - flat[None, o + 1:o + m + 1]) ** 2,
+                     None if weights is None else weights[o + 1:o + m + 1])
         err = e_o if err is None else err + e_o
         n += 1
     return None if n == 0 else err / n
@@ -464,7 +492,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
             f = fam_of(o)
             return None if f is None else np.concatenate([f, extra(o)])
     C, Hh, _ = family.shape
-    err = _record(flat, d, L, origins, past_family)
+    tw = _target_weights(time_function, d)
+    err = _record(flat, d, L, origins, past_family, tw)
     if err is None:
         out = np.full((Hh, R, Wd), np.nan)
         return out if ensemble is None else (ensemble[0].reshape(Hh, R, Wd), np.ones(R * Wd))
@@ -489,10 +518,10 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         return None if f is None else np.asarray(f, dtype=np.float64).reshape(1, -1, R * Wd)
 
     if LOCAL_BLEND == "inverse_mse":
-        wE = _inverse_mse_weight(_record(flat, d, L, origins, ens), pooled_has, (R, Wd), guide)
+        wE = _inverse_mse_weight(_record(flat, d, L, origins, ens, tw), pooled_has, (R, Wd), guide)
     else:
         wE = _blend_weight(flat, d, L, origins, ens, lambda o: _combined(np.nan_to_num(w), past_family(o)), (R, Wd),
-                           guide)
+                           guide, tw)
     wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)
     blend = wE[None] * now + (1.0 - wE[None]) * np.where(np.isfinite(out), out, now)
     return blend.reshape(Hh, R, Wd), wE
@@ -522,7 +551,8 @@ def _inverse_mse_weight(e_err: Optional[np.ndarray], pooled: np.ndarray, shape, 
         return m_e ** -LOCAL_POWER / (m_e ** -LOCAL_POWER + m_f ** -LOCAL_POWER)
 
 
-def _blend_weight(flat: np.ndarray, d, lead: int, origins, ens, local, shape, guide=None) -> np.ndarray:
+def _blend_weight(flat: np.ndarray, d, lead: int, origins, ens, local, shape, guide=None,
+                  weights=None) -> np.ndarray:
     """The ensemble's weight in the local blend per pixel, (rows*cols,): the least-squares weight of
     the combination ``w E + (1 - w) F`` over the track record, ``w = sum (F - y)(F - E) / sum (F - E)^2``
     clipped to [0, 1], the sums over the origins, their epochs up to the origin of the forecast and
@@ -542,10 +572,9 @@ def _blend_weight(flat: np.ndarray, d, lead: int, origins, ens, local, shape, gu
             continue
         y = flat[None, o + 1:o + m + 1]
         a, b = F[:, :m] - y, F[:, :m] - E[:, :m]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)   # a pixel without later values: NaN
-            num += np.nan_to_num(np.nanmean(a * b, axis=1)[0])
-            den += np.nan_to_num(np.nanmean(b * b, axis=1)[0])
+        wo = None if weights is None else weights[o + 1:o + m + 1]
+        num += np.nan_to_num(_wmean(a * b, wo)[0])
+        den += np.nan_to_num(_wmean(b * b, wo)[0])
         n += 1
     if n == 0:
         return np.ones(R * Wd)

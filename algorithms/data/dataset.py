@@ -203,6 +203,7 @@ class Prepared:
     holdout_mask: Optional[np.ndarray] = None
     dates: Optional[np.ndarray] = None
     grid: Optional[Grid] = None
+    date_weights: Optional[dict] = None   # {date: weight} of date_weights.estimate, for the training loss
 
     @property
     def n_features(self) -> int:
@@ -525,8 +526,7 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
         Y = to_net(g["truth"], g["anchor"], norm)
         out[s] = Samples(X, Y.astype(np.float32), g["anchor"], g["truth"], g["pixel"], g["end"],
                          g["holdout"])
-    return Prepared(out["train"], out["val"], out["test"], norm, config, list(names), hmask,
-                    dates, grid)
+    return Prepared(out["train"], out["val"], out["test"], norm, config, list(names), hmask, dates, grid, dw)
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,6 +47,9 @@ from .baselines import design_matrix, years_between
 
 #: weighted classical fits for newly trained models (``DEFORMCAST_DATE_WEIGHTS=0``: off, for benchmarks)
 ENABLED = os.environ.get("DEFORMCAST_DATE_WEIGHTS", "1") != "0"
+#: the networks' training and validation loss weigh each target epoch by its date's weight (session 17;
+#: ``DEFORMCAST_LOSS_WEIGHTS=0``: every epoch alike, for benchmarks)
+LOSS_WEIGHTS = os.environ.get("DEFORMCAST_LOSS_WEIGHTS", "1") != "0"
 #: no date's noise is taken as below this fraction of the median date's (caps a weight at 1 / FLOOR^2)
 FLOOR = 0.3
 #: fewer epochs than this: no estimate (every date weighs 1)
@@ -172,6 +175,22 @@ def for_stack(info, split: int, end: Optional[int] = None) -> Optional[Dict]:
         while len(_MEMO) > 4:
             _MEMO.popitem(last=False)
     return _MEMO[key]
+
+
+def sample_weights(prep, split: str) -> Optional[np.ndarray]:
+    """The weight of each target of the windows of ``split`` ("train", "val", "test") of a
+    ``dataset.Prepared``: float32 ``(N, horizon)``, each target epoch's date weight, or None (no date
+    weights, or :data:`LOSS_WEIGHTS` off). A target on a date whose noise is 3x the median's weighs a ninth
+    in the loss, as the same date does in the classical fits: the networks learn the ground's motion, not
+    that date's atmosphere."""
+    weights = getattr(prep, "date_weights", None)
+    if not LOSS_WEIGHTS or not weights or prep.dates is None:
+        return None
+    s = getattr(prep, split)
+    d = np.asarray(prep.dates, dtype="datetime64[D]")
+    w = np.array([weights.get(np.datetime64(t, "D"), 1.0) for t in d.tolist()], dtype=np.float32)
+    idx = np.asarray(s.end, dtype=np.int64)[:, None] + 1 + np.arange(s.Y.shape[1])[None]
+    return w[np.clip(idx, 0, w.size - 1)]
 
 
 def time_function(steps, weights: Optional[Dict]):

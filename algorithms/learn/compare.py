@@ -40,6 +40,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from ..errors import DeformCastError
+from ..data.date_weights import sample_weights
 from ..progress import Progress
 from .. import stats
 
@@ -103,7 +104,8 @@ def _manual_run(cache, arch: str, strategy: str, window: Optional[int], fixed: M
     w, enc, hp = split_config(arch, cfg)
     prep = cache.get(w, enc)
     res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, arch, hp, device=device, seed=seed,
-                      max_epochs=max_epochs, patience=patience, progress=no_log(progress), threads=threads)
+                      max_epochs=max_epochs, patience=patience, progress=no_log(progress), threads=threads,
+                      train_W=sample_weights(prep, "train"), val_W=sample_weights(prep, "val"))
     val = split_scores(res.model, prep.val, prep.norm)
     test = split_scores(res.model, prep.test, prep.norm)
     return {"val_rmse_mm": val["rmse"], "test_rmse_mm": test["rmse"], "test_mae_mm": test["mae"],

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..errors import DeformCastError
+from ..data.date_weights import sample_weights
 from ..progress import Progress
 from .runtime import (PREDICT_BATCH, default_threads, predict_array, resolve_device,  # noqa: F401 - re-exported
     torch_session as _torch_session, torch_threads)
@@ -138,7 +139,7 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
 
     res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, spec.name, hp, device=dev, seed=seed,
                       max_epochs=max_epochs, patience=patience, progress=progress.sub(0.1, 0.8),
-                      threads=threads)
+                      threads=threads, train_W=sample_weights(prep, "train"), val_W=sample_weights(prep, "val"))
     model = res.model
     norm = weighted_norm(model, prep.val, norm, cfg)
     if "correction_weight" in norm:

@@ -120,25 +120,39 @@ def _lr_factor(step: int, steps_per_epoch: int, total_steps: int) -> float:
     return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac))
 
 
-def _evaluate(model, X, Y, batch_size: int) -> float:
+def _evaluate(model, X, Y, batch_size: int, W=None) -> float:
+    """Mean squared error over the windows, each target weighted by ``W`` (same shape as ``Y``) or alike."""
     import torch
 
     model.eval()
-    total, n = 0.0, 0
+    total, n = 0.0, 0.0
     with torch.inference_mode():
         for i in range(0, X.shape[0], batch_size):
-            p = model(X[i:i + batch_size])
-            total += float(((p - Y[i:i + batch_size]) ** 2).sum())
-            n += p.numel()
-    return total / max(1, n)
+            se = (model(X[i:i + batch_size]) - Y[i:i + batch_size]) ** 2
+            if W is None:
+                total += float(se.sum())
+                n += se.numel()
+            else:
+                w = W[i:i + batch_size]
+                total += float((se * w).sum())
+                n += float(w.sum())
+    return total / max(1e-12, n)
+
+
+def _loss(loss_fn, pred, y, w=None):
+    """The batch loss: the mean of ``loss_fn`` (reduction "none") over the targets, weighted by ``w``."""
+    el = loss_fn(pred, y)
+    return el.mean() if w is None else (el * w).sum() / w.sum().clamp_min(1e-12)
 
 
 def train_model(train_X, train_Y, val_X, val_Y, architecture: str, hparams: Optional[Dict[str, Any]] = None,
                 device: str = "auto", seed: int = 0, max_epochs: int = DEFAULT_MAX_EPOCHS,
                 patience: int = DEFAULT_PATIENCE, progress: Optional[Progress] = None,
                 epoch_callback: Optional[Callable[[int, float], None]] = None,
-                threads: Optional[int] = None) -> TrainResult:
-    """Train one model with early stopping on the validation windows. See the module doc."""
+                threads: Optional[int] = None, train_W=None, val_W=None) -> TrainResult:
+    """Train one model with early stopping on the validation windows. See the module doc.
+    ``train_W``, ``val_W``: the weight of each target (shaped as the targets; ``date_weights.sample_weights``)
+    in the training loss and the validation loss, or None (alike)."""
     import torch
 
     from ..models import build_model, count_parameters, get_spec, resolve_hparams
@@ -154,6 +168,10 @@ def train_model(train_X, train_Y, val_X, val_Y, architecture: str, hparams: Opti
     Ytr = _as_tensor(train_Y, "Training targets", 2)
     Xva = _as_tensor(val_X, "Validation inputs", 3)
     Yva = _as_tensor(val_Y, "Validation targets", 2)
+    Wtr = None if train_W is None else _as_tensor(train_W, "Training weights", 2)
+    Wva = None if val_W is None else _as_tensor(val_W, "Validation weights", 2)
+    if (Wtr is not None and Wtr.shape != Ytr.shape) or (Wva is not None and Wva.shape != Yva.shape):
+        raise DeformCastError("Target weights must have the shape of the targets.")
     if Xtr.shape[0] != Ytr.shape[0] or Xva.shape[0] != Yva.shape[0]:
         raise DeformCastError("Inputs and targets hold different numbers of samples.")
     if Xtr.shape[1:] != Xva.shape[1:] or Ytr.shape[1] != Yva.shape[1]:
@@ -170,9 +188,11 @@ def train_model(train_X, train_Y, val_X, val_Y, architecture: str, hparams: Opti
         gen = torch.Generator().manual_seed(int(seed))
         model = build_model(spec.name, n_feat, window, horizon, hp).to(dev)
         Xtr, Ytr, Xva, Yva = (t.to(dev) for t in (Xtr, Ytr, Xva, Yva))
+        Wtr, Wva = (None if t is None else t.to(dev) for t in (Wtr, Wva))
         opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps_per_epoch, total_steps))
-        loss_fn = torch.nn.MSELoss() if hp["loss"] == "mse" else torch.nn.HuberLoss(delta=1.0)
+        loss_fn = (torch.nn.MSELoss(reduction="none") if hp["loss"] == "mse"
+                   else torch.nn.HuberLoss(reduction="none", delta=1.0))
         res = TrainResult(model=None, architecture=spec.name, hparams=hp, device=dev, seed=int(seed),
                           n_features=n_feat, window=window, horizon=horizon, n_train=n, n_val=int(Xva.shape[0]),
                           n_parameters=count_parameters(model), threads=torch.get_num_threads())
@@ -188,7 +208,7 @@ def train_model(train_X, train_Y, val_X, val_Y, architecture: str, hparams: Opti
                 idx = perm[b * bs:(b + 1) * bs]
                 xb, yb = Xtr[idx], Ytr[idx]
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(xb), yb)
+                loss = _loss(loss_fn, model(xb), yb, None if Wtr is None else Wtr[idx])
                 if not bool(torch.isfinite(loss)):
                     raise DeformCastError(
                         f"Training of {spec.name} diverged (loss became {float(loss)}) in epoch {epoch + 1}. "
@@ -201,7 +221,7 @@ def train_model(train_X, train_Y, val_X, val_Y, architecture: str, hparams: Opti
                 seen += idx.numel()
                 progress.set((epoch + (b + 1) / steps_per_epoch) / max_epochs)
             progress.check()
-            val = _evaluate(model, Xva, Yva, max(bs, PREDICT_BATCH))
+            val = _evaluate(model, Xva, Yva, max(bs, PREDICT_BATCH), Wva)
             res.history.append({"epoch": epoch, "train_loss": run_loss / max(1, seen), "val_loss": val,
                                 "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - te})
             res.epochs_run = epoch + 1

@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from ...errors import DeformCastError
+from ...data.date_weights import sample_weights
 from ...progress import Progress
 from .space import encoding_key, split_config, suggest
 from .topk import RETRAINED_DIR, has_model, trial_dir
@@ -148,7 +149,8 @@ def make_objective(data: "DataCache", space, architecture: str, grid, folder: st
 
         res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, architecture, hp, device=device,
                           seed=int(seed) + trial.number, max_epochs=int(max_epochs), patience=int(patience),
-                          progress=no_log(sub.sub(0.0, 0.97)), epoch_callback=on_epoch, threads=threads)
+                          progress=no_log(sub.sub(0.0, 0.97)), epoch_callback=on_epoch, threads=threads,
+                          train_W=sample_weights(prep, "train"), val_W=sample_weights(prep, "val"))
         val_rmse = rmse_mm(res.model, prep.val, prep.norm)
         trial.set_user_attr("epochs_run", int(res.epochs_run))
         trial.set_user_attr("best_epoch", int(res.best_epoch))
@@ -187,10 +189,12 @@ def retrain(t, data: DataCache, architecture: str, output_folder: str, grid, dev
     epochs = int(meta["validation"]["best_epoch"]) + 1
     X = np.concatenate([prep.train.X, prep.val.X])
     Y = np.concatenate([prep.train.Y, prep.val.Y])
+    Wtr, Wva = sample_weights(prep, "train"), sample_weights(prep, "val")
     # validation windows are now training data: the validation loss is only monitored (patience
     # larger than the run, so it never stops early) and the run lasts the trial's best epoch count
     res = train_model(X, Y, prep.val.X, prep.val.Y, architecture, hp, device=device, seed=int(seed) + t.number,
-                      max_epochs=epochs, patience=epochs + 1, progress=no_log(progress), threads=threads)
+                      max_epochs=epochs, patience=epochs + 1, progress=no_log(progress), threads=threads,
+                      train_W=None if Wtr is None else np.concatenate([Wtr, Wva]), val_W=Wva)
     # the validation windows are training data now: keep the correction weight the trial fitted
     # on them while they were held out
     norm = dict(prep.norm)
