@@ -4,6 +4,7 @@ past the split, and the members of a model folder given the stack's weights only
 import types
 
 import numpy as np
+import pytest
 
 from deformcast.algorithms.data import anchors as A
 from deformcast.algorithms.data import date_weights as DW
@@ -168,3 +169,59 @@ def test_members_get_the_stacks_weights_only_when_trained_with_them(tmp_path):
     # a forecast from an earlier origin reads nothing after it
     DW.bind([on2 := types.SimpleNamespace(meta={"data_config": dict(on.meta["data_config"], steps=[])})], info, 109)
     assert len(on2.meta["data_config"]["steps"].date_weights) == 110
+
+
+def test_each_training_target_weighs_as_its_date(monkeypatch):
+    """The networks' loss weighs each target by the weight of its date (sample_weights), the dates of the test
+    period never among them; switched off, every target alike."""
+    from deformcast.algorithms.data.dataset import prepare
+
+    st, _, sd = _scene()
+    prep = prepare(st, DATES, None, window=12, horizon=6, encodings=("none",), validation="time")
+    assert prep.date_weights
+    w = {np.datetime64(k, "D"): v for k, v in prep.date_weights.items()}
+    for split in ("train", "val"):
+        s = getattr(prep, split)
+        sw = DW.sample_weights(prep, split)
+        assert sw.shape == s.Y.shape and sw.dtype == np.float32
+        for i in np.linspace(0, len(s) - 1, 25).astype(int):
+            for k in range(6):
+                assert sw[i, k] == pytest.approx(w[DATES[s.end[i] + 1 + k]], rel=1e-6)
+        # the noisy dates weigh little in the loss
+        bad = sd[s.end[:, None] + 1 + np.arange(6)[None]] >= 4
+        assert sw[bad].mean() < 0.2 < sw[~bad].mean()
+    test_start = np.datetime64(prep.config["split_dates"]["test"][0], "D")
+    assert max(DATES[e + 6] for e in prep.val.end) < test_start
+    monkeypatch.setattr(DW, "LOSS_WEIGHTS", False)
+    assert DW.sample_weights(prep, "train") is None
+
+
+def test_the_track_record_weighs_each_target_date():
+    """The local track record's errors weigh each target date by its date weight (track_record.record): a date
+    of weight ~0 says nothing about which forecast tracks the ground, whatever it holds."""
+    from deformcast.algorithms.data import track_record as TR
+
+    rng = np.random.default_rng(4)
+    T_, n = 40, 50
+    flat = rng.normal(0, 1, (T_, n))
+    w = np.ones(T_)
+    w[[31, 34]] = 1e-9
+    f = rng.normal(0, 1, (2, 10, n))
+    origins = [25, 28, 30]
+
+    def forecasts(o):
+        return f
+
+    rec = TR.record(flat, 10, origins, forecasts, w)
+    spoiled = flat.copy()
+    spoiled[[31, 34]] += 50.0
+    np.testing.assert_allclose(TR.record(spoiled, 10, origins, forecasts, w), rec, atol=1e-6)
+    # without weights the same dates move it, and with even weights it is the plain mean
+    assert np.abs(TR.record(spoiled, 10, origins, forecasts) - rec).min() > 100
+    np.testing.assert_allclose(TR.record(flat, 10, origins, forecasts, np.ones(T_)),
+                               TR.record(flat, 10, origins, forecasts))
+    # the weights come from the time function's date weights, one per epoch
+    tf = TimeFunction(date_weights={DATES[3]: 0.25})
+    tw = TR.target_weights(tf, DATES[:10])
+    assert tw.shape == (10,) and tw[3] == 0.25 and (np.delete(tw, 3) == 1).all()
+    assert TR.target_weights(None, DATES[:10]) is None

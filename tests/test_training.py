@@ -429,3 +429,36 @@ def test_correction_weight_per_step_and_not_for_increment():
     assert w == pytest.approx([1.0, 0.3, 0.0], abs=1e-5)
     assert correction_weight(_Echo(3), s, norm, {"target": "increment"}) is None
     assert weighted_norm(_Echo(3), s, norm, {"target": "increment"}) == norm
+
+
+def test_targets_of_zero_weight_do_not_train_and_weights_are_checked(data):
+    """A target whose weight is 0 neither moves training nor the validation loss; weights shaped unlike the
+    targets are refused (date weights in the loss, date_weights.sample_weights)."""
+    import torch
+
+    from deformcast.algorithms.learn.training import _evaluate, train_model
+
+    X, Y, Xv, Yv = data
+    W, Wv = np.ones_like(Y), np.ones_like(Yv)
+    W[::3, 1] = 0.0
+    Wv[::2, 2] = 0.0
+    Yg, Yvg = Y.copy(), Yv.copy()
+    Yg[W == 0] = 1e3       # garbage where the weight is 0
+    Yvg[Wv == 0] = -1e3
+    runs = [train_model(X, y, Xv, yv, "gru", _small("gru"), seed=5, max_epochs=2, threads=1, train_W=W, val_W=Wv)
+            for y, yv in ((Y, Yv), (Yg, Yvg))]
+    a, b = (r.model.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["val_loss"] for h in runs[0].history] == [h["val_loss"] for h in runs[1].history]
+    # without the weights the garbage dominates: the weights were really used
+    plain = train_model(X, Yg, Xv, Yvg, "gru", _small("gru"), seed=5, max_epochs=2, threads=1)
+    assert plain.history[-1]["val_loss"] > 100 * runs[0].history[-1]["val_loss"]
+    # the weighted validation loss is the weighted mean of the squared errors
+    m = runs[0].model
+    with torch.inference_mode():
+        p = m(torch.from_numpy(Xv)).numpy()
+    expect = float(np.sum(Wv * (p - Yv) ** 2) / np.sum(Wv))
+    got = _evaluate(m, torch.from_numpy(Xv), torch.from_numpy(Yv), 17, torch.from_numpy(Wv))
+    assert got == pytest.approx(expect, rel=1e-5)
+    with pytest.raises(DeformCastError, match="shape of the targets"):
+        train_model(X, Y, Xv, Yv, "gru", _small("gru"), max_epochs=1, threads=1, train_W=W[:, :2])

@@ -51,13 +51,13 @@ velocity of the last year minus the all-history velocity, in mm/yr.
 """
 from __future__ import annotations
 
-import os
 import warnings
 from typing import List, Optional
 
 import numpy as np
 
 from .pooling import guided_box_mean, velocity_guide
+from .track_record import blend_weight, combined, inverse_mse_weight, record, target_weights
 from .baselines import (_system, design_matrix, epoch_weights, fit_operator, fit_predict, fit_stats,
                         terms_for_span, years_between)
 from ..errors import DeformCastError
@@ -343,11 +343,6 @@ LOCAL_ORIGINS, LOCAL_BOX, LOCAL_POWER = 4, 15, 2.0
 #: the ensemble's weight in the local blend: "least_squares" (:func:`_blend_weight`, session 9) or
 #: "inverse_mse" (``m_E^-p / (m_E^-p + m_F^-p)``, sessions 4-8; kept for benchmarks/gate_replay.py)
 LOCAL_BLEND = "least_squares"
-#: the local track record and the blend weight weigh each target date by its date weight (the time
-#: function's ``date_weights``, :mod:`date_weights`; session 17): a date whose atmosphere is 3x the
-#: median's says a ninth as much about which forecast tracks the ground. ``DEFORMCAST_RECORD_WEIGHTS=0``:
-#: every date alike (sessions 4-16), for benchmarks.
-LOCAL_RECORD_WEIGHTED = os.environ.get("DEFORMCAST_RECORD_WEIGHTS", "1") != "0"
 #: rows of halo the local blend needs around a block to give the whole raster's result: the blend's sums are
 #: pooled over the neighbourhood, and each neighbour's sum uses the local forecast's weights, themselves pooled
 #: over its own neighbourhood: two boxes (until session 11 one box: blocks of 3 rows moved the blend by up to
@@ -401,47 +396,6 @@ def local_origins(e: int, lead: int) -> List[int]:
     return [o for o in (e - L - S + j * S for j in range(LOCAL_ORIGINS)) if 10 <= o < e]
 
 
-def _target_weights(time_function, d) -> Optional[np.ndarray]:
-    """Each epoch's weight as a target of the track record, (T,), or None (every epoch alike)."""
-    if not LOCAL_RECORD_WEIGHTED or len(d) == 0:
-        return None
-    t = (np.asarray(d, dtype="datetime64[D]") - np.asarray(d, dtype="datetime64[D]")[0]).astype(np.float64) / 365.25
-    return epoch_weights(time_function, d[0], t)
-
-
-def _wmean(x: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
-    """The mean of ``x`` (k, m, n) over its epochs (axis 1), NaN ignored, each epoch weighted by ``w``
-    (m,) or alike (None): (k, n), NaN where an entry has no value."""
-    if w is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)   # a pixel without later values: NaN
-            return np.nanmean(x, axis=1)
-    ok = np.isfinite(x)
-    ww = w[None, :, None] * ok
-    den = ww.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (np.where(ok, x, 0.0) * ww).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
-
-
-def _record(flat: np.ndarray, d, lead: int, origins, forecasts, weights=None) -> Optional[np.ndarray]:
-    """Mean squared error of ``forecasts(o)`` ((k, >= m, n) or None) from each origin over the
-    ``m = min(lead, e - o)`` epochs after it that ``flat`` (history up to ``e``) holds, averaged over
-    the origins: (k, n), or None when no origin could be scored. ``weights`` (T,): each epoch's weight
-    as a target (:func:`_target_weights`), None: alike."""
-    err, n = None, 0
-    e = flat.shape[0] - 1
-    for o in origins:
-        f = forecasts(o)
-        m = min(int(lead), e - int(o))
-        if f is None or m < 1:
-            continue
-        e_o = _wmean((f[:, :m] - flat[None, o + 1:o + m + 1]) ** 2,
-                     None if weights is None else weights[o + 1:o + m + 1])
-        err = e_o if err is None else err + e_o
-        n += 1
-    return None if n == 0 else err / n
-
-
 def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_function=None,
                    family: Optional[np.ndarray] = None, ensemble=None, past_family=None, origins=None):
     """The ``local`` classical forecast of a block of pixels, float64 ``(h, rows, cols)``.
@@ -463,7 +417,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     each earlier origin ``o`` over ``lead`` epochs ((lead, rows*cols), or None where it has none).
     Then the result is ``(blend, w)``: the ensemble blended with the local classical forecast per
     pixel, ``w E + (1 - w) F`` with ``w`` the least-squares weight of that combination over the same
-    track record and neighbourhood (:func:`_blend_weight`; session 9, before it the inverse squared
+    track record and neighbourhood (:func:`track_record.blend_weight`; session 9, before it the inverse squared
     MSE of each); ``w`` (rows*cols,) is 1 where the ensemble has no record. ``past_family(o)``: the
     family from an earlier origin over the next ``lead`` epochs, (C, lead, rows*cols), when the caller
     keeps them (:class:`FamilyCache`).
@@ -492,8 +446,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
             f = fam_of(o)
             return None if f is None else np.concatenate([f, extra(o)])
     C, Hh, _ = family.shape
-    tw = _target_weights(time_function, d)
-    err = _record(flat, d, L, origins, past_family, tw)
+    tw = target_weights(time_function, d)
+    err = record(flat, L, origins, past_family, tw)
     if err is None:
         out = np.full((Hh, R, Wd), np.nan)
         return out if ensemble is None else (ensemble[0].reshape(Hh, R, Wd), np.ones(R * Wd))
@@ -518,70 +472,13 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         return None if f is None else np.asarray(f, dtype=np.float64).reshape(1, -1, R * Wd)
 
     if LOCAL_BLEND == "inverse_mse":
-        wE = _inverse_mse_weight(_record(flat, d, L, origins, ens, tw), pooled_has, (R, Wd), guide)
+        wE = inverse_mse_weight(record(flat, L, origins, ens, tw), pooled_has, (R, Wd), LOCAL_BOX, LOCAL_POWER, guide)
     else:
-        wE = _blend_weight(flat, d, L, origins, ens, lambda o: _combined(np.nan_to_num(w), past_family(o)), (R, Wd),
-                           guide, tw)
+        wE = blend_weight(flat, L, origins, ens, lambda o: combined(np.nan_to_num(w), past_family(o)), (R, Wd),
+                          LOCAL_BOX, guide, tw)
     wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)
     blend = wE[None] * now + (1.0 - wE[None]) * np.where(np.isfinite(out), out, now)
     return blend.reshape(Hh, R, Wd), wE
-
-
-def _combined(w: np.ndarray, fam: Optional[np.ndarray]) -> Optional[np.ndarray]:
-    """The family (C, m, n) combined with the weights ``w`` (C, n): (1, m, n); NaN members weigh 0."""
-    if fam is None:
-        return None
-    ok = np.isfinite(fam)
-    num = np.einsum("cn,chn->hn", w, np.where(ok, fam, 0.0))
-    den = np.einsum("cn,chn->hn", w, ok.astype(np.float64))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (num / np.where(den > 0, den, np.nan))[None]
-
-
-def _inverse_mse_weight(e_err: Optional[np.ndarray], pooled: np.ndarray, shape, guide=None) -> np.ndarray:
-    """``m_E^-p / (m_E^-p + m_F^-p)``: the ensemble's pooled recent MSE against the best family member's."""
-    R, Wd = shape
-    if e_err is None:
-        return np.ones(R * Wd)
-    m_e = np.maximum(guided_box_mean(e_err.reshape(1, R, Wd), LOCAL_BOX, guide).reshape(-1), 1e-6)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # pixels without any record: NaN
-        m_f = np.maximum(np.nanmin(pooled, axis=0), 1e-6)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return m_e ** -LOCAL_POWER / (m_e ** -LOCAL_POWER + m_f ** -LOCAL_POWER)
-
-
-def _blend_weight(flat: np.ndarray, d, lead: int, origins, ens, local, shape, guide=None,
-                  weights=None) -> np.ndarray:
-    """The ensemble's weight in the local blend per pixel, (rows*cols,): the least-squares weight of
-    the combination ``w E + (1 - w) F`` over the track record, ``w = sum (F - y)(F - E) / sum (F - E)^2``
-    clipped to [0, 1], the sums over the origins, their epochs up to the origin of the forecast and
-    a ``LOCAL_BOX`` neighbourhood (``E`` the ensemble's forecasts ``ens(o)``, ``F`` the local classical
-    forecast's ``local(o)``, ``y`` what was observed). It is the optimal combination of two forecasts
-    whose errors are correlated (Bates and Granger 1969, with the covariance): where the ensemble was
-    far off and the classical forecast right it is about 0 even when both records look alike in size,
-    which the weight by inverse squared errors (session 4-8) did not give (a stopped mining bowl kept
-    8 % of an ensemble 10 mm off). 1 where the ensemble has no record."""
-    R, Wd = shape
-    num, den, n = np.zeros(R * Wd), np.zeros(R * Wd), 0
-    e = flat.shape[0] - 1
-    for o in origins:
-        E, F = ens(o), local(o)
-        m = min(int(lead), e - int(o))
-        if E is None or F is None or m < 1:
-            continue
-        y = flat[None, o + 1:o + m + 1]
-        a, b = F[:, :m] - y, F[:, :m] - E[:, :m]
-        wo = None if weights is None else weights[o + 1:o + m + 1]
-        num += np.nan_to_num(_wmean(a * b, wo)[0])
-        den += np.nan_to_num(_wmean(b * b, wo)[0])
-        n += 1
-    if n == 0:
-        return np.ones(R * Wd)
-    num, den = guided_box_mean(np.stack([num, den]).reshape(2, R, Wd), LOCAL_BOX, guide).reshape(2, -1)   # one pass
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.clip(num / den, 0.0, 1.0)
-    return np.where(np.isfinite(w), w, 1.0)
 
 
 class FamilyCache:

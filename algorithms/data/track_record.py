@@ -1,0 +1,127 @@
+"""The track record of forecasts from earlier origins, the local classical forecast and blend of :mod:`anchors`
+are built on.
+
+``record``: each forecast's mean squared error against what was observed after earlier origins; ``blend_weight``:
+the least-squares weight of the combination of two forecasts over such a record; ``inverse_mse_weight``: the
+weight by inverse squared errors (sessions 4-8, kept for benchmarks/gate_replay.py).
+
+Since session 17 each target epoch weighs by its date's weight (the time function's ``date_weights``,
+:mod:`date_weights`, the inverse of the date's noise variance measured on the stack): a date whose atmosphere is
+three times the median's says a ninth as much about which forecast tracks the ground. Replayed from six origins on
+the eight scenes of sessions 14-16 (benchmarks/origin_replay.py, the session-16 members) the delivered forecast
+moved by -1.5 % to +0.6 % against the truth (better on the four scenes of the second generator) and by -1.2 % to
+0 % against the later acquisitions (docs/skill.md, "Session 17").
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Optional
+
+import numpy as np
+
+from .baselines import epoch_weights
+from .pooling import guided_box_mean
+
+#: weigh each target date of a track record by its date weight; ``DEFORMCAST_RECORD_WEIGHTS=0``: every date
+#: alike (sessions 4-16), for benchmarks
+RECORD_WEIGHTED = os.environ.get("DEFORMCAST_RECORD_WEIGHTS", "1") != "0"
+
+
+def target_weights(time_function, d) -> Optional[np.ndarray]:
+    """Each epoch's weight as a target of the track record, (T,), or None (every epoch alike)."""
+    if not RECORD_WEIGHTED or len(d) == 0:
+        return None
+    t = (np.asarray(d, dtype="datetime64[D]") - np.asarray(d, dtype="datetime64[D]")[0]).astype(np.float64) / 365.25
+    return epoch_weights(time_function, d[0], t)
+
+
+def wmean(x: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
+    """The mean of ``x`` (k, m, n) over its epochs (axis 1), NaN ignored, each epoch weighted by ``w``
+    (m,) or alike (None): (k, n), NaN where an entry has no value."""
+    if w is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # a pixel without later values: NaN
+            return np.nanmean(x, axis=1)
+    ok = np.isfinite(x)
+    ww = w[None, :, None] * ok
+    den = ww.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (np.where(ok, x, 0.0) * ww).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def record(flat: np.ndarray, lead: int, origins, forecasts, weights=None) -> Optional[np.ndarray]:
+    """Mean squared error of ``forecasts(o)`` ((k, >= m, n) or None) from each origin over the
+    ``m = min(lead, e - o)`` epochs after it that ``flat`` (history up to ``e``) holds, averaged over
+    the origins: (k, n), or None when no origin could be scored. ``weights`` (T,): each epoch's weight
+    as a target (:func:`target_weights`), None: alike."""
+    err, n = None, 0
+    e = flat.shape[0] - 1
+    for o in origins:
+        f = forecasts(o)
+        m = min(int(lead), e - int(o))
+        if f is None or m < 1:
+            continue
+        e_o = wmean((f[:, :m] - flat[None, o + 1:o + m + 1]) ** 2,
+                     None if weights is None else weights[o + 1:o + m + 1])
+        err = e_o if err is None else err + e_o
+        n += 1
+    return None if n == 0 else err / n
+
+
+def combined(w: np.ndarray, fam: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """The family (C, m, n) combined with the weights ``w`` (C, n): (1, m, n); NaN members weigh 0."""
+    if fam is None:
+        return None
+    ok = np.isfinite(fam)
+    num = np.einsum("cn,chn->hn", w, np.where(ok, fam, 0.0))
+    den = np.einsum("cn,chn->hn", w, ok.astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (num / np.where(den > 0, den, np.nan))[None]
+
+
+def inverse_mse_weight(e_err: Optional[np.ndarray], pooled: np.ndarray, shape, box: int, power: float,
+                       guide=None) -> np.ndarray:
+    """``m_E^-p / (m_E^-p + m_F^-p)``: the ensemble's pooled recent MSE against the best family member's."""
+    R, Wd = shape
+    if e_err is None:
+        return np.ones(R * Wd)
+    m_e = np.maximum(guided_box_mean(e_err.reshape(1, R, Wd), box, guide).reshape(-1), 1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # pixels without any record: NaN
+        m_f = np.maximum(np.nanmin(pooled, axis=0), 1e-6)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return m_e ** -power / (m_e ** -power + m_f ** -power)
+
+
+def blend_weight(flat: np.ndarray, lead: int, origins, ens, local, shape, box: int, guide=None,
+                 weights=None) -> np.ndarray:
+    """The ensemble's weight in the local blend per pixel, (rows*cols,): the least-squares weight of
+    the combination ``w E + (1 - w) F`` over the track record, ``w = sum (F - y)(F - E) / sum (F - E)^2``
+    clipped to [0, 1], the sums over the origins, their epochs up to the origin of the forecast and
+    a ``box`` x ``box`` neighbourhood (``E`` the ensemble's forecasts ``ens(o)``, ``F`` the local classical
+    forecast's ``local(o)``, ``y`` what was observed). It is the optimal combination of two forecasts
+    whose errors are correlated (Bates and Granger 1969, with the covariance): where the ensemble was
+    far off and the classical forecast right it is about 0 even when both records look alike in size,
+    which the weight by inverse squared errors (session 4-8) did not give (a stopped mining bowl kept
+    8 % of an ensemble 10 mm off). 1 where the ensemble has no record."""
+    R, Wd = shape
+    num, den, n = np.zeros(R * Wd), np.zeros(R * Wd), 0
+    e = flat.shape[0] - 1
+    for o in origins:
+        E, F = ens(o), local(o)
+        m = min(int(lead), e - int(o))
+        if E is None or F is None or m < 1:
+            continue
+        y = flat[None, o + 1:o + m + 1]
+        a, b = F[:, :m] - y, F[:, :m] - E[:, :m]
+        wo = None if weights is None else weights[o + 1:o + m + 1]
+        num += np.nan_to_num(wmean(a * b, wo)[0])
+        den += np.nan_to_num(wmean(b * b, wo)[0])
+        n += 1
+    if n == 0:
+        return np.ones(R * Wd)
+    num, den = guided_box_mean(np.stack([num, den]).reshape(2, R, Wd), box, guide).reshape(2, -1)   # one pass
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.clip(num / den, 0.0, 1.0)
+    return np.where(np.isfinite(w), w, 1.0)
