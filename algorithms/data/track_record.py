@@ -43,11 +43,14 @@ def wmean(x: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)   # a pixel without later values: NaN
             return np.nanmean(x, axis=1)
+    w = np.asarray(w, dtype=np.float64)
     ok = np.isfinite(x)
-    ww = w[None, :, None] * ok
-    den = ww.sum(axis=1)
+    if ok.all():                                   # no gap: one weighted sum over the epochs
+        return np.tensordot(x, w, axes=([1], [0])) / w.sum()
+    num = np.tensordot(np.where(ok, x, 0.0), w, axes=([1], [0]))
+    den = np.tensordot(ok.astype(np.float64), w, axes=([1], [0]))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (np.where(ok, x, 0.0) * ww).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
 def record(flat: np.ndarray, lead: int, origins, forecasts, weights=None) -> Optional[np.ndarray]:
