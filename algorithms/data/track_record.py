@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from .baselines import epoch_weights
+from .baselines import epoch_weights, years_between
 from .pooling import guided_box_mean
 
 #: weigh each target date of a track record by its date weight; ``DEFORMCAST_RECORD_WEIGHTS=0``: every date
@@ -32,8 +32,7 @@ def target_weights(time_function, d) -> Optional[np.ndarray]:
     """Each epoch's weight as a target of the track record, (T,), or None (every epoch alike)."""
     if not RECORD_WEIGHTED or len(d) == 0:
         return None
-    t = (np.asarray(d, dtype="datetime64[D]") - np.asarray(d, dtype="datetime64[D]")[0]).astype(np.float64) / 365.25
-    return epoch_weights(time_function, d[0], t)
+    return epoch_weights(time_function, d[0], years_between(d, d[0]))
 
 
 def wmean(x: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
