@@ -1,0 +1,58 @@
+"""The ensemble's weight in the local blend (algorithms.data.track_record.blend_weight): the least-squares weight
+of the combination of two forecasts over their track record, pooled over a neighbourhood and shrunk towards the
+block's (session 18)."""
+import numpy as np
+
+from deformcast.algorithms.data import track_record as TR
+
+
+def _record(rng, R, Wd, T_, L, origins, w_true, noise):
+    """A track record where ``w_true`` E + (1 - w_true) F is the best combination at every pixel: the truth is that
+    combination, the observations add white noise of sd ``noise``."""
+    n = R * Wd
+    F = {o: rng.normal(0, 2, (1, L, n)) for o in origins}
+    E = {o: rng.normal(0, 2, (1, L, n)) for o in origins}
+    flat = rng.normal(0, noise, (T_, n))
+    for o in origins:
+        flat[o + 1:o + L + 1] += w_true * E[o][0] + (1 - w_true) * F[o][0]
+    return flat, E.get, F.get
+
+
+def test_the_blend_weight_matches_hand_sums_and_the_prior_adds_the_blocks_mean_sums():
+    rng = np.random.default_rng(0)
+    R, Wd, T_, L = 3, 4, 30, 4
+    origins = [20, 25]
+    flat, ens, loc = _record(rng, R, Wd, T_, L, origins, 0.3, 1.0)
+    num, den = np.zeros(R * Wd), np.zeros(R * Wd)
+    for o in origins:                     # by hand: w = sum (F - y)(F - E) / sum (F - E)^2, means over each origin
+        y = flat[o + 1:o + L + 1]
+        a, b = loc(o)[0] - y, loc(o)[0] - ens(o)[0]
+        num += (a * b).mean(axis=0)
+        den += (b * b).mean(axis=0)
+    # box 1: the pixel's own sums; prior 0 gives them alone (sessions 9-17)
+    w0 = TR.blend_weight(flat, L, origins, ens, loc, (R, Wd), 1, prior=0.0)
+    np.testing.assert_allclose(w0, np.clip(num / den, 0, 1), atol=1e-12)
+    w1 = TR.blend_weight(flat, L, origins, ens, loc, (R, Wd), 1, prior=1.0)
+    np.testing.assert_allclose(w1, np.clip((num + num.mean()) / (den + den.mean()), 0, 1), atol=1e-12)
+    w3 = TR.blend_weight(flat, L, origins, ens, loc, (R, Wd), 1, prior=3.0)
+    np.testing.assert_allclose(w3, np.clip((num + 3 * num.mean()) / (den + 3 * den.mean()), 0, 1), atol=1e-12)
+    # the default is the module's prior
+    np.testing.assert_allclose(TR.blend_weight(flat, L, origins, ens, loc, (R, Wd), 1),
+                               TR.blend_weight(flat, L, origins, ens, loc, (R, Wd), 1, prior=TR.BLEND_PRIOR))
+
+
+def test_the_prior_steadies_a_noisy_neighbourhood_weight():
+    """Where every pixel's best weight is the same and each neighbourhood's record is a few noisy draws, the weight
+    shrunk towards the block's is closer to the best one than the neighbourhood's alone."""
+    rng = np.random.default_rng(1)
+    R, Wd, T_, L = 40, 40, 60, 6
+    origins = [40, 44, 48, 52]
+    flat, ens, loc = _record(rng, R, Wd, T_, L, origins, 0.2, 6.0)
+    w0 = TR.blend_weight(flat, L, origins, ens, loc, (R, Wd), 3, prior=0.0)
+    w1 = TR.blend_weight(flat, L, origins, ens, loc, (R, Wd), 3, prior=1.0)
+    err0, err1 = np.sqrt(np.mean((w0 - 0.2) ** 2)), np.sqrt(np.mean((w1 - 0.2) ** 2))
+    assert err1 < 0.8 * err0
+    assert w1.std() < w0.std()
+    # no record at all: the ensemble keeps its weight 1 whatever the prior
+    none = TR.blend_weight(flat, L, origins, lambda o: None, loc, (R, Wd), 3, prior=1.0)
+    assert (none == 1.0).all()
