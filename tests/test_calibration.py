@@ -137,6 +137,12 @@ def test_read_spans_are_contiguous_and_block_aligned():
             assert a0 <= r0 < r1 <= a1 and a1 - a0 >= min(height, bh)
             assert (r0 - a0 >= halo or a0 == 0) and (a1 - r1 >= halo or a1 == height)
         assert sum(r1 - r0 for _, _, r0, r1 in spans) * width >= min(8000, height * width) * 0.9
+    # a budget that needs every row: spread spans (6 of 16 rows, each read with 14 rows of halo on a 96-row
+    # raster) would pool their halos again and again, so the raster is forecast in consecutive spans
+    assert calibration.read_spans(96, 112, 1, 14, 10000, 64000) == [(0, 96, 0, 96)]
+    # a budget of a few rows of a tall raster keeps the spread spans
+    spread = calibration.read_spans(300, 112, 1, 14, 10000, 64000)
+    assert len(spread) == 6 and sum(a1 - a0 for a0, a1, _, _ in spread) < 300
 
 
 # ---------------------------------------------------------------------------------------------

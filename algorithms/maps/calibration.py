@@ -114,16 +114,18 @@ def read_spans(height: int, width: int, block_h: int, halo: int, max_pixels: int
     about ``chunk_pixels`` pixels (a multiple of ``block_h`` rows) read with their halo, extended to
     block boundaries. Otherwise spans of SPAN_ROWS rows are spread evenly over the raster and read
     with their halo, extended to whole blocks (the caller forecasts only the span and its halo: the
-    read follows the file's layout, the cost follows the pixel budget).
+    read follows the file's layout, the cost follows the pixel budget), unless those spans would score every
+    row anyway (session 18).
     """
     bh = max(1, min(int(block_h), int(height)))
     down = lambda r: (r // bh) * bh                                     # noqa: E731
     up = lambda r: min(height, -(-r // bh) * bh)                        # noqa: E731
     rows_needed = max(1, math.ceil(max_pixels / max(1, width)))
+    step = max(bh, (max(1, chunk_pixels // max(1, width)) // bh) * bh)
+    whole = [(down(max(0, r0 - halo)), up(min(height, r0 + step + halo)), r0, min(height, r0 + step))
+             for r0 in range(0, height, step)]
     if rows_needed >= height:
-        step = max(bh, (max(1, chunk_pixels // max(1, width)) // bh) * bh)
-        return [(down(max(0, r0 - halo)), up(min(height, r0 + step + halo)), r0, min(height, r0 + step))
-                for r0 in range(0, height, step)]
+        return whole
     inner = SPAN_ROWS                                                   # scored rows per span
     n = max(1, min(height // max(1, inner), math.ceil(rows_needed / inner)))
     starts = np.linspace(0, max(0, height - inner), n).round().astype(int)
@@ -131,7 +133,9 @@ def read_spans(height: int, width: int, block_h: int, halo: int, max_pixels: int
     for r0 in sorted(set(starts.tolist())):
         r1 = min(height, r0 + inner)
         out.append((down(max(0, r0 - halo)), up(min(height, r1 + halo)), int(r0), int(r1)))
-    return out
+    # spread spans that score every row anyway read and pool their halos again and again (the local blend's
+    # record around each span): the consecutive spans score the same rows for less
+    return whole if sum(r1 - r0 for _, _, r0, r1 in out) >= height else out
 
 
 # ---------------------------------------------------------------------------------------------
