@@ -36,6 +36,14 @@ def test_the_blend_weight_matches_hand_sums_and_the_prior_adds_the_blocks_mean_s
     np.testing.assert_allclose(w1, np.clip((num + num.mean()) / (den + den.mean()), 0, 1), atol=1e-12)
     w3 = TR.blend_weight(flat, L, origins, ens, loc, (R, Wd), 1, prior=3.0)
     np.testing.assert_allclose(w3, np.clip((num + 3 * num.mean()) / (den + 3 * den.mean()), 0, 1), atol=1e-12)
+    # the scene's sums given from outside (predict's blocks: gating.scene_blend_prior) stand for the block's own
+    n_, d_, k = TR.blend_sums(flat, L, origins, ens, loc, R * Wd)
+    assert k == 2
+    np.testing.assert_allclose(n_, num, atol=1e-12)
+    np.testing.assert_allclose(TR.blend_weight(flat, L, origins, ens, loc, (R, Wd), 1, prior=1.0,
+                                               prior_sums=(num.mean(), den.mean())), w1, atol=1e-12)
+    other = TR.blend_weight(flat, L, origins, ens, loc, (R, Wd), 1, prior=1.0, prior_sums=(0.0, 4 * den.mean()))
+    np.testing.assert_allclose(other, np.clip(num / (den + 4 * den.mean()), 0, 1), atol=1e-12)
     # the default is the module's prior
     np.testing.assert_allclose(TR.blend_weight(flat, L, origins, ens, loc, (R, Wd), 1),
                                TR.blend_weight(flat, L, origins, ens, loc, (R, Wd), 1, prior=TR.BLEND_PRIOR))

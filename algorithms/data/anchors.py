@@ -57,7 +57,7 @@ from typing import List, Optional
 import numpy as np
 
 from .pooling import guided_box_mean, velocity_guide
-from .track_record import blend_weight, combined, inverse_mse_weight, record, target_weights
+from .track_record import blend_sums, blend_weight, combined, inverse_mse_weight, record, target_weights
 from .baselines import (_system, design_matrix, epoch_weights, fit_operator, fit_predict, fit_stats,
                         terms_for_span, years_between)
 from ..errors import DeformCastError
@@ -397,7 +397,8 @@ def local_origins(e: int, lead: int) -> List[int]:
 
 
 def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_function=None,
-                   family: Optional[np.ndarray] = None, ensemble=None, past_family=None, origins=None):
+                   family: Optional[np.ndarray] = None, ensemble=None, past_family=None, origins=None,
+                   prior_sums=None, sums_only: bool = False):
     """The ``local`` classical forecast of a block of pixels, float64 ``(h, rows, cols)``.
 
     Each member of the family and of :data:`LOCAL_EXTRA` is scored by its own recent track record around
@@ -420,7 +421,9 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     track record and neighbourhood (:func:`track_record.blend_weight`; session 9, before it the inverse squared
     MSE of each); ``w`` (rows*cols,) is 1 where the ensemble has no record. ``past_family(o)``: the
     family from an earlier origin over the next ``lead`` epochs, (C, lead, rows*cols), when the caller
-    keeps them (:class:`FamilyCache`).
+    keeps them (:class:`FamilyCache`). ``prior_sums``: the scene's mean sums the blend weight is shrunk
+    towards (:func:`track_record.blend_weight`; None: this block's). ``sums_only``: with ``ensemble``, return the
+    blend weight's per-pixel sums ``(num, den)`` (:func:`track_record.blend_sums`) instead of the blend.
     """
     y = np.asarray(hist, dtype=np.float64)
     d = np.asarray(dates, dtype="datetime64[D]")
@@ -449,6 +452,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     tw = target_weights(time_function, d)
     err = record(flat, L, origins, past_family, tw)
     if err is None:
+        if sums_only:
+            return np.zeros(R * Wd), np.zeros(R * Wd)
         out = np.full((Hh, R, Wd), np.nan)
         return out if ensemble is None else (ensemble[0].reshape(Hh, R, Wd), np.ones(R * Wd))
     guide = velocity_guide(flat, d, (R, Wd)) if LOCAL_GUIDED else None
@@ -474,8 +479,12 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     if LOCAL_BLEND == "inverse_mse":
         wE = inverse_mse_weight(record(flat, L, origins, ens, tw), pooled_has, (R, Wd), LOCAL_BOX, LOCAL_POWER, guide)
     else:
-        wE = blend_weight(flat, L, origins, ens, lambda o: combined(np.nan_to_num(w), past_family(o)), (R, Wd),
-                          LOCAL_BOX, guide, tw)
+        def local_past(o):
+            return combined(np.nan_to_num(w), past_family(o))
+
+        if sums_only:
+            return blend_sums(flat, L, origins, ens, local_past, R * Wd, tw)[:2]
+        wE = blend_weight(flat, L, origins, ens, local_past, (R, Wd), LOCAL_BOX, guide, tw, prior_sums=prior_sums)
     wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)
     blend = wE[None] * now + (1.0 - wE[None]) * np.where(np.isfinite(out), out, now)
     return blend.reshape(Hh, R, Wd), wE

@@ -27,7 +27,7 @@ from .pooling import guided_box_mean
 #: alike (sessions 4-16), for benchmarks
 RECORD_WEIGHTED = os.environ.get("DEFORMCAST_RECORD_WEIGHTS", "1") != "0"
 
-#: the weight of the block's mean sums beside the neighbourhood's in the blend weight (:func:`blend_weight`,
+#: the weight of the scene's mean sums beside the neighbourhood's in the blend weight (:func:`blend_weight`,
 #: session 18); 0: the neighbourhood's alone (sessions 9-17). ``DEFORMCAST_BLEND_PRIOR`` for benchmarks
 BLEND_PRIOR = float(os.environ.get("DEFORMCAST_BLEND_PRIOR", "1"))
 
@@ -100,26 +100,11 @@ def inverse_mse_weight(e_err: Optional[np.ndarray], pooled: np.ndarray, shape, b
         return m_e ** -power / (m_e ** -power + m_f ** -power)
 
 
-def blend_weight(flat: np.ndarray, lead: int, origins, ens, local, shape, box: int, guide=None,
-                 weights=None, prior: Optional[float] = None) -> np.ndarray:
-    """The ensemble's weight in the local blend per pixel, (rows*cols,): the least-squares weight of
-    the combination ``w E + (1 - w) F`` over the track record, ``w = sum (F - y)(F - E) / sum (F - E)^2``
-    clipped to [0, 1], the sums over the origins, their epochs up to the origin of the forecast and
-    a ``box`` x ``box`` neighbourhood (``E`` the ensemble's forecasts ``ens(o)``, ``F`` the local classical
-    forecast's ``local(o)``, ``y`` what was observed). It is the optimal combination of two forecasts
-    whose errors are correlated (Bates and Granger 1969, with the covariance): where the ensemble was
-    far off and the classical forecast right it is about 0 even when both records look alike in size,
-    which the weight by inverse squared errors (session 4-8) did not give (a stopped mining bowl kept
-    8 % of an ensemble 10 mm off). 1 where the ensemble has no record.
-
-    Shrunk towards the block (session 18): the neighbourhood's mean sums plus ``prior`` (default
-    :data:`BLEND_PRIOR`, 1) times the block's, ``w = (n_box + prior n_block) / (d_box + prior d_block)``. A
-    neighbourhood holds few independent draws of an atmosphere correlated over 4 to 15 pixels, and its
-    weight swings with them; the block (the whole raster up to ``member_forecasts.BLOCK_PIXELS`` pixels, else
-    a band of full rows of that size) holds many. Replayed from six origins on the eight scenes of sessions
-    14-16 it was better on seven against the truth, mean 0.953 -> 0.942 (docs/skill.md, sessions 17-18)."""
-    R, Wd = shape
-    num, den, n = np.zeros(R * Wd), np.zeros(R * Wd), 0
+def blend_sums(flat: np.ndarray, lead: int, origins, ens, local, n_px: int, weights=None):
+    """The per-pixel sums of :func:`blend_weight` before any pooling, ``(num, den, k)``: ``num`` and ``den``
+    (n_px,) the weighted means over each origin's epochs of ``(F - y)(F - E)`` and ``(F - E)^2`` summed over
+    the origins (0 where a pixel has none), ``k`` the number of origins with a record."""
+    num, den, k = np.zeros(n_px), np.zeros(n_px), 0
     e = flat.shape[0] - 1
     for o in origins:
         E, F = ens(o), local(o)
@@ -131,11 +116,36 @@ def blend_weight(flat: np.ndarray, lead: int, origins, ens, local, shape, box: i
         wo = None if weights is None else weights[o + 1:o + m + 1]
         num += np.nan_to_num(wmean(a * b, wo)[0])
         den += np.nan_to_num(wmean(b * b, wo)[0])
-        n += 1
+        k += 1
+    return num, den, k
+
+
+def blend_weight(flat: np.ndarray, lead: int, origins, ens, local, shape, box: int, guide=None,
+                 weights=None, prior: Optional[float] = None, prior_sums=None) -> np.ndarray:
+    """The ensemble's weight in the local blend per pixel, (rows*cols,): the least-squares weight of
+    the combination ``w E + (1 - w) F`` over the track record, ``w = sum (F - y)(F - E) / sum (F - E)^2``
+    clipped to [0, 1], the sums over the origins, their epochs up to the origin of the forecast and
+    a ``box`` x ``box`` neighbourhood (``E`` the ensemble's forecasts ``ens(o)``, ``F`` the local classical
+    forecast's ``local(o)``, ``y`` what was observed). It is the optimal combination of two forecasts
+    whose errors are correlated (Bates and Granger 1969, with the covariance): where the ensemble was
+    far off and the classical forecast right it is about 0 even when both records look alike in size,
+    which the weight by inverse squared errors (session 4-8) did not give (a stopped mining bowl kept
+    8 % of an ensemble 10 mm off). 1 where the ensemble has no record.
+
+    Shrunk towards the scene (session 18): the neighbourhood's mean sums plus ``prior`` (default
+    :data:`BLEND_PRIOR`, 1) times the scene's, ``w = (n_box + prior n_scene) / (d_box + prior d_scene)``. A
+    neighbourhood holds few independent draws of an atmosphere correlated over 4 to 15 pixels, and its
+    weight swings with them; the scene holds many. ``prior_sums``: the scene's mean sums ``(n_scene, d_scene)``
+    (:func:`blend_sums` averaged over the raster's pixels, ``gating.scene_blend_prior``); None: the mean sums of
+    this block (the scene when the block is the whole raster). Replayed from six origins on the eight scenes
+    of sessions 14-17 it was better on six or seven of eight against the truth, mean 0.953 -> 0.942 / 0.943
+    (docs/skill.md, sessions 17-18)."""
+    R, Wd = shape
+    num, den, n = blend_sums(flat, lead, origins, ens, local, R * Wd, weights)
     if n == 0:
         return np.ones(R * Wd)
     lam = BLEND_PRIOR if prior is None else float(prior)
-    g_num, g_den = float(num.mean()), float(den.mean())
+    g_num, g_den = (float(num.mean()), float(den.mean())) if prior_sums is None else map(float, prior_sums)
     num, den = guided_box_mean(np.stack([num, den]).reshape(2, R, Wd), box, guide).reshape(2, -1)   # one pass
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.clip((num + lam * g_num) / (den + lam * g_den), 0.0, 1.0)

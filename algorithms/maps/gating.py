@@ -8,7 +8,12 @@ from typing import Optional
 
 import numpy as np
 
-from .member_forecasts import Plan, family_cache, forecast_items, medians_on_rows
+from .member_forecasts import BLOCK_PIXELS, Plan, family_cache, forecast_items, medians_on_rows
+
+#: pixels that estimate the scene's mean sums of the blend weight (:func:`scene_blend_prior`) when ``predict``
+#: forecasts a raster in more than one block: a raster of at most as many pixels is read whole for it, so its
+#: blocks give the one-block result; a larger one in bands of rows spread over it
+PRIOR_PIXELS = BLOCK_PIXELS
 
 
 def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, progress=None, timer=None,
@@ -31,7 +36,8 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
             if id(it[0]) not in caches:
                 caches[id(it[0])] = family_cache(it[0], dates, cfg0, H)
         if gate.get("local_blend"):
-            _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches)
+            _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches,
+                         gate.get("blend_prior"))
         for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
             if not va.any():
                 continue
@@ -50,7 +56,8 @@ def gate_halo(gate) -> int:
     return LOCAL_HALO if gate else 0
 
 
-def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None) -> None:
+def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None,
+                 prior_sums=None) -> None:
     """Shift each item's members so that their median becomes the local blend of the skill gate
     (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
     local track record are made here, on the record pixels of the whole block, halo rows included
@@ -85,8 +92,50 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
         now = np.full((med.shape[0],) + blk.shape[1:], np.nan)
         now[:, r0 - a0:r1 - a0] = med
         loc = local_blend(blk, a0, r0, r1, int(e), dates, cfg0, now, lambda o, b=id(blk): past.get((b, o)),
-                          (caches or {}).get(id(blk)))
+                          (caches or {}).get(id(blk)), prior_sums=prior_sums)
         shift = np.where(np.isfinite(loc) & va[None], loc - med, 0.0)
         out += shift[None].astype(out.dtype)
 
 
+
+
+def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, dev, batch_size) -> list:
+    """The scene's mean sums ``[n_scene, d_scene]`` of the local blend's weight from origin ``e``
+    (:func:`track_record.blend_weight`, session 18), for ``predict`` to give every block of a raster forecast in
+    more than one block (within one block the block's own sums are the scene's): the ensemble's medians from
+    the track record's origins on the record pixels and the local classical forecast, as the blocks compute
+    them, on :data:`PRIOR_PIXELS` pixels (the whole raster when it has no more)."""
+    from ..data import anchors as anc, dataset
+    from ..io import raster
+    from .skill_gate import local_blend, record_mask
+
+    Hh, W = info.grid.shape
+    cfg0 = configs[0]
+    L = int(cfg0.get("horizon", H))
+    halo = max([dataset.halo(c) for c in configs] + [anc.LOCAL_HALO])
+    rows = max(1, BLOCK_PIXELS // max(1, W))
+    if Hh * W <= PRIOR_PIXELS:
+        spans = list(raster.row_blocks(Hh, rows))
+    else:                                   # bands of rows spread over the raster
+        band = max(1, min(rows, 2 * anc.LOCAL_HALO + 1))
+        n = max(1, int(np.ceil(PRIOR_PIXELS / (band * W))))
+        starts = np.linspace(0, max(0, Hh - band), n).round().astype(int)
+        spans = sorted({(int(r), min(Hh, int(r) + band)) for r in starts})
+    first = plan.max_window - 1
+    origins = [o for o in anc.local_origins(int(e), L) if o >= first]
+    num = den = 0.0
+    npx = 0
+    for r0, r1 in spans:
+        a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
+        blk = raster.read_stack(info, rows=(a0, a1))
+        cov_blk = {k: v[a0:a1] for k, v in cov.items()}
+        past = medians_on_rows(blk, a0, cov_blk, origins, record_mask(a0, a1 - a0, W), info.dates, info.grid,
+                               loaded, plan, L, dev, batch_size)
+        now = np.full((H, a1 - a0, W), np.nan)          # the sums do not read the forecast itself
+        n_, d_ = local_blend(blk, a0, r0, r1, int(e), info.dates, cfg0, now, past.get,
+                             family_cache(blk, info.dates, cfg0, H), sums_only=True)
+        core = slice((r0 - a0) * W, (r1 - a0) * W)
+        num += float(n_[core].sum())
+        den += float(d_[core].sum())
+        npx += (r1 - r0) * W
+    return [num / max(1, npx), den / max(1, npx)]

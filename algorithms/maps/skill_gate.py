@@ -192,14 +192,16 @@ def record_mask(a0: int, n_rows: int, n_cols: int) -> np.ndarray:
 
 
 def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, config: dict, now: np.ndarray,
-                past, cache: Optional[anc.FamilyCache] = None) -> np.ndarray:
+                past, cache: Optional[anc.FamilyCache] = None, prior_sums=None, sums_only: bool = False):
     """The ensemble blended per pixel with the local classical forecast by their recent track records
     around it (:func:`anchors.local_forecast` with ``ensemble``), rows r0..r1: (H, r1 - r0, W).
 
     ``now`` (H, a1 - a0, W) the ensemble median from origin ``e`` (NaN where none), ``past(o)`` the
     ensemble median from an earlier origin ``o`` over the models' horizon, (horizon, a1 - a0, W), or
     None; only its pixels :func:`record_mask` are used. Needs the block's halo rows
-    (``anchors.LOCAL_HALO``) where the raster has them.
+    (``anchors.LOCAL_HALO``) where the raster has them. ``prior_sums``: the scene's mean sums of the blend
+    weight (:func:`gating.scene_blend_prior`; None: the block's). ``sums_only``: the blend weight's per-pixel
+    sums ``(num, den)`` over the whole block, (a1 - a0) * W each, instead of the blend.
     """
     d = np.asarray(dates, dtype="datetime64[D]")
     H = now.shape[0]
@@ -217,10 +219,11 @@ def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, confi
         p[:, ~keep] = np.nan          # the same pixels whatever the caller forecast (fit and predict agree)
         return p.reshape(L, n)
 
-    blend, _ = anc.local_forecast(np.asarray(blk[: e + 1], dtype=np.float64), d[: e + 1], td, L,
-                                  config.get("steps") or None, family=fam, past_family=cache,
-                                  ensemble=(now.reshape(H, n), past_on_record_rows))
-    return blend[:, r0 - a0:r1 - a0]
+    res = anc.local_forecast(np.asarray(blk[: e + 1], dtype=np.float64), d[: e + 1], td, L,
+                             config.get("steps") or None, family=fam, past_family=cache,
+                             ensemble=(now.reshape(H, n), past_on_record_rows), prior_sums=prior_sums,
+                             sums_only=sums_only)
+    return res if sums_only else res[0][:, r0 - a0:r1 - a0]
 
 
 #: the classical candidates of the gate, in the row order of :func:`candidates`
