@@ -53,6 +53,7 @@ from ..io import raster, styles
 from ..errors import DeformCastError
 from ..learn.runtime import inference_threads, single_thread_blas
 from .gating import forecast_gated, gate_halo, scene_blend_prior
+from ..data.track_record import BLEND_PRIOR
 from .member_forecasts import BLOCK_PIXELS, Plan, load_members, members_covariates  # noqa: F401 - load_members: part of the API
 from ..progress import Progress, silent
 
@@ -235,7 +236,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     if not block_rows or int(block_rows) <= 0:
         block_rows = max(1, BLOCK_PIXELS // max(1, W))
     blocks = [(r0, r1, max(0, r0 - halo), min(Hh, r1 + halo)) for r0, r1 in raster.row_blocks(Hh, block_rows)]
-    if gate and gate.get("local_blend") and len(blocks) > 1:
+    if gate and gate.get("local_blend") and len(blocks) > 1 and BLEND_PRIOR > 0:
         # every block's blend weight is shrunk towards the scene's, not towards its own (session 18)
         t0 = time.perf_counter()
         gate = dict(gate, blend_prior=scene_blend_prior(info, loaded, plan, configs, cov, e, H, dev, batch_size))

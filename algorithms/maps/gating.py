@@ -12,8 +12,11 @@ from .member_forecasts import BLOCK_PIXELS, Plan, family_cache, forecast_items, 
 
 #: pixels that estimate the scene's mean sums of the blend weight (:func:`scene_blend_prior`) when ``predict``
 #: forecasts a raster in more than one block: a raster of at most as many pixels is read whole for it, so its
-#: blocks give the one-block result; a larger one in bands of rows spread over it
-PRIOR_PIXELS = BLOCK_PIXELS
+#: blocks give the one-block result; a larger one in bands of rows spread over it. The estimate costs about
+#: what the local blend of as many pixels costs (2 shared cores, a 320 x 400 raster: 17 s for 16 000 pixels in a
+#: ``predict`` of 351 s, against 266 s without it; 116 s for 64 000; benchmarks/bench_blend_prior.py): a scene's
+#: mean needs no more
+PRIOR_PIXELS = 16_000
 
 
 def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, progress=None, timer=None,
