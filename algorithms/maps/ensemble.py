@@ -239,7 +239,8 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     if gate and gate.get("local_blend") and len(blocks) > 1 and BLEND_PRIOR > 0:
         # every block's blend weight is shrunk towards the scene's, not towards its own (session 18)
         t0 = time.perf_counter()
-        gate = dict(gate, blend_prior=scene_blend_prior(info, loaded, plan, configs, cov, e, H, dev, batch_size))
+        gate = dict(gate, blend_prior=scene_blend_prior(info, loaded, plan, configs, cov, e, H, dev, batch_size,
+                                                        progress))
         timer["blend_prior"] = time.perf_counter() - t0
     job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
            "device": device, "dev": dev, "batch_size": batch_size, "e": e, "H": H, "gate": gate, "model": model,

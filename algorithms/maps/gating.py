@@ -102,12 +102,14 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
 
 
 
-def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, dev, batch_size) -> list:
+def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, dev, batch_size,
+                      progress=None) -> list:
     """The scene's mean sums ``[n_scene, d_scene]`` of the local blend's weight from origin ``e``
     (:func:`track_record.blend_weight`, session 18), for ``predict`` to give every block of a raster forecast in
     more than one block (within one block the block's own sums are the scene's): the ensemble's medians from
     the track record's origins on the record pixels and the local classical forecast, as the blocks compute
-    them, on :data:`PRIOR_PIXELS` pixels (the whole raster when it has no more)."""
+    them, on :data:`PRIOR_PIXELS` pixels (the whole raster when it has no more). ``progress``: checked for
+    Cancel after each band."""
     from ..data import anchors as anc, dataset
     from ..io import raster
     from .skill_gate import local_blend, record_mask
@@ -141,4 +143,9 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
         num += float(n_[core].sum())
         den += float(d_[core].sum())
         npx += (r1 - r0) * W
+        if progress is not None:
+            progress.check()
+    if progress is not None:
+        progress.log(f"Local blend: the ensemble's weight is shrunk towards the scene's, estimated on {npx} pixels "
+                     f"({len(spans)} band(s) of rows).")
     return [num / max(1, npx), den / max(1, npx)]
