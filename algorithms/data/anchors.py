@@ -492,7 +492,10 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
 
 class FamilyCache:
     """The family of a block from any origin ``o`` over the next ``lead`` epochs, computed once:
-    the local track record and the candidates of the skill gate ask for the same origins."""
+    the local track record and the candidates of the skill gate ask for the same origins. Kept in float32
+    (session 18): the cache of a 64 000-pixel block held 650 MB in float64, the largest share of ``predict``'s
+    memory with the local blend (docs/benchmarks.md); the fits themselves run in float64 and the callers'
+    arithmetic with float64 observations stays float64."""
 
     def __init__(self, hist: np.ndarray, dates, lead: int, time_function=None):
         self.flat = np.asarray(hist, dtype=np.float64).reshape(np.shape(hist)[0], -1)
@@ -511,5 +514,6 @@ class FamilyCache:
         key = (o, tuple(members))
         if key not in self._memo:
             self._memo[key] = family_forecasts(self.flat[:o + 1], self.dates[:o + 1],
-                                               self.dates[o + 1:o + self.lead + 1], self.tf, members)
+                                               self.dates[o + 1:o + self.lead + 1], self.tf,
+                                               members).astype(np.float32)
         return self._memo[key]
