@@ -100,8 +100,6 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
         out += shift[None].astype(out.dtype)
 
 
-
-
 def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, dev, batch_size,
                       progress=None) -> list:
     """The scene's mean sums ``[n_scene, d_scene]`` of the local blend's weight from origin ``e``
