@@ -340,7 +340,7 @@ def check_weights(weights, horizon: int) -> np.ndarray:
 #: (``LOCAL_GUIDED``) a wider box no longer mixes regimes, and 15 measured best of 9, 15 and 21 over 75
 #: replayed scenes (mean 0.9101 -> 0.9073 of the best classical forecast; docs/skill.md)
 LOCAL_ORIGINS, LOCAL_BOX, LOCAL_POWER = 4, 15, 2.0
-#: the ensemble's weight in the local blend: "least_squares" (:func:`_blend_weight`, session 9) or
+#: the ensemble's weight in the local blend: "least_squares" (:func:`track_record.blend_weight`, session 9) or
 #: "inverse_mse" (``m_E^-p / (m_E^-p + m_F^-p)``, sessions 4-8; kept for benchmarks/gate_replay.py)
 LOCAL_BLEND = "least_squares"
 #: rows of halo the local blend needs around a block to give the whole raster's result: the blend's sums are
