@@ -156,6 +156,10 @@ def _mean_last(y: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+#: pixels fitted at once by :func:`family_forecasts` (its temporaries were 400 MB on a 64 000-pixel block)
+FAMILY_CHUNK = 16384
+
+
 def family_forecasts(hist: np.ndarray, dates, target_dates, time_function=None, members=FAMILY) -> np.ndarray:
     """Every member of :data:`FAMILY` (or of ``members``, entries as in it) from the origin ``hist[-1]``:
     float64 ``(C, h, n)``.
@@ -173,9 +177,14 @@ def family_forecasts(hist: np.ndarray, dates, target_dates, time_function=None, 
     d = np.asarray(dates, dtype="datetime64[D]")
     if y.ndim != 2 or y.shape[0] != d.size:
         raise DeformCastError(f"family_forecasts: history {y.shape} does not match {d.size} dates.")
-    if tf is not None and tf.step_dates:
-        return _family_per_step_pattern(y, d, target_dates, tf, members)
-    return _family_forecasts(y, d, target_dates, tf, members)
+    fit = _family_per_step_pattern if tf is not None and tf.step_dates else _family_forecasts
+    if y.shape[1] <= FAMILY_CHUNK:
+        return fit(y, d, target_dates, tf, members)
+    h = np.atleast_1d(np.asarray(target_dates)).size
+    out = np.empty((len(members), h, y.shape[1]))
+    for j in range(0, y.shape[1], FAMILY_CHUNK):   # each pixel's fits are its own: in chunks, temporaries stay small
+        out[:, :, j:j + FAMILY_CHUNK] = fit(y[:, j:j + FAMILY_CHUNK], d, target_dates, tf, members)
+    return out
 
 
 def _family_per_step_pattern(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY) -> np.ndarray:
@@ -398,7 +407,7 @@ def local_origins(e: int, lead: int) -> List[int]:
 
 def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_function=None,
                    family: Optional[np.ndarray] = None, ensemble=None, past_family=None, origins=None,
-                   prior_sums=None, sums_only: bool = False):
+                   prior_sums=None, sums_only: bool = False, memo: Optional[dict] = None):
     """The ``local`` classical forecast of a block of pixels, float64 ``(h, rows, cols)``.
 
     Each member of the family and of :data:`LOCAL_EXTRA` is scored by its own recent track record around
@@ -424,6 +433,11 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     keeps them (:class:`FamilyCache`). ``prior_sums``: the scene's mean sums the blend weight is shrunk
     towards (:func:`track_record.blend_weight`; None: this block's). ``sums_only``: with ``ensemble``, return the
     blend weight's per-pixel sums ``(num, den)`` (:func:`track_record.blend_sums`) instead of the blend.
+
+    ``memo`` (a block's :attr:`FamilyCache.local`): the classical local forecast and, where it was fitted here,
+    the family at the origin are left in it (:func:`memo_key`) when ``ensemble`` is given, and taken from it
+    (once) by the call without ``ensemble`` that follows: the skill gate's blend and its candidates ask for the
+    same local forecast of a block (session 19; before, ``predict`` computed it twice).
     """
     y = np.asarray(hist, dtype=np.float64)
     d = np.asarray(dates, dtype="datetime64[D]")
@@ -433,6 +447,10 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     if family is None:
         family = family_forecasts(flat, d, target_dates, time_function)
     L = int(lead)
+    key = memo_key(e, target_dates, L) if memo is not None and origins is None else None
+    if key is not None and ensemble is None and key in memo:
+        return memo.pop(key)["local"]
+    fresh = family is None
     origins = local_origins(e, L) if origins is None else [int(o) for o in origins]
 
     def fitted_from(o, members=FAMILY):
@@ -469,6 +487,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     out[:, bad] = np.nan
     if ensemble is None:
         return out.reshape(Hh, R, Wd)
+    if key is not None and not sums_only:
+        memo[key] = {"local": out.reshape(Hh, R, Wd).copy(), "family": family[:n_fam] if fresh else None}
     now, past = ensemble
     now = np.asarray(now, dtype=np.float64).reshape(Hh, -1)
 
@@ -490,6 +510,17 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     return blend.reshape(Hh, R, Wd), wE
 
 
+def memo_key(e: int, target_dates, lead: int) -> tuple:
+    """The key of :func:`local_forecast`'s ``memo``: the origin, the lead and the target dates."""
+    return int(e), int(lead), np.asarray(target_dates, dtype="datetime64[D]").astype(np.int64).tobytes()
+
+
+def memo_family(memo: Optional[dict], e: int, target_dates, lead: int) -> Optional[np.ndarray]:
+    """The family at origin ``e`` that :func:`local_forecast` fitted and left in ``memo``, (C, h, n), or None."""
+    hit = None if memo is None else memo.get(memo_key(e, target_dates, lead))
+    return None if hit is None else hit["family"]
+
+
 class FamilyCache:
     """The family of a block from any origin ``o`` over the next ``lead`` epochs, computed once:
     the local track record and the candidates of the skill gate ask for the same origins. Kept in float32
@@ -502,9 +533,15 @@ class FamilyCache:
         self.dates = np.asarray(dates, dtype="datetime64[D]")
         self.lead, self.tf = int(lead), time_function
         self._memo = {}
+        self.local = {}     # local_forecast's memo: the blend's local forecast, for the gate's candidates
 
     def __call__(self, o: int) -> np.ndarray:
         return self._get(int(o), FAMILY)
+
+    def release(self, keep=()) -> None:
+        """Forget the families from every origin but ``keep`` (the local memo stays)."""
+        keep = {int(o) for o in keep}
+        self._memo = {k: v for k, v in self._memo.items() if k[0] in keep}
 
     def extra(self, o: int) -> np.ndarray:
         """:data:`LOCAL_EXTRA` from origin ``o`` over the next ``lead`` epochs, (len(LOCAL_EXTRA), lead, n)."""

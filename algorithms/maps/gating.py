@@ -17,6 +17,8 @@ from .member_forecasts import BLOCK_PIXELS, Plan, family_cache, forecast_items, 
 #: ``predict`` of 351 s, against 266 s without it; 116 s for 64 000; benchmarks/bench_blend_prior.py): a scene's
 #: mean needs no more
 PRIOR_PIXELS = 16_000
+#: pixels per call of ``skill_gate.apply_gate`` (the members in float64 beside the candidates)
+GATE_CHUNK = 8192
 
 
 def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, progress=None, timer=None,
@@ -34,20 +36,29 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
 
         cfg0 = loaded[0].meta.get("data_config") or {}
         t0 = time.perf_counter()
-        caches = {} if caches is None else caches
+        own = caches is None
+        caches = {} if own else caches
         for it in items:
             if id(it[0]) not in caches:
                 caches[id(it[0])] = family_cache(it[0], dates, cfg0, H)
         if gate.get("local_blend"):
             _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches,
                          gate.get("blend_prior"))
+        if own:     # nobody forecasts these blocks again: the track record's origins are done with
+            caches.pop("_past_medians", None)
+            for blk, *_, e in items:
+                caches[id(blk)].release(keep=[e for b, *_, e in items if b is blk])
         for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
             if not va.any():
                 continue
             cands = candidates(blk, a0, r0, r1, int(e), dates, H, cfg0, va, caches[id(blk)])
             last = blk[e, r0 - a0:r1 - a0][va].astype(np.float64)
-            sub = out[:, :, va].astype(np.float64)
-            out[:, :, va] = apply_gate(sub, cands, last, gate).astype(np.float32)
+            flat, ids = out.reshape(out.shape[0], out.shape[1], -1), np.flatnonzero(va.ravel())
+            for j in range(0, ids.size, GATE_CHUNK):    # the gate is per pixel: in chunks, float64 copies stay small
+                c = slice(j, j + GATE_CHUNK)
+                flat[:, :, ids[c]] = apply_gate(flat[:, :, ids[c]].astype(np.float64), cands[:, :, c], last[c],
+                                                gate).astype(np.float32)
+            del cands
         timer["gate"] = timer.get("gate", 0.0) + time.perf_counter() - t0
     return list(zip(outs, valid_all))
 

@@ -249,7 +249,7 @@ def medians_on_rows(blk, a0: int, cov_blk, origins, keep: np.ndarray, dates, gri
         keep = np.repeat(keep[:, None], blk.shape[2], axis=1)
     idx = np.flatnonzero(keep.any(axis=1))
     cidx = np.flatnonzero(keep.any(axis=0))
-    out = {o: np.full((L,) + blk.shape[1:], np.nan) for o in origins}
+    out = {o: np.full((L,) + blk.shape[1:], np.nan, np.float32) for o in origins}   # medians of float32 forecasts
     if not origins or idx.size == 0:
         return out
     compact = all("neighbourhood" not in (g.cfg.get("encodings") or ()) and "spatial" not in

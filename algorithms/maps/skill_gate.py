@@ -146,6 +146,13 @@ def _score_mask(configs: Sequence[dict], shape) -> Optional[np.ndarray]:
                                    int(c.get("seed", 0)))
 
 
+def _history(blk: np.ndarray, e: int, cache: Optional[anc.FamilyCache]) -> np.ndarray:
+    """The block's history up to ``e`` in float64, (e + 1, rows, cols): a view of the cache's copy when there is one."""
+    if cache is not None and cache.flat.shape == (blk.shape[0], blk.shape[1] * blk.shape[2]):
+        return cache.flat[: e + 1].reshape((e + 1,) + blk.shape[1:])
+    return np.asarray(blk[: e + 1], dtype=np.float64)
+
+
 def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int, config: dict,
                valid: np.ndarray, cache: Optional[anc.FamilyCache] = None) -> np.ndarray:
     """Every classical candidate from origin ``e`` for the pixels ``valid`` (bool (r1 - r0, W)) of rows
@@ -156,21 +163,26 @@ def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int
     full_h = int(config.get("horizon", H))
     td = dataset.target_dates(d, int(e), full_h)
     steps = config.get("steps") or None
-    hist_blk = np.asarray(blk[: e + 1], dtype=np.float64)
+    hist_blk = _history(blk, e, cache)
+    memo = None if cache is None else cache.local       # the local blend's local forecast, when it ran first
     # the family for the whole block (its halo rows feed the local track record), then the rows asked for
     if cache is not None and e + full_h < d.size:   # targets inside the stack: the cache has them
         fam_all = cache(e)
     else:
-        fam_all = anc.family_forecasts(hist_blk.reshape(e + 1, -1), d[: e + 1], td, steps)
-    local = anc.local_forecast(hist_blk, d[: e + 1], td, full_h, steps, family=fam_all, past_family=cache)
+        fam_all = anc.memo_family(memo, e, td, full_h)
+        if fam_all is None:
+            fam_all = anc.family_forecasts(hist_blk.reshape(e + 1, -1), d[: e + 1], td, steps)
+    local = anc.local_forecast(hist_blk, d[: e + 1], td, full_h, steps, family=fam_all, past_family=cache, memo=memo)
     W = blk.shape[2]
-    rows = slice((r0 - a0) * W, (r1 - a0) * W)
-    sel = np.flatnonzero(np.asarray(valid).ravel())
-    fam = fam_all[:, :, rows][:, :, sel]
+    idx = (r0 - a0) * W + np.flatnonzero(np.asarray(valid).ravel())     # the pixels asked for, in the block
+    C = fam_all.shape[0]
+    out = np.empty((C + 2,) + (fam_all.shape[1], idx.size))        # filled row by row: no copy of the family
+    for c in range(C):
+        out[c] = fam_all[c][:, idx]
     aw = config.get("anchor_weights") if config.get("baseline") == "adaptive" else None
-    own = anc.combine(fam, aw) if aw is not None else np.full(fam.shape[1:], np.nan)
-    loc = local.reshape(full_h, -1)[:, rows][:, sel]
-    return np.concatenate([fam, own[None], loc[None]], axis=0)[:, :H]
+    out[C] = anc.combine(out[:C], aw) if aw is not None else np.nan
+    out[C + 1] = local.reshape(full_h, -1)[:, idx]
+    return out[:, :H]
 
 
 #: the ensemble's local track record is scored on a lattice only: every RECORD_STRIDE-th row and column
@@ -219,10 +231,10 @@ def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, confi
         p[:, ~keep] = np.nan          # the same pixels whatever the caller forecast (fit and predict agree)
         return p.reshape(L, n)
 
-    res = anc.local_forecast(np.asarray(blk[: e + 1], dtype=np.float64), d[: e + 1], td, L,
+    res = anc.local_forecast(_history(blk, e, cache), d[: e + 1], td, L,
                              config.get("steps") or None, family=fam, past_family=cache,
                              ensemble=(now.reshape(H, n), past_on_record_rows), prior_sums=prior_sums,
-                             sums_only=sums_only)
+                             sums_only=sums_only, memo=None if cache is None else cache.local)
     return res if sums_only else res[0][:, r0 - a0:r1 - a0]
 
 
