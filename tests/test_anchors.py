@@ -234,6 +234,22 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     assert np.isnan(A.local_forecast(y[:12], DATES[:12], DATES[12:14], 8)).all()
 
 
+def test_the_family_fitted_in_chunks_of_pixels_is_the_family(monkeypatch):
+    """``family_forecasts`` fits large blocks in chunks of pixels (memory, session 19): every pixel's fits are
+    its own, with and without known steps."""
+    y = _series(n=45, seed=3)
+    y[60:, :20] -= 12.0                      # a step that 20 pixels show
+    y[:30, 40] = np.nan                      # gaps
+    td = DATES[-1] + np.arange(1, 7) * 12
+    for steps in (None, [str(DATES[60])]):
+        whole = A.family_forecasts(y, DATES, td, steps)
+        monkeypatch.setattr(A, "FAMILY_CHUNK", 7)
+        chunked = A.family_forecasts(y, DATES, td, steps)
+        monkeypatch.undo()
+        np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-12)
+        assert np.isfinite(whole[:, :, :20]).all()
+
+
 def test_mean_last_takes_the_last_finite_values_across_gaps():
     rng = np.random.default_rng(11)
     y = rng.normal(size=(60, 400))

@@ -246,6 +246,34 @@ def test_local_blend_follows_the_recent_track_records():
     assert (w_none == 1).all() and np.allclose(kept.reshape(L, -1), now)
 
 
+def test_the_candidates_after_the_blend_take_its_local_forecast_and_family_unchanged():
+    """``predict``'s gate fits the local forecast once per block (session 19): the blend leaves it in the block's
+    family cache and the candidates take it from there. They must equal the candidates fitted from scratch, from
+    the last epoch (targets after the stack: the family is fitted, not cached) and from inside the stack."""
+    dates, y, L, _, _ = _subsiding_block(4)
+    blk = y.astype(np.float32)
+    cfg = {"horizon": L}
+    valid = np.ones(blk.shape[1:], bool)
+    valid[0, :3] = False
+    for e in (119, 100):
+        fresh = skill_gate.candidates(blk, 0, 0, 6, e, dates, L, cfg, valid, anchors.FamilyCache(blk, dates, L))
+        np.testing.assert_allclose(fresh, skill_gate.candidates(blk, 0, 0, 6, e, dates, L, cfg, valid), atol=1e-6)
+        cache = anchors.FamilyCache(blk, dates, L)
+        now = np.full((L,) + blk.shape[1:], -20.0)
+
+        def past(o):      # the observations as the ensemble's forecast, NaN after the stack
+            p = np.full((L,) + blk.shape[1:], np.nan)
+            got = blk[o + 1:o + L + 1]
+            p[:len(got)] = got
+            return p
+
+        skill_gate.local_blend(blk, 0, 0, 6, e, dates, cfg, now, past, cache)
+        assert len(cache.local) == 1                                  # the blend left its local forecast ...
+        reused = skill_gate.candidates(blk, 0, 0, 6, e, dates, L, cfg, valid, cache)
+        assert cache.local == {}                                      # ... and the candidates took it
+        np.testing.assert_array_equal(reused, fresh)
+
+
 def test_local_blend_gives_no_weight_to_an_ensemble_that_adds_only_an_offset():
     """The blend's weight is the least-squares weight of the combination over the track record: an
     ensemble that is the local classical forecast plus 1 mm (no information of its own, a squared
