@@ -231,6 +231,20 @@ def test_shared_inputs_equal_each_members_own_inputs(tmp_path):
         ((o1, v1),) = member_forecasts.forecast_items([it], dates, g, loaded, plan, 3, "cpu", 2048)
         np.testing.assert_array_equal(valid, v1)
         np.testing.assert_allclose(out, o1, rtol=1e-6, atol=1e-5)
+    # members that read the pixel's own history alone forecast any set of pixels apart (the gate's and the
+    # calibration's scored pixels, session 19): the same values there, nothing elsewhere
+    assert not member_forecasts.own_history(plan)                      # the neighbourhood member reads around
+    plan6 = member_forecasts.Plan(six, [m.meta["data_config"] for m in six])
+    assert member_forecasts.own_history(plan6)
+    need = np.random.default_rng(1).random((H_, W_)) < 0.3
+    items = [(vals, 0, 0, H_, {}, 40), (vals, 0, 0, H_, {}, T_ - 1), (vals, 0, 2, 5, {}, 50)]
+    needs = [need, need, need[2:5]]
+    for it, nd, (out, valid) in zip(items, needs, member_forecasts.forecast_items_on(items, needs, dates, g, six, plan6, 3,
+                                                                                      "cpu", 2048)):
+        ((o1, v1),) = member_forecasts.forecast_items([it], dates, g, six, plan6, 3, "cpu", 2048)
+        np.testing.assert_array_equal(valid, v1 & nd)
+        assert valid.sum() > 0.5 * nd.sum() and np.isnan(out[:, :, ~nd]).all()
+        np.testing.assert_allclose(out[:, :, nd], o1[:, :, nd], rtol=1e-6, atol=1e-5)
 
 
 def test_calibration_independent_of_chunking(tmp_path, monkeypatch):

@@ -454,7 +454,8 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
         for j in range(0, len(origins), per_call):
             chunk = [(blk, a0, r0, r1, cov_blk, o) for o in origins[j:j + per_call]]
             for (_, _, _, _, _, o), (out, valid) in zip(chunk, forecast_gated(
-                    chunk, info.dates, info.grid, loaded, plan, H, dev, batch_size, gate=gate, caches=caches)):
+                    chunk, info.dates, info.grid, loaded, plan, H, dev, batch_size, gate=gate, caches=caches,
+                    need=None if mask is None else mask[r0:r1])):
                 obs, ok = scored(blk, a0, r0, r1, o, H, valid, mask)
                 if not ok.any():
                     continue

@@ -8,7 +8,8 @@ from typing import Optional
 
 import numpy as np
 
-from .member_forecasts import BLOCK_PIXELS, Plan, family_cache, forecast_items, medians_on_rows
+from .member_forecasts import (BLOCK_PIXELS, Plan, family_cache, forecast_items, forecast_items_on, medians_on_rows,
+                               own_history)
 
 #: pixels that estimate the scene's mean sums of the blend weight (:func:`scene_blend_prior`) when ``predict``
 #: forecasts a raster in more than one block: a raster of at most as many pixels is read whole for it, so its
@@ -22,13 +23,19 @@ GATE_CHUNK = 8192
 
 
 def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, progress=None, timer=None,
-                   gate: Optional[dict] = None, caches: Optional[dict] = None):
+                   gate: Optional[dict] = None, caches: Optional[dict] = None, need: Optional[np.ndarray] = None):
     """:func:`member_forecasts.forecast_items`, then (``gate``) the skill gate: members shifted towards its
     classical reference forecast. The classical family of each block is computed once per origin for
     all items of that block (``caches``: ``id(blk) -> anchors.FamilyCache``, kept by the caller while
-    its blocks live, e.g. the calibration's many origins of one block)."""
+    its blocks live, e.g. the calibration's many origins of one block). ``need`` ((r1 - r0, W) bool, the same
+    for every item): only these pixels are wanted (the calibration's scored ones); where the members read the
+    pixel's own history alone the others are not forecast (NaN)."""
     timer = {} if timer is None else timer
-    res = forecast_items(items, dates, grid, loaded, plan, H, dev, batch_size, progress, timer)
+    if need is not None and own_history(plan):
+        res = forecast_items_on(items, [need] * len(items), dates, grid, loaded, plan, H, dev, batch_size, progress,
+                                timer)
+    else:
+        res = forecast_items(items, dates, grid, loaded, plan, H, dev, batch_size, progress, timer)
     outs = [o for o, _ in res]
     valid_all = [v for _, v in res]
     if gate:

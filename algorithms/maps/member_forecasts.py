@@ -236,6 +236,46 @@ def family_cache(blk, dates, cfg0: dict, H: int):
     return FamilyCache(blk, dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None)
 
 
+def own_history(plan: Plan) -> bool:
+    """Whether every member's inputs depend on the pixel's own history only (no neighbourhood, no coordinates):
+    then any set of pixels can be forecast apart from the others, with the same result."""
+    return all("neighbourhood" not in (g.cfg.get("encodings") or ()) and "spatial" not in
+               (g.cfg.get("encodings") or ()) for g in plan.groups)
+
+
+def forecast_items_on(items, needs, dates, grid, loaded, plan: Plan, H: int, dev, batch_size, progress=None,
+                      timer=None):
+    """:func:`forecast_items` on the pixels ``needs[i]`` ((r1 - r0, W) bool) of each item only, NaN (and not valid)
+    elsewhere: the same forecasts there, for :func:`own_history` members (the caller checks). The pixels of an
+    item are forecast as one row of their own; items that share a block, rows and ``needs`` object share it."""
+    import dataclasses
+
+    rows, made = [], {}
+    for (blk, a0, r0, r1, cov_blk, e), need in zip(items, needs):
+        key = (id(blk), r0, r1, id(need))
+        if key not in made:
+            ii, jj = np.nonzero(need)
+            ib = ii + (r0 - a0)
+            made[key] = (np.ascontiguousarray(blk[:, ib, jj][:, None, :]),
+                         {n: v[ib, jj][None] for n, v in (cov_blk or {}).items()}, ii, jj)
+        rows.append(made[key])
+    res = [None] * len(items)
+    for n in sorted({r[0].shape[2] for r in rows}):       # one grid width per call
+        idx = [i for i, r in enumerate(rows) if r[0].shape[2] == n]
+        g1 = None if grid is None else dataclasses.replace(grid, width=int(n))
+        got = forecast_items([(rows[i][0], 0, 0, 1, rows[i][1], items[i][5]) for i in idx], dates, g1, loaded, plan,
+                             H, dev, batch_size, progress, timer)
+        for i, (out, valid) in zip(idx, got):
+            _, _, ii, jj = rows[i]
+            shape = needs[i].shape
+            full = np.full((out.shape[0], out.shape[1]) + shape, np.nan, np.float32)
+            full[:, :, ii, jj] = out[:, :, 0]
+            va = np.zeros(shape, bool)
+            va[ii, jj] = valid[0]
+            res[i] = (full, va)
+    return res
+
+
 def medians_on_rows(blk, a0: int, cov_blk, origins, keep: np.ndarray, dates, grid, loaded, plan: Plan, L: int, dev,
                     batch_size) -> Dict[int, np.ndarray]:
     """The ensemble median from each origin over ``L`` epochs on the block pixels ``keep`` only ((rows of
@@ -252,8 +292,7 @@ def medians_on_rows(blk, a0: int, cov_blk, origins, keep: np.ndarray, dates, gri
     out = {o: np.full((L,) + blk.shape[1:], np.nan, np.float32) for o in origins}   # medians of float32 forecasts
     if not origins or idx.size == 0:
         return out
-    compact = all("neighbourhood" not in (g.cfg.get("encodings") or ()) and "spatial" not in
-                  (g.cfg.get("encodings") or ()) for g in plan.groups)
+    compact = own_history(plan)
     items, where = [], []
     if compact and grid is not None and cidx.size < blk.shape[2]:
         import dataclasses

@@ -262,7 +262,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
     Returns ``{"members": [(M, H, n) per origin], "family": [(len(CANDIDATES), H, n)], "obs": [(H, n)],
     "last": [(n,)], "origins": [...]}`` in mm.
     """
-    from .member_forecasts import BLOCK_PIXELS, Plan, forecast_items, medians_on_rows
+    from .member_forecasts import BLOCK_PIXELS, Plan, forecast_items, forecast_items_on, medians_on_rows, own_history
 
     progress = progress or silent()
     Hh, W = info.grid.shape
@@ -286,7 +286,15 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
         # the rolling origins on whole blocks (halo rows for the local record); the origins that only
         # feed the local track record on its pixels (record_mask), as predict computes them
         items = [(blk, a0, a0, a1, cov_blk, o) for o in origins]
-        fc = dict(zip(origins, forecast_items(items, info.dates, info.grid, loaded, plan, H, dev, batch_size)))
+        if mask is not None and own_history(plan):
+            # only what is read of the members' forecasts: the scored pixels and the local track record's (session
+            # 19: a third of the block under space validation; the rest was forecast for nothing)
+            need = record_mask(a0, a1 - a0, W)
+            need[r0 - a0:r1 - a0] |= mask[r0:r1]
+            fc = dict(zip(origins, forecast_items_on(items, [need] * len(items), info.dates, info.grid, loaded, plan,
+                                                     H, dev, batch_size)))
+        else:
+            fc = dict(zip(origins, forecast_items(items, info.dates, info.grid, loaded, plan, H, dev, batch_size)))
         with np.errstate(all="ignore"):
             meds = {o: np.median(out, axis=0) for o, (out, _) in fc.items()}
         meds.update(medians_on_rows(blk, a0, cov_blk, [o for o in every if o not in fc], record_mask(a0, a1 - a0, W),
