@@ -231,6 +231,16 @@ def test_shared_inputs_equal_each_members_own_inputs(tmp_path):
         ((o1, v1),) = member_forecasts.forecast_items([it], dates, g, loaded, plan, 3, "cpu", 2048)
         np.testing.assert_array_equal(valid, v1)
         np.testing.assert_allclose(out, o1, rtol=1e-6, atol=1e-5)
+    # large items are forecast in pieces of whole rows (memory, session 19): the same forecasts
+    for small in (10, 25):
+        member_forecasts.INPUT_PIXELS = small
+        try:
+            pieces = member_forecasts.forecast_items(items, dates, g, loaded, plan, 3, "cpu", 2048)
+        finally:
+            member_forecasts.INPUT_PIXELS = 16384
+        for (o1, v1), (o2, v2) in zip(together, pieces):
+            np.testing.assert_array_equal(v1, v2)
+            np.testing.assert_allclose(o1, o2, rtol=1e-6, atol=1e-5)
     # members that read the pixel's own history alone forecast any set of pixels apart (the gate's and the
     # calibration's scored pixels, session 19): the same values there, nothing elsewhere
     assert not member_forecasts.own_history(plan)                      # the neighbourhood member reads around
