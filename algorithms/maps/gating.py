@@ -65,6 +65,8 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
                 c = slice(j, j + GATE_CHUNK)
                 flat[:, :, ids[c]] = apply_gate(flat[:, :, ids[c]].astype(np.float64), cands[:, :, c], last[c],
                                                 gate).astype(np.float32)
+            if not np.shares_memory(flat, out):         # a reshape that had to copy
+                out[...] = flat.reshape(out.shape)
             del cands
         timer["gate"] = timer.get("gate", 0.0) + time.perf_counter() - t0
     return list(zip(outs, valid_all))

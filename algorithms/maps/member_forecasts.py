@@ -308,7 +308,8 @@ def forecast_items_on(items, needs, dates, grid, loaded, plan: Plan, H: int, dev
         idx = [i for i, r in enumerate(rows) if r[0].shape[2] == n]
         g1 = None if grid is None else dataclasses.replace(grid, width=int(n))
         got = forecast_items([(rows[i][0], 0, 0, 1, rows[i][1], items[i][5]) for i in idx], dates, g1, loaded, plan,
-                             H, dev, batch_size, progress, timer)
+                             H, dev, batch_size, progress, timer) if n else \
+            [(np.zeros((len(loaded), H, 1, 0), np.float32), np.zeros((1, 0), bool))] * len(idx)   # nothing wanted
         for i, (out, valid) in zip(idx, got):
             _, _, ii, jj = rows[i]
             shape = needs[i].shape
