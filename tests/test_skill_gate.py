@@ -269,6 +269,8 @@ def test_the_candidates_after_the_blend_take_its_local_forecast_and_family_uncha
 
         skill_gate.local_blend(blk, 0, 0, 6, e, dates, cfg, now, past, cache)
         assert len(cache.local) == 1                                  # the blend left its local forecast ...
+        # ... with the family it fitted from the last epoch (from inside the stack the cache holds it)
+        assert (next(iter(cache.local.values()))["family"] is None) == (e == 100)
         reused = skill_gate.candidates(blk, 0, 0, 6, e, dates, L, cfg, valid, cache)
         assert cache.local == {}                                      # ... and the candidates took it
         np.testing.assert_array_equal(reused, fresh)

@@ -444,13 +444,13 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     T, R, Wd = y.shape
     e = T - 1
     flat = y.reshape(T, -1)
-    if family is None:
-        family = family_forecasts(flat, d, target_dates, time_function)
     L = int(lead)
     key = memo_key(e, target_dates, L) if memo is not None and origins is None else None
     if key is not None and ensemble is None and key in memo:
         return memo.pop(key)["local"]
     fresh = family is None
+    if fresh:
+        family = family_forecasts(flat, d, target_dates, time_function)
     origins = local_origins(e, L) if origins is None else [int(o) for o in origins]
 
     def fitted_from(o, members=FAMILY):

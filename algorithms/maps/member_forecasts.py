@@ -197,16 +197,17 @@ def forecast_items(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
         sub = None if progress is None else progress.sub(k / len(batches), (k + 1) / len(batches))
         with family_memo():   # the groups of one block share its classical family (fitted once per origin)
             res += _forecast_items([it for it, _ in batch], dates, grid, loaded, plan, H, dev, batch_size, sub, timer)
+    pieces = [[] for _ in items]
+    for r, (_, (i, q0, q1)) in zip(res, (b for batch in batches for b in batch)):
+        pieces[i].append((r, q0, q1))
     out = []
-    for i, it in enumerate(items):        # the pieces of a split item back together
-        got = [(r, part) for (r, (_, part)) in zip(res, (b for batch in batches for b in batch)) if part[0] == i]
-        if len(got) == 1 and got[0][1][1] == it[2] and got[0][1][2] == it[3]:
+    for it, got in zip(items, pieces):        # the pieces of a split item back together
+        if len(got) == 1:
             out.append(got[0][0])
             continue
-        M = got[0][0][0].shape[0]
-        o = np.full((M, H, it[3] - it[2], it[0].shape[2]), np.nan, np.float32)
+        o = np.full((got[0][0][0].shape[0], H, it[3] - it[2], it[0].shape[2]), np.nan, np.float32)
         v = np.zeros((it[3] - it[2], it[0].shape[2]), bool)
-        for (oo, vv), (_, q0, q1) in got:
+        for (oo, vv), q0, q1 in got:
             o[:, :, q0 - it[2]:q1 - it[2]] = oo
             v[q0 - it[2]:q1 - it[2]] = vv
         out.append((o, v))
@@ -225,9 +226,9 @@ def _batches(items):
     for i, it in enumerate(items):
         blk, a0, r0, r1, cov_blk, e = it
         W = blk.shape[2]
-        step = max(1, INPUT_PIXELS // max(1, W))
-        for q0 in range(r0, r1, step) if (r1 - r0) * W > INPUT_PIXELS else [r0]:
-            q1 = min(r1, q0 + step) if (r1 - r0) * W > INPUT_PIXELS else r1
+        step = max(1, INPUT_PIXELS // max(1, W)) if (r1 - r0) * W > INPUT_PIXELS else max(1, r1 - r0)
+        for q0 in list(range(r0, r1, step)) or [r0]:          # an item without rows stays one piece
+            q1 = min(r1, q0 + step)
             px = (q1 - q0) * W
             if cur and n + px > INPUT_PIXELS:
                 batches.append(cur)
