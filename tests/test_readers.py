@@ -22,7 +22,8 @@ from deformcast.algorithms.io.importer import import_timeseries
 from deformcast.algorithms.io.points import unit_factor
 from deformcast.algorithms.io.sampling import sample_grid_at_points, sample_points_to_csv
 from deformcast.algorithms.errors import DeformCastError
-from deformcast.algorithms.io.raster import Grid, crs_equal, open_stack, read_raster, read_stack, write_raster
+from deformcast.algorithms.io.raster import (Grid, RasterWriter, crs_equal, open_stack, read_raster, read_stack,
+                                             tile_rows, write_raster)
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -621,3 +622,32 @@ def test_mintpy_crs_from_utm_zone_and_missing_crs(tmp_path):
         del f.attrs["UTM_ZONE"]
     with pytest.raises(DeformCastError, match="EPSG"):
         read_mintpy_h5(p)
+
+
+def test_a_raster_written_in_blocks_gets_tiles_that_the_blocks_fill(tmp_path):
+    """Blocks of 48 rows give 16-row tiles, 64 rows 64-row tiles; the values are those written, and no
+    tile is written twice (a file of 256-row tiles written so grew by half in issue 17's benchmark)."""
+    assert [tile_rows(r) for r in (64, 128, 48, 40, 512, 7)] == [64, 128, 16, 16, 256, 16]
+    g = Grid((0.0, 10.0, 0.0, 0.0, 0.0, -10.0), "", 200, 160)
+    rng = np.random.default_rng(3)
+    a = np.round(rng.normal(size=(12, 160, 200)), 1).astype(np.float32)   # compressible, as forecasts are
+    sizes = {}
+    cache = gdal.GetCacheMax()
+    gdal.SetCacheMax(2 ** 20)   # a small cache: a half-filled tile would be flushed and written again
+    try:
+        _write_blocks(tmp_path, g, a, sizes)
+    finally:
+        gdal.SetCacheMax(cache)
+    assert sizes[48] < 1.1 * sizes[None] and sizes[64] < 1.1 * sizes[None]
+
+
+def _write_blocks(tmp_path, g, a, sizes):
+    for rows in (48, 64, None):
+        p = str(tmp_path / f"w{rows}.tif")
+        with RasterWriter(p, g, 12, write_rows=rows) as w:
+            for r0 in range(0, 160, rows or 160):
+                w.write(a[:, r0:r0 + (rows or 160)], r0)
+        ds = gdal.Open(p)
+        assert ds.GetRasterBand(1).GetBlockSize()[1] == {48: 16, 64: 64, None: 256}[rows]
+        assert np.array_equal(ds.ReadAsArray(), a)
+        sizes[rows] = os.path.getsize(p)

@@ -103,7 +103,7 @@ def one_step_spread(y: np.ndarray, dates, t: int) -> float:
     the epochs before it, less the date's median: a noise of date ``t`` that reads nothing after it."""
     d = np.asarray(dates, dtype="datetime64[D]")
     X = design_matrix(years_between(d[:t + 1], d[t]))
-    beta = np.linalg.lstsq(X[:t], y[:t], rcond=None)[0]
+    beta = common_mode.least_squares(X[:t], y[:t])
     r = y[t] - X[t] @ beta
     return float(_mad(r - np.median(r)))
 

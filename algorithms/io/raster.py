@@ -350,15 +350,34 @@ def iso(d) -> str:
     return str(np.datetime64(d, "D"))
 
 
+#: threads that compress the tiles of a written GeoTIFF (GDAL's ``NUM_THREADS``; DEFLATE is the slow part)
+WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+def tile_rows(write_rows: int) -> int:
+    """The tile height of a GeoTIFF written in blocks of ``write_rows`` rows: the largest of 256, 128, 64,
+    32 and 16 that divides it (16 when none does), so a block fills whole tiles. A 256-row tile written by
+    64-row blocks stayed half-filled in GDAL's cache across blocks (every band of the members raster: 300
+    MB at 1000 columns) or, with a smaller cache, was compressed, flushed, read back and compressed again:
+    a 500 x 500 x 300-band members raster took 9.3 s and 421 MB instead of 4.2 s and 278 MB with 16-row tiles
+    (GDAL cache 64 MB)."""
+    for h in (256, 128, 64, 32):
+        if write_rows % h == 0:
+            return h
+    return 16
+
+
 class RasterWriter:
     """Block-wise GeoTIFF writer: write to ``<path>.part.tif``, rename on :meth:`close`.
 
-    Use as a context manager; on an exception the partial file is deleted.
+    Use as a context manager; on an exception the partial file is deleted. ``write_rows``: the rows of
+    each :meth:`write` call where the raster is written in blocks; the tiles are cut to fit them
+    (:func:`tile_rows`).
     """
 
     def __init__(self, path: str, grid: Grid, n_bands: int, band_names: Optional[Sequence[str]] = None,
                  dtype: str = "float32", nodata: Optional[float] = None, qml: Optional[str] = None,
-                 metadata: Optional[dict] = None):
+                 metadata: Optional[dict] = None, write_rows: Optional[int] = None):
         gdal = _gdal()
         self.path = str(path)
         self.qml = qml
@@ -367,9 +386,11 @@ class RasterWriter:
         self.tmp = self.path + ".part.tif"
         gdt = {"float32": gdal.GDT_Float32, "float64": gdal.GDT_Float64, "uint8": gdal.GDT_Byte,
                "int16": gdal.GDT_Int16, "int32": gdal.GDT_Int32, "uint16": gdal.GDT_UInt16}[dtype]
-        opts = ["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"]
+        opts = ["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER", f"NUM_THREADS={WRITE_THREADS}"]
         if n_bands > 1:
             opts.append("INTERLEAVE=BAND")
+        if write_rows and 0 < int(write_rows) < grid.height:
+            opts.append(f"BLOCKYSIZE={tile_rows(int(write_rows))}")
         drv = gdal.GetDriverByName("GTiff")
         self.ds = drv.Create(self.tmp, grid.width, grid.height, n_bands, gdt, opts)
         self.ds.SetGeoTransform(grid.geotransform)

@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..order_stats import member_median
 from ..data import anchors, step_detect
 from .. import metrics
 from ..models import modelio
@@ -265,10 +266,10 @@ def score_origins(info, members: Sequence, names: Sequence[str], test_start: int
     try:
         if forecast_path:
             fc_w = raster.RasterWriter(forecast_path, grid, n_b, test_names,
-                                       metadata={"CONTENT": "test-period forecast, mm"})
+                                       metadata={"CONTENT": "test-period forecast, mm"}, write_rows=block_rows)
         if residuals_path:
             rs_w = raster.RasterWriter(residuals_path, grid, n_b, test_names,
-                                       metadata={"CONTENT": "forecast minus observed, mm"})
+                                       metadata={"CONTENT": "forecast minus observed, mm"}, write_rows=block_rows)
         for bi, (r0, r1) in enumerate(blocks):
             spans = [read_rows(r0, r1, grid.height, c) for c in cfgs]
             a0, a1 = min(s[0] for s in spans), max(s[1] for s in spans)
@@ -293,7 +294,7 @@ def score_origins(info, members: Sequence, names: Sequence[str], test_start: int
                         for j, k in enumerate(ks):
                             pred[name][bands[j]][valid] = y[:, k - 1]
                 if len(members) > 1:
-                    pred[MEDIAN][bands] = np.median(np.stack([pred[n][bands] for n in nets]), axis=0)
+                    pred[MEDIAN][bands] = member_median(np.stack([pred[n][bands] for n in nets]))
                 fb = forecast_baselines(centre[: e + 1], sdates[: e + 1], e, sdates[[e + k for k in ks]])
                 for name, f in fb.items():
                     pred[name][bands] = np.where(valid_all[None], f, np.nan)  # the same pixels as the models

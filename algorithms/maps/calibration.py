@@ -69,6 +69,7 @@ from ..data import dataset
 from ..io import raster
 from .evidence import FEATURES, NOISE_FEATURES, evidence, season_features  # noqa: F401 (the evidence of the fit)
 from ..errors import DeformCastError
+from ..order_stats import member_median
 from ..progress import Progress, silent
 
 METHODS = ("dressing", "conformal")
@@ -388,15 +389,18 @@ def member_ranks(M: int, H: int, rho: float, seed: int = TEMPLATE_SEED) -> np.nd
     return np.argsort(np.argsort(X, axis=0, kind="stable"), axis=0, kind="stable")
 
 
-def apply(model: dict, out: np.ndarray, valid: np.ndarray, feats: np.ndarray) -> np.ndarray:
+def apply(model: dict, out: np.ndarray, valid: np.ndarray, feats: np.ndarray,
+          centre: Optional[np.ndarray] = None) -> np.ndarray:
     """Replace the members ``out`` (M, H, rows, W) at ``valid`` by calibrated coherent paths around
-    their median (in place); return the median (H, rows, W), NaN elsewhere."""
+    their median (in place); return the median (H, rows, W), NaN elsewhere. ``centre``: that median at
+    ``valid`` (H, n) where the caller has it already."""
     M, H = out.shape[:2]
     med = np.full(out.shape[1:], np.nan, np.float32)
     if not valid.any():
         return med
-    with np.errstate(all="ignore"):
-        centre = np.median(out[:, :, valid], axis=0)
+    if centre is None:
+        with np.errstate(all="ignore"):
+            centre = member_median(out[:, :, valid])
     s = scale(model, feats).astype(np.float32)
     shape = np.asarray(model["shape"], np.float64)[:H]
     c = np.asarray(model["factor"], np.float64)[:H]
@@ -463,7 +467,7 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
                 y = obs[:, ok].astype(np.float64)
                 with np.errstate(all="ignore"):
                     p10, p90 = np.percentile(mem, [10, 90], axis=0)
-                parts["err"].append(y - np.median(mem, axis=0))
+                parts["err"].append(y - member_median(mem))
                 parts["raw_in"].append((y >= p10) & (y <= p90))
                 parts["feats"].append(evidence(blk, a0, r0, r1, o, info.dates, out, ok, L, steps, caches[id(blk)],
                                                seasonal=seasonal))

@@ -52,6 +52,7 @@ from ..models import modelio
 from ..io import raster, styles
 from ..errors import DeformCastError
 from ..learn.runtime import inference_threads, single_thread_blas
+from ..order_stats import member_median
 from .gating import forecast_gated, gate_halo, scene_blend_prior
 from ..data.track_record import BLEND_PRIOR
 from .member_forecasts import BLOCK_PIXELS, Plan, load_members, members_covariates  # noqa: F401 - load_members: part of the API
@@ -138,14 +139,19 @@ def _block(ctx: dict, loaded, plan, r0: int, r1: int, a0: int, a1: int, cov_blk:
                                          ctx["dev"], ctx["batch_size"], progress, timer, gate=ctx["gate"])
     t0 = time.perf_counter()
     cfg0 = loaded[0].meta.get("data_config") or {}
-    feats = calib.evidence(blk, a0, r0, r1, e, dates, out, valid_all, cfg0.get("horizon", H),
-                           cfg0.get("steps"), seasonal=calib.is_seasonal(model)) if model is not None else None
+    centre = None
+    if model is not None and valid_all.any():   # the members' median, once for the evidence and the paths
+        with np.errstate(all="ignore"):        # (in float64 as the evidence takes it; in float32 it is the
+            centre = member_median(out[:, :, valid_all].astype(np.float64))   # float32 median's bits)
+    feats = calib.evidence(blk, a0, r0, r1, e, dates, out, valid_all, cfg0.get("horizon", H), cfg0.get("steps"),
+                           seasonal=calib.is_seasonal(model), centre=centre) if model is not None else None
     del blk
     with np.errstate(all="ignore"):
         if model is not None:
-            med = calib.apply(model, out, valid_all, feats)   # coherent calibrated paths, median kept
+            med = calib.apply(model, out, valid_all, feats,   # coherent calibrated paths, median kept
+                              None if centre is None else centre.astype(np.float32))
         else:
-            med = np.median(out, axis=0) if M > 1 else out[0]
+            med = member_median(out) if M > 1 else out[0]
     t1 = time.perf_counter()
     timer["dress_median"] += t1 - t0
     qv = None
@@ -227,14 +233,17 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     meta = {"DEFORMCAST_MODEL_FOLDER": os.path.abspath(model_folder), "DEFORMCAST_END_DATE": raster.iso(info.dates[e]),
             "DEFORMCAST_MEMBERS": json.dumps([os.path.basename(m.folder) for m in loaded]),
             "DEFORMCAST_CALIBRATION": json.dumps(cal), "DEFORMCAST_GATE": json.dumps(gate)}
-    w_med = raster.RasterWriter(med_path, info.grid, H, [raster.iso(d) for d in fdates], metadata=meta)
-    w_q = raster.RasterWriter(q_path, info.grid, len(qs), [f"P{q:g} {raster.iso(fdates[-1])}" for q in qs],
-                              metadata=meta) if q_path else None
-    w_m = raster.RasterWriter(m_path, info.grid, M * H, member_band_names(M, fdates), metadata=meta) if m_path else None
-    writers = [w for w in (w_med, w_q, w_m) if w is not None]
-    halo = max([dataset.halo(c) for c in configs] + [gate_halo(gate)])
     if not block_rows or int(block_rows) <= 0:
         block_rows = max(1, BLOCK_PIXELS // max(1, W))
+    block_rows = int(block_rows)
+    w_med = raster.RasterWriter(med_path, info.grid, H, [raster.iso(d) for d in fdates], metadata=meta,
+                                write_rows=block_rows)
+    w_q = raster.RasterWriter(q_path, info.grid, len(qs), [f"P{q:g} {raster.iso(fdates[-1])}" for q in qs],
+                              metadata=meta, write_rows=block_rows) if q_path else None
+    w_m = raster.RasterWriter(m_path, info.grid, M * H, member_band_names(M, fdates), metadata=meta,
+                              write_rows=block_rows) if m_path else None
+    writers = [w for w in (w_med, w_q, w_m) if w is not None]
+    halo = max([dataset.halo(c) for c in configs] + [gate_halo(gate)])
     blocks = [(r0, r1, max(0, r0 - halo), min(Hh, r1 + halo)) for r0, r1 in raster.row_blocks(Hh, block_rows)]
     if gate and gate.get("local_blend") and len(blocks) > 1 and BLEND_PRIOR > 0:
         # every block's blend weight is shrunk towards the scene's, not towards its own (session 18)

@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 
 from ..data import anchors, dataset
+from ..order_stats import member_median
 
 FEATURES = ("family", "residual", "members", "motion")
 NOISE_FEATURES = ("noise_jan", "noise_apr", "noise_jul", "noise_oct")
@@ -70,13 +71,14 @@ def _quiet():
 
 def evidence(blk: np.ndarray, a0: int, r0: int, r1: int, o: int, dates, members: np.ndarray,
              valid: np.ndarray, horizon_model: Optional[int] = None, steps=None, cache=None,
-             seasonal: bool = False) -> np.ndarray:
+             seasonal: bool = False, centre: Optional[np.ndarray] = None) -> np.ndarray:
     """The evidence :data:`FEATURES` at the pixels ``valid`` (bool (r1 - r0, W), row-major) of rows
     r0..r1 of a block read from row ``a0``, for a forecast from epoch ``o``: float64 ``(F, H, n)``,
     non-negative and non-decreasing along the horizon. ``members`` (M, H, r1 - r0, W) the delivered
     members. Uses the history up to ``o`` only. ``cache``: the block's :class:`anchors.FamilyCache`
     (the family from ``o`` is taken from it when its targets lie inside the stack). ``seasonal``:
-    the :data:`NOISE_FEATURES` of the target dates follow as further rows (not made non-decreasing)."""
+    the :data:`NOISE_FEATURES` of the target dates follow as further rows (not made non-decreasing).
+    ``centre``: the members' median at those pixels in float64 (H, n) where the caller has it already."""
     d = np.asarray(dates, dtype="datetime64[D]")
     M, H = members.shape[:2]
     sel = np.flatnonzero(np.asarray(valid).ravel())
@@ -96,7 +98,7 @@ def evidence(blk: np.ndarray, a0: int, r0: int, r1: int, o: int, dates, members:
         out[0] = np.nanstd(fam, axis=0)
         out[1] = _fit_scatter(hist, d[: o + 1])[None]
         mem = members[:, :, valid].astype(np.float64)
-        centre = np.median(mem, axis=0)
+        centre = member_median(mem) if centre is None else centre
         out[2] = mem.std(axis=0)
         last = anchors._mean_last(hist, 1)
         out[3] = np.abs(centre - last[None])

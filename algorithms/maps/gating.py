@@ -8,6 +8,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..order_stats import member_median
 from .member_forecasts import (BLOCK_PIXELS, Plan, family_cache, forecast_items, forecast_items_on, medians_on_rows,
                                own_history)
 
@@ -111,7 +112,7 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
         if not va.any():
             continue
         with np.errstate(all="ignore"):
-            med = np.median(out, axis=0)                                     # (H, r1 - r0, W)
+            med = member_median(out)                                         # (H, r1 - r0, W)
         now = np.full((med.shape[0],) + blk.shape[1:], np.nan)
         now[:, r0 - a0:r1 - a0] = med
         loc = local_blend(blk, a0, r0, r1, int(e), dates, cfg0, now, lambda o, b=id(blk): past.get((b, o)),

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from ..order_stats import member_median
 from ..data import dataset
 from ..models import modelio
 from ..errors import DeformCastError
@@ -357,7 +358,7 @@ def medians_on_rows(blk, a0: int, cov_blk, origins, keep: np.ndarray, dates, gri
                 where.append((o, (np.array([i]),)))
     for (o, ii), (res, _) in zip(where, forecast_items(items, dates, grid, loaded, plan, L, dev, batch_size)):
         with np.errstate(all="ignore"):
-            med = np.median(res, axis=0)
+            med = member_median(res)
         if len(ii) == 2:
             out[o][(slice(None),) + ii] = med
         else:

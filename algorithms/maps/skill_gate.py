@@ -67,6 +67,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..order_stats import member_median
 from ..data import anchors as anc
 from ..data import dataset
 from ..data.baselines import terms_for_span, years_between
@@ -296,7 +297,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
         else:
             fc = dict(zip(origins, forecast_items(items, info.dates, info.grid, loaded, plan, H, dev, batch_size)))
         with np.errstate(all="ignore"):
-            meds = {o: np.median(out, axis=0) for o, (out, _) in fc.items()}
+            meds = {o: member_median(out) for o, (out, _) in fc.items()}
         meds.update(medians_on_rows(blk, a0, cov_blk, [o for o in every if o not in fc], record_mask(a0, a1 - a0, W),
                                     info.dates, info.grid, loaded, plan, H, dev, batch_size))
         cache = anc.FamilyCache(blk, info.dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None)
@@ -412,7 +413,7 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
     Fcat = np.concatenate(data["family"], axis=2)
     usable = [c for c in range(len(CANDIDATES)) if np.isfinite(Fcat[c]).all()]
     names = [CANDIDATES[c] for c in usable]
-    med = [np.median(m, axis=0) for m in data["members"]]
+    med = [member_median(m) for m in data["members"]]
     blended = data.get("local") or None    # the ensemble after the local blend: what the gate acts on
     M = data["members"][0].shape[0]
     per = {"ensemble median": [], **({ENSEMBLE_LOCAL: []} if blended else {}),
@@ -507,7 +508,7 @@ def apply_gate(out: np.ndarray, cands: np.ndarray, last: np.ndarray, gate: dict)
         m = cls == k
         B[:, m] = cands[CANDIDATES.index(ref)][:, m]
     with np.errstate(all="ignore"):
-        med = np.median(out, axis=0)
+        med = member_median(out)
         shift = (1.0 - W[cls].T) * (B - med)
     shift = np.where(np.isfinite(shift), shift, 0.0)
     out += shift[None].astype(out.dtype)

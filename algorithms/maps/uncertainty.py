@@ -57,6 +57,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..order_stats import member_median
 from ..io.crs import cell_area  # noqa: F401 - part of the uncertainty API
 from ..errors import DeformCastError
 from ..progress import Progress, silent
@@ -197,7 +198,7 @@ def block_stats(d: np.ndarray, limits: np.ndarray, mode: str, thresholds: Sequen
     d = np.asarray(d, dtype=np.float64)
     m = d.shape[0]
     n_classes = len(limits) + 1
-    med = np.median(d, axis=0)
+    med = member_median(d)
     susc = classify(transform_value(med, mode), limits)
     v = transform_value(d, mode)
     mcls = classify(v, limits)
@@ -310,7 +311,7 @@ def _sample_block(job: dict, r0: int, r1: int):
     if not sel.any():
         return None
     ds_ = d[:, sel].astype(np.float64)
-    return transform_value(np.median(ds_, axis=0), job["mode"]), ds_.std(axis=0)
+    return transform_value(member_median(ds_), job["mode"]), ds_.std(axis=0)
 
 
 def _stats_block(job: dict, r0: int, r1: int) -> dict:
@@ -446,7 +447,7 @@ def _run(members, stack, outputs, report_path, thresholds, n_classes, mode, clas
             if key == "deformation":
                 m98 = float(np.percentile(np.abs(vs), 98))
                 qml = styles.pseudocolor(-max(m98, 1e-6), max(m98, 1e-6), "deformation", 1, "mm")
-            writers[key] = RasterWriter(path, grid, nbands, bnames, dtype, nod, qml, meta)
+            writers[key] = RasterWriter(path, grid, nbands, bnames, dtype, nod, qml, meta, write_rows=br)
         # ---- pass 2 -----------------------------------------------------------------------
         p2 = progress.sub(0.35, 0.97)
         area = np.zeros(n_classes + 1, dtype=np.int64)

@@ -1,0 +1,46 @@
+"""The median over an ensemble's few members, equal bit for bit to ``np.median`` and several times faster.
+
+``np.median(a, axis=0)`` over ten members partitions every pixel's ten values along a strided axis: on
+a block of 64 000 pixels x 30 lead steps it took 1.2 s (float32; 1.8 s with the float64 copy), and
+``predict`` took it twice per block (the calibration's evidence and the calibrated paths), the skill
+gate once per origin. A sorting network of element-wise ``minimum`` / ``maximum`` over whole arrays
+(odd-even transposition, ``n (n - 1) / 2`` compare-exchanges, each a pass over one member's array)
+orders every pixel at once; the median is the middle value, or the mean of the middle two computed as
+``np.median`` computes it (their sum in the input's dtype, halved), so the result is the same bits.
+Where any member is NaN the result is NaN, as ``np.median`` gives. More than :data:`MAX_NETWORK`
+members, integer input or an empty axis go to ``np.median`` itself.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: longest axis sorted by the network (its cost grows with the square of the members)
+MAX_NETWORK = 24
+
+
+def member_median(a, axis: int = 0) -> np.ndarray:
+    """``np.median(a, axis=axis)``, bit for bit, by a sorting network when the axis is short."""
+    a = np.asarray(a)
+    n = a.shape[axis] if a.ndim else 0
+    if a.ndim == 0 or n < 2 or n > MAX_NETWORK or a.dtype.kind != "f" or a.size == 0:
+        return np.median(a, axis=axis)
+    x = np.moveaxis(a, axis, 0)
+    rows = [np.array(x[i], copy=True) for i in range(n)]   # own buffers, swapped in place
+    tmp = np.empty_like(rows[0])
+    with np.errstate(invalid="ignore"):
+        for r in range(n):                       # odd-even transposition sort: n rounds
+            for i in range(r % 2, n - 1, 2):
+                lo, hi = rows[i], rows[i + 1]
+                np.minimum(lo, hi, out=tmp)
+                np.maximum(lo, hi, out=hi)
+                rows[i], tmp = tmp, lo
+        k = n // 2
+        if n % 2:
+            med = rows[k]
+        else:
+            med = np.add(rows[k - 1], rows[k], out=rows[k])
+            med /= 2
+        nan = np.isnan(x).any(axis=0)
+    if nan.any():
+        med[nan] = np.nan
+    return med if med.ndim else med[()]
