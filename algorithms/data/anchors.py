@@ -109,7 +109,9 @@ def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1)
     yy, A, _ = _system(y[:end + 1], t_all, t_pred, deg, periods, time_function, dates[end])
     coef = np.full((A.shape[1], yy.shape[1]), np.nan)
     full = np.isfinite(yy).all(axis=0)
-    if full.any():     # complete series share one design: one least-squares solve for all of them
+    if full.all():     # complete series share one design: one least-squares solve for all of them
+        coef[:] = fit_operator(A, epoch_weights(time_function, dates[end], t_all)) @ yy
+    elif full.any():
         coef[:, full] = fit_operator(A, epoch_weights(time_function, dates[end], t_all)) @ yy[:, full]
     if (~full).any():
         with warnings.catch_warnings():

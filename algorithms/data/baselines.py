@@ -378,6 +378,9 @@ def fit_predict(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polyn
         return out
     finite = np.isfinite(y)
     full = finite.all(axis=0)
+    if full.all() and y.shape[0] >= p:     # no gap (the usual case): no copy of the series
+        out[:] = P @ (fit_operator(A, wt) @ y)
+        return out
     if full.any() and y.shape[0] >= p:
         coef = fit_operator(A, wt) @ y[:, full]
         out[:, full] = P @ coef
@@ -422,8 +425,9 @@ def fit_stats(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polynom
     if full.any() and y.shape[0] > p:
         Aw = A if wt is None else A * wt[:, None]
         inv = np.linalg.pinv(Aw.T @ A)
-        c = inv @ (Aw.T @ y[:, full])
-        r = y[:, full] - A @ c
+        yf = y if full.all() else y[:, full]       # no gap (the usual case): no copy of the series
+        c = inv @ (Aw.T @ yf)
+        r = yf - A @ c
         rw = r * r if wt is None else r * r * wt[:, None]
         sg = np.sqrt(rw.sum(axis=0) / (y.shape[0] - p))
         coef[:, full], sigma[full] = c, sg
