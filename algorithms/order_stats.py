@@ -26,6 +26,9 @@ def member_median(a, axis: int = 0) -> np.ndarray:
         return np.median(a, axis=axis)
     x = np.moveaxis(a, axis, 0)
     rows = [np.array(x[i], copy=True) for i in range(n)]   # own buffers, swapped in place
+    nan = np.isnan(rows[0])
+    for r in rows[1:]:
+        nan |= np.isnan(r)
     tmp = np.empty_like(rows[0])
     with np.errstate(invalid="ignore"):
         for r in range(n):                       # odd-even transposition sort: n rounds
@@ -40,7 +43,6 @@ def member_median(a, axis: int = 0) -> np.ndarray:
         else:
             med = np.add(rows[k - 1], rows[k], out=rows[k])
             med /= 2
-        nan = np.isnan(x).any(axis=0)
     if nan.any():
         med[nan] = np.nan
     return med if med.ndim else med[()]

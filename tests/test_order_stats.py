@@ -33,3 +33,10 @@ def test_member_median_leaves_its_input_alone():
     keep = a.copy()
     member_median(a)
     assert np.array_equal(a, keep)
+
+
+def test_member_median_of_one_series_is_a_scalar_as_numpys():
+    for v in ([3.0, 1.0, 2.0], [3.0, 1.0, 2.0, 5.0], [np.nan, 1.0, 2.0], [1.0, np.nan]):
+        a = np.array(v)
+        got, want = member_median(a), np.median(a)
+        assert np.ndim(got) == 0 and (got == want or (np.isnan(got) and np.isnan(want)))
