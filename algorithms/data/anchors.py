@@ -451,17 +451,20 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     if key is not None and ensemble is None and key in memo:
         return memo.pop(key)["local"]
     fresh = family is None
-    if fresh:
-        family = family_forecasts(flat, d, target_dates, time_function)
+    n_fam = len(FAMILY) if fresh else family.shape[0]
+    if fresh:   # the family and the extra candidates in one array (no concatenated copy beside the two)
+        family = family_forecasts(flat, d, target_dates, time_function, tuple(FAMILY) + tuple(LOCAL_EXTRA))
+    elif LOCAL_EXTRA:
+        family = np.concatenate([family, family_forecasts(flat, d, target_dates, time_function, LOCAL_EXTRA)])
     origins = local_origins(e, L) if origins is None else [int(o) for o in origins]
 
     def fitted_from(o, members=FAMILY):
         return family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function, members)
 
     past_family = past_family or fitted_from
-    n_fam = family.shape[0]
-    if LOCAL_EXTRA:
-        family = np.concatenate([family, family_forecasts(flat, d, target_dates, time_function, LOCAL_EXTRA)])
+    if LOCAL_EXTRA and hasattr(past_family, "both"):    # a FamilyCache: both in one cached array
+        past_family = past_family.both
+    elif LOCAL_EXTRA:
         extra = getattr(past_family, "extra", None) or (lambda o: fitted_from(o, LOCAL_EXTRA))
         fam_of = past_family
 
@@ -480,12 +483,14 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     pooled = guided_box_mean(err.reshape(C, R, Wd), LOCAL_BOX, guide).reshape(C, -1)
     # a candidate without a forecast at a pixel (an extra one whose short window holds too few values
     # there) gets no weight and no say in the best record; the family itself must be complete
-    pooled_has = np.where(np.isfinite(family).all(axis=1), pooled, np.nan)
+    has = np.isfinite(family).all(axis=1)                      # (C, n)
+    pooled_has = np.where(has, pooled, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.maximum(pooled_has, 1e-6) ** -LOCAL_POWER
         w = w / np.nansum(w, axis=0, keepdims=True)
-    out = np.einsum("cn,chn->hn", np.nan_to_num(w), np.nan_to_num(family))
-    bad = ~np.isfinite(pooled[:n_fam]).all(axis=0) | ~np.isfinite(family[:n_fam]).all(axis=(0, 1))
+    # a complete family (the usual case) is combined as it is: no float64 copy of it with its NaN zeroed
+    out = np.einsum("cn,chn->hn", np.nan_to_num(w), family if has.all() else np.nan_to_num(family))
+    bad = ~np.isfinite(pooled[:n_fam]).all(axis=0) | ~has[:n_fam].all(axis=0)
     out[:, bad] = np.nan
     if ensemble is None:
         return out.reshape(Hh, R, Wd)
@@ -549,10 +554,31 @@ class FamilyCache:
         """:data:`LOCAL_EXTRA` from origin ``o`` over the next ``lead`` epochs, (len(LOCAL_EXTRA), lead, n)."""
         return self._get(int(o), LOCAL_EXTRA)
 
+    def both(self, o: int) -> np.ndarray:
+        """:data:`FAMILY` and :data:`LOCAL_EXTRA` from origin ``o`` in one array, (C + extra, lead, n): the local
+        track record's candidates. Kept as one entry (the two are views of it), so the record does not
+        concatenate a copy per origin (the peak of a gated ``predict`` block, session 20)."""
+        o = int(o)
+        key = (o, "both")
+        if key not in self._memo:
+            fam = self._memo.pop((o, tuple(FAMILY)), None)
+            ext = self._memo.pop((o, tuple(LOCAL_EXTRA)), None)
+            if fam is None and ext is None:
+                self._memo[key] = self._fit(o, tuple(FAMILY) + tuple(LOCAL_EXTRA))
+            else:
+                self._memo[key] = np.concatenate([self._fit(o, FAMILY) if fam is None else fam,
+                                                  self._fit(o, LOCAL_EXTRA) if ext is None else ext])
+        return self._memo[key]
+
     def _get(self, o: int, members) -> np.ndarray:
+        both = self._memo.get((o, "both"))
+        if both is not None and tuple(members) in (tuple(FAMILY), tuple(LOCAL_EXTRA)):
+            return both[:len(FAMILY)] if tuple(members) == tuple(FAMILY) else both[len(FAMILY):]
         key = (o, tuple(members))
         if key not in self._memo:
-            self._memo[key] = family_forecasts(self.flat[:o + 1], self.dates[:o + 1],
-                                               self.dates[o + 1:o + self.lead + 1], self.tf,
-                                               members).astype(np.float32)
+            self._memo[key] = self._fit(o, members)
         return self._memo[key]
+
+    def _fit(self, o: int, members) -> np.ndarray:
+        return family_forecasts(self.flat[:o + 1], self.dates[:o + 1], self.dates[o + 1:o + self.lead + 1], self.tf,
+                                members).astype(np.float32)
