@@ -28,7 +28,9 @@ are upper bounds.
 Measured (2 CPU cores shared with other work, so upper bounds; default members): 1000 x 1000,
 10 members: 188.6 s in all (predict 187.3 s, of which the networks 133 s and the GeoTIFF writes
 37 s; uncertainty 1.3 s), peak 907 MB; the code before the issue-6 speed-ups took 218 s for
-predict in the same quiet hour. Memory with area (2 members): 731 MB at 1000 x 1000, 733 MB at
+predict in the same quiet hour. Session 20 (freshly trained ``mixed`` members of horizon 30, a slow
+day, docs/benchmarks.md): 516.6 s and 1.60 GB with session 19's code, 397.9 s and 1.45 GB with
+session 20's (networks 303 s, calibrated members 53 s, writes 15 s). Memory with area (2 members): 731 MB at 1000 x 1000, 733 MB at
 2000 x 2000.
 
 File layouts (issue 17, ``--layouts all`` or a comma list, at ``--size`` only): the same stack as
