@@ -465,12 +465,11 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     if LOCAL_EXTRA and hasattr(past_family, "both"):    # a FamilyCache: both in one cached array
         past_family = past_family.both
     elif LOCAL_EXTRA:
-        extra = getattr(past_family, "extra", None) or (lambda o: fitted_from(o, LOCAL_EXTRA))
         fam_of = past_family
 
         def past_family(o):
             f = fam_of(o)
-            return None if f is None else np.concatenate([f, extra(o)])
+            return None if f is None else np.concatenate([f, fitted_from(o, LOCAL_EXTRA)])
     C, Hh, _ = family.shape
     tw = target_weights(time_function, d)
     err = record(flat, L, origins, past_family, tw)
@@ -550,30 +549,22 @@ class FamilyCache:
         keep = {int(o) for o in keep}
         self._memo = {k: v for k, v in self._memo.items() if k[0] in keep}
 
-    def extra(self, o: int) -> np.ndarray:
-        """:data:`LOCAL_EXTRA` from origin ``o`` over the next ``lead`` epochs, (len(LOCAL_EXTRA), lead, n)."""
-        return self._get(int(o), LOCAL_EXTRA)
-
     def both(self, o: int) -> np.ndarray:
         """:data:`FAMILY` and :data:`LOCAL_EXTRA` from origin ``o`` in one array, (C + extra, lead, n): the local
-        track record's candidates. Kept as one entry (the two are views of it), so the record does not
+        track record's candidates. Kept as one entry (the family is a view of it), so the record does not
         concatenate a copy per origin (the peak of a gated ``predict`` block, session 20)."""
         o = int(o)
         key = (o, "both")
         if key not in self._memo:
             fam = self._memo.pop((o, tuple(FAMILY)), None)
-            ext = self._memo.pop((o, tuple(LOCAL_EXTRA)), None)
-            if fam is None and ext is None:
-                self._memo[key] = self._fit(o, tuple(FAMILY) + tuple(LOCAL_EXTRA))
-            else:
-                self._memo[key] = np.concatenate([self._fit(o, FAMILY) if fam is None else fam,
-                                                  self._fit(o, LOCAL_EXTRA) if ext is None else ext])
+            self._memo[key] = (self._fit(o, tuple(FAMILY) + tuple(LOCAL_EXTRA)) if fam is None else
+                               np.concatenate([fam, self._fit(o, LOCAL_EXTRA)]))
         return self._memo[key]
 
     def _get(self, o: int, members) -> np.ndarray:
         both = self._memo.get((o, "both"))
-        if both is not None and tuple(members) in (tuple(FAMILY), tuple(LOCAL_EXTRA)):
-            return both[:len(FAMILY)] if tuple(members) == tuple(FAMILY) else both[len(FAMILY):]
+        if both is not None and tuple(members) == tuple(FAMILY):
+            return both[:len(FAMILY)]
         key = (o, tuple(members))
         if key not in self._memo:
             self._memo[key] = self._fit(o, members)
