@@ -62,6 +62,25 @@ def common_mode_filtered(src: str, dst: str) -> str:
     return dst
 
 
+def points_only(src: str, dst: str, fraction: float, seed: int) -> str:
+    """Experiment (session 21): the stack as persistent scatterers imported onto a grid are, NaN but at about
+    ``fraction`` of the pixels: most of them in a few built-up patches (a smooth random field's top 30 %,
+    where every pixel is kept with probability ``fraction / 0.3 x 0.9``), a few scattered elsewhere. Every
+    kept pixel keeps its whole series; written to ``dst``, scored where the forecast exists."""
+    from scipy.ndimage import gaussian_filter
+
+    info = raster.open_stack(src)
+    y = raster.read_stack(info)
+    rng = np.random.default_rng(10_000 + seed)
+    f = gaussian_filter(rng.standard_normal(y.shape[1:]), 6.0)
+    urban = f > np.quantile(f, 0.7)
+    u = rng.random(y.shape[1:])
+    keep = np.where(urban, u < min(1.0, fraction / 0.3 * 0.9), u < fraction * 0.1 / 0.7)
+    y = np.where(keep[None], y, np.nan).astype(np.float32)
+    raster.write_stack(dst, y, info.dates, info.grid)
+    return dst
+
+
 def run_seed(seed: int, args) -> dict:
     folder = os.path.join(args.out, f"seed_{seed}")
     if (args.regate or args.rescore) and os.path.isfile(os.path.join(folder, "scene", "scene.json")):
@@ -81,6 +100,10 @@ def run_seed(seed: int, args) -> dict:
     run_stack = files["stack"]   # what the main job reads; the scores always use the scene's own stack
     if args.common_mode:
         run_stack = common_mode_filtered(files["stack"], os.path.join(folder, "stack_common_mode.tif"))
+    if args.points:
+        run_stack = os.path.join(folder, "stack_points.tif")
+        if not os.path.isfile(run_stack):
+            points_only(files["stack"], run_stack, args.points, seed)
     t0 = time.time()
     kw = {} if args.n_trials is None else {"n_trials": args.n_trials}
     if args.validation:
@@ -235,6 +258,9 @@ def main(argv=None):
     ap.add_argument("--validation", default=None, choices=("time", "space"), help="default: the main job's")
     ap.add_argument("--common-mode", action="store_true",
                     help="experiment: the main job reads the stack less each date's common mode (scores unchanged)")
+    ap.add_argument("--points", type=float, default=None, metavar="FRACTION",
+                    help="experiment: the main job reads the stack as imported scattered points, NaN but at about "
+                         "FRACTION of the pixels (clustered; scored where the forecast exists)")
     ap.add_argument("--out", default="build/bench_skill")
     ap.add_argument("--regate", action="store_true",
                     help="re-score finished runs in --out with the current skill gate (no new training)")
