@@ -340,3 +340,23 @@ def test_an_extra_candidate_without_a_forecast_does_not_take_a_pixel_s_local_for
     alone = A.local_forecast(y, dates[:T], dates[T:], 8)
     np.testing.assert_allclose(got[:, 0, 0], alone[:, 0, 0], rtol=1e-9)
     np.testing.assert_allclose(got[:, 1, 1], alone[:, 1, 1], rtol=1e-9)
+
+
+def test_scattered_points_get_the_local_forecast_of_their_own_record():
+    """Persistent scatterers imported onto a grid leave most pixels NaN at every date: a point with no
+    neighbour inside the box pools its own track record only, so its local forecast is the one its series
+    gets alone; the empty pixels stay NaN and nothing leaks between points."""
+    rng = np.random.default_rng(11)
+    T, R, Cc = 130, 20, 20
+    y = np.full((T, R, Cc), np.nan)
+    pts = [(0, 0), (0, 19), (19, 19), (9, 3), (10, 18), (17, 8)]      # corners, edges, inside; no two in a box
+    series = _series(len(pts), seed=3)
+    for j, (r, c) in enumerate(pts):
+        y[:, r, c] = series[:, j] + rng.normal(0, 1.0)
+    td = DATES[-1] + np.arange(1, 9) * 12
+    got = A.local_forecast(y, DATES, td, 8)
+    assert np.isfinite(got[:, [r for r, _ in pts], [c for _, c in pts]]).all()
+    assert np.isnan(np.delete(got.reshape(8, -1), [r * Cc + c for r, c in pts], axis=1)).all()
+    for r, c in pts:
+        alone = A.local_forecast(y[:, r:r + 1, c:c + 1], DATES, td, 8)[:, 0, 0]
+        np.testing.assert_allclose(got[:, r, c], alone, rtol=1e-9, atol=1e-9)
