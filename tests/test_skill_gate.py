@@ -410,6 +410,11 @@ def test_held_out_verdict_of_the_delivered_forecast_and_its_warning():
         gate_report.report_section(rep, gate)
         warned.append("the delivered forecast (after the gate) did worse" in rep.render())
     assert warned == [True, False]
+    # a difference under 2 % is called a tie in words, either way; a clear one is not
+    close = gate_report.gate_sentence(gate_report.with_held_out(g, back(1.99, 2.03, 2.0)))
+    assert close.count("one test period cannot tell the two apart (a tie)") == 2
+    assert "a tie" not in gate_report.gate_sentence(worse) and "a tie" not in gate_report.gate_sentence(
+        gate_report.with_held_out(g, back(2.2, 1.9, 2.0)))
 
 
 def test_a_shift_must_hold_on_origins_it_was_not_fitted_on():
