@@ -45,6 +45,15 @@ def common_mode(flat, dates):
     return common_residual(flat[:, np.isfinite(flat).all(axis=0)], dates)
 
 
+def stack_of(folder: str) -> str:
+    """The stack the main job of a ``bench_skill.py`` run read: ``stack_points.tif`` for a ``--points`` run,
+    else the scene's ``stack.tif``."""
+    import os
+
+    pts = os.path.join(folder, "stack_points.tif")
+    return pts if os.path.isfile(pts) else os.path.join(folder, "scene", "stack.tif")
+
+
 def run_medians(folder: str, back):
     """The members of a finished ``bench_skill.py`` run (``folder``/job) forecast from the last acquisition of its
     scene and from each origin ``back`` epochs before it; the ensemble median of each, float32
@@ -58,7 +67,7 @@ def run_medians(folder: str, back):
 
     with open(os.path.join(folder, "job", "workflow.json"), encoding="utf-8") as fh:
         s = json.load(fh)
-    info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
+    info = raster.open_stack(stack_of(folder))
     loaded = load_members(s["paths"]["models"], None, device="cpu", info=info)
     configs = [m.meta.get("data_config") or {} for m in loaded]
     H = int(loaded[0].meta["horizon"])

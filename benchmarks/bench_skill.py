@@ -21,6 +21,10 @@ session 9).
 ``--generator independent`` scores scenes of ``independent_scene.py`` instead, a second generator written
 apart from ours (other laws, noise and referencing): does the skill carry over?
 
+``--points FRACTION`` gives the main job the stack as persistent scatterers imported onto a grid are: NaN but at
+about that share of the pixels, clustered (``stack_points.tif``; scored where it forecasts; docs/skill.md,
+session 21). ``origin_replay.py`` replays such a run on its points.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_skill.py --seeds 0 1 2 3 4 --horizon 15 --out build/bench_skill

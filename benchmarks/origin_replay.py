@@ -34,7 +34,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ensure_pkg, run_medians  # noqa: E402
+from _common import ensure_pkg, run_medians, stack_of  # noqa: E402
 
 ensure_pkg()
 
@@ -59,7 +59,7 @@ def run(folder: str, cache: str, steps) -> dict:
     """Ratios per measure and forecast, one per origin."""
     tag = os.path.abspath(folder).strip("/").replace("/", "_")
     z = np.load(dump(folder, tag, cache))
-    info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
+    info = raster.open_stack(stack_of(folder))       # a --points run: the points the main job read
     y = raster.read_stack(info).astype(np.float64)
     T, R, W = y.shape; e = T - 1; flat = y.reshape(T, -1)
     d = np.asarray(info.dates, dtype="datetime64[D]")
