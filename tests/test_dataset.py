@@ -404,3 +404,22 @@ def test_recent_windows_are_drawn_more_often(monkeypatch):
     pairs = lambda s: sorted(zip(s.pixel.tolist(), s.end.tolist()))   # noqa: E731
     assert pairs(full_uniform.train) == pairs(full.train)
     assert pairs(uniform.test) == pairs(capped.test)
+
+
+def test_forecast_epochs_follow_the_recent_cadence_and_a_change_of_cadence_is_reported():
+    """A record at 6 days that went on at 12 (Sentinel-1B's loss): the forecast epochs continue at 12 days,
+    the whole record's median (6) would put a year's horizon half a year ahead; the change is reported with
+    the fix. A regular record (or one with a few missing acquisitions) is left as before and not reported."""
+    six = np.datetime64("2017-01-01") + np.arange(200) * 6
+    twelve = six[-1] + np.arange(1, 41) * 12
+    dates = np.concatenate([six, twelve])
+    np.testing.assert_array_equal(D.target_dates(dates, dates.size - 1, 3), dates[-1] + np.array([12, 24, 36]))
+    msg = D.cadence_warning(dates)
+    assert msg is not None and "6 days apart over the record but 12 days" in msg and "STEP_DAYS=12" in msg
+    # inside the stack the dates are the acquisitions' own
+    np.testing.assert_array_equal(D.target_dates(dates, 10, 3), dates[11:14])
+    regular = np.datetime64("2017-01-01") + np.arange(150) * 12
+    gappy = np.delete(regular, [100, 120, 140])                     # three missing acquisitions
+    for d in (regular, gappy):
+        assert D.cadence_warning(d) is None
+        np.testing.assert_array_equal(D.target_dates(d, d.size - 1, 2), d[-1] + np.array([12, 24]))

@@ -46,9 +46,9 @@ Forecasting (after the last epoch, or a backtest from an earlier epoch), block b
 
 ``covariates_block``: ``{name: (a1 - a0, W)}`` rows a0..a1 of each covariate.
 ``target_dates(dates, end_index, horizon)`` gives the forecast epochs' dates (beyond the last
-acquisition they continue at the median acquisition step). With ``target="residual"`` the
-classical anchor is evaluated at these dates; ``dates`` must match the block's epochs, and when
-the block holds only the epochs up to ``end_index`` the later ones are placed at the median step.
+acquisition they continue at the recent acquisition step, the median of the last 30 intervals). With
+``target="residual"`` the classical anchor is evaluated at these dates; ``dates`` must match the block's
+epochs, and when the block holds only the epochs up to ``end_index`` the later ones are placed at that step.
 
 ``validate_inputs(T, window, horizon, n_val=None, n_test=None) -> (n_val, n_test)`` raises
 :class:`DeformCastError` naming the fix when there are too few epochs.
@@ -159,6 +159,7 @@ from ..io.raster import Grid, StackInfo, check_dates, iso, open_stack, read_stac
 from .features import (ANCHORS, ENCODINGS, FULL_MODEL_YEARS, SPLITS, TARGETS, TRAJECTORY_FEATURES,  # noqa: F401 - re-exported
     VALIDATIONS, _anchors, _DISP_CHANNELS, _family, _features, _robust_scale, auto_encodings, default_period, family_at,
     feature_names, first_full_end, halo, is_auto, parse_encodings, read_rows, target_dates, to_mm, to_net,
+    cadence_warning, recent_step_days,
     trajectory_ends, validate_inputs, _steps, AUTO_STEPS)
 from .selection import _keys, _Reservoir, holdout_mask, validation_mask  # noqa: F401
 

@@ -90,16 +90,50 @@ def validate_inputs(T: int, window: int, horizon: int, n_val: Optional[int] = No
     return nv, nt
 
 
+#: the acquisitions past the stack follow the median spacing of its last this many intervals
+RECENT_INTERVALS = 30
+
+
+def recent_step_days(dates) -> int:
+    """The median spacing (whole days, at least 1) of the last :data:`RECENT_INTERVALS` intervals of
+    ``dates``; 12 with fewer than two dates. The cadence the next acquisitions will have: a record that
+    went from 6 to 12 days (Sentinel-1B's loss in December 2021) continues at 12, although 6 is the
+    median of the whole record."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    if d.size < 2:
+        return 12
+    return max(1, int(round(float(np.median(np.diff(d[-(RECENT_INTERVALS + 1):]).astype(np.int64))))))
+
+
+def cadence_warning(dates, tol: float = 0.25) -> Optional[str]:
+    """A sentence for the log where the spacing of the acquisitions changes within the record (the
+    median of its last :data:`RECENT_INTERVALS` intervals and the whole record's differ by more than
+    ``tol``), None otherwise. The networks count epochs: a window and the horizon then span other
+    durations in the two parts of the record."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    if d.size < RECENT_INTERVALS + 2:
+        return None
+    whole = float(np.median(np.diff(d).astype(np.int64)))
+    recent = float(recent_step_days(d))
+    if whole <= 0 or abs(recent / whole - 1.0) <= tol:
+        return None
+    return (f"The acquisitions are {whole:.0f} days apart over the record but {recent:.0f} days apart over its last "
+            f"{RECENT_INTERVALS} intervals (e.g. Sentinel-1 before and after the loss of Sentinel-1B in December "
+            "2021). The networks count epochs, so a window and the horizon span other durations in the two parts; "
+            f"the forecast epochs follow the recent {recent:.0f}-day step. For a consistent record, regularise the "
+            f"stack first (import_timeseries with REGULARISE=true and STEP_DAYS={recent:.0f}).")
+
+
 def target_dates(dates, end_index: int, horizon: int) -> np.ndarray:
-    """Dates of epochs end_index+1 .. end_index+horizon; past the stack at the median step."""
+    """Dates of epochs end_index+1 .. end_index+horizon; past the stack at the recent step
+    (:func:`recent_step_days`; before session 21 the whole record's median step)."""
     dates = np.asarray(dates, dtype="datetime64[D]")
     idx = np.arange(int(end_index) + 1, int(end_index) + 1 + int(horizon))
     inside = idx < dates.size
     out = np.empty(idx.size, dtype="datetime64[D]")
     out[inside] = dates[idx[inside]]
     if (~inside).any():
-        step = int(round(float(np.median(np.diff(dates).astype(np.int64))))) if dates.size > 1 else 12
-        step = max(step, 1)
+        step = recent_step_days(dates)
         k = idx[~inside] - (dates.size - 1)
         out[~inside] = dates[-1] + (k * step).astype("timedelta64[D]")
     return out

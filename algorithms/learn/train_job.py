@@ -105,6 +105,11 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
         raise DeformCastError(f"OUTPUT_FOLDER '{output_folder}' is a file; give a folder path.")
 
     info = open_stack(stack_path, dates, progress=progress)
+    from ..data.features import cadence_warning
+
+    cadence = cadence_warning(info.dates)
+    if cadence and progress is not None:
+        progress.log("Warning: " + cadence)
     grid, sdates = info.grid, info.dates
     T = int(sdates.size)
     covs = {}
