@@ -413,6 +413,7 @@ def test_held_out_verdict_of_the_delivered_forecast_and_its_warning():
     # a difference under 2 % is called a tie in words, either way; a clear one is not
     close = gate_report.gate_sentence(gate_report.with_held_out(g, back(1.99, 2.03, 2.0)))
     assert close.count("one test period cannot tell the two apart (a tie)") == 2
+    assert "the test period does not contradict it" in close
     assert "a tie" not in gate_report.gate_sentence(worse) and "a tie" not in gate_report.gate_sentence(
         gate_report.with_held_out(g, back(2.2, 1.9, 2.0)))
 

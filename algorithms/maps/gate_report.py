@@ -73,14 +73,16 @@ def gate_sentence(gate: dict) -> str:
         held = (f" In the held-out test period (every pixel, from {h['origin']}) the ensemble median "
                 + ("beats" if h["verdict"] == "win" else "does NOT beat")
                 + f" the best classical baseline ({h['best']}): {h['rmse_ensemble']:.2f} vs {h['rmse_best']:.2f} mm."
-                + _tie(h["ratio"]) + " "
-                + ("Verdict: the networks beat the classical forecasts." if gate["verdict"] == "win" else
+                + _tie(h.get("ratio", float("nan"))) + " "
+                + (("Verdict: the networks beat the classical forecasts at the rolling origins, and the test period "
+                    "does not contradict it." if _tie(h.get("ratio", float("nan"))) else
+                    "Verdict: the networks beat the classical forecasts.") if gate["verdict"] == "win" else
                    "Verdict: the networks are NOT shown to beat the classical forecasts."))
         if "verdict_delivered" in h:
             held += (f" The delivered forecast (after the gate) scored {h['rmse_delivered']:.2f} mm there: it "
                      + ("beats" if h["verdict_delivered"] == "win" else "does NOT beat")
                      + f" the best classical baseline ({h['ratio_delivered']:.2f} x its RMSE)."
-                     + _tie(h["ratio_delivered"]))
+                     + _tie(h.get("ratio_delivered", float("nan"))))
     return head + act + f" Gated forecast: {g:.2f} mm over the same origins." + held
 
 
