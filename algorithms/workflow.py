@@ -387,6 +387,9 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
                   + (" This is the built-in synthetic scene (two accelerating mining subsidence bowls, a creeping "
                      "fault, a groundwater-rebound uplift, lithology-dependent seasonality, power-law atmospheric "
                      "noise), so forecasts are also scored against the noise-free truth." if scene else ""))
+    cadence = dataset.cadence_warning(d)
+    if cadence:
+        rep.note("Warning: " + cadence)
     # tuning
     rep.heading("2. TPE tuning")
     trows = []
