@@ -220,7 +220,7 @@ def test_forecast_inputs_blockwise_equals_whole_and_matches_training_features():
     where = np.searchsorted(pix, p.test.pixel[sel])
     np.testing.assert_allclose(Xw[where], p.test.X[sel], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(aw[where], p.test.anchor[sel], rtol=1e-6)
-    # beyond the stack: dates continue at the median step
+    # beyond the stack: dates continue at the recent step (here every step)
     np.testing.assert_array_equal(D.target_dates(DATES, T - 1, 2), [DATES[-1] + 12, DATES[-1] + 24])
 
 
