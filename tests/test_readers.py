@@ -651,3 +651,23 @@ def _write_blocks(tmp_path, g, a, sizes):
         assert ds.GetRasterBand(1).GetBlockSize()[1] == {48: 16, 64: 64, None: 256}[rows]
         assert np.array_equal(ds.ReadAsArray(), a)
         sizes[rows] = os.path.getsize(p)
+
+
+def test_import_says_what_a_change_of_cadence_means(tmp_path):
+    """A record at 6 days that went on at 12: imported as it is, the log warns and names STEP_DAYS=12;
+    regularised at the median (6 days) it notes the interpolated recent epochs; at STEP_DAYS=12 nothing is said."""
+    from deformcast.algorithms.progress import Progress
+
+    dates = np.concatenate([np.datetime64("2019-01-01") + np.arange(60) * 6,
+                            np.datetime64("2019-01-01") + 59 * 6 + np.arange(1, 41) * 12])
+    g = grid3035()
+    v = np.random.default_rng(0).normal(0, 1, (dates.size,) + g.shape).astype(np.float32)
+    src = str(tmp_path / "mixed.tif")
+    write_raster(src, v, g, [str(d) for d in dates], "float32", float("nan"), "<qgis/>")
+    logs = {}
+    for key, reg in (("as_is", False), ("median", True), ("recent", 12)):
+        logs[key] = []
+        import_timeseries(src, str(tmp_path / f"{key}.tif"), regularise=reg, progress=Progress(on_log=logs[key].append))
+    assert any("6 days apart over the record but 12 days" in m and "STEP_DAYS=12" in m for m in logs["as_is"])
+    assert any("regularised at 6 days" in m and "STEP_DAYS=12 keeps" in m for m in logs["median"])
+    assert not any("12 days apart" in m or "regularised at" in m for m in logs["recent"])

@@ -40,6 +40,22 @@ def _regularise_opts(regularise, dates):
     return step, regular_dates(dates, step)
 
 
+def _cadence_note(dates, reg, progress) -> None:
+    """Log what a change of cadence within the record (6 -> 12 days) means for this import."""
+    from ..data.features import cadence_warning, recent_step_days
+
+    if progress is None or dates.size < 2 or not cadence_warning(dates):
+        return
+    recent = recent_step_days(dates)
+    if reg is None:
+        progress.log("Warning: " + cadence_warning(dates))
+    elif reg[0] != recent:
+        progress.log(f"Note: regularised at {reg[0]} days, but the last acquisitions are {recent} days apart: the "
+                     f"recent record now holds interpolated epochs between acquired ones, and forecasts will step "
+                     f"{reg[0]} days. STEP_DAYS={recent} keeps the recent acquisitions as they are and puts the earlier "
+                     "record on that step too.")
+
+
 def _write_gridded(output_path: str, grid: Grid, dates: np.ndarray, read_block: Callable[[int, int], np.ndarray],
                    progress, what: str, regularise=None, max_gap_days=None, block_rows: Optional[int] = None,
                    metadata: Optional[dict] = None, rereference: bool = False) -> Tuple[np.ndarray, float]:
@@ -49,6 +65,7 @@ def _write_gridded(output_path: str, grid: Grid, dates: np.ndarray, read_block: 
 
     reg = _regularise_opts(regularise, dates)
     out_dates = dates if reg is None else reg[1]
+    _cadence_note(dates, reg, progress)
     T = dates.size
     if block_rows is None:
         block_rows = max(1, int(32e6 // max(1, T * grid.width * 4)))
