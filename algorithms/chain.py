@@ -85,6 +85,11 @@ def _declared() -> List[Param]:
           tip="Static rasters of the same area (resampled onto the stack's grid)."),
         P("OBSERVED", "raster", "Later observations (for the residual analysis)", "observed_path", optional=True,
           section="data", tip="Acquisitions after the stack; without them the residual step is skipped."),
+        P("REGULAR_STEP", "int", "Regular time step to put the stack on first (days; 0 = keep its dates)",
+          "regular_step_days", minimum=0, maximum=366, section="data", advanced=True,
+          tip="For a record whose cadence changed (Sentinel-1: 6 days until December 2021, 12 after): the "
+          "networks count epochs, so give the recent step (12). Linear interpolation in time; gaps longer than "
+          "3 steps stay empty."),
         # --- modelling ---------------------------------------------------------------------
         P("ARCHITECTURES", "enum", "Architectures", "architectures", choices=tuple(architectures()),
           multiple=True, advanced=True),

@@ -115,9 +115,14 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                  mmu: float = DEFAULT_MMU_M2,
                  device: str = "auto", max_samples: int = 5000, target: str = "residual", search_space="compact",
                  validation: str = "space", baseline: str = "adaptive", steps="auto", local_workers: int = 0,
-                 scene_kwargs: Optional[dict] = None,
+                 regular_step_days: int = 0, scene_kwargs: Optional[dict] = None,
                  progress: Optional[Progress] = None) -> Dict[str, object]:
-    """Run the whole chain into ``output_folder``; returns a dict of paths and headline figures."""
+    """Run the whole chain into ``output_folder``; returns a dict of paths and headline figures.
+
+    ``regular_step_days`` > 0: a user's stack is first put on that regular time step
+    (``import_timeseries`` with ``REGULARISE``: linear interpolation in time, long gaps left empty;
+    ``stack_regular.tif`` in the output folder), e.g. 12 for a Sentinel-1 record whose 6-day part ended
+    with Sentinel-1B; 0 keeps the stack's own dates."""
     from .maps import backtest as bt
     from .maps import residuals as res_mod
     from .learn import tuning
@@ -156,6 +161,14 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
         with open(files["scene_json"], encoding="utf-8") as fh:
             scene = json.load(fh)
     else:
+        if int(regular_step_days or 0) > 0:
+            from .io.importer import import_timeseries
+
+            progress.log(f"Putting the stack on a regular {int(regular_step_days)}-day step (REGULAR_STEP) ...")
+            paths["stack_input"] = stack_path
+            stack_path = import_timeseries(stack_path, os.path.join(out, "stack_regular.tif"), dates=dates,
+                                           regularise=int(regular_step_days), progress=progress)["output"]
+            dates = None                                   # the regular stack carries its dates
         paths["stack"] = stack_path
     info = raster.open_stack(stack_path, dates, progress=progress)
     timings["data"] = time.time() - ts
@@ -387,6 +400,10 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
                   + (" This is the built-in synthetic scene (two accelerating mining subsidence bowls, a creeping "
                      "fault, a groundwater-rebound uplift, lithology-dependent seasonality, power-law atmospheric "
                      "noise), so forecasts are also scored against the noise-free truth." if scene else ""))
+    if s["paths"].get("stack_input"):
+        rep.paragraph(f"Put on a regular {int(np.median(np.diff(d).astype(np.int64)))}-day step from "
+                      f"{os.path.basename(s['paths']['stack_input'])} (REGULAR_STEP: linear interpolation in time, "
+                      "gaps longer than 3 steps left empty).")
     cadence = dataset.cadence_warning(d)
     if cadence:
         rep.note("Warning: " + cadence)

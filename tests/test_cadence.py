@@ -28,3 +28,32 @@ def test_main_job_on_a_record_whose_cadence_changed(tmp_path):
     assert len(warned) == 1 and "REGULARISE=true and STEP_DAYS=12" in warned[0]
     with open(s["report"], encoding="utf-8") as fh:
         assert "6 days apart over the record but 12 days apart" in fh.read()
+
+
+@pytest.mark.slow
+def test_main_job_puts_the_record_on_a_regular_step_when_asked(tmp_path):
+    """REGULAR_STEP=12: the main job reads the stack put on 12-day epochs from the first acquisition (the
+    6-day part thinned to them, nothing invented), says so in the report, and has nothing to warn about."""
+    from deformcast.algorithms.data.series import regular_dates
+
+    files = write_scene(str(tmp_path / "scene"), seed=4, physics="varied", width=20, height=16, n_epochs=170,
+                        n_future=4, step_days=6)
+    info = raster.open_stack(files["stack"])
+    keep = np.r_[np.arange(120), np.arange(120, 170, 2)]
+    stack = str(tmp_path / "mixed.tif")
+    values = raster.read_stack(info)[keep]
+    raster.write_stack(stack, values, info.dates[keep], info.grid)
+    logs = []
+    s = run_workflow(str(tmp_path / "wf"), stack_path=stack, horizon=6, seed=4, n_trials=2, top_k=2, max_epochs=2,
+                     max_samples=500, device="cpu", regular_step_days=12, progress=Progress(on_log=logs.append))
+    reg = raster.open_stack(s["paths"]["stack"])
+    want = regular_dates(info.dates[keep], 12)
+    np.testing.assert_array_equal(reg.dates, want)
+    # every regular epoch falls on an acquisition here (6-day part: every other one): the values are those acquired
+    idx = np.searchsorted(info.dates[keep], want)
+    np.testing.assert_allclose(raster.read_stack(reg), values[idx], atol=1e-5, equal_nan=True)
+    fd = np.array(s["forecast"]["forecast_dates"], dtype="datetime64[D]")
+    np.testing.assert_array_equal(fd, want[-1] + np.arange(1, 7) * 12)
+    assert not any("days apart over the record" in m for m in logs)
+    with open(s["report"], encoding="utf-8") as fh:
+        assert "Put on a regular 12-day step from mixed.tif" in fh.read()

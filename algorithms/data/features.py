@@ -121,7 +121,8 @@ def cadence_warning(dates, tol: float = 0.25) -> Optional[str]:
             f"{RECENT_INTERVALS} intervals (e.g. Sentinel-1 before and after the loss of Sentinel-1B in December "
             "2021). The networks count epochs, so a window and the horizon span other durations in the two parts; "
             f"the forecast epochs follow the recent {recent:.0f}-day step. For a consistent record, regularise the "
-            f"stack first (import_timeseries with REGULARISE=true and STEP_DAYS={recent:.0f}).")
+            f"stack first (import_timeseries with REGULARISE=true and STEP_DAYS={recent:.0f}, or the main job's "
+            f"REGULAR_STEP={recent:.0f}).")
 
 
 def target_dates(dates, end_index: int, horizon: int) -> np.ndarray:
