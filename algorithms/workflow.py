@@ -167,7 +167,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
             progress.log(f"Putting the stack on a regular {int(regular_step_days)}-day step (REGULAR_STEP) ...")
             paths["stack_input"] = stack_path
             stack_path = import_timeseries(stack_path, os.path.join(out, "stack_regular.tif"), dates=dates,
-                                           regularise=int(regular_step_days), progress=progress)["output"]
+                                           regularise=int(regular_step_days), progress=stage["scene"])["output"]
             dates = None                                   # the regular stack carries its dates
         paths["stack"] = stack_path
     info = raster.open_stack(stack_path, dates, progress=progress)
