@@ -99,10 +99,10 @@ def recent_step_days(dates) -> int:
     ``dates``; 12 with fewer than two dates. The cadence the next acquisitions will have: a record that
     went from 6 to 12 days (Sentinel-1B's loss in December 2021) continues at 12, although 6 is the
     median of the whole record."""
+    from .series import median_step_days
+
     d = np.asarray(dates, dtype="datetime64[D]")
-    if d.size < 2:
-        return 12
-    return max(1, int(round(float(np.median(np.diff(d[-(RECENT_INTERVALS + 1):]).astype(np.int64))))))
+    return 12 if d.size < 2 else median_step_days(d[-(RECENT_INTERVALS + 1):])
 
 
 def cadence_warning(dates, tol: float = 0.25) -> Optional[str]:
@@ -123,6 +123,14 @@ def cadence_warning(dates, tol: float = 0.25) -> Optional[str]:
             f"the forecast epochs follow the recent {recent:.0f}-day step. For a consistent record, regularise the "
             f"stack first (import_timeseries with REGULARISE=true and STEP_DAYS={recent:.0f}, or the main job's "
             f"REGULAR_STEP={recent:.0f}).")
+
+
+def log_cadence_warning(dates, progress) -> Optional[str]:
+    """:func:`cadence_warning` logged as a warning through ``progress`` (when given); returns it."""
+    msg = cadence_warning(dates)
+    if msg and progress is not None:
+        progress.log("Warning: " + msg)
+    return msg
 
 
 def target_dates(dates, end_index: int, horizon: int) -> np.ndarray:

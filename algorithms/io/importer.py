@@ -42,14 +42,13 @@ def _regularise_opts(regularise, dates):
 
 def _cadence_note(dates, reg, progress) -> None:
     """Log what a change of cadence within the record (6 -> 12 days) means for this import."""
-    from ..data.features import cadence_warning, recent_step_days
+    from ..data.features import cadence_warning, log_cadence_warning, recent_step_days
 
-    if progress is None or dates.size < 2 or not cadence_warning(dates):
+    if reg is None:
+        log_cadence_warning(dates, progress)
         return
     recent = recent_step_days(dates)
-    if reg is None:
-        progress.log("Warning: " + cadence_warning(dates))
-    elif reg[0] != recent:
+    if progress is not None and reg[0] != recent and cadence_warning(dates):
         progress.log(f"Note: regularised at {reg[0]} days, but the last acquisitions are {recent} days apart: the "
                      f"recent record now holds interpolated epochs between acquired ones, and forecasts will step "
                      f"{reg[0]} days. STEP_DAYS={recent} keeps the recent acquisitions as they are and puts the earlier "

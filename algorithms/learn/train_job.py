@@ -105,11 +105,9 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
         raise DeformCastError(f"OUTPUT_FOLDER '{output_folder}' is a file; give a folder path.")
 
     info = open_stack(stack_path, dates, progress=progress)
-    from ..data.features import cadence_warning
+    from ..data.features import log_cadence_warning
 
-    cadence = cadence_warning(info.dates)
-    if cadence and progress is not None:
-        progress.log("Warning: " + cadence)
+    log_cadence_warning(info.dates, progress)
     grid, sdates = info.grid, info.dates
     T = int(sdates.size)
     covs = {}

@@ -70,12 +70,13 @@ def gate_sentence(gate: dict) -> str:
     held = ""
     if gate.get("held_out"):
         h = gate["held_out"]
+        tie = _tie(h.get("ratio", float("nan")))
         held = (f" In the held-out test period (every pixel, from {h['origin']}) the ensemble median "
                 + ("beats" if h["verdict"] == "win" else "does NOT beat")
                 + f" the best classical baseline ({h['best']}): {h['rmse_ensemble']:.2f} vs {h['rmse_best']:.2f} mm."
-                + _tie(h.get("ratio", float("nan"))) + " "
+                + tie + " "
                 + (("Verdict: the networks beat the classical forecasts at the rolling origins, and the test period "
-                    "does not contradict it." if _tie(h.get("ratio", float("nan"))) else
+                    "does not contradict it." if tie else
                     "Verdict: the networks beat the classical forecasts.") if gate["verdict"] == "win" else
                    "Verdict: the networks are NOT shown to beat the classical forecasts."))
         if "verdict_delivered" in h:

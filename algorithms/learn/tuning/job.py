@@ -295,11 +295,9 @@ def load_inputs(stack_path: str, dates=None, covariate_paths: Sequence[str] = ()
     if not stack_path:
         raise DeformCastError("INPUT: give the displacement stack (a multiband raster, one band per date).")
     info = open_stack(stack_path, parse_dates_param(dates) if isinstance(dates, str) else dates, progress=progress)
-    from ...data.features import cadence_warning
+    from ...data.features import log_cadence_warning
 
-    cadence = cadence_warning(info.dates)
-    if cadence and progress is not None:
-        progress.log("Warning: " + cadence)
+    log_cadence_warning(info.dates, progress)
     cov = None
     if covariate_paths:
         from ...io.covariates import align_covariates
