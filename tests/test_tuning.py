@@ -377,6 +377,66 @@ def test_study_patience_stops_a_real_study(scene, tmp_path):
     assert res3.stopped_by_patience and res3.n_complete == 5 and len(res3.top) == 5
 
 
+def test_a_trial_still_running_when_patience_stops_the_study_stops_at_its_next_epoch(scene, tmp_path):
+    """Another worker's trial that is running when patience stops the study is pruned after its next
+    epoch (it would otherwise train to its end for a study that asks no more); while the study has not
+    stopped, or its top-K ensemble is not full, the same trial trains all its epochs."""
+    import optuna
+
+    from deformcast.algorithms.progress import Progress
+
+    kw = dict(top_k=1, seed=1, search_space=TINY_SPACE, max_epochs=1, max_samples=300, threads=1, pruner="none",
+              evaluate_test=False, write_outputs=False)
+    res = tuning.run_study(scene.observed, scene.dates, scene.grid, "lstm", 2, str(tmp_path / "p"), n_trials=30,
+                           study_patience=2, min_improvement=0.5, **kw)
+    assert res.stopped_by_patience
+    study = _optuna_study(str(tmp_path / "p"))
+    data = tuning.DataCache(scene.observed, scene.dates, scene.grid, 2, seed=1, max_samples=300)
+    space = tuning.build_search_space("lstm", TINY_SPACE, max_window=data.max_window())
+
+    def run(rule):
+        obj = tuning.make_objective(data, space, "lstm", scene.grid, str(tmp_path / "x"), seed=1, max_epochs=3,
+                                    patience=3, device="cpu", threads=1, model_extra={}, study_stopped=rule)
+        trial = study.ask()
+        try:
+            value = obj(trial, Progress())
+        except optuna.TrialPruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return None, trial.user_attrs
+        study.tell(trial, value)
+        return value, trial.user_attrs
+
+    assert tuning.stop_rule(0, 0.5, 1) is None  # patience off: nothing stops a trial
+    value, attrs = run(tuning.stop_rule(2, 0.5, 1))  # the rule of the run above: the study has stopped
+    assert value is None and attrs["stopped_by_study"] and attrs["epochs_run"] == 1
+    value, attrs = run(tuning.stop_rule(2, 0.5, 10))  # the top-10 ensemble is not full: the trial runs on
+    assert value is not None and attrs["epochs_run"] == 3 and "stopped_by_study" not in attrs
+    value, attrs = run(tuning.stop_rule(50, 0.5, 1))  # patience not reached
+    assert value is not None and attrs["epochs_run"] == 3
+
+
+def test_a_trial_is_never_pruned_after_its_last_epoch(scene, tmp_path):
+    """A pruner that prunes every value stops a 3-epoch trial after its first epoch, but a trial whose
+    first epoch is its last completes: its model is trained by then (pruning it threw the work away)."""
+    import optuna
+
+    from deformcast.algorithms.progress import Progress
+
+    data = tuning.DataCache(scene.observed, scene.dates, scene.grid, 2, seed=1, max_samples=300)
+    space = tuning.build_search_space("lstm", TINY_SPACE, max_window=data.max_window())
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))
+    for epochs, pruned in ((3, True), (1, False)):
+        obj = tuning.make_objective(data, space, "lstm", scene.grid, str(tmp_path / f"e{epochs}"), seed=1,
+                                    max_epochs=epochs, patience=epochs, device="cpu", threads=1, model_extra={})
+        trial = study.ask()
+        if pruned:
+            with pytest.raises(optuna.TrialPruned):
+                obj(trial, Progress())
+            assert trial.user_attrs["epochs_run"] == 1
+        else:
+            assert obj(trial, Progress()) > 0 and trial.user_attrs["epochs_run"] == 1
+
+
 def test_sampler_and_warm_start(scene, tmp_path, monkeypatch):
     import optuna
 

@@ -132,7 +132,7 @@ from .study import (PRUNERS, STUDIES_DIR, default_study_name, make_pruner, make_
     stack_identity, study_folder)
 from .topk import MANIFEST, RETRAINED_DIR, TRIALS_DIR, prune_trial_folders, ranked_trials, trial_dir
 from .worker import (ORPHAN_SECONDS, WAIT_OTHERS_SECONDS, WORKER_ID, WorkerStats, fail_orphan_trials,
-    run_worker, worker_id)
+    plateaued, run_worker, stop_rule, worker_id)
 
 # names older callers imported (private helpers of the former single module)
 _encoding_key = encoding_key
@@ -151,4 +151,4 @@ __all__ = ['MODEL_DEFAULTS', 'TuneResult', 'load_inputs', 'run_study', 'tune_job
            'make_pruner', 'make_sampler', 'open_study', 'stack_identity', 'study_folder', 'MANIFEST',
            'RETRAINED_DIR', 'TRIALS_DIR', 'prune_trial_folders', 'ranked_trials', 'trial_dir',
            'ORPHAN_SECONDS', 'WAIT_OTHERS_SECONDS', 'WORKER_ID', 'WorkerStats', 'fail_orphan_trials',
-           'run_worker', 'worker_id', '_encoding_key', '_no_log', '_mask', '_study_seconds', '_quiet_optuna']
+           'run_worker', 'plateaued', 'stop_rule', 'worker_id', '_encoding_key', '_no_log', '_mask', '_study_seconds', '_quiet_optuna']

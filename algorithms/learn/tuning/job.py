@@ -22,7 +22,7 @@ from .storage import JOURNAL_NAME, open_storage, quiet_optuna
 from .study import (check_identity, covariates_fingerprint, default_study_name, jsonable, make_pruner,
     open_study, stack_identity, study_folder)
 from .topk import MANIFEST, FolderLock, manifest_study, prune_trial_folders, ranked_trials, trial_dir
-from .worker import WorkerStats, counts, run_worker, wait_for_others
+from .worker import WorkerStats, counts, run_worker, stop_rule, wait_for_others
 
 #: The data preparation of every entrance (tune, train, workflow): the configuration measured best
 #: over varied physics (docs/skill.md). ``tune_job`` and ``run_training_job`` start from these.
@@ -178,13 +178,16 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
     if identity.get("covariates_fingerprint"):
         model_extra["covariates_fingerprint"] = identity["covariates_fingerprint"]
 
+    # patience never stops the study before the top-K ensemble is full (min_complete)
+    wkw = dict(patience=int(study_patience or 0), min_rel=float(min_improvement), min_complete=min(top_k, int(n_trials)))
+    # once patience has stopped the study, a trial still running (here or in another worker) stops at
+    # its next epoch: the study asks for no more, and its ensemble is full without it
     objective = make_objective(data, space, spec.name, grid, folder, seed=seed, max_epochs=max_epochs,
-                               patience=patience, device=device, threads=threads, model_extra=model_extra)
+                               patience=patience, device=device, threads=threads, model_extra=model_extra,
+                               study_stopped=stop_rule(**wkw))
 
     # leave finished trials' models of an earlier, killed run alone; trials it left RUNNING are failed
     run_p = progress.sub(0.0, 0.85)
-    # patience never stops the study before the top-K ensemble is full (min_complete)
-    wkw = dict(patience=int(study_patience or 0), min_rel=float(min_improvement), min_complete=min(top_k, int(n_trials)))
     stats = run_worker(study, objective, int(n_trials), timeout, run_p, **wkw)
     # trials other workers are still running belong in the top-K set: wait for them, so this worker
     # never writes a manifest without them (and join in again if one of them failed)

@@ -125,10 +125,14 @@ def model_meta(res, prep, grid, encoding_key: str, cfg: Mapping[str, Any], val_r
 
 
 def make_objective(data: "DataCache", space, architecture: str, grid, folder: str, *, seed: int, max_epochs: int,
-                   patience: int, device: str, threads: Optional[int], model_extra: Mapping[str, Any]
-                   ) -> Callable:
+                   patience: int, device: str, threads: Optional[int], model_extra: Mapping[str, Any],
+                   study_stopped: Optional[Callable[[Any], bool]] = None) -> Callable:
     """``objective(trial, progress) -> validation RMSE (mm)``: train, report epochs to the pruner,
-    save the model under ``trials/<number>/`` of ``folder``."""
+    save the model under ``trials/<number>/`` of ``folder``.
+
+    ``study_stopped(study)``: asked after every epoch; when it says the study has stopped (patience on
+    the study, with the top-K ensemble already full), the running trial is pruned there
+    (``user_attrs.stopped_by_study``) instead of training to its end for a study that asks no more."""
     import optuna
 
     from ...models.modelio import save_model
@@ -143,9 +147,15 @@ def make_objective(data: "DataCache", space, architecture: str, grid, folder: st
 
         def on_epoch(epoch, val_loss):
             trial.report(float(val_loss), int(epoch))
-            if trial.should_prune():
+            # never pruned after its last epoch: the model is trained by then, and a COMPLETE trial
+            # ranks below the better ones anyway (pruning it there threw the work away)
+            if int(epoch) + 1 < int(max_epochs) and trial.should_prune():
                 trial.set_user_attr("epochs_run", int(epoch) + 1)
                 raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
+            if study_stopped is not None and study_stopped(trial.study):
+                trial.set_user_attr("epochs_run", int(epoch) + 1)
+                trial.set_user_attr("stopped_by_study", True)
+                raise optuna.TrialPruned(f"the study stopped (patience) at epoch {epoch + 1}")
 
         res = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, architecture, hp, device=device,
                           seed=int(seed) + trial.number, max_epochs=int(max_epochs), patience=int(patience),

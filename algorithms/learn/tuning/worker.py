@@ -145,6 +145,15 @@ def plateaued(study, patience: int, min_rel: float = DEFAULT_MIN_REL, min_comple
     return math.isfinite(best) and since >= int(patience)
 
 
+def stop_rule(patience: int = 0, min_rel: float = DEFAULT_MIN_REL, min_complete: int = 0):
+    """``study_stopped(study)`` for :func:`.objective.make_objective`: whether patience has stopped the
+    study (:func:`plateaued`, the rule :func:`run_worker` applies before each trial); None when
+    patience is off. A trial still running when the study stops is pruned at its next epoch."""
+    if not patience or int(patience) <= 0:
+        return None
+    return lambda study: plateaued(study, patience, min_rel, min_complete)
+
+
 def run_worker(study, objective: Callable, n_trials: int, timeout: Optional[float] = None,
                progress: Optional[Progress] = None, max_consecutive_failures: int = 3,
                patience: int = 0, min_rel: float = DEFAULT_MIN_REL, min_complete: int = 0) -> WorkerStats:
@@ -201,8 +210,9 @@ def run_worker(study, objective: Callable, n_trials: int, timeout: Optional[floa
             trial.set_user_attr("seconds", time.time() - t_start)
             stats.pruned += 1
             state["consecutive"] = 0
+            why = " (the study has stopped: STUDY_PATIENCE)" if trial.user_attrs.get("stopped_by_study") else ""
             progress.log(f"Trial {trial.number}: pruned after {trial.user_attrs.get('epochs_run', '?')} epoch(s) "
-                         f"({time.time() - t_start:.1f} s)")
+                         f"({time.time() - t_start:.1f} s){why}")
             raise
         except Cancelled:
             trial.set_user_attr("failed_reason", "cancelled by the user")
