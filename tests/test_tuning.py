@@ -1,4 +1,5 @@
 """Optuna TPE tuning: search space, a tiny real study, kill-and-resume, two workers on one journal."""
+import itertools
 import json
 import os
 import signal
@@ -424,10 +425,13 @@ def test_a_trial_is_never_pruned_after_its_last_epoch(scene, tmp_path):
 
     data = tuning.DataCache(scene.observed, scene.dates, scene.grid, 2, seed=1, max_samples=300)
     space = tuning.build_search_space("lstm", TINY_SPACE, max_window=data.max_window())
-    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))
-    for epochs, pruned in ((3, True), (1, False)):
+    # the pruner prunes every value; or the study has stopped (patience) when the epoch ends
+    cases = [(optuna.pruners.ThresholdPruner(upper=0.0), None), (optuna.pruners.NopPruner(), lambda st: True)]
+    for (pruner, stopped), (epochs, pruned) in itertools.product(cases, ((3, True), (1, False))):
+        study = optuna.create_study(pruner=pruner)
         obj = tuning.make_objective(data, space, "lstm", scene.grid, str(tmp_path / f"e{epochs}"), seed=1,
-                                    max_epochs=epochs, patience=epochs, device="cpu", threads=1, model_extra={})
+                                    max_epochs=epochs, patience=epochs, device="cpu", threads=1, model_extra={},
+                                    study_stopped=stopped)
         trial = study.ask()
         if pruned:
             with pytest.raises(optuna.TrialPruned):

@@ -149,7 +149,9 @@ def make_objective(data: "DataCache", space, architecture: str, grid, folder: st
             trial.report(float(val_loss), int(epoch))
             # never pruned after its last epoch: the model is trained by then, and a COMPLETE trial
             # ranks below the better ones anyway (pruning it there threw the work away)
-            if int(epoch) + 1 < int(max_epochs) and trial.should_prune():
+            if int(epoch) + 1 >= int(max_epochs):
+                return
+            if trial.should_prune():
                 trial.set_user_attr("epochs_run", int(epoch) + 1)
                 raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
             if study_stopped is not None and study_stopped(trial.study):
