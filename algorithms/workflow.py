@@ -404,9 +404,9 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
         rep.paragraph(f"Put on a regular {int(np.median(np.diff(d).astype(np.int64)))}-day step from "
                       f"{os.path.basename(s['paths']['stack_input'])} (REGULAR_STEP: linear interpolation in time, "
                       "gaps longer than 3 steps left empty).")
-    cadence = dataset.cadence_warning(d)
-    if cadence:
-        rep.note("Warning: " + cadence)
+    for msg in (dataset.cadence_warning(d), raster.magnitude_warning(info)):
+        if msg:
+            rep.note("Warning: " + msg)
     # tuning
     rep.heading("2. TPE tuning")
     trows = []

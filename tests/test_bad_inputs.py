@@ -659,6 +659,60 @@ def test_predict_warns_when_the_stack_differs_from_the_training_stack(run_alg, s
     assert fb.warnings == []
 
 
+def test_a_stack_in_metres_is_warned_about_unless_its_unit_says_so(run_alg, small, tmp_path, fb):
+    """Displacement in metres without a declared unit is read as mm: every forecast, threshold and tier would be
+    a thousand times off. predict and tune say so; with the band unit 'm' the values are converted and nothing
+    is said; micrometres (or integers without their scale) are warned about too."""
+    from osgeo import gdal
+
+    pm = str(tmp_path / "metres.tif")
+    raster.write_stack(pm, small["vals"] / 1000.0, DATES, GRID)
+    _predict(run_alg, pm, small["models"], tmp_path / "a", feedback=fb)
+    text = " ".join(fb.warnings)
+    assert "looks like metres" in text and "SetUnitType('m')" in text, fb.warnings
+    fb.warnings.clear()
+    try:
+        run_alg("tune", dict(TUNE, INPUT=pm, OUTPUT_FOLDER=str(tmp_path / "t")), feedback=fb)
+    except Exception:  # noqa: BLE001 - the point is the warning before tuning starts
+        pass
+    assert any("looks like metres" in w for w in fb.warnings), fb.warnings
+    ds = gdal.Open(pm, gdal.GA_Update)
+    for i in range(ds.RasterCount):
+        ds.GetRasterBand(i + 1).SetUnitType("m")
+    ds = None
+    fb.warnings.clear()
+    _predict(run_alg, pm, small["models"], tmp_path / "b", feedback=fb)
+    assert not any("change by a median" in w for w in fb.warnings), fb.warnings
+    pu = str(tmp_path / "micro.tif")
+    raster.write_stack(pu, small["vals"] * 1000.0, DATES, GRID)
+    fb.warnings.clear()
+    _predict(run_alg, pu, small["models"], tmp_path / "c", feedback=fb)
+    assert any("micrometres" in w for w in fb.warnings), fb.warnings
+    # the stack in mm: nothing about its values
+    fb.warnings.clear()
+    _predict(run_alg, small["stack"], small["models"], tmp_path / "d", feedback=fb)
+    assert fb.warnings == []
+
+
+def test_median_step_on_known_values():
+    from deformcast.algorithms.io import units
+
+    t = np.arange(50, dtype=np.float64)
+    a = np.zeros((50, 2, 3))
+    a[:, 0, 0] = 2.0 * t                               # |change| 2 at every step
+    a[:, 0, 1] = np.where(t % 2 == 0, 0.0, 3.0)        # 3
+    a[:, 0, 2] = 4.0 * t
+    a[10:20, 0, 2] = np.nan                            # a gap: the changes across it are left out, still 4
+    a[:, 1, :] = np.nan
+    a[:5, 1, 0] = 1.0                                  # too few values to count
+    assert units.median_step(a) == 3.0
+    assert np.isnan(units.median_step(np.full((20, 2, 2), np.nan)))
+    assert units.magnitude_message(3.0, "s.tif") == "" and units.magnitude_message(0.0, "s.tif") == ""
+    assert "metres" in units.magnitude_message(0.003, "s.tif") and "s.tif" in units.magnitude_message(0.003, "s.tif")
+    assert "micrometres" in units.magnitude_message(2500.0, "s.tif")
+    assert units.magnitude_message(float("nan"), "s.tif") == ""
+
+
 def test_no_gdal_noise_and_no_aux_xml_beside_the_input(run_alg, small, tmp_path, capfd):
     stack = tmp_path / "user_stack.tif"
     shutil.copy(small["stack"], stack)     # no .qml beside it: QGIS computes statistics on load

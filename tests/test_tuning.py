@@ -1,4 +1,5 @@
 """Optuna TPE tuning: search space, a tiny real study, kill-and-resume, two workers on one journal."""
+import csv
 import itertools
 import json
 import os
@@ -410,6 +411,9 @@ def test_a_trial_still_running_when_patience_stops_the_study_stops_at_its_next_e
     assert tuning.stop_rule(0, 0.5, 1) is None  # patience off: nothing stops a trial
     value, attrs = run(tuning.stop_rule(2, 0.5, 1))  # the rule of the run above: the study has stopped
     assert value is None and attrs["stopped_by_study"] and attrs["epochs_run"] == 1
+    with open(tuning.write_trials_csv(study, str(tmp_path / "trials.csv")), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[-1]["state"] == "PRUNED" and rows[-1]["note"] == "stopped with the study (STUDY_PATIENCE)"
     value, attrs = run(tuning.stop_rule(2, 0.5, 10))  # the top-10 ensemble is not full: the trial runs on
     assert value is not None and attrs["epochs_run"] == 3 and "stopped_by_study" not in attrs
     value, attrs = run(tuning.stop_rule(50, 0.5, 1))  # patience not reached

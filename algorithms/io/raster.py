@@ -278,6 +278,25 @@ def open_stack(path: str, dates=None, convert: bool = True, progress=None) -> St
     return StackInfo(str(path), grid, found, nod, read_path, note)
 
 
+def magnitude_warning(info) -> str:
+    """:func:`units.magnitude_message` of a stack (a :class:`StackInfo`): a strip of at most
+    ``units.SAMPLE_ROWS`` rows at its middle is read ('' when its values look like displacement in mm)."""
+    from . import units
+
+    H = int(info.grid.height)
+    r0 = max(0, H // 2 - units.SAMPLE_ROWS // 2)
+    step = units.median_step(read_stack(info, rows=(r0, min(H, r0 + units.SAMPLE_ROWS))))
+    return units.magnitude_message(step, os.path.basename(str(info.path)))
+
+
+def warn_magnitude(info) -> str:
+    """:func:`magnitude_warning` given to the user as a warning (:func:`errors.warn`); returns it."""
+    msg = magnitude_warning(info)
+    if msg:
+        warn(msg)
+    return msg
+
+
 #: fewer pixels with data than this in a training stack are warned about
 MIN_TRAINING_PIXELS = 10
 

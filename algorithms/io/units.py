@@ -20,3 +20,46 @@ def band_unit(band) -> str:
         return (band.GetUnitType() or "").strip()
     except Exception:  # noqa: BLE001 - drivers without units
         return ""
+
+
+#: the median change between consecutive acquisitions (mm) of InSAR displacement stacks lies around 1-5 mm;
+#: a stack whose median change is below :data:`SMALL_STEP` or above :data:`LARGE_STEP` is most likely not in mm
+SMALL_STEP = 0.05
+LARGE_STEP = 100.0
+SAMPLE_ROWS = 64  #: rows of the stack (one contiguous strip at its middle) the check reads
+
+
+def median_step(block) -> float:
+    """The median over pixels of each pixel's median |change| between consecutive acquisitions (both with
+    data), for a (T, rows, cols) block; NaN where no pixel has 10 such changes."""
+    import warnings
+
+    import numpy as np
+
+    a = np.asarray(block, dtype=np.float32)
+    d = np.abs(np.diff(a.reshape(a.shape[0], -1), axis=0))
+    d = d[:, np.isfinite(d).sum(axis=0) >= 10]
+    if d.shape[1] == 0:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.median(np.nanmedian(d, axis=0)))
+
+
+def magnitude_message(step: float, name: str) -> str:
+    """The warning for a stack whose values do not look like displacement in mm ('' when they do, or when
+    ``step`` is NaN or 0: a constant stack is not a unit question). ``step``: :func:`median_step`."""
+    import math
+
+    if not math.isfinite(step) or step <= 0 or SMALL_STEP <= step <= LARGE_STEP:
+        return ""
+    if step < SMALL_STEP:
+        return (f"The values of '{name}' change by a median of {step:.3g} from one acquisition to the next, about "
+                "a thousand times less than InSAR displacements in millimetres (typically 1-5 mm): the stack looks "
+                "like metres. DeformCast reads values without a declared unit as millimetres, so forecasts, "
+                "thresholds and tiers would be a thousand times off. Set the band unit to 'm' (GDAL: "
+                "band.SetUnitType('m'); DeformCast then converts) or multiply the stack by 1000.")
+    return (f"The values of '{name}' change by a median of {step:.3g} from one acquisition to the next, far more "
+            "than InSAR displacements in millimetres (typically 1-5 mm): the stack may be in micrometres, or "
+            "integers without their scale factor. DeformCast reads values without a declared unit as "
+            "millimetres. Set the band scale (or unit: mm, cm, m) or convert the stack to mm first.")

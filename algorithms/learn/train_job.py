@@ -108,6 +108,9 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     from ..data.features import log_cadence_warning
 
     log_cadence_warning(info.dates, progress)
+    from ..io.raster import warn_magnitude
+
+    warn_magnitude(info)
     grid, sdates = info.grid, info.dates
     T = int(sdates.size)
     covs = {}

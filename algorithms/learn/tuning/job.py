@@ -301,6 +301,9 @@ def load_inputs(stack_path: str, dates=None, covariate_paths: Sequence[str] = ()
     from ...data.features import log_cadence_warning
 
     log_cadence_warning(info.dates, progress)
+    from ...io.raster import warn_magnitude
+
+    warn_magnitude(info)
     cov = None
     if covariate_paths:
         from ...io.covariates import align_covariates

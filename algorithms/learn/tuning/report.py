@@ -93,6 +93,7 @@ def write_trials_csv(study, path: str) -> str:
                 t.datetime_complete and t.datetime_start) else ""
             note = ("surplus (study already full)" if t.user_attrs.get("surplus")
                     else "hand-set defaults" if t.user_attrs.get("hand_set_defaults")
+                    else "stopped with the study (STUDY_PATIENCE)" if t.user_attrs.get("stopped_by_study")
                     else t.user_attrs.get("failed_reason") or orphaned.get(str(t.number), ""))
             w.writerow([t.number, t.state.name, "" if t.value is None else t.value, dur,
                         t.user_attrs.get("epochs_run", ""), t.user_attrs.get("best_epoch", ""),
