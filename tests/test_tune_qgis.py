@@ -45,7 +45,7 @@ def test_tune_through_processing(run_alg, stack_path, tmp_path):
     with open(res["OUTPUT_TRIALS"]) as fh:
         trials = list(csv.DictReader(fh))
     assert len(trials) == 3 and {t["state"] for t in trials} <= {"COMPLETE", "PRUNED"}
-    assert sum(t["state"] == "COMPLETE" for t in trials) == n
+    assert min(2, sum(t["state"] == "COMPLETE" for t in trials)) == n   # the best TOP_K of the complete ones
     assert any(m.startswith("Trial ") for m in msgs)
     # the model folder is what predict reads
     from deformcast.algorithms.models.modelio import member_paths
