@@ -291,7 +291,8 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     summary = {"output_folder": out, "report": report_path, "paths": paths, "timings_s": timings,
                "backtest": {k: back[k] for k in ("rows", "coverage_p10_p90", "exceedance", "n_pixels",
                                                   "forecast_start", "forecast_dates", "score_key", "n_members")},
-               "forecast": {k: fc[k] for k in ("members", "forecast_dates", "end_date", "valid_pixels")},
+               "forecast": {k: fc.get(k) for k in ("members", "forecast_dates", "end_date", "valid_pixels",
+                                                   "unforecast", "unforecast_note")},
                "modelling": {"encodings": list(encodings or ["none"]), "validation": validation, "target": target,
                              "baseline": baseline} | _steps_of(paths["models"]),
                "gate": {k: gate[k] for k in ("reference", "references", "classifier", "verdict", "verdict_rolling",
@@ -404,7 +405,7 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
         rep.paragraph(f"Put on a regular {int(np.median(np.diff(d).astype(np.int64)))}-day step from "
                       f"{os.path.basename(s['paths']['stack_input'])} (REGULAR_STEP: linear interpolation in time, "
                       "gaps longer than 3 steps left empty).")
-    for msg in (dataset.cadence_warning(d), raster.magnitude_warning(info)):
+    for msg in (dataset.cadence_warning(d), raster.magnitude_warning(info), (s.get("forecast") or {}).get("unforecast_note")):
         if msg:
             rep.note("Warning: " + msg)
     # tuning

@@ -694,6 +694,37 @@ def test_a_stack_in_metres_is_warned_about_unless_its_unit_says_so(run_alg, smal
     assert fb.warnings == []
 
 
+def test_pixels_left_without_a_forecast_are_counted_and_said(run_alg, small, tmp_path, fb):
+    """A gap of up to 3 acquisitions inside the members' input window is filled in time and the pixel forecast;
+    pixels still without a forecast (no value at the origin, a longer gap) are counted and said, with why and
+    the fix, instead of leaving part of the map silently empty."""
+    v = small["vals"].copy()
+    v[-1, 0, :3] = np.nan        # 3 pixels without a value at the last acquisition
+    v[-6:-2, 1, :2] = np.nan     # 2 with a gap of 4 inside the window (8 epochs)
+    v[-5:-2, 3, :4] = np.nan     # 4 with a gap of 3 inside the window: filled, forecast
+    v[-30, 2, :4] = np.nan       # 4 with a gap long before the window: forecast as usual
+    p = str(tmp_path / "gaps.tif")
+    raster.write_stack(p, v, DATES, GRID)
+    res = _predict(run_alg, p, small["models"], tmp_path / "a", feedback=fb)
+    msgs = [w for w in fb.warnings if "have no forecast" in w]
+    assert len(msgs) == 1, fb.warnings
+    assert msgs[0].startswith(f"5 of the {W_ * H_} pixels with data") and "(3 of them no value at" in msgs[0]
+    assert "REGULARISE=true" in msgs[0]
+    med = raster.read_raster(res["OUTPUT_MEDIAN"])[0]
+    assert np.isnan(med[:, 0, :3]).all() and np.isnan(med[:, 1, :2]).all()
+    assert np.isfinite(med[:, 2, :4]).all() and np.isfinite(med[:, 3, :4]).all()
+    # the filled pixels get the forecast of their series with the gap interpolated by hand
+    w = v.copy()
+    t = (DATES - DATES[0]).astype(float)
+    for c in range(4):
+        w[-5:-2, 3, c] = np.interp(t[-5:-2], t[[-6, -2]], v[[-6, -2], 3, c])
+    p2 = str(tmp_path / "by_hand.tif")
+    raster.write_stack(p2, w, DATES, GRID)
+    res2 = _predict(run_alg, p2, small["models"], tmp_path / "b")
+    med2 = raster.read_raster(res2["OUTPUT_MEDIAN"])[0]
+    np.testing.assert_allclose(med[:, 3, :4], med2[:, 3, :4], atol=1e-4)
+
+
 def test_median_step_on_known_values():
     from deformcast.algorithms.io import units
 

@@ -85,3 +85,26 @@ def test_regular_dates_and_rereference():
     np.testing.assert_allclose(rereference(v, 1)[:, 1], [np.nan, 0, 2], equal_nan=True)
     with pytest.raises(DeformCastError, match="does not exist"):
         rereference(v, 5)
+
+
+def test_fill_window_gaps_fills_short_gaps_inside_the_window_only():
+    from deformcast.algorithms.data.series import fill_window_gaps
+
+    d = np.datetime64("2020-01-01") + np.arange(20) * np.timedelta64(12, "D")
+    d[15:] += 6                                           # an irregular step: interpolation is in time
+    t = (d - d[0]).astype(float)
+    a = np.stack([t / 6.0, 2.0 * t, 3.0 - t, t / 6.0, np.sin(t)], axis=1).astype(np.float32)
+    b = a.copy()
+    b[16:18, 0] = np.nan          # gap of 2 inside the 8-epoch window, across the irregular step
+    b[12, 1] = np.nan             # at the window's first epoch: its left neighbour lies before the window
+    b[18:, 2] = np.nan            # the record ends before the origin: nothing invented
+    b[12:16, 3] = np.nan          # a gap of 4: too long
+    b[5, 4] = np.nan              # before the window: left alone
+    f = fill_window_gaps(b, d, 8)
+    np.testing.assert_allclose(f[:, 0], a[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(f[:, 1], a[:, 1], rtol=1e-6)
+    assert np.isnan(f[18:, 2]).all() and np.isnan(f[12:16, 3]).all() and np.isnan(f[5, 4])
+    np.testing.assert_array_equal(np.isnan(f[:, 2:]), np.isnan(b[:, 2:]))
+    assert fill_window_gaps(a, d, 8) is a                 # nothing to fill: the same array, no copy
+    c = b.reshape(20, 1, 5)                               # any trailing shape (a block of rows)
+    np.testing.assert_allclose(fill_window_gaps(c, d, 8).reshape(20, 5)[:, :2], a[:, :2], rtol=1e-6)

@@ -3,15 +3,13 @@
 API (stable; the models/training code is written against it)
 -------------------------------------------------------------
 
-``prepare(stack, dates, grid, window, horizon, encodings=("none",), covariates=None,
-n_val=None, n_test=None, target="increment", baseline="trajectory", baseline_years=None,
-max_samples=20000, max_eval_samples=None, stride=1, spatial_holdout=0.0, holdout_block=16,
-neighbourhood_k=3, fourier=0, seed=0, block_rows=None, validation="time", val_fraction=0.2,
-progress=None) -> Prepared``
+``prepare(stack, dates, grid, window, horizon, encodings=("none",), covariates=None, n_val=None, n_test=None,
+target="increment", baseline="trajectory", baseline_years=None, max_samples=20000, max_eval_samples=None,
+stride=1, spatial_holdout=0.0, holdout_block=16, neighbourhood_k=3, fourier=0, seed=0, block_rows=None,
+validation="time", val_fraction=0.2, progress=None) -> Prepared``
 
 * ``max_samples`` caps the training windows, ``max_eval_samples`` (default = ``max_samples``)
   the validation and test windows; ``stride`` keeps every stride-th end epoch.
-
 * ``stack``: float32 ``(T, H, W)`` mm, NaN = nodata, **or** a :class:`raster.StackInfo` / path
   (then it is read block-wise by rows, never whole). ``dates``: datetime64[D] ``(T,)`` (ignored
   for a StackInfo, which knows its dates). ``grid``: :class:`raster.Grid`.
@@ -27,10 +25,9 @@ progress=None) -> Prepared``
   ``pixel`` int64 ``(N,)`` flat pixel index ``row * W + col``, ``end`` int64 ``(N,)`` index of
   the last input epoch, ``holdout`` bool ``(N,)`` (pixel lies in a spatial hold-out block).
 * ``.norm``: JSON-serialisable dict (fitted on training windows only).
-* ``.config``: JSON-serialisable dict (window, horizon, encodings, target, baseline, split
-  indices and dates, k, fourier, covariate names, grid shape...). Save ``config`` and ``norm``
-  with a model; they are all :func:`forecast_inputs` needs, with the stack's date weights in
-  ``steps`` where ``config["date_weights"]`` (``date_weights.bound``; session 16).
+* ``.config``: JSON-serialisable dict (window, horizon, encodings, target, baseline, split indices and dates, k,
+  fourier, covariate names, grid shape...). Save ``config`` and ``norm`` with a model; they are all
+  :func:`forecast_inputs` needs, with the stack's date weights in ``steps`` where ``config["date_weights"]``.
 * ``.feature_names``: list of F channel names; ``.n_features``.
 * ``.holdout_mask``: bool ``(H, W)`` or None.
 
@@ -161,6 +158,7 @@ from .features import (ANCHORS, ENCODINGS, FULL_MODEL_YEARS, SPLITS, TARGETS, TR
     feature_names, first_full_end, halo, is_auto, parse_encodings, read_rows, target_dates, to_mm, to_net,
     cadence_warning, recent_step_days,
     trajectory_ends, validate_inputs, _steps, AUTO_STEPS)
+from .series import fill_window_gaps
 from .selection import _keys, _Reservoir, holdout_mask, validation_mask  # noqa: F401
 
 _BLOCK_VALUES = 1 << 23  # about 32 MB of float32 per row block read
@@ -537,13 +535,13 @@ def forecast_inputs(stack_block: np.ndarray, dates, grid: Optional[Grid], row0: 
                     norm: dict, covariates_block: Optional[Dict[str, np.ndarray]] = None,
                     end_index: Optional[int] = None,
                     out_rows: Optional[Tuple[int, int]] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Network inputs for every pixel of rows ``out_rows`` whose last WINDOW epochs are valid.
+    """Network inputs for every pixel of rows ``out_rows`` whose last WINDOW epochs are valid once gaps of up to
+    3 acquisitions inside them are filled (:func:`series.fill_window_gaps`; the origin's value is never invented).
 
-    ``stack_block`` (T, h, W) holds rows ``row0..row0+h`` of the stack (read them with
-    :func:`read_rows` so the neighbourhood halo is included). ``end_index`` = index of the last
-    input epoch (default: the last epoch, i.e. a forecast into the future; ``config
-    ["test_start"] - 1`` for a backtest of the test period). Returns ``(X (n, window, F),
-    valid (r1 - r0, W) bool, anchor (n, horizon) mm)``, pixels in row-major order.
+    ``stack_block`` (T, h, W) holds rows ``row0..row0+h`` of the stack (read them with :func:`read_rows` so the
+    neighbourhood halo is included). ``end_index`` = index of the last input epoch (default: the last epoch, i.e.
+    a forecast into the future; ``config["test_start"] - 1`` for a backtest of the test period). Returns
+    ``(X (n, window, F), valid (r1 - r0, W) bool, anchor (n, horizon) mm)``, pixels in row-major order.
     """
     blk = np.asarray(stack_block)
     dates = np.asarray(dates, dtype="datetime64[D]")
@@ -570,6 +568,9 @@ def forecast_inputs(stack_block: np.ndarray, dates, grid: Optional[Grid], row0: 
     for n in names:
         if covariates_block is None or n not in covariates_block:
             raise DeformCastError(f"The model needs the covariate '{n}'; give it in COVARIATES.")
+    hist = blk[:e + 1]
+    filled = fill_window_gaps(hist, dates[:e + 1], window)
+    blk = blk if filled is hist else np.concatenate([filled, blk[e + 1:]])
     centre = blk[e - window + 1:e + 1, r0 - row0:r1 - row0]
     valid = np.isfinite(centre).all(axis=0)
     rr, cc = np.nonzero(valid)

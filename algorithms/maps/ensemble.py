@@ -50,7 +50,7 @@ from ..data import dataset
 from . import distributed
 from ..models import modelio
 from ..io import raster, styles
-from ..errors import DeformCastError
+from ..errors import DeformCastError, warn
 from ..learn.runtime import inference_threads, single_thread_blas
 from ..order_stats import member_median
 from .gating import forecast_gated, gate_halo, scene_blend_prior
@@ -145,6 +145,7 @@ def _block(ctx: dict, loaded, plan, r0: int, r1: int, a0: int, a1: int, cov_blk:
             centre = member_median(out[:, :, valid_all].astype(np.float64))   # float32 median's bits)
     feats = calib.evidence(blk, a0, r0, r1, e, dates, out, valid_all, cfg0.get("horizon", H), cfg0.get("steps"),
                            seasonal=calib.is_seasonal(model), centre=centre) if model is not None else None
+    gaps = unforecast_counts(blk[:e + 1, r0 - a0:r1 - a0], valid_all)
     del blk
     with np.errstate(all="ignore"):
         if model is not None:
@@ -163,7 +164,30 @@ def _block(ctx: dict, loaded, plan, r0: int, r1: int, a0: int, a1: int, cov_blk:
         qv[:, ~valid_all] = np.nan
     timer["quantiles"] += time.perf_counter() - t1
     return {"med": med, "q": qv, "members": out.reshape(M * H, r1 - r0, -1) if ctx["want_m"] else None,
-            "n_valid": int(valid_all.sum()), "sample": med[-1][valid_all][:5000], "timer": timer}
+            "n_valid": int(valid_all.sum()), "sample": med[-1][valid_all][:5000], "timer": timer, "gaps": gaps}
+
+
+def unforecast_counts(hist, valid) -> Dict[str, int]:
+    """Pixels of a block with data up to the origin (``hist`` (e + 1, rows, cols)) that got no forecast
+    (``valid`` False: a gap in the members' input window): ``{"data", "none", "last_missing"}``, the last
+    those without a value at the origin itself."""
+    has = np.isfinite(hist).any(axis=0)
+    none = has & ~np.asarray(valid, dtype=bool)
+    return {"data": int(has.sum()), "none": int(none.sum()), "last_missing": int((none & ~np.isfinite(hist[-1])).sum())}
+
+
+def unforecast_message(gaps: Dict[str, int], window: int, origin) -> str:
+    """The warning for pixels with data but no forecast ('' when there are none): how many, why, the fix."""
+    n, k = int(gaps.get("data", 0)), int(gaps.get("none", 0))
+    if k == 0 or n == 0:
+        return ""
+    last = int(gaps.get("last_missing", 0))
+    return (f"{k} of the {n} pixels with data ({100.0 * k / n:.1f} %) have no forecast: the networks need a value at "
+            f"each of the last {int(window)} acquisitions up to {origin}, and these pixels have gaps there"
+            + (f" ({last} of them no value at {origin} itself)" if last else "") + ". Their maps stay empty. Short "
+            "gaps can be filled first (the main job's REGULAR_STEP or import_timeseries with REGULARISE=true "
+            "interpolate gaps of up to 3 steps); a record that ends before the last acquisition cannot be "
+            "forecast from it.")
 
 
 def _remote_block(job: dict, r0: int, r1: int, a0: int, a1: int, cov_blk: dict) -> dict:
@@ -255,7 +279,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
            "device": device, "dev": dev, "batch_size": batch_size, "e": e, "H": H, "gate": gate, "model": model,
            "qs": qs, "want_q": w_q is not None, "want_m": w_m is not None}
-    acc = {"n_valid": 0, "final": []}
+    acc = {"n_valid": 0, "final": [], "gaps": {"data": 0, "none": 0, "last_missing": 0}}
 
     def put(bi, res):   # the client writes each block in block order
         r0 = blocks[bi][0]
@@ -269,6 +293,8 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
             timer[k] = timer.get(k, 0.0) + v
         timer["write"] += time.perf_counter() - t0
         acc["n_valid"] += res["n_valid"]
+        for k, v in res.get("gaps", {}).items():
+            acc["gaps"][k] += int(v)
         if len(acc["final"]) < 20:
             acc["final"].append(res["sample"])
 
@@ -288,6 +314,9 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
         if n_valid == 0:
             raise DeformCastError("No pixel could be forecast: every pixel has nodata within the members' input window "
                                   f"(the last {win_max} epochs up to {info.dates[e]}). Check the stack's last epochs.")
+        gap_msg = unforecast_message(acc["gaps"], win_max, raster.iso(info.dates[e]))
+        if gap_msg:
+            warn(gap_msg)
         sample = np.concatenate(final_vals) if final_vals else np.zeros(1)
         w_med.qml = styles.deformation_style(sample, band=H)
         if w_q is not None:
@@ -305,6 +334,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
         raise
     return {"median_path": med_path, "quantiles_path": q_path, "members_path": m_path,
             "members": [os.path.basename(m.folder) for m in loaded], "forecast_dates": [raster.iso(d) for d in fdates],
-            "end_date": raster.iso(info.dates[e]), "valid_pixels": n_valid, "device": dev, "calibration": cal,
+            "end_date": raster.iso(info.dates[e]), "valid_pixels": n_valid, "unforecast": dict(acc["gaps"]),
+            "unforecast_note": gap_msg, "device": dev, "calibration": cal,
             "gate": gate,
             "timings_s": dict(timer, total=time.perf_counter() - t_start)}
