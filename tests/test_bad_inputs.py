@@ -708,7 +708,7 @@ def test_pixels_left_without_a_forecast_are_counted_and_said(run_alg, small, tmp
     res = _predict(run_alg, p, small["models"], tmp_path / "a", feedback=fb)
     msgs = [w for w in fb.warnings if "have no forecast" in w]
     assert len(msgs) == 1, fb.warnings
-    assert msgs[0].startswith(f"5 of the {W_ * H_} pixels with data") and "(3 of them no value at" in msgs[0]
+    assert msgs[0].startswith(f"5 of the {W_ * H_} pixels with data") and "itself (3 of them)" in msgs[0]
     assert "REGULARISE=true" in msgs[0]
     med = raster.read_raster(res["OUTPUT_MEDIAN"])[0]
     assert np.isnan(med[:, 0, :3]).all() and np.isnan(med[:, 1, :2]).all()

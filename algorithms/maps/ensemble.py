@@ -47,6 +47,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..data import dataset
+from ..data.series import MAX_WINDOW_GAP
 from . import distributed
 from ..models import modelio
 from ..io import raster, styles
@@ -182,12 +183,12 @@ def unforecast_message(gaps: Dict[str, int], window: int, origin) -> str:
     if k == 0 or n == 0:
         return ""
     last = int(gaps.get("last_missing", 0))
-    return (f"{k} of the {n} pixels with data ({100.0 * k / n:.1f} %) have no forecast: the networks need a value at "
-            f"each of the last {int(window)} acquisitions up to {origin}, and these pixels have gaps there"
-            + (f" ({last} of them no value at {origin} itself)" if last else "") + ". Their maps stay empty. Short "
-            "gaps can be filled first (the main job's REGULAR_STEP or import_timeseries with REGULARISE=true "
-            "interpolate gaps of up to 3 steps); a record that ends before the last acquisition cannot be "
-            "forecast from it.")
+    return (f"{k} of the {n} pixels with data ({100.0 * k / n:.1f} %) have no forecast: the networks read the last "
+            f"{int(window)} acquisitions up to {origin}, where gaps of up to {MAX_WINDOW_GAP} acquisitions are "
+            f"interpolated, and these pixels have no value at {origin} itself ({last} of them) or a longer gap there. "
+            "Their maps stay empty. A record that ends before the last acquisition cannot be forecast from it; "
+            "longer gaps can be bridged first (the main job's REGULAR_STEP or import_timeseries with "
+            "REGULARISE=true interpolate gaps of up to 3 steps).")
 
 
 def _remote_block(job: dict, r0: int, r1: int, a0: int, a1: int, cov_blk: dict) -> dict:
