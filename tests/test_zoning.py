@@ -520,3 +520,23 @@ def test_run_zoning_applies_the_mmu(tmp_path):
     assert float(md["DEFORMCAST_MMU_M2"]) == 1000.0 and json.loads(md["DEFORMCAST_SIEVE"]) == res.sieve
     html = Path(outs["report_path"]).read_text()
     assert "mmu_m2" in html and "zones merged" in html
+
+
+def test_layers_without_a_crs_are_warned_about(tmp_path):
+    """Areas (MIN_AREA, MMU, tier areas) of layers without a CRS take the pixel size as metres: said, with the fix."""
+    from deformcast.algorithms.errors import DeformCastWarning
+    from deformcast.algorithms.io.raster import Grid
+
+    s = np.full((3, 3), 5.0)
+    u = np.zeros((3, 3))
+    p = np.full((3, 3), 0.9)
+    paths, _ = build(tmp_path, s, u, p, grid=Grid((0.0, 1.0, 0.0, 0.0, 0.0, -1.0), "", 3, 3), name="nocrs")
+    with pytest.warns(DeformCastWarning, match="no coordinate reference system.*1 x 1 map units"):
+        res = Z.run_zoning(paths["s"], paths["u"], paths["p"], mmu=0)
+    assert res.tier_area_m2[1] == pytest.approx(9.0)
+    paths, _ = build(tmp_path, s, u, p, name="crs")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeformCastWarning)
+        Z.run_zoning(paths["s"], paths["u"], paths["p"], mmu=0)

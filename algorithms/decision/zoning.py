@@ -77,7 +77,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..io.crs import pixel_area  # noqa: F401 - part of the zoning API (one area rule)
-from ..errors import DeformCastError
+from ..errors import DeformCastError, warn
 from ..progress import Progress, silent
 from ..io.raster import Grid, crs_equal, open_raster, read_band, write_raster
 from ..io import styles
@@ -340,6 +340,11 @@ def run_zoning(susceptibility: str, uncertainty: str, exceedance: str,
     valid = tiers > 0
     if not valid.any():
         raise DeformCastError("No pixel is valid in all of SUSCEPTIBILITY, the uncertainty layer and EXCEEDANCE.")
+    if not grid.crs_wkt:
+        gt = grid.geotransform
+        warn(f"The layers have no coordinate reference system: areas (MIN_AREA, MMU, the tier areas) take their "
+             f"pixel size, {abs(gt[1]):g} x {abs(gt[5]):g} map units, as metres. Assign the stack's CRS (e.g. "
+             "gdal_edit.py -a_srs EPSG:xxxx stack.tif) and run again for areas you can trust.")
     parea = np.broadcast_to(pixel_area(grid), tiers.shape)
     # minimum mapping unit: the decision map is made of zones, not pixels (Tier 1 never merged away)
     tiers, sv = sieve_tiers(tiers, parea, mmu, eight_connected, progress=progress.sub(0.2, 0.25))
