@@ -37,7 +37,9 @@ def test_core_sources_never_import_qgis():
 
 @pytest.mark.parametrize("text,expected", [
     ("2020-03-05", "2020-03-05"), ("20200305", "2020-03-05"), ("D20200305", "2020-03-05"),
-    ("D_20200305", "2020-03-05"), ("2020-03-05T00:00:00", "2020-03-05"), ("banana", None), ("20201340", None)])
+    ("D_20200305", "2020-03-05"), ("2020-03-05T00:00:00", "2020-03-05"), ("banana", None), ("20201340", None),
+    ("2020/03/05", "2020-03-05"), ("2020.3.5", "2020-03-05"), ("2020-03-05 10:42:01", "2020-03-05"),
+    ("05/03/2020", None), ("03/05/2020", None), ("2020-03/05", None), ("2020-02-30", None)])
 def test_parse_date(text, expected):
     d = raster.parse_date(text)
     assert (None if d is None else str(d)) == expected

@@ -25,9 +25,9 @@ import numpy as np
 from ..errors import DeformCastError, warn
 from .units import LENGTH_UNITS, band_unit, unit_to_mm  # noqa: F401 - part of the raster API
 
-_DATE_PATTERNS = [
-    re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})(?:[T ].*)?$"),
-    re.compile(r"^\s*[Dd]?_?(\d{4})(\d{2})(\d{2})\s*$"),
+_DATE_PATTERNS = [   # year first: 2020-01-05, 2020/01/05, 2020.1.5 (a time after a T or a space is ignored)
+    re.compile(r"^\s*(?P<y>\d{4})(?P<sep>[-/.])(?P<m>\d{1,2})(?P=sep)(?P<d>\d{1,2})(?:[T ].*)?$"),
+    re.compile(r"^\s*[Dd]?_?(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})\s*$"),
 ]
 
 
@@ -39,14 +39,15 @@ def _gdal():
 
 
 def parse_date(text) -> Optional[np.datetime64]:
-    """``YYYY-MM-DD``, ``YYYYMMDD``, ``DYYYYMMDD`` or ``D_YYYYMMDD`` -> datetime64[D]; else None."""
+    """``YYYY-MM-DD`` (or ``/`` or ``.`` between, one-digit month and day too), ``YYYYMMDD``, ``DYYYYMMDD`` or
+    ``D_YYYYMMDD`` -> datetime64[D]; else None (day-first or month-first forms are ambiguous: refused)."""
     if text is None:
         return None
     s = str(text).strip()
     for pat in _DATE_PATTERNS:
         m = pat.match(s)
         if m:
-            y, mo, d = (int(g) for g in m.groups())
+            y, mo, d = int(m.group("y")), int(m.group("m")), int(m.group("d"))
             try:
                 return np.datetime64(f"{y:04d}-{mo:02d}-{d:02d}", "D")
             except ValueError:
