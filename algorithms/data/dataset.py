@@ -158,7 +158,7 @@ from .features import (ANCHORS, ENCODINGS, FULL_MODEL_YEARS, SPLITS, TARGETS, TR
     feature_names, first_full_end, halo, is_auto, parse_encodings, read_rows, target_dates, to_mm, to_net,
     cadence_warning, recent_step_days,
     trajectory_ends, validate_inputs, _steps, AUTO_STEPS)
-from .series import fill_window_gaps
+from .series import FILL_EPOCHS, fill_window_gaps
 from .selection import _keys, _Reservoir, holdout_mask, validation_mask  # noqa: F401
 
 _BLOCK_VALUES = 1 << 23  # about 32 MB of float32 per row block read
@@ -536,7 +536,7 @@ def forecast_inputs(stack_block: np.ndarray, dates, grid: Optional[Grid], row0: 
                     end_index: Optional[int] = None,
                     out_rows: Optional[Tuple[int, int]] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Network inputs for every pixel of rows ``out_rows`` whose last WINDOW epochs are valid once gaps of up to
-    3 acquisitions inside them are filled (:func:`series.fill_window_gaps`; the origin's value is never invented).
+    3 acquisitions in the last 64 are filled (:func:`series.fill_window_gaps`; the origin's value is never invented).
 
     ``stack_block`` (T, h, W) holds rows ``row0..row0+h`` of the stack (read them with :func:`read_rows` so the
     neighbourhood halo is included). ``end_index`` = index of the last input epoch (default: the last epoch, i.e.
@@ -569,7 +569,7 @@ def forecast_inputs(stack_block: np.ndarray, dates, grid: Optional[Grid], row0: 
         if covariates_block is None or n not in covariates_block:
             raise DeformCastError(f"The model needs the covariate '{n}'; give it in COVARIATES.")
     hist = blk[:e + 1]
-    filled = fill_window_gaps(hist, dates[:e + 1], window)
+    filled = fill_window_gaps(hist, dates[:e + 1], FILL_EPOCHS)
     blk = blk if filled is hist else np.concatenate([filled, blk[e + 1:]])
     centre = blk[e - window + 1:e + 1, r0 - row0:r1 - row0]
     valid = np.isfinite(centre).all(axis=0)

@@ -128,11 +128,15 @@ def rereference(values: np.ndarray, index: int = 0) -> np.ndarray:
 
 #: the longest run of missing acquisitions inside a forecast's input window that is filled (epochs)
 MAX_WINDOW_GAP = 3
+#: the span before a forecast origin whose short gaps are filled (epochs): the same for every member, whatever its
+#: window (members share their classical anchor, fitted on the filled history), longer than any searched window
+FILL_EPOCHS = 64
 
 
 def fill_window_gaps(hist: np.ndarray, dates, window: int, max_gap: int = MAX_WINDOW_GAP) -> np.ndarray:
     """``hist`` (e + 1, ...) with the gaps of up to ``max_gap`` missing acquisitions inside its last ``window``
-    epochs filled by linear interpolation in time between the acquisitions on either side (session 22).
+    epochs filled by linear interpolation in time between the acquisitions on either side (session 22; the
+    forecasts pass :data:`FILL_EPOCHS`, so every member sees the same history).
 
     A forecast's networks read a value at every epoch of their input window; without this a pixel with one
     missing acquisition there got no forecast at all (with 2 % of the values missing at random, a third of

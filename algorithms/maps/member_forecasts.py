@@ -12,7 +12,7 @@ import numpy as np
 
 from ..order_stats import member_median
 from ..data import dataset
-from ..data.series import fill_window_gaps
+from ..data.series import FILL_EPOCHS, fill_window_gaps
 from ..models import modelio
 from ..errors import DeformCastError
 
@@ -149,8 +149,8 @@ def _item_shared(item, dates, grid, plan: Plan) -> dict:
     the final ones) and, per shared key, ``(valid, position in its pixel list, anchor, trajectory
     channels or None)``."""
     blk, a0, r0, r1, _, e = item
-    # the members' inputs fill short gaps inside their windows (dataset.forecast_inputs): so does this superset
-    hist = fill_window_gaps(blk[:e + 1, r0 - a0:r1 - a0], dates[:e + 1], plan.max_window)
+    # the members' inputs fill short gaps before the origin (dataset.forecast_inputs): so does this superset
+    hist = fill_window_gaps(blk[:e + 1, r0 - a0:r1 - a0], dates[:e + 1], FILL_EPOCHS)
     pre = np.isfinite(hist[max(0, e - plan.max_window + 1):]).all(axis=0)
     out = {"pre": pre}
     for skey, (scfg, snorm) in plan.shared_inputs.items():
