@@ -171,6 +171,9 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
             dates = None                                   # the regular stack carries its dates
         paths["stack"] = stack_path
     info = raster.open_stack(stack_path, dates, progress=progress)
+    empty = raster.empty_origin_message(info, raster.empty_bands_at(info))
+    if empty:   # found before tuning, not after it: the job forecasts from the last acquisition
+        raise DeformCastError(empty)
     timings["data"] = time.time() - ts
     stage["scene"].set(1.0)
 

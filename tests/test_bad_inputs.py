@@ -725,6 +725,29 @@ def test_pixels_left_without_a_forecast_are_counted_and_said(run_alg, small, tmp
     np.testing.assert_allclose(med[:, 3, :4], med2[:, 3, :4], atol=1e-4)
 
 
+def test_empty_last_acquisitions_are_refused_before_the_work(run_alg, small, tmp_path, fb):
+    """A stack whose last two bands hold no value: predict refuses at once, naming the dates, the fix and the
+    END_DATE that works (and that END_DATE does); tune warns before it starts (models can be trained); the
+    main job refuses before tuning (it forecasts from the last acquisition)."""
+    v = small["vals"].copy()
+    v[-2:] = np.nan
+    p = str(tmp_path / "empty_end.tif")
+    raster.write_stack(p, v, DATES, GRID)
+    msg = _refused(run_alg, "predict", {"INPUT": p, "MODEL_FOLDER": small["models"], "DEVICE": "cpu",
+                                        "OUTPUT_MEDIAN": str(tmp_path / "a" / "m.tif")}, "no value at any pixel")
+    assert f"from {DATES[-2]} to {DATES[-1]}" in msg and f"END_DATE={DATES[-3]}" in msg
+    _predict(run_alg, p, small["models"], tmp_path / "b", END_DATE=str(DATES[-3]))
+    try:
+        run_alg("tune", dict(TUNE, INPUT=p, OUTPUT_FOLDER=str(tmp_path / "t")), feedback=fb)
+    except Exception:  # noqa: BLE001 - the point is the warning before tuning starts
+        pass
+    assert any("no value at any pixel" in w for w in fb.warnings), fb.warnings
+    t0 = time.time()
+    msg = _refused(run_alg, "workflow", {"INPUT": p, "HORIZON": 2, "N_TRIALS": 1, "OUTPUT_FOLDER": str(tmp_path / "w")},
+                   "no value at any pixel")
+    assert time.time() - t0 < 60 and not (tmp_path / "w" / "models").exists()
+
+
 def test_median_step_on_known_values():
     from deformcast.algorithms.io import units
 

@@ -290,12 +290,45 @@ def magnitude_warning(info) -> str:
     return units.magnitude_message(step, os.path.basename(str(info.path)))
 
 
+def empty_bands_at(info, end: Optional[int] = None, limit: int = 50) -> int:
+    """How many consecutive bands ending at ``end`` (default the last) hold no value at any pixel (at most
+    ``limit`` are read, one band at a time)."""
+    e = int(info.n_epochs) - 1 if end is None else int(end)
+    n = 0
+    while n < limit and e - n >= 0 and not np.isfinite(read_stack(info, bands=[e - n])).any():
+        n += 1
+    return n
+
+
+def empty_origin_message(info, n: int, end: Optional[int] = None) -> str:
+    """The message for ``n`` empty bands up to the forecast origin ``end`` ('' when ``n`` is 0)."""
+    if n <= 0:
+        return ""
+    e = int(info.n_epochs) - 1 if end is None else int(end)
+    which = (f"its acquisition of {iso(info.dates[e])}" if n == 1 else
+             f"its {n} acquisitions from {iso(info.dates[e - n + 1])} to {iso(info.dates[e])}")
+    return (f"'{os.path.basename(str(info.path))}' holds no value at any pixel in {which}, and a forecast starts "
+            f"from that acquisition. Remove the empty band(s) from the stack (e.g. gdal_translate with -b for the "
+            f"bands to keep), or forecast from the last acquisition with data (predict END_DATE="
+            f"{iso(info.dates[e - n]) if e - n >= 0 else '...'}).")
+
+
 def warn_magnitude(info) -> str:
     """:func:`magnitude_warning` given to the user as a warning (:func:`errors.warn`); returns it."""
     msg = magnitude_warning(info)
     if msg:
         warn(msg)
     return msg
+
+
+def warn_training_stack(info) -> None:
+    """What ``tune`` and ``train`` say about a stack before they start: values that do not look like mm
+    (:func:`warn_magnitude`) and empty last acquisitions (:func:`empty_origin_message`: models can be trained,
+    but no forecast can start from there)."""
+    warn_magnitude(info)
+    empty = empty_origin_message(info, empty_bands_at(info))
+    if empty:
+        warn(empty)
 
 
 #: fewer pixels with data than this in a training stack are warned about

@@ -108,9 +108,9 @@ def run_training_job(stack_path: str, output_folder: str, architecture: str = "r
     from ..data.features import log_cadence_warning
 
     log_cadence_warning(info.dates, progress)
-    from ..io.raster import warn_magnitude
+    from ..io.raster import warn_training_stack
 
-    warn_magnitude(info)
+    warn_training_stack(info)
     grid, sdates = info.grid, info.dates
     T = int(sdates.size)
     covs = {}

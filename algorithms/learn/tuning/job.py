@@ -301,9 +301,9 @@ def load_inputs(stack_path: str, dates=None, covariate_paths: Sequence[str] = ()
     from ...data.features import log_cadence_warning
 
     log_cadence_warning(info.dates, progress)
-    from ...io.raster import warn_magnitude
+    from ...io.raster import warn_training_stack
 
-    warn_magnitude(info)
+    warn_training_stack(info)
     cov = None
     if covariate_paths:
         from ...io.covariates import align_covariates
