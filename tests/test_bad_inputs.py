@@ -709,7 +709,7 @@ def test_pixels_left_without_a_forecast_are_counted_and_said(run_alg, small, tmp
     msgs = [w for w in fb.warnings if "have no forecast" in w]
     assert len(msgs) == 1, fb.warnings
     assert msgs[0].startswith(f"5 of the {W_ * H_} pixels with data") and "itself (3 of them)" in msgs[0]
-    assert "REGULARISE=true" in msgs[0]
+    assert "REGULARISE=true" in msgs[0] and "END_DATE" not in msgs[0]   # 3 of 63 lack the last value: no hint
     med = raster.read_raster(res["OUTPUT_MEDIAN"])[0]
     assert np.isnan(med[:, 0, :3]).all() and np.isnan(med[:, 1, :2]).all()
     assert np.isfinite(med[:, 2, :4]).all() and np.isfinite(med[:, 3, :4]).all()
@@ -746,6 +746,20 @@ def test_empty_last_acquisitions_are_refused_before_the_work(run_alg, small, tmp
     msg = _refused(run_alg, "workflow", {"INPUT": p, "HORIZON": 2, "N_TRIALS": 1, "OUTPUT_FOLDER": str(tmp_path / "w")},
                    "no value at any pixel")
     assert time.time() - t0 < 60 and not (tmp_path / "w" / "models").exists()
+
+
+def test_a_last_acquisition_with_a_large_hole_suggests_the_earlier_origin(run_alg, small, tmp_path, fb):
+    """Over a fifth of the pixels without the last value (a hole in the last acquisition): the warning suggests
+    forecasting from the acquisition before it, and that END_DATE forecasts them."""
+    v = small["vals"].copy()
+    v[-1, :3, :] = np.nan                      # 27 of 63 pixels
+    p = str(tmp_path / "hole.tif")
+    raster.write_stack(p, v, DATES, GRID)
+    _predict(run_alg, p, small["models"], tmp_path / "a", feedback=fb)
+    msgs = [w for w in fb.warnings if "have no forecast" in w]
+    assert len(msgs) == 1 and f"END_DATE={DATES[-2]}" in msgs[0] and "43 % of the pixels" in msgs[0], fb.warnings
+    res = _predict(run_alg, p, small["models"], tmp_path / "b", END_DATE=str(DATES[-2]))
+    assert np.isfinite(raster.read_raster(res["OUTPUT_MEDIAN"])[0]).all()
 
 
 def test_median_step_on_known_values():

@@ -177,18 +177,27 @@ def unforecast_counts(hist, valid) -> Dict[str, int]:
     return {"data": int(has.sum()), "none": int(none.sum()), "last_missing": int((none & ~np.isfinite(hist[-1])).sum())}
 
 
-def unforecast_message(gaps: Dict[str, int], window: int, origin) -> str:
-    """The warning for pixels with data but no forecast ('' when there are none): how many, why, the fix."""
+#: the share of the pixels with data that lack the origin's value above which the warning suggests an earlier origin
+EARLIER_ORIGIN_SHARE = 0.2
+
+
+def unforecast_message(gaps: Dict[str, int], window: int, origin, previous=None) -> str:
+    """The warning for pixels with data but no forecast ('' when there are none): how many, why, the fix.
+    ``previous``: the acquisition before ``origin``, suggested as ``END_DATE`` when more than
+    :data:`EARLIER_ORIGIN_SHARE` of the pixels lack the origin's value (a last acquisition with a large hole)."""
     n, k = int(gaps.get("data", 0)), int(gaps.get("none", 0))
     if k == 0 or n == 0:
         return ""
     last = int(gaps.get("last_missing", 0))
+    earlier = (f" {100.0 * last / n:.0f} % of the pixels lack the value of {origin}: forecasting from {previous} "
+               f"(predict END_DATE={previous}) may cover them." if previous is not None
+               and last > EARLIER_ORIGIN_SHARE * n else "")
     return (f"{k} of the {n} pixels with data ({100.0 * k / n:.1f} %) have no forecast: the networks read the last "
             f"{int(window)} acquisitions up to {origin}, where gaps of up to {MAX_WINDOW_GAP} acquisitions are "
             f"interpolated, and these pixels have no value at {origin} itself ({last} of them) or a longer gap there. "
             "Their maps stay empty. A record that ends before the last acquisition cannot be forecast from it; "
             "longer gaps can be bridged first (the main job's REGULAR_STEP or import_timeseries with "
-            "REGULARISE=true interpolate gaps of up to 3 steps).")
+            "REGULARISE=true interpolate gaps of up to 3 steps)." + earlier)
 
 
 def _remote_block(job: dict, r0: int, r1: int, a0: int, a1: int, cov_blk: dict) -> dict:
@@ -318,7 +327,8 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
         if n_valid == 0:
             raise DeformCastError("No pixel could be forecast: every pixel has nodata within the members' input window "
                                   f"(the last {win_max} epochs up to {info.dates[e]}). Check the stack's last epochs.")
-        gap_msg = unforecast_message(acc["gaps"], win_max, raster.iso(info.dates[e]))
+        gap_msg = unforecast_message(acc["gaps"], win_max, raster.iso(info.dates[e]),
+                                     raster.iso(info.dates[e - 1]) if e > 0 else None)
         if gap_msg:
             warn(gap_msg)
         sample = np.concatenate(final_vals) if final_vals else np.zeros(1)
