@@ -257,6 +257,14 @@ def test_lonlat_csv_reprojected_to_target_crs(tmp_path):
     check_stack(out)
     with pytest.raises(DeformCastError, match="TARGET_CRS"):
         import_timeseries(str(src), str(tmp_path / "deg.tif"), cell_size=100)
+    # the same points with "Lat" / "Long" (or "lng") headers: the same stack
+    text = src.read_text().splitlines()
+    for lon in ("Long", "lng"):
+        head = ["Lat" if h == "latitude" else lon if h == "longitude" else h for h in text[0].split(",")]
+        alias = tmp_path / f"alias_{lon}.csv"
+        alias.write_text("\n".join([",".join(head)] + text[1:]) + "\n")
+        out2, _ = _imp(tmp_path, alias, f"ll_{lon}", cell_size=100, target_crs="EPSG:3035")
+        np.testing.assert_array_equal(read_raster(out2)[0], read_raster(out)[0])
 
 
 def test_shapefile_multipoints_d_fields_in_cm(tmp_path):

@@ -135,6 +135,10 @@ class CsvPointSource(PointSource):
                 zf.close()
 
 
+#: column names read as the longitude beside a "lat" column (EPSG:4326)
+LON_ALIASES = ("lon", "long", "lng")
+
+
 def _to_float(s: str) -> float:
     t = s.strip()
     if t.lower() in _NA_STRINGS:
@@ -204,12 +208,14 @@ def read_egms_csv(path: str, progress=None, chunk_rows: int = 2000, units: str =
         ix, iy, crs = low.index("easting"), low.index("northing"), crs_wkt_of(EGMS_EPSG)
     elif "longitude" in low and "latitude" in low:
         ix, iy, crs = low.index("longitude"), low.index("latitude"), crs_wkt_of(4326)
-    elif "lon" in low and "lat" in low:
-        ix, iy, crs = low.index("lon"), low.index("lat"), crs_wkt_of(4326)
+    elif "lat" in low and any(a in low for a in LON_ALIASES):
+        ix = low.index(next(a for a in LON_ALIASES if a in low))
+        iy, crs = low.index("lat"), crs_wkt_of(4326)
     else:
         raise DeformCastError(
             f"'{os.path.basename(path)}' has no coordinate columns. An EGMS CSV has 'easting' and "
-            "'northing' (EPSG:3035) and/or 'latitude' and 'longitude' (EPSG:4326); add them, or load "
+            "'northing' (EPSG:3035) and/or 'latitude' and 'longitude' (EPSG:4326; also 'lat' with 'lon', 'long' or "
+            "'lng'); add them, or load "
             "the points as a layer in QGIS and give that layer instead.")
     if "easting" in low and "latitude" not in low:
         kind = "egms_l3"
