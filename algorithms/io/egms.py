@@ -204,13 +204,13 @@ def read_egms_csv(path: str, progress=None, chunk_rows: int = 2000, units: str =
     dcols = date_columns(names)
     cols, dates = ordered_dates(dcols, f"'{os.path.basename(path)}'")
     undated = undated_columns(names, [c[0] for c in dcols], sample, decimal_comma)
+    lon = next((a for a in LON_ALIASES if a in low), None)
     if "easting" in low and "northing" in low:
         ix, iy, crs = low.index("easting"), low.index("northing"), crs_wkt_of(EGMS_EPSG)
     elif "longitude" in low and "latitude" in low:
         ix, iy, crs = low.index("longitude"), low.index("latitude"), crs_wkt_of(4326)
-    elif "lat" in low and any(a in low for a in LON_ALIASES):
-        ix = low.index(next(a for a in LON_ALIASES if a in low))
-        iy, crs = low.index("lat"), crs_wkt_of(4326)
+    elif "lat" in low and lon is not None:
+        ix, iy, crs = low.index(lon), low.index("lat"), crs_wkt_of(4326)
     else:
         raise DeformCastError(
             f"'{os.path.basename(path)}' has no coordinate columns. An EGMS CSV has 'easting' and "
