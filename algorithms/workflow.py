@@ -408,7 +408,8 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
         rep.paragraph(f"Put on a regular {int(np.median(np.diff(d).astype(np.int64)))}-day step from "
                       f"{os.path.basename(s['paths']['stack_input'])} (REGULAR_STEP: linear interpolation in time, "
                       "gaps longer than 3 steps left empty).")
-    for msg in (dataset.cadence_warning(d), raster.magnitude_warning(info), (s.get("forecast") or {}).get("unforecast_note")):
+    for msg in (dataset.cadence_warning(d), raster.magnitude_warning(info), info.fill_note,
+                (s.get("forecast") or {}).get("unforecast_note")):
         if msg:
             rep.note("Warning: " + msg)
     # tuning

@@ -842,3 +842,59 @@ def test_headless_run_prints_no_gdal_noise(small, tmp_path, qgis_process_run):
     assert "dfMax" not in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
     assert not (tmp_path / "user_stack.tif.aux.xml").exists()
     assert (tmp_path / "median.tif").exists() and _leftovers(tmp_path) == []
+
+
+def test_pixels_with_one_value_at_every_date_are_read_as_no_data(run_alg, small, tmp_path, fb):
+    """A -9999 fill without a declared nodata (two rows) and a reference point (0 at every date): read as no
+    data, said once with the fix, and the other pixels forecast exactly as when the fill is declared nodata.
+    Before, the -9999 rows got a -9999 mm forecast in the highest tier, and a 0 fill was left without a forecast
+    under a message that blamed gaps."""
+    from deformcast.algorithms.io import fill
+
+    v = small["vals"].copy()
+    v[:, :2, :] = -9999.0          # a mask written as a value: 18 pixels
+    v[:, 4, 4] = 0.0               # the reference point
+    v[:, 5, 1] = np.round(v[:, 5, 1])   # a real series stored as whole mm: not constant, kept
+    p = str(tmp_path / "fill.tif")
+    raster.write_stack(p, v, DATES, GRID)
+    info = raster.open_stack(p)
+    want = np.zeros((H_, W_), bool)
+    want[:2] = True
+    want[4, 4] = True
+    np.testing.assert_array_equal(info.fill, want)
+    got = raster.read_stack(info)
+    assert np.isnan(got[:, want]).all() and np.isfinite(got[:, ~want]).all()
+    assert info.fill_note.startswith(f"19 pixel(s) of 'fill.tif' ({100 * 19 / 63:.1f} % of those with data)")
+    assert "most of them -9999" in info.fill_note and "gdal_edit.py -a_nodata -9999 fill.tif" in info.fill_note
+    res = _predict(run_alg, p, small["models"], tmp_path / "a", feedback=fb)
+    assert [w for w in fb.warnings if "hold the same value at every date" in w] == [info.fill_note]
+    assert not [w for w in fb.warnings if "have no forecast" in w], fb.warnings
+    med = raster.read_raster(res["OUTPUT_MEDIAN"])[0]
+    assert np.isnan(med[:, want]).all() and np.isfinite(med[:, ~want]).all()
+    w = v.copy()
+    w[:, want] = np.nan            # the same stack with the fill declared as no data
+    p2 = str(tmp_path / "declared.tif")
+    raster.write_stack(p2, w, DATES, GRID)
+    assert raster.open_stack(p2).fill is None
+    med2 = raster.read_raster(_predict(run_alg, p2, small["models"], tmp_path / "b")["OUTPUT_MEDIAN"])[0]
+    np.testing.assert_array_equal(med, med2)
+    # a 0 fill: the note does not suggest 0 as nodata (the reference acquisition is 0 everywhere)
+    assert "-a_nodata" not in fill.fill_message("z.tif", 18, 63, 0.0) and "NaN can" in fill.fill_message(
+        "z.tif", 18, 63, 0.0)
+
+
+def test_a_stack_with_one_value_everywhere_is_refused_before_the_work(run_alg, small, tmp_path):
+    """Every pixel constant (an all-zero stack): predict and the main job refuse at once with what to check,
+    instead of tuning and failing with 'no training window' after several trials."""
+    v = np.zeros_like(small["vals"])
+    v[:, 0, 0] = np.nan
+    p = str(tmp_path / "zeros.tif")
+    raster.write_stack(p, v, DATES, GRID)
+    match = "holds the same value at every date"
+    _refused(run_alg, "predict", {"INPUT": p, "MODEL_FOLDER": small["models"], "DEVICE": "cpu",
+                                  "OUTPUT_MEDIAN": str(tmp_path / "a" / "m.tif")}, match)
+    assert not (tmp_path / "a" / "m.tif").exists()
+    t0 = time.time()
+    msg = _refused(run_alg, "workflow", {"INPUT": p, "HORIZON": 2, "N_TRIALS": 1, "OUTPUT_FOLDER": str(tmp_path / "w")},
+                   match)
+    assert "(most of them 0)" in msg and time.time() - t0 < 60 and not (tmp_path / "w" / "models").exists()

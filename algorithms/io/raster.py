@@ -154,6 +154,10 @@ class StackInfo:
     read_path: Optional[str] = None
     #: what :func:`open_stack` did about the file's layout ('' when nothing): a line for the log
     layout_note: str = ""
+    #: pixels that hold one value at every date (:mod:`fill`), read as no data; None when there is none
+    fill: Optional[np.ndarray] = None
+    #: what :mod:`fill` found ('' when nothing): a warning for the entrances that read the stack
+    fill_note: str = ""
     #: (thread, file key, dataset, layout) kept open by :func:`read_stack` between row blocks
 
     @property
@@ -276,7 +280,24 @@ def open_stack(path: str, dates=None, convert: bool = True, progress=None) -> St
         note = " ".join(notes)
         if note and progress is not None:
             progress.log(note)
-    return StackInfo(str(path), grid, found, nod, read_path, note)
+    info = StackInfo(str(path), grid, found, nod, read_path, note)
+    _find_fill(info)
+    return info
+
+
+def _find_fill(info: StackInfo) -> None:
+    """Set ``info.fill`` and ``info.fill_note`` (:mod:`fill`); refuse a stack whose every pixel is constant."""
+    from . import fill
+
+    mask, n_data, value = fill.constant_mask(lambda rows, bands: read_stack(info, rows=rows, bands=bands),
+                                             info.n_epochs, info.grid.height, key=fill.file_key(info.source))
+    if mask is None:
+        return
+    name = os.path.basename(str(info.path))
+    n = int(mask.sum())
+    if n >= n_data:
+        raise DeformCastError(fill.all_constant_message(name, value))
+    info.fill, info.fill_note = mask, fill.fill_message(name, n, n_data, value)
 
 
 def magnitude_warning(info) -> str:
@@ -314,10 +335,12 @@ def empty_origin_message(info, n: int, end: Optional[int] = None) -> str:
 
 
 def warn_magnitude(info) -> str:
-    """:func:`magnitude_warning` given to the user as a warning (:func:`errors.warn`); returns it."""
+    """:func:`magnitude_warning` given to the user as a warning (:func:`errors.warn`), and the pixels read as no
+    data because they hold one value at every date (``info.fill_note``); returns the magnitude warning."""
     msg = magnitude_warning(info)
-    if msg:
-        warn(msg)
+    for m in (msg, info.fill_note):
+        if m:
+            warn(m)
     return msg
 
 
@@ -363,7 +386,11 @@ def read_stack(info, rows: Optional[Tuple[int, int]] = None, bands: Optional[Seq
     ds, lay = layout.open_cached(path)
     r0, r1 = (0, info.grid.height) if rows is None else (int(rows[0]), int(rows[1]))
     idx = range(ds.RasterCount) if bands is None else bands
-    return layout.read_window(ds, idx, 0, r0, info.grid.width, r1 - r0, to_mm=True, layout=lay)
+    out = layout.read_window(ds, idx, 0, r0, info.grid.width, r1 - r0, to_mm=True, layout=lay)
+    fill = getattr(info, "fill", None)
+    if fill is not None:
+        out[:, fill[r0:r1]] = np.nan
+    return out
 
 
 def open_raster(path: str, what: str = "The raster"):

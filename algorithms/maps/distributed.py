@@ -227,11 +227,14 @@ def worker_members(model_folder: str, members, device: str, info=None, end=None)
 
 def stack_job(info) -> dict:
     """A :class:`raster.StackInfo` as plain Python (rebuilt on the worker by :func:`stack_info`)."""
+    import numpy as np
+
     from ..io.raster import iso
 
     g = info.grid
     return {"path": info.path, "read_path": info.source, "dates": [iso(d) for d in info.dates],
-            "nodata": info.nodata, "grid": [list(g.geotransform), g.crs_wkt, int(g.width), int(g.height)]}
+            "nodata": info.nodata, "grid": [list(g.geotransform), g.crs_wkt, int(g.width), int(g.height)],
+            "fill": None if info.fill is None else np.packbits(info.fill, axis=None).tobytes()}
 
 
 def stack_info(job: dict):
@@ -244,8 +247,11 @@ def stack_info(job: dict):
                               "the same path as the client (a shared file system; for a converted copy, "
                               "DEFORMCAST_CACHE_DIR on it).")
     gt, crs, w, h = job["grid"]
+    fill = job.get("fill")
+    if fill is not None:   # the pixels the client reads as no data (io/fill.py), read so here too
+        fill = np.unpackbits(np.frombuffer(fill, np.uint8), count=w * h).astype(bool).reshape(h, w)
     return StackInfo(job["path"], Grid(tuple(gt), crs, w, h), np.array(job["dates"], dtype="datetime64[D]"),
-                     job["nodata"], job["read_path"])
+                     job["nodata"], job["read_path"], fill=fill)
 
 
 def blocks_of(height: int, block_rows: int) -> List[tuple]:
