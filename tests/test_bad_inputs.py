@@ -884,8 +884,9 @@ def test_pixels_with_one_value_at_every_date_are_read_as_no_data(run_alg, small,
 
 
 def test_a_stack_with_one_value_everywhere_is_refused_before_the_work(run_alg, small, tmp_path):
-    """Every pixel constant (an all-zero stack): predict and the main job refuse at once with what to check,
-    instead of tuning and failing with 'no training window' after several trials."""
+    """Every pixel constant (an all-zero stack): predict, tune and the main job refuse at once with what to
+    check, instead of tuning and failing with 'no training window' after several trials. Opened as a stack (a
+    viewer, the inspector) it reads as it is."""
     v = np.zeros_like(small["vals"])
     v[:, 0, 0] = np.nan
     p = str(tmp_path / "zeros.tif")
@@ -894,6 +895,9 @@ def test_a_stack_with_one_value_everywhere_is_refused_before_the_work(run_alg, s
     _refused(run_alg, "predict", {"INPUT": p, "MODEL_FOLDER": small["models"], "DEVICE": "cpu",
                                   "OUTPUT_MEDIAN": str(tmp_path / "a" / "m.tif")}, match)
     assert not (tmp_path / "a" / "m.tif").exists()
+    _refused(run_alg, "tune", dict(TUNE, INPUT=p, OUTPUT_FOLDER=str(tmp_path / "t")), match)
+    assert not (tmp_path / "t").exists() or not any((tmp_path / "t").rglob("*.journal"))
+    np.testing.assert_array_equal(raster.read_stack(raster.open_stack(p)), v)
     t0 = time.time()
     msg = _refused(run_alg, "workflow", {"INPUT": p, "HORIZON": 2, "N_TRIALS": 1, "OUTPUT_FOLDER": str(tmp_path / "w")},
                    match)

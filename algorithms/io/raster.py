@@ -158,6 +158,8 @@ class StackInfo:
     fill: Optional[np.ndarray] = None
     #: what :mod:`fill` found ('' when nothing): a warning for the entrances that read the stack
     fill_note: str = ""
+    #: set when every pixel with data is constant (:func:`refuse_constant`): the refusal's message
+    constant_note: str = ""
     #: (thread, file key, dataset, layout) kept open by :func:`read_stack` between row blocks
 
     @property
@@ -286,7 +288,7 @@ def open_stack(path: str, dates=None, convert: bool = True, progress=None) -> St
 
 
 def _find_fill(info: StackInfo) -> None:
-    """Set ``info.fill`` and ``info.fill_note`` (:mod:`fill`); refuse a stack whose every pixel is constant."""
+    """Set ``info.fill`` and ``info.fill_note`` (:mod:`fill`), or ``info.constant_note`` when every pixel is constant."""
     from . import fill
 
     mask, n_data, value = fill.constant_mask(lambda rows, bands: read_stack(info, rows=rows, bands=bands),
@@ -295,9 +297,17 @@ def _find_fill(info: StackInfo) -> None:
         return
     name = os.path.basename(str(info.path))
     n = int(mask.sum())
-    if n >= n_data:
-        raise DeformCastError(fill.all_constant_message(name, value))
+    if n >= n_data:   # nothing but constant pixels: read as they are (a viewer shows them); see refuse_constant
+        info.constant_note = fill.all_constant_message(name, value)
+        return
     info.fill, info.fill_note = mask, fill.fill_message(name, n, n_data, value)
+
+
+def refuse_constant(info) -> None:
+    """Refuse a stack whose every pixel holds one value at every date (:mod:`fill`): what learns from a stack
+    or forecasts it calls this before any work."""
+    if getattr(info, "constant_note", ""):
+        raise DeformCastError(info.constant_note)
 
 
 def magnitude_warning(info) -> str:
@@ -345,9 +355,11 @@ def warn_magnitude(info) -> str:
 
 
 def warn_training_stack(info) -> None:
-    """What ``tune`` and ``train`` say about a stack before they start: values that do not look like mm
+    """What ``tune`` and ``train`` say about a stack before they start (a stack of constant pixels is refused,
+    :func:`refuse_constant`): values that do not look like mm
     (:func:`warn_magnitude`) and empty last acquisitions (:func:`empty_origin_message`: models can be trained,
     but no forecast can start from there)."""
+    refuse_constant(info)
     warn_magnitude(info)
     empty = empty_origin_message(info, empty_bands_at(info))
     if empty:

@@ -218,6 +218,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     timer = {"read": 0.0, "inputs": 0.0, "inference": 0.0, "dress_median": 0.0, "quantiles": 0.0, "write": 0.0}
     progress = progress or silent()
     info = raster.open_stack(stack_path, dates)
+    raster.refuse_constant(info)
     raster.warn_magnitude(info)
     from ..learn.runtime import resolve_device
 
