@@ -679,3 +679,26 @@ def test_import_says_what_a_change_of_cadence_means(tmp_path):
     assert any("6 days apart over the record but 12 days" in m and "STEP_DAYS=12" in m for m in logs["as_is"])
     assert any("regularised at 6 days" in m and "STEP_DAYS=12 keeps" in m for m in logs["median"])
     assert not any("12 days apart" in m or "regularised at" in m for m in logs["recent"])
+
+
+def test_coordinates_that_cannot_be_in_their_crs_are_refused(tmp_path):
+    """'easting'/'northing' in UTM (a CSV not from EGMS) were read as EPSG:3035 and 'lon'/'lat' holding metres as
+    degrees: the stack landed far from its place without a word. Both are refused naming the span and the fix;
+    the same points in EPSG:3035 and in degrees are read."""
+    dates = "20200105,20200117,20200129"
+    utm = tmp_path / "utm.csv"
+    utm.write_text(f"pid,easting,northing,{dates}\n1,512345.5,5712345.5,0,-1,-2\n2,512545.5,5712345.5,0,-2,-4\n")
+    span = r"x 512346 to 512546, y 5712346 to 5712346: outside Europe in that CRS.*GeoPackage"
+    with pytest.raises(DeformCastError, match=span):
+        import_timeseries(str(utm), str(tmp_path / "utm.tif"), cell_size=100)
+    assert not (tmp_path / "utm.tif").exists()
+    laea = tmp_path / "laea.csv"
+    laea.write_text(f"pid,easting,northing,{dates}\n1,4212345.5,3112345.5,0,-1,-2\n2,4212545.5,3112345.5,0,-2,-4\n")
+    import_timeseries(str(laea), str(tmp_path / "laea.tif"), cell_size=100)
+    metres = tmp_path / "metres.csv"
+    metres.write_text(f"id,lat,lon,{dates}\n1,5712345.5,512345.5,0,-1,-2\n2,5712345.5,512545.5,0,-2,-4\n")
+    with pytest.raises(DeformCastError, match=r"beyond 180 / 90 degrees.*projected CRS"):
+        import_timeseries(str(metres), str(tmp_path / "m.tif"), cell_size=100, target_crs="EPSG:32632")
+    deg = tmp_path / "deg.csv"
+    deg.write_text(f"id,lat,lon,{dates}\n1,51.5,9.2,0,-1,-2\n2,51.5,9.201,0,-2,-4\n")
+    import_timeseries(str(deg), str(tmp_path / "deg.tif"), cell_size=100, target_crs="EPSG:32632")

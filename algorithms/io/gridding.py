@@ -121,6 +121,41 @@ def points_to_grid(xy: np.ndarray, values: np.ndarray, cell_size: float, crs_wkt
     return acc.result(), grid
 
 
+#: EPSG:3035 (ETRS89-LAEA, the easting/northing of every EGMS file) covers Europe within these bounds (metres;
+#: its area of use is about 1.9-7.3 x 1.0-5.5 million m, widened here): UTM or national eastings are far below
+EGMS_BOUNDS = (1.0e6, 0.5e6, 8.5e6, 7.5e6)
+
+
+def check_coordinates(source: PointSource, lo, hi) -> None:
+    """Refuse points whose coordinates cannot be in the CRS they are read in: degrees beyond +-180 / +-90 (a
+    projected CRS in 'lon'/'lat' columns), or 'easting'/'northing' outside Europe's EPSG:3035 (a UTM or national
+    grid in a CSV that is not from EGMS). Read as they are, such points landed far from their place, silently."""
+    name = os.path.basename(source.path)
+    def num(v):
+        return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.6g}"
+
+    span = f"x {num(lo[0])} to {num(hi[0])}, y {num(lo[1])} to {num(hi[1])}"
+    fix = ("Load the file in QGIS in its own CRS (Layer > Add Layer > Add Delimited Text Layer, with its X and Y "
+           "fields and CRS), save it as a GeoPackage (Export > Save Features As) and give that file as INPUT.")
+    srs = srs_from(source.crs_wkt)
+    if srs.IsGeographic() and (max(abs(lo[0]), abs(hi[0])) > 180.0 or max(abs(lo[1]), abs(hi[1])) > 90.0):
+        raise DeformCastError(f"The coordinates of '{name}' are read as longitude and latitude in degrees, but they "
+                              f"run over {span}: beyond 180 / 90 degrees, so they are in a projected CRS. " + fix)
+    if str(getattr(source, "kind", "")).startswith("egms") and not (
+            lo[0] >= EGMS_BOUNDS[0] and lo[1] >= EGMS_BOUNDS[1] and hi[0] <= EGMS_BOUNDS[2] and hi[1] <= EGMS_BOUNDS[3]):
+        raise DeformCastError(f"The 'easting' and 'northing' of '{name}' are read as EPSG:3035 (ETRS89-LAEA, the CRS "
+                              f"of EGMS files), but they run over {span}: outside Europe in that CRS, so they are in "
+                              "another one (UTM or a national grid?). " + fix)
+
+
+def _transform(tr, xy, source: PointSource):
+    try:
+        return tr(xy)
+    except RuntimeError as e:   # PROJ: "Invalid coordinate" and the like
+        raise DeformCastError(f"The coordinates of '{os.path.basename(source.path)}' cannot be transformed to the "
+                              f"target CRS ({e}). Check the file's CRS and TARGET_CRS.") from None
+
+
 def grid_points(source: PointSource, cell_size: float, target_crs=None, progress=None) -> Tuple[np.ndarray, Grid]:
     """Streaming :func:`points_to_grid` for a :class:`PointSource` (two passes over the file).
 
@@ -136,10 +171,16 @@ def grid_points(source: PointSource, cell_size: float, target_crs=None, progress
     tr = transformer(source.crs_wkt, out_wkt)
     lo = np.array([np.inf, np.inf])
     hi = np.array([-np.inf, -np.inf])
+    raw_lo, raw_hi = lo.copy(), hi.copy()
     n_points = 0
     for xy, _ in source.chunks(False, progress.sub(0.0, 0.3)):
+        ok = np.all(np.isfinite(xy), axis=1)
+        if ok.any():   # checked before the transform, which fails on degrees beyond 90 (a traceback before)
+            raw_lo = np.minimum(raw_lo, xy[ok].min(axis=0))
+            raw_hi = np.maximum(raw_hi, xy[ok].max(axis=0))
+            check_coordinates(source, raw_lo, raw_hi)
         if tr is not None:
-            xy = tr(xy)
+            xy = _transform(tr, xy, source)
         ok = np.all(np.isfinite(xy), axis=1)
         xy = xy[ok]
         if xy.size:
@@ -154,7 +195,7 @@ def grid_points(source: PointSource, cell_size: float, target_crs=None, progress
     acc = _Accumulator(grid, source.dates.size)
     for xy, v in source.chunks(True, progress.sub(0.3, 0.95)):
         if tr is not None:
-            xy = tr(xy)
+            xy = _transform(tr, xy, source)
         acc.add(xy, v)
     stack = acc.result()
     progress.set(1.0)
