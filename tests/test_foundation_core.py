@@ -147,3 +147,33 @@ def test_gdal_array_imports_with_numpy_below_2():
     from osgeo import gdal_array  # noqa: F401
 
     assert int(np.__version__.split(".")[0]) < 2
+
+
+def test_vrt_of_one_file_per_date_takes_the_dates_from_the_file_names(tmp_path):
+    """A folder of single-date GeoTIFFs stacked with gdalbuildvrt -separate has bands without descriptions: the
+    date in each file's name is read (before: refused, asking for DATES). A name with two dates (an
+    interferogram) or none gives no date, and the stack is refused as before."""
+    from osgeo import gdal
+
+    from deformcast.algorithms.io.source_dates import name_date
+
+    g = _grid()
+    vals = np.random.default_rng(0).normal(size=(4, 5, 7)).astype(np.float32)
+    names = ["disp_20200101.tif", "S1_2020-01-13_los.tif", "20200125T054512_up.tif", "d20200206.tif"]
+    files = []
+    for k, n in enumerate(names):
+        files.append(str(tmp_path / n))
+        raster.write_raster(files[-1], vals[k:k + 1], g)
+    vrt = str(tmp_path / "stack.vrt")
+    gdal.BuildVRT(vrt, files, separate=True)
+    info = raster.open_stack(vrt)
+    assert [str(d) for d in info.dates] == ["2020-01-01", "2020-01-13", "2020-01-25", "2020-02-06"]
+    np.testing.assert_allclose(raster.read_stack(info), vals)
+    assert name_date("/x/20200105_20200117.tif") is None and name_date("los.tif") is None
+    assert name_date("ts_2020-02-30.tif") is None and name_date("a_123456789.tif") is None
+    bad = str(tmp_path / "ifg.vrt")
+    os.rename(files[1], str(tmp_path / "20200101_20200113.tif"))
+    files[1] = str(tmp_path / "20200101_20200113.tif")
+    gdal.BuildVRT(bad, files, separate=True)
+    with pytest.raises(DeformCastError, match="band 2 of 'ifg.vrt'.*a date in each file's name"):
+        raster.open_stack(bad)

@@ -522,3 +522,26 @@ def test_stack_without_dates_says_so(qgis_new_project, tmp_path, qgis_iface, qgi
     ps = dock.inspect(QgsPointXY(x[0, 0], y[0, 0]), QgsCoordinateReferenceSystem(UTM))
     assert len(ps.observed[0]) == 4
     dock.clear_picks()
+
+
+def test_vrt_of_dated_files_is_inspected_with_their_dates(qgis_new_project, tmp_path, qgis_iface, qgis_canvas):
+    """A VRT of one GeoTIFF per date (bands without descriptions): the inspector reads the dates from the file
+    names, as the algorithms do, and draws the series without asking for DATES."""
+    from deformcast.ui.inspector import InspectorDock
+
+    g = make_grid(320000.0, 5650000.0, 100.0, 3, 3)
+    files = [write_raster(str(tmp_path / f"disp_{d}.tif"), np.full((1, 3, 3), -float(k), np.float32), g)
+             for k, d in enumerate(["20200101", "20200113", "20200125", "20200206"])]
+    vrt = str(tmp_path / "stack.vrt")
+    gdal.BuildVRT(vrt, files, separate=True)
+    lyr = QgsRasterLayer(vrt, "stack", "gdal")
+    QgsProject.instance().addMapLayer(lyr)
+    dock = InspectorDock(qgis_iface, qgis_canvas)
+    dock.set_layers(stack=lyr)
+    x, y = g.pixel_centres([1], [1])
+    ps = dock.inspect(QgsPointXY(x[0, 0], y[0, 0]), QgsCoordinateReferenceSystem(UTM))
+    assert ps is not None, dock.info.text()
+    assert [str(d) for d in ps.observed[0]] == ["2020-01-01", "2020-01-13", "2020-01-25", "2020-02-06"]
+    np.testing.assert_allclose(ps.observed[1], [0.0, -1.0, -2.0, -3.0])
+    dock.clear_picks()
+    dock.close()

@@ -76,9 +76,17 @@ def band_names(layer: QgsRasterLayer) -> List[str]:
     try:
         from osgeo import gdal
 
+        from ..algorithms.io.raster import iso
+        from ..algorithms.io.source_dates import band_source_date
+
         ds = gdal.Open(layer.source())
-        if ds is not None:
-            return [ds.GetRasterBand(i + 1).GetDescription() or "" for i in range(ds.RasterCount)]
+        if ds is not None:   # a VRT of one file per date: the date in the file's name, as the algorithms read it
+            names = []
+            for i in range(ds.RasterCount):
+                b = ds.GetRasterBand(i + 1)
+                d = None if b.GetDescription() else band_source_date(b)
+                names.append(b.GetDescription() or (iso(d) if d is not None else ""))
+            return names
     except Exception:  # noqa: BLE001 - not a GDAL file: fall back to QGIS's band names
         pass
     return [layer.bandName(i + 1) for i in range(n)]

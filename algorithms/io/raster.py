@@ -172,7 +172,9 @@ class StackInfo:
         return int(self.dates.size)
 
 
-def _band_date(band, ds_meta: dict, index: int):
+def band_date(band, ds_meta: Optional[dict] = None, index: int = 0):
+    """The acquisition date of a band: its description, its DATE metadata, or the date in the name of the one
+    file a VRT band reads (:mod:`source_dates`); None when none holds one."""
     d = parse_date(band.GetDescription())
     if d is not None:
         return d
@@ -182,7 +184,9 @@ def _band_date(band, ds_meta: dict, index: int):
             d = parse_date(md[key])
             if d is not None:
                 return d
-    return None
+    from .source_dates import band_source_date   # a VRT of one file per date: the date in the file's name
+
+    return band_source_date(band)
 
 
 def read_band(band, xoff: int = 0, yoff: int = 0, xsize: Optional[int] = None, ysize: Optional[int] = None,
@@ -251,7 +255,7 @@ def open_stack(path: str, dates=None, convert: bool = True, progress=None) -> St
         found = explicit
     else:
         ds_meta = ds.GetMetadata() or {}
-        found = [_band_date(ds.GetRasterBand(i + 1), ds_meta, i) for i in range(n)]
+        found = [band_date(ds.GetRasterBand(i + 1), ds_meta, i) for i in range(n)]
         if any(d is None for d in found):
             listed = ds_meta.get("DATES") or ds_meta.get("dates")
             alt = parse_dates_param(listed) if listed else None
@@ -262,7 +266,8 @@ def open_stack(path: str, dates=None, convert: bool = True, progress=None) -> St
                 raise DeformCastError(
                     f"Cannot find the acquisition date of band {missing_band} of "
                     f"'{os.path.basename(str(path))}'. Set each band's description to its date "
-                    "(YYYY-MM-DD or YYYYMMDD), or give the DATES parameter: a text file with one "
+                    "(YYYY-MM-DD or YYYYMMDD; for a VRT of one file per date, a date in each file's name is "
+                    "enough), or give the DATES parameter: a text file with one "
                     "date per line, or a comma-separated list, in band order.")
         found = np.array(found, dtype="datetime64[D]")
     found = check_dates(found, f"'{os.path.basename(str(path))}'")

@@ -51,7 +51,7 @@ import numpy as np
 
 from ..errors import DeformCastError
 from ..progress import Progress, silent
-from ..io.raster import Grid, RasterWriter, crs_equal, iso, open_raster, parse_date, read_band
+from ..io.raster import Grid, RasterWriter, band_date, crs_equal, iso, open_raster, read_band
 from ..io import styles
 
 WEIGHTS = ["queen", "rook", "distance"]
@@ -187,15 +187,7 @@ def _open(path: str, what: str):
 def _band_dates(ds, what: str, path: str) -> List[Optional[np.datetime64]]:
     out = []
     for i in range(ds.RasterCount):
-        b = ds.GetRasterBand(i + 1)
-        d = parse_date(b.GetDescription())
-        if d is None:
-            md = b.GetMetadata() or {}
-            for key in ("DATE", "date", "ACQUISITION_DATE"):
-                if key in md and parse_date(md[key]) is not None:
-                    d = parse_date(md[key])
-                    break
-        out.append(d)
+        out.append(band_date(ds.GetRasterBand(i + 1)))   # description, DATE metadata or a VRT source's name
     if all(d is None for d in out):
         raise DeformCastError(
             f"No band of {what} '{os.path.basename(str(path))}' carries a date in its description. "
