@@ -37,10 +37,10 @@ def main():
         path = bp.make_layout(a.folder, a.size, layout)
         info = raster.open_stack(path)   # converts an unfriendly layout once (not timed)
         fill._CACHE.clear()
-        info.fill = None
+        info.fill, info.fill_value = None, None
         t = time.perf_counter()
-        mask, n_data, _ = fill.constant_mask(lambda r, b: raster.read_stack(info, rows=r, bands=b), info.n_epochs,
-                                             info.grid.height)
+        sc = fill.scan(lambda r, b: raster.read_stack(info, rows=r, bands=b), info.n_epochs, info.grid.height)
+        mask = sc.mask
         dt = time.perf_counter() - t
         rows.append({"layout": layout, "pixels": info.grid.width * info.grid.height, "epochs": info.n_epochs,
                      "seconds": round(dt, 2), "constant_pixels": 0 if mask is None else int(mask.sum()),

@@ -902,3 +902,44 @@ def test_a_stack_with_one_value_everywhere_is_refused_before_the_work(run_alg, s
     msg = _refused(run_alg, "workflow", {"INPUT": p, "HORIZON": 2, "N_TRIALS": 1, "OUTPUT_FOLDER": str(tmp_path / "w")},
                    match)
     assert "(most of them 0)" in msg and time.time() - t0 < 60 and not (tmp_path / "w" / "models").exists()
+
+
+@pytest.mark.parametrize("value", [-9999.0, float(np.finfo(np.float32).min)])
+def test_a_fill_value_at_masked_dates_is_read_as_no_data(run_alg, small, tmp_path, fb, value):
+    """-9999 (or float32's lowest value) written at masked dates, no nodata declared: read as no data, said with
+    the value to declare, and the forecast equals that of the same stack with NaN there. Real values that repeat
+    (whole millimetres, the reference acquisition's 0) or stand out without repeating (a 5 m spike) are kept."""
+    from deformcast.algorithms.io import fill
+
+    v = small["vals"].copy()
+    m = np.random.default_rng(5).random(v.shape) < 0.04
+    m[-1] = False                                   # keep the origin, so every pixel is forecast either way
+    v[m] = value
+    p = str(tmp_path / "fill_dates.tif")
+    raster.write_stack(p, v, DATES, GRID)
+    info = raster.open_stack(p)
+    assert info.fill is None and info.fill_value == np.float32(value)
+    got = raster.read_stack(info)
+    np.testing.assert_array_equal(np.isnan(got), m)
+    short = "-9999" if value == -9999.0 else "-3.4028235e+38"
+    assert f"equal {short}, far beyond all others" in info.fill_note and f"-a_nodata {short} " in info.fill_note
+    res = _predict(run_alg, p, small["models"], tmp_path / "a", feedback=fb)
+    assert [w for w in fb.warnings if "far beyond all others" in w] == [info.fill_note]
+    w = v.copy()
+    w[m] = np.nan
+    p2 = str(tmp_path / "nan_dates.tif")
+    raster.write_stack(p2, w, DATES, GRID)
+    assert raster.open_stack(p2).fill_value is None
+    med = raster.read_raster(res["OUTPUT_MEDIAN"])[0]
+    med2 = raster.read_raster(_predict(run_alg, p2, small["models"], tmp_path / "b")["OUTPUT_MEDIAN"])[0]
+    np.testing.assert_array_equal(med, med2)
+    assert np.isfinite(med).all()
+    # what is not a fill: whole millimetres repeat but lie within the data; a lone spike does not repeat
+    rng = np.random.default_rng(0)
+    whole = np.round(rng.normal(0, 300, 200_000)).astype(np.float32)
+    assert fill.fill_value(whole)[0] is None
+    spiky = rng.normal(0, 30, 200_000).astype(np.float32)
+    spiky[::1000] += 5000.0
+    assert fill.fill_value(spiky)[0] is None
+    zeros = np.concatenate([np.zeros(50_000, np.float32), spiky])
+    assert fill.fill_value(zeros)[0] is None

@@ -1,18 +1,24 @@
-"""Pixels that hold one value at every date (QGIS-free).
+"""Pixels that hold one value at every date, and fill values where the file declares no nodata (QGIS-free).
 
 A displacement series is never exactly constant over a record of acquisitions: each one carries its own
 noise. A pixel that holds the same value at every date is either a mask written as a value where the file
 declares no nodata (0 or -9999 over an area outside the processed frame, a water body, a cropped corner),
 or the stack's reference point (0 at every date by construction). Neither carries displacement to learn
 from or to forecast: read as values, a -9999 fill became a -9999 mm "forecast" in the highest tier, and a
-0 fill left pixels without a forecast under a message that blamed gaps. :func:`constant_mask` finds them on
+0 fill left pixels without a forecast under a message that blamed gaps. :func:`scan` finds them on
 :data:`SAMPLE_BANDS` bands spread over the record (a real series equal at twelve dates spread over years
 does not occur, even stored as integer millimetres), :func:`raster.read_stack` reads them as no data, and
 :func:`fill_message` says so with the fix (declare the value as the file's nodata).
+
+The same fill may be written only at the dates a pixel was masked (-9999, -32768 or float32's lowest value for
+a decorrelated acquisition). Read as values they wreck every fit of those pixels. :func:`fill_value` finds such
+a value among the sampled values of the other pixels (it repeats exactly, far beyond all the data) and
+:func:`raster.read_stack` reads it as no data too (:func:`sentinel_message`).
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -23,30 +29,79 @@ SAMPLE_BANDS = 12
 MIN_VALUES = 6
 #: rows read at a time
 BLOCK_ROWS = 256
+#: at most this many values of the non-constant pixels are looked at for a scattered fill value
+SAMPLE_VALUES = 2_000_000
+#: a scattered fill value is at least this far from 0 (mm) ...
+FILL_MIN_MM = 1000.0
+#: ... this many times beyond the 99.9th percentile of the other values ...
+FILL_FACTOR = 5.0
+#: ... and this common among the sampled values
+FILL_MIN_SHARE = 0.001
 
 _CACHE: dict = {}
 
 
 def sample_bands(n_epochs: int) -> np.ndarray:
-    """The bands (0-based) read by :func:`constant_mask`: at most :data:`SAMPLE_BANDS`, evenly spread."""
+    """The bands (0-based) read by :func:`scan`: at most :data:`SAMPLE_BANDS`, evenly spread."""
     return np.unique(np.linspace(0, int(n_epochs) - 1, min(int(n_epochs), SAMPLE_BANDS)).round().astype(int))
 
 
-def constant_mask(read: Callable, n_epochs: int, height: int, key=None) -> Tuple[Optional[np.ndarray], int, float]:
-    """``(mask, n_with_data, value)``: pixels whose values at the sampled bands (at least
-    ``min(MIN_VALUES, bands)`` of them, and at least 3) are all equal, as a (H, W) bool array (None when
-    there is none); how many pixels have a value at any sampled band; the value most of the constant pixels
-    hold (NaN when none). ``read(rows, bands) -> (len(bands), h, W)`` reads the stack as mm with NaN for
-    nodata. ``key``: a hashable that names the file's state; a second call with it returns the first answer."""
+@dataclass
+class Scan:
+    """What :func:`scan` found in a stack."""
+
+    #: (H, W) pixels with one value at every sampled band, or None when there is none
+    mask: Optional[np.ndarray]
+    #: pixels with a value at any sampled band
+    n_data: int
+    #: the value most of the constant pixels hold (NaN when none)
+    value: float = float("nan")
+    #: a fill value scattered over the other pixels' dates (None when there is none), see :func:`fill_value`
+    sentinel: Optional[float] = None
+    #: how often it was met among the sampled values, how many values were sampled, and the largest |value|
+    #: of the rest (99.9th percentile)
+    n_sentinel: int = 0
+    n_sampled: int = 0
+    typical: float = float("nan")
+
+
+def fill_value(sample: np.ndarray) -> Tuple[Optional[float], int, float]:
+    """``(value, count, typical)``: a value of ``sample`` (finite mm values) that is a fill where the file
+    declares no nodata, or ``(None, 0, typical)``. A fill repeats exactly (real float displacements almost
+    never do, but 0 at the reference acquisition), lies far beyond the data (|v| >= :data:`FILL_MIN_MM` and over
+    :data:`FILL_FACTOR` times the 99.9th percentile of the other values' |v|) and is common (at least
+    :data:`FILL_MIN_SHARE` of the values, and 20 of them): -9999 or -32768 written for a masked date, or
+    float32's lowest value. ``typical`` is that percentile."""
+    nz = sample[sample != 0]
+    if nz.size == 0:
+        return None, 0, float("nan")
+    u, c = np.unique(nz, return_counts=True)
+    k = int(np.argmax(c))
+    v, n = float(u[k]), int(c[k])
+    rest = np.abs(nz[nz != u[k]])
+    typical = float(np.percentile(rest, 99.9)) if rest.size else 0.0
+    if n >= max(20, FILL_MIN_SHARE * sample.size) and abs(v) >= FILL_MIN_MM and abs(v) > FILL_FACTOR * typical:
+        return v, n, typical
+    return None, 0, typical
+
+
+def scan(read: Callable, n_epochs: int, height: int, key=None) -> Scan:
+    """Pixels whose values at the sampled bands (at least ``min(MIN_VALUES, bands)`` of them, and at least 3)
+    are all equal, and a fill value scattered over the other pixels (:func:`fill_value`, on at most
+    :data:`SAMPLE_VALUES` of their values). ``read(rows, bands) -> (len(bands), h, W)`` reads the stack as mm
+    with NaN for nodata. ``key``: a hashable that names the file's state; a second call with it returns the
+    first answer."""
     if key is not None and key in _CACHE:
         return _CACHE[key]
     bands = sample_bands(n_epochs)
     need = max(3, min(MIN_VALUES, bands.size))
     if bands.size < 3:
-        return None, 0, float("nan")
-    masks, n_data, vals = [], 0, []
+        return Scan(None, 0)
+    masks, n_data, vals, sample, stride = [], 0, [], [], 0
     for r0 in range(0, int(height), BLOCK_ROWS):
         a = read((r0, min(int(height), r0 + BLOCK_ROWS)), list(bands))
+        if not stride:
+            stride = max(1, int(height) * a.shape[2] * bands.size // SAMPLE_VALUES)
         fin = np.isfinite(a)
         n_data += int(fin.any(axis=0).sum())
         cnt = fin.sum(axis=0)
@@ -56,19 +111,22 @@ def constant_mask(read: Callable, n_epochs: int, height: int, key=None) -> Tuple
         masks.append(m)
         if m.any():
             vals.append(hi[m])
+        rest = a[:, ~m]
+        sample.append(rest[np.isfinite(rest)][::stride])
     mask = np.concatenate(masks, axis=0) if masks else None
-    if mask is None or not mask.any():
-        out = (None, n_data, float("nan"))
-    else:
+    smp = np.concatenate(sample) if sample else np.zeros(0, np.float32)
+    sentinel, n_sent, typical = fill_value(smp)
+    out = Scan(None, n_data, sentinel=sentinel, n_sentinel=n_sent, n_sampled=int(smp.size), typical=typical)
+    if mask is not None and mask.any():
         v, c = np.unique(np.concatenate(vals), return_counts=True)
-        out = (mask, n_data, float(v[np.argmax(c)]))
+        out.mask, out.value = mask, float(v[np.argmax(c)])
     if key is not None:
         _CACHE[key] = out
     return out
 
 
 def file_key(path: str):
-    """A key that names a file's state (path, size, modification time), for :func:`constant_mask`."""
+    """A key that names a file's state (path, size, modification time), for :func:`scan`."""
     try:
         st = os.stat(path)
     except OSError:
@@ -77,7 +135,9 @@ def file_key(path: str):
 
 
 def _value(v: float) -> str:
-    return f"{v:g}"
+    """``v`` short (``-9999``), with every digit a float32 needs to be matched as nodata (``-3.4028235e+38``)."""
+    short = f"{v:g}"
+    return short if np.float32(short) == np.float32(v) else str(np.float32(v))
 
 
 def fill_message(name: str, n_const: int, n_data: int, value: float) -> str:
@@ -95,6 +155,18 @@ def fill_message(name: str, n_const: int, n_data: int, value: float) -> str:
             f"(most of them {_value(value)}): a mask written as a value where the file declares no nodata, or the "
             "stack's reference point. They carry no displacement to learn from or forecast and are read as no data "
             f"(their maps stay empty). " + fix)
+
+
+def sentinel_message(name: str, sc: Scan) -> str:
+    """The warning for a scattered fill value (:func:`fill_value`; '' when none)."""
+    if sc.sentinel is None:
+        return ""
+    share = 100.0 * sc.n_sentinel / max(1, sc.n_sampled)
+    v = _value(sc.sentinel)
+    return (f"{share:.2g} % of the values of '{name}' (sampled at 12 dates) equal {v}, far beyond all others (99.9 % "
+            f"of them within +-{sc.typical:.0f} mm): a fill value for masked dates where the file declares no nodata. "
+            f"They are read as no data. Declare it as the bands' nodata (gdal_edit.py -a_nodata {v} {name}) and this "
+            "warning goes.")
 
 
 def all_constant_message(name: str, value: float) -> str:

@@ -16,86 +16,20 @@ written next to every raster output.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import DeformCastError, warn
+from .dates import check_dates, parse_date, parse_dates_param  # noqa: F401 - part of the raster API
 from .units import LENGTH_UNITS, band_unit, unit_to_mm  # noqa: F401 - part of the raster API
-
-_DATE_PATTERNS = [   # year first: 2020-01-05, 2020/01/05, 2020.1.5 (a time after a T or a space is ignored)
-    re.compile(r"^\s*(?P<y>\d{4})(?P<sep>[-/.])(?P<m>\d{1,2})(?P=sep)(?P<d>\d{1,2})(?:[T ].*)?$"),
-    re.compile(r"^\s*[Dd]?_?(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})\s*$"),
-]
-
 
 def _gdal():
     from osgeo import gdal
 
     gdal.UseExceptions()
     return gdal
-
-
-def parse_date(text) -> Optional[np.datetime64]:
-    """``YYYY-MM-DD`` (or ``/`` or ``.`` between, one-digit month and day too), ``YYYYMMDD``, ``DYYYYMMDD`` or
-    ``D_YYYYMMDD`` -> datetime64[D]; else None (day-first or month-first forms are ambiguous: refused)."""
-    if text is None:
-        return None
-    s = str(text).strip()
-    for pat in _DATE_PATTERNS:
-        m = pat.match(s)
-        if m:
-            y, mo, d = int(m.group("y")), int(m.group("m")), int(m.group("d"))
-            try:
-                return np.datetime64(f"{y:04d}-{mo:02d}-{d:02d}", "D")
-            except ValueError:
-                return None
-    return None
-
-
-def parse_dates_param(value) -> Optional[np.ndarray]:
-    """The ``DATES`` parameter: a text file (one date per line) or a comma/space list."""
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple, np.ndarray)):
-        items = [str(v) for v in value]
-    else:
-        s = str(value).strip()
-        if not s:
-            return None
-        if os.path.isfile(s):
-            with open(s, encoding="utf-8") as fh:
-                items = [ln.strip() for ln in fh if ln.strip() and not ln.lstrip().startswith("#")]
-        else:
-            items = [t for t in re.split(r"[,;\s]+", s) if t]
-    out = []
-    for it in items:
-        d = parse_date(it)
-        if d is None:
-            raise DeformCastError(
-                f"DATES: '{it}' is not a date. Give dates as YYYY-MM-DD or YYYYMMDD, one per "
-                "line in a text file or as a comma-separated list.")
-        out.append(d)
-    return np.array(out, dtype="datetime64[D]")
-
-
-def check_dates(dates: np.ndarray, what: str = "the stack") -> np.ndarray:
-    dates = np.asarray(dates, dtype="datetime64[D]")
-    if dates.size >= 2:
-        diffs = np.diff(dates).astype(int)
-        if np.any(diffs == 0):
-            dup = dates[1:][diffs == 0][0]
-            raise DeformCastError(
-                f"{what} has the acquisition date {dup} twice. Remove or merge the duplicated "
-                "band (or fix the DATES list) and run again.")
-        if np.any(diffs < 0):
-            raise DeformCastError(
-                f"The dates of {what} are not in time order (e.g. {dates[1:][diffs < 0][0]} "
-                "comes after a later date). Sort the bands by date, or give DATES in band order "
-                "if the band descriptions are wrong.")
-    return dates
 
 
 @dataclass(frozen=True)
@@ -158,6 +92,8 @@ class StackInfo:
     fill: Optional[np.ndarray] = None
     #: what :mod:`fill` found ('' when nothing): a warning for the entrances that read the stack
     fill_note: str = ""
+    #: a fill value scattered over dates (:func:`fill.fill_value`), read as no data; None when there is none
+    fill_value: Optional[float] = None
     #: set when every pixel with data is constant (:func:`refuse_constant`): the refusal's message
     constant_note: str = ""
     #: (thread, file key, dataset, layout) kept open by :func:`read_stack` between row blocks
@@ -293,19 +229,20 @@ def open_stack(path: str, dates=None, convert: bool = True, progress=None) -> St
 
 
 def _find_fill(info: StackInfo) -> None:
-    """Set ``info.fill`` and ``info.fill_note`` (:mod:`fill`), or ``info.constant_note`` when every pixel is constant."""
+    """Set ``info.fill``, ``info.fill_value`` and ``info.fill_note`` (:mod:`fill`), or ``info.constant_note``
+    when every pixel is constant."""
     from . import fill
 
-    mask, n_data, value = fill.constant_mask(lambda rows, bands: read_stack(info, rows=rows, bands=bands),
-                                             info.n_epochs, info.grid.height, key=fill.file_key(info.source))
-    if mask is None:
-        return
+    sc = fill.scan(lambda rows, bands: read_stack(info, rows=rows, bands=bands), info.n_epochs, info.grid.height,
+                   key=fill.file_key(info.source))
     name = os.path.basename(str(info.path))
-    n = int(mask.sum())
-    if n >= n_data:   # nothing but constant pixels: read as they are (a viewer shows them); see refuse_constant
-        info.constant_note = fill.all_constant_message(name, value)
+    n = 0 if sc.mask is None else int(sc.mask.sum())
+    if n and n >= sc.n_data:   # nothing but constant pixels: read as they are (a viewer shows them); refuse_constant
+        info.constant_note = fill.all_constant_message(name, sc.value)
         return
-    info.fill, info.fill_note = mask, fill.fill_message(name, n, n_data, value)
+    info.fill, info.fill_value = sc.mask, sc.sentinel
+    info.fill_note = " ".join(m for m in (fill.fill_message(name, n, sc.n_data, sc.value),
+                                          fill.sentinel_message(name, sc)) if m)
 
 
 def refuse_constant(info) -> None:
@@ -404,9 +341,11 @@ def read_stack(info, rows: Optional[Tuple[int, int]] = None, bands: Optional[Seq
     r0, r1 = (0, info.grid.height) if rows is None else (int(rows[0]), int(rows[1]))
     idx = range(ds.RasterCount) if bands is None else bands
     out = layout.read_window(ds, idx, 0, r0, info.grid.width, r1 - r0, to_mm=True, layout=lay)
-    fill = getattr(info, "fill", None)
+    fill, value = getattr(info, "fill", None), getattr(info, "fill_value", None)
     if fill is not None:
         out[:, fill[r0:r1]] = np.nan
+    if value is not None:
+        out[out == np.float32(value)] = np.nan
     return out
 
 
