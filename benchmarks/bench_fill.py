@@ -37,7 +37,7 @@ def main():
         path = bp.make_layout(a.folder, a.size, layout)
         info = raster.open_stack(path)   # converts an unfriendly layout once (not timed)
         fill._CACHE.clear()
-        info.fill, info.fill_value = None, None
+        info.fill, info.fill_values = None, ()
         t = time.perf_counter()
         sc = fill.scan(lambda r, b: raster.read_stack(info, rows=r, bands=b), info.n_epochs, info.grid.height)
         mask = sc.mask

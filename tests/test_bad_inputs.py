@@ -918,7 +918,7 @@ def test_a_fill_value_at_masked_dates_is_read_as_no_data(run_alg, small, tmp_pat
     p = str(tmp_path / "fill_dates.tif")
     raster.write_stack(p, v, DATES, GRID)
     info = raster.open_stack(p)
-    assert info.fill is None and info.fill_value == np.float32(value)
+    assert info.fill is None and info.fill_values == (float(np.float32(value)),)
     got = raster.read_stack(info)
     np.testing.assert_array_equal(np.isnan(got), m)
     short = "-9999" if value == -9999.0 else "-3.4028235e+38"
@@ -929,7 +929,7 @@ def test_a_fill_value_at_masked_dates_is_read_as_no_data(run_alg, small, tmp_pat
     w[m] = np.nan
     p2 = str(tmp_path / "nan_dates.tif")
     raster.write_stack(p2, w, DATES, GRID)
-    assert raster.open_stack(p2).fill_value is None
+    assert raster.open_stack(p2).fill_values == ()
     med = raster.read_raster(res["OUTPUT_MEDIAN"])[0]
     med2 = raster.read_raster(_predict(run_alg, p2, small["models"], tmp_path / "b")["OUTPUT_MEDIAN"])[0]
     np.testing.assert_array_equal(med, med2)
@@ -937,9 +937,46 @@ def test_a_fill_value_at_masked_dates_is_read_as_no_data(run_alg, small, tmp_pat
     # what is not a fill: whole millimetres repeat but lie within the data; a lone spike does not repeat
     rng = np.random.default_rng(0)
     whole = np.round(rng.normal(0, 300, 200_000)).astype(np.float32)
-    assert fill.fill_value(whole)[0] is None
+    assert fill.fill_values(whole)[0] == ()
     spiky = rng.normal(0, 30, 200_000).astype(np.float32)
     spiky[::1000] += 5000.0
-    assert fill.fill_value(spiky)[0] is None
+    assert fill.fill_values(spiky)[0] == ()
     zeros = np.concatenate([np.zeros(50_000, np.float32), spiky])
-    assert fill.fill_value(zeros)[0] is None
+    assert fill.fill_values(zeros)[0] == ()
+
+
+def test_fill_travels_to_distributed_workers(small, tmp_path):
+    """A Dask worker rebuilds the stack from plain Python (maps/distributed.py): the constant pixels and the
+    fill value travel with it, so a worker reads the stack as the client does."""
+    from deformcast.algorithms.maps import distributed
+
+    v = small["vals"].copy()
+    m = np.random.default_rng(2).random(v.shape) < 0.05
+    m[:, :2, :] = False
+    v[m] = -32768.0                 # a fill at masked dates
+    v[:, :2, :] = -9999.0           # and another over whole pixels
+    p = str(tmp_path / "both.tif")
+    raster.write_stack(p, v, DATES, GRID)
+    info = raster.open_stack(p)
+    assert info.fill_values == (-32768.0,) and info.fill is not None and info.fill[:2].all()
+    assert "equal -32768, far beyond" in info.fill_note
+    back = distributed.stack_info(distributed.stack_job(info))
+    assert back.fill_values == info.fill_values
+    np.testing.assert_array_equal(back.fill, info.fill)
+    np.testing.assert_array_equal(raster.read_stack(back), raster.read_stack(info))
+
+
+def test_fill_values_on_known_samples():
+    """Two fills at once are both found (the second would hide the first from the percentile of 'the rest');
+    a value far out that is too rare, or too close to the data, is not a fill."""
+    from deformcast.algorithms.io import fill
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(0, 40, 100_000).astype(np.float32)
+    both = np.concatenate([data, np.full(3000, -9999.0, np.float32), np.full(500, -32768.0, np.float32)])
+    vals, counts, typical = fill.fill_values(both)
+    assert vals == (-9999.0, -32768.0) and counts == (3000, 500) and 100 < typical < 200
+    rare = np.concatenate([data, np.full(50, -9999.0, np.float32)])       # 0.05 % < FILL_MIN_SHARE
+    assert fill.fill_values(rare)[0] == ()
+    near = np.concatenate([data * 10, np.full(3000, -1000.0, np.float32)])  # within 5 x the data's 99.9 %
+    assert fill.fill_values(near)[0] == ()

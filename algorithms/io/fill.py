@@ -11,7 +11,7 @@ does not occur, even stored as integer millimetres), :func:`raster.read_stack` r
 :func:`fill_message` says so with the fix (declare the value as the file's nodata).
 
 The same fill may be written only at the dates a pixel was masked (-9999, -32768 or float32's lowest value for
-a decorrelated acquisition). Read as values they wreck every fit of those pixels. :func:`fill_value` finds such
+a decorrelated acquisition). Read as values they wreck every fit of those pixels. :func:`fill_values` finds such
 a value among the sampled values of the other pixels (it repeats exactly, far beyond all the data) and
 :func:`raster.read_stack` reads it as no data too (:func:`sentinel_message`).
 """
@@ -29,6 +29,8 @@ SAMPLE_BANDS = 12
 MIN_VALUES = 6
 #: rows read at a time
 BLOCK_ROWS = 256
+#: at most this many fill values are looked for
+MAX_FILLS = 3
 #: at most this many values of the non-constant pixels are looked at for a scattered fill value
 SAMPLE_VALUES = 2_000_000
 #: a scattered fill value is at least this far from 0 (mm) ...
@@ -56,50 +58,43 @@ class Scan:
     n_data: int
     #: the value most of the constant pixels hold (NaN when none)
     value: float = float("nan")
-    #: a fill value scattered over the other pixels' dates (None when there is none), see :func:`fill_value`
-    sentinel: Optional[float] = None
-    #: how often it was met among the sampled values, how many values were sampled, and the largest |value|
+    #: fill values scattered over the other pixels' dates (none: empty), see :func:`fill_values`
+    sentinels: Tuple[float, ...] = ()
+    #: how often each was met among the sampled values, how many values were sampled, and the largest |value|
     #: of the rest (99.9th percentile)
-    n_sentinel: int = 0
+    counts: Tuple[int, ...] = ()
     n_sampled: int = 0
     typical: float = float("nan")
 
 
-def fill_value(sample: np.ndarray) -> Tuple[Optional[float], int, float]:
-    """``(value, count, typical)``: a value of ``sample`` (finite mm values) that is a fill where the file
-    declares no nodata, or ``(None, 0, typical)``. A fill repeats exactly (real float displacements almost
-    never do, but 0 at the reference acquisition), lies far beyond the data (|v| >= :data:`FILL_MIN_MM` and over
-    :data:`FILL_FACTOR` times the 99.9th percentile of the other values' |v|) and is common (at least
-    :data:`FILL_MIN_SHARE` of the values, and 20 of them): -9999 or -32768 written for a masked date, or
-    float32's lowest value. ``typical`` is that percentile."""
+def fill_values(sample: np.ndarray) -> Tuple[Tuple[float, ...], Tuple[int, ...], float]:
+    """``(values, counts, typical)``: the values of ``sample`` (finite mm values) that are fills where the file
+    declares no nodata (at most :data:`MAX_FILLS`; none: empty tuples). A fill repeats exactly (real float
+    displacements almost never do, but 0 at the reference acquisition), is common (at least
+    :data:`FILL_MIN_SHARE` of the values, and 20 of them) and lies far beyond the data (|v| >= :data:`FILL_MIN_MM`
+    and over :data:`FILL_FACTOR` times the 99.9th percentile of the |v| of the values that are not candidates):
+    -9999 or -32768 written for a masked date, or float32's lowest value. ``typical`` is that percentile."""
     nz = sample[sample != 0]
     if nz.size == 0:
-        return None, 0, float("nan")
+        return (), (), float("nan")
     u, c = np.unique(nz, return_counts=True)
-    k = int(np.argmax(c))
-    v, n = float(u[k]), int(c[k])
-    rest = np.abs(nz[nz != u[k]])
+    top = np.argsort(c, kind="stable")[::-1][:MAX_FILLS]
+    cand = [k for k in top if c[k] >= max(20, FILL_MIN_SHARE * sample.size) and abs(u[k]) >= FILL_MIN_MM]
+    rest = np.abs(nz[~np.isin(nz, u[cand])]) if cand else np.abs(nz)
     typical = float(np.percentile(rest, 99.9)) if rest.size else 0.0
-    if n >= max(20, FILL_MIN_SHARE * sample.size) and abs(v) >= FILL_MIN_MM and abs(v) > FILL_FACTOR * typical:
-        return v, n, typical
-    return None, 0, typical
+    ok = [k for k in cand if abs(u[k]) > FILL_FACTOR * typical]
+    return tuple(float(u[k]) for k in ok), tuple(int(c[k]) for k in ok), typical
 
 
-def scan(read: Callable, n_epochs: int, height: int, key=None) -> Scan:
-    """Pixels whose values at the sampled bands (at least ``min(MIN_VALUES, bands)`` of them, and at least 3)
-    are all equal, and a fill value scattered over the other pixels (:func:`fill_value`, on at most
-    :data:`SAMPLE_VALUES` of their values). ``read(rows, bands) -> (len(bands), h, W)`` reads the stack as mm
-    with NaN for nodata. ``key``: a hashable that names the file's state; a second call with it returns the
-    first answer."""
-    if key is not None and key in _CACHE:
-        return _CACHE[key]
-    bands = sample_bands(n_epochs)
-    need = max(3, min(MIN_VALUES, bands.size))
-    if bands.size < 3:
-        return Scan(None, 0)
+def _pass(read: Callable, bands: np.ndarray, height: int, need: int, drop: Tuple[float, ...] = ()):
+    """One read of the sampled bands: ``(mask, n_data, values of the constant pixels, sample of the others)``,
+    the values in ``drop`` read as no data."""
     masks, n_data, vals, sample, stride = [], 0, [], [], 0
+    drop_a = np.asarray(drop, np.float32)
     for r0 in range(0, int(height), BLOCK_ROWS):
         a = read((r0, min(int(height), r0 + BLOCK_ROWS)), list(bands))
+        if drop:
+            a[np.isin(a, drop_a)] = np.nan
         if not stride:
             stride = max(1, int(height) * a.shape[2] * bands.size // SAMPLE_VALUES)
         fin = np.isfinite(a)
@@ -115,8 +110,27 @@ def scan(read: Callable, n_epochs: int, height: int, key=None) -> Scan:
         sample.append(rest[np.isfinite(rest)][::stride])
     mask = np.concatenate(masks, axis=0) if masks else None
     smp = np.concatenate(sample) if sample else np.zeros(0, np.float32)
-    sentinel, n_sent, typical = fill_value(smp)
-    out = Scan(None, n_data, sentinel=sentinel, n_sentinel=n_sent, n_sampled=int(smp.size), typical=typical)
+    return mask, n_data, vals, smp
+
+
+def scan(read: Callable, n_epochs: int, height: int, key=None) -> Scan:
+    """Fill values scattered over the stack (:func:`fill_values`, on at most :data:`SAMPLE_VALUES` values of
+    the pixels that are not constant) and, with them read as no data, the pixels whose values at the sampled
+    bands (at least ``min(MIN_VALUES, bands)`` of them, and at least 3) are all equal. ``read(rows, bands) ->
+    (len(bands), h, W)`` reads the stack as mm with NaN for nodata (the bands are read a second time only when
+    a fill value was found). ``key``: a hashable that names the file's state; a second call with it returns
+    the first answer."""
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
+    bands = sample_bands(n_epochs)
+    need = max(3, min(MIN_VALUES, bands.size))
+    if bands.size < 3:
+        return Scan(None, 0)
+    mask, n_data, vals, smp = _pass(read, bands, height, need)
+    sentinels, counts, typical = fill_values(smp)
+    if sentinels:
+        mask, n_data, vals, _ = _pass(read, bands, height, need, sentinels)
+    out = Scan(None, n_data, sentinels=sentinels, counts=counts, n_sampled=int(smp.size), typical=typical)
     if mask is not None and mask.any():
         v, c = np.unique(np.concatenate(vals), return_counts=True)
         out.mask, out.value = mask, float(v[np.argmax(c)])
@@ -158,15 +172,15 @@ def fill_message(name: str, n_const: int, n_data: int, value: float) -> str:
 
 
 def sentinel_message(name: str, sc: Scan) -> str:
-    """The warning for a scattered fill value (:func:`fill_value`; '' when none)."""
-    if sc.sentinel is None:
+    """The warning for fill values scattered over the stack (:func:`fill_values`; '' when none)."""
+    if not sc.sentinels:
         return ""
-    share = 100.0 * sc.n_sentinel / max(1, sc.n_sampled)
-    v = _value(sc.sentinel)
+    share = 100.0 * sum(sc.counts) / max(1, sc.n_sampled)
+    v = " or ".join(_value(x) for x in sc.sentinels)
+    fix = "; ".join(f"gdal_edit.py -a_nodata {_value(x)} {name}" for x in sc.sentinels)
     return (f"{share:.2g} % of the values of '{name}' (sampled at 12 dates) equal {v}, far beyond all others (99.9 % "
             f"of them within +-{sc.typical:.0f} mm): a fill value for masked dates where the file declares no nodata. "
-            f"They are read as no data. Declare it as the bands' nodata (gdal_edit.py -a_nodata {v} {name}) and this "
-            "warning goes.")
+            f"They are read as no data. Declare it as the bands' nodata ({fix}) and this warning goes.")
 
 
 def all_constant_message(name: str, value: float) -> str:

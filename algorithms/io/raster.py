@@ -92,8 +92,8 @@ class StackInfo:
     fill: Optional[np.ndarray] = None
     #: what :mod:`fill` found ('' when nothing): a warning for the entrances that read the stack
     fill_note: str = ""
-    #: a fill value scattered over dates (:func:`fill.fill_value`), read as no data; None when there is none
-    fill_value: Optional[float] = None
+    #: fill values scattered over dates (:func:`fill.fill_values`), read as no data
+    fill_values: Tuple[float, ...] = ()
     #: set when every pixel with data is constant (:func:`refuse_constant`): the refusal's message
     constant_note: str = ""
     #: (thread, file key, dataset, layout) kept open by :func:`read_stack` between row blocks
@@ -229,7 +229,7 @@ def open_stack(path: str, dates=None, convert: bool = True, progress=None) -> St
 
 
 def _find_fill(info: StackInfo) -> None:
-    """Set ``info.fill``, ``info.fill_value`` and ``info.fill_note`` (:mod:`fill`), or ``info.constant_note``
+    """Set ``info.fill``, ``info.fill_values`` and ``info.fill_note`` (:mod:`fill`), or ``info.constant_note``
     when every pixel is constant."""
     from . import fill
 
@@ -240,7 +240,7 @@ def _find_fill(info: StackInfo) -> None:
     if n and n >= sc.n_data:   # nothing but constant pixels: read as they are (a viewer shows them); refuse_constant
         info.constant_note = fill.all_constant_message(name, sc.value)
         return
-    info.fill, info.fill_value = sc.mask, sc.sentinel
+    info.fill, info.fill_values = sc.mask, sc.sentinels
     info.fill_note = " ".join(m for m in (fill.fill_message(name, n, sc.n_data, sc.value),
                                           fill.sentinel_message(name, sc)) if m)
 
@@ -341,11 +341,11 @@ def read_stack(info, rows: Optional[Tuple[int, int]] = None, bands: Optional[Seq
     r0, r1 = (0, info.grid.height) if rows is None else (int(rows[0]), int(rows[1]))
     idx = range(ds.RasterCount) if bands is None else bands
     out = layout.read_window(ds, idx, 0, r0, info.grid.width, r1 - r0, to_mm=True, layout=lay)
-    fill, value = getattr(info, "fill", None), getattr(info, "fill_value", None)
+    fill, values = getattr(info, "fill", None), getattr(info, "fill_values", ())
+    if values:
+        out[np.isin(out, np.asarray(values, np.float32))] = np.nan
     if fill is not None:
         out[:, fill[r0:r1]] = np.nan
-    if value is not None:
-        out[out == np.float32(value)] = np.nan
     return out
 
 

@@ -234,7 +234,8 @@ def stack_job(info) -> dict:
     g = info.grid
     return {"path": info.path, "read_path": info.source, "dates": [iso(d) for d in info.dates],
             "nodata": info.nodata, "grid": [list(g.geotransform), g.crs_wkt, int(g.width), int(g.height)],
-            "fill": None if info.fill is None else np.packbits(info.fill, axis=None).tobytes()}
+            "fill": None if info.fill is None else np.packbits(info.fill, axis=None).tobytes(),
+            "fill_values": list(info.fill_values)}
 
 
 def stack_info(job: dict):
@@ -251,7 +252,8 @@ def stack_info(job: dict):
     if fill is not None:   # the pixels the client reads as no data (io/fill.py), read so here too
         fill = np.unpackbits(np.frombuffer(fill, np.uint8), count=w * h).astype(bool).reshape(h, w)
     return StackInfo(job["path"], Grid(tuple(gt), crs, w, h), np.array(job["dates"], dtype="datetime64[D]"),
-                     job["nodata"], job["read_path"], fill=fill)
+                     job["nodata"], job["read_path"], fill=fill,
+                     fill_values=tuple(job.get("fill_values") or ()))
 
 
 def blocks_of(height: int, block_rows: int) -> List[tuple]:
