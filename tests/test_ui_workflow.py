@@ -70,6 +70,17 @@ def test_validation_messages(qgis_app, tmp_path):
     v = validate(dict(base, INPUT=nod, DATES=",".join(str(d) for d in dates)), check_algorithms=False)
     assert v.ok and v.n_epochs == 40
 
+    # fills read as no data are said before the run; a stack of nothing but constant pixels is refused there
+    v0 = np.cumsum(np.random.default_rng(0).normal(-1, 0.3, (40, 5, 6)), axis=0).astype(np.float32)
+    v0[:, 0, :] = -9999.0
+    g = make_grid(320000.0, 5650000.0, 100.0, 6, 5, 25832)
+    filled = write_stack(str(tmp_path / "filled.tif"), v0, dates, g)
+    v = validate(dict(base, INPUT=filled), check_algorithms=False)
+    assert v.ok and "6 pixel(s) of 'filled.tif'" in _texts(v, "warning") and "-a_nodata -9999" in _texts(v, "warning")
+    flat = write_stack(str(tmp_path / "flat.tif"), np.zeros_like(v0), dates, g)
+    v = validate(dict(base, INPUT=flat), check_algorithms=False)
+    assert not v.ok and "holds the same value at every date" in _texts(v, "error")
+
     same, _ = _stack(tmp_path / "cov_same.tif", n=1)
     other, _ = _stack(tmp_path / "cov_other.tif", n=1, w=9, x0=320050.0)
     far, _ = _stack(tmp_path / "cov_far.tif", n=1, x0=900000.0)

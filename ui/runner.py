@@ -288,6 +288,10 @@ def validate(params: Dict[str, Any], extra: Optional[dict] = None, check_algorit
                 stack_grid = info.grid
                 v.add("info", f"{info.n_epochs} epochs, {info.dates[0]} to {info.dates[-1]}; "
                               f"{info.grid.width} x {info.grid.height} pixels.")
+                if info.constant_note:   # nothing but constant pixels: the job would refuse it
+                    v.add("error", info.constant_note)
+                elif info.fill_note:      # fills read as no data: said before the run, as the run says it
+                    v.add("warning", info.fill_note)
                 if horizon >= 1:
                     why = check_epochs(info.n_epochs, window, horizon)
                     if why:
