@@ -77,6 +77,15 @@ def test_validation_messages(qgis_app, tmp_path):
     filled = write_stack(str(tmp_path / "filled.tif"), v0, dates, g)
     v = validate(dict(base, INPUT=filled), check_algorithms=False)
     assert v.ok and "6 pixel(s) of 'filled.tif'" in _texts(v, "warning") and "-a_nodata -9999" in _texts(v, "warning")
+    g4 = make_grid(320000.0, 5650000.0, 100.0, 6, 4, 25832)      # the rows without the fill
+    metres = write_stack(str(tmp_path / "metres.tif"), v0[:, 1:] / 1000.0, dates, g4)
+    v = validate(dict(base, INPUT=metres), check_algorithms=False)
+    assert v.ok and "SetUnitType('m')" in _texts(v, "warning")
+    ended = v0[:, 1:].copy()
+    ended[-1] = np.nan
+    ended = write_stack(str(tmp_path / "ended.tif"), ended, dates, g4)
+    v = validate(dict(base, INPUT=ended), check_algorithms=False)
+    assert not v.ok and "no value at any pixel" in _texts(v, "error") and f"END_DATE={dates[-2]}" in _texts(v, "error")
     flat = write_stack(str(tmp_path / "flat.tif"), np.zeros_like(v0), dates, g)
     v = validate(dict(base, INPUT=flat), check_algorithms=False)
     assert not v.ok and "holds the same value at every date" in _texts(v, "error")

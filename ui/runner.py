@@ -292,6 +292,14 @@ def validate(params: Dict[str, Any], extra: Optional[dict] = None, check_algorit
                     v.add("error", info.constant_note)
                 elif info.fill_note:      # fills read as no data: said before the run, as the run says it
                     v.add("warning", info.fill_note)
+                from ..algorithms.io import raster as _raster
+
+                empty = _raster.empty_origin_message(info, _raster.empty_bands_at(info))
+                if empty:                 # the job refuses it before tuning: said here first
+                    v.add("error", empty)
+                units = "" if info.constant_note else _raster.magnitude_warning(info)
+                if units:
+                    v.add("warning", units)
                 if horizon >= 1:
                     why = check_epochs(info.n_epochs, window, horizon)
                     if why:
