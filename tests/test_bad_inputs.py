@@ -980,3 +980,31 @@ def test_fill_values_on_known_samples():
     assert fill.fill_values(rare)[0] == ()
     near = np.concatenate([data * 10, np.full(3000, -1000.0, np.float32)])  # within 5 x the data's 99.9 %
     assert fill.fill_values(near)[0] == ()
+
+
+def test_residuals_read_a_fill_in_the_observations_as_no_data(run_alg, maps, tmp_path, fb):
+    """Later observations with -9999 at masked dates and no nodata: the residuals there are no data (before,
+    forecast + 9999 mm entered every statistic), said once, and the other residuals are unchanged."""
+    rng = np.random.default_rng(4)
+    arr, grid, names = raster.read_raster(maps["median"])
+    obs = arr + rng.normal(0, 1.0, arr.shape).astype(np.float32)
+    dates = [np.datetime64(n[:10]) for n in names]
+    m = rng.random(obs.shape) < 0.15
+    filled = obs.copy()
+    filled[m] = -9999.0
+    nan = obs.copy()
+    nan[m] = np.nan
+    a, b = str(tmp_path / "filled.tif"), str(tmp_path / "nan.tif")
+    raster.write_stack(a, filled, dates, grid)
+    raster.write_stack(b, nan, dates, grid)
+
+    def run(ob, name, feedback=None):
+        return run_alg("residuals", {"FORECAST": maps["median"], "OBSERVED": ob, "N_PERMUTATIONS": 9, "SEED": 1,
+                                     "OUTPUT_RESIDUALS": str(tmp_path / f"res_{name}.tif"),
+                                     "OUTPUT_REPORT": str(tmp_path / f"res_{name}.html")}, feedback=feedback)
+
+    ra = raster.read_raster(run(a, "filled", fb)["OUTPUT_RESIDUALS"])[0]
+    rb = raster.read_raster(run(b, "nan")["OUTPUT_RESIDUALS"])[0]
+    np.testing.assert_array_equal(ra, rb)
+    assert np.isnan(ra[m]).all() and np.nanmax(np.abs(ra)) < 10
+    assert len([w for w in fb.warnings if "equal -9999, far beyond all others" in w]) == 1, fb.warnings

@@ -25,7 +25,8 @@ import numpy as np
 
 #: bands read to find constant pixels, spread evenly over the record (the first and last among them)
 SAMPLE_BANDS = 12
-#: values a pixel must have among the sampled bands to be judged (fewer: left as it is)
+#: values a pixel must have among the sampled bands to be judged (fewer: left as it is; a raster of fewer bands,
+#: such as a few later observations, is not judged: three equal whole millimetres happen)
 MIN_VALUES = 6
 #: rows read at a time
 BLOCK_ROWS = 256
@@ -116,15 +117,15 @@ def _pass(read: Callable, bands: np.ndarray, height: int, need: int, drop: Tuple
 def scan(read: Callable, n_epochs: int, height: int, key=None) -> Scan:
     """Fill values scattered over the stack (:func:`fill_values`, on at most :data:`SAMPLE_VALUES` values of
     the pixels that are not constant) and, with them read as no data, the pixels whose values at the sampled
-    bands (at least ``min(MIN_VALUES, bands)`` of them, and at least 3) are all equal. ``read(rows, bands) ->
-    (len(bands), h, W)`` reads the stack as mm with NaN for nodata (the bands are read a second time only when
+    bands (at least :data:`MIN_VALUES` of them; a raster of fewer bands has none) are all equal.
+    ``read(rows, bands) -> (len(bands), h, W)`` reads the stack as mm with NaN for nodata (the bands are read a second time only when
     a fill value was found). ``key``: a hashable that names the file's state; a second call with it returns
     the first answer."""
     if key is not None and key in _CACHE:
         return _CACHE[key]
     bands = sample_bands(n_epochs)
-    need = max(3, min(MIN_VALUES, bands.size))
-    if bands.size < 3:
+    need = MIN_VALUES if bands.size >= MIN_VALUES else bands.size + 1   # fewer bands: no pixel is judged constant
+    if bands.size < 1:
         return Scan(None, 0)
     mask, n_data, vals, smp = _pass(read, bands, height, need)
     sentinels, counts, typical = fill_values(smp)

@@ -49,7 +49,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import DeformCastError
+from ..errors import DeformCastError, warn
 from ..progress import Progress, silent
 from ..io.raster import Grid, RasterWriter, band_date, crs_equal, iso, open_raster, read_band
 from ..io import styles
@@ -200,6 +200,37 @@ def _read(ds, i0: int, to_mm: bool = False) -> np.ndarray:
     """One band as float64 with NaN nodata, band scale/offset applied (:func:`raster.read_band`);
     ``to_mm``: a displacement band, its declared length unit (m, cm) converted to mm too."""
     return read_band(ds.GetRasterBand(i0 + 1), to_mm=to_mm).astype(np.float64)
+
+
+def _observed_reader(ods, path: str, grid: Grid):
+    """``read(band) -> (H, W)`` of the observations as :func:`_read` reads them, with what :mod:`io.fill` finds
+    (pixels with one value at every date, fill values where the file declares no nodata) read as no data, as
+    every stack the algorithms read; said once (:func:`errors.warn`)."""
+    from ..io import fill
+
+    def rows(r, bands):
+        r0, r1 = int(r[0]), int(r[1])
+        return np.stack([read_band(ods.GetRasterBand(int(b) + 1), 0, r0, grid.width, r1 - r0, to_mm=True)
+                         for b in bands])
+
+    sc = fill.scan(rows, ods.RasterCount, grid.height, key=fill.file_key(path))
+    name = os.path.basename(str(path))
+    n = 0 if sc.mask is None else int(sc.mask.sum())
+    note = " ".join(m for m in (fill.fill_message(name, n, sc.n_data, sc.value) if n < sc.n_data else "",
+                                fill.sentinel_message(name, sc)) if m)
+    if note:
+        warn(note)
+    drop = np.asarray(sc.sentinels, np.float64)
+
+    def read(j: int) -> np.ndarray:
+        o = _read(ods, j, True)
+        if drop.size:
+            o[np.isin(o, drop.astype(np.float32).astype(np.float64))] = np.nan
+        if sc.mask is not None and n < sc.n_data:
+            o[sc.mask] = np.nan
+        return o
+
+    return read
 
 
 def _grid_problem(a: Grid, b: Grid) -> str:
@@ -404,6 +435,7 @@ def run_residuals(forecast: str, observed: str, zones: Optional[str] = None,
                               "extended with later acquisitions).")
     fd = _band_dates(fds, "FORECAST", forecast)
     od = _band_dates(ods, "OBSERVED", observed)
+    read_obs = _observed_reader(ods, observed, grid)
     pairs = match_dates(fd, od)
     if not pairs:
         fl = ", ".join(iso(d) for d in fd if d is not None)
@@ -420,13 +452,13 @@ def run_residuals(forecast: str, observed: str, zones: Optional[str] = None,
     writer = None
     if residuals_path:
         # style range from the first matched date (a cheap, representative sample)
-        r0 = _read(fds, pairs[0][0], True) - _read(ods, pairs[0][1], True)
+        r0 = _read(fds, pairs[0][0], True) - read_obs(pairs[0][1])
         writer = RasterWriter(residuals_path, grid, len(pairs), [iso(d) for *_, d in pairs],
                               "float32", None, styles.residual_style(r0),
                               {"DEFORMCAST_KIND": "residuals (forecast - observed, mm)"})
     try:
         for k, (i, j, d) in enumerate(pairs):
-            r = _read(fds, i, True) - _read(ods, j, True)
+            r = _read(fds, i, True) - read_obs(j)
             ok = np.isfinite(r)
             sums["count"] += ok
             rz = np.where(ok, r, 0.0)
