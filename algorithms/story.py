@@ -143,17 +143,12 @@ def pixel_members(path: str, row: int, col: int):
 
 def pixel_series(path: str, row: int, col: int, dates=None):
     """(dates as datetime64[D], values in mm) of one pixel of a stack (``dates``: the stack's dates,
-    else read from the file)."""
-    from osgeo import gdal
+    else read from the file), read as every stack is read (fills as no data, :mod:`io.fill`)."""
+    from .io.raster import open_stack, read_stack
 
-    from .io.raster import open_stack, read_band
-
-    if dates is None:
-        dates = open_stack(path).dates
-    ds = gdal.Open(str(path))
-    vals = np.array([read_band(ds.GetRasterBand(i + 1), col, row, 1, 1, to_mm=True)[0, 0]
-                     for i in range(ds.RasterCount)], dtype=float)
-    return np.asarray(dates, dtype="datetime64[D]"), vals
+    info = open_stack(path, dates, convert=False)
+    vals = read_stack(info, rows=(int(row), int(row) + 1))[:, 0, int(col)].astype(float)
+    return np.asarray(info.dates, dtype="datetime64[D]"), vals
 
 
 def fan_figure(examples: Dict[str, dict], stack: str, members: str, later: Optional[str], n_history: int = 60,
