@@ -66,6 +66,8 @@ class Scan:
     counts: Tuple[int, ...] = ()
     n_sampled: int = 0
     typical: float = float("nan")
+    #: how many bands were read
+    n_bands: int = 0
 
 
 def fill_values(sample: np.ndarray) -> Tuple[Tuple[float, ...], Tuple[int, ...], float]:
@@ -131,7 +133,8 @@ def scan(read: Callable, n_epochs: int, height: int, key=None) -> Scan:
     sentinels, counts, typical = fill_values(smp)
     if sentinels:
         mask, n_data, vals, _ = _pass(read, bands, height, need, sentinels)
-    out = Scan(None, n_data, sentinels=sentinels, counts=counts, n_sampled=int(smp.size), typical=typical)
+    out = Scan(None, n_data, sentinels=sentinels, counts=counts, n_sampled=int(smp.size), typical=typical,
+               n_bands=int(bands.size))
     if mask is not None and mask.any():
         v, c = np.unique(np.concatenate(vals), return_counts=True)
         out.mask, out.value = mask, float(v[np.argmax(c)])
@@ -179,7 +182,7 @@ def sentinel_message(name: str, sc: Scan) -> str:
     share = 100.0 * sum(sc.counts) / max(1, sc.n_sampled)
     v = " or ".join(_value(x) for x in sc.sentinels)
     fix = "; ".join(f"gdal_edit.py -a_nodata {_value(x)} {name}" for x in sc.sentinels)
-    return (f"{share:.2g} % of the values of '{name}' (sampled at 12 dates) equal {v}, far beyond all others (99.9 % "
+    return (f"{share:.2g} % of the values of '{name}' (sampled at {sc.n_bands} dates) equal {v}, far beyond all others (99.9 % "
             f"of them within +-{sc.typical:.0f} mm): a fill value for masked dates where the file declares no nodata. "
             f"They are read as no data. Declare it as the bands' nodata ({fix}) and this warning goes.")
 
