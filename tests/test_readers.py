@@ -702,3 +702,38 @@ def test_coordinates_that_cannot_be_in_their_crs_are_refused(tmp_path):
     deg = tmp_path / "deg.csv"
     deg.write_text(f"id,lat,lon,{dates}\n1,51.5,9.2,0,-1,-2\n2,51.5,9.201,0,-2,-4\n")
     import_timeseries(str(deg), str(tmp_path / "deg.tif"), cell_size=100, target_crs="EPSG:32632")
+
+
+def test_a_fill_value_in_point_series_is_dropped_before_cells_are_averaged(tmp_path):
+    """-9999 written for missing dates in a point file (a format without NaN): read as no data before the two
+    points of each cell are averaged, where the mean (-9999 + 3) / 2 would no longer be recognisable. The
+    stack equals that of the same file with empty fields there, and the warning is given once."""
+    import warnings
+
+    rng = np.random.default_rng(7)
+    n_cells, t = 40, 30
+    dates = [str(np.datetime64("2020-01-01") + 12 * k).replace("-", "") for k in range(t)]
+    x = 4200050.0 + 100.0 * (np.arange(n_cells) % 8)
+    y = 3099950.0 - 100.0 * (np.arange(n_cells) // 8)
+    vals = np.round(np.cumsum(rng.normal(-0.5, 1.0, (2 * n_cells, t)), axis=1), 2)
+    miss = rng.random(vals.shape) < 0.05
+
+    def write(path, fill):
+        with open(path, "w") as fh:
+            fh.write("pid,easting,northing," + ",".join(dates) + "\n")
+            for i in range(2 * n_cells):      # two points in every cell
+                row = [fill if miss[i, k] else f"{vals[i, k]:.2f}" for k in range(t)]
+                fh.write(f"{i},{x[i % n_cells] + (i // n_cells) * 10:.1f},{y[i % n_cells]:.1f}," + ",".join(row) + "\n")
+        return str(path)
+
+    a = write(tmp_path / "fill.csv", "-9999")
+    b = write(tmp_path / "empty.csv", "")
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        import_timeseries(a, str(tmp_path / "a.tif"), cell_size=100)
+    said = [str(w.message) for w in got if "far beyond all others" in str(w.message)]
+    assert len(said) == 1 and "equal -9999" in said[0] and "first 80 points of 'fill.csv'" in said[0]
+    import_timeseries(b, str(tmp_path / "b.tif"), cell_size=100)
+    sa, sb = read_raster(str(tmp_path / "a.tif"))[0], read_raster(str(tmp_path / "b.tif"))[0]
+    np.testing.assert_array_equal(sa, sb)
+    assert np.nanmin(sa) > -1000

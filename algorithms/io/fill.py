@@ -152,7 +152,7 @@ def file_key(path: str):
     return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
-def _value(v: float) -> str:
+def value_text(v: float) -> str:
     """``v`` short (``-9999``), with every digit a float32 needs to be matched as nodata (``-3.4028235e+38``)."""
     short = f"{v:g}"
     return short if np.float32(short) == np.float32(v) else str(np.float32(v))
@@ -167,10 +167,10 @@ def fill_message(name: str, n_const: int, n_data: int, value: float) -> str:
         fix = ("Nothing needs doing if they are masked pixels or the reference point (0 cannot serve as the nodata "
                "value of a displacement stack, whose reference acquisition is 0 everywhere; NaN can).")
     else:
-        fix = (f"If {_value(value)} marks pixels without data, declare it as the bands' nodata "
-               f"(gdal_edit.py -a_nodata {_value(value)} {name}) and this warning goes.")
+        fix = (f"If {value_text(value)} marks pixels without data, declare it as the bands' nodata "
+               f"(gdal_edit.py -a_nodata {value_text(value)} {name}) and this warning goes.")
     return (f"{n_const} pixel(s) of '{name}' ({share:.1f} % of those with data) hold the same value at every date "
-            f"(most of them {_value(value)}): a mask written as a value where the file declares no nodata, or the "
+            f"(most of them {value_text(value)}): a mask written as a value where the file declares no nodata, or the "
             "stack's reference point. They carry no displacement to learn from or forecast and are read as no data "
             f"(their maps stay empty). " + fix)
 
@@ -180,8 +180,8 @@ def sentinel_message(name: str, sc: Scan) -> str:
     if not sc.sentinels:
         return ""
     share = 100.0 * sum(sc.counts) / max(1, sc.n_sampled)
-    v = " or ".join(_value(x) for x in sc.sentinels)
-    fix = "; ".join(f"gdal_edit.py -a_nodata {_value(x)} {name}" for x in sc.sentinels)
+    v = " or ".join(value_text(x) for x in sc.sentinels)
+    fix = "; ".join(f"gdal_edit.py -a_nodata {value_text(x)} {name}" for x in sc.sentinels)
     return (f"{share:.2g} % of the values of '{name}' (sampled at {sc.n_bands} dates) equal {v}, far beyond all others (99.9 % "
             f"of them within +-{sc.typical:.0f} mm): a fill value for masked dates where the file declares no nodata. "
             f"They are read as no data. Declare it as the bands' nodata ({fix}) and this warning goes.")
@@ -189,5 +189,5 @@ def sentinel_message(name: str, sc: Scan) -> str:
 
 def all_constant_message(name: str, value: float) -> str:
     return (f"Every pixel of '{name}' that has data holds the same value at every date (most of them "
-            f"{_value(value)}): the stack holds no displacement to learn from or forecast. Check that it is a "
+            f"{value_text(value)}): the stack holds no displacement to learn from or forecast. Check that it is a "
             "displacement time series (one band per acquisition, in mm) and that its nodata value is declared.")

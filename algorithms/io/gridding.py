@@ -156,6 +156,26 @@ def _transform(tr, xy, source: PointSource):
                               f"target CRS ({e}). Check the file's CRS and TARGET_CRS.") from None
 
 
+def _fill_in_points(source: PointSource, v: np.ndarray) -> np.ndarray:
+    """The fill values (:func:`fill.fill_values`: -9999 written where a point has no value at a date, in a file
+    or layer that cannot hold NaN) among the values of the first chunk of points, said once; read as no data
+    before the points of a cell are averaged (a cell's mean of -9999 and 3 mm is no longer recognisable)."""
+    from ..errors import warn
+    from . import fill
+
+    vals = np.asarray(v, dtype=np.float64)
+    vals = vals[np.isfinite(vals)]
+    found, counts, typical = fill.fill_values(vals)
+    if found:
+        share = 100.0 * sum(counts) / max(1, vals.size)
+        names = " or ".join(fill.value_text(x) for x in found)
+        warn(f"{share:.2g} % of the values of the first {v.shape[0]} points of '{os.path.basename(source.path)}' equal "
+             f"{names}, far beyond all others (99.9 % of them within +-{typical:.0f} mm): a fill value for dates "
+             "without a value. They are read as no data before the points of a cell are averaged. Write empty "
+             "fields (NULL) for missing values to silence this.")
+    return np.asarray(found, dtype=np.float64)
+
+
 def grid_points(source: PointSource, cell_size: float, target_crs=None, progress=None) -> Tuple[np.ndarray, Grid]:
     """Streaming :func:`points_to_grid` for a :class:`PointSource` (two passes over the file).
 
@@ -193,7 +213,12 @@ def grid_points(source: PointSource, cell_size: float, target_crs=None, progress
                               + (f" {why}" if why else " Check that the file has rows below its header."))
     grid = _snap_grid((lo[0], lo[1], hi[0], hi[1]), cell, out_wkt)
     acc = _Accumulator(grid, source.dates.size)
+    drop = None
     for xy, v in source.chunks(True, progress.sub(0.3, 0.95)):
+        if drop is None:   # the first chunk says whether a fill value stands for missing dates (before averaging)
+            drop = _fill_in_points(source, v)
+        if drop.size:
+            v = np.where(np.isin(v, drop), np.nan, v)
         if tr is not None:
             xy = _transform(tr, xy, source)
         acc.add(xy, v)
