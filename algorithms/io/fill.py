@@ -4,7 +4,7 @@ A displacement series is never exactly constant over a record of acquisitions: e
 noise. A pixel that holds the same value at every date is either a mask written as a value where the file
 declares no nodata (0 or -9999 over an area outside the processed frame, a water body, a cropped corner),
 or the stack's reference point (0 at every date by construction). Neither carries displacement to learn
-from or to forecast: read as values, a -9999 fill became a -9999 mm "forecast" in the highest tier, and a
+from or to forecast: read as values, a -9999 fill became a -9999 mm "forecast" mapped as routine ground, and a
 0 fill left pixels without a forecast under a message that blamed gaps. :func:`scan` finds them on
 :data:`SAMPLE_BANDS` bands spread over the record (a real series equal at twelve dates spread over years
 does not occur, even stored as integer millimetres), :func:`raster.read_stack` reads them as no data, and
