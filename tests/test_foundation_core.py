@@ -171,9 +171,24 @@ def test_vrt_of_one_file_per_date_takes_the_dates_from_the_file_names(tmp_path):
     np.testing.assert_allclose(raster.read_stack(info), vals)
     assert name_date("/x/20200105_20200117.tif") is None and name_date("los.tif") is None
     assert name_date("ts_2020-02-30.tif") is None and name_date("a_123456789.tif") is None
+    assert name_date("disp_05012020.tif") is None       # day first: not read as a date
     bad = str(tmp_path / "ifg.vrt")
     os.rename(files[1], str(tmp_path / "20200101_20200113.tif"))
     files[1] = str(tmp_path / "20200101_20200113.tif")
     gdal.BuildVRT(bad, files, separate=True)
     with pytest.raises(DeformCastError, match="band 2 of 'ifg.vrt'.*a date in each file's name"):
         raster.open_stack(bad)
+
+
+def test_a_description_with_one_date_among_other_words(tmp_path):
+    """Band descriptions such as 'timeseries-20200105' or 'S1A_2020-01-17_VV' hold one date among other words:
+    it is read. Two dates (an interferogram) or a day-first number are not, and the stack is refused."""
+    g = _grid()
+    p = str(tmp_path / "words.tif")
+    raster.write_raster(p, np.random.default_rng(0).normal(size=(3, 5, 7)).astype(np.float32), g,
+                        band_names=["timeseries-20200105", "S1A_2020-01-17_VV", "D_20200129 (asc)"])
+    assert [str(d) for d in raster.open_stack(p).dates] == ["2020-01-05", "2020-01-17", "2020-01-29"]
+    q = str(tmp_path / "ifg.tif")
+    raster.write_raster(q, np.zeros((2, 5, 7), np.float32) + 1, g, band_names=["20200105_20200117", "disp_05012020"])
+    with pytest.raises(DeformCastError, match="band 1 of 'ifg.tif'"):
+        raster.open_stack(q)

@@ -109,8 +109,9 @@ class StackInfo:
 
 
 def band_date(band, ds_meta: Optional[dict] = None, index: int = 0):
-    """The acquisition date of a band: its description, its DATE metadata, or the date in the name of the one
-    file a VRT band reads (:mod:`source_dates`); None when none holds one."""
+    """The acquisition date of a band: its description, its DATE metadata, the one date among other words of its
+    description, or the date in the name of the one file a VRT band reads (:mod:`source_dates`); None when none
+    holds one."""
     d = parse_date(band.GetDescription())
     if d is not None:
         return d
@@ -120,9 +121,10 @@ def band_date(band, ds_meta: Optional[dict] = None, index: int = 0):
             d = parse_date(md[key])
             if d is not None:
                 return d
-    from .source_dates import band_source_date   # a VRT of one file per date: the date in the file's name
+    from .source_dates import band_source_date, text_date
 
-    return band_source_date(band)
+    # one date among other words of the description ("timeseries-20200105"), else a VRT of one file per date
+    return text_date(band.GetDescription()) or band_source_date(band)
 
 
 def read_band(band, xoff: int = 0, yoff: int = 0, xsize: Optional[int] = None, ysize: Optional[int] = None,
@@ -202,8 +204,8 @@ def open_stack(path: str, dates=None, convert: bool = True, progress=None) -> St
                 raise DeformCastError(
                     f"Cannot find the acquisition date of band {missing_band} of "
                     f"'{os.path.basename(str(path))}'. Set each band's description to its date "
-                    "(YYYY-MM-DD or YYYYMMDD; for a VRT of one file per date, a date in each file's name is "
-                    "enough), or give the DATES parameter: a text file with one "
+                    "(YYYY-MM-DD or YYYYMMDD, alone or as the one date among other words; for a VRT of one file "
+                    "per date, a date in each file's name is enough), or give the DATES parameter: a text file with one "
                     "date per line, or a comma-separated list, in band order.")
         found = np.array(found, dtype="datetime64[D]")
     found = check_dates(found, f"'{os.path.basename(str(path))}'")
