@@ -179,7 +179,7 @@ def test_dialog_choices_persist_and_reset(qgis_new_project, qgis_iface, deformca
     assert WorkflowDialog(qgis_iface, show_reports=False).parameters()["HORIZON"] == 30
 
 
-def test_dialog_validates_while_typing(qgis_new_project, qgis_iface, fresh_settings, tmp_path):
+def test_dialog_validates_while_typing(qgis_new_project, qgis_iface, deformcast_provider, fresh_settings, tmp_path):
     from qgis.PyQt.QtTest import QTest
 
     from deformcast.ui.workflow_dialog import WorkflowDialog
@@ -208,7 +208,7 @@ def test_dialog_validates_while_typing(qgis_new_project, qgis_iface, fresh_setti
     QTest.keyClicks(f["THRESHOLDS"].widget, "20")
     _wait(lambda: not dlg._timer.isActive(), 5)
     assert "are not numbers" not in dlg.message.text() and "40 epochs" in dlg.message.text()
-    assert dlg.run_btn.isEnabled()
+    assert dlg.run_btn.isEnabled(), dlg.message.text()
     f["WINDOW"].widget.setValue(35)
     _wait(lambda: not dlg._timer.isActive(), 5)
     assert "Too few epochs" in dlg.message.text() and not dlg.run_btn.isEnabled()
