@@ -737,3 +737,32 @@ def test_a_fill_value_in_point_series_is_dropped_before_cells_are_averaged(tmp_p
     sa, sb = read_raster(str(tmp_path / "a.tif"))[0], read_raster(str(tmp_path / "b.tif"))[0]
     np.testing.assert_array_equal(sa, sb)
     assert np.nanmin(sa) > -1000
+
+
+def test_point_values_in_metres_are_warned_about_at_import(tmp_path):
+    """A CSV whose values are metres, imported with the default UNITS=mm: the import says so and names UNITS=m
+    (before, the first word came from the main job, naming a band unit the user never wrote); with UNITS=m the
+    values are converted and nothing is said."""
+    import warnings
+
+    rng = np.random.default_rng(8)
+    t = 40
+    dates = [str(np.datetime64("2020-01-01") + 12 * k).replace("-", "") for k in range(t)]
+    vals = np.cumsum(rng.normal(-1.0, 2.0, (30, t)), axis=1) / 1000.0      # metres
+    p = tmp_path / "metres.csv"
+    with open(p, "w") as fh:
+        fh.write("pid,easting,northing," + ",".join(dates) + "\n")
+        for i in range(30):
+            fh.write(f"{i},{4200050 + 100 * (i % 6)},{3099950 - 100 * (i // 6)}," + ",".join(f"{v:.5f}" for v in vals[i]) + "\n")
+
+    def said(**kw):
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            out = import_timeseries(str(p), str(tmp_path / f"m_{len(kw)}.tif"), cell_size=100, **kw)
+        return out, [str(w.message) for w in got if "looks like metres" in str(w.message)]
+
+    out, msgs = said()
+    assert len(msgs) == 1 and "give UNITS=m" in msgs[0] and out["units_warning"] == msgs[0]
+    out, msgs = said(units="m")
+    assert msgs == [] and "units_warning" not in out
+    assert np.nanmax(np.abs(read_raster(out["output"])[0])) > 20      # converted to mm

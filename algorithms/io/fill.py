@@ -41,6 +41,8 @@ FILL_FACTOR = 5.0
 #: ... and this common among the sampled values
 FILL_MIN_SHARE = 0.001
 
+#: scans kept per process (one H x W mask each), the latest files
+CACHE_FILES = 8
 _CACHE: dict = {}
 
 
@@ -139,6 +141,8 @@ def scan(read: Callable, n_epochs: int, height: int, key=None) -> Scan:
         v, c = np.unique(np.concatenate(vals), return_counts=True)
         out.mask, out.value = mask, float(v[np.argmax(c)])
     if key is not None:
+        while len(_CACHE) >= CACHE_FILES:   # the oldest first: a session that opens many stacks keeps the last few
+            _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = out
     return out
 

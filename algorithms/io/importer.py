@@ -213,4 +213,12 @@ def import_timeseries(input_path: str, output_path: str, cell_size: Optional[flo
     })
     progress.log(f"Imported {summary['format']}: {grid.width} x {grid.height} cells, {out_dates.size} epochs "
                  f"({summary['dates'][0]} .. {summary['dates'][-1]}), {100 * frac:.1f}% valid.")
+    from .raster import magnitude_warning
+
+    looks = magnitude_warning(open_stack(output_path, convert=False))
+    if looks and summary.get("format") in ("csv", "egms_l2", "egms_l3", "vector"):   # point values: UNITS says it
+        looks += f" On import, UNITS (here '{units}') says what the point values are in: give UNITS=m (or cm)."
+    if looks:
+        warn(looks)
+        summary["units_warning"] = looks
     return summary
