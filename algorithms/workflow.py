@@ -172,7 +172,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
         paths["stack"] = stack_path
     info = raster.open_stack(stack_path, dates, progress=progress)
     raster.refuse_constant(info)
-    empty = raster.empty_origin_message(info, raster.empty_bands_at(info))
+    empty = raster.empty_origin(info)
     if empty:   # found before tuning, not after it: the job forecasts from the last acquisition
         raise DeformCastError(empty)
     timings["data"] = time.time() - ts

@@ -209,7 +209,7 @@ def validate(params: Dict[str, Any], extra: Optional[dict] = None, check_algorit
 
     ``extra`` holds the dialog's import choices (:data:`IMPORT_DEFAULTS`)."""
     from ..algorithms.errors import DeformCastError
-    from ..algorithms.io.raster import crs_equal, open_stack
+    from ..algorithms.io.raster import crs_equal, empty_origin, magnitude_warning, open_stack
 
     c = dict(chain.defaults())
     c.update(params or {})
@@ -292,12 +292,10 @@ def validate(params: Dict[str, Any], extra: Optional[dict] = None, check_algorit
                     v.add("error", info.constant_note)
                 elif info.fill_note:      # fills read as no data: said before the run, as the run says it
                     v.add("warning", info.fill_note)
-                from ..algorithms.io import raster as _raster
-
-                empty = _raster.empty_origin_message(info, _raster.empty_bands_at(info))
+                empty = empty_origin(info)
                 if empty:                 # the job refuses it before tuning: said here first
                     v.add("error", empty)
-                units = "" if info.constant_note else _raster.magnitude_warning(info)
+                units = "" if info.constant_note else magnitude_warning(info)
                 if units:
                     v.add("warning", units)
                 if horizon >= 1:

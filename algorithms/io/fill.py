@@ -179,16 +179,57 @@ def fill_message(name: str, n_const: int, n_data: int, value: float) -> str:
             f"(their maps stay empty). " + fix)
 
 
+def values_message(what: str, values, counts, n_sampled: int, typical: float, why: str) -> str:
+    """The warning for fill values (:func:`fill_values`) among ``n_sampled`` values of ``what``; ``why``: what
+    they are taken for, what is done and the fix ('' when there is none)."""
+    if not values:
+        return ""
+    share = 100.0 * sum(counts) / max(1, n_sampled)
+    v = " or ".join(value_text(x) for x in values)
+    return (f"{share:.2g} % of the values of {what} equal {v}, far beyond all others (99.9 % of them within "
+            f"+-{typical:.0f} mm): {why}")
+
+
 def sentinel_message(name: str, sc: Scan) -> str:
     """The warning for fill values scattered over the stack (:func:`fill_values`; '' when none)."""
-    if not sc.sentinels:
-        return ""
-    share = 100.0 * sum(sc.counts) / max(1, sc.n_sampled)
-    v = " or ".join(value_text(x) for x in sc.sentinels)
     fix = "; ".join(f"gdal_edit.py -a_nodata {value_text(x)} {name}" for x in sc.sentinels)
-    return (f"{share:.2g} % of the values of '{name}' (sampled at {sc.n_bands} dates) equal {v}, far beyond all others (99.9 % "
-            f"of them within +-{sc.typical:.0f} mm): a fill value for masked dates where the file declares no nodata. "
-            f"They are read as no data. Declare it as the bands' nodata ({fix}) and this warning goes.")
+    return values_message(f"'{name}' (sampled at {sc.n_bands} dates)", sc.sentinels, sc.counts, sc.n_sampled,
+                          sc.typical, "a fill value for masked dates where the file declares no nodata. They are "
+                          f"read as no data. Declare it as the bands' nodata ({fix}) and this warning goes.")
+
+
+@dataclass
+class Found:
+    """What a :class:`Scan` means for reading a stack (:func:`found`)."""
+
+    #: (H, W) pixels read as no data, or None
+    mask: Optional[np.ndarray]
+    #: fill values read as no data wherever they occur
+    values: Tuple[float, ...]
+    #: the warning ('' when nothing is read as no data)
+    note: str
+    #: the refusal's message when every pixel with data is constant ('' otherwise); nothing is masked then
+    constant_note: str = ""
+
+
+def found(sc: Scan, name: str) -> Found:
+    """How a stack named ``name`` is read after ``sc``: the constant pixels and fill values as no data, said in one
+    note; a stack of nothing but constant pixels reads as it is, with the message that refuses it."""
+    n = 0 if sc.mask is None else int(sc.mask.sum())
+    if n and n >= sc.n_data:
+        return Found(None, (), "", all_constant_message(name, sc.value))
+    note = " ".join(m for m in (fill_message(name, n, sc.n_data, sc.value), sentinel_message(name, sc)) if m)
+    return Found(sc.mask, sc.sentinels, note)
+
+
+def blank(arr: np.ndarray, mask: Optional[np.ndarray], values: Tuple[float, ...]) -> np.ndarray:
+    """``arr`` (..., h, W) in place: the fill ``values`` (float32 values, matched in ``arr``'s float type) and the
+    pixels of ``mask`` (h, W) set to NaN; returns it."""
+    if values:
+        arr[np.isin(arr, np.asarray(values, np.float32).astype(arr.dtype))] = np.nan
+    if mask is not None:
+        arr[..., mask] = np.nan
+    return arr
 
 
 def all_constant_message(name: str, value: float) -> str:

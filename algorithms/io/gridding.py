@@ -166,13 +166,12 @@ def _fill_in_points(source: PointSource, v: np.ndarray) -> np.ndarray:
     vals = np.asarray(v, dtype=np.float64)
     vals = vals[np.isfinite(vals)]
     found, counts, typical = fill.fill_values(vals)
-    if found:
-        share = 100.0 * sum(counts) / max(1, vals.size)
-        names = " or ".join(fill.value_text(x) for x in found)
-        warn(f"{share:.2g} % of the values of the first {v.shape[0]} points of '{os.path.basename(source.path)}' equal "
-             f"{names}, far beyond all others (99.9 % of them within +-{typical:.0f} mm): a fill value for dates "
-             "without a value. They are read as no data before the points of a cell are averaged. Write empty "
-             "fields (NULL) for missing values to silence this.")
+    msg = fill.values_message(f"the first {v.shape[0]} points of '{os.path.basename(source.path)}'", found, counts,
+                              vals.size, typical, "a fill value for dates without a value. They are read as no data "
+                              "before the points of a cell are averaged. Write empty fields (NULL) for missing values "
+                              "to silence this.")
+    if msg:
+        warn(msg)
     return np.asarray(found, dtype=np.float64)
 
 

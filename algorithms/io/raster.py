@@ -237,20 +237,14 @@ def _find_fill(info: StackInfo) -> None:
 
     sc = fill.scan(lambda rows, bands: read_stack(info, rows=rows, bands=bands), info.n_epochs, info.grid.height,
                    key=fill.file_key(info.source))
-    name = os.path.basename(str(info.path))
-    n = 0 if sc.mask is None else int(sc.mask.sum())
-    if n and n >= sc.n_data:   # nothing but constant pixels: read as they are (a viewer shows them); refuse_constant
-        info.constant_note = fill.all_constant_message(name, sc.value)
-        return
-    info.fill, info.fill_values = sc.mask, sc.sentinels
-    info.fill_note = " ".join(m for m in (fill.fill_message(name, n, sc.n_data, sc.value),
-                                          fill.sentinel_message(name, sc)) if m)
+    f = fill.found(sc, os.path.basename(str(info.path)))
+    info.fill, info.fill_values, info.fill_note, info.constant_note = f.mask, f.values, f.note, f.constant_note
 
 
 def refuse_constant(info) -> None:
     """Refuse a stack whose every pixel holds one value at every date (:mod:`fill`): what learns from a stack
     or forecasts it calls this before any work."""
-    if getattr(info, "constant_note", ""):
+    if info.constant_note:
         raise DeformCastError(info.constant_note)
 
 
@@ -273,6 +267,11 @@ def empty_bands_at(info, end: Optional[int] = None, limit: int = 50) -> int:
     while n < limit and e - n >= 0 and not np.isfinite(read_stack(info, bands=[e - n])).any():
         n += 1
     return n
+
+
+def empty_origin(info, end: Optional[int] = None) -> str:
+    """:func:`empty_origin_message` for the empty bands up to ``end`` (default the last) ('' when there is none)."""
+    return empty_origin_message(info, empty_bands_at(info, end), end)
 
 
 def empty_origin_message(info, n: int, end: Optional[int] = None) -> str:
@@ -305,7 +304,7 @@ def warn_training_stack(info) -> None:
     but no forecast can start from there)."""
     refuse_constant(info)
     warn_magnitude(info)
-    empty = empty_origin_message(info, empty_bands_at(info))
+    empty = empty_origin(info)
     if empty:
         warn(empty)
 
@@ -343,11 +342,11 @@ def read_stack(info, rows: Optional[Tuple[int, int]] = None, bands: Optional[Seq
     r0, r1 = (0, info.grid.height) if rows is None else (int(rows[0]), int(rows[1]))
     idx = range(ds.RasterCount) if bands is None else bands
     out = layout.read_window(ds, idx, 0, r0, info.grid.width, r1 - r0, to_mm=True, layout=lay)
-    fill, values = getattr(info, "fill", None), getattr(info, "fill_values", ())
-    if values:
-        out[np.isin(out, np.asarray(values, np.float32))] = np.nan
-    if fill is not None:
-        out[:, fill[r0:r1]] = np.nan
+    mask, values = getattr(info, "fill", None), getattr(info, "fill_values", ())
+    if mask is not None or values:
+        from .fill import blank
+
+        blank(out, None if mask is None else mask[r0:r1], values)
     return out
 
 

@@ -236,7 +236,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
                                  config=cfg, what=f"the stack '{os.path.basename(stack_path)}'")
     cov = members_covariates(configs, covariates, info.grid)
     e = _end_index(info.dates, end_date)
-    empty = raster.empty_origin_message(info, raster.empty_bands_at(info, e), e)
+    empty = raster.empty_origin(info, e)
     if empty:
         raise DeformCastError(empty)
     gate = (modelio.read_manifest(model_folder).get("gate") if use_gate and members is None else None) or None

@@ -214,21 +214,12 @@ def _observed_reader(ods, path: str, grid: Grid):
                          for b in bands])
 
     sc = fill.scan(rows, ods.RasterCount, grid.height, key=fill.file_key(path))
-    name = os.path.basename(str(path))
-    n = 0 if sc.mask is None else int(sc.mask.sum())
-    note = " ".join(m for m in (fill.fill_message(name, n, sc.n_data, sc.value) if n < sc.n_data else "",
-                                fill.sentinel_message(name, sc)) if m)
-    if note:
-        warn(note)
-    drop = np.asarray(sc.sentinels, np.float64)
+    f = fill.found(sc, os.path.basename(str(path)))
+    if f.note:
+        warn(f.note)
 
     def read(j: int) -> np.ndarray:
-        o = _read(ods, j, True)
-        if drop.size:
-            o[np.isin(o, drop.astype(np.float32).astype(np.float64))] = np.nan
-        if sc.mask is not None and n < sc.n_data:
-            o[sc.mask] = np.nan
-        return o
+        return fill.blank(_read(ods, j, True), f.mask, f.values)
 
     return read
 
