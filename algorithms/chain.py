@@ -12,7 +12,7 @@ Every entrance reads this module, so they cannot drift apart:
   ``tune`` step from :func:`defaults`.
 
 The modelling defaults are those of :func:`workflow.run_workflow` (the configuration measured
-best: ResNet+Transformer, 30-epoch horizon, 20 TPE trials, top-10 ensemble, automatic coding
+best: LSTM with its compact search space, 30-epoch horizon, 20 TPE trials, top-10 ensemble, automatic coding
 strategy, spatial validation, residual target, adaptive anchor, compact search space); they are
 read from its signature, never copied. Choice lists come from the core too (:mod:`dataset`,
 the model registry). QGIS-free: no qgis/Qt import here.

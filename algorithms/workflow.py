@@ -34,7 +34,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from .data import dataset
-from .models import modelio
+from .models import DEFAULT_ARCHITECTURE, modelio
 from .io import raster, styles
 from .data.configs import DataConfig
 from .errors import DeformCastError
@@ -43,12 +43,27 @@ from .report import Report, fmt, new_figure
 from .decision.sieve import DEFAULT_MMU_M2
 from .learn.runtime import single_thread_blas
 
-#: The main job's default search space: the registry's ranges, capped so that 20 trials fit the
-#: 10-minute budget of the demo on 2 CPU cores (the largest networks of the full space took up to
-#: two minutes per trial there without scoring better). ``search_space={}`` searches the full space.
-COMPACT_SPACE = {"d_model": [16, 32], "layers": {"type": "int", "low": 1, "high": 2},
-                 "res_blocks": {"type": "int", "low": 1, "high": 3}, "batch_size": [128, 256, 512],
-                 "window": {"type": "int", "low": 8, "high": 24}}
+#: The compact search space of each architecture: the registry's ranges, capped so that 20 trials fit the
+#: 10-minute budget of the demo on 2 CPU cores (the largest networks of the full space took up to two
+#: minutes per trial there without scoring better). ``search_space={}`` searches the full space.
+#: ``lstm`` (the default since session 24): hidden size at most 64 and at most two layers, the ranges
+#: measured on eight scenes (docs/skill.md, "Session 24"): the full range's 128 x 3 networks cost up to
+#: three times the tuning time for no gain in the delivered forecast.
+COMPACT_SPACES = {
+    "resnet_transformer": {"d_model": [16, 32], "layers": {"type": "int", "low": 1, "high": 2},
+                           "res_blocks": {"type": "int", "low": 1, "high": 3}, "batch_size": [128, 256, 512],
+                           "window": {"type": "int", "low": 8, "high": 24}},
+    "lstm": {"hidden": [16, 32, 64], "layers": {"type": "int", "low": 1, "high": 2}, "batch_size": [128, 256, 512],
+             "window": {"type": "int", "low": 8, "high": 24}},
+}
+COMPACT_SPACE = COMPACT_SPACES["resnet_transformer"]
+
+
+def compact_space(architectures: Sequence[str]) -> Optional[dict]:
+    """The compact search space of a single architecture that has one (None: the registry's full space)."""
+    archs = list(architectures)
+    return COMPACT_SPACES.get(archs[0]) if len(archs) == 1 else None
+
 
 STEPS = [("scene", 0.03), ("tune", 0.58), ("gate", 0.04), ("backtest", 0.10), ("predict", 0.08), ("uncertainty", 0.06),
          ("residuals", 0.05), ("zoning", 0.03), ("report", 0.03)]
@@ -109,7 +124,7 @@ def map_figure(arr: np.ndarray, title: str, ramp: str, vmin=None, vmax=None, lab
 @single_thread_blas
 def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariates: Sequence[str] = (),
                  observed_path: Optional[str] = None, dates=None, seed: int = 0,
-                 architectures: Sequence[str] = ("resnet_transformer",), horizon: int = 30, n_trials: int = 20,
+                 architectures: Sequence[str] = (DEFAULT_ARCHITECTURE,), horizon: int = 30, n_trials: int = 20,
                  top_k: int = 10, max_epochs: int = 20, window: Optional[int] = None, encodings=None,
                  thresholds: Sequence[float] = (10.0, 20.0), n_classes: int = 5, min_area: float = 0.0,
                  mmu: float = DEFAULT_MMU_M2,
@@ -181,7 +196,7 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
     # 2. tuning ----------------------------------------------------------------------------
     ts = time.time()
     if isinstance(search_space, str) and search_space == "compact":
-        search_space = COMPACT_SPACE if list(architectures) == ["resnet_transformer"] else None
+        search_space = compact_space(architectures)
     archs = list(architectures)
     if not archs:
         raise DeformCastError("Choose at least one architecture.")

@@ -112,6 +112,13 @@ def run_seed(seed: int, args) -> dict:
     kw = {} if args.n_trials is None else {"n_trials": args.n_trials}
     if args.validation:
         kw["validation"] = args.validation
+    for name in ("max_samples", "max_epochs"):
+        if getattr(args, name) is not None:
+            kw[name] = getattr(args, name)
+    if args.architecture:
+        kw["architectures"] = (args.architecture,)
+    if args.search_space:
+        kw["search_space"] = json.loads(args.search_space)
     job = os.path.join(folder, "job")
     if args.rescore:
         with open(os.path.join(job, "workflow.json"), encoding="utf-8") as fh:
@@ -260,6 +267,12 @@ def main(argv=None):
     ap.add_argument("--gap-fraction", type=float, default=0.0, help="share of single pixel-epochs missing")
     ap.add_argument("--n-trials", type=int, default=None, help="default: the main job's")
     ap.add_argument("--validation", default=None, choices=("time", "space"), help="default: the main job's")
+    ap.add_argument("--max-samples", type=int, default=None, help="experiment: training windows per trial "
+                    "(default: the main job's)")
+    ap.add_argument("--architecture", default=None, help="experiment: the main job's architecture (default: its own)")
+    ap.add_argument("--search-space", default=None, help="experiment: JSON overrides of the search space "
+                    "(default: the main job's)")
+    ap.add_argument("--max-epochs", type=int, default=None, help="experiment: epochs per trial (default: the main job's)")
     ap.add_argument("--common-mode", action="store_true",
                     help="experiment: the main job reads the stack less each date's common mode (scores unchanged)")
     ap.add_argument("--points", type=float, default=None, metavar="FRACTION",

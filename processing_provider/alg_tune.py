@@ -16,6 +16,7 @@ from qgis.core import (
 
 from .base import ANCHORS, ARCHITECTURES, ENCODINGS, VALIDATIONS, DeformCastAlgorithm, layer_sources, raster_source
 from ..algorithms.data.dataset import TARGETS
+from ..algorithms.models import DEFAULT_ARCHITECTURE
 from ..algorithms.learn.tuning.patience import DEFAULT_STUDY_PATIENCE
 
 PRUNERS = ["median", "hyperband", "none"]
@@ -31,7 +32,7 @@ class TuneAlgorithm(DeformCastAlgorithm):
 <b>TOP_K</b> best models (ranked by <b>validation RMSE</b>; the test period is never used for
 tuning) as a model folder for <i>predict</i>. Unpromising trials are stopped early by a pruner fed
 with the per-epoch validation loss.</p>
-<p><b>Parameters</b>: INPUT displacement stack (mm, one band per date); ARCHITECTURE; HORIZON
+<p><b>Parameters</b>: INPUT displacement stack (mm, one band per date); ARCHITECTURE (default lstm); HORIZON
 forecast epochs; N_TRIALS finished trials the study should have (all workers together); TOP_K
 models to keep (default 10); TIMEOUT seconds after which this worker starts no new trial (0 = none);
 STORAGE an Optuna storage URL (postgresql://user@host/db, mysql+pymysql://user@host/db,
@@ -75,7 +76,7 @@ metrics beside the classical baselines, wall time; default: the study folder's r
     def initAlgorithm(self, config=None):  # noqa: N802
         N = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Displacement stack"))
-        self.add_enum("ARCHITECTURE", "Architecture", ARCHITECTURES, "resnet_transformer")
+        self.add_enum("ARCHITECTURE", "Architecture", ARCHITECTURES, DEFAULT_ARCHITECTURE)
         self.addParameter(N("HORIZON", "Forecast horizon (epochs; 30 = a year at 12 days)", N.Integer, 30, minValue=1))
         self.addParameter(N("N_TRIALS", "Trials (finished, all workers together)", N.Integer, 20, minValue=1))
         self.addParameter(N("TOP_K", "Models to keep", N.Integer, 10, minValue=1))
@@ -129,12 +130,12 @@ metrics beside the classical baselines, wall time; default: the study folder's r
 
         folder = self.parameterAsFileOutput(parameters, "OUTPUT_FOLDER", context)
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) or None
-        from ..algorithms.workflow import COMPACT_SPACE
+        from ..algorithms.workflow import compact_space
 
         encodings = self.enum_values(parameters, "ENCODING", context) or None   # None: the measured default
         arch = self.enum_value(parameters, "ARCHITECTURE", context)
         space = self.parameterAsString(parameters, "SEARCH_SPACE", context).strip() or (
-            COMPACT_SPACE if arch == "resnet_transformer" else None)
+            compact_space([arch]))
         res = tune_job(
             raster_source(self, parameters, "INPUT", context), folder,
             arch,

@@ -77,14 +77,15 @@ stack (leave empty to run on the built-in synthetic demo scene, generated with S
 bands carry no dates; COVARIATES optional static rasters; OBSERVED optional later observations for
 the residual analysis; HORIZON forecast epochs; N_TRIALS TPE trials per architecture; THRESHOLDS
 deformation over the horizon (mm) for the exceedance probabilities (the first one drives the
-zoning). Advanced: ARCHITECTURES one or more of the registry's architectures; TOP_K ensemble size;
+zoning). Advanced: ARCHITECTURES one or more of the registry's architectures (default <i>lstm</i>: as skilled as
+<i>resnet_transformer</i> in the delivered forecast and faster, docs/skill.md); TOP_K ensemble size;
 MAX_EPOCHS per trial (early stopping ends most trials sooner); WINDOW input epochs (0 = tuned);
 ENCODING coding strategies (empty: <i>trajectory</i> + <i>regime</i> where the series has enough
 history, else <i>regime</i>); TARGET residual (the correction to a classical forecast) or increment;
 ANCHOR the classical forecast corrected (adaptive: a combination fitted on the training windows);
 STEPS <i>auto</i> (default: steps detected in the stack), <i>none</i> or known step dates; VALIDATION space (20 % of the pixels in blocks) or time; SEARCH_SPACE JSON
-overrides of the tuning ranges (empty: a compact ResNet+Transformer space that keeps the demo under
-10 minutes; <code>{}</code>: the full ranges of the model registry); MAX_SAMPLES training windows;
+overrides of the tuning ranges (empty: the architecture's compact space, e.g. LSTM hidden size 16-64 and 1-2
+layers, that keeps the demo under 10 minutes; <code>{}</code>: the full ranges of the model registry); MAX_SAMPLES training windows;
 N_CLASSES susceptibility classes; MIN_AREA smallest zone polygon (m²); MMU minimum mapping unit of the
 tier map (m², default 1 ha: smaller zones merge into their surroundings, Tier 1 is never erased); SEED;
 DEVICE auto/cpu/cuda.</p>

@@ -25,7 +25,7 @@ def test_defaults_are_run_workflows():
     assert kw["window"] is None and kw["thresholds"] == [10.0, 20.0] and kw["seed"] == 42
     assert set(chain.ENTRANCE_DEFAULTS) == {"seed"}  # the only entrance default not taken from the core
     d = chain.defaults()
-    assert d["HORIZON"] == 30 and d["ARCHITECTURES"] == ["resnet_transformer"] and d["ENCODING"] == []
+    assert d["HORIZON"] == 30 and d["ARCHITECTURES"] == ["lstm"] and d["ENCODING"] == []
     assert d["ANCHOR"] == "adaptive" and d["VALIDATION"] == "space" and d["TARGET"] == "residual"
 
 
@@ -44,7 +44,7 @@ def test_workflow_kwargs_converts_processing_values():
                                 "ARCHITECTURES": [], "SEARCH_SPACE": "{}", "STEPS": "", "DATES": "",
                                 "OUTPUT_FOLDER": "/o"})
     assert kw["stack_path"] == "/d/s.tif" and kw["encodings"] == ["trajectory"] and kw["window"] == 12
-    assert kw["thresholds"] == [5.0, 15.0] and kw["architectures"] == ["resnet_transformer"]
+    assert kw["thresholds"] == [5.0, 15.0] and kw["architectures"] == ["lstm"]
     assert kw["search_space"] == "{}" and kw["steps"] is None and kw["dates"] is None
     with pytest.raises(DeformCastError, match="THRESHOLDS"):
         chain.workflow_kwargs({"THRESHOLDS": ""})

@@ -146,7 +146,7 @@ def test_dialog_defaults_are_the_workflow_algorithms(qgis_new_project, qgis_ifac
     got = dlg.parameters()
     assert got == expected
     # and the measured-best configuration it stands for
-    assert got["ARCHITECTURES"] == ["resnet_transformer"] and got["HORIZON"] == 30 and got["N_TRIALS"] == 20
+    assert got["ARCHITECTURES"] == ["lstm"] and got["HORIZON"] == 30 and got["N_TRIALS"] == 20
     assert got["TOP_K"] == 10 and got["MAX_EPOCHS"] == 20 and got["ENCODING"] == []
     assert got["VALIDATION"] == "space" and got["TARGET"] == "residual" and got["ANCHOR"] == "adaptive"
     adv = {d.name() for d in alg.parameterDefinitions() if d.flags() & QgsProcessingParameterDefinition.FlagAdvanced}

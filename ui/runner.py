@@ -158,11 +158,12 @@ def smallest_window(params: Dict[str, Any]) -> int:
     if w > 0:
         return w
     try:
-        from ..algorithms.workflow import COMPACT_SPACE
+        from ..algorithms.workflow import compact_space
 
         archs = params.get("ARCHITECTURES") or chain.defaults()["ARCHITECTURES"]
-        if not params.get("SEARCH_SPACE") and list(archs) == ["resnet_transformer"]:
-            return int(COMPACT_SPACE["window"]["low"])
+        space = None if params.get("SEARCH_SPACE") else compact_space(archs)
+        if space and "window" in space:
+            return int(space["window"]["low"])
         from ..algorithms.models import DATA_SPACE
 
         return int(min(p.low for p in DATA_SPACE if p.name == "window"))

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import DeformCastError
 from ..data.date_weights import sample_weights
 from ..progress import Progress
+from ..models import DEFAULT_ARCHITECTURE
 from .runtime import (PREDICT_BATCH, default_threads, predict_array, resolve_device,  # noqa: F401 - re-exported
     torch_session as _torch_session, torch_threads)
 
@@ -50,7 +51,7 @@ def _parse_hparams(text) -> Dict[str, Any]:
         'HPARAMS must be a JSON object such as {"lr": 0.001}, not a list or number.')
 
 
-def run_training_job(stack_path: str, output_folder: str, architecture: str = "resnet_transformer",
+def run_training_job(stack_path: str, output_folder: str, architecture: str = DEFAULT_ARCHITECTURE,
                      horizon: int = 6, window: int = 12, encodings=None,
                      covariate_paths: Optional[List[str]] = None, hparams=None, max_epochs: int = 40,
                      patience: int = DEFAULT_PATIENCE, seed: int = 42, device: str = "auto", dates=None,
