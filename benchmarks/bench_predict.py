@@ -10,6 +10,8 @@ target (the main job's, :mod:`workflow`), no spatial encoding (so they apply to 
   compact search space has (``workflow.COMPACT_SPACE``): windows 8-24, d_model 16/32, 1-2 encoder
   layers, 1-3 residual blocks (the fixed list ``MIXED`` below), so members differ in their data
   config (window, normalisation) and share only the trajectory anchor;
+* ``lstm``: horizon ``--horizon``, LSTMs of the shapes of the main job's default since session 24
+  (``workflow.COMPACT_SPACES["lstm"]``: windows 8-24, hidden 16-64, 1-2 layers; the fixed list ``LSTM_MIXED``);
 * ``uniform``: ten default-size models (window 24, d_model 32, 2 layers, 2 residual blocks) on one
   data config, horizon ``--horizon`` (default 30): the most expensive networks;
 * ``legacy``: the benchmark's earlier setting, ``uniform`` with horizon 6 (the issue's first
@@ -47,7 +49,7 @@ copy. Figures: ``docs/README_data.md`` ("File layouts and speed").
 Usage::
 
     .venv/bin/python benchmarks/bench_predict.py [--size 1000] [--dir /tmp/dcbench_predict] [--skip-large]
-        [--members 10] [--members-kind mixed|uniform|legacy] [--horizon 30] [--encodings none]
+        [--members 10] [--members-kind mixed|uniform|legacy|lstm] [--horizon 30] [--encodings none]
     .venv/bin/python benchmarks/bench_predict.py --size 500 --layouts all [--raw]
 """
 from __future__ import annotations
@@ -69,6 +71,10 @@ LEGACY_HORIZON = 6
 #: (window, d_model, layers, res_blocks) of the ``mixed`` members, inside workflow.COMPACT_SPACE
 MIXED = [(24, 32, 2, 2), (16, 32, 1, 3), (20, 16, 2, 1), (12, 32, 2, 2), (24, 16, 1, 2),
          (8, 32, 2, 3), (16, 16, 2, 2), (20, 32, 1, 1), (12, 16, 1, 3), (24, 32, 2, 1)]
+#: (window, hidden, layers) of the ``lstm`` members, inside workflow.COMPACT_SPACES["lstm"] (the main job's
+#: default since session 24), the larger shapes first as a tuned top-10 tends to have them
+LSTM_MIXED = [(24, 64, 2), (16, 64, 1), (20, 32, 2), (12, 64, 2), (24, 32, 1),
+              (8, 64, 2), (16, 32, 2), (20, 64, 1), (12, 16, 1), (24, 64, 1)]
 
 
 def model_dir(folder: str, kind: str, horizon: int, encodings: str = "none") -> str:
@@ -97,14 +103,18 @@ def make_models(folder: str, kind: str = "mixed", horizon: int = HORIZON, n_memb
     names = []
     for k in range(n_members):
         window, hp = WINDOW, {}
+        arch = "resnet_transformer"
         if kind == "mixed":
             window, d_model, layers, res_blocks = MIXED[k % len(MIXED)]
             hp = {"d_model": d_model, "layers": layers, "res_blocks": res_blocks}
+        elif kind == "lstm":
+            window, hidden, layers = LSTM_MIXED[k % len(LSTM_MIXED)]
+            hp, arch = {"hidden": hidden, "layers": layers}, "lstm"
         if window not in preps:
             preps[window] = dataset.prepare(sc.observed, sc.dates, sc.grid, window, horizon, encodings=enc,
                                             target="residual", max_samples=3000, **extra)
         prep = preps[window]
-        r = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, "resnet_transformer", hp, device="cpu",
+        r = train_model(prep.train.X, prep.train.Y, prep.val.X, prep.val.Y, arch, hp, device="cpu",
                         seed=k, max_epochs=1)
         meta = {"architecture": r.architecture, "hparams": r.hparams, "n_features": prep.n_features, "window": window,
                 "horizon": horizon, "feature_names": prep.feature_names, "encodings": enc,
@@ -302,7 +312,7 @@ def main():
     ap.add_argument("--skip-large", action="store_true")
     ap.add_argument("--members", type=int, default=N_MEMBERS,
                     help="members used (fewer make the 4x-area memory check quicker; memory is per block)")
-    ap.add_argument("--members-kind", choices=("mixed", "uniform", "legacy"), default="mixed",
+    ap.add_argument("--members-kind", choices=("mixed", "uniform", "legacy", "lstm"), default="mixed",
                     help="mixed: the main job's shapes (default); uniform: ten default-size models; legacy: the "
                          "earlier benchmark (uniform, horizon 6)")
     ap.add_argument("--horizon", type=int, default=HORIZON, help="forecast epochs (ignored for legacy: 6)")

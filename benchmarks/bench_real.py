@@ -149,6 +149,7 @@ def main(argv=None):
     ap.add_argument("--sampling", choices=("mean", "day"), default="mean",
                     help="12-day bin means (default) or one daily snapshot per bin")
     ap.add_argument("--relative", action="store_true", help="each series relative to the mean of all stations")
+    ap.add_argument("--architecture", default=None, help="experiment: the main job's architecture (default: its own)")
     args = ap.parse_args(argv)
     files = fetch(args.cache)
     Y, dates, labels = build_stack(files, args.epochs, args.horizon, args.sampling, args.relative)
@@ -164,6 +165,8 @@ def main(argv=None):
     raster.write_stack(stack_p, cube[:args.epochs], dates[:args.epochs], grid)
     t0 = time.time()
     kw = {} if args.n_trials is None else {"n_trials": args.n_trials}
+    if args.architecture:
+        kw["architectures"] = (args.architecture,)
     job = os.path.join(args.out, "job")
     if args.regate and os.path.isfile(os.path.join(job, "workflow.json")):
         # the finished run re-scored with the current skill gate (same models, same data)

@@ -49,7 +49,8 @@ season of each forecast date (a summer troposphere is noisier): the band then co
 more evenly per step, but narrows again after a summer instead of never narrowing; DEVICE auto/cpu/cuda; SCHEDULER the address of a Dask
 scheduler (tcp://host:port) whose workers forecast the blocks (optional package dask[distributed]; workers
 need DeformCast on their PYTHONPATH and the stack and model folder at the same paths; the calibration is
-fitted here first); empty = this process. The outputs are the same either way.</p>
+fitted here first); empty = this machine: a raster of 250 000 pixels or more is forecast in one local process
+per core (at most 4; DEFORMCAST_PREDICT_WORKERS=1 keeps it in one). The outputs are the same either way.</p>
 <p><b>Warnings</b>: the run warns when the stack differs from the models' training stack in a way
 that changes the forecast: another acquisition interval, another cell size for models with the
 neighbourhood encoding, or a forecast start inside the period the models were trained and validated

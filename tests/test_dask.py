@@ -121,3 +121,60 @@ def test_bad_unreachable_and_missing_dask(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(DeformCastError, match=r"pip install -c constraints.txt 'dask\[distributed\]=="):
         distributed.connect("tcp://127.0.0.1:9")
+
+
+def test_predict_in_local_processes_equals_one_process(scene, monkeypatch):
+    """Session 24: a large raster's row blocks run in spawned local processes (one thread each), with the
+    Dask workers' code; the output files are those of one process, bit for bit."""
+    tmp, stack, root = scene
+    outs = {}
+    for name, n in (("one", "1"), ("pool", "2")):
+        monkeypatch.setenv("DEFORMCAST_PREDICT_WORKERS", n)
+        d = tmp / f"procs_{name}"
+        logs = []
+        res = ensemble.predict_ensemble(stack, root, str(d / "median.tif"), str(d / "q.tif"), str(d / "members.tif"),
+                                        block_rows=4, device="cpu", progress=Progress(on_log=logs.append))
+        assert res["local_workers"] == (2 if n == "2" else 0)
+        assert any("2 local processes" in s for s in logs) == (n == "2")
+        outs[name] = {k: _bands(str(d / f"{k}.tif")) for k in ("median", "q", "members")}
+    for k in ("median", "q", "members"):
+        _same(outs["one"][k], outs["pool"][k])
+    assert np.isfinite(outs["pool"]["median"]).any()
+
+
+def test_when_predict_uses_local_processes(monkeypatch):
+    monkeypatch.delenv("DEFORMCAST_PREDICT_WORKERS", raising=False)
+    monkeypatch.setattr(distributed, "_cores", lambda: 2)
+    assert distributed.local_workers(1_000_000, 16, "cpu") == 2
+    assert distributed.local_workers(10_000, 1, "cpu") == 0          # the demo: one block, no start-up cost
+    assert distributed.local_workers(200_000, 8, "cpu") == 0         # under LOCAL_MIN_PIXELS
+    assert distributed.local_workers(1_000_000, 16, "cuda") == 0     # one GPU, one process
+    monkeypatch.setattr(distributed, "_cores", lambda: 16)
+    assert distributed.local_workers(1_000_000, 16, "cpu") == distributed.LOCAL_MAX_WORKERS
+    monkeypatch.setattr(distributed, "_cores", lambda: 1)
+    assert distributed.local_workers(1_000_000, 16, "cpu") == 0
+    monkeypatch.setenv("DEFORMCAST_PREDICT_WORKERS", "3")
+    assert distributed.local_workers(10_000, 2, "cpu") == 3
+    monkeypatch.setenv("DEFORMCAST_PREDICT_WORKERS", "two")
+    with pytest.raises(DeformCastError, match="DEFORMCAST_PREDICT_WORKERS"):
+        distributed.local_workers(10_000, 2, "cpu")
+
+
+def test_local_processes_error_and_cancel():
+    pool = distributed.LocalPool(2)
+    try:
+        started = set(pool.pool._processes)                              # both processes are started at once
+        assert len(started) == 2 and set(pool.ready()) <= started and __import__("os").getpid() not in started
+        with pytest.raises(DeformCastError, match="local worker process failed on block 2.*ZeroDivisionError"):
+            distributed.run_blocks(pool, operator.truediv, [(1, 1), (1, 0), (2, 1)], lambda i, r: None)
+        got = []
+        t0 = time.perf_counter()
+        with pytest.raises(Cancelled):
+            distributed.run_blocks(pool, time.sleep, [(0.05,)] + [(3.0,)] * 8, lambda i, r: got.append(i),
+                                   Progress(is_cancelled=lambda: bool(got)))
+        assert got == [0] and time.perf_counter() - t0 < 2.5       # the 3-s blocks were not waited for
+        procs = list(pool.pool._processes.values())
+    finally:
+        pool.close()
+    time.sleep(0.5)
+    assert procs and not any(p.is_alive() for p in procs)          # Cancel leaves no process behind

@@ -114,6 +114,8 @@ def run_blocks(client, fn: Callable, args: Sequence[tuple], on_result: Callable[
     checks Cancel: the pending futures are then cancelled). A worker's error becomes a
     DeformCastError naming the block (a DeformCastError raised there keeps its message)."""
     n = len(args)
+    if isinstance(client, LocalPool):
+        return _run_local(client, fn, args, on_result, progress, window, what)
     if client is None:
         for i, a in enumerate(args):
             on_result(i, fn(*a))
@@ -258,3 +260,166 @@ def stack_info(job: dict):
 
 def blocks_of(height: int, block_rows: int) -> List[tuple]:
     return [(r0, min(height, r0 + block_rows)) for r0 in range(0, height, max(1, int(block_rows)))]
+
+
+# --------------------------------------------------------------------------------------------------
+# local processes (session 24): the workers' code without a cluster
+
+#: ``predict`` runs its row blocks in local worker processes on its own where the raster has at least this
+#: many pixels to forecast and the machine more than one core (``DEFORMCAST_PREDICT_WORKERS``: 1 = never, N = N
+#: processes whenever there are two blocks or more)
+LOCAL_MIN_PIXELS = 250_000
+#: at most this many local worker processes (one thread each)
+LOCAL_MAX_WORKERS = 4
+#: seconds the local processes may take to start and import the package before ``predict`` runs in its own
+LOCAL_START_S = 120.0
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "DEFORMCAST_THREADS": "1"}
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def local_workers(pixels: int, blocks: int, device: str = "cpu") -> int:
+    """How many local processes ``predict`` uses for ``blocks`` row blocks of ``pixels`` pixels (0: none)."""
+    env = os.environ.get("DEFORMCAST_PREDICT_WORKERS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise DeformCastError(f"DEFORMCAST_PREDICT_WORKERS '{env}' is not a whole number: give 1 to forecast in "
+                                  "this process, or the number of local worker processes.") from None
+        return n if n >= 2 and blocks >= 2 else 0
+    if str(device).startswith("cuda") or pixels < LOCAL_MIN_PIXELS or blocks < 4:
+        return 0
+    n = min(_cores(), LOCAL_MAX_WORKERS, blocks)
+    return n if n >= 2 else 0
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+class LocalPool:
+    """``n`` spawned Python processes with one thread each that run row blocks as Dask workers do
+    (:func:`run_blocks` takes it in place of a client). Fresh interpreters, never a fork of the caller (QGIS);
+    in QGIS, ``python3`` of the same version (:func:`tuning.local_workers.python_executable`)."""
+
+    def __init__(self, n: int):
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        from ..learn.tuning.local_workers import python_executable
+
+        self.n = int(n)
+        ctx = mp.get_context("spawn")
+        ctx.set_executable(python_executable())
+        saved = {k: os.environ.get(k) for k in _ONE_THREAD}
+        os.environ.update(_ONE_THREAD)          # inherited by the processes, which start now
+        try:
+            self.pool = cf.ProcessPoolExecutor(max_workers=self.n, mp_context=ctx)
+            self._warm = [self.pool.submit(_ready) for _ in range(2 * self.n)]
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        self.pids: List[int] = []
+
+    def ready(self, timeout: float = LOCAL_START_S) -> List[int]:
+        """Wait until the processes have started and imported the package (they start in the background while
+        the caller fits its calibration); their pids. Raises where they cannot."""
+        if not self.pids:
+            self.pids = sorted({f.result(timeout=timeout) for f in self._warm})
+        return self.pids
+
+    def submit(self, fn, *args):
+        return self.pool.submit(fn, *args)
+
+    def close(self) -> None:
+        pool = getattr(self, "pool", None)
+        if pool is None:
+            return
+        procs = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:                          # a block still running is not waited for (Cancel, an error)
+            if p.is_alive():
+                p.terminate()
+        self.pool = None
+
+
+def start_local(n: int, progress=None) -> Optional[LocalPool]:
+    """A :class:`LocalPool` of ``n`` processes starting in the background, or None (logged) where it cannot;
+    :func:`ready_local` before its first block."""
+    try:
+        return LocalPool(n)
+    except Exception as e:  # noqa: BLE001 - the forecast then runs in this process
+        _not_local(e, progress)
+        return None
+
+
+def ready_local(pool: Optional[LocalPool], progress=None) -> Optional[LocalPool]:
+    """``pool`` once its processes are up, or None (closed, logged) where they did not start."""
+    if pool is None:
+        return None
+    try:
+        pool.ready()
+    except Exception as e:  # noqa: BLE001 - the forecast then runs in this process
+        pool.close()
+        _not_local(e, progress)
+        return None
+    if progress is not None:
+        progress.log(f"Forecasting the row blocks in {pool.n} local processes (one thread each; "
+                     "DEFORMCAST_PREDICT_WORKERS=1 keeps them in this process).")
+    return pool
+
+
+def _not_local(e: BaseException, progress) -> None:
+    if progress is not None:
+        progress.log(f"Local worker processes could not start ({type(e).__name__}: {e}); forecasting in this "
+                     "process.")
+
+
+def _run_local(pool: LocalPool, fn: Callable, args: Sequence[tuple], on_result, progress, window: int,
+               what: str) -> None:
+    import concurrent.futures as cf
+
+    n = len(args)
+    window = int(window) or 2 * pool.n + 1
+    pending: Dict[object, int] = {}
+    ready: Dict[int, object] = {}
+    nxt = submitted = 0
+    try:
+        while nxt < n:
+            while submitted < n and len(pending) + len(ready) < window:
+                pending[pool.submit(fn, *args[submitted])] = submitted
+                submitted += 1
+            if progress is not None:
+                progress.check()
+            done, _ = cf.wait(list(pending), timeout=0.05, return_when=cf.FIRST_COMPLETED)
+            for f in done:
+                i = pending.pop(f)
+                exc = f.exception()
+                if exc is not None:
+                    where = f"{what} {i + 1}" + (f" (rows {args[i][1]}-{args[i][2]})" if len(args[i]) >= 3 else "")
+                    if isinstance(exc, DeformCastError):
+                        raise DeformCastError(f"In a local worker process, {where}: {exc}")
+                    raise DeformCastError(f"A local worker process failed on {where}: {type(exc).__name__}: {exc}. "
+                                          "Set DEFORMCAST_PREDICT_WORKERS=1 to forecast in this process.")
+                ready[i] = f.result()
+            while nxt in ready:
+                on_result(nxt, ready.pop(nxt))
+                nxt += 1
+                if progress is not None:
+                    progress.set(nxt / n)
+    except BaseException:
+        for f in pending:
+            f.cancel()
+        raise

@@ -257,24 +257,48 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     method = method or calib.DEFAULT_METHOD
     if method not in calib.METHODS:
         raise DeformCastError(f"CALIBRATION '{method}': valid values are {', '.join(calib.METHODS)}.")
-    if calibrate and M > 1:
-        model, cal = calib.calibrate(info, loaded, configs, cov, e, H, dev, batch_size, method, gate=gate,
-                                     progress=progress.sub(0.0, 0.3),
-                                     seasonal=calib.DEFAULT_SEASONAL if seasonal is None else bool(seasonal))
-        progress = progress.sub(0.3, 1.0)
-        for line in calib.log_lines(cal):
-            progress.log(line)
-    else:
-        model, cal = None, {"calibrated": False, "reason": "switched off" if M > 1 else "one member"}
+    if not block_rows or int(block_rows) <= 0:
+        block_rows = max(1, BLOCK_PIXELS // max(1, W))
+    block_rows = int(block_rows)
+    n_local = distributed.local_workers(Hh * W, -(-Hh // block_rows), dev) if client is None else 0
+    pool = distributed.start_local(n_local, progress) if n_local else None   # starts while the calibration is fitted
+    try:
+        if calibrate and M > 1:
+            model, cal = calib.calibrate(info, loaded, configs, cov, e, H, dev, batch_size, method, gate=gate,
+                                         progress=progress.sub(0.0, 0.3),
+                                         seasonal=calib.DEFAULT_SEASONAL if seasonal is None else bool(seasonal))
+            progress = progress.sub(0.3, 1.0)
+            for line in calib.log_lines(cal):
+                progress.log(line)
+        else:
+            model, cal = None, {"calibrated": False, "reason": "switched off" if M > 1 else "one member"}
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
     timer["calibration"] = time.perf_counter() - t_cal
+    try:
+        return _forecast_blocks(info=info, loaded=loaded, configs=configs, cov=cov, e=e, H=H, M=M, qs=qs, dev=dev,
+                                batch_size=batch_size, gate=gate, model=model, cal=cal, model_folder=model_folder,
+                                members=members, device=device, out_median=out_median, out_quantiles=out_quantiles,
+                                out_members=out_members, block_rows=block_rows, fdates=fdates, win_max=win_max,
+                                progress=progress, timer=timer, t_start=t_start, client=client, pool=pool)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size, gate, model, cal, model_folder,
+                     members, device, out_median, out_quantiles, out_members, block_rows, fdates, win_max, progress,
+                     timer, t_start, client, pool) -> dict:
+    """The row blocks of :func:`_predict_ensemble` after its calibration: in this process, on a Dask ``client``
+    or in a local ``pool``; the writers are closed (or aborted) here."""
+    Hh = info.grid.shape[0]
     plan = Plan(loaded, configs)
     med_path, q_path, m_path = out_median, out_quantiles, out_members
     meta = {"DEFORMCAST_MODEL_FOLDER": os.path.abspath(model_folder), "DEFORMCAST_END_DATE": raster.iso(info.dates[e]),
             "DEFORMCAST_MEMBERS": json.dumps([os.path.basename(m.folder) for m in loaded]),
             "DEFORMCAST_CALIBRATION": json.dumps(cal), "DEFORMCAST_GATE": json.dumps(gate)}
-    if not block_rows or int(block_rows) <= 0:
-        block_rows = max(1, BLOCK_PIXELS // max(1, W))
-    block_rows = int(block_rows)
     w_med = raster.RasterWriter(med_path, info.grid, H, [raster.iso(d) for d in fdates], metadata=meta,
                                 write_rows=block_rows)
     w_q = raster.RasterWriter(q_path, info.grid, len(qs), [f"P{q:g} {raster.iso(fdates[-1])}" for q in qs],
@@ -313,7 +337,11 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
             acc["final"].append(res["sample"])
 
     try:
-        if client is None:
+        pool = distributed.ready_local(pool, progress)
+        if pool is not None:
+            distributed.run_blocks(pool, _remote_block, [(job, r0, r1, a0, a1, {k: v[a0:a1] for k, v in cov.items()})
+                                                         for r0, r1, a0, a1 in blocks], put, progress, what="block")
+        elif client is None:
             ctx = dict(job, info=info, dates=info.dates, grid=info.grid)
             for bi, (r0, r1, a0, a1) in enumerate(blocks):
                 cov_blk = {k: v[a0:a1] for k, v in cov.items()}
@@ -351,5 +379,5 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
             "members": [os.path.basename(m.folder) for m in loaded], "forecast_dates": [raster.iso(d) for d in fdates],
             "end_date": raster.iso(info.dates[e]), "valid_pixels": n_valid, "unforecast": dict(acc["gaps"]),
             "unforecast_note": gap_msg, "device": dev, "calibration": cal,
-            "gate": gate,
+            "gate": gate, "local_workers": 0 if pool is None else pool.n,
             "timings_s": dict(timer, total=time.perf_counter() - t_start)}
