@@ -178,3 +178,33 @@ def test_local_processes_error_and_cancel():
         pool.close()
     time.sleep(0.5)
     assert procs and not any(p.is_alive() for p in procs)          # Cancel leaves no process behind
+
+
+def test_a_dead_local_process_is_said_and_predict_goes_on(scene, monkeypatch):
+    import os
+
+    pool = distributed.LocalPool(2)
+    try:
+        with pytest.raises(distributed.PoolBroken, match="died on block [12]"):
+            distributed.run_blocks(pool, os._exit, [(3,), (3,)], lambda i, r: None)
+    finally:
+        pool.close()
+    # predict: a pool whose processes die on their first block -> the blocks are forecast in this process
+    tmp, stack, root = scene
+    monkeypatch.setenv("DEFORMCAST_PREDICT_WORKERS", "2")
+    monkeypatch.setattr(ensemble, "_remote_block", _die)
+    logs = []
+    d = tmp / "procs_dead"
+    res = ensemble.predict_ensemble(stack, root, str(d / "median.tif"), block_rows=4, device="cpu",
+                                    progress=Progress(on_log=logs.append))
+    assert any("in this process" in s and "died" in s for s in logs), logs
+    monkeypatch.setenv("DEFORMCAST_PREDICT_WORKERS", "1")
+    ref = ensemble.predict_ensemble(stack, root, str(tmp / "procs_ref" / "median.tif"), block_rows=4, device="cpu")
+    _same(_bands(str(d / "median.tif")), _bands(str(tmp / "procs_ref" / "median.tif")))
+    assert res["valid_pixels"] == ref["valid_pixels"] > 0
+
+
+def _die(*args):
+    import os
+
+    os._exit(3)

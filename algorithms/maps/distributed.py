@@ -299,8 +299,36 @@ def local_workers(pixels: int, blocks: int, device: str = "cpu") -> int:
     return n if n >= 2 else 0
 
 
-def _ready() -> int:
+def _ready(probe) -> int:
+    """A worker's warm-up task: it imports what a block needs and unpickles dates, as a block's job does (an
+    interpreter whose standard library does not match the caller's fails here, not on a block)."""
+    from . import ensemble  # noqa: F401 - the import a block needs
+
+    assert str(probe[0]) == "2020-01-01"
     return os.getpid()
+
+
+class PoolBroken(DeformCastError):
+    """A local worker process died (killed, out of memory, a broken interpreter): the caller goes on in its own
+    process."""
+
+
+def spawn_python() -> str:
+    """The interpreter for spawned workers: the one whose standard library this Python runs on (a spawned
+    worker inherits the caller's ``sys.path``). In QGIS, ``sys.executable`` is the QGIS binary or the first
+    ``python3`` on PATH, which may be another installation (measured: a pyenv shim in ``qgis_process``), so
+    ``python<X.Y>`` of ``sys.exec_prefix`` comes first; then ``sys.executable``; then the tuning workers' choice."""
+    import sys
+
+    own = os.path.join(sys.exec_prefix, "bin", f"python{sys.version_info[0]}.{sys.version_info[1]}")
+    if os.path.isfile(own) and os.access(own, os.X_OK):
+        return own
+    exe = sys.executable or ""
+    if os.path.basename(exe).startswith("python"):
+        return exe
+    from ..learn.tuning.local_workers import python_executable
+
+    return python_executable()
 
 
 class LocalPool:
@@ -312,16 +340,17 @@ class LocalPool:
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        from ..learn.tuning.local_workers import python_executable
+        import numpy as np
 
         self.n = int(n)
         ctx = mp.get_context("spawn")
-        ctx.set_executable(python_executable())
+        ctx.set_executable(spawn_python())
         saved = {k: os.environ.get(k) for k in _ONE_THREAD}
         os.environ.update(_ONE_THREAD)          # inherited by the processes, which start now
         try:
             self.pool = cf.ProcessPoolExecutor(max_workers=self.n, mp_context=ctx)
-            self._warm = [self.pool.submit(_ready) for _ in range(2 * self.n)]
+            probe = np.array(["2020-01-01"], dtype="datetime64[D]")
+            self._warm = [self.pool.submit(_ready, probe) for _ in range(2 * self.n)]
         except BaseException:
             self.close()
             raise
@@ -383,8 +412,9 @@ def ready_local(pool: Optional[LocalPool], progress=None) -> Optional[LocalPool]
 
 def _not_local(e: BaseException, progress) -> None:
     if progress is not None:
-        progress.log(f"Local worker processes could not start ({type(e).__name__}: {e}); forecasting in this "
-                     "process.")
+        progress.log(f"Local worker processes ({spawn_python()}) could not start ({type(e).__name__}: {e}); "
+                     "forecasting in this process.")
+
 
 
 def _run_local(pool: LocalPool, fn: Callable, args: Sequence[tuple], on_result, progress, window: int,
@@ -407,6 +437,8 @@ def _run_local(pool: LocalPool, fn: Callable, args: Sequence[tuple], on_result, 
             for f in done:
                 i = pending.pop(f)
                 exc = f.exception()
+                if isinstance(exc, cf.process.BrokenProcessPool):
+                    raise PoolBroken(f"A local worker process died on {what} {i + 1} ({exc}).")
                 if exc is not None:
                     where = f"{what} {i + 1}" + (f" (rows {args[i][1]}-{args[i][2]})" if len(args[i]) >= 3 else "")
                     if isinstance(exc, DeformCastError):

@@ -317,7 +317,7 @@ def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size
     job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
            "device": device, "dev": dev, "batch_size": batch_size, "e": e, "H": H, "gate": gate, "model": model,
            "qs": qs, "want_q": w_q is not None, "want_m": w_m is not None}
-    acc = {"n_valid": 0, "final": [], "gaps": {"data": 0, "none": 0, "last_missing": 0}}
+    acc = {"n_valid": 0, "done": 0, "final": [], "gaps": {"data": 0, "none": 0, "last_missing": 0}}
 
     def put(bi, res):   # the client writes each block in block order
         r0 = blocks[bi][0]
@@ -331,6 +331,7 @@ def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size
             timer[k] = timer.get(k, 0.0) + v
         timer["write"] += time.perf_counter() - t0
         acc["n_valid"] += res["n_valid"]
+        acc["done"] = bi + 1
         for k, v in res.get("gaps", {}).items():
             acc["gaps"][k] += int(v)
         if len(acc["final"]) < 20:
@@ -338,17 +339,25 @@ def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size
 
     try:
         pool = distributed.ready_local(pool, progress)
+        first = 0
         if pool is not None:
-            distributed.run_blocks(pool, _remote_block, [(job, r0, r1, a0, a1, {k: v[a0:a1] for k, v in cov.items()})
-                                                         for r0, r1, a0, a1 in blocks], put, progress, what="block")
-        elif client is None:
+            try:
+                distributed.run_blocks(pool, _remote_block, [(job, r0, r1, a0, a1, {k: v[a0:a1] for k, v in cov.items()})
+                                                             for r0, r1, a0, a1 in blocks], put, progress, what="block")
+                first = len(blocks)
+            except distributed.PoolBroken as err:   # the rest in this process, from the first block not written
+                first = acc["done"]
+                progress.log(f"{err} Forecasting blocks {first + 1}-{len(blocks)} in this process.")
+        if client is None and first < len(blocks):
             ctx = dict(job, info=info, dates=info.dates, grid=info.grid)
             for bi, (r0, r1, a0, a1) in enumerate(blocks):
+                if bi < first:
+                    continue
                 cov_blk = {k: v[a0:a1] for k, v in cov.items()}
                 put(bi, _block(ctx, loaded, plan, r0, r1, a0, a1, cov_blk,
                                progress.sub(bi / len(blocks), (bi + 1) / len(blocks))))
                 progress.set((bi + 1) / len(blocks))
-        else:
+        elif client is not None:
             progress.log(f"Forecasting {len(blocks)} blocks on the Dask cluster.")
             distributed.run_blocks(client, _remote_block, [(job, r0, r1, a0, a1, {k: v[a0:a1] for k, v in cov.items()})
                                                            for r0, r1, a0, a1 in blocks], put, progress, what="block")
