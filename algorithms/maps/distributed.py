@@ -302,9 +302,13 @@ def local_workers(pixels: int, blocks: int, device: str = "cpu") -> int:
 def _ready(probe) -> int:
     """A worker's warm-up task: it imports what a block needs and unpickles dates, as a block's job does (an
     interpreter whose standard library does not match the caller's fails here, not on a block)."""
-    from . import ensemble  # noqa: F401 - the import a block needs
+    from . import member_forecasts  # noqa: F401 - what a block imports (numpy, GDAL and the model I/O)
+    from ..learn.runtime import resolve_device
 
-    assert str(probe[0]) == "2020-01-01"
+    resolve_device("cpu")                  # and torch
+
+    if str(probe[0]) != "2020-01-01":
+        raise RuntimeError(f"this worker reads dates wrongly ({probe[0]!r})")
     return os.getpid()
 
 
