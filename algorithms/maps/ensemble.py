@@ -337,13 +337,14 @@ def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size
         if len(acc["final"]) < 20:
             acc["final"].append(res["sample"])
 
+    tasks = [(job, r0, r1, a0, a1, {k: v[a0:a1] for k, v in cov.items()}) for r0, r1, a0, a1 in blocks] \
+        if client is not None or pool is not None else []
     try:
         pool = distributed.ready_local(pool, progress)
         first = 0
         if pool is not None:
             try:
-                distributed.run_blocks(pool, _remote_block, [(job, r0, r1, a0, a1, {k: v[a0:a1] for k, v in cov.items()})
-                                                             for r0, r1, a0, a1 in blocks], put, progress, what="block")
+                distributed.run_blocks(pool, _remote_block, tasks, put, progress, what="block")
                 first = len(blocks)
             except distributed.PoolBroken as err:   # the rest in this process, from the first block not written
                 first = acc["done"]
@@ -359,8 +360,7 @@ def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size
                 progress.set((bi + 1) / len(blocks))
         elif client is not None:
             progress.log(f"Forecasting {len(blocks)} blocks on the Dask cluster.")
-            distributed.run_blocks(client, _remote_block, [(job, r0, r1, a0, a1, {k: v[a0:a1] for k, v in cov.items()})
-                                                           for r0, r1, a0, a1 in blocks], put, progress, what="block")
+            distributed.run_blocks(client, _remote_block, tasks, put, progress, what="block")
         n_valid, final_vals = acc["n_valid"], acc["final"]
         if n_valid == 0:
             raise DeformCastError("No pixel could be forecast: every pixel has nodata within the members' input window "
@@ -388,5 +388,5 @@ def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size
             "members": [os.path.basename(m.folder) for m in loaded], "forecast_dates": [raster.iso(d) for d in fdates],
             "end_date": raster.iso(info.dates[e]), "valid_pixels": n_valid, "unforecast": dict(acc["gaps"]),
             "unforecast_note": gap_msg, "device": dev, "calibration": cal,
-            "gate": gate, "local_workers": 0 if pool is None else pool.n,
+            "gate": gate, "local_workers": 0 if pool is None or first < len(blocks) else pool.n,
             "timings_s": dict(timer, total=time.perf_counter() - t_start)}
