@@ -144,14 +144,14 @@ def test_predict_in_local_processes_equals_one_process(scene, monkeypatch):
 
 def test_when_predict_uses_local_processes(monkeypatch):
     monkeypatch.delenv("DEFORMCAST_PREDICT_WORKERS", raising=False)
-    monkeypatch.setattr(distributed, "_cores", lambda: 2)
+    monkeypatch.setattr(distributed, "usable_cores", lambda: 2)
     assert distributed.local_workers(1_000_000, 16, "cpu") == 2
     assert distributed.local_workers(10_000, 1, "cpu") == 0          # the demo: one block, no start-up cost
     assert distributed.local_workers(200_000, 8, "cpu") == 0         # under LOCAL_MIN_PIXELS
     assert distributed.local_workers(1_000_000, 16, "cuda") == 0     # one GPU, one process
-    monkeypatch.setattr(distributed, "_cores", lambda: 16)
+    monkeypatch.setattr(distributed, "usable_cores", lambda: 16)
     assert distributed.local_workers(1_000_000, 16, "cpu") == distributed.LOCAL_MAX_WORKERS
-    monkeypatch.setattr(distributed, "_cores", lambda: 1)
+    monkeypatch.setattr(distributed, "usable_cores", lambda: 1)
     assert distributed.local_workers(1_000_000, 16, "cpu") == 0
     monkeypatch.setenv("DEFORMCAST_PREDICT_WORKERS", "3")
     assert distributed.local_workers(10_000, 2, "cpu") == 3

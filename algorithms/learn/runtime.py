@@ -48,6 +48,14 @@ def env_threads() -> Optional[int]:
         raise DeformCastError(f"DEFORMCAST_THREADS='{env}' is not a whole number of threads.") from None
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one, else all)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
     """Torch CPU threads: ``DEFORMCAST_THREADS`` when set, else ``min(2, cores)``.
 

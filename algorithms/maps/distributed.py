@@ -25,6 +25,7 @@ import uuid
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..errors import DeformCastError
+from ..learn.runtime import usable_cores
 
 #: seconds to reach the scheduler (and to wait for a first worker) before giving up
 CONNECT_TIMEOUT_S = float(os.environ.get("DEFORMCAST_DASK_TIMEOUT", "20"))
@@ -276,13 +277,6 @@ LOCAL_START_S = 120.0
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "DEFORMCAST_THREADS": "1"}
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def local_workers(pixels: int, blocks: int, device: str = "cpu") -> int:
     """How many local processes ``predict`` uses for ``blocks`` row blocks of ``pixels`` pixels (0: none)."""
     env = os.environ.get("DEFORMCAST_PREDICT_WORKERS", "").strip()
@@ -295,7 +289,7 @@ def local_workers(pixels: int, blocks: int, device: str = "cpu") -> int:
         return n if n >= 2 and blocks >= 2 else 0
     if str(device).startswith("cuda") or pixels < LOCAL_MIN_PIXELS or blocks < 4:
         return 0
-    n = min(_cores(), LOCAL_MAX_WORKERS, blocks)
+    n = min(usable_cores(), LOCAL_MAX_WORKERS, blocks)
     return n if n >= 2 else 0
 
 

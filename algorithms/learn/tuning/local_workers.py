@@ -23,6 +23,7 @@ import sys
 from typing import Any, Dict, List
 
 from ...errors import DeformCastError
+from ..runtime import usable_cores
 
 #: ``local_workers=0`` ("auto"): one worker per core, at most this many (TPE learns from finished
 #: trials; many parallel workers ask before they can learn)
@@ -35,11 +36,7 @@ def auto_workers(device: str = "cpu") -> int:
     :data:`AUTO_MAX_WORKERS`."""
     if str(device).startswith("cuda"):
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(AUTO_MAX_WORKERS, cores))
+    return max(1, min(AUTO_MAX_WORKERS, usable_cores()))
 
 
 def python_executable() -> str:
