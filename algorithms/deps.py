@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import sys
 from typing import Dict, List
 
 from .errors import MissingDependency
@@ -52,3 +55,30 @@ def require(*names: str) -> None:
             + install_command(miss)
             + "\nor run scripts/setup.sh from the DeformCast folder for a project-local set-up."
         )
+
+
+def python_interpreter() -> str:
+    """The Python interpreter whose standard library and packages this process runs on: the one for child
+    processes (the tuning's worker processes, ``predict``'s local processes, pip in the dependency dialog).
+
+    Inside QGIS ``sys.executable`` is not to be trusted: it is the QGIS binary on some platforms, and in
+    Debian's ``qgis_process`` it was measured to be the first ``python3`` on PATH, a pyenv shim of another
+    installation; a child started with that one imports another Python's packages or none. So the interpreter
+    of ``sys.exec_prefix`` (``bin/python<X.Y>``, ``bin/python3``, or ``python.exe`` on Windows/OSGeo4W) comes
+    first, then ``sys.executable`` where it is a Python, then ``python<X.Y>`` / ``python3`` on PATH."""
+    major, minor = sys.version_info[0], sys.version_info[1]
+    for cand in (os.path.join(sys.exec_prefix, "bin", f"python{major}.{minor}"),
+                 os.path.join(sys.exec_prefix, "bin", f"python{major}"),
+                 os.path.join(sys.exec_prefix, "python.exe"),
+                 os.path.join(sys.exec_prefix, f"python{major}.exe")):
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    exe = sys.executable or ""
+    if os.path.basename(exe).lower().startswith("python"):
+        return exe
+    found = shutil.which(f"python{major}.{minor}") or shutil.which(f"python{major}")
+    if not found:
+        raise MissingDependency(f"No Python {major}.{minor} interpreter was found for DeformCast's worker "
+                                f"processes (looked in {sys.exec_prefix} and on PATH). Put python{major} on "
+                                "PATH, or keep the work in one process (LOCAL_WORKERS=1).")
+    return found

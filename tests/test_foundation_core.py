@@ -143,6 +143,34 @@ def test_dependency_report_names_install_command():
             deps.REQUIRED.pop("_fake_pkg_for_test")
 
 
+def test_child_interpreter_is_this_python_not_sys_executable(monkeypatch, tmp_path):
+    """Worker processes run on the interpreter of sys.exec_prefix, whatever sys.executable says (inside QGIS it is
+    the QGIS binary, or in qgis_process another installation's python3 on PATH)."""
+    real = deps.python_interpreter()
+    out = subprocess.run([real, "-c", "import sys; print(sys.version_info[:2], sys.exec_prefix)"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == f"{tuple(sys.version_info[:2])} {sys.exec_prefix}"
+    # an embedding binary as sys.executable does not matter
+    monkeypatch.setattr(sys, "executable", "/usr/bin/qgis")
+    assert deps.python_interpreter() == real
+    # a prefix without an interpreter: sys.executable where it is a Python, else PATH, else a clear message
+    fake = tmp_path / "python3.11"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "exec_prefix", str(tmp_path / "empty"))
+    monkeypatch.setattr(sys, "executable", str(fake))
+    assert deps.python_interpreter() == str(fake)
+    monkeypatch.setattr(sys, "executable", "/usr/bin/qgis")
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(DeformCastError, match="LOCAL_WORKERS=1"):
+        deps.python_interpreter()
+    from deformcast.algorithms.learn.tuning.local_workers import python_executable
+    from deformcast.algorithms.maps.distributed import spawn_python
+
+    monkeypatch.undo()
+    assert python_executable() == spawn_python() == real
+
+
 def test_gdal_array_imports_with_numpy_below_2():
     from osgeo import gdal_array  # noqa: F401
 

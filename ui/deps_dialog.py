@@ -74,18 +74,12 @@ def add_dependency_path(path: Optional[str] = None) -> str:
 
 
 def python_executable() -> str:
-    """The Python interpreter behind QGIS (``sys.executable`` is the QGIS binary on some platforms)."""
-    exe = sys.executable or ""
-    if os.path.basename(exe).lower().startswith("python"):
-        return exe
-    cands = [os.path.join(sys.exec_prefix, "bin", f"python{sys.version_info[0]}.{sys.version_info[1]}"),
-             os.path.join(sys.exec_prefix, "bin", "python3"),
-             os.path.join(sys.exec_prefix, "python.exe"),
-             os.path.join(sys.exec_prefix, "python3.exe")]
-    for c in cands:
-        if os.path.isfile(c):
-            return c
-    return shutil.which("python3") or shutil.which("python") or "python3"
+    """The Python interpreter behind QGIS, for pip (``sys.executable`` is the QGIS binary on some platforms):
+    :func:`deps.python_interpreter`, else ``python3``."""
+    try:
+        return deps.python_interpreter()
+    except deps.MissingDependency:
+        return shutil.which("python3") or shutil.which("python") or "python3"
 
 
 def constraints_text() -> str:

@@ -312,21 +312,11 @@ class PoolBroken(DeformCastError):
 
 
 def spawn_python() -> str:
-    """The interpreter for spawned workers: the one whose standard library this Python runs on (a spawned
-    worker inherits the caller's ``sys.path``). In QGIS, ``sys.executable`` is the QGIS binary or the first
-    ``python3`` on PATH, which may be another installation (measured: a pyenv shim in ``qgis_process``), so
-    ``python<X.Y>`` of ``sys.exec_prefix`` comes first; then ``sys.executable``; then the tuning workers' choice."""
-    import sys
+    """The interpreter for spawned workers (a spawned worker inherits the caller's ``sys.path``, so it must be
+    the Python whose standard library this one runs on): :func:`deps.python_interpreter`."""
+    from .. import deps
 
-    own = os.path.join(sys.exec_prefix, "bin", f"python{sys.version_info[0]}.{sys.version_info[1]}")
-    if os.path.isfile(own) and os.access(own, os.X_OK):
-        return own
-    exe = sys.executable or ""
-    if os.path.basename(exe).startswith("python"):
-        return exe
-    from ..learn.tuning.local_workers import python_executable
-
-    return python_executable()
+    return deps.python_interpreter()
 
 
 class LocalPool:

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from typing import Any, Dict, List
 
-from ...errors import DeformCastError
+from ... import deps
 from ..runtime import usable_cores
 
 #: ``local_workers=0`` ("auto"): one worker per core, at most this many (TPE learns from finished
@@ -40,16 +39,9 @@ def auto_workers(device: str = "cpu") -> int:
 
 
 def python_executable() -> str:
-    """A Python interpreter for the workers: this one, unless it is embedded (QGIS: sys.executable is
-    the QGIS binary), then ``python3`` of the same version on PATH."""
-    exe = sys.executable or ""
-    if os.path.basename(exe).startswith("python"):
-        return exe
-    cand = shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}") or shutil.which("python3")
-    if not cand:
-        raise DeformCastError("LOCAL_WORKERS needs a python3 interpreter on PATH for the worker processes; "
-                              "set LOCAL_WORKERS to 1.")
-    return cand
+    """The interpreter for the worker processes (:func:`deps.python_interpreter`: QGIS's own Python, not
+    ``sys.executable``, which inside QGIS may be the QGIS binary or another installation's ``python3``)."""
+    return deps.python_interpreter()
 
 
 def start(n_extra: int, job: Dict[str, Any], log_folder: str) -> List[subprocess.Popen]:
