@@ -9,7 +9,7 @@ import pytest
 from deformcast.algorithms.data import anchors, date_weights
 from deformcast.algorithms.models import modelio
 from deformcast.algorithms.io import raster
-from deformcast.algorithms.maps import gate_report, skill_gate
+from deformcast.algorithms.maps import gate_report, origin_stats, skill_gate
 from deformcast.algorithms.maps.ensemble import predict_ensemble
 from deformcast.algorithms.data.synthetic import write_scene
 
@@ -354,6 +354,35 @@ def test_a_tie_keeps_the_ensemble_and_a_worse_ensemble_falls_back():
     w = skill_gate._lead_weights(E_bad, B, Y)
     got = skill_gate._earned(w, E_bad, B, Y, origin)
     assert skill_gate._rmse(E_bad, Y) > r_b and np.allclose(got, 0.0)
+
+
+def test_two_origins_with_jumps_do_not_outvote_ten(monkeypatch):
+    """Session 25: the gate compares forecasts origin by origin (geometric mean of per-origin RMSE ratios).
+    An ensemble 20 % better than the reference at ten origins and 2x worse at two where a jump makes every
+    error large is kept; pooled over all values (sessions 1-24) those two origins decided. The converse holds
+    too: 20 % worse at ten origins is not rescued by two origins of large errors where it was better."""
+    rng = np.random.default_rng(3)
+    n_o, n, H = 12, 300, 10
+    origin = np.repeat(np.arange(n_o), n)
+    Y = rng.normal(0, 3, (H, n_o * n))
+    size = np.where(np.isin(origin, [3, 7]), 8.0, 1.0)       # two origins with jumps: errors 8x larger
+    eB = rng.normal(0, 1, Y.shape) * size                    # errors the ensemble shares: no blend gains
+    B = Y + eB
+    E_good = Y + np.where(size > 1, 2.0, 0.8) * eB           # 0.8 of B at ten origins, 2x at the two
+    E_bad = Y + np.where(size > 1, 0.5, 1.2) * eB            # 1.2 of B at ten origins, half at the two
+    assert origin_stats.ORIGIN_AGGREGATION == "geometric"       # the shipped rule
+    for E, keep in ((E_good, 1.0), (E_bad, 0.0)):
+        assert skill_gate._ratio(E, B, Y, origin) == pytest.approx(
+            np.exp(np.mean([np.log(skill_gate._rmse(E[:, origin == o], Y[:, origin == o])
+                                   / skill_gate._rmse(B[:, origin == o], Y[:, origin == o])) for o in range(n_o)])))
+        sc = skill_gate._origin_scale(B, Y, origin)
+        w = skill_gate._lead_weights(E, B, Y, sc)
+        np.testing.assert_allclose(skill_gate._earned(w, E, B, Y, origin), keep)
+    monkeypatch.setattr(origin_stats, "ORIGIN_AGGREGATION", "pooled")
+    assert skill_gate._rmse(E_good, Y) > skill_gate._rmse(B, Y) > skill_gate._rmse(E_bad, Y)   # pooled: reversed
+    assert skill_gate._origin_scale(B, Y, origin) is None
+    assert np.allclose(skill_gate._earned(skill_gate._lead_weights(E_good, B, Y), E_good, B, Y, origin), 0.0)
+    assert np.allclose(skill_gate._earned(skill_gate._lead_weights(E_bad, B, Y), E_bad, B, Y, origin), 1.0)
 
 
 def test_verdict_needs_the_held_out_test_period_to_agree():

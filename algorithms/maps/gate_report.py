@@ -53,7 +53,10 @@ def gate_sentence(gate: dict) -> str:
     ens, ref = s["ensemble median"], s[gate["reference"]]
     head = (f"Over {gate['n_origins']} rolling origins the ensemble median "
             + ("beats" if gate.get("verdict_rolling", gate["verdict"]) == "win" else "does NOT beat")
-            + f" the best classical forecast ({gate['reference']}): RMSE {ens['rmse']:.2f} vs {ref['rmse']:.2f} mm "
+            + f" the best classical forecast ({gate['reference']}): "
+            + (f"origin by origin its RMSE is {gate['ratio']:.2f} x the classical one (geometric mean over origins), "
+               if gate.get("aggregation") == "geometric" else "")
+            + f"RMSE {ens['rmse']:.2f} vs {ref['rmse']:.2f} mm over all values "
             f"(won {gate['origins_won']} of {gate['n_origins']} origins). ")
     own = ("The forecast is the ensemble's, blended pixel by pixel with the local classical forecast by their "
            "track records over the last horizon." if gate.get("local_blend") else "The forecast is the ensemble's.")

@@ -75,6 +75,8 @@ from ..models import modelio
 from ..io import raster
 from ..errors import DeformCastError
 from ..progress import Progress, silent
+from . import origin_stats
+from .origin_stats import mae as _mae, origin_scale as _origin_scale, ratio as _ratio, rmse as _rmse
 from .gate_report import (ENSEMBLE_LOCAL, append_to_report, gate_sentence, report_section,  # noqa: F401
                           with_held_out)
 
@@ -329,16 +331,6 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
     return out
 
 
-def _rmse(a, b) -> float:
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    return float(np.sqrt(np.mean(d * d))) if d.size else float("nan")
-
-
-def _mae(a, b) -> float:
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    return float(np.mean(np.abs(d))) if d.size else float("nan")
-
-
 def classes_of(classifier: np.ndarray, last: np.ndarray, limits: Sequence[float]) -> np.ndarray:
     """Class 0/1/2 of each pixel by the movement ``|classifier[-1] - last|`` (mm) over the horizon."""
     mv = np.abs(np.asarray(classifier)[-1] - np.asarray(last))
@@ -346,10 +338,13 @@ def classes_of(classifier: np.ndarray, last: np.ndarray, limits: Sequence[float]
                    0, len(CLASS_NAMES) - 1)
 
 
-def _lead_weights(E, B, Y) -> np.ndarray:
-    """Least-squares blend weight per lead of ``B + w (E - B)`` against ``Y``, clipped to [0, 1]."""
+def _lead_weights(E, B, Y, scale=None) -> np.ndarray:
+    """Least-squares blend weight per lead of ``B + w (E - B)`` against ``Y``, clipped to [0, 1]; ``scale`` (one
+    factor per value) weighs each value's residual (:func:`_origin_scale`)."""
     c = E - B
     r = Y - B
+    if scale is not None:
+        c, r = c * scale, r * scale
     num = (c * r).sum(axis=1)
     den = (c * c).sum(axis=1)
     w = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
@@ -359,9 +354,10 @@ def _lead_weights(E, B, Y) -> np.ndarray:
 def _cv_gated(E: np.ndarray, B: np.ndarray, Y: np.ndarray, origin: np.ndarray) -> np.ndarray:
     """``B + w (E - B)`` with the lead weights of each origin's values fitted on the other origins only."""
     out = np.empty_like(E)
+    scale = _origin_scale(B, Y, origin)
     for o in np.unique(origin):
         m = origin == o
-        w = _lead_weights(E[:, ~m], B[:, ~m], Y[:, ~m])
+        w = _lead_weights(E[:, ~m], B[:, ~m], Y[:, ~m], None if scale is None else scale[~m])
         out[:, m] = B[:, m] + w[:, None] * (E[:, m] - B[:, m])
     return out
 
@@ -379,15 +375,16 @@ def _earned(w: np.ndarray, E: np.ndarray, B: np.ndarray, Y: np.ndarray, origin=N
     each origin scored with weights fitted on the others) when there are at least two: one weight per
     lead step fitted on a class explains a 1 % gain in sample all too easily. In session 6 a shift
     fitted in sample gained 1.04 % at the rolling origins and pushed a benchmark scene's fastest class 27 %
-    towards the all-history linear fit: its mining bowls went from 6.9 to 16.1 mm (docs/skill.md)."""
-    r_e, r_b = _rmse(E, Y), _rmse(B, Y)
+    towards the all-history linear fit: its mining bowls went from 6.9 to 16.1 mm (docs/skill.md).
+
+    "Better" and "gains" compare the forecasts origin by origin (:func:`_ratio`, ``ORIGIN_AGGREGATION``)."""
     if origin is not None and np.unique(origin).size >= 2:
-        r_g = _rmse(_cv_gated(E, B, Y, origin), Y)
+        G = _cv_gated(E, B, Y, origin)
     else:
-        r_g = _rmse(B + w[:, None] * (E - B), Y)
-    if r_e <= r_b:   # a tie keeps the ensemble (after its local blend); session 10, was (1 - MIN_GAIN) r_b
-        return w if r_g <= (1.0 - MIN_GAIN) * r_e else np.ones_like(w)
-    return w if r_g <= (1.0 - MIN_GAIN) * r_b else np.zeros_like(w)
+        G = B + w[:, None] * (E - B)
+    if _ratio(E, B, Y, origin) <= 1.0:   # a tie keeps the ensemble (after its local blend); session 10
+        return w if _ratio(G, E, Y, origin) <= 1.0 - MIN_GAIN else np.ones_like(w)
+    return w if _ratio(G, B, Y, origin) <= 1.0 - MIN_GAIN else np.zeros_like(w)
 
 
 def reference_of(names: Sequence[str], rmse) -> str:
@@ -445,7 +442,9 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
         pooled[name] = {"rmse": _rmse(preds[name], Ycat), "rmse_mean": float(r.mean()),
                         "rmse_std": float(r.std(ddof=1)) if r.size > 1 else 0.0,
                         "mae_mean": _mae(preds[name], Ycat), "per_origin": r.tolist()}
-    best = min(names, key=lambda n: pooled[n]["rmse"])
+    origin = np.concatenate([np.full(o.shape[1], i) for i, o in enumerate(data["obs"])])
+    # the best classical candidate and the verdict by the gate's aggregation over origins (origin_stats)
+    best = min(names, key=lambda n: _ratio(preds[n], preds[names[0]], Ycat, origin))
     classifier = LOCAL if LOCAL in names else best
     Ccat = Fcat[CANDIDATES.index(classifier)]
     Lcat = np.concatenate(data["last"])
@@ -453,14 +452,14 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
     cls = classes_of(Ccat, Lcat, limits)
     refs, weights = [], []
     Bcat = np.empty_like(Ecat)
-    origin = np.concatenate([np.full(o.shape[1], i) for i, o in enumerate(data["obs"])])
     for k in range(len(CLASS_NAMES)):
         m = cls == k
         # the values the class is judged on: its own, or all of them where it has too few to judge it apart
         j = m if m.sum() >= MIN_CLASS_SAMPLES else np.ones_like(m)
         ref = reference_of(names, lambda n: _rmse(Fcat[CANDIDATES.index(n)][:, j], Ycat[:, j]))
         B = Fcat[CANDIDATES.index(ref)]
-        w = _earned(_lead_weights(Ecat[:, j], B[:, j], Ycat[:, j]), Ecat[:, j], B[:, j], Ycat[:, j], origin[j])
+        sc = _origin_scale(B[:, j], Ycat[:, j], origin[j])
+        w = _earned(_lead_weights(Ecat[:, j], B[:, j], Ycat[:, j], sc), Ecat[:, j], B[:, j], Ycat[:, j], origin[j])
         Bcat[:, m] = B[:, m]
         refs.append(ref)
         weights.append(w)
@@ -481,14 +480,16 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
                           "rmse_ensemble": _rmse(Ecat[:, m], Ycat[:, m]),
                           "rmse_reference": _rmse(Bcat[:, m], Ycat[:, m]),
                           "rmse_gated": _rmse(gated[:, m], Ycat[:, m]), "mean_weight": float(np.mean(W[k]))})
-    ens, bb = raw_rmse, pooled[best]["rmse"]
+    ratio = _ratio(preds["ensemble median"], preds[best], Ycat, origin)
     wins = sum(1 for a, b in zip(pooled["ensemble median"]["per_origin"], pooled[best]["per_origin"]) if a < b)
     action = ("ensemble kept" if W.min() >= 0.999 else "classical forecast" if W.max() <= 0.001 else "blended")
     return {"reference": best, "references": refs, "classifier": classifier, "weights": W.round(6).tolist(),
             "class_limits_mm": limits, "class_names": list(CLASS_NAMES), "origins": data["origins"],
             "n_values": int(Ycat.shape[1]), "scores": pooled, "per_class": per_class,
-            "verdict": "win" if ens < bb else "lose", "origins_won": wins, "n_origins": len(data["origins"]),
-            "mean_weight": float(W.mean()), "action": action, "ratio": ens / bb if bb > 0 else float("nan"),
+            "verdict": "win" if ratio < 1.0 else "lose", "origins_won": wins, "n_origins": len(data["origins"]),
+            "mean_weight": float(W.mean()), "action": action, "ratio": ratio,
+            "ratio_pooled": raw_rmse / pooled[best]["rmse"] if pooled[best]["rmse"] > 0 else float("nan"),
+            "aggregation": origin_stats.ORIGIN_AGGREGATION,
             "local_blend": E_key == ENSEMBLE_LOCAL, "gated_on": E_key}
 
 
