@@ -11,6 +11,7 @@ from .job import load_inputs, run_study
 
 def run_job(job: Dict[str, Any]) -> Optional[int]:
     """The worker side: read the inputs by path and join the study (no outputs, no gate)."""
+    print(f"worker on {sys.executable} (Python {sys.version.split()[0]})", flush=True)
     info, cov = load_inputs(job["stack_path"], job.get("dates"), job.get("covariates") or ())
     kw = dict(job["kwargs"])
     res = run_study(info, info.dates, info.grid, job["architecture"], int(job["horizon"]), job["output_folder"],
