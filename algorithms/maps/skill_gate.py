@@ -24,7 +24,8 @@ fast, or the reverse. In each class the reference ``B`` is the ``local`` forecas
 until session 11 the candidate with the lowest rolling-origin RMSE there, a law of one to two years
 before the forecast origin), and the delivered forecast is ``B + w (E - B)`` (``E`` the ensemble
 median; every member is shifted by the same amount, so the spread stays), with ``w`` per lead step
-in [0, 1] fitted by least squares over the rolling origins: ``w = 1`` keeps the ensemble, ``w = 0``
+in [0, 1] fitted by least squares over the rolling origins (each origin weighing alike, and every "better" below
+judged origin by origin: :mod:`origin_stats`, since session 25): ``w = 1`` keeps the ensemble, ``w = 0``
 falls back to the classical forecast, in between blends them. A class with fewer than
 ``MIN_CLASS_SAMPLES`` scored values takes the weights and the keep / fall back decision of all values
 together (until session 12 the decision was made on the class's own few values: on 135 GNSS series a
@@ -389,7 +390,8 @@ def _earned(w: np.ndarray, E: np.ndarray, B: np.ndarray, Y: np.ndarray, origin=N
 
 def reference_of(names: Sequence[str], rmse) -> str:
     """The classical forecast a class falls back to: ``local`` wherever it exists, else the candidate with
-    the lowest rolling-origin RMSE (``rmse(name)``).
+    the lowest rolling-origin score (``rmse(name)``: its RMSE, or as :func:`fit_gate` passes it, its ratio to
+    one common candidate origin by origin).
 
     Why not the best candidate at the rolling origins (sessions 1-11): those origins lie one to two years
     before the forecast origin, so their best fixed law is the law of that time. On a scene of the second
@@ -456,7 +458,8 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
         m = cls == k
         # the values the class is judged on: its own, or all of them where it has too few to judge it apart
         j = m if m.sum() >= MIN_CLASS_SAMPLES else np.ones_like(m)
-        ref = reference_of(names, lambda n: _rmse(Fcat[CANDIDATES.index(n)][:, j], Ycat[:, j]))
+        ref = reference_of(names, lambda n: _ratio(Fcat[CANDIDATES.index(n)][:, j], Fcat[usable[0]][:, j], Ycat[:, j],
+                                                   origin[j]))
         B = Fcat[CANDIDATES.index(ref)]
         sc = _origin_scale(B[:, j], Ycat[:, j], origin[j])
         w = _earned(_lead_weights(Ecat[:, j], B[:, j], Ycat[:, j], sc), Ecat[:, j], B[:, j], Ycat[:, j], origin[j])
