@@ -12,7 +12,8 @@ Usage::
 
     .venv/bin/python benchmarks/gate_aggregation.py build/bench_skill/seed_3 build/bench_real ...
 
-A run folder holds ``job/workflow.json`` (``bench_skill.py``'s ``seed_N`` folders, ``bench_real.py``'s ``--out``).
+A run folder holds ``job/workflow.json`` (``bench_skill.py``'s ``seed_N`` folders, ``bench_real.py``'s ``--out``) or is
+the main job's output folder itself (``workflow.json``, e.g. ``./deformcast demo OUT``).
 """
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ def main(runs) -> None:
     shipped = origin_stats.ORIGIN_AGGREGATION
     try:
         for run in runs:
-            with open(os.path.join(run, "job", "workflow.json"), encoding="utf-8") as fh:
+            job = run if os.path.isfile(os.path.join(run, "workflow.json")) else os.path.join(run, "job")
+            with open(os.path.join(job, "workflow.json"), encoding="utf-8") as fh:
                 wf = json.load(fh)
             t0 = time.time()
             d = gate_data(stack_of(run, wf), wf["paths"]["models"], os.path.join(run, "gate_data.npz"))
