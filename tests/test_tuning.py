@@ -449,6 +449,7 @@ def test_sampler_and_warm_start(scene, tmp_path, monkeypatch):
     import optuna
 
     from deformcast.algorithms.learn.tuning import prior
+    from deformcast.algorithms.progress import Progress
 
     p = tmp_path / "prior.json"
     p.write_text(json.dumps({"_source": "test", "lstm": [{"hidden": 8, "window": 5, "lr": 5.0},
@@ -468,6 +469,23 @@ def test_sampler_and_warm_start(scene, tmp_path, monkeypatch):
     s, created = tuning.open_study(tuning.open_storage("", str(tmp_path / "x"))[0], "s", 5,
                                    tuning.make_pruner("none", 3), {"a": 1})
     assert created and isinstance(s.sampler, optuna.samplers.TPESampler)
+    # an architecture the prior does not hold: said in the log, not a silent no-op
+    logs = []
+    tuning.run_study(scene.observed, scene.dates, scene.grid, "gru", 2, str(tmp_path / "g"), n_trials=1, top_k=1,
+                     seed=1, search_space=TINY_SPACE, max_epochs=1, max_samples=300, threads=1, pruner="none",
+                     evaluate_test=False, write_outputs=False, warm_start=True, progress=Progress(on_log=logs.append))
+    assert any("prior holds no configuration of gru" in m for m in logs), logs
+
+
+def test_shipped_prior_covers_the_default_architecture():
+    """The shipped prior (prior.json) holds configurations of the default architecture inside its compact space."""
+    from deformcast.algorithms import workflow
+    from deformcast.algorithms.learn.tuning import prior
+    from deformcast.algorithms.models import DEFAULT_ARCHITECTURE
+
+    space = tuning.build_search_space(DEFAULT_ARCHITECTURE, workflow.COMPACT_SPACES[DEFAULT_ARCHITECTURE])
+    got = prior.prior_params(DEFAULT_ARCHITECTURE, space)
+    assert len(got) == 3 and all(set(p) == {k for k, d in space.items() if d.kind != "fixed"} for p in got)
 
 
 def test_local_workers_share_the_study(tmp_path):
