@@ -63,22 +63,31 @@ def python_interpreter() -> str:
 
     Inside QGIS ``sys.executable`` is not to be trusted: it is the QGIS binary on some platforms, and in
     Debian's ``qgis_process`` it was measured to be the first ``python3`` on PATH, a pyenv shim of another
-    installation; a child started with that one imports another Python's packages or none. So the interpreter
-    of ``sys.exec_prefix`` (``bin/python<X.Y>``, ``bin/python3``, or ``python.exe`` on Windows/OSGeo4W) comes
-    first, then ``sys.executable`` where it is a Python, then ``python<X.Y>`` / ``python3`` on PATH."""
+    installation; a child started with that one imports another Python's packages or none. So, in this order:
+    ``python<X.Y>`` / ``python<X>`` in ``sys.exec_prefix``'s ``bin`` (Linux, venvs, conda), ``python.exe`` in
+    ``sys.exec_prefix`` (Windows, OSGeo4W), ``python<X.Y>`` in the build's ``BINDIR`` (``sysconfig``) and beside
+    ``sys.executable`` (macOS QGIS.app keeps it in ``Contents/MacOS``); then ``sys.executable`` where it is a Python;
+    then ``python<X.Y>`` on PATH (never another minor version: its compiled packages would not load)."""
+    import sysconfig
+
     major, minor = sys.version_info[0], sys.version_info[1]
-    for cand in (os.path.join(sys.exec_prefix, "bin", f"python{major}.{minor}"),
-                 os.path.join(sys.exec_prefix, "bin", f"python{major}"),
-                 os.path.join(sys.exec_prefix, "python.exe"),
-                 os.path.join(sys.exec_prefix, f"python{major}.exe")):
+    xy = f"python{major}.{minor}"
+    exe = sys.executable or ""
+    cands = [os.path.join(sys.exec_prefix, "bin", xy), os.path.join(sys.exec_prefix, "bin", f"python{major}"),
+             os.path.join(sys.exec_prefix, "python.exe"), os.path.join(sys.exec_prefix, f"python{major}.exe")]
+    bindir = sysconfig.get_config_var("BINDIR")
+    if bindir:
+        cands.append(os.path.join(bindir, xy))
+    if exe:
+        cands.append(os.path.join(os.path.dirname(exe), xy))
+    for cand in cands:
         if os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
-    exe = sys.executable or ""
     if os.path.basename(exe).lower().startswith("python"):
         return exe
-    found = shutil.which(f"python{major}.{minor}") or shutil.which(f"python{major}")
+    found = shutil.which(xy)
     if not found:
         raise MissingDependency(f"No Python {major}.{minor} interpreter was found for DeformCast's worker "
-                                f"processes (looked in {sys.exec_prefix} and on PATH). Put python{major} on "
-                                "PATH, or keep the work in one process (LOCAL_WORKERS=1).")
+                                f"processes (looked in {sys.exec_prefix} and on PATH). Put {xy} on PATH, or keep the "
+                                "work in one process (tune: LOCAL_WORKERS=1; predict: DEFORMCAST_PREDICT_WORKERS=1).")
     return found

@@ -315,7 +315,8 @@ def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariate
                "modelling": {"encodings": list(encodings or ["none"]), "validation": validation, "target": target,
                              "baseline": baseline} | _steps_of(paths["models"]),
                "gate": {k: gate[k] for k in ("reference", "references", "classifier", "verdict", "verdict_rolling",
-                                             "held_out", "action", "ratio", "mean_weight", "origin_dates", "per_class",
+                                             "held_out", "action", "ratio", "ratio_pooled", "aggregation",
+                                             "mean_weight", "origin_dates", "per_class",
                                              "weights", "class_limits_mm")}
                | {"scores": {k: {a: b for a, b in v.items() if a != "per_origin"} for k, v in gate["scores"].items()},
                   "sentence": gate_report.gate_sentence(gate)} | ({"held": gate["held"]} if gate.get("held") else {}),

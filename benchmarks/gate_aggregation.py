@@ -8,6 +8,10 @@ from every rolling origin); ``fit_gate`` on that data takes a second. This scrip
 rolling verdict and its ratio, the best classical candidate, the gate's action and class weights. Where the action
 differs, ``bench_skill.py --regate`` / ``bench_real.py --regate`` give the delivered figures with the shipped rule.
 
+Two differences from ``run_gate``: a gate that ``run_gate`` would hold (fewer than ``skill_gate.MIN_COMPARABLE``
+comparable origins, ``skill_gate.hold``) is printed as fitted; and the cache is not checked against the run's
+models: delete ``gate_data.npz`` after retraining a run.
+
 Usage::
 
     .venv/bin/python benchmarks/gate_aggregation.py build/bench_skill/seed_3 build/bench_real ...

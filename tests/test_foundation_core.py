@@ -153,17 +153,37 @@ def test_child_interpreter_is_this_python_not_sys_executable(monkeypatch, tmp_pa
     # an embedding binary as sys.executable does not matter
     monkeypatch.setattr(sys, "executable", "/usr/bin/qgis")
     assert deps.python_interpreter() == real
-    # a prefix without an interpreter: sys.executable where it is a Python, else PATH, else a clear message
-    fake = tmp_path / "python3.11"
-    fake.write_text("#!/bin/sh\n")
-    fake.chmod(0o755)
+    # a prefix without an interpreter (and no build BINDIR): sys.executable where it is a Python, else PATH, else a
+    # clear message
+    import sysconfig
+
+    xy = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+
+    def executable(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+        return str(path)
+
+    monkeypatch.setattr(sysconfig, "get_config_var", lambda name: None)
+    fake = executable(tmp_path / "elsewhere" / xy)
     monkeypatch.setattr(sys, "exec_prefix", str(tmp_path / "empty"))
-    monkeypatch.setattr(sys, "executable", str(fake))
-    assert deps.python_interpreter() == str(fake)
-    monkeypatch.setattr(sys, "executable", "/usr/bin/qgis")
+    monkeypatch.setattr(sys, "executable", fake)
+    assert deps.python_interpreter() == fake
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "qgis" / "bin" / "qgis"))   # nothing beside it
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     with pytest.raises(DeformCastError, match="LOCAL_WORKERS=1"):
         deps.python_interpreter()
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))          # PATH: the same minor version only
+    assert deps.python_interpreter() == fake
+    # Windows / OSGeo4W: python.exe in the prefix itself; macOS QGIS.app: python<X.Y> beside the QGIS binary
+    win = executable(tmp_path / "apps" / "Python311" / "python.exe")
+    monkeypatch.setattr(sys, "exec_prefix", str(tmp_path / "apps" / "Python311"))
+    assert deps.python_interpreter() == win
+    mac = executable(tmp_path / "QGIS.app" / "Contents" / "MacOS" / xy)
+    monkeypatch.setattr(sys, "exec_prefix", str(tmp_path / "QGIS.app" / "Contents" / "Frameworks"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "QGIS.app" / "Contents" / "MacOS" / "QGIS"))
+    assert deps.python_interpreter() == mac
     from deformcast.algorithms.learn.tuning.local_workers import python_executable
     from deformcast.algorithms.maps.distributed import spawn_python
 

@@ -385,6 +385,58 @@ def test_two_origins_with_jumps_do_not_outvote_ten(monkeypatch):
     assert np.allclose(skill_gate._earned(skill_gate._lead_weights(E_bad, B, Y), E_bad, B, Y, origin), 1.0)
 
 
+def test_fit_gate_keeps_the_ensemble_two_jump_origins_would_have_voted_out(monkeypatch):
+    """End to end (fit_gate, the report's sentence): networks that recover what the classical fits miss, at twelve
+    origins; at two of them a jump of 12 mm at every pixel that only the local forecast follows. Those pixels are
+    the fastest class by the local forecast's movement, and it falls back there under either rule. Origin by
+    origin the other two classes keep the ensemble; pooled (sessions 1-24) the two origins also send the middle
+    class to the classical forecast, and the verdict reads a loss (2.2) where eleven of twelve origins say a win."""
+    d = _data(n_origins=12, n=400, net_sigma=0.3, net_info=1.0, seed=5)
+    li = skill_gate.CANDIDATES.index("local")
+    rng = np.random.default_rng(11)
+    for i in (3, 8):
+        jump = 12.0 * np.sign(rng.normal(size=d["obs"][i].shape[1]))[None] * np.ones((d["obs"][i].shape[0], 1))
+        d["obs"][i] = d["obs"][i] + jump
+        d["family"][i][li] = d["family"][i][li] + jump
+    g = skill_gate.fit_gate(d)
+    W = np.asarray(g["weights"])
+    assert g["aggregation"] == "geometric" and np.allclose(W[:2], 1.0) and W[2].mean() < 0.1
+    assert g["ratio"] < 1.0 < g["ratio_pooled"] and g["verdict"] == "win"
+    assert "origin by origin its RMSE is" in gate_report.gate_sentence(g)
+    monkeypatch.setattr(origin_stats, "ORIGIN_AGGREGATION", "pooled")
+    g2 = skill_gate.fit_gate(d)
+    W2 = np.asarray(g2["weights"])
+    assert np.allclose(W2[0], 1.0) and W2[1].mean() < 0.3 and W2[2].mean() < 0.1 and g2["verdict"] == "lose"
+    assert "origin by origin" not in gate_report.gate_sentence(g2)
+
+
+def test_origin_statistics_edge_cases():
+    """Each origin weighs by its number of values in the blend weights, whatever its error size; a forecast that is
+    not finite at an origin makes the ratio NaN (the gate falls back, as with the pooled RMSE); exact forecasts."""
+    rng = np.random.default_rng(2)
+    H, n = 4, 300
+    origin = np.repeat(np.arange(4), n)
+    Y = rng.normal(0, 1, (H, 4 * n))
+    size = np.where(origin == 0, 10.0, 1.0)                  # one origin of tenfold errors
+    eB = rng.normal(0, 1, Y.shape) * size
+    eE = rng.normal(0, 1, Y.shape) * size
+    B = Y + eB
+    E = Y + np.where(origin == 0, 3.0, 1.0) * eE             # independent errors; 3x worse at the big origin only
+    w_pooled = skill_gate._lead_weights(E, B, Y)
+    w_origin = skill_gate._lead_weights(E, B, Y, origin_stats.origin_scale(B, Y, origin))
+    # normal equations (unit-variance errors, n values an origin): scaled, origin 0 adds n to the numerator and 10 n
+    # to the denominator, each other origin n and 2 n -> 4 / 16 = 0.25; pooled, origin 0 adds 100 n and 1000 n
+    # -> 103 / 1006 = 0.10: the big origin sets the weight
+    assert np.all(np.abs(w_pooled - 0.102) < 0.03) and np.all(np.abs(w_origin - 0.25) < 0.03)
+    E_nan = E.copy()
+    E_nan[0, origin == 2] = np.nan
+    assert np.isnan(origin_stats.ratio(E_nan, B, Y, origin))
+    assert np.isnan(skill_gate._rmse(E_nan, Y))
+    assert origin_stats.ratio(Y, B, Y, origin) == 0.0          # exact everywhere: infinitely better
+    assert origin_stats.ratio(B, Y, Y, origin) == float("inf")
+    assert origin_stats.ratio(Y, Y, Y, origin) == 1.0
+
+
 def test_verdict_needs_the_held_out_test_period_to_agree():
     g = skill_gate.fit_gate(_data(net_sigma=0.3, net_info=1.0))
     assert g["verdict"] == "win"

@@ -321,8 +321,8 @@ def spawn_python() -> str:
 
 class LocalPool:
     """``n`` spawned Python processes with one thread each that run row blocks as Dask workers do
-    (:func:`run_blocks` takes it in place of a client). Fresh interpreters, never a fork of the caller (QGIS);
-    in QGIS, ``python3`` of the same version (:func:`tuning.local_workers.python_executable`)."""
+    (:func:`run_blocks` takes it in place of a client). Fresh interpreters, never a fork of the caller (QGIS),
+    started with the interpreter this Python runs on (:func:`spawn_python`)."""
 
     def __init__(self, n: int):
         import concurrent.futures as cf
@@ -400,7 +400,11 @@ def ready_local(pool: Optional[LocalPool], progress=None) -> Optional[LocalPool]
 
 def _not_local(e: BaseException, progress) -> None:
     if progress is not None:
-        progress.log(f"Local worker processes ({spawn_python()}) could not start ({type(e).__name__}: {e}); "
+        try:   # the interpreter lookup may itself be what failed
+            who = spawn_python()
+        except DeformCastError:
+            who = "no interpreter"
+        progress.log(f"Local worker processes ({who}) could not start ({type(e).__name__}: {e}); "
                      "forecasting in this process.")
 
 

@@ -576,8 +576,8 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
         modelio.write_manifest(model_folder, [{k: v for k, v in m.items() if k != "path"} for m in man["members"]],
                                extra={k: v for k, v in man.items() if k not in _MANIFEST_OWN} | {"gate": {
                                    k: gate[k] for k in ("reference", "references", "classifier", "weights", "class_limits_mm",
-                                                        "class_names", "local_blend",
-                                                        "verdict", "action", "ratio", "origin_dates")}
+                                                        "class_names", "local_blend", "verdict", "action",
+                                                        "ratio", "ratio_pooled", "aggregation", "origin_dates")}
                                                         | ({"held": gate["held"]} if gate.get("held") else {})})
     progress.log(gate_sentence(gate))
     progress.set(1.0)

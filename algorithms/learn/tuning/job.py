@@ -167,7 +167,7 @@ def run_study(stack, dates, grid, architecture: str, horizon: int, output_folder
             progress.log(f"Warm start: {n_prior} configuration(s) that won before are tried first.")
         else:
             progress.log(f"Warm start: the shipped prior holds no configuration of {spec.name} inside this search "
-                         "space; the study starts from the hand-set defaults only.")
+                         "space; nothing is enqueued from it.")
     progress.log(f"Study '{study_name}' in {storage_desc}: "
                  f"{'created' if created else 'continuing with ' + str(len(study.trials)) + ' trials'} "
                  f"(data fingerprint {identity['data_fingerprint'][7:19]}, {identity['n_epochs']} epochs "
