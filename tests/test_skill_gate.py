@@ -385,7 +385,7 @@ def test_two_origins_with_jumps_do_not_outvote_ten(monkeypatch):
     assert np.allclose(skill_gate._earned(skill_gate._lead_weights(E_bad, B, Y), E_bad, B, Y, origin), 1.0)
 
 
-def test_fit_gate_keeps_the_ensemble_two_jump_origins_would_have_voted_out(monkeypatch):
+def test_fit_gate_keeps_the_ensemble_two_jump_origins_would_have_voted_out(monkeypatch, tmp_path):
     """End to end (fit_gate, the report's sentence): networks that recover what the classical fits miss, at twelve
     origins; at two of them a jump of 12 mm at every pixel that only the local forecast follows. Those pixels are
     the fastest class by the local forecast's movement, and it falls back there under either rule. Origin by
@@ -403,6 +403,18 @@ def test_fit_gate_keeps_the_ensemble_two_jump_origins_would_have_voted_out(monke
     assert g["aggregation"] == "geometric" and np.allclose(W[:2], 1.0) and W[2].mean() < 0.1
     assert g["ratio"] < 1.0 < g["ratio_pooled"] and g["verdict"] == "win"
     assert "origin by origin its RMSE is" in gate_report.gate_sentence(g)
+    # the table's geometric-mean column is the figure the verdict compares, and the CSV has it too
+    sc = g["scores"]
+    assert sc["ensemble median"]["rmse_geo"] / sc[g["reference"]]["rmse_geo"] == pytest.approx(g["ratio"])
+    from deformcast.algorithms.report import Report
+
+    rep = Report("gate")
+    gate_report.report_section(rep, dict(g, origin_dates=["2020-01-01"] * 12))
+    assert "geometric mean over origins" in "".join(rep.parts)
+    from pathlib import Path
+
+    csv_text = Path(skill_gate.write_csv(g, str(tmp_path / "ro.csv"))).read_text(encoding="utf-8")
+    assert "ensemble median,geometric mean over origins" in csv_text
     monkeypatch.setattr(origin_stats, "ORIGIN_AGGREGATION", "pooled")
     g2 = skill_gate.fit_gate(d)
     W2 = np.asarray(g2["weights"])

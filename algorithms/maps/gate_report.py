@@ -98,12 +98,17 @@ def report_section(rep, gate: dict) -> None:
                   "pixels (spatial validation) or in the validation period (time validation), never on a training target. RMSE against the observations, mean and spread over the origins; "
                   "every row on the same pixels and epochs (rolling_origins.csv).")
     own = ("gated forecast", "ensemble median", ENSEMBLE_LOCAL)
+    geo = all("rmse_geo" in v for v in sc.values())   # gates fitted since session 25
+    key = "rmse_geo" if geo and gate.get("aggregation") == "geometric" else "rmse"   # the rule the gate decided by
     names = [k for k in own if k in sc] + sorted([k for k in sc if not k.startswith("member") and k not in own],
-                                                 key=lambda k: sc[k]["rmse"])
+                                                 key=lambda k: sc[k][key])
     rep.table([[("delivered forecast (after the gate)" if k == "gated forecast" else
                  k if k in own else "classical: " + k),
-                sc[k]["rmse"], sc[k]["rmse_mean"], sc[k]["rmse_std"], sc[k]["mae_mean"]] for k in names],
-              ["forecast", "RMSE pooled (mm)", "RMSE mean over origins (mm)", "spread over origins (mm)", "MAE (mm)"],
+                sc[k]["rmse"]] + ([sc[k]["rmse_geo"]] if geo else [])
+               + [sc[k]["rmse_mean"], sc[k]["rmse_std"], sc[k]["mae_mean"]] for k in names],
+              ["forecast", "RMSE pooled (mm)"] + (["RMSE, geometric mean over origins (mm; what the gate compares)"]
+                                                 if geo else [])
+              + ["RMSE mean over origins (mm)", "spread over origins (mm)", "MAE (mm)"],
               highlight=0)
     rep.note(gate_sentence(gate))
     if gate["verdict"] != "win":

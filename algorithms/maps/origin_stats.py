@@ -78,3 +78,15 @@ def ratio(X: np.ndarray, R: np.ndarray, Y: np.ndarray, origin=None) -> float:
     if np.isinf(lg).any():
         return float("inf") if (lg == np.inf).sum() >= (lg == -np.inf).sum() else 0.0
     return float(np.exp(np.average(lg, weights=wts)))
+
+
+def geometric_rmse(per_origin_rmse, counts) -> float:
+    """The weighted geometric mean of per-origin RMSEs (weights: each origin's number of values), the figure whose
+    ratios are :func:`ratio`'s: NaN where one is not finite, 0 where one is 0."""
+    r = np.asarray(per_origin_rmse, np.float64)
+    w = np.asarray(counts, np.float64)
+    if r.size == 0 or not np.isfinite(r).all():
+        return float("nan")
+    if (r <= 0).any():
+        return 0.0
+    return float(np.exp(np.average(np.log(r), weights=w)))

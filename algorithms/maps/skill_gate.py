@@ -439,9 +439,11 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
     E_key = ENSEMBLE_LOCAL if blended else "ensemble median"
     Ecat = preds[E_key]
     pooled = {}
+    counts = [o.shape[1] for o in data["obs"]]
     for name, vals in per.items():
         r = np.array(vals)
         pooled[name] = {"rmse": _rmse(preds[name], Ycat), "rmse_mean": float(r.mean()),
+                        "rmse_geo": origin_stats.geometric_rmse(r, counts),
                         "rmse_std": float(r.std(ddof=1)) if r.size > 1 else 0.0,
                         "mae_mean": _mae(preds[name], Ycat), "per_origin": r.tolist()}
     origin = np.concatenate([np.full(o.shape[1], i) for i, o in enumerate(data["obs"])])
@@ -474,6 +476,7 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
         g_per.append(_rmse(gated[:, start:start + n], data["obs"][i]))
         start += n
     pooled["gated forecast"] = {"rmse": _rmse(gated, Ycat), "rmse_mean": float(np.mean(g_per)),
+                                "rmse_geo": origin_stats.geometric_rmse(g_per, counts),
                                 "rmse_std": float(np.std(g_per, ddof=1)) if len(g_per) > 1 else 0.0,
                                 "mae_mean": _mae(gated, Ycat), "per_origin": g_per}
     per_class = []
@@ -531,6 +534,8 @@ def write_csv(gate: dict, path: str, dates=None) -> str:
         for name, s in gate["scores"].items():
             w.writerow([name, "pooled", "", f"{s['rmse']:.4f}"])
             w.writerow([name, "mean over origins", "", f"{s['rmse_mean']:.4f}"])
+            if "rmse_geo" in s:
+                w.writerow([name, "geometric mean over origins", "", f"{s['rmse_geo']:.4f}"])
             w.writerow([name, "std over origins", "", f"{s['rmse_std']:.4f}"])
     return path
 
