@@ -204,6 +204,34 @@ def test_a_dead_local_process_is_said_and_predict_goes_on(scene, monkeypatch):
     assert res["valid_pixels"] == ref["valid_pixels"] > 0
 
 
+def test_a_script_without_main_guard_gets_the_fix_not_a_forecast_per_process(scene, tmp_path):
+    """A script that calls predict at its top level (no ``if __name__ == "__main__":``) is imported again by each
+    spawned local process: there predict stops with the fix (refuse_in_bootstrap) instead of forecasting the
+    whole raster once more and writing the same files; the calling process forecasts its blocks itself."""
+    import os
+    import subprocess
+    import sys
+
+    _, stack, root = scene
+    out = tmp_path / "median.tif"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from deformcast.algorithms.maps import ensemble\n"
+        "from deformcast.algorithms.progress import Progress\n"
+        f"ensemble.predict_ensemble({stack!r}, {root!r}, {str(out)!r}, block_rows=4, device='cpu',\n"
+        "                          progress=Progress(on_log=lambda m: print('LOG', m, flush=True)))\n"
+        "print('DONE', flush=True)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), DEFORMCAST_PREDICT_WORKERS="2")
+    run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("DONE") == 1                       # the forecast ran once, in the calling process
+    assert 'if __name__ == "__main__":' in run.stderr          # the worker said why it stopped
+    assert any(line.startswith("LOG") and "in this process" in line for line in run.stdout.splitlines())
+    ref = ensemble.predict_ensemble(stack, root, str(tmp_path / "ref.tif"), block_rows=4, device="cpu")
+    _same(_bands(str(out)), _bands(str(tmp_path / "ref.tif")))
+    assert ref["valid_pixels"] > 0
+
+
 def _die(*args):
     import os
 

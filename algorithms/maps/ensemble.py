@@ -112,6 +112,7 @@ def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_qu
     forecast on its workers (the calibration is fitted here first) and written here in block order, so
     the outputs are those of one process. Empty or None: everything runs in this process.
     """
+    distributed.refuse_in_bootstrap()
     client = distributed.connect(scheduler, progress)
     try:
         with inference_threads():
