@@ -453,9 +453,13 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
         a0, a1 = max(b0, r0 - halo), min(b1, r1 + halo)
         blk = read[1][:, a0 - b0:a1 - b0]                  # the span and its halo: what gets forecast
         cov_blk = {k: v[a0:a1] for k, v in cov.items()}
-        per_call = max(1, (2 * BLOCK_PIXELS) // max(1, (r1 - r0) * W))
+        # origins forecast together: up to two blocks of pixels, halo rows counted (the families and the local
+        # track record are fitted on them too; counting the core rows only put eight origins of a 10-row span and
+        # its 40 halo rows into one call: a 2.4 GB peak on a 1000-pixel-wide raster, session 25)
+        per_call = max(1, (2 * BLOCK_PIXELS) // max(1, (a1 - a0) * W))
         caches = {id(blk): family_cache(blk, info.dates, cfg0, H)}
         for j in range(0, len(origins), per_call):
+            _forget_before(caches, id(blk), origins[j:], L)
             chunk = [(blk, a0, r0, r1, cov_blk, o) for o in origins[j:j + per_call]]
             for (_, _, _, _, _, o), (out, valid) in zip(chunk, forecast_gated(
                     chunk, info.dates, info.grid, loaded, plan, H, dev, batch_size, gate=gate, caches=caches,
@@ -479,6 +483,21 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
     return {"err": np.concatenate(parts["err"], axis=1), "feats": np.concatenate(parts["feats"], axis=2),
             "origin": np.concatenate(parts["origin"]), "raw_in": np.concatenate(parts["raw_in"], axis=1),
             "origins": origins}
+
+
+def _forget_before(caches: dict, key: int, rest, lead: int) -> None:
+    """Drop from a span's caches the classical families and the ensemble's earlier medians that no origin still to
+    come (``rest``) needs (its own and its local track record's origins, :func:`anchors.local_origins`): they were
+    kept for the whole span, and with eight validation origins of a 64 000-pixel span they held most of the
+    calibration's 2.7 GB (session 25)."""
+    from ..data.anchors import local_origins
+
+    keep = {int(o) for o in rest} | {p for o in rest for p in local_origins(int(o), lead)}
+    caches[key].release(keep=keep)
+    past = caches.get("_past_medians")
+    if past:
+        for k in [k for k in past if k[0] == key and k[1] not in keep]:
+            del past[k]
 
 
 _CACHE: Dict[tuple, dict] = {}

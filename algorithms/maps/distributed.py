@@ -275,6 +275,11 @@ LOCAL_MAX_WORKERS = 4
 #: seconds the local processes may take to start and import the package before ``predict`` runs in its own
 LOCAL_START_S = 120.0
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "DEFORMCAST_THREADS": "1"}
+#: GDAL's block cache of a local process (MB), unless the caller's environment sets ``GDAL_CACHEMAX``: a process reads
+#: each row block once (``layout.ensure_cache`` raises it to one row of a tiled file's blocks where that is needed),
+#: while GDAL's default, 5 % of the machine's memory, filled each process with blocks it never read again
+#: (session 25: 1.2 GB a process on 24 GB; docs/benchmarks.md)
+LOCAL_GDAL_CACHE_MB = 64
 
 
 def local_workers(pixels: int, blocks: int, device: str = "cpu") -> int:
@@ -333,8 +338,11 @@ class LocalPool:
         self.n = int(n)
         ctx = mp.get_context("spawn")
         ctx.set_executable(spawn_python())
-        saved = {k: os.environ.get(k) for k in _ONE_THREAD}
-        os.environ.update(_ONE_THREAD)          # inherited by the processes, which start now
+        env = dict(_ONE_THREAD)
+        if not os.environ.get("GDAL_CACHEMAX"):
+            env["GDAL_CACHEMAX"] = str(LOCAL_GDAL_CACHE_MB)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)                  # inherited by the processes, which start now
         try:
             self.pool = cf.ProcessPoolExecutor(max_workers=self.n, mp_context=ctx)
             probe = np.array(["2020-01-01"], dtype="datetime64[D]")
