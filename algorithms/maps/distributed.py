@@ -277,8 +277,8 @@ LOCAL_START_S = 120.0
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "DEFORMCAST_THREADS": "1"}
 #: GDAL's block cache of a local process (MB), unless the caller's environment sets ``GDAL_CACHEMAX``: a process reads
 #: each row block once (``layout.ensure_cache`` raises it to one row of a tiled file's blocks where that is needed),
-#: while GDAL's default, 5 % of the machine's memory, filled each process with blocks it never read again
-#: (session 25: 1.2 GB a process on 24 GB; docs/benchmarks.md)
+#: while GDAL's default, 5 % of the machine's memory (1.2 GB on 24 GB), lets each process keep blocks it never reads
+#: again (session 25; docs/benchmarks.md)
 LOCAL_GDAL_CACHE_MB = 64
 
 
@@ -386,7 +386,7 @@ def refuse_in_bootstrap() -> None:
     A local process (:class:`LocalPool`) starts by importing the calling script as ``__mp_main__``, Python's
     ``spawn`` rule; a script that calls ``predict`` at its top level, without ``if __name__ == "__main__":``,
     would then run the whole forecast again in every worker and write the same files (measured: three processes
-    of 2.6 GB each, the outputs renamed under each other). Python itself refuses only the nested pool, which
+    of 2.6 GB each, then a failed rename of an output that another process had already moved). Python itself refuses only the nested pool, which
     ``predict`` would survive by forecasting in the worker. Here the worker stops with the fix instead; the
     caller's pool then counts it as dead and forecasts its blocks in the calling process."""
     import multiprocessing as mp
