@@ -8,9 +8,8 @@ from every rolling origin); ``fit_gate`` on that data takes a second. This scrip
 rolling verdict and its ratio, the best classical candidate, the gate's action and class weights. Where the action
 differs, ``bench_skill.py --regate`` / ``bench_real.py --regate`` give the delivered figures with the shipped rule.
 
-Two differences from ``run_gate``: a gate that ``run_gate`` would hold (fewer than ``skill_gate.MIN_COMPARABLE``
-comparable origins, ``skill_gate.hold``) is printed as fitted; and the cache is not checked against the run's
-models: delete ``gate_data.npz`` after retraining a run.
+The data are ``skill_gate.gate_data``'s, as ``run_gate`` collects them (a gate it would hold is held here too). The
+cache is not checked against the run's models: delete ``gate_data.npz`` after retraining a run.
 
 Usage::
 
@@ -33,36 +32,25 @@ from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
 
-from deformcast.algorithms.io import raster  # noqa: E402
 from deformcast.algorithms.maps import origin_stats, skill_gate as sg  # noqa: E402
-from deformcast.algorithms.maps.member_forecasts import load_members, members_covariates  # noqa: E402
 
 KEYS = ("members", "local", "family", "obs", "last")
 RULES = ("pooled", "geometric")
 
 
-def gate_data(stack: str, models: str, cache: str) -> dict:
-    """``skill_gate.collect``'s data for the run, from ``cache`` when it is there (written on the first call)."""
+def gate_data(stack: str, models: str, cache: str):
+    """``skill_gate.gate_data`` for the run (data, why), from ``cache`` when it is there (written on the first call)."""
     if os.path.isfile(cache):
         with np.load(cache) as z:
             n = int(z["n"])
             d = {k: [z[f"{k}_{i}"] for i in range(n)] for k in KEYS}
             d["origins"] = z["origins"].tolist()
-        return d
-    info = raster.open_stack(stack)
-    loaded = load_members(models, None, device="cpu", info=info)
-    configs = [m.meta.get("data_config") or {} for m in loaded]
-    H = int(loaded[0].meta["horizon"])
-    cov = members_covariates(configs, (), info.grid)
-    win = max(int(m.meta["window"]) for m in loaded)
-    origins = sg.rolling_origins(configs, info.n_epochs, H, win, info.dates)
-    same = sg.comparable_origins(origins, info.dates, info.n_epochs - 1)
-    if len(same) >= sg.MIN_COMPARABLE:
-        origins = same
-    d = sg.collect(info, loaded, configs, cov, origins, H, "cpu", mask=sg._score_mask(configs, info.grid.shape))
+            why = str(z["why"]) if "why" in z.files and str(z["why"]) else None
+        return d, why
+    _, d, why = sg.gate_data(stack, models, device="cpu")
     arrays = {f"{k}_{i}": d[k][i] for k in KEYS for i in range(len(d["origins"]))}
-    np.savez(cache, n=len(d["origins"]), origins=np.array(d["origins"]), **arrays)
-    return d
+    np.savez(cache, n=len(d["origins"]), origins=np.array(d["origins"]), why=np.array(why or ""), **arrays)
+    return d, why
 
 
 def stack_of(run: str, workflow: dict) -> str:
@@ -81,10 +69,12 @@ def main(runs) -> None:
             with open(os.path.join(job, "workflow.json"), encoding="utf-8") as fh:
                 wf = json.load(fh)
             t0 = time.time()
-            d = gate_data(stack_of(run, wf), wf["paths"]["models"], os.path.join(run, "gate_data.npz"))
+            d, why = gate_data(stack_of(run, wf), wf["paths"]["models"], os.path.join(run, "gate_data.npz"))
             for rule in RULES:
                 origin_stats.ORIGIN_AGGREGATION = rule
                 g = sg.fit_gate(d)
+                if why:
+                    g = sg.hold(g, why)
                 w = [round(float(np.mean(x)), 2) for x in g["weights"]]
                 print(f"{run}  {rule:9s}  verdict {g['verdict']} {g['ratio']:.3f} vs {g['reference']}  "
                       f"{g['action']}  class weights {w}  ({time.time() - t0:.0f} s)", flush=True)

@@ -24,8 +24,8 @@ fast, or the reverse. In each class the reference ``B`` is the ``local`` forecas
 until session 11 the candidate with the lowest rolling-origin RMSE there, a law of one to two years
 before the forecast origin), and the delivered forecast is ``B + w (E - B)`` (``E`` the ensemble
 median; every member is shifted by the same amount, so the spread stays), with ``w`` per lead step
-in [0, 1] fitted by least squares over the rolling origins (each origin weighing alike, and every "better" below
-judged origin by origin: :mod:`origin_stats`, since session 25): ``w = 1`` keeps the ensemble, ``w = 0``
+in [0, 1] fitted by least squares over the rolling origins (each origin weighing by its number of values, not by
+the size of its errors, and every "better" below judged origin by origin: :mod:`origin_stats`, since session 25): ``w = 1`` keeps the ensemble, ``w = 0``
 falls back to the classical forecast, in between blends them. A class with fewer than
 ``MIN_CLASS_SAMPLES`` scored values takes the weights and the keep / fall back decision of all values
 together (until session 12 the decision was made on the class's own few values: on 135 GNSS series a
@@ -447,8 +447,10 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
                         "rmse_std": float(r.std(ddof=1)) if r.size > 1 else 0.0,
                         "mae_mean": _mae(preds[name], Ycat), "per_origin": r.tolist()}
     origin = np.concatenate([np.full(o.shape[1], i) for i, o in enumerate(data["obs"])])
-    # the best classical candidate and the verdict by the gate's aggregation over origins (origin_stats)
-    best = min(names, key=lambda n: _ratio(preds[n], preds[names[0]], Ycat, origin))
+    # the best classical candidate and the verdict by the gate's aggregation over origins (origin_stats): the
+    # geometric mean of a candidate's per-origin RMSEs orders the candidates as their ratios to any one of them do
+    score = "rmse_geo" if origin_stats.ORIGIN_AGGREGATION == "geometric" else "rmse"
+    best = min(names, key=lambda n: pooled[n][score])
     classifier = LOCAL if LOCAL in names else best
     Ccat = Fcat[CANDIDATES.index(classifier)]
     Lcat = np.concatenate(data["last"])
@@ -540,9 +542,10 @@ def write_csv(gate: dict, path: str, dates=None) -> str:
     return path
 
 
-def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequence[str] = (), device: str = "auto",
-             csv_path: Optional[str] = None, write: bool = True, progress: Optional[Progress] = None) -> dict:
-    """Rolling-origin evaluation of an ensemble folder, gate fitted and written into its manifest."""
+def gate_data(stack_path: str, model_folder: str, dates=None, covariates: Sequence[str] = (), device: str = "auto",
+              progress: Optional[Progress] = None):
+    """``(info, data, why)`` for :func:`fit_gate`: ``data`` from :func:`collect` on the comparable rolling origins,
+    ``why`` the reason to :func:`hold` the gate, or None (also for benchmarks/gate_aggregation.py)."""
     from .member_forecasts import load_members, members_covariates
     from ..learn.runtime import resolve_device
 
@@ -569,6 +572,14 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
     progress.log(f"Rolling-origin evaluation: {len(origins)} origins before the test period, horizon {H} ...")
     data = collect(info, loaded, configs, cov, origins, H, dev, mask=_score_mask(configs, info.grid.shape),
                    progress=progress.sub(0.0, 0.95))
+    return info, data, why
+
+
+def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequence[str] = (), device: str = "auto",
+             csv_path: Optional[str] = None, write: bool = True, progress: Optional[Progress] = None) -> dict:
+    """Rolling-origin evaluation of an ensemble folder, gate fitted and written into its manifest."""
+    progress = progress or silent()
+    info, data, why = gate_data(stack_path, model_folder, dates, covariates, device, progress)
     gate = fit_gate(data)
     if why:
         gate = hold(gate, why)
