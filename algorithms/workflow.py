@@ -41,7 +41,7 @@ from .errors import DeformCastError
 from .progress import Progress, silent
 from .report import Report, fmt, new_figure
 from .decision.sieve import DEFAULT_MMU_M2
-from .learn.runtime import single_thread_blas
+from .learn.runtime import numeric_session
 
 #: The compact search space of each architecture: the registry's ranges, capped so that 20 trials fit the
 #: 10-minute budget of the demo on 2 CPU cores (the largest networks of the full space took up to two
@@ -121,7 +121,7 @@ def map_figure(arr: np.ndarray, title: str, ramp: str, vmin=None, vmax=None, lab
     return fig
 
 
-@single_thread_blas
+@numeric_session
 def run_workflow(output_folder: str, stack_path: Optional[str] = None, covariates: Sequence[str] = (),
                  observed_path: Optional[str] = None, dates=None, seed: int = 0,
                  architectures: Sequence[str] = (DEFAULT_ARCHITECTURE,), horizon: int = 30, n_trials: int = 20,

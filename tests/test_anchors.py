@@ -250,6 +250,37 @@ def test_the_family_fitted_in_chunks_of_pixels_is_the_family(monkeypatch):
         assert np.isfinite(whole[:, :, :20]).all()
 
 
+def test_the_family_as_one_operator_is_the_family_fitted_fit_by_fit():
+    """Gap-free pixels get the family as one matrix product (session 26): the members' operator times the series.
+    It equals fitting each member (to 1e-9 mm), with gaps beside (fitted one by one), date weights, an exponential
+    term, known steps, the extra candidates of the local forecast, and a history too short for some members (NaN
+    alike); the members' operator is linear, so forecasting the identity's columns is the operator."""
+    from deformcast.algorithms.data.baselines import TimeFunction
+
+    y = _series(n=400, seed=5)
+    y[60:, :40] -= 12.0                      # a step that 40 pixels show
+    y[:30, 300] = np.nan                     # gaps at a few pixels
+    y[-3, 310:315] = np.nan
+    td = DATES[-1] + np.arange(1, 9) * 12
+    weights = {str(DATES[i]): 0.2 + (i % 7) / 3 for i in range(0, 130, 3)}
+    members = tuple(A.FAMILY) + tuple(A.LOCAL_EXTRA)
+    for tf in (None, TimeFunction(date_weights=weights), TimeFunction(exp=((str(DATES[80]), 60.0),)),
+               TimeFunction(step_dates=(str(DATES[60]),), date_weights=weights)):
+        got = A.family_forecasts(y, DATES, td, tf, members)
+        ref = np.full_like(got, np.nan)
+        for j in range(y.shape[1]):          # each pixel fitted alone: no operator (one pixel is fewer than T)
+            ref[:, :, j] = A.family_forecasts(y[:, j:j + 1], DATES, td, tf, members)[:, :, 0]
+        np.testing.assert_allclose(got, ref, rtol=1e-11, atol=1e-9)
+        assert np.isfinite(got[:, :, :300]).all()
+    for T in (1, 2, 25):                     # one epoch: no line through it (NaN members); two; a year
+        short = A.family_forecasts(y[:T], DATES[:T], DATES[T:T + 6])
+        alone = np.stack([A.family_forecasts(y[:T, j:j + 1], DATES[:T], DATES[T:T + 6])[:, :, 0]
+                          for j in range(y.shape[1])], axis=2)
+        np.testing.assert_allclose(short, alone, rtol=1e-11, atol=1e-9)
+        np.testing.assert_array_equal(np.isnan(short), np.isnan(alone))
+        assert np.isnan(short).all(axis=(1, 2)).any() == (T == 1)
+
+
 def test_mean_last_takes_the_last_finite_values_across_gaps():
     rng = np.random.default_rng(11)
     y = rng.normal(size=(60, 400))
@@ -268,28 +299,37 @@ def test_mean_last_takes_the_last_finite_values_across_gaps():
 
 def test_family_memo_shares_the_family_between_groups_without_changing_any_input():
     """Members with different windows ask for the family of one block in turn: inside family_memo it is
-    fitted once and reused (a longer window's pixels are a subset, a new pixel is fitted and added);
-    every input and anchor is what a fresh computation gives."""
+    fitted once and reused (a longer window's pixels are a subset, a new pixel is fitted and added), and so
+    are the trajectory and regime channels (session 26); every input and anchor is what a fresh computation
+    gives."""
     from deformcast.algorithms.data import features as F
 
     st, grid = _long_scene(seed=3)
     st = st.copy()
     st[-10:-5, 2, 3] = np.nan            # a gap inside the long window only: fewer pixels there
-    preps = [D.prepare(st, DATES2, grid, w, 4, encodings="regime", target="residual", baseline="adaptive",
-                       max_samples=200, validation="space") for w in (4, 12)]
+    preps = [D.prepare(st, DATES2, grid, w, 4, encodings="trajectory,regime", target="residual",
+                       baseline="adaptive", max_samples=200, validation="space") for w in (4, 12)]
+    assert all(set(p.config["encodings"]) == {"trajectory", "regime"} for p in preps)
     e = st.shape[0] - 1
     fresh = [D.forecast_inputs(st, DATES2, grid, 0, p.config, p.norm, end_index=e) for p in preps]
-    calls = []
-    real = F._family
+    calls = {"_family": [], "_trajectory_features": [], "_regime_features": []}
+    real = {k: getattr(F, k) for k in calls}
+
+    def counted(k):
+        return lambda *a, **kw: calls[k].append(a[2].size) or real[k](*a, **kw)
+
     try:
-        F._family = lambda *a, **k: calls.append(a[2].size) or real(*a, **k)
+        for k in calls:
+            setattr(F, k, counted(k))
         with F.family_memo():
             shared = [D.forecast_inputs(st, DATES2, grid, 0, p.config, p.norm, end_index=e) for p in reversed(preps)]
             again = D.forecast_inputs(st, DATES2, grid, 0, preps[1].config, preps[1].norm, end_index=e)
     finally:
-        F._family = real
-    # the long window first (fewer pixels), then the short one fits only the pixel it lacks; then nothing
-    assert calls == [fresh[1][2].shape[0], 1]
+        for k, f in real.items():
+            setattr(F, k, f)
+    # the long window first (fewer pixels), then the short one computes only the pixel it lacks; then nothing
+    n_long = fresh[1][2].shape[0]
+    assert calls == {k: [n_long, 1] for k in calls}, calls
     for (X, v, a), (X2, v2, a2) in zip(fresh, reversed(shared)):
         assert np.array_equal(v, v2)
         np.testing.assert_array_equal(X, X2)

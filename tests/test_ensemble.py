@@ -301,7 +301,7 @@ def test_the_main_job_keeps_numpy_blas_to_one_thread_and_restores_it():
     assert before, "numpy has no BLAS that threadpoolctl can see"
     seen = []
 
-    @runtime.single_thread_blas
+    @runtime.numeric_session
     def job(x):
         seen.extend(blas())
         return x + 1
@@ -311,6 +311,45 @@ def test_the_main_job_keeps_numpy_blas_to_one_thread_and_restores_it():
     from deformcast.algorithms.learn.tuning.job import tune_job
     from deformcast.algorithms.workflow import run_workflow
     assert tune_job.__wrapped__ and run_workflow.__wrapped__ and ensemble.predict_ensemble.__wrapped__   # the entrances
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+@pytest.mark.skipif(runtime._glibc() is None, reason="glibc's mallopt only (Linux)")
+def test_the_entrances_keep_freed_memory_for_the_next_arrays_and_give_it_back_at_the_end(monkeypatch):
+    """Inside heap_reuse an array freed stays with the process and the next one of its size takes its pages (no
+    fresh mapping to fault in); at the end the memory goes back to the system, as it does without heap_reuse
+    and with DEFORMCAST_MALLOC=default."""
+    monkeypatch.delenv("DEFORMCAST_MALLOC", raising=False)
+    n = 300 * 2 ** 20 // 8       # 300 MB of float64
+
+    def cycle():
+        """RSS growth (MB) after one array of n values is written and freed, and while a second one is written."""
+        base = _rss_mb()
+        a = np.empty(n)
+        a.fill(1.0)
+        del a
+        kept = _rss_mb() - base
+        b = np.empty(n)
+        b.fill(2.0)
+        during = _rss_mb() - base
+        del b
+        return kept, during
+
+    assert cycle()[0] < 50                     # glibc as it is: a large array is a mapping, unmapped when freed
+    with runtime.heap_reuse():
+        with runtime.heap_reuse():             # nested entrances (the main job calls predict)
+            kept, during = cycle()
+        assert kept > 250 and during < kept + 50, (kept, during)
+        base = _rss_mb()
+    assert _rss_mb() < base - 250              # given back when the outermost block ends
+    assert cycle()[0] < 50                     # and glibc's defaults are back
+    monkeypatch.setenv("DEFORMCAST_MALLOC", "default")
+    with runtime.heap_reuse():
+        assert cycle()[0] < 50
 
 
 @pytest.mark.skipif("trajectory" not in dataset.ENCODINGS, reason="no trajectory encoding in dataset.py")

@@ -158,7 +158,7 @@ def _mean_last(y: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-#: pixels fitted at once by :func:`family_forecasts` (its temporaries were 400 MB on a 64 000-pixel block)
+#: pixels with a gap fitted at once by :func:`family_forecasts` (its temporaries were 400 MB on a 64 000-pixel block)
 FAMILY_CHUNK = 16384
 
 
@@ -179,14 +179,9 @@ def family_forecasts(hist: np.ndarray, dates, target_dates, time_function=None, 
     d = np.asarray(dates, dtype="datetime64[D]")
     if y.ndim != 2 or y.shape[0] != d.size:
         raise DeformCastError(f"family_forecasts: history {y.shape} does not match {d.size} dates.")
-    fit = _family_per_step_pattern if tf is not None and tf.step_dates else _family_forecasts
-    if y.shape[1] <= FAMILY_CHUNK:
-        return fit(y, d, target_dates, tf, members)
-    h = np.atleast_1d(np.asarray(target_dates)).size
-    out = np.empty((len(members), h, y.shape[1]))
-    for j in range(0, y.shape[1], FAMILY_CHUNK):   # each pixel's fits are its own: in chunks, temporaries stay small
-        out[:, :, j:j + FAMILY_CHUNK] = fit(y[:, j:j + FAMILY_CHUNK], d, target_dates, tf, members)
-    return out
+    if tf is not None and tf.step_dates:
+        return _family_per_step_pattern(y, d, target_dates, tf, members)
+    return _family_forecasts(y, d, target_dates, tf, members)
 
 
 def _family_per_step_pattern(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY) -> np.ndarray:
@@ -202,6 +197,39 @@ def _family_per_step_pattern(y: np.ndarray, d: np.ndarray, target_dates, tf, mem
 
 
 def _family_forecasts(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY) -> np.ndarray:
+    """The family of pixels that share one time function ``tf``. Every member is linear in a gap-free series
+    (means of the last epochs, least-squares fits through fixed designs, means of fits), so for the pixels without
+    a gap the family is one matrix product: the members' operator ``(C h, T)``, found by forecasting the
+    columns of the identity (:func:`_family_by_fits` on ``T`` columns), times the series. The pixels with a gap are
+    fitted one fit at a time. Session 26: 0.12 s against 0.78 s for 92 000 gap-free pixels and 13 members
+    (the same values to 1e-13: only the order of the sums differs); ``benchmarks/bench_local_forecast.py``."""
+    n, T = y.shape[1], y.shape[0]
+    full = np.isfinite(y).all(axis=0)
+    if n <= T or not full.any():      # a few pixels: no cheaper than fitting them
+        return _family_by_fits(y, d, target_dates, tf, members)
+    op = _family_by_fits(np.eye(T), d, target_dates, tf, members)        # (C, h, T)
+    C, h = op.shape[:2]
+    if full.all():
+        return (op.reshape(C * h, T) @ y).reshape(C, h, n)
+    out = np.empty((C, h, n))
+    out[:, :, full] = (op.reshape(C * h, T) @ y[:, full]).reshape(C, h, -1)
+    out[:, :, ~full] = _family_by_fits(y[:, ~full], d, target_dates, tf, members)
+    return out
+
+
+def _family_by_fits(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY) -> np.ndarray:
+    """The family fit by fit, in chunks of :data:`FAMILY_CHUNK` pixels (each pixel's fits are its own; the
+    temporaries stay small)."""
+    if y.shape[1] <= FAMILY_CHUNK:
+        return _family_chunk(y, d, target_dates, tf, members)
+    h = np.atleast_1d(np.asarray(target_dates)).size
+    out = np.empty((len(members), h, y.shape[1]))
+    for j in range(0, y.shape[1], FAMILY_CHUNK):
+        out[:, :, j:j + FAMILY_CHUNK] = _family_chunk(y[:, j:j + FAMILY_CHUNK], d, target_dates, tf, members)
+    return out
+
+
+def _family_chunk(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY) -> np.ndarray:
     end = d.size - 1
     td = np.atleast_1d(np.asarray(target_dates, dtype="datetime64[D]"))
     t_pred = years_between(td, d[end])

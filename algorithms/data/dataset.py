@@ -591,7 +591,7 @@ def forecast_inputs(stack_block: np.ndarray, dates, grid: Optional[Grid], row0: 
         rows, cols, ends, anchor = rows[good], cols[good], ends[good], anchor[good]
         fam = None if fam is None else fam[good]
     X = _features(vis, row0, rows, cols, ends, dates, (H, W), config, norm, covariates_block, None,
-                  same_end=True, family=fam)
+                  same_end=True, family=fam, block_obj=blk)
     if "trajectory" in config["encodings"] or "regime" in config["encodings"]:  # too short / gappy a history
         ok = np.isfinite(X).all(axis=(1, 2))
         if not ok.all():

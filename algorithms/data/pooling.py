@@ -82,11 +82,16 @@ def guided_box_mean(a: np.ndarray, box: int, guide: Optional[Tuple[np.ndarray, n
     lead = [(0, 0)] * (a.ndim - 2)
     ok = np.isfinite(a)
     ap = np.pad(np.where(ok, a, 0.0), lead + [(h, h), (h, h)], mode="edge")
-    okp = np.pad(ok.astype(np.float64), lead + [(h, h), (h, h)], mode="edge")
+    # the values of one pixel are usually all finite or all missing alike (the candidates of the local forecast):
+    # then one weight sum serves every leading index (the same sums in the same order; session 26)
+    first = ok[(0,) * len(lead)] if lead else ok
+    alike = bool(lead) and bool((ok == first).all())
+    okp = np.pad((first if alike else ok).astype(np.float64), ([] if alike else lead) + [(h, h), (h, h)], mode="edge")
     vp = np.pad(v, h, mode="edge")
     s2p = np.pad(se * se, h, mode="edge")
     num = np.zeros(a.shape)
-    den = np.zeros(a.shape)
+    den = np.zeros(okp.shape[:-2] + (R, W))
+    tmp = np.empty(a.shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for dy in range(-h, h + 1):
@@ -94,7 +99,8 @@ def guided_box_mean(a: np.ndarray, box: int, guide: Optional[Tuple[np.ndarray, n
                 rs, cs = slice(h + dy, h + dy + R), slice(h + dx, h + dx + W)
                 z2 = (vp[rs, cs] - v) ** 2 / (k * k * (s2p[rs, cs] + se * se))
                 wgt = np.where(np.isfinite(z2), np.exp(-0.5 * z2), 1.0)
-                num += wgt * ap[..., rs, cs]
+                num += np.multiply(wgt, ap[..., rs, cs], out=tmp)
                 den += wgt * okp[..., rs, cs]
+    den = np.broadcast_to(den, a.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)

@@ -100,15 +100,84 @@ def blas_threads(n: int = 1):
         yield
 
 
-def single_thread_blas(fn):
-    """Decorator: ``fn`` runs under :func:`blas_threads` (1)."""
+def numeric_session(fn):
+    """Decorator of the entrances (the main job, ``tune``, ``predict``): ``fn`` runs under :func:`blas_threads` (1)
+    and :func:`heap_reuse`."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with blas_threads(1):
+        with blas_threads(1), heap_reuse():
             return fn(*args, **kwargs)
     return wrapper
+
+
+#: glibc ``mallopt`` parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -2, -3, -4
+#: while DeformCast computes: freed memory up to this much stays with the process for the next array (MB)
+HEAP_TRIM_MB = 1024
+#: and the heap grows in steps of at least this much (MB)
+HEAP_TOP_PAD_MB = 64
+_HEAP = {"depth": 0}
+
+
+def _glibc():
+    """The C library where it is glibc (its ``mallopt``), else None (Windows, macOS, musl)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.gnu_get_libc_version.restype = ctypes.c_char_p
+        libc.gnu_get_libc_version()
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except (OSError, AttributeError):
+        return None
+
+
+def reuse_heap() -> bool:
+    """glibc's malloc keeps what the computation frees for its next arrays: no ``mmap`` per large array
+    (``M_MMAP_MAX`` 0), freed memory kept up to :data:`HEAP_TRIM_MB`, the heap grown by
+    :data:`HEAP_TOP_PAD_MB` at a time. By default every array above glibc's mmap threshold (at most 32 MB) is a fresh
+    mapping whose pages the kernel faults in and zeroes one by one; the classical fits, the track record and the
+    networks make and free such arrays all the time. Session 26, ``predict`` of 256 x 1000 pixels in one process
+    (the demo's ten members, gated): 78.9 s wall, 20.0 s of it system time, 1.12 M page faults, peak 1.97 GB ->
+    68.0 s, 6.1 s, 0.10 M, 2.10 GB (docs/benchmarks.md). ``DEFORMCAST_MALLOC=default`` leaves malloc as it is.
+    False where nothing was changed (not glibc, or switched off)."""
+    libc = _glibc()
+    if libc is None or os.environ.get("DEFORMCAST_MALLOC", "").strip().lower() == "default":
+        return False
+    return (bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_MB << 20))
+            and bool(libc.mallopt(_M_TOP_PAD, HEAP_TOP_PAD_MB << 20)))
+
+
+def release_heap() -> None:
+    """glibc's defaults again (mmap for large arrays, 128 KiB trim threshold and top pad), and the heap's free memory
+    returned to the system (``malloc_trim``)."""
+    libc = _glibc()
+    if libc is None:
+        return
+    libc.mallopt(_M_MMAP_MAX, 65536)
+    libc.mallopt(_M_MMAP_THRESHOLD, 128 << 10)
+    libc.mallopt(_M_TRIM_THRESHOLD, 128 << 10)
+    libc.mallopt(_M_TOP_PAD, 128 << 10)
+    libc.malloc_trim(0)
+
+
+@contextlib.contextmanager
+def heap_reuse():
+    """:func:`reuse_heap` for a block, then :func:`release_heap` (nested blocks: at the outermost's end), so QGIS
+    gets its memory back when the job ends."""
+    _HEAP["depth"] += 1
+    changed = _HEAP["depth"] == 1 and reuse_heap()
+    try:
+        yield
+    finally:
+        _HEAP["depth"] -= 1
+        if changed:
+            release_heap()
 
 
 def inference_threads():

@@ -183,25 +183,20 @@ def _worker_error(f, what: str, i: int, args: tuple) -> DeformCastError:
 # worker side
 
 _MEMBERS: Dict[tuple, object] = {}
-_MALLOC = {"done": False}
+_MALLOC = {"done": False, "ok": False}
 
 
 def tune_malloc() -> bool:
-    """Undo, in this worker process, the ``MALLOC_TRIM_THRESHOLD_=65536`` that Dask's nanny sets for its
-    workers: a fixed trim threshold switches off glibc's dynamic mmap threshold, so every large
-    allocation of the networks is a fresh mmap with page faults (measured: the forecast 2.5x slower).
-    ``mallopt`` restores a large mmap threshold (32 MB, glibc's dynamic maximum) and trim threshold
-    (64 MB); the memory is still returned beyond that. Once per process; False where not glibc."""
+    """glibc's malloc in this worker process as in the caller (:func:`runtime.reuse_heap`), once per process: it
+    also undoes the ``MALLOC_TRIM_THRESHOLD_=65536`` that Dask's nanny sets for its workers, which switched off
+    glibc's dynamic mmap threshold, so every large allocation of the networks was a fresh mmap with page faults
+    (measured: the forecast 2.5x slower). False where not glibc or ``DEFORMCAST_MALLOC=default``."""
     if _MALLOC["done"]:
-        return True
-    _MALLOC["done"] = True
-    try:
-        import ctypes
+        return _MALLOC["ok"]
+    from ..learn.runtime import reuse_heap
 
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-3, 32 << 20)) and bool(libc.mallopt(-1, 64 << 20))  # M_MMAP_, M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        return False
+    _MALLOC["done"], _MALLOC["ok"] = True, reuse_heap()
+    return _MALLOC["ok"]
 
 
 def worker_members(model_folder: str, members, device: str, info=None, end=None):

@@ -52,7 +52,7 @@ from . import distributed
 from ..models import modelio
 from ..io import raster, styles
 from ..errors import DeformCastError, warn
-from ..learn.runtime import inference_threads, single_thread_blas
+from ..learn.runtime import inference_threads, numeric_session
 from ..order_stats import member_median
 from .gating import forecast_gated, gate_halo, scene_blend_prior
 from ..data.track_record import BLEND_PRIOR
@@ -81,7 +81,7 @@ def _end_index(dates: np.ndarray, end_date) -> int:
     return idx
 
 
-@single_thread_blas
+@numeric_session
 def predict_ensemble(stack_path: str, model_folder: str, out_median: str, out_quantiles: Optional[str] = None,
                      out_members: Optional[str] = None, horizon: Optional[int] = None, members=None,
                      quantiles: Sequence[float] = (10, 50, 90), dates=None, covariates: Optional[Sequence[str]] = None,

@@ -11,7 +11,7 @@ import numpy as np
 from ...data.configs import DEFAULT_DATA, DataConfig
 from ...errors import DeformCastError
 from ...progress import Progress
-from ..runtime import single_thread_blas
+from ..runtime import numeric_session
 from . import local_workers
 from .objective import DataCache, make_objective, retrain as retrain_member, split_scores
 from .patience import DEFAULT_MIN_REL, DEFAULT_STUDY_PATIENCE
@@ -315,7 +315,7 @@ def load_inputs(stack_path: str, dates=None, covariate_paths: Sequence[str] = ()
     return info, cov
 
 
-@single_thread_blas
+@numeric_session
 def tune_job(stack_path: str, output_folder: str, architecture: str, horizon: int, *, dates=None,
              covariates: Sequence[str] = (), report_path: Optional[str] = None,
              progress: Optional[Progress] = None, gate: bool = True, **kw) -> TuneResult:
