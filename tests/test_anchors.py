@@ -8,6 +8,7 @@ from test_dataset import DATES2, _arrays, _long_scene
 
 from deformcast.algorithms.data import anchors as A
 from deformcast.algorithms.data import dataset as D
+from deformcast.algorithms.data import family
 from deformcast.algorithms.data import pooling
 from deformcast.algorithms.data.baselines import years_between
 
@@ -243,7 +244,7 @@ def test_the_family_fitted_in_chunks_of_pixels_is_the_family(monkeypatch):
     td = DATES[-1] + np.arange(1, 7) * 12
     for steps in (None, [str(DATES[60])]):
         whole = A.family_forecasts(y, DATES, td, steps)
-        monkeypatch.setattr(A, "FAMILY_CHUNK", 7)
+        monkeypatch.setattr(family, "FAMILY_CHUNK", 7)
         chunked = A.family_forecasts(y, DATES, td, steps)
         monkeypatch.undo()
         np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-12)

@@ -7,8 +7,8 @@ record: the all-history fit is structurally wrong there, and on real Sentinel-1 
 noise of the last acquisitions dominates a short forecast, every trajectory fit lost to a plain
 mean of the last few epochs. No single classical forecast wins on every kind of data.
 
-What. :data:`FAMILY` is a set of classical per-pixel forecasts from one origin, each computed
-from the history up to that origin only (no look-ahead):
+What. :data:`FAMILY` (:mod:`family`, which fits it) is a set of classical per-pixel forecasts from one origin,
+each computed from the history up to that origin only (no look-ahead):
 
 ==========================  ==================================================================
 ``persistence``             the last valid value
@@ -51,209 +51,21 @@ velocity of the last year minus the all-history velocity, in mm/yr.
 """
 from __future__ import annotations
 
-import warnings
 from typing import List, Optional
 
 import numpy as np
 
 from .pooling import guided_box_mean, velocity_guide
 from .track_record import blend_sums, blend_weight, combined, inverse_mse_weight, record, target_weights
-from .baselines import (_system, design_matrix, epoch_weights, fit_operator, fit_predict, fit_stats,
-                        terms_for_span, years_between)
+from .baselines import design_matrix, fit_stats, terms_for_span, years_between
+from .family import FAMILY, FAMILY_NAMES, _mean_last, _start, family_forecasts   # noqa: F401 (its home before)
 from ..errors import DeformCastError
 
-#: (name, kind, years of history or None for all, extra)
-FAMILY = (
-    ("persistence", "persistence", None),
-    ("mean_last_5", "mean_last", 5),
-    ("linear", "linear", None),
-    ("linear_1y", "linear", 1.0),
-    ("linear_2y", "linear", 2.0),
-    ("trajectory_2y", "trajectory", 2.0),
-    ("trajectory_3y", "trajectory", 3.0),
-    ("trajectory", "trajectory", None),
-    ("trajectory_ensemble", "windows", (1.0, 2.0, 3.0, None)),
-    ("trajectory_windows", "windows", (1.3, 1.8, 2.3, 2.8)),
-)
-FAMILY_NAMES = tuple(f[0] for f in FAMILY)
 REGIME_EVIDENCE = ("res_6m", "res_1y", "dv_1y")
 #: the combination is fitted on training windows ending in the last RECENT_YEARS (see recent_rows)
 RECENT_YEARS = 2.0
 REGIME_FEATURES = ([f"reg:end_{n}" for n in FAMILY_NAMES] + [f"reg:mid_{n}" for n in FAMILY_NAMES]
                    + [f"reg:{n}" for n in REGIME_EVIDENCE])
-
-
-def _start(dates: np.ndarray, end: int, years: Optional[float]) -> int:
-    if years is None:
-        return 0
-    cutoff = dates[end].astype("int64") - int(round(float(years) * 365.25))
-    return int(np.searchsorted(dates.astype("int64"), cutoff, side="left"))
-
-
-def _fit(y, dates, start, end, t_pred, full, time_function=None):
-    t_fit = years_between(dates[start:end + 1], dates[end])
-    span = float(t_fit[-1] - t_fit[0]) if t_fit.size else 0.0
-    deg, periods = terms_for_span(span, full)
-    return fit_predict(y[start:end + 1], t_fit, t_pred, deg, periods, time_function=time_function, ref=dates[end])
-
-
-def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1):
-    """A line through the last epochs ``start..end`` of the series with its seasonal motion removed, the
-    seasonal motion added back: the velocity of the recent regime, the seasons of the whole record
-    (annual and semi-annual terms of the all-history fit, where it spans 1.9 years). Without seasonal
-    terms: the line alone."""
-    t_all = years_between(dates[:end + 1], dates[end])
-    deg, periods = terms_for_span(float(t_all[-1] - t_all[0]) if t_all.size else 0.0)
-    if not periods:
-        return _trend(y, dates, start, end, t_pred, time_function, degree)
-    yy, A, _ = _system(y[:end + 1], t_all, t_pred, deg, periods, time_function, dates[end])
-    coef = np.full((A.shape[1], yy.shape[1]), np.nan)
-    full = np.isfinite(yy).all(axis=0)
-    if full.all():     # complete series share one design: one least-squares solve for all of them
-        coef[:] = fit_operator(A, epoch_weights(time_function, dates[end], t_all)) @ yy
-    elif full.any():
-        coef[:, full] = fit_operator(A, epoch_weights(time_function, dates[end], t_all)) @ yy[:, full]
-    if (~full).any():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            coef[:, ~full] = fit_stats(y[:end + 1][:, ~full], t_all, t_pred, deg, periods,
-                                       time_function=time_function, ref=dates[end])[0]
-    cols = slice(deg + 1, deg + 1 + 2 * len(periods))
-
-    def season(t):
-        return design_matrix(t, deg, periods)[:, cols] @ np.nan_to_num(coef[cols])
-
-    line = _trend(y[:end + 1] - season(t_all), dates, start, end, t_pred, time_function, degree)
-    return line + season(np.asarray(t_pred, dtype=np.float64))
-
-
-def _trend(y, dates, start, end, t_pred, time_function, degree):
-    """A polynomial of ``degree`` (no seasonal terms) through epochs ``start..end``, at ``t_pred``."""
-    t_fit = years_between(dates[start:end + 1], dates[end])
-    return fit_predict(y[start:end + 1], t_fit, t_pred, int(degree), (), time_function=time_function, ref=dates[end])
-
-
-def _mean_last_of(y: np.ndarray, k: int):
-    """(mean of the last ``k`` finite values along axis 0, how many there were)."""
-    finite = np.isfinite(y)
-    rank = np.cumsum(finite[::-1], axis=0)[::-1]      # 1 at the last finite value, 2 before ...
-    use = finite & (rank <= int(k))
-    n = use.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, np.where(use, y, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan), n
-
-
-def _mean_last(y: np.ndarray, k: int) -> np.ndarray:
-    """Mean of the last ``k`` finite values along axis 0 of (T, n); NaN where none.
-
-    Looks at the last ``2 k + 8`` epochs first and goes back over the whole history only for the
-    pixels with fewer than ``k`` values there (gaps): the same values (the sums may differ in the last
-    bit); going over the whole history for every pixel took 8 % of ``predict``."""
-    k = int(k)
-    tail = min(y.shape[0], 2 * k + 8)
-    out, n = _mean_last_of(y[-tail:], k)
-    short = n < k
-    if tail < y.shape[0] and short.any():
-        out[short] = _mean_last_of(y[:, short], k)[0]
-    return out
-
-
-#: pixels with a gap fitted at once by :func:`family_forecasts` (its temporaries were 400 MB on a 64 000-pixel block)
-FAMILY_CHUNK = 16384
-
-
-def family_forecasts(hist: np.ndarray, dates, target_dates, time_function=None, members=FAMILY) -> np.ndarray:
-    """Every member of :data:`FAMILY` (or of ``members``, entries as in it) from the origin ``hist[-1]``:
-    float64 ``(C, h, n)``.
-
-    ``hist`` (e + 1, n) mm with NaN gaps, the history up to and including the origin; ``dates``
-    its e + 1 dates; ``target_dates`` the h forecast dates. NaN where a member cannot be fitted.
-    ``time_function``: known events (steps at dates, exponential / logarithmic terms after an
-    onset; :class:`baselines.TimeFunction`, e.g. from the STEPS parameter) added to every linear
-    and trajectory fit whose window holds data on both sides of the event.
-    """
-    from .baselines import as_time_function
-
-    tf = as_time_function(time_function)
-    y = np.asarray(hist, dtype=np.float64)
-    d = np.asarray(dates, dtype="datetime64[D]")
-    if y.ndim != 2 or y.shape[0] != d.size:
-        raise DeformCastError(f"family_forecasts: history {y.shape} does not match {d.size} dates.")
-    if tf is not None and tf.step_dates:
-        return _family_per_step_pattern(y, d, target_dates, tf, members)
-    return _family_forecasts(y, d, target_dates, tf, members)
-
-
-def _family_per_step_pattern(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY) -> np.ndarray:
-    """:func:`family_forecasts` where each step date enters only the fits of the pixels whose history
-    shows the step: pixels grouped by the steps they show (:func:`step_detect.groups_by_steps`)."""
-    from .step_detect import groups_by_steps
-
-    td = np.atleast_1d(np.asarray(target_dates, dtype="datetime64[D]"))
-    out = np.full((len(members), td.size, y.shape[1]), np.nan)
-    for cols, sub in groups_by_steps(y, d, tf):
-        out[:, :, cols] = _family_forecasts(y[:, cols], d, td, sub, members)
-    return out
-
-
-def _family_forecasts(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY) -> np.ndarray:
-    """The family of pixels that share one time function ``tf``. Every member is linear in a gap-free series
-    (means of the last epochs, least-squares fits through fixed designs, means of fits), so for the pixels without
-    a gap the family is one matrix product: the members' operator ``(C h, T)``, found by forecasting the
-    columns of the identity (:func:`_family_by_fits` on ``T`` columns), times the series. The pixels with a gap are
-    fitted one fit at a time. Session 26: 0.12 s against 0.78 s for 92 000 gap-free pixels and 13 members
-    (the same values to 1e-13: only the order of the sums differs); ``benchmarks/bench_local_forecast.py``."""
-    n, T = y.shape[1], y.shape[0]
-    full = np.isfinite(y).all(axis=0)
-    if n <= T or not full.any():      # a few pixels: no cheaper than fitting them
-        return _family_by_fits(y, d, target_dates, tf, members)
-    op = _family_by_fits(np.eye(T), d, target_dates, tf, members)        # (C, h, T)
-    C, h = op.shape[:2]
-    if full.all():
-        return (op.reshape(C * h, T) @ y).reshape(C, h, n)
-    out = np.empty((C, h, n))
-    out[:, :, full] = (op.reshape(C * h, T) @ y[:, full]).reshape(C, h, -1)
-    out[:, :, ~full] = _family_by_fits(y[:, ~full], d, target_dates, tf, members)
-    return out
-
-
-def _family_by_fits(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY) -> np.ndarray:
-    """The family fit by fit, in chunks of :data:`FAMILY_CHUNK` pixels (each pixel's fits are its own; the
-    temporaries stay small)."""
-    if y.shape[1] <= FAMILY_CHUNK:
-        return _family_chunk(y, d, target_dates, tf, members)
-    h = np.atleast_1d(np.asarray(target_dates)).size
-    out = np.empty((len(members), h, y.shape[1]))
-    for j in range(0, y.shape[1], FAMILY_CHUNK):
-        out[:, :, j:j + FAMILY_CHUNK] = _family_chunk(y[:, j:j + FAMILY_CHUNK], d, target_dates, tf, members)
-    return out
-
-
-def _family_chunk(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY) -> np.ndarray:
-    end = d.size - 1
-    td = np.atleast_1d(np.asarray(target_dates, dtype="datetime64[D]"))
-    t_pred = years_between(td, d[end])
-    h, n = td.size, y.shape[1]
-    out = np.full((len(members), h, n), np.nan)
-    finite = np.isfinite(y)
-    for c, (_, kind, arg) in enumerate(members):
-        if kind == "persistence":
-            out[c] = _mean_last(y, 1)[None]
-        elif kind == "mean_last":
-            out[c] = _mean_last(y, int(arg))[None]
-        elif kind in ("linear", "trajectory"):
-            out[c] = _fit(y, d, _start(d, end, arg), end, t_pred, kind == "trajectory", tf)
-        elif kind in ("seasonal_linear", "seasonal_quadratic"):
-            out[c] = _seasonal_linear(y, d, _start(d, end, arg), end, t_pred, tf, 1 if kind == "seasonal_linear" else 2)
-        else:  # windows
-            starts = sorted({_start(d, end, yrs) for yrs in arg})
-            fits = np.stack([_fit(y, d, s, end, t_pred, True, tf) for s in starts])
-            ok = np.isfinite(fits)
-            cnt = ok.sum(axis=0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[c] = np.where(cnt > 0, np.where(ok, fits, 0.0).sum(axis=0) / np.maximum(cnt, 1), np.nan)
-    out[:, :, ~finite.any(axis=0)] = np.nan
-    return out
 
 
 def default_weights(horizon: int) -> np.ndarray:

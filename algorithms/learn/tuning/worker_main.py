@@ -6,9 +6,11 @@ import json
 import sys
 from typing import Any, Dict, Optional
 
+from ..runtime import numeric_session
 from .job import load_inputs, run_study
 
 
+@numeric_session        # as the calling process's tune_job: numpy's BLAS on one thread, glibc's heap kept
 def run_job(job: Dict[str, Any]) -> Optional[int]:
     """The worker side: read the inputs by path and join the study (no outputs, no gate)."""
     print(f"worker on {sys.executable} (Python {sys.version.split()[0]})", flush=True)
