@@ -64,3 +64,32 @@ def test_the_prior_steadies_a_noisy_neighbourhood_weight():
     # no record at all: the ensemble keeps its weight 1 whatever the prior
     none = TR.blend_weight(flat, L, origins, lambda o: None, loc, (R, Wd), 3, prior=1.0)
     assert (none == 1.0).all()
+
+
+def test_the_combined_family_is_the_weighted_mean_of_its_members_with_and_without_gaps():
+    """``combined``: each pixel's weighted mean of the members that have a forecast there. A complete family
+    takes a path without masks (session 26); both give what the masked sums give, bit for bit."""
+    rng = np.random.default_rng(4)
+    C, m, n = 6, 5, 300
+    fam = rng.normal(size=(C, m, n)).astype(np.float32)
+    w = rng.random((C, n))
+    w[:, :10] = 0.0                            # no weight at all: NaN
+
+    def by_hand(f):
+        ok = np.isfinite(f)
+        num = sum(w[c] * np.where(ok[c], f[c], 0.0) for c in range(C))
+        den = sum(w[c] * ok[c] for c in range(C))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (num / np.where(den > 0, den, np.nan))[None]
+
+    got = TR.combined(w, fam)
+    np.testing.assert_array_equal(got, by_hand(fam))
+    assert np.isnan(got[0, :, :10]).all() and np.isfinite(got[0, :, 10:]).all()
+    gappy = fam.copy()
+    gappy[2, :, 50:60] = np.nan                # a member without a forecast at some pixels: the others' mean
+    got = TR.combined(w, gappy)
+    np.testing.assert_array_equal(got, by_hand(gappy))
+    keep = [c for c in range(C) if c != 2]
+    ref = (w[keep, None, 55] * fam[keep, :, 55]).sum(axis=0) / w[keep, 55].sum()
+    np.testing.assert_allclose(got[0, :, 55], ref, rtol=1e-12)
+    assert TR.combined(w, None) is None

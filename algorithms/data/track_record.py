@@ -82,11 +82,20 @@ def combined(w: np.ndarray, fam: Optional[np.ndarray]) -> Optional[np.ndarray]:
     """The family (C, m, n) combined with the weights ``w`` (C, n): (1, m, n); NaN members weigh 0."""
     if fam is None:
         return None
-    num, den = np.zeros(fam.shape[1:]), np.zeros(fam.shape[1:])
-    for c in range(fam.shape[0]):       # one member at a time (float64 copies of the whole family are large)
-        ok = np.isfinite(fam[c])
-        num += w[c] * np.where(ok, fam[c], 0.0)
-        den += w[c] * ok
+    num = np.zeros(fam.shape[1:])
+    if np.isfinite(fam).all():          # a complete family (the usual case): the same sums without the masks
+        den = np.zeros(fam.shape[2:])
+        tmp = np.empty(fam.shape[1:])
+        for c in range(fam.shape[0]):
+            num += np.multiply(w[c], fam[c], out=tmp)
+            den += w[c]
+        den = np.broadcast_to(den, num.shape)
+    else:
+        den = np.zeros(fam.shape[1:])
+        for c in range(fam.shape[0]):   # one member at a time (float64 copies of the whole family are large)
+            ok = np.isfinite(fam[c])
+            num += w[c] * np.where(ok, fam[c], 0.0)
+            den += w[c] * ok
     with np.errstate(invalid="ignore", divide="ignore"):
         return (num / np.where(den > 0, den, np.nan))[None]
 
