@@ -453,10 +453,11 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
         a0, a1 = max(b0, r0 - halo), min(b1, r1 + halo)
         blk = read[1][:, a0 - b0:a1 - b0]                  # the span and its halo: what gets forecast
         cov_blk = {k: v[a0:a1] for k, v in cov.items()}
-        # origins forecast together: up to two blocks of pixels, halo rows counted (the families and the local
-        # track record are fitted on them too; counting the core rows only put eight origins of a 10-row span and
-        # its 40 halo rows into one call: a 2.4 GB peak on a 1000-pixel-wide raster, session 25)
-        per_call = max(1, (2 * BLOCK_PIXELS) // max(1, (a1 - a0) * W))
+        # origins forecast together: up to a block of pixels, halo rows counted (the families and the local track
+        # record are fitted on them too). Counting the core rows only put eight origins of a 10-row span and its 40
+        # halo rows into one call: a 2.4 GB peak on a 1000-pixel-wide raster (session 25); two blocks' worth: 2.1 GB
+        # and 14.5 s; one: 1.5 GB and 12 s, the same calibration (session 26, docs/benchmarks.md)
+        per_call = max(1, BLOCK_PIXELS // max(1, (a1 - a0) * W))
         caches = {id(blk): family_cache(blk, info.dates, cfg0, H)}
         for j in range(0, len(origins), per_call):
             _forget_before(caches, id(blk), origins[j:], L)
