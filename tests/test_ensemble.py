@@ -318,7 +318,7 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
-@pytest.mark.skipif(runtime._glibc() is None, reason="glibc's mallopt only (Linux)")
+@pytest.mark.skipif(runtime.glibc() is None, reason="glibc's mallopt only (Linux)")
 def test_the_entrances_keep_freed_memory_for_the_next_arrays_and_give_it_back_at_the_end(monkeypatch):
     """Inside heap_reuse an array freed stays with the process and the next one of its size takes its pages (no
     fresh mapping to fault in); at the end the memory goes back to the system, as it does without heap_reuse

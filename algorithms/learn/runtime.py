@@ -121,7 +121,7 @@ HEAP_TOP_PAD_MB = 64
 _HEAP = {"depth": 0}
 
 
-def _glibc():
+def glibc():
     """The C library where it is glibc (its ``mallopt``), else None (Windows, macOS, musl)."""
     import ctypes
     import sys
@@ -146,7 +146,7 @@ def reuse_heap() -> bool:
     (the demo's ten members, gated): 78.9 s wall, 20.0 s of it system time, 1.12 M page faults, peak 1.97 GB ->
     68.0 s, 6.1 s, 0.10 M, 2.10 GB (docs/benchmarks.md). ``DEFORMCAST_MALLOC=default`` leaves malloc as it is.
     False where nothing was changed (not glibc, or switched off)."""
-    libc = _glibc()
+    libc = glibc()
     if libc is None or os.environ.get("DEFORMCAST_MALLOC", "").strip().lower() == "default":
         return False
     return (bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_MB << 20))
@@ -156,7 +156,7 @@ def reuse_heap() -> bool:
 def release_heap() -> None:
     """glibc's defaults again (mmap for large arrays, 128 KiB trim threshold and top pad), and the heap's free memory
     returned to the system (``malloc_trim``)."""
-    libc = _glibc()
+    libc = glibc()
     if libc is None:
         return
     libc.mallopt(_M_MMAP_MAX, 65536)

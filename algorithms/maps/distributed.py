@@ -187,16 +187,21 @@ _MALLOC = {"done": False, "ok": False}
 
 
 def tune_malloc() -> bool:
-    """glibc's malloc in this worker process as in the caller (:func:`runtime.reuse_heap`), once per process: it
-    also undoes the ``MALLOC_TRIM_THRESHOLD_=65536`` that Dask's nanny sets for its workers, which switched off
+    """glibc's malloc in this worker process as in the caller (:func:`runtime.reuse_heap`), once per process. It
+    also undoes the ``MALLOC_TRIM_THRESHOLD_=65536`` that Dask's nanny sets for its workers, which switches off
     glibc's dynamic mmap threshold, so every large allocation of the networks was a fresh mmap with page faults
-    (measured: the forecast 2.5x slower). False where not glibc or ``DEFORMCAST_MALLOC=default``."""
+    (measured: the forecast 2.5x slower); with ``DEFORMCAST_MALLOC=default`` only that is undone (glibc's largest
+    dynamic mmap threshold, 32 MB, and a 64 MB trim threshold, as before session 26). False where not glibc."""
     if _MALLOC["done"]:
         return _MALLOC["ok"]
-    from ..learn.runtime import reuse_heap
+    from ..learn.runtime import glibc, reuse_heap
 
-    _MALLOC["done"], _MALLOC["ok"] = True, reuse_heap()
-    return _MALLOC["ok"]
+    ok = reuse_heap()
+    if not ok:
+        libc = glibc()
+        ok = libc is not None and bool(libc.mallopt(-3, 32 << 20)) and bool(libc.mallopt(-1, 64 << 20))
+    _MALLOC["done"], _MALLOC["ok"] = True, ok
+    return ok
 
 
 def worker_members(model_folder: str, members, device: str, info=None, end=None):
