@@ -347,6 +347,13 @@ def test_the_entrances_keep_freed_memory_for_the_next_arrays_and_give_it_back_at
         base = _rss_mb()
     assert _rss_mb() < base - 250              # given back when the outermost block ends
     assert cycle()[0] < 50                     # and glibc's defaults are back
+    first, second = runtime.heap_reuse(), runtime.heap_reuse()   # two jobs in two QGIS task threads, overlapping
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)           # the first job ends while the second still runs: still kept
+    assert cycle()[0] > 250
+    second.__exit__(None, None, None)          # the last one out restores glibc's defaults
+    assert cycle()[0] < 50
     monkeypatch.setenv("DEFORMCAST_MALLOC", "default")
     with runtime.heap_reuse():
         assert cycle()[0] < 50

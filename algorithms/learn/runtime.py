@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Optional
 
 import numpy as np
@@ -119,6 +120,7 @@ HEAP_TRIM_MB = 1024
 #: and the heap grows in steps of at least this much (MB)
 HEAP_TOP_PAD_MB = 64
 _HEAP = {"depth": 0}
+_HEAP_LOCK = threading.Lock()
 
 
 def glibc():
@@ -170,14 +172,17 @@ def release_heap() -> None:
 def heap_reuse():
     """:func:`reuse_heap` for a block, then :func:`release_heap` (nested blocks: at the outermost's end), so QGIS
     gets its memory back when the job ends."""
-    _HEAP["depth"] += 1
-    changed = _HEAP["depth"] == 1 and reuse_heap()
+    with _HEAP_LOCK:              # QGIS may run two jobs in two task threads: the last one out restores
+        _HEAP["depth"] += 1
+        if _HEAP["depth"] == 1:
+            _HEAP["changed"] = reuse_heap()
     try:
         yield
     finally:
-        _HEAP["depth"] -= 1
-        if changed:
-            release_heap()
+        with _HEAP_LOCK:
+            _HEAP["depth"] -= 1
+            if _HEAP["depth"] == 0 and _HEAP.pop("changed", False):
+                release_heap()
 
 
 def inference_threads():
