@@ -151,8 +151,8 @@ def _family_forecasts(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FA
     (means of the last epochs, least-squares fits through fixed designs, means of fits), so for the pixels without
     a gap the family is one matrix product: the members' operator ``(C h, T)``, found by forecasting the
     columns of the identity (:func:`_family_by_fits` on ``T`` columns), times the series. The pixels with a gap are
-    fitted one fit at a time. Session 26: 0.12 s against 0.78 s for 92 000 gap-free pixels and 13 members
-    (the same values to 1e-13: only the order of the sums differs); ``benchmarks/bench_local_forecast.py``."""
+    fitted one fit at a time. Session 26: 0.13 s against 0.78 s for 92 000 gap-free pixels and 13 members
+    (the same values to 1e-13: only the order of the sums differs; docs/benchmarks.md, "Session 26")."""
     n, T = y.shape[1], y.shape[0]
     full = np.isfinite(y).all(axis=0)
     if n <= T or not full.any():      # a few pixels: no cheaper than fitting them
