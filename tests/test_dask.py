@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from deformcast.algorithms.maps import distributed, ensemble, skill_gate
+from deformcast.algorithms.maps import calibration, distributed, ensemble, skill_gate
 from deformcast.algorithms.models import modelio
 from deformcast.algorithms.io import raster
 from deformcast.algorithms.maps import uncertainty as U
@@ -125,21 +125,59 @@ def test_bad_unreachable_and_missing_dask(monkeypatch):
 
 def test_predict_in_local_processes_equals_one_process(scene, monkeypatch):
     """Session 24: a large raster's row blocks run in spawned local processes (one thread each), with the
-    Dask workers' code; the output files are those of one process, bit for bit."""
+    Dask workers' code; since session 26 the calibration's validation origins too; the output files are those of one
+    process, bit for bit."""
     tmp, stack, root = scene
     outs = {}
     for name, n in (("one", "1"), ("pool", "2")):
         monkeypatch.setenv("DEFORMCAST_PREDICT_WORKERS", n)
+        calibration._CACHE.clear()        # each run collects its own validation forecasts
         d = tmp / f"procs_{name}"
         logs = []
         res = ensemble.predict_ensemble(stack, root, str(d / "median.tif"), str(d / "q.tif"), str(d / "members.tif"),
                                         block_rows=4, device="cpu", progress=Progress(on_log=logs.append))
         assert res["local_workers"] == (2 if n == "2" else 0)
         assert any("2 local processes" in s for s in logs) == (n == "2")
+        # the calibration's validation origins ran there too (session 26), and the outputs are still one process's
+        assert any(s.startswith("Calibration: ") and "in 2 local processes" in s for s in logs) == (n == "2")
+        assert res["calibration"]["calibrated"]
         outs[name] = {k: _bands(str(d / f"{k}.tif")) for k in ("median", "q", "members")}
     for k in ("median", "q", "members"):
         _same(outs["one"][k], outs["pool"][k])
     assert np.isfinite(outs["pool"]["median"]).any()
+
+
+def test_local_processes_load_the_members_before_their_first_task(scene):
+    """``predict`` has the local processes load the members as soon as they start (session 26): one preload task per
+    process (the executor hands them to whichever process is free, so one may run both), and a later task in a process
+    that ran one finds the members in its cache."""
+    import os
+
+    tmp, stack, root = scene
+    info = raster.open_stack(stack)
+    job = {"stack": distributed.stack_job(info), "model_folder": str(root), "members": None, "device": "cpu",
+           "e": info.n_epochs - 1, "batch_size": 2048}
+    pool = distributed.LocalPool(2)
+    try:
+        pool.preload(distributed.preload_members, job)
+        pids = set(pool.ready())
+        preloaded = {f.result(timeout=120) for f in pool._preload}
+        assert len(pool._preload) == 2 and preloaded <= pids and os.getpid() not in preloaded
+        got = [pool.submit(_members_cached, job).result(timeout=120) for _ in range(8)]
+        assert all(cached for pid, cached in got if pid in preloaded), got
+        assert any(pid in preloaded for pid, _ in got), got
+    finally:
+        pool.close()
+
+
+def _members_cached(job):
+    """In a worker: (its pid, whether the members a task asks for were already in its cache)."""
+    import os
+
+    before = dict(distributed._MEMBERS)
+    distributed.worker_members(job["model_folder"], job["members"], job["device"], distributed.stack_info(job["stack"]),
+                               job["e"])
+    return os.getpid(), len(before) == 1 and dict(distributed._MEMBERS) == before
 
 
 def test_when_predict_uses_local_processes(monkeypatch):

@@ -51,7 +51,8 @@ a member is a future of the deformation, whose forecast error persists; the acqu
 epoch is in the marginals (the band covers observations) but does not make each member jagged. The
 template is the same at every pixel (seeded), so member ``k`` is one spatially coherent scenario.
 
-Reading (issue 17): whole contiguous row spans aligned to the file's block height, never scattered rows.
+The validation forecasts (:mod:`validation_forecasts`): whole contiguous row spans aligned to the file's block
+height (issue 17), on ``predict``'s local processes where it has them (session 26).
 
 Both methods are fitted on every run; the coverage and mean band width per lead step of each,
 cross-validated over the origins (fit on half the origins, score on the other half), go into the
@@ -65,12 +66,13 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..data import dataset
 from ..io import raster
 from .evidence import FEATURES, NOISE_FEATURES, evidence, season_features  # noqa: F401 (the evidence of the fit)
 from ..errors import DeformCastError
 from ..order_stats import member_median
-from ..progress import Progress, silent
+from ..progress import Progress
+from .validation_forecasts import (MAX_ORIGINS, SPAN_ROWS, block_height, collect, origins_for,  # noqa: F401 (their
+                                   read_spans)                                                  # home until session 26)
 
 METHODS = ("dressing", "conformal")
 #: chosen by benchmarks/bench_calibration.py (docs/README_calibration.md)
@@ -87,56 +89,6 @@ CHOSEN_BASES = ("constant", "linear")
 TEMPLATE_SEED = 20260415
 #: the least persistence of the members' ranks along the lead (see the module doc)
 RHO_MIN = 0.999
-#: at most this many rolling origins (evenly spread) calibrate the spread: each costs a full gated
-#: forecast (with the local blend's earlier origins) of the sampled rows
-MAX_ORIGINS = 8
-#: rows scored per span when the calibration samples the raster (the pixel budget is spread over spans)
-SPAN_ROWS = 16
-
-
-# ---------------------------------------------------------------------------------------------
-# reading: contiguous, block-aligned row spans
-# ---------------------------------------------------------------------------------------------
-def block_height(path: str) -> int:
-    """Rows per block of the file's first band (1 when unknown)."""
-    gdal = raster._gdal()
-    ds = gdal.Open(str(path))
-    try:
-        return max(1, int(ds.GetRasterBand(1).GetBlockSize()[1]))
-    except (AttributeError, RuntimeError):
-        return 1
-
-
-def read_spans(height: int, width: int, block_h: int, halo: int, max_pixels: int,
-               chunk_pixels: int) -> List[Tuple[int, int, int, int]]:
-    """``(a0, a1, r0, r1)``: read rows a0..a1 (aligned to ``block_h``), score rows r0..r1 inside.
-
-    When about ``max_pixels`` pixels need every row, the raster is cut into consecutive spans of
-    about ``chunk_pixels`` pixels (a multiple of ``block_h`` rows) read with their halo, extended to
-    block boundaries. Otherwise spans of SPAN_ROWS rows are spread evenly over the raster and read
-    with their halo, extended to whole blocks (the caller forecasts only the span and its halo: the
-    read follows the file's layout, the cost follows the pixel budget), unless those spans would score every
-    row anyway (session 18).
-    """
-    bh = max(1, min(int(block_h), int(height)))
-    down = lambda r: (r // bh) * bh                                     # noqa: E731
-    up = lambda r: min(height, -(-r // bh) * bh)                        # noqa: E731
-    rows_needed = max(1, math.ceil(max_pixels / max(1, width)))
-    step = max(bh, (max(1, chunk_pixels // max(1, width)) // bh) * bh)
-    whole = [(down(max(0, r0 - halo)), up(min(height, r0 + step + halo)), r0, min(height, r0 + step))
-             for r0 in range(0, height, step)]
-    if rows_needed >= height:
-        return whole
-    inner = SPAN_ROWS                                                   # scored rows per span
-    n = max(1, min(height // max(1, inner), math.ceil(rows_needed / inner)))
-    starts = np.linspace(0, max(0, height - inner), n).round().astype(int)
-    out = []
-    for r0 in sorted(set(starts.tolist())):
-        r1 = min(height, r0 + inner)
-        out.append((down(max(0, r0 - halo)), up(min(height, r1 + halo)), int(r0), int(r1)))
-    # spread spans that score every row anyway read and pool their halos again and again (the local blend's
-    # record around each span): the consecutive spans score the same rows for less
-    return whole if sum(r1 - r0 for _, _, r0, r1 in out) >= height else out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,96 +363,6 @@ def apply(model: dict, out: np.ndarray, valid: np.ndarray, feats: np.ndarray,
     return med
 
 
-# ---------------------------------------------------------------------------------------------
-# collection on the validation origins and the entry point of predict
-# ---------------------------------------------------------------------------------------------
-def origins_for(configs, info, H: int, window: int, e: int) -> List[int]:
-    """The rolling validation origins (skill_gate's) whose targets do not pass the forecast start."""
-    from .skill_gate import rolling_origins
-
-    oo = [o for o in rolling_origins(configs, info.n_epochs, H, window, info.dates) if o + H <= e]
-    if len(oo) > MAX_ORIGINS:
-        oo = [oo[i] for i in np.linspace(0, len(oo) - 1, MAX_ORIGINS).round().astype(int)]
-    return oo
-
-
-def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int, gate=None,
-            max_pixels: int = 2000, progress: Optional[Progress] = None, seasonal: bool = False) -> Optional[dict]:
-    """Delivered forecasts from the validation origins against the observations, with their evidence:
-    ``{"err" (H, N), "feats" (F, H, N), "origin" (N,), "raw_in" (H, N), "origins": [...]}`` or None."""
-    from .gating import forecast_gated, gate_halo
-    from .member_forecasts import BLOCK_PIXELS, Plan, family_cache
-    from .skill_gate import _score_mask, scored
-
-    progress = progress or silent()
-    win = max(int(m.meta["window"]) for m in loaded)
-    origins = origins_for(configs, info, H, win, e)
-    if not origins:
-        return None
-    mask = _score_mask(configs, info.grid.shape)
-    Hh, W = info.grid.shape
-    halo = max([dataset.halo(c) for c in configs] + [gate_halo(gate)])
-    spans = read_spans(Hh, W, block_height(info.source), halo, max_pixels * (5 if mask is not None else 1),
-                       BLOCK_PIXELS)
-    plan = Plan(loaded, configs)
-    cfg0 = configs[0]
-    L, steps = int(cfg0.get("horizon", H)), cfg0.get("steps") or None
-    parts = {"err": [], "feats": [], "origin": [], "raw_in": []}
-    read = (None, None)
-    for i, (b0, b1, r0, r1) in enumerate(spans):
-        if read[0] != (b0, b1):       # spans inside one block of the file share its read
-            read = ((b0, b1), raster.read_stack(info, rows=(b0, b1)))
-        a0, a1 = max(b0, r0 - halo), min(b1, r1 + halo)
-        blk = read[1][:, a0 - b0:a1 - b0]                  # the span and its halo: what gets forecast
-        cov_blk = {k: v[a0:a1] for k, v in cov.items()}
-        # origins forecast together: up to a block of pixels, halo rows counted (the families and the local track
-        # record are fitted on them too). Counting the core rows only put eight origins of a 10-row span and its 40
-        # halo rows into one call: a 2.4 GB peak on a 1000-pixel-wide raster (session 25); two blocks' worth: 2.1 GB
-        # and 14.5 s; one: 1.5 GB and 12 s, the same calibration (session 26, docs/benchmarks.md)
-        per_call = max(1, BLOCK_PIXELS // max(1, (a1 - a0) * W))
-        caches = {id(blk): family_cache(blk, info.dates, cfg0, H)}
-        for j in range(0, len(origins), per_call):
-            _forget_before(caches, id(blk), origins[j:], L)
-            chunk = [(blk, a0, r0, r1, cov_blk, o) for o in origins[j:j + per_call]]
-            for (_, _, _, _, _, o), (out, valid) in zip(chunk, forecast_gated(
-                    chunk, info.dates, info.grid, loaded, plan, H, dev, batch_size, gate=gate, caches=caches,
-                    need=None if mask is None else mask[r0:r1])):
-                obs, ok = scored(blk, a0, r0, r1, o, H, valid, mask)
-                if not ok.any():
-                    continue
-                mem = out[:, :, ok].astype(np.float64)
-                y = obs[:, ok].astype(np.float64)
-                with np.errstate(all="ignore"):
-                    p10, p90 = np.percentile(mem, [10, 90], axis=0)
-                parts["err"].append(y - member_median(mem))
-                parts["raw_in"].append((y >= p10) & (y <= p90))
-                parts["feats"].append(evidence(blk, a0, r0, r1, o, info.dates, out, ok, L, steps, caches[id(blk)],
-                                               seasonal=seasonal))
-                parts["origin"].append(np.full(int(ok.sum()), o))
-            progress.check()
-        progress.set((i + 1) / len(spans))
-    if not parts["err"]:
-        return None
-    return {"err": np.concatenate(parts["err"], axis=1), "feats": np.concatenate(parts["feats"], axis=2),
-            "origin": np.concatenate(parts["origin"]), "raw_in": np.concatenate(parts["raw_in"], axis=1),
-            "origins": origins}
-
-
-def _forget_before(caches: dict, key: int, rest, lead: int) -> None:
-    """Drop from a span's caches the classical families and the ensemble's earlier medians that no origin still to
-    come (``rest``) needs (its own and its local track record's origins, :func:`anchors.local_origins`): they were
-    kept for the whole span. A small saving (256 x 1000 pixels in one process: 2.76 -> 2.69 GB; the calibration's
-    peak was its origins forecast together, see ``per_call`` in :func:`collect`, session 25)."""
-    from ..data.anchors import local_origins
-
-    keep = {int(o) for o in rest} | {p for o in rest for p in local_origins(int(o), lead)}
-    caches[key].release(keep=keep)
-    past = caches.get("_past_medians")
-    if past:
-        for k in [k for k in past if k[0] == key and k[1] not in keep]:
-            del past[k]
-
-
 _CACHE: Dict[tuple, dict] = {}
 
 
@@ -520,16 +382,18 @@ def _cache_key(info, loaded, configs, e, H, gate, seasonal=False) -> tuple:
 
 def calibrate(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int, method: str = DEFAULT_METHOD,
               gate=None, target: float = TARGET, progress: Optional[Progress] = None,
-              seasonal: bool = False) -> Tuple[Optional[dict], dict]:
+              seasonal: bool = False, remote: Optional[tuple] = None) -> Tuple[Optional[dict], dict]:
     """``(model or None, details)``: the spread model of ``method`` fitted on the validation origins,
     and what the metadata and the log report (coverage and width per step of both methods).
-    ``seasonal``: with the acquisition noise by season of the target date (:mod:`evidence`)."""
+    ``seasonal``: with the acquisition noise by season of the target date (:mod:`evidence`). ``remote``: ``(pool,
+    job)``, local processes that forecast the validation origins (:func:`validation_forecasts.collect`)."""
     if method not in METHODS:
         raise DeformCastError(f"CALIBRATION: unknown method '{method}'. Valid values: {', '.join(METHODS)}.")
     key = _cache_key(info, loaded, configs, e, H, gate, seasonal)
     data = _CACHE.get(key)
     if data is None:
-        data = collect(info, loaded, configs, cov, e, H, dev, batch_size, gate, progress=progress, seasonal=seasonal)
+        data = collect(info, loaded, configs, cov, e, H, dev, batch_size, gate, progress=progress, seasonal=seasonal,
+                       remote=remote)
         _CACHE.clear()          # one stack at a time: predict's second method (the benchmark) reuses it
         if data is not None:
             _CACHE[key] = data

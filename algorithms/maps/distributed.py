@@ -311,6 +311,14 @@ def _ready(probe) -> int:
     return os.getpid()
 
 
+def preload_members(job: dict) -> int:
+    """A worker's second warm-up task (``predict``): the members loaded and the stack's date weights bound before the
+    first calibration span or block needs them (about 5 s a process on the demo's ten members, which the first task
+    paid; now the calling process does its own work meanwhile)."""
+    worker_members(job["model_folder"], job["members"], job["device"], stack_info(job["stack"]), job["e"])
+    return os.getpid()
+
+
 class PoolBroken(DeformCastError):
     """A local worker process died (killed, out of memory, a broken interpreter): the caller goes on in its own
     process."""
@@ -357,6 +365,7 @@ class LocalPool:
                 else:
                     os.environ[k] = v
         self.pids: List[int] = []
+        self.announced = False      # ready and said so (ready_local)
 
     def ready(self, timeout: float = LOCAL_START_S) -> List[int]:
         """Wait until the processes have started and imported the package (they start in the background while
@@ -367,6 +376,11 @@ class LocalPool:
 
     def submit(self, fn, *args):
         return self.pool.submit(fn, *args)
+
+    def preload(self, fn, *args) -> None:
+        """``fn(*args)`` once per process after the warm-up, e.g. :func:`preload_members` (an error there is raised
+        again by the first real task)."""
+        self._preload = [self.pool.submit(fn, *args) for _ in range(self.n)]
 
     def close(self) -> None:
         pool = getattr(self, "pool", None)
@@ -412,12 +426,15 @@ def ready_local(pool: Optional[LocalPool], progress=None) -> Optional[LocalPool]
     """``pool`` once its processes are up, or None (closed, logged) where they did not start."""
     if pool is None:
         return None
+    if pool.announced:
+        return pool
     try:
         pool.ready()
     except Exception as e:  # noqa: BLE001 - the forecast then runs in this process
         pool.close()
         _not_local(e, progress)
         return None
+    pool.announced = True
     if progress is not None:
         progress.log(f"Forecasting the row blocks in {pool.n} local processes (one thread each; "
                      "DEFORMCAST_PREDICT_WORKERS=1 keeps them in this process).")

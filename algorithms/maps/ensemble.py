@@ -263,10 +263,18 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     block_rows = int(block_rows)
     n_local = distributed.local_workers(Hh * W, -(-Hh // block_rows), dev) if client is None else 0
     pool = distributed.start_local(n_local, progress) if n_local else None   # starts while the calibration is fitted
+    job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
+           "device": device, "e": e, "batch_size": batch_size}
     try:
+        if pool is not None:
+            pool.preload(distributed.preload_members, job)     # the members loaded before the first task needs them
         if calibrate and M > 1:
+            remote = None
+            if pool is not None:     # the validation origins on the local processes too (session 26)
+                pool = distributed.ready_local(pool, progress)
+                remote = None if pool is None else (pool, job)
             model, cal = calib.calibrate(info, loaded, configs, cov, e, H, dev, batch_size, method, gate=gate,
-                                         progress=progress.sub(0.0, 0.3),
+                                         progress=progress.sub(0.0, 0.3), remote=remote,
                                          seasonal=calib.DEFAULT_SEASONAL if seasonal is None else bool(seasonal))
             progress = progress.sub(0.3, 1.0)
             for line in calib.log_lines(cal):
