@@ -128,7 +128,7 @@ def test_predict_in_local_processes_equals_one_process(scene, monkeypatch):
     Dask workers' code; since session 26 the calibration's validation origins too; the output files are those of one
     process, bit for bit."""
     tmp, stack, root = scene
-    outs = {}
+    outs, priors = {}, {}
     for name, n in (("one", "1"), ("pool", "2")):
         monkeypatch.setenv("DEFORMCAST_PREDICT_WORKERS", n)
         calibration._CACHE.clear()        # each run collects its own validation forecasts
@@ -141,10 +141,14 @@ def test_predict_in_local_processes_equals_one_process(scene, monkeypatch):
         # the calibration's validation origins ran there too (session 26), and the outputs are still one process's
         assert any(s.startswith("Calibration: ") and "in 2 local processes" in s for s in logs) == (n == "2")
         assert res["calibration"]["calibrated"]
+        # the scene's blend prior: computed while the processes load the members, the same value as in one process
+        assert res["gate"]["local_blend"] and "blend_prior" in res["timings_s"]
+        priors[name] = res["gate"]["blend_prior"]
         outs[name] = {k: _bands(str(d / f"{k}.tif")) for k in ("median", "q", "members")}
     for k in ("median", "q", "members"):
         _same(outs["one"][k], outs["pool"][k])
     assert np.isfinite(outs["pool"]["median"]).any()
+    assert priors["one"] == priors["pool"]
 
 
 def test_local_processes_load_the_members_before_their_first_task(scene):

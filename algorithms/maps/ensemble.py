@@ -169,6 +169,12 @@ def _block(ctx: dict, loaded, plan, r0: int, r1: int, a0: int, a1: int, cov_blk:
             "n_valid": int(valid_all.sum()), "sample": med[-1][valid_all][:5000], "timer": timer, "gaps": gaps}
 
 
+def _wants_prior(gate, n_blocks: int) -> bool:
+    """Whether the blocks' local blend is shrunk towards the scene's (a gate with the local blend, more than one
+    block; :func:`gating.scene_blend_prior`)."""
+    return bool(gate and gate.get("local_blend") and n_blocks > 1 and BLEND_PRIOR > 0)
+
+
 def unforecast_counts(hist, valid) -> Dict[str, int]:
     """Pixels of a block with data up to the origin (``hist`` (e + 1, rows, cols)) that got no forecast
     (``valid`` False: a gap in the members' input window): ``{"data", "none", "last_missing"}``, the last
@@ -265,9 +271,15 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     pool = distributed.start_local(n_local, progress) if n_local else None   # starts while the calibration is fitted
     job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
            "device": device, "e": e, "batch_size": batch_size}
+    prior, t_prior = None, 0.0
     try:
         if pool is not None:
             pool.preload(distributed.preload_members, job)     # the members loaded before the first task needs them
+            if _wants_prior(gate, -(-Hh // block_rows)):      # meanwhile here: the scene's blend prior
+                t0 = time.perf_counter()
+                prior = scene_blend_prior(info, loaded, Plan(loaded, configs), configs, cov, e, H, dev, batch_size,
+                                          progress)
+                t_prior = time.perf_counter() - t0
         if calibrate and M > 1:
             remote = None
             if pool is not None:     # the validation origins on the local processes too (session 26)
@@ -285,9 +297,12 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
         if pool is not None:
             pool.close()
         raise
-    timer["calibration"] = time.perf_counter() - t_cal
+    timer["calibration"] = time.perf_counter() - t_cal - t_prior
+    if prior is not None:
+        timer["blend_prior"] = t_prior
     try:
         return _forecast_blocks(info=info, loaded=loaded, configs=configs, cov=cov, e=e, H=H, M=M, qs=qs, dev=dev,
+                                prior=prior,
                                 batch_size=batch_size, gate=gate, model=model, cal=cal, model_folder=model_folder,
                                 members=members, device=device, out_median=out_median, out_quantiles=out_quantiles,
                                 out_members=out_members, block_rows=block_rows, fdates=fdates, win_max=win_max,
@@ -299,9 +314,10 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
 
 def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size, gate, model, cal, model_folder,
                      members, device, out_median, out_quantiles, out_members, block_rows, fdates, win_max, progress,
-                     timer, t_start, client, pool) -> dict:
+                     timer, t_start, client, pool, prior=None) -> dict:
     """The row blocks of :func:`_predict_ensemble` after its calibration: in this process, on a Dask ``client``
-    or in a local ``pool``; the writers are closed (or aborted) here."""
+    or in a local ``pool``; the writers are closed (or aborted) here. ``prior``: the scene's blend prior where the
+    caller computed it already (while the local processes loaded the members)."""
     Hh = info.grid.shape[0]
     plan = Plan(loaded, configs)
     med_path, q_path, m_path = out_median, out_quantiles, out_members
@@ -317,7 +333,9 @@ def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size
     writers = [w for w in (w_med, w_q, w_m) if w is not None]
     halo = max([dataset.halo(c) for c in configs] + [gate_halo(gate)])
     blocks = [(r0, r1, max(0, r0 - halo), min(Hh, r1 + halo)) for r0, r1 in raster.row_blocks(Hh, block_rows)]
-    if gate and gate.get("local_blend") and len(blocks) > 1 and BLEND_PRIOR > 0:
+    if prior is not None:
+        gate = dict(gate, blend_prior=prior)
+    elif _wants_prior(gate, len(blocks)):
         # every block's blend weight is shrunk towards the scene's, not towards its own (session 18)
         t0 = time.perf_counter()
         gate = dict(gate, blend_prior=scene_blend_prior(info, loaded, plan, configs, cov, e, H, dev, batch_size,
