@@ -155,6 +155,15 @@ def reuse_heap() -> bool:
             and bool(libc.mallopt(_M_TOP_PAD, HEAP_TOP_PAD_MB << 20)))
 
 
+def dynamic_heap() -> bool:
+    """glibc's largest dynamic mmap threshold (32 MB) and a 64 MB trim threshold: what undoes a fixed small trim
+    threshold (Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536``) where :func:`reuse_heap` is switched off. False
+    where not glibc."""
+    libc = glibc()
+    return libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(
+        libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20))
+
+
 def release_heap() -> None:
     """glibc's defaults again (mmap for large arrays, 128 KiB trim threshold and top pad), and the heap's free memory
     returned to the system (``malloc_trim``)."""

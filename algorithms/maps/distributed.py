@@ -194,12 +194,9 @@ def tune_malloc() -> bool:
     dynamic mmap threshold, 32 MB, and a 64 MB trim threshold, as before session 26). False where not glibc."""
     if _MALLOC["done"]:
         return _MALLOC["ok"]
-    from ..learn.runtime import glibc, reuse_heap
+    from ..learn.runtime import dynamic_heap, reuse_heap
 
-    ok = reuse_heap()
-    if not ok:
-        libc = glibc()
-        ok = libc is not None and bool(libc.mallopt(-3, 32 << 20)) and bool(libc.mallopt(-1, 64 << 20))
+    ok = reuse_heap() or dynamic_heap()
     _MALLOC["done"], _MALLOC["ok"] = True, ok
     return ok
 

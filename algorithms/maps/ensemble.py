@@ -267,15 +267,17 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     if not block_rows or int(block_rows) <= 0:
         block_rows = max(1, BLOCK_PIXELS // max(1, W))
     block_rows = int(block_rows)
-    n_local = distributed.local_workers(Hh * W, -(-Hh // block_rows), dev) if client is None else 0
+    n_blocks = -(-Hh // block_rows)
+    n_local = distributed.local_workers(Hh * W, n_blocks, dev) if client is None else 0
     pool = distributed.start_local(n_local, progress) if n_local else None   # starts while the calibration is fitted
+    # what a local process or Dask worker needs to load the members and read the stack (blocks and calibration)
     job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
            "device": device, "e": e, "batch_size": batch_size}
     prior, t_prior = None, 0.0
     try:
         if pool is not None:
             pool.preload(distributed.preload_members, job)     # the members loaded before the first task needs them
-            if _wants_prior(gate, -(-Hh // block_rows)):      # meanwhile here: the scene's blend prior
+            if _wants_prior(gate, n_blocks):      # meanwhile here: the scene's blend prior
                 t0 = time.perf_counter()
                 prior = scene_blend_prior(info, loaded, Plan(loaded, configs), configs, cov, e, H, dev, batch_size,
                                           progress)
@@ -302,9 +304,9 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
         timer["blend_prior"] = t_prior
     try:
         return _forecast_blocks(info=info, loaded=loaded, configs=configs, cov=cov, e=e, H=H, M=M, qs=qs, dev=dev,
-                                prior=prior,
+                                prior=prior, job=job,
                                 batch_size=batch_size, gate=gate, model=model, cal=cal, model_folder=model_folder,
-                                members=members, device=device, out_median=out_median, out_quantiles=out_quantiles,
+                                out_median=out_median, out_quantiles=out_quantiles,
                                 out_members=out_members, block_rows=block_rows, fdates=fdates, win_max=win_max,
                                 progress=progress, timer=timer, t_start=t_start, client=client, pool=pool)
     finally:
@@ -313,11 +315,12 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
 
 
 def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size, gate, model, cal, model_folder,
-                     members, device, out_median, out_quantiles, out_members, block_rows, fdates, win_max, progress,
-                     timer, t_start, client, pool, prior=None) -> dict:
+                     out_median, out_quantiles, out_members, block_rows, fdates, win_max, progress,
+                     timer, t_start, client, pool, job, prior=None) -> dict:
     """The row blocks of :func:`_predict_ensemble` after its calibration: in this process, on a Dask ``client``
-    or in a local ``pool``; the writers are closed (or aborted) here. ``prior``: the scene's blend prior where the
-    caller computed it already (while the local processes loaded the members)."""
+    or in a local ``pool``; the writers are closed (or aborted) here. ``job``: what a worker needs to load the
+    members and read the stack. ``prior``: the scene's blend prior where the caller computed it already (while the
+    local processes loaded the members)."""
     Hh = info.grid.shape[0]
     plan = Plan(loaded, configs)
     med_path, q_path, m_path = out_median, out_quantiles, out_members
@@ -341,9 +344,7 @@ def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size
         gate = dict(gate, blend_prior=scene_blend_prior(info, loaded, plan, configs, cov, e, H, dev, batch_size,
                                                         progress))
         timer["blend_prior"] = time.perf_counter() - t0
-    job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
-           "device": device, "dev": dev, "batch_size": batch_size, "e": e, "H": H, "gate": gate, "model": model,
-           "qs": qs, "want_q": w_q is not None, "want_m": w_m is not None}
+    job = dict(job, dev=dev, H=H, gate=gate, model=model, qs=qs, want_q=w_q is not None, want_m=w_m is not None)
     acc = {"n_valid": 0, "done": 0, "final": [], "gaps": {"data": 0, "none": 0, "last_missing": 0}}
 
     def put(bi, res):   # the client writes each block in block order

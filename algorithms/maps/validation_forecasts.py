@@ -92,6 +92,7 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
     ``remote``: ``(pool, job)``, a started :class:`distributed.LocalPool` and what its processes need to load the
     members (``predict``'s block job): the spans' origins are then forecast there."""
     from .gating import gate_halo
+    from .member_forecasts import BLOCK_PIXELS, Plan
     from .skill_gate import _score_mask
 
     progress = progress or silent()
@@ -102,19 +103,17 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
     mask = _score_mask(configs, info.grid.shape)
     Hh, W = info.grid.shape
     halo = max([dataset.halo(c) for c in configs] + [gate_halo(gate)])
-    from .member_forecasts import BLOCK_PIXELS
-
     spans = read_spans(Hh, W, block_height(info.source), halo, max_pixels * (5 if mask is not None else 1),
                        BLOCK_PIXELS)
-    kw = dict(H=H, gate=gate, seasonal=seasonal, halo=halo)
+    kw = dict(H=H, gate=gate, seasonal=seasonal, halo=halo, mask=mask)
     parts = _remote_parts(remote, spans, origins, cov, kw, progress) if remote else None
     if parts is None:
-        parts, read = [], (None, None)
+        parts, read, plan = [], (None, None), Plan(loaded, configs)
         for i, (b0, b1, r0, r1) in enumerate(spans):
             if read[0] != (b0, b1):       # spans inside one block of the file share its read
                 read = ((b0, b1), raster.read_stack(info, rows=(b0, b1)))
             parts += span_parts(info, loaded, configs, read[1], b0, r0, r1, origins, {k: v[b0:b1] for k, v in cov.items()},
-                                dev, batch_size, progress=progress, **kw)
+                                dev, batch_size, plan=plan, progress=progress, **kw)
             progress.set((i + 1) / len(spans))
     if not parts:
         return None
@@ -124,17 +123,18 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
 
 
 def span_parts(info, loaded, configs, read, b0: int, r0: int, r1: int, origins, cov_rows, dev: str, batch_size: int,
-               H: int, gate, seasonal: bool, halo: int, progress: Optional[Progress] = None) -> List[tuple]:
+               H: int, gate, seasonal: bool, halo: int, mask: Optional[np.ndarray], plan=None,
+               progress: Optional[Progress] = None) -> List[tuple]:
     """One span's part of :func:`collect`: ``[(err (H, n), raw_in (H, n), feats (F, H, n), origin)]`` for each of
     ``origins`` with scored pixels, in their order. ``read`` and ``cov_rows`` hold the file's and the covariates'
-    rows from ``b0``."""
+    rows from ``b0``; ``mask`` the scored pixels of the grid (``skill_gate._score_mask``, None: all); ``plan`` the
+    members' :class:`member_forecasts.Plan` (made here when None)."""
     from .gating import forecast_gated
     from .member_forecasts import BLOCK_PIXELS, Plan, family_cache
-    from .skill_gate import _score_mask, scored
+    from .skill_gate import scored
 
-    Hh, W = info.grid.shape
-    mask = _score_mask(configs, info.grid.shape)
-    plan = Plan(loaded, configs)
+    W = info.grid.shape[1]
+    plan = Plan(loaded, configs) if plan is None else plan
     cfg0 = configs[0]
     L, steps = int(cfg0.get("horizon", H)), cfg0.get("steps") or None
     b1 = b0 + read.shape[1]
