@@ -345,12 +345,19 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     if LOCAL_BLEND == "inverse_mse":
         wE = inverse_mse_weight(record(flat, L, origins, ens, tw), pooled_has, (R, Wd), LOCAL_BOX, LOCAL_POWER, guide)
     else:
+        w0 = np.nan_to_num(w)
+
         def local_past(o):
-            return combined(np.nan_to_num(w), past_family(o))
+            return combined(w0, past_family(o))
+
+        def local_past_on(o, px):       # on the pixels of the ensemble's record only (session 27)
+            f = past_family(o)
+            return None if f is None else combined(w0[:, px], f[:, :, px])
 
         if sums_only:
-            return blend_sums(flat, L, origins, ens, local_past, R * Wd, tw)[:2]
-        wE = blend_weight(flat, L, origins, ens, local_past, (R, Wd), LOCAL_BOX, guide, tw, prior_sums=prior_sums)
+            return blend_sums(flat, L, origins, ens, local_past, R * Wd, tw, local_past_on)[:2]
+        wE = blend_weight(flat, L, origins, ens, local_past, (R, Wd), LOCAL_BOX, guide, tw, prior_sums=prior_sums,
+                          local_on=local_past_on)
     wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)
     blend = wE[None] * now + (1.0 - wE[None]) * np.where(np.isfinite(out), out, now)
     return blend.reshape(Hh, R, Wd), wE
@@ -412,4 +419,4 @@ class FamilyCache:
 
     def _fit(self, o: int, members) -> np.ndarray:
         return family_forecasts(self.flat[:o + 1], self.dates[:o + 1], self.dates[o + 1:o + self.lead + 1], self.tf,
-                                members).astype(np.float32)
+                                members, dtype=np.float32)

@@ -51,7 +51,7 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
                 caches[id(it[0])] = family_cache(it[0], dates, cfg0, H)
         if gate.get("local_blend"):
             _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches,
-                         gate.get("blend_prior"))
+                         gate.get("blend_prior"), trim=own)
         if own:     # nobody forecasts these blocks again: the track record's origins are done with
             caches.pop("_past_medians", None)
             for blk, *_, e in items:
@@ -81,19 +81,23 @@ def gate_halo(gate) -> int:
 
 
 def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None,
-                 prior_sums=None) -> None:
+                 prior_sums=None, trim: bool = False) -> None:
     """Shift each item's members so that their median becomes the local blend of the skill gate
     (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
     local track record are made here, on the record pixels of the whole block, halo rows included
-    (:func:`skill_gate.record_mask`, :func:`member_forecasts.medians_on_rows`)."""
-    from ..data.anchors import local_origins
+    (:func:`skill_gate.record_mask`, :func:`member_forecasts.medians_on_rows`). ``trim``: nobody reads these
+    medians again (``predict``'s blocks); with ``prior_sums`` they are then made only on the rows the items' blend
+    weights pool."""
+    from ..data.anchors import LOCAL_BOX, local_origins
     from .skill_gate import local_blend, record_mask
 
     L = int(cfg0.get("horizon", outs[0].shape[1] if outs else 1))
     first = plan.max_window - 1
-    blocks, keys = {}, []
+    blocks, keys, span = {}, [], {}
     for blk, a0, r0, r1, cov_blk, e in items:
         blocks[id(blk)] = (blk, a0, cov_blk)
+        lo, hi = span.get(id(blk), (r0, r1))
+        span[id(blk)] = (min(lo, r0), max(hi, r1))
         for o in local_origins(int(e), L):
             if o >= first and (id(blk), o) not in keys:
                 keys.append((id(blk), o))
@@ -104,7 +108,15 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
     todo = [k for k in keys if k not in past]
     for b in {k[0] for k in todo}:
         blk, a0, cov_blk = blocks[b]
-        got = medians_on_rows(blk, a0, cov_blk, [k[1] for k in todo if k[0] == b], record_mask(a0, *blk.shape[1:]),
+        keep = record_mask(a0, *blk.shape[1:])
+        if prior_sums is not None and trim:
+            # the blend weight of rows r0..r1 pools the sums of the rows within half a box of them, and with the
+            # scene's prior no other row's sums enter it: the ensemble's record is forecast there only (the outer
+            # half of the halo serves the local classical forecast's own pooling; session 27)
+            lo, hi = span[b]
+            rows = np.arange(a0, a0 + blk.shape[1])
+            keep &= ((rows >= lo - LOCAL_BOX // 2) & (rows < hi + LOCAL_BOX // 2))[:, None]
+        got = medians_on_rows(blk, a0, cov_blk, [k[1] for k in todo if k[0] == b], keep,
                               dates, grid, loaded, plan, L, dev, batch_size)
         for o, med in got.items():
             past[(b, o)] = med
