@@ -282,6 +282,28 @@ def test_the_family_as_one_operator_is_the_family_fitted_fit_by_fit():
         assert np.isnan(short).all(axis=(1, 2)).any() == (T == 1)
 
 
+def test_the_family_in_float32_is_the_float64_family_converted():
+    """The cache asks for the family in float32 (session 27): the operator's product goes in pixel chunks straight
+    into it. The values are those of the float64 family converted, bit for bit, with more pixels than one chunk,
+    with and without gaps, with known steps (fitted per step pattern)."""
+    from deformcast.algorithms.data import family as F
+    from deformcast.algorithms.data.baselines import TimeFunction
+
+    y = _series(n=2 * F.OPERATOR_CHUNK + 300, seed=6)
+    td = DATES[-1] + np.arange(1, 7) * 12
+    members = tuple(A.FAMILY) + tuple(A.LOCAL_EXTRA)
+    gappy = y.copy()
+    gappy[5:9, 100:130] = np.nan
+    for arr, tf in ((y, None), (gappy, None), (y, TimeFunction(step_dates=(str(DATES[60]),)))):
+        f64 = A.family_forecasts(arr, DATES, td, tf, members)
+        f32 = A.family_forecasts(arr, DATES, td, tf, members, dtype=np.float32)
+        assert f64.dtype == np.float64 and f32.dtype == np.float32
+        np.testing.assert_array_equal(f32, f64.astype(np.float32))
+    cache = A.FamilyCache(y.reshape(y.shape[0], 1, -1), DATES, 6)
+    np.testing.assert_array_equal(cache(100), A.family_forecasts(y[:101], DATES[:101], DATES[101:107])
+                                  .astype(np.float32))
+
+
 def test_mean_last_takes_the_last_finite_values_across_gaps():
     rng = np.random.default_rng(11)
     y = rng.normal(size=(60, 400))

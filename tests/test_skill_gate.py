@@ -9,7 +9,7 @@ import pytest
 from deformcast.algorithms.data import anchors, date_weights
 from deformcast.algorithms.models import modelio
 from deformcast.algorithms.io import raster
-from deformcast.algorithms.maps import gate_report, origin_stats, skill_gate
+from deformcast.algorithms.maps import gate_report, gating, origin_stats, skill_gate
 from deformcast.algorithms.maps.ensemble import predict_ensemble
 from deformcast.algorithms.data.synthetic import write_scene
 
@@ -134,7 +134,7 @@ def test_rolling_origins_end_before_the_test_period():
 
 
 @pytest.mark.slow
-def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path):
+def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path, monkeypatch):
     from deformcast.algorithms.learn import tuning
 
     files = write_scene(str(tmp_path / "scene"), seed=2, width=24, height=20, n_epochs=100, n_future=6)
@@ -201,6 +201,12 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
     blocks_p = str(tmp_path / "gated_blocks.tif")
     predict_ensemble(files["stack"], folder, blocks_p, calibrate=False, block_rows=3)
     np.testing.assert_allclose(raster.read_raster(blocks_p)[0], kept, atol=1e-4, equal_nan=True)
+    # the blocks forecast the ensemble's record only on the rows their blend weights pool: the same bits as on
+    # their whole halo
+    monkeypatch.setattr(gating, "TRIM_PAST_MEDIANS", False)
+    halo_p = str(tmp_path / "gated_blocks_halo.tif")
+    predict_ensemble(files["stack"], folder, halo_p, calibrate=False, block_rows=3)
+    np.testing.assert_array_equal(raster.read_raster(blocks_p)[0], raster.read_raster(halo_p)[0])
     # the rolling origins never read the test period: garbage there gives the same gate
     bad = raster.read_stack(info).copy()
     ts = int(cfg0["test_start"])

@@ -93,3 +93,42 @@ def test_the_combined_family_is_the_weighted_mean_of_its_members_with_and_withou
     ref = (w[keep, None, 55] * fam[keep, :, 55]).sum(axis=0) / w[keep, 55].sum()
     np.testing.assert_allclose(got[0, :, 55], ref, rtol=1e-12)
     assert TR.combined(w, None) is None
+
+
+def test_the_sums_on_the_ensembles_record_pixels_are_the_sums_everywhere():
+    """``predict`` keeps the ensemble's record on every ninth pixel (NaN elsewhere); ``local_on`` makes the classical
+    forecast there only (session 27). The sums equal those made with the classical forecast everywhere, 0 where the
+    ensemble has no record, and the weight is the same."""
+    rng = np.random.default_rng(4)
+    R, Wd, T_, L = 9, 12, 40, 5
+    origins = [25, 28, 31, 34]
+    flat, ens, loc = _record(rng, R, Wd, T_, L, origins, 0.4, 1.5)
+    lattice = np.zeros((R, Wd), bool)
+    lattice[::3, ::3] = True
+    lattice = lattice.ravel()
+
+    def sparse(o):
+        e = ens(o).copy()
+        e[:, :, ~lattice] = np.nan
+        e[:, 3, 0] = np.nan                  # a gap in one record pixel's past forecast
+        return e
+
+    calls = []
+
+    def loc_on(o, px):
+        calls.append(np.asarray(px).size)
+        return loc(o)[:, :, px]
+
+    ref = TR.blend_sums(flat, L, origins, sparse, loc, R * Wd)
+    got = TR.blend_sums(flat, L, origins, sparse, loc, R * Wd, local_on=loc_on)
+    assert calls == [int(lattice.sum())] * len(origins)
+    for a, b in zip(ref, got):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+    assert (got[1][~lattice] == 0).all() and (got[1][lattice] > 0).all()
+    np.testing.assert_allclose(TR.blend_weight(flat, L, origins, sparse, loc, (R, Wd), 3),
+                               TR.blend_weight(flat, L, origins, sparse, loc, (R, Wd), 3, local_on=loc_on),
+                               rtol=1e-13, atol=1e-13)
+    # a complete record: no selection, the classical forecast everywhere as before
+    calls.clear()
+    TR.blend_sums(flat, L, origins, ens, loc, R * Wd, local_on=loc_on)
+    assert calls == []

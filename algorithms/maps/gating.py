@@ -21,6 +21,9 @@ from .member_forecasts import (BLOCK_PIXELS, Plan, family_cache, forecast_items,
 PRIOR_PIXELS = 16_000
 #: pixels per call of ``skill_gate.apply_gate`` (the members in float64 beside the candidates)
 GATE_CHUNK = 8192
+#: ``predict``'s blocks forecast the ensemble's record only on the rows their blend weights pool (:func:`_local_blend`,
+#: session 27); False: on the whole halo, as before (the same forecast; tests/test_skill_gate.py compares them)
+TRIM_PAST_MEDIANS = True
 
 
 def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, progress=None, timer=None,
@@ -109,7 +112,7 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
     for b in {k[0] for k in todo}:
         blk, a0, cov_blk = blocks[b]
         keep = record_mask(a0, *blk.shape[1:])
-        if prior_sums is not None and trim:
+        if prior_sums is not None and trim and TRIM_PAST_MEDIANS:
             # the blend weight of rows r0..r1 pools the sums of the rows within half a box of them, and with the
             # scene's prior no other row's sums enter it: the ensemble's record is forecast there only (the outer
             # half of the halo serves the local classical forecast's own pooling; session 27)
