@@ -304,6 +304,51 @@ def test_the_family_in_float32_is_the_float64_family_converted():
                                   .astype(np.float32))
 
 
+def test_a_lean_cache_gives_the_track_records_errors_without_the_family():
+    """``predict``'s blocks keep no family from the earlier origins (session 27): the lean cache's errors, made in
+    chunks, are the errors of the float32 family every pixel at once, bit for bit (more pixels than a chunk, gaps,
+    date weights, a step), and its family on a few pixels is the whole family's there. The local forecast and its
+    blend with an ensemble come out the same from a lean cache and a full one."""
+    from deformcast.algorithms.data import family as F, track_record as TR
+    from deformcast.algorithms.data.baselines import TimeFunction
+
+    y = _series(n=F.OPERATOR_CHUNK + 700, seed=7)
+    y[40:44, 10:20] = np.nan
+    members = tuple(A.FAMILY) + tuple(A.LOCAL_EXTRA)
+    w = 0.5 + (np.arange(130) % 5) / 4
+    for tf in (None, TimeFunction(step_dates=(str(DATES[60]),))):
+        full = A.FamilyCache(y, DATES, 6, tf)
+        lean = A.FamilyCache(y, DATES, 6, tf, lean=True)
+        for o, m in ((100, 6), (110, 4)):
+            ref = F._errors_of(full.both(o), y[o + 1:o + m + 1], w[o + 1:o + m + 1])
+            fam = A.family_forecasts(y[:o + 1], DATES[:o + 1], DATES[o + 1:o + 7], tf, members, dtype=np.float32)
+            by_record = TR.record(y[:o + m + 1], 6, [o], lambda _: fam, w)
+            np.testing.assert_array_equal(by_record, ref)
+            np.testing.assert_array_equal(lean.errors(o, m, w[o + 1:o + m + 1]), ref)
+            assert full.errors(o, m) is None               # a full cache: the caller takes the family's errors
+            px = np.arange(0, y.shape[1], 9)
+            np.testing.assert_array_equal(lean.on(o, px), full.both(o)[:, :, px])
+        assert not [k for k in lean._memo if k[1] == "both"]   # nothing of the earlier origins kept
+    hist, e = y[:121].reshape(121, 1, -1), 120
+    td = DATES[e + 1:e + 7]
+    now = np.repeat(hist[-1].reshape(1, -1), 6, 0) - 1.0
+    lattice = np.zeros(hist.shape[2], bool)
+    lattice[::9] = True
+
+    def past(o):
+        p = y[o + 1:o + 7].copy()
+        p[:, ~lattice] = np.nan
+        return p + 0.3
+
+    for lean_ in (False, True):
+        c = A.FamilyCache(y[:121], DATES[:121], 6, lean=lean_)
+        out = A.local_forecast(hist, DATES[:121], td, 6, past_family=c, ensemble=(now, past))
+        if not lean_:
+            ref_blend, ref_w = out
+    np.testing.assert_array_equal(out[0], ref_blend)
+    np.testing.assert_array_equal(out[1], ref_w)
+
+
 def test_mean_last_takes_the_last_finite_values_across_gaps():
     rng = np.random.default_rng(11)
     y = rng.normal(size=(60, 400))

@@ -302,6 +302,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         return family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function, members)
 
     past_family = past_family or fitted_from
+    cache = past_family if isinstance(past_family, FamilyCache) and LOCAL_EXTRA else None
     if LOCAL_EXTRA and hasattr(past_family, "both"):    # a FamilyCache: both in one cached array
         past_family = past_family.both
     elif LOCAL_EXTRA:
@@ -312,7 +313,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
             return None if f is None else np.concatenate([f, fitted_from(o, LOCAL_EXTRA)])
     C, Hh, _ = family.shape
     tw = target_weights(time_function, d)
-    err = record(flat, L, origins, past_family, tw)
+    err = record(flat, L, origins, past_family, tw, errors=None if cache is None else cache.errors)
     if err is None:
         if sums_only:
             return np.zeros(R * Wd), np.zeros(R * Wd)
@@ -351,8 +352,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
             return combined(w0, past_family(o))
 
         def local_past_on(o, px):       # on the pixels of the ensemble's record only (session 27)
-            f = past_family(o)
-            return None if f is None else combined(w0[:, px], f[:, :, px])
+            f = cache.on(o, px) if cache is not None else past_family(o)
+            return None if f is None else combined(w0[:, px], f if cache is not None else f[:, :, px])
 
         if sums_only:
             return blend_sums(flat, L, origins, ens, local_past, R * Wd, tw, local_past_on)[:2]
@@ -381,12 +382,35 @@ class FamilyCache:
     memory with the local blend (docs/benchmarks.md); the fits themselves run in float64 and the callers'
     arithmetic with float64 observations stays float64."""
 
-    def __init__(self, hist: np.ndarray, dates, lead: int, time_function=None):
+    def __init__(self, hist: np.ndarray, dates, lead: int, time_function=None, lean: bool = False):
         self.flat = np.asarray(hist, dtype=np.float64).reshape(np.shape(hist)[0], -1)
         self.dates = np.asarray(dates, dtype="datetime64[D]")
         self.lead, self.tf = int(lead), time_function
+        self.lean = bool(lean)
         self._memo = {}
         self.local = {}     # local_forecast's memo: the blend's local forecast, for the gate's candidates
+
+    def errors(self, o: int, m: int, weights=None) -> Optional[np.ndarray]:
+        """The local track record's errors from origin ``o`` over its next ``m`` epochs, (C + extra, n)
+        (:func:`family.family_errors`), for a ``lean`` cache that does not hold that origin's family: one
+        forecast from each earlier origin (``predict``'s blocks) needs the errors of every pixel, not the family.
+        None otherwise: the caller takes the errors of :meth:`both` (the calibration's origins share them)."""
+        o = int(o)
+        if not self.lean or (o, "both") in self._memo:
+            return None
+        from .family import family_errors
+
+        return family_errors(self.flat[:o + 1], self.dates[:o + 1], self.dates[o + 1:o + self.lead + 1],
+                             self.flat[o + 1:o + int(m) + 1], weights, self.tf, tuple(FAMILY) + tuple(LOCAL_EXTRA))
+
+    def on(self, o: int, pixels) -> np.ndarray:
+        """:meth:`both` on the given pixels only, (C + extra, lead, len(pixels)): fitted there alone when the cache is
+        ``lean`` and does not hold that origin's family."""
+        o = int(o)
+        if not self.lean or (o, "both") in self._memo:
+            return self.both(o)[:, :, pixels]
+        return family_forecasts(self.flat[:o + 1, pixels], self.dates[:o + 1], self.dates[o + 1:o + self.lead + 1],
+                                self.tf, tuple(FAMILY) + tuple(LOCAL_EXTRA), dtype=np.float32)
 
     def __call__(self, o: int) -> np.ndarray:
         return self._get(int(o), FAMILY)

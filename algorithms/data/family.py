@@ -152,19 +152,60 @@ def _family_per_step_pattern(y: np.ndarray, d: np.ndarray, target_dates, tf, mem
     return out
 
 
-def _family_forecasts(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY, dtype=np.float64) -> np.ndarray:
+def family_errors(hist: np.ndarray, dates, target_dates, obs: np.ndarray, weights=None, time_function=None,
+                  members=FAMILY) -> np.ndarray:
+    """Each member's mean squared error over the epochs after the origin ``hist[-1]``, (C, n) float64: the member's
+    forecast as :class:`anchors.FamilyCache` keeps it (float32) against ``obs`` ((m, n), the m epochs after the
+    origin), each epoch weighted by ``weights`` (m,) or alike (``track_record.wmean``). The same values as
+    ``track_record.record`` makes of ``family_forecasts(..., dtype=float32)``, without the family of every pixel: the
+    operator's product and the errors run in chunks of :data:`OPERATOR_CHUNK` pixels (session 27: a gated ``predict``
+    block held the family of four earlier origins, 700 MB at a 30-epoch horizon)."""
+    from .baselines import as_time_function
+
+    tf = as_time_function(time_function)
+    y = np.asarray(hist, dtype=np.float64)
+    d = np.asarray(dates, dtype="datetime64[D]")
+    obs = np.asarray(obs, dtype=np.float64)
+    n, T = y.shape[1], y.shape[0]
+    if (tf is not None and tf.step_dates) or n <= T or not np.isfinite(y).all(axis=0).any():
+        return _errors_of(family_forecasts(y, d, target_dates, tf, members, dtype=np.float32), obs, weights)
+    op = _family_by_fits(np.eye(T), d, target_dates, tf, members)
+    out = np.empty((len(members), n))
+    for j in range(0, n, OPERATOR_CHUNK):
+        c = slice(j, j + OPERATOR_CHUNK)
+        out[:, c] = _errors_of(_family_forecasts(y[:, c], d, target_dates, tf, members, np.float32, op), obs[:, c],
+                               weights)
+    return out
+
+
+def _errors_of(fam: np.ndarray, obs: np.ndarray, weights) -> np.ndarray:
+    """(C, n): each member's weighted mean squared error against ``obs`` (m, n), member by member as
+    ``track_record.record`` takes them."""
+    from .track_record import wmean
+
+    m = obs.shape[0]
+    out = np.empty((fam.shape[0], fam.shape[2]))
+    for c in range(fam.shape[0]):
+        out[c] = wmean(((fam[c, :m] - obs) ** 2)[None], weights)[0]
+    return out
+
+
+def _family_forecasts(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY, dtype=np.float64,
+                      op: Optional[np.ndarray] = None) -> np.ndarray:
     """The family of pixels that share one time function ``tf``. Every member is linear in a gap-free series
     (means of the last epochs, least-squares fits through fixed designs, means of fits), so for the pixels without
     a gap the family is one matrix product: the members' operator ``(C h, T)``, found by forecasting the
     columns of the identity (:func:`_family_by_fits` on ``T`` columns), times the series. The pixels with a gap are
     fitted one fit at a time. Session 26: 0.13 s against 0.78 s for 92 000 gap-free pixels and 13 members
     (the same values to 1e-13: only the order of the sums differs; docs/benchmarks.md, "Session 26"). The product
-    runs in chunks of :data:`OPERATOR_CHUNK` pixels straight into the output (session 27)."""
+    runs in chunks of :data:`OPERATOR_CHUNK` pixels straight into the output (session 27). ``op``: the operator, when
+    the caller has it (:func:`family_errors`, a chunk at a time: then it is used whatever the chunk's size)."""
     n, T = y.shape[1], y.shape[0]
     full = np.isfinite(y).all(axis=0)
-    if n <= T or not full.any():      # a few pixels: no cheaper than fitting them
+    if (op is None and n <= T) or not full.any():      # a few pixels: no cheaper than fitting them
         return _family_by_fits(y, d, target_dates, tf, members).astype(dtype, copy=False)
-    op = _family_by_fits(np.eye(T), d, target_dates, tf, members)        # (C, h, T)
+    if op is None:
+        op = _family_by_fits(np.eye(T), d, target_dates, tf, members)        # (C, h, T)
     C, h = op.shape[:2]
     opm = op.reshape(C * h, T)
     if full.all():

@@ -49,27 +49,48 @@ def wmean(x: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
     w = np.asarray(w, dtype=np.float64)
     ok = np.isfinite(x)
     if ok.all():                                   # no gap: one weighted sum over the epochs
-        return np.tensordot(x, w, axes=([1], [0])) / w.sum()
-    num = np.tensordot(np.where(ok, x, 0.0), w, axes=([1], [0]))
-    den = np.tensordot(ok.astype(np.float64), w, axes=([1], [0]))
+        return _epoch_sum(x, w) / w.sum()
+    num = _epoch_sum(np.where(ok, x, 0.0), w)
+    den = _epoch_sum(ok, w)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def record(flat: np.ndarray, lead: int, origins, forecasts, weights=None) -> Optional[np.ndarray]:
+def _epoch_sum(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``sum_t w[t] x[:, t]`` of ``x`` (k, m, n), epoch after epoch: each value's sum runs in the same order whatever
+    the other values (a BLAS product's did not: the track record made in pixel chunks differed in the last bit,
+    session 27)."""
+    if x.shape[1] == 0:
+        return np.zeros((x.shape[0],) + x.shape[2:])
+    out = x[:, 0] * w[0]
+    for t in range(1, x.shape[1]):
+        out += x[:, t] * w[t]
+    return out
+
+
+def record(flat: np.ndarray, lead: int, origins, forecasts, weights=None, errors=None) -> Optional[np.ndarray]:
     """Mean squared error of ``forecasts(o)`` ((k, >= m, n) or None) from each origin over the
     ``m = min(lead, e - o)`` epochs after it that ``flat`` (history up to ``e``) holds, averaged over
     the origins: (k, n), or None when no origin could be scored. ``weights`` (T,): each epoch's weight
-    as a target (:func:`target_weights`), None: alike."""
+    as a target (:func:`target_weights`), None: alike. ``errors(o, m, weights of the m epochs)``: the (k, n) errors
+    from origin ``o`` made without ``forecasts(o)`` (``anchors.FamilyCache.errors``), or None to make them here."""
     err, n = None, 0
     e = flat.shape[0] - 1
     for o in origins:
-        f = forecasts(o)
         m = min(int(lead), e - int(o))
-        if f is None or m < 1:
+        if m < 1:
+            continue
+        wo = None if weights is None else weights[o + 1:o + m + 1]
+        got = None if errors is None else errors(o, m, wo)
+        if got is not None:
+            err = np.zeros(got.shape) if err is None else err
+            err += got
+            n += 1
+            continue
+        f = forecasts(o)
+        if f is None:
             continue
         y = flat[o + 1:o + m + 1]
-        wo = None if weights is None else weights[o + 1:o + m + 1]
         if err is None:
             err = np.zeros((f.shape[0], f.shape[2]))
         for c in range(f.shape[0]):    # one forecast at a time: the squared errors of all of them at once

@@ -50,8 +50,8 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
         own = caches is None
         caches = {} if own else caches
         for it in items:
-            if id(it[0]) not in caches:
-                caches[id(it[0])] = family_cache(it[0], dates, cfg0, H)
+            if id(it[0]) not in caches:     # predict's blocks (one origin each): lean, no family kept per earlier origin
+                caches[id(it[0])] = family_cache(it[0], dates, cfg0, H, lean=own)
         if gate.get("local_blend"):
             _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches,
                          gate.get("blend_prior"), trim=own)
@@ -172,7 +172,7 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
                                loaded, plan, L, dev, batch_size)
         now = np.full((H, a1 - a0, W), np.nan)          # the sums do not read the forecast itself
         n_, d_ = local_blend(blk, a0, r0, r1, int(e), info.dates, cfg0, now, past.get,
-                             family_cache(blk, info.dates, cfg0, H), sums_only=True)
+                             family_cache(blk, info.dates, cfg0, H, lean=True), sums_only=True)
         core = slice((r0 - a0) * W, (r1 - a0) * W)
         num += float(n_[core].sum())
         den += float(d_[core].sum())

@@ -278,11 +278,12 @@ def _forecast_items(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, 
     return list(zip(outs, valid_all))
 
 
-def family_cache(blk, dates, cfg0: dict, H: int):
-    """The classical family of a block from any origin, computed once (:class:`anchors.FamilyCache`)."""
+def family_cache(blk, dates, cfg0: dict, H: int, lean: bool = False):
+    """The classical family of a block from any origin, computed once (:class:`anchors.FamilyCache`; ``lean``: only
+    the track record's errors from the earlier origins, not their family, for a block forecast from one origin)."""
     from ..data.anchors import FamilyCache
 
-    return FamilyCache(blk, dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None)
+    return FamilyCache(blk, dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None, lean=lean)
 
 
 def own_history(plan: Plan) -> bool:
