@@ -400,8 +400,9 @@ class FamilyCache:
             return None
         from .family import family_errors
 
-        return family_errors(self.flat[:o + 1], self.dates[:o + 1], self.dates[o + 1:o + self.lead + 1],
-                             self.flat[o + 1:o + int(m) + 1], weights, self.tf, tuple(FAMILY) + tuple(LOCAL_EXTRA))
+        m = min(int(m), self.lead)      # forecast the scored epochs only: each target's forecast is its own
+        return family_errors(self.flat[:o + 1], self.dates[:o + 1], self.dates[o + 1:o + m + 1],
+                             self.flat[o + 1:o + m + 1], weights, self.tf, tuple(FAMILY) + tuple(LOCAL_EXTRA))
 
     def on(self, o: int, pixels) -> np.ndarray:
         """:meth:`both` on the given pixels only, (C + extra, lead, len(pixels)): fitted there alone when the cache is
