@@ -58,7 +58,7 @@ import numpy as np
 from .pooling import guided_box_mean, velocity_guide
 from .track_record import blend_sums, blend_weight, combined, inverse_mse_weight, record, target_weights
 from .baselines import design_matrix, fit_stats, terms_for_span, years_between
-from .family import FAMILY, FAMILY_NAMES, _mean_last, _start, family_forecasts   # noqa: F401 (its home before)
+from .family import FAMILY, FAMILY_NAMES, _mean_last, _start, family_chunks, family_forecasts   # noqa: F401 (its home before)
 from ..errors import DeformCastError
 
 REGIME_EVIDENCE = ("res_6m", "res_1y", "dv_1y")
@@ -292,8 +292,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         return memo.pop(key)["local"]
     fresh = family is None
     n_fam = len(FAMILY) if fresh else family.shape[0]
-    if fresh:   # the family and the extra candidates in one array (no concatenated copy beside the two)
-        family = family_forecasts(flat, d, target_dates, time_function, tuple(FAMILY) + tuple(LOCAL_EXTRA))
+    if fresh:   # the family and the extra candidates, a chunk of pixels at a time (session 27: whole, 350 MB a block)
+        family = family_chunks(flat, d, target_dates, time_function, tuple(FAMILY) + tuple(LOCAL_EXTRA))
     elif LOCAL_EXTRA:
         family = np.concatenate([family, family_forecasts(flat, d, target_dates, time_function, LOCAL_EXTRA)])
     origins = local_origins(e, L) if origins is None else [int(o) for o in origins]
@@ -311,7 +311,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         def past_family(o):
             f = fam_of(o)
             return None if f is None else np.concatenate([f, fitted_from(o, LOCAL_EXTRA)])
-    C, Hh, _ = family.shape
+    C, Hh = len(FAMILY) + len(LOCAL_EXTRA) if fresh else family.shape[0], np.size(target_dates)
     tw = target_weights(time_function, d)
     err = record(flat, L, origins, past_family, tw, errors=None if cache is None else cache.errors)
     if err is None:
@@ -321,21 +321,15 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         return out if ensemble is None else (ensemble[0].reshape(Hh, R, Wd), np.ones(R * Wd))
     guide = velocity_guide(flat, d, (R, Wd)) if LOCAL_GUIDED else None
     pooled = guided_box_mean(err.reshape(C, R, Wd), LOCAL_BOX, guide).reshape(C, -1)
-    # a candidate without a forecast at a pixel (an extra one whose short window holds too few values
-    # there) gets no weight and no say in the best record; the family itself must be complete
-    has = np.isfinite(family).all(axis=1)                      # (C, n)
-    pooled_has = np.where(has, pooled, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.maximum(pooled_has, 1e-6) ** -LOCAL_POWER
-        w = w / np.nansum(w, axis=0, keepdims=True)
-    # a complete family (the usual case) is combined as it is: no float64 copy of it with its NaN zeroed
-    out = np.einsum("cn,chn->hn", np.nan_to_num(w), family if has.all() else np.nan_to_num(family))
+    w, out, has = np.empty((C, R * Wd)), np.empty((Hh, R * Wd)), np.empty((C, R * Wd), bool)
+    for px, fam in (family if fresh else [(slice(None), family)]):
+        w[:, px], out[:, px], has[:, px] = _combine(pooled[:, px], fam)
     bad = ~np.isfinite(pooled[:n_fam]).all(axis=0) | ~has[:n_fam].all(axis=0)
     out[:, bad] = np.nan
     if ensemble is None:
         return out.reshape(Hh, R, Wd)
-    if key is not None and not sums_only:
-        memo[key] = {"local": out.reshape(Hh, R, Wd).copy(), "family": family[:n_fam] if fresh else None}
+    if key is not None and not sums_only:   # the family is not kept: the gate's candidates fit their pixels again
+        memo[key] = {"local": out.reshape(Hh, R, Wd).copy()}
     now, past = ensemble
     now = np.asarray(now, dtype=np.float64).reshape(Hh, -1)
 
@@ -344,7 +338,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         return None if f is None else np.asarray(f, dtype=np.float64).reshape(1, -1, R * Wd)
 
     if LOCAL_BLEND == "inverse_mse":
-        wE = inverse_mse_weight(record(flat, L, origins, ens, tw), pooled_has, (R, Wd), LOCAL_BOX, LOCAL_POWER, guide)
+        wE = inverse_mse_weight(record(flat, L, origins, ens, tw), np.where(has, pooled, np.nan), (R, Wd), LOCAL_BOX,
+                                LOCAL_POWER, guide)
     else:
         w0 = np.nan_to_num(w)
 
@@ -364,15 +359,25 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     return blend.reshape(Hh, R, Wd), wE
 
 
+def _combine(pooled: np.ndarray, family: np.ndarray):
+    """The local forecast's weights (C, n), the family combined with them (h, n) and where each member has a forecast
+    (C, n) bool, for pixels with the pooled records ``pooled`` (C, n) and the family ``family`` (C, h, n). Per pixel,
+    so a chunk of pixels at a time gives the same values."""
+    # a candidate without a forecast at a pixel (an extra one whose short window holds too few values
+    # there) gets no weight and no say in the best record; the family itself must be complete
+    has = np.isfinite(family).all(axis=1)                      # (C, n)
+    pooled_has = np.where(has, pooled, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.maximum(pooled_has, 1e-6) ** -LOCAL_POWER
+        w = w / np.nansum(w, axis=0, keepdims=True)
+    # a complete family (the usual case) is combined as it is: no float64 copy of it with its NaN zeroed
+    out = np.einsum("cn,chn->hn", np.nan_to_num(w), family if has.all() else np.nan_to_num(family))
+    return w, out, has
+
+
 def memo_key(e: int, target_dates, lead: int) -> tuple:
     """The key of :func:`local_forecast`'s ``memo``: the origin, the lead and the target dates."""
     return int(e), int(lead), np.asarray(target_dates, dtype="datetime64[D]").astype(np.int64).tobytes()
-
-
-def memo_family(memo: Optional[dict], e: int, target_dates, lead: int) -> Optional[np.ndarray]:
-    """The family at origin ``e`` that :func:`local_forecast` fitted and left in ``memo``, (C, h, n), or None."""
-    hit = None if memo is None else memo.get(memo_key(e, target_dates, lead))
-    return None if hit is None else hit["family"]
 
 
 class FamilyCache:

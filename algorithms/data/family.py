@@ -160,22 +160,30 @@ def family_errors(hist: np.ndarray, dates, target_dates, obs: np.ndarray, weight
     ``track_record.record`` makes of ``family_forecasts(..., dtype=float32)``, without the family of every pixel: the
     operator's product and the errors run in chunks of :data:`OPERATOR_CHUNK` pixels (session 27: a gated ``predict``
     block held the family of four earlier origins, 700 MB at a 30-epoch horizon)."""
+    obs = np.asarray(obs, dtype=np.float64)
+    out = np.empty((len(members), obs.shape[1]))
+    for c, fam in family_chunks(hist, dates, target_dates, time_function, members, np.float32):
+        out[:, c] = _errors_of(fam, obs[:, c], weights)
+    return out
+
+
+def family_chunks(hist: np.ndarray, dates, target_dates, time_function=None, members=FAMILY, dtype=np.float64):
+    """:func:`family_forecasts` a chunk of :data:`OPERATOR_CHUNK` pixels at a time: ``(slice of the pixels, (C, h, k)
+    in dtype)`` pairs, the members' operator found once; the same values. One pair for all pixels where the operator
+    does not serve (known steps, fewer pixels than epochs, no gap-free pixel)."""
     from .baselines import as_time_function
 
     tf = as_time_function(time_function)
     y = np.asarray(hist, dtype=np.float64)
     d = np.asarray(dates, dtype="datetime64[D]")
-    obs = np.asarray(obs, dtype=np.float64)
     n, T = y.shape[1], y.shape[0]
     if (tf is not None and tf.step_dates) or n <= T or not np.isfinite(y).all(axis=0).any():
-        return _errors_of(family_forecasts(y, d, target_dates, tf, members, dtype=np.float32), obs, weights)
+        yield slice(0, n), family_forecasts(y, d, target_dates, tf, members, dtype=dtype)
+        return
     op = _family_by_fits(np.eye(T), d, target_dates, tf, members)
-    out = np.empty((len(members), n))
     for j in range(0, n, OPERATOR_CHUNK):
-        c = slice(j, j + OPERATOR_CHUNK)
-        out[:, c] = _errors_of(_family_forecasts(y[:, c], d, target_dates, tf, members, np.float32, op), obs[:, c],
-                               weights)
-    return out
+        c = slice(j, min(n, j + OPERATOR_CHUNK))
+        yield c, _family_forecasts(y[:, c], d, target_dates, tf, members, dtype, op)
 
 
 def _errors_of(fam: np.ndarray, obs: np.ndarray, weights) -> np.ndarray:

@@ -69,6 +69,10 @@ def _quiet():
         yield
 
 
+#: pixels per step of the members' spread (its float64 temporaries were 300 MB on a 64 000-pixel block at lead 30)
+_CHUNK = 8192
+
+
 def evidence(blk: np.ndarray, a0: int, r0: int, r1: int, o: int, dates, members: np.ndarray,
              valid: np.ndarray, horizon_model: Optional[int] = None, steps=None, cache=None,
              seasonal: bool = False, centre: Optional[np.ndarray] = None) -> np.ndarray:
@@ -92,16 +96,18 @@ def evidence(blk: np.ndarray, a0: int, r0: int, r1: int, o: int, dates, members:
     with _quiet(), np.errstate(all="ignore"):
         if cache is not None and o + L < d.size and cache.lead >= H:
             W = blk.shape[2]
-            fam = cache(o)[:, :H, (r0 - a0) * W:(r1 - a0) * W][:, :, sel]
-        else:
-            fam = anchors.family_forecasts(hist, d[: o + 1], td, steps or None)
-        # the same values as nanstd where the family is complete (the usual case), four times faster
-        out[0] = np.std(fam, axis=0) if np.isfinite(fam).all() else np.nanstd(fam, axis=0)
+            chunks = [(slice(None), cache(o)[:, :H, (r0 - a0) * W:(r1 - a0) * W][:, :, sel])]
+        else:   # a chunk of pixels at a time (session 27: the whole block's family and its spread's temporaries
+            chunks = anchors.family_chunks(hist, d[: o + 1], td, steps or None)     # were 550 MB at lead 30)
+        for px, fam in chunks:
+            # the same values as nanstd where the family is complete (the usual case), four times faster
+            out[0][:, px] = np.std(fam, axis=0) if np.isfinite(fam).all() else np.nanstd(fam, axis=0)
         out[1] = _fit_scatter(hist, d[: o + 1])[None]
         mem = members[:, :, valid]
         if centre is None:
             centre = member_median(mem.astype(np.float64))
-        out[2] = mem.std(axis=0, dtype=np.float64)      # in float64 without a float64 copy: the same values
+        for j in range(0, n, _CHUNK):       # in float64 without a float64 copy of all pixels: the same values
+            out[2][:, j:j + _CHUNK] = mem[:, :, j:j + _CHUNK].std(axis=0, dtype=np.float64)
         last = anchors._mean_last(hist, 1)
         out[3] = np.abs(centre - last[None])
     for j in range(out.shape[0]):

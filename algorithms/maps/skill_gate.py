@@ -78,6 +78,8 @@ from ..errors import DeformCastError
 from ..progress import Progress, silent
 from . import origin_stats
 from .origin_stats import mae as _mae, origin_scale as _origin_scale, ratio as _ratio, rmse as _rmse
+from .gate_candidates import (ANCHOR, CANDIDATES, LOCAL, RECORD_STRIDE, _history, candidates,  # noqa: F401 (re-exported)
+                              local_blend, record_mask)
 from .gate_report import (ENSEMBLE_LOCAL, append_to_report, gate_sentence, report_section,  # noqa: F401
                           with_held_out)
 
@@ -89,8 +91,6 @@ MIN_GAIN = 0.01
 #: look and still be used (see fit_gate and docs/skill.md)
 CLASS_QUANTILES = (50.0, 90.0)
 CLASS_NAMES = ("quiet half", "moving (50-90 %)", "fastest 10 %")
-ANCHOR = "anchor"   # the members' adaptive combination (their own classical anchor)
-LOCAL = "local"     # the family weighted by each neighbourhood's recent track record (anchors.local_forecast)
 _MANIFEST_OWN = ("format", "format_version", "created", "horizon", "window", "members", "gate")
 
 
@@ -148,102 +148,6 @@ def _score_mask(configs: Sequence[dict], shape) -> Optional[np.ndarray]:
         return None
     return dataset.validation_mask(tuple(shape), float(c.get("val_fraction") or 0.2), int(c.get("holdout_block", 16)),
                                    int(c.get("seed", 0)))
-
-
-def _history(blk: np.ndarray, e: int, cache: Optional[anc.FamilyCache]) -> np.ndarray:
-    """The block's history up to ``e`` in float64, (e + 1, rows, cols): a view of the cache's copy when there is one."""
-    if cache is not None and cache.flat.shape == (blk.shape[0], blk.shape[1] * blk.shape[2]):
-        return cache.flat[: e + 1].reshape((e + 1,) + blk.shape[1:])
-    return np.asarray(blk[: e + 1], dtype=np.float64)
-
-
-def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int, config: dict,
-               valid: np.ndarray, cache: Optional[anc.FamilyCache] = None) -> np.ndarray:
-    """Every classical candidate from origin ``e`` for the pixels ``valid`` (bool (r1 - r0, W)) of rows
-    r0..r1 of a block read from row ``a0`` (with ``anchors.LOCAL_HALO`` rows of halo where the raster
-    has them): float64 ``(len(CANDIDATES), H, n)``, rows in :data:`CANDIDATES` order (the family, the
-    members' own adaptive anchor, the local track-record combination)."""
-    d = np.asarray(dates, dtype="datetime64[D]")
-    full_h = int(config.get("horizon", H))
-    td = dataset.target_dates(d, int(e), full_h)
-    steps = config.get("steps") or None
-    hist_blk = _history(blk, e, cache)
-    memo = None if cache is None else cache.local       # the local blend's local forecast, when it ran first
-    # the family for the whole block (its halo rows feed the local track record), then the rows asked for
-    if cache is not None and e + full_h < d.size:   # targets inside the stack: the cache has them
-        fam_all = cache(e)
-    else:
-        fam_all = anc.memo_family(memo, e, td, full_h)
-        if fam_all is None:
-            fam_all = anc.family_forecasts(hist_blk.reshape(e + 1, -1), d[: e + 1], td, steps)
-    local = anc.local_forecast(hist_blk, d[: e + 1], td, full_h, steps, family=fam_all, past_family=cache, memo=memo)
-    W = blk.shape[2]
-    idx = (r0 - a0) * W + np.flatnonzero(np.asarray(valid).ravel())     # the pixels asked for, in the block
-    C = fam_all.shape[0]
-    out = np.empty((C + 2,) + (fam_all.shape[1], idx.size))        # filled row by row: no copy of the family
-    for c in range(C):
-        out[c] = fam_all[c][:, idx]
-    aw = config.get("anchor_weights") if config.get("baseline") == "adaptive" else None
-    out[C] = anc.combine(out[:C], aw) if aw is not None else np.nan
-    out[C + 1] = local.reshape(full_h, -1)[:, idx]
-    return out[:, :H]
-
-
-#: the ensemble's local track record is scored on a lattice only: every RECORD_STRIDE-th row and column
-#: of the raster (absolute indices divisible by it). The record is pooled over a neighbourhood
-#: (``anchors.LOCAL_BOX``) anyway, and each earlier origin costs a forecast of every member (4 origins: 4
-#: forecasts, the largest cost of ``predict``); 3 keeps 9 of the 81 pixels of a 9 x 9 neighbourhood (25 of
-#: the 225 of the 15 x 15 one used since session 10). Every third row
-#: (sessions 4-5) and the 3 x 3 lattice (session 6) deliver the same forecast to within 0.004 of the
-#: best classical RMSE on 25 benchmark seeds (benchmarks/gate_replay.py, docs/skill.md)
-RECORD_STRIDE = 3
-
-
-def record_mask(a0: int, n_rows: int, n_cols: int) -> np.ndarray:
-    """(n_rows, n_cols) bool: the pixels of rows ``a0 .. a0 + n_rows`` (full raster width) on which the
-    ensemble's local track record is scored."""
-    rows = (np.arange(int(a0), int(a0) + int(n_rows)) % RECORD_STRIDE) == 0
-    cols = (np.arange(int(n_cols)) % RECORD_STRIDE) == 0
-    return rows[:, None] & cols[None, :]
-
-
-def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, config: dict, now: np.ndarray,
-                past, cache: Optional[anc.FamilyCache] = None, prior_sums=None, sums_only: bool = False):
-    """The ensemble blended per pixel with the local classical forecast by their recent track records
-    around it (:func:`anchors.local_forecast` with ``ensemble``), rows r0..r1: (H, r1 - r0, W).
-
-    ``now`` (H, a1 - a0, W) the ensemble median from origin ``e`` (NaN where none), ``past(o)`` the
-    ensemble median from an earlier origin ``o`` over the models' horizon, (horizon, a1 - a0, W), or
-    None; only its pixels :func:`record_mask` are used. Needs the block's halo rows
-    (``anchors.LOCAL_HALO``) where the raster has them. ``prior_sums``: the scene's mean sums of the blend
-    weight (:func:`gating.scene_blend_prior`; None: the block's). ``sums_only``: the blend weight's per-pixel
-    sums ``(num, den)`` over the whole block, (a1 - a0) * W each, instead of the blend.
-    """
-    d = np.asarray(dates, dtype="datetime64[D]")
-    H = now.shape[0]
-    L = int(config.get("horizon", H))
-    td = dataset.target_dates(d, int(e), L)[:H]
-    n = blk.shape[1] * blk.shape[2]
-    fam = cache(e)[:, :H] if cache is not None and e + L < d.size else None
-    keep = record_mask(a0, blk.shape[1], blk.shape[2])
-
-    def past_on_record_rows(o):
-        p = past(o)
-        if p is None:
-            return None
-        p = np.array(p[:L], dtype=np.float64)
-        p[:, ~keep] = np.nan          # the same pixels whatever the caller forecast (fit and predict agree)
-        return p.reshape(L, n)
-
-    res = anc.local_forecast(_history(blk, e, cache), d[: e + 1], td, L,
-                             config.get("steps") or None, family=fam, past_family=cache,
-                             ensemble=(now.reshape(H, n), past_on_record_rows), prior_sums=prior_sums,
-                             sums_only=sums_only, memo=None if cache is None else cache.local)
-    return res if sums_only else res[0][:, r0 - a0:r1 - a0]
-
-
-#: the classical candidates of the gate, in the row order of :func:`candidates`
-CANDIDATES = tuple(anc.FAMILY_NAMES) + (ANCHOR, LOCAL)
 
 
 def scored(blk: np.ndarray, a0: int, r0: int, r1: int, o: int, H: int, valid: np.ndarray,
