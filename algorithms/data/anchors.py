@@ -58,7 +58,8 @@ import numpy as np
 from .pooling import guided_box_mean, velocity_guide
 from .track_record import blend_sums, blend_weight, combined, inverse_mse_weight, record, target_weights
 from .baselines import design_matrix, fit_stats, terms_for_span, years_between
-from .family import FAMILY, FAMILY_NAMES, _mean_last, _start, family_chunks, family_forecasts   # noqa: F401 (its home before)
+from .family import (FAMILY, FAMILY_NAMES, _mean_last, _start, family_chunks,  # noqa: F401 (its home before)
+                     family_forecasts)
 from ..errors import DeformCastError
 
 REGIME_EVIDENCE = ("res_6m", "res_1y", "dv_1y")

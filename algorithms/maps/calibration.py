@@ -382,18 +382,19 @@ def _cache_key(info, loaded, configs, e, H, gate, seasonal=False) -> tuple:
 
 def calibrate(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int, method: str = DEFAULT_METHOD,
               gate=None, target: float = TARGET, progress: Optional[Progress] = None,
-              seasonal: bool = False, remote: Optional[tuple] = None) -> Tuple[Optional[dict], dict]:
+              seasonal: bool = False, remote: Optional[tuple] = None, meanwhile=None) -> Tuple[Optional[dict], dict]:
     """``(model or None, details)``: the spread model of ``method`` fitted on the validation origins,
     and what the metadata and the log report (coverage and width per step of both methods).
     ``seasonal``: with the acquisition noise by season of the target date (:mod:`evidence`). ``remote``: ``(pool,
-    job)``, local processes that forecast the validation origins (:func:`validation_forecasts.collect`)."""
+    job)``, local processes that forecast the validation origins (:func:`validation_forecasts.collect`), and
+    ``meanwhile()`` runs in this process while they do (not at all where nothing is forecast there)."""
     if method not in METHODS:
         raise DeformCastError(f"CALIBRATION: unknown method '{method}'. Valid values: {', '.join(METHODS)}.")
     key = _cache_key(info, loaded, configs, e, H, gate, seasonal)
     data = _CACHE.get(key)
     if data is None:
         data = collect(info, loaded, configs, cov, e, H, dev, batch_size, gate, progress=progress, seasonal=seasonal,
-                       remote=remote)
+                       remote=remote, meanwhile=meanwhile)
         _CACHE.clear()          # one stack at a time: predict's second method (the benchmark) reuses it
         if data is not None:
             _CACHE[key] = data

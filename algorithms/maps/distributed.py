@@ -108,15 +108,18 @@ def n_threads(client) -> int:
 
 
 def run_blocks(client, fn: Callable, args: Sequence[tuple], on_result: Callable[[int, object], None],
-               progress=None, window: int = 0, what: str = "block") -> None:
+               progress=None, window: int = 0, what: str = "block",
+               meanwhile: Optional[Callable[[], None]] = None) -> None:
     """``on_result(i, fn(*args[i]))`` for every i in order. With a ``client`` the calls run on its
     workers, at most ``window`` at a time (default 2 per worker thread + 2), taken as they finish and
     handed on in order; without one they run here. ``progress.set`` after each block (which also
     checks Cancel: the pending futures are then cancelled). A worker's error becomes a
-    DeformCastError naming the block (a DeformCastError raised there keeps its message)."""
+    DeformCastError naming the block (a DeformCastError raised there keeps its message). ``meanwhile``: work of
+    this process run once the first calls are on their way to a :class:`LocalPool` (``predict``'s blend prior while
+    the processes forecast the calibration's origins, session 27); with no pool it is not called."""
     n = len(args)
     if isinstance(client, LocalPool):
-        return _run_local(client, fn, args, on_result, progress, window, what)
+        return _run_local(client, fn, args, on_result, progress, window, what, meanwhile)
     if client is None:
         for i, a in enumerate(args):
             on_result(i, fn(*a))
@@ -450,7 +453,7 @@ def _not_local(e: BaseException, progress) -> None:
 
 
 def _run_local(pool: LocalPool, fn: Callable, args: Sequence[tuple], on_result, progress, window: int,
-               what: str) -> None:
+               what: str, meanwhile: Optional[Callable[[], None]] = None) -> None:
     import concurrent.futures as cf
 
     n = len(args)
@@ -465,6 +468,9 @@ def _run_local(pool: LocalPool, fn: Callable, args: Sequence[tuple], on_result, 
                 submitted += 1
             if progress is not None:
                 progress.check()
+            if meanwhile is not None:
+                meanwhile, todo = None, meanwhile
+                todo()
             done, _ = cf.wait(list(pending), timeout=0.05, return_when=cf.FIRST_COMPLETED)
             for f in done:
                 i = pending.pop(f)

@@ -282,34 +282,43 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
             pool.close()
         raise
     t_cal = time.perf_counter()
-    prior, t_prior = None, 0.0
+    got_prior = {}
+
+    def blend_prior():      # the scene's blend prior, in this process while the local processes work
+        t0 = time.perf_counter()
+        got_prior["sums"] = scene_blend_prior(info, loaded, Plan(loaded, configs), configs, cov, e, H, dev, batch_size,
+                                              progress)
+        got_prior["s"] = time.perf_counter() - t0
+
+    want_prior = pool is not None and _wants_prior(gate, n_blocks)
     try:
-        if pool is not None:
-            if _wants_prior(gate, n_blocks):      # meanwhile here: the scene's blend prior
-                t0 = time.perf_counter()
-                prior = scene_blend_prior(info, loaded, Plan(loaded, configs), configs, cov, e, H, dev, batch_size,
-                                          progress)
-                t_prior = time.perf_counter() - t0
         if calibrate and M > 1:
             remote = None
             if pool is not None:     # the validation origins on the local processes too (session 26)
                 pool = distributed.ready_local(pool, progress)
                 remote = None if pool is None else (pool, job)
+            # the prior while they forecast them (session 27: before, while they loaded the members, and they then
+            # waited for it)
             model, cal = calib.calibrate(info, loaded, configs, cov, e, H, dev, batch_size, method, gate=gate,
                                          progress=progress.sub(0.0, 0.3), remote=remote,
-                                         seasonal=calib.DEFAULT_SEASONAL if seasonal is None else bool(seasonal))
+                                         seasonal=calib.DEFAULT_SEASONAL if seasonal is None else bool(seasonal),
+                                         meanwhile=blend_prior if want_prior else None)
             progress = progress.sub(0.3, 1.0)
             for line in calib.log_lines(cal):
                 progress.log(line)
         else:
             model, cal = None, {"calibrated": False, "reason": "switched off" if M > 1 else "one member"}
+        if want_prior and "sums" not in got_prior:
+            blend_prior()
     except BaseException:
         if pool is not None:
             pool.close()
         raise
-    timer["calibration"] = time.perf_counter() - t_cal - t_prior
+    prior = got_prior.get("sums")
+    # the calibration's wall time, the prior's own time (inside it where it ran while the processes forecast)
+    timer["calibration"] = time.perf_counter() - t_cal
     if prior is not None:
-        timer["blend_prior"] = t_prior
+        timer["blend_prior"] = got_prior["s"]
     try:
         return _forecast_blocks(info=info, loaded=loaded, configs=configs, cov=cov, e=e, H=H, M=M, qs=qs, dev=dev,
                                 prior=prior, job=job,

@@ -50,7 +50,7 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
         own = caches is None
         caches = {} if own else caches
         for it in items:
-            if id(it[0]) not in caches:     # predict's blocks (one origin each): lean, no family kept per earlier origin
+            if id(it[0]) not in caches:     # predict's blocks (one origin each): lean, no earlier origin's family
                 caches[id(it[0])] = family_cache(it[0], dates, cfg0, H, lean=own)
         if gate.get("local_blend"):
             _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches,

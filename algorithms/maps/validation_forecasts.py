@@ -86,11 +86,12 @@ def origins_for(configs, info, H: int, window: int, e: int) -> List[int]:
 
 def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: int, gate=None,
             max_pixels: int = 2000, progress: Optional[Progress] = None, seasonal: bool = False,
-            remote: Optional[tuple] = None) -> Optional[dict]:
+            remote: Optional[tuple] = None, meanwhile=None) -> Optional[dict]:
     """Delivered forecasts from the validation origins against the observations, with their evidence:
     ``{"err" (H, N), "feats" (F, H, N), "origin" (N,), "raw_in" (H, N), "origins": [...]}`` or None.
     ``remote``: ``(pool, job)``, a started :class:`distributed.LocalPool` and what its processes need to load the
-    members (``predict``'s block job): the spans' origins are then forecast there."""
+    members (``predict``'s block job): the spans' origins are then forecast there, and ``meanwhile()`` runs here
+    while they do (:func:`distributed.run_blocks`)."""
     from .gating import gate_halo
     from .member_forecasts import BLOCK_PIXELS, Plan
     from .skill_gate import _score_mask
@@ -106,7 +107,7 @@ def collect(info, loaded, configs, cov, e: int, H: int, dev: str, batch_size: in
     spans = read_spans(Hh, W, block_height(info.source), halo, max_pixels * (5 if mask is not None else 1),
                        BLOCK_PIXELS)
     kw = dict(H=H, gate=gate, seasonal=seasonal, halo=halo, mask=mask)
-    parts = _remote_parts(remote, spans, origins, cov, kw, progress) if remote else None
+    parts = _remote_parts(remote, spans, origins, cov, kw, progress, meanwhile) if remote else None
     if parts is None:
         parts, read, plan = [], (None, None), Plan(loaded, configs)
         for i, (b0, b1, r0, r1) in enumerate(spans):
@@ -169,7 +170,7 @@ def span_parts(info, loaded, configs, read, b0: int, r0: int, r1: int, origins, 
     return out
 
 
-def _remote_parts(remote, spans, origins, cov, kw, progress) -> Optional[List[tuple]]:
+def _remote_parts(remote, spans, origins, cov, kw, progress, meanwhile=None) -> Optional[List[tuple]]:
     """:func:`span_parts` of every span on the local processes, each span's origins split between them (contiguous
     runs, so neighbouring origins still share their cached families), the parts in span and origin order; None
     where the processes could not start or one died (the caller then collects in this process)."""
@@ -184,7 +185,7 @@ def _remote_parts(remote, spans, origins, cov, kw, progress) -> Optional[List[tu
                  f"{pool.n} local processes.")
     try:
         distributed.run_blocks(pool, remote_span, tasks, lambda i, res: got.__setitem__(i, res), progress,
-                               what="calibration span")
+                               what="calibration span", meanwhile=meanwhile)
     except distributed.PoolBroken as err:
         progress.log(f"{err} Calibrating in this process.")
         return None
