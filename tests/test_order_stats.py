@@ -40,3 +40,25 @@ def test_member_median_of_one_series_is_a_scalar_as_numpys():
         a = np.array(v)
         got, want = member_median(a), np.median(a)
         assert np.ndim(got) == 0 and (got == want or (np.isnan(got) and np.isnan(want)))
+
+
+@pytest.mark.parametrize("chunk", [7, 64])
+def test_member_median_in_chunks_is_numpys_median_bit_for_bit(monkeypatch, chunk):
+    """More values than a chunk (``CHUNK``, 65 536 in use; small here so the loop and its last, shorter chunk run on
+    small arrays): the same bits as ``np.median``, NaN in some chunks, on every axis, the input left alone."""
+    from deformcast.algorithms import order_stats
+
+    monkeypatch.setattr(order_stats, "CHUNK", chunk)
+    rng = np.random.default_rng(8)
+    for dtype in (np.float32, np.float64):
+        for n in (2, 3, 10, 11):
+            for axis in (0, 1, -1):
+                a = rng.normal(size=(n, 9, 13)).astype(dtype)
+                a[0, 2, 3] = np.nan
+                a[-1, 8, 12] = np.nan
+                a = np.moveaxis(a, 0, axis)
+                keep = a.copy()
+                got, want = member_median(a, axis), np.median(a, axis=axis)
+                assert got.dtype == want.dtype and got.shape == want.shape
+                assert np.array_equal(got, want, equal_nan=True), (n, axis)
+                assert np.array_equal(a, keep, equal_nan=True)
