@@ -312,7 +312,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         def past_family(o):
             f = fam_of(o)
             return None if f is None else np.concatenate([f, fitted_from(o, LOCAL_EXTRA)])
-    C, Hh = len(FAMILY) + len(LOCAL_EXTRA) if fresh else family.shape[0], np.size(target_dates)
+    C = len(FAMILY) + len(LOCAL_EXTRA) if fresh else family.shape[0]
+    Hh = np.size(target_dates)
     tw = target_weights(time_function, d)
     err = record(flat, L, origins, past_family, tw, errors=None if cache is None else cache.errors)
     if err is None:

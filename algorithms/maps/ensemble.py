@@ -277,21 +277,16 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
                                   "the forecast start. Give a longer stack or a later END_DATE.")
         fdates = dataset.target_dates(info.dates, e, H_model)[:H]
         M = len(loaded)
-    except BaseException:
-        if pool is not None:
-            pool.close()
-        raise
-    t_cal = time.perf_counter()
-    got_prior = {}
+        t_cal = time.perf_counter()
+        got_prior = {}
 
-    def blend_prior():      # the scene's blend prior, in this process while the local processes work
-        t0 = time.perf_counter()
-        got_prior["sums"] = scene_blend_prior(info, loaded, Plan(loaded, configs), configs, cov, e, H, dev, batch_size,
-                                              progress)
-        got_prior["s"] = time.perf_counter() - t0
+        def blend_prior():      # the scene's blend prior, in this process while the local processes work
+            t0 = time.perf_counter()
+            got_prior["sums"] = scene_blend_prior(info, loaded, Plan(loaded, configs), configs, cov, e, H, dev,
+                                                  batch_size, progress)
+            got_prior["s"] = time.perf_counter() - t0
 
-    want_prior = pool is not None and _wants_prior(gate, n_blocks)
-    try:
+        want_prior = pool is not None and _wants_prior(gate, n_blocks)
         if calibrate and M > 1:
             remote = None
             if pool is not None:     # the validation origins on the local processes too (session 26)

@@ -38,15 +38,17 @@ def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int
     idx = (r0 - a0) * W + np.flatnonzero(np.asarray(valid).ravel())     # the pixels asked for, in the block
     C = len(anc.FAMILY)
     out = np.empty((C + 2, full_h, idx.size))        # filled row by row: no copy of the family
-    if memo is not None and anc.memo_key(e, td, full_h) in memo and not (cache is not None and e + full_h < d.size):
+    in_stack = cache is not None and e + full_h < d.size     # targets inside the stack: the cache has the family
+    key = anc.memo_key(e, td, full_h)
+    if not in_stack and memo is not None and key in memo:
         # the blend left its local forecast: the family of the pixels asked for alone, a chunk at a time, into the
         # candidates (session 27; for the whole block it was 350 MB at a 30-epoch horizon, the largest array of
         # predict's blocks)
         for px, fam in anc.family_chunks(hist_blk.reshape(e + 1, -1)[:, idx], d[: e + 1], td, steps):
             out[:C, :, px] = fam
-        local = anc.local_forecast(hist_blk, d[: e + 1], td, full_h, steps, memo=memo)
+        local = memo.pop(key)["local"]
     else:
-        if cache is not None and e + full_h < d.size:   # targets inside the stack: the cache has them
+        if in_stack:
             fam_all = cache(e)
         else:   # the family for the whole block: its halo rows feed the local track record
             fam_all = anc.family_forecasts(hist_blk.reshape(e + 1, -1), d[: e + 1], td, steps)
