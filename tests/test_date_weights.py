@@ -94,6 +94,33 @@ def test_dates_before_the_split_never_see_what_follows_it():
     assert r == DW.from_reader(lambda r0, r1: st[:, r0:r1], DATES, (H, W), T, split, block_rows=64)
 
 
+
+def test_later_dates_take_the_pixels_complete_up_to_them():
+    """The weights of dates after the split, from a stack with gaps before and after it, equal the definition
+    taken date by date: each date's one-step spread over the pixels with a value at every date up to it, scaled by
+    the median ratio of the two estimates over the last dates before the split (session 28 finds the complete
+    pixels in one pass)."""
+    st, _, _ = _scene(3)
+    y = _lattice(st, T)
+    rng = np.random.default_rng(5)
+    split = 90
+    for t, k in ((20, 30), (70, 40), (split + 2, 60), (split + 11, 90), (T - 1, 100)):
+        y[t, rng.choice(y.shape[1], k, replace=False)] = np.nan      # gaps: pixels drop out from that date on
+    got = DW.estimate(y, DATES, split)
+    full = np.isfinite(y[:split]).all(axis=0)
+    s_pre = DW.date_spread(y[:split][:, full], DATES[:split])
+    scale = float(np.median(s_pre))
+    k = int(min(DW.CALIBRATION_DATES, split - DW.MIN_EPOCHS))
+    c = np.array([DW.one_step_spread(y[:t + 1][:, full], DATES, t) for t in range(split - k, split)])
+    ratio = float(np.median(s_pre[split - k:] / c))
+    for t in range(split, T):
+        keep = np.isfinite(y[:t + 1]).all(axis=0)
+        assert keep.sum() < full.sum() or t < split + 2
+        want = DW.weights_from_spread(np.array([DW.one_step_spread(y[:t + 1][:, keep], DATES, t) * ratio]), scale)[0]
+        assert got[DATES[t]] == pytest.approx(want, rel=1e-12), t
+    for t in range(split):
+        assert got[DATES[t]] == pytest.approx(DW.weights_from_spread(s_pre, scale)[t], rel=1e-12)
+
 def _wls(y, A_, P, w):
     sw = np.sqrt(w)[:, None]
     out = P @ np.linalg.lstsq(A_ * sw, np.reshape(y, (len(y), -1)) * sw, rcond=None)[0]

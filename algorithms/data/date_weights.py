@@ -129,16 +129,20 @@ def estimate(y: np.ndarray, dates, split: int) -> Optional[Dict[np.datetime64, f
     out = dict(zip(d[:split].tolist(), weights_from_spread(s_pre, scale).tolist()))
     if split < T:
         k = int(min(CALIBRATION_DATES, split - MIN_EPOCHS))
-        full = np.isfinite(y[:split]).all(axis=0)
+        # complete_to[t]: the series with a value at every date up to t (one pass; session 28: each date's own
+        # check over its whole history was a third of the estimate's time, in each of predict's processes)
+        complete_to = np.logical_and.accumulate(np.isfinite(y), axis=0)
+        full = complete_to[split - 1]
         ratio = None
         if k >= 5:
-            c = np.array([one_step_spread(y[:t + 1][:, full], d, t) for t in range(split - k, split)])
+            y_full = y[:, full]
+            c = np.array([one_step_spread(y_full[:t + 1], d, t) for t in range(split - k, split)])
             with np.errstate(divide="ignore", invalid="ignore"):
                 q = s_pre[split - k:] / c
             q = q[np.isfinite(q) & (q > 0)]
             ratio = float(np.median(q)) if q.size else None
         for t in range(split, T):
-            full_t = np.isfinite(y[:t + 1]).all(axis=0)
+            full_t = complete_to[t]
             s_t = (one_step_spread(y[:t + 1][:, full_t], d, t) * ratio
                    if ratio and full_t.sum() >= common_mode.MIN_PIXELS else np.nan)
             out[d[t].tolist()] = float(weights_from_spread(np.array([s_t]), scale)[0]) if np.isfinite(s_t) else 1.0

@@ -41,9 +41,16 @@ def median_step(block) -> float:
     d = d[:, np.isfinite(d).sum(axis=0) >= 10]
     if d.shape[1] == 0:
         return float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(np.median(np.nanmedian(d, axis=0)))
+    # the complete pixels (the usual case) by np.median, the others by np.nanmedian: the same medians, and
+    # nanmedian alone took 0.9 s on predict's 64 x 1000-pixel sample (session 28), before the forecast began
+    full = np.isfinite(d).all(axis=0)
+    med = np.empty(d.shape[1], dtype=np.float64)
+    med[full] = np.median(d[:, full], axis=0)
+    if not full.all():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med[~full] = np.nanmedian(d[:, ~full], axis=0)
+    return float(np.median(med.astype(d.dtype)))
 
 
 def magnitude_message(step: float, name: str) -> str:
