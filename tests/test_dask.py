@@ -4,6 +4,7 @@ failing worker; Cancel stops the pending blocks."""
 from __future__ import annotations
 
 import operator
+import os
 import sys
 import time
 
@@ -150,6 +151,39 @@ def test_predict_in_local_processes_equals_one_process(scene, monkeypatch):
     assert np.isfinite(outs["pool"]["median"]).any()
     assert priors["one"] == priors["pool"]
 
+
+
+def test_the_local_processes_start_from_the_files_size_before_torch_is_needed(scene, monkeypatch, tmp_path):
+    """Session 28: ``predict`` starts its local processes from the stack's size and a device known without importing
+    torch, before it opens and checks the stack; nothing starts where either is unknown, and a device that torch
+    must be asked about is asked (without torch imported: answered from the GPU driver files alone)."""
+    import subprocess
+
+    from deformcast.algorithms.io import raster
+    from deformcast.algorithms.learn import runtime
+
+    _, stack, _ = scene
+    monkeypatch.setenv("DEFORMCAST_PREDICT_WORKERS", "2")
+    assert raster.grid_shape(stack) == raster.open_stack(stack).grid.shape
+    assert raster.grid_shape(str(tmp_path / "none.tif")) is None
+    (tmp_path / "junk.tif").write_text("not a raster")
+    assert raster.grid_shape(str(tmp_path / "junk.tif")) is None
+    pool = ensemble._early_pool(stack, "cpu", 4, None, None)
+    try:
+        assert pool is not None and pool.n == 2 and len(pool.ready()) == 2
+    finally:
+        pool.close()
+    assert ensemble._early_pool(stack, None, 4, None, None) is None           # device not known yet
+    assert ensemble._early_pool(str(tmp_path / "junk.tif"), "cpu", 4, None, None) is None
+    assert ensemble._early_pool(stack, "cpu", 10 ** 6, None, None) is None    # one block: no processes
+    assert runtime.known_device("cpu") == "cpu" and runtime.known_device("cuda") is None
+    assert runtime.known_device("auto") == runtime.resolve_device("auto")      # torch is imported here
+    code = ("import sys; from deformcast.algorithms.learn.runtime import known_device; "
+            "print(known_device('auto'), 'torch' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    driver = any(os.path.exists(f) for f in runtime.GPU_DRIVER_FILES) or not sys.platform.startswith("linux")
+    assert out.stdout.split() == [("None" if driver else "cpu"), "False"], out.stderr[-2000:]
 
 def test_local_processes_load_the_members_before_their_first_task(scene):
     """``predict`` has the local processes load the members as soon as they start (session 26): one preload task per

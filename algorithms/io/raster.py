@@ -161,6 +161,16 @@ def declared_unit(path_or_ds) -> str:
     return units.pop() if len(units) == 1 else (", ".join(sorted(units)) if units else "")
 
 
+def grid_shape(path: str) -> Optional[Tuple[int, int]]:
+    """(rows, cols) of a raster from its header, or None where GDAL cannot open it (:func:`open_stack` says why)."""
+    gdal = _gdal()
+    try:
+        ds = gdal.Open(str(path)) if path and (os.path.exists(str(path)) or str(path).startswith("/vsi")) else None
+    except RuntimeError:
+        return None
+    return None if ds is None else (int(ds.RasterYSize), int(ds.RasterXSize))
+
+
 def open_stack(path: str, dates=None, convert: bool = True, progress=None) -> StackInfo:
     """Open a displacement stack and find one date per band.
 

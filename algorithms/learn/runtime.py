@@ -218,6 +218,29 @@ def resolve_device(device: Optional[str] = "auto") -> str:
     return d
 
 
+#: files that exist where a GPU driver torch could use is loaded (NVIDIA's, or AMD's ROCm for torch's ROCm builds)
+GPU_DRIVER_FILES = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd")
+
+
+def known_device(device: Optional[str] = "auto") -> Optional[str]:
+    """The device :func:`resolve_device` gives, where it is known without importing torch (about 1 s): ``cpu``
+    when asked for, or for ``auto`` on Linux with no GPU driver loaded (:data:`GPU_DRIVER_FILES`); torch's own answer
+    where it is imported already; None otherwise (ask :func:`resolve_device`). ``predict`` starts its local processes
+    with it before it imports torch itself (session 28)."""
+    import sys
+
+    d = (device or "auto").strip().lower()
+    if d == "cpu":
+        return "cpu"
+    if d != "auto":
+        return None
+    if "torch" in sys.modules:
+        return resolve_device(d)
+    if sys.platform.startswith("linux") and not any(os.path.exists(f) for f in GPU_DRIVER_FILES):
+        return "cpu"
+    return None
+
+
 @contextlib.contextmanager
 def torch_session(seed: int, threads: Optional[int], device: str):
     """Seeded, deterministic, thread-limited scope that restores the global torch state."""

@@ -379,8 +379,13 @@ class LocalPool:
 
     def preload(self, fn, *args) -> None:
         """``fn(*args)`` once per process after the warm-up, e.g. :func:`preload_members` (an error there is raised
-        again by the first real task)."""
-        self._preload = [self.pool.submit(fn, *args) for _ in range(self.n)]
+        again by the first real task). A pool whose processes died already takes nothing: :meth:`ready` says why."""
+        import concurrent.futures as cf
+
+        try:
+            self._preload = [self.pool.submit(fn, *args) for _ in range(self.n)]
+        except cf.process.BrokenProcessPool:
+            self._preload = []
 
     def close(self) -> None:
         pool = getattr(self, "pool", None)

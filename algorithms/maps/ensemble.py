@@ -216,6 +216,28 @@ def _remote_block(job: dict, r0: int, r1: int, a0: int, a1: int, cov_blk: dict) 
         return _block(ctx, loaded, plan, r0, r1, a0, a1, cov_blk)
 
 
+def _block_rows(block_rows, width: int) -> int:
+    """The rows of a block: ``block_rows`` where given (> 0), else as many as make about ``BLOCK_PIXELS`` pixels."""
+    if not block_rows or int(block_rows) <= 0:
+        return max(1, BLOCK_PIXELS // max(1, int(width)))
+    return int(block_rows)
+
+
+def _early_pool(stack_path, dev: Optional[str], block_rows, client, progress):
+    """The local processes for a stack, started from its size alone (:func:`raster.grid_shape`), before the stack is
+    opened and checked; None where the device is not known yet (``dev`` None: :func:`runtime.known_device`), on a
+    Dask ``client``, where GDAL cannot open the file (:func:`raster.open_stack` then says why) or where the stack is
+    too small for them (:func:`distributed.local_workers`)."""
+    if client is not None or dev is None:
+        return None
+    shape = raster.grid_shape(stack_path)
+    if shape is None:
+        return None
+    Hh, W = shape
+    n = distributed.local_workers(Hh * W, -(-Hh // _block_rows(block_rows, W)), dev)
+    return distributed.start_local(n, progress) if n else None
+
+
 def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon, members, quantiles,
                       dates, covariates, end_date, block_rows, device, batch_size, calibrate, progress, use_gate=True,
                       method=None, client=None, seasonal=None):
@@ -224,30 +246,39 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     t_start = time.perf_counter()
     timer = {"read": 0.0, "inputs": 0.0, "inference": 0.0, "dress_median": 0.0, "quantiles": 0.0, "write": 0.0}
     progress = progress or silent()
-    info = raster.open_stack(stack_path, dates)
-    raster.refuse_constant(info)
-    from ..learn.runtime import resolve_device
+    from ..learn.runtime import known_device, resolve_device
 
-    dev = resolve_device(device)
-    e = _end_index(info.dates, end_date)
-    empty = raster.empty_origin(info, e)
-    if empty:
-        raise DeformCastError(empty)
-    qs = [float(q) for q in quantiles]
-    if any(not 0 <= q <= 100 for q in qs):
-        raise DeformCastError("QUANTILES must be percentages between 0 and 100, e.g. 10,50,90.")
-    method = method or calib.DEFAULT_METHOD
-    if method not in calib.METHODS:
-        raise DeformCastError(f"CALIBRATION '{method}': valid values are {', '.join(calib.METHODS)}.")
-    Hh, W = info.grid.shape
-    if not block_rows or int(block_rows) <= 0:
-        block_rows = max(1, BLOCK_PIXELS // max(1, W))
-    block_rows = int(block_rows)
-    n_blocks = -(-Hh // block_rows)
-    n_local = distributed.local_workers(Hh * W, n_blocks, dev) if client is None else 0
-    # the local processes start first: they import and load the members while this process loads them too and
-    # checks the stack (session 27; they started after that, 4.7 s into a 1 M pixel forecast, one core idle till then)
-    pool = distributed.start_local(n_local, progress) if n_local else None
+    # the local processes start before anything else where the device is known without torch: they import torch and
+    # load the members while this process imports torch, converts a slow file layout and checks the stack (session 28;
+    # session 27 started them after those, 1.5 s into a forecast of 1 M pixels, 5 s where the layout was converted)
+    pool = _early_pool(stack_path, known_device(device), block_rows, client, progress)
+    try:
+        info = raster.open_stack(stack_path, dates)
+        raster.refuse_constant(info)
+        dev = resolve_device(device)
+        e = _end_index(info.dates, end_date)
+        empty = raster.empty_origin(info, e)
+        if empty:
+            raise DeformCastError(empty)
+        qs = [float(q) for q in quantiles]
+        if any(not 0 <= q <= 100 for q in qs):
+            raise DeformCastError("QUANTILES must be percentages between 0 and 100, e.g. 10,50,90.")
+        method = method or calib.DEFAULT_METHOD
+        if method not in calib.METHODS:
+            raise DeformCastError(f"CALIBRATION '{method}': valid values are {', '.join(calib.METHODS)}.")
+        Hh, W = info.grid.shape
+        block_rows = _block_rows(block_rows, W)
+        n_blocks = -(-Hh // block_rows)
+        n_local = distributed.local_workers(Hh * W, n_blocks, dev) if client is None else 0
+        if pool is not None and pool.n != n_local:      # not what the stack and the device call for after all
+            pool.close()
+            pool = None
+        if pool is None and n_local:
+            pool = distributed.start_local(n_local, progress)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
     # what a local process or Dask worker needs to load the members and read the stack (blocks and calibration)
     job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
            "device": device, "e": e, "batch_size": batch_size}
