@@ -117,6 +117,8 @@ def run_seed(seed: int, args) -> dict:
             kw[name] = getattr(args, name)
     if args.architecture:
         kw["architectures"] = (args.architecture,)
+    if args.baseline:
+        kw["baseline"] = args.baseline
     if args.search_space:
         kw["search_space"] = json.loads(args.search_space)
     job = os.path.join(folder, "job")
@@ -270,6 +272,7 @@ def main(argv=None):
     ap.add_argument("--max-samples", type=int, default=None, help="experiment: training windows per trial "
                     "(default: the main job's)")
     ap.add_argument("--architecture", default=None, help="experiment: the main job's architecture (default: its own)")
+    ap.add_argument("--baseline", default=None, help="experiment: the anchor the networks correct (default: its own)")
     ap.add_argument("--search-space", default=None, help="experiment: JSON overrides of the search space "
                     "(default: the main job's)")
     ap.add_argument("--max-epochs", type=int, default=None, help="experiment: epochs per trial (default: the main job's)")

@@ -55,27 +55,37 @@ def dump(folder: str, tag: str, cache: str) -> str:
     np.savez_compressed(path, origins=np.array(origins), meds=meds)
     return path
 
+def scene(folder: str, H: int) -> dict:
+    """A finished run's stack ``y`` (T, R, W) float64 and ``flat`` (T, R W), ``dates`` and those extended by ``H``
+    epochs (``dd``), the truth ``tr`` (T + H, R W), the reference epoch's noise ``ref`` (R W,), the time function of
+    the steps found in the stack ``tf`` and that of the run's models' fits ``wtf`` (with each date's weight where
+    they were trained so, date_weights.py)."""
+    info = raster.open_stack(stack_of(folder))       # a --points run: the points the main job read
+    y = raster.read_stack(info).astype(np.float64)
+    T, R, W = y.shape
+    flat = y.reshape(T, -1)
+    d = np.asarray(info.dates, dtype="datetime64[D]")
+    tr = raster.read_raster(os.path.join(folder, "scene", "truth.tif"))[0].reshape(-1, R * W).astype(np.float64)
+    found = step_detect.detect_steps(y, d)
+    tf = TimeFunction(step_dates=tuple(np.datetime64(f["date"], "D") for f in found)) if found else None
+    cfg = _model_config(folder)
+    bsteps = date_weights.bound(cfg, info)["steps"] if cfg.get("date_weights") else None
+    wtf = date_weights.time_function(tf, getattr(bsteps, "date_weights", None)) if bsteps is not None else tf
+    return {"y": y, "flat": flat, "dates": d, "tr": tr, "ref": np.nanmean(flat - tr[:T], axis=0), "tf": tf, "wtf": wtf,
+            "dd": np.concatenate([d, [d[-1] + (d[-1] - d[-2]) * (k + 1) for k in range(H)]])}
+
+
 def run(folder: str, cache: str, steps) -> dict:
     """Ratios per measure and forecast, one per origin."""
     tag = os.path.abspath(folder).strip("/").replace("/", "_")
     z = np.load(dump(folder, tag, cache))
-    info = raster.open_stack(stack_of(folder))       # a --points run: the points the main job read
-    y = raster.read_stack(info).astype(np.float64)
-    T, R, W = y.shape; e = T - 1; flat = y.reshape(T, -1)
-    d = np.asarray(info.dates, dtype="datetime64[D]")
     H = z["meds"].shape[1]
-    tr = raster.read_raster(os.path.join(folder, "scene", "truth.tif"))[0].reshape(-1, R * W).astype(np.float64)
+    sc = scene(folder, H)
+    y, flat, d, tr, ref, dd, tf, wtf = (sc[k] for k in ("y", "flat", "dates", "tr", "ref", "dd", "tf", "wtf"))
+    T = y.shape[0]; e = T - 1
     fo = raster.read_raster(os.path.join(folder, "scene", "future_observed.tif"))[0][:H].reshape(H, -1)
     obs = np.concatenate([flat, fo])
-    ref = np.nanmean(flat - tr[:T], axis=0)
-    dd = np.concatenate([d, [d[-1] + (d[-1] - d[-2]) * (k + 1) for k in range(H)]])
     meds = {int(o): m.reshape(H, -1).astype(np.float64) for o, m in zip(z["origins"], z["meds"])}
-    found = step_detect.detect_steps(y, d)
-    tf = TimeFunction(step_dates=tuple(np.datetime64(f["date"], "D") for f in found)) if found else None
-    # the fits of the run's models: with each date's weight where they were trained so (date_weights.py)
-    cfg = _model_config(folder)
-    bsteps = date_weights.bound(cfg, info)["steps"] if cfg.get("date_weights") else None
-    wtf = date_weights.time_function(tf, getattr(bsteps, "date_weights", None)) if bsteps is not None else tf
     out = {tn: {"raw": [], "blend": [], "local": [], "weighted_best": []} for tn in ("truth", "expected", "observed")}
     for k in steps:
         o = e - k

@@ -1,0 +1,79 @@
+"""The classical forecasts of finished ``bench_skill.py`` runs replayed over origins, alone and combined (session 28,
+docs/skill.md): every member of the family and of the local track record's extra candidates (fitted with the run's
+date weights, as ``predict`` fits them), the ``local`` forecast, and fixed combinations of ``local`` with the
+trajectory ensembles, each scored over the 15 epochs after each of ``--origins`` against the truth and the expected
+observation, as a ratio to the best ordinary family member there (chosen in hindsight). The networks play no part,
+so no run's members are needed: 22 scenes in about a minute.
+
+Usage::
+
+    .venv/bin/python benchmarks/combination_replay.py --out build/comb.json build/bench_skill/seed_*
+"""
+import argparse
+import json
+import os
+import sys
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import origin_replay as orp  # noqa: E402  (ensure_pkg on import)
+
+from deformcast.algorithms.data import anchors as anc  # noqa: E402
+
+H = 15
+
+
+def run(folder: str, steps) -> dict:
+    sc = orp.scene(folder, H)
+    y, flat, d, tr, ref, dd, tf, wtf = (sc[k] for k in ("y", "flat", "dates", "tr", "ref", "dd", "tf", "wtf"))
+    e = y.shape[0] - 1
+    res = {"truth": {}, "expected": {}}
+    for k in steps:
+        o = e - k
+        hd, td = d[:o + 1], dd[o + 1:o + H + 1]
+        fam = anc.family_forecasts(flat[:o + 1], hd, td, tf)
+        famw = anc.family_forecasts(flat[:o + 1], hd, td, wtf, tuple(anc.FAMILY) + tuple(anc.LOCAL_EXTRA))
+        local = anc.local_forecast(y[:o + 1], hd, td, H, wtf, family=famw[:len(anc.FAMILY)],
+                                   past_family=anc.FamilyCache(y[:o + 1], hd, H, wtf)).reshape(H, -1)
+        fc = dict(zip(anc.LOCAL_NAMES, famw))
+        fc["local"] = local
+        fc["(local + trajectory_ensemble) / 2"] = 0.5 * (local + fc["trajectory_ensemble"])
+        fc["(local + trajectory_windows) / 2"] = 0.5 * (local + fc["trajectory_windows"])
+        fc["(local + both) / 3"] = (local + fc["trajectory_ensemble"] + fc["trajectory_windows"]) / 3
+        fc["median of the candidates"] = np.median(famw, axis=0)
+        ok = np.isfinite(fam).all((0, 1)) & np.isfinite(ref)
+        for f in fc.values():
+            ok &= np.isfinite(f).all(0)
+        for tn, t in (("truth", tr[o + 1:o + H + 1]), ("expected", tr[o + 1:o + H + 1] + ref)):
+            best = min(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) for f in fam)
+            for n, f in fc.items():
+                res[tn].setdefault(n, []).append(float(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) / best))
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("runs", nargs="+", help="seed folders of bench_skill.py runs (scene/ and job/ inside)")
+    ap.add_argument("--origins", type=int, nargs="+", default=[15, 12, 9, 6, 3, 0])
+    ap.add_argument("--out", default=None, help="a JSON file for every ratio")
+    a = ap.parse_args(argv)
+    warnings.simplefilter("ignore", RuntimeWarning)
+    got = {}
+    for folder in a.runs:
+        got[folder] = run(folder, a.origins)
+        print(folder, "truth:", " | ".join(f"{n} {np.mean(v):.3f}" for n, v in got[folder]["truth"].items()),
+              flush=True)
+    for tn in ("truth", "expected"):
+        print(f"\nmean over origins, then median / geometric mean / worst over the runs ({tn}):")
+        for n in next(iter(got.values()))[tn]:
+            v = np.array([np.mean(r[tn][n]) for r in got.values()])
+            print(f"  {n:36s} {np.median(v):.3f} / {np.exp(np.mean(np.log(v))):.3f} / {v.max():.3f}")
+    if a.out:
+        with open(a.out, "w", encoding="utf-8") as fh:
+            json.dump(got, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
