@@ -185,6 +185,45 @@ def test_the_local_processes_start_from_the_files_size_before_torch_is_needed(sc
     driver = any(os.path.exists(f) for f in runtime.GPU_DRIVER_FILES) or not sys.platform.startswith("linux")
     assert out.stdout.split() == [("None" if driver else "cpu"), "False"], out.stderr[-2000:]
 
+
+def test_predict_says_when_it_converts_a_slow_layout_and_forecasts_the_same(scene, monkeypatch, tmp_path):
+    """Session 28: ``predict`` and ``uncertainty`` pass their progress to ``open_stack``, so the log says that a tiled
+    pixel-interleaved file was converted once (or read from its copy) and Cancel reaches the conversion; the forecast
+    from the converted copy is the original stack's, bit for bit."""
+    from osgeo import gdal
+
+    from deformcast.algorithms.errors import Cancelled
+    from deformcast.algorithms.maps import uncertainty
+
+    _, stack, root = scene
+    monkeypatch.setenv("DEFORMCAST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DEFORMCAST_CONVERT", "always")
+    monkeypatch.setenv("DEFORMCAST_PREDICT_WORKERS", "1")
+    tiled = str(tmp_path / "tiled.tif")
+    gdal.Translate(tiled, stack, creationOptions=["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16", "COMPRESS=DEFLATE",
+                                                  "INTERLEAVE=PIXEL"])
+    stop = {"now": False}
+    with pytest.raises(Cancelled):
+        stop["now"] = True
+        ensemble.predict_ensemble(tiled, root, str(tmp_path / "never.tif"), device="cpu", calibrate=False,
+                                  progress=Progress(is_cancelled=lambda: stop["now"]))
+    assert not [f for f in os.listdir(tmp_path / "cache") if f.endswith(".tif")]    # the partial copy went
+    out = {}
+    for name, path in (("tiled", tiled), ("plain", stack)):
+        logs = []
+        ensemble.predict_ensemble(path, root, str(tmp_path / name / "median.tif"), str(tmp_path / name / "q.tif"),
+                                  str(tmp_path / name / "members.tif"), device="cpu", calibrate=False,
+                                  progress=Progress(on_log=logs.append))
+        out[name] = _bands(str(tmp_path / name / "median.tif"))
+        if name == "tiled":
+            assert any("converted once" in m and "tiled.tif" in m for m in logs), logs
+            logs.clear()
+            uncertainty.run_uncertainty(str(tmp_path / name / "members.tif"), tiled,
+                                        spread_path=str(tmp_path / name / "spread.tif"),
+                                        progress=Progress(on_log=logs.append))
+            assert any("from its converted copy" in m for m in logs), logs
+    _same(out["tiled"], out["plain"])
+
 def test_local_processes_load_the_members_before_their_first_task(scene):
     """``predict`` has the local processes load the members as soon as they start (session 26): one preload task per
     process (the executor hands them to whichever process is free, so one may run both), and a later task in a process

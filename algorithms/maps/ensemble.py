@@ -253,7 +253,8 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
     # session 27 started them after those, 1.5 s into a forecast of 1 M pixels, 5 s where the layout was converted)
     pool = _early_pool(stack_path, known_device(device), block_rows, client, progress)
     try:
-        info = raster.open_stack(stack_path, dates)
+        # the log says when a slow file layout is converted (once) or read from its copy; Cancel stops a conversion
+        info = raster.open_stack(stack_path, dates, progress=progress.sub(0.0, 0.02))
         raster.refuse_constant(info)
         dev = resolve_device(device)
         e = _end_index(info.dates, end_date)
