@@ -320,7 +320,7 @@ def test_a_lean_cache_gives_the_track_records_errors_without_the_family():
         full = A.FamilyCache(y, DATES, 6, tf)
         lean = A.FamilyCache(y, DATES, 6, tf, lean=True)
         for o, m in ((100, 6), (110, 4)):
-            ref = F._errors_of(full.both(o), y[o + 1:o + m + 1], w[o + 1:o + m + 1])
+            ref = TR.squared_errors(full.both(o), y[o + 1:o + m + 1], w[o + 1:o + m + 1])
             fam = A.family_forecasts(y[:o + 1], DATES[:o + 1], DATES[o + 1:o + 7], tf, members, dtype=np.float32)
             by_record = TR.record(y[:o + m + 1], 6, [o], lambda _: fam, w)
             np.testing.assert_array_equal(by_record, ref)

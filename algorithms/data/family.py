@@ -160,10 +160,12 @@ def family_errors(hist: np.ndarray, dates, target_dates, obs: np.ndarray, weight
     ``track_record.record`` makes of ``family_forecasts(..., dtype=float32)``, without the family of every pixel: the
     operator's product and the errors run in chunks of :data:`OPERATOR_CHUNK` pixels (session 27: a gated ``predict``
     block held the family of four earlier origins, 700 MB at a 30-epoch horizon)."""
+    from .track_record import squared_errors
+
     obs = np.asarray(obs, dtype=np.float64)
     out = np.empty((len(members), obs.shape[1]))
     for c, fam in family_chunks(hist, dates, target_dates, time_function, members, np.float32):
-        out[:, c] = _errors_of(fam, obs[:, c], weights)
+        out[:, c] = squared_errors(fam, obs[:, c], weights)
     return out
 
 
@@ -184,18 +186,6 @@ def family_chunks(hist: np.ndarray, dates, target_dates, time_function=None, mem
     for j in range(0, n, OPERATOR_CHUNK):
         c = slice(j, min(n, j + OPERATOR_CHUNK))
         yield c, _family_forecasts(y[:, c], d, target_dates, tf, members, dtype, op)
-
-
-def _errors_of(fam: np.ndarray, obs: np.ndarray, weights) -> np.ndarray:
-    """(C, n): each member's weighted mean squared error against ``obs`` (m, n), member by member as
-    ``track_record.record`` takes them."""
-    from .track_record import wmean
-
-    m = obs.shape[0]
-    out = np.empty((fam.shape[0], fam.shape[2]))
-    for c in range(fam.shape[0]):
-        out[c] = wmean(((fam[c, :m] - obs) ** 2)[None], weights)[0]
-    return out
 
 
 def _family_forecasts(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY, dtype=np.float64,

@@ -82,21 +82,25 @@ def record(flat: np.ndarray, lead: int, origins, forecasts, weights=None, errors
             continue
         wo = None if weights is None else weights[o + 1:o + m + 1]
         got = None if errors is None else errors(o, m, wo)
-        if got is not None:
-            err = np.zeros(got.shape) if err is None else err
-            err += got
-            n += 1
-            continue
-        f = forecasts(o)
-        if f is None:
-            continue
-        y = flat[o + 1:o + m + 1]
-        if err is None:
-            err = np.zeros((f.shape[0], f.shape[2]))
-        for c in range(f.shape[0]):    # one forecast at a time: the squared errors of all of them at once
-            err[c] += wmean(((f[c, :m] - y) ** 2)[None], wo)[0]   # held 0.9 GB on a 64 000-pixel block
+        if got is None:
+            f = forecasts(o)
+            if f is None:
+                continue
+            got = squared_errors(f, flat[o + 1:o + m + 1], wo)
+        err = got if err is None else err + got
         n += 1
     return None if n == 0 else err / n
+
+
+def squared_errors(f: np.ndarray, obs: np.ndarray, weights=None) -> np.ndarray:
+    """(k, n): each forecast of ``f`` (k, >= m, n)'s weighted mean squared error against ``obs`` (m, n), the epochs
+    weighted by ``weights`` (m,) or alike (:func:`wmean`). One forecast at a time: the squared errors of all of them at
+    once held 0.9 GB on a 64 000-pixel block."""
+    m = obs.shape[0]
+    out = np.empty((f.shape[0], f.shape[2]))
+    for c in range(f.shape[0]):
+        out[c] = wmean(((f[c, :m] - obs) ** 2)[None], weights)[0]
+    return out
 
 
 def combined(w: np.ndarray, fam: Optional[np.ndarray]) -> Optional[np.ndarray]:

@@ -276,16 +276,11 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
             pool = None
         if pool is None and n_local:
             pool = distributed.start_local(n_local, progress)
-    except BaseException:
+        # what a local process or Dask worker needs to load the members and read the stack (blocks and calibration)
+        job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
+               "device": device, "e": e, "batch_size": batch_size}
         if pool is not None:
-            pool.close()
-        raise
-    # what a local process or Dask worker needs to load the members and read the stack (blocks and calibration)
-    job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
-           "device": device, "e": e, "batch_size": batch_size}
-    if pool is not None:
-        pool.preload(distributed.preload_members, job)     # the members loaded before the first task needs them
-    try:
+            pool.preload(distributed.preload_members, job)     # the members loaded before the first task needs them
         raster.warn_magnitude(info)
         loaded = load_members(model_folder, members, device=dev, info=info, end=e)
         H_model = int(loaded[0].meta["horizon"])

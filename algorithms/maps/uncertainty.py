@@ -358,7 +358,7 @@ def _run(members, stack, outputs, report_path, thresholds, n_classes, mode, clas
         raise DeformCastError(f"N_CLASSES is {n_classes}; use between 2 and 12 classes.")
 
     mi = open_members(members, int(horizon or 0))
-    si = open_stack(stack, dates, progress=progress.sub(0.0, 0.02) if progress is not None else None)
+    si = open_stack(stack, dates, progress=progress.sub(0.0, 0.02))
     if not mi.grid.same_as(si.grid):
         if (mi.grid.width, mi.grid.height) != (si.grid.width, si.grid.height):
             why = (f"MEMBERS is {mi.grid.width} x {mi.grid.height} pixels, INPUT is "
