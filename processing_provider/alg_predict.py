@@ -117,7 +117,7 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
         dates = self.parameterAsString(parameters, "DATES", context) or None
         end_date = self.parameterAsString(parameters, "END_DATE", context).strip() or None
         covariates = layer_sources(self, parameters, "COVARIATES", context)
-        check_inputs(stack, folder, members, dates, end_date, covariates)
+        check_inputs(stack, folder, members, dates, end_date, covariates, progress)
         res = predict_ensemble(
             stack, folder,
             output_path(self, parameters, "OUTPUT_MEDIAN", context),
@@ -145,11 +145,12 @@ forecast, bands member-major: <code>member&lt;k&gt; &lt;date&gt;</code>), all st
                 "OUTPUT_MEMBERS": res["members_path"]}
 
 
-def check_inputs(stack: str, folder: str, members, dates, end_date, covariates) -> None:
+def check_inputs(stack: str, folder: str, members, dates, end_date, covariates, progress=None) -> None:
     """What ``predict_ensemble`` would otherwise take silently: MEMBERS 0 or more than the folder
     holds, an END_DATE after the last acquisition (it would forecast from the last one), COVARIATES
     the models do not use, and a stack unlike the training stack (:func:`modelio.training_differences`).
-    Refusals raise DeformCastError; the rest are warnings."""
+    Refusals raise DeformCastError; the rest are warnings. The stack is opened first here, so a slow file layout is
+    converted here: ``progress`` logs it and its Cancel stops it."""
     import os
 
     import numpy as np
@@ -169,7 +170,7 @@ def check_inputs(stack: str, folder: str, members, dates, end_date, covariates) 
             raise DeformCastError(
                 f"MEMBERS {k}: the model folder holds {n} member(s); give a count from 1 to {n}, member folder "
                 "names separated by commas, or leave MEMBERS empty to use all of them.")
-    info = raster.open_stack(stack, dates)
+    info = raster.open_stack(stack, dates, progress=None if progress is None else progress.sub(0.0, 0.02))
     e = info.n_epochs - 1
     if end_date is not None:
         d = raster.parse_date(end_date)

@@ -1008,3 +1008,26 @@ def test_residuals_read_a_fill_in_the_observations_as_no_data(run_alg, maps, tmp
     np.testing.assert_array_equal(ra, rb)
     assert np.isnan(ra[m]).all() and np.nanmax(np.abs(ra)) < 10
     assert len([w for w in fb.warnings if "equal -9999, far beyond all others" in w]) == 1, fb.warnings
+
+
+def test_the_toolbox_predict_says_when_it_converts_a_slow_layout(run_alg, small, tmp_path, fb, monkeypatch):
+    """Session 28: the toolbox's ``predict`` opens the stack for its checks before the forecast, so a slow file layout
+    is converted there: its log says so (it converted silently before), ``predict`` then reads the copy, and the
+    forecast is the one from the original stack."""
+    from osgeo import gdal
+
+    monkeypatch.setenv("DEFORMCAST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DEFORMCAST_CONVERT", "always")
+    vals = np.tile(small["vals"], (1, 3, 3))         # wider than a 16 x 16 tile: a tiled layout
+    plain = str(tmp_path / "plain.tif")
+    raster.write_stack(plain, vals, DATES, raster.make_grid(300000.0, 5650000.0, 50.0, 3 * W_, 3 * H_))
+    tiled = str(tmp_path / "tiled.tif")
+    gdal.Translate(tiled, plain, creationOptions=["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16", "COMPRESS=DEFLATE",
+                                                  "INTERLEAVE=PIXEL"])
+    res = _predict(run_alg, tiled, small["models"], tmp_path / "t", feedback=fb)
+    said = fb.infos + fb.warnings
+    assert any("converted once" in t and "tiled.tif" in t for t in said), said
+    assert any("from its converted copy" in t for t in said), said
+    ref = _predict(run_alg, plain, small["models"], tmp_path / "p")
+    np.testing.assert_array_equal(raster.read_raster(res["OUTPUT_MEDIAN"])[0],
+                                  raster.read_raster(ref["OUTPUT_MEDIAN"])[0])
