@@ -130,6 +130,19 @@ def test_predict_in_local_processes_equals_one_process(scene, monkeypatch):
     process, bit for bit."""
     tmp, stack, root = scene
     outs, priors = {}, {}
+    # session 29: the last round of blocks is shared evenly by the processes the machine has (two here), in one
+    # process too, so both runs forecast the same blocks: 30 rows in blocks of 4 end in 3 + 3 rows, not 4 + 2
+    monkeypatch.setattr(distributed, "LOCAL_MIN_PIXELS", 0)
+    monkeypatch.setattr(distributed, "usable_cores", lambda: 2)
+    written = {}
+    write = raster.RasterWriter.write
+
+    def spy(self, a, row0=0):
+        if self.path.endswith("median.tif"):
+            written.setdefault(self.path, []).append((row0, row0 + a.shape[1]))
+        return write(self, a, row0)
+
+    monkeypatch.setattr(raster.RasterWriter, "write", spy)
     for name, n in (("one", "1"), ("pool", "2")):
         monkeypatch.setenv("DEFORMCAST_PREDICT_WORKERS", n)
         calibration._CACHE.clear()        # each run collects its own validation forecasts
@@ -137,6 +150,7 @@ def test_predict_in_local_processes_equals_one_process(scene, monkeypatch):
         logs = []
         res = ensemble.predict_ensemble(stack, root, str(d / "median.tif"), str(d / "q.tif"), str(d / "members.tif"),
                                         block_rows=4, device="cpu", progress=Progress(on_log=logs.append))
+        assert written.pop(str(d / "median.tif")) == [(r, r + 4) for r in range(0, 24, 4)] + [(24, 27), (27, 30)]
         assert res["local_workers"] == (2 if n == "2" else 0)
         assert any("2 local processes" in s for s in logs) == (n == "2")
         # the calibration's validation origins ran there too (session 26), and the outputs are still one process's
@@ -255,6 +269,25 @@ def _members_cached(job):
     distributed.worker_members(job["model_folder"], job["members"], job["device"], distributed.stack_info(job["stack"]),
                                job["e"])
     return os.getpid(), len(before) == 1 and dict(distributed._MEMBERS) == before
+
+
+def test_the_last_round_of_blocks_is_shared_evenly():
+    """Session 29 (``raster.balanced_row_blocks``): the blocks that the processes start together at the end share
+    their rows evenly, so no process waits for the other; the rounds before keep their rows (and the outputs' tiles),
+    no block is larger than asked, none is cut below ``MIN_BALANCED_ROWS``, and one process keeps the plain blocks."""
+    B = raster.balanced_row_blocks
+    plain = list(raster.row_blocks(1000, 64))
+    two = B(1000, 64, 2)
+    assert two[:14] == plain[:14] and two[14:] == [(896, 948), (948, 1000)]
+    assert B(1000, 64, 4)[12:] == [(768, 826), (826, 884), (884, 942), (942, 1000)]
+    assert B(1050, 64, 2)[-3:] == [(960, 1024), (1024, 1037), (1037, 1050)]     # a lone short block split in two
+    assert B(1024, 64, 2) == list(raster.row_blocks(1024, 64))                    # even already
+    assert B(1000, 64, 1) == plain and B(1000, 64, 0) == plain
+    assert B(1036, 64, 2)[-1] == (1024, 1036)            # 12 rows: not cut into two blocks of 6
+    for h, b, n in ((1000, 64, 2), (30, 4, 2), (997, 13, 3), (100, 64, 4), (5, 4, 3)):
+        got = B(h, b, n)
+        assert got[0][0] == 0 and got[-1][1] == h and all(a1 == b0 for (_, a1), (b0, _) in zip(got, got[1:]))
+        assert all(0 < r1 - r0 <= b for r0, r1 in got)
 
 
 def test_when_predict_uses_local_processes(monkeypatch):

@@ -1,6 +1,7 @@
 """Each acquisition's weight in the classical fits (algorithms.data.date_weights): the noise of each date found
 on a stack with known noise levels, weighted fits against independent weighted least squares, no look-ahead
 past the split, and the members of a model folder given the stack's weights only when trained with them."""
+import os
 import types
 
 import numpy as np
@@ -252,3 +253,43 @@ def test_the_track_record_weighs_each_target_date():
     tw = TR.target_weights(tf, DATES[:10])
     assert tw.shape == (10,) and tw[3] == 0.25 and (np.delete(tw, 3) == 1).all()
     assert TR.target_weights(None, DATES[:10]) is None
+
+
+def test_predicts_processes_take_the_weights_estimated_once(tmp_path, monkeypatch):
+    """Session 29: ``predict`` estimates the date weights once (:func:`date_weights.prefetch`, the members' splits read
+    from their model.json), and its local processes and Dask workers take them with the stack's job
+    (``distributed.stack_job`` / ``stack_info``) instead of each reading the whole stack again: the same weights,
+    bound without a read."""
+    from deformcast.algorithms.io import raster
+    from deformcast.algorithms.maps import distributed
+
+    st, _, _ = _scene()
+    path = str(tmp_path / "stack.tif")
+    raster.write_stack(path, st, DATES, raster.make_grid(500000.0, 5700000.0, 20.0, W, H))
+    info = raster.open_stack(path)
+    cfg = {"date_weights": True, "steps": [], "split_dates": {"test": [raster.iso(DATES[100]), raster.iso(DATES[-1])]}}
+    DW._MEMO.clear()
+    DW.prefetch(info, [cfg, dict(cfg), {"steps": []}], 109)     # one split among them: one estimate
+    assert len(DW._MEMO) == 1
+    job = distributed.stack_job(info)
+    DW._MEMO.clear()                                             # another process: nothing estimated there
+
+    def no_read(*a, **k):
+        raise AssertionError("the stack was read again for its date weights")
+
+    monkeypatch.setattr(raster, "read_stack", no_read)
+    there = distributed.stack_info(job)
+    m = types.SimpleNamespace(meta={"data_config": dict(cfg)})
+    DW.bind([m], there, 109)
+    monkeypatch.undo()
+    y = raster.read_stack(info).reshape(T, -1)[:110]
+    assert dict(m.meta["data_config"]["steps"].date_weights) == DW.estimate(y, DATES[:110], 100)
+    # a stack changed since then is estimated afresh (its modification time is part of the key)
+    DW._MEMO.clear()
+    DW.remember(job["date_weights"])
+    st2 = st.copy()
+    st2[50] += 9.0
+    raster.write_stack(path, st2, DATES, raster.make_grid(500000.0, 5700000.0, 20.0, W, H))
+    os.utime(path, (1e9, 1e9))
+    fresh = DW.for_stack(raster.open_stack(path), 100, 109)
+    assert fresh != job["date_weights"][0][1]

@@ -214,10 +214,39 @@ def bound(cfg: dict, info, end: Optional[int] = None) -> dict:
     the stack's weights; otherwise ``cfg`` itself."""
     if not cfg.get("date_weights") or not hasattr(info, "path"):
         return cfg
+    return dict(cfg, steps=time_function(cfg.get("steps"), for_stack(info, split_of(cfg, info), end)))
+
+
+def split_of(cfg: dict, info) -> int:
+    """The index in the stack ``info`` of a model's test period (its first date), where its date weights change
+    estimate (:func:`estimate`)."""
     test = (cfg.get("split_dates") or {}).get("test") or [None]
-    split = (int(np.searchsorted(np.asarray(info.dates, dtype="datetime64[D]"), np.datetime64(test[0], "D")))
-             if test[0] else int(cfg.get("test_start", info.n_epochs)))
-    return dict(cfg, steps=time_function(cfg.get("steps"), for_stack(info, split, end)))
+    return (int(np.searchsorted(np.asarray(info.dates, dtype="datetime64[D]"), np.datetime64(test[0], "D")))
+            if test[0] else int(cfg.get("test_start", info.n_epochs)))
+
+
+def prefetch(info, configs: Sequence[dict], end: Optional[int] = None) -> None:
+    """:func:`for_stack` for each test split of ``configs`` (models' data configs) trained with date weights, so
+    that :func:`bind` finds them ready (``predict`` before it makes the job of its local processes or Dask workers,
+    which take them with it: :func:`known_for`, session 29)."""
+    for split in sorted({split_of(c, info) for c in configs if c.get("date_weights")}):
+        for_stack(info, split, end)
+
+
+def known_for(info) -> list:
+    """``[(key, weights), ...]``: what :func:`for_stack` holds for the stack ``info`` (for :func:`remember` in
+    another process, which then does not read the stack again for them)."""
+    path = os.path.abspath(str(info.path))
+    return [(k, v) for k, v in _MEMO.items() if k[0] == path]
+
+
+def remember(entries) -> None:
+    """Take :func:`known_for`'s entries of another process (a key whose file changed since is never asked for:
+    its modification time is part of it)."""
+    for k, v in entries or ():
+        _MEMO[tuple(k)] = v
+    while len(_MEMO) > 4:
+        _MEMO.popitem(last=False)
 
 
 def bind(loaded: Sequence, info, end: Optional[int] = None) -> None:

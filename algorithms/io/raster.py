@@ -393,6 +393,31 @@ def row_blocks(height: int, block_rows: int) -> Iterator[Tuple[int, int]]:
         yield r0, min(height, r0 + block_rows)
 
 
+#: the last round of :func:`balanced_row_blocks` is not cut into blocks of fewer rows than this
+MIN_BALANCED_ROWS = 8
+
+
+def balanced_row_blocks(height: int, block_rows: int, workers: int) -> List[Tuple[int, int]]:
+    """:func:`row_blocks`, but the rows of the last round (the blocks that ``workers`` processes, taking the blocks
+    in order, start together at the end) shared evenly among the processes: 1000 rows in blocks of 64 on two
+    processes end in two blocks of 52 rows instead of 64 and 40, so neither process waits for the other at the end
+    (session 29: one core sat idle for 5 s of a 2-minute ``predict``). Blocks of at least
+    :data:`MIN_BALANCED_ROWS` rows; the rounds before are untouched (their starts stay on the output's tiles)."""
+    blocks = list(row_blocks(height, block_rows))
+    n, k, most = int(workers), len(blocks), max(1, int(block_rows))
+    if n < 2 or k < 2:
+        return blocks
+    first = ((k - 1) // n) * n                  # the first block of the last round
+    r0 = blocks[first][0]
+    rows = int(height) - r0
+    m = n
+    while m > 1 and rows < m * MIN_BALANCED_ROWS:
+        m -= 1
+    m = max(m, -(-rows // most))                # never a block of more than block_rows rows
+    cuts = [r0 + (rows * i) // m for i in range(m + 1)]
+    return blocks[:first] + list(zip(cuts[:-1], cuts[1:]))
+
+
 def iso(d) -> str:
     return str(np.datetime64(d, "D"))
 

@@ -234,8 +234,12 @@ def stack_job(info) -> dict:
 
     from ..io.raster import iso
 
+    from ..data import date_weights
+
     g = info.grid
-    return {"path": info.path, "read_path": info.source, "dates": [iso(d) for d in info.dates],
+    # the date weights this process estimated on the stack: a worker does not read the whole stack again for them
+    return {"date_weights": date_weights.known_for(info),
+            "path": info.path, "read_path": info.source, "dates": [iso(d) for d in info.dates],
             "nodata": info.nodata, "grid": [list(g.geotransform), g.crs_wkt, int(g.width), int(g.height)],
             "fill": None if info.fill is None else np.packbits(info.fill, axis=None).tobytes(),
             "fill_values": list(info.fill_values)}
@@ -250,6 +254,9 @@ def stack_info(job: dict):
         raise DeformCastError(f"This worker cannot see the stack '{job['read_path']}': every worker must read it at "
                               "the same path as the client (a shared file system; for a converted copy, "
                               "DEFORMCAST_CACHE_DIR on it).")
+    from ..data import date_weights
+
+    date_weights.remember(job.get("date_weights"))
     gt, crs, w, h = job["grid"]
     fill = job.get("fill")
     if fill is not None:   # the pixels the client reads as no data (io/fill.py), read so here too
@@ -292,6 +299,14 @@ def local_workers(pixels: int, blocks: int, device: str = "cpu") -> int:
             raise DeformCastError(f"DEFORMCAST_PREDICT_WORKERS '{env}' is not a whole number: give 1 to forecast in "
                                   "this process, or the number of local worker processes.") from None
         return n if n >= 2 and blocks >= 2 else 0
+    return machine_workers(pixels, blocks, device)
+
+
+def machine_workers(pixels: int, blocks: int, device: str = "cpu") -> int:
+    """:func:`local_workers` without ``DEFORMCAST_PREDICT_WORKERS``: what this machine's cores call for. ``predict``
+    cuts its last row blocks for this many processes (:func:`raster.balanced_row_blocks`) whichever runs them (one
+    process, local processes, a Dask cluster), so the blocks, and the forecast to the last bit, do not depend on
+    the executor."""
     if str(device).startswith("cuda") or pixels < LOCAL_MIN_PIXELS or blocks < 4:
         return 0
     n = min(usable_cores(), LOCAL_MAX_WORKERS, blocks)

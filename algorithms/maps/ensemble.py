@@ -56,7 +56,7 @@ from ..learn.runtime import inference_threads, numeric_session
 from ..order_stats import member_median
 from .gating import forecast_gated, gate_halo, scene_blend_prior
 from ..data.track_record import BLEND_PRIOR
-from .member_forecasts import BLOCK_PIXELS, Plan, load_members, members_covariates  # noqa: F401 - load_members: part of the API
+from .member_forecasts import BLOCK_PIXELS, Plan, load_members, member_selection, members_covariates  # noqa: F401 - load_members: part of the API
 from ..progress import Progress, silent
 
 
@@ -238,6 +238,20 @@ def _early_pool(stack_path, dev: Optional[str], block_rows, client, progress):
     return distributed.start_local(n, progress) if n else None
 
 
+def _prefetch_weights(info, model_folder, members, e: int) -> None:
+    """The stack's date weights for the members (:func:`date_weights.prefetch`, their splits read from their
+    model.json), estimated here before the job for the local processes or Dask workers is made, so they take them
+    with the job instead of each reading the whole stack again (session 29). Where this fails,
+    :func:`load_members` estimates them itself and says why where it cannot."""
+    from ..data import date_weights
+
+    try:
+        paths = member_selection(model_folder, members)
+        date_weights.prefetch(info, [(modelio.read_meta(p).get("data_config") or {}) for p in paths], e)
+    except DeformCastError:
+        pass
+
+
 def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_members, horizon, members, quantiles,
                       dates, covariates, end_date, block_rows, device, batch_size, calibrate, progress, use_gate=True,
                       method=None, client=None, seasonal=None):
@@ -276,7 +290,10 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
             pool = None
         if pool is None and n_local:
             pool = distributed.start_local(n_local, progress)
-        # what a local process or Dask worker needs to load the members and read the stack (blocks and calibration)
+        # what a local process or Dask worker needs to load the members and read the stack (blocks and calibration),
+        # with the date weights estimated here (session 29: each process used to read the whole stack for them)
+        if pool is not None or client is not None:
+            _prefetch_weights(info, model_folder, members, e)
         job = {"stack": distributed.stack_job(info), "model_folder": os.path.abspath(model_folder), "members": members,
                "device": device, "e": e, "batch_size": batch_size}
         if pool is not None:
@@ -374,7 +391,11 @@ def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size
                               write_rows=block_rows) if m_path else None
     writers = [w for w in (w_med, w_q, w_m) if w is not None]
     halo = max([dataset.halo(c) for c in configs] + [gate_halo(gate)])
-    blocks = [(r0, r1, max(0, r0 - halo), min(Hh, r1 + halo)) for r0, r1 in raster.row_blocks(Hh, block_rows)]
+    # the last round of blocks shared evenly by the processes this machine has (session 29), the same blocks for
+    # every executor
+    spread = distributed.machine_workers(Hh * info.grid.shape[1], -(-Hh // block_rows), dev)
+    blocks = [(r0, r1, max(0, r0 - halo), min(Hh, r1 + halo))
+              for r0, r1 in raster.balanced_row_blocks(Hh, block_rows, spread)]
     if prior is not None:
         gate = dict(gate, blend_prior=prior)
     elif _wants_prior(gate, len(blocks)):

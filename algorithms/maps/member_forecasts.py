@@ -25,6 +25,21 @@ def load_members(model_folder: str, members=None, device: str = "cpu", info=None
     """Load the manifest's members in rank order; ``members`` = a count or a list of folder names. With
     ``info`` (the stack to forecast, ``raster.open_stack``) each member trained with date weights gets the
     stack's, from its epochs up to ``end`` (the forecast origin; :func:`date_weights.bind`)."""
+    paths = member_selection(model_folder, members)
+    loaded = [modelio.load_model(p, device=device) for p in paths]
+    horizons = {int(m.meta["horizon"]) for m in loaded}
+    if len(horizons) != 1:
+        raise DeformCastError("The members forecast different horizons (" + ", ".join(map(str, sorted(horizons)))
+                              + "); keep members of one horizon in a model folder.")
+    if info is not None:
+        from ..data import date_weights
+
+        date_weights.bind(loaded, info, end)
+    return loaded
+
+
+def member_selection(model_folder: str, members=None) -> List[str]:
+    """The folders of the manifest's members that :func:`load_members` loads, in rank order."""
     if not model_folder or not os.path.isdir(str(model_folder)):
         raise DeformCastError(f"The model folder '{model_folder}' does not exist. Give the OUTPUT_FOLDER of "
                               "a `tune` or `train` run.")
@@ -43,16 +58,7 @@ def load_members(model_folder: str, members=None, device: str = "cpu", info=None
             paths = [names[m] for m in want]
     if not paths:
         raise DeformCastError(f"The model folder '{model_folder}' lists no members.")
-    loaded = [modelio.load_model(p, device=device) for p in paths]
-    horizons = {int(m.meta["horizon"]) for m in loaded}
-    if len(horizons) != 1:
-        raise DeformCastError("The members forecast different horizons (" + ", ".join(map(str, sorted(horizons)))
-                              + "); keep members of one horizon in a model folder.")
-    if info is not None:
-        from ..data import date_weights
-
-        date_weights.bind(loaded, info, end)
-    return loaded
+    return paths
 
 
 #: normalisation entries that only turn the network output into mm (:func:`dataset.to_mm`), never
