@@ -242,6 +242,30 @@ def test_the_conversion_copies_a_row_of_tiles_of_every_band_at_a_time(base, tmp_
     finally:
         gdal.SetConfigOption("GDAL_SWATH_SIZE", None)
 
+def test_the_conversion_decompresses_tiles_on_every_core(base, tmp_path, monkeypatch):
+    """Session 29: a compressed GeoTIFF is converted with its tiles decompressed by as many threads as the process
+    has cores (at most 4; GDAL's ``NUM_THREADS`` open option), since ``predict``'s local processes only wait for the
+    copy; an uncompressed file or a VRT by one. The copy holds the same values."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)))
+    assert layout.decode_threads(layout.Layout("GTiff", "PIXEL", (256, 256), True, "DEFLATE", 150, 1000, 1000, 4, 1)) == 4
+    assert layout.decode_threads(layout.Layout("GTiff", "PIXEL", (256, 256), True, "", 150, 1000, 1000, 4, 1)) == 1
+    assert layout.decode_threads(layout.Layout("VRT", "BAND", (128, 128), False, "", 150, 1000, 1000, 4, 150)) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setenv("DEFORMCAST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DEFORMCAST_CONVERT", "always")
+    path = _translate(base, str(tmp_path / "user.tif"), LAYOUT_OPTS["tiled_pixel"])
+    opened, open_ex = [], gdal.OpenEx
+
+    def spy(*a, **k):
+        opened.append(k.get("open_options"))
+        return open_ex(*a, **k)
+
+    monkeypatch.setattr(gdal, "OpenEx", spy)
+    info = raster.open_stack(path)
+    assert ["NUM_THREADS=2"] in opened
+    np.testing.assert_array_equal(raster.read_stack(info), _expected(base))
+
+
 def test_conversion_reports_progress_and_honours_cancel(base, tmp_path, monkeypatch):
     from deformcast.algorithms.progress import Cancelled, Progress
 

@@ -232,9 +232,8 @@ def stack_job(info) -> dict:
     """A :class:`raster.StackInfo` as plain Python (rebuilt on the worker by :func:`stack_info`)."""
     import numpy as np
 
-    from ..io.raster import iso
-
     from ..data import date_weights
+    from ..io.raster import iso
 
     g = info.grid
     # the date weights this process estimated on the stack: a worker does not read the whole stack again for them
