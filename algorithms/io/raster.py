@@ -401,8 +401,9 @@ def balanced_row_blocks(height: int, block_rows: int, workers: int) -> List[Tupl
     """:func:`row_blocks`, but the rows of the last round (the blocks that ``workers`` processes, taking the blocks
     in order, start together at the end) shared evenly among the processes: 1000 rows in blocks of 64 on two
     processes end in two blocks of 52 rows instead of 64 and 40, so neither process waits for the other at the end
-    (session 29: one core sat idle for 5 s of a 2-minute ``predict``). Blocks of at least
-    :data:`MIN_BALANCED_ROWS` rows; the rounds before are untouched (their starts stay on the output's tiles)."""
+    (session 29: one core sat idle for 5 s of a 2-minute ``predict``). The last round is not cut into blocks of fewer
+    than :data:`MIN_BALANCED_ROWS` rows nor of more than ``block_rows``; the rounds before are untouched (their starts
+    stay on the output's tiles). ``workers`` below 2: the plain :func:`row_blocks`."""
     blocks = list(row_blocks(height, block_rows))
     n, k, most = int(workers), len(blocks), max(1, int(block_rows))
     if n < 2 or k < 2:
