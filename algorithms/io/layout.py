@@ -268,27 +268,11 @@ def decode_threads(layout: Layout) -> int:
     """Threads that decompress a compressed GeoTIFF's tiles while it is converted (GDAL's ``NUM_THREADS`` open option,
     GDAL 3.6 and later; earlier versions ignore it): the cores this process may use, at most 4, else 1. The local
     processes of ``predict`` only wait for the copy, so the conversion may take every core (session 29)."""
+    from ..learn.runtime import usable_cores
+
     if layout.driver != "GTiff" or not layout.compression:
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
-
-
-def _trim_heap() -> None:
-    """Give the C heap's free memory back to the system (glibc's ``malloc_trim``, every arena): GDAL's decoding threads
-    keep the buffers of the tiles they decompressed in arenas of their own, which the process's kept heap
-    (``runtime.heap_reuse``) would otherwise hold for the whole forecast (session 29: 0.24 GB)."""
-    import ctypes
-    import sys
-
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+    return max(1, min(4, usable_cores()))
 
 
 class _swath:
@@ -382,7 +366,11 @@ def fast_copy(path: str, layout: Optional[Layout] = None, progress=None,
     finally:
         src = ds = None
         if threads > 1:
-            _trim_heap()
+            # GDAL's decoding threads keep the buffers of the tiles they decompressed in malloc arenas of their own,
+            # which the kept heap (runtime.heap_reuse) would hold for the whole forecast (session 29: 0.24 GB)
+            from ..learn.runtime import trim_heap
+
+            trim_heap()
     with open(os.path.join(folder, f"{key}.json"), "w", encoding="utf-8") as fh:
         json.dump({"source": os.path.abspath(str(path)), "layout": layout.describe(), "reason": why}, fh)
     if log:

@@ -411,10 +411,7 @@ def balanced_row_blocks(height: int, block_rows: int, workers: int) -> List[Tupl
     first = ((k - 1) // n) * n                  # the first block of the last round
     r0 = blocks[first][0]
     rows = int(height) - r0
-    m = n
-    while m > 1 and rows < m * MIN_BALANCED_ROWS:
-        m -= 1
-    m = max(m, -(-rows // most))                # never a block of more than block_rows rows
+    m = max(1, min(n, rows // MIN_BALANCED_ROWS), -(-rows // most))     # none under 8 rows nor over block_rows
     cuts = [r0 + (rows * i) // m for i in range(m + 1)]
     return blocks[:first] + list(zip(cuts[:-1], cuts[1:]))
 

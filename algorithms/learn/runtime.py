@@ -177,6 +177,14 @@ def release_heap() -> None:
     libc.malloc_trim(0)
 
 
+def trim_heap() -> None:
+    """The free memory of every malloc arena given back to the system (glibc's ``malloc_trim``), the settings kept;
+    nothing where the C library is not glibc."""
+    libc = glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 @contextlib.contextmanager
 def heap_reuse():
     """:func:`reuse_heap` for a block, then :func:`release_heap` (nested blocks: at the outermost's end), so QGIS
