@@ -66,21 +66,25 @@ def common_mode_filtered(src: str, dst: str) -> str:
     return dst
 
 
+def points_mask(shape, fraction: float, seed: int) -> np.ndarray:
+    """The pixels :func:`points_only` keeps, (rows, cols) bool."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(10_000 + seed)
+    f = gaussian_filter(rng.standard_normal(tuple(shape)), 6.0)
+    urban = f > np.quantile(f, 0.7)
+    u = rng.random(tuple(shape))
+    return np.where(urban, u < min(1.0, fraction / 0.3 * 0.9), u < fraction * 0.1 / 0.7)
+
+
 def points_only(src: str, dst: str, fraction: float, seed: int) -> str:
     """Experiment (session 21): the stack as persistent scatterers imported onto a grid are, NaN but at about
     ``fraction`` of the pixels: most of them in a few built-up patches (a smooth random field's top 30 %,
     where every pixel is kept with probability ``fraction / 0.3 x 0.9``), a few scattered elsewhere. Every
     kept pixel keeps its whole series; written to ``dst``, scored where the forecast exists."""
-    from scipy.ndimage import gaussian_filter
-
     info = raster.open_stack(src)
     y = raster.read_stack(info)
-    rng = np.random.default_rng(10_000 + seed)
-    f = gaussian_filter(rng.standard_normal(y.shape[1:]), 6.0)
-    urban = f > np.quantile(f, 0.7)
-    u = rng.random(y.shape[1:])
-    keep = np.where(urban, u < min(1.0, fraction / 0.3 * 0.9), u < fraction * 0.1 / 0.7)
-    y = np.where(keep[None], y, np.nan).astype(np.float32)
+    y = np.where(points_mask(y.shape[1:], fraction, seed)[None], y, np.nan).astype(np.float32)
     raster.write_stack(dst, y, info.dates, info.grid)
     return dst
 

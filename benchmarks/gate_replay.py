@@ -79,10 +79,14 @@ def dump(folder: str, cache: str, seed: int) -> str:
     return path
 
 
-def replay(folder: str, cache: str, seed: int) -> dict:
+def replay(folder: str, cache: str, seed: int, variants=None, points=None) -> dict:
     z = np.load(dump(folder, cache, seed))
     info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
     stack = raster.read_stack(info).astype(np.float64)
+    if points:      # the stack as scattered points (bench_skill.py --points' mask), NaN elsewhere
+        from bench_skill import points_mask
+
+        stack[:, ~points_mask(stack.shape[1:], points, seed)] = np.nan
     T, R, W = stack.shape
     e, flat = T - 1, stack.reshape(T, -1)
     d = np.asarray(info.dates, dtype="datetime64[D]")
@@ -97,8 +101,8 @@ def replay(folder: str, cache: str, seed: int) -> dict:
     now = meds[e]
     out = {"raw": now}
     rows, cols = np.meshgrid(np.arange(R), np.arange(W), indexing="ij")
-    lattice = {"rows3": (rows % 3 == 0).ravel(), "grid3": ((rows % 3 == 0) & (cols % 3 == 0)).ravel(),
-               "grid2": ((rows % 2 == 0) & (cols % 2 == 0)).ravel()}
+    lattice = {"rows3": (rows % 3 == 0).ravel(),
+               **{f"grid{k}": ((rows % k == 0) & (cols % k == 0)).ravel() for k in (2, 3, 4, 5, 6)}}
 
     def on(keep):
         return lambda o: None if o not in meds else np.where(keep[None], meds[o], np.nan)
@@ -115,6 +119,8 @@ def replay(folder: str, cache: str, seed: int) -> dict:
             ("session4", [e - 15 - 5 * j for j in range(4)], meds.get, {}),
             ("recent3", [e - 15, e - 10, e - 5], meds.get, {}), ("all6", [e - k for k in PAST], meds.get, {}),
             *((f"shipped_{k}", None, on(m), {}) for k, m in lattice.items())):
+        if variants and name not in variants:
+            continue
         mods = {k: (step_detect, k.split(".", 1)[1]) if k.startswith("step_detect.") else (anc, k) for k in patch}
         saved = {k: getattr(*mods[k]) for k in patch}
         try:
@@ -153,6 +159,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", nargs="+", default=["build/bench_skill"], help="bench_skill.py output folders")
     ap.add_argument("--cache", default="build/gate_replay")
+    ap.add_argument("--variants", nargs="+", default=None, help="replay only these variants (default: all)")
+    ap.add_argument("--points", type=float, default=None, metavar="FRACTION",
+                    help="the stacks as scattered points, NaN but at about FRACTION of the pixels (bench_skill.py "
+                         "--points' clustered mask); the networks' medians stay those of the dense run")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore", RuntimeWarning)
     res = {}
@@ -161,7 +171,7 @@ def main(argv=None):
             seed = int(folder.rsplit("_", 1)[1])
             if not os.path.isfile(os.path.join(folder, "job", "workflow.json")):
                 continue
-            res[seed] = replay(folder, args.cache, seed)
+            res[seed] = replay(folder, args.cache, seed, args.variants, args.points)
             print(f"seed {seed}: " + " ".join(f"{v} {r:.3f}" for v, r in res[seed]["all"].items()), flush=True)
     variants = list(next(iter(res.values()))["all"])
     print("\n| variant | median | mean | worst seed | seeds above 1.0 | zones above 1.05 | against the later acquisitions: "

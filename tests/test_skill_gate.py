@@ -147,6 +147,7 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
     man = modelio.read_manifest(folder)
     gate = man["gate"]
     assert gate["action"] in ("ensemble kept", "blended", "classical forecast")
+    assert gate["record_stride"] == skill_gate.DENSE_RECORD_STRIDE     # a dense stack: the 4 x 4 lattice, kept
     assert (tmp_path / "models" / "rolling_origins.csv").is_file()
     cfg0 = modelio.read_meta(man["members"][0]["path"])["data_config"]
     assert cfg0["baseline"] == "adaptive" and "regime" in cfg0["encodings"] and cfg0["validation"] == "space"
@@ -175,7 +176,8 @@ def test_gate_in_tune_is_applied_by_predict_and_ignores_the_test_period(tmp_path
             p = str(tmp_path / f"past{o}.tif")
             predict_ensemble(files["stack"], folder, p, calibrate=False, gate=False, end_date=str(info.dates[o]))
             past[o] = raster.read_raster(p)[0]
-        return skill_gate.local_blend(cube, 0, 0, cube.shape[1], info.n_epochs - 1, info.dates, cfg0, raw, past.get)
+        return skill_gate.local_blend(cube, 0, 0, cube.shape[1], info.n_epochs - 1, info.dates, cfg0, raw, past.get,
+                                      stride=gate["record_stride"])
 
     # the class gate acts on the ensemble, or on its local blend where the gate chose that
     E = local_blend_of_raw() if gate["local_blend"] else raw
@@ -568,3 +570,27 @@ def test_a_class_with_too_few_values_takes_the_decision_of_all_values():
     assert g["scores"]["ensemble median"]["rmse"] < g["scores"]["local"]["rmse"]   # better overall
     W = np.asarray(g["weights"])
     assert np.allclose(W, W[0]) and W.min() > 0.3           # one decision for all: the quiet half keeps its share
+
+
+def test_the_record_lattice_follows_the_stacks_density(tmp_path):
+    """A dense stack's local track record is scored on every fourth row and column, a stack of scattered points' on
+    every third (session 30): decided by the share of pixels with a value at the last acquisition (half or more:
+    dense). A gate fitted before then (no ``record_stride``) keeps the third."""
+    rng = np.random.default_rng(3)
+    grid = raster.make_grid(500000.0, 5600000.0, 20.0, 30, 20)
+    dates = np.datetime64("2020-01-01") + 12 * np.arange(20)
+    y = rng.normal(0.0, 1.0, (20, 20, 30)).astype(np.float32)
+    order = rng.permutation(600)
+    got = {}
+    for share in (1.0, 0.6, 0.5, 0.4, 0.08):
+        v = y.copy()
+        v[-1].ravel()[order[int(round(share * 600)):]] = np.nan      # the earlier acquisitions stay complete
+        p = raster.write_stack(str(tmp_path / f"s{share}.tif"), v, dates, grid)
+        got[share] = skill_gate.record_stride_for(raster.open_stack(p))
+    assert got == {1.0: 4, 0.6: 4, 0.5: 4, 0.4: 3, 0.08: 3}
+    assert skill_gate.DENSE_RECORD_STRIDE == 4 and skill_gate.RECORD_STRIDE == 3
+    m4, m3 = skill_gate.record_mask(5, 8, 10, 4), skill_gate.record_mask(5, 8, 10)
+    assert m4.sum() == 2 * 3 and m4[3, 0] and m4[7, 8] and not m4[0, 0]     # rows 8 and 12, columns 0, 4, 8
+    assert m3.sum() == 3 * 4 and m3[1, 0] and m3[4, 9]                        # rows 6, 9, 12; columns 0, 3, 6, 9
+    assert skill_gate.gate_stride(None) == skill_gate.gate_stride({"action": "ensemble kept"}) == 3
+    assert skill_gate.gate_stride({"record_stride": 4}) == 4

@@ -54,6 +54,7 @@ from ..io import raster, styles
 from ..errors import DeformCastError, warn
 from ..learn.runtime import inference_threads, numeric_session
 from ..order_stats import member_median
+from .gate_candidates import gate_stride
 from .gating import forecast_gated, gate_halo, scene_blend_prior
 from ..data.track_record import BLEND_PRIOR
 from .member_forecasts import BLOCK_PIXELS, Plan, load_members, member_selection, members_covariates  # noqa: F401 - load_members: part of the API
@@ -327,7 +328,7 @@ def _predict_ensemble(stack_path, model_folder, out_median, out_quantiles, out_m
         def blend_prior():      # the scene's blend prior, in this process while the local processes work
             t0 = time.perf_counter()
             got_prior["sums"] = scene_blend_prior(info, loaded, Plan(loaded, configs), configs, cov, e, H, dev,
-                                                  batch_size, progress)
+                                                  batch_size, progress, gate_stride(gate))
             got_prior["s"] = time.perf_counter() - t0
 
         want_prior = pool is not None and _wants_prior(gate, n_blocks)
@@ -402,7 +403,7 @@ def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size
         # every block's blend weight is shrunk towards the scene's, not towards its own (session 18)
         t0 = time.perf_counter()
         gate = dict(gate, blend_prior=scene_blend_prior(info, loaded, plan, configs, cov, e, H, dev, batch_size,
-                                                        progress))
+                                                        progress, gate_stride(gate)))
         timer["blend_prior"] = time.perf_counter() - t0
     job = dict(job, dev=dev, H=H, gate=gate, model=model, qs=qs, want_q=w_q is not None, want_m=w_m is not None)
     acc = {"n_valid": 0, "done": 0, "final": [], "gaps": {"data": 0, "none": 0, "last_missing": 0}}

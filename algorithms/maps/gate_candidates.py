@@ -10,6 +10,7 @@ import numpy as np
 
 from ..data import anchors as anc
 from ..data import dataset
+from ..io import raster
 
 ANCHOR = "anchor"   # the members' adaptive combination (their own classical anchor)
 LOCAL = "local"     # the family weighted by each neighbourhood's recent track record (anchors.local_forecast)
@@ -62,32 +63,53 @@ def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int
     return out[:, :H]
 
 
-#: the ensemble's local track record is scored on a lattice only: every RECORD_STRIDE-th row and column
-#: of the raster (absolute indices divisible by it). The record is pooled over a neighbourhood
-#: (``anchors.LOCAL_BOX``) anyway, and each earlier origin costs a forecast of every member (4 origins: 4
-#: forecasts, the largest cost of ``predict``); 3 keeps 9 of the 81 pixels of a 9 x 9 neighbourhood (25 of
-#: the 225 of the 15 x 15 one used since session 10). Every third row
-#: (sessions 4-5) and the 3 x 3 lattice (session 6) deliver the same forecast to within 0.004 of the
-#: best classical RMSE on 25 benchmark seeds (benchmarks/gate_replay.py, docs/skill.md)
+#: the ensemble's local track record is scored on a lattice only: every ``stride``-th row and column of the raster
+#: (absolute indices divisible by it). The record is pooled over a neighbourhood (``anchors.LOCAL_BOX``) anyway, and
+#: each earlier origin costs a forecast of every member (4 origins: 4 forecasts, the largest cost of ``predict``).
+#: RECORD_STRIDE 3 keeps 25 of the 225 pixels of the 15 x 15 neighbourhood: every third row (sessions 4-5) and the
+#: 3 x 3 lattice (session 6) delivered the same forecast to within 0.004 of the best classical RMSE on 25 benchmark
+#: seeds (benchmarks/gate_replay.py, docs/skill.md). It is the stride of a gate fitted before session 30 (no
+#: ``record_stride`` in its manifest) and of a stack of scattered points.
 RECORD_STRIDE = 3
+#: the stride on a dense stack (session 30): 16 of the 225 pixels. Replayed on 22 scenes of both generators it
+#: delivers what the 3 x 3 lattice does (mean ratio to the best classical forecast 1.032 against 1.030, 8 scenes
+#: worse and 9 better), at 0.56 x its forecasts from the earlier origins; on the same scenes as scattered points
+#: (8 % of the pixels) it lost (median 0.981 -> 1.026), so scattered points keep RECORD_STRIDE
+DENSE_RECORD_STRIDE = 4
+#: the share of the raster's pixels with a value at the last acquisition from which a stack counts as dense
+DENSE_FRACTION = 0.5
 
 
-def record_mask(a0: int, n_rows: int, n_cols: int) -> np.ndarray:
+def record_stride_for(info) -> int:
+    """The record lattice's stride for a stack (a :class:`raster.StackInfo`): :data:`DENSE_RECORD_STRIDE` where at
+    least :data:`DENSE_FRACTION` of the pixels have a value at the last acquisition, else :data:`RECORD_STRIDE`. The
+    gate fitted on the stack keeps it (``record_stride``), and ``predict`` uses the gate's (:func:`gate_stride`)."""
+    last = raster.read_stack(info, bands=[info.n_epochs - 1])
+    return DENSE_RECORD_STRIDE if float(np.isfinite(last).mean()) >= DENSE_FRACTION else RECORD_STRIDE
+
+
+def gate_stride(gate: Optional[dict]) -> int:
+    """The record lattice's stride of a fitted gate (:data:`RECORD_STRIDE` for a gate from before session 30)."""
+    return int((gate or {}).get("record_stride") or RECORD_STRIDE)
+
+
+def record_mask(a0: int, n_rows: int, n_cols: int, stride: int = RECORD_STRIDE) -> np.ndarray:
     """(n_rows, n_cols) bool: the pixels of rows ``a0 .. a0 + n_rows`` (full raster width) on which the
-    ensemble's local track record is scored."""
-    rows = (np.arange(int(a0), int(a0) + int(n_rows)) % RECORD_STRIDE) == 0
-    cols = (np.arange(int(n_cols)) % RECORD_STRIDE) == 0
+    ensemble's local track record is scored (every ``stride``-th row and column)."""
+    rows = (np.arange(int(a0), int(a0) + int(n_rows)) % int(stride)) == 0
+    cols = (np.arange(int(n_cols)) % int(stride)) == 0
     return rows[:, None] & cols[None, :]
 
 
 def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, config: dict, now: np.ndarray,
-                past, cache: Optional[anc.FamilyCache] = None, prior_sums=None, sums_only: bool = False):
+                past, cache: Optional[anc.FamilyCache] = None, prior_sums=None, sums_only: bool = False,
+                stride: int = RECORD_STRIDE):
     """The ensemble blended per pixel with the local classical forecast by their recent track records
     around it (:func:`anchors.local_forecast` with ``ensemble``), rows r0..r1: (H, r1 - r0, W).
 
     ``now`` (H, a1 - a0, W) the ensemble median from origin ``e`` (NaN where none), ``past(o)`` the
     ensemble median from an earlier origin ``o`` over the models' horizon, (horizon, a1 - a0, W), or
-    None; only its pixels :func:`record_mask` are used. Needs the block's halo rows
+    None; only its pixels :func:`record_mask` (``stride``) are used. Needs the block's halo rows
     (``anchors.LOCAL_HALO``) where the raster has them. ``prior_sums``: the scene's mean sums of the blend
     weight (:func:`gating.scene_blend_prior`; None: the block's). ``sums_only``: the blend weight's per-pixel
     sums ``(num, den)`` over the whole block, (a1 - a0) * W each, instead of the blend.
@@ -98,7 +120,7 @@ def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, confi
     td = dataset.target_dates(d, int(e), L)[:H]
     n = blk.shape[1] * blk.shape[2]
     fam = cache(e)[:, :H] if cache is not None and e + L < d.size else None
-    keep = record_mask(a0, blk.shape[1], blk.shape[2])
+    keep = record_mask(a0, blk.shape[1], blk.shape[2], stride)
 
     def past_on_record_rows(o):
         p = past(o)

@@ -43,7 +43,7 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
     outs = [o for o, _ in res]
     valid_all = [v for _, v in res]
     if gate:
-        from .skill_gate import apply_gate, candidates
+        from .skill_gate import apply_gate, candidates, gate_stride
 
         cfg0 = loaded[0].meta.get("data_config") or {}
         t0 = time.perf_counter()
@@ -54,7 +54,7 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
                 caches[id(it[0])] = family_cache(it[0], dates, cfg0, H, lean=own)
         if gate.get("local_blend"):
             _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches,
-                         gate.get("blend_prior"), trim=own)
+                         gate.get("blend_prior"), trim=own, stride=gate_stride(gate))
         if own:     # nobody forecasts these blocks again: the track record's origins are done with
             caches.pop("_past_medians", None)
             for blk, *_, e in items:
@@ -84,7 +84,7 @@ def gate_halo(gate) -> int:
 
 
 def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None,
-                 prior_sums=None, trim: bool = False) -> None:
+                 prior_sums=None, trim: bool = False, stride: Optional[int] = None) -> None:
     """Shift each item's members so that their median becomes the local blend of the skill gate
     (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
     local track record are made here, on the record pixels of the whole block, halo rows included
@@ -92,8 +92,9 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
     medians again (``predict``'s blocks); with ``prior_sums`` they are then made only on the rows the items' blend
     weights pool."""
     from ..data.anchors import LOCAL_BOX, local_origins
-    from .skill_gate import local_blend, record_mask
+    from .skill_gate import RECORD_STRIDE, local_blend, record_mask
 
+    stride = int(stride or RECORD_STRIDE)
     L = int(cfg0.get("horizon", outs[0].shape[1] if outs else 1))
     first = plan.max_window - 1
     blocks, keys, span = {}, [], {}
@@ -111,7 +112,7 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
     todo = [k for k in keys if k not in past]
     for b in {k[0] for k in todo}:
         blk, a0, cov_blk = blocks[b]
-        keep = record_mask(a0, *blk.shape[1:])
+        keep = record_mask(a0, *blk.shape[1:], stride)
         if prior_sums is not None and trim and TRIM_PAST_MEDIANS:
             # the blend weight of rows r0..r1 pools the sums of the rows within half a box of them, and with the
             # scene's prior no other row's sums enter it: the ensemble's record is forecast there only (the outer
@@ -131,23 +132,24 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
         now = np.full((med.shape[0],) + blk.shape[1:], np.nan)
         now[:, r0 - a0:r1 - a0] = med
         loc = local_blend(blk, a0, r0, r1, int(e), dates, cfg0, now, lambda o, b=id(blk): past.get((b, o)),
-                          (caches or {}).get(id(blk)), prior_sums=prior_sums)
+                          (caches or {}).get(id(blk)), prior_sums=prior_sums, stride=stride)
         shift = np.where(np.isfinite(loc) & va[None], loc - med, 0.0)
         out += shift[None].astype(out.dtype)
 
 
 def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, dev, batch_size,
-                      progress=None) -> list:
+                      progress=None, stride: Optional[int] = None) -> list:
     """The scene's mean sums ``[n_scene, d_scene]`` of the local blend's weight from origin ``e``
     (:func:`track_record.blend_weight`, session 18), for ``predict`` to give every block of a raster forecast in
     more than one block (within one block the block's own sums are the scene's): the ensemble's medians from
     the track record's origins on the record pixels and the local classical forecast, as the blocks compute
     them, on :data:`PRIOR_PIXELS` pixels (the whole raster when it has no more). ``progress``: checked for
-    Cancel after each band."""
+    Cancel after each band. ``stride``: the record lattice's (the gate's, :func:`skill_gate.gate_stride`)."""
     from ..data import anchors as anc, dataset
     from ..io import raster
-    from .skill_gate import local_blend, record_mask
+    from .skill_gate import RECORD_STRIDE, local_blend, record_mask
 
+    stride = int(stride or RECORD_STRIDE)
     Hh, W = info.grid.shape
     cfg0 = configs[0]
     L = int(cfg0.get("horizon", H))
@@ -168,11 +170,11 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
         a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
         blk = raster.read_stack(info, rows=(a0, a1))
         cov_blk = {k: v[a0:a1] for k, v in cov.items()}
-        past = medians_on_rows(blk, a0, cov_blk, origins, record_mask(a0, a1 - a0, W), info.dates, info.grid,
+        past = medians_on_rows(blk, a0, cov_blk, origins, record_mask(a0, a1 - a0, W, stride), info.dates, info.grid,
                                loaded, plan, L, dev, batch_size)
         now = np.full((H, a1 - a0, W), np.nan)          # the sums do not read the forecast itself
         n_, d_ = local_blend(blk, a0, r0, r1, int(e), info.dates, cfg0, now, past.get,
-                             family_cache(blk, info.dates, cfg0, H, lean=True), sums_only=True)
+                             family_cache(blk, info.dates, cfg0, H, lean=True), sums_only=True, stride=stride)
         core = slice((r0 - a0) * W, (r1 - a0) * W)
         num += float(n_[core].sum())
         den += float(d_[core].sum())

@@ -58,7 +58,8 @@ to two years before the forecast origin, where the ground mostly behaved as in t
 blend exists for regime changes near the origin, which only the recent track record can see (a
 rule that dropped the blend when the rolling origins showed it more than 3 % worse cost seed 5 of
 the benchmark 11 %: docs/skill.md). ``predict`` then forecasts the ensemble from those earlier
-origins too (4 more forecasts per block, on a 3 x 3 lattice of pixels: :data:`RECORD_STRIDE`). At the final origin they lie (mostly) in the models' test
+origins too (4 more forecasts per block, on a 4 x 4 lattice of pixels on a dense stack, 3 x 3 on scattered points:
+:func:`record_stride_for`, kept in the gate as ``record_stride``). At the final origin they lie (mostly) in the models' test
 period, which no network trained on (:func:`anchors.local_origins`).
 """
 from __future__ import annotations
@@ -78,8 +79,8 @@ from ..errors import DeformCastError
 from ..progress import Progress, silent
 from . import origin_stats
 from .origin_stats import mae as _mae, origin_scale as _origin_scale, ratio as _ratio, rmse as _rmse
-from .gate_candidates import (ANCHOR, CANDIDATES, LOCAL, RECORD_STRIDE, _history, candidates,  # noqa: F401 (re-exported)
-                              local_blend, record_mask)
+from .gate_candidates import (ANCHOR, CANDIDATES, DENSE_RECORD_STRIDE, LOCAL, RECORD_STRIDE,  # noqa: F401 (re-exported)
+                              _history, candidates, gate_stride, local_blend, record_mask, record_stride_for)
 from .gate_report import (ENSEMBLE_LOCAL, append_to_report, gate_sentence, report_section,  # noqa: F401
                           with_held_out)
 
@@ -164,11 +165,12 @@ def scored(blk: np.ndarray, a0: int, r0: int, r1: int, o: int, H: int, valid: np
 
 def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str, batch_size: int = 2048,
             mask: Optional[np.ndarray] = None, max_pixels: int = 20000,
-            progress: Optional[Progress] = None) -> Dict[str, object]:
+            progress: Optional[Progress] = None, stride: int = RECORD_STRIDE) -> Dict[str, object]:
     """Forecasts of the members and of every classical candidate from each origin, on scored pixels.
 
     Returns ``{"members": [(M, H, n) per origin], "family": [(len(CANDIDATES), H, n)], "obs": [(H, n)],
-    "last": [(n,)], "origins": [...]}`` in mm.
+    "last": [(n,)], "origins": [...], "record_stride": stride}`` in mm; ``stride``: the local track record's
+    lattice (:func:`record_stride_for`).
     """
     from .member_forecasts import BLOCK_PIXELS, Plan, forecast_items, forecast_items_on, medians_on_rows, own_history
 
@@ -197,7 +199,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
         if mask is not None and own_history(plan):
             # only what is read of the members' forecasts: the scored pixels and the local track record's (session
             # 19: a third of the block under space validation; the rest was forecast for nothing)
-            need = record_mask(a0, a1 - a0, W)
+            need = record_mask(a0, a1 - a0, W, stride)
             need[r0 - a0:r1 - a0] |= mask[r0:r1]
             fc = dict(zip(origins, forecast_items_on(items, [need] * len(items), info.dates, info.grid, loaded, plan,
                                                      H, dev, batch_size)))
@@ -205,7 +207,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
             fc = dict(zip(origins, forecast_items(items, info.dates, info.grid, loaded, plan, H, dev, batch_size)))
         with np.errstate(all="ignore"):
             meds = {o: member_median(out) for o, (out, _) in fc.items()}
-        meds.update(medians_on_rows(blk, a0, cov_blk, [o for o in every if o not in fc], record_mask(a0, a1 - a0, W),
+        meds.update(medians_on_rows(blk, a0, cov_blk, [o for o in every if o not in fc], record_mask(a0, a1 - a0, W, stride),
                                     info.dates, info.grid, loaded, plan, H, dev, batch_size))
         cache = anc.FamilyCache(blk, info.dates, int(cfg0.get("horizon", H)), cfg0.get("steps") or None)
         for o in origins:
@@ -214,7 +216,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
             obs, ok = scored(blk, a0, r0, r1, o, H, valid, mask)
             if not ok.any():
                 continue
-            loc = local_blend(blk, a0, r0, r1, o, info.dates, cfg0, meds[o], meds.get, cache)
+            loc = local_blend(blk, a0, r0, r1, o, info.dates, cfg0, meds[o], meds.get, cache, stride=stride)
             fam = candidates(blk, a0, r0, r1, o, info.dates, H, cfg0, ok, cache)
             keep = np.isfinite(fam[: len(anc.FAMILY_NAMES)]).all(axis=(0, 1)) & np.isfinite(loc[:, ok]).all(axis=0)
             res[o]["members"].append(out[:, :, ok][:, :, keep])
@@ -223,7 +225,7 @@ def collect(info, loaded, configs, cov, origins: Sequence[int], H: int, dev: str
             res[o]["obs"].append(obs[:, ok][:, keep])
             res[o]["last"].append(blk[o, r0 - a0:r1 - a0][ok][keep])
         progress.set((i + 1) / len(spans))
-    out = {"members": [], "local": [], "family": [], "obs": [], "last": [], "origins": []}
+    out = {"members": [], "local": [], "family": [], "obs": [], "last": [], "origins": [], "record_stride": int(stride)}
     for o in origins:
         if not res[o]["obs"]:
             continue
@@ -402,7 +404,8 @@ def fit_gate(data: Dict[str, object]) -> Dict[str, object]:
             "mean_weight": float(W.mean()), "action": action, "ratio": ratio,
             "ratio_pooled": raw_rmse / pooled[best]["rmse"] if pooled[best]["rmse"] > 0 else float("nan"),
             "aggregation": origin_stats.ORIGIN_AGGREGATION,
-            "local_blend": E_key == ENSEMBLE_LOCAL, "gated_on": E_key}
+            "local_blend": E_key == ENSEMBLE_LOCAL, "gated_on": E_key,
+            "record_stride": int(data.get("record_stride") or RECORD_STRIDE)}
 
 
 def apply_gate(out: np.ndarray, cands: np.ndarray, last: np.ndarray, gate: dict) -> np.ndarray:
@@ -475,7 +478,7 @@ def gate_data(stack_path: str, model_folder: str, dates=None, covariates: Sequen
                "years): the gate does not switch to a classical forecast on that evidence")
     progress.log(f"Rolling-origin evaluation: {len(origins)} origins before the test period, horizon {H} ...")
     data = collect(info, loaded, configs, cov, origins, H, dev, mask=_score_mask(configs, info.grid.shape),
-                   progress=progress.sub(0.0, 0.95))
+                   progress=progress.sub(0.0, 0.95), stride=record_stride_for(info))
     return info, data, why
 
 
@@ -497,7 +500,8 @@ def run_gate(stack_path: str, model_folder: str, dates=None, covariates: Sequenc
                                extra={k: v for k, v in man.items() if k not in _MANIFEST_OWN} | {"gate": {
                                    k: gate[k] for k in ("reference", "references", "classifier", "weights", "class_limits_mm",
                                                         "class_names", "local_blend", "verdict", "action",
-                                                        "ratio", "ratio_pooled", "aggregation", "origin_dates")}
+                                                        "ratio", "ratio_pooled", "aggregation", "origin_dates",
+                                                        "record_stride")}
                                                         | ({"held": gate["held"]} if gate.get("held") else {})})
     progress.log(gate_sentence(gate))
     progress.set(1.0)
