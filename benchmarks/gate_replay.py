@@ -25,15 +25,19 @@ classical forecast by their track records (inverse MSE^2, pooled over 9 x 9 pixe
 
 Steps are found in the stack as the pipeline's ``STEPS=auto`` does (``step_detect.detect_steps``). It
 differs from the pipeline in two ways, both small: the ensemble's record is scored on every pixel
-(``predict`` scores a 3 x 3 lattice, ``skill_gate.RECORD_STRIDE``; the variants ``shipped_rows3``,
-``shipped_grid3`` and ``shipped_grid2`` replay every third row, the lattice and a 2 x 2 lattice), and the
-class gate's shift is left
+(``predict`` scores a lattice: 4 x 4 on a dense stack, 3 x 3 on scattered points, ``skill_gate.record_stride_for``;
+the variants ``shipped_rows3`` and ``shipped_grid2`` .. ``shipped_grid6`` replay every third row and the lattices of
+stride 2-6; session 30), and the class gate's shift is left
 out (its rule keeps the ensemble unless a shift gains 1 %; it shifted 2 of 20 re-gated seeds). Seed 4:
 replay 0.773, pipeline 0.772.
 
 Usage::
 
     .venv/bin/python benchmarks/gate_replay.py --runs build/bench_skill build/bench_skill_confirm
+    .venv/bin/python benchmarks/gate_replay.py --runs ... --variants shipped_grid3 shipped_grid4 --points 0.08
+
+(``--variants``: only these; ``--points FRACTION``: each stack as scattered points, ``bench_skill.py --points``' mask,
+the networks' medians those of the dense run.)
 
 prints, per seed, the RMSE against the truth over the best classical forecast of the scene chosen in
 hindsight, then per variant the median, worst seed, seeds above 1.0 and zones above 1.05, and the same
