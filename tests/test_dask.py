@@ -49,6 +49,8 @@ def scene(tmp_path_factory):
     train_tiny_members(vals, dates, g, root)
     skill_gate.run_gate(stack, root, device="cpu")
     assert modelio.read_manifest(root).get("gate")
+    # a dense stack: the workers must score the local track record on the gate's 4 x 4 lattice, as this process does
+    assert modelio.read_manifest(root)["gate"]["record_stride"] == skill_gate.DENSE_RECORD_STRIDE
     return tmp, stack, root
 
 
