@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 
 from ..order_stats import member_median
+from .gate_candidates import RECORD_STRIDE, gate_stride, local_blend, record_mask
 from .member_forecasts import (BLOCK_PIXELS, Plan, family_cache, forecast_items, forecast_items_on, medians_on_rows,
                                own_history)
 
@@ -43,7 +44,7 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
     outs = [o for o, _ in res]
     valid_all = [v for _, v in res]
     if gate:
-        from .skill_gate import apply_gate, candidates, gate_stride
+        from .skill_gate import apply_gate, candidates
 
         cfg0 = loaded[0].meta.get("data_config") or {}
         t0 = time.perf_counter()
@@ -84,7 +85,7 @@ def gate_halo(gate) -> int:
 
 
 def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None,
-                 prior_sums=None, trim: bool = False, stride: Optional[int] = None) -> None:
+                 prior_sums=None, trim: bool = False, stride: int = RECORD_STRIDE) -> None:
     """Shift each item's members so that their median becomes the local blend of the skill gate
     (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
     local track record are made here, on the record pixels of the whole block, halo rows included
@@ -92,9 +93,7 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
     medians again (``predict``'s blocks); with ``prior_sums`` they are then made only on the rows the items' blend
     weights pool."""
     from ..data.anchors import LOCAL_BOX, local_origins
-    from .skill_gate import RECORD_STRIDE, local_blend, record_mask
 
-    stride = int(stride or RECORD_STRIDE)
     L = int(cfg0.get("horizon", outs[0].shape[1] if outs else 1))
     first = plan.max_window - 1
     blocks, keys, span = {}, [], {}
@@ -138,7 +137,7 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
 
 
 def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, dev, batch_size,
-                      progress=None, stride: Optional[int] = None) -> list:
+                      progress=None, stride: int = RECORD_STRIDE) -> list:
     """The scene's mean sums ``[n_scene, d_scene]`` of the local blend's weight from origin ``e``
     (:func:`track_record.blend_weight`, session 18), for ``predict`` to give every block of a raster forecast in
     more than one block (within one block the block's own sums are the scene's): the ensemble's medians from
@@ -147,9 +146,7 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
     Cancel after each band. ``stride``: the record lattice's (the gate's, :func:`skill_gate.gate_stride`)."""
     from ..data import anchors as anc, dataset
     from ..io import raster
-    from .skill_gate import RECORD_STRIDE, local_blend, record_mask
 
-    stride = int(stride or RECORD_STRIDE)
     Hh, W = info.grid.shape
     cfg0 = configs[0]
     L = int(cfg0.get("horizon", H))
