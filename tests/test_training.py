@@ -153,6 +153,32 @@ def test_predict_array_batches_agree(data):
     assert a.shape == (96, 3) and a.dtype == np.float32
     assert np.allclose(a, b, atol=1e-5)
 
+def test_inference_batch_is_large_on_cuda_within_the_cards_memory():
+    """Issue 17: a GPU gets CUDA_PREDICT_BATCH windows per pass where its free memory allows; a CPU keeps the
+    caller's batch; a small card falls back towards the caller's batch, never below it."""
+    from deformcast.algorithms.learn.runtime import CUDA_PREDICT_BATCH, inference_batch
+
+    gib = 1 << 30
+    assert inference_batch(2048, "cpu", 60, 20, free_bytes=100 * gib) == 2048
+    assert inference_batch(2048, "cuda", 60, 20, free_bytes=100 * gib) == CUDA_PREDICT_BATCH
+    # window 60 x (1024 + 80) bytes = 66 240 bytes a window; a quarter of 1 GiB holds 4052 of them
+    assert inference_batch(2048, "cuda", 60, 20, free_bytes=gib) == gib // 4 // (60 * (1024 + 4 * 20))
+    assert inference_batch(2048, "cuda", 60, 20, free_bytes=64 << 20) == 2048      # 64 MiB free: the caller's
+    assert inference_batch(32768, "cuda", 60, 20, free_bytes=100 * gib) == 32768   # a larger request is kept
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (torch sees none)")
+def test_cuda_inference_equals_cpu_inference(data):
+    """On a CUDA machine: the large-batch GPU forecast equals the CPU one to float32 rounding."""
+    from deformcast.algorithms.learn.training import predict_array, train_model
+
+    X, Y, Xv, Yv = data
+    r = train_model(X, Y, Xv, Yv, "lstm", _small("lstm"), max_epochs=1, threads=1, device="cpu")
+    a = predict_array(r.model, Xv, device="cpu")
+    b = predict_array(r.model, Xv, device="cuda")
+    assert np.allclose(a, b, atol=1e-4)
+
+
 
 # --- model files ---------------------------------------------------------------------------
 

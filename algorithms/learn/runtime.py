@@ -21,7 +21,8 @@ Device
 ``predict_array(model, X, batch_size=PREDICT_BATCH, device="cpu", progress=None) -> float32 (N, horizon)``:
 batched inference under ``torch.inference_mode`` (no Python loop per pixel). ``PREDICT_BATCH`` =
 2048: on a 2-core CPU, batches of 1-2k windows keep the activations in cache and run about 1.5x
-faster than 8k and 3x faster than 64k (measured with benchmarks/bench_models.py).
+faster than 8k and 3x faster than 64k (measured with benchmarks/bench_models.py). On CUDA the batch is
+raised to ``CUDA_PREDICT_BATCH`` (16 384) where the card's free memory allows (``inference_batch``).
 """
 from __future__ import annotations
 
@@ -36,6 +37,11 @@ from ..errors import DeformCastError
 from ..progress import Progress
 
 PREDICT_BATCH = 2048
+#: the smallest inference batch on a CUDA GPU (issue 17): a GPU needs tens of thousands of windows in flight to be
+#: busy, while 2048 suits a CPU core's caches. An LSTM of hidden 64 over 150 epochs holds about 40 MB of activations
+#: per 16 384 windows in inference, far below any CUDA card's memory; :func:`inference_batch` also caps the batch by
+#: the card's free memory.
+CUDA_PREDICT_BATCH = 16384
 
 
 def env_threads() -> Optional[int]:
@@ -271,13 +277,35 @@ def torch_session(seed: int, threads: Optional[int], device: str):
         torch.set_num_threads(old_threads)
 
 
+def inference_batch(batch_size: int, device: str, window: int = 1, n_features: int = 1,
+                    free_bytes: Optional[int] = None) -> int:
+    """The windows per forward pass on ``device`` (``cpu`` or ``cuda``): ``batch_size`` on a CPU; on CUDA at least
+    :data:`CUDA_PREDICT_BATCH`, but never more than a quarter of the card's free memory holds, and never less than
+    ``batch_size``. A window is counted at ``window * (1024 + 4 * n_features)`` bytes: its inputs plus a generous
+    1 KiB per epoch for the activations (a two-layer LSTM of hidden 64 keeps 0.25 KiB per epoch, a transformer's
+    attention of 4 heads over 60 epochs about 1 KiB). ``free_bytes`` is the card's free memory (asked from torch when
+    None)."""
+    b = max(1, int(batch_size))
+    if device != "cuda":
+        return b
+    if free_bytes is None:
+        import torch
+
+        free_bytes = int(torch.cuda.mem_get_info()[0])
+    cap = int(free_bytes) // 4 // (max(1, int(window)) * (1024 + 4 * max(1, int(n_features))))
+    return max(b, min(CUDA_PREDICT_BATCH, cap))
+
+
 def predict_array(model, X, batch_size: int = PREDICT_BATCH, device: str = "cpu",
                   progress: Optional[Progress] = None) -> np.ndarray:
-    """``model`` applied to ``X`` (N, window, F) in batches -> float32 (N, horizon)."""
+    """``model`` applied to ``X`` (N, window, F) in batches -> float32 (N, horizon). On CUDA the batch is at least
+    :data:`CUDA_PREDICT_BATCH` windows where the card's memory allows (:func:`inference_batch`)."""
     import torch
 
     dev = resolve_device(device)
     X = np.asarray(X, dtype=np.float32)
+    if X.ndim == 3:
+        batch_size = inference_batch(batch_size, dev, X.shape[1], X.shape[2])
     model = model.to(dev).eval()
     n = X.shape[0]
     out = None
