@@ -24,7 +24,11 @@ Usage::
 Writes ``calibration.json`` and ``calibration.md`` into ``--out``. ``--origins 16 --origin-spacing 1``
 pools the coverage over 16 forecast origins (16 target dates per step; the forecasts share one
 calibration) and reports the coverage of each target date; ``--seasonal`` calibrates with the
-acquisition noise by season (``predict``'s ``SEASONAL_NOISE``).
+acquisition noise by season (``predict``'s ``SEASONAL_NOISE``). With ``--origins`` it also checks the
+calibration conditionally on the spread (session 31): at each origin and lead step the pixels are split into
+quintiles of their P10-P90 width, and per quintile the coverage of the observations (80 % in every quintile
+where the band is right wherever the models disagree) and the RMSE of the median against the truth (rising from
+quintile to quintile where the width flags error), pooled over origins and steps (``by_width`` in the JSON).
 """
 from __future__ import annotations
 
@@ -97,6 +101,33 @@ def forecast_from(scene_dir, models, out, method, end_date=None):
     return mem, fd, observed(scene_dir, fd), by_dates(os.path.join(scene_dir, "truth.tif"), fd), start, res
 
 
+#: quantile bins of the band width for the conditional calibration (spread-skill) check
+N_BINS = 5
+
+
+def spread_bins(acc, p10, p90, med, obs, truth, ok):
+    """Add to ``acc`` (4, N_BINS) one forecast's pixels binned, at each lead step, by the quintile of their P10-P90
+    width among that step's pixels: observations inside the band, observations scored, squared error of the median
+    against the truth, truth values scored. Where the band is calibrated conditionally on its width, every bin holds
+    about 80 %; where the width flags error, the truth RMSE rises from bin to bin."""
+    width = p90 - p10
+    for h in range(width.shape[0]):
+        m = ok[h] & np.isfinite(width[h])
+        if m.sum() < 5 * N_BINS:
+            continue
+        edges = np.quantile(width[h][m], np.linspace(0, 1, N_BINS + 1)[1:-1])
+        b = np.searchsorted(edges, width[h], side="right")
+        inside = (obs[h] >= p10[h]) & (obs[h] <= p90[h])
+        se = (med[h] - truth[h]) ** 2
+        mt = m & np.isfinite(se)
+        for j in range(N_BINS):
+            sel = m & (b == j)
+            acc[0, j] += inside[sel].sum()
+            acc[1, j] += sel.sum()
+            acc[2, j] += se[mt & (b == j)].sum()
+            acc[3, j] += (mt & (b == j)).sum()
+
+
 def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing, last_forecast=None):
     """Coverage per lead step and Brier skill pooled over ``n_origins`` forecast origins: the last
     acquisition and the ``n_origins - 1`` before it, ``spacing`` epochs apart (inside the models' test
@@ -108,14 +139,16 @@ def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing
     e = info.n_epochs - 1
     hit, n, per_origin, bs = None, None, [], {f"{t:g}": ([], []) for t in thresholds}
     by_date = {}                 # target date -> [inside, scored]: each date's atmosphere is one draw
+    bins = np.zeros((4, N_BINS))  # per width quintile: inside, scored, squared error vs truth, scored vs truth
     for k in range(n_origins):
         if k == 0 and last_forecast is not None:
-            mem, fd, obs, _, start, _ = last_forecast
+            mem, fd, obs, truth, start, _ = last_forecast
         else:
-            mem, fd, obs, _, start, _ = forecast_from(scene_dir, models, out, method,
-                                                      None if k == 0 else str(d[e - k * spacing]))
+            mem, fd, obs, truth, start, _ = forecast_from(scene_dir, models, out, method,
+                                                          None if k == 0 else str(d[e - k * spacing]))
         p10, p90 = np.percentile(mem, [10, 90], axis=0)
         ok = np.isfinite(np.median(mem, axis=0)) & np.isfinite(obs)
+        spread_bins(bins, p10, p90, np.median(mem, axis=0), obs, truth, ok)
         h_in = ((obs >= p10) & (obs <= p90) & ok).sum(axis=(1, 2)).astype(float)
         h_n = ok.sum(axis=(1, 2)).astype(float)
         for h in np.flatnonzero(h_n > 0):
@@ -135,6 +168,9 @@ def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing
     date_cov = {k: v[0] / v[1] for k, v in sorted(by_date.items())}
     return {"n_origins": n_origins, "spacing": spacing, "coverage": (hit[scored] / n[scored]).tolist(),
             "coverage_by_date": date_cov,
+            "by_width": {"coverage": (bins[0] / np.maximum(bins[1], 1)).tolist(),
+                         "rmse_truth_mm": np.sqrt(bins[2] / np.maximum(bins[3], 1)).tolist(),
+                         "n": bins[1].tolist()},
             "per_origin": per_origin,
             "brier": {t: {"bss": b["bss"], "base_rate": b["base_rate"]} for t, b in brier_pooled.items()}}
 
@@ -225,6 +261,18 @@ def markdown(results, thresholds) -> str:
             out.append(f"| {r['scene']} | {r['method']} | {r.get('base', '-')} | {c.min():.0f}-{c.max():.0f} | "
                        f"{int(((c < 75) | (c > 85)).sum())} of {c.size} | {c.mean():.0f} | {dc.min():.0f}-{dc.max():.0f} | "
                        + " | ".join(f"{r['pooled']['brier'][f'{t:g}']['bss']:.2f}" for t in thresholds) + " |")
+        bw = [r for r in pooled if "by_width" in r["pooled"]]
+        if bw:
+            out += ["", "Conditional calibration: the pixels of each lead step in quintiles of their P10-P90 width "
+                    "(narrowest first), pooled over the origins and steps; coverage of the observations (%) and RMSE "
+                    "of the median against the truth (mm) per quintile.", "",
+                    "| scene | method | coverage by width quintile (%) | truth RMSE by width quintile (mm) |",
+                    "|---|---|---|---|"]
+            for r in bw:
+                q = r["pooled"]["by_width"]
+                out.append(f"| {r['scene']} | {r['method']} | "
+                           + " / ".join(f"{100 * c:.0f}" for c in q["coverage"]) + " | "
+                           + " / ".join(f"{v:.2f}" for v in q["rmse_truth_mm"]) + " |")
     return "\n".join(out) + "\n"
 
 
