@@ -291,7 +291,10 @@ def inference_batch(batch_size: int, device: str, window: int = 1, n_features: i
     if free_bytes is None:
         import torch
 
-        free_bytes = int(torch.cuda.mem_get_info()[0])
+        try:
+            free_bytes = int(torch.cuda.mem_get_info()[0])
+        except (RuntimeError, AssertionError):     # a card that cannot say (some partitioned GPUs): the default
+            return max(b, CUDA_PREDICT_BATCH)
     cap = int(free_bytes) // 4 // (max(1, int(window)) * (1024 + 4 * max(1, int(n_features))))
     return max(b, min(CUDA_PREDICT_BATCH, cap))
 
