@@ -38,9 +38,9 @@ from ..progress import Progress
 
 PREDICT_BATCH = 2048
 #: the smallest inference batch on a CUDA GPU (issue 17): a GPU needs tens of thousands of windows in flight to be
-#: busy, while 2048 suits a CPU core's caches. An LSTM of hidden 64 over 150 epochs holds about 40 MB of activations
-#: per 16 384 windows in inference, far below any CUDA card's memory; :func:`inference_batch` also caps the batch by
-#: the card's free memory.
+#: busy, while 2048 suits a CPU core's caches. An LSTM layer of hidden 64 over a 24-epoch window (the longest of the
+#: main job's search space) keeps about 100 MB of outputs per 16 384 windows in inference, far below a CUDA card's
+#: memory; :func:`inference_batch` also caps the batch by the card's free memory.
 CUDA_PREDICT_BATCH = 16384
 
 
