@@ -22,13 +22,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import origin_replay as orp  # noqa: E402  (ensure_pkg on import)
+from combination_replay import H, classical_at  # noqa: E402
 
 from deformcast.algorithms.data import anchors as anc  # noqa: E402
 from deformcast.algorithms.data.baselines import years_between  # noqa: E402
 
 BMA = [False]
 
-H = 15
 BREAKS = -np.arange(0.25, 2.01, 0.125)
 
 
@@ -69,7 +69,7 @@ def broken(y, d, td, years=3.0):
 
 def run(folder, steps):
     sc = orp.scene(folder, H)
-    y, flat, d, tr, ref, dd, tf, wtf = (sc[k] for k in ("y", "flat", "dates", "tr", "ref", "dd", "tf", "wtf"))
+    y, flat, d, tr, ref, dd = (sc[k] for k in ("y", "flat", "dates", "tr", "ref", "dd"))
     zones = None
     zp = os.path.join(folder, "scene", "zones.tif")
     if os.path.exists(zp):
@@ -80,10 +80,7 @@ def run(folder, steps):
     for k in steps:
         o = e - k
         hd, td = d[:o + 1], dd[o + 1:o + H + 1]
-        fam = anc.family_forecasts(flat[:o + 1], hd, td, tf)
-        famw = anc.family_forecasts(flat[:o + 1], hd, td, wtf, tuple(anc.FAMILY) + tuple(anc.LOCAL_EXTRA))
-        local = anc.local_forecast(y[:o + 1], hd, td, H, wtf, family=famw[:len(anc.FAMILY)],
-                                   past_family=anc.FamilyCache(y[:o + 1], hd, H, wtf)).reshape(H, -1)
+        fam, _, local = classical_at(sc, o)
         full = np.isfinite(flat[:o + 1]).all(0)
         br = np.full((H, flat.shape[1]), np.nan)
         bk = np.zeros(flat.shape[1], int)

@@ -25,18 +25,27 @@ from deformcast.algorithms.data import anchors as anc  # noqa: E402
 H = 15
 
 
+def classical_at(sc: dict, o: int):
+    """From origin index ``o`` of a scene (``origin_replay.scene``): the ordinary family (the reference of the
+    ratios), the family and the local track record's extra candidates with the run's date weights, and the ``local``
+    forecast, each over the next :data:`H` epochs."""
+    y, flat, d, dd, tf, wtf = (sc[k] for k in ("y", "flat", "dates", "dd", "tf", "wtf"))
+    hd, td = d[:o + 1], dd[o + 1:o + H + 1]
+    fam = anc.family_forecasts(flat[:o + 1], hd, td, tf)
+    famw = anc.family_forecasts(flat[:o + 1], hd, td, wtf, tuple(anc.FAMILY) + tuple(anc.LOCAL_EXTRA))
+    local = anc.local_forecast(y[:o + 1], hd, td, H, wtf, family=famw[:len(anc.FAMILY)],
+                               past_family=anc.FamilyCache(y[:o + 1], hd, H, wtf)).reshape(H, -1)
+    return fam, famw, local
+
+
 def run(folder: str, steps) -> dict:
     sc = orp.scene(folder, H)
-    y, flat, d, tr, ref, dd, tf, wtf = (sc[k] for k in ("y", "flat", "dates", "tr", "ref", "dd", "tf", "wtf"))
+    y, tr, ref = sc["y"], sc["tr"], sc["ref"]
     e = y.shape[0] - 1
     res = {"truth": {}, "expected": {}}
     for k in steps:
         o = e - k
-        hd, td = d[:o + 1], dd[o + 1:o + H + 1]
-        fam = anc.family_forecasts(flat[:o + 1], hd, td, tf)
-        famw = anc.family_forecasts(flat[:o + 1], hd, td, wtf, tuple(anc.FAMILY) + tuple(anc.LOCAL_EXTRA))
-        local = anc.local_forecast(y[:o + 1], hd, td, H, wtf, family=famw[:len(anc.FAMILY)],
-                                   past_family=anc.FamilyCache(y[:o + 1], hd, H, wtf)).reshape(H, -1)
+        fam, famw, local = classical_at(sc, o)
         fc = dict(zip(anc.LOCAL_NAMES, famw))
         fc["local"] = local
         fc["(local + trajectory_ensemble) / 2"] = 0.5 * (local + fc["trajectory_ensemble"])
