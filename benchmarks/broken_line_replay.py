@@ -7,11 +7,17 @@ the origin or none; the break chosen per pixel by BIC, or (``--bma``) the fits a
 issue's "break in velocity" as a classical forecast. Scored like ``combination_replay.py``: over the 15 epochs
 after each origin (15, 12, ..., 0 epochs before the last acquisition), against the truth, the expected
 observation and the truth in the mining zones, as a ratio to the best ordinary family member there (chosen in
-hindsight), beside the shipped ``local`` forecast and their half-and-half mean.
+hindsight), beside the shipped ``local`` forecast and their half-and-half mean. ``--candidate`` adds ``local`` with
+the broken line as one more candidate of its track record (the family from the origin and from each earlier
+origin extended by it).
+
+The broken line here is fitted by ordinary least squares. The version built into the family for the measurements
+of docs/skill.md, "Session 31" (date weights, one QR per design; not taken) was measured with ``gate_replay.py``
+and ``origin_replay.py`` and removed again.
 
 Usage::
 
-    .venv/bin/python benchmarks/broken_line_replay.py [--bma] build/broken.json <bench_skill seed folders>
+    .venv/bin/python benchmarks/broken_line_replay.py [--bma] [--candidate] build/broken.json <bench_skill seed folders>
 """
 import json
 import os
@@ -28,6 +34,7 @@ from deformcast.algorithms.data import anchors as anc  # noqa: E402
 from deformcast.algorithms.data.baselines import years_between  # noqa: E402
 
 BMA = [False]
+CANDIDATE = [False]
 
 BREAKS = -np.arange(0.25, 2.01, 0.125)
 
@@ -67,6 +74,30 @@ def broken(y, d, td, years=3.0):
     return np.array(fcs)[kk, :, np.arange(yy.shape[1])].T, kk
 
 
+def _broken_of(flat, d, o, td):
+    """The broken line from origin ``o`` at the target dates ``td`` (H, n); NaN where the series has a gap."""
+    full = np.isfinite(flat[:o + 1]).all(0)
+    out = np.full((len(td), flat.shape[1]), np.nan)
+    out[:, full] = broken(flat[:o + 1][:, full], d[:o + 1], td)[0]
+    return out
+
+
+def local_with_broken(sc, o, br):
+    """``local`` with the broken line as one more candidate of its track record (``--candidate``): the family at the
+    origin and from each earlier origin extended by the broken line from there."""
+    y, flat, d, dd, wtf = (sc[k] for k in ("y", "flat", "dates", "dd", "wtf"))
+    hd, td = d[:o + 1], dd[o + 1:o + H + 1]
+    fam = anc.family_forecasts(flat[:o + 1], hd, td, wtf)
+
+    def past(p):        # scored on the epochs up to the origin only (as local_forecast's own fits)
+        tp = hd[p + 1:p + H + 1]
+        f = anc.family_forecasts(flat[:p + 1], d[:p + 1], tp, wtf)
+        return np.concatenate([f, _broken_of(flat, d, p, tp)[None]])
+
+    return anc.local_forecast(y[:o + 1], hd, td, H, wtf, family=np.concatenate([fam, br[None]]),
+                              past_family=past).reshape(H, -1)
+
+
 def run(folder, steps):
     sc = orp.scene(folder, H)
     y, flat, d, tr, ref, dd = (sc[k] for k in ("y", "flat", "dates", "tr", "ref", "dd"))
@@ -88,6 +119,8 @@ def run(folder, steps):
         res["broke_share"].append(float((bk[full] > 0).mean()))
         fc = {"local": local, "broken": br, "(local + broken) / 2": 0.5 * (local + br),
               "trajectory_2y": fam[anc.FAMILY_NAMES.index("trajectory_2y")]}
+        if CANDIDATE[0]:
+            fc["local, broken line a candidate"] = local_with_broken(sc, o, br)
         ok = np.isfinite(fam).all((0, 1)) & np.isfinite(ref)
         for f in fc.values():
             ok &= np.isfinite(f).all(0)
@@ -104,8 +137,8 @@ def run(folder, steps):
 if __name__ == "__main__":
     warnings.simplefilter("ignore")
     args = sys.argv[1:]
-    if args and args[0] == "--bma":
-        BMA[0] = True
+    while args and args[0] in ("--bma", "--candidate"):
+        (BMA if args[0] == "--bma" else CANDIDATE)[0] = True
         args = args[1:]
     out, runs = args[0], args[1:]
     got = {}
@@ -118,6 +151,6 @@ if __name__ == "__main__":
         for tn in ("truth", "expected", "mining_truth"):
             print(f"\n{gen} {tn}: median / geo mean / worst over scenes")
             fs = [f for f in got if sel(f) and got[f][tn]]
-            for n in ("local", "broken", "(local + broken) / 2", "trajectory_2y"):
+            for n in next(iter(got.values()))["truth"]:
                 v = np.array([np.mean(got[f][tn][n]) for f in fs])
                 print(f"  {n:24s} {np.median(v):.3f} / {np.exp(np.mean(np.log(v))):.3f} / {v.max():.3f}  (n={len(fs)})")
