@@ -113,9 +113,12 @@ class SampleAtPoints(DeformCastAlgorithm):
 <p>Reads any DeformCast raster (displacement stack, forecast, susceptibility, exceedance probability ...)
 at the points a stack was imported from, so point-product users get results per point.</p>
 <p><b>Raster</b>: the raster to read. <b>Points</b>: the EGMS CSV or point layer given to
-<i>Import InSAR time series</i> (streamed; also <code>file.gpkg|layername=ps</code>).</p>
+<i>Import InSAR time series</i> (streamed; also <code>file.gpkg|layername=ps</code>), or any CSV or point layer
+of points alone: ids and coordinates are enough (CSV: <code>easting, northing</code> in EPSG:3035 or
+<code>longitude, latitude</code> in EPSG:4326).</p>
 <p>Each point gets the value of the grid cell it lies in, i.e. the cell it was averaged into on import.</p>
-<p><b>Output</b>: a CSV with <code>id</code> (EGMS pid, or the row number / feature id), <code>x, y</code>
+<p><b>Output</b>: a CSV (a name ending in .csv) with <code>id</code> (EGMS pid, a CSV's id column, or the row
+number / feature id), <code>x, y</code>
 (the points' own CRS) and one column per raster band, named by the band description (dates for
 forecasts); empty = no value.</p>
 """

@@ -425,7 +425,7 @@ class DeformCastAlgorithm(QgsProcessingAlgorithm):
                 if paths:
                     inputs[name] = paths
         seen: Dict[str, str] = {}
-        for name, p, _ in outputs:
+        for name, p, dest in outputs:
             key = _norm(p)
             for iname, ipaths in inputs.items():
                 for ip in ipaths:
@@ -438,6 +438,18 @@ class DeformCastAlgorithm(QgsProcessingAlgorithm):
                     f"{seen[key]} and {name} are the same file ('{p}'): each output needs its own file name. "
                     f"Give {name} another name.")
             seen[key] = name
+            ext = os.path.splitext(p)[1].lower()
+            if dest.type() == "rasterDestination" and _plain_file(p) and ext not in (".tif", ".tiff"):
+                # GeoTIFF is all DeformCast writes: a '.png' held a GeoTIFF, and its style overwrote the .tif's
+                raise DeformCastError(
+                    f"{name} '{p}': DeformCast writes rasters as GeoTIFF. Give a file name ending in .tif (e.g. "
+                    f"'{os.path.splitext(os.path.basename(p))[0]}.tif'), or convert the result afterwards.")
+            if (dest.type() == "fileDestination" and _plain_file(p) and ext != ".csv"
+                    and "*.csv" in (dest.fileFilter() or "").lower()):
+                # a CSV table written under any name: 'values.tif' held text that GIS programs refuse as a raster
+                raise DeformCastError(
+                    f"{name} '{p}': this output is a CSV table. Give a file name ending in .csv (e.g. "
+                    f"'{os.path.splitext(os.path.basename(p))[0]}.csv').")
         run_params = dict(parameters)
         moves: List[Tuple[str, str]] = []
         for name, p, d in outputs:

@@ -1031,3 +1031,176 @@ def test_the_toolbox_predict_says_when_it_converts_a_slow_layout(run_alg, small,
     ref = _predict(run_alg, plain, small["models"], tmp_path / "p")
     np.testing.assert_array_equal(raster.read_raster(res["OUTPUT_MEDIAN"])[0],
                                   raster.read_raster(ref["OUTPUT_MEDIAN"])[0])
+
+
+# ------------------------------------------------------------------------------------------
+# reliability sweep: outputs not GeoTIFF, complex stacks, members without what a forecast reads, empty samples
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["median.png", "median"])
+def test_raster_outputs_must_be_named_tif(run_alg, small, tmp_path, name):
+    """A raster output named '.png' (or without extension) held a GeoTIFF under that name, and its style
+    'median.qml' overwrote the style of 'median.tif' beside it: refused before anything is written."""
+    msg = _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": small["models"], "DEVICE": "cpu",
+                                        "OUTPUT_MEDIAN": str(tmp_path / name)}, "ending in .tif")
+    assert "OUTPUT_MEDIAN" in msg and "GeoTIFF" in msg and os.listdir(tmp_path) == []
+
+
+def test_a_stack_of_complex_numbers_is_refused(run_alg, small, tmp_path):
+    """Complex bands (interferograms) were read as their real part, without a word: refused, naming the fix."""
+    from osgeo import gdal
+
+    p = str(tmp_path / "ifg.tif")
+    gdal.Translate(p, small["stack"], outputType=gdal.GDT_CFloat32)
+    for alg, out in (("predict", "OUTPUT_MEDIAN"), ("import_timeseries", "OUTPUT")):
+        params = {"INPUT": p, out: str(tmp_path / f"{alg}.tif")}
+        if alg == "predict":
+            params.update(MODEL_FOLDER=small["models"], DEVICE="cpu")
+        msg = _refused(run_alg, alg, params, "complex numbers")
+        assert "Unwrap" in msg and not (tmp_path / f"{alg}.tif").exists()
+
+
+@pytest.mark.parametrize("key", ["normalisation", "data_config"])
+def test_members_without_what_a_forecast_reads_are_refused(run_alg, small, tmp_path, key):
+    """A model.json without its normalisation (or data configuration) stopped predict on an 'unexpected error
+    (KeyError)': now the damaged member is named with the command that re-creates it."""
+    m = _copy_models(small, tmp_path)
+    _set_meta(m / "m01_gru", **{key: None})
+    msg = _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": str(m), "DEVICE": "cpu",
+                                        "OUTPUT_MEDIAN": str(tmp_path / "out" / "a.tif")}, f"it lacks {key}")
+    assert "m01_gru" in msg and "deformcast:train" in msg and "unexpected" not in msg
+    assert not (tmp_path / "out" / "a.tif").exists()
+
+
+def test_sample_at_points_refuses_an_empty_table_and_reads_rotated_grids(run_alg, small, tmp_path, fb):
+    """Points off the raster gave a CSV of ids without one value, and rows skipped for their coordinates were
+    dropped silently: the first is refused (nothing written), the second said. A rotated grid is sampled in the
+    cell that holds each point (the rotation was ignored)."""
+    from deformcast.algorithms.io import sampling
+
+    rows = [["1", "4321000", "3210050", "0", "-1", "-3"], ["2", "abc", "3210050", "0", "-2", "-5"]]
+    pts = _egms(tmp_path / "pts.csv", rows)     # EPSG:3035, far from the stack (EPSG:25832)
+    out = tmp_path / "values.csv"
+    msg = _refused(run_alg, "sample_at_points", {"INPUT": small["stack"], "POINTS": pts, "OUTPUT": str(out)},
+                   "None of the 1 points")
+    assert "stack.tif" in msg and "1 row(s)" in msg and not out.exists() and _leftovers(tmp_path) == []
+    imported = str(tmp_path / "pts.tif")
+    run_alg("import_timeseries", {"INPUT": pts, "CELL_SIZE": 100, "OUTPUT": imported})
+    run_alg("sample_at_points", {"INPUT": imported, "POINTS": pts, "OUTPUT": str(out)}, feedback=fb)
+    assert any("1 row(s)" in w and "line 3" in w for w in fb.warnings), fb.warnings
+    assert out.read_text().splitlines()[1] == "1,4321000.0,3210050.0,0.000,-1.000,-3.000"
+    gt = GRID.geotransform
+    rot = raster.Grid((gt[0], 35.0, 35.0, gt[3], 35.0, -35.0), GRID.crs_wkt, W_, H_)
+    p = raster.write_stack(str(tmp_path / "rot.tif"), small["vals"][:3], DATES[:3], rot)
+    x, y = rot.pixel_centres()
+    got = sampling.sample_grid_at_points(p, np.column_stack([x.ravel(), y.ravel()]), GRID.crs_wkt)
+    np.testing.assert_array_equal(got.T.reshape(3, H_, W_), small["vals"][:3])
+
+
+# ------------------------------------------------------------------------------------------
+# reliability sweep 2: zone and exceedance rasters that are not, points without dates, CSV names, encodings
+# ------------------------------------------------------------------------------------------
+def test_residual_zones_must_be_one_band_of_zone_codes(run_alg, small, maps, scene, tmp_path):
+    """The 60-band stack as ZONES was read as zones by its first band (all 0: one 'outside' row), a map of values
+    by its rounded values: both refused, naming the fix. One band of codes (uint8 as synthetic_scenario writes
+    them, or whole-numbered floats) still works; the train/backtest ZONES too."""
+    from osgeo import gdal
+
+    from deformcast.algorithms.maps import backtest, residuals
+
+    params = {"FORECAST": maps["median"], "OBSERVED": maps["median"], "N_PERMUTATIONS": 0,
+              "OUTPUT_RESIDUALS": str(tmp_path / "res.tif")}
+    msg = _refused(run_alg, "residuals", dict(params, ZONES=small["stack"]), "has 60 bands")
+    assert "zones.tif of synthetic_scenario" in msg and "ZONE_FIELD" in msg and not (tmp_path / "res.tif").exists()
+    _refused(run_alg, "residuals", dict(params, ZONES=maps["unc"]["OUTPUT_DEFORMATION"]), "not whole numbers")
+    codes = np.zeros((H_, W_), np.float32)
+    codes[:3] = 1
+    codes[5:, 4:] = 2
+    z_u8 = raster.write_raster(str(tmp_path / "z_u8.tif"), codes, GRID, dtype="uint8")
+    z_f = raster.write_raster(str(tmp_path / "z_f.tif"), np.where(codes == 2, np.nan, codes), GRID)
+    for z in (z_u8, z_f):
+        run_alg("residuals", dict(params, ZONES=z, OUTPUT_RESIDUALS=str(tmp_path / f"r_{os.path.basename(z)}")))
+    sz, sgrid = scene["zones"], raster.open_raster(scene["zones"])[1]
+    zarr, names = residuals.zones_array(sz, sgrid)   # the synthetic scene's own zone raster
+    assert zarr.shape == (sgrid.height, sgrid.width) and set(names) >= set(np.unique(zarr)) - {0}
+    assert backtest._zones(sz, sgrid)[0].shape == zarr.shape
+    with pytest.raises(residuals.DeformCastError, match="has 60 bands"):
+        backtest._zones(small["stack"], GRID)
+    assert gdal.Open(sz).RasterCount == 1
+
+
+def test_zoning_refuses_an_exceedance_raster_that_holds_no_probabilities(run_alg, small, maps, tmp_path):
+    """The stack as EXCEEDANCE passed (its band 1 is all 0, a valid probability): refused by its dated band, and
+    without dates by a band outside 0..1; another output of 'uncertainty' (confidence, also 0..1) by its band
+    description. OUTPUT_EXCEEDANCE with any EXCEEDANCE_BAND still works."""
+    ref = maps["unc"]
+    base = {"SUSCEPTIBILITY": ref["OUTPUT_SUSCEPTIBILITY"], "SPREAD": ref["OUTPUT_SPREAD"],
+            "OUTPUT_TIERS": str(tmp_path / "tiers.tif")}
+    msg = _refused(run_alg, "zoning", dict(base, EXCEEDANCE=small["stack"]), "band 1 is the date 2020-01-01")
+    assert "OUTPUT_EXCEEDANCE raster of 'uncertainty'" in msg and not (tmp_path / "tiers.tif").exists()
+    undated = raster.write_raster(str(tmp_path / "undated.tif"), small["vals"][:5], GRID)
+    _refused(run_alg, "zoning", dict(base, EXCEEDANCE=undated), r"band 2 holds values from .* not probabilities")
+    _refused(run_alg, "zoning", dict(base, EXCEEDANCE=ref["OUTPUT_CONFIDENCE"]),
+             "another output of 'uncertainty' .*classification confidence")
+    for b in (1, 2):
+        run_alg("zoning", dict(base, EXCEEDANCE=ref["OUTPUT_EXCEEDANCE"], EXCEEDANCE_BAND=b,
+                               OUTPUT_TIERS=str(tmp_path / f"t{b}.tif")))
+
+
+@pytest.mark.parametrize("head", [["pid", "easting", "northing"], ["id", "easting", "northing"]])
+def test_sample_at_points_reads_points_without_dates(run_alg, tmp_path, head):
+    """Sampling needs ids and coordinates only: a CSV without date columns was refused ('No date columns
+    found'). Its values equal those sampled with the EGMS CSV the raster was imported from."""
+    rows = [["7", "4321000", "3210050", "0", "-1", "-3"], ["9", "4321150", "3210050", "0", "-2", "-5"]]
+    egms = _egms(tmp_path / "egms.csv", rows)
+    imported = str(tmp_path / "pts.tif")
+    run_alg("import_timeseries", {"INPUT": egms, "CELL_SIZE": 100, "OUTPUT": imported})
+    bare = tmp_path / "bare.csv"
+    bare.write_text(",".join(head) + "\n" + "".join(",".join(r[:3]) + "\n" for r in rows))
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    run_alg("sample_at_points", {"INPUT": imported, "POINTS": egms, "OUTPUT": str(a)})
+    run_alg("sample_at_points", {"INPUT": imported, "POINTS": str(bare), "OUTPUT": str(b)})
+    assert a.read_text() == b.read_text()
+    assert [ln.split(",")[0] for ln in b.read_text().splitlines()[1:]] == ["7", "9"]
+
+
+def test_sample_at_points_reads_a_point_layer_without_date_fields(run_alg, small, tmp_path):
+    from osgeo import ogr, osr
+
+    srs = osr.SpatialReference()
+    srs.ImportFromWkt(GRID.crs_wkt)
+    p = str(tmp_path / "pts.gpkg")
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(p)
+    lyr = ds.CreateLayer("pts", srs, ogr.wkbPoint)
+    lyr.CreateField(ogr.FieldDefn("name", ogr.OFTString))
+    x0, y0 = GRID.geotransform[0], GRID.geotransform[3]
+    f = ogr.Feature(lyr.GetLayerDefn())
+    f.SetField("name", "a")
+    f.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({x0 + 75} {y0 - 125})"))   # column 1, row 2
+    lyr.CreateFeature(f)
+    ds = lyr = f = None
+    out = tmp_path / "v.csv"
+    run_alg("sample_at_points", {"INPUT": small["stack"], "POINTS": p, "OUTPUT": str(out)})
+    got = [float(v) for v in out.read_text().splitlines()[1].split(",")[3:]]
+    np.testing.assert_allclose(got, small["vals"][:, 2, 1], atol=5e-4)
+
+
+@pytest.mark.parametrize("name", ["values.tif", "values"])
+def test_csv_outputs_must_be_named_csv(run_alg, small, tmp_path, name):
+    """sample_at_points wrote its CSV table under 'values.tif': refused before anything is written."""
+    pts = _egms(tmp_path / "pts.csv", [["1", "4321000", "3210050", "0", "-1", "-3"]])
+    out = tmp_path / "out"
+    out.mkdir()
+    msg = _refused(run_alg, "sample_at_points", {"INPUT": small["stack"], "POINTS": pts, "OUTPUT": str(out / name)},
+                   "ending in .csv")
+    assert "OUTPUT" in msg and "'values.csv'" in msg and os.listdir(out) == []
+
+
+def test_members_with_unknown_encodings_are_refused(run_alg, small, tmp_path):
+    """encodings ["bogus"] in a model.json was accepted without a word: refused with the valid names and the
+    command that re-creates the model."""
+    m = _copy_models(small, tmp_path)
+    _set_meta(m / "m00_gru", encodings=["temporal", "bogus"])
+    msg = _refused(run_alg, "predict", {"INPUT": small["stack"], "MODEL_FOLDER": str(m), "DEVICE": "cpu",
+                                        "OUTPUT_MEDIAN": str(tmp_path / "out" / "a.tif")}, "encodings names 'bogus'")
+    assert "m00_gru" in msg and "temporal" in msg and "deformcast:train" in msg
+    assert not (tmp_path / "out" / "a.tif").exists()

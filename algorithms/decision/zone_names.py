@@ -1,7 +1,12 @@
 """Names of the values of a zone (class) raster, so reports say "Mining subsidence bowl", not "zone 1"."""
 from __future__ import annotations
 
+import os
 from typing import Dict
+
+import numpy as np
+
+from ..errors import DeformCastError
 
 
 def raster_zone_names(ds, path: str) -> Dict[int, str]:
@@ -34,3 +39,19 @@ def raster_zone_names(ds, path: str) -> Dict[int, str]:
     from ..io.styles import palette_labels, sidecar_path
 
     return palette_labels(sidecar_path(path)) or names
+
+
+def check_zone_codes(ds, band1: np.ndarray, path: str, param: str = "ZONES", polygons: bool = True) -> None:
+    """Refuse a raster that is not one band of zone codes (whole numbers, NaN = none): a displacement stack or
+    forecast given as zones was read as zones by the rounded values of its first band."""
+    fix = ("Give a one-band raster of integer zone codes (e.g. the zones.tif of synthetic_scenario)"
+           + (", or polygons with ZONE_FIELD." if polygons else "."))
+    name = os.path.basename(str(path))
+    if ds.RasterCount != 1:
+        raise DeformCastError(f"{param} '{name}' has {ds.RasterCount} bands, but a zone raster is one band of "
+                              f"zone codes (is it a displacement stack or a forecast?). {fix}")
+    v = band1[np.isfinite(band1)]
+    frac = v[v != np.round(v)]
+    if frac.size:
+        raise DeformCastError(f"{param} '{name}' holds values that are not whole numbers (e.g. {float(frac[0]):g}), "
+                              f"but zones are integer codes (is it a map of values, not of zones?). {fix}")

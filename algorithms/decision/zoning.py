@@ -71,6 +71,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -79,7 +80,7 @@ import numpy as np
 from ..io.crs import pixel_area  # noqa: F401 - part of the zoning API (one area rule)
 from ..errors import DeformCastError, warn
 from ..progress import Progress, silent
-from ..io.raster import Grid, crs_equal, open_raster, read_band, write_raster
+from ..io.raster import Grid, crs_equal, open_raster, parse_date, read_band, write_raster
 from ..io import styles
 # the differential-movement rule (re-exported: zoning.step_statistics etc. stay valid)
 from .discontinuities import (DISCONTINUITY_ACTION, STEP_HALF_LENGTH, STEP_HALF_WIDTH, STEP_NOISE_FLOOR_MM,  # noqa: F401 - re-exported
@@ -193,6 +194,30 @@ def _read1(path: str, band: int, what: str, to_mm: bool = False):
     return a, grid, ds
 
 
+_EXCEED_FIX = ("Give the OUTPUT_EXCEEDANCE raster of 'uncertainty' (one band 'P(... >= t mm)' per threshold) and "
+               "pick the threshold with EXCEEDANCE_BAND.")
+
+
+def _check_exceedance(ds, p: np.ndarray, band: int, path: str) -> None:
+    """Refuse an EXCEEDANCE raster that holds no probabilities: a dated band (a stack or forecast), another
+    output of 'uncertainty', or values outside 0..1 in any band (a stack's first band, all 0, passed alone)."""
+    name = os.path.basename(str(path))
+    desc = (ds.GetRasterBand(band).GetDescription() or "").strip()
+    if parse_date(desc) is not None:
+        raise DeformCastError(f"EXCEEDANCE '{name}': band {band} is the date {desc}, so it is a displacement stack "
+                              f"or forecast, not exceedance probabilities. {_EXCEED_FIX}")
+    if (ds.GetMetadata() or {}).get("DEFORMCAST_CLASS_LIMITS") and not re.match(r"P\(.* >= .*\)", desc):
+        raise DeformCastError(f"EXCEEDANCE '{name}' is another output of 'uncertainty' (band {band}: "
+                              f"'{desc}'), not its exceedance probabilities. {_EXCEED_FIX}")
+    for b in [band] + [k for k in range(1, ds.RasterCount + 1) if k != band]:
+        a = p if b == band else read_band(ds.GetRasterBand(b))
+        if np.isfinite(a).any() and (np.nanmin(a) < -1e-6 or np.nanmax(a) > 1 + 1e-6):
+            raise DeformCastError(
+                f"EXCEEDANCE '{name}': band {b} holds values from {float(np.nanmin(a)):.4g} to "
+                f"{float(np.nanmax(a)):.4g}, not probabilities (0..1); every band of an exceedance raster is one. "
+                + _EXCEED_FIX)
+
+
 def _n_classes_of(ds, arr) -> int:
     md = ds.GetMetadata() or {}
     lim = md.get("DEFORMCAST_CLASS_LIMITS")
@@ -273,7 +298,8 @@ def run_zoning(susceptibility: str, uncertainty: str, exceedance: str,
     n_classes = _n_classes_of(sds, s)
     u, ug, _ = _read1(uncertainty, 1, "The uncertainty layer (SPREAD/AMBIGUITY)",
                      to_mm=uncertainty_type == "spread")
-    p, pg, _ = _read1(exceedance, int(exceedance_band), "EXCEEDANCE")
+    p, pg, pds = _read1(exceedance, int(exceedance_band), "EXCEEDANCE")
+    _check_exceedance(pds, p, int(exceedance_band), exceedance)
     layers = [("the uncertainty layer", ug), ("EXCEEDANCE", pg)]
     hz = None
     if hotspots:
@@ -305,9 +331,6 @@ def run_zoning(susceptibility: str, uncertainty: str, exceedance: str,
     if uncertainty_type == "ambiguity" and np.nanmax(u) > 1.0 + 1e-6:
         raise DeformCastError("UNCERTAINTY_TYPE is 'ambiguity' but the layer has values above 1: it looks like a "
                               "spread layer (mm). Set UNCERTAINTY_TYPE to 'spread'.")
-    if np.isfinite(p).any() and (np.nanmin(p) < -1e-6 or np.nanmax(p) > 1 + 1e-6):
-        raise DeformCastError("EXCEEDANCE values are not probabilities (0..1). Give OUTPUT_EXCEEDANCE of "
-                              "'uncertainty' and pick the threshold with EXCEEDANCE_BAND.")
     rules = parse_rules(rules, n_classes)
     if rules["uncertainty_max"] is None:
         if uncertainty_type == "ambiguity":

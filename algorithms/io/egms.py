@@ -30,6 +30,7 @@ from .points import PointSource, date_columns, ordered_dates, undated_columns, u
 EGMS_EPSG = 3035
 _NA_STRINGS = {"", "na", "nan", "null", "none", "-", "n/a"}
 _DECIMAL_COMMA = re.compile(r"^[-+]?\d+,\d+$")
+_NO_DATES = np.array([], dtype="datetime64[D]")
 
 
 class _CountingLines:
@@ -73,9 +74,10 @@ class CsvPointSource(PointSource):
     def chunks(self, with_values=True, progress=None, with_ids=False):
         T = len(self.date_idx)
         low = [c.lower() for c in self.columns]
-        ipid = low.index("pid") if "pid" in low else None
+        ipid = next((low.index(k) for k in ("pid", "id") if k in low), None)
         ids: List[str] = []
-        get_vals = operator.itemgetter(*self.date_idx) if T > 1 else (lambda r, i=self.date_idx[0]: (r[i],))
+        get_vals = (operator.itemgetter(*self.date_idx) if T > 1 else
+                    (lambda r, i=self.date_idx[0]: (r[i],)) if T else (lambda r: ()))
         ix, iy = self.ix, self.iy
         ncol = len(self.columns)
         zf, fh = self._open()
@@ -162,12 +164,14 @@ def _csv_member(path: str) -> Tuple[Optional[str], int]:
         return members[0].filename, members[0].file_size
 
 
-def read_egms_csv(path: str, progress=None, chunk_rows: int = 2000, units: str = "mm") -> CsvPointSource:
+def read_egms_csv(path: str, progress=None, chunk_rows: int = 2000, units: str = "mm",
+                  need_dates: bool = True) -> CsvPointSource:
     """Open an EGMS L2a/L2b/L3 CSV (or a zip holding one) for streaming.
 
     Reads only the header here; the rows are read chunk by chunk by ``.chunks()`` (and by
     :func:`grid_points`). Coordinates: ``easting/northing`` (EPSG:3035) when present, else
     ``longitude/latitude`` (EPSG:4326). Values in ``units`` (EGMS: mm) are converted to mm.
+    ``need_dates=False``: a file of points only (ids and coordinates, no date columns) is read too.
     """
     path = str(path)
     if not os.path.isfile(path):
@@ -202,7 +206,7 @@ def read_egms_csv(path: str, progress=None, chunk_rows: int = 2000, units: str =
     # ';'-separated files from European locales write decimal commas ("4321000,5")
     decimal_comma = delim != "," and any(_DECIMAL_COMMA.match(f.strip()) for r in sample for f in r)
     dcols = date_columns(names)
-    cols, dates = ordered_dates(dcols, f"'{os.path.basename(path)}'")
+    cols, dates = ordered_dates(dcols, f"'{os.path.basename(path)}'") if dcols or need_dates else ([], _NO_DATES)
     undated = undated_columns(names, [c[0] for c in dcols], sample, decimal_comma)
     lon = next((a for a in LON_ALIASES if a in low), None)
     if "easting" in low and "northing" in low:

@@ -241,8 +241,10 @@ def split_source(path: str, layer=None):
     return p, layer
 
 
-def read_point_layer(path: str, units: str = "mm", layer=None, chunk_rows: int = 2000) -> OgrPointSource:
-    """Open a point layer (any OGR source) whose date fields hold displacement in ``units``."""
+def read_point_layer(path: str, units: str = "mm", layer=None, chunk_rows: int = 2000,
+                     need_dates: bool = True) -> OgrPointSource:
+    """Open a point layer (any OGR source) whose date fields hold displacement in ``units``
+    (``need_dates=False``: a layer of points only, without date fields, too)."""
     ogr = ogr_lib()
     p, layer = split_source(path, layer)
     if not os.path.exists(p) and not p.startswith("/vsi"):
@@ -265,7 +267,10 @@ def read_point_layer(path: str, units: str = "mm", layer=None, chunk_rows: int =
     defn = lyr.GetLayerDefn()
     names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     dcols = date_columns(names)
-    cols, dates = ordered_dates(dcols, f"layer '{lyr.GetName()}' of '{os.path.basename(p)}'")
+    if dcols or need_dates:
+        cols, dates = ordered_dates(dcols, f"layer '{lyr.GetName()}' of '{os.path.basename(p)}'")
+    else:
+        cols, dates = [], np.array([], dtype="datetime64[D]")
     undated = undated_columns(names, [c[0] for c in dcols])
     srs = lyr.GetSpatialRef()
     if srs is None:

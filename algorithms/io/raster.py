@@ -193,6 +193,12 @@ def open_stack(path: str, dates=None, convert: bool = True, progress=None) -> St
     n = ds.RasterCount
     if n < 1:
         raise DeformCastError(f"'{path}' has no raster bands.")
+    cplx = next((b for b in range(n) if gdal.DataTypeIsComplex(ds.GetRasterBand(b + 1).DataType)), None)
+    if cplx is not None:   # reading them as real drops the imaginary part: a silently wrong stack
+        raise DeformCastError(
+            f"Band {cplx + 1} of '{os.path.basename(str(path))}' holds complex numbers (e.g. interferograms or "
+            "wrapped phase), not displacement. Unwrap and convert the phase to displacement in mm first (e.g. MintPy "
+            "or LiCSBAS, then import their time series), and give that stack.")
     grid = Grid(tuple(ds.GetGeoTransform()), ds.GetProjection() or "", ds.RasterXSize, ds.RasterYSize)
     explicit = parse_dates_param(dates)
     if explicit is not None:

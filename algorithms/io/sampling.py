@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import DeformCastError
+from ..errors import DeformCastError, warn
 from .raster import _gdal, read_band
 from .crs import transformer
 from .egms import read_egms_csv
@@ -48,10 +48,10 @@ class _Sampler:
         tr = transformer(crs_wkt, self.wkt) if self.wkt and crs_wkt else None
         if tr is not None:
             xy = tr(xy)
-        gt = self.gt
+        inv = _gdal().InvGeoTransform(self.gt)   # a rotated or sheared grid too
         with np.errstate(invalid="ignore"):
-            col = np.floor((xy[:, 0] - gt[0]) / gt[1])
-            row = np.floor((xy[:, 1] - gt[3]) / gt[5])
+            col = np.floor(inv[0] + inv[1] * xy[:, 0] + inv[2] * xy[:, 1])
+            row = np.floor(inv[3] + inv[4] * xy[:, 0] + inv[5] * xy[:, 1])
         inside = np.isfinite(col) & np.isfinite(row) & (col >= 0) & (col < self.W) & (row >= 0) & (row < self.H)
         out = np.full((xy.shape[0], self.data.shape[0]), np.nan, np.float32)
         r, c = row[inside].astype(np.int64), col[inside].astype(np.int64)
@@ -73,7 +73,8 @@ def sample_points_to_csv(raster_path: str, points_input: str, output_csv: str, l
     """Results back on the user's points: a CSV with ``id, x, y`` and one column per raster band.
 
     ``points_input`` is the point file the stack was imported from (EGMS CSV or any point layer);
-    it is streamed. ``id`` is the CSV's ``pid`` (or the row number) or the layer's feature id;
+    it is streamed; a file of points only (no date columns) serves too. ``id`` is the CSV's ``pid`` (or ``id``,
+    else the row number) or the layer's feature id;
     ``x, y`` are in the points' own CRS; band columns are named by the band descriptions (dates
     for forecasts) and hold the value of the cell containing the point (empty = no value).
     Written to ``<output>.part`` and renamed when complete.
@@ -83,9 +84,9 @@ def sample_points_to_csv(raster_path: str, points_input: str, output_csv: str, l
     progress = progress or Progress()
     fmt = detect_format(str(points_input))
     if fmt == "csv":
-        src = read_egms_csv(str(points_input))
+        src = read_egms_csv(str(points_input), need_dates=False)   # ids and coordinates are all it reads
     elif fmt == "vector":
-        src = read_point_layer(str(points_input), layer=layer)
+        src = read_point_layer(str(points_input), layer=layer, need_dates=False)
     else:
         raise DeformCastError(f"'{os.path.basename(str(points_input))}' is not a point file (EGMS CSV or a "
                               "point layer); give the points the stack was imported from.")
@@ -105,6 +106,16 @@ def sample_points_to_csv(raster_path: str, points_input: str, output_csv: str, l
                 for i, (x, y), row in zip(ids, xy, vals):
                     w.writerow([i, repr(float(x)), repr(float(y))]
                                + ["" if not np.isfinite(v) else f"{v:.3f}" for v in row])
+        skipped = src.skipped_message()
+        if n_valid == 0:   # an empty table would look like a complete result
+            raise DeformCastError(
+                (f"None of the {n} points of '{os.path.basename(str(points_input))}' lies on a cell with a value "
+                 f"of '{os.path.basename(str(raster_path))}'. Give the points the raster was made from (the same "
+                 "area; their CRS is converted), or a raster that covers them." if n else
+                 f"'{os.path.basename(str(points_input))}' holds no points with coordinates.")
+                + (" " + skipped if skipped else ""))
+        if skipped:
+            warn(skipped)
         os.replace(tmp, output_csv)
     finally:
         if os.path.exists(tmp):

@@ -205,8 +205,11 @@ def _truth_bands(truth_path: str, grid, names: Sequence[str]):
 
 
 def _zones(zones_path: str, grid):
+    from ..decision.zone_names import check_zone_codes
     from ..io.styles import palette_labels, sidecar_path
 
+    ds, _ = raster.open_raster(zones_path, "ZONES")
+    check_zone_codes(ds, raster.read_band(ds.GetRasterBand(1)), zones_path, polygons=False)
     z, zg, _ = raster.read_raster(zones_path)
     if not zg.same_as(grid):
         raise DeformCastError("The ZONES raster must be on the grid of INPUT (same size, extent and CRS).")

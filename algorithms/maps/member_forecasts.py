@@ -27,6 +27,12 @@ def load_members(model_folder: str, members=None, device: str = "cpu", info=None
     stack's, from its epochs up to ``end`` (the forecast origin; :func:`date_weights.bind`)."""
     paths = member_selection(model_folder, members)
     loaded = [modelio.load_model(p, device=device) for p in paths]
+    for m in loaded:   # what a forecast reads besides the weights (a bare KeyError before)
+        lacking = [k for k in ("normalisation", "data_config") if not isinstance(m.meta.get(k), dict)]
+        if lacking:
+            raise DeformCastError(f"'{os.path.join(m.folder, modelio.MODEL_JSON)}' is damaged: it lacks "
+                                  f"{', '.join(lacking)}, which a forecast needs. "
+                                  + modelio.recreate_hint(m.meta, m.folder))
     horizons = {int(m.meta["horizon"]) for m in loaded}
     if len(horizons) != 1:
         raise DeformCastError("The members forecast different horizons (" + ", ".join(map(str, sorted(horizons)))

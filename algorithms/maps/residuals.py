@@ -271,9 +271,11 @@ def zones_array(zones: Optional[str], grid: Grid, zone_field: Optional[str] = No
                                   "Resample it to the forecast grid (e.g. GDAL Warp with the same extent and "
                                   "cell size), or give the zones as polygons.")
         a = _read(rds, 0)
+        from ..decision.zone_names import check_zone_codes, raster_zone_names
+
+        check_zone_codes(rds, a, path)
         z = np.where(np.isfinite(a), np.round(a), 0).astype(np.int64)
         z[z < 0] = 0
-        from ..decision.zone_names import raster_zone_names
 
         named = raster_zone_names(rds, path)
         names = {int(k): named.get(int(k), f"zone {int(k)}") for k in np.unique(z) if k > 0}

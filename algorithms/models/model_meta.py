@@ -49,6 +49,13 @@ def meta_problem(meta: Dict[str, Any]) -> str:
     enc = meta.get("encodings")
     if enc is not None and (not isinstance(enc, list) or not all(isinstance(e, str) for e in enc)):
         return f"encodings is {enc!r}, not a list of names"
+    if enc:
+        from ..data.features import ENCODINGS
+
+        bad = [e for e in enc if e.strip().lower() not in ENCODINGS]
+        if bad:   # features built differently from training: a silently wrong forecast
+            return (f"encodings names {', '.join(repr(b) for b in bad)}, which DeformCast does not know "
+                    f"(valid: {', '.join(ENCODINGS)})")
     fn = meta.get("feature_names")
     if fn is not None and (not isinstance(fn, list) or not all(isinstance(e, str) for e in fn)):
         return f"feature_names is {fn!r}, not a list of names"
