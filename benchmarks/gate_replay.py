@@ -119,6 +119,7 @@ def replay(folder: str, cache: str, seed: int, variants=None, points=None) -> di
             ("session9", None, meds.get, {"LOCAL_GUIDED": False, "LOCAL_BOX": 9, "LOCAL_EXTRA": SESSION9_EXTRA,
                                           "step_detect.STEP_HALF_PIXEL": 8}),
             ("power4", None, meds.get, {"LOCAL_POWER": 4.0}),
+            ("no_season", None, meds.get, {"LOCAL_SEASON_ORIGINS": 0}),
             ("inverse_mse", None, meds.get, {"LOCAL_BLEND": "inverse_mse"}),
             ("session4", [e - 15 - 5 * j for j in range(4)], meds.get, {}),
             ("recent3", [e - 15, e - 10, e - 5], meds.get, {}), ("all6", [e - k for k in PAST], meds.get, {}),

@@ -468,3 +468,48 @@ def test_scattered_points_get_the_local_forecast_of_their_own_record():
     for r, c in pts:
         alone = A.local_forecast(y[:, r:r + 1, c:c + 1], DATES, td, 8)[:, 0, 0]
         np.testing.assert_allclose(got[:, r, c], alone, rtol=1e-9, atol=1e-9)
+
+
+def test_the_season_origin_is_a_year_back_and_scores_the_candidates_not_the_ensemble(monkeypatch):
+    """Session 32: the classical candidates' local track record also scores them from the acquisition nearest to a
+    year before the origin (the season a half-year forecast covers); only where its whole lead lies in the history,
+    its date is near a year back and it has 10 epochs of history. The ensemble's record keeps the recent origins:
+    its training windows held the older targets. Off by default (measured, not taken): none then."""
+    d12 = np.datetime64("2018-01-03") + np.arange(150) * 12
+    assert A.LOCAL_SEASON_ORIGINS == 0 and A.season_origins(d12, 149, 15) == []
+    monkeypatch.setattr(A, "LOCAL_SEASON_ORIGINS", 1)
+    assert A.season_origins(d12, 149, 15) == [119]                 # 360 days back (372 days is farther)
+    d6 = np.datetime64("2018-01-03") + np.arange(300) * 6
+    assert A.season_origins(d6, 299, 15) == [238]                  # 366 days back
+    assert A.season_origins(d12, 40, 15) == [10]                   # 10 epochs of history before it: enough
+    assert A.season_origins(d12, 38, 15) == []                     # 8: too few
+    assert A.season_origins(d12, 40, 35) == []                     # its lead would reach past the forecast origin
+    gap = np.concatenate([d12[:100], d12[130:]])                   # no acquisition within 60 days of a year back
+    assert A.season_origins(gap, gap.size - 1, 15) == []
+    monkeypatch.setattr(A, "LOCAL_SEASON_ORIGINS", 2)
+    assert A.season_origins(d12, 149, 15) == [114, 119]            # the second a spacing (15 // 3) further back
+    monkeypatch.setattr(A, "LOCAL_SEASON_ORIGINS", 1)
+
+    rng = np.random.default_rng(3)
+    T, R, Cc, L = 130, 4, 5, 8
+    t = years_between(DATES, DATES[0])
+    y = (-8.0 * t + 4.0 * np.sin(2 * np.pi * t))[:, None, None] + rng.normal(0, 1.0, (T, R, Cc))
+    td = DATES[-1] + np.arange(1, L + 1) * 12
+    e = T - 1
+    recent = A.local_origins(e, L)
+    season = A.season_origins(DATES[:T], e, L)
+    assert season == [e - 30] and not set(season) & set(recent)
+    got = A.local_forecast(y, DATES[:T], td, L)
+    np.testing.assert_allclose(got, A.local_forecast(y, DATES[:T], td, L, origins=recent + season), atol=1e-12)
+    assert np.abs(got - A.local_forecast(y, DATES[:T], td, L, origins=recent)).max() > 1e-6   # it does weigh
+    asked = []
+
+    def past(o):
+        asked.append(o)
+        return A.local_forecast(y[:o + 1], DATES[:o + 1], DATES[o + 1:o + L + 1], L).reshape(L, -1)
+
+    A.local_forecast(y, DATES[:T], td, L, ensemble=(got.reshape(L, -1), past))
+    assert sorted(set(asked)) == sorted(recent)                     # the ensemble's record: the recent origins only
+    monkeypatch.setattr(A, "LOCAL_SEASON_ORIGINS", 0)               # off (the default): the record of sessions 4-31
+    np.testing.assert_allclose(A.local_forecast(y, DATES[:T], td, L),
+                               A.local_forecast(y, DATES[:T], td, L, origins=recent), atol=1e-12)

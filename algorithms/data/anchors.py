@@ -51,6 +51,7 @@ velocity of the last year minus the all-history velocity, in mm/yr.
 """
 from __future__ import annotations
 
+import os
 from typing import List, Optional
 
 import numpy as np
@@ -192,6 +193,11 @@ def check_weights(weights, horizon: int) -> np.ndarray:
 #: (``LOCAL_GUIDED``) a wider box no longer mixes regimes, and 15 measured best of 9, 15 and 21 over 75
 #: replayed scenes (mean 0.9101 -> 0.9073 of the best classical forecast; docs/skill.md)
 LOCAL_ORIGINS, LOCAL_BOX, LOCAL_POWER = 4, 15, 2.0
+#: origins about a year back in the classical candidates' local track record (:func:`season_origins`, session 32):
+#: 0, none (as in sessions 4-31): measured and not taken (the classical ``local`` forecast gained on both generators
+#: over 48 replayed scenes, the delivered forecast over six origins of ten fresh scenes did not: docs/skill.md,
+#: "Session 32"). ``DEFORMCAST_SEASON_ORIGINS`` sets it for experiments, processes started by a run included.
+LOCAL_SEASON_ORIGINS = int(os.environ.get("DEFORMCAST_SEASON_ORIGINS", "0"))
 #: the ensemble's weight in the local blend: "least_squares" (:func:`track_record.blend_weight`, session 9) or
 #: "inverse_mse" (``m_E^-p / (m_E^-p + m_F^-p)``, sessions 4-8; kept for benchmarks/gate_replay.py)
 LOCAL_BLEND = "least_squares"
@@ -248,6 +254,36 @@ def local_origins(e: int, lead: int) -> List[int]:
     return [o for o in (e - L - S + j * S for j in range(LOCAL_ORIGINS)) if 10 <= o < e]
 
 
+def season_origins(dates, e: int, lead: int) -> List[int]:
+    """The origins about a year before ``e`` whose ``lead`` targets fall in the season the forecast from ``e``
+    covers (:data:`LOCAL_SEASON_ORIGINS` of them, :func:`local_spacing` apart, the first the acquisition nearest to
+    one year before ``e``); only origins whose whole lead the history up to ``e`` holds, whose date lies within a
+    spacing of its place in the year and that have at least 10 epochs of history. The classical candidates' local
+    track record scores these beside :func:`local_origins` (not the ensemble's: its training windows held their
+    targets).
+
+    Why (session 32, docs/skill.md): the last origins score the candidates on the half year before the forecast
+    origin, the opposite phase of an annual cycle to a half-year forecast, so a candidate that follows the last
+    half year's seasonal slope looks best just before the season turns. On a scene of the second generator whose
+    future was a summer (seed 35) ``local`` scored 1.52 of the best family member; with the origin a year back,
+    1.30. Off by default (:data:`LOCAL_SEASON_ORIGINS`): the delivered forecast did not gain."""
+    if LOCAL_SEASON_ORIGINS <= 0:
+        return []
+    d = np.asarray(dates, dtype="datetime64[D]")
+    e, L = int(e), int(lead)
+    if e < 1 or e >= d.size:
+        return []
+    S = local_spacing(L)
+    step = float(np.median(np.diff(d[: e + 1]).astype(np.float64))) if e >= 1 else 0.0
+    out = []
+    for j in range(LOCAL_SEASON_ORIGINS):
+        want = d[e] - np.timedelta64(int(round(365.25 + j * S * step)), "D")
+        o = int(np.argmin(np.abs((d[: e + 1] - want).astype(np.int64))))
+        if 10 <= o and o + L <= e and abs(int((d[o] - want).astype(np.int64))) <= max(1.0, S * step):
+            out.append(o)
+    return sorted(set(out))
+
+
 def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_function=None,
                    family: Optional[np.ndarray] = None, ensemble=None, past_family=None, origins=None,
                    prior_sums=None, sums_only: bool = False, memo: Optional[dict] = None):
@@ -297,7 +333,11 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         family = family_chunks(flat, d, target_dates, time_function, tuple(FAMILY) + tuple(LOCAL_EXTRA))
     elif LOCAL_EXTRA:
         family = np.concatenate([family, family_forecasts(flat, d, target_dates, time_function, LOCAL_EXTRA)])
-    origins = local_origins(e, L) if origins is None else [int(o) for o in origins]
+    default = origins is None
+    origins = local_origins(e, L) if default else [int(o) for o in origins]
+    # the candidates' record also holds the origins a year back (the season the forecast covers); the ensemble's
+    # record below keeps the recent origins only
+    fam_origins = origins + [o for o in (season_origins(d, e, L) if default else []) if o not in origins]
 
     def fitted_from(o, members=FAMILY):
         return family_forecasts(flat[:o + 1], d[:o + 1], d[o + 1:o + L + 1], time_function, members)
@@ -315,7 +355,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     C = len(FAMILY) + len(LOCAL_EXTRA) if fresh else family.shape[0]
     Hh = np.size(target_dates)
     tw = target_weights(time_function, d)
-    err = record(flat, L, origins, past_family, tw, errors=None if cache is None else cache.errors)
+    err = record(flat, L, fam_origins, past_family, tw, errors=None if cache is None else cache.errors)
     if err is None:
         if sums_only:
             return np.zeros(R * Wd), np.zeros(R * Wd)

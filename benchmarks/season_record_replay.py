@@ -1,0 +1,131 @@
+"""The local track record's season (session 32, docs/skill.md): the ``local`` classical forecast with its shipped
+record (four origins within the last horizon, scored on the epochs up to the forecast origin) against records that
+also hold origins about a year back, whose targets fall in the same season as the forecast's, replayed like
+``combination_replay.py`` from several origins of each scene, classical forecasts only (no run's members needed).
+
+Why: at a 15-epoch horizon of 12-day acquisitions the shipped record judges the candidates on the half year before
+the origin, the opposite phase of an annual cycle to the half year it forecasts. On the second generator's seed 35
+(session 32) ``local`` scored 6.17 mm in its mining zone and 3.13 mm in its background against 2.55 and 2.19 for
+the best trajectory fits; the future was a summer with a 5.5 mm seasonal amplitude.
+
+``scenes`` are folders holding ``scene/stack.tif`` and ``scene/truth.tif`` (``bench_skill.py`` runs, or scenes
+written with ``--make``). Ratios to the best ordinary family member chosen in hindsight at each origin, against the
+truth and the expected observation; the mean over origins per scene, then median / geometric mean / worst.
+
+Usage::
+
+    .venv/bin/python benchmarks/season_record_replay.py --make ours:200-209 ind:100-109 --root build/srr
+    .venv/bin/python benchmarks/season_record_replay.py --out build/srr.json build/srr/*/seed_*
+"""
+import argparse
+import json
+import os
+import sys
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import ensure_pkg  # noqa: E402
+
+ensure_pkg()
+from deformcast.algorithms.data import anchors as anc, step_detect  # noqa: E402
+from deformcast.algorithms.data.baselines import TimeFunction  # noqa: E402
+from deformcast.algorithms.io import raster  # noqa: E402
+
+H = 15
+YEAR = 30      # epochs of 12 days in a year (365.25 / 12 = 30.4)
+
+
+def variants(e: int, L: int) -> dict:
+    """The record's origins of each variant at origin ``e``."""
+    shipped = anc.local_origins(e, L)
+    return {"shipped": shipped,
+            "+ a year back": sorted(shipped + [e - YEAR]),
+            "+ a year back, two": sorted(shipped + [e - YEAR - L // 3, e - YEAR]),
+            "a year back only (same season)": [e - YEAR - L // 3, e - YEAR]}
+
+
+def make(spec: str, root: str) -> list:
+    kind, rng = spec.split(":")
+    a, b = (int(x) for x in rng.split("-"))
+    out = []
+    for seed in range(a, b + 1):
+        folder = os.path.join(root, kind, f"seed_{seed}")
+        if not os.path.isfile(os.path.join(folder, "scene", "truth.tif")):
+            if kind == "ind":
+                import independent_scene
+                independent_scene.write(os.path.join(folder, "scene"), seed, n_future=H)
+            else:
+                from deformcast.algorithms.data.synthetic import write_scene
+                write_scene(os.path.join(folder, "scene"), seed=seed, physics="varied", width=100, height=80,
+                            n_epochs=150, n_future=H, step_days=12)
+        out.append(folder)
+    return out
+
+
+def run(folder: str, steps) -> dict:
+    info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
+    y = raster.read_stack(info).astype(np.float64)
+    T, R, W = y.shape
+    flat = y.reshape(T, -1)
+    d = np.asarray(info.dates, dtype="datetime64[D]")
+    tr = raster.read_raster(os.path.join(folder, "scene", "truth.tif"))[0].reshape(-1, R * W).astype(np.float64)
+    ref = np.nanmean(flat - tr[:T], axis=0)
+    found = step_detect.detect_steps(y, d)
+    tf = TimeFunction(step_dates=tuple(np.datetime64(f["date"], "D") for f in found)) if found else None
+    dd = np.concatenate([d, [d[-1] + (d[-1] - d[-2]) * (k + 1) for k in range(H)]])
+    e = T - 1
+    res = {"truth": {}, "expected": {}}
+    for k in steps:
+        o = e - k
+        hd, td = d[:o + 1], dd[o + 1:o + H + 1]
+        fam = anc.family_forecasts(flat[:o + 1], hd, td, tf)
+        cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
+        fc = {}
+        for name, origins in variants(o, H).items():
+            fc[name] = anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam, past_family=cache,
+                                          origins=origins).reshape(H, -1)
+        ok = np.isfinite(fam).all((0, 1)) & np.isfinite(ref)
+        for f in fc.values():
+            ok &= np.isfinite(f).all(0)
+        for tn, t in (("truth", tr[o + 1:o + H + 1]), ("expected", tr[o + 1:o + H + 1] + ref)):
+            best = min(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) for f in fam)
+            for n, f in fc.items():
+                res[tn].setdefault(n, []).append(float(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) / best))
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("scenes", nargs="*")
+    ap.add_argument("--make", nargs="*", default=[], help="kind:first-last, kind ours or ind: write these scenes")
+    ap.add_argument("--root", default="build/season_record")
+    ap.add_argument("--origins", type=int, nargs="+", default=[15, 12, 9, 6, 3, 0])
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    scenes = list(args.scenes)
+    for spec in args.make:
+        scenes += make(spec, args.root)
+    warnings.simplefilter("ignore")
+    allres = {}
+    for f in scenes:
+        r = run(f, args.origins)
+        allres[f] = r
+        print(f, " | ".join(f"{n} {np.mean(v):.3f}" for n, v in r["truth"].items()), flush=True)
+    groups = {"ours": [f for f in scenes if "/ind" not in f], "second generator": [f for f in scenes if "/ind" in f]}
+    for g, fs in groups.items():
+        if not fs:
+            continue
+        for tn in ("truth", "expected"):
+            print(f"\n{g}, against the {tn} (mean over origins; median / geometric mean / worst over {len(fs)} scenes)")
+            for n in allres[fs[0]][tn]:
+                m = np.array([np.mean(allres[f][tn][n]) for f in fs])
+                print(f"  {n:34s} {np.median(m):.3f} / {np.exp(np.mean(np.log(m))):.3f} / {m.max():.3f}")
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(allres, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
