@@ -106,6 +106,11 @@ class DeformCastProvider(QgsProcessingProvider):
     def icon(self):
         return QIcon(ICON_PATH)
 
+    def supportedOutputRasterLayerExtensions(self):  # noqa: N802
+        """GeoTIFF is all DeformCast writes: the save dialogs of its raster outputs offer it alone (a name with another
+        extension, e.g. on the command line, is refused before anything is written: base._safe_outputs)."""
+        return ["tif"]
+
     def load(self):
         miss = deps.missing()
         if miss:

@@ -236,3 +236,17 @@ def test_modeler_and_batch_dialogs_still_build(deformcast_provider, two_rasters,
     md.close()
     bd = BatchAlgorithmDialog(alg)
     bd.close()
+
+
+def test_raster_outputs_offer_geotiff_alone(deformcast_provider):
+    """The save dialog of every raster output offers the one format DeformCast writes (a '.png' chosen there held a
+    GeoTIFF before, and its style overwrote the .tif's); the default extension is .tif."""
+    assert deformcast_provider.supportedOutputRasterLayerExtensions() == ["tif"]
+    seen = 0
+    for a in _algs(deformcast_provider):
+        for d in a.destinationParameterDefinitions():
+            if d.type() == "rasterDestination":
+                seen += 1
+                assert d.defaultFileExtension() == "tif", (a.id(), d.name())
+                assert "*.tif" in d.createFileFilter() and "*.png" not in d.createFileFilter(), (a.id(), d.name())
+    assert seen >= 10
