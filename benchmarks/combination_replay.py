@@ -52,14 +52,30 @@ def run(folder: str, steps) -> dict:
         fc["(local + trajectory_windows) / 2"] = 0.5 * (local + fc["trajectory_windows"])
         fc["(local + both) / 3"] = (local + fc["trajectory_ensemble"] + fc["trajectory_windows"]) / 3
         fc["median of the candidates"] = np.median(famw, axis=0)
-        ok = np.isfinite(fam).all((0, 1)) & np.isfinite(ref)
-        for f in fc.values():
-            ok &= np.isfinite(f).all(0)
-        for tn, t in (("truth", tr[o + 1:o + H + 1]), ("expected", tr[o + 1:o + H + 1] + ref)):
-            best = min(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) for f in fam)
-            for n, f in fc.items():
-                res[tn].setdefault(n, []).append(float(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) / best))
+        add_ratios(res, fc, fam, tr, ref, o)
     return res
+
+
+def print_summary(got: dict, tn: str, title: str) -> None:
+    """Per forecast, the mean over origins of each scene's ratios (``got[scene][tn][name]``), then the median /
+    geometric mean / worst over the scenes."""
+    print("\n" + title)
+    for n in next(iter(got.values()))[tn]:
+        v = np.array([np.mean(r[tn][n]) for r in got.values()])
+        print(f"  {n:36s} {np.median(v):.3f} / {np.exp(np.mean(np.log(v))):.3f} / {v.max():.3f}")
+
+
+def add_ratios(res: dict, fc: dict, fam, tr, ref, o: int) -> None:
+    """Append to ``res[measure][name]`` each forecast of ``fc``'s RMSE over the :data:`H` epochs after origin ``o``, as
+    a ratio to the best ordinary family member ``fam`` there, against the truth ``tr`` and the expected observation
+    (``tr + ref``), on the pixels where every forecast exists."""
+    ok = np.isfinite(fam).all((0, 1)) & np.isfinite(ref)
+    for f in fc.values():
+        ok &= np.isfinite(f).all(0)
+    for tn, t in (("truth", tr[o + 1:o + H + 1]), ("expected", tr[o + 1:o + H + 1] + ref)):
+        best = min(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) for f in fam)
+        for n, f in fc.items():
+            res[tn].setdefault(n, []).append(float(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) / best))
 
 
 def main(argv=None):
@@ -75,10 +91,7 @@ def main(argv=None):
         print(folder, "truth:", " | ".join(f"{n} {np.mean(v):.3f}" for n, v in got[folder]["truth"].items()),
               flush=True)
     for tn in ("truth", "expected"):
-        print(f"\nmean over origins, then median / geometric mean / worst over the runs ({tn}):")
-        for n in next(iter(got.values()))[tn]:
-            v = np.array([np.mean(r[tn][n]) for r in got.values()])
-            print(f"  {n:36s} {np.median(v):.3f} / {np.exp(np.mean(np.log(v))):.3f} / {v.max():.3f}")
+        print_summary(got, tn, f"mean over origins, then median / geometric mean / worst over the runs ({tn}):")
     if a.out:
         with open(a.out, "w", encoding="utf-8") as fh:
             json.dump(got, fh, indent=1)

@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
+from combination_replay import add_ratios, print_summary  # noqa: E402
 from deformcast.algorithms.data import anchors as anc, step_detect  # noqa: E402
 from deformcast.algorithms.data.baselines import TimeFunction  # noqa: E402
 from deformcast.algorithms.io import raster  # noqa: E402
@@ -86,13 +87,7 @@ def run(folder: str, steps) -> dict:
         for name, origins in variants(o, H).items():
             fc[name] = anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam, past_family=cache,
                                           origins=origins).reshape(H, -1)
-        ok = np.isfinite(fam).all((0, 1)) & np.isfinite(ref)
-        for f in fc.values():
-            ok &= np.isfinite(f).all(0)
-        for tn, t in (("truth", tr[o + 1:o + H + 1]), ("expected", tr[o + 1:o + H + 1] + ref)):
-            best = min(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) for f in fam)
-            for n, f in fc.items():
-                res[tn].setdefault(n, []).append(float(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)) / best))
+        add_ratios(res, fc, fam, tr, ref, o)
     return res
 
 
@@ -118,10 +113,8 @@ def main(argv=None):
         if not fs:
             continue
         for tn in ("truth", "expected"):
-            print(f"\n{g}, against the {tn} (mean over origins; median / geometric mean / worst over {len(fs)} scenes)")
-            for n in allres[fs[0]][tn]:
-                m = np.array([np.mean(allres[f][tn][n]) for f in fs])
-                print(f"  {n:34s} {np.median(m):.3f} / {np.exp(np.mean(np.log(m))):.3f} / {m.max():.3f}")
+            print_summary({f: allres[f] for f in fs}, tn,
+                          f"{g}, against the {tn} (mean over origins; median / geometric mean / worst over {len(fs)} scenes)")
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             json.dump(allres, fh, indent=1)
