@@ -292,7 +292,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     Each member of the family and of :data:`LOCAL_EXTRA` is scored by its own recent track record around
     each pixel: from
     ``LOCAL_ORIGINS`` earlier origins ending within the last ``lead`` epochs (:func:`local_origins`;
-    ``origins`` others, for benchmarks/gate_replay.py), forecasts up to ``e`` compared with what was
+    ``origins`` others, for benchmarks/gate_replay.py; with :data:`LOCAL_SEASON_ORIGINS`, off by default, also
+    origins a year back for the candidates, :func:`season_origins`), forecasts up to ``e`` compared with what was
     observed, squared errors averaged over the origins and over a ``LOCAL_BOX`` x ``LOCAL_BOX``
     neighbourhood (deformation regimes are spatially coherent: a
     mining bowl's pixels share their law, one pixel's record is too noisy to choose from), each
