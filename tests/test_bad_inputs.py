@@ -1204,3 +1204,27 @@ def test_members_with_unknown_encodings_are_refused(run_alg, small, tmp_path):
                                         "OUTPUT_MEDIAN": str(tmp_path / "out" / "a.tif")}, "encodings names 'bogus'")
     assert "m00_gru" in msg and "temporal" in msg and "deformcast:train" in msg
     assert not (tmp_path / "out" / "a.tif").exists()
+
+
+def test_a_stack_declaring_0_as_nodata_is_told_that_its_reference_date_reads_empty(small, tmp_path):
+    """A stack referenced to its first date holds 0 mm there; with NoData = 0 (a common export setting) that date and
+    every exact 0 were read as no data without a word. Now it is said, with the fix; a stack without that
+    declaration, or whose first date is not all 0, is not warned about."""
+    import warnings
+
+    from osgeo import gdal
+
+    from deformcast.algorithms.errors import DeformCastWarning
+
+    p = str(tmp_path / "nodata0.tif")
+    gdal.Translate(p, small["stack"], noData=0)
+    with pytest.warns(DeformCastWarning, match="declares 0 as its NoData value") as rec:
+        info = raster.open_stack(p)
+    assert "gdal_edit.py -unsetnodata 'nodata0.tif'" in str(rec[0].message)
+    assert not np.isfinite(raster.read_stack(info, bands=[0])).any()      # what the warning is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeformCastWarning)
+        raster.open_stack(small["stack"])                                  # NaN as NoData: silent
+        shifted = str(tmp_path / "shifted.tif")                            # 0 declared, no date all 0: silent
+        gdal.Translate(shifted, small["stack"], noData=0, scaleParams=[[0, 1, 5, 6]])
+        raster.open_stack(shifted)

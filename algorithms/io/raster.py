@@ -243,7 +243,22 @@ def open_stack(path: str, dates=None, convert: bool = True, progress=None) -> St
             progress.log(note)
     info = StackInfo(str(path), grid, found, nod, read_path, note)
     _find_fill(info)
+    if nod is not None and float(nod) == 0.0:
+        _warn_zero_nodata(info)
     return info
+
+
+def _warn_zero_nodata(info) -> None:
+    """Say so when a stack declares 0 as NoData and its first acquisition (0 mm, the reference) reads as empty."""
+    H = int(info.grid.height)
+    r0 = max(0, H // 2 - 32)
+    if np.isfinite(read_stack(info, rows=(r0, min(H, r0 + 64)), bands=[0])).any():
+        return
+    name = os.path.basename(str(info.path))
+    warn(f"'{name}' declares 0 as its NoData value, but its first acquisition holds 0 mm (the reference date): "
+         "that acquisition and every other value of exactly 0 mm are read as no data. If 0 does not mark missing "
+         f"pixels, unset the NoData value (e.g. gdal_edit.py -unsetnodata '{name}') or set it to a value the data "
+         "cannot take (e.g. -9999 or NaN where pixels are missing).")
 
 
 def _find_fill(info: StackInfo) -> None:
