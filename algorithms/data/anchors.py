@@ -274,7 +274,7 @@ def season_origins(dates, e: int, lead: int) -> List[int]:
     if e < 1 or e >= d.size:
         return []
     S = local_spacing(L)
-    step = float(np.median(np.diff(d[: e + 1]).astype(np.float64))) if e >= 1 else 0.0
+    step = float(np.median(np.diff(d[: e + 1]).astype(np.float64)))
     out = []
     for j in range(LOCAL_SEASON_ORIGINS):
         want = d[e] - np.timedelta64(int(round(365.25 + j * S * step)), "D")

@@ -30,7 +30,6 @@ from .points import PointSource, date_columns, ordered_dates, undated_columns, u
 EGMS_EPSG = 3035
 _NA_STRINGS = {"", "na", "nan", "null", "none", "-", "n/a"}
 _DECIMAL_COMMA = re.compile(r"^[-+]?\d+,\d+$")
-_NO_DATES = np.array([], dtype="datetime64[D]")
 
 
 class _CountingLines:
@@ -206,7 +205,7 @@ def read_egms_csv(path: str, progress=None, chunk_rows: int = 2000, units: str =
     # ';'-separated files from European locales write decimal commas ("4321000,5")
     decimal_comma = delim != "," and any(_DECIMAL_COMMA.match(f.strip()) for r in sample for f in r)
     dcols = date_columns(names)
-    cols, dates = ordered_dates(dcols, f"'{os.path.basename(path)}'") if dcols or need_dates else ([], _NO_DATES)
+    cols, dates = ordered_dates(dcols, f"'{os.path.basename(path)}'", required=need_dates)
     undated = undated_columns(names, [c[0] for c in dcols], sample, decimal_comma)
     lon = next((a for a in LON_ALIASES if a in low), None)
     if "easting" in low and "northing" in low:

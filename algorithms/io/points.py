@@ -40,8 +40,11 @@ def date_columns(names: Sequence[str]) -> List[Tuple[int, np.datetime64, str]]:
     return out
 
 
-def ordered_dates(cols, what: str):
-    """Sort date columns by date and refuse duplicates (two fields with the same date)."""
+def ordered_dates(cols, what: str, required: bool = True):
+    """Sort date columns by date and refuse duplicates (two fields with the same date); no date column is refused
+    unless ``required`` is False (a file of points only: no columns, no dates)."""
+    if not cols and not required:
+        return [], np.array([], dtype="datetime64[D]")
     if not cols:
         raise DeformCastError(
             f"No date columns found in {what}. Time-series columns must be named by their "
@@ -267,10 +270,7 @@ def read_point_layer(path: str, units: str = "mm", layer=None, chunk_rows: int =
     defn = lyr.GetLayerDefn()
     names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     dcols = date_columns(names)
-    if dcols or need_dates:
-        cols, dates = ordered_dates(dcols, f"layer '{lyr.GetName()}' of '{os.path.basename(p)}'")
-    else:
-        cols, dates = [], np.array([], dtype="datetime64[D]")
+    cols, dates = ordered_dates(dcols, f"layer '{lyr.GetName()}' of '{os.path.basename(p)}'", required=need_dates)
     undated = undated_columns(names, [c[0] for c in dcols])
     srs = lyr.GetSpatialRef()
     if srs is None:

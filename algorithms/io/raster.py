@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import DeformCastError, warn
 from .dates import check_dates, parse_date, parse_dates_param  # noqa: F401 - part of the raster API
 from .units import LENGTH_UNITS, band_unit, unit_to_mm  # noqa: F401 - part of the raster API
+from .units import SAMPLE_ROWS, magnitude_message, median_step
 
 def _gdal():
     from osgeo import gdal
@@ -243,16 +244,13 @@ def open_stack(path: str, dates=None, convert: bool = True, progress=None) -> St
             progress.log(note)
     info = StackInfo(str(path), grid, found, nod, read_path, note)
     _find_fill(info)
-    if nod is not None and float(nod) == 0.0:
-        _warn_zero_nodata(info)
+    _warn_zero_nodata(info)
     return info
 
 
 def _warn_zero_nodata(info) -> None:
     """Say so when a stack declares 0 as NoData and its first acquisition (0 mm, the reference) reads as empty."""
-    H = int(info.grid.height)
-    r0 = max(0, H // 2 - 32)
-    if np.isfinite(read_stack(info, rows=(r0, min(H, r0 + 64)), bands=[0])).any():
+    if info.nodata is None or float(info.nodata) != 0.0 or np.isfinite(middle_strip(info, bands=[0])).any():
         return
     name = os.path.basename(str(info.path))
     warn(f"'{name}' declares 0 as its NoData value, but its first acquisition holds 0 mm (the reference date): "
@@ -282,12 +280,14 @@ def refuse_constant(info) -> None:
 def magnitude_warning(info) -> str:
     """:func:`units.magnitude_message` of a stack (a :class:`StackInfo`): a strip of at most
     ``units.SAMPLE_ROWS`` rows at its middle is read ('' when its values look like displacement in mm)."""
-    from . import units
+    return magnitude_message(median_step(middle_strip(info)), os.path.basename(str(info.path)))
 
+
+def middle_strip(info, bands=None) -> np.ndarray:
+    """The stack's (or ``bands``') ``units.SAMPLE_ROWS`` rows at its middle: what the cheap checks of a stack read."""
     H = int(info.grid.height)
-    r0 = max(0, H // 2 - units.SAMPLE_ROWS // 2)
-    step = units.median_step(read_stack(info, rows=(r0, min(H, r0 + units.SAMPLE_ROWS))))
-    return units.magnitude_message(step, os.path.basename(str(info.path)))
+    r0 = max(0, H // 2 - SAMPLE_ROWS // 2)
+    return read_stack(info, rows=(r0, min(H, r0 + SAMPLE_ROWS)), bands=bands)
 
 
 def empty_bands_at(info, end: Optional[int] = None, limit: int = 50) -> int:

@@ -208,12 +208,12 @@ def _zones(zones_path: str, grid):
     from ..decision.zone_names import check_zone_codes
     from ..io.styles import palette_labels, sidecar_path
 
-    ds, _ = raster.open_raster(zones_path, "ZONES")
-    check_zone_codes(ds, raster.read_band(ds.GetRasterBand(1)), zones_path, polygons=False)
-    z, zg, _ = raster.read_raster(zones_path)
+    ds, zg = raster.open_raster(zones_path, "ZONES")
+    z = raster.read_band(ds.GetRasterBand(1))
+    check_zone_codes(ds, z, zones_path, polygons=False)
     if not zg.same_as(grid):
         raise DeformCastError("The ZONES raster must be on the grid of INPUT (same size, extent and CRS).")
-    return z[0], (palette_labels(sidecar_path(zones_path)) or None)
+    return z, (palette_labels(sidecar_path(zones_path)) or None)
 
 
 def score_origins(info, members: Sequence, names: Sequence[str], test_start: int, horizon: int,
