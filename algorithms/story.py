@@ -23,8 +23,9 @@ from .report import fmt, new_figure
 GLOSSARY = [
     ("Control tier", "The action class of a place: 1 immediate control, 2 verify and densify monitoring, "
      "3 enhanced monitoring, 4 routine monitoring (see the table of tiers and actions)."),
-    ("Exceedance probability", "The share of the ensemble's forecasts in which the ground moves by more than a "
-     "threshold (e.g. 10 mm) over the forecast period: 0.7 means 7 of 10 plausible futures exceed it."),
+    ("Exceedance probability", "The chance that the ground moves by more than a threshold (e.g. 10 mm) over the "
+     "forecast period, read from the ensemble's forecasts smoothed into a distribution: 0.7 means about 7 in 10 "
+     "plausible futures exceed it."),
     ("P10 / P90, P10-P90 band", "The values below which 10 % and 90 % of the ensemble's forecasts lie; 8 in 10 "
      "later observations should fall between them if the forecast's uncertainty is right."),
     ("Brier skill score", "How much better the exceedance probabilities predict what happened than always "

@@ -13,9 +13,10 @@ delivers it), and the members are scored against what came later:
   |median - truth| (the forecast's own error; ``|median - observation|`` beside it);
 * ratio of the mean band width in the zone (``zones.tif``: mining, fault, uplift, step area) with
   the largest mean |error| to the background's (zone 0);
-* Brier skill score of the exceedance probabilities (share of members whose deformation from the
-  last acquisition reaches ``t`` mm in magnitude at the last scored epoch) against the observed
-  exceedance, relative to the area-wide base rate, per threshold.
+* Brier skill score of the exceedance probabilities (that the deformation from the last acquisition reaches
+  ``t`` mm in magnitude at the last scored epoch, from the members as ``uncertainty`` maps it: kernel-dressed,
+  :mod:`exceedance`) against the observed exceedance, relative to the area-wide base rate, per threshold; with
+  ``--origins`` also that of the share of members that reach it (``bss_share``: the map before session 33).
 
 Usage::
 
@@ -50,6 +51,7 @@ from deformcast.algorithms.maps import calibration
 from deformcast.algorithms.io import raster  # noqa: E402
 from deformcast.algorithms.maps.backtest import brier  # noqa: E402
 from deformcast.algorithms.maps.ensemble import predict_ensemble  # noqa: E402
+from deformcast.algorithms.maps.exceedance import exceedance_probability  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZONES = {1: "mining", 2: "fault", 3: "uplift", 4: "step area"}
@@ -138,6 +140,7 @@ def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing
     d = np.asarray(info.dates, dtype="datetime64[D]")
     e = info.n_epochs - 1
     hit, n, per_origin, bs = None, None, [], {f"{t:g}": ([], []) for t in thresholds}
+    share = {f"{t:g}": [] for t in thresholds}      # the share of members, the exceedance map before session 33
     by_date = {}                 # target date -> [inside, scored]: each date's atmosphere is one draw
     bins = np.zeros((4, N_BINS))  # per width quintile: inside, scored, squared error vs truth, scored vs truth
     for k in range(n_origins):
@@ -160,9 +163,11 @@ def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing
         per_origin.append({"origin": str(d[e - k * spacing]), "coverage": (h_in / np.maximum(h_n, 1)).tolist()})
         last = int(np.flatnonzero(h_n > 0)[-1])
         okl = ok[last]
-        for t in thresholds:
-            bs[f"{t:g}"][0].append((np.abs(mem[:, last] - start[None]) >= t).mean(axis=0)[okl])
+        d_last = mem[:, last][:, okl] - start[okl][None]
+        for t, p in zip(thresholds, exceedance_probability(d_last, thresholds, "magnitude")):
+            bs[f"{t:g}"][0].append(p)
             bs[f"{t:g}"][1].append((np.abs(obs[last] - start) >= t)[okl].astype(float))
+            share[f"{t:g}"].append((np.abs(d_last) >= t).mean(axis=0))
     scored = n > 0
     brier_pooled = {t: brier(np.concatenate(p), np.concatenate(o)) for t, (p, o) in bs.items()}
     date_cov = {k: v[0] / v[1] for k, v in sorted(by_date.items())}
@@ -172,7 +177,9 @@ def score_origins(scene_dir, models, out, method, thresholds, n_origins, spacing
                          "rmse_truth_mm": np.sqrt(bins[2] / np.maximum(bins[3], 1)).tolist(),
                          "n": bins[1].tolist()},
             "per_origin": per_origin,
-            "brier": {t: {"bss": b["bss"], "base_rate": b["base_rate"]} for t, b in brier_pooled.items()}}
+            "brier": {t: {"bss": b["bss"], "base_rate": b["base_rate"],
+                          "bss_share": brier(np.concatenate(share[t]), np.concatenate(bs[t][1]))["bss"]}
+                      for t, b in brier_pooled.items()}}
 
 
 def score(scene_dir, method, thresholds, forecast):
@@ -201,11 +208,11 @@ def score(scene_dir, method, thresholds, forecast):
                            "spread_ratio": float(np.mean(width[last][m]) / np.mean(width[last][bg])), "n": int(m.sum())}
     worst = max(zrows, key=lambda k: zrows[k]["error_ratio"]) if zrows else None
     d_obs = np.abs(obs[last] - start)
-    d_mem = np.abs(mem[:, last] - start[None])
+    d_mem = mem[:, last] - start[None]
     ok = valid & np.isfinite(d_obs)
     bss = {}
     for t in thresholds:
-        b = brier((d_mem >= t).mean(axis=0)[ok], (d_obs >= t)[ok].astype(float))
+        b = brier(exceedance_probability(d_mem[:, ok], [t], "magnitude")[0], (d_obs >= t)[ok].astype(float))
         bss[f"{t:g}"] = {"bss": b["bss"], "base_rate": b["base_rate"]}
     cal = res["calibration"]
     return {"method": method, "steps": [h + 1 for h in steps], "coverage": cov, "width_mm": wid,
@@ -253,14 +260,16 @@ def markdown(results, thresholds) -> str:
                 "apart, the last acquisition and earlier ones inside the models' test period): coverage of the observations "
                 "per lead step, Brier skill at each origin's last scored step.", "",
                 "| scene | method | base | coverage per step (min-max, %) | steps outside 75-85 % | mean coverage (%) | "
-                "coverage per target date (min-max, %) | " + " | ".join(f"BSS {t:g} mm" for t in thresholds) + " |",
+                "coverage per target date (min-max, %) | "
+                + " | ".join(f"BSS {t:g} mm (share of members)" for t in thresholds) + " |",
                 "|---|---|---|---|---:|---:|---|" + "---:|" * len(thresholds)]
         for r in pooled:
             c = np.asarray(r["pooled"]["coverage"]) * 100
             dc = np.asarray(list(r["pooled"]["coverage_by_date"].values())) * 100
             out.append(f"| {r['scene']} | {r['method']} | {r.get('base', '-')} | {c.min():.0f}-{c.max():.0f} | "
                        f"{int(((c < 75) | (c > 85)).sum())} of {c.size} | {c.mean():.0f} | {dc.min():.0f}-{dc.max():.0f} | "
-                       + " | ".join(f"{r['pooled']['brier'][f'{t:g}']['bss']:.2f}" for t in thresholds) + " |")
+                       + " | ".join(f"{r['pooled']['brier'][f'{t:g}']['bss']:.3f} ({r['pooled']['brier'][f'{t:g}']['bss_share']:.3f})"
+                                    for t in thresholds) + " |")
         bw = [r for r in pooled if "by_width" in r["pooled"]]
         if bw:
             out += ["", "Conditional calibration: the pixels of each lead step in quintiles of their P10-P90 width "
@@ -313,7 +322,8 @@ def main(argv=None):
                 c = np.asarray(r["pooled"]["coverage"]) * 100
                 print(f"{name} {method}: pooled over {args.origins} origins: coverage per step {c.min():.0f}-{c.max():.0f} % "
                       f"({int(((c < 75) | (c > 85)).sum())} of {c.size} outside 75-85 %), BSS "
-                      + ", ".join(f"{v['bss']:.2f}" for v in r["pooled"]["brier"].values()), flush=True)
+                      + ", ".join(f"{v['bss']:.3f} (share of members {v['bss_share']:.3f})"
+                                  for v in r["pooled"]["brier"].values()), flush=True)
             results.append(r)
             print(f"{name} {method}: coverage {min(r['coverage']):.2f}-{max(r['coverage']):.2f}, width "
                   f"{r['width_mm'][0]:.1f}->{r['width_mm'][-1]:.1f} mm, rank corr {r['rank_corr_truth']:.2f}, zone "

@@ -45,7 +45,8 @@ workers need DeformCast on their PYTHONPATH and the input files at the same path
 process. The outputs are the same either way.</p>
 <p>Outputs: susceptibility classes (legend shows the limits), spread (band 1 std, band 2 P90-P10),
 ambiguity (0 = all members in one class), confidence (share of members in the median's class),
-exceedance probability per threshold, median deformation, optional class probabilities, and an
+exceedance probability per threshold (each member dressed with a Gaussian kernel that keeps the members'
+mean and spread, so the probability is not a step of 1/members), median deformation, optional class probabilities, and an
 HTML report with the limits and histograms.</p>
 """
 

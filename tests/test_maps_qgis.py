@@ -59,7 +59,7 @@ def test_chain_through_processing(run_alg, scene):
     exc, _, names = read_raster(u["OUTPUT_EXCEEDANCE"])
     assert exc.shape[0] == 3 and "5 mm" in names[0]
     # the bowl centre subsides by ~30 mm x 2/3 over the horizon relative to the last epoch
-    assert exc[1, 4, 4] == 1.0 and exc[0, 11, 13] == 0.0
+    assert exc[1, 4, 4] > 0.99 and exc[0, 11, 13] < 0.01     # dressed members: near, not at, 1 and 0
 
     r = run_alg("residuals", {
         "FORECAST": scene["median"], "OBSERVED": scene["observed"], "UNCERTAINTY": [u["OUTPUT_SPREAD"]],

@@ -11,6 +11,7 @@ import pytest
 from deformcast.algorithms.maps import uncertainty as U
 from deformcast.algorithms.errors import DeformCastError
 from deformcast.algorithms.io.raster import make_grid, read_raster, write_raster, write_stack
+from test_exceedance import by_hand
 
 STACK_DATES = np.array(["2020-01-01", "2020-01-13", "2020-01-25"], dtype="datetime64[D]")
 FC_DATES = np.array(["2020-02-06", "2020-02-18"], dtype="datetime64[D]")
@@ -51,9 +52,10 @@ def test_block_stats_all_agree_and_two_way_split():
     assert st["confidence"][1] == 0.5
     np.testing.assert_allclose(st["probs"][:, 1], [0.5, 0, 0, 0, 0.5])
     np.testing.assert_allclose(st["probs"].sum(axis=0), 1.0)
-    # exceedance = counts / M
-    np.testing.assert_allclose(st["exceed"][:, 0], [2 / 4, 0.0])
-    np.testing.assert_allclose(st["exceed"][:, 1], [2 / 4, 2 / 4])
+    # exceedance: each member dressed with a kernel (hand values: tests/test_exceedance.py); not the share 2/4
+    for k, t in enumerate((2.55, 5.0)):
+        np.testing.assert_allclose(st["exceed"][k], [by_hand(d[:, j], t, "magnitude") for j in range(2)], atol=1e-6)
+    assert 0.5 < st["exceed"][0, 0] < 1.0 and 0.0 <= st["exceed"][1, 0] < 1e-9
     np.testing.assert_allclose(st["std"], d.std(axis=0))
     np.testing.assert_allclose(st["iqr"], np.percentile(d, 90, axis=0) - np.percentile(d, 10, axis=0))
 
@@ -64,7 +66,9 @@ def test_modes_define_exceedance():
     mag = U.block_stats(d, lim, "magnitude", [10.0])["exceed"][0, 0]
     sub = U.block_stats(d, lim, "subsidence", [10.0])["exceed"][0, 0]
     upl = U.block_stats(d, lim, "uplift", [10.0])["exceed"][0, 0]
-    assert (mag, sub, upl) == (0.5, 0.25, 0.25)
+    assert (mag, sub, upl) == pytest.approx([by_hand(d[:, 0], 10.0, m) for m in ("magnitude", "subsidence", "uplift")])
+    # magnitude = subsidence + uplift; each below its share (0.25: one member beyond 10 mm, one just inside it)
+    assert mag == pytest.approx(sub + upl) and 0.1 < sub < 0.25 and 0.1 < upl < 0.25
 
 
 def test_value_on_limit_goes_to_upper_class():
@@ -99,8 +103,11 @@ def test_run_end_to_end_hand_values(tmp_path):
     assert np.all(amb[mask] == 0) and np.all(conf[mask] == 1)
     exc, _, names = read_raster(res.exceedance_path)
     assert names[0].startswith("P(|d| >= 5 mm)") and "P90" in names[2]
-    np.testing.assert_allclose(exc[0], (np.abs(d) >= 5).sum(0) / M, atol=1e-6)
-    np.testing.assert_allclose(exc[1], (np.abs(d) >= 10).sum(0) / M, atol=1e-6)
+    # members that agree: the share (1 or 0); the split pixel: its members dressed with a kernel
+    np.testing.assert_allclose(exc[0][mask], ((np.abs(d) >= 5).sum(0) / M)[mask], atol=1e-6)
+    np.testing.assert_allclose(exc[1][mask], ((np.abs(d) >= 10).sum(0) / M)[mask], atol=1e-6)
+    assert exc[0, 0, 0] == pytest.approx(by_hand(d[:, 0, 0], 5.0, "magnitude"), abs=1e-6)
+    assert exc[1, 0, 0] == pytest.approx(by_hand(d[:, 0, 0], 10.0, "magnitude"), abs=1e-6)
     spread = read_raster(res.spread_path)[0]
     np.testing.assert_allclose(spread[0], d.astype(np.float64).std(0), atol=1e-4)
     assert spread[0, 1, 1] == 0 and spread[0, 0, 0] == pytest.approx(10.5, abs=1e-4)

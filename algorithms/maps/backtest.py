@@ -9,8 +9,9 @@ forecast epoch is an acquisition the models never saw, and scores on the same pi
   (synthetic scene), against the noise-free truth;
 - the P10-P90 band of the calibrated members (see :mod:`calibration`): share of later
   observations inside it (coverage);
-- exceedance probabilities (share of calibrated members whose deformation over the horizon reaches
-  a threshold): Brier score and Brier skill score against the area-wide base rate.
+- exceedance probabilities (that the deformation over the horizon reaches a threshold, from the calibrated
+  members as :mod:`uncertainty` maps them: :mod:`exceedance`): Brier score and Brier skill score against the
+  area-wide base rate.
 
 Point scores (median, members) use the raw members; coverage and Brier scores the calibrated ones,
 as ``predict`` writes them by default.
@@ -36,6 +37,7 @@ from .. import metrics
 from ..models import modelio
 from ..io import raster
 from .ensemble import predict_ensemble
+from .exceedance import exceedance_probability
 from ..errors import DeformCastError
 from ..progress import Progress, silent
 
@@ -152,11 +154,10 @@ def run_backtest(stack_path: str, model_folder: str, out_folder: str, truth_path
     # exceedance: deformation over the horizon from the forecast start
     start = stack[e]
     d_obs = np.abs(obs[-1] - start)
-    d_mem = np.abs(memc[:, -1] - start[None])
+    probs = exceedance_probability(memc[:, -1][:, valid] - start[valid][None], thresholds, "magnitude")
     exceed = []
-    for t in thresholds:
-        prob = (d_mem >= float(t)).mean(axis=0)
-        b = brier(prob[valid], (d_obs >= float(t))[valid].astype(float))
+    for t, prob in zip(thresholds, probs):
+        b = brier(prob, (d_obs >= float(t))[valid].astype(float))
         b["threshold_mm"] = float(t)
         exceed.append(b)
     progress.set(1.0)

@@ -29,7 +29,9 @@ class ambiguity; where the paper is silent the choices below are ours):
   ``-sum_c p_c ln p_c / ln N`` (0 = all members in one class, 1 = spread evenly over all N
   classes; with fewer members than classes the maximum reachable is ``ln M / ln N``).
 * **Confidence**: share of members whose class equals the median's class.
-* **Exceedance probability**: per threshold, the share of members with ``v(d_m) >= t``.
+* **Exceedance probability**: per threshold, the probability that ``v(d) >= t`` with each member dressed by a
+  Gaussian kernel that keeps the members' mean and variance (:mod:`exceedance`, session 33; until then the share of
+  members with ``v(d_m) >= t``, a step of 1/M, which it remains where the members agree exactly or are fewer than 3).
   ``EXTREME_QUANTILES`` (e.g. 90,95,99) add thresholds at those percentiles of ``v(median)``
   over the valid area (the "extreme" deformation of this scene).
 
@@ -63,6 +65,7 @@ from ..errors import DeformCastError
 from ..progress import Progress, silent
 from ..io.raster import Grid, RasterWriter, crs_equal, iso, open_stack, parse_date, read_band
 from . import distributed
+from .exceedance import exceedance_probability
 from ..io import styles
 
 MODES = ["magnitude", "subsidence", "uplift"]
@@ -209,8 +212,7 @@ def block_stats(d: np.ndarray, limits: np.ndarray, mode: str, thresholds: Sequen
     amb = np.clip(amb, 0.0, 1.0)
     conf = (mcls == susc[None]).sum(axis=0) / m
     p10, p90 = np.percentile(d, [10.0, 90.0], axis=0)
-    exceed = (np.stack([(v >= t).sum(axis=0) for t in thresholds]).astype(np.float64) / m
-              if len(thresholds) else np.zeros((0,) + med.shape))
+    exceed = exceedance_probability(d, thresholds, mode)
     return {"median_d": med, "suscept": susc, "std": d.std(axis=0), "iqr": p90 - p10,
             "ambiguity": amb, "confidence": conf, "probs": probs, "exceed": exceed}
 
@@ -529,7 +531,9 @@ def write_report(path: str, res: UncertaintyResult, sample: np.ndarray, mode: st
     rep.heading("Definitions")
     rep.paragraph("Spread: band 1 standard deviation of the members' deformation (ddof=0), band 2 P90 - P10. "
                   "Ambiguity: -sum p_c ln p_c / ln N over the members' class shares. Confidence: share of "
-                  "members in the median's class. Exceedance: share of members with v >= t.")
+                  "members in the median's class. Exceedance: probability that v >= t, each member dressed with "
+                  "a Gaussian kernel that keeps the members' mean and variance (the share of members where they "
+                  "agree exactly).")
     return rep.save(path)
 
 
