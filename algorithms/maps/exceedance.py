@@ -51,45 +51,44 @@ def exceedance_probability(d: np.ndarray, thresholds: Sequence[float], mode: str
     members' deformations ``d`` ``(M, ...)`` (all finite) by variance-preserving kernel dressing (module doc).
     ``mode``: ``magnitude`` (``v = |d|``), ``subsidence`` (``v = -d``) or ``uplift`` (``v = d``)."""
     d = np.asarray(d, dtype=np.float64)
-    m = d.shape[0]
+    m, shape = d.shape[0], d.shape[1:]
     thresholds = [float(t) for t in thresholds]
-    out = np.empty((len(thresholds),) + d.shape[1:])
-    if not thresholds:
+    out = np.empty((len(thresholds),) + shape)
+    d = d.reshape(m, -1)
+    for k, t in enumerate(thresholds):      # the share of members: where they agree exactly, or are too few
+        out[k] = (_value(d, mode) >= t).mean(axis=0).reshape(shape)
+    if m < MIN_MEMBERS or not thresholds:
         return out
-    v = _value(d, mode)
-    share = np.stack([(v >= t).mean(axis=0) for t in thresholds])
-    if m < MIN_MEMBERS:
-        return share
     mu = d.mean(axis=0)
-    s = d.std(axis=0)
     b = bandwidth_factor(m)
-    h = b * s
+    h = b * d.std(axis=0)
     dressed = h > 0
-    hs = np.where(dressed, h, 1.0)
-    centre = mu[None] + np.sqrt(1.0 - b * b) * (d - mu[None])
+    # in float32 (the map is float32; 2.5x faster than float64): the shrunk members and the inverse kernel width
+    centre = (mu[None] + np.sqrt(1.0 - b * b) * (d - mu[None])).astype(np.float32)
+    inv = np.where(dressed, 1.0 / np.where(dressed, h, 1.0), 0.0).astype(np.float32)
+    flat = out.reshape(len(thresholds), -1)
     for k, t in enumerate(thresholds):
-        out[k] = share[k]
         if mode == "magnitude" and t <= 0:
             continue
-        # the kernels are evaluated where a member lies within NEAR kernel widths of the threshold: elsewhere
-        # every kernel's mass is on one side to within 1e-9 and the probability is the share (4x faster)
-        edges = (t, -t) if mode == "magnitude" else ((-t,) if mode == "subsidence" else (t,))
-        near = np.zeros(d.shape[1:], bool)
-        for edge in edges:
-            near |= (np.abs(centre - edge) < NEAR * hs[None]).any(axis=0)
-        near &= dressed
-        if not near.any():
-            continue
-        # in float32 (the map is float32; 2.5x faster than float64 on a block of 262 144 pixels)
-        c, inv = centre[:, near].astype(np.float32), (1.0 / hs[near]).astype(np.float32)[None]
-        t32 = np.float32(t)
-        if mode == "magnitude":
-            p = (ndtr((c - t32) * inv) + ndtr((-t32 - c) * inv)).mean(axis=0)
-        elif mode == "subsidence":
-            p = ndtr((-t32 - c) * inv).mean(axis=0)
-        else:
-            p = ndtr((c - t32) * inv).mean(axis=0)
-        out[k][near] = np.clip(p, 0.0, 1.0)
+        # v >= t where d >= t (sign +1) or d <= -t (sign -1): each side is one term of the probability
+        sides = ((1, t), (-1, -t)) if mode == "magnitude" else (((-1, -t),) if mode == "subsidence" else ((1, t),))
+        p = np.zeros(centre.shape[1])
+        for sign, edge in sides:
+            # each shrunk member's kernel mass beyond the edge: 1 or 0 where it lies more than NEAR kernel widths
+            # from it (to within 1e-9), the normal tail where it lies nearer (evaluated there alone: 4x faster)
+            e32 = np.float32(edge)
+            near = np.zeros(centre.shape[1], bool)
+            for c in centre:
+                p += (c >= e32) if sign > 0 else (c <= e32)
+                near |= np.abs(c - e32) * inv < NEAR
+            idx = np.flatnonzero(near & dressed)
+            if idx.size == 0:
+                continue
+            c, w = centre[:, idx], inv[idx][None]
+            beyond = (c >= e32) if sign > 0 else (c <= e32)
+            kern = ndtr((c - e32) * w) if sign > 0 else ndtr((e32 - c) * w)
+            p[idx] += (kern - beyond).sum(axis=0)
+        flat[k, dressed] = np.clip(p[dressed] / m, 0.0, 1.0)
     return out
 
 
