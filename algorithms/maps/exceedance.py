@@ -75,7 +75,7 @@ def exceedance_probability(d: np.ndarray, thresholds: Sequence[float], mode: str
         p = np.zeros(centre.shape[1])
         for sign, edge in sides:
             # each shrunk member's kernel mass beyond the edge: 1 or 0 where it lies more than NEAR kernel widths
-            # from it (to within 1e-9), the normal tail where it lies nearer (evaluated there alone: 4x faster)
+            # from it (to within 1e-9), the normal tail where it lies nearer (evaluated there alone)
             e32 = np.float32(edge)
             near = np.zeros(centre.shape[1], bool)
             for c in centre:
