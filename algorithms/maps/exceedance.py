@@ -55,8 +55,10 @@ def exceedance_probability(d: np.ndarray, thresholds: Sequence[float], mode: str
     thresholds = [float(t) for t in thresholds]
     out = np.empty((len(thresholds),) + shape)
     d = d.reshape(m, -1)
+    v = _value(d, mode)
     for k, t in enumerate(thresholds):      # the share of members: where they agree exactly, or are too few
-        out[k] = (_value(d, mode) >= t).mean(axis=0).reshape(shape)
+        out[k] = (v >= t).mean(axis=0).reshape(shape)
+    del v
     if m < MIN_MEMBERS or not thresholds:
         return out
     mu = d.mean(axis=0)
