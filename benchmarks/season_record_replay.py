@@ -65,7 +65,10 @@ def make(spec: str, root: str) -> list:
     return out
 
 
-def run(folder: str, steps) -> dict:
+def scene_arrays(folder: str):
+    """A written scene's stack ``y`` (T, R, W) and ``flat`` (T, R*W), dates ``d``, truth ``tr`` (T + future, R*W),
+    the reference epoch's noise ``ref``, the time function of the steps found in the stack ``tf``, the dates with
+    :data:`H` future ones ``dd`` and the last epoch ``e``."""
     info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
     y = raster.read_stack(info).astype(np.float64)
     T, R, W = y.shape
@@ -76,19 +79,30 @@ def run(folder: str, steps) -> dict:
     found = step_detect.detect_steps(y, d)
     tf = TimeFunction(step_dates=tuple(np.datetime64(f["date"], "D") for f in found)) if found else None
     dd = np.concatenate([d, [d[-1] + (d[-1] - d[-2]) * (k + 1) for k in range(H)]])
-    e = T - 1
+    return y, flat, d, tr, ref, tf, dd, T - 1
+
+
+def replay(folder: str, steps, forecasts) -> dict:
+    """Ratios (:func:`combination_replay.add_ratios`) of the forecasts ``forecasts(y, o, hd, td, tf, fam)`` returns
+    (a dict name -> (h, pixels)) from each origin ``o`` = last epoch - ``steps``, classical family ``fam`` beside."""
+    y, flat, d, tr, ref, tf, dd, e = scene_arrays(folder)
     res = {"truth": {}, "expected": {}}
     for k in steps:
         o = e - k
         hd, td = d[:o + 1], dd[o + 1:o + H + 1]
         fam = anc.family_forecasts(flat[:o + 1], hd, td, tf)
-        cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
-        fc = {}
-        for name, origins in variants(o, H).items():
-            fc[name] = anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam, past_family=cache,
-                                          origins=origins).reshape(H, -1)
-        add_ratios(res, fc, fam, tr, ref, o)
+        add_ratios(res, forecasts(y, o, hd, td, tf, fam), fam, tr, ref, o)
     return res
+
+
+def run(folder: str, steps) -> dict:
+    def forecasts(y, o, hd, td, tf, fam):
+        cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
+        return {name: anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam, past_family=cache,
+                                         origins=origins).reshape(H, -1)
+                for name, origins in variants(o, H).items()}
+
+    return replay(folder, steps, forecasts)
 
 
 def main(argv=None):

@@ -21,16 +21,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
-from deformcast.algorithms.data import anchors as anc, family as famod, step_detect  # noqa: E402
-from deformcast.algorithms.data.baselines import (TimeFunction, _event_terms, design_matrix, epoch_weights,  # noqa: E402
+from deformcast.algorithms.data import anchors as anc, family as famod  # noqa: E402
+from deformcast.algorithms.data.baselines import (_event_terms, design_matrix, epoch_weights,  # noqa: E402
                                                   fit_operator, years_between, terms_for_span)
-from deformcast.algorithms.io import raster  # noqa: E402
-from combination_replay import add_ratios, print_summary  # noqa: E402
+from combination_replay import print_summary  # noqa: E402
+from season_record_replay import replay  # noqa: E402
 
 H = 15
 ORIG = famod._seasonal_linear
 KNOT = [1.0]
-MODE = ["spline"]
+
 
 def spline_seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1):
     """``family._seasonal_linear`` with the seasons fitted beside a linear spline (gap-free series; others as shipped)."""
@@ -55,33 +55,22 @@ def spline_seasonal_linear(y, dates, start, end, t_pred, time_function=None, deg
     line = famod._trend(yy - season(t_all), dates, start, end, t_pred, time_function, degree)
     return line + season(np.asarray(t_pred, dtype=np.float64))
 
+
 def run(folder, steps):
-    info = raster.open_stack(os.path.join(folder, "scene", "stack.tif"))
-    y = raster.read_stack(info).astype(np.float64)
-    T, R, W = y.shape
-    flat = y.reshape(T, -1)
-    d = np.asarray(info.dates, dtype="datetime64[D]")
-    tr = raster.read_raster(os.path.join(folder, "scene", "truth.tif"))[0].reshape(-1, R * W).astype(np.float64)
-    ref = np.nanmean(flat - tr[:T], axis=0)
-    found = step_detect.detect_steps(y, d)
-    tf = TimeFunction(step_dates=tuple(np.datetime64(f["date"], "D") for f in found)) if found else None
-    dd = np.concatenate([d, [d[-1] + (d[-1] - d[-2]) * (k + 1) for k in range(H)]])
-    e = T - 1
-    res = {"truth": {}, "expected": {}}
-    for k in steps:
-        o = e - k
-        hd, td = d[:o + 1], dd[o + 1:o + H + 1]
-        fam = anc.family_forecasts(flat[:o + 1], hd, td, tf)
+    def forecasts(y, o, hd, td, tf, fam):
         fc = {}
         for name, fn in (("shipped", ORIG), ("spline seasons", spline_seasonal_linear)):
             famod._seasonal_linear = fn
-            extra = anc.family_forecasts(flat[:o + 1], hd, td, tf, anc.LOCAL_EXTRA)
+            flat = y[:o + 1].reshape(o + 1, -1)
+            extra = anc.family_forecasts(flat, hd, td, tf, anc.LOCAL_EXTRA)
             cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
             fc[name] = anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam, past_family=cache).reshape(H, -1)
             fc[name + ": seasonal_linear_6m"] = extra[1]
         famod._seasonal_linear = ORIG
-        add_ratios(res, fc, fam, tr, ref, o)
-    return res
+        return fc
+
+    return replay(folder, steps, forecasts)
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

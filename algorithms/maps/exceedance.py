@@ -35,6 +35,10 @@ from typing import Sequence
 import numpy as np
 from scipy.special import ndtr
 
+from ..errors import DeformCastError
+
+MODES = ["magnitude", "subsidence", "uplift"]
+
 #: fewer members than this: the share of members (no spread to dress them with)
 MIN_MEMBERS = 3
 #: kernel widths beyond which a member's kernel counts as wholly on its side of the threshold (Phi(-6) = 1e-9)
@@ -55,7 +59,7 @@ def exceedance_probability(d: np.ndarray, thresholds: Sequence[float], mode: str
     thresholds = [float(t) for t in thresholds]
     out = np.empty((len(thresholds),) + shape)
     d = d.reshape(m, -1)
-    v = _value(d, mode)
+    v = transform_value(d, mode)
     for k, t in enumerate(thresholds):      # the share of members: where they agree exactly, or are too few
         out[k] = (v >= t).mean(axis=0).reshape(shape)
     del v
@@ -94,11 +98,12 @@ def exceedance_probability(d: np.ndarray, thresholds: Sequence[float], mode: str
     return out
 
 
-def _value(d: np.ndarray, mode: str) -> np.ndarray:
+def transform_value(d: np.ndarray, mode: str) -> np.ndarray:
+    """The value that is classified and thresholded: ``|d|`` (magnitude), ``-d`` (subsidence) or ``d`` (uplift)."""
     if mode == "magnitude":
         return np.abs(d)
     if mode == "subsidence":
         return -d
     if mode == "uplift":
         return d
-    raise ValueError(f"unknown mode {mode!r}")
+    raise DeformCastError(f"MODE: unknown value '{mode}'. Valid values: {', '.join(MODES)}.")

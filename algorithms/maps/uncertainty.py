@@ -65,10 +65,9 @@ from ..errors import DeformCastError
 from ..progress import Progress, silent
 from ..io.raster import Grid, RasterWriter, crs_equal, iso, open_stack, parse_date, read_band
 from . import distributed
-from .exceedance import exceedance_probability
+from .exceedance import MODES, exceedance_probability, transform_value
 from ..io import styles
 
-MODES = ["magnitude", "subsidence", "uplift"]
 MAX_SAMPLE = 1_048_576
 BLOCK_PIXELS = 262_144
 
@@ -174,16 +173,6 @@ def _read_band(ds, band_index0: int, r0: int, r1: int, width: int, nodata=None) 
     """Rows ``r0:r1`` of one displacement band in mm (float32, NaN nodata): the band's own nodata,
     scale/offset and length unit applied by :func:`raster.read_band` (``nodata`` is unused, kept for callers)."""
     return read_band(ds.GetRasterBand(band_index0 + 1), 0, r0, width, r1 - r0, to_mm=True)
-
-
-def transform_value(d: np.ndarray, mode: str) -> np.ndarray:
-    if mode == "magnitude":
-        return np.abs(d)
-    if mode == "subsidence":
-        return -d
-    if mode == "uplift":
-        return d
-    raise DeformCastError(f"MODE: unknown value '{mode}'. Valid values: {', '.join(MODES)}.")
 
 
 def classify(v: np.ndarray, limits: np.ndarray) -> np.ndarray:
