@@ -54,27 +54,30 @@ def exceedance_probability(d: np.ndarray, thresholds: Sequence[float], mode: str
     """``(len(thresholds), ...)`` float64: the probability that ``v(d) >= t`` for each threshold ``t``, from the
     members' deformations ``d`` ``(M, ...)`` (all finite) by variance-preserving kernel dressing (module doc).
     ``mode``: ``magnitude`` (``v = |d|``), ``subsidence`` (``v = -d``) or ``uplift`` (``v = d``)."""
+    if mode not in MODES:
+        transform_value(d, mode)        # the error that names the valid modes
     d = np.asarray(d, dtype=np.float64)
     m, shape = d.shape[0], d.shape[1:]
     thresholds = [float(t) for t in thresholds]
     out = np.empty((len(thresholds),) + shape)
     d = d.reshape(m, -1)
-    v = transform_value(d, mode)
-    for k, t in enumerate(thresholds):      # the share of members: where they agree exactly, or are too few
-        out[k] = (v >= t).mean(axis=0).reshape(shape)
-    del v
-    if m < MIN_MEMBERS or not thresholds:
-        return out
-    mu = d.mean(axis=0)
     b = bandwidth_factor(m)
     h = b * d.std(axis=0)
-    dressed = h > 0
+    dressed = (h > 0) & (m >= MIN_MEMBERS)
+    flat = out.reshape(len(thresholds), d.shape[1])
+    if not dressed.all():       # the share of members where they agree exactly, or are too few
+        v = transform_value(d[:, ~dressed], mode)
+        for k, t in enumerate(thresholds):
+            flat[k, ~dressed] = (v >= t).mean(axis=0)
+    if not dressed.any() or not thresholds:
+        return out
+    mu = d.mean(axis=0)
     # in float32 (the map is float32, and ndtr is faster on it): the shrunk members and the inverse kernel width
     centre = (mu[None] + np.sqrt(1.0 - b * b) * (d - mu[None])).astype(np.float32)
     inv = np.where(dressed, 1.0 / np.where(dressed, h, 1.0), 0.0).astype(np.float32)
-    flat = out.reshape(len(thresholds), -1)
     for k, t in enumerate(thresholds):
-        if mode == "magnitude" and t <= 0:
+        if mode == "magnitude" and t <= 0:     # |d| >= t always
+            flat[k, dressed] = 1.0
             continue
         # v >= t where d >= t (sign +1) or d <= -t (sign -1): each side is one term of the probability
         sides = ((1, t), (-1, -t)) if mode == "magnitude" else (((-1, -t),) if mode == "subsidence" else ((1, t),))
