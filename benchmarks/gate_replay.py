@@ -9,8 +9,10 @@ epochs), the classical family from ``e``, the noise-free future and the zones.
 Each variant is ``anchors.local_forecast`` itself, the ensemble blended per pixel with the ``local``
 classical forecast by their track records (inverse MSE^2, pooled over 9 x 9 pixels), over other origins:
 
-* ``shipped``: ``anchors.local_origins`` (e - 20, e - 15, e - 10, e - 5 for the 15-epoch horizon), the
-  family and ``anchors.LOCAL_EXTRA`` (the velocity of the last half year, session 7);
+* ``shipped``: the ensemble's record from ``anchors.local_origins`` (e - 20, e - 15, e - 10, e - 5 for the
+  15-epoch horizon), the classical candidates' from ``anchors.candidate_origins`` (every 3 epochs from e - 20 to
+  e - 2 since session 34; the four above before), the family and ``anchors.LOCAL_EXTRA`` (the velocity of the
+  last half year, session 7); the variants with their own origins below score both records from those;
 * ``session6``: the same without ``LOCAL_EXTRA``; ``power4``: inverse MSE^4 instead of MSE^2 (sharper);
   ``inverse_mse``: the ensemble's blend weight by inverse squared MSEs (sessions 4-8) instead of the
   least-squares weight of the combination (session 9);

@@ -8,6 +8,9 @@ the origin, the opposite phase of an annual cycle to the half year it forecasts.
 (session 32) ``local`` scored 6.17 mm in its mining zone and 3.13 mm in its background against 2.55 and 2.19 for
 the best trajectory fits; the future was a summer with a 5.5 mm seasonal amplitude.
 
+Since session 34 ``shipped`` is the candidates' record of :func:`anchors.candidate_origins` (seven origins over the
+same recent span) and ``recent`` the four origins above.
+
 ``scenes`` are folders holding ``scene/stack.tif`` and ``scene/truth.tif`` (``bench_skill.py`` runs, or scenes
 written with ``--make``). Ratios to the best ordinary family member chosen in hindsight at each origin, against the
 truth and the expected observation; the mean over origins per scene, then median / geometric mean / worst.
@@ -39,9 +42,11 @@ YEAR = 30      # epochs of 12 days in a year (365.25 / 12 = 30.4)
 
 
 def variants(e: int, L: int) -> dict:
-    """The record's origins of each variant at origin ``e``."""
-    shipped = anc.local_origins(e, L)
-    return {"shipped": shipped,
+    """The record's origins of each variant at origin ``e``: ``shipped`` those of :func:`anchors.candidate_origins`
+    (seven over the recent span since session 34), ``recent`` the four of :func:`anchors.local_origins` (sessions 4-33,
+    the ``shipped`` of session 32's measurement)."""
+    shipped = anc.candidate_origins(e, L)
+    return {"shipped": shipped, "recent": anc.local_origins(e, L),
             "+ a year back": sorted(shipped + [e - YEAR]),
             "+ a year back, two": sorted(shipped + [e - YEAR - L // 3, e - YEAR]),
             "a year back only (same season)": [e - YEAR - L // 3, e - YEAR]}
@@ -95,12 +100,12 @@ def replay(folder: str, steps, forecasts) -> dict:
     return res
 
 
-def run(folder: str, steps) -> dict:
+def run(folder: str, steps, only=None) -> dict:
     def forecasts(y, o, hd, td, tf, fam):
         cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
         return {name: anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam, past_family=cache,
                                          origins=origins).reshape(H, -1)
-                for name, origins in variants(o, H).items()}
+                for name, origins in variants(o, H).items() if not only or name in only}
 
     return replay(folder, steps, forecasts)
 
@@ -112,6 +117,7 @@ def main(argv=None):
     ap.add_argument("--root", default="build/season_record")
     ap.add_argument("--origins", type=int, nargs="+", default=[15, 12, 9, 6, 3, 0])
     ap.add_argument("--out", default=None)
+    ap.add_argument("--variants", nargs="+", default=None, help="only these (default: all)")
     args = ap.parse_args(argv)
     scenes = list(args.scenes)
     for spec in args.make:
@@ -119,7 +125,7 @@ def main(argv=None):
     warnings.simplefilter("ignore")
     allres = {}
     for f in scenes:
-        r = run(f, args.origins)
+        r = run(f, args.origins, args.variants)
         allres[f] = r
         print(f, " | ".join(f"{n} {np.mean(v):.3f}" for n, v in r["truth"].items()), flush=True)
     groups = {"ours": [f for f in scenes if "/ind" not in f], "second generator": [f for f in scenes if "/ind" in f]}

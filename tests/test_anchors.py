@@ -203,10 +203,13 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     both = A.FAMILY + A.LOCAL_EXTRA
     fam = A.family_forecasts(flat, DATES, td, members=both)
     err = np.zeros((len(both), R * Cc))
-    # four origins e - 10 + 2 j (e = T - 1, lead 8, spacing 8 // 3), each scored on at most 8 epochs up to e
-    for o in (T - 11, T - 9, T - 7, T - 5):
+    # the candidates' origins (session 34): e - 10 (e = T - 1, lead 8, the ensemble's first origin e - 8 - 8 // 3)
+    # up to e - 1 every 8 // 5 = 1 epoch, ten origins, each scored on at most 8 epochs up to e
+    origins = range(T - 11, T - 1)
+    assert A.candidate_origins(T - 1, 8) == list(origins)
+    for o in origins:
         f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:min(T, o + 9)], members=both)
-        err += ((f - flat[None, o + 1:min(T, o + 9)]) ** 2).mean(axis=1) / 4
+        err += ((f - flat[None, o + 1:min(T, o + 9)]) ** 2).mean(axis=1) / len(origins)
     err = err.reshape(-1, R, Cc)
     h = A.LOCAL_BOX // 2
     # the neighbours weighted by the likeness of their velocity over the last two years (pooling module)
@@ -231,8 +234,10 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     w /= w.sum(0)
     ref = np.einsum("cn,chn->hn", w, fam).reshape(8, R, Cc)
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
-    # too short a history for any earlier origin: no local forecast
-    assert np.isnan(A.local_forecast(y[:12], DATES[:12], DATES[12:14], 8)).all()
+    # too short a history for any earlier origin (each needs 10 epochs before it): no local forecast
+    assert A.candidate_origins(10, 8) == [] and A.candidate_origins(11, 8) == [10]
+    assert np.isnan(A.local_forecast(y[:11], DATES[:11], DATES[11:13], 8)).all()
+    assert np.isfinite(A.local_forecast(y[:12], DATES[:12], DATES[12:14], 8)).all()
 
 
 def test_the_family_fitted_in_chunks_of_pixels_is_the_family(monkeypatch):
@@ -497,11 +502,12 @@ def test_the_season_origin_is_a_year_back_and_scores_the_candidates_not_the_ense
     td = DATES[-1] + np.arange(1, L + 1) * 12
     e = T - 1
     recent = A.local_origins(e, L)
+    cands = A.candidate_origins(e, L)
     season = A.season_origins(DATES[:T], e, L)
-    assert season == [e - 30] and not set(season) & set(recent)
+    assert season == [e - 30] and not set(season) & set(cands)
     got = A.local_forecast(y, DATES[:T], td, L)
-    np.testing.assert_allclose(got, A.local_forecast(y, DATES[:T], td, L, origins=recent + season), atol=1e-12)
-    assert np.abs(got - A.local_forecast(y, DATES[:T], td, L, origins=recent)).max() > 1e-6   # it does weigh
+    np.testing.assert_allclose(got, A.local_forecast(y, DATES[:T], td, L, origins=cands + season), atol=1e-12)
+    assert np.abs(got - A.local_forecast(y, DATES[:T], td, L, origins=cands)).max() > 1e-6   # it does weigh
     asked = []
 
     def past(o):
@@ -510,6 +516,45 @@ def test_the_season_origin_is_a_year_back_and_scores_the_candidates_not_the_ense
 
     A.local_forecast(y, DATES[:T], td, L, ensemble=(got.reshape(L, -1), past))
     assert sorted(set(asked)) == sorted(recent)                     # the ensemble's record: the recent origins only
-    monkeypatch.setattr(A, "LOCAL_SEASON_ORIGINS", 0)               # off (the default): the record of sessions 4-31
+    monkeypatch.setattr(A, "LOCAL_SEASON_ORIGINS", 0)               # off (the default)
     np.testing.assert_allclose(A.local_forecast(y, DATES[:T], td, L),
-                               A.local_forecast(y, DATES[:T], td, L, origins=recent), atol=1e-12)
+                               A.local_forecast(y, DATES[:T], td, L, origins=cands), atol=1e-12)
+
+
+def test_the_candidates_record_is_denser_over_the_recent_span_and_the_ensembles_keeps_its_origins(monkeypatch):
+    """Session 34: the classical candidates are scored from every ``lead // 5`` epochs over the span of the ensemble's
+    four origins (``e - lead - lead // 3`` .. ``e - 1``), never from the forecast origin or after it; the ensemble's
+    blend weight keeps :func:`local_origins`; ``LOCAL_CANDIDATES = "recent"`` gives the record of sessions 4-33."""
+    assert A.LOCAL_CANDIDATES == "dense"
+    assert A.local_origins(149, 15) == [129, 134, 139, 144]
+    assert A.candidate_origins(149, 15) == [129, 132, 135, 138, 141, 144, 147]
+    assert A.candidate_origins(149, 30) == [109, 115, 121, 127, 133, 139, 145]
+    assert A.candidate_origins(149, 3) == [145, 146, 147, 148]
+    assert A.candidate_origins(14, 15) == [12]                     # at least 10 epochs of history before an origin
+    for e, L in ((149, 15), (60, 30), (40, 8), (200, 1)):
+        got = A.candidate_origins(e, L)
+        assert got and all(10 <= o < e for o in got) and got[0] >= e - L - A.local_spacing(L)
+    rng = np.random.default_rng(8)
+    T, L = 120, 9
+    t = years_between(DATES, DATES[0])[:T]
+    onset = np.clip(t - (t[-1] - 0.7), 0, None)
+    y = (-6.0 * t - 30.0 * onset)[:, None, None] + rng.normal(0, 1.5, (T, 3, 4))
+    td = DATES[T - 1] + np.arange(1, L + 1) * 12
+    e = T - 1
+    dense = A.local_forecast(y, DATES[:T], td, L)
+    np.testing.assert_allclose(dense, A.local_forecast(y, DATES[:T], td, L, origins=A.candidate_origins(e, L)),
+                               atol=1e-12)
+    asked = []
+
+    def past(o):
+        asked.append(o)
+        return np.zeros((L, 12))
+
+    A.local_forecast(y, DATES[:T], td, L, ensemble=(dense.reshape(L, -1), past))
+    assert sorted(set(asked)) == A.local_origins(e, L)              # the ensemble's record: its four origins
+    monkeypatch.setattr(A, "LOCAL_CANDIDATES", "recent")
+    assert A.candidate_origins(e, L) == A.local_origins(e, L)
+    recent = A.local_forecast(y, DATES[:T], td, L)
+    np.testing.assert_allclose(recent, A.local_forecast(y, DATES[:T], td, L, origins=A.local_origins(e, L)),
+                               atol=1e-12)
+    assert np.abs(recent - dense).max() > 1e-6

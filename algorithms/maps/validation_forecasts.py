@@ -207,12 +207,14 @@ def remote_span(job: dict, b0: int, b1: int, r0: int, r1: int, origins, cov_rows
 
 def _forget_before(caches: dict, key: int, rest, lead: int) -> None:
     """Drop from a span's caches the classical families and the ensemble's earlier medians that no origin still to
-    come (``rest``) needs (its own and its local track record's origins, :func:`anchors.local_origins`): they were
+    come (``rest``) needs (its own and its local track records' origins, :func:`anchors.local_origins`,
+    :func:`anchors.candidate_origins`): they were
     kept for the whole span. A small saving (256 x 1000 pixels in one process: 2.76 -> 2.69 GB; the calibration's
     peak was its origins forecast together, see ``per_call`` in :func:`span_parts`, session 25)."""
-    from ..data.anchors import local_origins
+    from ..data.anchors import candidate_origins, local_origins
 
-    keep = {int(o) for o in rest} | {p for o in rest for p in local_origins(int(o), lead)}
+    keep = {int(o) for o in rest} | {p for o in rest
+                                     for p in local_origins(int(o), lead) + candidate_origins(int(o), lead)}
     caches[key].release(keep=keep)
     past = caches.get("_past_medians")
     if past:
