@@ -68,8 +68,9 @@ def test_each_family_member_matches_an_independent_fit():
         np.testing.assert_allclose(got[name], ref, atol=1e-6, err_msg=name)
     # the local track record's extra candidate: the velocity of the last half year
     extra = A.family_forecasts(y[:e + 1], DATES[:e + 1], td, members=A.LOCAL_EXTRA)
-    assert A.LOCAL_NAMES[len(A.FAMILY):] == ("linear_6m", "seasonal_linear_6m", "seasonal_quadratic_1y")
-    assert extra.shape == (3, 15, y.shape[1])
+    assert A.LOCAL_NAMES[len(A.FAMILY):] == ("linear_6m", "seasonal_linear_6m", "seasonal_quadratic_1y",
+                                             "seasonal_mean_2m")
+    assert extra.shape == (4, 15, y.shape[1])
     np.testing.assert_allclose(extra[0], _lstsq_forecast(y, DATES, start(0.5), e, td, False), atol=1e-6)
     # the half-year velocity of the series without the seasons of the whole record, the seasons added back
     tt = (DATES[:e + 1] - DATES[e]).astype(float) / 365.25
@@ -91,6 +92,11 @@ def test_each_family_member_matches_an_independent_fit():
     par = np.linalg.lstsq(np.column_stack([np.ones(e + 1 - s1), tt[s1:], tt[s1:] ** 2 / 2]), ds, rcond=None)[0]
     ref = np.column_stack([np.ones_like(tp), tp, tp ** 2 / 2]) @ par + seasons(tp) @ coef
     np.testing.assert_allclose(extra[2], ref, atol=1e-5)
+    # and the level of its last two months (smoothed persistence that keeps the seasons, session 34)
+    s2 = start(1.0 / 6.0)
+    assert 4 <= e + 1 - s2 <= 6                  # five or six 12-day epochs
+    level = (y[s2:e + 1] - seasons(tt[s2:]) @ coef).mean(axis=0)
+    np.testing.assert_allclose(extra[3], level[None] + seasons(tp) @ coef, atol=1e-6)
 
 
 def test_mean_last_skips_gaps_and_all_nan_pixels_stay_nan():
@@ -191,8 +197,10 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     rng = np.random.default_rng(5)
     T, R, Cc = 130, 5, 6
     t = years_between(DATES, DATES[0])
-    # left half: a bowl that started a year ago (recent fits win); right half: steady motion + noise
-    base = -5.0 * t[:, None, None] + rng.normal(0, 1.0, (T, R, Cc))
+    # left half: a bowl that started a year ago (recent fits win); right half: steady motion + noise on the first two
+    # rows, ground without a trend on the others (where the level candidate is offered)
+    steady = np.where(np.arange(R)[:, None] < 2, -5.0, 0.0)[None]
+    base = steady * t[:, None, None] + rng.normal(0, 1.0, (T, R, Cc))
     onset = np.clip(t - (t[-1] - 1.0), 0, None)[:, None, None]
     y = base + np.where(np.arange(Cc)[None, None] < 3, -40.0 * onset, 0.0)
     td = DATES[-1] + np.arange(1, 9) * 12
@@ -231,6 +239,12 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
             wn = np.exp(-0.5 * (vel[rr][:, cc] - vel[r, c]) ** 2 / (k * k * (se[rr][:, cc] ** 2 + se[r, c] ** 2)))
             pooled[:, r, c] = (err[:, rr][:, :, cc] * wn).sum(axis=(1, 2)) / wn.sum()
     w = pooled.reshape(len(both), -1) ** -A.LOCAL_POWER
+    # the level candidate (seasonal_mean_2m) only where the two-year velocity is within 2 standard errors of zero
+    level = [i for i, c in enumerate(both) if c[0] in A.LEVEL_CANDIDATES]
+    assert level == [len(both) - 1]
+    trending = ~(np.abs(vel) < A.TREND_T * se).reshape(-1)
+    assert trending.any() and (~trending).any()          # both kinds of ground on this stack
+    w[level, :] = np.where(trending, 0.0, w[level, :])
     w /= w.sum(0)
     ref = np.einsum("cn,chn->hn", w, fam).reshape(8, R, Cc)
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)

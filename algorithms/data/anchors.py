@@ -221,8 +221,18 @@ LOCAL_HALO = 2 * (LOCAL_BOX // 2)
 #: seasons of the whole record, the seasons added back: a bowl that started or sped up within the last
 #: year and is still accelerating. Replayed over 85 scenes: mean 0.9032 -> 0.8961, worst scene 1.101 ->
 #: 0.917 (a bowl that started a year before the end), 33 scenes better and 31 worse by at most 0.019.
+#: ``seasonal_mean_2m`` (session 34): the level of the last two months of the series without the seasons of the
+#: whole record, the seasons added back: smoothed persistence for ground without a trend, offered only there
+#: (:data:`LEVEL_CANDIDATES`). Replayed from six origins on 18 scenes of both generators, no scene worse by more
+#: than 0.002 against the truth, the expected observation or the acquisitions (means 0.9636 -> 0.9628, 0.7887 ->
+#: 0.7867, 0.9332 -> 0.9329 of the best classical forecast); offered everywhere it lost on four scenes (a bowl that
+#: sped up: +0.038; docs/skill.md, "Session 34").
 LOCAL_EXTRA = (("linear_6m", "linear", 0.5), ("seasonal_linear_6m", "seasonal_linear", 0.5),
-               ("seasonal_quadratic_1y", "seasonal_quadratic", 1.0))
+               ("seasonal_quadratic_1y", "seasonal_quadratic", 1.0), ("seasonal_mean_2m", "seasonal_mean", 1.0 / 6.0))
+#: candidates of :data:`LOCAL_EXTRA` that hold a level: offered only at pixels whose velocity over the last two years
+#: (:func:`pooling.velocity_guide`) lies within :data:`TREND_T` standard errors of zero; elsewhere they get no weight
+LEVEL_CANDIDATES = ("seasonal_mean_2m",)
+TREND_T = 2.0
 LOCAL_NAMES = FAMILY_NAMES + tuple(f[0] for f in LOCAL_EXTRA)
 #: pool the track record over neighbours weighted by the likeness of their recent velocity
 #: (:mod:`pooling`, session 10); False: the plain box (sessions 4-9, kept for benchmarks/gate_replay.py)
@@ -400,8 +410,9 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     guide = velocity_guide(flat, d, (R, Wd)) if LOCAL_GUIDED else None
     pooled = guided_box_mean(err.reshape(C, R, Wd), LOCAL_BOX, guide).reshape(C, -1)
     w, out, has = np.empty((C, R * Wd)), np.empty((Hh, R * Wd)), np.empty((C, R * Wd), bool)
+    offer = level_offer(flat, d, (R, Wd), guide, n_fam, C)
     for px, fam in (family if fresh else [(slice(None), family)]):
-        w[:, px], out[:, px], has[:, px] = _combine(pooled[:, px], fam)
+        w[:, px], out[:, px], has[:, px] = _combine(pooled[:, px], fam, None if offer is None else offer[:, px])
     bad = ~np.isfinite(pooled[:n_fam]).all(axis=0) | ~has[:n_fam].all(axis=0)
     out[:, bad] = np.nan
     if ensemble is None:
@@ -437,19 +448,36 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     return blend.reshape(Hh, R, Wd), wE
 
 
-def _combine(pooled: np.ndarray, family: np.ndarray):
+def level_offer(flat: np.ndarray, dates, shape, guide, n_fam: int, C: int) -> Optional[np.ndarray]:
+    """(C, n) bool: where each candidate is offered, False for :data:`LEVEL_CANDIDATES` at pixels whose velocity over
+    the last two years is not within :data:`TREND_T` standard errors of zero (or unknown); None when every candidate
+    is offered everywhere. ``guide``: :func:`pooling.velocity_guide`'s (velocity, standard error), if made already."""
+    extra = [n_fam + j for j, c in enumerate(LOCAL_EXTRA) if c[0] in LEVEL_CANDIDATES and n_fam + j < C]
+    if not extra:
+        return None
+    v, se = guide if guide is not None else velocity_guide(flat, dates, shape)
+    with np.errstate(invalid="ignore"):
+        flat_ground = (np.abs(v) < TREND_T * se).reshape(-1)
+    offer = np.ones((C, flat_ground.size), bool)
+    offer[extra] = flat_ground
+    return offer
+
+
+def _combine(pooled: np.ndarray, family: np.ndarray, offer: Optional[np.ndarray] = None):
     """The local forecast's weights (C, n), the family combined with them (h, n) and where each member has a forecast
-    (C, n) bool, for pixels with the pooled records ``pooled`` (C, n) and the family ``family`` (C, h, n). Per pixel,
-    so a chunk of pixels at a time gives the same values."""
+    (C, n) bool, for pixels with the pooled records ``pooled`` (C, n) and the family ``family`` (C, h, n); ``offer``
+    (C, n) bool: where each candidate may take weight (:func:`level_offer`), None: wherever it has a forecast. Per
+    pixel, so a chunk of pixels at a time gives the same values."""
     # a candidate without a forecast at a pixel (an extra one whose short window holds too few values
     # there) gets no weight and no say in the best record; the family itself must be complete
-    has = np.isfinite(family).all(axis=1)                      # (C, n)
+    fin = np.isfinite(family).all(axis=1)                      # (C, n)
+    has = fin if offer is None else fin & offer
     pooled_has = np.where(has, pooled, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.maximum(pooled_has, 1e-6) ** -LOCAL_POWER
         w = w / np.nansum(w, axis=0, keepdims=True)
     # a complete family (the usual case) is combined as it is: no float64 copy of it with its NaN zeroed
-    out = np.einsum("cn,chn->hn", np.nan_to_num(w), family if has.all() else np.nan_to_num(family))
+    out = np.einsum("cn,chn->hn", np.nan_to_num(w), family if fin.all() else np.nan_to_num(family))
     return w, out, has
 
 

@@ -47,6 +47,11 @@ def _fit(y, dates, start, end, t_pred, full, time_function=None):
     return fit_predict(y[start:end + 1], t_fit, t_pred, deg, periods, time_function=time_function, ref=dates[end])
 
 
+#: the trend's degree through the last epochs of the series without the record's seasons, per kind: ``seasonal_mean``
+#: (session 34) its level, a smoothed persistence that keeps the annual cycle
+SEASONAL_DEGREE = {"seasonal_mean": 0, "seasonal_linear": 1, "seasonal_quadratic": 2}
+
+
 def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1):
     """A line through the last epochs ``start..end`` of the series with its seasonal motion removed, the
     seasonal motion added back: the velocity of the recent regime, the seasons of the whole record
@@ -243,8 +248,8 @@ def _family_chunk(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY
             out[c] = _mean_last(y, int(arg))[None]
         elif kind in ("linear", "trajectory"):
             out[c] = _fit(y, d, _start(d, end, arg), end, t_pred, kind == "trajectory", tf)
-        elif kind in ("seasonal_linear", "seasonal_quadratic"):
-            out[c] = _seasonal_linear(y, d, _start(d, end, arg), end, t_pred, tf, 1 if kind == "seasonal_linear" else 2)
+        elif kind in SEASONAL_DEGREE:
+            out[c] = _seasonal_linear(y, d, _start(d, end, arg), end, t_pred, tf, SEASONAL_DEGREE[kind])
         else:  # windows
             starts = sorted({_start(d, end, yrs) for yrs in arg})
             fits = np.stack([_fit(y, d, s, end, t_pred, True, tf) for s in starts])
