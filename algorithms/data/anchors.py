@@ -452,7 +452,7 @@ def level_offer(flat: np.ndarray, dates, shape, guide, n_fam: int, C: int) -> Op
     """(C, n) bool: where each candidate is offered, False for :data:`LEVEL_CANDIDATES` at pixels whose velocity over
     the last two years is not within :data:`TREND_T` standard errors of zero (or unknown); None when every candidate
     is offered everywhere. ``guide``: :func:`pooling.velocity_guide`'s (velocity, standard error), if made already."""
-    extra = [n_fam + j for j, c in enumerate(LOCAL_EXTRA) if c[0] in LEVEL_CANDIDATES and n_fam + j < C]
+    extra = [n_fam + j for j, c in enumerate(LOCAL_EXTRA) if c[0] in LEVEL_CANDIDATES]
     if not extra:
         return None
     v, se = guide if guide is not None else velocity_guide(flat, dates, shape)
