@@ -42,7 +42,8 @@ VARIANTS = {"shipped": None, "leads 2": ("leads", 2), "leads 3": ("leads", 3), "
             "shrink 1, 5 classes of |v|": ("shrink", 1.0, 5, "v"),
             "shrink 0.3, 5 classes of |v|/se": ("shrink", 0.3, 5, "t"),
             "shrink 3, 5 classes of |v|/se": ("shrink", 3.0, 5, "t"),
-            "shrink 1, one class": ("shrink", 1.0, 1, "t")}
+            "shrink 1, one class": ("shrink", 1.0, 1, "t"),
+            "shrink by evidence, 5 classes": ("eb", 5)}
 
 
 def lead_runs(lead: int, n: int) -> list:
@@ -98,6 +99,56 @@ def shrunk_pooling(k: float, classes: int, key: str):
     return pooled
 
 
+def evidence_pooling(classes: int, per_origin: list):
+    """``guided_box_mean`` whose result is shrunk towards the mean record of each class of |v| / se by the weight
+    empirical Bayes gives it: ``s2 / (s2 + V)``, ``s2`` the pixel's sampling variance of its pooled record (the
+    variance over the record origins of each origin's pooled record, over their number), ``V`` the spread of the
+    pooled records between the pixels of the class that the sampling variance does not explain. ``per_origin``:
+    the record of each origin ((C, n) each), filled by :func:`recording`."""
+    box_mean = anc.guided_box_mean
+
+    def pooled(err, box, guide):
+        out = box_mean(err, box, guide)
+        if guide is None or len(per_origin) < 2:
+            return out
+        C = err.shape[0]
+        po = np.stack([box_mean(r.reshape(err.shape), box, guide).reshape(C, -1) for r in per_origin])
+        s2 = po.var(axis=0, ddof=1) / po.shape[0]
+        v, se = (np.asarray(a).reshape(-1) for a in guide)
+        o2 = out.reshape(C, -1).copy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = np.abs(v) / se
+        ok = np.isfinite(z) & np.isfinite(o2).all(axis=0) & np.isfinite(s2).all(axis=0)
+        if ok.sum() < 10:
+            return out
+        edges = np.quantile(z[ok], np.linspace(0, 1, classes + 1)[1:-1])
+        cls = np.searchsorted(edges, np.where(np.isfinite(z), z, 0.0))
+        for b in range(classes):
+            inb, sel = cls == b, (cls == b) & ok
+            if sel.sum() < 2:
+                continue
+            m = o2[:, sel].mean(axis=1)
+            V = np.maximum(o2[:, sel].var(axis=1) - s2[:, sel].mean(axis=1), 0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                lam = np.where(np.isfinite(s2[:, inb]), s2[:, inb] / (s2[:, inb] + V[:, None]), 0.0)
+            lam = np.nan_to_num(lam, nan=0.0)
+            o2[:, inb] = (1.0 - lam) * o2[:, inb] + lam * m[:, None]
+        return o2.reshape(out.shape)
+    return pooled
+
+
+def recording(per_origin: list):
+    """``track_record.record`` that also keeps each origin's record in ``per_origin``."""
+    def rec(flat, lead, origins, forecasts, weights=None, errors=None):
+        per_origin.clear()
+        for o in origins:
+            r = tr.record(flat, lead, [o], forecasts, weights, errors)
+            if r is not None:
+                per_origin.append(r)
+        return tr.record(flat, lead, origins, forecasts, weights, errors)
+    return rec
+
+
 def local_variant(spec, y, o, hd, td, tf, fam, cache):
     def one():
         return anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam, past_family=cache,
@@ -108,6 +159,10 @@ def local_variant(spec, y, o, hd, td, tf, fam, cache):
     try:
         if spec[0] == "shrink":
             anc.guided_box_mean = shrunk_pooling(*spec[1:])
+            return one()
+        if spec[0] == "eb":
+            per_origin = []
+            anc.record, anc.guided_box_mean = recording(per_origin), evidence_pooling(spec[1], per_origin)
             return one()
         out = np.empty((H, y[0].size))
         for lo, hi in lead_runs(H, spec[1]):

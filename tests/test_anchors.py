@@ -215,9 +215,11 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     # up to e - 1 every 8 // 5 = 1 epoch, ten origins, each scored on at most 8 epochs up to e
     origins = range(T - 11, T - 1)
     assert A.candidate_origins(T - 1, 8) == list(origins)
+    each = []
     for o in origins:
         f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:min(T, o + 9)], members=both)
-        err += ((f - flat[None, o + 1:min(T, o + 9)]) ** 2).mean(axis=1) / len(origins)
+        each.append(((f - flat[None, o + 1:min(T, o + 9)]) ** 2).mean(axis=1).reshape(-1, R, Cc))
+        err += each[-1].reshape(len(both), -1) / len(origins)
     err = err.reshape(-1, R, Cc)
     h = A.LOCAL_BOX // 2
     # the neighbours weighted by the likeness of their velocity over the last two years (pooling module)
@@ -238,6 +240,28 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
             k = pooling.GUIDE_K
             wn = np.exp(-0.5 * (vel[rr][:, cc] - vel[r, c]) ** 2 / (k * k * (se[rr][:, cc] ** 2 + se[r, c] ** 2)))
             pooled[:, r, c] = (err[:, rr][:, :, cc] * wn).sum(axis=(1, 2)) / wn.sum()
+    # shrunk towards the mean record of its class of trend evidence (session 35): five quantile classes of |v| / se;
+    # the sampling variance from each origin's record pooled over the plain box; l = s2 / (s2 + spread)
+    plain = np.empty((len(origins),) + err.shape)
+    for i, eo in enumerate(each):
+        for r in range(R):
+            for c in range(Cc):
+                rr = np.clip(np.arange(r - h, r + h + 1), 0, R - 1)
+                cc = np.clip(np.arange(c - h, c + h + 1), 0, Cc - 1)
+                plain[i, :, r, c] = eo[:, rr][:, :, cc].mean(axis=(1, 2))
+    s2 = plain.var(axis=0, ddof=1).reshape(len(both), -1) / len(origins)
+    z = (np.abs(vel) / se).reshape(-1)
+    edges = np.quantile(z, [0.2, 0.4, 0.6, 0.8])
+    cls = np.array([sum(zz > ed for ed in edges) for zz in z])
+    pooled = pooled.reshape(len(both), -1)
+    shrunk = pooled.copy()
+    for b in range(5):
+        sel = cls == b
+        spread = np.maximum(pooled[:, sel].var(axis=1) - s2[:, sel].mean(axis=1), 0.0)
+        lam = s2[:, sel] / (s2[:, sel] + spread[:, None])
+        shrunk[:, sel] = (1 - lam) * pooled[:, sel] + lam * pooled[:, sel].mean(axis=1)[:, None]
+    assert 0.05 < np.mean(np.abs(shrunk - pooled) / pooled) < 0.95      # shrunk, not replaced
+    pooled = shrunk
     w = pooled.reshape(len(both), -1) ** -A.LOCAL_POWER
     # the level candidate (seasonal_mean_2m) only where the two-year velocity is within 2 standard errors of zero
     level = [i for i, c in enumerate(both) if c[0] in A.LEVEL_CANDIDATES]

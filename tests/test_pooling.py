@@ -63,3 +63,47 @@ def test_blocks_with_a_halo_give_the_whole_raster_result():
         sub = y[:, a0:a1].reshape(y.shape[0], -1)
         part = pooling.guided_box_mean(val[:, a0:a1], 9, pooling.velocity_guide(sub, d, (a1 - a0, W)))
         np.testing.assert_allclose(part[:, r0 - a0:r1 - a0], whole[:, r0:r1], rtol=1e-12, atol=1e-12)
+
+
+def test_the_record_leans_on_its_class_by_the_share_of_its_variance_that_is_noise():
+    rng = np.random.default_rng(3)
+    n, C = 400, 3
+    z = np.concatenate([rng.uniform(0, 1, n // 2), rng.uniform(5, 9, n // 2)])     # flat ground, then trending
+    true = np.where(z < 2, 1.0, 4.0)[None] * np.array([1.0, 2.0, 3.0])[:, None]  # the classes differ, pixels not
+    s2 = np.full((C, n), 0.25)
+    pooled = true + rng.normal(0, 0.5, (C, n))          # the spread between pixels is all sampling noise
+    prior = pooling.class_prior(pooled, s2, z, 2)
+    assert np.allclose(prior["edges"], [np.median(z)])
+    np.testing.assert_allclose(prior["mean"], [[1, 2, 3], [4, 8, 12]], atol=0.15)
+    assert np.max(prior["spread"]) < 0.1                 # noise only: nothing left to tell pixels apart
+    got = pooling.shrink_to_class(pooled, s2, z, prior)
+    assert np.abs(got - true).mean() < 0.3 * np.abs(pooled - true).mean()
+    # regimes the record tells apart within a class: each pixel keeps most of its own record
+    apart = true + np.where(np.arange(n) % 2 == 0, 3.0, -3.0)[None] * (z < 2)[None] + rng.normal(0, 0.5, (C, n))
+    prior = pooling.class_prior(apart, s2, z, 2)
+    kept = pooling.shrink_to_class(apart, s2, z, prior)
+    flat_ground = z < 2
+    assert np.abs(kept - apart)[:, flat_ground].mean() < 0.05 * np.abs(apart[:, flat_ground] - 1).mean()
+    # no sampling variance: the record itself; no class (unknown evidence): the record itself
+    np.testing.assert_array_equal(pooling.shrink_to_class(pooled, np.zeros_like(s2), z, prior), pooled)
+    z_nan = z.copy()
+    z_nan[:5] = np.nan
+    out = pooling.shrink_to_class(pooled, s2, z_nan, pooling.class_prior(pooled, s2, z, 2))
+    np.testing.assert_array_equal(out[:, :5], pooled[:, :5])
+    assert not np.array_equal(out[:, 5:], pooled[:, 5:])
+    assert pooling.class_prior(pooled[:, :9], s2[:, :9], z[:9], 2) is None       # too few pixels to estimate
+
+
+def test_the_sampling_variance_is_the_spread_of_the_origins_pooled_records():
+    rng = np.random.default_rng(4)
+    per = [rng.normal(0, 1, (2, 5 * 6)) for _ in range(4)]
+    got = pooling.sampling_variance(per, (5, 6), 3)
+    ref = np.empty((4, 2, 5, 6))
+    for i, p in enumerate(per):
+        p = p.reshape(2, 5, 6)
+        for r in range(5):
+            for c in range(6):
+                rr, cc = np.clip(np.arange(r - 1, r + 2), 0, 4), np.clip(np.arange(c - 1, c + 2), 0, 5)
+                ref[i, :, r, c] = p[:, rr][:, :, cc].mean(axis=(1, 2))
+    np.testing.assert_allclose(got, ref.var(axis=0, ddof=1).reshape(2, -1) / 4, rtol=1e-6)
+    assert pooling.sampling_variance(per[:1], (5, 6), 3) is None

@@ -56,7 +56,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from .pooling import guided_box_mean, velocity_guide
+from . import pooling
+from .pooling import class_prior, guided_box_mean, sampling_variance, shrink_to_class, trend_evidence, velocity_guide
 from .track_record import blend_sums, blend_weight, combined, inverse_mse_weight, record, target_weights
 from .baselines import design_matrix, fit_stats, terms_for_span, years_between
 from .family import (FAMILY, FAMILY_NAMES, _mean_last, _start, family_chunks,  # noqa: F401 (its home before)
@@ -329,7 +330,8 @@ def season_origins(dates, e: int, lead: int) -> List[int]:
 
 def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_function=None,
                    family: Optional[np.ndarray] = None, ensemble=None, past_family=None, origins=None,
-                   prior_sums=None, sums_only: bool = False, memo: Optional[dict] = None):
+                   prior_sums=None, sums_only: bool = False, memo: Optional[dict] = None,
+                   record_prior: Optional[dict] = None, evidence: Optional[dict] = None):
     """The ``local`` classical forecast of a block of pixels, float64 ``(h, rows, cols)``.
 
     Each member of the family and of :data:`LOCAL_EXTRA` is scored by its own recent track record around
@@ -357,6 +359,14 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     keeps them (:class:`FamilyCache`). ``prior_sums``: the scene's mean sums the blend weight is shrunk
     towards (:func:`track_record.blend_weight`; None: this block's). ``sums_only``: with ``ensemble``, return the
     blend weight's per-pixel sums ``(num, den)`` (:func:`track_record.blend_sums`) instead of the blend.
+
+    The pooled record of each pixel is shrunk towards the mean record of the pixels of its class of trend
+    evidence (:func:`pooling.shrink_to_class`, session 35; :data:`pooling.EVIDENCE_CLASSES` quantile classes of the
+    two-year |v| / se), by the share of its variance that the spread of its origins' records calls sampling noise.
+    ``record_prior``: the classes and their means estimated on the scene (:func:`pooling.class_prior`,
+    ``gating.scene_blend_prior``); None: those of the pixels of this call. ``evidence``: a dict that receives the
+    unshrunk pooled record, its sampling variance and the trend evidence of every pixel (``pooled``, ``s2``, ``z``),
+    for that estimate.
 
     ``memo`` (a block's :attr:`FamilyCache.local`): the classical local forecast and, where it was fitted here,
     the family at the origin are left in it (:func:`memo_key`) when ``ensemble`` is given, and taken from it
@@ -401,7 +411,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     C = len(FAMILY) + len(LOCAL_EXTRA) if fresh else family.shape[0]
     Hh = np.size(target_dates)
     tw = target_weights(time_function, d)
-    err = record(flat, L, fam_origins, past_family, tw, errors=None if cache is None else cache.errors)
+    per_origin = [] if pooling.EVIDENCE_CLASSES > 0 and LOCAL_GUIDED else None
+    err = record(flat, L, fam_origins, past_family, tw, errors=None if cache is None else cache.errors, keep=per_origin)
     if err is None:
         if sums_only:
             return np.zeros(R * Wd), np.zeros(R * Wd)
@@ -409,6 +420,13 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         return out if ensemble is None else (ensemble[0].reshape(Hh, R, Wd), np.ones(R * Wd))
     guide = velocity_guide(flat, d, (R, Wd)) if LOCAL_GUIDED else None
     pooled = guided_box_mean(err.reshape(C, R, Wd), LOCAL_BOX, guide).reshape(C, -1)
+    s2 = None if per_origin is None else sampling_variance(per_origin, (R, Wd), LOCAL_BOX)
+    if s2 is not None:          # shrunk towards its class of trend evidence (session 35)
+        z = trend_evidence(guide)
+        if evidence is not None:
+            evidence.update(pooled=pooled, s2=s2, z=z)
+        prior = record_prior if record_prior is not None else class_prior(pooled, s2, z, pooling.EVIDENCE_CLASSES)
+        pooled = shrink_to_class(pooled, s2, z, prior)
     w, out, has = np.empty((C, R * Wd)), np.empty((Hh, R * Wd)), np.empty((C, R * Wd), bool)
     offer = level_offer(flat, d, (R, Wd), guide, n_fam, C)
     for px, fam in (family if fresh else [(slice(None), family)]):

@@ -13,9 +13,18 @@ so a neighbour whose velocity differs by noise only keeps nearly full weight, on
 that the data resolve gets little. The weights depend only on the two pixels, never on the block read
 or on a scene-wide scale, so a raster processed in blocks gives the same result as in one piece.
 ``K = inf`` (or no guide) is the plain box mean exactly. Measured in docs/skill.md (session 10).
+
+Since session 35 the pooled record is then shrunk towards the mean record of the pixels with like evidence for
+a trend (:func:`shrink_to_class`): a neighbourhood holds few independent draws of each date's atmosphere where
+that is correlated over many pixels, and the scene's pixels of the same class hold many. How far each pixel
+leans on its class is empirical Bayes: the share of its pooled record's variance that the spread between the
+record's origins calls noise. The classes and their means are the scene's (:func:`class_prior`): ``predict``
+estimates them once for a raster forecast in several blocks (``gating.scene_blend_prior``), so blocks give
+the one-block result as above; elsewhere (the calibration's sampled spans, the gate's bands) each call's own.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Optional, Tuple
 
@@ -104,3 +113,75 @@ def guided_box_mean(a: np.ndarray, box: int, guide: Optional[Tuple[np.ndarray, n
     den = np.broadcast_to(den, a.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)
+
+
+#: classes of the evidence for a trend (|v| / se of :func:`velocity_guide`) within which the local track record is
+#: shrunk towards the class's mean record by empirical Bayes (:func:`shrink_to_class`, session 35); 0: not shrunk
+#: (sessions 10-34). ``DEFORMCAST_EVIDENCE_CLASSES`` sets it for experiments, processes started by a run included.
+EVIDENCE_CLASSES = int(os.environ.get("DEFORMCAST_EVIDENCE_CLASSES", "5"))
+
+
+def trend_evidence(guide: Tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(n,): each pixel's |v| / se of its two-year velocity (:func:`velocity_guide`), NaN where unknown."""
+    v, se = (np.asarray(g, dtype=np.float64).reshape(-1) for g in guide)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.abs(v) / se
+    return np.where(np.isfinite(z), z, np.nan)
+
+
+def sampling_variance(per_origin, shape, box: int) -> Optional[np.ndarray]:
+    """(C, n): the sampling variance of a pooled track record: the variance over the record's origins of each
+    origin's record pooled over a plain ``box`` x ``box`` neighbourhood, over the number of origins. ``per_origin``:
+    the (C, n) record of each origin (``track_record.record``'s ``keep``); None with fewer than two. The plain box
+    (not the guided one) keeps it cheap: one uniform filter over every origin and candidate at once."""
+    if len(per_origin) < 2:
+        return None
+    k = len(per_origin)
+    C = per_origin[0].shape[0]
+    po = box_mean(np.stack(per_origin).astype(np.float64).reshape((k, C) + tuple(shape)), box).reshape(k, C, -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanvar(po, axis=0, ddof=1) / k
+
+
+def class_prior(pooled: np.ndarray, s2: np.ndarray, z: np.ndarray, classes: int) -> Optional[dict]:
+    """What :func:`shrink_to_class` shrinks towards, from pixels with a pooled record ``pooled`` (C, n), its sampling
+    variance ``s2`` (C, n) and their trend evidence ``z`` (n,): the bounds between ``classes`` quantile classes of
+    ``z`` (``edges``), each class's mean record (``mean``, (classes, C)) and the spread of the pooled records
+    between its pixels that their sampling variance does not explain (``spread``, (classes, C), at least 0).
+    None with fewer than 10 pixels that hold all three."""
+    ok = np.isfinite(z) & np.isfinite(pooled).all(axis=0) & np.isfinite(s2).all(axis=0)
+    if ok.sum() < 10 or classes < 1:
+        return None
+    edges = np.quantile(z[ok], np.linspace(0.0, 1.0, classes + 1)[1:-1])
+    cls = np.searchsorted(edges, z[ok])
+    C = pooled.shape[0]
+    mean, spread = np.full((classes, C), np.nan), np.full((classes, C), np.nan)
+    for b in range(classes):
+        sel = np.flatnonzero(ok)[cls == b]
+        if sel.size >= 2:
+            mean[b] = pooled[:, sel].mean(axis=1)
+            spread[b] = np.maximum(pooled[:, sel].var(axis=1) - s2[:, sel].mean(axis=1), 0.0)
+    def listed(a):          # JSON without NaN (a class without two pixels): None, read back as NaN
+        return [[float(x) if np.isfinite(x) else None for x in row] for row in a]
+
+    return {"edges": edges.tolist(), "mean": listed(mean), "spread": listed(spread)}
+
+
+def shrink_to_class(pooled: np.ndarray, s2: Optional[np.ndarray], z: np.ndarray, prior: Optional[dict]) -> np.ndarray:
+    """The pooled track record ``pooled`` (C, n) shrunk towards the mean record of its class of trend evidence
+    (:func:`class_prior`) by empirical Bayes: ``(1 - l) pooled + l mean`` with ``l = s2 / (s2 + spread)``, the share
+    of the pooled record's variance that is sampling noise. A pixel whose neighbourhood holds few independent
+    draws of the atmosphere (a large ``s2``) leans on its class; where the class's pixels differ by more than
+    their noise (regimes the record tells apart: a large ``spread``) each keeps its own record. Pixels without a
+    class, a sampling variance or a class mean keep their record."""
+    if prior is None or s2 is None:
+        return pooled
+    edges = np.asarray(prior["edges"], dtype=np.float64)
+    mean, spread = (np.asarray(prior[k], dtype=np.float64) for k in ("mean", "spread"))
+    cls = np.searchsorted(edges, np.where(np.isfinite(z), z, 0.0))
+    m, V = mean[cls].T, spread[cls].T                         # (C, n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lam = s2 / (s2 + V)
+    use = np.isfinite(lam) & np.isfinite(m) & np.isfinite(z)[None] & np.isfinite(pooled)
+    return np.where(use, (1.0 - lam) * pooled + lam * m, pooled)

@@ -68,12 +68,15 @@ def _epoch_sum(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
-def record(flat: np.ndarray, lead: int, origins, forecasts, weights=None, errors=None) -> Optional[np.ndarray]:
+def record(flat: np.ndarray, lead: int, origins, forecasts, weights=None, errors=None,
+           keep: Optional[list] = None) -> Optional[np.ndarray]:
     """Mean squared error of ``forecasts(o)`` ((k, >= m, n) or None) from each origin over the
     ``m = min(lead, e - o)`` epochs after it that ``flat`` (history up to ``e``) holds, averaged over
     the origins: (k, n), or None when no origin could be scored. ``weights`` (T,): each epoch's weight
     as a target (:func:`target_weights`), None: alike. ``errors(o, m, weights of the m epochs)``: the (k, n) errors
-    from origin ``o`` made without ``forecasts(o)`` (``anchors.FamilyCache.errors``), or None to make them here."""
+    from origin ``o`` made without ``forecasts(o)`` (``anchors.FamilyCache.errors``), or None to make them here.
+    ``keep``: a list that receives each scored origin's errors (k, n) in float32 (the record's spread over its
+    origins, ``pooling.sampling_variance``)."""
     err, n = None, 0
     e = flat.shape[0] - 1
     for o in origins:
@@ -87,6 +90,8 @@ def record(flat: np.ndarray, lead: int, origins, forecasts, weights=None, errors
             if f is None:
                 continue
             got = squared_errors(f, flat[o + 1:o + m + 1], wo)
+        if keep is not None:
+            keep.append(got.astype(np.float32))
         err = got if err is None else err + got
         n += 1
     return None if n == 0 else err / n

@@ -398,12 +398,13 @@ def _forecast_blocks(*, info, loaded, configs, cov, e, H, M, qs, dev, batch_size
     blocks = [(r0, r1, max(0, r0 - halo), min(Hh, r1 + halo))
               for r0, r1 in raster.balanced_row_blocks(Hh, block_rows, spread)]
     if prior is not None:
-        gate = dict(gate, blend_prior=prior)
+        gate = dict(gate, **prior)
     elif _wants_prior(gate, len(blocks)):
-        # every block's blend weight is shrunk towards the scene's, not towards its own (session 18)
+        # every block's blend weight is shrunk towards the scene's, not towards its own (session 18), and every
+        # block's local track record towards the scene's classes (session 35)
         t0 = time.perf_counter()
-        gate = dict(gate, blend_prior=scene_blend_prior(info, loaded, plan, configs, cov, e, H, dev, batch_size,
-                                                        progress, gate_stride(gate)))
+        gate = dict(gate, **scene_blend_prior(info, loaded, plan, configs, cov, e, H, dev, batch_size,
+                                              progress, gate_stride(gate)))
         timer["blend_prior"] = time.perf_counter() - t0
     job = dict(job, dev=dev, H=H, gate=gate, model=model, qs=qs, want_q=w_q is not None, want_m=w_m is not None)
     acc = {"n_valid": 0, "done": 0, "final": [], "gaps": {"data": 0, "none": 0, "last_missing": 0}}

@@ -55,7 +55,8 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
                 caches[id(it[0])] = family_cache(it[0], dates, cfg0, H, lean=own)
         if gate.get("local_blend"):
             _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches,
-                         gate.get("blend_prior"), trim=own, stride=gate_stride(gate))
+                         gate.get("blend_prior"), trim=own, stride=gate_stride(gate),
+                         record_prior=gate.get("record_prior"))
         if own:     # nobody forecasts these blocks again: the track record's origins are done with
             caches.pop("_past_medians", None)
             for blk, *_, e in items:
@@ -63,7 +64,8 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
         for (blk, a0, r0, r1, _, e), out, va in zip(items, outs, valid_all):
             if not va.any():
                 continue
-            cands = candidates(blk, a0, r0, r1, int(e), dates, H, cfg0, va, caches[id(blk)])
+            cands = candidates(blk, a0, r0, r1, int(e), dates, H, cfg0, va, caches[id(blk)],
+                               record_prior=gate.get("record_prior"))
             last = blk[e, r0 - a0:r1 - a0][va].astype(np.float64)
             flat, ids = out.reshape(out.shape[0], out.shape[1], -1), np.flatnonzero(va.ravel())
             for j in range(0, ids.size, GATE_CHUNK):    # the gate is per pixel: in chunks, float64 copies stay small
@@ -85,7 +87,7 @@ def gate_halo(gate) -> int:
 
 
 def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None,
-                 prior_sums=None, trim: bool = False, stride: int = RECORD_STRIDE) -> None:
+                 prior_sums=None, trim: bool = False, stride: int = RECORD_STRIDE, record_prior=None) -> None:
     """Shift each item's members so that their median becomes the local blend of the skill gate
     (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
     local track record are made here, on the record pixels of the whole block, halo rows included
@@ -131,19 +133,23 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
         now = np.full((med.shape[0],) + blk.shape[1:], np.nan)
         now[:, r0 - a0:r1 - a0] = med
         loc = local_blend(blk, a0, r0, r1, int(e), dates, cfg0, now, lambda o, b=id(blk): past.get((b, o)),
-                          (caches or {}).get(id(blk)), prior_sums=prior_sums, stride=stride)
+                          (caches or {}).get(id(blk)), prior_sums=prior_sums, stride=stride,
+                          record_prior=record_prior)
         shift = np.where(np.isfinite(loc) & va[None], loc - med, 0.0)
         out += shift[None].astype(out.dtype)
 
 
 def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, dev, batch_size,
-                      progress=None, stride: int = RECORD_STRIDE) -> list:
-    """The scene's mean sums ``[n_scene, d_scene]`` of the local blend's weight from origin ``e``
-    (:func:`track_record.blend_weight`, session 18), for ``predict`` to give every block of a raster forecast in
-    more than one block (within one block the block's own sums are the scene's): the ensemble's medians from
-    the track record's origins on the record pixels and the local classical forecast, as the blocks compute
+                      progress=None, stride: int = RECORD_STRIDE) -> dict:
+    """The scene's priors of the local blend from origin ``e``, for ``predict`` to give every block of a raster
+    forecast in more than one block (within one block the block's own are the scene's): ``blend_prior``, the mean
+    sums ``[n_scene, d_scene]`` of the local blend's weight (:func:`track_record.blend_weight`, session 18), and
+    ``record_prior``, the classes of trend evidence of the local classical forecast's track record with their mean
+    records (:func:`pooling.class_prior`, session 35; None where it could not be estimated): the ensemble's medians
+    from the track record's origins on the record pixels and the local classical forecast, as the blocks compute
     them, on :data:`PRIOR_PIXELS` pixels (the whole raster when it has no more). ``progress``: checked for
     Cancel after each band. ``stride``: the record lattice's (the gate's, :func:`skill_gate.gate_stride`)."""
+    from ..data.pooling import EVIDENCE_CLASSES, class_prior
     from ..data import anchors as anc, dataset
     from ..io import raster
 
@@ -163,6 +169,7 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
     origins = [o for o in anc.local_origins(int(e), L) if o >= first]
     num = den = 0.0
     npx = 0
+    ev_all = []
     for r0, r1 in spans:
         a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
         blk = raster.read_stack(info, rows=(a0, a1))
@@ -170,9 +177,13 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
         past = medians_on_rows(blk, a0, cov_blk, origins, record_mask(a0, a1 - a0, W, stride), info.dates, info.grid,
                                loaded, plan, L, dev, batch_size)
         now = np.full((H, a1 - a0, W), np.nan)          # the sums do not read the forecast itself
+        ev = {}
         n_, d_ = local_blend(blk, a0, r0, r1, int(e), info.dates, cfg0, now, past.get,
-                             family_cache(blk, info.dates, cfg0, H, lean=True), sums_only=True, stride=stride)
+                             family_cache(blk, info.dates, cfg0, H, lean=True), sums_only=True, stride=stride,
+                             evidence=ev)
         core = slice((r0 - a0) * W, (r1 - a0) * W)
+        if ev:
+            ev_all.append((ev["pooled"][:, core], ev["s2"][:, core], ev["z"][core]))
         num += float(n_[core].sum())
         den += float(d_[core].sum())
         npx += (r1 - r0) * W
@@ -181,4 +192,7 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
     if progress is not None:
         progress.log(f"Local blend: the ensemble's weight is shrunk towards the scene's, estimated on {npx} pixels "
                      f"({len(spans)} band(s) of rows).")
-    return [num / max(1, npx), den / max(1, npx)]
+    rec = None
+    if ev_all:
+        rec = class_prior(*(np.concatenate(x, axis=-1) for x in zip(*ev_all)), EVIDENCE_CLASSES)
+    return {"blend_prior": [num / max(1, npx), den / max(1, npx)], "record_prior": rec}
