@@ -12,15 +12,18 @@ only; ratios to the best ordinary family member chosen in hindsight, against the
   ``(pooled + k * class mean) / (1 + k)``, as the blend weight is shrunk towards the scene's (session 18). Why: on
   the second generator a 15 x 15 neighbourhood holds few independent draws of the atmosphere.
 
-Both are put into ``anchors.local_forecast`` from outside (its ``record`` and ``guided_box_mean``), the shipped
-code is unchanged.
+* ``shrink by evidence``: the shrink of the first version of what was then shipped (``pooling.shrink_to_class``),
+  with the sampling variance from the guided box instead of the plain one.
+
+All are put into ``anchors.local_forecast`` from outside (its ``record`` and ``guided_box_mean``). They were measured
+against the record of session 34: run with ``DEFORMCAST_EVIDENCE_CLASSES=0`` for those figures (without it they
+come on top of the shipped shrink).
 
 Usage::
 
     .venv/bin/python benchmarks/record_pooling_replay.py --out build/rpr.json build/srr/*/seed_*
 """
 import argparse
-import json
 import os
 import sys
 import warnings
@@ -33,8 +36,7 @@ from _common import ensure_pkg  # noqa: E402
 ensure_pkg()
 from deformcast.algorithms.data import anchors as anc  # noqa: E402
 from deformcast.algorithms.data import track_record as tr  # noqa: E402
-from combination_replay import print_summary  # noqa: E402
-from season_record_replay import H, replay  # noqa: E402
+from season_record_replay import H, replay, summarise  # noqa: E402
 
 #: name -> ("leads", B) or ("shrink", k, classes, key)
 VARIANTS = {"shipped": None, "leads 2": ("leads", 2), "leads 3": ("leads", 3), "leads 5": ("leads", 5),
@@ -54,7 +56,7 @@ def lead_runs(lead: int, n: int) -> list:
 
 def record_on_steps(lo: int, hi: int):
     """``track_record.record`` over the lead steps ``lo .. hi - 1`` of each origin only (the other epochs weigh 0)."""
-    def rec(flat, lead, origins, forecasts, weights=None, errors=None):
+    def rec(flat, lead, origins, forecasts, weights=None, errors=None, keep=None):
         T = flat.shape[0]
         base = np.ones(T) if weights is None else np.asarray(weights, dtype=np.float64)
         err, n = None, 0
@@ -65,7 +67,7 @@ def record_on_steps(lo: int, hi: int):
             w = np.zeros(T)
             sl = slice(int(o) + 1 + lo, int(o) + 1 + min(hi, m))
             w[sl] = base[sl]
-            r = tr.record(flat, lead, [o], forecasts, w, errors)
+            r = tr.record(flat, lead, [o], forecasts, w, errors, keep)
             if r is not None:
                 err, n = (r if err is None else err + r), n + 1
         return None if n == 0 else err / n
@@ -139,13 +141,13 @@ def evidence_pooling(classes: int, per_origin: list):
 
 def recording(per_origin: list):
     """``track_record.record`` that also keeps each origin's record in ``per_origin``."""
-    def rec(flat, lead, origins, forecasts, weights=None, errors=None):
+    def rec(flat, lead, origins, forecasts, weights=None, errors=None, keep=None):
         per_origin.clear()
         for o in origins:
             r = tr.record(flat, lead, [o], forecasts, weights, errors)
             if r is not None:
                 per_origin.append(r)
-        return tr.record(flat, lead, origins, forecasts, weights, errors)
+        return tr.record(flat, lead, origins, forecasts, weights, errors, keep)
     return rec
 
 
@@ -191,15 +193,7 @@ def main(argv=None):
     for f in args.scenes:
         allres[f] = replay(f, args.origins, forecasts)
         print(f, " | ".join(f"{n} {np.mean(v):.3f}" for n, v in allres[f]["truth"].items()), flush=True)
-    for g, fs in {"ours": [f for f in args.scenes if "/ind" not in f],
-                  "second generator": [f for f in args.scenes if "/ind" in f]}.items():
-        for tn in ("truth", "expected") if fs else ():
-            print_summary({f: allres[f] for f in fs}, tn,
-                          f"{g}, against the {tn} (mean over origins; median / geometric mean / worst over "
-                          f"{len(fs)} scenes)")
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            json.dump(allres, fh, indent=1)
+    summarise(allres, args.out)
 
 
 if __name__ == "__main__":

@@ -128,15 +128,20 @@ def main(argv=None):
         r = run(f, args.origins, args.variants)
         allres[f] = r
         print(f, " | ".join(f"{n} {np.mean(v):.3f}" for n, v in r["truth"].items()), flush=True)
+    summarise(allres, args.out)
+
+
+def summarise(allres: dict, out=None) -> None:
+    """Print each generator's summary of the replayed scenes ``allres`` (folder -> ratios) and write them to ``out``."""
+    scenes = list(allres)
     groups = {"ours": [f for f in scenes if "/ind" not in f], "second generator": [f for f in scenes if "/ind" in f]}
     for g, fs in groups.items():
-        if not fs:
-            continue
-        for tn in ("truth", "expected"):
+        for tn in ("truth", "expected") if fs else ():
             print_summary({f: allres[f] for f in fs}, tn,
-                          f"{g}, against the {tn} (mean over origins; median / geometric mean / worst over {len(fs)} scenes)")
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
+                          f"{g}, against the {tn} (mean over origins; median / geometric mean / worst over "
+                          f"{len(fs)} scenes)")
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
             json.dump(allres, fh, indent=1)
 
 
