@@ -154,14 +154,16 @@ def class_prior(pooled: np.ndarray, s2: np.ndarray, z: np.ndarray, classes: int)
     if ok.sum() < 10 or classes < 1:
         return None
     edges = np.quantile(z[ok], np.linspace(0.0, 1.0, classes + 1)[1:-1])
-    cls = np.searchsorted(edges, z[ok])
+    idx = np.flatnonzero(ok)
+    cls = np.searchsorted(edges, z[idx])
     C = pooled.shape[0]
     mean, spread = np.full((classes, C), np.nan), np.full((classes, C), np.nan)
     for b in range(classes):
-        sel = np.flatnonzero(ok)[cls == b]
+        sel = idx[cls == b]
         if sel.size >= 2:
             mean[b] = pooled[:, sel].mean(axis=1)
             spread[b] = np.maximum(pooled[:, sel].var(axis=1) - s2[:, sel].mean(axis=1), 0.0)
+
     def listed(a):          # JSON without NaN (a class without two pixels): None, read back as NaN
         return [[float(x) if np.isfinite(x) else None for x in row] for row in a]
 

@@ -189,10 +189,11 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
         npx += (r1 - r0) * W
         if progress is not None:
             progress.check()
-    if progress is not None:
-        progress.log(f"Local blend: the ensemble's weight is shrunk towards the scene's, estimated on {npx} pixels "
-                     f"({len(spans)} band(s) of rows).")
     rec = None
     if ev_all:
         rec = class_prior(*(np.concatenate(x, axis=-1) for x in zip(*ev_all)), EVIDENCE_CLASSES)
+    if progress is not None:
+        also = "" if rec is None else ", and each pixel's local track record towards its class of trend evidence"
+        progress.log(f"Local blend: the ensemble's weight is shrunk towards the scene's{also}, estimated on {npx} "
+                     f"pixels ({len(spans)} band(s) of rows).")
     return {"blend_prior": [num / max(1, npx), den / max(1, npx)], "record_prior": rec}
