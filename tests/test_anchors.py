@@ -69,8 +69,8 @@ def test_each_family_member_matches_an_independent_fit():
     # the local track record's extra candidate: the velocity of the last half year
     extra = A.family_forecasts(y[:e + 1], DATES[:e + 1], td, members=A.LOCAL_EXTRA)
     assert A.LOCAL_NAMES[len(A.FAMILY):] == ("linear_6m", "seasonal_linear_6m", "seasonal_quadratic_1y",
-                                             "seasonal_mean_2m")
-    assert extra.shape == (4, 15, y.shape[1])
+                                             "seasonal_mean_2m", "seasonal_decay_tau4m", "seasonal_decay_tau7m")
+    assert extra.shape == (6, 15, y.shape[1])
     np.testing.assert_allclose(extra[0], _lstsq_forecast(y, DATES, start(0.5), e, td, False), atol=1e-6)
     # the half-year velocity of the series without the seasons of the whole record, the seasons added back
     tt = (DATES[:e + 1] - DATES[e]).astype(float) / 365.25
@@ -97,6 +97,12 @@ def test_each_family_member_matches_an_independent_fit():
     assert 4 <= e + 1 - s2 <= 6                  # five or six 12-day epochs
     level = (y[s2:e + 1] - seasons(tt[s2:]) @ coef).mean(axis=0)
     np.testing.assert_allclose(extra[3], level[None] + seasons(tp) @ coef, atol=1e-6)
+    # and a motion that dies out through its last year, a + b exp(-t / tau), tau 0.3 and 0.6 years (session 36)
+    ds = y[s1:e + 1] - seasons(tt[s1:]) @ coef
+    for k, tau in ((4, 0.3), (5, 0.6)):
+        ab = np.linalg.lstsq(np.column_stack([np.ones(e + 1 - s1), np.exp(-tt[s1:] / tau)]), ds, rcond=None)[0]
+        ref = np.column_stack([np.ones_like(tp), np.exp(-tp / tau)]) @ ab + seasons(tp) @ coef
+        np.testing.assert_allclose(extra[k], ref, atol=1e-6, err_msg=str(tau))
 
 
 def test_mean_last_skips_gaps_and_all_nan_pixels_stay_nan():
@@ -469,6 +475,30 @@ def test_local_forecast_follows_a_speed_up_of_the_last_months_with_the_half_year
     monkeypatch.setattr(A, "LOCAL_EXTRA", ())
     without = rmse(A.local_forecast(y, dates[:T], td, L))
     assert with_extra < 0.6 * without, (with_extra, without)
+
+
+def test_local_forecast_follows_a_bowl_that_is_slowing_down_with_the_decay_candidates(monkeypatch):
+    """A bowl whose motion has been dying out for two years (60 mm, time constant 0.8 years): every line and
+    parabola of the family and of the short windows overshoots it at the horizon, persistence undershoots; the
+    candidates ``a + b exp(-t / tau)`` through the last year follow it and the track record picks them."""
+    rng = np.random.default_rng(3)
+    T, R, Cc, L = 130, 6, 6, 15
+    dates = np.datetime64("2018-01-03") + np.arange(T + L) * 12
+    t = years_between(dates, dates[0])
+    law = -3.0 * t - 60.0 * (1 - np.exp(-np.clip(t - (t[T - 1] - 2.0), 0, None) / 0.8))
+    truth = np.broadcast_to(law[:, None, None], (T + L, R, Cc))
+    y = truth[:T] + rng.normal(0, 1.0, (T, R, Cc))
+    td = dates[T:T + L]
+
+    def rmse(f):
+        return float(np.sqrt(np.mean((f - truth[T:]) ** 2)))
+
+    assert [c[0] for c in A.LOCAL_EXTRA if c[1] == family.SEASONAL_DECAY] == ["seasonal_decay_tau4m",
+                                                                             "seasonal_decay_tau7m"]
+    with_decay = rmse(A.local_forecast(y, dates[:T], td, L))
+    monkeypatch.setattr(A, "LOCAL_EXTRA", tuple(c for c in A.LOCAL_EXTRA if c[1] != family.SEASONAL_DECAY))
+    without = rmse(A.local_forecast(y, dates[:T], td, L))
+    assert with_decay < 0.85 * without, (with_decay, without)
 
 
 def test_an_extra_candidate_without_a_forecast_does_not_take_a_pixel_s_local_forecast_away(monkeypatch):

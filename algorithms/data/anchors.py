@@ -228,8 +228,13 @@ LOCAL_HALO = 2 * (LOCAL_BOX // 2)
 #: than 0.002 against the truth, the expected observation or the acquisitions (means 0.9636 -> 0.9628, 0.7887 ->
 #: 0.7867, 0.9332 -> 0.9329 of the best classical forecast); offered everywhere it lost on four scenes (a bowl that
 #: sped up: +0.038; docs/skill.md, "Session 34").
+#: ``seasonal_decay_tau4m`` and ``_tau7m`` (session 36): ``a + b exp(-t / tau)`` through the last year of the series
+#: without the seasons of the whole record, tau 0.3 and 0.6 years, the seasons added back: a bowl that is stopping,
+#: a saturating uplift (docs/skill.md, "Session 36"). ``DEFORMCAST_DECAY=0`` leaves them out (sessions 34-35).
 LOCAL_EXTRA = (("linear_6m", "linear", 0.5), ("seasonal_linear_6m", "seasonal_linear", 0.5),
-               ("seasonal_quadratic_1y", "seasonal_quadratic", 1.0), ("seasonal_mean_2m", "seasonal_mean", 1.0 / 6.0))
+               ("seasonal_quadratic_1y", "seasonal_quadratic", 1.0), ("seasonal_mean_2m", "seasonal_mean", 1.0 / 6.0)) \
+    + ((("seasonal_decay_tau4m", "seasonal_decay", (1.0, 0.3)), ("seasonal_decay_tau7m", "seasonal_decay", (1.0, 0.6)))
+       if os.environ.get("DEFORMCAST_DECAY", "1") != "0" else ())
 #: candidates of :data:`LOCAL_EXTRA` that hold a level: offered only at pixels whose velocity over the last two years
 #: (:func:`pooling.velocity_guide`) lies within :data:`TREND_T` standard errors of zero; elsewhere they get no weight
 LEVEL_CANDIDATES = ("seasonal_mean_2m",)

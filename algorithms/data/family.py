@@ -13,8 +13,8 @@ from typing import Optional
 
 import numpy as np
 
-from .baselines import _system, design_matrix, epoch_weights, fit_operator, fit_predict, fit_stats, terms_for_span, \
-    years_between
+from .baselines import TimeFunction, _system, as_time_function, design_matrix, epoch_weights, fit_operator, \
+    fit_predict, fit_stats, terms_for_span, years_between
 from ..errors import DeformCastError
 
 #: (name, kind, years of history or None for all, extra)
@@ -50,13 +50,16 @@ def _fit(y, dates, start, end, t_pred, full, time_function=None):
 #: the trend's degree through the last epochs of the series without the record's seasons, per kind: ``seasonal_mean``
 #: (session 34) its level, a smoothed persistence that keeps the annual cycle
 SEASONAL_DEGREE = {"seasonal_mean": 0, "seasonal_linear": 1, "seasonal_quadratic": 2}
+#: kind of a motion that dies out (session 36): ``a + b exp(-t / tau)`` through the last epochs of the series without
+#: the record's seasons, the seasons added back; its entry's extra is ``(years of history, tau in years)``
+SEASONAL_DECAY = "seasonal_decay"
 
 
 def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1):
     """A line through the last epochs ``start..end`` of the series with its seasonal motion removed, the
     seasonal motion added back: the velocity of the recent regime, the seasons of the whole record
     (annual and semi-annual terms of the all-history fit, where it spans 1.9 years). Without seasonal
-    terms: the line alone."""
+    terms: the line alone. ``degree``: the line's degree, or a float: the decay of :func:`_trend`."""
     t_all = years_between(dates[:end + 1], dates[end])
     deg, periods = terms_for_span(float(t_all[-1] - t_all[0]) if t_all.size else 0.0)
     if not periods:
@@ -83,8 +86,17 @@ def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1)
 
 
 def _trend(y, dates, start, end, t_pred, time_function, degree):
-    """A polynomial of ``degree`` (no seasonal terms) through epochs ``start..end``, at ``t_pred``."""
+    """A polynomial of ``degree`` (no seasonal terms) through epochs ``start..end``, at ``t_pred``; ``degree`` a
+    float ``tau`` (years): ``a + b exp(-t / tau)`` instead, a motion that dies out with that time constant (the
+    exponential term of MintPy's time function, its onset at epoch ``start``: over the window the same fit
+    whenever the motion began)."""
     t_fit = years_between(dates[start:end + 1], dates[end])
+    if isinstance(degree, float):
+        tf = as_time_function(time_function)
+        onset = ((dates[start], float(degree) * 365.25),)
+        tf = TimeFunction(exp=onset) if tf is None else TimeFunction(
+            step_dates=tf.step_dates, exp=tf.exp + onset, log=tf.log, date_weights=tf.date_weights)
+        return fit_predict(y[start:end + 1], t_fit, t_pred, 0, (), time_function=tf, ref=dates[end])
     return fit_predict(y[start:end + 1], t_fit, t_pred, int(degree), (), time_function=time_function, ref=dates[end])
 
 
@@ -250,6 +262,8 @@ def _family_chunk(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY
             out[c] = _fit(y, d, _start(d, end, arg), end, t_pred, kind == "trajectory", tf)
         elif kind in SEASONAL_DEGREE:
             out[c] = _seasonal_linear(y, d, _start(d, end, arg), end, t_pred, tf, SEASONAL_DEGREE[kind])
+        elif kind == SEASONAL_DECAY:
+            out[c] = _seasonal_linear(y, d, _start(d, end, arg[0]), end, t_pred, tf, float(arg[1]))
         else:  # windows
             starts = sorted({_start(d, end, yrs) for yrs in arg})
             fits = np.stack([_fit(y, d, s, end, t_pred, True, tf) for s in starts])

@@ -1,0 +1,75 @@
+"""The local forecast's candidates of a motion that dies out (session 36, docs/skill.md): ``a + b exp(-t / tau)``
+through the last year of the series without the record's seasons, tau 0.3 and 0.6 years, the seasons added back
+(``seasonal_decay_tau4m`` and ``_tau7m`` of :data:`anchors.LOCAL_EXTRA`), against the local forecast without them,
+replayed like ``season_record_replay.py`` from several origins of each scene, classical forecasts only.
+
+Why: a mining bowl that is stopping and a saturating uplift follow neither a line nor a parabola through their
+last year; the local forecast's line and quadratic candidates overshoot them at the horizon (issue 12: "47's
+saturating uplift, stopped bowls").
+
+Variants (each put into ``anchors.LOCAL_EXTRA`` from outside; the family cache is built per variant):
+
+* ``without decay``: sessions 34-35 (``DEFORMCAST_DECAY=0``);
+* ``decay``: both candidates offered everywhere (shipped since session 36);
+* ``decay tau 0.3``: the shorter time constant only.
+
+Usage::
+
+    .venv/bin/python benchmarks/season_record_replay.py --make ours:200-223 ind:100-123 --root build/srr
+    .venv/bin/python benchmarks/decay_replay.py --out build/decay_replay.json build/srr/*/seed_*
+"""
+import argparse
+import sys
+import os
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import ensure_pkg  # noqa: E402
+
+ensure_pkg()
+from deformcast.algorithms.data import anchors as anc  # noqa: E402
+from season_record_replay import H, replay, summarise  # noqa: E402
+
+DECAY = tuple(c for c in anc.LOCAL_EXTRA if c[1] == "seasonal_decay") or (
+    ("seasonal_decay_tau4m", "seasonal_decay", (1.0, 0.3)), ("seasonal_decay_tau7m", "seasonal_decay", (1.0, 0.6)))
+BASE = tuple(c for c in anc.LOCAL_EXTRA if c[1] != "seasonal_decay")
+VARIANTS = {"without decay": BASE, "decay": BASE + DECAY, "decay tau 0.3": BASE + DECAY[:1]}
+
+
+def run(folder: str, steps, only=None) -> dict:
+    def forecasts(y, o, hd, td, tf, fam):
+        out = {}
+        for name, extra in VARIANTS.items():
+            if only and name not in only:
+                continue
+            anc.LOCAL_EXTRA = extra
+            try:
+                cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
+                out[name] = anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam,
+                                               past_family=cache).reshape(H, -1)
+            finally:
+                anc.LOCAL_EXTRA = BASE + DECAY
+        return out
+
+    return replay(folder, steps, forecasts)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("scenes", nargs="+", help="folders holding scene/stack.tif and scene/truth.tif")
+    ap.add_argument("--origins", type=int, nargs="+", default=[15, 12, 9, 6, 3, 0])
+    ap.add_argument("--variants", nargs="+", default=None, help="only these (default: all)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    allres = {}
+    for f in args.scenes:
+        allres[f] = run(f, args.origins, args.variants)
+        print(f, " | ".join(f"{n} {np.mean(v):.3f}" for n, v in allres[f]["truth"].items()), flush=True)
+    summarise(allres, args.out)
+
+
+if __name__ == "__main__":
+    main()
