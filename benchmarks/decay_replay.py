@@ -11,7 +11,12 @@ Variants (each put into ``anchors.LOCAL_EXTRA`` from outside; the family cache i
 
 * ``without decay``: sessions 34-35 (``DEFORMCAST_DECAY=0``);
 * ``decay``: both candidates offered everywhere (shipped since session 36);
-* ``decay tau 0.3``: the shorter time constant only.
+* ``decay tau 0.3``: the shorter time constant only;
+* ``decay tau 0.6``: the longer one only;
+* ``decay where it fits``: both, each offered only at pixels where it fits the last year of the series without the
+  record's seasons better than a line through the same epochs does (the sum of squared residuals of the two
+  two-parameter fits, the decay's and ``seasonal_linear`` over one year; session 37: evidence of a motion that
+  dies out instead of the track record alone). Put into ``anchors.level_offer`` from outside.
 
 Usage::
 
@@ -35,7 +40,27 @@ from season_record_replay import H, replay, summarise  # noqa: E402
 DECAY = tuple(c for c in anc.LOCAL_EXTRA if c[1] == "seasonal_decay") or (
     ("seasonal_decay_tau4m", "seasonal_decay", (1.0, 0.3)), ("seasonal_decay_tau7m", "seasonal_decay", (1.0, 0.6)))
 BASE = tuple(c for c in anc.LOCAL_EXTRA if c[1] != "seasonal_decay")
-VARIANTS = {"without decay": BASE, "decay": BASE + DECAY, "decay tau 0.3": BASE + DECAY[:1]}
+VARIANTS = {"without decay": BASE, "decay": BASE + DECAY, "decay tau 0.3": BASE + DECAY[:1],
+            "decay tau 0.6": BASE + DECAY[1:], "decay where it fits": BASE + DECAY}
+LINE_1Y = (("line_1y", "seasonal_linear", 1.0),)
+
+
+def offer_where_it_fits(level_offer):
+    """``anchors.level_offer`` that also withholds each decay candidate where its fit through the last year leaves
+    larger residuals than a line's (both without the record's seasons, which they share)."""
+    def offer(flat, dates, shape, guide, n_fam, C):
+        got = level_offer(flat, dates, shape, guide, n_fam, C)
+        got = np.ones((C, flat.shape[1]), bool) if got is None else got
+        d = np.asarray(dates, dtype="datetime64[D]")
+        win = d >= d[-1] - np.timedelta64(365, "D")
+        fits = anc.family_forecasts(flat, d, d[win], None, LINE_1Y + DECAY)    # fitted values in the window
+        rss = np.nansum((fits - flat[None, win]) ** 2, axis=1)                 # (1 + decay, n)
+        for j, c in enumerate(anc.LOCAL_EXTRA):
+            if c[1] == "seasonal_decay":
+                k = 1 + [x[0] for x in DECAY].index(c[0])
+                got[n_fam + j] &= rss[k] < rss[0]
+        return got
+    return offer
 
 
 def run(folder: str, steps, only=None) -> dict:
@@ -45,12 +70,15 @@ def run(folder: str, steps, only=None) -> dict:
             if only and name not in only:
                 continue
             anc.LOCAL_EXTRA = extra
+            level_offer = anc.level_offer
+            if name == "decay where it fits":
+                anc.level_offer = offer_where_it_fits(level_offer)
             try:
                 cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
                 out[name] = anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam,
                                                past_family=cache).reshape(H, -1)
             finally:
-                anc.LOCAL_EXTRA = BASE + DECAY
+                anc.LOCAL_EXTRA, anc.level_offer = BASE + DECAY, level_offer
         return out
 
     return replay(folder, steps, forecasts)
