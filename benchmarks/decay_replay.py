@@ -13,6 +13,7 @@ Variants (each put into ``anchors.LOCAL_EXTRA`` from outside; the family cache i
 * ``decay``: both candidates offered everywhere (shipped since session 36);
 * ``decay tau 0.3``: the shorter time constant only;
 * ``decay tau 0.6``: the longer one only;
+* ``decay + tau 0.15``, ``decay + tau 1.0``: a third time constant beside the two;
 * ``decay where it fits``: both, each offered only at pixels where it fits the last year of the series without the
   record's seasons better than a line through the same epochs does (the sum of squared residuals of the two
   two-parameter fits, the decay's and ``seasonal_linear`` over one year; session 37: evidence of a motion that
@@ -41,7 +42,9 @@ DECAY = tuple(c for c in anc.LOCAL_EXTRA if c[1] == "seasonal_decay") or (
     ("seasonal_decay_tau4m", "seasonal_decay", (1.0, 0.3)), ("seasonal_decay_tau7m", "seasonal_decay", (1.0, 0.6)))
 BASE = tuple(c for c in anc.LOCAL_EXTRA if c[1] != "seasonal_decay")
 VARIANTS = {"without decay": BASE, "decay": BASE + DECAY, "decay tau 0.3": BASE + DECAY[:1],
-            "decay tau 0.6": BASE + DECAY[1:], "decay where it fits": BASE + DECAY}
+            "decay tau 0.6": BASE + DECAY[1:], "decay where it fits": BASE + DECAY,
+            "decay + tau 0.15": BASE + DECAY + (("seasonal_decay_tau2m", "seasonal_decay", (1.0, 0.15)),),
+            "decay + tau 1.0": BASE + DECAY + (("seasonal_decay_tau12m", "seasonal_decay", (1.0, 1.0)),)}
 LINE_1Y = (("line_1y", "seasonal_linear", 1.0),)
 
 
