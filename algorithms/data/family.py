@@ -8,6 +8,7 @@ once and fits the pixels with gaps one fit at a time (session 26).
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Optional
 
@@ -55,15 +56,15 @@ SEASONAL_DEGREE = {"seasonal_mean": 0, "seasonal_linear": 1, "seasonal_quadratic
 SEASONAL_DECAY = "seasonal_decay"
 
 
-def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1):
+def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1, tau=None):
     """A line through the last epochs ``start..end`` of the series with its seasonal motion removed, the
     seasonal motion added back: the velocity of the recent regime, the seasons of the whole record
     (annual and semi-annual terms of the all-history fit, where it spans 1.9 years). Without seasonal
-    terms: the line alone. ``degree``: the line's degree, or a float: the decay of :func:`_trend`."""
+    terms: the line alone. ``degree``: the line's degree; ``tau``: the decay of :func:`_trend` instead."""
     t_all = years_between(dates[:end + 1], dates[end])
     deg, periods = terms_for_span(float(t_all[-1] - t_all[0]) if t_all.size else 0.0)
     if not periods:
-        return _trend(y, dates, start, end, t_pred, time_function, degree)
+        return _trend(y, dates, start, end, t_pred, time_function, degree, tau)
     yy, A, _ = _system(y[:end + 1], t_all, t_pred, deg, periods, time_function, dates[end])
     coef = np.full((A.shape[1], yy.shape[1]), np.nan)
     full = np.isfinite(yy).all(axis=0)
@@ -81,21 +82,19 @@ def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1)
     def season(t):
         return design_matrix(t, deg, periods)[:, cols] @ np.nan_to_num(coef[cols])
 
-    line = _trend(y[:end + 1] - season(t_all), dates, start, end, t_pred, time_function, degree)
+    line = _trend(y[:end + 1] - season(t_all), dates, start, end, t_pred, time_function, degree, tau)
     return line + season(np.asarray(t_pred, dtype=np.float64))
 
 
-def _trend(y, dates, start, end, t_pred, time_function, degree):
-    """A polynomial of ``degree`` (no seasonal terms) through epochs ``start..end``, at ``t_pred``; ``degree`` a
-    float ``tau`` (years): ``a + b exp(-t / tau)`` instead, a motion that dies out with that time constant (the
+def _trend(y, dates, start, end, t_pred, time_function, degree, tau=None):
+    """A polynomial of ``degree`` (no seasonal terms) through epochs ``start..end``, at ``t_pred``; with ``tau``
+    (years): ``a + b exp(-t / tau)`` instead, a motion that dies out with that time constant (the
     exponential term of MintPy's time function, its onset at epoch ``start``: over the window the same fit
     whenever the motion began)."""
     t_fit = years_between(dates[start:end + 1], dates[end])
-    if isinstance(degree, float):
-        tf = as_time_function(time_function)
-        onset = ((dates[start], float(degree) * 365.25),)
-        tf = TimeFunction(exp=onset) if tf is None else TimeFunction(
-            step_dates=tf.step_dates, exp=tf.exp + onset, log=tf.log, date_weights=tf.date_weights)
+    if tau is not None:
+        tf = as_time_function(time_function) or TimeFunction()
+        tf = dataclasses.replace(tf, exp=tf.exp + ((dates[start], float(tau) * 365.25),))
         return fit_predict(y[start:end + 1], t_fit, t_pred, 0, (), time_function=tf, ref=dates[end])
     return fit_predict(y[start:end + 1], t_fit, t_pred, int(degree), (), time_function=time_function, ref=dates[end])
 
@@ -263,7 +262,7 @@ def _family_chunk(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY
         elif kind in SEASONAL_DEGREE:
             out[c] = _seasonal_linear(y, d, _start(d, end, arg), end, t_pred, tf, SEASONAL_DEGREE[kind])
         elif kind == SEASONAL_DECAY:
-            out[c] = _seasonal_linear(y, d, _start(d, end, arg[0]), end, t_pred, tf, float(arg[1]))
+            out[c] = _seasonal_linear(y, d, _start(d, end, arg[0]), end, t_pred, tf, tau=arg[1])
         else:  # windows
             starts = sorted({_start(d, end, yrs) for yrs in arg})
             fits = np.stack([_fit(y, d, s, end, t_pred, True, tf) for s in starts])
