@@ -14,6 +14,12 @@ Variants (each put into ``anchors.LOCAL_EXTRA`` from outside; the family cache i
 * ``decay tau 0.3``: the shorter time constant only;
 * ``decay tau 0.6``: the longer one only;
 * ``decay + tau 0.15``, ``decay + tau 1.0``: a third time constant beside the two;
+* ``decay + 6m window``: a third decay candidate through the last half year only (tau 0.3 years; session 38: a
+  bowl whose motion began within the last year has its kink inside the one-year window, which the decay's onset at
+  the window's start cannot follow);
+* ``decay + 2y window``: a third one through the last two years (tau 0.6 years: a slower rebound or stop);
+* ``decay + 2y tau 1.0``: a third one through the last two years, tau 1.0 years;
+* ``decay, tau 0.6 over 2y``: the longer time constant fitted through two years instead of one (two candidates);
 * ``decay where it fits``: both, each offered only at pixels where it fits the last year of the series without the
   record's seasons better than a line through the same epochs does (the sum of squared residuals of the two
   two-parameter fits, the decay's and ``seasonal_linear`` over one year; session 37: evidence of a motion that
@@ -44,7 +50,11 @@ BASE = tuple(c for c in anc.LOCAL_EXTRA if c[1] != "seasonal_decay")
 VARIANTS = {"without decay": BASE, "decay": BASE + DECAY, "decay tau 0.3": BASE + DECAY[:1],
             "decay tau 0.6": BASE + DECAY[1:], "decay where it fits": BASE + DECAY,
             "decay + tau 0.15": BASE + DECAY + (("seasonal_decay_tau2m", "seasonal_decay", (1.0, 0.15)),),
-            "decay + tau 1.0": BASE + DECAY + (("seasonal_decay_tau12m", "seasonal_decay", (1.0, 1.0)),)}
+            "decay + tau 1.0": BASE + DECAY + (("seasonal_decay_tau12m", "seasonal_decay", (1.0, 1.0)),),
+            "decay + 6m window": BASE + DECAY + (("seasonal_decay_6m_tau4m", "seasonal_decay", (0.5, 0.3)),),
+            "decay + 2y window": BASE + DECAY + (("seasonal_decay_2y_tau7m", "seasonal_decay", (2.0, 0.6)),),
+            "decay + 2y tau 1.0": BASE + DECAY + (("seasonal_decay_2y_tau12m", "seasonal_decay", (2.0, 1.0)),),
+            "decay, tau 0.6 over 2y": BASE + DECAY[:1] + (("seasonal_decay_2y_tau7m", "seasonal_decay", (2.0, 0.6)),)}
 LINE_1Y = (("line_1y", "seasonal_linear", 1.0),)
 
 

@@ -1,0 +1,144 @@
+"""The local forecast without its candidates that ignore the seasons where a pixel's annual term is clear (session 38,
+docs/skill.md), against the shipped local forecast, replayed like ``season_record_replay.py`` from several origins of
+each scene, classical forecasts only.
+
+Why: on the second generator's 107 and 121 (sessions 32-37) the local forecast lost 1.5-2x to the trajectory fits at
+some origins, in every zone, background included: its track record, seven origins over the last two thirds of a
+year, scored the candidates without seasons (persistence, the mean of the last five, the lines through 6 months to
+all history) on a part of the annual cycle where the season was flat, and the forecast's half year was its steep
+part (121: persistence 10.0 mm, the trajectory ensemble 3.0, the local forecast 6.4 at 6 epochs before the end).
+Where the annual term of a pixel's own series is clear, a forecast without it is wrong by construction over half a
+year; the record only finds that out when its origins span the steep part.
+
+Variants (``anchors.level_offer`` and ``anchors._combine`` wrapped from outside):
+
+* ``shipped``: the local forecast as it ships;
+* ``season offer t > T``: at pixels whose annual term, fitted with a parabola and the semi-annual term through the
+  last three years of the series (least squares, the date weights of the time function), has an amplitude above
+  ``T`` of its standard error, the candidates without seasons (``NO_SEASON``) get no weight; the seasonal and
+  trajectory candidates share it. ``T`` 3 and 6 (the residuals are correlated in time, so the nominal standard
+  error is small and ``T`` is no probability).
+* ``season swing > sigma``, ``> sigma / 2``: as ``t > 3``, and only where the fitted seasons change, over the next
+  15 epochs from the origin (RMS), by more than the fit's residual standard deviation (or half of it): the season
+  matters for this forecast's half year, beside the noise of one acquisition.
+
+Usage::
+
+    .venv/bin/python benchmarks/season_record_replay.py --make ours:200-223 ind:100-123 --root build/srr
+    .venv/bin/python benchmarks/season_offer_replay.py --out build/season_offer.json build/srr/*/seed_*
+"""
+import argparse
+import os
+import sys
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import ensure_pkg  # noqa: E402
+
+ensure_pkg()
+from deformcast.algorithms.data import anchors as anc  # noqa: E402
+from deformcast.algorithms.data.baselines import fit_stats, years_between  # noqa: E402
+from season_record_replay import H, replay, summarise  # noqa: E402
+
+#: the candidates (family and extra) whose forecast holds no seasonal term
+NO_SEASON = ("persistence", "mean_last_5", "linear", "linear_1y", "linear_2y", "linear_6m")
+VARIANTS = {"shipped": None, "season offer t > 3": 3.0, "season offer t > 6": 6.0,
+            "season swing > sigma": (3.0, 1.0), "season swing > sigma / 2": (3.0, 0.5)}
+#: years of history for the annual term's test
+YEARS = 3.0
+FLAGGED = {}
+
+
+def season_t(flat: np.ndarray, dates, tf=None, swing: bool = False):
+    """Each pixel's annual amplitude over its standard error (n,), NaN where the fit fails; with ``swing`` also the
+    RMS over the next :data:`H` epochs (at the median spacing) of the fitted seasons' change since the origin over
+    the fit's residual standard deviation (n,)."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    start = anc._start(d, d.size - 1, YEARS)
+    t = years_between(d[start:], d[-1])
+    coef, se, sig, _ = fit_stats(flat[start:], t, np.zeros(1), 2, (1.0, 0.5), tf, ref=d[-1])
+    a = np.hypot(coef[3], coef[4])
+    s = np.sqrt((se[3] ** 2 + se[4] ** 2) / 2.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tstat = a / s
+        if not swing:
+            return tstat
+        step = float(np.median(np.diff(d[start:]).astype(np.float64))) / 365.25
+        th = step * np.arange(1, H + 1)
+        w = 2.0 * np.pi * np.array([1.0, 1.0, 2.0, 2.0])
+        ph = np.stack([np.cos(w[0] * th) - 1.0, np.sin(w[1] * th), np.cos(w[2] * th) - 1.0, np.sin(w[3] * th)])
+        sw = np.sqrt(np.mean((ph.T @ coef[3:7]) ** 2, axis=0))
+        return tstat, sw / sig
+
+
+def season_offer(level_offer, thr: float, tf):
+    def offer(flat, dates, shape, guide, n_fam, C):
+        got = level_offer(flat, dates, shape, guide, n_fam, C)
+        got = np.ones((C, flat.shape[1]), bool) if got is None else got.copy()
+        with np.errstate(invalid="ignore"):
+            if isinstance(thr, tuple):
+                ts, ratio = season_t(flat, dates, tf, swing=True)
+                clear = (ts > thr[0]) & (ratio > thr[1])
+            else:
+                clear = season_t(flat, dates, tf) > thr
+        FLAGGED.setdefault(thr, []).append(float(np.mean(clear)))
+        for j, name in enumerate(anc.LOCAL_NAMES[:C]):
+            if name in NO_SEASON:
+                got[j] &= ~clear
+        return got
+    return offer
+
+
+def combine_keeping_family(combine, n_fam: int):
+    """``anchors._combine`` whose ``has`` counts a withheld family member as present (the local forecast drops the
+    pixels where a family member is missing: a withheld one is not missing)."""
+    def comb(pooled, family, offer=None):
+        w, out, has = combine(pooled, family, offer)
+        has[:n_fam] |= np.isfinite(family[:n_fam]).all(axis=1)
+        return w, out, has
+    return comb
+
+
+def run(folder: str, steps, only=None) -> dict:
+    def forecasts(y, o, hd, td, tf, fam):
+        out = {}
+        for name, thr in VARIANTS.items():
+            if only and name not in only:
+                continue
+            level_offer, combine = anc.level_offer, anc._combine
+            if thr is not None:
+                anc.level_offer = season_offer(level_offer, thr, tf)
+                anc._combine = combine_keeping_family(combine, len(anc.FAMILY))
+            try:
+                cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
+                out[name] = anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam,
+                                               past_family=cache).reshape(H, -1)
+            finally:
+                anc.level_offer, anc._combine = level_offer, combine
+        return out
+
+    return replay(folder, steps, forecasts)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("scenes", nargs="+", help="folders holding scene/stack.tif and scene/truth.tif")
+    ap.add_argument("--origins", type=int, nargs="+", default=[15, 12, 9, 6, 3, 0])
+    ap.add_argument("--variants", nargs="+", default=None, help="only these (default: all)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    allres = {}
+    for f in args.scenes:
+        FLAGGED.clear()
+        allres[f] = run(f, args.origins, args.variants)
+        allres[f]["flagged"] = {str(k): float(np.mean(v)) for k, v in FLAGGED.items()}
+        print(f, " | ".join(f"{n} {np.mean(v):.3f}" for n, v in allres[f]["truth"].items()),
+              "| share flagged", " ".join(f"t>{k}: {np.mean(v):.2f}" for k, v in FLAGGED.items()), flush=True)
+    summarise(allres, args.out)
+
+
+if __name__ == "__main__":
+    main()
