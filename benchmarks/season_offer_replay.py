@@ -4,11 +4,10 @@ each scene, classical forecasts only.
 
 Why: on the second generator's 107 and 121 (sessions 32-37) the local forecast lost 1.5-2x to the trajectory fits at
 some origins, in every zone, background included: its track record, seven origins over the last two thirds of a
-year, scored the candidates without seasons (persistence, the mean of the last five, the lines through 6 months to
-all history) on a part of the annual cycle where the season was flat, and the forecast's half year was its steep
-part (121: persistence 10.0 mm, the trajectory ensemble 3.0, the local forecast 6.4 at 6 epochs before the end).
-Where the annual term of a pixel's own series is clear, a forecast without it is wrong by construction over half a
-year; the record only finds that out when its origins span the steep part.
+year, gave weight to the candidates without seasons (persistence, the mean of the last five, the lines through 6
+months to all history) where the truth holds a 4.5 mm annual term (121: persistence 10.0 mm, the trajectory ensemble
+3.0, the local forecast 6.4 at 6 epochs before the end). Where the annual term of a pixel's own series is clear, a
+forecast without it is wrong by construction over half a year.
 
 Variants (``anchors.level_offer`` and ``anchors._combine`` wrapped from outside):
 
@@ -21,6 +20,10 @@ Variants (``anchors.level_offer`` and ``anchors._combine`` wrapped from outside)
 * ``season swing > sigma``, ``> sigma / 2``: as ``t > 3``, and only where the fitted seasons change, over the next
   15 epochs from the origin (RMS), by more than the fit's residual standard deviation (or half of it): the season
   matters for this forecast's half year, beside the noise of one acquisition.
+* ``season the record missed``: as ``t > 3``, and only where the fitted seasons change over the next 15 epochs
+  (RMS) more than twice as much as over the targets the candidates' track record scored (its seven origins, each to
+  the forecast origin): the record judged the candidates without seasons on a flat part of the cycle and the
+  forecast falls on a steep part.
 
 Usage::
 
@@ -45,10 +48,41 @@ from season_record_replay import H, replay, summarise  # noqa: E402
 #: the candidates (family and extra) whose forecast holds no seasonal term
 NO_SEASON = ("persistence", "mean_last_5", "linear", "linear_1y", "linear_2y", "linear_6m")
 VARIANTS = {"shipped": None, "season offer t > 3": 3.0, "season offer t > 6": 6.0,
-            "season swing > sigma": (3.0, 1.0), "season swing > sigma / 2": (3.0, 0.5)}
+            "season swing > sigma": (3.0, 1.0), "season swing > sigma / 2": (3.0, 0.5),
+            "season the record missed": (3.0, "record")}
 #: years of history for the annual term's test
 YEARS = 3.0
 FLAGGED = {}
+
+
+def _seasons(coef: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The fitted annual and semi-annual terms (len(t), n) at the years ``t`` (0 at the origin)."""
+    w = 2.0 * np.pi
+    ph = np.stack([np.cos(w * t), np.sin(w * t), np.cos(2 * w * t), np.sin(2 * w * t)])
+    return ph.T @ coef[3:7]
+
+
+def record_swing(flat: np.ndarray, dates, tf=None):
+    """Each pixel's annual amplitude over its standard error (n,), and the RMS of the fitted seasons' change over
+    the next :data:`H` epochs from the origin over the RMS of their change over the targets the candidates' track
+    record scored (:func:`anchors.candidate_origins`, each origin to the forecast origin), (n,)."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    e = d.size - 1
+    start = anc._start(d, e, YEARS)
+    t = years_between(d[start:], d[-1])
+    coef, se, _, _ = fit_stats(flat[start:], t, np.zeros(1), 2, (1.0, 0.5), tf, ref=d[-1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tstat = np.hypot(coef[3], coef[4]) / np.sqrt((se[3] ** 2 + se[4] ** 2) / 2.0)
+    step = float(np.median(np.diff(d[start:]).astype(np.float64))) / 365.25
+    ahead = _seasons(coef, step * np.arange(1, H + 1)) - _seasons(coef, np.zeros(1))
+    past = []
+    for o in anc.candidate_origins(e, H):
+        to = years_between(d[o:o + 1], d[-1])
+        tg = years_between(d[o + 1:min(o + H, e) + 1], d[-1])
+        past.append(_seasons(coef, tg) - _seasons(coef, to))
+    past = np.concatenate(past) if past else np.zeros((1, flat.shape[1]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tstat, np.sqrt(np.mean(ahead ** 2, axis=0)) / np.sqrt(np.mean(past ** 2, axis=0))
 
 
 def season_t(flat: np.ndarray, dates, tf=None, swing: bool = False):
@@ -78,7 +112,10 @@ def season_offer(level_offer, thr: float, tf):
         got = level_offer(flat, dates, shape, guide, n_fam, C)
         got = np.ones((C, flat.shape[1]), bool) if got is None else got.copy()
         with np.errstate(invalid="ignore"):
-            if isinstance(thr, tuple):
+            if isinstance(thr, tuple) and thr[1] == "record":
+                ts, ratio = record_swing(flat, dates, tf)
+                clear = (ts > thr[0]) & (ratio > 2.0)
+            elif isinstance(thr, tuple):
                 ts, ratio = season_t(flat, dates, tf, swing=True)
                 clear = (ts > thr[0]) & (ratio > thr[1])
             else:
