@@ -30,10 +30,8 @@ Usage::
     .venv/bin/python benchmarks/season_record_replay.py --make ours:200-223 ind:100-123 --root build/srr
     .venv/bin/python benchmarks/decay_replay.py --out build/decay_replay.json build/srr/*/seed_*
 """
-import argparse
 import sys
 import os
-import warnings
 
 import numpy as np
 
@@ -42,7 +40,7 @@ from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
 from deformcast.algorithms.data import anchors as anc  # noqa: E402
-from season_record_replay import H, replay, summarise  # noqa: E402
+from season_record_replay import H, replay, replay_main  # noqa: E402
 
 DECAY = tuple(c for c in anc.LOCAL_EXTRA if c[1] == "seasonal_decay") or (
     ("seasonal_decay_tau4m", "seasonal_decay", (1.0, 0.3)), ("seasonal_decay_tau7m", "seasonal_decay", (1.0, 0.6)))
@@ -98,18 +96,7 @@ def run(folder: str, steps, only=None) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("scenes", nargs="+", help="folders holding scene/stack.tif and scene/truth.tif")
-    ap.add_argument("--origins", type=int, nargs="+", default=[15, 12, 9, 6, 3, 0])
-    ap.add_argument("--variants", nargs="+", default=None, help="only these (default: all)")
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args(argv)
-    warnings.simplefilter("ignore")
-    allres = {}
-    for f in args.scenes:
-        allres[f] = run(f, args.origins, args.variants)
-        print(f, " | ".join(f"{n} {np.mean(v):.3f}" for n, v in allres[f]["truth"].items()), flush=True)
-    summarise(allres, args.out)
+    replay_main(run, __doc__.split("\n")[0], argv)
 
 
 if __name__ == "__main__":

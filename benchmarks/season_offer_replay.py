@@ -30,10 +30,8 @@ Usage::
     .venv/bin/python benchmarks/season_record_replay.py --make ours:200-223 ind:100-123 --root build/srr
     .venv/bin/python benchmarks/season_offer_replay.py --out build/season_offer.json build/srr/*/seed_*
 """
-import argparse
 import os
 import sys
-import warnings
 
 import numpy as np
 
@@ -43,7 +41,7 @@ from _common import ensure_pkg  # noqa: E402
 ensure_pkg()
 from deformcast.algorithms.data import anchors as anc  # noqa: E402
 from deformcast.algorithms.data.baselines import fit_stats, years_between  # noqa: E402
-from season_record_replay import H, replay, summarise  # noqa: E402
+from season_record_replay import H, replay, replay_main  # noqa: E402
 
 #: the candidates (family and extra) whose forecast holds no seasonal term
 NO_SEASON = ("persistence", "mean_last_5", "linear", "linear_1y", "linear_2y", "linear_6m")
@@ -160,21 +158,11 @@ def run(folder: str, steps, only=None) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("scenes", nargs="+", help="folders holding scene/stack.tif and scene/truth.tif")
-    ap.add_argument("--origins", type=int, nargs="+", default=[15, 12, 9, 6, 3, 0])
-    ap.add_argument("--variants", nargs="+", default=None, help="only these (default: all)")
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args(argv)
-    warnings.simplefilter("ignore")
-    allres = {}
-    for f in args.scenes:
-        FLAGGED.clear()
-        allres[f] = run(f, args.origins, args.variants)
-        allres[f]["flagged"] = {str(k): float(np.mean(v)) for k, v in FLAGGED.items()}
-        print(f, " | ".join(f"{n} {np.mean(v):.3f}" for n, v in allres[f]["truth"].items()),
-              "| share flagged", " ".join(f"t>{k}: {np.mean(v):.2f}" for k, v in FLAGGED.items()), flush=True)
-    summarise(allres, args.out)
+    def after(folder, res):
+        res["flagged"] = {str(k): float(np.mean(v)) for k, v in FLAGGED.items()}
+        return " | share flagged " + " ".join(f"{k}: {np.mean(v):.2f}" for k, v in FLAGGED.items())
+
+    replay_main(run, __doc__.split("\n")[0], argv, before=FLAGGED.clear, after=after)
 
 
 if __name__ == "__main__":

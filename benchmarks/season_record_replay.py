@@ -131,6 +131,27 @@ def main(argv=None):
     summarise(allres, args.out)
 
 
+def replay_main(run, description: str, argv=None, before=None, after=None) -> None:
+    """The command line of a replay of variants of the local forecast (``decay_replay.py``, ``season_offer_replay.py``):
+    ``run(folder, origins, variants)`` per scene, one line per scene, then :func:`summarise`. ``before()`` runs before
+    each scene, ``after(folder, result)`` returns more text for its line."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("scenes", nargs="+", help="folders holding scene/stack.tif and scene/truth.tif")
+    ap.add_argument("--origins", type=int, nargs="+", default=[15, 12, 9, 6, 3, 0])
+    ap.add_argument("--variants", nargs="+", default=None, help="only these (default: all)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    allres = {}
+    for f in args.scenes:
+        if before is not None:
+            before()
+        allres[f] = run(f, args.origins, args.variants)
+        more = after(f, allres[f]) if after is not None else ""
+        print(f, " | ".join(f"{n} {np.mean(v):.3f}" for n, v in allres[f]["truth"].items()) + more, flush=True)
+    summarise(allres, args.out)
+
+
 def summarise(allres: dict, out=None) -> None:
     """Print each generator's summary of the replayed scenes ``allres`` (folder -> ratios) and write them to ``out``."""
     scenes = list(allres)
