@@ -40,7 +40,7 @@ from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
 from deformcast.algorithms.data import anchors as anc  # noqa: E402
-from season_record_replay import H, replay, replay_main  # noqa: E402
+from season_record_replay import local, replay, replay_main  # noqa: E402
 
 DECAY = tuple(c for c in anc.LOCAL_EXTRA if c[1] == "seasonal_decay") or (
     ("seasonal_decay_tau4m", "seasonal_decay", (1.0, 0.3)), ("seasonal_decay_tau7m", "seasonal_decay", (1.0, 0.6)))
@@ -85,9 +85,7 @@ def run(folder: str, steps, only=None) -> dict:
             if name == "decay where it fits":
                 anc.level_offer = offer_where_it_fits(level_offer)
             try:
-                cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
-                out[name] = anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam,
-                                               past_family=cache).reshape(H, -1)
+                out[name] = local(y, o, hd, td, tf, fam)
             finally:
                 anc.LOCAL_EXTRA, anc.level_offer = BASE + DECAY, level_offer
         return out

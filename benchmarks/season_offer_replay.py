@@ -21,9 +21,10 @@ Variants (``anchors.level_offer`` and ``anchors._combine`` wrapped from outside)
   15 epochs from the origin (RMS), by more than the fit's residual standard deviation (or half of it): the season
   matters for this forecast's half year, beside the noise of one acquisition.
 * ``season the record missed``: as ``t > 3``, and only where the fitted seasons change over the next 15 epochs
-  (RMS) more than twice as much as over the targets the candidates' track record scored (its seven origins, each to
-  the forecast origin): the record judged the candidates without seasons on a flat part of the cycle and the
-  forecast falls on a steep part.
+  (RMS) more than twice as much as over the targets the candidates' track record scored (its seven origins, each up
+  to 15 epochs ahead, not past the forecast origin): a test of the reading that the record judged the candidates
+  without seasons on a flat part of the cycle (it flagged at most 2 % of the pixels, none on 121: the reading was
+  wrong; docs/skill.md, "Session 38").
 
 Usage::
 
@@ -41,7 +42,7 @@ from _common import ensure_pkg  # noqa: E402
 ensure_pkg()
 from deformcast.algorithms.data import anchors as anc  # noqa: E402
 from deformcast.algorithms.data.baselines import fit_stats, years_between  # noqa: E402
-from season_record_replay import H, replay, replay_main  # noqa: E402
+from season_record_replay import H, local, replay, replay_main  # noqa: E402
 
 #: the candidates (family and extra) whose forecast holds no seasonal term
 NO_SEASON = ("persistence", "mean_last_5", "linear", "linear_1y", "linear_2y", "linear_6m")
@@ -60,19 +61,29 @@ def _seasons(coef: np.ndarray, t: np.ndarray) -> np.ndarray:
     return ph.T @ coef[3:7]
 
 
+def _season_fit(flat: np.ndarray, dates, tf=None):
+    """The fit of :data:`YEARS` (parabola, annual and semi-annual terms) at each pixel: ``(coef, annual amplitude over
+    its standard error (n,), residual standard deviation (n,), the change of the seasons over the next :data:`H`
+    epochs at the median spacing (H, n))``."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    start = anc._start(d, d.size - 1, YEARS)
+    t = years_between(d[start:], d[-1])
+    coef, se, sig, _ = fit_stats(flat[start:], t, np.zeros(1), 2, (1.0, 0.5), tf, ref=d[-1])
+    step = float(np.median(np.diff(d[start:]).astype(np.float64))) / 365.25
+    ahead = _seasons(coef, step * np.arange(1, H + 1)) - _seasons(coef, np.zeros(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tstat = np.hypot(coef[3], coef[4]) / np.sqrt((se[3] ** 2 + se[4] ** 2) / 2.0)
+    return coef, tstat, sig, ahead
+
+
 def record_swing(flat: np.ndarray, dates, tf=None):
     """Each pixel's annual amplitude over its standard error (n,), and the RMS of the fitted seasons' change over
     the next :data:`H` epochs from the origin over the RMS of their change over the targets the candidates' track
-    record scored (:func:`anchors.candidate_origins`, each origin to the forecast origin), (n,)."""
+    record scored (:func:`anchors.candidate_origins`, each origin up to H epochs ahead, not past the forecast
+    origin), (n,)."""
     d = np.asarray(dates, dtype="datetime64[D]")
     e = d.size - 1
-    start = anc._start(d, e, YEARS)
-    t = years_between(d[start:], d[-1])
-    coef, se, _, _ = fit_stats(flat[start:], t, np.zeros(1), 2, (1.0, 0.5), tf, ref=d[-1])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tstat = np.hypot(coef[3], coef[4]) / np.sqrt((se[3] ** 2 + se[4] ** 2) / 2.0)
-    step = float(np.median(np.diff(d[start:]).astype(np.float64))) / 365.25
-    ahead = _seasons(coef, step * np.arange(1, H + 1)) - _seasons(coef, np.zeros(1))
+    coef, tstat, _, ahead = _season_fit(flat, d, tf)
     past = []
     for o in anc.candidate_origins(e, H):
         to = years_between(d[o:o + 1], d[-1])
@@ -87,22 +98,11 @@ def season_t(flat: np.ndarray, dates, tf=None, swing: bool = False):
     """Each pixel's annual amplitude over its standard error (n,), NaN where the fit fails; with ``swing`` also the
     RMS over the next :data:`H` epochs (at the median spacing) of the fitted seasons' change since the origin over
     the fit's residual standard deviation (n,)."""
-    d = np.asarray(dates, dtype="datetime64[D]")
-    start = anc._start(d, d.size - 1, YEARS)
-    t = years_between(d[start:], d[-1])
-    coef, se, sig, _ = fit_stats(flat[start:], t, np.zeros(1), 2, (1.0, 0.5), tf, ref=d[-1])
-    a = np.hypot(coef[3], coef[4])
-    s = np.sqrt((se[3] ** 2 + se[4] ** 2) / 2.0)
+    _, tstat, sig, ahead = _season_fit(flat, dates, tf)
+    if not swing:
+        return tstat
     with np.errstate(invalid="ignore", divide="ignore"):
-        tstat = a / s
-        if not swing:
-            return tstat
-        step = float(np.median(np.diff(d[start:]).astype(np.float64))) / 365.25
-        th = step * np.arange(1, H + 1)
-        w = 2.0 * np.pi * np.array([1.0, 1.0, 2.0, 2.0])
-        ph = np.stack([np.cos(w[0] * th) - 1.0, np.sin(w[1] * th), np.cos(w[2] * th) - 1.0, np.sin(w[3] * th)])
-        sw = np.sqrt(np.mean((ph.T @ coef[3:7]) ** 2, axis=0))
-        return tstat, sw / sig
+        return tstat, np.sqrt(np.mean(ahead ** 2, axis=0)) / sig
 
 
 def season_offer(level_offer, thr: float, tf):
@@ -139,6 +139,7 @@ def combine_keeping_family(combine, n_fam: int):
 def run(folder: str, steps, only=None) -> dict:
     def forecasts(y, o, hd, td, tf, fam):
         out = {}
+        cache = anc.FamilyCache(y[:o + 1], hd, H, tf)      # the same candidates in every variant: one family cache
         for name, thr in VARIANTS.items():
             if only and name not in only:
                 continue
@@ -147,9 +148,7 @@ def run(folder: str, steps, only=None) -> dict:
                 anc.level_offer = season_offer(level_offer, thr, tf)
                 anc._combine = combine_keeping_family(combine, len(anc.FAMILY))
             try:
-                cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
-                out[name] = anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam,
-                                               past_family=cache).reshape(H, -1)
+                out[name] = local(y, o, hd, td, tf, fam, cache)
             finally:
                 anc.level_offer, anc._combine = level_offer, combine
         return out

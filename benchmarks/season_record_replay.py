@@ -100,11 +100,19 @@ def replay(folder: str, steps, forecasts) -> dict:
     return res
 
 
+def local(y, o: int, hd, td, tf, fam, cache=None, **kw) -> np.ndarray:
+    """The local forecast (:data:`H`, pixels) from origin ``o`` of the stack ``y``, as ``anchors`` holds it now (the
+    replays' variants patch it), with the family ``fam``; ``cache``: the :class:`anchors.FamilyCache` of that
+    origin when the variants share it (a new one otherwise, as a variant of ``LOCAL_EXTRA`` needs)."""
+    if cache is None:
+        cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
+    return anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam, past_family=cache, **kw).reshape(H, -1)
+
+
 def run(folder: str, steps, only=None) -> dict:
     def forecasts(y, o, hd, td, tf, fam):
         cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
-        return {name: anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam, past_family=cache,
-                                         origins=origins).reshape(H, -1)
+        return {name: local(y, o, hd, td, tf, fam, cache, origins=origins)
                 for name, origins in variants(o, H).items() if not only or name in only}
 
     return replay(folder, steps, forecasts)
