@@ -86,6 +86,15 @@ def observed(scene_dir, dates):
     return np.where(np.isfinite(a), a, b)
 
 
+def reference_offset(scene_dir):
+    """Each pixel's reference-epoch noise in every acquisition, ``-n(t0)``: the mean over the record of observed -
+    truth (as ``bench_skill.py``); the truth plus it is the expected observation."""
+    a, _, names = raster.read_raster(os.path.join(scene_dir, "stack.tif"))
+    truth = by_dates(os.path.join(scene_dir, "truth.tif"), [str(raster.parse_date(n)) for n in names])
+    with np.errstate(all="ignore"):
+        return np.nanmean(a - truth, axis=0)
+
+
 def forecast_from(scene_dir, models, out, method, end_date=None):
     """(members (M, H, rows, cols), forecast dates, observations, truth, the value at the origin, summary)."""
     stack = os.path.join(scene_dir, "stack.tif")
@@ -198,6 +207,11 @@ def score(scene_dir, method, thresholds, forecast):
     e_obs = np.abs(med[last] - obs[last])
     rc_truth = calibration.rank_corr(width[last][valid], e_truth[valid])
     rc_obs = calibration.rank_corr(width[last][valid], e_obs[valid])
+    # against the expected observation (the truth plus the reference epoch's noise, which every acquisition holds and
+    # no spread can rank: most of a background pixel's error against the truth, docs/skill.md sessions 9 and 39)
+    e_exp = np.abs(med[last] - (truth[last] + reference_offset(scene_dir)))
+    ve = valid & np.isfinite(e_exp)
+    rc_exp = calibration.rank_corr(width[last][ve], e_exp[ve])
     zones = raster.read_raster(os.path.join(scene_dir, "zones.tif"))[0][0]
     bg = valid & (zones == 0)
     zrows = {}
@@ -205,8 +219,10 @@ def score(scene_dir, method, thresholds, forecast):
         m = valid & (zones == z)
         if m.sum() >= 20:
             zrows[name] = {"error_ratio": float(np.nanmean(e_truth[m]) / np.nanmean(e_truth[bg])),
+                           "error_ratio_expected": float(np.nanmean(e_exp[m & ve]) / np.nanmean(e_exp[bg & ve])),
                            "spread_ratio": float(np.mean(width[last][m]) / np.mean(width[last][bg])), "n": int(m.sum())}
     worst = max(zrows, key=lambda k: zrows[k]["error_ratio"]) if zrows else None
+    worst_e = max(zrows, key=lambda k: zrows[k]["error_ratio_expected"]) if zrows else None
     d_obs = np.abs(obs[last] - start)
     d_mem = mem[:, last] - start[None]
     ok = valid & np.isfinite(d_obs)
@@ -216,8 +232,10 @@ def score(scene_dir, method, thresholds, forecast):
         bss[f"{t:g}"] = {"bss": b["bss"], "base_rate": b["base_rate"]}
     cal = res["calibration"]
     return {"method": method, "steps": [h + 1 for h in steps], "coverage": cov, "width_mm": wid,
-            "rank_corr_truth": rc_truth, "rank_corr_obs": rc_obs, "zones": zrows, "worst_zone": worst,
-            "zone_ratio": zrows[worst]["spread_ratio"] if worst else float("nan"), "brier": bss,
+            "rank_corr_truth": rc_truth, "rank_corr_obs": rc_obs, "rank_corr_expected": rc_exp, "zones": zrows,
+            "worst_zone": worst, "zone_ratio": zrows[worst]["spread_ratio"] if worst else float("nan"),
+            "worst_zone_expected": worst_e,
+            "zone_ratio_expected": zrows[worst_e]["spread_ratio"] if worst_e else float("nan"), "brier": bss,
             "member_lag1": lag1(mem[:, :, valid]), "evidence": cal.get("evidence"),
             "rho": cal.get("rho"), "validation_cv": cal.get("cross_validated", {}).get(method)}
 
@@ -254,6 +272,18 @@ def markdown(results, thresholds) -> str:
                    f"({r['rank_corr_obs']:.2f}) | {zr} | {r['zone_ratio']:.2f} | "
                    + " | ".join(f"{r['brier'][f'{t:g}']['bss']:.2f}" for t in thresholds)
                    + f" | {r['member_lag1']:.2f} |")
+    withe = [r for r in results if "rank_corr_expected" in r]
+    if withe:
+        out += ["", "Against the expected observation (the truth plus the reference epoch's noise): rank correlation "
+                "between the band width and |median - expected observation| at the last scored epoch, and the zone "
+                "ratio for the zone with the largest mean error on that measure.", "",
+                "| scene | method | rank corr. (expected obs.) | zone (error ratio, expected obs.) | zone ratio |",
+                "|---|---|---:|---|---:|"]
+        for r in withe:
+            z = r["worst_zone_expected"]
+            zr = f"{z} ({r['zones'][z]['error_ratio_expected']:.1f}x)" if z else "-"
+            out.append(f"| {r['scene']} | {r['method']} | {r['rank_corr_expected']:.2f} | {zr} | "
+                       f"{r['zone_ratio_expected']:.2f} |")
     pooled = [r for r in results if r.get("pooled")]
     if pooled:
         out += ["", f"Pooled over {pooled[0]['pooled']['n_origins']} forecast origins ({pooled[0]['pooled']['spacing']} epochs "
@@ -326,7 +356,8 @@ def main(argv=None):
                                   for v in r["pooled"]["brier"].values()), flush=True)
             results.append(r)
             print(f"{name} {method}: coverage {min(r['coverage']):.2f}-{max(r['coverage']):.2f}, width "
-                  f"{r['width_mm'][0]:.1f}->{r['width_mm'][-1]:.1f} mm, rank corr {r['rank_corr_truth']:.2f}, zone "
+                  f"{r['width_mm'][0]:.1f}->{r['width_mm'][-1]:.1f} mm, rank corr {r['rank_corr_truth']:.2f} "
+                  f"(expected observation {r['rank_corr_expected']:.2f}), zone "
                   f"ratio {r['zone_ratio']:.2f}, BSS " + ", ".join(f"{v['bss']:.2f}" for v in r["brier"].values())
                   + f", lag-1 {r['member_lag1']:.2f}, {r['wall_s']:.0f} s", flush=True)
             with open(os.path.join(args.out, "calibration.json"), "w", encoding="utf-8") as fh:

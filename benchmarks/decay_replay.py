@@ -18,6 +18,7 @@ Variants (each put into ``anchors.LOCAL_EXTRA`` from outside; the family cache i
   bowl whose motion began within the last year has its kink inside the one-year window, which the decay's onset at
   the window's start cannot follow);
 * ``decay + 2y window``: a third one through the last two years (tau 0.6 years: a slower rebound or stop);
+* ``decay + tau 0.15 + 2y window``: both of the above third candidates (session 39);
 * ``decay + 2y tau 1.0``: a third one through the last two years, tau 1.0 years;
 * ``decay, tau 0.6 over 2y``: the longer time constant fitted through two years instead of one (two candidates);
 * ``decay where it fits``: both, each offered only at pixels where it fits the last year of the series without the
@@ -51,6 +52,8 @@ VARIANTS = {"without decay": BASE, "decay": BASE + DECAY, "decay tau 0.3": BASE 
             "decay + tau 1.0": BASE + DECAY + (("seasonal_decay_tau12m", "seasonal_decay", (1.0, 1.0)),),
             "decay + 6m window": BASE + DECAY + (("seasonal_decay_6m_tau4m", "seasonal_decay", (0.5, 0.3)),),
             "decay + 2y window": BASE + DECAY + (("seasonal_decay_2y_tau7m", "seasonal_decay", (2.0, 0.6)),),
+            "decay + tau 0.15 + 2y window": BASE + DECAY + (("seasonal_decay_tau2m", "seasonal_decay", (1.0, 0.15)),
+                                                            ("seasonal_decay_2y_tau7m", "seasonal_decay", (2.0, 0.6))),
             "decay + 2y tau 1.0": BASE + DECAY + (("seasonal_decay_2y_tau12m", "seasonal_decay", (2.0, 1.0)),),
             "decay, tau 0.6 over 2y": BASE + DECAY[:1] + (("seasonal_decay_2y_tau7m", "seasonal_decay", (2.0, 0.6)),)}
 LINE_1Y = (("line_1y", "seasonal_linear", 1.0),)

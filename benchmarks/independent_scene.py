@@ -71,9 +71,11 @@ def _bowl_law(rng, t, T_obs):
 
 
 def make(seed: int, width: int = 100, height: int = 80, n_epochs: int = 150, n_future: int = 15,
-         step_days: int = 12) -> Dict:
+         step_days: int = 12, strat: float = 1.0, walk: float = 1.0) -> Dict:
     """The scene's arrays and parameters: ``observed`` (T, H, W), ``truth`` (T + F, H, W),
-    ``future_observed`` (F, H, W), ``zones`` (H, W), ``dates``, ``future_dates``, ``params``."""
+    ``future_observed`` (F, H, W), ``zones`` (H, W), ``dates``, ``future_dates``, ``params``. ``strat`` and ``walk``
+    scale the stratified delay and the ground's random walk (1: as drawn; 0 takes that part out, for diagnoses; the
+    draws and so everything else stay the same)."""
     rng = np.random.default_rng(1_000_003 + int(seed))
     H, W, T, F = int(height), int(width), int(n_epochs), int(n_future)
     N = T + F
@@ -94,7 +96,7 @@ def make(seed: int, width: int = 100, height: int = 80, n_epochs: int = 150, n_f
     D += (v_sd * _smooth(rng, (H, W), 20))[None] * t[:, None, None]
     inc = np.stack([_smooth(rng, (H, W), 10) for _ in range(N)]) * rw_sd
     inc[0] = 0.0
-    D += np.cumsum(inc, axis=0)
+    D += np.cumsum(inc, axis=0) * float(walk)
     params["background"] = {"velocity_sd_mm_yr": v_sd, "random_walk_sd_mm_per_epoch": rw_sd}
     # seasons: amplitude and phase smooth over the scene, amplitude drifting over the record
     a_max, drift = float(rng.uniform(2.0, 7.0)), float(rng.uniform(-0.6, 0.6))
@@ -155,7 +157,7 @@ def make(seed: int, width: int = 100, height: int = 80, n_epochs: int = 150, n_f
     bad = rng.random(N) < 0.02
     level[bad] *= 3.0
     elev = 150 + 80 * _smooth(rng, (H, W), 18)
-    k_strat = 0.01 * np.cos(2 * np.pi * (doy - 200) / 365.25) + 0.004 * rng.standard_normal(N)   # mm per m
+    k_strat = float(strat) * 0.01 * np.cos(2 * np.pi * (doy - 200) / 365.25) + 0.004 * rng.standard_normal(N)   # mm per m
     noise = np.empty((N, H, W))
     for i in range(N):
         turb = 0.6 * _smooth(rng, (H, W), 4) + 0.8 * _smooth(rng, (H, W), 15)

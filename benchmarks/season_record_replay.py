@@ -160,14 +160,19 @@ def replay_main(run, description: str, argv=None, before=None, after=None) -> No
     summarise(allres, args.out)
 
 
+#: the measures of :func:`combination_replay.add_ratios`, as the summaries name them
+MEASURES = {"truth": "the truth", "expected": "the expected observation",
+            "fair": "the truth, relative to the member best against the expected observation"}
+
+
 def summarise(allres: dict, out=None) -> None:
     """Print each generator's summary of the replayed scenes ``allres`` (folder -> ratios) and write them to ``out``."""
     scenes = list(allres)
     groups = {"ours": [f for f in scenes if "/ind" not in f], "second generator": [f for f in scenes if "/ind" in f]}
     for g, fs in groups.items():
-        for tn in ("truth", "expected") if fs else ():
+        for tn in ("truth", "expected", "fair") if fs else ():
             print_summary({f: allres[f] for f in fs}, tn,
-                          f"{g}, against the {tn} (mean over origins; median / geometric mean / worst over "
+                          f"{g}, against {MEASURES[tn]} (mean over origins; median / geometric mean / worst over "
                           f"{len(fs)} scenes)")
     if out:
         with open(out, "w", encoding="utf-8") as fh:
