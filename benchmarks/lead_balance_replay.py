@@ -34,7 +34,7 @@ ensure_pkg()
 
 from deformcast.algorithms.data import anchors as anc  # noqa: E402
 from deformcast.algorithms.data import track_record  # noqa: E402
-from season_record_replay import local, replay, replay_main  # noqa: E402
+from season_record_replay import local, patched_variants, replay, replay_main  # noqa: E402
 
 VARIANTS = ("shipped", "pairs", "balanced", "half")
 
@@ -82,18 +82,8 @@ def lead_record(mode: str):
 def run(folder: str, steps, only=None) -> dict:
     def forecasts(y, o, hd, td, tf, fam):
         cache = anc.FamilyCache(y[:o + 1], hd, 15, tf)
-        out = {}
-        shipped = anc.record
-        for name in VARIANTS:
-            if only and name not in only:
-                continue
-            if name != "shipped":
-                anc.record = lead_record(name)
-            try:
-                out[name] = local(y, o, hd, td, tf, fam, cache)
-            finally:
-                anc.record = shipped
-        return out
+        return patched_variants(VARIANTS, only, "record", lambda name: None if name == "shipped" else lead_record(name),
+                                lambda: local(y, o, hd, td, tf, fam, cache))
 
     return replay(folder, steps, forecasts)
 

@@ -64,28 +64,28 @@ def scene_scores(folder: str, foreign, steps) -> list:
     return rows
 
 
+def reference(x: dict, name: str) -> float:
+    """The RMSE a forecast's is divided by at one origin ``x``: the best member against the target ``name``, or for
+    ``fair`` the truth's RMSE of the member best against the expected observation."""
+    if name == "fair":
+        return x["truth"]["members"][int(np.argmin(x["expected"]["members"]))]
+    return min(x[name]["members"])
+
+
 def summary(res: dict) -> dict:
-    """The local forecast's ratios (geometric mean, median, scenes above 1 over the scenes) and the best fixed member's."""
+    """Per target: the local forecast's ratio (geometric mean, median and scenes above 1 over the scenes of the mean
+    over origins), the best fixed member's and the members' mean RMSE."""
     out = {}
-    gm = (lambda v: float(np.exp(np.mean(np.log(v)))))
     for name in TARGETS + ("fair",):
-        loc, fixed = [], []
-        for rows in res.values():
-            if name == "fair":
-                r = [x["truth"]["local"] / x["truth"]["members"][int(np.argmin(x["expected"]["members"]))] for x in rows]
-                m = [np.array(x["truth"]["members"]) / x["truth"]["members"][int(np.argmin(x["expected"]["members"]))]
-                     for x in rows]
-            else:
-                r = [x[name]["local"] / min(x[name]["members"]) for x in rows]
-                m = [np.array(x[name]["members"]) / min(x[name]["members"]) for x in rows]
-            loc.append(np.mean(r))
-            fixed.append(np.mean(m, axis=0))
-        fixed = np.exp(np.mean(np.log(np.array(fixed)), axis=0))
-        out[name] = {"local_gm": gm(loc), "local_median": float(np.median(loc)), "above_1": int(np.sum(np.array(loc) > 1)),
-                     "scenes": len(loc), "best_fixed_member": anc.FAMILY_NAMES[int(np.argmin(fixed))],
-                     "best_fixed_gm": float(fixed.min()),
-                     "mean_member_rmse": float(np.mean([x[name if name != "fair" else "truth"]["members"]
-                                                        for rows in res.values() for x in rows]))}
+        scored = "truth" if name == "fair" else name
+        loc = np.array([np.mean([x[scored]["local"] / reference(x, name) for x in rows]) for rows in res.values()])
+        fixed = np.array([np.mean([np.array(x[scored]["members"]) / reference(x, name) for x in rows], axis=0)
+                          for rows in res.values()])                  # (scenes, members)
+        fixed = np.exp(np.mean(np.log(fixed), axis=0))
+        out[name] = {"local_gm": float(np.exp(np.mean(np.log(loc)))), "local_median": float(np.median(loc)),
+                     "above_1": int(np.sum(loc > 1)), "scenes": int(loc.size),
+                     "best_fixed_member": anc.FAMILY_NAMES[int(np.argmin(fixed))], "best_fixed_gm": float(fixed.min()),
+                     "mean_member_rmse": float(np.mean([x[scored]["members"] for rows in res.values() for x in rows]))}
     return out
 
 

@@ -19,8 +19,9 @@ Each is scored over the ``--horizon`` epochs after its origin against the truth,
 (the truth plus the reference epoch's noise, as ``bench_skill.py``) and the observed values (the stack, then
 ``future_observed.tif``), as a ratio to the best classical family member at that origin (chosen in
 hindsight), and under ``fair`` against the truth as a ratio to the member best against the expected observation
-(session 39: the hindsight minimum against the truth also picks luck with the reference epoch's noise); the mean over origins is printed per run. The members' forecasts from 35 earlier origins are
-computed once per run and cached in ``--cache``.
+(session 39: the hindsight minimum against the truth also picks luck with the reference epoch's noise); the mean
+over origins is printed per run. The members' forecasts from 35 earlier origins are computed once per run and
+cached in ``--cache``.
 
 Usage::
 
@@ -103,6 +104,7 @@ def run(folder: str, cache: str, steps) -> dict:
         for f in fc.values():
             ok &= np.isfinite(f).all(0)
         ok &= np.isfinite(famw).all((0, 1))
+
         def rmse(f, t):
             return float(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)))
 

@@ -52,6 +52,12 @@ def variants(e: int, L: int) -> dict:
             "a year back only (same season)": [e - YEAR - L // 3, e - YEAR]}
 
 
+#: the second generator's scenes as written (``ind``) and with one part of their physics taken out, the rest drawn
+#: the same (session 39: neither the stratified troposphere nor the ground's random walk is why the local forecast
+#: reads above the best classical forecast there against the truth)
+IND_KINDS = {"ind": {}, "ind-nostrat": {"strat": 0.0}, "ind-nowalk": {"walk": 0.0}}
+
+
 def make(spec: str, root: str) -> list:
     kind, rng = spec.split(":")
     a, b = (int(x) for x in rng.split("-"))
@@ -59,9 +65,9 @@ def make(spec: str, root: str) -> list:
     for seed in range(a, b + 1):
         folder = os.path.join(root, kind, f"seed_{seed}")
         if not os.path.isfile(os.path.join(folder, "scene", "truth.tif")):
-            if kind == "ind":
+            if kind in IND_KINDS:
                 import independent_scene
-                independent_scene.write(os.path.join(folder, "scene"), seed, n_future=H)
+                independent_scene.write(os.path.join(folder, "scene"), seed, n_future=H, **IND_KINDS[kind])
             else:
                 from deformcast.algorithms.data.synthetic import write_scene
                 write_scene(os.path.join(folder, "scene"), seed=seed, physics="varied", width=100, height=80,
@@ -109,6 +115,25 @@ def local(y, o: int, hd, td, tf, fam, cache=None, **kw) -> np.ndarray:
     return anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam, past_family=cache, **kw).reshape(H, -1)
 
 
+def patched_variants(variants, only, attr: str, make, compute) -> dict:
+    """``compute()`` once per variant ``name`` of ``variants`` (all, or those in ``only``) with ``anchors.<attr>``
+    replaced by ``make(name)`` (None: left as shipped), restored afterwards: how the replays put a variant into the
+    local forecast from outside."""
+    out = {}
+    shipped = getattr(anc, attr)
+    for name in variants:
+        if only and name not in only:
+            continue
+        new = make(name)
+        if new is not None:
+            setattr(anc, attr, new)
+        try:
+            out[name] = compute()
+        finally:
+            setattr(anc, attr, shipped)
+    return out
+
+
 def run(folder: str, steps, only=None) -> dict:
     def forecasts(y, o, hd, td, tf, fam):
         cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
@@ -121,7 +146,8 @@ def run(folder: str, steps, only=None) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("scenes", nargs="*")
-    ap.add_argument("--make", nargs="*", default=[], help="kind:first-last, kind ours or ind: write these scenes")
+    ap.add_argument("--make", nargs="*", default=[],
+                    help="kind:first-last, kind ours, ind, ind-nostrat or ind-nowalk: write these scenes")
     ap.add_argument("--root", default="build/season_record")
     ap.add_argument("--origins", type=int, nargs="+", default=[15, 12, 9, 6, 3, 0])
     ap.add_argument("--out", default=None)
