@@ -3,7 +3,7 @@
 Each candidate's pooled record is its mean squared error against the observations of the record's targets. That
 error holds the targets' own noise (each date's atmosphere and the pixel noise), the same for every candidate, so on
 a noisy stack the inverse squared records are nearly flat and candidates that forecast badly keep weight (the second
-generator's 50 and 53, docs/skill.md "Session 39": the level and decay candidates held a third of the weight). The
+generator's 50 and 53, docs/skill.md "Session 39": the level and decay candidates held a quarter to a third of the weight). The
 variants subtract ``k`` times the noise variance of the record's targets from every candidate's pooled record before
 the weights are formed (at least a tenth of the record is kept):
 
@@ -12,15 +12,24 @@ the weights are formed (at least a tenth of the record is kept):
   ``lead + lead // 3`` epochs before the origin) of each date's noise squared, measured on the history up to the
   origin (``date_weights.date_spread``: the robust spread over the pixels of the trajectory-fit residual, less each
   date's median; the noise shared by every pixel of a date, such as the reference area's, is not in it, so this
-  underestimates the targets' noise).
+  underestimates the targets' noise);
+* ``chosen k``: ``k`` = 0 or 1, whichever made the scene's local forecasts from 15 and 20 epochs before the
+  origin (their whole leads inside the history) closer to what was then observed (summed over the pixels), ``k`` = 1
+  only where its sum is below ``1 - DEFORMCAST_NOISE_MARGIN`` (default 0) times the other's: a sharpness each scene
+  chooses from its own past. The sums go into the ``--out`` JSON (``choices``); ``--margins`` reads any margin off it.
 
 Classical forecasts only, replayed like ``season_record_replay.py`` (the same scenes, origins and ratios).
 
 Usage::
 
-    .venv/bin/python benchmarks/record_noise_replay.py --out build/record_noise.json build/srr/*/seed_*
+    .venv/bin/python benchmarks/record_noise_replay.py --variants shipped "noise k=0.5" "noise k=1" \
+        --out build/record_noise.json build/srr/*/seed_*
     .venv/bin/python benchmarks/record_noise_replay.py --reliability build/srr/ours/seed_200 build/srr/ind/seed_100
+    .venv/bin/python benchmarks/record_noise_replay.py --variants shipped "noise k=1" "chosen k" --out build/rn.json \
+        build/srr/ours/seed_*
+    .venv/bin/python benchmarks/record_noise_replay.py --margins build/rn.json
 """
+import json
 import os
 import sys
 
@@ -35,6 +44,12 @@ from deformcast.algorithms.data import anchors as anc, date_weights  # noqa: E40
 from season_record_replay import local, patched_variants, replay, replay_main, scene_arrays  # noqa: E402
 
 VARIANTS = {"shipped": 0.0, "noise k=0.5": 0.5, "noise k=1": 1.0}
+#: the variant whose ``k`` (0 or 1) each origin chooses from the scene's own past (:func:`choose_k`)
+CHOSEN = "chosen k"
+#: the ``k`` chosen at each origin of each scene, and the sums of squared errors it was chosen by
+CHOICES: dict = {}
+#: ``k`` = 1 only where the scene's past forecasts with it were this much better (``DEFORMCAST_NOISE_MARGIN``)
+MARGIN = float(os.environ.get("DEFORMCAST_NOISE_MARGIN", "0"))
 
 
 def target_noise(flat: np.ndarray, dates, lead: int) -> float:
@@ -47,6 +62,48 @@ def target_noise(flat: np.ndarray, dates, lead: int) -> float:
     return float(np.mean(s[-span:] ** 2))
 
 
+def noise_combine(shipped, k: float, s2: float):
+    """``anchors._combine`` with ``k`` times the noise variance ``s2`` taken out of the pooled records."""
+    def combine(pooled, family, offer=None):
+        return shipped(np.maximum(pooled - k * s2, 0.1 * pooled), family, offer)
+    return combine
+
+
+def local_with(k: float, y, o: int, hd, tf) -> np.ndarray:
+    """The local forecast from origin ``o`` over the 15 epochs after it (dates ``hd``, which hold them) with ``k``
+    (0: as shipped)."""
+    td = hd[o + 1:o + 16]
+    flat = y[:o + 1].reshape(o + 1, -1)
+    fam = anc.family_forecasts(flat, hd[:o + 1], td, tf)
+    s2 = target_noise(flat, hd[:o + 1], 15)
+    shipped = anc._combine
+    anc._combine = noise_combine(shipped, k, s2) if k > 0 else shipped
+    try:
+        return local(y, o, hd[:o + 1], td, tf, fam)
+    finally:
+        anc._combine = shipped
+
+
+def choose_k(y, o: int, hd, tf, ks=(0.0, 1.0), back=(15, 20), margin: float = 0.0):
+    """The ``k`` of ``ks`` whose local forecasts from ``back`` epochs before ``o`` (whole leads inside the history up
+    to ``o``) came closer to what was then observed, over the scene (sum of squared errors), and those sums. A ``k``
+    other than the first is chosen only where its sum is below ``1 - margin`` times the first's."""
+    flat = y.reshape(y.shape[0], -1)
+    sse = np.zeros(len(ks))
+    for b in back:
+        p = o - int(b)
+        if p < 30:
+            continue
+        obs = flat[p + 1:p + 16]
+        fc = [local_with(k, y[:o + 1], p, hd, tf).reshape(15, -1) for k in ks]
+        ok = np.isfinite(obs).all(0)
+        for f in fc:
+            ok &= np.isfinite(f).all(0)
+        sse += [float(np.sum((f[:, ok] - obs[:, ok]) ** 2)) for f in fc]
+    cut = np.concatenate([[sse[0]], sse[1:] / (1.0 - margin)])
+    return float(ks[int(np.argmin(cut))]), sse.tolist()
+
+
 def run(folder: str, steps, only=None) -> dict:
     def forecasts(y, o, hd, td, tf, fam):
         cache = anc.FamilyCache(y[:o + 1], hd, 15, tf)
@@ -55,14 +112,18 @@ def run(folder: str, steps, only=None) -> dict:
 
         def make(name):
             k = VARIANTS[name]
-            if k <= 0:
-                return None
+            return None if k <= 0 else noise_combine(shipped, k, s2)
 
-            def combine(pooled, family, offer=None):
-                return shipped(np.maximum(pooled - k * s2, 0.1 * pooled), family, offer)
-            return combine
-
-        return patched_variants(VARIANTS, only, "_combine", make, lambda: local(y, o, hd, td, tf, fam, cache))
+        out = patched_variants(VARIANTS, only, "_combine", make, lambda: local(y, o, hd, td, tf, fam, cache))
+        if not only or CHOSEN in only:
+            k, sse = choose_k(y, o, hd, tf, margin=MARGIN)
+            CHOICES.setdefault(folder, []).append({"k": k, "sse": sse})
+            anc._combine = noise_combine(shipped, k, s2) if k > 0 else shipped
+            try:
+                out[CHOSEN] = local(y, o, hd, td, tf, fam, cache)
+            finally:
+                anc._combine = shipped
+        return out
 
     return replay(folder, steps, forecasts)
 
@@ -89,13 +150,45 @@ def reliability(folder: str, steps: int = 6) -> float:
     return got.get("rel", float("nan"))
 
 
+def margins(path: str, cuts=(0.0, 0.005, 0.01, 0.015, 0.02, 0.03)) -> None:
+    """From a replay's JSON with ``shipped``, ``noise k=1`` and the chosen ``k``'s sums: for each margin, the origins
+    that take ``k`` = 1 and the geometric mean of the ratios (scenes better / worse than shipped by more than 0.002,
+    the largest loss), per measure. With two values of ``k`` each origin's forecast is one of the two replayed."""
+    with open(path, encoding="utf-8") as fh:
+        d = json.load(fh)
+    for m in cuts:
+        line, n1 = [], 0
+        for meas in ("truth", "expected", "fair"):
+            base, new = [], []
+            for v in d.values():
+                pick = [c["sse"][1] < (1.0 - m) * c["sse"][0] for c in v["choices"]]
+                new.append(np.mean([v[meas]["noise k=1"][i] if p else v[meas]["shipped"][i] for i, p in enumerate(pick)]))
+                base.append(np.mean(v[meas]["shipped"]))
+                n1 += sum(pick) if meas == "truth" else 0
+            new, base = np.array(new), np.array(base)
+            dl = new - base
+            line.append(f"{meas} {np.exp(np.mean(np.log(new))):.3f} ({(dl < -0.002).sum()} / {(dl > 0.002).sum()}, "
+                        f"{dl.max():+.3f})")
+        print(f"{path} margin {m:.3f}: k = 1 at {n1} origins | " + " | ".join(line), flush=True)
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--margins":            # --margins JSON...: the chosen k's margins read off a replay
+        for f in argv[1:]:
+            margins(f)
+        return
     if argv and argv[0] == "--reliability":        # --reliability SCENE...: the statistic of reliability() per scene
         for f in argv[1:]:
             print(f, f"{reliability(f):.1f}", flush=True)
         return
-    replay_main(run, __doc__.split("\n")[0], argv)
+    def after(folder, result):
+        if not CHOICES.get(folder):
+            return ""
+        result["choices"] = CHOICES[folder]        # into the --out JSON beside the ratios
+        return " | k chosen " + " ".join(f"{c['k']:g} ({c['sse'][-1] / c['sse'][0]:.3f})" for c in CHOICES[folder])
+
+    replay_main(run, __doc__.split("\n")[0], argv, after=after)
 
 
 if __name__ == "__main__":
