@@ -155,7 +155,14 @@ def margins(path: str, cuts=(0.0, 0.005, 0.01, 0.015, 0.02, 0.03)) -> None:
     that take ``k`` = 1 and the geometric mean of the ratios (scenes better / worse than shipped by more than 0.002,
     the largest loss), per measure. With two values of ``k`` each origin's forecast is one of the two replayed."""
     with open(path, encoding="utf-8") as fh:
-        d = json.load(fh)
+        every = json.load(fh)
+    for g, d in (("ours", {f: v for f, v in every.items() if "/ind" not in f}),
+                 ("second generator", {f: v for f, v in every.items() if "/ind" in f})):
+        if d:
+            _margins(f"{path}, {g} ({len(d)} scenes)", d, cuts)
+
+
+def _margins(label: str, d: dict, cuts) -> None:
     for m in cuts:
         line, n1 = [], 0
         for meas in ("truth", "expected", "fair"):
@@ -169,7 +176,7 @@ def margins(path: str, cuts=(0.0, 0.005, 0.01, 0.015, 0.02, 0.03)) -> None:
             dl = new - base
             line.append(f"{meas} {np.exp(np.mean(np.log(new))):.3f} ({(dl < -0.002).sum()} / {(dl > 0.002).sum()}, "
                         f"{dl.max():+.3f})")
-        print(f"{path} margin {m:.3f}: k = 1 at {n1} origins | " + " | ".join(line), flush=True)
+        print(f"{label} margin {m:.3f}: k = 1 at {n1} origins | " + " | ".join(line), flush=True)
 
 
 def main(argv=None):
