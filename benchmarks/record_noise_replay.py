@@ -28,6 +28,8 @@ Usage::
     .venv/bin/python benchmarks/record_noise_replay.py --variants shipped "noise k=1" "chosen k" --out build/rn.json \
         build/srr/ours/seed_*
     .venv/bin/python benchmarks/record_noise_replay.py --margins build/rn.json
+    DEFORMCAST_NOISE_MARGIN=0.01 .venv/bin/python benchmarks/record_noise_replay.py --end-to-end chosen \
+        build/origin_replay build/rn_e2e.json build/bench_skill/seed_3
 """
 import json
 import os
@@ -179,8 +181,62 @@ def _margins(label: str, d: dict, cuts) -> None:
         print(f"{label} margin {m:.3f}: k = 1 at {n1} origins | " + " | ".join(line), flush=True)
 
 
+def end_to_end(runs, cache: str, k_fixed=None, steps=(15, 12, 9, 6, 3, 0)) -> dict:
+    """``origin_replay.run`` on finished ``bench_skill.py`` runs with the noise taken out of every local forecast it
+    makes (the local classical forecast and the ensemble's local blend): ``k_fixed`` (None: :func:`choose_k` with
+    :data:`MARGIN` at each origin, from the history the call is given). The members' forecasts come from ``cache``
+    (``origin_replay.py --cache``)."""
+    import origin_replay as orp
+
+    shipped_local, shipped_combine = anc.local_forecast, anc._combine
+    chosen, inside = {}, []
+
+    def patched(hist, dates, target_dates, lead, time_function=None, **kw):
+        if inside:                                  # choose_k's own forecasts: as shipped
+            return shipped_local(hist, dates, target_dates, lead, time_function, **kw)
+        h = np.asarray(hist, dtype=np.float64)
+        e = h.shape[0] - 1
+        d = np.asarray(dates, dtype="datetime64[D]")
+        if k_fixed is not None:
+            k = float(k_fixed)
+        else:
+            key = (e, h.shape)
+            if key not in chosen:
+                inside.append(1)
+                try:
+                    chosen[key] = choose_k(h, e, d, time_function, margin=MARGIN)[0]
+                finally:
+                    inside.pop()
+            k = chosen[key]
+        s2 = target_noise(h.reshape(e + 1, -1), d, lead)
+        anc._combine = noise_combine(shipped_combine, k, s2) if k > 0 else shipped_combine
+        try:
+            return shipped_local(hist, dates, target_dates, lead, time_function, **kw)
+        finally:
+            anc._combine = shipped_combine
+
+    out = {}
+    anc.local_forecast = patched
+    try:
+        for f in runs:
+            chosen.clear()
+            out[f] = orp.run(f, cache, list(steps))
+            out[f]["k"] = sorted(chosen.values())
+            print(f, " | ".join(f"{tn}: " + " ".join(f"{n} {np.mean(v):.3f}" for n, v in out[f][tn].items())
+                                for tn in ("truth", "expected", "observed", "fair")), "| k", out[f]["k"], flush=True)
+    finally:
+        anc.local_forecast = shipped_local
+    return out
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--end-to-end":          # --end-to-end K|chosen CACHE OUT RUN...: origin_replay with it
+        k = None if argv[1] == "chosen" else float(argv[1])
+        res = end_to_end(argv[4:], argv[2], k)
+        with open(argv[3], "w", encoding="utf-8") as fh:
+            json.dump(res, fh, indent=1)
+        return
     if argv and argv[0] == "--margins":            # --margins JSON...: the chosen k's margins read off a replay
         for f in argv[1:]:
             margins(f)
