@@ -229,8 +229,45 @@ def end_to_end(runs, cache: str, k_fixed=None, steps=(15, 12, 9, 6, 3, 0)) -> di
     return out
 
 
+BY_LEAD = ("trajectory_windows", "trajectory_ensemble", "seasonal_mean_2m", "seasonal_decay_tau4m",
+           "seasonal_decay_tau7m", "persistence")
+
+
+def by_lead(folder: str, steps: int, zones=((0, "background"), (1, "mining")), leads=(1, 3, 5, 8, 11, 15)) -> None:
+    """Per zone, from ``steps`` epochs before the end of a scene: each of :data:`BY_LEAD`'s record (RMSE against the
+    observations over the record's origins that reach each lead, the pixels of the zone pooled) beside its forecast's
+    RMSE against the expected observation at the same leads: where the record can tell the candidates apart."""
+    from deformcast.algorithms.io import raster
+
+    y, flat, d, tr, ref, tf, dd, e = scene_arrays(folder)
+    z = raster.read_raster(os.path.join(folder, "scene", "zones.tif"))[0].reshape(-1)
+    o = e - int(steps)
+    idx = [anc.LOCAL_NAMES.index(n) for n in BY_LEAD]
+    cache = anc.FamilyCache(y[:o + 1], d[:o + 1], 15, tf)
+    full = anc.family_forecasts(flat[:o + 1], d[:o + 1], dd[o + 1:o + 16], tf, tuple(anc.FAMILY) + tuple(anc.LOCAL_EXTRA))
+    expected = tr[o + 1:o + 16] + ref
+    for zz, name in zones:
+        m = (z == zz) & np.isfinite(flat[:o + 1]).all(0) & np.isfinite(expected).all(0)
+        se, cnt = np.zeros((len(idx), 15)), np.zeros(15)
+        for p in anc.candidate_origins(o, 15):
+            fam, n = cache.both(p), min(15, o - p)
+            for j, c in enumerate(idx):
+                se[j, :n] += np.mean((fam[c, :n][:, m] - flat[p + 1:p + n + 1][:, m]) ** 2, axis=1)
+            cnt[:n] += 1
+        rec = np.sqrt(se / np.maximum(cnt, 1))
+        print(f"{folder}, {name}, origin e - {steps}: record by lead {leads} | forecast against the expected observation")
+        for j, c in enumerate(idx):
+            fe = np.sqrt(np.mean((full[c][:, m] - expected[:, m]) ** 2, axis=1))
+            print(f"  {BY_LEAD[j]:22s} " + " ".join(f"{rec[j, h - 1]:5.2f}" for h in leads) + " | "
+                  + " ".join(f"{fe[h - 1]:5.2f}" for h in leads), flush=True)
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--by-lead":             # --by-lead STEPS SCENE...: records and forecasts by lead, by zone
+        for f in argv[2:]:
+            by_lead(f, int(argv[1]))
+        return
     if argv and argv[0] == "--end-to-end":          # --end-to-end K|chosen CACHE OUT RUN...: origin_replay with it
         k = None if argv[1] == "chosen" else float(argv[1])
         res = end_to_end(argv[4:], argv[2], k)
