@@ -34,6 +34,7 @@ Usage::
 import json
 import os
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -43,7 +44,7 @@ from _common import ensure_pkg  # noqa: E402
 ensure_pkg()
 
 from deformcast.algorithms.data import anchors as anc, date_weights  # noqa: E402
-from season_record_replay import local, patched_variants, replay, replay_main, scene_arrays  # noqa: E402
+from season_record_replay import local, replay, replay_main, scene_arrays  # noqa: E402
 
 VARIANTS = {"shipped": 0.0, "noise k=0.5": 0.5, "noise k=1": 1.0}
 #: the variant whose ``k`` (0 or 1) each origin chooses from the scene's own past (:func:`choose_k`)
@@ -71,19 +72,27 @@ def noise_combine(shipped, k: float, s2: float):
     return combine
 
 
+@contextmanager
+def noise_removed(k: float, s2: float):
+    """Within the block, every local forecast takes ``k`` times ``s2`` out of its pooled records (``k`` = 0: as
+    shipped); ``anchors._combine`` is restored afterwards."""
+    shipped = anc._combine
+    if k > 0:
+        anc._combine = noise_combine(shipped, k, s2)
+    try:
+        yield
+    finally:
+        anc._combine = shipped
+
+
 def local_with(k: float, y, o: int, hd, tf) -> np.ndarray:
     """The local forecast from origin ``o`` over the 15 epochs after it (dates ``hd``, which hold them) with ``k``
     (0: as shipped)."""
     td = hd[o + 1:o + 16]
     flat = y[:o + 1].reshape(o + 1, -1)
     fam = anc.family_forecasts(flat, hd[:o + 1], td, tf)
-    s2 = target_noise(flat, hd[:o + 1], 15)
-    shipped = anc._combine
-    anc._combine = noise_combine(shipped, k, s2) if k > 0 else shipped
-    try:
+    with noise_removed(k, target_noise(flat, hd[:o + 1], 15)):
         return local(y, o, hd[:o + 1], td, tf, fam)
-    finally:
-        anc._combine = shipped
 
 
 def choose_k(y, o: int, hd, tf, ks=(0.0, 1.0), back=(15, 20), margin: float = 0.0):
@@ -110,21 +119,16 @@ def run(folder: str, steps, only=None) -> dict:
     def forecasts(y, o, hd, td, tf, fam):
         cache = anc.FamilyCache(y[:o + 1], hd, 15, tf)
         s2 = target_noise(y[:o + 1].reshape(o + 1, -1), hd, 15)
-        shipped = anc._combine
-
-        def make(name):
-            k = VARIANTS[name]
-            return None if k <= 0 else noise_combine(shipped, k, s2)
-
-        out = patched_variants(VARIANTS, only, "_combine", make, lambda: local(y, o, hd, td, tf, fam, cache))
+        out = {}
+        for name, k in VARIANTS.items():
+            if not only or name in only:
+                with noise_removed(k, s2):
+                    out[name] = local(y, o, hd, td, tf, fam, cache)
         if not only or CHOSEN in only:
             k, sse = choose_k(y, o, hd, tf, margin=MARGIN)
             CHOICES.setdefault(folder, []).append({"k": k, "sse": sse})
-            anc._combine = noise_combine(shipped, k, s2) if k > 0 else shipped
-            try:
+            with noise_removed(k, s2):
                 out[CHOSEN] = local(y, o, hd, td, tf, fam, cache)
-            finally:
-                anc._combine = shipped
         return out
 
     return replay(folder, steps, forecasts)
@@ -188,7 +192,7 @@ def end_to_end(runs, cache: str, k_fixed=None, steps=(15, 12, 9, 6, 3, 0)) -> di
     (``origin_replay.py --cache``)."""
     import origin_replay as orp
 
-    shipped_local, shipped_combine = anc.local_forecast, anc._combine
+    shipped_local = anc.local_forecast
     chosen, inside = {}, []
 
     def patched(hist, dates, target_dates, lead, time_function=None, **kw):
@@ -200,20 +204,15 @@ def end_to_end(runs, cache: str, k_fixed=None, steps=(15, 12, 9, 6, 3, 0)) -> di
         if k_fixed is not None:
             k = float(k_fixed)
         else:
-            key = (e, h.shape)
-            if key not in chosen:
+            if h.shape not in chosen:                 # once per origin (the shape holds its epochs)
                 inside.append(1)
                 try:
-                    chosen[key] = choose_k(h, e, d, time_function, margin=MARGIN)[0]
+                    chosen[h.shape] = choose_k(h, e, d, time_function, margin=MARGIN)[0]
                 finally:
                     inside.pop()
-            k = chosen[key]
-        s2 = target_noise(h.reshape(e + 1, -1), d, lead)
-        anc._combine = noise_combine(shipped_combine, k, s2) if k > 0 else shipped_combine
-        try:
+            k = chosen[h.shape]
+        with noise_removed(k, target_noise(h.reshape(e + 1, -1), d, lead)):
             return shipped_local(hist, dates, target_dates, lead, time_function, **kw)
-        finally:
-            anc._combine = shipped_combine
 
     out = {}
     anc.local_forecast = patched
