@@ -61,7 +61,7 @@ def lead_record(mode: str):
             if keep is not None:
                 keep.append(mean_o.astype(np.float32))
             if mode == "pairs":
-                num[:, 0] += np.einsum("kmn,m->kn", np.nan_to_num(se), w)
+                num[:, 0] += mean_o * w.sum()
                 den[0] += w.sum()
             else:       # per lead step: that step's weighted mean over the origins that reach it
                 num[:, :m] += np.nan_to_num(se) * w[None, :, None]
