@@ -28,8 +28,12 @@ Usage::
     .venv/bin/python benchmarks/record_noise_replay.py --variants shipped "noise k=1" "chosen k" --out build/rn.json \
         build/srr/ours/seed_*
     .venv/bin/python benchmarks/record_noise_replay.py --margins build/rn.json
-    DEFORMCAST_NOISE_MARGIN=0.01 .venv/bin/python benchmarks/record_noise_replay.py --end-to-end chosen \
-        build/origin_replay build/rn_e2e.json build/bench_skill/seed_3
+
+Session 40 shipped ``chosen k`` with a 1 % margin (``anchors.noise_choice``). The replay measures its variants against
+the record of sessions 4-39: it switches the shipped choice off (``anchors.RECORD_NOISE``), and ``chosen k`` is the
+shipped choice (``anchors.noise_sse``). End to end, ``origin_replay.py`` with ``DEFORMCAST_RECORD_NOISE=0`` and
+without it compares the two (session 39's ``--end-to-end`` patch of the local forecast, which this replaced, gave the
+same figures).
 """
 import json
 import os
@@ -43,8 +47,10 @@ from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
 
-from deformcast.algorithms.data import anchors as anc, date_weights  # noqa: E402
+from deformcast.algorithms.data import anchors as anc  # noqa: E402
 from season_record_replay import local, replay, replay_main, scene_arrays  # noqa: E402
+
+anc.RECORD_NOISE = False        # the variants below take the noise out themselves, from session 39's record
 
 VARIANTS = {"shipped": 0.0, "noise k=0.5": 0.5, "noise k=1": 1.0}
 #: the variant whose ``k`` (0 or 1) each origin chooses from the scene's own past (:func:`choose_k`)
@@ -55,14 +61,8 @@ CHOICES: dict = {}
 MARGIN = float(os.environ.get("DEFORMCAST_NOISE_MARGIN", "0"))
 
 
-def target_noise(flat: np.ndarray, dates, lead: int) -> float:
-    """The mean squared noise of the record's target dates from the history ``flat`` (epochs, n) up to the origin."""
-    ok = np.isfinite(flat).all(axis=0)
-    s = date_weights.date_spread(flat[:, ok], dates)
-    if s is None:
-        return 0.0
-    span = int(lead) + int(lead) // 3
-    return float(np.mean(s[-span:] ** 2))
+#: the mean squared noise of the record's target dates from the history (epochs, n) up to the origin
+target_noise = anc.target_noise
 
 
 def noise_combine(shipped, k: float, s2: float):
@@ -85,34 +85,12 @@ def noise_removed(k: float, s2: float):
         anc._combine = shipped
 
 
-def local_with(k: float, y, o: int, hd, tf) -> np.ndarray:
-    """The local forecast from origin ``o`` over the 15 epochs after it (dates ``hd``, which hold them) with ``k``
-    (0: as shipped)."""
-    td = hd[o + 1:o + 16]
-    flat = y[:o + 1].reshape(o + 1, -1)
-    fam = anc.family_forecasts(flat, hd[:o + 1], td, tf)
-    with noise_removed(k, target_noise(flat, hd[:o + 1], 15)):
-        return local(y, o, hd[:o + 1], td, tf, fam)
-
-
-def choose_k(y, o: int, hd, tf, ks=(0.0, 1.0), back=(15, 20), margin: float = 0.0):
-    """The ``k`` of ``ks`` whose local forecasts from ``back`` epochs before ``o`` (whole leads inside the history up
-    to ``o``) came closer to what was then observed, over the scene (sum of squared errors), and those sums. A ``k``
-    other than the first is chosen only where its sum is below ``1 - margin`` times the first's."""
-    flat = y.reshape(y.shape[0], -1)
-    sse = np.zeros(len(ks))
-    for b in back:
-        p = o - int(b)
-        if p < 30:
-            continue
-        obs = flat[p + 1:p + 16]
-        fc = [local_with(k, y[:o + 1], p, hd, tf).reshape(15, -1) for k in ks]
-        ok = np.isfinite(obs).all(0)
-        for f in fc:
-            ok &= np.isfinite(f).all(0)
-        sse += [float(np.sum((f[:, ok] - obs[:, ok]) ** 2)) for f in fc]
-    cut = np.concatenate([[sse[0]], sse[1:] / (1.0 - margin)])
-    return float(ks[int(np.argmin(cut))]), sse.tolist()
+def choose_k(y, o: int, hd, tf, margin: float = 0.0):
+    """``k`` = 1 where the local forecasts from 15 and 20 epochs before ``o`` with the noise taken out came closer to
+    what was then observed over the scene (sum of squared errors) by more than ``margin``, else 0, and the sums
+    ``[k = 0, k = 1]`` (``anchors.noise_sse``, what the shipped choice reads)."""
+    sse = anc.noise_sse(y[:o + 1], hd[:o + 1], 15, tf)
+    return (1.0 if sse[1] < (1.0 - margin) * sse[0] else 0.0), sse.tolist()
 
 
 def run(folder: str, steps, only=None) -> dict:
@@ -185,49 +163,6 @@ def _margins(label: str, d: dict, cuts) -> None:
         print(f"{label} margin {m:.3f}: k = 1 at {n1} origins | " + " | ".join(line), flush=True)
 
 
-def end_to_end(runs, cache: str, k_fixed=None, steps=(15, 12, 9, 6, 3, 0)) -> dict:
-    """``origin_replay.run`` on finished ``bench_skill.py`` runs with the noise taken out of every local forecast it
-    makes (the local classical forecast and the ensemble's local blend): ``k_fixed`` (None: :func:`choose_k` with
-    :data:`MARGIN` at each origin, from the history the call is given). The members' forecasts come from ``cache``
-    (``origin_replay.py --cache``)."""
-    import origin_replay as orp
-
-    shipped_local = anc.local_forecast
-    chosen, inside = {}, []
-
-    def patched(hist, dates, target_dates, lead, time_function=None, **kw):
-        if inside:                                  # choose_k's own forecasts: as shipped
-            return shipped_local(hist, dates, target_dates, lead, time_function, **kw)
-        h = np.asarray(hist, dtype=np.float64)
-        e = h.shape[0] - 1
-        d = np.asarray(dates, dtype="datetime64[D]")
-        if k_fixed is not None:
-            k = float(k_fixed)
-        else:
-            if h.shape not in chosen:                 # once per origin (the shape holds its epochs)
-                inside.append(1)
-                try:
-                    chosen[h.shape] = choose_k(h, e, d, time_function, margin=MARGIN)[0]
-                finally:
-                    inside.pop()
-            k = chosen[h.shape]
-        with noise_removed(k, target_noise(h.reshape(e + 1, -1), d, lead)):
-            return shipped_local(hist, dates, target_dates, lead, time_function, **kw)
-
-    out = {}
-    anc.local_forecast = patched
-    try:
-        for f in runs:
-            chosen.clear()
-            out[f] = orp.run(f, cache, list(steps))
-            out[f]["k"] = sorted(chosen.values())
-            print(f, " | ".join(f"{tn}: " + " ".join(f"{n} {np.mean(v):.3f}" for n, v in out[f][tn].items())
-                                for tn in ("truth", "expected", "observed", "fair")), "| k", out[f]["k"], flush=True)
-    finally:
-        anc.local_forecast = shipped_local
-    return out
-
-
 BY_LEAD = ("trajectory_windows", "trajectory_ensemble", "seasonal_mean_2m", "seasonal_decay_tau4m",
            "seasonal_decay_tau7m", "persistence")
 
@@ -266,12 +201,6 @@ def main(argv=None):
     if argv and argv[0] == "--by-lead":             # --by-lead STEPS SCENE...: records and forecasts by lead, by zone
         for f in argv[2:]:
             by_lead(f, int(argv[1]))
-        return
-    if argv and argv[0] == "--end-to-end":          # --end-to-end K|chosen CACHE OUT RUN...: origin_replay with it
-        k = None if argv[1] == "chosen" else float(argv[1])
-        res = end_to_end(argv[4:], argv[2], k)
-        with open(argv[3], "w", encoding="utf-8") as fh:
-            json.dump(res, fh, indent=1)
         return
     if argv and argv[0] == "--margins":            # --margins JSON...: the chosen k's margins read off a replay
         for f in argv[1:]:

@@ -24,12 +24,14 @@ def _history(blk: np.ndarray, e: int, cache: Optional[anc.FamilyCache]) -> np.nd
 
 
 def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int, config: dict,
-               valid: np.ndarray, cache: Optional[anc.FamilyCache] = None, record_prior=None) -> np.ndarray:
+               valid: np.ndarray, cache: Optional[anc.FamilyCache] = None, record_prior=None,
+               record_noise="auto") -> np.ndarray:
     """Every classical candidate from origin ``e`` for the pixels ``valid`` (bool (r1 - r0, W)) of rows
     r0..r1 of a block read from row ``a0`` (with ``anchors.LOCAL_HALO`` rows of halo where the raster
     has them): float64 ``(len(CANDIDATES), H, n)``, rows in :data:`CANDIDATES` order (the family, the
     members' own adaptive anchor, the local track-record combination). ``record_prior``: the scene's classes of the
-    local track record (``anchors.local_forecast``; None: the block's)."""
+    local track record (``anchors.local_forecast``; None: the block's). ``record_noise``: the noise variance taken out
+    of that record (``anchors.local_forecast``; ``"auto"``: the block's choice)."""
     d = np.asarray(dates, dtype="datetime64[D]")
     full_h = int(config.get("horizon", H))
     td = dataset.target_dates(d, int(e), full_h)
@@ -55,7 +57,7 @@ def candidates(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, H: int
         else:   # the family for the whole block: its halo rows feed the local track record
             fam_all = anc.family_forecasts(hist_blk.reshape(e + 1, -1), d[: e + 1], td, steps)
         local = anc.local_forecast(hist_blk, d[: e + 1], td, full_h, steps, family=fam_all, past_family=cache,
-                                   memo=memo, record_prior=record_prior)
+                                   memo=memo, record_prior=record_prior, record_noise=record_noise)
         for c in range(C):
             out[c] = fam_all[c][:, idx]
     aw = config.get("anchor_weights") if config.get("baseline") == "adaptive" else None
@@ -104,7 +106,8 @@ def record_mask(a0: int, n_rows: int, n_cols: int, stride: int = RECORD_STRIDE) 
 
 def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, config: dict, now: np.ndarray,
                 past, cache: Optional[anc.FamilyCache] = None, prior_sums=None, sums_only: bool = False,
-                stride: int = RECORD_STRIDE, record_prior=None, evidence: Optional[dict] = None):
+                stride: int = RECORD_STRIDE, record_prior=None, evidence: Optional[dict] = None,
+                record_noise="auto"):
     """The ensemble blended per pixel with the local classical forecast by their recent track records
     around it (:func:`anchors.local_forecast` with ``ensemble``), rows r0..r1: (H, r1 - r0, W).
 
@@ -114,8 +117,9 @@ def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, confi
     (``anchors.LOCAL_HALO``) where the raster has them. ``prior_sums``: the scene's mean sums of the blend
     weight (:func:`gating.scene_blend_prior`; None: the block's). ``sums_only``: the blend weight's per-pixel
     sums ``(num, den)`` over the whole block, (a1 - a0) * W each, instead of the blend. ``record_prior``,
-    ``evidence``: as :func:`anchors.local_forecast` takes them (the scene's classes of the local track record; a
-    dict for the block's unshrunk records).
+    ``evidence``, ``record_noise``: as :func:`anchors.local_forecast` takes them (the scene's classes of the local
+    track record; a dict for the block's unshrunk records; the noise taken out of that record, ``"auto"``: the
+    block's choice).
     """
     d = np.asarray(dates, dtype="datetime64[D]")
     H = now.shape[0]
@@ -137,7 +141,7 @@ def local_blend(blk: np.ndarray, a0: int, r0: int, r1: int, e: int, dates, confi
                              config.get("steps") or None, family=fam, past_family=cache,
                              ensemble=(now.reshape(H, n), past_on_record_rows), prior_sums=prior_sums,
                              sums_only=sums_only, memo=None if cache is None else cache.local,
-                             record_prior=record_prior, evidence=evidence)
+                             record_prior=record_prior, evidence=evidence, record_noise=record_noise)
     return res if sums_only else res[0][:, r0 - a0:r1 - a0]
 
 

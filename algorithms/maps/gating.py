@@ -56,7 +56,7 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
         if gate.get("local_blend"):
             _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches,
                          gate.get("blend_prior"), trim=own, stride=gate_stride(gate),
-                         record_prior=gate.get("record_prior"))
+                         record_prior=gate.get("record_prior"), record_noise=gate.get("record_noise", "auto"))
         if own:     # nobody forecasts these blocks again: the track record's origins are done with
             caches.pop("_past_medians", None)
             for blk, *_, e in items:
@@ -65,7 +65,7 @@ def forecast_gated(items, dates, grid, loaded, plan: Plan, H, dev, batch_size, p
             if not va.any():
                 continue
             cands = candidates(blk, a0, r0, r1, int(e), dates, H, cfg0, va, caches[id(blk)],
-                               record_prior=gate.get("record_prior"))
+                               record_prior=gate.get("record_prior"), record_noise=gate.get("record_noise", "auto"))
             last = blk[e, r0 - a0:r1 - a0][va].astype(np.float64)
             flat, ids = out.reshape(out.shape[0], out.shape[1], -1), np.flatnonzero(va.ravel())
             for j in range(0, ids.size, GATE_CHUNK):    # the gate is per pixel: in chunks, float64 copies stay small
@@ -87,7 +87,8 @@ def gate_halo(gate) -> int:
 
 
 def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_size, cfg0, caches=None,
-                 prior_sums=None, trim: bool = False, stride: int = RECORD_STRIDE, record_prior=None) -> None:
+                 prior_sums=None, trim: bool = False, stride: int = RECORD_STRIDE, record_prior=None,
+                 record_noise="auto") -> None:
     """Shift each item's members so that their median becomes the local blend of the skill gate
     (:func:`skill_gate.local_blend`): the ensemble's own forecasts from the earlier origins of the
     local track record are made here, on the record pixels of the whole block, halo rows included
@@ -134,7 +135,7 @@ def _local_blend(items, outs, valid_all, dates, grid, loaded, plan, dev, batch_s
         now[:, r0 - a0:r1 - a0] = med
         loc = local_blend(blk, a0, r0, r1, int(e), dates, cfg0, now, lambda o, b=id(blk): past.get((b, o)),
                           (caches or {}).get(id(blk)), prior_sums=prior_sums, stride=stride,
-                          record_prior=record_prior)
+                          record_prior=record_prior, record_noise=record_noise)
         shift = np.where(np.isfinite(loc) & va[None], loc - med, 0.0)
         out += shift[None].astype(out.dtype)
 
@@ -170,8 +171,9 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
     num = den = 0.0
     npx = 0
     ev_all = []
-    for r0, r1 in spans:
-        a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
+    bands = [(r0, r1, max(0, r0 - halo), min(Hh, r1 + halo)) for r0, r1 in spans]
+    noise = scene_record_noise(info, bands, int(e), L, cfg0, H, progress)
+    for r0, r1, a0, a1 in bands:
         blk = raster.read_stack(info, rows=(a0, a1))
         cov_blk = {k: v[a0:a1] for k, v in cov.items()}
         past = medians_on_rows(blk, a0, cov_blk, origins, record_mask(a0, a1 - a0, W, stride), info.dates, info.grid,
@@ -180,7 +182,7 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
         ev = {}
         n_, d_ = local_blend(blk, a0, r0, r1, int(e), info.dates, cfg0, now, past.get,
                              family_cache(blk, info.dates, cfg0, H, lean=True), sums_only=True, stride=stride,
-                             evidence=ev)
+                             evidence=ev, record_noise=noise["noise"])
         core = slice((r0 - a0) * W, (r1 - a0) * W)
         if ev:
             ev_all.append((ev["pooled"][:, core], ev["s2"][:, core], ev["z"][core]))
@@ -196,4 +198,38 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
         also = "" if rec is None else ", and each pixel's local track record towards its class of trend evidence"
         progress.log(f"Local blend: the ensemble's weight is shrunk towards the scene's{also}, estimated on {npx} "
                      f"pixels ({len(spans)} band(s) of rows).")
-    return {"blend_prior": [num / max(1, npx), den / max(1, npx)], "record_prior": rec}
+    return {"blend_prior": [num / max(1, npx), den / max(1, npx)], "record_prior": rec,
+            "record_noise": noise["noise"]}
+
+
+def scene_record_noise(info, bands, e: int, L: int, cfg0: dict, H: int, progress=None) -> dict:
+    """:func:`anchors.noise_choice` for the scene from origin ``e``, on the core rows of ``bands`` (``(r0, r1, a0,
+    a1)``: rows r0..r1 read with their halo a0..a1): the noise of each date from the complete series of all core
+    rows, the sums of squared errors of the past local forecasts over the core pixels of every band; the same
+    choice every block of the raster then takes (``record_noise``), as a raster of one block takes its own."""
+    from ..data import anchors as anc
+    from ..io import raster
+
+    d = np.asarray(info.dates, dtype="datetime64[D]")
+    W = info.grid.shape[1]
+    steps = cfg0.get("steps") or None
+    core = np.concatenate([raster.read_stack(info, bands=list(range(e + 1)), rows=(r0, r1)).reshape(e + 1, -1)
+                           for r0, r1, _, _ in bands], axis=1)
+    s2 = {p: anc.target_noise(core[:p + 1], d[:p + 1], L) for p in [e] + [e - b for b in anc.noise_backs(L)]}
+    del core
+    sse = np.zeros(2)
+    for r0, r1, a0, a1 in bands:
+        blk = raster.read_stack(info, bands=list(range(e + 1)), rows=(a0, a1))
+        score = np.zeros((a1 - a0, W), bool)
+        score[r0 - a0:r1 - a0] = True
+        sse += anc.noise_sse(blk, d[:e + 1], L, steps, family_cache(blk, d[:e + 1], cfg0, H, lean=True),
+                             score.ravel(), s2.get)
+        if progress is not None:
+            progress.check()
+    chosen = anc.RECORD_NOISE and anc.noise_chosen(sse)
+    if progress is not None and anc.RECORD_NOISE:
+        progress.log(f"Local classical forecast: the targets' noise ({np.sqrt(s2[e]):.2f} mm) is "
+                     + ("taken out of" if chosen else "left in")
+                     + f" its candidates' track record (the scene's past forecasts: {sse[1] / max(sse[0], 1e-300):.3f}"
+                     f" of the error without it).")
+    return {"noise": s2[e] if chosen else 0.0, "sse": sse.tolist(), "target_noise": s2[e]}
