@@ -35,6 +35,15 @@ def rmse(a, b, m) -> float:
     return float(np.sqrt(np.mean(d * d))) if d.size else float("nan")
 
 
+def fair_member(members, truth, expected, score):
+    """The hindsight reference without the offset's luck (session 39): the index of the member of ``members`` best
+    against the ``expected`` observation and its score against the ``truth`` (``score(forecast, target)``, an RMSE).
+    A minimum over the members against the truth also picks the member whose errors happen to cancel part of the
+    reference epoch's noise, which no forecast can know."""
+    i = min(range(len(members)), key=lambda c: score(members[c], expected))
+    return i, score(members[i], truth)
+
+
 def common_mode(flat, dates):
     """Each date's common mode of a stack (epochs, pixels): the median over the complete series of the
     residual of each pixel's all-history fit (offset, velocity, acceleration, annual and semi-annual terms)

@@ -19,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import origin_replay as orp  # noqa: E402  (ensure_pkg on import)
+from _common import fair_member  # noqa: E402
 
 from deformcast.algorithms.data import anchors as anc  # noqa: E402
 
@@ -80,10 +81,9 @@ def add_ratios(res: dict, fc: dict, fam, tr, ref, o: int) -> None:
         return float(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)))
 
     truth, expected = tr[o + 1:o + H + 1], tr[o + 1:o + H + 1] + ref
-    fam_e = [rmse(f, expected) for f in fam]
-    fair = rmse(fam[int(np.argmin(fam_e))], truth)
-    for tn, t, best in (("truth", truth, min(rmse(f, truth) for f in fam)), ("expected", expected, min(fam_e)),
-                        ("fair", truth, fair)):
+    fair = fair_member(fam, truth, expected, rmse)[1]
+    for tn, t, best in (("truth", truth, min(rmse(f, truth) for f in fam)),
+                        ("expected", expected, min(rmse(f, expected) for f in fam)), ("fair", truth, fair)):
         for n, f in fc.items():
             res.setdefault(tn, {}).setdefault(n, []).append(rmse(f, t) / best)
 

@@ -36,7 +36,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ensure_pkg, run_medians, stack_of  # noqa: E402
+from _common import ensure_pkg, fair_member, run_medians, stack_of  # noqa: E402
 
 ensure_pkg()
 
@@ -109,7 +109,7 @@ def run(folder: str, cache: str, steps) -> dict:
             return float(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)))
 
         # fair: against the truth, relative to the member best against the expected observation (session 39)
-        fair = rmse(fam[int(np.argmin([rmse(f, tg["expected"]) for f in fam]))], tg["truth"])
+        fair = fair_member(fam, tg["truth"], tg["expected"], rmse)[1]
         for tn, t in list(tg.items()) + [("fair", tg["truth"])]:
             best = fair if tn == "fair" else min(rmse(f, t) for f in fam)
             for n, f in fc.items():
