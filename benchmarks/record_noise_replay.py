@@ -29,11 +29,11 @@ Usage::
         build/srr/ours/seed_*
     .venv/bin/python benchmarks/record_noise_replay.py --margins build/rn.json
 
-Session 40 shipped ``chosen k`` with a 1 % margin (``anchors.noise_choice``). The replay measures its variants against
-the record of sessions 4-39: it switches the shipped choice off (``anchors.RECORD_NOISE``), and ``chosen k`` is the
-shipped choice (``anchors.noise_sse``). End to end, ``origin_replay.py`` with ``DEFORMCAST_RECORD_NOISE=0`` and
-without it compares the two (session 39's ``--end-to-end`` patch of the local forecast, which this replaced, gave the
-same figures).
+Session 40 shipped ``chosen k`` with a 1 % margin (``record_noise.noise_choice``). The replay measures its variants
+against the record of sessions 4-39: it switches the shipped choice off (``record_noise.RECORD_NOISE``), and ``chosen
+k`` is the shipped choice (``record_noise.noise_sse``). End to end, ``origin_replay.py`` with
+``DEFORMCAST_RECORD_NOISE=0`` and without it compares the two (session 39's ``--end-to-end`` patch of the local
+forecast, which this replaced, gave the same figures).
 """
 import json
 import os
@@ -47,10 +47,10 @@ from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
 
-from deformcast.algorithms.data import anchors as anc  # noqa: E402
+from deformcast.algorithms.data import anchors as anc, record_noise as rn  # noqa: E402
 from season_record_replay import local, replay, replay_main, scene_arrays  # noqa: E402
 
-anc.RECORD_NOISE = False        # the variants below take the noise out themselves, from session 39's record
+rn.RECORD_NOISE = False        # the variants below take the noise out themselves, from session 39's record
 
 VARIANTS = {"shipped": 0.0, "noise k=0.5": 0.5, "noise k=1": 1.0}
 #: the variant whose ``k`` (0 or 1) each origin chooses from the scene's own past (:func:`choose_k`)
@@ -62,7 +62,7 @@ MARGIN = float(os.environ.get("DEFORMCAST_NOISE_MARGIN", "0"))
 
 
 #: the mean squared noise of the record's target dates from the history (epochs, n) up to the origin
-target_noise = anc.target_noise
+target_noise = rn.target_noise
 
 
 def noise_combine(shipped, k: float, s2: float):
@@ -88,8 +88,8 @@ def noise_removed(k: float, s2: float):
 def choose_k(y, o: int, hd, tf, margin: float = 0.0):
     """``k`` = 1 where the local forecasts from 15 and 20 epochs before ``o`` with the noise taken out came closer to
     what was then observed over the scene (sum of squared errors) by more than ``margin``, else 0, and the sums
-    ``[k = 0, k = 1]`` (``anchors.noise_sse``, what the shipped choice reads)."""
-    sse = anc.noise_sse(y[:o + 1], hd[:o + 1], 15, tf)
+    ``[k = 0, k = 1]`` (``record_noise.noise_sse``, what the shipped choice reads)."""
+    sse = rn.noise_sse(y[:o + 1], hd[:o + 1], 15, anc.local_forecast, tf)
     return (1.0 if sse[1] < (1.0 - margin) * sse[0] else 0.0), sse.tolist()
 
 

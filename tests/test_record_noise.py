@@ -1,9 +1,10 @@
-"""The targets' noise taken out of the local classical forecast's track record (session 40, anchors.noise_choice)."""
+"""The targets' noise taken out of the local classical forecast's track record (session 40, data/record_noise.py)."""
 import numpy as np
 import pytest
 
 from deformcast.algorithms.data import anchors as A
 from deformcast.algorithms.data import pooling
+from deformcast.algorithms.data import record_noise as RN
 from deformcast.algorithms.io import raster
 from deformcast.algorithms.maps import gating
 
@@ -15,6 +16,10 @@ def _trend(seed, v=-10.0, sigma=4.0, shape=(10, 12), T=150):
     rng = np.random.default_rng(seed)
     t = (DATES[:T] - DATES[0]).astype(float) / 365.25
     return v * t[:, None, None] + rng.normal(0.0, sigma, (T,) + shape)
+
+
+def _choice(y, dates, cache=None):
+    return RN.noise_choice(y, dates, 15, A.local_forecast, None, cache)
 
 
 def test_the_records_lose_the_noise_and_keep_a_tenth(monkeypatch):
@@ -49,11 +54,11 @@ def test_target_noise_follows_the_noise_of_the_records_last_dates():
     sigma = np.where(np.arange(150) >= 130, 4.0, 1.0)    # the last 20 dates four times as noisy
     t = (DATES - DATES[0]).astype(float) / 365.25
     y = (-8.0 * t[:, None] + sigma[:, None] * rng.normal(0.0, 1.0, (150, 3000)))
-    got = A.target_noise(y, DATES, 15)                   # the record's targets: the last 15 + 5 dates
+    got = RN.target_noise(y, DATES, 15)                   # the record's targets: the last 15 + 5 dates
     # date_spread removes each date's median and a running mean over a few dates, a small share of the variance
     assert 0.75 * 16.0 < got < 1.0 * 16.0
-    assert A.target_noise(y[:120], DATES[:120], 15) < 1.0     # before the noisy dates
-    assert A.target_noise(y[:, :20], DATES, 15) == 0.0        # too few series to tell
+    assert RN.target_noise(y[:120], DATES[:120], 15) < 1.0     # before the noisy dates
+    assert RN.target_noise(y[:, :20], DATES, 15) == 0.0        # too few series to tell
 
 
 def test_the_choice_reads_nothing_after_the_origin():
@@ -61,12 +66,12 @@ def test_the_choice_reads_nothing_after_the_origin():
     e = 119
     garbage = y.copy()
     garbage[e + 1:] = np.random.default_rng(9).normal(500.0, 300.0, garbage[e + 1:].shape)
-    clean = A.noise_choice(y[:e + 1], DATES[:e + 1], 15, None, A.FamilyCache(y, DATES, 15))
-    dirty = A.noise_choice(garbage[:e + 1], DATES[:e + 1], 15, None, A.FamilyCache(garbage, DATES, 15))
-    lean = A.noise_choice(garbage[:e + 1], DATES[:e + 1], 15, None, A.FamilyCache(garbage, DATES, 15, lean=True))
+    clean = _choice(y[:e + 1], DATES[:e + 1], A.FamilyCache(y, DATES, 15))
+    dirty = _choice(garbage[:e + 1], DATES[:e + 1], A.FamilyCache(garbage, DATES, 15))
+    lean = _choice(garbage[:e + 1], DATES[:e + 1], A.FamilyCache(garbage, DATES, 15, lean=True))
     assert clean["sse"] == pytest.approx(dirty["sse"], rel=1e-6) and clean["noise"] == dirty["noise"]
     assert clean["sse"] == pytest.approx(lean["sse"], rel=1e-6)
-    assert clean["sse"] == pytest.approx(A.noise_choice(y[:e + 1], DATES[:e + 1], 15)["sse"], rel=1e-5)
+    assert clean["sse"] == pytest.approx(_choice(y[:e + 1], DATES[:e + 1])["sse"], rel=1e-5)
 
 
 def test_white_noise_around_a_trend_takes_the_noise_out_and_forecasts_better():
@@ -76,7 +81,7 @@ def test_white_noise_around_a_trend_takes_the_noise_out_and_forecasts_better():
     for seed in range(3):
         y = _trend(seed)
         e = y.shape[0] - 16
-        got = A.noise_choice(y[:e + 1], DATES[:e + 1], 15)
+        got = _choice(y[:e + 1], DATES[:e + 1])
         assert got["noise"] == got["target_noise"] > 8.0
         assert got["sse"][1] < 0.98 * got["sse"][0]
         td = DATES[e + 1:e + 16]
@@ -90,11 +95,11 @@ def test_white_noise_around_a_trend_takes_the_noise_out_and_forecasts_better():
 
 
 def test_the_margin_and_a_history_too_short_keep_the_noise_in(monkeypatch):
-    assert A.noise_chosen([100.0, 98.9]) and not A.noise_chosen([100.0, 99.1]) and not A.noise_chosen([0.0, 0.0])
+    assert RN.noise_chosen([100.0, 98.9]) and not RN.noise_chosen([100.0, 99.1]) and not RN.noise_chosen([0.0, 0.0])
     y = _trend(2)
-    short = A.noise_choice(y[:A.NOISE_MIN_ORIGIN + 15], DATES[:A.NOISE_MIN_ORIGIN + 15], 15)
+    short = _choice(y[:RN.NOISE_MIN_ORIGIN + 15], DATES[:RN.NOISE_MIN_ORIGIN + 15])
     assert short["sse"] == [0.0, 0.0] and short["noise"] == 0.0
-    monkeypatch.setattr(A, "RECORD_NOISE", False)
+    monkeypatch.setattr(RN, "RECORD_NOISE", False)
     td = DATES[150 - 1] + np.arange(1, 16) * 12
     np.testing.assert_array_equal(A.local_forecast(y, DATES, td, 15), A.local_forecast(y, DATES, td, 15,
                                                                                        record_noise=0.0))
@@ -117,11 +122,24 @@ def test_the_scenes_choice_from_bands_of_rows_is_the_whole_rasters(tmp_path, mon
     bands = [(r0, r1, max(0, r0 - halo), min(40, r1 + halo)) for r0, r1 in ((0, 13), (13, 27), (27, 40))]
     cfg = {"horizon": 15}
     scene = gating.scene_record_noise(info, bands, e, 15, cfg, 15)
-    whole = A.noise_choice(raster.read_stack(info).astype(np.float64), DATES, 15)
+    whole = _choice(raster.read_stack(info).astype(np.float64), DATES)
     assert scene["sse"] == pytest.approx(whole["sse"], rel=5e-3)
     assert scene["target_noise"] == pytest.approx(whole["target_noise"], rel=1e-9)
     assert scene["noise"] == pytest.approx(whole["noise"], rel=1e-9)
     monkeypatch.setattr(pooling, "EVIDENCE_CLASSES", 0)
     scene = gating.scene_record_noise(info, bands, e, 15, cfg, 15)
-    whole = A.noise_choice(raster.read_stack(info).astype(np.float64), DATES, 15)
+    whole = _choice(raster.read_stack(info).astype(np.float64), DATES)
     assert scene["sse"] == pytest.approx(whole["sse"], rel=1e-6)
+
+
+def test_choices_from_origins_five_apart_share_an_earlier_origins_sums():
+    """At lead 15 the choices from origins five epochs apart both forecast from one earlier origin: the block's cache
+    keeps its sums, and the second choice is the one it makes alone."""
+    y = _trend(6)
+    cache = A.FamilyCache(y, DATES, 15)
+    first = _choice(y[:120], DATES[:120], cache)
+    assert (119 - 15, 15) in cache.noise_origins and (119 - 20, 15) in cache.noise_origins
+    second = _choice(y[:125], DATES[:125], cache)      # its e - 20 is the first's e - 15
+    alone = _choice(y[:125], DATES[:125], A.FamilyCache(y, DATES, 15))
+    assert second["sse"] == pytest.approx(alone["sse"], rel=1e-12) and second["noise"] == alone["noise"]
+    assert first["sse"] != second["sse"]

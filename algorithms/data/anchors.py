@@ -57,8 +57,10 @@ from typing import List, Optional
 import numpy as np
 
 from . import pooling
+from . import record_noise as rn
 from .pooling import class_prior, guided_box_mean, sampling_variance, shrink_to_class, trend_evidence, velocity_guide
-from .track_record import blend_sums, blend_weight, combined, inverse_mse_weight, record, target_weights
+from .track_record import (blend_sums, blend_weight, combined, inverse_mse_weight, local_spacing, record,  # noqa: F401
+                           target_weights)
 from .baselines import design_matrix, fit_stats, terms_for_span, years_between
 from .family import (FAMILY, FAMILY_NAMES, _mean_last, _start, family_chunks,  # noqa: F401 (its home before)
                      family_forecasts)
@@ -243,21 +245,6 @@ LOCAL_NAMES = FAMILY_NAMES + tuple(f[0] for f in LOCAL_EXTRA)
 #: pool the track record over neighbours weighted by the likeness of their recent velocity
 #: (:mod:`pooling`, session 10); False: the plain box (sessions 4-9, kept for benchmarks/gate_replay.py)
 LOCAL_GUIDED = True
-#: the targets' noise taken out of the classical candidates' pooled record (:func:`noise_choice`, session 40);
-#: ``DEFORMCAST_RECORD_NOISE=0``: never (sessions 4-39), for benchmarks
-RECORD_NOISE = os.environ.get("DEFORMCAST_RECORD_NOISE", "1") != "0"
-#: the noise is taken out only where the scene's past local forecasts with it were this much closer to what was then
-#: observed (``DEFORMCAST_NOISE_MARGIN``; session 39 chose 1 % on 48 replayed scenes)
-NOISE_MARGIN = float(os.environ.get("DEFORMCAST_NOISE_MARGIN", "0.01"))
-#: at least this share of each pooled record is kept when the noise is taken out
-NOISE_KEEP = 0.1
-#: the earliest origin of :func:`noise_sse`'s past local forecasts
-NOISE_MIN_ORIGIN = 30
-
-
-def local_spacing(lead: int) -> int:
-    """Epochs between the origins of the local track record (a third of the lead, at least 1)."""
-    return max(1, int(lead) // 3)
 
 
 def local_origins(e: int, lead: int) -> List[int]:
@@ -388,11 +375,10 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     (once) by the call without ``ensemble`` that follows: the skill gate's blend and its candidates ask for the
     same local forecast of a block (session 19; before, ``predict`` computed it twice).
 
-    ``record_noise``: the noise variance taken out of every candidate's pooled record before the weights are formed
-    (:func:`noise_choice`, session 40): ``"auto"``, chosen from the history given (:func:`noise_choice`, kept per
-    origin in a :class:`FamilyCache` ``past_family``); a number, that variance (the scene's, ``predict`` on a raster
-    of several blocks); 0, none (as before session 40). A list of numbers (without ``ensemble``): a list of
-    forecasts, one per value, from one track record (:func:`noise_sse`).
+    ``record_noise``: the noise variance taken out of each pooled record (:mod:`record_noise`, session 40): ``"auto"``,
+    chosen from the history given (kept per origin in a :class:`FamilyCache` ``past_family``); a number, that variance
+    (the scene's: ``predict`` on a raster of several blocks); 0, none (sessions 4-39). A list of numbers (without
+    ``ensemble``): a list of forecasts, one per value, from one track record (:func:`record_noise.noise_sse`).
     """
     given_past = past_family
     y = np.asarray(hist, dtype=np.float64)
@@ -452,10 +438,10 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     offer = level_offer(flat, d, (R, Wd), guide, n_fam, C)
     many = isinstance(record_noise, (list, tuple))
     if isinstance(record_noise, str):
-        record_noise = (noise_choice(y, d, L, time_function, given_past if isinstance(given_past, FamilyCache)
-                                     else None)["noise"] if RECORD_NOISE else 0.0)
+        record_noise = rn.auto_noise(y, d, L, local_forecast, time_function,
+                                     given_past if isinstance(given_past, FamilyCache) else None)
     noises = [float(v) for v in record_noise] if many else [float(record_noise or 0.0)]
-    recs = [pooled if nz <= 0 else np.maximum(pooled - nz, NOISE_KEEP * pooled) for nz in noises]
+    recs = [rn.without_noise(pooled, nz) for nz in noises]
     got = [(np.empty((C, R * Wd)), np.empty((Hh, R * Wd)), np.empty((C, R * Wd), bool)) for _ in noises]
     for px, fam in (family if fresh else [(slice(None), family)]):     # one pass over the family's chunks
         for rec, (w, out, has) in zip(recs, got):
@@ -497,91 +483,6 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     wE = np.where(np.isfinite(wE) & ~bad, wE, 1.0)
     blend = wE[None] * now + (1.0 - wE[None]) * np.where(np.isfinite(out), out, now)
     return blend.reshape(Hh, R, Wd), wE
-
-
-def target_noise(flat: np.ndarray, dates, lead: int) -> float:
-    """The noise variance of the local track record's targets: the mean over the last ``lead + lead // 3`` dates of
-    the history ``flat`` (epochs, n; up to the origin) of each date's noise squared, :func:`date_weights.date_spread`
-    of its complete series (0 where it cannot be estimated). The noise every pixel of a date shares (the reference
-    area's) is not in it."""
-    from .date_weights import date_spread
-
-    flat = np.asarray(flat, dtype=np.float64)
-    ok = np.isfinite(flat).all(axis=0)
-    s = date_spread(flat[:, ok], dates)
-    if s is None:
-        return 0.0
-    L = int(lead)
-    return float(np.mean(s[-(L + L // 3):] ** 2))
-
-
-def noise_backs(lead: int) -> tuple:
-    """How far before the origin :func:`noise_sse`'s past local forecasts start: the lead and the first record
-    origin's distance (lead 15: 15 and 20 epochs), so that their whole lead lies in the history."""
-    return int(lead), int(lead) + local_spacing(lead)
-
-
-def noise_sse(hist: np.ndarray, dates, lead: int, time_function=None, cache: Optional["FamilyCache"] = None,
-              score: Optional[np.ndarray] = None, noise_at=None) -> np.ndarray:
-    """The sums of squared errors ``[without, with]`` of the local forecasts from the origins :func:`noise_backs`
-    before the end of ``hist`` (e + 1, rows, cols), over their ``lead`` epochs, against what was observed then, made
-    without and with the targets' noise (:func:`target_noise` of the history up to each of those origins, or
-    ``noise_at(origin)``) taken out of the record; over the pixels ``score`` ((rows*cols,) bool; all when None) that
-    both forecasts and the observations hold. Reads nothing after the end of ``hist``. Origins before
-    :data:`NOISE_MIN_ORIGIN` are left out (zeros when none is left)."""
-    y = np.asarray(hist, dtype=np.float64)
-    d = np.asarray(dates, dtype="datetime64[D]")
-    e, L = y.shape[0] - 1, int(lead)
-    flat = y.reshape(e + 1, -1)
-    sse = np.zeros(2)
-    for b in noise_backs(L):
-        p = e - b
-        if p < NOISE_MIN_ORIGIN:
-            continue
-        s2 = target_noise(flat[:p + 1], d[:p + 1], L) if noise_at is None else float(noise_at(p))
-        fcs = local_forecast(y[:p + 1], d[:p + 1], d[p + 1:p + L + 1], L, time_function, past_family=cache,
-                             record_noise=[0.0, s2])
-        obs = flat[p + 1:p + L + 1]
-        ok = np.isfinite(obs).all(axis=0) if score is None else np.asarray(score, bool) & np.isfinite(obs).all(axis=0)
-        fcs = [f.reshape(L, -1) for f in fcs]
-        for f in fcs:
-            ok &= np.isfinite(f).all(axis=0)
-        sse += [float(np.sum((f[:, ok] - obs[:, ok]) ** 2)) for f in fcs]
-    return sse
-
-
-def noise_chosen(sse) -> bool:
-    """Whether the noise is taken out, from :func:`noise_sse`'s sums: only where the forecasts with it were closer
-    by more than :data:`NOISE_MARGIN`."""
-    return bool(sse[1] < (1.0 - NOISE_MARGIN) * sse[0])
-
-
-def noise_choice(hist: np.ndarray, dates, lead: int, time_function=None,
-                 cache: Optional["FamilyCache"] = None) -> dict:
-    """The noise variance the local forecast from the end of ``hist`` (e + 1, rows, cols) takes out of its
-    candidates' record (session 40): ``{"noise", "sse", "target_noise"}``, ``noise`` = :func:`target_noise` where
-    :func:`noise_chosen` says so from :func:`noise_sse` on all the pixels given, else 0. Kept per origin in ``cache``.
-
-    Why (docs/skill.md, "Session 39" and "Session 40"). Each candidate's pooled record is its mean squared error
-    against observations that hold the targets' noise, the same for every candidate: on a noisy stack the inverse
-    squared records are nearly flat and candidates that forecast badly keep weight. Taking the noise out sharpens
-    the weights; on our generator's 24 replayed scenes that brought the local forecast from 1.005 to 0.976 of the
-    best family member against the truth (all 24 better), on the second generator's it lost (0.994 -> 1.017 against
-    the expected observation): there the records are mostly noise and sharper weights follow it. So each scene
-    chooses from its own past, with a margin: kept on 22 of our 24 scenes, a tie on the second generator's."""
-    key = (int(np.shape(hist)[0]) - 1, int(lead))
-    if cache is not None and key in cache.noise:
-        return cache.noise[key]
-    y = np.asarray(hist, dtype=np.float64)
-    # the earlier origins' errors without keeping their family: a cache that keeps it (the gate's and the
-    # calibration's, over many origins) would hold twice as many origins for these forecasts
-    view = cache if cache is None or cache.lean else FamilyCache(cache.flat, cache.dates, cache.lead, cache.tf, True)
-    sse = noise_sse(y, dates, lead, time_function, view)
-    s2 = target_noise(y.reshape(y.shape[0], -1), dates, lead)
-    got = {"noise": s2 if noise_chosen(sse) else 0.0, "sse": sse.tolist(), "target_noise": s2}
-    if cache is not None:
-        cache.noise[key] = got
-    return got
 
 
 def level_offer(flat: np.ndarray, dates, shape, guide, n_fam: int, C: int) -> Optional[np.ndarray]:
@@ -637,6 +538,7 @@ class FamilyCache:
         self._memo = {}
         self.local = {}     # local_forecast's memo: the blend's local forecast, for the gate's candidates
         self.noise = {}     # noise_choice's per origin and lead
+        self.noise_origins = {}     # noise_sse's sums per earlier origin and lead
 
     def errors(self, o: int, m: int, weights=None) -> Optional[np.ndarray]:
         """The local track record's errors from origin ``o`` over its next ``m`` epochs, (C + extra, n)

@@ -23,6 +23,11 @@ import numpy as np
 from .baselines import epoch_weights, years_between
 from .pooling import guided_box_mean
 
+
+def local_spacing(lead: int) -> int:
+    """Epochs between the origins of the local track record (a third of the lead, at least 1)."""
+    return max(1, int(lead) // 3)
+
 #: weigh each target date of a track record by its date weight; ``DEFORMCAST_RECORD_WEIGHTS=0``: every date
 #: alike (sessions 4-16), for benchmarks
 RECORD_WEIGHTED = os.environ.get("DEFORMCAST_RECORD_WEIGHTS", "1") != "0"

@@ -203,11 +203,11 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
 
 
 def scene_record_noise(info, bands, e: int, L: int, cfg0: dict, H: int, progress=None) -> dict:
-    """:func:`anchors.noise_choice` for the scene from origin ``e``, on the core rows of ``bands`` (``(r0, r1, a0,
+    """:func:`record_noise.noise_choice` for the scene from origin ``e``, on the core rows of ``bands`` (``(r0, r1, a0,
     a1)``: rows r0..r1 read with their halo a0..a1): the noise of each date from the complete series of all core
     rows, the sums of squared errors of the past local forecasts over the core pixels of every band; the same
     choice every block of the raster then takes (``record_noise``), as a raster of one block takes its own."""
-    from ..data import anchors as anc
+    from ..data import anchors as anc, record_noise as rn
     from ..io import raster
 
     d = np.asarray(info.dates, dtype="datetime64[D]")
@@ -215,19 +215,19 @@ def scene_record_noise(info, bands, e: int, L: int, cfg0: dict, H: int, progress
     steps = cfg0.get("steps") or None
     core = np.concatenate([raster.read_stack(info, bands=list(range(e + 1)), rows=(r0, r1)).reshape(e + 1, -1)
                            for r0, r1, _, _ in bands], axis=1)
-    s2 = {p: anc.target_noise(core[:p + 1], d[:p + 1], L) for p in [e] + [e - b for b in anc.noise_backs(L)]}
+    s2 = {p: rn.target_noise(core[:p + 1], d[:p + 1], L) for p in [e] + [e - b for b in rn.noise_backs(L)]}
     del core
     sse = np.zeros(2)
     for r0, r1, a0, a1 in bands:
         blk = raster.read_stack(info, bands=list(range(e + 1)), rows=(a0, a1))
         score = np.zeros((a1 - a0, W), bool)
         score[r0 - a0:r1 - a0] = True
-        sse += anc.noise_sse(blk, d[:e + 1], L, steps, family_cache(blk, d[:e + 1], cfg0, H, lean=True),
-                             score.ravel(), s2.get)
+        sse += rn.noise_sse(blk, d[:e + 1], L, anc.local_forecast, steps,
+                            family_cache(blk, d[:e + 1], cfg0, H, lean=True), score.ravel(), s2.get)
         if progress is not None:
             progress.check()
-    chosen = anc.RECORD_NOISE and anc.noise_chosen(sse)
-    if progress is not None and anc.RECORD_NOISE:
+    chosen = rn.RECORD_NOISE and rn.noise_chosen(sse)
+    if progress is not None and rn.RECORD_NOISE:
         progress.log(f"Local classical forecast: the targets' noise ({np.sqrt(s2[e]):.2f} mm) is "
                      + ("taken out of" if chosen else "left in")
                      + f" its candidates' track record (the scene's past forecasts: {sse[1] / max(sse[0], 1e-300):.3f}"
