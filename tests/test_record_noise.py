@@ -126,6 +126,10 @@ def test_the_scenes_choice_from_bands_of_rows_is_the_whole_rasters(tmp_path, mon
     assert scene["sse"] == pytest.approx(whole["sse"], rel=5e-3)
     assert scene["target_noise"] == pytest.approx(whole["target_noise"], rel=1e-9)
     assert scene["noise"] == pytest.approx(whole["noise"], rel=1e-9)
+    assert scene["noise"] > 0.0                        # this scene takes the noise out ...
+    monkeypatch.setattr(RN, "RECORD_NOISE", False)
+    assert gating.scene_record_noise(info, bands, e, 15, cfg, 15)["noise"] == 0.0     # ... unless switched off
+    monkeypatch.setattr(RN, "RECORD_NOISE", True)
     monkeypatch.setattr(pooling, "EVIDENCE_CLASSES", 0)
     scene = gating.scene_record_noise(info, bands, e, 15, cfg, 15)
     whole = _choice(raster.read_stack(info).astype(np.float64), DATES)

@@ -210,6 +210,8 @@ def scene_record_noise(info, bands, e: int, L: int, cfg0: dict, H: int, progress
     from ..data import anchors as anc, record_noise as rn
     from ..io import raster
 
+    if not rn.RECORD_NOISE:
+        return {"noise": 0.0, "sse": [0.0, 0.0], "target_noise": 0.0}
     d = np.asarray(info.dates, dtype="datetime64[D]")
     W = info.grid.shape[1]
     steps = cfg0.get("steps") or None
@@ -226,8 +228,8 @@ def scene_record_noise(info, bands, e: int, L: int, cfg0: dict, H: int, progress
                             family_cache(blk, d[:e + 1], cfg0, H, lean=True), score.ravel(), s2.get)
         if progress is not None:
             progress.check()
-    chosen = rn.RECORD_NOISE and rn.noise_chosen(sse)
-    if progress is not None and rn.RECORD_NOISE:
+    chosen = rn.noise_chosen(sse)
+    if progress is not None:
         progress.log(f"Local classical forecast: the targets' noise ({np.sqrt(s2[e]):.2f} mm) is "
                      + ("taken out of" if chosen else "left in")
                      + f" its candidates' track record (the scene's past forecasts: {sse[1] / max(sse[0], 1e-300):.3f}"
