@@ -172,9 +172,9 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
     npx = 0
     ev_all = []
     bands = [(r0, r1, max(0, r0 - halo), min(Hh, r1 + halo)) for r0, r1 in spans]
-    noise = scene_record_noise(info, bands, int(e), L, cfg0, H, progress)
-    for r0, r1, a0, a1 in bands:
-        blk = raster.read_stack(info, rows=(a0, a1))
+    blocks = [raster.read_stack(info, rows=(a0, a1)) for _, _, a0, a1 in bands]     # at most PRIOR_PIXELS and halos
+    noise = scene_record_noise(info, bands, int(e), L, cfg0, H, progress, blocks)
+    for (r0, r1, a0, a1), blk in zip(bands, blocks):
         cov_blk = {k: v[a0:a1] for k, v in cov.items()}
         past = medians_on_rows(blk, a0, cov_blk, origins, record_mask(a0, a1 - a0, W, stride), info.dates, info.grid,
                                loaded, plan, L, dev, batch_size)
@@ -202,11 +202,12 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
             "record_noise": noise["noise"]}
 
 
-def scene_record_noise(info, bands, e: int, L: int, cfg0: dict, H: int, progress=None) -> dict:
+def scene_record_noise(info, bands, e: int, L: int, cfg0: dict, H: int, progress=None, blocks=None) -> dict:
     """:func:`record_noise.noise_choice` for the scene from origin ``e``, on the core rows of ``bands`` (``(r0, r1, a0,
     a1)``: rows r0..r1 read with their halo a0..a1): the noise of each date from the complete series of all core
     rows, the sums of squared errors of the past local forecasts over the core pixels of every band; the same
-    choice every block of the raster then takes (``record_noise``), as a raster of one block takes its own."""
+    choice every block of the raster then takes (``record_noise``), as a raster of one block takes its own.
+    ``blocks``: the bands' rows a0..a1 read already (at least up to ``e``; None: read here)."""
     from ..data import anchors as anc, record_noise as rn
     from ..io import raster
 
@@ -215,13 +216,15 @@ def scene_record_noise(info, bands, e: int, L: int, cfg0: dict, H: int, progress
     d = np.asarray(info.dates, dtype="datetime64[D]")
     W = info.grid.shape[1]
     steps = cfg0.get("steps") or None
-    core = np.concatenate([raster.read_stack(info, bands=list(range(e + 1)), rows=(r0, r1)).reshape(e + 1, -1)
-                           for r0, r1, _, _ in bands], axis=1)
+    if blocks is None:
+        blocks = [raster.read_stack(info, bands=list(range(e + 1)), rows=(a0, a1)) for _, _, a0, a1 in bands]
+    blocks = [b[:e + 1] for b in blocks]
+    core = np.concatenate([b[:, r0 - a0:r1 - a0].reshape(e + 1, -1) for (r0, r1, a0, _), b in zip(bands, blocks)],
+                          axis=1)
     s2 = {p: rn.target_noise(core[:p + 1], d[:p + 1], L) for p in [e] + [e - b for b in rn.noise_backs(L)]}
     del core
     sse = np.zeros(2)
-    for r0, r1, a0, a1 in bands:
-        blk = raster.read_stack(info, bands=list(range(e + 1)), rows=(a0, a1))
+    for (r0, r1, a0, a1), blk in zip(bands, blocks):
         score = np.zeros((a1 - a0, W), bool)
         score[r0 - a0:r1 - a0] = True
         sse += rn.noise_sse(blk, d[:e + 1], L, anc.local_forecast, steps,
