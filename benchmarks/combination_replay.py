@@ -66,16 +66,20 @@ def print_summary(got: dict, tn: str, title: str) -> None:
         print(f"  {n:36s} {np.median(v):.3f} / {np.exp(np.mean(np.log(v))):.3f} / {v.max():.3f}")
 
 
-def add_ratios(res: dict, fc: dict, fam, tr, ref, o: int) -> None:
+def add_ratios(res: dict, fc: dict, fam, tr, ref, o: int, obs=None) -> None:
     """Append to ``res[measure][name]`` each forecast of ``fc``'s RMSE over the :data:`H` epochs after origin ``o``, as
     a ratio to the best ordinary family member ``fam`` there, against the truth ``tr`` and the expected observation
     (``tr + ref``), on the pixels where every forecast exists; and under ``fair`` against the truth as a ratio to the
     member that is best against the expected observation (session 39, docs/skill.md: the minimum against the truth
     also picks the member whose errors happen to cancel part of the reference epoch's noise ``ref``, luck no forecast
-    can have; on the second generator, whose first dates are noisy, that luck is most of the local forecast's loss)."""
+    can have; on the second generator, whose first dates are noisy, that luck is most of the local forecast's loss).
+    ``obs`` (epochs, pixels; the stack, then its future acquisitions): also under ``observed``, against what the stack
+    records after ``o``, as a ratio to the best family member there (session 41)."""
     ok = np.isfinite(fam).all((0, 1)) & np.isfinite(ref)
     for f in fc.values():
         ok &= np.isfinite(f).all(0)
+    if obs is not None:
+        ok &= np.isfinite(obs[o + 1:o + H + 1]).all(0)
 
     def rmse(f, t):
         return float(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)))
@@ -83,7 +87,8 @@ def add_ratios(res: dict, fc: dict, fam, tr, ref, o: int) -> None:
     truth, expected = tr[o + 1:o + H + 1], tr[o + 1:o + H + 1] + ref
     fair = fair_member(fam, truth, expected, rmse)[1]
     for tn, t, best in (("truth", truth, min(rmse(f, truth) for f in fam)),
-                        ("expected", expected, min(rmse(f, expected) for f in fam)), ("fair", truth, fair)):
+                        ("expected", expected, min(rmse(f, expected) for f in fam)), ("fair", truth, fair)) + (
+            () if obs is None else (("observed", obs[o + 1:o + H + 1], min(rmse(f, obs[o + 1:o + H + 1]) for f in fam)),)):
         for n, f in fc.items():
             res.setdefault(tn, {}).setdefault(n, []).append(rmse(f, t) / best)
 

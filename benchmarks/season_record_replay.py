@@ -98,11 +98,14 @@ def replay(folder: str, steps, forecasts) -> dict:
     (a dict name -> (h, pixels)) from each origin ``o`` = last epoch - ``steps``, classical family ``fam`` beside."""
     y, flat, d, tr, ref, tf, dd, e = scene_arrays(folder)
     res = {"truth": {}, "expected": {}}
+    fut = os.path.join(folder, "scene", "future_observed.tif")      # the later acquisitions, where written
+    obs = (np.concatenate([flat, raster.read_raster(fut)[0].reshape(-1, flat.shape[1]).astype(np.float64)])
+           if os.path.isfile(fut) else None)
     for k in steps:
         o = e - k
         hd, td = d[:o + 1], dd[o + 1:o + H + 1]
         fam = anc.family_forecasts(flat[:o + 1], hd, td, tf)
-        add_ratios(res, forecasts(y, o, hd, td, tf, fam), fam, tr, ref, o)
+        add_ratios(res, forecasts(y, o, hd, td, tf, fam), fam, tr, ref, o, obs)
     return res
 
 
@@ -188,7 +191,8 @@ def replay_main(run, description: str, argv=None, before=None, after=None) -> No
 
 #: the measures of :func:`combination_replay.add_ratios`, as the summaries name them
 MEASURES = {"truth": "the truth", "expected": "the expected observation",
-            "fair": "the truth, relative to the member best against the expected observation"}
+            "fair": "the truth, relative to the member best against the expected observation",
+            "observed": "the later acquisitions"}
 
 
 def summarise(allres: dict, out=None) -> None:
@@ -196,7 +200,7 @@ def summarise(allres: dict, out=None) -> None:
     scenes = list(allres)
     groups = {"ours": [f for f in scenes if "/ind" not in f], "second generator": [f for f in scenes if "/ind" in f]}
     for g, fs in groups.items():
-        for tn in ("truth", "expected", "fair") if fs else ():
+        for tn in [t for t in ("truth", "expected", "fair", "observed") if fs and t in allres[fs[0]]]:
             print_summary({f: allres[f] for f in fs}, tn,
                           f"{g}, against {MEASURES[tn]} (mean over origins; median / geometric mean / worst over "
                           f"{len(fs)} scenes)")

@@ -224,7 +224,8 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     each = []
     for o in origins:
         f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:min(T, o + 9)], members=both)
-        each.append(((f - flat[None, o + 1:min(T, o + 9)]) ** 2).mean(axis=1).reshape(-1, R, Cc))
+        # each origin's record: the squared mean error over its scored epochs (session 41; the mean squared error before)
+        each.append(((f - flat[None, o + 1:min(T, o + 9)]).mean(axis=1) ** 2).reshape(-1, R, Cc))
         err += each[-1].reshape(len(both), -1) / len(origins)
     err = err.reshape(-1, R, Cc)
     h = A.LOCAL_BOX // 2

@@ -160,8 +160,10 @@ def test_predict_in_local_processes_equals_one_process(scene, monkeypatch):
         assert res["calibration"]["calibrated"]
         # the scene's blend prior: computed while the processes load the members, the same value as in one process
         assert res["gate"]["local_blend"] and "blend_prior" in res["timings_s"]
-        # and the scene's choice of the noise taken out of the local record (session 40), which every block takes
-        assert any(s.startswith("Local classical forecast: the targets' noise") for s in logs)
+        # and the local record's measure (session 41: the squared mean error; session 40's choice of the noise taken
+        # out of the mean squared error is off), which every block takes
+        assert any(s.startswith("Local classical forecast: each candidate's track record is its squared mean error")
+                   for s in logs)
         priors[name] = (res["gate"]["blend_prior"], res["gate"]["record_noise"])
         outs[name] = {k: _bands(str(d / f"{k}.tif")) for k in ("median", "q", "members")}
     for k in ("median", "q", "members"):

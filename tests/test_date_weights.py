@@ -245,7 +245,7 @@ def test_the_track_record_weighs_each_target_date():
     spoiled[[31, 34]] += 50.0
     np.testing.assert_allclose(TR.record(spoiled, 10, origins, forecasts, w), rec, atol=1e-6)
     # without weights the same dates move it, and with even weights it is the plain mean
-    assert np.abs(TR.record(spoiled, 10, origins, forecasts) - rec).min() > 100
+    assert np.abs(TR.record(spoiled, 10, origins, forecasts) - rec).min() > 50   # 50 mm at two of ~10 dates
     np.testing.assert_allclose(TR.record(flat, 10, origins, forecasts, np.ones(T_)),
                                TR.record(flat, 10, origins, forecasts))
     # the weights come from the time function's date weights, one per epoch

@@ -1,10 +1,12 @@
-"""The targets' noise taken out of the local classical forecast's track record (session 40, data/record_noise.py)."""
+"""The targets' noise taken out of the local classical forecast's track record (session 40, data/record_noise.py):
+the option of a record that is the mean squared error, off by default since session 41 (the squared mean error)."""
 import numpy as np
 import pytest
 
 from deformcast.algorithms.data import anchors as A
 from deformcast.algorithms.data import pooling
 from deformcast.algorithms.data import record_noise as RN
+from deformcast.algorithms.data import track_record as TR
 from deformcast.algorithms.io import raster
 from deformcast.algorithms.maps import gating
 
@@ -16,6 +18,13 @@ def _trend(seed, v=-10.0, sigma=4.0, shape=(10, 12), T=150):
     rng = np.random.default_rng(seed)
     t = (DATES[:T] - DATES[0]).astype(float) / 365.25
     return v * t[:, None, None] + rng.normal(0.0, sigma, (T,) + shape)
+
+
+@pytest.fixture(autouse=True)
+def _session_40(monkeypatch):
+    """Session 40's record (the mean squared error) with its choice of taking the noise out, as these tests check."""
+    monkeypatch.setattr(TR, "RECORD_MEAN", False)
+    monkeypatch.setattr(RN, "RECORD_NOISE", True)
 
 
 def _choice(y, dates, cache=None):

@@ -132,3 +132,35 @@ def test_the_sums_on_the_ensembles_record_pixels_are_the_sums_everywhere():
     calls.clear()
     TR.blend_sums(flat, L, origins, ens, loc, R * Wd, local_on=loc_on)
     assert calls == []
+
+
+def test_the_record_is_the_squared_mean_error_and_was_the_mean_squared_error(monkeypatch):
+    rng = np.random.default_rng(3)
+    f = rng.normal(0, 2, (3, 6, 5))
+    obs = rng.normal(0, 2, (4, 5))                # four scored epochs of a six-epoch forecast
+    w = np.array([1.0, 0.5, 2.0, 1.0])
+    err = f[:, :4] - obs[None]
+    want = ((err * w[None, :, None]).sum(axis=1) / w.sum()) ** 2          # session 41: the squared mean error
+    np.testing.assert_allclose(TR.squared_errors(f, obs, w), want, rtol=1e-12)
+    monkeypatch.setattr(TR, "RECORD_MEAN", False)      # sessions 4-40: the mean squared error
+    want_mse = (err ** 2 * w[None, :, None]).sum(axis=1) / w.sum()
+    np.testing.assert_allclose(TR.squared_errors(f, obs, w), want_mse, rtol=1e-12)
+    assert (want <= want_mse + 1e-12).all()
+
+
+def test_the_squared_mean_error_holds_about_one_mth_of_the_targets_noise_and_ranks_the_forecasts_the_same(
+        monkeypatch):
+    """Two forecasts 1 mm and 2 mm off a truth observed with white noise of 4 mm over 15 epochs: as a mean squared
+    error the noise (16 mm^2) swamps them (17 against 20: inverse squared weights 0.58 / 0.42); as a squared mean
+    error it enters 16/15 (2.1 against 5.1: weights 0.86 / 0.14), and the better forecast still ranks first."""
+    rng = np.random.default_rng(4)
+    m, n = 15, 20000
+    obs = rng.normal(0.0, 4.0, (m, n))
+    f = np.stack([np.full((m, n), 1.0), np.full((m, n), 2.0)])
+    rec = TR.squared_errors(f, obs).mean(axis=1)
+    np.testing.assert_allclose(rec, [1.0 + 16.0 / m, 4.0 + 16.0 / m], rtol=0.05)
+    monkeypatch.setattr(TR, "RECORD_MEAN", False)
+    mse = TR.squared_errors(f, obs).mean(axis=1)
+    np.testing.assert_allclose(mse, [17.0, 20.0], rtol=0.02)
+    share = lambda r: r[0] ** -2 / (r ** -2).sum()     # noqa: E731 (the local forecast's inverse squared weights)
+    assert share(rec) > 0.8 > 0.6 > share(mse) > 0.5

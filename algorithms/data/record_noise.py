@@ -7,6 +7,10 @@ scenes that brought the local forecast from 1.005 to 0.976 of the best family me
 better), on the second generator's it lost (0.994 -> 1.017 against the expected observation): there the records are
 mostly noise and sharper weights follow it. So each scene chooses from its own past, with a margin
 (:func:`noise_choice`; docs/skill.md, "Session 39" and "Session 40").
+
+Since session 41 the record is the squared mean error over each origin's scored epochs (``track_record.RECORD_MEAN``),
+which holds about 1/m of the targets' noise: the choice is off by default and kept for benchmarks (docs/skill.md,
+"Session 41").
 """
 from __future__ import annotations
 
@@ -15,11 +19,13 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .track_record import local_spacing
+from .track_record import RECORD_MEAN, local_spacing
 
-#: the targets' noise taken out of the classical candidates' pooled record (:func:`noise_choice`, session 40);
-#: ``DEFORMCAST_RECORD_NOISE=0``: never (sessions 4-39), for benchmarks
-RECORD_NOISE = os.environ.get("DEFORMCAST_RECORD_NOISE", "1") != "0"
+#: the targets' noise taken out of the classical candidates' pooled record (:func:`noise_choice`, session 40): only
+#: with the mean squared error as the record (``DEFORMCAST_RECORD_MEAN=0``), whose noise it is; since session 41 the
+#: record is the squared mean error, which holds about 1/m of that noise, and the choice is off.
+#: ``DEFORMCAST_RECORD_NOISE=0``: never (sessions 4-39), ``1``: session 40's choice, for benchmarks
+RECORD_NOISE = os.environ.get("DEFORMCAST_RECORD_NOISE", "0" if RECORD_MEAN else "1") != "0"
 #: the noise is taken out only where the scene's past local forecasts with it were this much closer to what was then
 #: observed (``DEFORMCAST_NOISE_MARGIN``; session 39 chose 1 % on 48 replayed scenes)
 NOISE_MARGIN = float(os.environ.get("DEFORMCAST_NOISE_MARGIN", "0.01"))

@@ -35,6 +35,12 @@ RECORD_WEIGHTED = os.environ.get("DEFORMCAST_RECORD_WEIGHTS", "1") != "0"
 #: the weight of the scene's mean sums beside the neighbourhood's in the blend weight (:func:`blend_weight`,
 #: session 18); 0: the neighbourhood's alone (sessions 9-17). ``DEFORMCAST_BLEND_PRIOR`` for benchmarks
 BLEND_PRIOR = float(os.environ.get("DEFORMCAST_BLEND_PRIOR", "1"))
+#: each origin's record is the squared mean error over its m scored epochs, not the mean squared error: the noise of
+#: the targets, the same for every candidate and the bulk of a mean squared error on a noisy stack, enters about 1/m
+#: of it, so the inverse squared records follow the candidates' own errors (session 41, docs/skill.md; it replaces
+#: session 40's choice of taking the noise out, :mod:`record_noise`). ``DEFORMCAST_RECORD_MEAN=0``: the mean squared
+#: error (sessions 4-40), for benchmarks
+RECORD_MEAN = os.environ.get("DEFORMCAST_RECORD_MEAN", "1") != "0"
 
 
 def target_weights(time_function, d) -> Optional[np.ndarray]:
@@ -109,7 +115,10 @@ def squared_errors(f: np.ndarray, obs: np.ndarray, weights=None) -> np.ndarray:
     m = obs.shape[0]
     out = np.empty((f.shape[0], f.shape[2]))
     for c in range(f.shape[0]):
-        out[c] = wmean(((f[c, :m] - obs) ** 2)[None], weights)[0]
+        if RECORD_MEAN:     # the squared mean error over the scored epochs (session 41)
+            out[c] = wmean((f[c, :m] - obs)[None], weights)[0] ** 2
+        else:
+            out[c] = wmean(((f[c, :m] - obs) ** 2)[None], weights)[0]
     return out
 
 

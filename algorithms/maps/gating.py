@@ -212,6 +212,9 @@ def scene_record_noise(info, bands, e: int, L: int, cfg0: dict, H: int, progress
     from ..io import raster
 
     if not rn.RECORD_NOISE:
+        if progress is not None and rn.RECORD_MEAN:
+            progress.log("Local classical forecast: each candidate's track record is its squared mean error over the "
+                         "epochs scored from each earlier origin (the targets' noise enters it about 1/m).")
         return {"noise": 0.0, "sse": [0.0, 0.0], "target_noise": 0.0}
     d = np.asarray(info.dates, dtype="datetime64[D]")
     W = info.grid.shape[1]
