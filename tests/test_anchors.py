@@ -627,3 +627,27 @@ def test_the_candidates_record_is_denser_over_the_recent_span_and_the_ensembles_
     np.testing.assert_allclose(recent, A.local_forecast(y, DATES[:T], td, L, origins=A.local_origins(e, L)),
                                atol=1e-12)
     assert np.abs(recent - dense).max() > 1e-6
+
+
+def test_empty_cells_of_gridded_points_are_nan_and_never_fitted(monkeypatch):
+    """Points gridded onto a raster leave most cells without any value (session 41: 442 of 138 000 cells). The
+    family is NaN there without a fit; the cells with values get the family they get alone, gaps or not."""
+    y = _series(n=30, seed=5)
+    y[:40, :6] = np.nan                       # gaps: fitted one fit at a time
+    grid = np.full((y.shape[0], 300), np.nan)
+    cols = np.sort(np.random.default_rng(1).choice(300, 30, replace=False))
+    grid[:, cols] = y
+    td = DATES[-1] + np.arange(1, 7) * 12
+    fitted = []
+    chunk = family._family_chunk
+
+    def spy(yy, *a, **k):
+        fitted.append(yy.shape[1])
+        return chunk(yy, *a, **k)
+
+    monkeypatch.setattr(family, "_family_chunk", spy)
+    got = A.family_forecasts(grid, DATES, td, members=A.FAMILY + A.LOCAL_EXTRA)
+    alone = A.family_forecasts(y, DATES, td, members=A.FAMILY + A.LOCAL_EXTRA)
+    np.testing.assert_allclose(got[:, :, cols], alone, rtol=1e-10, atol=1e-10)
+    assert np.isfinite(alone).all() and np.isnan(np.delete(got, cols, axis=2)).all()
+    assert sum(fitted) <= 2 * (y.shape[0] + y.shape[1])      # the identity's columns and the gapped pixels, no empty cell

@@ -235,7 +235,14 @@ def _family_forecasts(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FA
 
 def _family_by_fits(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY) -> np.ndarray:
     """The family fit by fit, in chunks of :data:`FAMILY_CHUNK` pixels (each pixel's fits are its own; the
-    temporaries stay small)."""
+    temporaries stay small). Pixels without any value are NaN, never fitted (session 41: points gridded onto a raster
+    leave most cells empty; the skill gate of 442 points on 138 000 cells spent 3/4 of its time fitting them)."""
+    some = np.isfinite(y).any(axis=0)
+    if not some.all():
+        out = np.full((len(members), np.atleast_1d(np.asarray(target_dates)).size, y.shape[1]), np.nan)
+        if some.any():
+            out[:, :, some] = _family_by_fits(y[:, some], d, target_dates, tf, members)
+        return out
     if y.shape[1] <= FAMILY_CHUNK:
         return _family_chunk(y, d, target_dates, tf, members)
     h = np.atleast_1d(np.asarray(target_dates)).size
