@@ -39,13 +39,12 @@ import zipfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ensure_pkg  # noqa: E402
+from _common import ensure_pkg, regated_workflow  # noqa: E402
 
 ensure_pkg()
 
 from deformcast.algorithms.data import anchors
 from deformcast.algorithms.io import raster
-from deformcast.algorithms.maps import skill_gate  # noqa: E402
 from deformcast.algorithms.maps.ensemble import predict_ensemble  # noqa: E402
 from deformcast.algorithms.workflow import run_workflow  # noqa: E402
 
@@ -169,11 +168,7 @@ def main(argv=None):
         kw["architectures"] = (args.architecture,)
     job = os.path.join(args.out, "job")
     if args.regate and os.path.isfile(os.path.join(job, "workflow.json")):
-        # the finished run re-scored with the current skill gate (same models, same data)
-        with open(os.path.join(job, "workflow.json"), encoding="utf-8") as fh:
-            s = json.load(fh)
-        s["gate"] = skill_gate.run_gate(stack_p, s["paths"]["models"], csv_path=os.path.join(job, "rolling_origins.csv"))
-        predict_ensemble(stack_p, s["paths"]["models"], s["paths"]["forecast_median"])
+        s = regated_workflow(stack_p, job)     # the finished run re-scored with the current skill gate
         wall = float(s["timings_s"]["total"])
     else:
         s = run_workflow(job, stack_path=stack_p, horizon=args.horizon, seed=args.seed, **kw)

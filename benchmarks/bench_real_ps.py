@@ -34,14 +34,13 @@ import zipfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ensure_pkg  # noqa: E402
+from _common import ensure_pkg, regated_workflow  # noqa: E402
 
 ensure_pkg()
 
 from deformcast.algorithms.data import anchors  # noqa: E402
 from deformcast.algorithms.io import raster  # noqa: E402
 from deformcast.algorithms.io.importer import import_timeseries  # noqa: E402
-from deformcast.algorithms.maps import skill_gate  # noqa: E402
 from deformcast.algorithms.maps.ensemble import predict_ensemble  # noqa: E402
 from deformcast.algorithms.workflow import run_workflow  # noqa: E402
 
@@ -99,10 +98,7 @@ def main(argv=None):
     job = os.path.join(out, "job")
     t0 = time.time()
     if args.regate and os.path.isfile(os.path.join(job, "workflow.json")):
-        with open(os.path.join(job, "workflow.json"), encoding="utf-8") as fh:
-            s = json.load(fh)
-        s["gate"] = skill_gate.run_gate(stack_p, s["paths"]["models"], csv_path=os.path.join(job, "rolling_origins.csv"))
-        predict_ensemble(stack_p, s["paths"]["models"], s["paths"]["forecast_median"])
+        s = regated_workflow(stack_p, job)     # the finished run re-scored with the current skill gate
         wall = float(s["timings_s"]["total"])
     else:
         kw = {} if args.n_trials is None else {"n_trials": args.n_trials}
