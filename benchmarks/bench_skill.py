@@ -46,13 +46,13 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import common_mode, ensure_pkg, fair_member, rmse  # noqa: E402
+from _common import common_mode, ensure_pkg, fair_member, regated_workflow, rmse  # noqa: E402
 
 ensure_pkg()
 
 from deformcast.algorithms.data import anchors, step_detect  # noqa: E402
 from deformcast.algorithms.io import raster
-from deformcast.algorithms.maps import backtest, gate_report, skill_gate  # noqa: E402
+from deformcast.algorithms.maps import backtest, gate_report  # noqa: E402
 from deformcast.algorithms.maps.ensemble import predict_ensemble  # noqa: E402
 from deformcast.algorithms.data.synthetic import write_scene  # noqa: E402
 from deformcast.algorithms.workflow import run_workflow  # noqa: E402
@@ -134,16 +134,10 @@ def run_seed(seed: int, args) -> dict:
             s = json.load(fh)
         wall = float(s["timings_s"]["total"])
     elif args.regate and os.path.isfile(os.path.join(job, "workflow.json")):
-        # a finished run re-scored with the current skill gate (same models, same data)
-        with open(os.path.join(job, "workflow.json"), encoding="utf-8") as fh:
-            s = json.load(fh)
-        g = skill_gate.run_gate(run_stack, s["paths"]["models"],
-                                csv_path=os.path.join(job, "rolling_origins.csv"))
-        predict_ensemble(run_stack, s["paths"]["models"], s["paths"]["forecast_median"])
+        s = regated_workflow(run_stack, job)    # a finished run re-scored with the current skill gate
         # the held-out test period with this gate (the delivered forecast's row follows the gate)
         back = backtest.run_backtest(run_stack, s["paths"]["models"], os.path.join(job, "backtest"))
         s["backtest"] = {k: back[k] for k in ("rows", "forecast_start")}
-        s["gate"] = g
         wall = float(s["timings_s"]["total"])
     else:
         s = run_workflow(job, stack_path=run_stack, horizon=args.horizon, seed=seed, **kw)

@@ -78,8 +78,9 @@ def add_ratios(res: dict, fc: dict, fam, tr, ref, o: int, obs=None) -> None:
     ok = np.isfinite(fam).all((0, 1)) & np.isfinite(ref)
     for f in fc.values():
         ok &= np.isfinite(f).all(0)
-    if obs is not None:
-        ok &= np.isfinite(obs[o + 1:o + H + 1]).all(0)
+    seen = None if obs is None else obs[o + 1:o + H + 1]      # what the stack records after o
+    if seen is not None:
+        ok &= np.isfinite(seen).all(0)
 
     def rmse(f, t):
         return float(np.sqrt(np.mean((f[:, ok] - t[:, ok]) ** 2)))
@@ -88,7 +89,7 @@ def add_ratios(res: dict, fc: dict, fam, tr, ref, o: int, obs=None) -> None:
     fair = fair_member(fam, truth, expected, rmse)[1]
     for tn, t, best in (("truth", truth, min(rmse(f, truth) for f in fam)),
                         ("expected", expected, min(rmse(f, expected) for f in fam)), ("fair", truth, fair)) + (
-            () if obs is None else (("observed", obs[o + 1:o + H + 1], min(rmse(f, obs[o + 1:o + H + 1]) for f in fam)),)):
+            () if seen is None else (("observed", seen, min(rmse(f, seen) for f in fam)),)):
         for n, f in fc.items():
             res.setdefault(tn, {}).setdefault(n, []).append(rmse(f, t) / best)
 

@@ -257,8 +257,7 @@ def _family_chunk(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY
     td = np.atleast_1d(np.asarray(target_dates, dtype="datetime64[D]"))
     t_pred = years_between(td, d[end])
     h, n = td.size, y.shape[1]
-    out = np.full((len(members), h, n), np.nan)
-    finite = np.isfinite(y)
+    out = np.full((len(members), h, n), np.nan)   # every pixel holds a value (:func:`_family_by_fits` keeps the rest NaN)
     for c, (_, kind, arg) in enumerate(members):
         if kind == "persistence":
             out[c] = _mean_last(y, 1)[None]
@@ -277,5 +276,4 @@ def _family_chunk(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY
             cnt = ok.sum(axis=0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[c] = np.where(cnt > 0, np.where(ok, fits, 0.0).sum(axis=0) / np.maximum(cnt, 1), np.nan)
-    out[:, :, ~finite.any(axis=0)] = np.nan
     return out
