@@ -134,6 +134,52 @@ def test_the_sums_on_the_ensembles_record_pixels_are_the_sums_everywhere():
     assert calls == []
 
 
+def test_on_scattered_points_the_means_are_over_the_pixels_with_a_record(monkeypatch):
+    """Points gridded onto a raster (session 42): a few cells hold a record, the others none (0 in the sums). The
+    neighbourhood's and the scene's mean sums are over the cells with a record, so the scene's prior weighs beside
+    a box with one point as beside a full one; over every cell (sessions 18-41) the empty cells diluted the scene's
+    mean to nearly nothing. A box without a record takes the scene's weight."""
+    rng = np.random.default_rng(5)
+    R, Wd, T_, L = 30, 30, 40, 5
+    origins = [25, 28, 31, 34]
+    flat, ens, loc = _record(rng, R, Wd, T_, L, origins, 0.4, 3.0)
+    cells = [(10, 10), (11, 12), (2, 2), (2, 25), (25, 3), (26, 26), (18, 20)]   # two in one 5 x 5 box
+    pts = np.zeros((R, Wd), bool)
+    for r, c in cells:
+        pts[r, c] = True
+    pts = pts.ravel()
+
+    def sparse(o):
+        e = ens(o).copy()
+        e[:, :, ~pts] = np.nan
+        return e
+
+    num, den, _ = TR.blend_sums(flat, L, origins, sparse, loc, R * Wd)
+    assert (den[pts] > 0).all() and (den[~pts] == 0).all()
+    gn, gd = num[pts].mean(), den[pts].mean()
+    monkeypatch.setattr(TR, "BLEND_RECORD_MEANS", True)
+    w = TR.blend_weight(flat, L, origins, sparse, loc, (R, Wd), 5, prior=1.0)
+    p, q = 10 * Wd + 10, 11 * Wd + 12
+    for i in (p, q):            # the two cells of one box pool their sums
+        want = ((num[p] + num[q]) / 2 + gn) / ((den[p] + den[q]) / 2 + gd)
+        np.testing.assert_allclose(w[i], np.clip(want, 0, 1), atol=1e-12)
+    lone = 2 * Wd + 2           # a point alone in its box: its own sums beside the scene's, equally
+    np.testing.assert_allclose(w[lone], np.clip((num[lone] + gn) / (den[lone] + gd), 0, 1), atol=1e-12)
+    far = 20 * Wd + 5           # no record within the box: the scene's weight
+    np.testing.assert_allclose(w[far], np.clip(gn / gd, 0, 1), atol=1e-12)
+    monkeypatch.setattr(TR, "BLEND_RECORD_MEANS", False)      # sessions 18-41: means over every cell
+    old = TR.blend_weight(flat, L, origins, sparse, loc, (R, Wd), 5, prior=1.0)
+    np.testing.assert_allclose(old[lone], np.clip((num[lone] / 25 + num.mean()) / (den[lone] / 25 + den.mean()), 0, 1),
+                               atol=1e-12)
+    # there the scene's prior weighed (7 / 900) / (1 / 25), a fifth of the lone point's own sums
+    assert abs(old[lone] - np.clip(num[lone] / den[lone], 0, 1)) < abs(w[lone] - np.clip(num[lone] / den[lone], 0, 1))
+    # a block of empty cells only (the ensemble's past forecasts all NaN there): the ensemble keeps its weight 1
+    for on in (True, False):
+        monkeypatch.setattr(TR, "BLEND_RECORD_MEANS", on)
+        empty = TR.blend_weight(flat, L, origins, lambda o: np.full((1, L, R * Wd), np.nan), loc, (R, Wd), 5)
+        assert (empty == 1.0).all()
+
+
 def test_the_record_is_the_squared_mean_error_and_was_the_mean_squared_error(monkeypatch):
     rng = np.random.default_rng(3)
     f = rng.normal(0, 2, (3, 6, 5))

@@ -35,6 +35,9 @@ RECORD_WEIGHTED = os.environ.get("DEFORMCAST_RECORD_WEIGHTS", "1") != "0"
 #: the weight of the scene's mean sums beside the neighbourhood's in the blend weight (:func:`blend_weight`,
 #: session 18); 0: the neighbourhood's alone (sessions 9-17). ``DEFORMCAST_BLEND_PRIOR`` for benchmarks
 BLEND_PRIOR = float(os.environ.get("DEFORMCAST_BLEND_PRIOR", "1"))
+#: the neighbourhood's and the scene's mean sums in the blend weight are over the pixels with a record (session 42,
+#: :func:`blend_weight`); ``DEFORMCAST_BLEND_RECORD_MEANS=0``: over every pixel (sessions 18-41), for benchmarks
+BLEND_RECORD_MEANS = os.environ.get("DEFORMCAST_BLEND_RECORD_MEANS", "1") != "0"
 #: each origin's record is the squared mean error over its m scored epochs, not the mean squared error: the noise of
 #: the targets, the same for every candidate and the bulk of a mean squared error on a noisy stack, enters about 1/m
 #: of it, so the inverse squared records follow the candidates' own errors (session 41, docs/skill.md; it replaces
@@ -207,10 +210,15 @@ def blend_weight(flat: np.ndarray, lead: int, origins, ens, local, shape, box: i
     8 % of an ensemble 10 mm off). 1 where the ensemble has no record.
 
     Shrunk towards the scene (session 18): the neighbourhood's mean sums plus ``prior`` (default
-    :data:`BLEND_PRIOR`, 1) times the scene's, ``w = (n_box + prior n_scene) / (d_box + prior d_scene)``. A
+    :data:`BLEND_PRIOR`, 1) times the scene's, ``w = (n_box + prior n_scene) / (d_box + prior d_scene)``, both means
+    over the pixels with a record (session 42, :data:`BLEND_RECORD_MEANS`; the scene's weight where the box holds
+    none). Over every pixel, as until then, the empty cells of points gridded onto a raster (99.7 % of a real
+    track's) diluted the scene's mean far more than a box's: beside a box holding one point of a real track the
+    scene weighed about a tenth of that point. On a dense raster the two differ only as the record lattice's share
+    of a box differs from its share of the scene. A
     neighbourhood holds few independent draws of an atmosphere correlated over 4 to 15 pixels, and its
     weight swings with them; the scene holds many. ``prior_sums``: the scene's mean sums ``(n_scene, d_scene)``
-    (:func:`blend_sums` averaged over the raster's pixels, ``gating.scene_blend_prior``); None: the mean sums of
+    (:func:`blend_sums` averaged over the raster's pixels with a record, ``gating.scene_blend_prior``); None: those of
     this block (the scene when the block is the whole raster). Replayed from six origins on the eight scenes
     of sessions 14-17 it was better on six or seven of eight against the truth, mean 0.953 -> 0.942 / 0.943
     (docs/skill.md, sessions 17-18). ``local_on``: as in :func:`blend_sums`."""
@@ -219,8 +227,13 @@ def blend_weight(flat: np.ndarray, lead: int, origins, ens, local, shape, box: i
     if n == 0:
         return np.ones(R * Wd)
     lam = BLEND_PRIOR if prior is None else float(prior)
-    g_num, g_den = (float(num.mean()), float(den.mean())) if prior_sums is None else map(float, prior_sums)
-    num, den = guided_box_mean(np.stack([num, den]).reshape(2, R, Wd), box, guide).reshape(2, -1)   # one pass
+    has = den > 0 if BLEND_RECORD_MEANS else np.ones(den.shape, bool)  # the pixels with a record (session 42)
+    if not has.any():
+        return np.ones(R * Wd)
+    g_num, g_den = (float(num[has].mean()), float(den[has].mean())) if prior_sums is None else map(float, prior_sums)
+    sums = np.where(has, np.stack([num, den]), np.nan).reshape(2, R, Wd)
+    num, den = guided_box_mean(sums, box, guide).reshape(2, -1)   # one pass; NaN: no record in the box
     with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.clip((num + lam * g_num) / (den + lam * g_den), 0.0, 1.0)
+        w = np.clip(np.where(np.isfinite(num), (num + lam * g_num) / (den + lam * g_den),
+                             np.float64(g_num) / np.float64(g_den)), 0.0, 1.0)
     return np.where(np.isfinite(w), w, 1.0)

@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 
 from ..order_stats import member_median
+from ..data.track_record import BLEND_RECORD_MEANS
 from .gate_candidates import RECORD_STRIDE, gate_stride, local_blend, record_mask
 from .member_forecasts import (BLOCK_PIXELS, Plan, family_cache, forecast_items, forecast_items_on, medians_on_rows,
                                own_history)
@@ -188,7 +189,7 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
             ev_all.append((ev["pooled"][:, core], ev["s2"][:, core], ev["z"][core]))
         num += float(n_[core].sum())
         den += float(d_[core].sum())
-        npx += (r1 - r0) * W
+        npx += int(np.count_nonzero(d_[core] > 0)) if BLEND_RECORD_MEANS else (r1 - r0) * W   # pixels with a record
         if progress is not None:
             progress.check()
     rec = None
@@ -197,7 +198,7 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
     if progress is not None:
         also = "" if rec is None else ", and each pixel's local track record towards its class of trend evidence"
         progress.log(f"Local blend: the ensemble's weight is shrunk towards the scene's{also}, estimated on {npx} "
-                     f"pixels ({len(spans)} band(s) of rows).")
+                     f"pixels with a record ({len(spans)} band(s) of rows).")
     return {"blend_prior": [num / max(1, npx), den / max(1, npx)], "record_prior": rec,
             "record_noise": noise["noise"]}
 
