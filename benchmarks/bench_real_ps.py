@@ -16,6 +16,10 @@ before the held-out epochs are seen) is printed beside the true one.
 
 The wheel is fetched once with ``pip download wasar==0.0.4 --no-deps`` (about 1 MB) into ``--cache``.
 
+Then (session 42) the run is replayed from ``--origins`` before that last acquisition and from two origins inside the
+held-out period (``real_ps_replay.py``): one origin is one draw of the atmosphere that every point shares, and on
+the ascending track it made a forecast 0.936 of the best classical one over nine origins look 1.110.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_real_ps.py --track asc --horizon 10 --out build/bench_real_ps
@@ -78,6 +82,9 @@ def main(argv=None):
     ap.add_argument("--n-trials", type=int, default=None)
     ap.add_argument("--cache", default="build/real_data")
     ap.add_argument("--out", default="build/bench_real_ps")
+    ap.add_argument("--origins", type=int, nargs="*", default=[12, 10, 8, 6, 4, 2],
+                    help="then replay the run from these origins too (epochs before the last acquisition it read; "
+                         "real_ps_replay.py; none: the last acquisition only)")
     ap.add_argument("--regate", action="store_true",
                     help="re-score the finished run in --out with the current skill gate (no new training)")
     args = ap.parse_args(argv)
@@ -130,8 +137,6 @@ def main(argv=None):
            "cell_m": args.cell, "wall_s": wall, "rmse_mm": r, "best classical": best, "ratio": r["main job"] / r[best],
            "gate": {k: gate.get(k) for k in ("reference", "verdict", "action", "ratio", "mean_weight")},
            "true verdict": "win" if r["main job"] < r[best] else "lose"}
-    with open(os.path.join(out, "real_ps_regated.json" if args.regate else "real_ps.json"), "w", encoding="utf-8") as fh:
-        json.dump(res, fh, indent=1)
     print(f"track {args.track}: {r['pixels']} pixels of {args.cell:g} m, {T - H} epochs, the last {H} held out; "
           "RMSE (mm) against the held-out observations")
     print("| forecast | RMSE (mm) | ratio to the best classical |")
@@ -139,6 +144,13 @@ def main(argv=None):
     for k in ["main job", "ensemble (no gate)", "local"] + sorted(classical, key=lambda k: r[k]):
         print(f"| {k} | {r[k]:.2f} | {r[k] / r[best]:.3f} |")
     print(f"gate: {res['gate']}; true verdict {res['true verdict']}; main job {wall:.0f} s")
+    if args.origins:        # one origin is one draw of the atmosphere every point shares (session 42)
+        from real_ps_replay import print_replay, replay
+
+        res["replay"] = replay(out, list(args.origins) + [0], [H // 3, 2 * H // 3])
+        print_replay(out, res["replay"])
+    with open(os.path.join(out, "real_ps_regated.json" if args.regate else "real_ps.json"), "w", encoding="utf-8") as fh:
+        json.dump(res, fh, indent=1)
 
 
 if __name__ == "__main__":
