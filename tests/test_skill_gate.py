@@ -594,3 +594,36 @@ def test_the_record_lattice_follows_the_stacks_density(tmp_path):
     assert m3.sum() == 3 * 4 and m3[1, 0] and m3[4, 9]                        # rows 6, 9, 12; columns 0, 3, 6, 9
     assert skill_gate.gate_stride(None) == skill_gate.gate_stride({"action": "ensemble kept"}) == 3
     assert skill_gate.gate_stride({"record_stride": 4}) == 4
+
+
+def test_on_scattered_points_blocks_give_the_whole_rasters_local_blend(tmp_path):
+    """Points gridded onto a raster (session 42): the blend weight's means are over the pixels with a record, in each
+    block and in the scene's prior that ``predict`` gives blocks (``gating.scene_blend_prior`` counts those pixels),
+    so a forecast in blocks of 3 rows is the whole raster's. Divided by every pixel of the scene, the prior would be
+    some sixty times too small beside the blocks' means."""
+    from deformcast.algorithms.learn import tuning
+
+    files = write_scene(str(tmp_path / "scene"), seed=2, width=24, height=20, n_epochs=100, n_future=6)
+    info = raster.open_stack(files["stack"])
+    cube = raster.read_stack(info)
+    keep = np.random.default_rng(7).random(cube.shape[1:]) < 0.15         # about 70 points
+    pts = raster.write_stack(str(tmp_path / "points.tif"), np.where(keep[None], cube, np.nan).astype(np.float32),
+                             info.dates, info.grid)
+    folder = str(tmp_path / "models")
+    tuning.tune_job(pts, folder, "gru", 6, n_trials=2, top_k=2, max_epochs=2, max_samples=600, seed=1,
+                    device="cpu", search_space={"hidden": 16, "layers": 1, "window": 8})
+    man_path = tmp_path / "models" / "manifest.json"
+    man = json.loads(man_path.read_text())
+    assert man["gate"]["record_stride"] == skill_gate.RECORD_STRIDE     # scattered points: the 3 x 3 lattice
+    man["gate"]["local_blend"] = True
+    man["gate"]["weights"] = np.ones_like(np.asarray(man["gate"]["weights"])).tolist()
+    man_path.write_text(json.dumps(man))
+    whole_p, blocks_p, raw_p = (str(tmp_path / f"{n}.tif") for n in ("whole", "blocks", "raw"))
+    predict_ensemble(pts, folder, whole_p, calibrate=False)
+    predict_ensemble(pts, folder, blocks_p, calibrate=False, block_rows=3)
+    predict_ensemble(pts, folder, raw_p, calibrate=False, gate=False)
+    whole, blocks, raw = (raster.read_raster(p)[0] for p in (whole_p, blocks_p, raw_p))
+    ok = np.isfinite(raw).all(axis=0)
+    assert ok.sum() > 40 and not np.isfinite(raw[:, ~keep]).any()
+    assert not np.allclose(whole[:, ok], raw[:, ok])                   # the blend moved the forecast
+    np.testing.assert_allclose(blocks, whole, atol=1e-4, equal_nan=True)
