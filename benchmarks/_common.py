@@ -66,10 +66,10 @@ def stack_of(folder: str) -> str:
     return pts if os.path.isfile(pts) else os.path.join(folder, "scene", "stack.tif")
 
 
-def run_medians(folder: str, back):
-    """The members of a finished ``bench_skill.py`` run (``folder``/job) forecast from the last acquisition of its
-    scene and from each origin ``back`` epochs before it; the ensemble median of each, float32
-    (len(back) + 1, horizon, rows, cols). Returns ``(origins, medians, info, horizon)``."""
+def member_medians(job: str, info, origins, end=None):
+    """The members of a finished main job (``job``/workflow.json) forecast on the stack ``info`` from each origin of
+    ``origins`` (epoch indices), their date weights estimated on its epochs up to ``end`` (None: all, as ``predict``
+    does); the ensemble median of each, float32 (len(origins), horizon, rows, cols), and the horizon."""
     import json
     import os
 
@@ -77,20 +77,31 @@ def run_medians(folder: str, back):
     from deformcast.algorithms.io import raster
     from deformcast.algorithms.maps.member_forecasts import Plan, forecast_items, load_members, members_covariates
 
-    with open(os.path.join(folder, "job", "workflow.json"), encoding="utf-8") as fh:
+    with open(os.path.join(job, "workflow.json"), encoding="utf-8") as fh:
         s = json.load(fh)
-    info = raster.open_stack(stack_of(folder))
-    loaded = load_members(s["paths"]["models"], None, device="cpu", info=info)
+    loaded = load_members(s["paths"]["models"], None, device="cpu", info=info, end=end)
     configs = [m.meta.get("data_config") or {} for m in loaded]
     H = int(loaded[0].meta["horizon"])
     cov = members_covariates(configs, (), info.grid)
     blk = raster.read_stack(info)
-    e = info.n_epochs - 1
-    origins = [e - k for k in back] + [e]
     res = forecast_items([(blk, 0, 0, blk.shape[1], cov, o) for o in origins], info.dates, info.grid, loaded,
                          Plan(loaded, configs), H, "cpu", 4096)
     with np.errstate(all="ignore"):
-        meds = np.stack([np.median(out, axis=0) for out, _ in res]).astype(np.float32)
+        return np.stack([np.median(out, axis=0) for out, _ in res]).astype(np.float32), H
+
+
+def run_medians(folder: str, back):
+    """The members of a finished ``bench_skill.py`` run (``folder``/job) forecast from the last acquisition of its
+    scene and from each origin ``back`` epochs before it; the ensemble median of each, float32
+    (len(back) + 1, horizon, rows, cols). Returns ``(origins, medians, info, horizon)``."""
+    import os
+
+    from deformcast.algorithms.io import raster
+
+    info = raster.open_stack(stack_of(folder))
+    e = info.n_epochs - 1
+    origins = [e - k for k in back] + [e]
+    meds, H = member_medians(os.path.join(folder, "job"), info, origins)
     return origins, meds, info, H
 
 

@@ -47,9 +47,9 @@ from deformcast.algorithms.io import raster  # noqa: E402
 from deformcast.algorithms.io.importer import import_timeseries  # noqa: E402
 from deformcast.algorithms.maps.ensemble import predict_ensemble  # noqa: E402
 from deformcast.algorithms.workflow import run_workflow  # noqa: E402
+from real_ps_replay import MEANS, mean_last, print_replay, replay  # noqa: E402
 
 TRACKS = {"asc": "Sentinel_Asc", "desc": "Sentinel_Desc"}
-MEANS = (5, 6, 7, 8)
 
 
 def fetch(cache: str, track: str) -> str:
@@ -129,7 +129,7 @@ def main(argv=None):
     for c, name in enumerate(anchors.FAMILY_NAMES):
         r[name] = rmse(fam[c])
     for k in MEANS:
-        r[f"mean of the last {k}"] = rmse(np.repeat(np.nanmean(flat[-k:], axis=0)[None], H, axis=0))
+        r[f"mean of the last {k}"] = rmse(mean_last(flat, k, H))
     classical = list(anchors.FAMILY_NAMES) + [f"mean of the last {k}" for k in MEANS]
     best = min(classical, key=lambda k: r[k])
     gate = s.get("gate") or {}
@@ -145,8 +145,6 @@ def main(argv=None):
         print(f"| {k} | {r[k]:.2f} | {r[k] / r[best]:.3f} |")
     print(f"gate: {res['gate']}; true verdict {res['true verdict']}; main job {wall:.0f} s")
     if args.origins:        # one origin is one draw of the atmosphere every point shares (session 42)
-        from real_ps_replay import print_replay, replay
-
         res["replay"] = replay(out, list(args.origins) + [0], [H // 3, 2 * H // 3])
         print_replay(out, res["replay"])
     with open(os.path.join(out, "real_ps_regated.json" if args.regate else "real_ps.json"), "w", encoding="utf-8") as fh:

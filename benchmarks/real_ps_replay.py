@@ -29,33 +29,31 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ensure_pkg  # noqa: E402
+from _common import ensure_pkg, member_medians  # noqa: E402
 
 ensure_pkg()
 
 from deformcast.algorithms.data import anchors as anc, date_weights  # noqa: E402
 from deformcast.algorithms.io import raster  # noqa: E402
-from deformcast.algorithms.maps.member_forecasts import (Plan, forecast_items, load_members,  # noqa: E402
-                                                         members_covariates)
 from deformcast.algorithms.models import modelio  # noqa: E402
 
+#: the means of the last k epochs scored beside the family (smoothed persistence, issue 12's "Real data")
 MEANS = (5, 6, 7, 8)
 
 
-def medians(run: str, origins, full_info, end: int):
+def mean_last(flat: np.ndarray, k: int, m: int) -> np.ndarray:
+    """The mean of the last ``k`` epochs of ``flat`` (epochs, pixels) held over ``m`` epochs, (m, pixels); NaN where a
+    pixel has none (the empty cells of gridded points, without a warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.repeat(np.nanmean(flat[-k:], axis=0)[None], m, axis=0)
+
+
+def medians(run: str, origins, full_info, end: int) -> dict:
     """The ensemble median of the run's members from each origin (epoch index of the full stack), the members' date
     weights estimated on the epochs up to ``end`` as ``predict`` on a stack ending there does: {o: (H, R W)}."""
-    with open(os.path.join(run, "job", "workflow.json"), encoding="utf-8") as fh:
-        s = json.load(fh)
-    loaded = load_members(s["paths"]["models"], None, device="cpu", info=full_info, end=end)
-    configs = [m.meta.get("data_config") or {} for m in loaded]
-    H = int(loaded[0].meta["horizon"])
-    cov = members_covariates(configs, (), full_info.grid)
-    blk = raster.read_stack(full_info)
-    res = forecast_items([(blk, 0, 0, blk.shape[1], cov, o) for o in origins], full_info.dates, full_info.grid,
-                         loaded, Plan(loaded, configs), H, "cpu", 4096)
-    with np.errstate(all="ignore"):
-        return {int(o): np.median(out, axis=0).reshape(H, -1).astype(np.float64) for o, (out, _) in zip(origins, res)}
+    meds, H = member_medians(os.path.join(run, "job"), full_info, origins, end)
+    return {int(o): m.reshape(H, -1).astype(np.float64) for o, m in zip(origins, meds)}
 
 
 def replay(run: str, back, ahead) -> dict:
@@ -74,10 +72,17 @@ def replay(run: str, back, ahead) -> dict:
     origins = sorted({e0 - int(k) for k in back} | {e0 + int(k) for k in ahead})
     origins = [o for o in origins if o >= test_start - 1 and o < T_all - 1]
     out = {"origins": [str(d[o]) for o in origins], "test_start": str(d[test_start]), "ratios": {}, "rmse": {}}
+    # the stack a user forecasts from ends at the main job's last acquisition, or grew to the origin: one forecast of
+    # the members per such end, from every origin that end serves and the earlier origins of their track records
+    ends = {o: max(e0, o) for o in origins}
+    by_end = {}
+    for end in sorted(set(ends.values())):
+        need = sorted({p for o in origins if ends[o] == end for p in [o] + anc.local_origins(o, H)})
+        by_end[end] = medians(run, need, full, end)
     for o in origins:
-        end = max(e0, o)        # the stack a user forecasts from: the main job's, or one that grew to origin o
+        end = ends[o]
         wtf = date_weights.bound(cfg, full, end)["steps"] if cfg.get("date_weights") else None
-        meds = medians(run, sorted({o} | set(anc.local_origins(o, H))), full, end)
+        meds = by_end[end]
         m = min(H, T_all - 1 - o)
         hist = y[:o + 1]
         td = d[o + 1:o + m + 1]
@@ -93,9 +98,7 @@ def replay(run: str, back, ahead) -> dict:
         fc = {"raw": meds[o][:m], "blend": b.reshape(m, -1), "local": loc.reshape(m, -1)}
         cl = {n: fam[c] for c, n in enumerate(anc.FAMILY_NAMES)}
         for k in MEANS:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)     # the empty cells of the gridded points
-                cl[f"mean of the last {k}"] = np.repeat(np.nanmean(flat[o + 1 - k:o + 1], axis=0)[None], m, axis=0)
+            cl[f"mean of the last {k}"] = mean_last(flat[:o + 1], k, m)
         obs = flat[o + 1:o + m + 1]
         ok = np.isfinite(obs).all(0)
         for f in list(fc.values()) + list(cl.values()):
@@ -103,12 +106,13 @@ def replay(run: str, back, ahead) -> dict:
 
         def rmse(f):
             return float(np.sqrt(np.mean((f[:, ok] - obs[:, ok]) ** 2)))
-        best = min(cl, key=lambda n: rmse(cl[n]))
-        for n, f in cl.items():
-            out.setdefault("classical_rmse", {}).setdefault(n, []).append(rmse(f))
-        for n, f in list(fc.items()) + [("best classical", cl[best])]:
-            out["ratios"].setdefault(n, []).append(rmse(f) / rmse(cl[best]))
-            out["rmse"].setdefault(n, []).append(rmse(f))
+        scores = {n: rmse(f) for n, f in cl.items()}
+        best = min(scores, key=scores.get)
+        for n, v in scores.items():
+            out.setdefault("classical_rmse", {}).setdefault(n, []).append(v)
+        for n, v in [(n, rmse(f)) for n, f in fc.items()] + [("best classical", scores[best])]:
+            out["ratios"].setdefault(n, []).append(v / scores[best])
+            out["rmse"].setdefault(n, []).append(v)
         out.setdefault("best", []).append(best)
         out.setdefault("pixels", []).append(int(ok.sum()))
         out.setdefault("scored_epochs", []).append(int(m))
