@@ -198,7 +198,7 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
     if progress is not None:
         also = "" if rec is None else ", and each pixel's local track record towards its class of trend evidence"
         progress.log(f"Local blend: the ensemble's weight is shrunk towards the scene's{also}, estimated on {npx} "
-                     f"pixels with a record ({len(spans)} band(s) of rows).")
+                     f"pixels{' with a record' if BLEND_RECORD_MEANS else ''} ({len(spans)} band(s) of rows).")
     return {"blend_prior": [num / max(1, npx), den / max(1, npx)], "record_prior": rec,
             "record_noise": noise["noise"]}
 
