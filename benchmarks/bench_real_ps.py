@@ -18,7 +18,9 @@ The wheel is fetched once with ``pip download wasar==0.0.4 --no-deps`` (about 1 
 
 Then (session 42) the run is replayed from ``--origins`` before that last acquisition and from two origins inside the
 held-out period (``real_ps_replay.py``): one origin is one draw of the atmosphere that every point shares, and on
-the ascending track it made a forecast 0.936 of the best classical one over nine origins look 1.110.
+the ascending track it made a forecast 0.936 of the best classical one over nine origins look 1.110. The calibrated
+band is scored from the same origins (``real_ps_calibration.py``, session 43): coverage per lead step, by width, Brier
+skill.
 
 Usage::
 
@@ -47,6 +49,7 @@ from deformcast.algorithms.io import raster  # noqa: E402
 from deformcast.algorithms.io.importer import import_timeseries  # noqa: E402
 from deformcast.algorithms.maps.ensemble import predict_ensemble  # noqa: E402
 from deformcast.algorithms.workflow import run_workflow  # noqa: E402
+from real_ps_calibration import score_run, summary as band_summary  # noqa: E402
 from real_ps_replay import MEANS, mean_last, print_replay, replay  # noqa: E402
 
 TRACKS = {"asc": "Sentinel_Asc", "desc": "Sentinel_Desc"}
@@ -147,6 +150,9 @@ def main(argv=None):
     if args.origins:        # one origin is one draw of the atmosphere every point shares (session 42)
         res["replay"] = replay(out, list(args.origins) + [0], [H // 3, 2 * H // 3])
         print_replay(out, res["replay"])
+        # the calibrated band from the same origins, predict as the main job delivers it (session 43)
+        res["calibration"] = score_run(out, list(args.origins) + [0], [H // 3, 2 * H // 3])
+        print(band_summary(out, res["calibration"]), flush=True)
     with open(os.path.join(out, "real_ps_regated.json" if args.regate else "real_ps.json"), "w", encoding="utf-8") as fh:
         json.dump(res, fh, indent=1)
 
