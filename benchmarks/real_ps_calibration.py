@@ -65,6 +65,7 @@ def _score_run(run: str, back, ahead, thresholds, tmp: str) -> dict:
     full = raster.open_stack(stack)
     y = raster.read_stack(full).astype(np.float64)
     d = np.asarray(full.dates, dtype="datetime64[D]")
+    idx = {str(v): k for k, v in enumerate(d)}        # the stack's epoch of each date
     e0 = raster.open_stack(os.path.join(run, "stack.tif")).n_epochs - 1
     with open(os.path.join(run, "job", "workflow.json"), encoding="utf-8") as fh:
         models = json.load(fh)["paths"]["models"]
@@ -83,7 +84,6 @@ def _score_run(run: str, back, ahead, thresholds, tmp: str) -> dict:
         M, H = len(res["members"]), len(fd)
         mem = raster.read_raster(os.path.join(tmp, "members.tif"))[0].reshape((M, H) + full.grid.shape)
         mem = mem.reshape(M, H, -1).astype(np.float64)
-        idx = {str(v): k for k, v in enumerate(d)}
         obs = np.stack([y[idx[str(t)]].reshape(-1) if str(t) in idx else np.full(mem.shape[2], np.nan) for t in fd])
         start = y[o].reshape(-1)
         med = np.median(mem, axis=0)
@@ -123,8 +123,9 @@ def _score_run(run: str, back, ahead, thresholds, tmp: str) -> dict:
            "rank_corr_last": rank_corr, "member_lag1": float(np.nanmean(lags)), "per_origin": per_origin,
            "brier": {}}
     for t, (p, o) in probs.items():
-        b = brier(np.concatenate(p), np.concatenate(o))
-        out["brier"][t] = {"bss": b["bss"], "base_rate": b["base_rate"], "mean_probability": float(np.concatenate(p).mean())}
+        p = np.concatenate(p)
+        b = brier(p, np.concatenate(o))
+        out["brier"][t] = {"bss": b["bss"], "base_rate": b["base_rate"], "mean_probability": float(p.mean())}
     return out
 
 
