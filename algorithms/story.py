@@ -42,6 +42,9 @@ GLOSSARY = [
      "so the verdict rests on many forecasts, not one."),
     ("Minimum mapping unit (MMU)", "The smallest zone the decision map shows: smaller patches are merged into "
      "the surrounding tier (never a Tier-1 patch)."),
+    ("Phase-unwrapping error", "InSAR measures the phase of the radar echo modulo one cycle (27.73 mm of "
+     "line-of-sight movement for Sentinel-1); where the processing adds or drops whole cycles over a patch from one "
+     "date on, the patch seems to jump by that much although the ground did not move."),
 ]
 
 _COMPASS = ["east", "north-east", "north", "north-west", "west", "south-west", "south", "south-east"]
@@ -254,6 +257,8 @@ def write_front(rep, story: dict, fig=None) -> None:
         items.append("Main uncertainty: " + story["uncertainty"]["sentence"])
     if story.get("discontinuity_sentence"):
         items.append(story["discontinuity_sentence"])
+    if story.get("unwrapping_sentence"):
+        items.append(story["unwrapping_sentence"])
     rep.html("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in items) + "</ul>")
     rep.paragraph(f"Zones smaller than {story['mmu_m2']:g} m² (the minimum mapping unit) are merged into their "
                   f"surroundings, except Tier 1; the map has {story['n_zone_polygons']} zone polygon(s). Words in "
@@ -330,6 +335,13 @@ def build_summary(s: dict, info, unc, zon, resid, back, gate, tune_reports: List
     if resid is not None:
         story["residual_zones"] = [{"name": str(r[0]), "pixels": int(r[1]), "bias_mm": float(r[2]),
                                     "rmse_mm": float(r[4])} for r in resid.zone_rows]
+    cyc = [x for x in ((s.get("modelling") or {}).get("steps_detected") or []) if x.get("cycles")]
+    if cyc:     # step_detect: a patch that jumped by whole phase cycles at one date
+        story["unwrapping_sentence"] = (
+            "Check the input: part of the stack jumps by a whole Sentinel-1 phase cycle at " + ", ".join(
+                f"{x['date']} ({x['pixels']} pixels, {x['step_mm']:+.1f} mm)" for x in cyc) + ", the mark of a "
+            "phase-unwrapping error rather than of ground movement. The forecast follows the jump; if the "
+            "interferograms of that date confirm it, correct the unwrapping and run again.")
     d = zon.discontinuity
     if d.get("applied") and d.get("trace_pixels"):
         story["discontinuity_sentence"] = (

@@ -33,7 +33,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from .data import dataset
+from .data import dataset, step_detect
 from .models import DEFAULT_ARCHITECTURE, modelio
 from .io import raster, styles
 from .data.configs import DataConfig
@@ -445,10 +445,10 @@ def write_story(path, s, info, scene, unc, zon, resid, tune_results, back, progr
                       f"validation {mo.get('validation')} (early stopping, the TPE objective and each model's "
                       "correction weight; 'space' = 20 % of the pixels in blocks, over the epochs before the test period).")
     if mo.get("steps_detected"):
-        rep.paragraph("Steps found in the stack (STEPS auto): " + ", ".join(
-            f"{x['date']} ({x['pixels']} pixels)" for x in mo["steps_detected"]) + ". Each date enters the classical "
-            "fits (and so the anchor and the networks' classical channels) of the pixels whose own history shows the "
-            "step; give the dates in STEPS when you know them, or STEPS none to switch this off.")
+        rep.paragraph("Steps found in the stack (STEPS auto): " + step_detect.describe(mo["steps_detected"])
+                      + ". Each date enters the classical fits (and so the anchor and the networks' classical channels) "
+                      "of the pixels whose own history shows the step; give the dates in STEPS when you know them, or "
+                      "STEPS none to switch this off.")
     elif mo.get("steps"):
         rep.paragraph("Known step dates (STEPS): " + ", ".join(mo["steps"]) + "; each enters the classical fits of "
                       "the pixels whose history shows the step.")

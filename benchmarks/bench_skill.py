@@ -22,7 +22,8 @@ forecast can have where the offset is large (docs/skill.md, session 39). So the 
 the truth relative to the member that is best against the expected observation (``ratio_fair``).
 
 ``--generator independent`` scores scenes of ``independent_scene.py`` instead, a second generator written
-apart from ours (other laws, noise and referencing): does the skill carry over?
+apart from ours (other laws, noise and referencing): does the skill carry over? ``--generator blind`` scores
+``blind_scene.py``, a third written in session 44 by a helper that read neither generator nor the docs.
 
 ``--points FRACTION`` gives the main job the stack as persistent scatterers imported onto a grid are: NaN but at
 about that share of the pixels, clustered (``stack_points.tif``; scored where it forecasts; docs/skill.md,
@@ -98,10 +99,13 @@ def run_seed(seed: int, args) -> dict:
         sc = os.path.join(folder, "scene")
         files = {k: os.path.join(sc, f) for k, f in (("stack", "stack.tif"), ("truth", "truth.tif"),
                                                      ("zones", "zones.tif"), ("scene_json", "scene.json"))}
-    elif args.generator == "independent":   # the second generator, written apart from ours (issue 12)
-        import independent_scene
-        files = independent_scene.write(os.path.join(folder, "scene"), seed, width=args.width, height=args.height,
-                                        n_epochs=args.epochs, n_future=args.horizon, step_days=args.step_days)
+    elif args.generator in ("independent", "blind"):   # generators written apart from ours (issue 12)
+        if args.generator == "independent":
+            import independent_scene as gen
+        else:
+            import blind_scene as gen
+        files = gen.write(os.path.join(folder, "scene"), seed, width=args.width, height=args.height,
+                          n_epochs=args.epochs, n_future=args.horizon, step_days=args.step_days)
     else:
         files = write_scene(os.path.join(folder, "scene"), seed=seed, physics=args.physics, width=args.width,
                             height=args.height, n_epochs=args.epochs, n_future=args.horizon,
@@ -162,7 +166,7 @@ def run_seed(seed: int, args) -> dict:
         found).reshape(fam.shape)
     zones = raster.read_raster(files["zones"])[0][0]
     valid = np.isfinite(med).all(axis=0) & np.isfinite(fam).all(axis=(0, 1)) & np.isfinite(raw).all(axis=0)
-    names = {0: "background", 1: "mining", 2: "fault", 3: "uplift", 4: "step area"}
+    names = {0: "background", 1: "mining", 2: "fault", 3: "uplift", 4: "step area", 5: "buildings"}
     regions = {"all": valid}
     for z, n in names.items():
         m = valid & (zones == z)
@@ -210,7 +214,8 @@ def run_seed(seed: int, args) -> dict:
 
 
 def markdown(results, args) -> str:
-    out = [f"{'Independent generator' if args.generator == 'independent' else 'Varied physics'} ({args.physics}), {args.width} x {args.height} pixels, {args.epochs} epochs at {args.step_days} days, "
+    title = {"independent": "Independent generator", "blind": "Blind generator"}.get(args.generator, "Varied physics")
+    out = [f"{title} ({args.physics}), {args.width} x {args.height} pixels, {args.epochs} epochs at {args.step_days} days, "
            f"horizon {args.horizon}; RMSE (mm) of the forecast after the last acquisition against the noise-free "
            f"future; {platform.node()} ({os.cpu_count()} CPUs), {time.strftime('%Y-%m-%d')}.", ""]
     out.append("| seed | region | pixels | main job | ensemble, no gate | best classical | its RMSE | ratio | "
@@ -274,8 +279,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--physics", default="varied")
-    ap.add_argument("--generator", default="deformcast", choices=("deformcast", "independent"),
-                    help="independent: benchmarks/independent_scene.py, a generator written apart from ours")
+    ap.add_argument("--generator", default="deformcast", choices=("deformcast", "independent", "blind"),
+                    help="independent: benchmarks/independent_scene.py, a generator written apart from ours; "
+                         "blind: benchmarks/blind_scene.py, a third written without reading either (session 44)")
     ap.add_argument("--horizon", type=int, default=15)
     ap.add_argument("--width", type=int, default=100)
     ap.add_argument("--height", type=int, default=80)

@@ -42,7 +42,11 @@ def test_block_reading_adds_up_to_the_whole(tmp_path):
     p = str(tmp_path / "s.tif")
     raster.write_stack(p, y, d, raster.make_grid(0, 0, 20, y.shape[2], y.shape[1]))
     info = raster.open_stack(p)
-    assert step_detect.detect_in_source(info, info.dates, rows_per_block=7) == step_detect.detect_steps(y, d)
+    blocks, whole = step_detect.detect_in_source(info, info.dates, rows_per_block=7), step_detect.detect_steps(y, d)
+    key = ("date", "epoch", "pixels", "cycles")
+    assert [[g[k] for k in key] for g in blocks] == [[g[k] for k in key] for g in whole] and whole
+    # each block fits the steps of its own pixels: the same median up to the histogram's bins
+    np.testing.assert_allclose([g["step_mm"] for g in blocks], [g["step_mm"] for g in whole], atol=0.3)
 
 
 def test_pixel_test_uses_the_history_only_and_the_family_changes_only_where_the_step_is():
@@ -150,3 +154,25 @@ def test_a_coherent_step_hidden_in_pixel_noise_is_dated_by_its_neighbourhood():
             assert step_detect.detect_steps(y, d) == []
         finally:
             step_detect.STEP_Z = saved
+
+
+def test_a_step_of_whole_phase_cycles_is_flagged_as_a_likely_unwrapping_error_and_other_steps_are_not():
+    cyc = step_detect.CYCLE_MM
+    got = {}
+    for label, mm in (("one", -cyc), ("two", 2 * cyc), ("collapse", -20.0), ("heave", 15.0)):
+        found = step_detect.detect_steps(*_stack(step_mm=mm, k_step=110)[:2])
+        assert [g["epoch"] for g in found] == [110], label
+        got[label] = found[0]
+        assert abs(found[0]["step_mm"] - mm) < 1.5, (label, found[0])       # the patch's median step
+    assert (got["one"]["cycles"], got["two"]["cycles"], got["collapse"]["cycles"], got["heave"]["cycles"]) == (1, 2, 0, 0)
+    text = step_detect.describe([got["one"], got["collapse"]])
+    assert text.count("unwrapping") == 2 and "MintPy" in text          # the note and the fix, for the cycle only
+    first, second = text.split("; ", 1)[0], text.split(f"; {got['collapse']['date']}")[-1]
+    assert "phase-unwrapping error" in first and "unwrapping" not in second
+    assert step_detect.describe([]) == "none"
+    # a step of the same size as a cycle in only some of its pixels (a wide spread around the mean) is not flagged
+    y, d, patch = _stack(step_mm=0.0)
+    ramp = np.linspace(-1.6, -0.4, int(patch.sum())) * cyc            # mean one cycle, most pixels far from it
+    y[110:, patch] += ramp[None].astype(np.float32)
+    found = step_detect.detect_steps(y, d)
+    assert [g["epoch"] for g in found] == [110] and found[0]["cycles"] == 0

@@ -56,7 +56,7 @@ def run(tmp_path_factory):
     info = open_stack(sp)
     st = story.build_summary(s, info, unc, zon, res, {"coverage_p10_p90": 0.55}, {"verdict": "win",
                                                                                   "action": "ensemble kept"}, [])
-    return {"d": d, "s": s, "story": st, "zon": zon, "grid": grid, "info": info, "res": res}
+    return {"d": d, "s": s, "story": st, "zon": zon, "grid": grid, "info": info, "res": res, "unc": unc}
 
 
 def test_summary_tiers_areas_and_places(run):
@@ -135,3 +135,18 @@ def test_raster_zone_names_from_categories_and_style(tmp_path):
     assert raster_zone_names(mem, p) == {1: "Pit", 2: "Step"}
     q = write_raster(str(tmp_path / "plain.tif"), a, g, dtype="uint8")
     assert residuals.zones_array(q, g)[1] == {1: "zone 1", 2: "zone 2"}
+
+
+def test_a_step_of_a_whole_phase_cycle_found_in_the_stack_is_named_first_and_other_steps_are_not(run):
+    found = [{"date": "2021-02-06", "epoch": 3, "pixels": 40, "step_mm": -27.9, "cycles": 1},
+             {"date": "2021-03-02", "epoch": 5, "pixels": 30, "step_mm": -18.0, "cycles": 0}]
+    s = dict(run["s"], modelling={"steps_detected": found})
+    st = story.build_summary(s, run["info"], run["unc"], run["zon"], run["res"], {}, {}, [])
+    sent = st["unwrapping_sentence"]
+    assert "2021-02-06 (40 pixels, -27.9 mm)" in sent and "2021-03-02" not in sent and "unwrapping" in sent
+    rep = Report("t")
+    story.write_front(rep, st)
+    html = Path(rep.save(str(run["d"] / "u.html"))).read_text()
+    summary = html[html.index("<h2>Summary</h2>"):html.index("<h2>Tiers and what to do</h2>")]
+    assert "phase-unwrapping error" in summary
+    assert "unwrapping_sentence" not in run["story"]        # no such step: no sentence

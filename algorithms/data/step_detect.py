@@ -18,6 +18,14 @@ the pixel's own history up to the forecast origin shows the step (``|t| >= STEP_
 ``STEP_MIN_POST`` epochs after it, in a window of up to ``STEP_HALF_PIXEL`` epochs on each side). Elsewhere the step term would only add variance: with a date 20
 epochs before the end applied to every pixel, the two-year trajectory of one benchmark scene's background
 went from 3.41 to 3.92 mm (docs/skill.md).
+
+Each date found carries the median step of the pixels that show it (``step_mm``, fitted on the whole series with the
+all-history terms, :func:`step_sums`) and ``cycles``: 1 or 2 where that
+step is a whole number of Sentinel-1 phase cycles (``CYCLE_MM``, lambda / 2 = 27.73 mm of line-of-sight motion)
+within ``UNWRAP_TOL`` and most of its pixels agree, else 0. Such a step is the signature of a phase-unwrapping
+error of a patch, not of ground motion (session 45; the third generator's scenes hold such errors as noise): the
+forecast follows the level the stack records, so the log and the report name the date and say what to check
+(:func:`describe`).
 """
 from __future__ import annotations
 
@@ -52,6 +60,14 @@ STEP_MIN_MM, STEP_MIN_PIXELS = 4.0, 20
 #: date 18, z >= 4 gives 7 false dates) and confirmed on 100 scenes never looked at before (seeds 45-144,
 #: benchmarks/bench_steps.py: 43 of 51 against 39, no false date).
 STEP_BOX, STEP_Z = 7, 6.0
+#: the line-of-sight displacement of one phase cycle (mm): half the Sentinel-1 C-band wavelength (5.405 GHz)
+CYCLE_MM = 27.73
+#: a date's step is called a whole number of cycles when its median over the pixels that show it lies within this
+#: share of a cycle of one or two cycles and at least half of those pixels do (session 45: the unwrapping errors of
+#: the third generator's scenes measured -27.4 and -28.7 mm, a collapse -22.3 mm)
+UNWRAP_TOL = 0.1
+#: the bins of the histogram of a date's steps (:func:`step_sums`): width and half span (mm)
+HIST_MM, HIST_SPAN_MM = 0.25, 4 * CYCLE_MM
 
 
 def _window_fit(y: np.ndarray, k: int, n_pre: int, n_post: int):
@@ -171,7 +187,10 @@ def step_scan(block: np.ndarray, dates, end: Optional[int] = None) -> Dict[str, 
             with np.errstate(invalid="ignore", divide="ignore"):
                 t_all[:, cols] = c / np.maximum(se, 1e-9)
     shp = (ks.size,) + y.shape[1:]
-    return {"k": ks, "c": c_all.reshape(shp), "t": t_all.reshape(shp)}
+    # the detrended series, gaps filled, and its times (years): :func:`step_sums` fits each found step on it
+    years = (np.asarray(dates, dtype="datetime64[D]")[:T] - np.asarray(dates, dtype="datetime64[D]")[0]).astype(
+        np.float64) / 365.25
+    return {"k": ks, "c": c_all.reshape(shp), "t": t_all.reshape(shp), "r": np.nan_to_num(flat), "years": years}
 
 
 def coherent_counts(scan: Dict[str, np.ndarray]) -> np.ndarray:
@@ -180,9 +199,10 @@ def coherent_counts(scan: Dict[str, np.ndarray]) -> np.ndarray:
     return _coherent_flags(scan).sum(axis=(1, 2))
 
 
-def pick_dates(counts: np.ndarray, ks: np.ndarray, dates) -> List[dict]:
+def pick_dates(counts: np.ndarray, ks: np.ndarray, dates, sums: Optional[np.ndarray] = None) -> List[dict]:
     """Dates from the coherent counts of candidate epochs ``ks``: each run's epoch with the most pixels
-    (no other kept epoch within ``STEP_HALF``), where at least ``STEP_MIN_PIXELS`` show the step."""
+    (no other kept epoch within ``STEP_HALF``), where at least ``STEP_MIN_PIXELS`` show the step. ``sums``:
+    :func:`step_sums` of the same flags, for each date's median step ``step_mm`` and ``cycles`` (module doc)."""
     d = np.asarray(dates, dtype="datetime64[D]")
     counts = np.asarray(counts, dtype=np.int64)
     order = np.argsort(-counts, kind="stable")
@@ -192,15 +212,83 @@ def pick_dates(counts: np.ndarray, ks: np.ndarray, dates) -> List[dict]:
             break
         if all(abs(int(ks[i]) - int(ks[j])) > STEP_HALF for j in kept):
             kept.append(int(i))
-    return [{"date": str(d[int(ks[i])]), "epoch": int(ks[i]), "pixels": int(counts[i])}
-            for i in sorted(kept, key=lambda i: int(ks[i]))]
+    out = []
+    for i in sorted(kept, key=lambda i: int(ks[i])):
+        row = {"date": str(d[int(ks[i])]), "epoch": int(ks[i]), "pixels": int(counts[i])}
+        if sums is not None and sums[i].sum() > 0:
+            med, m = _median_and_cycles(sums[i])
+            row.update(step_mm=round(med, 2), cycles=m)
+        out.append(row)
+    return out
+
+
+def step_sums(scan: Dict[str, np.ndarray], flags: np.ndarray, rows: Optional[tuple] = None) -> np.ndarray:
+    """(K, bins): per candidate epoch, the histogram (``HIST_MM`` bins over +-``HIST_SPAN_MM``, the ends open) of the
+    steps of the pixels ``flags`` marks (:func:`_coherent_flags`; ``rows``: the scan's rows they cover); histograms
+    of blocks add up, and a date's median step and the share of its pixels near whole cycles come from it
+    (:func:`pick_dates`). Each step is fitted on the whole series, jointly with the all-history terms
+    (:func:`_detrended`'s polynomial and seasons) and a step at that epoch, as MintPy fits a step at a known date: the
+    16-epoch window of the scan sees half a year, where the seasons of the detrending (which bend to join the two
+    levels) and the noise of a few dates move the step by several per cent."""
+    from .baselines import design_matrix, terms_for_span
+
+    r, years, ks = scan["r"], scan["years"], scan["k"]
+    f = np.asarray(flags, dtype=bool)
+    R, W = f.shape[1:]
+    off = 0 if rows is None else int(rows[0]) * W
+    deg, periods = terms_for_span(float(years[-1] - years[0]))
+    nb = _n_bins()
+    hist = np.zeros((ks.size, nb))
+    for i in np.flatnonzero(f.any(axis=(1, 2))):
+        pix = off + np.flatnonzero(f[i].ravel())
+        A = design_matrix(years, deg, periods, steps=(float(years[int(ks[i])]),))
+        c = np.linalg.lstsq(A, r[:, pix], rcond=None)[0][-1]
+        b = np.clip(np.floor((np.nan_to_num(c) + HIST_SPAN_MM) / HIST_MM), 0, nb - 1).astype(np.int64)
+        hist[i] = np.bincount(b, minlength=nb)
+    return hist
+
+
+def _n_bins() -> int:
+    return int(round(2 * HIST_SPAN_MM / HIST_MM))
+
+
+def _median_and_cycles(hist: np.ndarray):
+    """A date's median step (mm) from its histogram (:func:`step_sums`) and the whole cycles it amounts to (1 or 2,
+    else 0: module doc)."""
+    n = hist.sum()
+    centres = -HIST_SPAN_MM + (np.arange(hist.size) + 0.5) * HIST_MM
+    med = float(centres[int(np.searchsorted(np.cumsum(hist), 0.5 * n))])
+    m = int(round(abs(med) / CYCLE_MM))
+    if not 1 <= m <= 2 or abs(abs(med) - m * CYCLE_MM) > UNWRAP_TOL * CYCLE_MM:
+        return med, 0
+    near = np.abs(np.abs(centres) - m * CYCLE_MM) <= UNWRAP_TOL * CYCLE_MM
+    return med, m if hist[near].sum() >= 0.5 * n else 0
+
+
+def describe(found: List[dict]) -> str:
+    """The dates :func:`detect_steps` found, for a log or a report: each with its pixels and its median step, and a
+    note on those of whole phase cycles (possible unwrapping errors, what to check); 'none' where none."""
+    if not found:
+        return "none"
+    parts = []
+    for x in found:
+        mm = f", {x['step_mm']:+.1f} mm" if x.get("step_mm") is not None else ""
+        cyc = int(x.get("cycles") or 0)
+        note = (f": the size of {'one' if cyc == 1 else 'two'} Sentinel-1 phase cycle{'s' if cyc > 1 else ''} "
+                f"({cyc * CYCLE_MM:.2f} mm), the mark of a phase-unwrapping error of that patch rather than of ground "
+                "motion; check that date's interferograms and correct the unwrapping (e.g. MintPy's "
+                "unwrap_error_bridging or unwrap_error_phase_closure) before forecasting: until then the forecast "
+                "follows the jump as if the ground had moved" if cyc else "")
+        parts.append(f"{x['date']} ({x['pixels']} pixels{mm}{note})")
+    return "; ".join(parts)
 
 
 def detect_steps(stack: np.ndarray, dates, end: Optional[int] = None) -> List[dict]:
     """Step dates in a stack (T, rows, cols) mm, from its epochs up to ``end`` (default: all):
-    ``[{"date", "epoch", "pixels"}]`` (module doc)."""
+    ``[{"date", "epoch", "pixels", "step_mm", "cycles"}]`` (module doc)."""
     scan = step_scan(stack, dates, end)
-    return pick_dates(coherent_counts(scan), scan["k"], dates)
+    flags = _coherent_flags(scan)
+    return pick_dates(flags.sum(axis=(1, 2)), scan["k"], dates, step_sums(scan, flags))
 
 
 def detect_in_source(source, dates, rows_per_block: int = 128) -> List[dict]:
@@ -213,16 +301,18 @@ def detect_in_source(source, dates, rows_per_block: int = 128) -> List[dict]:
     from ..io import raster
 
     Hh = int(source.grid.shape[0])
-    total, ks = None, None
+    total, sums, ks = None, None, None
     halo = STEP_BOX // 2 + 1
     for r0 in range(0, Hh, int(rows_per_block)):
         r1 = min(Hh, r0 + int(rows_per_block))
         a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
         scan = step_scan(raster.read_stack(source, rows=(a0, a1)), d)
-        counts_all = _coherent_flags(scan)[:, r0 - a0:r1 - a0].sum(axis=(1, 2))
+        flags = _coherent_flags(scan)[:, r0 - a0:r1 - a0]
+        counts_all, s_all = flags.sum(axis=(1, 2)), step_sums(scan, flags, rows=(r0 - a0, r1 - a0))
         total = counts_all if total is None else total + counts_all
+        sums = s_all if sums is None else sums + s_all
         ks = scan["k"]
-    return [] if total is None else pick_dates(total, ks, d)
+    return [] if total is None else pick_dates(total, ks, d, sums)
 
 
 def _box_z(c: np.ndarray) -> np.ndarray:
