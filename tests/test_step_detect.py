@@ -43,7 +43,7 @@ def test_block_reading_adds_up_to_the_whole(tmp_path):
     raster.write_stack(p, y, d, raster.make_grid(0, 0, 20, y.shape[2], y.shape[1]))
     info = raster.open_stack(p)
     blocks, whole = step_detect.detect_in_source(info, info.dates, rows_per_block=7), step_detect.detect_steps(y, d)
-    key = ("date", "epoch", "pixels", "cycles")
+    key = ("date", "epoch", "pixels", "cycles", "row", "col")      # the patch centre in raster rows, block or whole
     assert [[g[k] for k in key] for g in blocks] == [[g[k] for k in key] for g in whole] and whole
     # each block fits the steps of its own pixels: the same median up to the histogram's bins
     np.testing.assert_allclose([g["step_mm"] for g in blocks], [g["step_mm"] for g in whole], atol=0.3)
@@ -165,6 +165,7 @@ def test_a_step_of_whole_phase_cycles_is_flagged_as_a_likely_unwrapping_error_an
         got[label] = found[0]
         assert abs(found[0]["step_mm"] - mm) < 1.5, (label, found[0])       # the patch's median step
     assert (got["one"]["cycles"], got["two"]["cycles"], got["collapse"]["cycles"], got["heave"]["cycles"]) == (1, 2, 0, 0)
+    assert abs(got["one"]["row"] - 10) < 1 and abs(got["one"]["col"] - 10) < 1         # the patch's centre
     text = step_detect.describe([got["one"], got["collapse"]])
     assert text.count("unwrapping") == 2 and "MintPy" in text          # the note and the fix, for the cycle only
     first, second = text.split("; ", 1)[0], text.split(f"; {got['collapse']['date']}")[-1]

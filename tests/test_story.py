@@ -138,12 +138,14 @@ def test_raster_zone_names_from_categories_and_style(tmp_path):
 
 
 def test_a_step_of_a_whole_phase_cycle_found_in_the_stack_is_named_first_and_other_steps_are_not(run):
-    found = [{"date": "2021-02-06", "epoch": 3, "pixels": 40, "step_mm": -27.9, "cycles": 1},
-             {"date": "2021-03-02", "epoch": 5, "pixels": 30, "step_mm": -18.0, "cycles": 0}]
+    found = [{"date": "2021-02-06", "epoch": 3, "pixels": 40, "step_mm": -27.9, "cycles": 1, "row": 5.0, "col": 35.0},
+             {"date": "2021-03-02", "epoch": 5, "pixels": 30, "step_mm": -18.0, "cycles": 0, "row": 20.0, "col": 5.0}]
     s = dict(run["s"], modelling={"steps_detected": found})
     st = story.build_summary(s, run["info"], run["unc"], run["zon"], run["res"], {}, {}, [])
     sent = st["unwrapping_sentence"]
-    assert "2021-02-06 (40 pixels, -27.9 mm)" in sent and "2021-03-02" not in sent and "unwrapping" in sent
+    # the patch's place: the centre of pixel (5, 35) of the 50 m grid from (300000, 5650000), north-east of the centre
+    assert "2021-02-06 (40 pixels, -27.9 mm around x 301775, y 5649725, " in sent and "north-east" in sent
+    assert "2021-03-02" not in sent and "unwrapping" in sent
     rep = Report("t")
     story.write_front(rep, st)
     html = Path(rep.save(str(run["d"] / "u.html"))).read_text()

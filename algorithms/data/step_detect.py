@@ -202,7 +202,8 @@ def coherent_counts(scan: Dict[str, np.ndarray]) -> np.ndarray:
 def pick_dates(counts: np.ndarray, ks: np.ndarray, dates, sums: Optional[np.ndarray] = None) -> List[dict]:
     """Dates from the coherent counts of candidate epochs ``ks``: each run's epoch with the most pixels
     (no other kept epoch within ``STEP_HALF``), where at least ``STEP_MIN_PIXELS`` show the step. ``sums``:
-    :func:`step_sums` of the same flags, for each date's median step ``step_mm`` and ``cycles`` (module doc)."""
+    :func:`step_sums` of the same flags, for each date's median step ``step_mm``, ``cycles`` (module doc) and the
+    centre (``row``, ``col``) of its pixels."""
     d = np.asarray(dates, dtype="datetime64[D]")
     counts = np.asarray(counts, dtype=np.int64)
     order = np.argsort(-counts, kind="stable")
@@ -215,17 +216,21 @@ def pick_dates(counts: np.ndarray, ks: np.ndarray, dates, sums: Optional[np.ndar
     out = []
     for i in sorted(kept, key=lambda i: int(ks[i])):
         row = {"date": str(d[int(ks[i])]), "epoch": int(ks[i]), "pixels": int(counts[i])}
-        if sums is not None and sums[i].sum() > 0:
-            med, m = _median_and_cycles(sums[i])
-            row.update(step_mm=round(med, 2), cycles=m)
+        n = 0.0 if sums is None else float(sums[i][:-2].sum())
+        if n > 0:
+            med, m = _median_and_cycles(sums[i][:-2])
+            row.update(step_mm=round(med, 2), cycles=m, row=round(float(sums[i][-2]) / n, 1),
+                       col=round(float(sums[i][-1]) / n, 1))
         out.append(row)
     return out
 
 
-def step_sums(scan: Dict[str, np.ndarray], flags: np.ndarray, rows: Optional[tuple] = None) -> np.ndarray:
-    """(K, bins): per candidate epoch, the histogram (``HIST_MM`` bins over +-``HIST_SPAN_MM``, the ends open) of the
-    steps of the pixels ``flags`` marks (:func:`_coherent_flags`; ``rows``: the scan's rows they cover); histograms
-    of blocks add up, and a date's median step and the share of its pixels near whole cycles come from it
+def step_sums(scan: Dict[str, np.ndarray], flags: np.ndarray, rows: Optional[tuple] = None,
+              row0: int = 0) -> np.ndarray:
+    """(K, bins + 2): per candidate epoch, the histogram (``HIST_MM`` bins over +-``HIST_SPAN_MM``, the ends open) of
+    the steps of the pixels ``flags`` marks (:func:`_coherent_flags`; ``rows``: the scan's rows they cover, the first
+    of them row ``row0`` of the raster), then the sums of their rows and columns; sums of blocks add up, and a date's
+    median step, the share of its pixels near whole cycles and the patch's centre come from them
     (:func:`pick_dates`). Each step is fitted on the whole series, jointly with the all-history terms
     (:func:`_detrended`'s polynomial and seasons) and a step at that epoch, as MintPy fits a step at a known date: the
     16-epoch window of the scan sees half a year, where the seasons of the detrending (which bend to join the two
@@ -238,13 +243,16 @@ def step_sums(scan: Dict[str, np.ndarray], flags: np.ndarray, rows: Optional[tup
     off = 0 if rows is None else int(rows[0]) * W
     deg, periods = terms_for_span(float(years[-1] - years[0]))
     nb = _n_bins()
-    hist = np.zeros((ks.size, nb))
+    hist = np.zeros((ks.size, nb + 2))
+    kk, rr, cc = np.nonzero(f)
+    hist[:, nb] = np.bincount(kk, weights=rr + float(row0), minlength=ks.size)
+    hist[:, nb + 1] = np.bincount(kk, weights=cc.astype(np.float64), minlength=ks.size)
     for i in np.flatnonzero(f.any(axis=(1, 2))):
         pix = off + np.flatnonzero(f[i].ravel())
         A = design_matrix(years, deg, periods, steps=(float(years[int(ks[i])]),))
         c = np.linalg.lstsq(A, r[:, pix], rcond=None)[0][-1]
         b = np.clip(np.floor((np.nan_to_num(c) + HIST_SPAN_MM) / HIST_MM), 0, nb - 1).astype(np.int64)
-        hist[i] = np.bincount(b, minlength=nb)
+        hist[i, :nb] = np.bincount(b, minlength=nb)
     return hist
 
 
@@ -279,13 +287,14 @@ def describe(found: List[dict]) -> str:
                 "motion; check that date's interferograms and correct the unwrapping (e.g. MintPy's "
                 "unwrap_error_bridging or unwrap_error_phase_closure) before forecasting: until then the forecast "
                 "follows the jump as if the ground had moved" if cyc else "")
-        parts.append(f"{x['date']} ({x['pixels']} pixels{mm}{note})")
+        at = f" around row {x['row']:.0f}, column {x['col']:.0f}" if x.get("row") is not None else ""
+        parts.append(f"{x['date']} ({x['pixels']} pixels{at}{mm}{note})")
     return "; ".join(parts)
 
 
 def detect_steps(stack: np.ndarray, dates, end: Optional[int] = None) -> List[dict]:
     """Step dates in a stack (T, rows, cols) mm, from its epochs up to ``end`` (default: all):
-    ``[{"date", "epoch", "pixels", "step_mm", "cycles"}]`` (module doc)."""
+    ``[{"date", "epoch", "pixels", "step_mm", "cycles", "row", "col"}]`` (module doc)."""
     scan = step_scan(stack, dates, end)
     flags = _coherent_flags(scan)
     return pick_dates(flags.sum(axis=(1, 2)), scan["k"], dates, step_sums(scan, flags))
@@ -308,7 +317,7 @@ def detect_in_source(source, dates, rows_per_block: int = 128) -> List[dict]:
         a0, a1 = max(0, r0 - halo), min(Hh, r1 + halo)
         scan = step_scan(raster.read_stack(source, rows=(a0, a1)), d)
         flags = _coherent_flags(scan)[:, r0 - a0:r1 - a0]
-        counts_all, s_all = flags.sum(axis=(1, 2)), step_sums(scan, flags, rows=(r0 - a0, r1 - a0))
+        counts_all, s_all = flags.sum(axis=(1, 2)), step_sums(scan, flags, rows=(r0 - a0, r1 - a0), row0=r0)
         total = counts_all if total is None else total + counts_all
         sums = s_all if sums is None else sums + s_all
         ks = scan["k"]
