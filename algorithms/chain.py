@@ -107,7 +107,8 @@ def _declared() -> List[Param]:
           advanced=True),
         P("STEPS", "string", "Step dates: auto (detected in the stack), none, or known dates (comma list or "
           "a CSV/TXT file of YYYY-MM-DD)", "steps", optional=True, advanced=True,
-          tip="Each date enters the classical fits of the pixels whose history shows the step."),
+          tip="Each date enters the classical fits of the pixels whose history shows the step. A detected step of "
+              "one or two Sentinel-1 phase cycles (27.73 mm) is reported as a possible unwrapping error."),
         P("VALIDATION", "enum", "Validation (early stopping, TPE objective) windows", "validation",
           choices=tuple(dataset.VALIDATIONS), advanced=True),
         P("SEARCH_SPACE", "string", "Search space overrides (JSON; empty = compact demo space, {} = full space)",
