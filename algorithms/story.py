@@ -343,9 +343,9 @@ def build_summary(s: dict, info, unc, zon, resid, back, gate, tune_reports: List
             ex, ny = _xy(grid, x["row"] + 0.5, x["col"] + 0.5)
             return f" around x {ex:.0f}, y {ny:.0f}, {direction(grid, x['row'], x['col'])['text']}"
 
+        dates = ", ".join(f"{x['date']} ({x['pixels']} pixels, {x['step_mm']:+.1f} mm{_where(x)})" for x in cyc)
         story["unwrapping_sentence"] = (
-            "Check the input: part of the stack jumps by a whole Sentinel-1 phase cycle at " + ", ".join(
-                f"{x['date']} ({x['pixels']} pixels, {x['step_mm']:+.1f} mm{_where(x)})" for x in cyc) + ", the mark of a "
+            f"Check the input: part of the stack jumps by a whole Sentinel-1 phase cycle at {dates}, the mark of a "
             "phase-unwrapping error rather than of ground movement. The forecast follows the jump; if the "
             "interferograms of that date confirm it, correct the unwrapping and run again.")
     d = zon.discontinuity

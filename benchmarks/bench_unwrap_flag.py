@@ -96,7 +96,8 @@ def main(argv=None):
         n[k] += 1
         dated[k] += r["dated"]
         flagged[k] += r["flagged"]
-    lines = ["| generator | true step | steps (found dates) | dated | flagged as whole cycles |", "|---|---|---:|---:|---:|"]
+    lines = ["| generator | true step | steps (found dates) | dated | flagged as whole cycles |",
+             "|---|---|---:|---:|---:|"]
     for k in sorted(n):
         lines.append(f"| {k[0]} | {k[1]} | {n[k]} | {dated[k]} | {flagged[k]} |")
     text = "\n".join(lines)

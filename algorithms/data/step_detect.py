@@ -63,8 +63,9 @@ STEP_BOX, STEP_Z = 7, 6.0
 #: the line-of-sight displacement of one phase cycle (mm): half the Sentinel-1 C-band wavelength (5.405 GHz)
 CYCLE_MM = 27.73
 #: a date's step is called a whole number of cycles when its median over the pixels that show it lies within this
-#: share of a cycle of one or two cycles and at least half of those pixels do (session 45: the unwrapping errors of
-#: the third generator's scenes measured -27.4 and -28.7 mm, a collapse -22.3 mm)
+#: share of a cycle of one or two cycles and at least half of those pixels do (session 45: two unwrapping errors of
+#: the third generator's scenes read -28.05 and -28.3 mm, a collapse beside one of them -24.8 mm;
+#: benchmarks/bench_unwrap_flag.py)
 UNWRAP_TOL = 0.1
 #: the bins of the histogram of a date's steps (:func:`step_sums`): width and half span (mm)
 HIST_MM, HIST_SPAN_MM = 0.25, 4 * CYCLE_MM
@@ -239,7 +240,7 @@ def step_sums(scan: Dict[str, np.ndarray], flags: np.ndarray, rows: Optional[tup
 
     r, years, ks = scan["r"], scan["years"], scan["k"]
     f = np.asarray(flags, dtype=bool)
-    R, W = f.shape[1:]
+    W = f.shape[2]
     off = 0 if rows is None else int(rows[0]) * W
     deg, periods = terms_for_span(float(years[-1] - years[0]))
     nb = _n_bins()
