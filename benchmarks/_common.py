@@ -120,3 +120,37 @@ def regated_workflow(stack_path: str, job: str) -> dict:
     s["gate"] = skill_gate.run_gate(stack_path, s["paths"]["models"], csv_path=os.path.join(job, "rolling_origins.csv"))
     predict_ensemble(stack_path, s["paths"]["models"], s["paths"]["forecast_median"])
     return s
+
+
+def write_generated(folder: str, s: dict, seed: int, scene: str, epsg: int, geotransform) -> dict:
+    """A generated scene ``s`` (``observed``, ``truth``, ``future_observed``, ``zones``, ``dates``, ``future_dates``,
+    ``params``) written like ``synthetic.write_scene`` (the keys ``bench_skill.py`` reads): the GeoTIFFs on a grid of
+    EPSG ``epsg`` and ``geotransform``, tagged ``DEFORMCAST_SCENE`` = ``scene``, and ``scene.json``."""
+    import json
+    import os
+
+    import numpy as np
+    from deformcast.algorithms.io.raster import Grid, iso, write_raster, write_stack
+    from osgeo import osr
+
+    H, W = s["zones"].shape
+    os.makedirs(folder, exist_ok=True)
+    sr = osr.SpatialReference()
+    sr.ImportFromEPSG(int(epsg))
+    grid = Grid(tuple(float(v) for v in geotransform), sr.ExportToWkt(), W, H)
+    meta = {"DEFORMCAST_SCENE": scene, "SEED": int(seed), "UNITS": "mm"}
+    out = {"stack": write_stack(os.path.join(folder, "stack.tif"), s["observed"], s["dates"], grid,
+                                metadata=dict(meta, CONTENT="observed displacement")),
+           "truth": write_stack(os.path.join(folder, "truth.tif"), s["truth"],
+                                np.concatenate([s["dates"], s["future_dates"]]), grid,
+                                metadata=dict(meta, CONTENT="noise-free truth, observed and future epochs")),
+           "future_observed": write_stack(os.path.join(folder, "future_observed.tif"), s["future_observed"],
+                                          s["future_dates"], grid, metadata=dict(meta, CONTENT="later observations")),
+           "zones": write_raster(os.path.join(folder, "zones.tif"), s["zones"], grid, ["zone"], "uint8")}
+    marker = os.path.join(folder, "scene.json")
+    with open(marker, "w", encoding="utf-8") as fh:
+        json.dump({"params": s["params"], "dates": [iso(d) for d in s["dates"]],
+                   "future_dates": [iso(d) for d in s["future_dates"]],
+                   "files": {k: os.path.relpath(v, folder) for k, v in out.items()}}, fh, indent=1)
+    out["scene_json"] = marker
+    return out

@@ -342,28 +342,7 @@ def make(seed: int, width: int = 100, height: int = 80, n_epochs: int = 150, n_f
 
 
 def write(folder: str, seed: int, **kw) -> dict:
-    from deformcast.algorithms.io.raster import Grid, iso, write_raster, write_stack
-    from osgeo import osr
+    """Write the scene like ``synthetic.write_scene`` (the keys ``bench_skill.py`` reads)."""
+    from _common import write_generated
 
-    s = make(seed, **kw)
-    H, W = s["zones"].shape
-    os.makedirs(folder, exist_ok=True)
-    sr = osr.SpatialReference()
-    sr.ImportFromEPSG(32630)
-    grid = Grid((430000.0, 30.0, 0.0, 4100000.0, 0.0, -30.0), sr.ExportToWkt(), W, H)
-    meta = {"DEFORMCAST_SCENE": "blind", "SEED": int(seed), "UNITS": "mm"}
-    out = {"stack": write_stack(os.path.join(folder, "stack.tif"), s["observed"], s["dates"], grid,
-                                metadata=dict(meta, CONTENT="observed displacement")),
-           "truth": write_stack(os.path.join(folder, "truth.tif"), s["truth"],
-                                np.concatenate([s["dates"], s["future_dates"]]), grid,
-                                metadata=dict(meta, CONTENT="noise-free truth, observed and future epochs")),
-           "future_observed": write_stack(os.path.join(folder, "future_observed.tif"), s["future_observed"],
-                                          s["future_dates"], grid, metadata=dict(meta, CONTENT="later observations")),
-           "zones": write_raster(os.path.join(folder, "zones.tif"), s["zones"], grid, ["zone"], "uint8")}
-    marker = os.path.join(folder, "scene.json")
-    with open(marker, "w", encoding="utf-8") as fh:
-        json.dump({"params": s["params"], "dates": [iso(d) for d in s["dates"]],
-                   "future_dates": [iso(d) for d in s["future_dates"]],
-                   "files": {k: os.path.relpath(v, folder) for k, v in out.items()}}, fh, indent=1)
-    out["scene_json"] = marker
-    return out
+    return write_generated(folder, make(seed, **kw), seed, "blind", 32630, (430000.0, 30.0, 0.0, 4100000.0, 0.0, -30.0))

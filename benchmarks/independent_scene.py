@@ -28,8 +28,6 @@ Zones: 0 background, 1 mining, 2 fault, 3 uplift, 4 step area (as ``synthetic``)
 """
 from __future__ import annotations
 
-import json
-import os
 from typing import Dict
 
 import numpy as np
@@ -186,28 +184,6 @@ def make(seed: int, width: int = 100, height: int = 80, n_epochs: int = 150, n_f
 
 def write(folder: str, seed: int, **kw) -> Dict[str, str]:
     """Write the scene like ``synthetic.write_scene`` (the keys ``bench_skill.py`` reads)."""
-    from deformcast.algorithms.io.raster import Grid, iso, write_raster, write_stack
-    from osgeo import osr
+    from _common import write_generated
 
-    s = make(seed, **kw)
-    H, W = s["zones"].shape
-    os.makedirs(folder, exist_ok=True)
-    sr = osr.SpatialReference()
-    sr.ImportFromEPSG(32633)
-    grid = Grid((500000.0, 40.0, 0.0, 5600000.0, 0.0, -40.0), sr.ExportToWkt(), W, H)
-    meta = {"DEFORMCAST_SCENE": "independent", "SEED": int(seed), "UNITS": "mm"}
-    out = {"stack": write_stack(os.path.join(folder, "stack.tif"), s["observed"], s["dates"], grid,
-                                metadata=dict(meta, CONTENT="observed displacement")),
-           "truth": write_stack(os.path.join(folder, "truth.tif"), s["truth"],
-                                np.concatenate([s["dates"], s["future_dates"]]), grid,
-                                metadata=dict(meta, CONTENT="noise-free truth, observed and future epochs")),
-           "future_observed": write_stack(os.path.join(folder, "future_observed.tif"), s["future_observed"],
-                                          s["future_dates"], grid, metadata=dict(meta, CONTENT="later observations")),
-           "zones": write_raster(os.path.join(folder, "zones.tif"), s["zones"], grid, ["zone"], "uint8")}
-    marker = os.path.join(folder, "scene.json")
-    with open(marker, "w", encoding="utf-8") as fh:
-        json.dump({"params": s["params"], "dates": [iso(d) for d in s["dates"]],
-                   "future_dates": [iso(d) for d in s["future_dates"]],
-                   "files": {k: os.path.relpath(v, folder) for k, v in out.items()}}, fh, indent=1)
-    out["scene_json"] = marker
-    return out
+    return write_generated(folder, make(seed, **kw), seed, "independent", 32633, (500000.0, 40.0, 0.0, 5600000.0, 0.0, -40.0))
