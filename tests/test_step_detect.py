@@ -177,3 +177,23 @@ def test_a_step_of_whole_phase_cycles_is_flagged_as_a_likely_unwrapping_error_an
     y[110:, patch] += ramp[None].astype(np.float32)
     found = step_detect.detect_steps(y, d)
     assert [g["epoch"] for g in found] == [110] and found[0]["cycles"] == 0
+
+
+def test_preparing_a_stack_with_a_whole_cycle_step_warns_the_user_and_an_ordinary_step_does_not():
+    import warnings
+
+    import pytest
+
+    from deformcast.algorithms.errors import DeformCastWarning
+
+    y, d, _ = _stack(step_mm=-step_detect.CYCLE_MM, k_step=110)
+    with pytest.warns(DeformCastWarning, match="Possible phase-unwrapping error in the stack: " + str(d[110])):
+        p = prepare(y, d, None, 8, 6, target="residual", baseline="adaptive", max_samples=300, steps="auto",
+                    validation="space")
+    assert p.config["steps_detected"][0]["cycles"] == 1
+    y, d, _ = _stack(step_mm=20.0, k_step=110)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeformCastWarning)
+        p = prepare(y, d, None, 8, 6, target="residual", baseline="adaptive", max_samples=300, steps="auto",
+                    validation="space")
+    assert p.config["steps_detected"][0]["cycles"] == 0

@@ -295,12 +295,12 @@ def prepare(stack, dates, grid: Optional[Grid], window: int, horizon: int, encod
     cov_names = sorted(covariates) if "covariates" in enc else []
     detected = None
     if isinstance(steps, str) and steps.strip().lower() == AUTO_STEPS:
-        from .step_detect import describe, detect_in_source
+        from .step_detect import detect_in_source, report_steps
 
         progress.log("Looking for steps (offsets at one date) in the stack ...")
         detected = detect_in_source(source, dates)
         steps = [x["date"] for x in detected]
-        progress.log("Steps detected: " + describe(detected) + ".")
+        report_steps(detected, progress)
     train_end = T - nv - nt
     val_end = T - nt
     max_eval = int(max_eval_samples or max_samples)

@@ -293,6 +293,17 @@ def describe(found: List[dict]) -> str:
     return "; ".join(parts)
 
 
+def report_steps(found: List[dict], progress) -> None:
+    """Log the dates found (:func:`describe`) on ``progress`` and warn (:func:`errors.warn`: a warning of the
+    Processing run) of those of whole phase cycles, which the user should check before trusting the forecast."""
+    from ..errors import warn
+
+    progress.log("Steps detected: " + describe(found) + ".")
+    cyc = [x for x in found if x.get("cycles")]
+    if cyc:
+        warn("Possible phase-unwrapping error in the stack: " + describe(cyc) + ".")
+
+
 def detect_steps(stack: np.ndarray, dates, end: Optional[int] = None) -> List[dict]:
     """Step dates in a stack (T, rows, cols) mm, from its epochs up to ``end`` (default: all):
     ``[{"date", "epoch", "pixels", "step_mm", "cycles", "row", "col"}]`` (module doc)."""
