@@ -189,8 +189,10 @@ def step_scan(block: np.ndarray, dates, end: Optional[int] = None) -> Dict[str, 
                 t_all[:, cols] = c / np.maximum(se, 1e-9)
     shp = (ks.size,) + y.shape[1:]
     # the detrended series, gaps filled, and its times (years): :func:`step_sums` fits each found step on it
-    years = (np.asarray(dates, dtype="datetime64[D]")[:T] - np.asarray(dates, dtype="datetime64[D]")[0]).astype(
-        np.float64) / 365.25
+    from .baselines import years_between
+
+    dd = np.asarray(dates, dtype="datetime64[D]")[:T]
+    years = years_between(dd, dd[0])
     return {"k": ks, "c": c_all.reshape(shp), "t": t_all.reshape(shp), "r": np.nan_to_num(flat), "years": years}
 
 
@@ -274,9 +276,9 @@ def _median_and_cycles(hist: np.ndarray):
     return med, m if hist[near].sum() >= 0.5 * n else 0
 
 
-def describe(found: List[dict]) -> str:
-    """The dates :func:`detect_steps` found, for a log or a report: each with its pixels and its median step, and a
-    note on those of whole phase cycles (possible unwrapping errors, what to check); 'none' where none."""
+def describe(found: List[dict], notes: bool = True) -> str:
+    """The dates :func:`detect_steps` found, for a log or a report: each with its pixels and its median step, and
+    (``notes``) a note on those of whole phase cycles (possible unwrapping errors, what to check); 'none' where none."""
     if not found:
         return "none"
     parts = []
@@ -287,7 +289,7 @@ def describe(found: List[dict]) -> str:
                 f"({cyc * CYCLE_MM:.2f} mm), the mark of a phase-unwrapping error of that patch rather than of ground "
                 "motion; check that date's interferograms and correct the unwrapping (e.g. MintPy's "
                 "unwrap_error_bridging or unwrap_error_phase_closure) before forecasting: until then the forecast "
-                "follows the jump as if the ground had moved" if cyc else "")
+                "follows the jump as if the ground had moved" if cyc and notes else "")
         at = f" around row {x['row']:.0f}, column {x['col']:.0f}" if x.get("row") is not None else ""
         parts.append(f"{x['date']} ({x['pixels']} pixels{at}{mm}{note})")
     return "; ".join(parts)
@@ -295,10 +297,11 @@ def describe(found: List[dict]) -> str:
 
 def report_steps(found: List[dict], progress) -> None:
     """Log the dates found (:func:`describe`) on ``progress`` and warn (:func:`errors.warn`: a warning of the
-    Processing run) of those of whole phase cycles, which the user should check before trusting the forecast."""
+    Processing run) of those of whole phase cycles, which the user should check before trusting the forecast: the
+    note on them is in the warning only."""
     from ..errors import warn
 
-    progress.log("Steps detected: " + describe(found) + ".")
+    progress.log("Steps detected: " + describe(found, notes=False) + ".")
     cyc = [x for x in found if x.get("cycles")]
     if cyc:
         warn("Possible phase-unwrapping error in the stack: " + describe(cyc) + ".")

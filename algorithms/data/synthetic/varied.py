@@ -7,6 +7,7 @@ from typing import List
 import numpy as np
 
 from ...errors import DeformCastError
+from ..step_detect import CYCLE_MM
 from .fields import accelerating_law
 from .scene import LITHOLOGY
 
@@ -15,7 +16,8 @@ PHYSICS_MODES = ("demo", "varied")
 BOWL_LAWS = ("onset", "stop", "speedup", "saturating")
 STEP_ZONE = 4
 STEP_ZONE_NAME = "Step area (coseismic or unwrapping)"
-C_BAND_HALF_WAVELENGTH_MM = 27.73  # Sentinel-1 (5.405 GHz): lambda / 2 = 55.47 mm / 2
+# Sentinel-1 (5.405 GHz): lambda / 2 = 55.47 mm / 2, the detector's phase cycle
+C_BAND_HALF_WAVELENGTH_MM = CYCLE_MM
 
 
 def bowl_time_law(t_years: np.ndarray, law: dict, t_obs: float) -> np.ndarray:
