@@ -65,7 +65,10 @@ def make(spec: str, root: str) -> list:
     for seed in range(a, b + 1):
         folder = os.path.join(root, kind, f"seed_{seed}")
         if not os.path.isfile(os.path.join(folder, "scene", "truth.tif")):
-            if kind in IND_KINDS:
+            if kind == "blind":
+                import blind_scene
+                blind_scene.write(os.path.join(folder, "scene"), seed, n_future=H)
+            elif kind in IND_KINDS:
                 import independent_scene
                 independent_scene.write(os.path.join(folder, "scene"), seed, n_future=H, **IND_KINDS[kind])
             else:
@@ -150,7 +153,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("scenes", nargs="*")
     ap.add_argument("--make", nargs="*", default=[],
-                    help="kind:first-last, kind ours, ind, ind-nostrat or ind-nowalk: write these scenes")
+                    help="kind:first-last, kind ours, ind, ind-nostrat, ind-nowalk or blind: write these scenes")
     ap.add_argument("--root", default="build/season_record")
     ap.add_argument("--origins", type=int, nargs="+", default=[15, 12, 9, 6, 3, 0])
     ap.add_argument("--out", default=None)
@@ -198,7 +201,9 @@ MEASURES = {"truth": "the truth", "expected": "the expected observation",
 def summarise(allres: dict, out=None) -> None:
     """Print each generator's summary of the replayed scenes ``allres`` (folder -> ratios) and write them to ``out``."""
     scenes = list(allres)
-    groups = {"ours": [f for f in scenes if "/ind" not in f], "second generator": [f for f in scenes if "/ind" in f]}
+    groups = {"ours": [f for f in scenes if "/ind" not in f and "/blind" not in f],
+              "second generator": [f for f in scenes if "/ind" in f],
+              "third generator": [f for f in scenes if "/blind" in f]}
     for g, fs in groups.items():
         for tn in [t for t in ("truth", "expected", "fair", "observed") if fs and t in allres[fs[0]]]:
             print_summary({f: allres[f] for f in fs}, tn,
