@@ -39,8 +39,8 @@ from _common import ensure_pkg  # noqa: E402
 ensure_pkg()
 from deformcast.algorithms.data import anchors as anc  # noqa: E402
 from deformcast.algorithms.data.baselines import fit_stats, terms_for_span, years_between  # noqa: E402
-from season_offer_replay import combine_keeping_family  # noqa: E402
-from season_record_replay import H, local, replay, replay_main  # noqa: E402
+from season_offer_replay import run_offers  # noqa: E402
+from season_record_replay import replay_main  # noqa: E402
 
 #: candidates that follow the last acquisitions: withheld where the history shows no change of regime
 SHORT = ("persistence", "mean_last_5", "linear_1y", "linear_6m", "seasonal_linear_6m", "seasonal_quadratic_1y",
@@ -95,23 +95,7 @@ def regime_offer(level_offer, spec, tf):
 
 
 def run(folder: str, steps, only=None) -> dict:
-    def forecasts(y, o, hd, td, tf, fam):
-        out = {}
-        cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
-        for name, spec in VARIANTS.items():
-            if only and name not in only:
-                continue
-            level_offer, combine = anc.level_offer, anc._combine
-            if spec is not None:
-                anc.level_offer = regime_offer(level_offer, spec, tf)
-                anc._combine = combine_keeping_family(combine, len(anc.FAMILY))
-            try:
-                out[name] = local(y, o, hd, td, tf, fam, cache)
-            finally:
-                anc.level_offer, anc._combine = level_offer, combine
-        return out
-
-    return replay(folder, steps, forecasts)
+    return run_offers(folder, steps, only, VARIANTS, regime_offer)
 
 
 def main(argv=None):

@@ -136,16 +136,19 @@ def combine_keeping_family(combine, n_fam: int):
     return comb
 
 
-def run(folder: str, steps, only=None) -> dict:
+def run_offers(folder: str, steps, only, variants: dict, make_offer) -> dict:
+    """:func:`season_record_replay.replay` of the local forecast with each variant's ``anchors.level_offer``:
+    ``make_offer(level_offer, spec, tf)`` for each ``spec`` of ``variants`` (None: as shipped), a withheld family
+    member not counted as missing (:func:`combine_keeping_family`); the variants share one family cache per origin."""
     def forecasts(y, o, hd, td, tf, fam):
         out = {}
         cache = anc.FamilyCache(y[:o + 1], hd, H, tf)      # the same candidates in every variant: one family cache
-        for name, thr in VARIANTS.items():
+        for name, spec in variants.items():
             if only and name not in only:
                 continue
             level_offer, combine = anc.level_offer, anc._combine
-            if thr is not None:
-                anc.level_offer = season_offer(level_offer, thr, tf)
+            if spec is not None:
+                anc.level_offer = make_offer(level_offer, spec, tf)
                 anc._combine = combine_keeping_family(combine, len(anc.FAMILY))
             try:
                 out[name] = local(y, o, hd, td, tf, fam, cache)
@@ -154,6 +157,10 @@ def run(folder: str, steps, only=None) -> dict:
         return out
 
     return replay(folder, steps, forecasts)
+
+
+def run(folder: str, steps, only=None) -> dict:
+    return run_offers(folder, steps, only, VARIANTS, season_offer)
 
 
 def main(argv=None):
