@@ -122,6 +122,10 @@ def regated_workflow(stack_path: str, job: str) -> dict:
     return s
 
 
+#: the zone codes of the generated scenes' ``zones.tif`` (all three generators write them), as the benchmarks name them
+ZONE_NAMES = {0: "background", 1: "mining", 2: "fault", 3: "uplift", 4: "step area", 5: "buildings"}
+
+
 def write_generated(folder: str, s: dict, seed: int, scene: str, epsg: int, geotransform) -> dict:
     """A generated scene ``s`` (``observed``, ``truth``, ``future_observed``, ``zones``, ``dates``, ``future_dates``,
     ``params``) written like ``synthetic.write_scene`` (the keys ``bench_skill.py`` reads): the GeoTIFFs on a grid of

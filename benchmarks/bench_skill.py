@@ -47,7 +47,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import common_mode, ensure_pkg, fair_member, regated_workflow, rmse  # noqa: E402
+from _common import ZONE_NAMES, common_mode, ensure_pkg, fair_member, regated_workflow, rmse  # noqa: E402
 
 ensure_pkg()
 
@@ -166,9 +166,8 @@ def run_seed(seed: int, args) -> dict:
         found).reshape(fam.shape)
     zones = raster.read_raster(files["zones"])[0][0]
     valid = np.isfinite(med).all(axis=0) & np.isfinite(fam).all(axis=(0, 1)) & np.isfinite(raw).all(axis=0)
-    names = {0: "background", 1: "mining", 2: "fault", 3: "uplift", 4: "step area", 5: "buildings"}
     regions = {"all": valid}
-    for z, n in names.items():
+    for z, n in ZONE_NAMES.items():
         m = valid & (zones == z)
         if m.sum() >= 20:
             regions[n] = m

@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ensure_pkg  # noqa: E402
+from _common import ZONE_NAMES, ensure_pkg  # noqa: E402
 
 ensure_pkg()
 import season_record_replay as srr  # noqa: E402
@@ -29,8 +29,6 @@ from deformcast.algorithms.data import anchors as anc  # noqa: E402
 from deformcast.algorithms.io import raster  # noqa: E402
 
 H = srr.H
-#: the zone codes of the three generators' ``zones.tif`` (as ``bench_skill.py`` names them)
-NAMES = {0: "background", 1: "mining", 2: "fault", 3: "uplift", 4: "step area", 5: "buildings"}
 
 
 def zones_of(folder: str, steps=(15, 12, 9, 6, 3, 0)) -> dict:
@@ -48,7 +46,7 @@ def zones_of(folder: str, steps=(15, 12, 9, 6, 3, 0)) -> dict:
         loc = srr.local(y, o, hd, td, tf, fam[:nf])
         truth = tr[o + 1:o + H + 1]
         ok = np.isfinite(fam).all((0, 1)) & np.isfinite(loc).all(0) & np.isfinite(ref)
-        for z, n in NAMES.items():
+        for z, n in ZONE_NAMES.items():
             m = ok & (zones == z)
             if m.sum() < 20:
                 continue
