@@ -14,7 +14,9 @@ Variants:
 * ``long record everywhere``: origins every 3 epochs from 40 epochs before the origin (fourteen), every pixel;
 * ``long record where flat``: that record at pixels whose two-year velocity lies within ``anchors.TREND_T`` standard
   errors of zero (as the level candidates are offered), the shipped one elsewhere;
-* ``long record, lower half of evidence``: at pixels whose two-year |v| / se is below the scene's median.
+* ``long record, lower half of evidence``: at pixels whose two-year |v| / se is below the scene's median;
+* ``flat_record (anchors)``: ``data.flat_record`` as ``local_forecast`` holds it (session 47): where flat, the shipped
+  seven origins and seven more before them (e - 41 .. e - 2), pooled and shrunk with the longer record's class means.
 
 Usage::
 
@@ -29,10 +31,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
-from deformcast.algorithms.data import anchors as anc, pooling  # noqa: E402
+from deformcast.algorithms.data import anchors as anc, flat_record, pooling  # noqa: E402
 from season_record_replay import H, local, replay, replay_main  # noqa: E402
 
-VARIANTS = ("shipped", "long record everywhere", "long record where flat", "long record, lower half of evidence")
+VARIANTS = ("shipped", "long record everywhere", "long record where flat", "long record, lower half of evidence",
+            "flat_record (anchors)")
 #: the long record's origins before the forecast origin ``e``: e - SPAN, e - SPAN + STEP, ..., e - STEP
 SPAN, STEP = 40, 3
 
@@ -48,6 +51,12 @@ def run(folder: str, steps, only=None) -> dict:
             masks = {"long record everywhere": np.ones(z.size, bool), "long record where flat": z < anc.TREND_T,
                      "long record, lower half of evidence": z < np.nanmedian(z)}
         out = {"shipped": base}
+        if not only or "flat_record (anchors)" in only:     # as local_forecast holds it (session 47)
+            was, flat_record.FLAT_RECORD_ORIGINS = flat_record.FLAT_RECORD_ORIGINS, 2 * len(anc.candidate_origins(o, H))
+            try:
+                out["flat_record (anchors)"] = local(y, o, hd, td, tf, fam, cache)
+            finally:
+                flat_record.FLAT_RECORD_ORIGINS = was
         for name, m in masks.items():
             out[name] = np.where(m[None], longer, base)
         return {k: f for k, f in out.items() if not only or k in only}

@@ -58,6 +58,7 @@ import numpy as np
 
 from . import pooling
 from . import record_noise as rn
+from .flat_record import flat_origins, where_flat
 from .pooling import class_prior, guided_box_mean, sampling_variance, shrink_to_class, trend_evidence, velocity_guide
 from .track_record import (blend_sums, blend_weight, combined, inverse_mse_weight, local_spacing, record,  # noqa: F401
                            target_weights)
@@ -336,14 +337,13 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
                    record_prior: Optional[dict] = None, evidence: Optional[dict] = None, record_noise="auto"):
     """The ``local`` classical forecast of a block of pixels, float64 ``(h, rows, cols)``.
 
-    Each member of the family and of :data:`LOCAL_EXTRA` is scored by its own recent track record around
-    each pixel: from
-    earlier origins within the last ``lead + lead // 3`` epochs (:func:`candidate_origins`, seven for most leads;
+    Each member of the family and of :data:`LOCAL_EXTRA` is scored by its own recent track record around each pixel:
+    from earlier origins within the last ``lead + lead // 3`` epochs (:func:`candidate_origins`, seven for most leads;
     ``origins`` others, for benchmarks/gate_replay.py, the ensemble's record's too; with
     :data:`LOCAL_SEASON_ORIGINS`, off by default, also origins a year back for the candidates,
-    :func:`season_origins`), forecasts up to ``e`` compared with what was
-    observed, squared errors averaged over the origins and over a ``LOCAL_BOX`` x ``LOCAL_BOX``
-    neighbourhood (deformation regimes are spatially coherent: a
+    :func:`season_origins`; at flat pixels with :data:`flat_record.FLAT_RECORD_ORIGINS`, more origins before them),
+    forecasts up to ``e`` compared with what was observed, squared errors averaged over the origins and over a
+    ``LOCAL_BOX`` x ``LOCAL_BOX`` neighbourhood (deformation regimes are spatially coherent: a
     mining bowl's pixels share their law, one pixel's record is too noisy to choose from), each
     neighbour weighted by the likeness of its velocity over the last two years to the pixel's
     (:func:`pooling.guided_box_mean`, ``LOCAL_GUIDED``: the two sides of a fault are not pooled); the
@@ -434,7 +434,9 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         if evidence is not None:
             evidence.update(pooled=pooled, s2=s2, z=z)
         prior = record_prior if record_prior is not None else class_prior(pooled, s2, z, pooling.EVIDENCE_CLASSES)
-        pooled = shrink_to_class(pooled, s2, z, prior)
+        pooled = where_flat(shrink_to_class(pooled, s2, z, prior), flat, L, flat_origins(fam_origins, candidate_spacing(
+            L)) if default else [], past_family, tw, None if cache is None else cache.errors, err, per_origin, guide,
+            (R, Wd), z, TREND_T, record_prior, evidence)    # a longer record on quiet ground (session 47)
     offer = level_offer(flat, d, (R, Wd), guide, n_fam, C)
     many = isinstance(record_noise, (list, tuple))
     if isinstance(record_noise, str):

@@ -152,7 +152,7 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
     them, on :data:`PRIOR_PIXELS` pixels (the whole raster when it has no more). ``progress``: checked for
     Cancel after each band. ``stride``: the record lattice's (the gate's, :func:`skill_gate.gate_stride`)."""
     from ..data.pooling import EVIDENCE_CLASSES, class_prior
-    from ..data import anchors as anc, dataset
+    from ..data import anchors as anc, dataset, flat_record
     from ..io import raster
 
     Hh, W = info.grid.shape
@@ -171,7 +171,7 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
     origins = [o for o in anc.local_origins(int(e), L) if o >= first]
     num = den = 0.0
     npx = 0
-    ev_all = []
+    ev_all, ev_long = [], []
     bands = [(r0, r1, max(0, r0 - halo), min(Hh, r1 + halo)) for r0, r1 in spans]
     blocks = [raster.read_stack(info, rows=(a0, a1)) for _, _, a0, a1 in bands]     # at most PRIOR_PIXELS and halos
     noise = scene_record_noise(info, bands, int(e), L, cfg0, H, progress, blocks)
@@ -187,6 +187,9 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
         core = slice((r0 - a0) * W, (r1 - a0) * W)
         if ev:
             ev_all.append((ev["pooled"][:, core], ev["s2"][:, core], ev["z"][core]))
+            lg = ev.get("long")     # the longer record of quiet ground (data.flat_record, session 47)
+            ev_long.append((None, None, None) if lg is None or lg[1] is None else
+                           (lg[0][:, core], lg[1][:, core], ev["z"][core]))
         num += float(n_[core].sum())
         den += float(d_[core].sum())
         npx += int(np.count_nonzero(d_[core] > 0)) if BLEND_RECORD_MEANS else (r1 - r0) * W   # pixels with a record
@@ -195,6 +198,8 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
     rec = None
     if ev_all:
         rec = class_prior(*(np.concatenate(x, axis=-1) for x in zip(*ev_all)), EVIDENCE_CLASSES)
+        if rec is not None and any(x[0] is not None for x in ev_long):
+            rec["long"] = flat_record.scene_prior(ev_long)
     if progress is not None:
         also = "" if rec is None else ", and each pixel's local track record towards its class of trend evidence"
         progress.log(f"Local blend: the ensemble's weight is shrunk towards the scene's{also}, estimated on {npx} "
