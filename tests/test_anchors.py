@@ -8,7 +8,7 @@ from test_dataset import DATES2, _arrays, _long_scene
 
 from deformcast.algorithms.data import anchors as A
 from deformcast.algorithms.data import dataset as D
-from deformcast.algorithms.data import family
+from deformcast.algorithms.data import family, flat_record
 from deformcast.algorithms.data import pooling
 from deformcast.algorithms.data.baselines import years_between
 
@@ -216,18 +216,10 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     # the candidates: the family and the extra ones (the velocity of the last half year), fitted per pixel
     both = A.FAMILY + A.LOCAL_EXTRA
     fam = A.family_forecasts(flat, DATES, td, members=both)
-    err = np.zeros((len(both), R * Cc))
     # the candidates' origins (session 34): e - 10 (e = T - 1, lead 8, the ensemble's first origin e - 8 - 8 // 3)
     # up to e - 1 every 8 // 5 = 1 epoch, ten origins, each scored on at most 8 epochs up to e
-    origins = range(T - 11, T - 1)
-    assert A.candidate_origins(T - 1, 8) == list(origins)
-    each = []
-    for o in origins:
-        f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:min(T, o + 9)], members=both)
-        # each origin's record: the squared mean error over its scored epochs (session 41; the mean squared error before)
-        each.append(((f - flat[None, o + 1:min(T, o + 9)]).mean(axis=1) ** 2).reshape(-1, R, Cc))
-        err += each[-1].reshape(len(both), -1) / len(origins)
-    err = err.reshape(-1, R, Cc)
+    origins = list(range(T - 11, T - 1))
+    assert A.candidate_origins(T - 1, 8) == origins
     h = A.LOCAL_BOX // 2
     # the neighbours weighted by the likeness of their velocity over the last two years (pooling module)
     tt = (DATES - DATES[-1]).astype(float) / 365.25
@@ -238,42 +230,67 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
         res = flat[m, j] - a - b * tt[m]
         vel[j], se[j] = b, np.sqrt(res @ res / (m.sum() - 2) * cov[0, 0])
     vel, se = vel.reshape(R, Cc), se.reshape(R, Cc)
-    pooled = np.empty_like(err)
-    for r in range(R):
-        for c in range(Cc):
-            # 'nearest' edges: the box clipped to the raster, edge values repeated
-            rr = np.clip(np.arange(r - h, r + h + 1), 0, R - 1)
-            cc = np.clip(np.arange(c - h, c + h + 1), 0, Cc - 1)
-            k = pooling.GUIDE_K
-            wn = np.exp(-0.5 * (vel[rr][:, cc] - vel[r, c]) ** 2 / (k * k * (se[rr][:, cc] ** 2 + se[r, c] ** 2)))
-            pooled[:, r, c] = (err[:, rr][:, :, cc] * wn).sum(axis=(1, 2)) / wn.sum()
-    # shrunk towards the mean record of its class of trend evidence (session 35): five quantile classes of |v| / se;
-    # the sampling variance from each origin's record pooled over the plain box; l = s2 / (s2 + spread)
-    plain = np.empty((len(origins),) + err.shape)
-    for i, eo in enumerate(each):
+
+    def pooled_record(origins):
+        err = np.zeros((len(both), R * Cc))
+        each = []
+        for o in origins:
+            f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:min(T, o + 9)], members=both)
+            # each origin's record: the squared mean error over its scored epochs (session 41; the mean squared error
+            # before)
+            each.append(((f - flat[None, o + 1:min(T, o + 9)]).mean(axis=1) ** 2).reshape(-1, R, Cc))
+            err += each[-1].reshape(len(both), -1) / len(origins)
+        err = err.reshape(-1, R, Cc)
+        pooled = np.empty_like(err)
         for r in range(R):
             for c in range(Cc):
+                # 'nearest' edges: the box clipped to the raster, edge values repeated
                 rr = np.clip(np.arange(r - h, r + h + 1), 0, R - 1)
                 cc = np.clip(np.arange(c - h, c + h + 1), 0, Cc - 1)
-                plain[i, :, r, c] = eo[:, rr][:, :, cc].mean(axis=(1, 2))
-    s2 = plain.var(axis=0, ddof=1).reshape(len(both), -1) / len(origins)
-    z = (np.abs(vel) / se).reshape(-1)
-    edges = np.quantile(z, [0.2, 0.4, 0.6, 0.8])
-    cls = np.array([sum(zz > ed for ed in edges) for zz in z])
-    pooled = pooled.reshape(len(both), -1)
-    shrunk = pooled.copy()
-    for b in range(5):
-        sel = cls == b
-        spread = np.maximum(pooled[:, sel].var(axis=1) - s2[:, sel].mean(axis=1), 0.0)
-        lam = s2[:, sel] / (s2[:, sel] + spread[:, None])
-        shrunk[:, sel] = (1 - lam) * pooled[:, sel] + lam * pooled[:, sel].mean(axis=1)[:, None]
-    assert 0.05 < np.mean(np.abs(shrunk - pooled) / pooled) < 0.95      # shrunk, not replaced
-    pooled = shrunk
+                k = pooling.GUIDE_K
+                wn = np.exp(-0.5 * (vel[rr][:, cc] - vel[r, c]) ** 2 / (k * k * (se[rr][:, cc] ** 2 + se[r, c] ** 2)))
+                pooled[:, r, c] = (err[:, rr][:, :, cc] * wn).sum(axis=(1, 2)) / wn.sum()
+        # shrunk towards the mean record of its class of trend evidence (session 35): five quantile classes of
+        # |v| / se; the sampling variance from each origin's record pooled over the plain box; l = s2 / (s2 + spread)
+        plain = np.empty((len(origins),) + err.shape)
+        for i, eo in enumerate(each):
+            for r in range(R):
+                for c in range(Cc):
+                    rr = np.clip(np.arange(r - h, r + h + 1), 0, R - 1)
+                    cc = np.clip(np.arange(c - h, c + h + 1), 0, Cc - 1)
+                    plain[i, :, r, c] = eo[:, rr][:, :, cc].mean(axis=(1, 2))
+        s2 = plain.var(axis=0, ddof=1).reshape(len(both), -1) / len(origins)
+        z = (np.abs(vel) / se).reshape(-1)
+        edges = np.quantile(z, [0.2, 0.4, 0.6, 0.8])
+        cls = np.array([sum(zz > ed for ed in edges) for zz in z])
+        pooled = pooled.reshape(len(both), -1)
+        shrunk = pooled.copy()
+        for b in range(5):
+            sel = cls == b
+            spread = np.maximum(pooled[:, sel].var(axis=1) - s2[:, sel].mean(axis=1), 0.0)
+            lam = s2[:, sel] / (s2[:, sel] + spread[:, None])
+            shrunk[:, sel] = (1 - lam) * pooled[:, sel] + lam * pooled[:, sel].mean(axis=1)[:, None]
+        assert 0.05 < np.mean(np.abs(shrunk - pooled) / pooled) < 0.95      # shrunk, not replaced
+        return shrunk
+
+    pooled = pooled_record(origins)
+    quiet = (np.abs(vel) < A.TREND_T * se).reshape(-1)
+    level_ok = quiet.copy()                     # where the level candidate is offered: the two-year velocity only
+    m6 = tt >= -flat_record.FLAT_RECENT_YEARS   # and the last half year's, for the longer record
+    for j in np.flatnonzero(quiet):
+        (b, a), cov = np.polyfit(tt[m6], flat[m6, j], 1, cov="unscaled")
+        res = flat[m6, j] - a - b * tt[m6]
+        quiet[j] = abs(b) < A.TREND_T * np.sqrt(res @ res / (m6.sum() - 2) * cov[0, 0])
+    # on ground without a trend, the record of twice as many origins going further back (session 47, data.flat_record)
+    longer = flat_record.flat_origins(origins, A.candidate_spacing(8))
+    if longer:
+        assert longer == list(range(T - 21, T - 11))
+        pooled = np.where(quiet[None], pooled_record(longer + origins), pooled)
     w = pooled.reshape(len(both), -1) ** -A.LOCAL_POWER
     # the level candidate (seasonal_mean_2m) only where the two-year velocity is within 2 standard errors of zero
     level = [i for i, c in enumerate(both) if c[0] in A.LEVEL_CANDIDATES]
     assert [both[i][0] for i in level] == ["seasonal_mean_2m"]
-    trending = ~(np.abs(vel) < A.TREND_T * se).reshape(-1)
+    trending = ~level_ok
     assert trending.any() and (~trending).any()          # both kinds of ground on this stack
     w[level, :] = np.where(trending, 0.0, w[level, :])
     w /= w.sum(0)

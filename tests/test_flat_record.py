@@ -18,16 +18,18 @@ def test_the_longer_record_adds_origins_before_the_shipped_ones(monkeypatch):
     assert FR.flat_origins(base, 3, 10) == [120, 123, 126]
     assert FR.flat_origins(base, 3, 7) == [] and FR.flat_origins([], 3, 14) == []
     assert FR.flat_origins([14, 17], 3, 6) == [11]                  # at least 10 epochs of history
+    monkeypatch.setattr(FR, "FLAT_RECORD_ORIGINS", None)
+    assert FR.flat_origins(base, 3) == FR.flat_origins(base, 3, 14)  # the default: twice the shipped record
     monkeypatch.setattr(FR, "FLAT_RECORD_ORIGINS", 0)
     assert FR.flat_origins(base, 3) == []                            # off
 
 
 def _scene(seed=4, T=140, R=6, C=8):
-    """Flat ground in the left half (noise and seasons only), a steady -25 mm/yr bowl in the right half."""
+    """Flat ground in the left half (noise only), a steady -25 mm/yr bowl with seasons in the right half."""
     rng = np.random.default_rng(seed)
     t = years_between(DATES[:T], DATES[0])
-    y = np.repeat((3.0 * np.sin(2 * np.pi * t))[:, None, None], R, 1).repeat(C, 2)
-    y[:, :, C // 2:] += (-25.0 * t)[:, None, None]
+    y = np.zeros((T, R, C))
+    y[:, :, C // 2:] += (-25.0 * t + 3.0 * np.sin(2 * np.pi * t))[:, None, None]
     return y + rng.normal(0, 1.5, y.shape)
 
 
@@ -48,8 +50,12 @@ def test_flat_pixels_take_the_longer_record_and_moving_pixels_keep_the_shipped_o
     longer = FR.flat_origins(cands, A.candidate_spacing(L)) + cands
     assert len(longer) == 14 and min(longer) == e - 41
     explicit = A.local_forecast(y, d, td, L, origins=longer, record_noise=0.0)
-    v, se = pooling.velocity_guide(y.reshape(T, -1), d, (R, C))
-    quiet = np.abs(v) < A.TREND_T * se
+    quiet = np.ones((R, C), bool)
+    for years in (2.0, 0.5):        # the two-year velocity and the last half year's within TREND_T se of zero
+        v, se = pooling.velocity_guide(y.reshape(T, -1), d, (R, C), years=years)
+        quiet &= np.abs(v) < A.TREND_T * se
+    np.testing.assert_array_equal(FR.quiet_ground(y.reshape(T, -1), d, pooling.velocity_guide(y.reshape(T, -1), d, (R, C)),
+                                                  (R, C), A.TREND_T), quiet.reshape(-1))
     assert quiet[:, : C // 2].sum() >= 5 and not quiet[:, C // 2:].any()      # flat pixels only
     np.testing.assert_allclose(got[:, quiet], explicit[:, quiet], atol=1e-9)
     np.testing.assert_array_equal(got[:, ~quiet], shipped[:, ~quiet])
@@ -104,5 +110,5 @@ def test_predict_in_blocks_gives_the_whole_rasters_forecast_with_the_longer_reco
     ok = np.isfinite(out["off"])                                        # the scene has gaps
     assert ok.mean() > 0.8
     np.testing.assert_array_equal(np.isfinite(out["whole"]), ok)
-    assert np.abs(out["whole"][ok] - out["off"][ok]).max() > 1e-4      # the longer record moved the forecast             # the longer record moved the forecast
+    assert np.abs(out["whole"][ok] - out["off"][ok]).max() > 1e-4  # the longer record moved the forecast
     np.testing.assert_allclose(out["blocks"], out["whole"], atol=1e-4, equal_nan=True)

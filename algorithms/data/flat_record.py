@@ -9,12 +9,16 @@ more independent dates and the regime it scores is the one that holds now. Where
 recent (session 34: older origins for every pixel lost on six of ten scenes).
 
 What. At pixels whose two-year velocity lies within ``anchors.TREND_T`` standard errors of zero (as the level
-candidates are offered), the candidates are scored from :data:`FLAT_RECORD_ORIGINS` origins: the shipped ones and as
-many again before them, :func:`anchors.candidate_spacing` apart (lead 15: e - 41, e - 38, ..., e - 2). The longer
-record is pooled and shrunk towards its class of trend evidence as the shipped one is, with its own class means (the
-scene's: ``record_prior["long"]``). Elsewhere the shipped record stays. 0 (the default until measured end to end)
-leaves every pixel with the shipped record; ``DEFORMCAST_FLAT_RECORD`` sets it for experiments, processes started by a
-run included.
+candidates are offered), and so does the velocity of the last half year (:data:`FLAT_RECENT_YEARS`), the candidates
+are scored from twice as many origins (:data:`FLAT_RECORD_FACTOR`): the shipped ones and as many again before them,
+:func:`anchors.candidate_spacing` apart (lead 15: e - 41, e - 38, ..., e - 2, fourteen). The longer record is pooled
+and shrunk towards its class of trend evidence as the shipped one is, with its own class means (the scene's:
+``record_prior["long"]``). Elsewhere the shipped record stays. ``DEFORMCAST_FLAT_RECORD`` sets the number of origins
+in all for experiments (0: the shipped record everywhere, sessions 4-46), processes started by a run included.
+
+Measured (session 47, docs/skill.md): the classical replay of session 46 (``benchmarks/record_span_replay.py``) and the
+delivered forecast replayed from six origins with the networks' own members on fresh runs of the three generators
+(``benchmarks/origin_replay.py``).
 """
 from __future__ import annotations
 
@@ -23,36 +27,56 @@ from typing import List, Optional
 
 import numpy as np
 
-from .pooling import EVIDENCE_CLASSES, class_prior, guided_box_mean, sampling_variance, shrink_to_class
+from .pooling import EVIDENCE_CLASSES, class_prior, guided_box_mean, sampling_variance, shrink_to_class, velocity_guide
 from .track_record import record
 
-#: origins of the candidates' record at flat pixels (0: the shipped record everywhere)
-FLAT_RECORD_ORIGINS = int(os.environ.get("DEFORMCAST_FLAT_RECORD", "0"))
+_ENV = os.environ.get("DEFORMCAST_FLAT_RECORD", "")
+#: origins in all of the candidates' record at flat pixels: None, :data:`FLAT_RECORD_FACTOR` times the shipped
+#: record's (session 47); 0, or no more than the shipped record holds: the shipped record everywhere (sessions 4-46)
+FLAT_RECORD_ORIGINS = int(_ENV) if _ENV.strip() else None
+FLAT_RECORD_FACTOR = 2
+#: the second window (years) whose velocity must also lie within ``anchors.TREND_T`` standard errors of zero for the
+#: longer record (session 47: a pixel quiet over two years may have started to move in the last months); 0: the
+#: two-year velocity alone. ``DEFORMCAST_FLAT_RECENT`` sets it for experiments.
+FLAT_RECENT_YEARS = float(os.environ.get("DEFORMCAST_FLAT_RECENT", "0.5") or 0.5)
 
 
 def flat_origins(base: List[int], spacing: int, n: Optional[int] = None) -> List[int]:
-    """The origins before the shipped record's ``base`` (sorted) that complete it to ``n`` (default
-    :data:`FLAT_RECORD_ORIGINS`) origins ``spacing`` epochs apart, at least 10 epochs of history; [] when off."""
-    n = FLAT_RECORD_ORIGINS if n is None else int(n)
+    """The origins before the shipped record's ``base`` (sorted) that complete it to ``n`` origins ``spacing`` epochs
+    apart (default :data:`FLAT_RECORD_ORIGINS`, or :data:`FLAT_RECORD_FACTOR` times ``len(base)``), at least 10 epochs
+    of history; [] when off."""
+    n = (FLAT_RECORD_ORIGINS if n is None else n)
+    n = FLAT_RECORD_FACTOR * len(base) if n is None else int(n)
     if n <= len(base) or not base:
         return []
     first = min(base)
     return sorted(o for o in (first - spacing * j for j in range(1, n - len(base) + 1)) if o >= 10)
 
 
-def where_flat(pooled: np.ndarray, flat: np.ndarray, lead: int, extra: List[int], forecasts, weights, errors,
+def quiet_ground(flat: np.ndarray, dates, guide, shape, trend_t: float) -> np.ndarray:
+    """(n,) bool: pixels whose two-year velocity (``guide``, ``pooling.velocity_guide``) and, with
+    :data:`FLAT_RECENT_YEARS`, the velocity over that last span of the history ``flat`` (T, n) lie within ``trend_t``
+    standard errors of zero."""
+    v, se = (np.asarray(g, dtype=np.float64).reshape(-1) for g in guide)
+    with np.errstate(invalid="ignore"):
+        quiet = np.abs(v) < trend_t * se
+        if FLAT_RECENT_YEARS > 0 and quiet.any():
+            v2, se2 = (g.reshape(-1) for g in velocity_guide(flat, dates, shape, years=FLAT_RECENT_YEARS))
+            quiet &= np.abs(v2) < trend_t * se2
+    return quiet
+
+
+def where_flat(pooled: np.ndarray, flat: np.ndarray, dates, lead: int, extra: List[int], forecasts, weights, errors,
                err: np.ndarray, per_origin: list, guide, shape, z: np.ndarray, trend_t: float,
                record_prior: Optional[dict] = None, evidence: Optional[dict] = None) -> np.ndarray:
     """``pooled`` (C, n), the shipped record pooled and shrunk, with the longer record at the flat pixels.
 
     ``extra``: the origins the longer record adds (:func:`flat_origins`); ``err`` and ``per_origin``: the shipped
     record (``track_record.record``) and each of its origins' errors; ``forecasts``, ``weights``, ``errors``: as
-    ``record`` takes them; ``guide``: the two-year velocity and its standard error (``pooling.velocity_guide``);
-    ``z``: the trend evidence, |v| / se. ``record_prior["long"]``: the scene's class means of the longer record
+    ``record`` takes them; ``guide``: the two-year velocity and its standard error (``pooling.velocity_guide``); the
+    flat pixels: :func:`quiet_ground`; ``z``: the trend evidence, |v| / se. ``record_prior["long"]``: the scene's class means of the longer record
     (None: this call's pixels'); ``evidence["long"]`` receives its unshrunk pooled record and sampling variance."""
-    v, se = (np.asarray(g, dtype=np.float64).reshape(-1) for g in guide)
-    with np.errstate(invalid="ignore"):
-        quiet = np.abs(v) < trend_t * se
+    quiet = quiet_ground(flat, dates, guide, shape, trend_t) if extra else None
     if not extra or not quiet.any():
         if evidence is not None and extra:
             evidence["long"] = None
