@@ -434,9 +434,9 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         if evidence is not None:
             evidence.update(pooled=pooled, s2=s2, z=z)
         prior = record_prior if record_prior is not None else class_prior(pooled, s2, z, pooling.EVIDENCE_CLASSES)
-        pooled = where_flat(shrink_to_class(pooled, s2, z, prior), flat, d, L, flat_origins(fam_origins, candidate_spacing(
-            L)) if default else [], past_family, tw, None if cache is None else cache.errors, err, per_origin, guide,
-            (R, Wd), z, TREND_T, record_prior, evidence)    # a longer record on quiet ground (session 47)
+        pooled = where_flat(shrink_to_class(pooled, s2, z, prior), flat, d, L, flat_origins(  # quiet ground: session 47
+            fam_origins, candidate_spacing(L)) if default else [], past_family, tw, None if cache is None else
+            cache.errors, err, per_origin, guide, (R, Wd), z, TREND_T, LOCAL_BOX, record_prior, evidence)
     offer = level_offer(flat, d, (R, Wd), guide, n_fam, C)
     many = isinstance(record_noise, (list, tuple))
     if isinstance(record_noise, str):

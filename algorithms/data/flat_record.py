@@ -71,15 +71,16 @@ def quiet_ground(flat: np.ndarray, dates, guide, shape, trend_t: float) -> np.nd
 
 
 def where_flat(pooled: np.ndarray, flat: np.ndarray, dates, lead: int, extra: List[int], forecasts, weights, errors,
-               err: np.ndarray, per_origin: list, guide, shape, z: np.ndarray, trend_t: float,
+               err: np.ndarray, per_origin: list, guide, shape, z: np.ndarray, trend_t: float, box: int,
                record_prior: Optional[dict] = None, evidence: Optional[dict] = None) -> np.ndarray:
     """``pooled`` (C, n), the shipped record pooled and shrunk, with the longer record at the flat pixels.
 
     ``extra``: the origins the longer record adds (:func:`flat_origins`); ``err`` and ``per_origin``: the shipped
     record (``track_record.record``) and each of its origins' errors; ``forecasts``, ``weights``, ``errors``: as
     ``record`` takes them; ``guide``: the two-year velocity and its standard error (``pooling.velocity_guide``); the
-    flat pixels: :func:`quiet_ground`; ``z``: the trend evidence, |v| / se. ``record_prior["long"]``: the scene's class means of the longer record
-    (None: this call's pixels'); ``evidence["long"]`` receives its unshrunk pooled record and sampling variance."""
+    flat pixels: :func:`quiet_ground`; ``z``: the trend evidence, |v| / se; ``box``: the pooling's
+    (``anchors.LOCAL_BOX``). ``record_prior["long"]``: the scene's class means of the longer record (None: this call's
+    pixels'); ``evidence["long"]`` receives its unshrunk pooled record and sampling variance."""
     quiet = quiet_ground(flat, dates, guide, shape, trend_t) if extra else None
     if not extra or not quiet.any():
         if evidence is not None and extra:
@@ -94,8 +95,8 @@ def where_flat(pooled: np.ndarray, flat: np.ndarray, dates, lead: int, extra: Li
     n1, n2 = len(per_origin), len(more)
     C = pooled.shape[0]
     longer = (err * n1 + err_x * n2) / (n1 + n2)
-    longer = guided_box_mean(longer.reshape((C,) + tuple(shape)), _box(), guide).reshape(C, -1)
-    s2 = sampling_variance(per_origin + more, shape, _box())
+    longer = guided_box_mean(longer.reshape((C,) + tuple(shape)), box, guide).reshape(C, -1)
+    s2 = sampling_variance(per_origin + more, shape, box)
     if evidence is not None:
         evidence["long"] = (longer, s2)
     if s2 is not None:
@@ -112,7 +113,3 @@ def scene_prior(ev_all: list) -> Optional[dict]:
         return None
     return class_prior(*(np.concatenate(x, axis=-1) for x in zip(*got)), EVIDENCE_CLASSES)
 
-
-def _box() -> int:
-    from .anchors import LOCAL_BOX
-    return LOCAL_BOX
