@@ -693,7 +693,12 @@ def output_path(alg: QgsProcessingAlgorithm, parameters, name: str, context) -> 
 
 
 def raster_source(alg: QgsProcessingAlgorithm, parameters, name: str, context) -> str:
-    """File path of a raster layer parameter (layer from the project, or a path)."""
+    """File path of a raster layer parameter (layer from the project, or a path). A path given as text is taken as it
+    is, without loading a layer: a layer loaded in a task's thread crashed QGIS once in the dialog's cancel test
+    (session 47; see also output safety, which reads text paths directly for the same reason)."""
+    raw = parameters.get(name)
+    if isinstance(raw, str) and os.path.isfile(raw):
+        return raw
     lyr = alg.parameterAsRasterLayer(parameters, name, context)
     if lyr is not None:
         return lyr.source()
