@@ -10,13 +10,14 @@ six of ten scenes: a moving pixel's record must stay recent); this keeps the shi
 
 Variants:
 
-* ``shipped``;
+* ``seven origins``: the candidates' record of sessions 34-46 (``flat_record`` off), which the next three change;
 * ``long record everywhere``: origins every 3 epochs from 40 epochs before the origin (fourteen), every pixel;
 * ``long record where flat``: that record at pixels whose two-year velocity lies within ``anchors.TREND_T`` standard
   errors of zero (as the level candidates are offered), the shipped one elsewhere;
 * ``long record, lower half of evidence``: at pixels whose two-year |v| / se is below the scene's median;
-* ``flat_record (anchors)``: ``data.flat_record`` as ``local_forecast`` holds it (session 47): where flat, the shipped
-  seven origins and seven more before them (e - 41 .. e - 2), pooled and shrunk with the longer record's class means.
+* ``shipped``: ``local_forecast`` as it ships, with ``data.flat_record`` (session 47): where the two-year and the
+  half-year velocities are flat, the seven origins and seven more before them (e - 41 .. e - 2), pooled and shrunk with
+  the longer record's class means. Its noise choice is the one of ``seven origins`` (one per origin in the cache).
 
 Usage::
 
@@ -34,8 +35,8 @@ ensure_pkg()
 from deformcast.algorithms.data import anchors as anc, flat_record, pooling  # noqa: E402
 from season_record_replay import H, local, replay, replay_main  # noqa: E402
 
-VARIANTS = ("shipped", "long record everywhere", "long record where flat", "long record, lower half of evidence",
-            "flat_record (anchors)")
+VARIANTS = ("seven origins", "long record everywhere", "long record where flat", "long record, lower half of evidence",
+            "shipped")
 #: the long record's origins before the forecast origin ``e``: e - SPAN, e - SPAN + STEP, ..., e - STEP
 SPAN, STEP = 40, 3
 
@@ -43,20 +44,20 @@ SPAN, STEP = 40, 3
 def run(folder: str, steps, only=None) -> dict:
     def forecasts(y, o, hd, td, tf, fam):
         cache = anc.FamilyCache(y[:o + 1], hd, H, tf)
-        base = local(y, o, hd, td, tf, fam, cache)
+        was, flat_record.FLAT_RECORD_ORIGINS = flat_record.FLAT_RECORD_ORIGINS, 0     # the record of sessions 34-46
+        try:
+            base = local(y, o, hd, td, tf, fam, cache)
+        finally:
+            flat_record.FLAT_RECORD_ORIGINS = was
         longer = local(y, o, hd, td, tf, fam, cache, origins=[x for x in range(o - SPAN, o, STEP) if x >= 10])
         v, se = pooling.velocity_guide(y[:o + 1].reshape(o + 1, -1), hd, y.shape[1:])
         z = (np.abs(v) / se).reshape(-1)
         with np.errstate(invalid="ignore"):
             masks = {"long record everywhere": np.ones(z.size, bool), "long record where flat": z < anc.TREND_T,
                      "long record, lower half of evidence": z < np.nanmedian(z)}
-        out = {"shipped": base}
-        if not only or "flat_record (anchors)" in only:     # as local_forecast holds it (session 47)
-            was, flat_record.FLAT_RECORD_ORIGINS = flat_record.FLAT_RECORD_ORIGINS, 2 * len(anc.candidate_origins(o, H))
-            try:
-                out["flat_record (anchors)"] = local(y, o, hd, td, tf, fam, cache)
-            finally:
-                flat_record.FLAT_RECORD_ORIGINS = was
+        out = {"seven origins": base}
+        if not only or "shipped" in only:
+            out["shipped"] = local(y, o, hd, td, tf, fam, cache)
         for name, m in masks.items():
             out[name] = np.where(m[None], longer, base)
         return {k: f for k, f in out.items() if not only or k in only}

@@ -702,7 +702,6 @@ def raster_source(alg: QgsProcessingAlgorithm, parameters, name: str, context) -
     lyr = alg.parameterAsRasterLayer(parameters, name, context)
     if lyr is not None:
         return lyr.source()
-    raw = parameters.get(name)
     return str(raw) if raw is not None else ""
 
 

@@ -81,13 +81,11 @@ def where_flat(pooled: np.ndarray, flat: np.ndarray, dates, lead: int, extra: Li
     flat pixels: :func:`quiet_ground`; ``z``: the trend evidence, |v| / se; ``box``: the pooling's
     (``anchors.LOCAL_BOX``). ``record_prior["long"]``: the scene's class means of the longer record (None: this call's
     pixels'); ``evidence["long"]`` receives its unshrunk pooled record and sampling variance."""
-    quiet = quiet_ground(flat, dates, guide, shape, trend_t) if extra else None
-    if not extra or not quiet.any():
-        if evidence is not None and extra:
-            evidence["long"] = None
+    if not extra:
         return pooled
+    quiet = quiet_ground(flat, dates, guide, shape, trend_t)
     more = []
-    err_x = record(flat, lead, extra, forecasts, weights, errors=errors, keep=more)
+    err_x = record(flat, lead, extra, forecasts, weights, errors=errors, keep=more) if quiet.any() else None
     if err_x is None:
         if evidence is not None:
             evidence["long"] = None
@@ -107,9 +105,6 @@ def where_flat(pooled: np.ndarray, flat: np.ndarray, dates, lead: int, extra: Li
 
 def scene_prior(ev_all: list) -> Optional[dict]:
     """The longer record's class means over a scene's bands (:func:`gating.scene_blend_prior`): ``ev_all`` holds
-    ``(longer, s2, z)`` per band (``longer`` None where a band had none)."""
-    got = [x for x in ev_all if x[0] is not None and x[1] is not None]
-    if not got:
-        return None
-    return class_prior(*(np.concatenate(x, axis=-1) for x in zip(*got)), EVIDENCE_CLASSES)
+    ``(longer, s2, z)`` of each band that had one (at least one band)."""
+    return class_prior(*(np.concatenate(x, axis=-1) for x in zip(*ev_all)), EVIDENCE_CLASSES)
 

@@ -188,8 +188,8 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
         if ev:
             ev_all.append((ev["pooled"][:, core], ev["s2"][:, core], ev["z"][core]))
             lg = ev.get("long")     # the longer record of quiet ground (data.flat_record, session 47)
-            ev_long.append((None, None, None) if lg is None or lg[1] is None else
-                           (lg[0][:, core], lg[1][:, core], ev["z"][core]))
+            if lg is not None and lg[1] is not None:
+                ev_long.append((lg[0][:, core], lg[1][:, core], ev["z"][core]))
         num += float(n_[core].sum())
         den += float(d_[core].sum())
         npx += int(np.count_nonzero(d_[core] > 0)) if BLEND_RECORD_MEANS else (r1 - r0) * W   # pixels with a record
@@ -198,7 +198,7 @@ def scene_blend_prior(info, loaded, plan: Plan, configs, cov, e: int, H: int, de
     rec = None
     if ev_all:
         rec = class_prior(*(np.concatenate(x, axis=-1) for x in zip(*ev_all)), EVIDENCE_CLASSES)
-        if rec is not None and any(x[0] is not None for x in ev_long):
+        if rec is not None and ev_long:
             rec["long"] = flat_record.scene_prior(ev_long)
     if progress is not None:
         also = "" if rec is None else ", and each pixel's local track record towards its class of trend evidence"
