@@ -32,17 +32,18 @@ ORIG = famod._seasonal_linear
 KNOT = [1.0]
 
 
-def spline_seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1):
-    """``family._seasonal_linear`` with the seasons fitted beside a linear spline (gap-free series; others as shipped)."""
+def spline_seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1, tau=None, memo=None):
+    """``family._seasonal_linear`` with the seasons fitted beside a linear spline (gap-free series; others as shipped;
+    with ``tau``, the shipped decay member; ``memo`` ignored)."""
     t_all = years_between(dates[:end + 1], dates[end])
     span = float(t_all[-1] - t_all[0]) if t_all.size else 0.0
     deg, periods = terms_for_span(span)
-    if not periods:
-        return ORIG(y, dates, start, end, t_pred, time_function, degree)
+    if not periods or tau is not None:     # the decay members as shipped
+        return ORIG(y, dates, start, end, t_pred, time_function, degree, tau)
     yy = np.asarray(y[:end + 1], dtype=np.float64)
     full = np.isfinite(yy).all(axis=0)
     if not full.all():
-        return ORIG(y, dates, start, end, t_pred, time_function, degree)
+        return ORIG(y, dates, start, end, t_pred, time_function, degree, tau)
     ev = _event_terms(time_function, dates[end], t_all)
     A = design_matrix(t_all, 1, periods, **ev)
     knots = [-k * KNOT[0] for k in range(1, 50) if -k * KNOT[0] > t_all[0] + 0.5 * KNOT[0]]

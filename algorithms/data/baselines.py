@@ -66,6 +66,9 @@ BASELINES = ("persistence", "linear", "linear_recent", "trajectory", "trajectory
              "trajectory_ensemble")
 ENSEMBLE_YEARS = (1.0, 2.0, 3.0, None)  # None = all fit epochs
 _PIXEL_CHUNK = 65536
+#: each pixel's normal equations are solved with their inverse where its 1-norm condition number stays below this
+#: (:func:`normal_inverse`); the others, and a chunk holding an exactly singular one, with the pseudo-inverse
+COND_MAX = 1e8
 
 
 def years_between(dates, ref) -> np.ndarray:
@@ -353,6 +356,28 @@ def fit_operator(A: np.ndarray, wt: Optional[np.ndarray]) -> np.ndarray:
     return np.linalg.pinv(A * sw[:, None]) * sw[None]
 
 
+def normal_inverse(A: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(n, p, p): the inverse of each pixel's normal matrix ``A' diag(w[:, i]) A`` (``A`` (T, p), ``w`` (T, n) the
+    epochs' weights, 0 at gaps), or its pseudo-inverse where the matrix is singular or its 1-norm condition number is
+    :data:`COND_MAX` or more. Session 48: the three-operand ``einsum`` and the batched SVD of ``pinv`` took 190 of
+    the 309 s of a re-gated run on a stack with gaps at 70 % of its pixels; the normal matrices from a two-operand
+    product and their inverses by LU take a twentieth of that (docs/benchmarks.md, "Session 48"). Each pixel's
+    values are its own: the same in any chunk of pixels."""
+    p = A.shape[1]
+    pairs = (A[:, :, None] * A[:, None, :]).reshape(A.shape[0], p * p)
+    ata = np.einsum("tn,tk->nk", w, pairs).reshape(-1, p, p)
+    try:
+        inv = np.linalg.inv(ata)
+    except np.linalg.LinAlgError:       # an exactly singular matrix in the chunk: all of it as before
+        return np.linalg.pinv(ata)
+    with np.errstate(invalid="ignore", over="ignore"):
+        cond = np.abs(ata).sum(axis=1).max(axis=-1) * np.abs(inv).sum(axis=1).max(axis=-1)
+    bad = ~(cond < COND_MAX)
+    if bad.any():
+        inv[bad] = np.linalg.pinv(ata[bad])
+    return inv
+
+
 def _system(values, t_fit, t_pred, polynomial: int, periods, time_function, ref):
     """``(values float64 (T, N), design at t_fit, design at t_pred)`` of a per-pixel fit, with the event
     terms the fit epochs can determine."""
@@ -396,9 +421,8 @@ def fit_predict(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polyn
             if not ok.any():
                 continue
             idx, w, yy = idx[ok], w[:, ok], yy[:, ok]
-            ata = np.einsum("tp,tn,tq->npq", A, w, A)
             aty = np.einsum("tp,tn->np", A, yy * w)
-            coef = np.einsum("npq,nq->np", np.linalg.pinv(ata), aty)
+            coef = np.einsum("npq,nq->np", normal_inverse(A, w), aty)
             out[:, idx] = P @ coef.T
     return out
 
@@ -443,7 +467,7 @@ def fit_stats(values: np.ndarray, t_fit: np.ndarray, t_pred: np.ndarray, polynom
         idx, m, nv = idx[ok], m[:, ok], nv[ok]
         w = m if wt is None else m * wt[:, None]
         yy = np.where(finite[:, idx], y[:, idx], 0.0)
-        inv = np.linalg.pinv(np.einsum("tp,tn,tq->npq", A, w, A))
+        inv = normal_inverse(A, w)
         c = np.einsum("npq,nq->np", inv, np.einsum("tp,tn->np", A, yy * w))  # (n, p)
         r = (yy - (A @ c.T)) * m
         r = r * r if wt is None else r * r * w

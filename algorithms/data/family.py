@@ -56,15 +56,32 @@ SEASONAL_DEGREE = {"seasonal_mean": 0, "seasonal_linear": 1, "seasonal_quadratic
 SEASONAL_DECAY = "seasonal_decay"
 
 
-def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1, tau=None):
+def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1, tau=None, memo=None):
     """A line through the last epochs ``start..end`` of the series with its seasonal motion removed, the
     seasonal motion added back: the velocity of the recent regime, the seasons of the whole record
     (annual and semi-annual terms of the all-history fit, where it spans 1.9 years). Without seasonal
-    terms: the line alone. ``degree``: the line's degree; ``tau``: the decay of :func:`_trend` instead."""
+    terms: the line alone. ``degree``: the line's degree; ``tau``: the decay of :func:`_trend` instead. ``memo``: a
+    dict that keeps the all-history fit for the other members of the same series (:func:`_family_chunk`)."""
     t_all = years_between(dates[:end + 1], dates[end])
     deg, periods = terms_for_span(float(t_all[-1] - t_all[0]) if t_all.size else 0.0)
     if not periods:
         return _trend(y, dates, start, end, t_pred, time_function, degree, tau)
+    if memo is None or "season" not in memo:
+        coef = _season_fit(y, dates, end, t_all, t_pred, deg, periods, time_function)
+        if memo is not None:
+            memo["season"] = coef
+    coef = memo["season"] if memo is not None else coef
+    cols = slice(deg + 1, deg + 1 + 2 * len(periods))
+
+    def season(t):
+        return design_matrix(t, deg, periods)[:, cols] @ np.nan_to_num(coef[cols])
+
+    line = _trend(y[:end + 1] - season(t_all), dates, start, end, t_pred, time_function, degree, tau)
+    return line + season(np.asarray(t_pred, dtype=np.float64))
+
+
+def _season_fit(y, dates, end, t_all, t_pred, deg, periods, time_function):
+    """The all-history fit's coefficients (p, n) of :func:`_seasonal_linear`."""
     yy, A, _ = _system(y[:end + 1], t_all, t_pred, deg, periods, time_function, dates[end])
     coef = np.full((A.shape[1], yy.shape[1]), np.nan)
     full = np.isfinite(yy).all(axis=0)
@@ -77,13 +94,7 @@ def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1,
             warnings.simplefilter("ignore", RuntimeWarning)
             coef[:, ~full] = fit_stats(y[:end + 1][:, ~full], t_all, t_pred, deg, periods,
                                        time_function=time_function, ref=dates[end])[0]
-    cols = slice(deg + 1, deg + 1 + 2 * len(periods))
-
-    def season(t):
-        return design_matrix(t, deg, periods)[:, cols] @ np.nan_to_num(coef[cols])
-
-    line = _trend(y[:end + 1] - season(t_all), dates, start, end, t_pred, time_function, degree, tau)
-    return line + season(np.asarray(t_pred, dtype=np.float64))
+    return coef
 
 
 def _trend(y, dates, start, end, t_pred, time_function, degree, tau=None):
@@ -258,20 +269,27 @@ def _family_chunk(y: np.ndarray, d: np.ndarray, target_dates, tf, members=FAMILY
     t_pred = years_between(td, d[end])
     h, n = td.size, y.shape[1]
     out = np.full((len(members), h, n), np.nan)   # every pixel holds a value (:func:`_family_by_fits` keeps the rest NaN)
+    memo = {}       # fits that several members share (session 48: the trajectory ensemble's and the seasons)
+
+    def fit(start, full):
+        if (start, full) not in memo:
+            memo[(start, full)] = _fit(y, d, start, end, t_pred, full, tf)
+        return memo[(start, full)]
+
     for c, (_, kind, arg) in enumerate(members):
         if kind == "persistence":
             out[c] = _mean_last(y, 1)[None]
         elif kind == "mean_last":
             out[c] = _mean_last(y, int(arg))[None]
         elif kind in ("linear", "trajectory"):
-            out[c] = _fit(y, d, _start(d, end, arg), end, t_pred, kind == "trajectory", tf)
+            out[c] = fit(_start(d, end, arg), kind == "trajectory")
         elif kind in SEASONAL_DEGREE:
-            out[c] = _seasonal_linear(y, d, _start(d, end, arg), end, t_pred, tf, SEASONAL_DEGREE[kind])
+            out[c] = _seasonal_linear(y, d, _start(d, end, arg), end, t_pred, tf, SEASONAL_DEGREE[kind], memo=memo)
         elif kind == SEASONAL_DECAY:
-            out[c] = _seasonal_linear(y, d, _start(d, end, arg[0]), end, t_pred, tf, tau=arg[1])
+            out[c] = _seasonal_linear(y, d, _start(d, end, arg[0]), end, t_pred, tf, tau=arg[1], memo=memo)
         else:  # windows
             starts = sorted({_start(d, end, yrs) for yrs in arg})
-            fits = np.stack([_fit(y, d, s, end, t_pred, True, tf) for s in starts])
+            fits = np.stack([fit(s, True) for s in starts])
             ok = np.isfinite(fits)
             cnt = ok.sum(axis=0)
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -34,6 +34,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .baselines import normal_inverse
+
 #: epochs on each side of a candidate step date in the windowed test
 STEP_HALF = 8
 #: |t| of a pixel's step for the detection of a date (strict: many epochs x many pixels are tested)
@@ -82,14 +84,13 @@ def _window_fit(y: np.ndarray, k: int, n_pre: int, n_post: int):
     yy = np.where(ok, seg, 0.0)
     pre = ok[:n_pre].sum(axis=0)
     post = ok[n_pre:].sum(axis=0)
-    ata = np.einsum("tp,tn,tq->npq", A, w, A)
     aty = np.einsum("tp,tn->np", A, yy)
     good = (pre >= 2) & (post >= 2)
     c = np.full(seg.shape[1], np.nan)
     t = np.full(seg.shape[1], np.nan)
     if not good.any():
         return c, t
-    inv = np.linalg.pinv(ata[good])
+    inv = normal_inverse(A, w[:, good])
     coef = np.einsum("npq,nq->np", inv, aty[good])
     res = (yy[:, good] - A @ coef.T) * w[:, good]
     dof = np.maximum(w[:, good].sum(axis=0) - 3, 1)
