@@ -72,8 +72,14 @@ def run(folder: str, steps, only=None) -> dict:
     return replay(folder, steps, forecasts)
 
 
-def real(folder: str, horizon: int, back, ahead, only=None) -> dict:
-    """Ratios per variant to the best classical forecast at each origin, against the acquisitions of a real track."""
+def _variants_at(y, e, hd, td, m, fam, only) -> dict:
+    return variant_forecasts(only, lambda: anc.local_forecast(y[:e + 1], hd, td, m, family=fam).reshape(m, -1))
+
+
+def real(folder: str, horizon: int, back, ahead, only=None, forecasts=_variants_at) -> dict:
+    """Ratios per variant to the best classical forecast at each origin, against the acquisitions of a real track.
+    ``forecasts(y, e, hd, td, m, fam, only)``: the variants' forecasts (m, pixels) from origin ``e`` (default: this
+    module's)."""
     info = raster.open_stack(os.path.join(folder, "stack_all.tif"))
     y = raster.read_stack(info).astype(np.float64)
     T = y.shape[0]
@@ -86,7 +92,7 @@ def real(folder: str, horizon: int, back, ahead, only=None) -> dict:
         hd, td = d[:e + 1], d[e + 1:e + 1 + m]
         fam = anc.family_forecasts(flat[:e + 1], hd, td)
         classical = [fam[c] for c in range(fam.shape[0])] + [mean_last(flat[:e + 1], k, m) for k in MEANS]
-        fc = variant_forecasts(only, lambda: anc.local_forecast(y[:e + 1], hd, td, m, family=fam).reshape(m, -1))
+        fc = forecasts(y, e, hd, td, m, fam, only)
         obs = flat[e + 1:e + 1 + m]
         ok = np.isfinite(obs).all(0) & np.isfinite(fam).all((0, 1))
         for f in fc.values():
@@ -106,7 +112,12 @@ def main(argv=None):
     if "--real" not in (argv or sys.argv[1:]):
         replay_main(run, __doc__.split("\n")[0], argv)
         return
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    real_main(argv, __doc__.split("\n")[0])
+
+
+def real_main(argv, description: str, forecasts=_variants_at) -> None:
+    """The command line of ``--real``: one line per track and variant (``quiet_power_replay.py`` shares it)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--real", nargs="+", required=True)
     ap.add_argument("--horizon", type=int, default=10)
     ap.add_argument("--back", type=int, nargs="*", default=[10, 8, 6, 4, 2, 0])
@@ -117,7 +128,7 @@ def main(argv=None):
     warnings.simplefilter("ignore")
     got = {}
     for folder in a.real:
-        got[folder] = r = real(folder, a.horizon, a.back, a.ahead, a.variants)
+        got[folder] = r = real(folder, a.horizon, a.back, a.ahead, a.variants, forecasts)
         for n, v in r["ratios"].items():
             print(f"{folder} | {n:28s} | geometric mean {np.exp(np.mean(np.log(v))):.3f} | "
                   + " ".join(f"{x:.3f}" for x in v), flush=True)

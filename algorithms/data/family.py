@@ -4,7 +4,8 @@ local forecast and the skill gate weigh, and what the ``regime`` channels show t
 
 Every member is linear in a gap-free series (means of the last epochs, least-squares fits through designs fixed by
 the dates, means of such fits): :func:`family_forecasts` applies the members' operator to all gap-free pixels at
-once and fits the pixels with gaps one fit at a time (session 26).
+once and fits the pixels with gaps one fit at a time (session 26). A fit that several members share (the trajectory
+ensemble's windows, the record's seasons of the seasonal candidates) is made once per chunk of pixels (session 48).
 """
 from __future__ import annotations
 
