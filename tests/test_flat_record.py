@@ -112,3 +112,28 @@ def test_predict_in_blocks_gives_the_whole_rasters_forecast_with_the_longer_reco
     np.testing.assert_array_equal(np.isfinite(out["whole"]), ok)
     assert np.abs(out["whole"][ok] - out["off"][ok]).max() > 1e-4  # the longer record moved the forecast
     np.testing.assert_allclose(out["blocks"], out["whole"], atol=1e-4, equal_nan=True)
+
+
+def test_a_sharper_power_applies_at_the_quiet_pixels_only(monkeypatch):
+    """With ``QUIET_POWER`` the quiet pixels take the forecast made with that power everywhere (``LOCAL_POWER`` set,
+    another path), the moving pixels the shipped one, to the last bit; off (0), nothing changes."""
+    y = _scene(seed=7)
+    T, R, C = y.shape
+    L = 15
+    td = DATES[-1] + np.arange(1, L + 1) * 12
+    d = DATES[:T]
+    monkeypatch.setattr(FR, "QUIET_POWER", 0.0)
+    shipped = A.local_forecast(y, d, td, L, record_noise=0.0)
+    assert FR.candidate_power(np.ones(4, bool), 2.0) is None
+    monkeypatch.setattr(A, "LOCAL_POWER", 4.0)
+    everywhere = A.local_forecast(y, d, td, L, record_noise=0.0)
+    monkeypatch.setattr(A, "LOCAL_POWER", 2.0)
+    monkeypatch.setattr(FR, "QUIET_POWER", 4.0)
+    got = A.local_forecast(y, d, td, L, record_noise=0.0)
+    flat = y.reshape(T, -1)
+    quiet = FR.quiet_ground(flat, d, pooling.velocity_guide(flat, d, (R, C)), (R, C), A.TREND_T).reshape(R, C)
+    assert quiet.sum() >= 5 and (~quiet).sum() >= 5
+    assert np.array_equal(got[:, quiet], everywhere[:, quiet])
+    assert np.array_equal(got[:, ~quiet], shipped[:, ~quiet])
+    assert not np.allclose(everywhere[:, quiet], shipped[:, quiet])    # the power changes the quiet pixels' forecast
+    np.testing.assert_array_equal(FR.candidate_power(quiet.reshape(-1), 2.0), np.where(quiet.reshape(-1), 4.0, 2.0))

@@ -210,3 +210,21 @@ def test_the_squared_mean_error_holds_about_one_mth_of_the_targets_noise_and_ran
     np.testing.assert_allclose(mse, [17.0, 20.0], rtol=0.02)
     share = lambda r: r[0] ** -2 / (r ** -2).sum()     # noqa: E731 (the local forecast's inverse squared weights)
     assert share(rec) > 0.8 > 0.6 > share(mse) > 0.5
+
+
+def test_record_over_runs_of_epochs_hand_values(monkeypatch):
+    """``RECORD_BLOCKS``: the squared mean error of each run of consecutive scored epochs, averaged by their epochs;
+    1 (shipped): the squared mean over all of them."""
+    f = np.zeros((1, 6, 2))
+    obs = np.array([[1.0, 2.0], [1.0, np.nan], [1.0, np.nan], [-1.0, np.nan], [-1.0, np.nan], [-1.0, 4.0]])
+    monkeypatch.setattr(TR, "RECORD_BLOCKS", 1)
+    np.testing.assert_allclose(TR.squared_errors(f, obs)[0], [0.0, 9.0])         # means 0 and 3
+    monkeypatch.setattr(TR, "RECORD_BLOCKS", 2)
+    np.testing.assert_allclose(TR.squared_errors(f, obs)[0], [1.0, 10.0])        # runs [1,1,1], [-1,-1,-1]; 2 and 4
+    monkeypatch.setattr(TR, "RECORD_BLOCKS", 3)                                  # runs of 2: 1, 0, 1 squared
+    np.testing.assert_allclose(TR.squared_errors(f, obs)[0], [2.0 / 3.0, 10.0])
+    w = np.array([1.0, 1.0, 1.0, 3.0, 1.0, 1.0])
+    np.testing.assert_allclose(TR.squared_errors(f, obs, w)[0], [(1 + 0.25 + 1) * 2 / 6, 10.0])
+    monkeypatch.setattr(TR, "RECORD_BLOCKS", 9)                                  # no more runs than epochs
+    np.testing.assert_allclose(TR.squared_errors(f, obs)[0], [1.0, 10.0])
+    assert np.isnan(TR.squared_errors(f, np.full((6, 2), np.nan))[0]).all()

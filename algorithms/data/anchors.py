@@ -58,7 +58,7 @@ import numpy as np
 
 from . import pooling
 from . import record_noise as rn
-from .flat_record import flat_origins, where_flat
+from . import flat_record as fr
 from .pooling import class_prior, guided_box_mean, sampling_variance, shrink_to_class, trend_evidence, velocity_guide
 from .track_record import (blend_sums, blend_weight, combined, inverse_mse_weight, local_spacing, record,  # noqa: F401
                            target_weights)
@@ -434,9 +434,11 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         if evidence is not None:
             evidence.update(pooled=pooled, s2=s2, z=z)
         prior = record_prior if record_prior is not None else class_prior(pooled, s2, z, pooling.EVIDENCE_CLASSES)
-        pooled = where_flat(shrink_to_class(pooled, s2, z, prior), flat, d, L, flat_origins(  # quiet ground: session 47
+        quiet = fr.quiet_ground(flat, d, guide, (R, Wd), TREND_T)      # quiet ground: session 47
+        pooled = fr.where_flat(shrink_to_class(pooled, s2, z, prior), flat, d, L, fr.flat_origins(
             fam_origins, candidate_spacing(L)) if default else [], past_family, tw, None if cache is None else
-            cache.errors, err, per_origin, guide, (R, Wd), z, TREND_T, LOCAL_BOX, record_prior, evidence)
+            cache.errors, err, per_origin, guide, (R, Wd), z, TREND_T, LOCAL_BOX, record_prior, evidence, quiet)
+    power = fr.candidate_power(quiet if s2 is not None else None, LOCAL_POWER)
     offer = level_offer(flat, d, (R, Wd), guide, n_fam, C)
     many = isinstance(record_noise, (list, tuple))
     if isinstance(record_noise, str):
@@ -447,7 +449,8 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
     got = [(np.empty((C, R * Wd)), np.empty((Hh, R * Wd)), np.empty((C, R * Wd), bool)) for _ in noises]
     for px, fam in (family if fresh else [(slice(None), family)]):     # one pass over the family's chunks
         for rec, (w, out, has) in zip(recs, got):
-            w[:, px], out[:, px], has[:, px] = _combine(rec[:, px], fam, None if offer is None else offer[:, px])
+            w[:, px], out[:, px], has[:, px] = _combine(rec[:, px], fam, None if offer is None else offer[:, px],
+                                                        None if power is None else power[px])
     for w, out, has in got:
         bad = ~np.isfinite(pooled[:n_fam]).all(axis=0) | ~has[:n_fam].all(axis=0)
         out[:, bad] = np.nan
@@ -488,24 +491,16 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
 
 
 def level_offer(flat: np.ndarray, dates, shape, guide, n_fam: int, C: int) -> Optional[np.ndarray]:
-    """(C, n) bool: where each candidate is offered, False for :data:`LEVEL_CANDIDATES` at pixels whose velocity over
-    the last two years is not within :data:`TREND_T` standard errors of zero (or unknown); None when every candidate
-    is offered everywhere. ``guide``: :func:`pooling.velocity_guide`'s (velocity, standard error), if made already."""
-    extra = [n_fam + j for j, c in enumerate(LOCAL_EXTRA) if c[0] in LEVEL_CANDIDATES]
-    if not extra:
-        return None
-    v, se = guide if guide is not None else velocity_guide(flat, dates, shape)
-    with np.errstate(invalid="ignore"):
-        flat_ground = (np.abs(v) < TREND_T * se).reshape(-1)
-    offer = np.ones((C, flat_ground.size), bool)
-    offer[extra] = flat_ground
-    return offer
+    """:func:`flat_record.level_offer` of :data:`LOCAL_EXTRA`'s :data:`LEVEL_CANDIDATES` with :data:`TREND_T`."""
+    return fr.level_offer(flat, dates, shape, guide, [n_fam + j for j, c in enumerate(LOCAL_EXTRA)
+                                                      if c[0] in LEVEL_CANDIDATES], C, TREND_T)
 
 
-def _combine(pooled: np.ndarray, family: np.ndarray, offer: Optional[np.ndarray] = None):
+def _combine(pooled: np.ndarray, family: np.ndarray, offer: Optional[np.ndarray] = None, power=None):
     """The local forecast's weights (C, n), the family combined with them (h, n) and where each member has a forecast
     (C, n) bool, for pixels with the pooled records ``pooled`` (C, n) and the family ``family`` (C, h, n); ``offer``
-    (C, n) bool: where each candidate may take weight (:func:`level_offer`), None: wherever it has a forecast. Per
+    (C, n) bool: where each candidate may take weight (:func:`level_offer`), None: wherever it has a forecast;
+    ``power``: the weights' power per pixel (n,) (:func:`flat_record.candidate_power`), None: :data:`LOCAL_POWER`. Per
     pixel, so a chunk of pixels at a time gives the same values."""
     # a candidate without a forecast at a pixel (an extra one whose short window holds too few values
     # there) gets no weight and no say in the best record; the family itself must be complete
@@ -513,7 +508,7 @@ def _combine(pooled: np.ndarray, family: np.ndarray, offer: Optional[np.ndarray]
     has = fin if offer is None else fin & offer
     pooled_has = np.where(has, pooled, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.maximum(pooled_has, 1e-6) ** -LOCAL_POWER
+        w = np.maximum(pooled_has, 1e-6) ** -(LOCAL_POWER if power is None else power)
         w = w / np.nansum(w, axis=0, keepdims=True)
     # a complete family (the usual case) is combined as it is: no float64 copy of it with its NaN zeroed
     out = np.einsum("cn,chn->hn", np.nan_to_num(w), family if fin.all() else np.nan_to_num(family))

@@ -43,6 +43,10 @@ FLAT_RECORD_FACTOR = 2
 #: longer record (session 47: a pixel quiet over two years may have started to move in the last months); 0: the
 #: two-year velocity alone. ``DEFORMCAST_FLAT_RECENT`` sets it for experiments.
 FLAT_RECENT_YEARS = float(os.environ.get("DEFORMCAST_FLAT_RECENT", "0.5") or 0.5)
+#: the power of the candidates' inverse pooled record in the local forecast's weights at the quiet pixels
+#: (:func:`quiet_ground`, :func:`candidate_power`; session 48); 0: ``anchors.LOCAL_POWER`` there as elsewhere.
+#: ``DEFORMCAST_QUIET_POWER`` sets it for experiments
+QUIET_POWER = float(os.environ.get("DEFORMCAST_QUIET_POWER", "0") or 0)
 
 
 def flat_origins(base: List[int], spacing: int, n: Optional[int] = None) -> List[int]:
@@ -57,13 +61,32 @@ def flat_origins(base: List[int], spacing: int, n: Optional[int] = None) -> List
     return sorted(o for o in (first - spacing * j for j in range(1, n - len(base) + 1)) if o >= 10)
 
 
+def flat_two_years(guide, trend_t: float) -> np.ndarray:
+    """(n,) bool: pixels whose two-year velocity (``guide``: ``pooling.velocity_guide``'s velocity and standard error)
+    lies within ``trend_t`` standard errors of zero (False where unknown)."""
+    v, se = (np.asarray(g, dtype=np.float64).reshape(-1) for g in guide)
+    with np.errstate(invalid="ignore"):
+        return np.abs(v) < trend_t * se
+
+
+def level_offer(flat: np.ndarray, dates, shape, guide, level: List[int], C: int, trend_t: float):
+    """(C, n) bool: where each of the local forecast's C candidates is offered, False for the level candidates
+    (indices ``level``) where :func:`flat_two_years` is not; None when ``level`` is empty. ``guide``:
+    ``pooling.velocity_guide``'s of the history ``flat`` (T, n), or None to make it here."""
+    if not level:
+        return None
+    flat_ground = flat_two_years(guide if guide is not None else velocity_guide(flat, dates, shape), trend_t)
+    offer = np.ones((C, flat_ground.size), bool)
+    offer[level] = flat_ground
+    return offer
+
+
 def quiet_ground(flat: np.ndarray, dates, guide, shape, trend_t: float) -> np.ndarray:
     """(n,) bool: pixels whose two-year velocity (``guide``, ``pooling.velocity_guide``) and, with
     :data:`FLAT_RECENT_YEARS`, the velocity over that last span of the history ``flat`` (T, n) lie within ``trend_t``
     standard errors of zero."""
-    v, se = (np.asarray(g, dtype=np.float64).reshape(-1) for g in guide)
+    quiet = flat_two_years(guide, trend_t)
     with np.errstate(invalid="ignore"):
-        quiet = np.abs(v) < trend_t * se
         if FLAT_RECENT_YEARS > 0 and quiet.any():
             v2, se2 = (g.reshape(-1) for g in velocity_guide(flat, dates, shape, years=FLAT_RECENT_YEARS))
             quiet &= np.abs(v2) < trend_t * se2
@@ -72,7 +95,8 @@ def quiet_ground(flat: np.ndarray, dates, guide, shape, trend_t: float) -> np.nd
 
 def where_flat(pooled: np.ndarray, flat: np.ndarray, dates, lead: int, extra: List[int], forecasts, weights, errors,
                err: np.ndarray, per_origin: list, guide, shape, z: np.ndarray, trend_t: float, box: int,
-               record_prior: Optional[dict] = None, evidence: Optional[dict] = None) -> np.ndarray:
+               record_prior: Optional[dict] = None, evidence: Optional[dict] = None,
+               quiet: Optional[np.ndarray] = None) -> np.ndarray:
     """``pooled`` (C, n), the shipped record pooled and shrunk, with the longer record at the flat pixels.
 
     ``extra``: the origins the longer record adds (:func:`flat_origins`); ``err`` and ``per_origin``: the shipped
@@ -80,10 +104,11 @@ def where_flat(pooled: np.ndarray, flat: np.ndarray, dates, lead: int, extra: Li
     ``record`` takes them; ``guide``: the two-year velocity and its standard error (``pooling.velocity_guide``); the
     flat pixels: :func:`quiet_ground`; ``z``: the trend evidence, |v| / se; ``box``: the pooling's
     (``anchors.LOCAL_BOX``). ``record_prior["long"]``: the scene's class means of the longer record (None: this call's
-    pixels'); ``evidence["long"]`` receives its unshrunk pooled record and sampling variance."""
+    pixels'); ``evidence["long"]`` receives its unshrunk pooled record and sampling variance. ``quiet``: the flat
+    pixels, if found already."""
     if not extra:
         return pooled
-    quiet = quiet_ground(flat, dates, guide, shape, trend_t)
+    quiet = quiet_ground(flat, dates, guide, shape, trend_t) if quiet is None else quiet
     more = []
     err_x = record(flat, lead, extra, forecasts, weights, errors=errors, keep=more) if quiet.any() else None
     if err_x is None:
@@ -108,3 +133,12 @@ def scene_prior(ev_all: list) -> Optional[dict]:
     ``(longer, s2, z)`` of each band that had one (at least one band)."""
     return class_prior(*(np.concatenate(x, axis=-1) for x in zip(*ev_all)), EVIDENCE_CLASSES)
 
+
+
+def candidate_power(quiet: Optional[np.ndarray], power: float) -> Optional[np.ndarray]:
+    """(n,) the power of the local forecast's weights per pixel: :data:`QUIET_POWER` at the ``quiet`` pixels
+    (:func:`quiet_ground`), ``power`` elsewhere; None (``power`` everywhere) when :data:`QUIET_POWER` is off or no pixel
+    is quiet."""
+    if QUIET_POWER <= 0 or quiet is None or not quiet.any():
+        return None
+    return np.where(quiet, QUIET_POWER, float(power))

@@ -44,6 +44,11 @@ BLEND_RECORD_MEANS = os.environ.get("DEFORMCAST_BLEND_RECORD_MEANS", "1") != "0"
 #: session 40's choice of taking the noise out, :mod:`record_noise`). ``DEFORMCAST_RECORD_MEAN=0``: the mean squared
 #: error (sessions 4-40), for benchmarks
 RECORD_MEAN = os.environ.get("DEFORMCAST_RECORD_MEAN", "1") != "0"
+#: with :data:`RECORD_MEAN`, the scored epochs of each origin are cut into this many runs of consecutive epochs and the
+#: record is the mean over the runs of each run's squared mean error, weighted by the run's epochs (session 48): a mean
+#: over all of them (1, session 41) cannot tell a forecast of the right shape over the lead from one that is right on
+#: average; ``DEFORMCAST_RECORD_BLOCKS`` sets it for experiments
+RECORD_BLOCKS = int(os.environ.get("DEFORMCAST_RECORD_BLOCKS", "1") or 1)
 
 
 def target_weights(time_function, d) -> Optional[np.ndarray]:
@@ -118,8 +123,8 @@ def squared_errors(f: np.ndarray, obs: np.ndarray, weights=None) -> np.ndarray:
     m = obs.shape[0]
     out = np.empty((f.shape[0], f.shape[2]))
     for c in range(f.shape[0]):
-        if RECORD_MEAN:     # the squared mean error over the scored epochs (session 41)
-            out[c] = wmean((f[c, :m] - obs)[None], weights)[0] ** 2
+        if RECORD_MEAN:     # the squared mean error over the scored epochs (session 41), or over runs of them
+            out[c] = _run_squared_means(f[c, :m] - obs, weights)
         else:
             out[c] = wmean(((f[c, :m] - obs) ** 2)[None], weights)[0]
     return out
@@ -237,3 +242,21 @@ def blend_weight(flat: np.ndarray, lead: int, origins, ens, local, shape, box: i
         w = np.clip(np.where(np.isfinite(num), (num + lam * g_num) / (den + lam * g_den),
                              np.float64(g_num) / np.float64(g_den)), 0.0, 1.0)
     return np.where(np.isfinite(w), w, 1.0)
+
+
+def _run_squared_means(x: np.ndarray, weights=None) -> np.ndarray:
+    """(n,): the squared weighted mean of ``x`` (m, n) over its epochs, or with :data:`RECORD_BLOCKS` runs, the mean of
+    the runs' squared means weighted by their epochs (runs without a value left out; NaN where none has one)."""
+    m = x.shape[0]
+    k = min(max(RECORD_BLOCKS, 1), m)
+    if k == 1:
+        return wmean(x[None], weights)[0] ** 2
+    num = np.zeros(x.shape[1])
+    den = np.zeros(x.shape[1])
+    for run in np.array_split(np.arange(m), k):
+        sq = wmean(x[run][None], None if weights is None else np.asarray(weights)[run])[0] ** 2
+        ok = np.isfinite(sq)
+        num += np.where(ok, sq, 0.0) * run.size
+        den += ok * run.size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
