@@ -9,7 +9,7 @@ the weight, short-window candidates whose forecasts scatter widely the rest. Whe
 power puts more of the weight where that record is best.
 
 Variants: ``shipped`` (power ``anchors.LOCAL_POWER`` = 2 everywhere), ``quiet p3`` / ``quiet p4`` / ``quiet p8`` (that
-power at the quiet pixels, 2 elsewhere), ``everywhere p4``.
+power at the quiet pixels, 2 elsewhere), ``everywhere p3`` and ``everywhere p4``.
 
 Usage::
 
@@ -29,7 +29,7 @@ from deformcast.algorithms.data import anchors as anc, flat_record, pooling  # n
 from season_record_replay import H, replay, replay_main  # noqa: E402
 from smoothing_replay import real_main  # noqa: E402
 
-VARIANTS = {"shipped": None, "quiet p3": 3.0, "quiet p4": 4.0, "quiet p8": 8.0, "everywhere p4": 4.0}
+VARIANTS = {"shipped": None, "quiet p3": 3.0, "quiet p4": 4.0, "quiet p8": 8.0, "everywhere p3": 3.0, "everywhere p4": 4.0}
 
 
 def variants(y, o, hd, td, tf, fam, only=None, lead=H) -> dict:
