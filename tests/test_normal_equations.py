@@ -35,8 +35,18 @@ def test_singular_and_ill_conditioned_pixels_take_the_pseudo_inverse():
     w = np.ones((A.shape[0], 4))
     w[:, 1] = 0.0
     w[:p - 2, 1] = 1.0                       # fewer epochs than parameters: exactly singular
-    got = bl.normal_inverse(A, w)            # the chunk falls back to the pseudo-inverse as a whole
-    np.testing.assert_allclose(got, np.linalg.pinv(_normal(A, w)), rtol=1e-10, atol=1e-12)
+    ata0 = _normal(A, w)
+    got = bl.normal_inverse(A, w)            # that pixel by the pseudo-inverse, the others by their inverse
+    assert np.array_equal(got[1], np.linalg.pinv(ata0[1:2])[0])
+    np.testing.assert_allclose(got[[0, 2, 3]], np.linalg.inv(ata0[[0, 2, 3]]), rtol=1e-12)
+    assert np.isfinite(got).all()
+    w[:, 3] = 0.0                            # no epoch at all: exactly singular, LU fails; the others keep their inverse
+    with np.testing.assert_raises(np.linalg.LinAlgError):
+        np.linalg.inv(_normal(A, w))
+    got = bl.normal_inverse(A, w)
+    assert np.array_equal(got[3], np.zeros((p, p)))
+    np.testing.assert_allclose(got[[0, 2]], np.linalg.inv(ata0[[0, 2]]), rtol=1e-12)
+    assert np.array_equal(got[1], np.linalg.pinv(ata0[1:2])[0])
     # nearly singular: two epochs a hair apart carry a pixel's whole weight beside tiny others
     w2 = np.full((A.shape[0], 3), 1.0)
     w2[:, 2] = 1e-13

@@ -67,7 +67,7 @@ BASELINES = ("persistence", "linear", "linear_recent", "trajectory", "trajectory
 ENSEMBLE_YEARS = (1.0, 2.0, 3.0, None)  # None = all fit epochs
 _PIXEL_CHUNK = 65536
 #: each pixel's normal equations are solved with their inverse where its 1-norm condition number stays below this
-#: (:func:`normal_inverse`); the others, and a chunk holding an exactly singular one, with the pseudo-inverse
+#: (:func:`normal_inverse`); the others, singular ones included, with the pseudo-inverse
 COND_MAX = 1e8
 
 
@@ -359,20 +359,25 @@ def fit_operator(A: np.ndarray, wt: Optional[np.ndarray]) -> np.ndarray:
 def normal_inverse(A: np.ndarray, w: np.ndarray) -> np.ndarray:
     """(n, p, p): the inverse of each pixel's normal matrix ``A' diag(w[:, i]) A`` (``A`` (T, p), ``w`` (T, n) the
     epochs' weights, 0 at gaps), or its pseudo-inverse where the matrix is singular or its 1-norm condition number is
-    :data:`COND_MAX` or more. Session 48: the three-operand ``einsum`` and the batched SVD of ``pinv`` took 190 of
+    :data:`COND_MAX` or more (a pixel whose gaps leave a term of the design undetermined). Session 48: the three-operand ``einsum`` and the batched SVD of ``pinv`` took 190 of
     the 309 s of a re-gated run on a stack with gaps at 70 % of its pixels; the normal matrices from a two-operand
     product and their inverses by LU take a twentieth of that (docs/benchmarks.md, "Session 48"). Each pixel's
     values are its own: the same in any chunk of pixels."""
     p = A.shape[1]
     pairs = (A[:, :, None] * A[:, None, :]).reshape(A.shape[0], p * p)
     ata = np.einsum("tn,tk->nk", w, pairs).reshape(-1, p, p)
+    inv = np.full_like(ata, np.nan)
     try:
-        inv = np.linalg.inv(ata)
-    except np.linalg.LinAlgError:       # an exactly singular matrix in the chunk: all of it as before
-        return np.linalg.pinv(ata)
+        inv[:] = np.linalg.inv(ata)
+    except np.linalg.LinAlgError:       # exactly singular matrices in the chunk (a pixel's gaps): those by pinv
+        regular = np.abs(np.linalg.det(ata)) > 0
+        try:
+            inv[regular] = np.linalg.inv(ata[regular])
+        except np.linalg.LinAlgError:
+            return np.linalg.pinv(ata)
     with np.errstate(invalid="ignore", over="ignore"):
         cond = np.abs(ata).sum(axis=1).max(axis=-1) * np.abs(inv).sum(axis=1).max(axis=-1)
-    bad = ~(cond < COND_MAX)
+    bad = ~(cond < COND_MAX)        # NaN (the singular ones) included
     if bad.any():
         inv[bad] = np.linalg.pinv(ata[bad])
     return inv
