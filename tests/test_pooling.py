@@ -107,3 +107,27 @@ def test_the_sampling_variance_is_the_spread_of_the_origins_pooled_records():
                 ref[i, :, r, c] = p[:, rr][:, :, cc].mean(axis=(1, 2))
     np.testing.assert_allclose(got, ref.var(axis=0, ddof=1).reshape(2, -1) / 4, rtol=1e-6)
     assert pooling.sampling_variance(per[:1], (5, 6), 3) is None
+
+
+def test_trimmed_records_and_the_local_weights_without_them(monkeypatch):
+    """``LOCAL_TRIM``: candidates whose pooled record exceeds k times the pixel's best take no weight; the others keep
+    their inverse-squared-record weights, renormalised (hand values); 0 (shipped) changes nothing."""
+    from deformcast.algorithms.data import anchors as A
+    from deformcast.algorithms.data import pooling as P
+
+    rec = np.array([[1.0, 4.0, np.nan], [1.5, 1.0, np.nan], [2.5, 9.0, np.nan]])     # (C=3, n=3)
+    assert P.trimmed(rec, 0) is rec
+    got = P.trimmed(rec, 2.0)
+    np.testing.assert_array_equal(np.isnan(got), [[False, True, True], [False, False, True], [True, True, True]])
+    fam = np.stack([np.full((2, 3), v) for v in (10.0, 20.0, 40.0)])                  # (C, h=2, n)
+    monkeypatch.setattr(P, "LOCAL_TRIM", 0.0)
+    w0, out0, has0 = A._combine(rec, fam)
+    monkeypatch.setattr(P, "LOCAL_TRIM", 2.0)
+    w, out, has = A._combine(rec, fam)
+    assert np.array_equal(has, has0)                                                   # validity untouched
+    a, b = 1.0 ** -2, 1.5 ** -2                                                        # pixel 0: the third withheld
+    np.testing.assert_allclose(out[:, 0], (a * 10 + b * 20) / (a + b))
+    np.testing.assert_allclose(out[:, 1], 20.0)                                        # pixel 1: the best alone
+    c = 2.5 ** -2
+    np.testing.assert_allclose(out0[:, 0], (a * 10 + b * 20 + c * 40) / (a + b + c))  # untrimmed: all three
+    assert np.isnan(out[:, 2]).all() == np.isnan(out0[:, 2]).all()

@@ -506,7 +506,7 @@ def _combine(pooled: np.ndarray, family: np.ndarray, offer: Optional[np.ndarray]
     # there) gets no weight and no say in the best record; the family itself must be complete
     fin = np.isfinite(family).all(axis=1)                      # (C, n)
     has = fin if offer is None else fin & offer
-    pooled_has = np.where(has, pooled, np.nan)
+    pooled_has = pooling.trimmed(np.where(has, pooled, np.nan))     # pooling.LOCAL_TRIM, off by default
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.maximum(pooled_has, 1e-6) ** -(LOCAL_POWER if power is None else power)
         w = w / np.nansum(w, axis=0, keepdims=True)

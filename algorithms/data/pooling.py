@@ -187,3 +187,22 @@ def shrink_to_class(pooled: np.ndarray, s2: Optional[np.ndarray], z: np.ndarray,
         lam = s2 / (s2 + V)
     use = np.isfinite(lam) & np.isfinite(m) & np.isfinite(z)[None] & np.isfinite(pooled)
     return np.where(use, (1.0 - lam) * pooled + lam * m, pooled)
+
+
+#: the local forecast's candidates whose pooled record exceeds this many times the pixel's best take no weight
+#: (:func:`trimmed`, session 48); 0: every candidate keeps its inverse-record weight (sessions 4-47).
+#: ``DEFORMCAST_LOCAL_TRIM`` sets it for experiments
+LOCAL_TRIM = float(os.environ.get("DEFORMCAST_LOCAL_TRIM", "0") or 0)
+
+
+def trimmed(records: np.ndarray, k: float = None) -> np.ndarray:
+    """``records`` (C, n), the candidates' pooled records (NaN: not offered), with NaN where a record exceeds ``k``
+    (default :data:`LOCAL_TRIM`) times the pixel's best (at least 1e-6): the forecast combinations' trimming of their
+    worst members. ``records`` itself when ``k`` is 0."""
+    k = LOCAL_TRIM if k is None else float(k)
+    if k <= 0:
+        return records
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # a pixel without any record: all NaN
+        best = np.maximum(np.nanmin(records, axis=0), 1e-6)
+        return np.where(records > k * best[None], np.nan, records)
