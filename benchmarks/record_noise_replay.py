@@ -67,8 +67,8 @@ target_noise = rn.target_noise
 
 def noise_combine(shipped, k: float, s2: float):
     """``anchors._combine`` with ``k`` times the noise variance ``s2`` taken out of the pooled records."""
-    def combine(pooled, family, offer=None):
-        return shipped(np.maximum(pooled - k * s2, 0.1 * pooled), family, offer)
+    def combine(pooled, family, offer=None, power=None):
+        return shipped(np.maximum(pooled - k * s2, 0.1 * pooled), family, offer, power)
     return combine
 
 

@@ -129,8 +129,8 @@ def season_offer(level_offer, thr: float, tf):
 def combine_keeping_family(combine, n_fam: int):
     """``anchors._combine`` whose ``has`` counts a withheld family member as present (the local forecast drops the
     pixels where a family member is missing: a withheld one is not missing)."""
-    def comb(pooled, family, offer=None):
-        w, out, has = combine(pooled, family, offer)
+    def comb(pooled, family, offer=None, power=None):
+        w, out, has = combine(pooled, family, offer, power)
         has[:n_fam] |= np.isfinite(family[:n_fam]).all(axis=1)
         return w, out, has
     return comb

@@ -37,9 +37,9 @@ def test_the_records_lose_the_noise_and_keep_a_tenth(monkeypatch):
     seen = []
     shipped = A._combine
 
-    def spy(pooled, family, offer=None):
+    def spy(pooled, family, offer=None, power=None):
         seen.append(pooled.copy())
-        return shipped(pooled, family, offer)
+        return shipped(pooled, family, offer, power)
 
     monkeypatch.setattr(A, "_combine", spy)
     plain = A.local_forecast(y, DATES, td, 15, record_noise=0.0)
