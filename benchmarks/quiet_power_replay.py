@@ -26,8 +26,8 @@ from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
 from deformcast.algorithms.data import anchors as anc, flat_record, pooling  # noqa: E402
-from season_record_replay import H, replay, replay_main  # noqa: E402
-from smoothing_replay import real_main  # noqa: E402
+from season_record_replay import H  # noqa: E402
+from smoothing_replay import variants_main  # noqa: E402
 
 VARIANTS = {"shipped": None, "quiet p3": 3.0, "quiet p4": 4.0, "quiet p8": 8.0, "everywhere p3": 3.0, "everywhere p4": 4.0}
 
@@ -59,16 +59,8 @@ def variants(y, o, hd, td, tf, fam, only=None, lead=H) -> dict:
     return out
 
 
-def run(folder: str, steps, only=None) -> dict:
-    return replay(folder, steps, lambda y, o, hd, td, tf, fam: variants(y, o, hd, td, tf, fam, only))
-
-
 def main(argv=None):
-    if "--real" in (argv or sys.argv[1:]):
-        real_main(argv, __doc__.split("\n")[0],
-                  lambda y, e, hd, td, m, fam, only: variants(y, e, hd, td, None, fam, only, m))
-        return
-    replay_main(run, __doc__.split("\n")[0], argv)
+    variants_main(variants, __doc__.split("\n")[0], argv)
 
 
 if __name__ == "__main__":

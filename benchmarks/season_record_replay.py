@@ -121,22 +121,22 @@ def local(y, o: int, hd, td, tf, fam, cache=None, **kw) -> np.ndarray:
     return anc.local_forecast(y[:o + 1], hd, td, H, tf, family=fam, past_family=cache, **kw).reshape(H, -1)
 
 
-def patched_variants(variants, only, attr: str, make, compute) -> dict:
-    """``compute()`` once per variant ``name`` of ``variants`` (all, or those in ``only``) with ``anchors.<attr>``
-    replaced by ``make(name)`` (None: left as shipped), restored afterwards: how the replays put a variant into the
-    local forecast from outside."""
+def patched_variants(variants, only, attr: str, make, compute, module=anc) -> dict:
+    """``compute()`` once per variant ``name`` of ``variants`` (all, or those in ``only``) with ``module.<attr>``
+    (default ``anchors``) replaced by ``make(name)`` (None: left as shipped), restored afterwards: how the replays put
+    a variant into the local forecast from outside."""
     out = {}
-    shipped = getattr(anc, attr)
+    shipped = getattr(module, attr)
     for name in variants:
         if only and name not in only:
             continue
         new = make(name)
         if new is not None:
-            setattr(anc, attr, new)
+            setattr(module, attr, new)
         try:
             out[name] = compute()
         finally:
-            setattr(anc, attr, shipped)
+            setattr(module, attr, shipped)
     return out
 
 

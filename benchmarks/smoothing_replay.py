@@ -115,6 +115,20 @@ def main(argv=None):
     real_main(argv, __doc__.split("\n")[0])
 
 
+def variants_main(variants, description: str, argv=None) -> None:
+    """The command line of a replay whose ``variants(y, o, hd, td, tf, fam, only, lead)`` gives each variant's local
+    forecast (lead, pixels) from origin ``o``: written scenes as ``season_record_replay.replay_main``, ``--real`` tracks
+    as :func:`real_main` (``quiet_power_replay.py``, ``trim_replay.py``, ``record_blocks_replay.py``)."""
+    if "--real" in (argv or sys.argv[1:]):
+        real_main(argv, description, lambda y, e, hd, td, m, fam, only: variants(y, e, hd, td, None, fam, only, m))
+        return
+
+    def run_scene(folder: str, steps, only=None) -> dict:
+        return replay(folder, steps, lambda y, o, hd, td, tf, fam: variants(y, o, hd, td, tf, fam, only))
+
+    replay_main(run_scene, description, argv)
+
+
 def real_main(argv, description: str, forecasts=_variants_at) -> None:
     """The command line of ``--real``: one line per track and variant (``quiet_power_replay.py`` shares it)."""
     ap = argparse.ArgumentParser(description=description)

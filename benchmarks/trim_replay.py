@@ -27,8 +27,8 @@ from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
 from deformcast.algorithms.data import anchors as anc  # noqa: E402
-from season_record_replay import H, replay, replay_main  # noqa: E402
-from smoothing_replay import real_main  # noqa: E402
+from season_record_replay import H, patched_variants  # noqa: E402
+from smoothing_replay import variants_main  # noqa: E402
 
 VARIANTS = {"shipped": None, "trim 2x": 2.0, "trim 4x": 4.0}
 SHIPPED = anc._combine
@@ -54,29 +54,13 @@ def trimmed(k: float):
 def variants(y, o, hd, td, tf, fam, only=None, lead=H) -> dict:
     """Each variant's local forecast (lead, pixels) from origin ``o`` of the stack ``y``."""
     cache = anc.FamilyCache(y[:o + 1], hd, lead, tf)
-    out = {}
-    for name, k in VARIANTS.items():
-        if only and name not in only:
-            continue
-        anc._combine = SHIPPED if k is None else trimmed(k)
-        try:
-            out[name] = anc.local_forecast(y[:o + 1], hd, td, lead, tf, family=fam,
-                                           past_family=cache).reshape(lead, -1)
-        finally:
-            anc._combine = SHIPPED
-    return out
-
-
-def run(folder: str, steps, only=None) -> dict:
-    return replay(folder, steps, lambda y, o, hd, td, tf, fam: variants(y, o, hd, td, tf, fam, only))
+    return patched_variants(VARIANTS, only, "_combine", lambda n: None if VARIANTS[n] is None else trimmed(VARIANTS[n]),
+                            lambda: anc.local_forecast(y[:o + 1], hd, td, lead, tf, family=fam,
+                                                       past_family=cache).reshape(lead, -1))
 
 
 def main(argv=None):
-    if "--real" in (argv or sys.argv[1:]):
-        real_main(argv, __doc__.split("\n")[0],
-                  lambda y, e, hd, td, m, fam, only: variants(y, e, hd, td, None, fam, only, m))
-        return
-    replay_main(run, __doc__.split("\n")[0], argv)
+    variants_main(variants, __doc__.split("\n")[0], argv)
 
 
 if __name__ == "__main__":
