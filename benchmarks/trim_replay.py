@@ -10,7 +10,9 @@ are mostly noise (``quiet_power_replay.py``). Trimming (as forecast combinations
 weight to a candidate whose pooled record is more than ``k`` times the pixel's best: where the records lie close, as
 noise makes them, nothing changes.
 
-Variants: ``shipped``; ``trim 2x`` and ``trim 4x`` (the pooled record, a squared error, at most 2 or 4 times the best).
+Variants: ``shipped``; ``trim 2x`` and ``trim 4x`` (the pooled record, a squared error, at most 2 or 4 times the best);
+``se trim z2`` and ``se trim z1`` (:data:`SE_VARIANTS`: withheld only where the record is worse than the best by more
+than 2 or 1 standard errors of the difference, which noise cannot make).
 
 Usage::
 
@@ -19,6 +21,7 @@ Usage::
 """
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -26,12 +29,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
-from deformcast.algorithms.data import anchors as anc  # noqa: E402
+from deformcast.algorithms.data import anchors as anc, flat_record as fr, pooling  # noqa: E402
 from season_record_replay import H, patched_variants  # noqa: E402
 from smoothing_replay import variants_main  # noqa: E402
 
 VARIANTS = {"shipped": None, "trim 2x": 2.0, "trim 4x": 4.0}
+#: trimmed by the records' own sampling error: a candidate is withheld where its pooled record exceeds the best one's
+#: by more than z standard errors of the difference (the two sampling variances of ``pooling.sampling_variance``
+#: summed; the shipped seven origins' also at the quiet pixels, whose longer record has a smaller one)
+SE_VARIANTS = {"se trim z2": 2.0, "se trim z1": 1.0}
 SHIPPED = anc._combine
+WHERE_FLAT = fr.where_flat
 
 
 def trimmed(k: float):
@@ -51,12 +59,35 @@ def trimmed(k: float):
     return combine
 
 
+def se_trimmed(z: float):
+    """``flat_record.where_flat`` whose records of the candidates significantly worse than the pixel's best are made
+    too large to take weight (1e30: finite, so the pixel keeps its forecast)."""
+    def where_flat(pooled, flat, dates, lead, extra, forecasts, weights, errors, err, per_origin, guide, shape, *a, **k):
+        rec = WHERE_FLAT(pooled, flat, dates, lead, extra, forecasts, weights, errors, err, per_origin, guide, shape,
+                         *a, **k)
+        s2 = pooling.sampling_variance(per_origin, shape, anc.LOCAL_BOX)
+        if s2 is None:
+            return rec
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            b = np.nanargmin(np.where(np.isfinite(rec), rec, np.inf), axis=0)
+            cols = np.arange(rec.shape[1])
+            far = rec - rec[b, cols][None] > z * np.sqrt(s2 + s2[b, cols][None])
+        return np.where(far, 1e30, rec)
+    return where_flat
+
+
 def variants(y, o, hd, td, tf, fam, only=None, lead=H) -> dict:
     """Each variant's local forecast (lead, pixels) from origin ``o`` of the stack ``y``."""
     cache = anc.FamilyCache(y[:o + 1], hd, lead, tf)
-    return patched_variants(VARIANTS, only, "_combine", lambda n: None if VARIANTS[n] is None else trimmed(VARIANTS[n]),
-                            lambda: anc.local_forecast(y[:o + 1], hd, td, lead, tf, family=fam,
-                                                       past_family=cache).reshape(lead, -1))
+
+    def compute():
+        return anc.local_forecast(y[:o + 1], hd, td, lead, tf, family=fam, past_family=cache).reshape(lead, -1)
+
+    out = patched_variants(VARIANTS, only, "_combine", lambda n: None if VARIANTS[n] is None else trimmed(VARIANTS[n]),
+                           compute)
+    return {**out, **patched_variants(SE_VARIANTS, only, "where_flat", lambda n: se_trimmed(SE_VARIANTS[n]), compute,
+                                      module=fr)}
 
 
 def main(argv=None):

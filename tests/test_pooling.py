@@ -131,3 +131,21 @@ def test_trimmed_records_and_the_local_weights_without_them(monkeypatch):
     c = 2.5 ** -2
     np.testing.assert_allclose(out0[:, 0], (a * 10 + b * 20 + c * 40) / (a + b + c))  # untrimmed: all three
     assert np.isnan(out[:, 2]).all() == np.isnan(out0[:, 2]).all()
+
+
+def test_records_trimmed_by_their_sampling_error_hand_values(monkeypatch):
+    """``SE_TRIM``: a candidate's record is set out of reach (1e30) where it exceeds the pixel's best by more than z
+    standard errors of the difference; close records (noise) keep their weight; 0 (shipped) or no variance: as is."""
+    from deformcast.algorithms.data import pooling as P
+
+    rec = np.array([[1.0, 4.0, np.nan], [2.0, 1.0, np.nan], [5.0, 1.5, np.nan]])
+    s2 = np.array([[0.04, 1.0, np.nan], [0.5, 1.0, np.nan], [1.0, 1.0, np.nan]])
+    assert P.se_trimmed(rec, s2, 0) is rec and P.se_trimmed(rec, None, 2.0) is rec
+    got = P.se_trimmed(rec, s2, 2.0)
+    # pixel 0: best 1.0 (s2 0.04); candidate 1: 1.0 > 2 sqrt(0.54) = 1.47? no, kept; candidate 2: 4.0 > 2 sqrt(1.04),
+    # trimmed
+    # pixel 1: best 1.0; candidate 0: 3.0 > 2 sqrt(2) = 2.83, trimmed; candidate 2: 0.5, kept; pixel 2: no record
+    expect = np.array([[1.0, 1e30, np.nan], [2.0, 1.0, np.nan], [1e30, 1.5, np.nan]])
+    np.testing.assert_array_equal(got, expect)
+    monkeypatch.setattr(P, "SE_TRIM", 1.0)
+    assert P.se_trimmed(rec, s2)[1, 0] == 1e30          # the default z: one standard error

@@ -438,6 +438,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         pooled = fr.where_flat(shrink_to_class(pooled, s2, z, prior), flat, d, L, fr.flat_origins(
             fam_origins, candidate_spacing(L)) if default else [], past_family, tw, None if cache is None else
             cache.errors, err, per_origin, guide, (R, Wd), z, TREND_T, LOCAL_BOX, record_prior, evidence, quiet)
+        pooled = pooling.se_trimmed(pooled, s2)         # pooling.SE_TRIM, off by default (session 48)
     power = fr.candidate_power(quiet if s2 is not None else None, LOCAL_POWER)
     offer = level_offer(flat, d, (R, Wd), guide, n_fam, C)
     many = isinstance(record_noise, (list, tuple))

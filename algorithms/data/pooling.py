@@ -206,3 +206,25 @@ def trimmed(records: np.ndarray, k: float = None) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)     # a pixel without any record: all NaN
         best = np.maximum(np.nanmin(records, axis=0), 1e-6)
         return np.where(records > k * best[None], np.nan, records)
+
+
+#: the local forecast's candidates whose pooled record exceeds the pixel's best by more than this many standard errors
+#: of the difference (:func:`se_trimmed`, session 48) take no weight; 0: none withheld (sessions 4-47).
+#: ``DEFORMCAST_SE_TRIM`` sets it for experiments
+SE_TRIM = float(os.environ.get("DEFORMCAST_SE_TRIM", "0") or 0)
+
+
+def se_trimmed(records: np.ndarray, s2: Optional[np.ndarray], z: float = None) -> np.ndarray:
+    """``records`` (C, n), the candidates' pooled records, with 1e30 (finite: the pixel keeps its forecast, the
+    candidate no weight) where a record exceeds the pixel's best by more than ``z`` (default :data:`SE_TRIM`) times
+    ``sqrt(s2_c + s2_best)``, ``s2`` (C, n) their sampling variances (:func:`sampling_variance`): a trim that noise
+    cannot cause. ``records`` itself when ``z`` is 0 or ``s2`` None."""
+    z = SE_TRIM if z is None else float(z)
+    if z <= 0 or s2 is None:
+        return records
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        b = np.argmin(np.where(np.isfinite(records), records, np.inf), axis=0)
+        cols = np.arange(records.shape[1])
+        far = records - records[b, cols][None] > z * np.sqrt(s2 + s2[b, cols][None])
+    return np.where(far, 1e30, records)
