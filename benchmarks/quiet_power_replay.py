@@ -29,7 +29,8 @@ from deformcast.algorithms.data import anchors as anc, flat_record, pooling  # n
 from season_record_replay import H  # noqa: E402
 from smoothing_replay import variants_main  # noqa: E402
 
-VARIANTS = {"shipped": None, "quiet p3": 3.0, "quiet p4": 4.0, "quiet p8": 8.0, "everywhere p3": 3.0, "everywhere p4": 4.0}
+VARIANTS = {"shipped": None, "quiet p3": 3.0, "quiet p4": 4.0, "quiet p8": 8.0, "everywhere p3": 3.0,
+            "everywhere p4": 4.0}
 
 
 def variants(y, o, hd, td, tf, fam, only=None, lead=H) -> dict:

@@ -62,7 +62,8 @@ def trimmed(k: float):
 def se_trimmed(z: float):
     """``flat_record.where_flat`` whose records of the candidates significantly worse than the pixel's best are made
     too large to take weight (1e30: finite, so the pixel keeps its forecast)."""
-    def where_flat(pooled, flat, dates, lead, extra, forecasts, weights, errors, err, per_origin, guide, shape, *a, **k):
+    def where_flat(pooled, flat, dates, lead, extra, forecasts, weights, errors, err, per_origin, guide, shape,
+                   *a, **k):
         rec = WHERE_FLAT(pooled, flat, dates, lead, extra, forecasts, weights, errors, err, per_origin, guide, shape,
                          *a, **k)
         s2 = pooling.sampling_variance(per_origin, shape, anc.LOCAL_BOX)

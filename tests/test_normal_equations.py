@@ -40,7 +40,7 @@ def test_singular_and_ill_conditioned_pixels_take_the_pseudo_inverse():
     assert np.array_equal(got[1], np.linalg.pinv(ata0[1:2])[0])
     np.testing.assert_allclose(got[[0, 2, 3]], np.linalg.inv(ata0[[0, 2, 3]]), rtol=1e-12)
     assert np.isfinite(got).all()
-    w[:, 3] = 0.0                            # no epoch at all: exactly singular, LU fails; the others keep their inverse
+    w[:, 3] = 0.0                 # no epoch at all: exactly singular, LU fails; the others keep their inverse
     with np.testing.assert_raises(np.linalg.LinAlgError):
         np.linalg.inv(_normal(A, w))
     got = bl.normal_inverse(A, w)

@@ -359,10 +359,11 @@ def fit_operator(A: np.ndarray, wt: Optional[np.ndarray]) -> np.ndarray:
 def normal_inverse(A: np.ndarray, w: np.ndarray) -> np.ndarray:
     """(n, p, p): the inverse of each pixel's normal matrix ``A' diag(w[:, i]) A`` (``A`` (T, p), ``w`` (T, n) the
     epochs' weights, 0 at gaps), or its pseudo-inverse where the matrix is singular or its 1-norm condition number is
-    :data:`COND_MAX` or more (a pixel whose gaps leave a term of the design undetermined). Session 48: the three-operand ``einsum`` and the batched SVD of ``pinv`` took 190 of
-    the 309 s of a re-gated run on a stack with gaps at 70 % of its pixels; the normal matrices from a two-operand
-    product and their inverses by LU take a twentieth of that (docs/benchmarks.md, "Session 48"). Each pixel's
-    values are its own: the same in any chunk of pixels."""
+    :data:`COND_MAX` or more (a pixel whose gaps leave a term of the design undetermined). Session 48: the
+    three-operand ``einsum`` and the batched SVD of ``pinv`` took 190 of the 309 s of a re-gated run on a stack with
+    gaps at 70 % of its pixels; the normal matrices from a two-operand product and their inverses by LU take a
+    twentieth of that (docs/benchmarks.md, "Session 48"). Each pixel's values are its own: the same in any chunk of
+    pixels."""
     p = A.shape[1]
     pairs = (A[:, :, None] * A[:, None, :]).reshape(A.shape[0], p * p)
     ata = np.einsum("tn,tk->nk", w, pairs).reshape(-1, p, p)
