@@ -11,8 +11,8 @@ weight to a candidate whose pooled record is more than ``k`` times the pixel's b
 noise makes them, nothing changes.
 
 Variants: ``shipped``; ``trim 2x`` and ``trim 4x`` (the pooled record, a squared error, at most 2 or 4 times the best);
-``se trim z2`` and ``se trim z1`` (:data:`SE_VARIANTS`: withheld only where the record is worse than the best by more
-than 2 or 1 standard errors of the difference, which noise cannot make).
+``se trim z3``, ``z2`` and ``z1`` (:data:`SE_VARIANTS`: withheld only where the record is worse than the best by more
+than 3, 2 or 1 standard errors of the difference, which noise cannot make).
 
 Usage::
 
@@ -37,7 +37,7 @@ VARIANTS = {"shipped": None, "trim 2x": 2.0, "trim 4x": 4.0}
 #: trimmed by the records' own sampling error: a candidate is withheld where its pooled record exceeds the best one's
 #: by more than z standard errors of the difference (the two sampling variances of ``pooling.sampling_variance``
 #: summed; the shipped seven origins' also at the quiet pixels, whose longer record has a smaller one)
-SE_VARIANTS = {"se trim z2": 2.0, "se trim z1": 1.0}
+SE_VARIANTS = {"se trim z3": 3.0, "se trim z2": 2.0, "se trim z1": 1.0}
 SHIPPED = anc._combine
 WHERE_FLAT = fr.where_flat
 
