@@ -19,45 +19,30 @@ Usage::
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
-from deformcast.algorithms.data import anchors as anc, flat_record, pooling  # noqa: E402
-from season_record_replay import H  # noqa: E402
+from deformcast.algorithms.data import anchors as anc, flat_record  # noqa: E402
+from season_record_replay import H, patched_variants  # noqa: E402
 from smoothing_replay import variants_main  # noqa: E402
 
-VARIANTS = {"shipped": None, "quiet p3": 3.0, "quiet p4": 4.0, "quiet p8": 8.0, "everywhere p3": 3.0,
-            "everywhere p4": 4.0}
+#: ``flat_record.QUIET_POWER`` of each variant (the power at the quiet pixels)
+VARIANTS = {"shipped": None, "quiet p3": 3.0, "quiet p4": 4.0, "quiet p8": 8.0}
+#: ``anchors.LOCAL_POWER`` of each variant (the power everywhere)
+EVERYWHERE = {"everywhere p3": 3.0, "everywhere p4": 4.0}
 
 
 def variants(y, o, hd, td, tf, fam, only=None, lead=H) -> dict:
-    """Each variant's local forecast (lead, pixels) from origin ``o`` of the stack ``y``."""
+    """Each variant's local forecast (lead, pixels) from origin ``o`` of the stack ``y``: the shipped local forecast
+    with the variant's power set."""
     cache = anc.FamilyCache(y[:o + 1], hd, lead, tf)
-    flat = y[:o + 1].reshape(o + 1, -1)
-    guide = pooling.velocity_guide(flat, hd, y.shape[1:])
-    quiet = flat_record.quiet_ground(flat, hd, guide, y.shape[1:], anc.TREND_T)
 
-    def local_now():
+    def compute():
         return anc.local_forecast(y[:o + 1], hd, td, lead, tf, family=fam, past_family=cache).reshape(lead, -1)
 
-    base = local_now()
-    out = {}
-    for name, power in VARIANTS.items():
-        if only and name not in only:
-            continue
-        if power is None:
-            out[name] = base
-            continue
-        was, anc.LOCAL_POWER = anc.LOCAL_POWER, power
-        try:
-            sharp = local_now()
-        finally:
-            anc.LOCAL_POWER = was
-        out[name] = sharp if name.startswith("everywhere") else np.where(quiet[None], sharp, base)
-    return out
+    out = patched_variants(VARIANTS, only, "QUIET_POWER", VARIANTS.get, compute, module=flat_record)
+    return {**out, **patched_variants(EVERYWHERE, only, "LOCAL_POWER", EVERYWHERE.get, compute)}
 
 
 def main(argv=None):

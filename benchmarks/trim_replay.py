@@ -21,74 +21,33 @@ Usage::
 """
 import os
 import sys
-import warnings
-
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ensure_pkg  # noqa: E402
 
 ensure_pkg()
-from deformcast.algorithms.data import anchors as anc, flat_record as fr, pooling  # noqa: E402
+from deformcast.algorithms.data import anchors as anc, pooling  # noqa: E402
 from season_record_replay import H, patched_variants  # noqa: E402
 from smoothing_replay import variants_main  # noqa: E402
 
+#: ``pooling.LOCAL_TRIM`` of each variant: a candidate is withheld where its pooled record exceeds k times the best
 VARIANTS = {"shipped": None, "trim 2x": 2.0, "trim 4x": 4.0}
-#: trimmed by the records' own sampling error: a candidate is withheld where its pooled record exceeds the best one's
-#: by more than z standard errors of the difference (the two sampling variances of ``pooling.sampling_variance``
-#: summed; the shipped seven origins' also at the quiet pixels, whose longer record has a smaller one)
+#: ``pooling.SE_TRIM`` of each variant: withheld where the pooled record exceeds the best one's by more than z standard
+#: errors of the difference (the two sampling variances of ``pooling.sampling_variance`` summed; the shipped seven
+#: origins' also at the quiet pixels, whose longer record has a smaller one)
 SE_VARIANTS = {"se trim z3": 3.0, "se trim z2": 2.0, "se trim z1": 1.0}
-SHIPPED = anc._combine
-WHERE_FLAT = fr.where_flat
-
-
-def trimmed(k: float):
-    """``anchors._combine`` with the candidates whose pooled record exceeds ``k`` times the pixel's best withheld."""
-    def combine(pooled, family, offer=None, power=None):
-        fin = np.isfinite(family).all(axis=1)
-        has = fin if offer is None else fin & offer
-        with np.errstate(invalid="ignore"):
-            best = np.nanmin(np.where(has, pooled, np.nan), axis=0)
-            far = pooled > k * np.maximum(best, 1e-6)[None]
-        # a withheld candidate is not offered (``has`` itself stays: the local forecast reads it for its validity)
-        w, _, has = SHIPPED(np.where(far, np.inf, pooled), family, offer, power)
-        w = np.where(far, 0.0, w)
-        w = w / np.nansum(w, axis=0, keepdims=True)
-        out = np.einsum("cn,chn->hn", np.nan_to_num(w), np.nan_to_num(family))
-        return w, out, has
-    return combine
-
-
-def se_trimmed(z: float):
-    """``flat_record.where_flat`` whose records of the candidates significantly worse than the pixel's best are made
-    too large to take weight (1e30: finite, so the pixel keeps its forecast)."""
-    def where_flat(pooled, flat, dates, lead, extra, forecasts, weights, errors, err, per_origin, guide, shape,
-                   *a, **k):
-        rec = WHERE_FLAT(pooled, flat, dates, lead, extra, forecasts, weights, errors, err, per_origin, guide, shape,
-                         *a, **k)
-        s2 = pooling.sampling_variance(per_origin, shape, anc.LOCAL_BOX)
-        if s2 is None:
-            return rec
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            b = np.nanargmin(np.where(np.isfinite(rec), rec, np.inf), axis=0)
-            cols = np.arange(rec.shape[1])
-            far = rec - rec[b, cols][None] > z * np.sqrt(s2 + s2[b, cols][None])
-        return np.where(far, 1e30, rec)
-    return where_flat
 
 
 def variants(y, o, hd, td, tf, fam, only=None, lead=H) -> dict:
-    """Each variant's local forecast (lead, pixels) from origin ``o`` of the stack ``y``."""
+    """Each variant's local forecast (lead, pixels) from origin ``o`` of the stack ``y``: the shipped local forecast
+    with the variant's switch of :mod:`pooling` set."""
     cache = anc.FamilyCache(y[:o + 1], hd, lead, tf)
 
     def compute():
         return anc.local_forecast(y[:o + 1], hd, td, lead, tf, family=fam, past_family=cache).reshape(lead, -1)
 
-    out = patched_variants(VARIANTS, only, "_combine", lambda n: None if VARIANTS[n] is None else trimmed(VARIANTS[n]),
-                           compute)
-    return {**out, **patched_variants(SE_VARIANTS, only, "where_flat", lambda n: se_trimmed(SE_VARIANTS[n]), compute,
-                                      module=fr)}
+    out = patched_variants(VARIANTS, only, "LOCAL_TRIM", VARIANTS.get, compute, module=pooling)
+    return {**out, **patched_variants(SE_VARIANTS, only, "SE_TRIM", SE_VARIANTS.get, compute, module=pooling)}
 
 
 def main(argv=None):

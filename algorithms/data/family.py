@@ -67,11 +67,11 @@ def _seasonal_linear(y, dates, start, end, t_pred, time_function=None, degree=1,
     deg, periods = terms_for_span(float(t_all[-1] - t_all[0]) if t_all.size else 0.0)
     if not periods:
         return _trend(y, dates, start, end, t_pred, time_function, degree, tau)
-    if memo is None or "season" not in memo:
+    coef = None if memo is None else memo.get("season")
+    if coef is None:
         coef = _season_fit(y, dates, end, t_all, t_pred, deg, periods, time_function)
         if memo is not None:
             memo["season"] = coef
-    coef = memo["season"] if memo is not None else coef
     cols = slice(deg + 1, deg + 1 + 2 * len(periods))
 
     def season(t):
