@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_dataset import DATES2, _arrays, _long_scene
 
-from deformcast.algorithms.data import anchors as A
+from deformcast.algorithms.data import analog, anchors as A
 from deformcast.algorithms.data import dataset as D
 from deformcast.algorithms.data import family, flat_record
 from deformcast.algorithms.data import pooling
@@ -199,7 +199,8 @@ def test_known_steps_enter_every_fit_of_the_family():
     assert p.config["steps"] == [str(DATES2[40]), str(DATES2[70])]
 
 
-def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
+def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record(monkeypatch):
+    monkeypatch.setattr(analog, "ANALOG", True)       # its last candidate, off by default (session 49)
     rng = np.random.default_rng(5)
     T, R, Cc = 130, 5, 6
     t = years_between(DATES, DATES[0])
@@ -214,8 +215,16 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     # independent: the same record, pooled by explicit loops
     flat = y.reshape(T, -1)
     # the candidates: the family and the extra ones (the velocity of the last half year), fitted per pixel
+    # and, last, the spatial analog (session 49; data.analog, tested on its own in test_analog.py), kept in float32
     both = A.FAMILY + A.LOCAL_EXTRA
-    fam = A.family_forecasts(flat, DATES, td, members=both)
+
+    def candidates(o, target_dates):
+        f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], target_dates, members=both)
+        an = analog.analog_forecast(y[:o + 1], 8).astype(np.float32).astype(np.float64)
+        return np.concatenate([f, an.reshape(1, 8, -1)[:, :target_dates.size]])
+
+    fam = candidates(T - 1, td)
+    nc = len(both) + 1
     # the candidates' origins (session 34): e - 10 (e = T - 1, lead 8, the ensemble's first origin e - 8 - 8 // 3)
     # up to e - 1 every 8 // 5 = 1 epoch, ten origins, each scored on at most 8 epochs up to e
     origins = list(range(T - 11, T - 1))
@@ -232,14 +241,14 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     vel, se = vel.reshape(R, Cc), se.reshape(R, Cc)
 
     def pooled_record(origins):
-        err = np.zeros((len(both), R * Cc))
+        err = np.zeros((nc, R * Cc))
         each = []
         for o in origins:
-            f = A.family_forecasts(flat[:o + 1], DATES[:o + 1], DATES[o + 1:min(T, o + 9)], members=both)
+            f = candidates(o, DATES[o + 1:min(T, o + 9)])
             # each origin's record: the squared mean error over its scored epochs (session 41; the mean squared error
             # before)
             each.append(((f - flat[None, o + 1:min(T, o + 9)]).mean(axis=1) ** 2).reshape(-1, R, Cc))
-            err += each[-1].reshape(len(both), -1) / len(origins)
+            err += each[-1].reshape(nc, -1) / len(origins)
         err = err.reshape(-1, R, Cc)
         pooled = np.empty_like(err)
         for r in range(R):
@@ -259,11 +268,11 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
                     rr = np.clip(np.arange(r - h, r + h + 1), 0, R - 1)
                     cc = np.clip(np.arange(c - h, c + h + 1), 0, Cc - 1)
                     plain[i, :, r, c] = eo[:, rr][:, :, cc].mean(axis=(1, 2))
-        s2 = plain.var(axis=0, ddof=1).reshape(len(both), -1) / len(origins)
+        s2 = plain.var(axis=0, ddof=1).reshape(nc, -1) / len(origins)
         z = (np.abs(vel) / se).reshape(-1)
         edges = np.quantile(z, [0.2, 0.4, 0.6, 0.8])
         cls = np.array([sum(zz > ed for ed in edges) for zz in z])
-        pooled = pooled.reshape(len(both), -1)
+        pooled = pooled.reshape(nc, -1)
         shrunk = pooled.copy()
         for b in range(5):
             sel = cls == b
@@ -286,13 +295,16 @@ def test_local_forecast_weights_the_family_by_the_neighbourhood_track_record():
     if longer:
         assert longer == list(range(T - 21, T - 11))
         pooled = np.where(quiet[None], pooled_record(longer + origins), pooled)
-    w = pooled.reshape(len(both), -1) ** -A.LOCAL_POWER
+    w = pooled.reshape(nc, -1) ** -A.LOCAL_POWER
     # the level candidate (seasonal_mean_2m) only where the two-year velocity is within 2 standard errors of zero
     level = [i for i, c in enumerate(both) if c[0] in A.LEVEL_CANDIDATES]
     assert [both[i][0] for i in level] == ["seasonal_mean_2m"]
     trending = ~level_ok
     assert trending.any() and (~trending).any()          # both kinds of ground on this stack
     w[level, :] = np.where(trending, 0.0, w[level, :])
+    # the analog only where a quarter of its 13 x 13 box holds values (data.analog.MIN_SHARE): not on 5 x 6 pixels
+    assert R * Cc < analog.MIN_SHARE * (2 * analog.RADIUS + 1) ** 2
+    w[-1] = 0.0
     w /= w.sum(0)
     ref = np.einsum("cn,chn->hn", w, fam).reshape(8, R, Cc)
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
@@ -475,7 +487,9 @@ def test_family_memo_shares_the_family_between_groups_without_changing_any_input
 
 def test_local_forecast_follows_a_speed_up_of_the_last_months_with_the_half_year_velocity(monkeypatch):
     """A bowl that sped up 9 months before the origin: every window of the family holds the old rate too;
-    the half-year velocity (LOCAL_EXTRA) holds only the new one, and the track record picks it."""
+    the half-year velocity (LOCAL_EXTRA) holds only the new one, and the track record picks it. (The spatial analog,
+    off here, follows it too: its own path a few epochs back has the new rate.)"""
+    monkeypatch.setattr(analog, "ANALOG", False)
     rng = np.random.default_rng(11)
     T, R, Cc, L = 130, 6, 6, 10
     dates = np.datetime64("2018-01-03") + np.arange(T + L) * 12

@@ -56,7 +56,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from . import pooling
+from . import analog, pooling
 from . import record_noise as rn
 from . import flat_record as fr
 from .pooling import class_prior, guided_box_mean, sampling_variance, shrink_to_class, trend_evidence, velocity_guide
@@ -207,9 +207,9 @@ LOCAL_SEASON_ORIGINS = int(os.environ.get("DEFORMCAST_SEASON_ORIGINS", "0"))
 LOCAL_BLEND = "least_squares"
 #: rows of halo the local blend needs around a block to give the whole raster's result: the blend's sums are
 #: pooled over the neighbourhood, and each neighbour's sum uses the local forecast's weights, themselves pooled
-#: over its own neighbourhood: two boxes (until session 11 one box: blocks of 3 rows moved the blend by up to
-#: 0.35 mm on a test scene)
-LOCAL_HALO = 2 * (LOCAL_BOX // 2)
+#: over its own neighbourhood: two boxes (until session 11 one box: 0.35 mm off on a test scene), and twice the radius
+#: of the spatial analog (session 49), whose paths continued from neighbour to neighbour reach further (data.analog)
+LOCAL_HALO = 2 * (LOCAL_BOX // 2) + (2 * analog.RADIUS if analog.ANALOG else 0)
 #: classical forecasts the local track record weighs beside the family, entries as in :data:`FAMILY`.
 #: They are not inputs of the networks (their channels and the anchor weights stay those of
 #: :data:`FAMILY`, so models trained before keep working). ``linear_6m``: the velocity of the last half
@@ -416,11 +416,14 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         def past_family(o):
             f = fam_of(o)
             return None if f is None else np.concatenate([f, fitted_from(o, LOCAL_EXTRA)])
-    C = len(FAMILY) + len(LOCAL_EXTRA) if fresh else family.shape[0]
     Hh = np.size(target_dates)
+    errors, on = (None, None) if cache is None else (cache.errors, cache.on)
+    if analog.ANALOG:       # the spatial analog, the last candidate (session 49)
+        family, past_family, errors, on = analog.attach(y, L, Hh, family, fresh, past_family, errors, on, cache)
+    C = len(FAMILY) + len(LOCAL_EXTRA) + analog.ANALOG if fresh else family.shape[0]
     tw = target_weights(time_function, d)
     per_origin = [] if pooling.EVIDENCE_CLASSES > 0 and LOCAL_GUIDED else None
-    err = record(flat, L, fam_origins, past_family, tw, errors=None if cache is None else cache.errors, keep=per_origin)
+    err = record(flat, L, fam_origins, past_family, tw, errors=errors, keep=per_origin)
     if err is None:
         if sums_only:
             return np.zeros(R * Wd), np.zeros(R * Wd)
@@ -436,11 +439,12 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
         prior = record_prior if record_prior is not None else class_prior(pooled, s2, z, pooling.EVIDENCE_CLASSES)
         quiet = fr.quiet_ground(flat, d, guide, (R, Wd), TREND_T)      # quiet ground: session 47
         pooled = fr.where_flat(shrink_to_class(pooled, s2, z, prior), flat, d, L, fr.flat_origins(
-            fam_origins, candidate_spacing(L)) if default else [], past_family, tw, None if cache is None else
-            cache.errors, err, per_origin, guide, (R, Wd), z, TREND_T, LOCAL_BOX, record_prior, evidence, quiet)
+            fam_origins, candidate_spacing(L)) if default else [], past_family, tw, errors, err, per_origin, guide,
+            (R, Wd), z, TREND_T, LOCAL_BOX, record_prior, evidence, quiet)
         pooled = pooling.se_trimmed(pooled, s2)         # pooling.SE_TRIM, off by default (session 48)
     power = fr.candidate_power(quiet if s2 is not None else None, LOCAL_POWER)
-    offer = level_offer(flat, d, (R, Wd), guide, n_fam, C)
+    offer = level_offer(flat, d, (R, Wd), guide, n_fam, C - analog.ANALOG)
+    offer = analog.offer(offer, guide, (R, Wd), C, flat[-1]) if analog.ANALOG else offer
     many = isinstance(record_noise, (list, tuple))
     if isinstance(record_noise, str):
         record_noise = rn.auto_noise(y, d, L, local_forecast, time_function,
@@ -479,7 +483,7 @@ def local_forecast(hist: np.ndarray, dates, target_dates, lead: int, time_functi
             return combined(w0, past_family(o))
 
         def local_past_on(o, px):       # on the pixels of the ensemble's record only (session 27)
-            f = cache.on(o, px) if cache is not None else past_family(o)
+            f = on(o, px) if cache is not None else past_family(o)
             return None if f is None else combined(w0[:, px], f if cache is not None else f[:, :, px])
 
         if sums_only:
