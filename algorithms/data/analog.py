@@ -53,10 +53,12 @@ def fill_gaps(y: np.ndarray) -> np.ndarray:
     values held beyond them); pixels without any value stay NaN. A new float64 array."""
     y = np.asarray(y, dtype=np.float64)
     T = y.shape[0]
-    f = y.reshape(T, -1).copy()
-    bad = ~np.isfinite(f)
-    if not bad.any():
-        return f.reshape(y.shape)
+    out = y.reshape(T, -1).copy()
+    bad = ~np.isfinite(out)
+    some = bad.any(axis=0) & ~bad.all(axis=0)       # only the pixels with gaps and a value (points: few of the raster)
+    if not some.any():
+        return out.reshape(y.shape)
+    f, bad = out[:, some], bad[:, some]
     t = np.arange(T)[:, None]
     good_t = np.where(~bad, t, -1)
     prev = np.maximum.accumulate(good_t, axis=0)                         # last valid epoch at or before t
@@ -70,7 +72,8 @@ def fill_gaps(y: np.ndarray) -> np.ndarray:
         mid = vp + frac * (vn - vp)
     fill = np.where(has_prev & has_next, mid, np.where(has_prev, vp, np.where(has_next, vn, np.nan)))
     f[bad] = fill[bad]
-    return f.reshape(y.shape)
+    out[:, some] = f
+    return out.reshape(y.shape)
 
 
 def analog_forecast(hist: np.ndarray, horizon: int, window: int = WINDOW, radius: int = RADIUS,
