@@ -7,8 +7,10 @@ pixel's own past extrapolates (docs/skill.md, "Session 46": persistence was the 
 pixel the front has reached follows the path its neighbours behind the front took a few epochs earlier
 (:mod:`deformcast.algorithms.data.analog`).
 
-Variants: ``off`` (sessions 1-48); ``on`` (offered everywhere, the record alone decides); ``on, T3`` and ``on, T5``
-(offered only within ``analog.RADIUS`` pixels of a pixel whose two-year velocity is 3 or 5 standard errors from zero).
+Variants: ``off`` (the default); ``on`` (offered wherever the block is dense, ``analog.offer``; the record decides);
+``on, T3`` and ``on, T5`` (offered only within ``analog.RADIUS`` pixels of a pixel whose two-year velocity is 3 or 5
+standard errors from zero). The session-49 figures of docs/skill.md were measured before the dense-block rule, which
+changes nothing on the written scenes (dense) and withholds the analog on the real tracks.
 
 Usage::
 
