@@ -64,9 +64,8 @@ def fill_gaps(y: np.ndarray) -> np.ndarray:
     prev = np.maximum.accumulate(good_t, axis=0)                         # last valid epoch at or before t
     nxt = np.flip(np.minimum.accumulate(np.flip(np.where(~bad, t, T), 0), axis=0), 0)   # first valid at or after
     has_prev, has_next = prev >= 0, nxt < T
-    cols = np.arange(f.shape[1])[None, :].repeat(T, 0)
-    vp = f[np.clip(prev, 0, T - 1), cols]
-    vn = f[np.clip(nxt, 0, T - 1), cols]
+    vp = np.take_along_axis(f, np.clip(prev, 0, T - 1), axis=0)
+    vn = np.take_along_axis(f, np.clip(nxt, 0, T - 1), axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(nxt > prev, (t - prev) / np.maximum(nxt - prev, 1), 0.0)
         mid = vp + frac * (vn - vp)
@@ -77,13 +76,11 @@ def fill_gaps(y: np.ndarray) -> np.ndarray:
 
 
 def analog_forecast(hist: np.ndarray, horizon: int, window: int = WINDOW, radius: int = RADIUS,
-                    max_lag: int = MAX_LAG, neighbours: int = NEIGHBOURS,
-                    filled: Optional[np.ndarray] = None) -> np.ndarray:
+                    max_lag: int = MAX_LAG, neighbours: int = NEIGHBOURS) -> np.ndarray:
     """The analog forecast of the block ``hist`` (T, rows, cols), history up to its last epoch only, over the next
     ``horizon`` epochs: float64 ``(horizon, rows, cols)``; NaN at pixels without any value. Where the history is too
-    short for one lag (``T < window + 2``), persistence of the filled series. ``filled``: ``fill_gaps(hist)`` when the
-    caller has it."""
-    Y = fill_gaps(hist) if filled is None else np.asarray(filled, dtype=np.float64)
+    short for one lag (``T < window + 2``), persistence of the filled series."""
+    Y = fill_gaps(hist)
     T, R, C = Y.shape
     o = T - 1
     H = int(horizon)
@@ -167,7 +164,7 @@ def attach(y: np.ndarray, lead: int, steps: int, family, fresh: bool, forecasts,
         return None if f is None else np.concatenate([f, at(o, lead)[None, :f.shape[1]].astype(f.dtype)])
 
     def errs(o, m, w):
-        got = None if errors is None else errors(o, m, w)
+        got = errors(o, m, w)
         return None if got is None else np.concatenate([got, squared_errors(at(o, lead)[None, :m].astype(
             np.float64), flat[o + 1:o + m + 1], w)])
 
